@@ -1,0 +1,501 @@
+"""The SQLite catalogue: the single source of truth for files and their vectors.
+
+One row per file (absolute normalised path, size, mtime_ns, content hash, state,
+last error) and one vector per (content hash, extractor) with the model id that
+made it, so a moved or copied file reuses its vector. Every change bumps a
+monotonic change number (``seq``) so that derived indexes can catch up with
+``changes_since`` instead of re-reading everything.
+
+Connections: one writer (guarded by a lock) and one reader per thread; WAL mode
+lets readers run while a batch is being written.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+STATE_INDEXED = "indexed"
+STATE_FAILED = "failed"
+STATE_OFFLINE = "offline"
+
+_MIGRATIONS: dict[int, str] = {
+    # version -> SQL that takes the schema from version-1 to version
+    1: """
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE files (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        path         TEXT NOT NULL UNIQUE,
+        size         INTEGER NOT NULL,
+        mtime_ns     INTEGER NOT NULL,
+        content_hash TEXT,
+        state        TEXT NOT NULL CHECK (state IN ('indexed', 'failed', 'offline')),
+        error_reason TEXT,
+        error_detail TEXT,
+        seq          INTEGER NOT NULL,
+        updated_at   REAL NOT NULL
+    );
+    CREATE INDEX files_by_hash ON files (content_hash);
+    CREATE INDEX files_by_seq ON files (seq);
+    CREATE TABLE vectors (
+        content_hash TEXT NOT NULL,
+        extractor    TEXT NOT NULL,
+        model_id     TEXT NOT NULL,
+        dim          INTEGER NOT NULL,
+        vector       BLOB NOT NULL,
+        PRIMARY KEY (content_hash, extractor)
+    ) WITHOUT ROWID;
+    CREATE TABLE removed (
+        file_id INTEGER PRIMARY KEY,
+        seq     INTEGER NOT NULL
+    );
+    CREATE INDEX removed_by_seq ON removed (seq);
+    INSERT INTO meta (key, value) VALUES ('seq', '0');
+    """,
+}
+
+
+class CatalogError(Exception):
+    """The catalogue file cannot be opened or has an unknown schema."""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One row of the ``files`` table."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    state: str
+    error_reason: str | None
+    error_detail: str | None
+    seq: int
+
+
+@dataclass
+class FileResult:
+    """What the pipeline learnt about one file, written by ``record_batch``.
+
+    ``vectors`` maps extractor name to (model_id, unit vector). A result with an
+    ``error_reason`` is recorded as failed and keeps no vectors.
+    """
+
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None = None
+    vectors: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
+    error_reason: str | None = None
+    error_detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed for one extractor after a given change number."""
+
+    ids: np.ndarray  # int64, files whose vector is new or changed
+    vectors: np.ndarray  # float32 (len(ids), dim)
+    removed_ids: np.ndarray  # int64, files to drop from the index
+    seq: int  # the change number these changes bring the reader up to
+
+
+def normalise_path(path: str | os.PathLike[str]) -> str:
+    """The catalogue key of a file: absolute and normalised, links not resolved."""
+    return os.path.normpath(os.path.abspath(os.fspath(path)))
+
+
+def _vector_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+class Catalog:
+    """The catalogue in one SQLite file (WAL mode)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = threading.RLock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        try:
+            self._writer = self._connect()
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise CatalogError(f"cannot open catalogue {self.path}: {exc}") from exc
+
+    # -- connections -------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise CatalogError("catalogue is closed")
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Checkpoint the WAL and close every connection."""
+        with self._write_lock:
+            if self._closed:
+                return
+            self._closed = True
+            with self._readers_lock:
+                for conn in self._readers:
+                    conn.close()
+                self._readers.clear()
+            try:
+                self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._writer.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema ------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self._write_lock:
+            version = self._writer.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise CatalogError(
+                    f"catalogue {self.path} has schema version {version}, newer than "
+                    f"this imgsearchd understands ({SCHEMA_VERSION}); upgrade imgsearchd"
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _split_sql(_MIGRATIONS[target]):
+                        self._writer.execute(statement)
+                    self._writer.execute(f"PRAGMA user_version={target}")
+                    self._writer.execute("COMMIT")
+                except BaseException:
+                    self._writer.execute("ROLLBACK")
+                    raise
+
+    @property
+    def schema_version(self) -> int:
+        return self._reader().execute("PRAGMA user_version").fetchone()[0]
+
+    # -- writes ------------------------------------------------------------
+
+    def _next_seq(self, conn: sqlite3.Connection) -> int:
+        seq = int(conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0]) + 1
+        conn.execute("UPDATE meta SET value=? WHERE key='seq'", (str(seq),))
+        return seq
+
+    def record_batch(self, results: Iterable[FileResult]) -> int:
+        """Write a batch of pipeline results in one transaction; return its change number."""
+        results = list(results)
+        if not results:
+            return self.current_seq()
+        now = time.time()
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                seq = self._next_seq(conn)
+                for result in results:
+                    self._record_one(conn, result, seq, now)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return seq
+
+    def _record_one(self, conn: sqlite3.Connection, result: FileResult, seq: int, now: float) -> None:
+        path = normalise_path(result.path)
+        for name, (model_id, vector) in result.vectors.items():
+            conn.execute(
+                "INSERT OR REPLACE INTO vectors (content_hash, extractor, model_id, dim, vector)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (result.content_hash, name, model_id, int(vector.shape[-1]), _vector_blob(vector)),
+            )
+        if result.vectors:
+            # Other files with the same content now have this vector too.
+            conn.execute(
+                "UPDATE files SET seq=? WHERE content_hash=? AND state='indexed' AND path<>?",
+                (seq, result.content_hash, path),
+            )
+        state = STATE_FAILED if result.error_reason else STATE_INDEXED
+        row = conn.execute(
+            "SELECT id, content_hash, state FROM files WHERE path=?", (path,)
+        ).fetchone()
+        if row is not None and (row[1] != result.content_hash or row[2] != state):
+            # New content gets a new id, so an index never mixes the old vector with the new.
+            conn.execute("DELETE FROM files WHERE id=?", (row[0],))
+            conn.execute("INSERT OR REPLACE INTO removed (file_id, seq) VALUES (?, ?)", (row[0], seq))
+            row = None
+        if row is None:
+            conn.execute(
+                "INSERT INTO files (path, size, mtime_ns, content_hash, state, error_reason,"
+                " error_detail, seq, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (path, result.size, result.mtime_ns, result.content_hash, state,
+                 result.error_reason, result.error_detail, seq, now),
+            )
+        else:
+            conn.execute(
+                "UPDATE files SET size=?, mtime_ns=?, error_reason=?, error_detail=?, seq=?,"
+                " updated_at=? WHERE id=?",
+                (result.size, result.mtime_ns, result.error_reason, result.error_detail,
+                 seq, now, row[0]),
+            )
+
+    def remove_paths(self, paths: Iterable[str]) -> int:
+        """Forget these files (and everything under them when a path is a folder)."""
+        removed = 0
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                seq = self._next_seq(conn)
+                for raw in paths:
+                    path = normalise_path(raw)
+                    ids = [r[0] for r in conn.execute(
+                        "SELECT id FROM files WHERE path=? OR (path>? AND path<?)",
+                        (path, path + os.sep, path + chr(ord(os.sep) + 1)),
+                    )]
+                    for file_id in ids:
+                        conn.execute("DELETE FROM files WHERE id=?", (file_id,))
+                        conn.execute(
+                            "INSERT OR REPLACE INTO removed (file_id, seq) VALUES (?, ?)",
+                            (file_id, seq),
+                        )
+                    removed += len(ids)
+                self._drop_orphan_vectors(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return removed
+
+    def move(self, old: str, new: str) -> int:
+        """Rename a file or a folder's files in place: ids and vectors are kept."""
+        old_p, new_p = normalise_path(old), normalise_path(new)
+        moved = 0
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                seq = self._next_seq(conn)
+                rows = conn.execute(
+                    "SELECT id, path FROM files WHERE path=? OR (path>? AND path<?)",
+                    (old_p, old_p + os.sep, old_p + chr(ord(os.sep) + 1)),
+                ).fetchall()
+                for file_id, path in rows:
+                    target = new_p + path[len(old_p):]
+                    clash = conn.execute("SELECT id FROM files WHERE path=?", (target,)).fetchone()
+                    if clash is not None:
+                        conn.execute("DELETE FROM files WHERE id=?", (clash[0],))
+                        conn.execute(
+                            "INSERT OR REPLACE INTO removed (file_id, seq) VALUES (?, ?)",
+                            (clash[0], seq),
+                        )
+                    conn.execute("UPDATE files SET path=? WHERE id=?", (target, file_id))
+                    moved += 1
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return moved
+
+    def _drop_orphan_vectors(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "DELETE FROM vectors WHERE content_hash NOT IN"
+            " (SELECT content_hash FROM files WHERE content_hash IS NOT NULL)"
+        )
+
+    # -- reads -------------------------------------------------------------
+
+    def current_seq(self) -> int:
+        row = self._reader().execute("SELECT value FROM meta WHERE key='seq'").fetchone()
+        return int(row[0])
+
+    def get(self, path: str) -> FileRecord | None:
+        row = self._reader().execute(
+            "SELECT id, path, size, mtime_ns, content_hash, state, error_reason, error_detail, seq"
+            " FROM files WHERE path=?",
+            (normalise_path(path),),
+        ).fetchone()
+        return FileRecord(*row) if row else None
+
+    def files_under(self, root: str) -> dict[str, tuple[int, int, str]]:
+        """path -> (size, mtime_ns, state) for every file at or below ``root``."""
+        root_p = normalise_path(root)
+        prefix = root_p.rstrip(os.sep) + os.sep
+        rows = self._reader().execute(
+            "SELECT path, size, mtime_ns, state FROM files WHERE path=? OR (path>=? AND path<?)",
+            (root_p, prefix, prefix[:-1] + chr(ord(os.sep) + 1)),
+        )
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def models_present(self, content_hash: str) -> dict[str, str]:
+        """extractor -> model_id of the vectors stored for this content."""
+        rows = self._reader().execute(
+            "SELECT extractor, model_id FROM vectors WHERE content_hash=?", (content_hash,)
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def vector_for_hash(self, content_hash: str, extractor: str, model_id: str) -> np.ndarray | None:
+        row = self._reader().execute(
+            "SELECT vector FROM vectors WHERE content_hash=? AND extractor=? AND model_id=?",
+            (content_hash, extractor, model_id),
+        ).fetchone()
+        return np.frombuffer(row[0], dtype="<f4").copy() if row else None
+
+    def vector_for_path(self, path: str, extractor: str, model_id: str) -> tuple[FileRecord, np.ndarray] | None:
+        """The stored vector of an indexed file, or None."""
+        record = self.get(path)
+        if record is None or record.state != STATE_INDEXED or record.content_hash is None:
+            return None
+        vector = self.vector_for_hash(record.content_hash, extractor, model_id)
+        return (record, vector) if vector is not None else None
+
+    def missing_vectors(self, extractor: str, model_id: str) -> list[str]:
+        """Paths of indexed files that have no vector from this extractor and model."""
+        rows = self._reader().execute(
+            "SELECT f.path FROM files f WHERE f.state='indexed' AND NOT EXISTS ("
+            " SELECT 1 FROM vectors v WHERE v.content_hash=f.content_hash"
+            " AND v.extractor=? AND v.model_id=?)",
+            (extractor, model_id),
+        )
+        return [r[0] for r in rows]
+
+    def paths_for(self, ids: Iterable[int]) -> dict[int, str]:
+        """id -> path for the ids that still exist and are indexed."""
+        ids = [int(i) for i in ids]
+        out: dict[int, str] = {}
+        conn = self._reader()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for file_id, path in conn.execute(
+                f"SELECT id, path FROM files WHERE state='indexed' AND id IN ({marks})", chunk
+            ):
+                out[file_id] = path
+        return out
+
+    def iter_vectors(self, extractor: str, model_id: str, chunk: int = 10000) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Yield (seq, ids, vectors) chunks of every indexed vector, from one consistent read.
+
+        ``seq`` is the catalogue change number the whole read reflects.
+        """
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN")
+            seq = int(conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0])
+            cursor = conn.execute(
+                "SELECT f.id, v.vector, v.dim FROM files f JOIN vectors v"
+                " ON v.content_hash=f.content_hash AND v.extractor=? AND v.model_id=?"
+                " WHERE f.state='indexed' ORDER BY f.id",
+                (extractor, model_id),
+            )
+            while True:
+                rows = cursor.fetchmany(chunk)
+                if not rows:
+                    break
+                ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+                vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), rows[0][2])
+                yield seq, ids, vectors
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def all_vectors(self, extractor: str, model_id: str, dim: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """(seq, ids, vectors) of every indexed vector for this extractor and model."""
+        seq = self.current_seq()
+        ids_parts, vec_parts = [], []
+        for seq, ids, vectors in self.iter_vectors(extractor, model_id):
+            ids_parts.append(ids)
+            vec_parts.append(vectors)
+        if not ids_parts:
+            return seq, np.zeros(0, dtype=np.int64), np.zeros((0, dim), dtype=np.float32)
+        return seq, np.concatenate(ids_parts), np.concatenate(vec_parts).astype(np.float32, copy=False)
+
+    def changes_since(self, extractor: str, model_id: str, seq: int, dim: int) -> Changes:
+        """Vectors added or changed, and files removed, after change number ``seq``."""
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            now_seq = int(conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0])
+            rows = conn.execute(
+                "SELECT f.id, f.state, v.vector FROM files f LEFT JOIN vectors v"
+                " ON v.content_hash=f.content_hash AND v.extractor=? AND v.model_id=?"
+                " WHERE f.seq>?",
+                (extractor, model_id, seq),
+            ).fetchall()
+            removed = [r[0] for r in conn.execute("SELECT file_id FROM removed WHERE seq>?", (seq,))]
+        finally:
+            conn.execute("COMMIT")
+        live = [(r[0], r[2]) for r in rows if r[1] == STATE_INDEXED and r[2] is not None]
+        removed.extend(r[0] for r in rows if r[1] != STATE_INDEXED or r[2] is None)
+        ids = np.array([r[0] for r in live], dtype=np.int64)
+        vectors = (
+            np.frombuffer(b"".join(r[1] for r in live), dtype="<f4").reshape(len(live), dim).copy()
+            if live else np.zeros((0, dim), dtype=np.float32)
+        )
+        return Changes(ids=ids, vectors=vectors, removed_ids=np.array(removed, dtype=np.int64), seq=now_seq)
+
+    def counts(self) -> dict[str, object]:
+        """Files by state, failures by reason, and vectors by extractor."""
+        conn = self._reader()
+        by_state = dict(conn.execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall())
+        failed = dict(conn.execute(
+            "SELECT error_reason, COUNT(*) FROM files WHERE state='failed' GROUP BY error_reason"
+        ).fetchall())
+        vectors = dict(conn.execute(
+            "SELECT v.extractor, COUNT(*) FROM files f JOIN vectors v ON v.content_hash=f.content_hash"
+            " WHERE f.state='indexed' GROUP BY v.extractor"
+        ).fetchall())
+        return {
+            "files": sum(by_state.values()),
+            "by_state": by_state,
+            "failed_by_reason": failed,
+            "vectors": vectors,
+        }
+
+    def recent_failures(self, limit: int = 10) -> list[dict[str, str]]:
+        rows = self._reader().execute(
+            "SELECT path, error_reason, error_detail FROM files WHERE state='failed'"
+            " ORDER BY updated_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [{"path": r[0], "reason": r[1], "detail": r[2]} for r in rows]
+
+    def integrity_check(self) -> str:
+        return self._reader().execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,266 @@
+"""Load and validate the TOML settings.
+
+Every setting has a type, a default and a check; an unknown key or a bad value is a
+``ConfigError`` that names the key and the file. Where the file is found:
+``--config``, else ``$IMGSEARCHD_CONFIG``, else ``/etc/imgsearchd/imgsearchd.toml``,
+else ``config/imgsearchd.toml`` (in the current folder, then next to the source tree).
+Relative paths in the file are taken relative to the current working folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_VAR = "IMGSEARCHD_CONFIG"
+SYSTEM_PATH = Path("/etc/imgsearchd/imgsearchd.toml")
+SOURCE_TREE_PATH = Path(__file__).resolve().parent.parent / "config" / "imgsearchd.toml"
+KNOWN_EXTRACTORS = ("clip", "resnet", "efficientnet")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(Exception):
+    """A settings file that cannot be used; the message names the key and the file."""
+
+
+Check = Callable[[Any], str | None]  # returns a complaint, or None when the value is fine
+
+
+@dataclass(frozen=True)
+class Setting:
+    kind: type | tuple[type, ...]
+    default: Any
+    check: Check | None = None
+    item_kind: type | None = None  # for lists
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else "must be greater than 0"
+
+
+def _non_negative(v: Any) -> str | None:
+    return None if v >= 0 else "must be 0 or more"
+
+
+def _port(v: Any) -> str | None:
+    return None if 1 <= v <= 65535 else "must be a port number from 1 to 65535"
+
+
+def _device(v: Any) -> str | None:
+    if v in DEVICES or v.startswith("cuda:"):
+        return None
+    return f"must be one of {', '.join(DEVICES)} or cuda:N"
+
+
+def _extractor_list(v: Any) -> str | None:
+    if not v:
+        return "must name at least one extractor"
+    unknown = [x for x in v if x not in KNOWN_EXTRACTORS]
+    if unknown:
+        return f"unknown extractor {unknown[0]!r}; known: {', '.join(KNOWN_EXTRACTORS)}"
+    if len(set(v)) != len(v):
+        return "names an extractor twice"
+    return None
+
+
+def _fallback(v: Any) -> str | None:
+    if v == "" or v in KNOWN_EXTRACTORS:
+        return None
+    return f"must be \"\" or one of {', '.join(KNOWN_EXTRACTORS)}"
+
+
+def _extensions(v: Any) -> str | None:
+    bad = [x for x in v if not x.startswith(".") or len(x) < 2]
+    return f"{bad[0]!r} is not an extension like \".jpg\"" if bad else None
+
+
+SCHEMA: dict[str, dict[str, Setting]] = {
+    "server": {
+        "host": Setting(str, "127.0.0.1"),
+        "port": Setting(int, 8080, _port),
+        "allowed_roots": Setting(list, [], item_kind=str),
+        "max_upload_mb": Setting((int, float), 32, _positive),
+        "token": Setting(str, ""),
+    },
+    "index": {
+        "data_dir": Setting(str, "data"),
+        "extractors": Setting(list, ["clip"], _extractor_list, item_kind=str),
+        "fallback_extractor": Setting(str, "efficientnet", _fallback),
+        "rebuild_after_changes": Setting(int, 1000, _positive),
+        "rebuild_after_seconds": Setting((int, float), 60, _positive),
+        "trees": Setting(int, 50, _positive),
+        "search_k": Setting(int, -1),
+        "loader_threads": Setting(int, 0, _non_negative),
+    },
+    "images": {
+        "max_file_mb": Setting((int, float), 100, _positive),
+        "max_megapixels": Setting((int, float), 178, _positive),
+    },
+    "watch": {
+        "directories": Setting(list, [], item_kind=str),
+        "recursive": Setting(bool, True),
+        "rescan_seconds": Setting((int, float), 3600, _non_negative),
+        "extensions": Setting(
+            list,
+            [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"],
+            _extensions,
+            item_kind=str,
+        ),
+    },
+    "log": {
+        "level": Setting(str, "info", lambda v: None if v.lower() in (
+            "debug", "info", "warning", "error") else "must be debug, info, warning or error"),
+    },
+    "extractors.clip": {
+        "model": Setting(str, "ViT-B-32"),
+        "pretrained": Setting(str, "laion2b_s34b_b79k"),
+        "device": Setting(str, "auto", _device),
+        "batch_size": Setting(int, 32, _positive),
+    },
+    "extractors.resnet": {
+        "weights": Setting(str, ""),
+        "device": Setting(str, "auto", _device),
+        "batch_size": Setting(int, 32, _positive),
+    },
+    "extractors.efficientnet": {
+        "weights": Setting(str, ""),
+        "device": Setting(str, "auto", _device),
+        "batch_size": Setting(int, 32, _positive),
+    },
+}
+
+
+@dataclass
+class Config:
+    """Validated settings: ``section(name)`` gives a section's values as a dict."""
+
+    values: dict[str, dict[str, Any]]
+    source: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> dict[str, Any]:
+        return self.values[name]
+
+    @property
+    def server(self) -> dict[str, Any]:
+        return self.values["server"]
+
+    @property
+    def index(self) -> dict[str, Any]:
+        return self.values["index"]
+
+    @property
+    def watch(self) -> dict[str, Any]:
+        return self.values["watch"]
+
+    @property
+    def images(self) -> dict[str, Any]:
+        return self.values["images"]
+
+    def extractor(self, name: str) -> dict[str, Any]:
+        return self.values[f"extractors.{name}"]
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.index["data_dir"]).expanduser().absolute()
+
+    @property
+    def watch_dirs(self) -> list[Path]:
+        return [Path(d).expanduser().absolute() for d in self.watch["directories"]]
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The settings file to use, by the documented order; None when there is none."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    env = os.environ.get(ENV_VAR)
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"${ENV_VAR} names {path}, which does not exist")
+        return path
+    for candidate in (SYSTEM_PATH, Path("config/imgsearchd.toml"), SOURCE_TREE_PATH):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(
+    explicit: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Find, parse and validate the settings, then apply command-line overrides.
+
+    ``overrides`` maps "section.key" to a value, e.g. {"server.port": 9000}.
+    """
+    path = find_config_file(explicit)
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from exc
+    values = validate(raw, str(path) if path else "<defaults>")
+    overrides = dict(overrides or {})
+    for dotted, value in overrides.items():
+        section, _, key = dotted.rpartition(".")
+        setting = SCHEMA[section][key]
+        values[section][key] = _check_value(f"{section}.{key}", value, setting, "command line")
+    return Config(values=values, source=path, overrides=overrides)
+
+
+def validate(raw: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    """Check a parsed TOML document against the schema and fill in defaults."""
+    values = {name: {k: copy.deepcopy(s.default) for k, s in keys.items()} for name, keys in SCHEMA.items()}
+    for top, content in raw.items():
+        if top == "extractors":
+            if not isinstance(content, dict):
+                raise ConfigError(f"{where}: [extractors] must be a table")
+            for name, table in content.items():
+                _apply_section(values, f"extractors.{name}", table, where)
+        else:
+            _apply_section(values, top, content, where)
+    return values
+
+
+def _apply_section(values: dict[str, dict[str, Any]], section: str, table: Any, where: str) -> None:
+    if section not in SCHEMA:
+        known = ", ".join(f"[{s}]" for s in SCHEMA)
+        raise ConfigError(f"{where}: unknown section [{section}]; known sections: {known}")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [{section}] must be a table")
+    for key, value in table.items():
+        if key not in SCHEMA[section]:
+            known = ", ".join(SCHEMA[section])
+            raise ConfigError(f"{where}: unknown key {section}.{key}; known keys in [{section}]: {known}")
+        values[section][key] = _check_value(f"{section}.{key}", value, SCHEMA[section][key], where)
+
+
+def _check_value(name: str, value: Any, setting: Setting, where: str) -> Any:
+    kinds = setting.kind if isinstance(setting.kind, tuple) else (setting.kind,)
+    # TOML booleans are ints in Python; never accept one for the other.
+    if isinstance(value, bool) != (bool in kinds) or not isinstance(value, kinds):
+        expected = " or ".join(k.__name__ for k in kinds)
+        raise ConfigError(f"{where}: {name} must be {expected}, not {type(value).__name__} {value!r}")
+    if setting.item_kind is not None:
+        for item in value:
+            if not isinstance(item, setting.item_kind):
+                raise ConfigError(
+                    f"{where}: {name} must be a list of {setting.item_kind.__name__}, "
+                    f"but holds {item!r}"
+                )
+    if setting.check is not None:
+        complaint = setting.check(value)
+        if complaint:
+            raise ConfigError(f"{where}: {name} {complaint} (got {value!r})")
+    return value

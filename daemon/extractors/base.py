@@ -1,0 +1,122 @@
+"""The small interface every feature extractor implements."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+log = logging.getLogger("imgsearchd.extractors")
+
+# Fixed seed for "pretrained = none": random weights, identical on every load (tests, benchmarks).
+RANDOM_WEIGHTS_SEED = 0
+RANDOM_WEIGHTS = ("none", "random")
+
+
+class ModelUnavailableError(Exception):
+    """The model's weights could not be loaded; the message says what to put where."""
+
+    def __init__(self, extractor: str, message: str) -> None:
+        super().__init__(f"{extractor}: {message}")
+        self.extractor = extractor
+
+
+class TextNotSupportedError(Exception):
+    """This extractor has no text encoder."""
+
+
+def resolve_device(setting: str) -> torch.device:
+    """'auto' is CUDA when present, else the CPU with all its cores."""
+    if setting == "auto":
+        setting = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(setting)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelUnavailableError("device", f"device {setting!r} was asked for but CUDA is not available")
+    if device.type == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    return device
+
+
+def host_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    """A quick check that a download host answers, so offline start-up fails fast."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def file_fingerprint(path: str) -> str:
+    """Name, size and mtime of a weights file: part of a model id, so new weights re-embed."""
+    st = os.stat(path)
+    return f"file:{os.path.basename(path)}:{st.st_size}:{st.st_mtime_ns}"
+
+
+class Extractor(ABC):
+    """Turns pictures into L2-normalised float32 vectors of a fixed dimension.
+
+    Subclasses set ``name``, ``dim``, ``model_id``, ``decode_side`` (the shorter side
+    the loader should decode to), build ``self.model`` and implement ``preprocess``.
+    ``forward_passes`` and ``images_embedded`` count the work done (for stats and tests).
+    """
+
+    name: str = ""
+    dim: int = 0
+    model_id: str = ""
+    decode_side: int = 224
+    supports_text: bool = False
+
+    def __init__(self, device: torch.device, batch_size: int) -> None:
+        self.device = device
+        self.batch_size = batch_size
+        self.forward_passes = 0
+        self.images_embedded = 0
+        self._lock = threading.Lock()  # one forward pass at a time per model
+
+    @abstractmethod
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """One RGB picture to a (C, H, W) float tensor ready for ``embed``."""
+
+    @abstractmethod
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Raw features for a (N, C, H, W) batch already on the device."""
+
+    def embed(self, batch: torch.Tensor) -> np.ndarray:
+        """A (N, C, H, W) batch of preprocessed pictures to (N, dim) unit vectors."""
+        with self._lock, torch.inference_mode():
+            features = self._forward(batch.to(self.device, non_blocking=True))
+            features = torch.nn.functional.normalize(features.float(), dim=-1)
+            self.forward_passes += 1
+            self.images_embedded += int(batch.shape[0])
+        return features.cpu().numpy().astype(np.float32, copy=False)
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Convenience: preprocess and embed pictures, ``batch_size`` at a time."""
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        parts = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start:start + self.batch_size]
+            parts.append(self.embed(torch.stack([self.preprocess(im) for im in chunk])))
+        return np.concatenate(parts)
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts to unit vectors comparable with this extractor's image vectors."""
+        raise TextNotSupportedError(f"the {self.name} extractor has no text encoder; use clip")
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "model": self.model_id,
+            "dim": self.dim,
+            "device": str(self.device),
+            "batch_size": self.batch_size,
+            "text": self.supports_text,
+        }

@@ -1,0 +1,139 @@
+"""CLIP through open_clip: image and text vectors in one space.
+
+``pretrained`` is an open_clip tag (downloaded once from Hugging Face and cached),
+a checkpoint file, or ``local-dir:/path`` (open_clip's own folder format, which
+also names the model). ``none`` gives seeded random weights, for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .base import (
+    RANDOM_WEIGHTS,
+    RANDOM_WEIGHTS_SEED,
+    Extractor,
+    ModelUnavailableError,
+    file_fingerprint,
+    host_reachable,
+    log,
+    resolve_device,
+)
+
+HF_HOST = "huggingface.co"
+HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def _tag_is_cached(cfg: dict[str, Any]) -> bool:
+    """True when the weights for an open_clip tag are already in the Hugging Face cache."""
+    hub = cfg.get("hf_hub", "")
+    if not hub:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    repo_id, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
+    names = (filename,) if filename else HF_WEIGHT_FILES
+    return any(isinstance(try_to_load_from_cache(repo_id, name), str) for name in names)
+
+
+def _download_host(cfg: dict[str, Any]) -> str:
+    if cfg.get("hf_hub"):
+        return HF_HOST
+    return urlparse(cfg.get("url", "")).hostname or HF_HOST
+
+
+class ClipExtractor(Extractor):
+    """open_clip image and text towers; the model's own eval transform."""
+
+    name = "clip"
+    supports_text = True
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        super().__init__(resolve_device(settings.get("device", "auto")), settings.get("batch_size", 32))
+        import open_clip
+
+        model_name = settings.get("model", "ViT-B-32")
+        pretrained = settings.get("pretrained", "")
+        if pretrained.startswith("local-dir:"):
+            folder = pretrained[len("local-dir:"):]
+            if not os.path.isdir(folder):
+                raise ModelUnavailableError("clip", f"local-dir {folder} ([extractors.clip] pretrained) does not exist")
+            model_name, weights, model_id = pretrained, None, f"clip:local-dir:{os.path.abspath(folder)}"
+        elif pretrained == "":
+            raise ModelUnavailableError("clip", "[extractors.clip] pretrained is empty; name an open_clip tag, a file or local-dir:")
+        elif pretrained in RANDOM_WEIGHTS:
+            log.warning("clip: pretrained = %r: RANDOM weights, for tests and benchmarks only", pretrained)
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+            weights, model_id = None, f"clip:{model_name}:random-seed{RANDOM_WEIGHTS_SEED}"
+        elif os.path.sep in pretrained or os.path.isfile(pretrained):
+            if not os.path.isfile(pretrained):
+                raise ModelUnavailableError("clip", f"checkpoint file {pretrained} ([extractors.clip] pretrained) does not exist")
+            weights, model_id = pretrained, f"clip:{model_name}:{file_fingerprint(pretrained)}"
+        else:
+            self._check_tag(open_clip, model_name, pretrained)
+            weights, model_id = pretrained, f"clip:{model_name}:{pretrained}"
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                model_name, pretrained=weights, device=self.device
+            )
+        except ModelUnavailableError:
+            raise
+        except Exception as exc:
+            raise ModelUnavailableError(
+                "clip", f"cannot load CLIP {model_name} with weights {pretrained!r}: {exc}. {self._hint(model_name)}"
+            ) from exc
+        self.model = model.eval()
+        self.model_id = model_id
+        self._transform = preprocess
+        self._tokenizer = open_clip.get_tokenizer(model_name)
+        size = getattr(model.visual, "image_size", 224)
+        self.decode_side = int(size[0] if isinstance(size, (tuple, list)) else size)
+        with torch.inference_mode():
+            probe = torch.zeros(1, 3, self.decode_side, self.decode_side, device=self.device)
+            self.dim = int(self.model.encode_image(probe).shape[-1])
+
+    @staticmethod
+    def _hint(model_name: str) -> str:
+        return (
+            "To run offline, download the checkpoint (open_clip_pytorch_model.bin) on a machine "
+            "with internet and set [extractors.clip] pretrained = \"/path/to/file.bin\", or copy "
+            f"the Hugging Face cache (~/.cache/huggingface/hub) here, or use local-dir:/path "
+            f"(model {model_name})."
+        )
+
+    def _check_tag(self, open_clip: Any, model_name: str, tag: str) -> None:
+        if model_name not in open_clip.list_models():
+            raise ModelUnavailableError("clip", f"unknown open_clip model {model_name!r} ([extractors.clip] model)")
+        cfg = open_clip.get_pretrained_cfg(model_name, tag)
+        if not cfg:
+            tags = ", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "none"
+            raise ModelUnavailableError(
+                "clip", f"open_clip has no pretrained tag {tag!r} for {model_name}; known tags: {tags}"
+            )
+        host = _download_host(cfg)
+        if not _tag_is_cached(cfg) and not host_reachable(host):
+            raise ModelUnavailableError(
+                "clip",
+                f"CLIP weights {model_name}/{tag} are not cached and {host} cannot be reached "
+                f"(offline?). {self._hint(model_name)}",
+            )
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return self._transform(image)
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(batch)
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        tokens = self._tokenizer(list(texts)).to(self.device)
+        with self._lock, torch.inference_mode():
+            features = self.model.encode_text(tokens)
+            features = torch.nn.functional.normalize(features.float(), dim=-1)
+        return features.cpu().numpy().astype(np.float32, copy=False)

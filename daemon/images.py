@@ -1,0 +1,218 @@
+"""The only place that opens image files.
+
+``read_file`` reads a file's bytes once (size-capped) with a consistent stat;
+``decode`` turns those bytes into an RGB picture just big enough for a model:
+EXIF orientation applied, transparency flattened onto white, 16-bit and CMYK
+converted, large JPEGs decoded at reduced size (Pillow's draft mode), and a pixel
+cap against decompression bombs. Every failure is an ``ImageError`` whose
+``reason`` is one short word.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+Image.init()  # register every plugin, so ``formats=`` can name them (JPEG covers MPO)
+
+# Reasons an image could not be used; each is the ``reason`` of an ImageError.
+MISSING = "missing"
+NOT_A_FILE = "not_a_file"
+UNREADABLE = "unreadable"
+EMPTY = "empty"
+TOO_LARGE = "too_large"
+NOT_AN_IMAGE = "not_an_image"
+TRUNCATED = "truncated"
+CORRUPT = "corrupt"
+
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+class ImageError(Exception):
+    """An image that cannot be used, with a one-word ``reason`` and a readable detail."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Caps that protect the daemon from huge files and decompression bombs."""
+
+    max_file_bytes: int = 100 * 1024 * 1024
+    max_pixels: int = 178_000_000
+
+    @classmethod
+    def from_config(cls, images: dict[str, float]) -> ImageLimits:
+        return cls(
+            max_file_bytes=int(images["max_file_mb"] * 1024 * 1024),
+            max_pixels=int(images["max_megapixels"] * 1_000_000),
+        )
+
+
+@dataclass(frozen=True)
+class FileBytes:
+    """A file's content and the stat taken from the same open file."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    data: bytes
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.data)
+
+
+def content_hash(data: bytes) -> str:
+    """A short, collision-safe fingerprint of a file's bytes."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def stat_file(path: str) -> os.stat_result:
+    """``os.stat`` with failures turned into ImageError."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError as exc:
+        raise ImageError(MISSING, "no such file") from exc
+    except PermissionError as exc:
+        raise ImageError(UNREADABLE, "permission denied") from exc
+    except OSError as exc:
+        raise ImageError(UNREADABLE, exc.strerror or str(exc)) from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(NOT_A_FILE, "not a regular file")
+    return st
+
+
+def read_file(path: str, limits: ImageLimits = ImageLimits()) -> FileBytes:
+    """Read a whole image file, refusing empty, oversized and unreadable ones."""
+    st = stat_file(path)
+    if st.st_size > limits.max_file_bytes:
+        raise ImageError(TOO_LARGE, f"file is {st.st_size} bytes, over the {limits.max_file_bytes}-byte cap")
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            data = fh.read(limits.max_file_bytes + 1)
+    except FileNotFoundError as exc:
+        raise ImageError(MISSING, "no such file") from exc
+    except PermissionError as exc:
+        raise ImageError(UNREADABLE, "permission denied") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(NOT_A_FILE, "is a folder") from exc
+    except OSError as exc:
+        raise ImageError(UNREADABLE, exc.strerror or str(exc)) from exc
+    if not data:
+        raise ImageError(EMPTY, "file is empty")
+    if len(data) > limits.max_file_bytes:
+        raise ImageError(TOO_LARGE, f"file is over the {limits.max_file_bytes}-byte cap")
+    return FileBytes(path=path, size=len(data), mtime_ns=st.st_mtime_ns, data=data)
+
+
+def decode(data: bytes, min_side: int = 0, limits: ImageLimits = ImageLimits()) -> Image.Image:
+    """Decode image bytes into an RGB picture whose shorter side is at least ``min_side``.
+
+    With ``min_side`` > 0 the picture is decoded or shrunk to between ``min_side`` and
+    about twice that on its shorter side, which is all a model's preprocessing needs.
+    """
+    if not data:
+        raise ImageError(EMPTY, "file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+            width, height = image.size
+            if width * height > limits.max_pixels:
+                raise ImageError(
+                    TOO_LARGE,
+                    f"{width}x{height} pixels, over the {limits.max_pixels / 1e6:g}-megapixel cap",
+                )
+            if width < 1 or height < 1:
+                raise ImageError(CORRUPT, f"image claims a size of {width}x{height}")
+            if image.format in ("JPEG", "MPO") and min_side > 0:
+                image.draft("RGB", (min_side, min_side))
+            image.load()
+    except ImageError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageError(
+            NOT_AN_IMAGE, f"not a supported image ({', '.join(SUPPORTED_FORMATS)})"
+        ) from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageError(TOO_LARGE, str(exc)) from exc
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
+        message = str(exc) or type(exc).__name__
+        if "truncated" in message or "broken data stream" in message or isinstance(exc, EOFError):
+            raise ImageError(TRUNCATED, message) from exc
+        raise ImageError(CORRUPT, message) from exc
+    except MemoryError as exc:
+        raise ImageError(TOO_LARGE, "not enough memory to decode") from exc
+    image = _apply_orientation(image)
+    image = to_rgb(image)
+    if min_side > 0:
+        image = _shrink(image, min_side)
+    return image
+
+
+def load_image(path: str, min_side: int = 0, limits: ImageLimits = ImageLimits()) -> Image.Image:
+    """Read and decode one image file (for queries and tools)."""
+    return decode(read_file(path, limits).data, min_side, limits)
+
+
+def _apply_orientation(image: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # a malformed EXIF block must not cost the picture
+        return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB, transparency flattened onto white."""
+    mode = image.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        image = _high_depth_to_l(image)
+        mode = image.mode
+    has_alpha = mode in _ALPHA_MODES or (
+        mode in ("P", "L", "RGB", "1") and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if mode != "RGB":
+        return image.convert("RGB")
+    return image
+
+
+def _high_depth_to_l(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer or float greyscale to 8-bit, keeping the tonal range."""
+    array = np.asarray(image)
+    if image.mode.startswith("I;16"):
+        scaled = (array.astype(np.uint32) >> 8).astype(np.uint8)
+    elif image.mode == "I" and array.size and array.max() <= 255 and array.min() >= 0:
+        scaled = array.astype(np.uint8)
+    elif image.mode == "I":
+        scaled = np.clip(array.astype(np.float64) / 257.0, 0, 255).astype(np.uint8)
+    else:
+        lo, hi = (float(array.min()), float(array.max())) if array.size else (0.0, 1.0)
+        span = hi - lo if hi > lo else 1.0
+        scaled = ((array.astype(np.float64) - lo) * (255.0 / span)).astype(np.uint8)
+    return Image.fromarray(scaled)
+
+
+def _shrink(image: Image.Image, min_side: int) -> Image.Image:
+    """Box-reduce by an integer factor while keeping the shorter side >= min_side."""
+    factor = min(image.size) // min_side
+    if factor >= 2:
+        return image.reduce(factor)
+    return image

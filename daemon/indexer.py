@@ -1,0 +1,440 @@
+"""The indexing pipeline: paths in, vectors in the catalogue out.
+
+A de-duplicating queue of (path, intent) feeds ``Indexer``. For each path the
+pipeline skips files whose size and mtime are unchanged, reads and hashes the rest
+on a small thread pool, reuses stored vectors for content it has seen (moved or
+copied files), decodes and preprocesses what is new, runs one batched forward pass
+per extractor, and writes each batch in one catalogue transaction. One bad file is
+recorded with its reason and never stops the run.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import images
+from .catalog import STATE_FAILED, STATE_INDEXED, Catalog, FileResult, normalise_path
+from .extractors import Extractor
+
+log = logging.getLogger("imgsearchd.indexer")
+
+ADD = "add"
+REMOVE = "remove"
+
+TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp", "~")
+
+
+# -- the queue ---------------------------------------------------------------
+
+
+class WorkQueue:
+    """A FIFO of (path, intent) where the latest intent for a path replaces earlier ones."""
+
+    def __init__(self) -> None:
+        self._items: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._cond = threading.Condition()
+
+    def put(self, path: str, intent: str = ADD) -> None:
+        if intent not in (ADD, REMOVE):
+            raise ValueError(f"unknown intent {intent!r}")
+        key = normalise_path(path)
+        with self._cond:
+            self._items.pop(key, None)
+            self._items[key] = intent
+            self._cond.notify()
+
+    def put_many(self, paths: Iterable[str], intent: str = ADD) -> int:
+        count = 0
+        with self._cond:
+            for path in paths:
+                key = normalise_path(path)
+                self._items.pop(key, None)
+                self._items[key] = intent
+                count += 1
+            self._cond.notify()
+        return count
+
+    def take(self, max_items: int, timeout: float | None = None) -> list[tuple[str, str]]:
+        """Up to ``max_items`` entries, oldest first; waits up to ``timeout`` for the first."""
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout)
+            taken = []
+            while self._items and len(taken) < max_items:
+                taken.append(self._items.popitem(last=False))
+            return taken
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+
+# -- walking folders -----------------------------------------------------------
+
+
+def is_hidden_or_temporary(name: str) -> bool:
+    """Dotfiles, office lock files and names that downloads and editors use while writing."""
+    lower = name.lower()
+    return name.startswith((".", "~$")) or lower.endswith(TEMPORARY_SUFFIXES)
+
+
+def walk_images(
+    root: str,
+    extensions: Iterable[str],
+    recursive: bool = True,
+    on_error: Callable[[str, OSError], None] | None = None,
+) -> Iterator[str]:
+    """Image paths below ``root`` with one of ``extensions``, in a stable order.
+
+    Follows symbolic links but visits each folder once (symlink loops end), skips
+    hidden and temporary names, and reports unreadable folders to ``on_error``.
+    """
+    wanted = tuple(e.lower() for e in extensions)
+    seen: set[tuple[int, int]] = set()
+    stack = [normalise_path(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = os.stat(folder)
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            if on_error is not None:
+                on_error(folder, exc)
+            continue
+        subfolders = []
+        for entry in entries:
+            if is_hidden_or_temporary(entry.name):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=True):
+                    if recursive:
+                        subfolders.append(entry.path)
+                elif entry.name.lower().endswith(wanted) and entry.is_file(follow_symlinks=True):
+                    yield entry.path
+            except OSError as exc:
+                if on_error is not None:
+                    on_error(entry.path, exc)
+        stack.extend(reversed(subfolders))
+
+
+# -- progress ------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """Counters of the pipeline, safe to read from any thread."""
+
+    queued: int = 0
+    done: int = 0
+    embedded: int = 0
+    reused: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: collections.Counter[str] = field(default_factory=collections.Counter)
+    started: float = field(default_factory=time.monotonic)
+    _recent: collections.deque[tuple[float, int]] = field(default_factory=lambda: collections.deque(maxlen=64))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add_done(self, *, embedded: int = 0, reused: int = 0, unchanged: int = 0, failed: Iterable[str] = ()) -> None:
+        failed = list(failed)
+        with self._lock:
+            self.embedded += embedded
+            self.reused += reused
+            self.unchanged += unchanged
+            self.failed.update(failed)
+            self.done += embedded + reused + unchanged + len(failed)
+            self._recent.append((time.monotonic(), self.embedded))
+
+    def images_per_second(self) -> float:
+        """Embedding rate over the last few batches."""
+        with self._lock:
+            if len(self._recent) < 2:
+                elapsed = time.monotonic() - self.started
+                return self.embedded / elapsed if elapsed > 0 and self.embedded else 0.0
+            (t0, n0), (t1, n1) = self._recent[0], self._recent[-1]
+            return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def snapshot(self) -> dict[str, object]:
+        rate = self.images_per_second()
+        with self._lock:
+            return {
+                "queued": self.queued,
+                "done": self.done,
+                "embedded": self.embedded,
+                "reused": self.reused,
+                "unchanged": self.unchanged,
+                "removed": self.removed,
+                "failed": dict(self.failed),
+                "images_per_second": round(rate, 2),
+                "seconds": round(time.monotonic() - self.started, 3),
+            }
+
+
+# -- the pipeline ---------------------------------------------------------------
+
+
+@dataclass
+class _Loaded:
+    """What a loader thread made of one path."""
+
+    path: str
+    size: int = 0
+    mtime_ns: int = 0
+    content_hash: str | None = None
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    reused: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
+    error: images.ImageError | None = None
+
+
+class Indexer:
+    """Turns paths into catalogue rows, batch by batch."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        extractors: dict[str, Extractor],
+        limits: images.ImageLimits = images.ImageLimits(),
+        loader_threads: int = 0,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        if not extractors:
+            raise ValueError("an indexer needs at least one extractor")
+        self.catalog = catalog
+        self.extractors = extractors
+        self.limits = limits
+        self.loader_threads = loader_threads or max(2, os.cpu_count() or 1)
+        self.on_commit = on_commit
+        self.batch_size = max(e.batch_size for e in extractors.values())
+        self.progress = Progress()
+        self._wanted = {name: e.model_id for name, e in extractors.items()}
+
+    # -- planning
+
+    def needs_work(self, path: str) -> bool:
+        """False when the catalogue already holds this file, unchanged, with every vector."""
+        record = self.catalog.get(path)
+        if record is None:
+            return True
+        try:
+            st = images.stat_file(path)
+        except images.ImageError:
+            return True  # let the pipeline record why (or drop a vanished file)
+        if (st.st_size, st.st_mtime_ns) != (record.size, record.mtime_ns):
+            return True
+        if record.state == STATE_FAILED:
+            return False
+        if record.state != STATE_INDEXED or record.content_hash is None:
+            return True
+        present = self.catalog.models_present(record.content_hash)
+        return any(present.get(name) != model_id for name, model_id in self._wanted.items())
+
+    # -- loading (runs on the loader threads)
+
+    def _load(self, path: str) -> _Loaded:
+        item = _Loaded(path=path)
+        try:
+            file = images.read_file(path, self.limits)
+            item.size, item.mtime_ns = file.size, file.mtime_ns
+            item.content_hash = file.content_hash
+            missing = []
+            for name, model_id in self._wanted.items():
+                vector = self.catalog.vector_for_hash(item.content_hash, name, model_id)
+                if vector is not None:
+                    item.reused[name] = (model_id, vector)
+                else:
+                    missing.append(name)
+            if missing:
+                side = max(self.extractors[name].decode_side for name in missing)
+                picture = images.decode(file.data, side, self.limits)
+                for name in missing:
+                    item.tensors[name] = self.extractors[name].preprocess(picture)
+        except images.ImageError as exc:
+            item.error = exc
+            if not item.size:
+                try:
+                    st = os.stat(path)
+                    item.size, item.mtime_ns = st.st_size, st.st_mtime_ns
+                except OSError:
+                    pass
+        except Exception as exc:  # a bug in a decoder must not stop the run
+            log.exception("unexpected error loading %s", path)
+            item.error = images.ImageError(images.CORRUPT, f"{type(exc).__name__}: {exc}")
+        return item
+
+    # -- running
+
+    def process(self, paths: Iterable[str], show_progress: bool = False, total: int | None = None) -> dict[str, object]:
+        """Index these files (skipping unchanged ones) and return a summary of the run."""
+        started = time.monotonic()
+        before = self.progress.snapshot()
+        bar = _progress_bar(total, show_progress)
+        pending: list[_Loaded] = []
+        in_flight: collections.deque[Future[_Loaded]] = collections.deque()
+        window = max(4 * self.batch_size, 2 * self.loader_threads)
+        with ThreadPoolExecutor(self.loader_threads, thread_name_prefix="imgsearchd-loader") as pool:
+            for raw in paths:
+                path = normalise_path(raw)
+                with self.progress._lock:
+                    self.progress.queued += 1
+                if not self.needs_work(path):
+                    self.progress.add_done(unchanged=1)
+                    bar.update(1)
+                    continue
+                in_flight.append(pool.submit(self._load, path))
+                while len(in_flight) >= window or (in_flight and in_flight[0].done()):
+                    pending.append(in_flight.popleft().result())
+                    if self._batch_full(pending):
+                        self._flush(pending, bar)
+                        pending = []
+            while in_flight:
+                pending.append(in_flight.popleft().result())
+                if self._batch_full(pending):
+                    self._flush(pending, bar)
+                    pending = []
+        self._flush(pending, bar)
+        bar.close()
+        after = self.progress.snapshot()
+        elapsed = time.monotonic() - started
+        embedded = int(after["embedded"]) - int(before["embedded"])  # type: ignore[call-overload]
+        failed_after: dict[str, int] = after["failed"]  # type: ignore[assignment]
+        failed_before: dict[str, int] = before["failed"]  # type: ignore[assignment]
+        failed = {k: v - failed_before.get(k, 0) for k, v in failed_after.items() if v - failed_before.get(k, 0)}
+        return {
+            "files": int(after["queued"]) - int(before["queued"]),  # type: ignore[call-overload]
+            "embedded": embedded,
+            "reused": int(after["reused"]) - int(before["reused"]),  # type: ignore[call-overload]
+            "unchanged": int(after["unchanged"]) - int(before["unchanged"]),  # type: ignore[call-overload]
+            "removed": int(after["removed"]) - int(before["removed"]),  # type: ignore[call-overload]
+            "failed": failed,
+            "seconds": round(elapsed, 3),
+            "images_per_second": round(embedded / elapsed, 2) if elapsed > 0 else 0.0,
+        }
+
+    def _batch_full(self, pending: list[_Loaded]) -> bool:
+        to_embed = sum(1 for item in pending if item.tensors)
+        return to_embed >= self.batch_size or len(pending) >= 8 * self.batch_size
+
+    def _flush(self, pending: list[_Loaded], bar: _Bar) -> None:
+        """Embed what needs it, then write the whole batch in one transaction."""
+        if not pending:
+            return
+        vectors: dict[int, dict[str, tuple[str, np.ndarray]]] = collections.defaultdict(dict)
+        for name, extractor in self.extractors.items():
+            rows = [(i, item.tensors[name]) for i, item in enumerate(pending) if name in item.tensors]
+            for start in range(0, len(rows), extractor.batch_size):
+                chunk = rows[start:start + extractor.batch_size]
+                embedded = extractor.embed(torch.stack([t for _, t in chunk]))
+                for (i, _), vector in zip(chunk, embedded):
+                    vectors[i][name] = (extractor.model_id, vector)
+        results: list[FileResult] = []
+        vanished: list[str] = []
+        counts = {"embedded": 0, "reused": 0}
+        failures: list[str] = []
+        for i, item in enumerate(pending):
+            if item.error is not None and item.error.reason == images.MISSING:
+                vanished.append(item.path)
+                continue
+            if item.error is not None:
+                failures.append(item.error.reason)
+                log.warning("skipped %s: %s", item.path, item.error)
+                results.append(FileResult(
+                    path=item.path, size=item.size, mtime_ns=item.mtime_ns,
+                    content_hash=item.content_hash,
+                    error_reason=item.error.reason, error_detail=item.error.detail,
+                ))
+                continue
+            made = vectors.get(i, {})
+            counts["embedded" if made else "reused"] += 1
+            results.append(FileResult(
+                path=item.path, size=item.size, mtime_ns=item.mtime_ns,
+                content_hash=item.content_hash, vectors={**item.reused, **made},
+            ))
+        seq = self.catalog.record_batch(results)
+        if vanished:
+            removed = self.catalog.remove_paths(vanished)
+            with self.progress._lock:
+                self.progress.removed += removed
+        self.progress.add_done(embedded=counts["embedded"], reused=counts["reused"], failed=failures)
+        with self.progress._lock:
+            self.progress.done += len(vanished)
+        bar.update(len(pending))
+        bar.set_rate(self.progress.images_per_second())
+        if self.on_commit is not None:
+            self.on_commit(seq)
+
+    def remove(self, paths: Iterable[str]) -> int:
+        """Forget files or folders; returns how many catalogue entries went."""
+        removed = self.catalog.remove_paths(paths)
+        with self.progress._lock:
+            self.progress.removed += removed
+        if removed and self.on_commit is not None:
+            self.on_commit(self.catalog.current_seq())
+        return removed
+
+    def drain(self, queue: WorkQueue, batch: int = 1024) -> None:
+        """Process queued work until the queue is empty."""
+        while True:
+            items = queue.take(batch, timeout=0)
+            if not items:
+                return
+            self._apply(items)
+
+    def run(self, queue: WorkQueue, stop: threading.Event, idle_timeout: float = 0.5) -> None:
+        """The daemon's loop: take queued work until ``stop`` is set."""
+        while not stop.is_set():
+            items = queue.take(1024, timeout=idle_timeout)
+            if items:
+                try:
+                    self._apply(items)
+                except Exception:  # the loop must survive anything one batch does
+                    log.exception("indexing batch failed; its files will be retried at the next scan")
+
+    def _apply(self, items: list[tuple[str, str]]) -> None:
+        removals = [path for path, intent in items if intent == REMOVE]
+        additions = [path for path, intent in items if intent == ADD]
+        if removals:
+            self.remove(removals)
+        if additions:
+            self.process(additions)
+
+
+class _Bar:
+    """A tqdm progress bar on the console, or nothing."""
+
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        self._bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="img", dynamic_ncols=True, smoothing=0.1)
+
+    def update(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def set_rate(self, rate: float) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"embed {rate:.1f} img/s", refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _progress_bar(total: int | None, enabled: bool) -> _Bar:
+    return _Bar(total, enabled)
