@@ -273,7 +273,10 @@ class Catalog:
             )
 
     def remove_paths(self, paths: Iterable[str]) -> int:
-        """Forget these files (and everything under them when a path is a folder)."""
+        """Forget these files (and everything under them when a path is a folder).
+
+        Their vectors stay until ``prune_orphan_vectors``.
+        """
         removed = 0
         with self._write_lock:
             conn = self._writer
@@ -293,7 +296,6 @@ class Catalog:
                             (file_id, seq),
                         )
                     removed += len(ids)
-                self._drop_orphan_vectors(conn)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -330,11 +332,18 @@ class Catalog:
                 raise
         return moved
 
-    def _drop_orphan_vectors(self, conn: sqlite3.Connection) -> None:
-        conn.execute(
-            "DELETE FROM vectors WHERE content_hash NOT IN"
-            " (SELECT content_hash FROM files WHERE content_hash IS NOT NULL)"
-        )
+    def prune_orphan_vectors(self) -> int:
+        """Drop vectors no file has any more.
+
+        Removing a file keeps its vector until this runs, so a file that reappears
+        elsewhere (a move seen as delete + create) reuses it instead of re-embedding.
+        """
+        with self._write_lock:
+            cursor = self._writer.execute(
+                "DELETE FROM vectors WHERE content_hash NOT IN"
+                " (SELECT content_hash FROM files WHERE content_hash IS NOT NULL)"
+            )
+            return cursor.rowcount
 
     # -- reads -------------------------------------------------------------
 

@@ -97,25 +97,17 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
     from .catalog import Catalog, CatalogError
     from .extractors import ModelUnavailableError
     from .images import ImageLimits
-    from .indexer import Indexer, walk_images
+    from .indexer import Indexer
 
+    for raw in args.paths:
+        if not os.path.exists(raw):
+            print(f"imgsearchd: {raw}: no such file or folder", file=sys.stderr)
+            return EXIT_USAGE
     try:
         loaded = _load_extractors(config)
     except ModelUnavailableError as exc:
         print(f"imgsearchd: {exc}", file=sys.stderr)
         return EXIT_MODEL
-    paths: list[str] = []
-    for raw in args.paths:
-        if os.path.isdir(raw):
-            paths.extend(walk_images(
-                raw, config.watch["extensions"], config.watch["recursive"],
-                on_error=lambda p, e: log.warning("cannot read %s: %s", p, e.strerror or e),
-            ))
-        elif os.path.exists(raw):
-            paths.append(raw)
-        else:
-            print(f"imgsearchd: {raw}: no such file or folder", file=sys.stderr)
-            return EXIT_USAGE
     try:
         catalog = Catalog(config.data_dir / "catalog.sqlite3")
     except CatalogError as exc:
@@ -125,8 +117,20 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
         indexer = Indexer(
             catalog, loaded.extractors, ImageLimits.from_config(config.images), config.index["loader_threads"]
         )
+        paths: list[str] = []
+        for raw in args.paths:
+            if os.path.isdir(raw):
+                paths.extend(indexer.scan_folder(
+                    raw, config.watch["extensions"], config.watch["recursive"],
+                    on_error=lambda p, e: log.warning("cannot read %s: %s", p, e.strerror or e),
+                ))
+            else:
+                paths.append(raw)
         show = not args.no_progress and sys.stderr.isatty()
         summary = indexer.process(paths, show_progress=show, total=len(paths))
+        summary["removed"] = indexer.progress.removed
+        catalog.prune_orphan_vectors()
+    summary["forward_passes"] = sum(e.forward_passes for e in loaded.extractors.values())
     summary["extractors"] = {name: e.model_id for name, e in loaded.extractors.items()}
     if loaded.fallback is not None:
         summary["fallback"] = loaded.fallback.as_dict()

@@ -21,6 +21,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+# Our own cap (ImageLimits.max_pixels, checked right after reading the header) replaces
+# Pillow's global one, so the configured value is the one that counts.
+Image.MAX_IMAGE_PIXELS = None
 Image.init()  # register every plugin, so ``formats=`` can name them (JPEG covers MPO)
 
 # Reasons an image could not be used; each is the ``reason`` of an ImageError.

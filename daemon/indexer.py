@@ -377,6 +377,40 @@ class Indexer:
         if self.on_commit is not None:
             self.on_commit(seq)
 
+    def scan_folder(
+        self,
+        root: str,
+        extensions: Iterable[str],
+        recursive: bool = True,
+        on_error: Callable[[str, OSError], None] | None = None,
+    ) -> list[str]:
+        """Reconcile one folder: forget catalogue entries gone from disk, return the images found.
+
+        A folder that is missing or unreadable as a whole removes nothing.
+        """
+        root = normalise_path(root)
+        if not os.path.isdir(root) or not os.access(root, os.R_OK | os.X_OK):
+            raise FileNotFoundError(f"folder {root} is missing or unreadable; nothing was removed")
+        unreadable: list[str] = []
+
+        def note_error(path: str, exc: OSError) -> None:
+            unreadable.append(path)
+            if on_error is not None:
+                on_error(path, exc)
+
+        found = list(walk_images(root, extensions, recursive, note_error))
+        on_disk = set(found)
+        known = self.catalog.files_under(root)
+        vanished = [
+            path for path in known
+            if path not in on_disk
+            and not any(path.startswith(bad.rstrip(os.sep) + os.sep) for bad in unreadable)
+            and not os.path.exists(path)
+        ]
+        if vanished:
+            self.remove(vanished)
+        return found
+
     def remove(self, paths: Iterable[str]) -> int:
         """Forget files or folders; returns how many catalogue entries went."""
         removed = self.catalog.remove_paths(paths)

@@ -1,0 +1,103 @@
+"""Makers of tricky image files, shared by the image and pipeline tests."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+RED = (255, 0, 0)
+BLUE = (0, 0, 255)
+GREEN = (0, 255, 0)
+
+
+def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def zero_bytes(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
+
+
+def truncated_jpeg(path: Path, photo: Image.Image) -> Path:
+    data = jpeg_bytes(photo)
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def text_as_jpeg(path: Path) -> Path:
+    path.write_text("this is not a picture, just text\n" * 20, encoding="utf-8")
+    return path
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_claiming_size(path: Path, width: int = 30000, height: int = 30000) -> Path:
+    """A tiny PNG whose header claims a huge picture (a decompression bomb's calling card)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b""))
+    return path
+
+
+def cmyk_jpeg(path: Path, photo: Image.Image) -> Path:
+    photo.convert("RGB").convert("CMYK").save(path, "JPEG", quality=92)
+    return path
+
+
+def png_16bit(path: Path, size: int = 256) -> Path:
+    """A 16-bit greyscale gradient from black to white."""
+    ramp = np.linspace(0, 65535, size, dtype=np.uint16)
+    array = np.tile(ramp, (size, 1))
+    Image.fromarray(array).save(path, "PNG")
+    return path
+
+
+def palette_png_with_transparency(path: Path, size: int = 64) -> Path:
+    """Left half transparent (palette index 0), right half opaque red."""
+    image = Image.new("P", (size, size), 0)
+    image.putpalette([0, 0, 0] + list(RED) + [0] * (254 * 3))
+    for x in range(size // 2, size):
+        for y in range(size):
+            image.putpixel((x, y), 1)
+    image.save(path, "PNG", transparency=0)
+    return path
+
+
+def rgba_png_half_transparent(path: Path, size: int = 64) -> Path:
+    array = np.zeros((size, size, 4), dtype=np.uint8)
+    array[:, size // 2:] = (0, 0, 255, 255)  # right half opaque blue, left transparent
+    Image.fromarray(array).save(path, "PNG")
+    return path
+
+
+def exif_rotated_jpeg(path: Path, width: int = 200, height: int = 100) -> Path:
+    """Stored landscape, left half red and right half blue, with EXIF orientation 6
+    (viewers turn it 90 degrees clockwise: portrait, red on top)."""
+    image = Image.new("RGB", (width, height), BLUE)
+    image.paste(RED, (0, 0, width // 2, height))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image.save(path, "JPEG", quality=95, exif=exif.tobytes())
+    return path
+
+
+def animated_gif(path: Path, size: int = 64) -> Path:
+    """Three frames: red, green, blue."""
+    frames = [Image.new("RGB", (size, size), c) for c in (RED, GREEN, BLUE)]
+    frames[0].save(path, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return path
+
+
+def large_jpeg(path: Path, photo: Image.Image, width: int = 4000, height: int = 3000) -> Path:
+    photo.convert("RGB").resize((width, height), Image.BICUBIC).save(path, "JPEG", quality=88)
+    return path

@@ -1,0 +1,98 @@
+"""config: defaults, the search order, strict validation and command-line overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imgsearchd import config as cfg
+from imgsearchd.config import ConfigError, load_config
+
+from conftest import REPO, write_config
+
+
+def test_shipped_config_is_valid_and_matches_defaults():
+    loaded = load_config(REPO / "config" / "imgsearchd.toml")
+    defaults = cfg.validate({}, "<defaults>")
+    assert loaded.values == defaults
+    assert loaded.index["extractors"] == ["clip"]
+    assert loaded.index["fallback_extractor"] == "efficientnet"
+    assert loaded.server == {"host": "127.0.0.1", "port": 8080, "allowed_roots": [],
+                             "max_upload_mb": 32, "token": ""}
+
+
+def test_explicit_path_wins_over_environment(tmp_path, monkeypatch):
+    a = write_config(tmp_path / "a.toml", {"server": {"port": 9001}})
+    b = write_config(tmp_path / "b.toml", {"server": {"port": 9002}})
+    monkeypatch.setenv(cfg.ENV_VAR, str(b))
+    assert load_config(a).server["port"] == 9001
+    assert load_config().server["port"] == 9002
+
+
+def test_search_order_system_then_local(tmp_path, monkeypatch):
+    monkeypatch.delenv(cfg.ENV_VAR, raising=False)
+    system = write_config(tmp_path / "etc.toml", {"server": {"port": 9003}})
+    monkeypatch.setattr(cfg, "SYSTEM_PATH", system)
+    assert cfg.find_config_file() == system
+    monkeypatch.setattr(cfg, "SYSTEM_PATH", tmp_path / "absent.toml")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config").mkdir()
+    local = write_config(tmp_path / "config" / "imgsearchd.toml", {"server": {"port": 9004}})
+    assert cfg.find_config_file().resolve() == local.resolve()
+
+
+def test_missing_explicit_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("sections,needle", [
+    ({"server": {"prot": 1}}, "unknown key server.prot"),
+    ({"sever": {"port": 1}}, "unknown section [sever]"),
+    ({"server": {"port": "8080"}}, "server.port must be int"),
+    ({"server": {"port": 70000}}, "server.port must be a port number"),
+    ({"index": {"extractors": ["clip", "vgg"]}}, "unknown extractor 'vgg'"),
+    ({"index": {"extractors": []}}, "index.extractors must name at least one"),
+    ({"index": {"fallback_extractor": "vgg"}}, "index.fallback_extractor"),
+    ({"index": {"trees": 0}}, "index.trees must be greater than 0"),
+    ({"index": {"trees": True}}, "index.trees must be int"),
+    ({"watch": {"recursive": 1}}, "watch.recursive must be bool"),
+    ({"watch": {"extensions": ["jpg"]}}, "'jpg' is not an extension"),
+    ({"watch": {"directories": [1]}}, "watch.directories must be a list of str"),
+    ({"extractors.clip": {"device": "tpu"}}, "extractors.clip.device must be one of"),
+    ({"extractors.vgg": {"batch_size": 1}}, "unknown section [extractors.vgg]"),
+    ({"extractors.clip": {"batch_size": -1}}, "extractors.clip.batch_size must be greater than 0"),
+])
+def test_bad_settings_name_the_key_and_the_file(tmp_path, sections, needle):
+    path = write_config(tmp_path / "bad.toml", sections)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert needle in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("[server\nport = 1\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+
+
+def test_command_line_overrides_the_file(tmp_path):
+    path = write_config(tmp_path / "c.toml", {"server": {"port": 9005}, "index": {"data_dir": "x"}})
+    loaded = load_config(path, {"server.port": 9006, "index.data_dir": str(tmp_path / "d"),
+                                "index.extractors": ["efficientnet"]})
+    assert loaded.server["port"] == 9006
+    assert loaded.data_dir == tmp_path / "d"
+    assert loaded.index["extractors"] == ["efficientnet"]
+    with pytest.raises(ConfigError, match="command line"):
+        load_config(path, {"server.port": 0})
+
+
+def test_relative_paths_are_taken_from_the_working_folder(tmp_path, monkeypatch):
+    path = write_config(tmp_path / "c.toml", {"index": {"data_dir": "state"}, "watch": {"directories": ["pics"]}})
+    monkeypatch.chdir(tmp_path)
+    loaded = load_config(path)
+    assert loaded.data_dir == tmp_path / "state"
+    assert loaded.watch_dirs == [tmp_path / "pics"]

@@ -1,0 +1,169 @@
+"""images: every format, every tricky file, every failure as a typed reason."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgsearchd import images
+from imgsearchd.images import ImageError, ImageLimits
+
+import image_factory as make
+from conftest import without_file_permissions_bypass
+
+
+def reason_of(path: Path, limits: ImageLimits = ImageLimits(), min_side: int = 224) -> str:
+    with pytest.raises(ImageError) as caught:
+        images.load_image(str(path), min_side, limits)
+    return caught.value.reason
+
+
+def test_zero_bytes_is_empty(tmp_path):
+    assert reason_of(make.zero_bytes(tmp_path / "empty.jpg")) == images.EMPTY
+
+
+def test_truncated_jpeg(tmp_path, photos):
+    assert reason_of(make.truncated_jpeg(tmp_path / "cut.jpg", photos["chelsea"])) == images.TRUNCATED
+
+
+def test_text_named_jpg_is_not_an_image(tmp_path):
+    assert reason_of(make.text_as_jpeg(tmp_path / "notes.jpg")) == images.NOT_AN_IMAGE
+
+
+def test_png_header_claiming_30000_squared_is_refused_before_decoding(tmp_path):
+    path = make.png_claiming_size(tmp_path / "bomb.png")
+    started = time.monotonic()
+    with pytest.raises(ImageError) as caught:
+        images.load_image(str(path), 224)
+    assert caught.value.reason == images.TOO_LARGE
+    assert "30000x30000" in caught.value.detail
+    assert time.monotonic() - started < 1.0  # refused from the header, nothing allocated
+
+
+def test_pixel_cap_is_configurable(tmp_path, photos):
+    path = make.large_jpeg(tmp_path / "big.jpg", photos["coffee"], 400, 300)
+    assert reason_of(path, ImageLimits(max_pixels=100_000)) == images.TOO_LARGE
+    assert images.load_image(str(path), 224, ImageLimits(max_pixels=120_000)).mode == "RGB"
+
+
+def test_file_size_cap(tmp_path, photos):
+    path = make.large_jpeg(tmp_path / "big.jpg", photos["coffee"], 400, 300)
+    assert reason_of(path, ImageLimits(max_file_bytes=1000)) == images.TOO_LARGE
+
+
+def test_missing_file_and_folder(tmp_path):
+    assert reason_of(tmp_path / "nope.jpg") == images.MISSING
+    (tmp_path / "dir.jpg").mkdir()
+    assert reason_of(tmp_path / "dir.jpg") == images.NOT_A_FILE
+
+
+def test_unreadable_file_is_reported_as_unreadable(tmp_path, photos):
+    path = make.large_jpeg(tmp_path / "secret.jpg", photos["chelsea"], 64, 64)
+    path.chmod(0)
+    code = (
+        "import sys; from imgsearchd import images\n"
+        "try:\n    images.read_file(sys.argv[1])\nexcept images.ImageError as e:\n    print(e.reason)\n"
+    )
+    out = subprocess.run(
+        [*without_file_permissions_bypass(), sys.executable, "-c", code, str(path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.stdout.strip() == images.UNREADABLE, out.stderr
+
+
+def test_cmyk_jpeg_keeps_its_colours(tmp_path, photos):
+    path = make.cmyk_jpeg(tmp_path / "cmyk.jpg", photos["coffee"])
+    assert Image.open(path).mode == "CMYK"
+    picture = images.load_image(str(path))
+    assert picture.mode == "RGB" and picture.size == photos["coffee"].size
+    diff = np.abs(np.asarray(picture, dtype=float) - np.asarray(photos["coffee"], dtype=float)).mean()
+    assert diff < 12, diff
+
+
+def test_16bit_png_keeps_its_tonal_range(tmp_path):
+    path = make.png_16bit(tmp_path / "deep.png")
+    assert Image.open(path).mode.startswith("I")
+    grey = np.asarray(images.load_image(str(path)))[..., 0]
+    assert grey[0, 0] <= 2 and grey[0, -1] >= 250
+    # a smooth ramp, not clipped to white: the middle is mid-grey
+    assert 100 < grey[0, grey.shape[1] // 2] < 156
+
+
+def test_palette_png_transparency_flattened_onto_white(tmp_path):
+    picture = images.load_image(str(make.palette_png_with_transparency(tmp_path / "pal.png")))
+    assert picture.mode == "RGB"
+    assert picture.getpixel((5, 5)) == (255, 255, 255)
+    assert picture.getpixel((60, 5)) == make.RED
+
+
+def test_rgba_transparency_flattened_onto_white(tmp_path):
+    picture = images.load_image(str(make.rgba_png_half_transparent(tmp_path / "rgba.png")))
+    assert picture.getpixel((5, 5)) == (255, 255, 255)
+    assert picture.getpixel((60, 5)) == make.BLUE
+
+
+def test_exif_orientation_applied(tmp_path):
+    picture = images.load_image(str(make.exif_rotated_jpeg(tmp_path / "rotated.jpg")))
+    assert picture.size == (100, 200)  # shown portrait
+    top = np.asarray(picture)[20, 50]
+    bottom = np.asarray(picture)[180, 50]
+    assert top[0] > 200 and top[2] < 60, top  # red on top
+    assert bottom[2] > 200 and bottom[0] < 60, bottom
+
+
+def test_animated_gif_gives_first_frame(tmp_path):
+    picture = images.load_image(str(make.animated_gif(tmp_path / "anim.gif")))
+    assert picture.mode == "RGB"
+    assert picture.getpixel((10, 10)) == make.RED
+
+
+@pytest.mark.parametrize("fmt,suffix", [("WEBP", ".webp"), ("BMP", ".bmp"), ("TIFF", ".tif"), ("PNG", ".png"), ("GIF", ".gif")])
+def test_every_supported_format_decodes(tmp_path, photos, fmt, suffix):
+    path = tmp_path / f"photo{suffix}"
+    photos["astronaut"].save(path, fmt)
+    picture = images.load_image(str(path), 224)
+    assert picture.mode == "RGB" and min(picture.size) >= 224
+
+
+def test_unsupported_format_is_not_an_image(tmp_path, photos):
+    path = tmp_path / "photo.jpg"
+    photos["chelsea"].save(path, "PPM")  # Pillow reads PPM, but we do not accept it
+    assert reason_of(path) == images.NOT_AN_IMAGE
+
+
+def test_large_jpeg_is_decoded_at_reduced_size(tmp_path, photos):
+    path = make.large_jpeg(tmp_path / "24mp.jpg", photos["chelsea"], 6000, 4000)
+    picture = images.load_image(str(path), 224)
+    assert 224 <= min(picture.size) < 448, picture.size
+    assert picture.size[0] * 2 == picture.size[1] * 3  # aspect kept
+    with Image.open(path) as probe:
+        probe.draft("RGB", (224, 224))
+        assert probe.size[0] < 6000  # Pillow's draft mode did the reducing at decode time
+
+
+def test_min_side_zero_keeps_full_size(tmp_path, photos):
+    path = make.large_jpeg(tmp_path / "mid.jpg", photos["chelsea"], 1200, 800)
+    assert images.load_image(str(path), 0).size == (1200, 800)
+
+
+def test_content_hash_changes_with_content_only(tmp_path, photos):
+    a = make.large_jpeg(tmp_path / "a.jpg", photos["chelsea"], 64, 64)
+    b = tmp_path / "b.jpg"
+    b.write_bytes(a.read_bytes())
+    c = make.large_jpeg(tmp_path / "c.jpg", photos["coffee"], 64, 64)
+    ha, hb, hc = (images.read_file(str(p)).content_hash for p in (a, b, c))
+    assert ha == hb != hc
+
+
+def test_read_file_stat_matches_content(tmp_path, photos):
+    path = make.large_jpeg(tmp_path / "a.jpg", photos["chelsea"], 64, 64)
+    file = images.read_file(str(path))
+    st = os.stat(path)
+    assert (file.size, file.mtime_ns) == (st.st_size, st.st_mtime_ns)
