@@ -44,13 +44,16 @@ class WorkQueue:
         self._items: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._cond = threading.Condition()
 
-    def put(self, path: str, intent: str = ADD) -> None:
+    def put(self, path: str, intent: str = ADD, front: bool = False) -> None:
+        """Queue one path; ``front`` puts it ahead of everything (a request waiting on it)."""
         if intent not in (ADD, REMOVE):
             raise ValueError(f"unknown intent {intent!r}")
         key = normalise_path(path)
         with self._cond:
             self._items.pop(key, None)
             self._items[key] = intent
+            if front:
+                self._items.move_to_end(key, last=False)
             self._cond.notify()
 
     def put_many(self, paths: Iterable[str], intent: str = ADD) -> int:
@@ -201,8 +204,22 @@ class _Loaded:
     error: images.ImageError | None = None
 
 
+# What happened to one path, as told to ``Indexer.listener`` after its batch is committed.
+EMBEDDED = "embedded"
+REUSED = "reused"
+UNCHANGED = "unchanged"
+FAILED = "failed"
+REMOVED = "removed"
+
+Listener = Callable[[str, str, "str | None"], None]  # (path, outcome, detail)
+
+
 class Indexer:
-    """Turns paths into catalogue rows, batch by batch."""
+    """Turns paths into catalogue rows, batch by batch.
+
+    ``on_commit(seq)`` runs after every catalogue write (indexes catch up there);
+    ``listener(path, outcome, detail)`` hears what happened to each path.
+    """
 
     def __init__(
         self,
@@ -211,6 +228,7 @@ class Indexer:
         limits: images.ImageLimits = images.ImageLimits(),
         loader_threads: int = 0,
         on_commit: Callable[[int], None] | None = None,
+        listener: Listener | None = None,
     ) -> None:
         if not extractors:
             raise ValueError("an indexer needs at least one extractor")
@@ -219,6 +237,9 @@ class Indexer:
         self.limits = limits
         self.loader_threads = loader_threads or max(2, os.cpu_count() or 1)
         self.on_commit = on_commit
+        self.listener = listener
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self.batch_size = max(e.batch_size for e in extractors.values())
         self.progress = Progress()
         self._wanted = {name: e.model_id for name, e in extractors.items()}
@@ -279,57 +300,73 @@ class Indexer:
     # -- running
 
     def process(self, paths: Iterable[str], show_progress: bool = False, total: int | None = None) -> dict[str, object]:
-        """Index these files (skipping unchanged ones) and return a summary of the run."""
+        """Index these files (skipping unchanged ones) and return a summary of this run."""
         started = time.monotonic()
-        before = self.progress.snapshot()
-        bar = _progress_bar(total, show_progress)
+        run = Progress()
+        bar = _Bar(total, show_progress)
         pending: list[_Loaded] = []
         in_flight: collections.deque[Future[_Loaded]] = collections.deque()
         window = max(4 * self.batch_size, 2 * self.loader_threads)
-        with ThreadPoolExecutor(self.loader_threads, thread_name_prefix="imgsearchd-loader") as pool:
-            for raw in paths:
-                path = normalise_path(raw)
-                with self.progress._lock:
-                    self.progress.queued += 1
-                if not self.needs_work(path):
-                    self.progress.add_done(unchanged=1)
-                    bar.update(1)
-                    continue
-                in_flight.append(pool.submit(self._load, path))
-                while len(in_flight) >= window or (in_flight and in_flight[0].done()):
-                    pending.append(in_flight.popleft().result())
-                    if self._batch_full(pending):
-                        self._flush(pending, bar)
-                        pending = []
-            while in_flight:
+        pool = self._loader_pool()
+
+        def collect(block: bool) -> None:
+            nonlocal pending
+            while in_flight and (block or len(in_flight) >= window or in_flight[0].done()):
                 pending.append(in_flight.popleft().result())
                 if self._batch_full(pending):
-                    self._flush(pending, bar)
+                    self._flush(pending, bar, run)
                     pending = []
-        self._flush(pending, bar)
+
+        for raw in paths:
+            path = normalise_path(raw)
+            for counter in (self.progress, run):
+                with counter._lock:
+                    counter.queued += 1
+            if not self.needs_work(path):
+                for counter in (self.progress, run):
+                    counter.add_done(unchanged=1)
+                bar.update(1)
+                self._tell(path, UNCHANGED, None)
+                continue
+            in_flight.append(pool.submit(self._load, path))
+            collect(block=False)
+        collect(block=True)
+        self._flush(pending, bar, run)
         bar.close()
-        after = self.progress.snapshot()
+        summary = run.snapshot()
         elapsed = time.monotonic() - started
-        embedded = int(after["embedded"]) - int(before["embedded"])  # type: ignore[call-overload]
-        failed_after: dict[str, int] = after["failed"]  # type: ignore[assignment]
-        failed_before: dict[str, int] = before["failed"]  # type: ignore[assignment]
-        failed = {k: v - failed_before.get(k, 0) for k, v in failed_after.items() if v - failed_before.get(k, 0)}
-        return {
-            "files": int(after["queued"]) - int(before["queued"]),  # type: ignore[call-overload]
-            "embedded": embedded,
-            "reused": int(after["reused"]) - int(before["reused"]),  # type: ignore[call-overload]
-            "unchanged": int(after["unchanged"]) - int(before["unchanged"]),  # type: ignore[call-overload]
-            "removed": int(after["removed"]) - int(before["removed"]),  # type: ignore[call-overload]
-            "failed": failed,
-            "seconds": round(elapsed, 3),
-            "images_per_second": round(embedded / elapsed, 2) if elapsed > 0 else 0.0,
-        }
+        summary.pop("queued")
+        summary.pop("done")
+        summary["files"] = run.queued
+        summary["seconds"] = round(elapsed, 3)
+        summary["images_per_second"] = round(run.embedded / elapsed, 2) if elapsed > 0 else 0.0
+        return summary
+
+    def _loader_pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.loader_threads, thread_name_prefix="imgsearchd-loader")
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the loader threads."""
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+    def _tell(self, path: str, outcome: str, detail: str | None) -> None:
+        if self.listener is not None:
+            try:
+                self.listener(path, outcome, detail)
+            except Exception:
+                log.exception("progress listener failed for %s", path)
 
     def _batch_full(self, pending: list[_Loaded]) -> bool:
         to_embed = sum(1 for item in pending if item.tensors)
         return to_embed >= self.batch_size or len(pending) >= 8 * self.batch_size
 
-    def _flush(self, pending: list[_Loaded], bar: _Bar) -> None:
+    def _flush(self, pending: list[_Loaded], bar: _Bar, run: Progress) -> None:
         """Embed what needs it, then write the whole batch in one transaction."""
         if not pending:
             return
@@ -365,17 +402,23 @@ class Indexer:
                 content_hash=item.content_hash, vectors={**item.reused, **made},
             ))
         seq = self.catalog.record_batch(results)
-        if vanished:
-            removed = self.catalog.remove_paths(vanished)
-            with self.progress._lock:
-                self.progress.removed += removed
-        self.progress.add_done(embedded=counts["embedded"], reused=counts["reused"], failed=failures)
-        with self.progress._lock:
-            self.progress.done += len(vanished)
+        removed = self.catalog.remove_paths(vanished) if vanished else 0
+        for counter in (self.progress, run):
+            counter.add_done(embedded=counts["embedded"], reused=counts["reused"], failed=failures)
+            with counter._lock:
+                counter.removed += removed
+                counter.done += len(vanished)
         bar.update(len(pending))
         bar.set_rate(self.progress.images_per_second())
         if self.on_commit is not None:
             self.on_commit(seq)
+        for i, item in enumerate(pending):
+            if item.error is None:
+                self._tell(item.path, EMBEDDED if i in vectors else REUSED, None)
+            elif item.error.reason == images.MISSING:
+                self._tell(item.path, REMOVED, "file vanished")
+            else:
+                self._tell(item.path, FAILED, str(item.error))
 
     def scan_folder(
         self,
@@ -413,11 +456,14 @@ class Indexer:
 
     def remove(self, paths: Iterable[str]) -> int:
         """Forget files or folders; returns how many catalogue entries went."""
+        paths = list(paths)
         removed = self.catalog.remove_paths(paths)
         with self.progress._lock:
             self.progress.removed += removed
         if removed and self.on_commit is not None:
             self.on_commit(self.catalog.current_seq())
+        for path in paths:
+            self._tell(normalise_path(path), REMOVED, None)
         return removed
 
     def drain(self, queue: WorkQueue, batch: int = 1024) -> None:
@@ -431,7 +477,8 @@ class Indexer:
     def run(self, queue: WorkQueue, stop: threading.Event, idle_timeout: float = 0.5) -> None:
         """The daemon's loop: take queued work until ``stop`` is set."""
         while not stop.is_set():
-            items = queue.take(1024, timeout=idle_timeout)
+            # Small takes keep a request that jumped the queue from waiting behind a long run.
+            items = queue.take(2 * self.batch_size, timeout=idle_timeout)
             if items:
                 try:
                     self._apply(items)
@@ -470,5 +517,3 @@ class _Bar:
             self._bar.close()
 
 
-def _progress_bar(total: int | None, enabled: bool) -> _Bar:
-    return _Bar(total, enabled)
