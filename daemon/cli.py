@@ -19,6 +19,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_MODEL = 3
+EXIT_NOT_RUNNING = 4
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -38,10 +39,30 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(index)
 
-    search = sub.add_parser("search", help="find the images most like IMAGE")
-    search.add_argument("image", metavar="IMAGE")
+    search = sub.add_parser("search", help="find the images most like IMAGE (or matching --text)")
+    search.add_argument("image", nargs="?", metavar="IMAGE", help="an image path")
+    search.add_argument("--text", help="search by text (CLIP)")
     search.add_argument("--limit", type=int, default=10, help="how many results (1-1000, default 10)")
+    search.add_argument("--max-distance", type=float, help="drop results further than this (0-2)")
+    search.add_argument("--local", action="store_true",
+                        help="search the data folder directly instead of asking the running daemon")
     _common(search)
+
+    serve = sub.add_parser("serve", help="run the daemon: HTTP API, indexing, index rebuilds")
+    serve.add_argument("--port", type=int, help="listen on this port")
+    serve.add_argument("--watch", action="append", metavar="DIR", default=[], help="also watch DIR (repeatable)")
+    _common(serve)
+
+    add = sub.add_parser("add", help="ask the running daemon to index a file or folder")
+    add.add_argument("path", metavar="PATH")
+    _common(add)
+    remove = sub.add_parser("remove", help="ask the running daemon to forget a file or folder")
+    remove.add_argument("path", metavar="PATH")
+    _common(remove)
+    stats = sub.add_parser("stats", help="the running daemon's statistics")
+    _common(stats)
+    rebuild = sub.add_parser("rebuild", help="ask the running daemon to rebuild its indexes now")
+    _common(rebuild)
     return parser
 
 
@@ -56,6 +77,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "log_level", None):
         overrides["log.level"] = args.log_level
     return overrides
+
+
+def _add_watch_dirs(config: Any, folders: list[str]) -> None:
+    """``--watch DIR`` adds to the configured folders."""
+    known = config.watch["directories"]
+    config.watch["directories"] = known + [f for f in folders if f not in known]
 
 
 def setup_logging(level: str) -> None:
@@ -78,7 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"imgsearchd: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     setup_logging(config.section("log")["level"])
-    handlers = {"index": cmd_index, "search": cmd_search}
+    if getattr(args, "watch", None):
+        _add_watch_dirs(config, [os.path.abspath(f) for f in args.watch])
+    handlers = {
+        "index": cmd_index, "search": cmd_search, "serve": cmd_serve,
+        "add": cmd_add, "remove": cmd_remove, "stats": cmd_stats, "rebuild": cmd_rebuild,
+    }
     try:
         return handlers[args.command](args, config)
     except KeyboardInterrupt:
@@ -139,16 +171,32 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
 
 
 def cmd_search(args: argparse.Namespace, config: Any) -> int:
-    """Print the images most like one image, as the HTTP API answers."""
-    from . import images
-    from .catalog import Catalog
-    from .extractors import ModelUnavailableError
-    from .query import distances_from_scores, exact_top, query_vector_for_path
-
+    """Print the images most like one image (or matching a text), as the HTTP API answers."""
     if not 1 <= args.limit <= 1000:
         print("imgsearchd: --limit must be from 1 to 1000", file=sys.stderr)
         return EXIT_USAGE
-    if not Path(args.image).exists():
+    if (args.image is None) == (args.text is None):
+        print("imgsearchd: give an IMAGE or --text, not both", file=sys.stderr)
+        return EXIT_USAGE
+    if args.local:
+        return _search_local(args, config)
+    params = {"limit": args.limit, "max_distance": args.max_distance, "extractor": args.extractor}
+    if args.text is not None:
+        params["text"] = args.text
+    else:
+        params["image"] = os.path.abspath(args.image)
+    return _client_call(config, "GET", "/search", params)
+
+
+def _search_local(args: argparse.Namespace, config: Any) -> int:
+    """Search the data folder without a daemon: load the model and the index here."""
+    from . import images
+    from .catalog import Catalog
+    from .extractors import ModelUnavailableError, TextNotSupportedError
+    from .index import ExtractorIndex
+    from .query import query_vector_for_path
+
+    if args.image is not None and not Path(args.image).exists():
         print(f"imgsearchd: {args.image}: no such file", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -157,23 +205,70 @@ def cmd_search(args: argparse.Namespace, config: Any) -> int:
         print(f"imgsearchd: {exc}", file=sys.stderr)
         return EXIT_MODEL
     extractor = loaded.default
+    index_cfg = config.index
     with Catalog(config.data_dir / "catalog.sqlite3") as catalog:
         try:
-            vector = query_vector_for_path(catalog, extractor, args.image, images.ImageLimits.from_config(config.images))
-        except images.ImageError as exc:
-            print(f"imgsearchd: {args.image}: {exc}", file=sys.stderr)
+            if args.text is not None:
+                vector = extractor.encode_text([args.text])[0]
+            else:
+                vector = query_vector_for_path(catalog, extractor, args.image, images.ImageLimits.from_config(config.images))
+        except (images.ImageError, TextNotSupportedError) as exc:
+            print(f"imgsearchd: {exc}", file=sys.stderr)
             return EXIT_ERROR
-        _, ids, vectors = catalog.all_vectors(extractor.name, extractor.model_id, extractor.dim)
-        rows, scores = exact_top(vectors, vector, args.limit)
-        paths = catalog.paths_for(ids[rows])
-        distances = distances_from_scores(scores)
-        results = [
-            {"image": paths[int(ids[r])], "distance": round(float(d), 6), "score": round(float(s), 6)}
-            for r, d, s in zip(rows, distances, scores)
-            if int(ids[r]) in paths
-        ]
-    print(json.dumps({"results": results}, indent=2))
+        index = ExtractorIndex(
+            catalog, config.data_dir / extractor.name, extractor.name, extractor.model_id, extractor.dim,
+            trees=index_cfg["trees"], search_k=index_cfg["search_k"],
+            rebuild_after_changes=index_cfg["rebuild_after_changes"],
+            rebuild_after_seconds=index_cfg["rebuild_after_seconds"],
+        )
+        with index:
+            index.open()
+            results = index.search(vector, args.limit, args.max_distance)
+    for r in results:
+        r["distance"] = round(float(r["distance"]), 6)
+        r["score"] = round(float(r["score"]), 6)
+    print(json.dumps({"results": results, "extractor": extractor.name}, indent=2))
     return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace, config: Any) -> int:
+    """Run the daemon in the foreground."""
+    from .service import run_daemon
+
+    return run_daemon(config)
+
+
+def _client_call(config: Any, method: str, path: str, params: dict[str, Any] | None = None) -> int:
+    from .client import ApiFailure, Client, DaemonNotRunning
+
+    server = config.server
+    client = Client(server["host"], server["port"], server["token"])
+    try:
+        _status, body = client.call(method, path, params)
+    except DaemonNotRunning as exc:
+        print(f"imgsearchd: {exc}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except ApiFailure as exc:
+        print(json.dumps(exc.body, indent=2), file=sys.stderr)
+        return EXIT_ERROR
+    print(json.dumps(body, indent=2))
+    return EXIT_OK
+
+
+def cmd_add(args: argparse.Namespace, config: Any) -> int:
+    return _client_call(config, "GET", "/add", {"image": os.path.abspath(args.path)})
+
+
+def cmd_remove(args: argparse.Namespace, config: Any) -> int:
+    return _client_call(config, "GET", "/remove", {"image": os.path.abspath(args.path)})
+
+
+def cmd_stats(args: argparse.Namespace, config: Any) -> int:
+    return _client_call(config, "GET", "/stats")
+
+
+def cmd_rebuild(args: argparse.Namespace, config: Any) -> int:
+    return _client_call(config, "POST", "/rebuild", {"extractor": args.extractor})
 
 
 if __name__ == "__main__":

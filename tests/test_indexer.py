@@ -281,7 +281,7 @@ def test_cli_index_and_search(tmp_path, photos, offline_config):
     assert summary["embedded"] == 6 and summary["forward_passes"] >= 1
     again = json.loads(run_cli("index", str(folder), "--config", str(offline_config)).stdout)
     assert (again["embedded"], again["forward_passes"], again["unchanged"]) == (0, 0, 6)
-    found = run_cli("search", str(folder / "motorcycle_left.jpg"), "--limit", "3", "--config", str(offline_config))
+    found = run_cli("search", str(folder / "motorcycle_left.jpg"), "--local", "--limit", "3", "--config", str(offline_config))
     assert found.returncode == 0, found.stderr
     results = json.loads(found.stdout)["results"]
     assert [r["image"] for r in results[:2]] == [str(folder / "motorcycle_left.jpg"), str(folder / "motorcycle_right.jpg")]
@@ -310,7 +310,7 @@ def test_cli_errors_are_clear(tmp_path, offline_config):
     bad = write_config(tmp_path / "bad.toml", {"index": {"trees": -1}})
     wrong = run_cli("index", str(tmp_path), "--config", str(bad))
     assert wrong.returncode == 2 and "index.trees" in wrong.stderr and str(bad) in wrong.stderr
-    limit = run_cli("search", str(tmp_path), "--limit", "0", "--config", str(offline_config))
+    limit = run_cli("search", str(tmp_path), "--local", "--limit", "0", "--config", str(offline_config))
     assert limit.returncode == 2 and "--limit" in limit.stderr
 
 

@@ -1,0 +1,38 @@
+"""Errors the HTTP API answers with, and how an unusable image maps to a status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import images
+
+# How an unusable image maps to an HTTP status.
+IMAGE_ERROR_STATUS = {
+    images.MISSING: 404,
+    images.NOT_A_FILE: 400,
+    images.UNREADABLE: 403,
+    images.TOO_LARGE: 413,
+    images.EMPTY: 415,
+    images.NOT_AN_IMAGE: 415,
+    images.TRUNCATED: 415,
+    images.CORRUPT: 415,
+}
+
+
+class ApiError(Exception):
+    """An error answer: status and message (and optional extra fields)."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+def image_error(exc: images.ImageError, path: str | None = None) -> ApiError:
+    """The API error for an image that cannot be used."""
+    extra: dict[str, Any] = {"reason": exc.reason}
+    if path is not None:
+        extra["image"] = path
+    where = f"{path}: " if path else ""
+    return ApiError(IMAGE_ERROR_STATUS.get(exc.reason, 415), f"{where}{exc.detail}", **extra)

@@ -1,0 +1,304 @@
+"""The HTTP API: Bottle routes, JSON in and out, every error a JSON body with the right status.
+
+The routes only read from the daemon's indexes and put work on its queue (through the
+small ``Service`` facade in ``service``); they never touch files or models directly
+except through ``images`` and ``query``. Served by cheroot, a threaded production WSGI
+server that Bottle supports.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hmac
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import bottle
+
+from . import images
+from .errors import IMAGE_ERROR_STATUS, ApiError, image_error
+from .extractors import TextNotSupportedError
+
+if TYPE_CHECKING:
+    from .service import Service
+
+log = logging.getLogger("imgsearchd.server")
+
+MAX_LIMIT = 1000
+
+def _json_response(status: int, body: dict[str, Any]) -> bottle.HTTPResponse:
+    return bottle.HTTPResponse(
+        body=json.dumps(body), status=status, headers={"Content-Type": "application/json"}
+    )
+
+
+def _error_body(status: int, message: str, **extra: Any) -> bottle.HTTPResponse:
+    return _json_response(status, {"error": message, **extra})
+
+
+def json_api(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """A Bottle plugin: dicts become JSON, ApiError and any crash become JSON errors."""
+
+    @functools.wraps(callback)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = callback(*args, **kwargs)
+        except ApiError as exc:
+            return _error_body(exc.status, exc.message, **exc.extra)
+        except bottle.HTTPResponse:
+            raise
+        except Exception:
+            log.exception("internal error in %s %s", bottle.request.method, bottle.request.path)
+            return _error_body(500, "internal error; see the daemon's log")
+        if isinstance(result, tuple):
+            status, body = result
+            return _json_response(status, body)
+        if isinstance(result, dict):
+            return _json_response(200, result)
+        return result
+
+    return wrapper
+
+
+# -- parameter parsing ------------------------------------------------------------------
+
+
+def parse_limit(raw: Any, default: int = 10) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise ApiError(400, f"limit must be an integer from 1 to {MAX_LIMIT}, not {raw!r}") from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise ApiError(400, f"limit must be an integer from 1 to {MAX_LIMIT}, not {value}")
+    return value
+
+
+def parse_max_distance(raw: Any) -> float | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(str(raw))
+    except ValueError:
+        raise ApiError(400, f"max_distance must be a number from 0 to 2, not {raw!r}") from None
+    if not 0.0 <= value <= 2.0:
+        raise ApiError(400, f"max_distance must be a number from 0 to 2, not {value}")
+    return value
+
+
+# -- the app ------------------------------------------------------------------------------
+
+
+def create_app(service: Service) -> bottle.Bottle:
+    """The Bottle application over a running (or starting) service."""
+    app = bottle.Bottle(catchall=False)
+    app.install(json_api)
+
+    def authorise() -> None:
+        token = service.config.server["token"]
+        if not token:
+            return
+        header = bottle.request.get_header("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise ApiError(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
+
+    def require_ready() -> None:
+        if not service.ready:
+            raise ApiError(503, f"imgsearchd is starting ({service.phase}); try again shortly")
+
+    def guarded(need_ready: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(handler)
+            def wrapped(*args: Any, **kwargs: Any) -> Any:
+                authorise()
+                if need_ready:
+                    require_ready()
+                return handler(*args, **kwargs)
+
+            return wrapped
+
+        return decorate
+
+    def path_param(name: str = "image") -> str:
+        raw = bottle.request.query.getunicode(name)
+        if not raw:
+            raise ApiError(400, f"missing parameter '{name}' (a file or folder path)")
+        return service.check_path(raw)
+
+    @app.get("/add")
+    @guarded()
+    def add() -> Any:
+        path = path_param()
+        if os.path.isdir(path):
+            job = service.add_folder(path)
+            body = job.as_dict()
+            return 202, {
+                "job": job.id,
+                "status_url": f"/jobs/{job.id}",
+                "folder": path,
+                "files_found": body["found"],
+                "scan_complete": job.scan_done.is_set(),
+                "state": body["state"],
+            }
+        outcome = service.add_file(path)
+        if outcome["status"] == "failed":
+            reason = outcome.get("reason", images.CORRUPT)
+            raise ApiError(
+                IMAGE_ERROR_STATUS.get(reason, 415), f"{path}: {outcome.get('detail', reason)}",
+                image=path, reason=reason, status="failed",
+            )
+        return outcome
+
+    @app.get("/remove")
+    @guarded()
+    def remove() -> Any:
+        path = path_param()
+        removed = service.remove(path)
+        if not removed:
+            raise ApiError(404, f"{path} is not in the index", image=path)
+        return {"image": path, "removed": removed}
+
+    @app.get("/search")
+    @guarded()
+    def search_get() -> Any:
+        query = bottle.request.query
+        limit = parse_limit(query.get("limit"))
+        max_distance = parse_max_distance(query.get("max_distance"))
+        extractor = query.getunicode("extractor") or None
+        text = query.getunicode("text")
+        if text is not None and query.get("image"):
+            raise ApiError(400, "give either 'image' or 'text', not both")
+        if text is not None:
+            return search_text(text, extractor, limit, max_distance)
+        path = path_param()
+        try:
+            return service.search_path(path, extractor, limit, max_distance)
+        except images.ImageError as exc:
+            raise image_error(exc, path) from None
+
+    @app.post("/search")
+    @guarded()
+    def search_post() -> Any:
+        query = bottle.request.query
+        data, fields = read_upload()
+        limit = parse_limit(fields.get("limit", query.get("limit")))
+        max_distance = parse_max_distance(fields.get("max_distance", query.get("max_distance")))
+        extractor = fields.get("extractor") or query.getunicode("extractor") or None
+        if data is None:
+            text = fields.get("text")
+            if text:
+                return search_text(str(text), extractor, limit, max_distance)
+            raise ApiError(400, "no image in the request: send raw bytes, a multipart field 'image', "
+                                "or JSON {\"image_base64\": ...}")
+        try:
+            return service.search_bytes(data, extractor, limit, max_distance)
+        except images.ImageError as exc:
+            raise image_error(exc) from None
+
+    def search_text(text: str, extractor: str | None, limit: int, max_distance: float | None) -> Any:
+        if not text.strip():
+            raise ApiError(400, "parameter 'text' is empty")
+        try:
+            return service.search_text(text, extractor, limit, max_distance)
+        except TextNotSupportedError as exc:
+            raise ApiError(400, str(exc)) from None
+
+    def read_upload() -> tuple[bytes | None, dict[str, Any]]:
+        """The posted image as bytes (raw, multipart or base64 JSON), and any other JSON fields."""
+        cap = service.max_upload_bytes
+        length = bottle.request.content_length
+        if length > cap:
+            raise ApiError(413, f"upload is {length} bytes, over the {cap}-byte cap (server.max_upload_mb)")
+        content_type = (bottle.request.content_type or "").split(";")[0].strip().lower()
+        if content_type == "application/json":
+            try:
+                body = json.loads(bottle.request.body.read(cap + 1) or b"{}")
+            except (ValueError, UnicodeDecodeError):
+                raise ApiError(400, "the request body is not valid JSON") from None
+            if not isinstance(body, dict):
+                raise ApiError(400, "the JSON body must be an object")
+            encoded = body.pop("image_base64", None)
+            if encoded is None:
+                return None, body
+            if not isinstance(encoded, str):
+                raise ApiError(400, "image_base64 must be a string")
+            if "," in encoded[:100] and encoded.startswith("data:"):
+                encoded = encoded.split(",", 1)[1]  # a data: URL
+            try:
+                data = base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                raise ApiError(400, "image_base64 is not valid base64") from None
+            if len(data) > cap:
+                raise ApiError(413, f"decoded image is over the {cap}-byte cap (server.max_upload_mb)")
+            return data, body
+        if content_type == "multipart/form-data":
+            upload = bottle.request.files.get("image")
+            if upload is None:
+                raise ApiError(400, "multipart upload has no field 'image'")
+            data = upload.file.read(cap + 1)
+            fields = {k: bottle.request.forms.getunicode(k) for k in ("limit", "extractor", "max_distance", "text")
+                      if bottle.request.forms.get(k) is not None}
+            if len(data) > cap:
+                raise ApiError(413, f"upload is over the {cap}-byte cap (server.max_upload_mb)")
+            return data, fields
+        data = bottle.request.body.read(cap + 1)
+        if len(data) > cap:
+            raise ApiError(413, f"upload is over the {cap}-byte cap (server.max_upload_mb)")
+        return (data or None), {}
+
+    @app.get("/stats")
+    @guarded(need_ready=False)
+    def stats() -> Any:
+        return service.stats()
+
+    @app.get("/health")
+    @guarded(need_ready=False)
+    def health() -> Any:
+        if not service.ready:
+            return 503, {"status": "starting", "phase": service.phase}
+        return {"status": "ok"}
+
+    @app.get("/jobs")
+    @guarded(need_ready=False)
+    def jobs() -> Any:
+        return {"jobs": service.jobs.summary()}
+
+    @app.get("/jobs/<job_id>")
+    @guarded(need_ready=False)
+    def job(job_id: str) -> Any:
+        found = service.jobs.get(job_id)
+        if found is None:
+            raise ApiError(404, f"no job {job_id!r}")
+        return found.as_dict()
+
+    @app.post("/rebuild")
+    @guarded()
+    def rebuild() -> Any:
+        extractor = bottle.request.query.getunicode("extractor") or None
+        return 202, service.rebuild(extractor)
+
+    @app.get("/openapi.json")
+    def openapi() -> Any:
+        from .openapi import spec
+
+        return spec()
+
+    for status in (404, 405):
+        app.error(status)(_make_error_page(status))
+    return app
+
+
+def _make_error_page(status: int) -> Callable[[bottle.HTTPError], str]:
+    def page(error: bottle.HTTPError) -> str:
+        bottle.response.content_type = "application/json"
+        message = "no such endpoint; see /openapi.json" if status == 404 else f"method {bottle.request.method} not allowed here"
+        return json.dumps({"error": message})
+
+    return page

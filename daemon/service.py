@@ -1,0 +1,308 @@
+"""Wires the parts together from the config and runs them.
+
+``Service`` owns the catalogue, the extractors, one index per extractor, the work
+queue, the indexer thread and the folder jobs. The HTTP server calls its small
+facade (``add_file``, ``add_folder``, ``remove``, ``search_*``, ``stats``); the
+indexer tells the indexes about each commit. ``run_daemon`` is ``imgsearchd serve``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__, images, query
+from .catalog import Catalog, normalise_path
+from .config import Config
+from .errors import ApiError, image_error
+from .extractors import Extractor, LoadedExtractors, load
+from .index import ExtractorIndex
+from .indexer import ADD, EMBEDDED, FAILED, REMOVED, REUSED, UNCHANGED, Indexer, WorkQueue
+from .jobs import Job, JobTracker
+
+log = logging.getLogger("imgsearchd.service")
+
+ADD_FILE_TIMEOUT = 120.0
+
+
+class Service:
+    """The running daemon's state, behind a small facade for the HTTP server."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started = time.time()
+        self.phase = "starting"
+        self._ready = threading.Event()
+        self.jobs = JobTracker()
+        self.queue = WorkQueue()
+        self._stop = threading.Event()
+        self.catalog: Catalog | None = None
+        self.loaded: LoadedExtractors | None = None
+        self.indexes: dict[str, ExtractorIndex] = {}
+        self.indexer: Indexer | None = None
+        self._worker: threading.Thread | None = None
+        self.limits = images.ImageLimits.from_config(config.images)
+
+    # -- life cycle ------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
+    def load(self) -> None:
+        """Open the catalogue, load the models and indexes, start the indexer thread."""
+        data_dir = self.config.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.phase = "opening catalogue"
+        self.catalog = Catalog(data_dir / "catalog.sqlite3")
+        self.phase = "loading models"
+        index_cfg = self.config.index
+        self.loaded = load(index_cfg["extractors"], index_cfg["fallback_extractor"], self.config.extractor)
+        self.phase = "loading indexes"
+        for name, extractor in self.loaded.extractors.items():
+            index = ExtractorIndex(
+                self.catalog, data_dir / name, name, extractor.model_id, extractor.dim,
+                trees=index_cfg["trees"], search_k=index_cfg["search_k"],
+                rebuild_after_changes=index_cfg["rebuild_after_changes"],
+                rebuild_after_seconds=index_cfg["rebuild_after_seconds"],
+            )
+            index.open()
+            self.indexes[name] = index
+        self.indexer = Indexer(
+            self.catalog, self.loaded.extractors, self.limits, index_cfg["loader_threads"],
+            on_commit=self._on_commit, listener=self.jobs.on_file,
+        )
+        self._worker = threading.Thread(
+            target=self.indexer.run, args=(self.queue, self._stop), name="imgsearchd-indexer", daemon=True
+        )
+        self._worker.start()
+        self.phase = "ready"
+        self._ready.set()
+        log.info(
+            "ready: %d images, extractors %s (default %s)",
+            self.catalog.counts()["files"], ", ".join(self.loaded.extractors), self.loaded.primary,
+        )
+
+    def _on_commit(self, seq: int) -> None:
+        for index in self.indexes.values():
+            try:
+                index.refresh()
+            except Exception:
+                log.exception("index %s could not catch up; it will retry on the next change", index.extractor)
+
+    def close(self) -> None:
+        """Stop the indexer after its batch in flight, close indexes and the catalogue."""
+        self.phase = "stopping"
+        self._ready.clear()
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(timeout=60)
+        if self.indexer is not None:
+            self.indexer.close()
+        for index in self.indexes.values():
+            index.close()
+        if self.catalog is not None:
+            self.catalog.close()
+
+    # -- paths -------------------------------------------------------------------------
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.config.server["max_upload_mb"] * 1024 * 1024)
+
+    def allowed_roots(self) -> list[str]:
+        roots = [str(p) for p in self.config.watch_dirs]
+        roots += [str(Path(r).expanduser().absolute()) for r in self.config.server["allowed_roots"]]
+        return [os.path.realpath(r) for r in roots]
+
+    def check_path(self, raw: str) -> str:
+        """A request's path, normalised; ApiError 400/403 when it is not usable."""
+        if "\x00" in raw:
+            raise ApiError(400, "path contains a NUL character")
+        if not os.path.isabs(raw):
+            raise ApiError(400, f"path must be absolute, not {raw!r}")
+        path = normalise_path(raw)
+        roots = self.allowed_roots()
+        if roots:
+            real = os.path.realpath(path)
+            if not any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots):
+                raise ApiError(403, f"{path} is outside the watched folders and server.allowed_roots")
+        return path
+
+    # -- work ----------------------------------------------------------------------------
+
+    def add_file(self, path: str, timeout: float = ADD_FILE_TIMEOUT) -> dict[str, Any]:
+        """Index one file now (ahead of queued work) and say what happened to it."""
+        try:
+            images.stat_file(path)
+        except images.ImageError as exc:
+            raise image_error(exc, path) from None
+        waiter = self.jobs.waiter(path)
+        self.queue.put(path, ADD, front=True)
+        if not waiter.event.wait(timeout):
+            self.jobs.forget(path, waiter)
+            raise ApiError(504, f"{path} is queued but was not indexed within {timeout:.0f} s", image=path)
+        outcome = waiter.outcome
+        if outcome == FAILED:
+            reason, _, detail = (waiter.detail or "").partition(": ")
+            return {"image": path, "status": "failed", "reason": reason, "detail": detail}
+        if outcome == REMOVED:
+            raise ApiError(404, f"{path}: the file vanished before it could be indexed", image=path)
+        status = {EMBEDDED: "indexed", REUSED: "indexed", UNCHANGED: "unchanged"}.get(outcome or "", outcome)
+        return {"image": path, "status": status, "embedded": outcome == EMBEDDED}
+
+    def add_folder(self, path: str, wait: float = 0.25) -> Job:
+        """Walk a folder in the background and queue its images; returns at once."""
+        watch = self.config.watch
+        assert self.indexer is not None
+        indexer = self.indexer
+
+        def scan() -> list[str]:
+            return indexer.scan_folder(path, watch["extensions"], watch["recursive"],
+                                       on_error=lambda p, e: log.warning("cannot read %s: %s", p, e))
+
+        job = self.jobs.start_folder(path, scan, lambda chunk: self.queue.put_many(chunk, ADD))
+        job.scan_done.wait(wait)  # small folders answer with their count
+        return job
+
+    def remove(self, path: str) -> int:
+        assert self.indexer is not None
+        return self.indexer.remove([path])
+
+    def rebuild(self, extractor: str | None = None) -> dict[str, Any]:
+        names = [self._extractor(extractor).name] if extractor else list(self.indexes)
+        for name in names:
+            self.indexes[name].rebuild(wait=False)
+        return {"rebuilding": names}
+
+    # -- search ----------------------------------------------------------------------------
+
+    def _extractor(self, name: str | None) -> Extractor:
+        assert self.loaded is not None
+        if name is None:
+            return self.loaded.default
+        if name not in self.loaded.extractors:
+            running = ", ".join(self.loaded.extractors)
+            raise ApiError(400, f"extractor {name!r} is not running; running: {running}")
+        return self.loaded.extractors[name]
+
+    def _answer(self, extractor: Extractor, vector: np.ndarray, limit: int, max_distance: float | None) -> dict[str, Any]:
+        results = self.indexes[extractor.name].search(vector, limit, max_distance)
+        for r in results:
+            r["distance"] = round(float(r["distance"]), 6)
+            r["score"] = round(float(r["score"]), 6)
+        return {"results": results, "extractor": extractor.name}
+
+    def search_path(self, path: str, extractor: str | None, limit: int, max_distance: float | None) -> dict[str, Any]:
+        chosen = self._extractor(extractor)
+        assert self.catalog is not None
+        vector = query.query_vector_for_path(self.catalog, chosen, path, self.limits)
+        return self._answer(chosen, vector, limit, max_distance)
+
+    def search_bytes(self, data: bytes, extractor: str | None, limit: int, max_distance: float | None) -> dict[str, Any]:
+        chosen = self._extractor(extractor)
+        vector = query.query_vector_for_bytes(chosen, data, self.limits)
+        return self._answer(chosen, vector, limit, max_distance)
+
+    def search_text(self, text: str, extractor: str | None, limit: int, max_distance: float | None) -> dict[str, Any]:
+        chosen = self._extractor(extractor)
+        vector = chosen.encode_text([text])[0]
+        return self._answer(chosen, vector, limit, max_distance)
+
+    # -- stats -------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "version": __version__,
+            "uptime_s": round(time.time() - self.started, 3),
+            "ready": self.ready,
+            "phase": self.phase,
+            "watch": [{"folder": str(p)} for p in self.config.watch_dirs],
+            "jobs": self.jobs.summary(),
+        }
+        if not self.ready or self.catalog is None or self.loaded is None or self.indexer is None:
+            out.update({"images": None, "pending": len(self.queue), "failed": {}, "extractors": {},
+                        "active_extractor": None, "fallback": None})
+            return out
+        counts = self.catalog.counts()
+        progress = self.indexer.progress.snapshot()
+        in_pipeline = int(progress["queued"]) - int(progress["done"])  # type: ignore[call-overload]
+        out.update({
+            "images": counts["by_state"].get("indexed", 0),
+            "files": counts["files"],
+            "pending": len(self.queue) + max(0, in_pipeline),
+            "failed": {"total": counts["by_state"].get("failed", 0), "by_reason": counts["failed_by_reason"],
+                       "recent": self.catalog.recent_failures(5)},
+            "active_extractor": self.loaded.primary,
+            "fallback": self.loaded.fallback.as_dict() if self.loaded.fallback else None,
+            "indexing": progress,
+            "extractors": {
+                name: {**self.indexes[name].stats(), "model": extractor.model_id, "vectors": counts["vectors"].get(name, 0),
+                       "dim": extractor.dim, "device": str(extractor.device), "text": extractor.supports_text}
+                for name, extractor in self.loaded.extractors.items()
+            },
+        })
+        return out
+
+
+def run_daemon(config: Config) -> int:
+    """``imgsearchd serve``: listen at once (503 while starting), load, serve until SIGTERM/SIGINT."""
+    import signal
+
+    from cheroot import wsgi
+
+    from .extractors import ModelUnavailableError
+    from .server import create_app
+
+    service = Service(config)
+    host, port = config.server["host"], config.server["port"]
+    server = wsgi.Server((host, port), create_app(service), numthreads=16, server_name="imgsearchd")
+    try:
+        server.prepare()
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", host, port, exc)
+        return 1
+    bound = server.bind_addr
+    listener = threading.Thread(target=server.serve, name="imgsearchd-http", daemon=True)
+    listener.start()
+    log.info("listening on http://%s:%d", bound[0], bound[1])
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    code = 0
+    try:
+        service.load()
+        if config.watch_dirs:
+            for folder in config.watch_dirs:
+                if folder.is_dir():
+                    service.add_folder(str(folder), wait=0)
+                else:
+                    log.warning("watched folder %s is missing or not a folder; skipped", folder)
+        while not stop.wait(1.0):
+            pass
+    except ModelUnavailableError as exc:
+        log.error("cannot start: %s", exc)
+        code = 3
+    except Exception:
+        log.exception("cannot start")
+        code = 1
+    finally:
+        server.stop()
+        service.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("stopped")
+    return code
