@@ -231,7 +231,10 @@ class _State:
 
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, in place when the array is ours to change."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if not vectors.flags.writeable:
+        vectors = vectors.copy()
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     np.divide(vectors, norms, out=vectors, where=norms > 0)
     return vectors
@@ -298,7 +301,7 @@ def write_snapshot(
     parts: list[np.ndarray] = []
     n = 0
     for seq, ids, vectors in chunks:
-        for row in _unit_rows(vectors):
+        for row in vectors:  # the angular metric normalises by itself
             annoy.add_item(n, row.tolist())
             n += 1
         parts.append(np.asarray(ids, dtype=np.int64))

@@ -97,7 +97,7 @@ def parse_max_distance(raw: Any) -> float | None:
 
 def create_app(service: Service) -> bottle.Bottle:
     """The Bottle application over a running (or starting) service."""
-    app = bottle.Bottle(catchall=False)
+    app = bottle.Bottle()
     app.install(json_api)
 
     def authorise() -> None:
@@ -152,7 +152,7 @@ def create_app(service: Service) -> bottle.Bottle:
             reason = outcome.get("reason", images.CORRUPT)
             raise ApiError(
                 IMAGE_ERROR_STATUS.get(reason, 415), f"{path}: {outcome.get('detail', reason)}",
-                image=path, reason=reason, status="failed",
+                image=path, reason=reason,
             )
         return outcome
 

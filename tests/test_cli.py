@@ -1,0 +1,93 @@
+"""The command line: `imgsearchd serve` as a real process, and the thin client commands."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from conftest import cli_command, run_cli, write_config
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "daemon exited"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("daemon never became healthy")
+
+
+def test_serve_and_thin_clients(tmp_path, photos):
+    port = free_port()
+    photo_dir = tmp_path / "photos"
+    photo_dir.mkdir()
+    for name in ("chelsea", "coffee", "motorcycle_left", "motorcycle_right"):
+        photos[name].save(photo_dir / f"{name}.jpg")
+    config = write_config(tmp_path / "c.toml", {
+        "server": {"port": port},
+        "index": {"data_dir": str(tmp_path / "data"), "extractors": ["efficientnet"], "fallback_extractor": ""},
+        "extractors.efficientnet": {"device": "cpu", "batch_size": 8},
+    })
+    down = run_cli("stats", "--config", str(config))
+    assert down.returncode == 4 and "not running" in down.stderr and "imgsearchd serve" in down.stderr
+    proc = subprocess.Popen(cli_command("serve", "--config", str(config), "--watch", str(photo_dir)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_healthy(port, proc)
+        deadline = time.monotonic() + 60
+        while json.loads(run_cli("stats", "--config", str(config)).stdout)["images"] < 4:
+            assert time.monotonic() < deadline, "watched folder not indexed at start"
+            time.sleep(0.3)
+        found = run_cli("search", str(photo_dir / "motorcycle_left.jpg"), "--limit", "2", "--config", str(config))
+        assert found.returncode == 0, found.stderr
+        assert [r["image"] for r in json.loads(found.stdout)["results"]] == [
+            str(photo_dir / "motorcycle_left.jpg"), str(photo_dir / "motorcycle_right.jpg")]
+        photos["rocket"].save(photo_dir / "rocket.png")
+        added = run_cli("add", str(photo_dir / "rocket.png"), "--config", str(config))
+        assert added.returncode == 0 and json.loads(added.stdout)["status"] == "indexed"
+        removed = run_cli("remove", str(photo_dir / "rocket.png"), "--config", str(config))
+        assert removed.returncode == 0 and json.loads(removed.stdout)["removed"] == 1
+        again = run_cli("remove", str(photo_dir / "rocket.png"), "--config", str(config))
+        assert again.returncode == 1 and "not in the index" in json.loads(again.stderr)["error"]
+        text = run_cli("search", "--text", "a cat", "--config", str(config))
+        assert text.returncode == 1 and "no text encoder" in text.stderr
+        assert run_cli("rebuild", "--config", str(config)).returncode == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopped" in err
+
+
+def test_serve_exits_non_zero_on_a_bad_config(tmp_path):
+    bad = write_config(tmp_path / "bad.toml", {"server": {"port": "eighty"}})
+    result = run_cli("serve", "--config", str(bad))
+    assert result.returncode == 2 and "server.port must be int" in result.stderr
+
+
+def test_serve_exits_non_zero_when_the_port_is_taken(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        config = write_config(tmp_path / "c.toml", {"server": {"port": port},
+                                                    "index": {"data_dir": str(tmp_path / "d"), "extractors": ["efficientnet"]}})
+        result = run_cli("serve", "--config", str(config), timeout=60)
+    assert result.returncode == 1 and "cannot listen" in result.stderr
