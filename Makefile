@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test bench install clean-venv
+.PHONY: run test bench install install-service uninstall-service clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -27,6 +27,31 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_indexing.py $(ARGS)
+
+# systemd: the unit with ExecStart pointing at this checkout's venv, and a default config
+# (data in /var/lib/imgsearchd) unless one is there. DESTDIR stages into a folder instead.
+DESTDIR  ?=
+UNIT_DIR ?= /etc/systemd/system
+CONF_DIR ?= /etc/imgsearchd
+
+install-service: $(STAMP)
+	install -d $(DESTDIR)$(UNIT_DIR) $(DESTDIR)$(CONF_DIR)
+	sed 's#^ExecStart=/opt/imgsearchd/.venv/bin/imgsearchd#ExecStart=$(abspath $(VENV))/bin/imgsearchd#' \
+		imgsearchd.service > $(DESTDIR)$(UNIT_DIR)/imgsearchd.service
+	@if [ -e $(DESTDIR)$(CONF_DIR)/imgsearchd.toml ]; then \
+		echo "keeping the existing $(DESTDIR)$(CONF_DIR)/imgsearchd.toml"; \
+	else \
+		sed 's#^data_dir = "data"#data_dir = "/var/lib/imgsearchd"#' config/imgsearchd.toml \
+			> $(DESTDIR)$(CONF_DIR)/imgsearchd.toml; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null; then systemctl daemon-reload; fi
+	@echo "installed; now: systemctl enable --now imgsearchd"
+
+uninstall-service:
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null; then systemctl disable --now imgsearchd || true; fi
+	rm -f $(DESTDIR)$(UNIT_DIR)/imgsearchd.service
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null; then systemctl daemon-reload; fi
+	@echo "removed the unit; left $(CONF_DIR)/imgsearchd.toml and /var/lib/imgsearchd (delete them by hand)"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -80,19 +80,28 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_watch_dirs(config: Any, folders: list[str]) -> None:
-    """``--watch DIR`` adds to the configured folders."""
-    known = config.watch["directories"]
-    config.watch["directories"] = known + [f for f in folders if f not in known]
+    """``--watch DIR`` adds to the configured folders (and stays added across reloads)."""
+    config.extra_watch = list(folders)
+
+
+class JournalFormatter(logging.Formatter):
+    """Prefixes each line with its syslog priority (``<3>``...), which journald turns into a level."""
+
+    PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = self.PRIORITIES.get(record.levelno, 6)
+        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
 
 
 def setup_logging(level: str) -> None:
-    """Plain lines on stderr: no timestamps, so the journal does not show them twice."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+    """Plain lines on stderr, no timestamps (the journal adds its own); levels for journald."""
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -142,6 +142,7 @@ class Config:
     values: dict[str, dict[str, Any]]
     source: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    extra_watch: list[str] = field(default_factory=list)  # `--watch DIR`, kept across reloads
 
     def section(self, name: str) -> dict[str, Any]:
         return self.values[name]
@@ -171,7 +172,19 @@ class Config:
 
     @property
     def watch_dirs(self) -> list[Path]:
-        return [Path(d).expanduser().absolute() for d in self.watch["directories"]]
+        """The watched folders: the file's, then any given with ``--watch``, each once."""
+        folders: list[Path] = []
+        for d in [*self.watch["directories"], *self.extra_watch]:
+            path = Path(d).expanduser().absolute()
+            if path not in folders:
+                folders.append(path)
+        return folders
+
+    def reload(self) -> Config:
+        """Read the same file again with the same command-line settings (for SIGHUP)."""
+        fresh = load_config(self.source, self.overrides)
+        fresh.extra_watch = list(self.extra_watch)
+        return fresh
 
 
 def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:

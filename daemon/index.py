@@ -97,7 +97,8 @@ def _exact_top(vectors: np.ndarray, ids: np.ndarray, v: np.ndarray, k: int) -> t
     n = len(ids)
     if n == 0 or k <= 0:
         return ids[:0], np.zeros(0, dtype=np.float32)
-    scores = vectors @ v
+    # einsum, not BLAS: multi-threaded OpenBLAS gemv gave 10 ms p99 spikes on 2 cores (BENCHMARKS.md)
+    scores = np.einsum("ij,j->i", vectors, v)
     if k < n:
         part = np.argpartition(-scores, k - 1)[:k]
     else:

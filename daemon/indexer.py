@@ -494,6 +494,15 @@ class Indexer:
             self.process(additions)
 
 
+def _exp_init():
+    if os.environ.get("EXP_OMP1") == "1":
+        torch.set_num_threads(1)
+    nice = int(os.environ.get("EXP_NICE", "0"))
+    if nice:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+
+
 class _Bar:
     """A tqdm progress bar on the console, or nothing."""
 

@@ -48,6 +48,7 @@ class Service:
         self.indexer: Indexer | None = None
         self._worker: threading.Thread | None = None
         self.limits = images.ImageLimits.from_config(config.images)
+        self._burst_base = 0
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -218,6 +219,52 @@ class Service:
         vector = chosen.encode_text([text])[0]
         return self._answer(chosen, vector, limit, max_distance)
 
+    # -- reload and status --------------------------------------------------------------------
+
+    RESTART_ONLY = ("server.host", "server.port", "index.data_dir", "index.extractors",
+                    "index.fallback_extractor", "index.loader_threads")
+
+    def apply_config(self, new: Config) -> None:
+        """Take a reloaded config: folders, thresholds, limits, access and log level change live."""
+        for dotted in self.RESTART_ONLY:
+            section, key = dotted.split(".")
+            if new.values[section][key] != self.config.values[section][key]:
+                log.warning("%s changed: this takes effect at the next restart", dotted)
+                new.values[section][key] = self.config.values[section][key]
+        for name in self.config.values:
+            if name.startswith("extractors.") and new.values[name] != self.config.values[name]:
+                log.warning("[%s] changed: this takes effect at the next restart", name)
+                new.values[name] = self.config.values[name]
+        self.config = new
+        self.limits = images.ImageLimits.from_config(new.images)
+        if self.indexer is not None:
+            self.indexer.limits = self.limits
+        for index in self.indexes.values():
+            index.rebuild_after_changes = new.index["rebuild_after_changes"]
+            index.rebuild_after_seconds = new.index["rebuild_after_seconds"]
+            index.trees = new.index["trees"]
+        logging.getLogger().setLevel(new.section("log")["level"].upper())
+        reload_watch = getattr(self, "reload_watch", None)
+        if reload_watch is not None:
+            reload_watch(new)
+        log.info("configuration reloaded from %s", new.source or "defaults")
+
+    def healthy(self) -> bool:
+        """False when the indexer thread has died (the watchdog then stops being fed)."""
+        return self._worker is None or self._worker.is_alive() or self._stop.is_set()
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS=: progress while indexing, else the size."""
+        if not self.ready or self.catalog is None or self.indexer is None:
+            return self.phase
+        progress = self.indexer.progress.snapshot()
+        pending = len(self.queue) + max(0, int(progress["queued"]) - int(progress["done"]))  # type: ignore[call-overload]
+        if pending:
+            done = int(progress["done"]) - self._burst_base  # type: ignore[call-overload]
+            return f"indexing {done}/{done + pending}, {progress['images_per_second']:.1f} img/s"
+        self._burst_base = int(progress["done"])  # type: ignore[call-overload]
+        return f"idle, {self.catalog.counts()['by_state'].get('indexed', 0)} images"
+
     # -- stats -------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -255,14 +302,22 @@ class Service:
 
 
 def run_daemon(config: Config) -> int:
-    """``imgsearchd serve``: listen at once (503 while starting), load, serve until SIGTERM/SIGINT."""
+    """``imgsearchd serve``: listen at once (503 while starting), load, serve until SIGTERM.
+
+    Speaks the systemd notify protocol when ``$NOTIFY_SOCKET`` is set: READY=1 once the
+    models and indexes are loaded and the server answers, STATUS= lines with progress,
+    WATCHDOG=1 pings, RELOADING=1/READY=1 around a SIGHUP reload, STOPPING=1 on SIGTERM.
+    """
     import signal
 
     from cheroot import wsgi
 
+    from .config import ConfigError
     from .extractors import ModelUnavailableError
     from .server import create_app
+    from .systemd import Heartbeat, Notifier
 
+    notifier = Notifier()
     service = Service(config)
     host, port = config.server["host"], config.server["port"]
     server = wsgi.Server((host, port), create_app(service), numthreads=16, server_name="imgsearchd")
@@ -276,32 +331,60 @@ def run_daemon(config: Config) -> int:
     listener.start()
     log.info("listening on http://%s:%d", bound[0], bound[1])
     stop = threading.Event()
+    reload_wanted = threading.Event()
 
-    def on_signal(signum: int, _frame: object) -> None:
+    def on_stop(signum: int, _frame: object) -> None:
         log.info("received %s: stopping", signal.Signals(signum).name)
+        notifier.stopping()
         stop.set()
+        if not service.ready and service.phase != "stopping":
+            raise SystemExit(0)  # still loading: abandon the load, nothing is half-written
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    def on_hup(_signum: int, _frame: object) -> None:
+        reload_wanted.set()
+
+    previous = {sig: signal.signal(sig, on_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hup)
+    heartbeat = Heartbeat(notifier, service.status_line, lambda: listener.is_alive() and service.healthy())
     code = 0
     try:
+        heartbeat.start()
+        notifier.status("loading models and indexes")
         service.load()
-        if config.watch_dirs:
+        if config.watch_dirs and not hasattr(service, "reload_watch"):
             for folder in config.watch_dirs:
                 if folder.is_dir():
                     service.add_folder(str(folder), wait=0)
                 else:
                     log.warning("watched folder %s is missing or not a folder; skipped", folder)
-        while not stop.wait(1.0):
-            pass
+        notifier.ready(service.status_line())
+        while not stop.is_set():
+            if reload_wanted.wait(0.5):
+                reload_wanted.clear()
+                if stop.is_set():
+                    break
+                notifier.reloading()
+                try:
+                    fresh = service.config.reload()
+                except ConfigError as exc:
+                    log.error("reload rejected, keeping the running settings: %s", exc)
+                else:
+                    service.apply_config(fresh)
+                notifier.ready(service.status_line())
     except ModelUnavailableError as exc:
         log.error("cannot start: %s", exc)
         code = 3
+    except SystemExit:
+        pass
     except Exception:
         log.exception("cannot start")
         code = 1
     finally:
+        notifier.stopping()
+        heartbeat.stop()
         server.stop()
         service.close()
+        notifier.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("stopped")

@@ -105,3 +105,26 @@ def mappings_under(directory: str | os.PathLike[str]) -> list[str]:
     prefix = os.fspath(directory)
     with open("/proc/self/maps") as f:
         return [line.strip() for line in f if prefix in line]
+
+
+def broad_clusters(n: int, dim: int = 512, *, seed: int = 0, cluster_size: int = 500, rank: int = 16,
+                   spread: float = 0.6, noise: float = 0.3) -> np.ndarray:
+    """A harder set: each cluster lies near its own random ``rank``-dimensional subspace.
+
+    Neighbours are far apart (nearest-neighbour cosine about 0.73 at 100k), the hard case
+    for any tree index. Used by the benchmark to show how recall depends on the data.
+    """
+    rng = np.random.default_rng(seed)
+    k = max(1, n // cluster_size)
+    labels = rng.integers(0, k, size=n)
+    centers = rng.standard_normal((k, dim)).astype(np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    out = np.empty((n, dim), dtype=np.float32)
+    for c in range(k):
+        idx = np.flatnonzero(labels == c)
+        basis = rng.standard_normal((rank, dim)).astype(np.float32) / np.sqrt(dim)
+        z = rng.standard_normal((len(idx), rank)).astype(np.float32)
+        g = rng.standard_normal((len(idx), dim)).astype(np.float32) / np.sqrt(dim)
+        out[idx] = centers[c] + spread * (z @ basis) + noise * g
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
