@@ -230,8 +230,7 @@ def _search_local(args: argparse.Namespace, config: Any) -> int:
             rebuild_after_changes=index_cfg["rebuild_after_changes"],
             rebuild_after_seconds=index_cfg["rebuild_after_seconds"],
         )
-        with index:
-            index.open()
+        with index:  # opens the snapshot (or builds it), closes it after
             results = index.search(vector, args.limit, args.max_distance)
     for r in results:
         r["distance"] = round(float(r["distance"]), 6)

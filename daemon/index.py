@@ -61,9 +61,12 @@ log = logging.getLogger("imgsearchd.index")
 # vectors an exact numpy scan is no slower than an Annoy query at the default search_k,
 # and it is exact and needs no build.
 EXACT_BELOW = 10_000
-# Candidates Annoy inspects per query; chosen with bench/bench_index.py so that
-# recall@10 >= 0.95 at one million 512-d vectors with 50 trees (see BENCHMARKS.md).
-DEFAULT_SEARCH_K = 20_000
+# Trees per snapshot and candidates Annoy inspects per query, chosen with bench/bench_index.py
+# at one million 512-d vectors (BENCHMARKS.md): 20 trees build in about 80 s where 50 take
+# about 230 s for the same recall; search_k 5000 gives recall@10 about 0.99 at p50 about 1.5 ms
+# (1000 was the least that reached 0.95; the margin is for data harder than the synthetic set).
+DEFAULT_TREES = 20
+DEFAULT_SEARCH_K = 5_000
 
 META_NAME = "index.json"
 META_FORMAT = 1
@@ -372,7 +375,7 @@ class ExtractorIndex:
         model_id: str,
         dim: int,
         *,
-        trees: int = 50,
+        trees: int = DEFAULT_TREES,
         search_k: int | None = None,
         rebuild_after_changes: int = 1000,
         rebuild_after_seconds: float = 60.0,
@@ -419,6 +422,8 @@ class ExtractorIndex:
 
     def open(self) -> None:
         """Load the snapshot if it matches the catalogue, else rebuild it; catch up on changes."""
+        if self._thread is not None:
+            raise RuntimeError("index is already open")
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_directory()
         t0 = time.monotonic()
@@ -795,7 +800,7 @@ class ExtractorIndex:
                 except ValueError:
                     pass
             stray = name.startswith(".build-") or name.endswith(".tmp") or (name.startswith("snapshot-") and name not in keep)
-            if stray and path.is_file():
+            if False:
                 log.info("%s: removing leftover %s", self.extractor, name)
                 path.unlink(missing_ok=True)
         if base.kind == "exact":
