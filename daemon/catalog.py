@@ -332,6 +332,42 @@ class Catalog:
                 raise
         return moved
 
+    def set_offline(self, root: str) -> int:
+        """Mark the indexed files at or below ``root`` offline: kept with their vectors, not searchable.
+
+        For a watched folder that vanished as a whole (an unmounted disk); returns how many.
+        """
+        root_p = normalise_path(root)
+        prefix = root_p.rstrip(os.sep) + os.sep
+        return self._set_state(
+            "state='indexed' AND (path=? OR (path>=? AND path<?))",
+            [(root_p, prefix, prefix[:-1] + chr(ord(os.sep) + 1))], STATE_OFFLINE,
+        )
+
+    def set_online(self, paths: Iterable[str]) -> int:
+        """Make offline files searchable again (they came back unchanged); returns how many."""
+        return self._set_state("state='offline' AND path=?", [(normalise_path(p),) for p in paths], STATE_INDEXED)
+
+    def _set_state(self, where: str, params: list[tuple[str, ...]], state: str) -> int:
+        if not params:
+            return 0
+        changed = 0
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                seq = self._next_seq(conn)
+                now = time.time()
+                for values in params:
+                    changed += conn.execute(
+                        f"UPDATE files SET state=?, seq=?, updated_at=? WHERE {where}", (state, seq, now, *values)
+                    ).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return changed
+
     def prune_orphan_vectors(self) -> int:
         """Drop vectors no file has any more.
 
@@ -368,6 +404,17 @@ class Catalog:
             (root_p, prefix, prefix[:-1] + chr(ord(os.sep) + 1)),
         )
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def count_under(self, root: str, states: Iterable[str] = (STATE_INDEXED, STATE_OFFLINE)) -> int:
+        """How many files at or below ``root`` are in one of ``states``."""
+        root_p = normalise_path(root)
+        prefix = root_p.rstrip(os.sep) + os.sep
+        states = list(states)
+        marks = ",".join("?" * len(states))
+        return self._reader().execute(
+            f"SELECT COUNT(*) FROM files WHERE state IN ({marks}) AND (path=? OR (path>=? AND path<?))",
+            (*states, root_p, prefix, prefix[:-1] + chr(ord(os.sep) + 1)),
+        ).fetchone()[0]
 
     def models_present(self, content_hash: str) -> dict[str, str]:
         """extractor -> model_id of the vectors stored for this content."""

@@ -128,15 +128,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _load_extractors(config: Any) -> Any:
-    from .extractors import load
+    """The configured extractors (with the fallback), or None after saying why they cannot load."""
+    from .extractors import ModelUnavailableError, load
 
-    return load(config.index["extractors"], config.index["fallback_extractor"], config.extractor)
+    try:
+        return load(config.index["extractors"], config.index["fallback_extractor"], config.extractor)
+    except ModelUnavailableError as exc:
+        print(f"imgsearchd: {exc}", file=sys.stderr)
+        return None
 
 
 def cmd_index(args: argparse.Namespace, config: Any) -> int:
     """Index files and folders with a progress bar; print a JSON summary."""
     from .catalog import Catalog, CatalogError
-    from .extractors import ModelUnavailableError
     from .images import ImageLimits
     from .indexer import Indexer
 
@@ -144,10 +148,8 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
         if not os.path.exists(raw):
             print(f"imgsearchd: {raw}: no such file or folder", file=sys.stderr)
             return EXIT_USAGE
-    try:
-        loaded = _load_extractors(config)
-    except ModelUnavailableError as exc:
-        print(f"imgsearchd: {exc}", file=sys.stderr)
+    loaded = _load_extractors(config)
+    if loaded is None:
         return EXIT_MODEL
     try:
         catalog = Catalog(config.data_dir / "catalog.sqlite3")
@@ -201,17 +203,15 @@ def _search_local(args: argparse.Namespace, config: Any) -> int:
     """Search the data folder without a daemon: load the model and the index here."""
     from . import images
     from .catalog import Catalog
-    from .extractors import ModelUnavailableError, TextNotSupportedError
+    from .extractors import TextNotSupportedError
     from .index import ExtractorIndex
     from .query import query_vector_for_path
 
     if args.image is not None and not Path(args.image).exists():
         print(f"imgsearchd: {args.image}: no such file", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        loaded = _load_extractors(config)
-    except ModelUnavailableError as exc:
-        print(f"imgsearchd: {exc}", file=sys.stderr)
+    loaded = _load_extractors(config)
+    if loaded is None:
         return EXIT_MODEL
     extractor = loaded.default
     index_cfg = config.index

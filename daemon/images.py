@@ -82,16 +82,23 @@ def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def _os_error(exc: OSError) -> ImageError:
+    """The ImageError for a failed stat, open or read."""
+    if isinstance(exc, FileNotFoundError):
+        return ImageError(MISSING, "no such file")
+    if isinstance(exc, PermissionError):
+        return ImageError(UNREADABLE, "permission denied")
+    if isinstance(exc, IsADirectoryError):
+        return ImageError(NOT_A_FILE, "is a folder")
+    return ImageError(UNREADABLE, exc.strerror or str(exc))
+
+
 def stat_file(path: str) -> os.stat_result:
     """``os.stat`` with failures turned into ImageError."""
     try:
         st = os.stat(path)
-    except FileNotFoundError as exc:
-        raise ImageError(MISSING, "no such file") from exc
-    except PermissionError as exc:
-        raise ImageError(UNREADABLE, "permission denied") from exc
     except OSError as exc:
-        raise ImageError(UNREADABLE, exc.strerror or str(exc)) from exc
+        raise _os_error(exc) from exc
     if not stat.S_ISREG(st.st_mode):
         raise ImageError(NOT_A_FILE, "not a regular file")
     return st
@@ -106,14 +113,8 @@ def read_file(path: str, limits: ImageLimits = ImageLimits()) -> FileBytes:
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())
             data = fh.read(limits.max_file_bytes + 1)
-    except FileNotFoundError as exc:
-        raise ImageError(MISSING, "no such file") from exc
-    except PermissionError as exc:
-        raise ImageError(UNREADABLE, "permission denied") from exc
-    except IsADirectoryError as exc:
-        raise ImageError(NOT_A_FILE, "is a folder") from exc
     except OSError as exc:
-        raise ImageError(UNREADABLE, exc.strerror or str(exc)) from exc
+        raise _os_error(exc) from exc
     if not data:
         raise ImageError(EMPTY, "file is empty")
     if len(data) > limits.max_file_bytes:

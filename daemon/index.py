@@ -344,7 +344,6 @@ def _builder_main(argv: list[str]) -> int:
     """Entry point of the builder process: one JSON argument in, one JSON line out."""
     args = json.loads(argv[0])
     _die_with_parent(args["parent"])
-    os.nice(BUILD_NICE)
     catalog = Catalog(args["catalog"])  # left open: closing would checkpoint the daemon's WAL
     seq_before = catalog.current_seq()  # what an empty read reflects
     result = write_snapshot(
@@ -380,12 +379,13 @@ class ExtractorIndex:
         rebuild_after_changes: int = 1000,
         rebuild_after_seconds: float = 60.0,
         exact_below: int = EXACT_BELOW,
-        build_jobs: int = -1,
+        build_jobs: int | None = None,
     ) -> None:
         """``directory`` holds this extractor's files (normally ``<data_dir>/<extractor>``).
 
         ``search_k``: Annoy candidates per query (None: ``DEFAULT_SEARCH_K``; -1: Annoy's own
-        default of trees x results). ``build_jobs``: Annoy build threads (-1: all cores).
+        default of trees x results). ``build_jobs``: Annoy build threads (None: all cores but one,
+        so that a build never takes the core queries run on; -1: all cores).
         """
         if dim <= 0 or trees <= 0 or rebuild_after_changes <= 0 or rebuild_after_seconds <= 0:
             raise ValueError("dim, trees and the rebuild thresholds must be positive")
@@ -399,7 +399,7 @@ class ExtractorIndex:
         self.rebuild_after_changes = rebuild_after_changes
         self.rebuild_after_seconds = rebuild_after_seconds
         self.exact_below = exact_below
-        self.build_jobs = build_jobs
+        self.build_jobs = build_jobs if build_jobs is not None else max(1, len(os.sched_getaffinity(0)) - 1)
 
         self._state: _State | None = None
         self._lock = threading.Lock()  # guards _state and every base's users/retired
@@ -677,7 +677,8 @@ class ExtractorIndex:
         args = {"parent": os.getpid(), "catalog": str(self.catalog.path), "extractor": self.extractor,
                 "model_id": self.model_id, "dim": self.dim, "trees": self.trees, "jobs": self.build_jobs,
                 "ann": str(tmp_ann), "ids": str(tmp_ids)}
-        code = "import sys; from imgsearchd.index import _builder_main; sys.exit(_builder_main(sys.argv[1:]))"
+        code = (f"import os; os.nice({BUILD_NICE}); import sys; from imgsearchd.index import _builder_main; "
+                "sys.exit(_builder_main(sys.argv[1:]))")
         try:
             with self._cond:
                 if self._stopping:
@@ -800,7 +801,7 @@ class ExtractorIndex:
                 except ValueError:
                     pass
             stray = name.startswith(".build-") or name.endswith(".tmp") or (name.startswith("snapshot-") and name not in keep)
-            if False:
+            if stray and path.is_file():
                 log.info("%s: removing leftover %s", self.extractor, name)
                 path.unlink(missing_ok=True)
         if base.kind == "exact":

@@ -11,6 +11,7 @@ recorded with its reason and never stops the run.
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import os
 import threading
@@ -30,6 +31,14 @@ log = logging.getLogger("imgsearchd.indexer")
 
 ADD = "add"
 REMOVE = "remove"
+RESTORE = "restore"  # an offline file is back, unchanged: searchable again, nothing is read
+MOVE = "move"  # (new path, MOVE, old path): old's catalogue rows become new's, vectors kept
+OFFLINE = "offline"  # a watched folder is gone as a whole: its files are kept, not searchable
+
+PATH_INTENTS = (ADD, REMOVE, RESTORE)
+
+# One unit of queued work: (path, intent), or (new path, MOVE, old path) for a move.
+Work = tuple[str, ...]
 
 TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp", "~")
 
@@ -37,44 +46,76 @@ TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".dow
 # -- the queue ---------------------------------------------------------------
 
 
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 class WorkQueue:
-    """A FIFO of (path, intent) where the latest intent for a path replaces earlier ones."""
+    """A FIFO of work where the latest intent for a path replaces earlier ones.
+
+    Items are ``(path, intent)`` for ADD, REMOVE, RESTORE and OFFLINE, and
+    ``(new, MOVE, old)`` for a rename. Moves are never merged and keep their place,
+    so a rename applies between the changes queued before and after it.
+    """
 
     def __init__(self) -> None:
-        self._items: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._items: collections.OrderedDict[object, Work] = collections.OrderedDict()
+        self._moves = itertools.count()
         self._cond = threading.Condition()
 
     def put(self, path: str, intent: str = ADD, front: bool = False) -> None:
         """Queue one path; ``front`` puts it ahead of everything (a request waiting on it)."""
-        if intent not in (ADD, REMOVE):
+        if intent not in PATH_INTENTS:
             raise ValueError(f"unknown intent {intent!r}")
         key = normalise_path(path)
         with self._cond:
             self._items.pop(key, None)
-            self._items[key] = intent
+            self._items[key] = (key, intent)
             if front:
                 self._items.move_to_end(key, last=False)
             self._cond.notify()
 
     def put_many(self, paths: Iterable[str], intent: str = ADD) -> int:
+        if intent not in PATH_INTENTS:
+            raise ValueError(f"unknown intent {intent!r}")
         count = 0
         with self._cond:
             for path in paths:
                 key = normalise_path(path)
                 self._items.pop(key, None)
-                self._items[key] = intent
+                self._items[key] = (key, intent)
                 count += 1
             self._cond.notify()
         return count
 
-    def take(self, max_items: int, timeout: float | None = None) -> list[tuple[str, str]]:
+    def put_move(self, old: str, new: str) -> None:
+        """Queue a rename of a file or folder: its catalogue rows keep their ids and vectors."""
+        with self._cond:
+            self._items[(MOVE, next(self._moves))] = (normalise_path(new), MOVE, normalise_path(old))
+            self._cond.notify()
+
+    def put_offline(self, root: str) -> None:
+        """Queue marking a folder's files offline; drops queued adds and restores below it.
+
+        Those files cannot be reached now, and an add for a vanished file would forget it.
+        """
+        root = normalise_path(root)
+        with self._cond:
+            for key, item in list(self._items.items()):
+                if item[1] in (ADD, RESTORE) and _under(item[0], root):
+                    del self._items[key]
+            self._items.pop((OFFLINE, root), None)
+            self._items[(OFFLINE, root)] = (root, OFFLINE)
+            self._cond.notify()
+
+    def take(self, max_items: int, timeout: float | None = None) -> list[Work]:
         """Up to ``max_items`` entries, oldest first; waits up to ``timeout`` for the first."""
         with self._cond:
             if not self._items:
                 self._cond.wait(timeout)
             taken = []
             while self._items and len(taken) < max_items:
-                taken.append(self._items.popitem(last=False))
+                taken.append(self._items.popitem(last=False)[1])
             return taken
 
     def __len__(self) -> int:
