@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import images
-from .catalog import STATE_FAILED, STATE_INDEXED, Catalog, FileResult, normalise_path
+from .catalog import STATE_FAILED, STATE_INDEXED, STATE_OFFLINE, Catalog, FileResult, normalise_path
 from .extractors import Extractor
 
 log = logging.getLogger("imgsearchd.indexer")
@@ -61,6 +61,7 @@ class WorkQueue:
     def __init__(self) -> None:
         self._items: collections.OrderedDict[object, Work] = collections.OrderedDict()
         self._moves = itertools.count()
+        self._taken = 0  # items taken and not yet reported done
         self._cond = threading.Condition()
 
     def put(self, path: str, intent: str = ADD, front: bool = False) -> None:
@@ -73,7 +74,7 @@ class WorkQueue:
             self._items[key] = (key, intent)
             if front:
                 self._items.move_to_end(key, last=False)
-            self._cond.notify()
+            self._cond.notify_all()
 
     def put_many(self, paths: Iterable[str], intent: str = ADD) -> int:
         if intent not in PATH_INTENTS:
@@ -85,14 +86,14 @@ class WorkQueue:
                 self._items.pop(key, None)
                 self._items[key] = (key, intent)
                 count += 1
-            self._cond.notify()
+            self._cond.notify_all()
         return count
 
     def put_move(self, old: str, new: str) -> None:
         """Queue a rename of a file or folder: its catalogue rows keep their ids and vectors."""
         with self._cond:
             self._items[(MOVE, next(self._moves))] = (normalise_path(new), MOVE, normalise_path(old))
-            self._cond.notify()
+            self._cond.notify_all()
 
     def put_offline(self, root: str) -> None:
         """Queue marking a folder's files offline; drops queued adds and restores below it.
@@ -106,7 +107,7 @@ class WorkQueue:
                     del self._items[key]
             self._items.pop((OFFLINE, root), None)
             self._items[(OFFLINE, root)] = (root, OFFLINE)
-            self._cond.notify()
+            self._cond.notify_all()
 
     def take(self, max_items: int, timeout: float | None = None) -> list[Work]:
         """Up to ``max_items`` entries, oldest first; waits up to ``timeout`` for the first."""
@@ -116,7 +117,19 @@ class WorkQueue:
             taken = []
             while self._items and len(taken) < max_items:
                 taken.append(self._items.popitem(last=False)[1])
+            self._taken += len(taken)
             return taken
+
+    def task_done(self, count: int) -> None:
+        """The taker finished ``count`` items it took."""
+        with self._cond:
+            self._taken = max(0, self._taken - count)
+            self._cond.notify_all()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until nothing is queued and all taken work is done; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._items and not self._taken, timeout)
 
     def __len__(self) -> int:
         with self._cond:
@@ -443,7 +456,10 @@ class Indexer:
                 content_hash=item.content_hash, vectors={**item.reused, **made},
             ))
         seq = self.catalog.record_batch(results)
-        removed = self.catalog.remove_paths(vanished) if vanished else 0
+        # A file whose folder went too may sit on a disk that was just unmounted: only a
+        # deletion event, a folder removal or a reconcile scan forgets it.
+        forget = [path for path in vanished if os.path.isdir(os.path.dirname(path))]
+        removed = self.catalog.remove_paths(forget) if forget else 0
         for counter in (self.progress, run):
             counter.add_done(embedded=counts["embedded"], reused=counts["reused"], failed=failures)
             with counter._lock:
@@ -483,14 +499,7 @@ class Indexer:
                 on_error(path, exc)
 
         found = list(walk_images(root, extensions, recursive, note_error))
-        on_disk = set(found)
-        known = self.catalog.files_under(root)
-        vanished = [
-            path for path in known
-            if path not in on_disk
-            and not any(path.startswith(bad.rstrip(os.sep) + os.sep) for bad in unreadable)
-            and not os.path.exists(path)
-        ]
+        vanished = _vanished(self.catalog.files_under(root), set(found), unreadable)
         if vanished:
             self.remove(vanished)
         return found
@@ -513,7 +522,10 @@ class Indexer:
             items = queue.take(batch, timeout=0)
             if not items:
                 return
-            self._apply(items)
+            try:
+                self._apply(items)
+            finally:
+                queue.task_done(len(items))
 
     def run(self, queue: WorkQueue, stop: threading.Event, idle_timeout: float = 0.5) -> None:
         """The daemon's loop: take queued work until ``stop`` is set."""
@@ -525,23 +537,133 @@ class Indexer:
                     self._apply(items)
                 except Exception:  # the loop must survive anything one batch does
                     log.exception("indexing batch failed; its files will be retried at the next scan")
+                finally:
+                    queue.task_done(len(items))
 
-    def _apply(self, items: list[tuple[str, str]]) -> None:
-        removals = [path for path, intent in items if intent == REMOVE]
-        additions = [path for path, intent in items if intent == ADD]
+    def move(self, old: str, new: str) -> int:
+        """Rename a file or a folder's files in the catalogue; nothing is read or re-embedded."""
+        moved = self.catalog.move(old, new)
+        if moved and self.on_commit is not None:
+            self.on_commit(self.catalog.current_seq())
+        self._tell(normalise_path(old), REMOVED, f"moved to {normalise_path(new)}")
+        return moved
+
+    def restore(self, paths: Iterable[str]) -> int:
+        """Make offline files that came back unchanged searchable again; returns how many."""
+        restored = self.catalog.set_online(paths)
+        if restored and self.on_commit is not None:
+            self.on_commit(self.catalog.current_seq())
+        return restored
+
+    def set_offline(self, root: str) -> int:
+        """Keep a vanished folder's files, vectors and ids, but stop returning them."""
+        count = self.catalog.set_offline(root)
+        if count and self.on_commit is not None:
+            self.on_commit(self.catalog.current_seq())
+        log.info("%d files under %s marked offline", count, root)
+        return count
+
+    def _apply(self, items: list[Work]) -> None:
+        """Apply queued work in order; a move or an offline folder splits the batch."""
+        run: list[Work] = []
+        for item in items:
+            if item[1] not in (MOVE, OFFLINE):
+                run.append(item)
+                continue
+            self._apply_paths(run)
+            run = []
+            if item[1] == MOVE:
+                self.move(item[2], item[0])
+            else:
+                self.set_offline(item[0])
+        self._apply_paths(run)
+
+    def _apply_paths(self, items: list[Work]) -> None:
+        removals = [item[0] for item in items if item[1] == REMOVE]
+        restores = [item[0] for item in items if item[1] == RESTORE]
+        additions = [item[0] for item in items if item[1] == ADD]
         if removals:
             self.remove(removals)
+        if restores:
+            self.restore(restores)
         if additions:
             self.process(additions)
 
 
-def _exp_init():
-    if os.environ.get("EXP_OMP1") == "1":
-        torch.set_num_threads(1)
-    nice = int(os.environ.get("EXP_NICE", "0"))
-    if nice:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+def _vanished(known: Iterable[str], on_disk: set[str], unreadable: list[str]) -> list[str]:
+    """Catalogued paths gone from disk, leaving alone what sits in a folder that could not be read."""
+    return [
+        path for path in known
+        if path not in on_disk
+        and not any(_under(path, bad) for bad in unreadable)
+        and not os.path.exists(path)
+    ]
+
+
+@dataclass
+class FolderPlan:
+    """A folder compared with the catalogue by size and mtime only; no image was opened."""
+
+    root: str
+    to_add: list[tuple[str, int]] = field(default_factory=list)  # (path, mtime_ns): new, changed or missing a vector
+    to_restore: list[str] = field(default_factory=list)  # offline in the catalogue, unchanged on disk
+    vanished: list[str] = field(default_factory=list)  # in the catalogue, gone from disk
+    unchanged: int = 0
+    unreadable: list[str] = field(default_factory=list)  # folders or files that could not be read
+
+    @property
+    def found(self) -> int:
+        return len(self.to_add) + len(self.to_restore) + self.unchanged
+
+
+def plan_folder(
+    catalog: Catalog,
+    root: str,
+    extensions: Iterable[str],
+    recursive: bool = True,
+    models: dict[str, str] | None = None,
+    on_error: Callable[[str, OSError], None] | None = None,
+) -> FolderPlan:
+    """Compare a folder with the catalogue: what to add, restore and forget. Writes nothing.
+
+    ``models`` (extractor -> model id) marks unchanged files that lack one of those vectors
+    as to add. Files are only stat'ed. Raises FileNotFoundError when ``root`` is not a folder.
+    """
+    root = normalise_path(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"folder {root} is missing")
+    plan = FolderPlan(root)
+
+    def note_error(path: str, exc: OSError) -> None:
+        plan.unreadable.append(path)
+        if on_error is not None:
+            on_error(path, exc)
+
+    known = catalog.files_under(root)
+    lacking: set[str] = set()
+    for name, model_id in (models or {}).items():
+        lacking.update(catalog.missing_vectors(name, model_id))
+    seen: set[str] = set()
+    for path in walk_images(root, extensions, recursive, note_error):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue  # deleted while we looked; its event or the next scan deals with it
+        except OSError as exc:
+            note_error(path, exc)
+            continue
+        seen.add(path)
+        record = known.get(path)
+        if record is None or (st.st_size, st.st_mtime_ns) != (record[0], record[1]):
+            plan.to_add.append((path, st.st_mtime_ns))
+        elif record[2] == STATE_OFFLINE:
+            plan.to_restore.append(path)
+        elif path in lacking:
+            plan.to_add.append((path, st.st_mtime_ns))
+        else:
+            plan.unchanged += 1
+    plan.vanished = _vanished(known, seen, plan.unreadable)
+    return plan
 
 
 class _Bar:

@@ -25,6 +25,7 @@ from .extractors import Extractor, LoadedExtractors, load
 from .index import ExtractorIndex
 from .indexer import ADD, EMBEDDED, FAILED, REMOVED, REUSED, UNCHANGED, Indexer, WorkQueue
 from .jobs import Job, JobTracker
+from .watcher import STARTING, Watcher, WatchOptions
 
 log = logging.getLogger("imgsearchd.service")
 
@@ -47,6 +48,8 @@ class Service:
         self.indexes: dict[str, ExtractorIndex] = {}
         self.indexer: Indexer | None = None
         self._worker: threading.Thread | None = None
+        self.watcher: Watcher | None = None
+        self.watch_overrides: dict[str, Any] = {}  # extra WatchOptions (tests, benchmarks), set before load
         self.limits = images.ImageLimits.from_config(config.images)
         self._burst_base = 0
 
@@ -86,6 +89,11 @@ class Service:
             target=self.indexer.run, args=(self.queue, self._stop), name="imgsearchd-indexer", daemon=True
         )
         self._worker.start()
+        self.watcher = Watcher(
+            self.queue, self.catalog, self.config.watch_dirs, self._watch_options(self.config),
+            models={name: extractor.model_id for name, extractor in self.loaded.extractors.items()},
+        )
+        self.watcher.start()
         self.phase = "ready"
         self._ready.set()
         log.info(
@@ -104,6 +112,8 @@ class Service:
         """Stop the indexer after its batch in flight, close indexes and the catalogue."""
         self.phase = "stopping"
         self._ready.clear()
+        if self.watcher is not None:
+            self.watcher.stop()
         self._stop.set()
         if self._worker is not None:
             self._worker.join(timeout=60)
@@ -249,6 +259,14 @@ class Service:
             reload_watch(new)
         log.info("configuration reloaded from %s", new.source or "defaults")
 
+    def _watch_options(self, config: Config) -> WatchOptions:
+        return WatchOptions.from_config(config.watch, **self.watch_overrides)
+
+    def reload_watch(self, config: Config) -> None:
+        """Watch the folders and use the [watch] settings of a reloaded config."""
+        if self.watcher is not None:
+            self.watcher.configure(config.watch_dirs, self._watch_options(config))
+
     def healthy(self) -> bool:
         """False when the indexer thread has died (the watchdog then stops being fed)."""
         return self._worker is None or self._worker.is_alive() or self._stop.is_set()
@@ -273,7 +291,8 @@ class Service:
             "uptime_s": round(time.time() - self.started, 3),
             "ready": self.ready,
             "phase": self.phase,
-            "watch": [{"folder": str(p)} for p in self.config.watch_dirs],
+            "watch": self.watcher.status() if self.watcher is not None else [
+                {"folder": str(p), "state": STARTING} for p in self.config.watch_dirs],
             "jobs": self.jobs.summary(),
         }
         if not self.ready or self.catalog is None or self.loaded is None or self.indexer is None:
