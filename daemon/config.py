@@ -105,6 +105,9 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "directories": Setting(list, [], item_kind=str),
         "recursive": Setting(bool, True),
         "rescan_seconds": Setting((int, float), 3600, _non_negative),
+        "settle_seconds": Setting((int, float), 2.0, _positive),
+        "poll_seconds": Setting((int, float), 5.0, _positive),
+        "force_polling": Setting(bool, False),
         "extensions": Setting(
             list,
             [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"],

@@ -99,7 +99,8 @@ class WatchOptions:
             recursive=bool(watch["recursive"]),
             extensions=tuple(e.lower() for e in watch["extensions"]),
             rescan_seconds=float(watch["rescan_seconds"]),
-            **overrides,
+            **{"settle_seconds": float(watch["settle_seconds"]), "poll_seconds": float(watch["poll_seconds"]),
+               "force_polling": bool(watch["force_polling"]), **overrides},
         )
 
 
