@@ -93,8 +93,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "fallback_extractor": Setting(str, "efficientnet", _fallback),
         "rebuild_after_changes": Setting(int, 1000, _positive),
         "rebuild_after_seconds": Setting((int, float), 60, _positive),
-        "trees": Setting(int, 50, _positive),
-        "search_k": Setting(int, -1),
+        "trees": Setting(int, 10, _positive),
+        "search_k": Setting(int, 5000, lambda v: None if v == -1 or v > 0 else "must be -1 (Annoy's default) or greater than 0"),
         "loader_threads": Setting(int, 0, _non_negative),
     },
     "images": {

@@ -44,7 +44,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Set
+from collections.abc import Iterable, Set
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,15 +57,21 @@ from imgsearchd.catalog import Catalog
 
 log = logging.getLogger("imgsearchd.index")
 
-# Measured with bench/bench_index.py on the 2-core VM (see BENCHMARKS.md): below this many
-# vectors an exact numpy scan is no slower than an Annoy query at the default search_k,
-# and it is exact and needs no build.
+# Below this many vectors the index searches exactly with numpy instead of building Annoy.
+# Measured with bench/bench_index.py on the 2-core VM (BENCHMARKS.md): the exact scan costs
+# about 0.1 ms per 1000 vectors (1.0 ms p50 at 10k, 2.0 ms at 20k); Annoy at the defaults
+# costs 0.4-0.7 ms at 5k-10k but 1.5 ms at 1M. So up to 10k the exact scan stays under 1 ms,
+# under what a query costs at scale, at most 0.3 ms behind Annoy at the same size, with recall
+# 1.0 instead of about 0.99, no build and no files. Above that it grows linearly past the
+# Annoy latency.
 EXACT_BELOW = 10_000
 # Trees per snapshot and candidates Annoy inspects per query, chosen with bench/bench_index.py
-# at one million 512-d vectors (BENCHMARKS.md): 20 trees build in about 80 s where 50 take
-# about 230 s for the same recall; search_k 5000 gives recall@10 about 0.99 at p50 about 1.5 ms
-# (1000 was the least that reached 0.95; the margin is for data harder than the synthetic set).
-DEFAULT_TREES = 20
+# at one million 512-d vectors (BENCHMARKS.md). The build is memory-bound, 4-7 s per tree
+# there on one core: 10 trees built in 62-82 s, 20 in 121 s, 50 in about 230 s (two cores),
+# while recall@10 at search_k 5000 was 0.983, 0.992 and 0.990. search_k 5000 gives p50 about
+# 1.5 ms; 2000 was the least that reached 0.95 (0.961); the margin is for data harder than
+# the synthetic set.
+DEFAULT_TREES = 10
 DEFAULT_SEARCH_K = 5_000
 
 META_NAME = "index.json"
@@ -138,7 +144,8 @@ class _Base:
         pos = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
         return self.ids[pos] == ids
 
-    def search(self, v: np.ndarray, limit: int, skip: Set[int], skip2: Set[int]) -> list[tuple[float, int]]:
+    def search(self, v: np.ndarray, limit: int, dead: Set[int], exclude: Set[int]) -> list[tuple[float, int]]:
+        """The ``limit`` best (distance, id) pairs for unit vector ``v``, skipping ``dead`` and ``exclude``."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -155,11 +162,11 @@ class _ExactBase(_Base):
         super().__init__(ids, seq, built_at, build_seconds)
         self.vectors = vectors
 
-    def search(self, v: np.ndarray, limit: int, skip: Set[int], skip2: Set[int]) -> list[tuple[float, int]]:
-        ids, scores = _exact_top(self.vectors, self.ids, v, limit + len(skip) + len(skip2))
+    def search(self, v: np.ndarray, limit: int, dead: Set[int], exclude: Set[int]) -> list[tuple[float, int]]:
+        ids, scores = _exact_top(self.vectors, self.ids, v, limit + len(dead) + len(exclude))
         out = []
         for i, s in zip(ids.tolist(), scores.tolist()):
-            if i not in skip and i not in skip2:
+            if i not in dead and i not in exclude:
                 out.append((_distance(s), i))
                 if len(out) == limit:
                     break
@@ -181,15 +188,15 @@ class _AnnoyBase(_Base):
         self.meta = meta
         self.search_k = search_k
 
-    def search(self, v: np.ndarray, limit: int, skip: Set[int], skip2: Set[int]) -> list[tuple[float, int]]:
+    def search(self, v: np.ndarray, limit: int, dead: Set[int], exclude: Set[int]) -> list[tuple[float, int]]:
         vector = v.tolist()  # Annoy reads a list far faster than a numpy array
-        k = limit if not (skip or skip2) else 2 * limit + 10
+        k = limit if not (dead or exclude) else 2 * limit + 10
         while True:
             search_k = max(self.search_k, k) if self.search_k > 0 else -1
             positions, distances = self.annoy.get_nns_by_vector(vector, k, search_k, True)
             out = []
             for file_id, d in zip(self.ids[positions].tolist(), distances):
-                if file_id not in skip and file_id not in skip2:
+                if file_id not in dead and file_id not in exclude:
                     out.append((d, file_id))
             if len(out) >= limit or len(positions) < k or k >= len(self.ids):
                 return out[:limit]
@@ -290,13 +297,13 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     _fsync_dir(path.parent)
 
 
-def write_snapshot(
+def _write_snapshot(
     chunks: Iterable[tuple[int, np.ndarray, np.ndarray]], dim: int, trees: int, ann_path: Path, ids_path: Path, *, jobs: int = -1
 ) -> dict[str, Any]:
     """Build an Annoy file and its ids file from (seq, ids, vectors) chunks sorted by id; fsync both.
 
-    Returns the facts for the metadata: items, seq, sizes and CRC-32s. Used by the builder
-    process (with ``Catalog.iter_vectors``) and by the benchmark.
+    Returns the facts for the metadata: items, seq, sizes and CRC-32s. Runs in the builder
+    process, fed by ``Catalog.iter_vectors``.
     """
     started = time.monotonic()
     annoy = AnnoyIndex(dim, "angular")
@@ -331,7 +338,11 @@ def write_snapshot(
 
 
 def _die_with_parent(parent: int) -> None:
-    """Linux: get SIGKILL when the daemon dies, so an orphaned build never lingers."""
+    """Linux: get SIGKILL when the daemon dies, so an orphaned build never lingers.
+
+    (The signal follows the thread that started us: the rebuild thread, which outlives its
+    builder because ``close`` kills the builder before joining it.)
+    """
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -340,13 +351,27 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+# Run with ``python -c``: lower the priority first (best effort: systemd's @resources filter
+# refuses it), then import and build.
+_BUILDER_CODE = """\
+import os
+try:
+    os.nice({nice})
+except OSError:
+    pass
+import sys
+from imgsearchd.index import _builder_main
+sys.exit(_builder_main(sys.argv[1:]))
+"""
+
+
 def _builder_main(argv: list[str]) -> int:
     """Entry point of the builder process: one JSON argument in, one JSON line out."""
     args = json.loads(argv[0])
     _die_with_parent(args["parent"])
     catalog = Catalog(args["catalog"])  # left open: closing would checkpoint the daemon's WAL
     seq_before = catalog.current_seq()  # what an empty read reflects
-    result = write_snapshot(
+    result = _write_snapshot(
         catalog.iter_vectors(args["extractor"], args["model_id"]),
         args["dim"], args["trees"], Path(args["ann"]), Path(args["ids"]), jobs=args["jobs"],
     )
@@ -354,6 +379,13 @@ def _builder_main(argv: list[str]) -> int:
         result["seq"] = seq_before
     print(json.dumps(result), flush=True)
     return 0
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 # -- the index -----------------------------------------------------------------------
@@ -399,7 +431,7 @@ class ExtractorIndex:
         self.rebuild_after_changes = rebuild_after_changes
         self.rebuild_after_seconds = rebuild_after_seconds
         self.exact_below = exact_below
-        self.build_jobs = build_jobs if build_jobs is not None else max(1, len(os.sched_getaffinity(0)) - 1)
+        self.build_jobs = build_jobs if build_jobs is not None else max(1, _cpus() - 1)
 
         self._state: _State | None = None
         self._lock = threading.Lock()  # guards _state and every base's users/retired
@@ -422,10 +454,17 @@ class ExtractorIndex:
 
     def open(self) -> None:
         """Load the snapshot if it matches the catalogue, else rebuild it; catch up on changes."""
-        if self._thread is not None:
-            raise RuntimeError("index is already open")
+        if self._thread is not None or self._stopping:
+            raise RuntimeError("an index opens once; make a new one after close()")
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_directory()
+        try:
+            self._open_locked()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_locked(self) -> None:
         t0 = time.monotonic()
         base: _Base | None = None
         rebuild_reason = None
@@ -479,7 +518,7 @@ class ExtractorIndex:
         if drop is not None:
             drop.close()
         if self._lock_file is not None:
-            os.close(self._lock_file)
+            os.close(self._lock_file)  # releases the flock
             self._lock_file = None
 
     def __enter__(self) -> ExtractorIndex:
@@ -677,8 +716,7 @@ class ExtractorIndex:
         args = {"parent": os.getpid(), "catalog": str(self.catalog.path), "extractor": self.extractor,
                 "model_id": self.model_id, "dim": self.dim, "trees": self.trees, "jobs": self.build_jobs,
                 "ann": str(tmp_ann), "ids": str(tmp_ids)}
-        code = (f"import os; os.nice({BUILD_NICE}); import sys; from imgsearchd.index import _builder_main; "
-                "sys.exit(_builder_main(sys.argv[1:]))")
+        code = _BUILDER_CODE.format(nice=BUILD_NICE)
         try:
             with self._cond:
                 if self._stopping:
@@ -843,12 +881,6 @@ class ExtractorIndex:
         if base.delete_files:
             for path in base.files():
                 path.unlink(missing_ok=True)
-
-
-def iter_array_chunks(ids: np.ndarray, vectors: np.ndarray, seq: int, chunk: int = 10000) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(seq, ids, vectors) chunks of in-memory arrays, shaped like ``Catalog.iter_vectors``."""
-    for start in range(0, len(ids), chunk):
-        yield seq, ids[start:start + chunk], vectors[start:start + chunk]
 
 
 if __name__ == "__main__":

@@ -40,8 +40,10 @@ def test_serve_and_thin_clients(tmp_path, photos):
     photo_dir.mkdir()
     for name in ("chelsea", "coffee", "motorcycle_left", "motorcycle_right"):
         photos[name].save(photo_dir / f"{name}.jpg")
+    elsewhere = tmp_path / "elsewhere"  # not watched: only the API adds and removes files here
+    elsewhere.mkdir()
     config = write_config(tmp_path / "c.toml", {
-        "server": {"port": port},
+        "server": {"port": port, "allowed_roots": [str(elsewhere)]},
         "index": {"data_dir": str(tmp_path / "data"), "extractors": ["efficientnet"], "fallback_extractor": ""},
         "extractors.efficientnet": {"device": "cpu", "batch_size": 8},
     })
@@ -59,12 +61,12 @@ def test_serve_and_thin_clients(tmp_path, photos):
         assert found.returncode == 0, found.stderr
         assert [r["image"] for r in json.loads(found.stdout)["results"]] == [
             str(photo_dir / "motorcycle_left.jpg"), str(photo_dir / "motorcycle_right.jpg")]
-        photos["rocket"].save(photo_dir / "rocket.png")
-        added = run_cli("add", str(photo_dir / "rocket.png"), "--config", str(config))
+        photos["rocket"].save(elsewhere / "rocket.png")
+        added = run_cli("add", str(elsewhere / "rocket.png"), "--config", str(config))
         assert added.returncode == 0 and json.loads(added.stdout)["status"] == "indexed"
-        removed = run_cli("remove", str(photo_dir / "rocket.png"), "--config", str(config))
+        removed = run_cli("remove", str(elsewhere / "rocket.png"), "--config", str(config))
         assert removed.returncode == 0 and json.loads(removed.stdout)["removed"] == 1
-        again = run_cli("remove", str(photo_dir / "rocket.png"), "--config", str(config))
+        again = run_cli("remove", str(elsewhere / "rocket.png"), "--config", str(config))
         assert again.returncode == 1 and "not in the index" in json.loads(again.stderr)["error"]
         text = run_cli("search", "--text", "a cat", "--config", str(config))
         assert text.returncode == 1 and "no text encoder" in text.stderr

@@ -169,6 +169,23 @@ def test_changed_file_is_found_with_its_new_vector_only(catalog, tmp_path):
         index.close()
 
 
+def test_vector_replaced_under_the_same_id_is_searched_fresh(catalog, tmp_path):
+    vectors = random_unit(1000, DIM)
+    ids = add_files(catalog, vectors)
+    index = make_index(catalog, tmp_path)
+    try:
+        new_vec = random_unit(1, DIM, seed=12)[0]  # same content hash, re-embedded
+        catalog.record_batch([FileResult(path=path_of(8), size=1008, mtime_ns=8, content_hash="hash-8",
+                                         vectors={EXTRACTOR: (MODEL, new_vec)})])
+        assert catalog.get(path_of(8)).id == ids[8]
+        assert top_id(index, new_vec) == ids[8]
+        assert index.query(vectors[8], 1)[0].id != ids[8]
+        stats = index.stats()
+        assert (stats["fresh"], stats["tombstones"]) == (1, 1)  # the snapshot's copy is hidden
+    finally:
+        index.close()
+
+
 def test_moved_file_keeps_its_id_and_reports_its_new_path(catalog, tmp_path):
     vectors = random_unit(500, DIM)
     ids = add_files(catalog, vectors)
