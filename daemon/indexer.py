@@ -527,11 +527,22 @@ class Indexer:
             finally:
                 queue.task_done(len(items))
 
-    def run(self, queue: WorkQueue, stop: threading.Event, idle_timeout: float = 0.5) -> None:
-        """The daemon's loop: take queued work until ``stop`` is set."""
+    def run(self, queue: WorkQueue, stop: threading.Event, idle_timeout: float = 0.5,
+            prune_every: float = 600.0) -> None:
+        """The daemon's loop: take queued work until ``stop`` is set.
+
+        When idle, at most every ``prune_every`` seconds, vectors that no file uses any more
+        are dropped; the delay lets a move seen as delete + create keep its vector.
+        """
+        last_prune = time.monotonic()
         while not stop.is_set():
             # Small takes keep a request that jumped the queue from waiting behind a long run.
             items = queue.take(2 * self.batch_size, timeout=idle_timeout)
+            if not items and time.monotonic() - last_prune >= prune_every:
+                last_prune = time.monotonic()
+                pruned = self.catalog.prune_orphan_vectors()
+                if pruned:
+                    log.info("dropped %d vectors no file uses any more", pruned)
             if items:
                 try:
                     self._apply(items)

@@ -256,6 +256,24 @@ def test_run_loop_applies_adds_and_removes(tmp_path, photos, efficientnet):
         assert snapshot["embedded"] == 2 and snapshot["removed"] == 1
 
 
+def test_run_loop_prunes_orphan_vectors_when_idle(tmp_path, photos, efficientnet):
+    photos["coffee"].save(tmp_path / "a.jpg")
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog:
+        indexer = Indexer(catalog, {"efficientnet": efficientnet})
+        indexer.process([str(tmp_path / "a.jpg")])
+        content = catalog.get(str(tmp_path / "a.jpg")).content_hash
+        indexer.remove([str(tmp_path / "a.jpg")])
+        assert catalog.vector_for_hash(content, "efficientnet", efficientnet.model_id) is not None  # kept for now
+        queue, stop = WorkQueue(), threading.Event()
+        worker = threading.Thread(target=indexer.run, args=(queue, stop, 0.02, 0.1))
+        worker.start()
+        try:
+            _wait_for(lambda: catalog.vector_for_hash(content, "efficientnet", efficientnet.model_id) is None, 10)
+        finally:
+            stop.set()
+            worker.join(10)
+
+
 def _wait_for(condition, timeout: float = 30.0) -> None:
     import time
 
