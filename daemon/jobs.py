@@ -39,6 +39,7 @@ class Job:
     outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
     error: str | None = None
     started: float = field(default_factory=time.time)
+    last_logged: float = field(default_factory=time.monotonic)
     finished: float | None = None
     _remaining: set[str] = field(default_factory=set)
     scan_done: threading.Event = field(default_factory=threading.Event)
@@ -89,6 +90,7 @@ class JobTracker:
                     job._remaining.discard(path)
                     job.done += 1
                     job.outcomes[_outcome_key(outcome, detail)] += 1
+                    self._log_progress(job)
                     self._maybe_finish(job)
             for waiter in self._waiters.pop(path, []):
                 waiter.outcome, waiter.detail = outcome, detail
@@ -152,6 +154,15 @@ class JobTracker:
                 job.finished = time.time()
         finally:
             job.scan_done.set()
+
+    def _log_progress(self, job: Job, every: float = 5.0) -> None:
+        """A progress line on the console (and the journal) every few seconds of a long job."""
+        now = time.monotonic()
+        if now - job.last_logged >= every and job.state != DONE:
+            job.last_logged = now
+            total = f"{job.found}" if job.state == INDEXING else f"{job.found}+ (still scanning)"
+            rate = job.done / max(1e-9, time.time() - job.started)
+            log.info("folder job %s (%s): %d/%s files, %.1f files/s", job.id, job.root, job.done, total, rate)
 
     def _maybe_finish(self, job: Job) -> None:
         if job.state == INDEXING and not job._remaining:

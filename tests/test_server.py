@@ -166,7 +166,7 @@ def test_add_file_says_what_happened(server, photos, openapi):
     assert status == 404
 
 
-def test_folder_add_answers_at_once_and_the_job_finishes(server, photos, openapi):
+def test_folder_add_answers_at_once_and_the_job_finishes(server, photos, openapi, caplog):
     folder = server.root / "photos" / "big"
     folder.mkdir()
     photos["coffee"].convert("RGB").resize((64, 64)).save(folder / "real-0.jpg")
@@ -180,6 +180,8 @@ def test_folder_add_answers_at_once_and_the_job_finishes(server, photos, openapi
     assert status == 202 and elapsed < 1.0, elapsed
     job = server.wait_job(body["job"])
     openapi.check("GET", "/jobs/{job_id}", 200, job)
+    assert any(r.name == "imgsearchd.jobs" and f"folder job {body['job']} done: 4002 files" in r.getMessage()
+               for r in caplog.records)
     assert job["state"] == "done" and job["found"] == 4002 and job["done"] == 4002 and job["progress"] == 1.0
     assert job["outcomes"] == {"embedded": 2, "failed:not_an_image": 4000}
     status, jobs = server.get("/jobs")
