@@ -57,6 +57,7 @@ def test_missing_explicit_file_is_an_error(tmp_path):
     ({"index": {"fallback_extractor": "vgg"}}, "index.fallback_extractor"),
     ({"index": {"trees": 0}}, "index.trees must be greater than 0"),
     ({"index": {"trees": True}}, "index.trees must be int"),
+    ({"index": {"search_k": 0}}, "index.search_k must be -1"),
     ({"watch": {"recursive": 1}}, "watch.recursive must be bool"),
     ({"watch": {"extensions": ["jpg"]}}, "'jpg' is not an extension"),
     ({"watch": {"directories": [1]}}, "watch.directories must be a list of str"),
