@@ -12,6 +12,7 @@ lets readers run while a batch is being written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -118,6 +119,22 @@ def normalise_path(path: str | os.PathLike[str]) -> str:
     return os.path.normpath(os.path.abspath(os.fspath(path)))
 
 
+def is_under(path: str, root: str) -> bool:
+    """True when normalised ``path`` is ``root`` or lies below it."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+# A path and everything below it, as an indexed range scan: bind with ``_subtree(root)``.
+_SUBTREE = "(path=? OR (path>=? AND path<?))"
+
+
+def _subtree(root: str) -> tuple[str, str, str]:
+    """Parameters for ``_SUBTREE``: the path itself, and the range of paths under it."""
+    root_p = normalise_path(root)
+    prefix = root_p.rstrip(os.sep) + os.sep
+    return root_p, prefix, prefix[:-1] + chr(ord(os.sep) + 1)
+
+
 def _vector_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
 
@@ -210,10 +227,26 @@ class Catalog:
 
     # -- writes ------------------------------------------------------------
 
-    def _next_seq(self, conn: sqlite3.Connection) -> int:
-        seq = int(conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0]) + 1
-        conn.execute("UPDATE meta SET value=? WHERE key='seq'", (str(seq),))
-        return seq
+    @contextlib.contextmanager
+    def _change(self) -> Iterator[tuple[sqlite3.Connection, int]]:
+        """One write transaction with its new change number; rolled back on any error."""
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                seq = int(conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0]) + 1
+                conn.execute("UPDATE meta SET value=? WHERE key='seq'", (str(seq),))
+                yield conn, seq
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _forget(conn: sqlite3.Connection, file_id: int, seq: int) -> None:
+        """Delete a file row and leave a tombstone for the indexes."""
+        conn.execute("DELETE FROM files WHERE id=?", (file_id,))
+        conn.execute("INSERT OR REPLACE INTO removed (file_id, seq) VALUES (?, ?)", (file_id, seq))
 
     def record_batch(self, results: Iterable[FileResult]) -> int:
         """Write a batch of pipeline results in one transaction; return its change number."""
@@ -221,17 +254,9 @@ class Catalog:
         if not results:
             return self.current_seq()
         now = time.time()
-        with self._write_lock:
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                seq = self._next_seq(conn)
-                for result in results:
-                    self._record_one(conn, result, seq, now)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._change() as (conn, seq):
+            for result in results:
+                self._record_one(conn, result, seq, now)
         return seq
 
     def _record_one(self, conn: sqlite3.Connection, result: FileResult, seq: int, now: float) -> None:
@@ -254,8 +279,7 @@ class Catalog:
         ).fetchone()
         if row is not None and (row[1] != result.content_hash or row[2] != state):
             # New content gets a new id, so an index never mixes the old vector with the new.
-            conn.execute("DELETE FROM files WHERE id=?", (row[0],))
-            conn.execute("INSERT OR REPLACE INTO removed (file_id, seq) VALUES (?, ?)", (row[0], seq))
+            self._forget(conn, row[0], seq)
             row = None
         if row is None:
             conn.execute(
@@ -278,58 +302,27 @@ class Catalog:
         Their vectors stay until ``prune_orphan_vectors``.
         """
         removed = 0
-        with self._write_lock:
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                seq = self._next_seq(conn)
-                for raw in paths:
-                    path = normalise_path(raw)
-                    ids = [r[0] for r in conn.execute(
-                        "SELECT id FROM files WHERE path=? OR (path>? AND path<?)",
-                        (path, path + os.sep, path + chr(ord(os.sep) + 1)),
-                    )]
-                    for file_id in ids:
-                        conn.execute("DELETE FROM files WHERE id=?", (file_id,))
-                        conn.execute(
-                            "INSERT OR REPLACE INTO removed (file_id, seq) VALUES (?, ?)",
-                            (file_id, seq),
-                        )
-                    removed += len(ids)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._change() as (conn, seq):
+            for raw in paths:
+                ids = [r[0] for r in conn.execute(f"SELECT id FROM files WHERE {_SUBTREE}", _subtree(raw))]
+                for file_id in ids:
+                    self._forget(conn, file_id, seq)
+                removed += len(ids)
         return removed
 
     def move(self, old: str, new: str) -> int:
         """Rename a file or a folder's files in place: ids and vectors are kept."""
         old_p, new_p = normalise_path(old), normalise_path(new)
         moved = 0
-        with self._write_lock:
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                seq = self._next_seq(conn)
-                rows = conn.execute(
-                    "SELECT id, path FROM files WHERE path=? OR (path>? AND path<?)",
-                    (old_p, old_p + os.sep, old_p + chr(ord(os.sep) + 1)),
-                ).fetchall()
-                for file_id, path in rows:
-                    target = new_p + path[len(old_p):]
-                    clash = conn.execute("SELECT id FROM files WHERE path=?", (target,)).fetchone()
-                    if clash is not None:
-                        conn.execute("DELETE FROM files WHERE id=?", (clash[0],))
-                        conn.execute(
-                            "INSERT OR REPLACE INTO removed (file_id, seq) VALUES (?, ?)",
-                            (clash[0], seq),
-                        )
-                    conn.execute("UPDATE files SET path=? WHERE id=?", (target, file_id))
-                    moved += 1
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._change() as (conn, seq):
+            rows = conn.execute(f"SELECT id, path FROM files WHERE {_SUBTREE}", _subtree(old_p)).fetchall()
+            for file_id, path in rows:
+                target = new_p + path[len(old_p):]
+                clash = conn.execute("SELECT id FROM files WHERE path=?", (target,)).fetchone()
+                if clash is not None:
+                    self._forget(conn, clash[0], seq)
+                conn.execute("UPDATE files SET path=? WHERE id=?", (target, file_id))
+                moved += 1
         return moved
 
     def set_offline(self, root: str) -> int:
@@ -337,12 +330,7 @@ class Catalog:
 
         For a watched folder that vanished as a whole (an unmounted disk); returns how many.
         """
-        root_p = normalise_path(root)
-        prefix = root_p.rstrip(os.sep) + os.sep
-        return self._set_state(
-            "state='indexed' AND (path=? OR (path>=? AND path<?))",
-            [(root_p, prefix, prefix[:-1] + chr(ord(os.sep) + 1))], STATE_OFFLINE,
-        )
+        return self._set_state(f"state='indexed' AND {_SUBTREE}", [_subtree(root)], STATE_OFFLINE)
 
     def set_online(self, paths: Iterable[str]) -> int:
         """Make offline files searchable again (they came back unchanged); returns how many."""
@@ -352,20 +340,12 @@ class Catalog:
         if not params:
             return 0
         changed = 0
-        with self._write_lock:
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                seq = self._next_seq(conn)
-                now = time.time()
-                for values in params:
-                    changed += conn.execute(
-                        f"UPDATE files SET state=?, seq=?, updated_at=? WHERE {where}", (state, seq, now, *values)
-                    ).rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        now = time.time()
+        with self._change() as (conn, seq):
+            for values in params:
+                changed += conn.execute(
+                    f"UPDATE files SET state=?, seq=?, updated_at=? WHERE {where}", (state, seq, now, *values)
+                ).rowcount
         return changed
 
     def prune_orphan_vectors(self) -> int:
@@ -397,23 +377,17 @@ class Catalog:
 
     def files_under(self, root: str) -> dict[str, tuple[int, int, str]]:
         """path -> (size, mtime_ns, state) for every file at or below ``root``."""
-        root_p = normalise_path(root)
-        prefix = root_p.rstrip(os.sep) + os.sep
         rows = self._reader().execute(
-            "SELECT path, size, mtime_ns, state FROM files WHERE path=? OR (path>=? AND path<?)",
-            (root_p, prefix, prefix[:-1] + chr(ord(os.sep) + 1)),
+            f"SELECT path, size, mtime_ns, state FROM files WHERE {_SUBTREE}", _subtree(root)
         )
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     def count_under(self, root: str, states: Iterable[str] = (STATE_INDEXED, STATE_OFFLINE)) -> int:
         """How many files at or below ``root`` are in one of ``states``."""
-        root_p = normalise_path(root)
-        prefix = root_p.rstrip(os.sep) + os.sep
         states = list(states)
         marks = ",".join("?" * len(states))
         return self._reader().execute(
-            f"SELECT COUNT(*) FROM files WHERE state IN ({marks}) AND (path=? OR (path>=? AND path<?))",
-            (*states, root_p, prefix, prefix[:-1] + chr(ord(os.sep) + 1)),
+            f"SELECT COUNT(*) FROM files WHERE state IN ({marks}) AND {_SUBTREE}", (*states, *_subtree(root))
         ).fetchone()[0]
 
     def models_present(self, content_hash: str) -> dict[str, str]:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import images
-from .catalog import STATE_FAILED, STATE_INDEXED, STATE_OFFLINE, Catalog, FileResult, normalise_path
+from .catalog import STATE_FAILED, STATE_INDEXED, STATE_OFFLINE, Catalog, FileResult, is_under, normalise_path
 from .extractors import Extractor
 
 log = logging.getLogger("imgsearchd.indexer")
@@ -46,10 +46,6 @@ TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".dow
 # -- the queue ---------------------------------------------------------------
 
 
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
 class WorkQueue:
     """A FIFO of work where the latest intent for a path replaces earlier ones.
 
@@ -66,28 +62,29 @@ class WorkQueue:
 
     def put(self, path: str, intent: str = ADD, front: bool = False) -> None:
         """Queue one path; ``front`` puts it ahead of everything (a request waiting on it)."""
-        if intent not in PATH_INTENTS:
-            raise ValueError(f"unknown intent {intent!r}")
-        key = normalise_path(path)
         with self._cond:
-            self._items.pop(key, None)
-            self._items[key] = (key, intent)
+            key = self._store(path, intent)
             if front:
                 self._items.move_to_end(key, last=False)
             self._cond.notify_all()
 
     def put_many(self, paths: Iterable[str], intent: str = ADD) -> int:
-        if intent not in PATH_INTENTS:
-            raise ValueError(f"unknown intent {intent!r}")
         count = 0
         with self._cond:
             for path in paths:
-                key = normalise_path(path)
-                self._items.pop(key, None)
-                self._items[key] = (key, intent)
+                self._store(path, intent)
                 count += 1
             self._cond.notify_all()
         return count
+
+    def _store(self, path: str, intent: str) -> str:
+        """Replace any queued work for this path (the caller holds the lock); returns its key."""
+        if intent not in PATH_INTENTS:
+            raise ValueError(f"unknown intent {intent!r}")
+        key = normalise_path(path)
+        self._items.pop(key, None)
+        self._items[key] = (key, intent)
+        return key
 
     def put_move(self, old: str, new: str) -> None:
         """Queue a rename of a file or folder: its catalogue rows keep their ids and vectors."""
@@ -103,7 +100,7 @@ class WorkQueue:
         root = normalise_path(root)
         with self._cond:
             for key, item in list(self._items.items()):
-                if item[1] in (ADD, RESTORE) and _under(item[0], root):
+                if item[1] in (ADD, RESTORE) and is_under(item[0], root):
                     del self._items[key]
             self._items.pop((OFFLINE, root), None)
             self._items[(OFFLINE, root)] = (root, OFFLINE)
@@ -207,14 +204,21 @@ class Progress:
     _recent: collections.deque[tuple[float, int]] = field(default_factory=lambda: collections.deque(maxlen=64))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add_done(self, *, embedded: int = 0, reused: int = 0, unchanged: int = 0, failed: Iterable[str] = ()) -> None:
+    def add_queued(self, count: int = 1) -> None:
+        with self._lock:
+            self.queued += count
+
+    def add_done(self, *, embedded: int = 0, reused: int = 0, unchanged: int = 0, failed: Iterable[str] = (),
+                 vanished: int = 0, removed: int = 0) -> None:
+        """Count finished paths (``vanished`` ones were queued but gone) and removed entries."""
         failed = list(failed)
         with self._lock:
             self.embedded += embedded
             self.reused += reused
             self.unchanged += unchanged
             self.failed.update(failed)
-            self.done += embedded + reused + unchanged + len(failed)
+            self.removed += removed
+            self.done += embedded + reused + unchanged + len(failed) + vanished
             self._recent.append((time.monotonic(), self.embedded))
 
     def images_per_second(self) -> float:
@@ -374,8 +378,7 @@ class Indexer:
         for raw in paths:
             path = normalise_path(raw)
             for counter in (self.progress, run):
-                with counter._lock:
-                    counter.queued += 1
+                counter.add_queued()
             if not self.needs_work(path):
                 for counter in (self.progress, run):
                     counter.add_done(unchanged=1)
@@ -461,10 +464,8 @@ class Indexer:
         forget = [path for path in vanished if os.path.isdir(os.path.dirname(path))]
         removed = self.catalog.remove_paths(forget) if forget else 0
         for counter in (self.progress, run):
-            counter.add_done(embedded=counts["embedded"], reused=counts["reused"], failed=failures)
-            with counter._lock:
-                counter.removed += removed
-                counter.done += len(vanished)
+            counter.add_done(embedded=counts["embedded"], reused=counts["reused"], failed=failures,
+                             vanished=len(vanished), removed=removed)
         bar.update(len(pending))
         bar.set_rate(self.progress.images_per_second())
         if self.on_commit is not None:
@@ -491,25 +492,16 @@ class Indexer:
         root = normalise_path(root)
         if not os.path.isdir(root) or not os.access(root, os.R_OK | os.X_OK):
             raise FileNotFoundError(f"folder {root} is missing or unreadable; nothing was removed")
-        unreadable: list[str] = []
-
-        def note_error(path: str, exc: OSError) -> None:
-            unreadable.append(path)
-            if on_error is not None:
-                on_error(path, exc)
-
-        found = list(walk_images(root, extensions, recursive, note_error))
-        vanished = _vanished(self.catalog.files_under(root), set(found), unreadable)
-        if vanished:
-            self.remove(vanished)
-        return found
+        plan = plan_folder(self.catalog, root, extensions, recursive, on_error=on_error)
+        if plan.vanished:
+            self.remove(plan.vanished)
+        return plan.paths
 
     def remove(self, paths: Iterable[str]) -> int:
         """Forget files or folders; returns how many catalogue entries went."""
         paths = list(paths)
         removed = self.catalog.remove_paths(paths)
-        with self.progress._lock:
-            self.progress.removed += removed
+        self.progress.add_done(removed=removed)
         if removed and self.on_commit is not None:
             self.on_commit(self.catalog.current_seq())
         for path in paths:
@@ -606,7 +598,7 @@ def _vanished(known: Iterable[str], on_disk: set[str], unreadable: list[str]) ->
     return [
         path for path in known
         if path not in on_disk
-        and not any(_under(path, bad) for bad in unreadable)
+        and not any(is_under(path, bad) for bad in unreadable)
         and not os.path.exists(path)
     ]
 
@@ -616,6 +608,7 @@ class FolderPlan:
     """A folder compared with the catalogue by size and mtime only; no image was opened."""
 
     root: str
+    paths: list[str] = field(default_factory=list)  # every image found, in walk order
     to_add: list[tuple[str, int]] = field(default_factory=list)  # (path, mtime_ns): new, changed or missing a vector
     to_restore: list[str] = field(default_factory=list)  # offline in the catalogue, unchanged on disk
     vanished: list[str] = field(default_factory=list)  # in the catalogue, gone from disk
@@ -624,7 +617,7 @@ class FolderPlan:
 
     @property
     def found(self) -> int:
-        return len(self.to_add) + len(self.to_restore) + self.unchanged
+        return len(self.paths)
 
 
 def plan_folder(
@@ -664,6 +657,7 @@ def plan_folder(
             note_error(path, exc)
             continue
         seen.add(path)
+        plan.paths.append(path)
         record = known.get(path)
         if record is None or (st.st_size, st.st_mtime_ns) != (record[0], record[1]):
             plan.to_add.append((path, st.st_mtime_ns))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import bottle
 
 from . import images
-from .errors import IMAGE_ERROR_STATUS, ApiError, image_error
+from .errors import ApiError, image_error
 from .extractors import TextNotSupportedError
 
 if TYPE_CHECKING:
@@ -68,28 +68,26 @@ def json_api(callback: Callable[..., Any]) -> Callable[..., Any]:
 # -- parameter parsing ------------------------------------------------------------------
 
 
-def parse_limit(raw: Any, default: int = 10) -> int:
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(str(raw))
-    except ValueError:
-        raise ApiError(400, f"limit must be an integer from 1 to {MAX_LIMIT}, not {raw!r}") from None
-    if not 1 <= value <= MAX_LIMIT:
-        raise ApiError(400, f"limit must be an integer from 1 to {MAX_LIMIT}, not {value}")
-    return value
-
-
-def parse_max_distance(raw: Any) -> float | None:
+def _bounded(raw: Any, convert: Callable[[str], Any], low: float, high: float, name: str, what: str) -> Any:
+    """A query parameter converted and checked to lie in [low, high]; None when absent."""
     if raw is None or raw == "":
         return None
     try:
-        value = float(str(raw))
+        value = convert(str(raw))
     except ValueError:
-        raise ApiError(400, f"max_distance must be a number from 0 to 2, not {raw!r}") from None
-    if not 0.0 <= value <= 2.0:
-        raise ApiError(400, f"max_distance must be a number from 0 to 2, not {value}")
+        raise ApiError(400, f"{name} must be {what}, not {raw!r}") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"{name} must be {what}, not {value}")
     return value
+
+
+def parse_limit(raw: Any, default: int = 10) -> int:
+    value = _bounded(raw, int, 1, MAX_LIMIT, "limit", f"an integer from 1 to {MAX_LIMIT}")
+    return default if value is None else value
+
+
+def parse_max_distance(raw: Any) -> float | None:
+    return _bounded(raw, float, 0.0, 2.0, "max_distance", "a number from 0 to 2")
 
 
 # -- the app ------------------------------------------------------------------------------
@@ -138,23 +136,15 @@ def create_app(service: Service) -> bottle.Bottle:
         path = path_param()
         if os.path.isdir(path):
             job = service.add_folder(path)
-            body = job.as_dict()
             return 202, {
                 "job": job.id,
                 "status_url": f"/jobs/{job.id}",
                 "folder": path,
-                "files_found": body["found"],
+                "files_found": job.found,
                 "scan_complete": job.scan_done.is_set(),
-                "state": body["state"],
+                "state": job.state,
             }
-        outcome = service.add_file(path)
-        if outcome["status"] == "failed":
-            reason = outcome.get("reason", images.CORRUPT)
-            raise ApiError(
-                IMAGE_ERROR_STATUS.get(reason, 415), f"{path}: {outcome.get('detail', reason)}",
-                image=path, reason=reason,
-            )
-        return outcome
+        return service.add_file(path)
 
     @app.get("/remove")
     @guarded()
@@ -235,23 +225,21 @@ def create_app(service: Service) -> bottle.Bottle:
                 data = base64.b64decode(encoded, validate=True)
             except (binascii.Error, ValueError):
                 raise ApiError(400, "image_base64 is not valid base64") from None
-            if len(data) > cap:
-                raise ApiError(413, f"decoded image is over the {cap}-byte cap (server.max_upload_mb)")
-            return data, body
+            return capped(data, "decoded image"), body
         if content_type == "multipart/form-data":
             upload = bottle.request.files.get("image")
             if upload is None:
                 raise ApiError(400, "multipart upload has no field 'image'")
-            data = upload.file.read(cap + 1)
             fields = {k: bottle.request.forms.getunicode(k) for k in ("limit", "extractor", "max_distance", "text")
                       if bottle.request.forms.get(k) is not None}
-            if len(data) > cap:
-                raise ApiError(413, f"upload is over the {cap}-byte cap (server.max_upload_mb)")
-            return data, fields
-        data = bottle.request.body.read(cap + 1)
+            return capped(upload.file.read(cap + 1), "upload"), fields
+        return (capped(bottle.request.body.read(cap + 1), "upload") or None), {}
+
+    def capped(data: bytes, what: str) -> bytes:
+        cap = service.max_upload_bytes
         if len(data) > cap:
-            raise ApiError(413, f"upload is over the {cap}-byte cap (server.max_upload_mb)")
-        return (data or None), {}
+            raise ApiError(413, f"{what} is over the {cap}-byte cap (server.max_upload_mb)")
+        return data
 
     @app.get("/stats")
     @guarded(need_ready=False)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__, images, query
-from .catalog import Catalog, normalise_path
+from .catalog import Catalog, is_under, normalise_path
 from .config import Config
 from .errors import ApiError, image_error
 from .extractors import Extractor, LoadedExtractors, load
@@ -145,14 +145,17 @@ class Service:
         roots = self.allowed_roots()
         if roots:
             real = os.path.realpath(path)
-            if not any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots):
+            if not any(is_under(real, root) for root in roots):
                 raise ApiError(403, f"{path} is outside the watched folders and server.allowed_roots")
         return path
 
     # -- work ----------------------------------------------------------------------------
 
     def add_file(self, path: str, timeout: float = ADD_FILE_TIMEOUT) -> dict[str, Any]:
-        """Index one file now (ahead of queued work) and say what happened to it."""
+        """Index one file now (ahead of queued work) and say what happened to it.
+
+        An image that cannot be used raises the ApiError for its reason (415, 413, ...).
+        """
         try:
             images.stat_file(path)
         except images.ImageError as exc:
@@ -163,9 +166,9 @@ class Service:
             self.jobs.forget(path, waiter)
             raise ApiError(504, f"{path} is queued but was not indexed within {timeout:.0f} s", image=path)
         outcome = waiter.outcome
-        if outcome == FAILED:
+        if outcome == FAILED:  # recorded in the catalogue with its reason; the answer is the 4xx
             reason, _, detail = (waiter.detail or "").partition(": ")
-            return {"image": path, "status": "failed", "reason": reason, "detail": detail}
+            raise image_error(images.ImageError(reason, detail or reason), path)
         if outcome == REMOVED:
             raise ApiError(404, f"{path}: the file vanished before it could be indexed", image=path)
         status = {EMBEDDED: "indexed", REUSED: "indexed", UNCHANGED: "unchanged"}.get(outcome or "", outcome)

@@ -55,7 +55,7 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from .catalog import Catalog, normalise_path
+from .catalog import Catalog, is_under, normalise_path
 from .indexer import ADD, REMOVE, RESTORE, WorkQueue, is_hidden_or_temporary, plan_folder, walk_images
 
 log = logging.getLogger("imgsearchd.watcher")
@@ -214,8 +214,6 @@ def _without_images(held: int) -> str:
             "if they are really gone, forget them with /remove")
 
 
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _iso(ts: float) -> str:
@@ -234,7 +232,7 @@ class _Handler(FileSystemEventHandler):
 
     def _path(self, raw: bytes | str) -> str:
         path = os.fsdecode(raw)
-        if path and self.watched != self.root and _under(path, self.watched):
+        if path and self.watched != self.root and is_under(path, self.watched):
             path = self.root + path[len(self.watched):]
         return path
 
@@ -356,7 +354,7 @@ class Watcher:
                     "reason": folder.reason,
                     "since": _iso(folder.since),
                     "events": folder.events,
-                    "settling": sum(1 for p in self._pending if _under(p, folder.root)),
+                    "settling": sum(1 for p in self._pending if is_under(p, folder.root)),
                     "scanning": folder.scanning or folder.root in self._scan_requests,
                     "last_scan": dict(folder.last_scan) if folder.last_scan else None,
                 })
@@ -421,10 +419,10 @@ class Watcher:
                 self._touch(root, dest, complete=True)
 
     def _folder_moved(self, root: str, src: str, dest: str) -> None:
-        src_ok = bool(src) and _under(src, root) and self._visible(root, src)
-        dest_ok = bool(dest) and _under(dest, root) and self._visible(root, dest)
+        src_ok = bool(src) and is_under(src, root) and self._visible(root, src)
+        dest_ok = bool(dest) and is_under(dest, root) and self._visible(root, dest)
         if src_ok:
-            for path in [p for p in self._pending if _under(p, src)]:
+            for path in [p for p in self._pending if is_under(p, src)]:
                 entry = self._pending.pop(path)
                 if dest_ok:
                     self._pending[dest + path[len(src):]] = entry
@@ -451,7 +449,7 @@ class Watcher:
 
     def _visible(self, root: str, path: str) -> bool:
         """Inside ``root`` with no hidden or temporary name on the way."""
-        if not _under(path, root):
+        if not is_under(path, root):
             return False
         rel = os.path.relpath(path, root)
         if rel == ".":
@@ -465,7 +463,7 @@ class Watcher:
         return self.options.recursive or os.path.dirname(path) == root
 
     def _forget_pending(self, root: str) -> None:
-        for path in [p for p in self._pending if _under(p, root)]:
+        for path in [p for p in self._pending if is_under(p, root)]:
             del self._pending[path]
 
     # -- the control thread: settling files, folder health, observers

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import os
 import time
 import uuid
@@ -171,6 +172,7 @@ def test_folder_add_answers_at_once_and_the_job_finishes(server, photos, openapi
     folder.mkdir()
     photos["coffee"].convert("RGB").resize((64, 64)).save(folder / "real-0.jpg")
     photos["rocket"].convert("RGB").resize((64, 64)).save(folder / "real-1.jpg")
+    caplog.set_level(logging.INFO, logger="imgsearchd.jobs")
     for i in range(4000):  # a large folder: not pictures, so the job is quick, but every one is walked
         (folder / f"junk-{i:05d}.jpg").write_bytes(b"not a picture")
     started = time.monotonic()
@@ -180,8 +182,11 @@ def test_folder_add_answers_at_once_and_the_job_finishes(server, photos, openapi
     assert status == 202 and elapsed < 1.0, elapsed
     job = server.wait_job(body["job"])
     openapi.check("GET", "/jobs/{job_id}", 200, job)
-    assert any(r.name == "imgsearchd.jobs" and f"folder job {body['job']} done: 4002 files" in r.getMessage()
-               for r in caplog.records)
+    deadline = time.monotonic() + 5  # the line is logged just after the state turns done
+    while not any(r.name == "imgsearchd.jobs" and f"folder job {body['job']} done: 4002 files" in r.getMessage()
+                  for r in caplog.records):
+        assert time.monotonic() < deadline, "no 'folder job ... done' log line"
+        time.sleep(0.05)
     assert job["state"] == "done" and job["found"] == 4002 and job["done"] == 4002 and job["progress"] == 1.0
     assert job["outcomes"] == {"embedded": 2, "failed:not_an_image": 4000}
     status, jobs = server.get("/jobs")
