@@ -152,7 +152,7 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
     if loaded is None:
         return EXIT_MODEL
     try:
-        catalog = Catalog(config.data_dir / "catalog.sqlite3")
+        catalog = Catalog(config.catalog_path)
     except CatalogError as exc:
         print(f"imgsearchd: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -204,7 +204,7 @@ def _search_local(args: argparse.Namespace, config: Any) -> int:
     from . import images
     from .catalog import Catalog
     from .extractors import TextNotSupportedError
-    from .index import ExtractorIndex
+    from .service import index_for, search_answer
     from .query import query_vector_for_path
 
     if args.image is not None and not Path(args.image).exists():
@@ -214,8 +214,7 @@ def _search_local(args: argparse.Namespace, config: Any) -> int:
     if loaded is None:
         return EXIT_MODEL
     extractor = loaded.default
-    index_cfg = config.index
-    with Catalog(config.data_dir / "catalog.sqlite3") as catalog:
+    with Catalog(config.catalog_path) as catalog:
         try:
             if args.text is not None:
                 vector = extractor.encode_text([args.text])[0]
@@ -224,18 +223,9 @@ def _search_local(args: argparse.Namespace, config: Any) -> int:
         except (images.ImageError, TextNotSupportedError) as exc:
             print(f"imgsearchd: {exc}", file=sys.stderr)
             return EXIT_ERROR
-        index = ExtractorIndex(
-            catalog, config.data_dir / extractor.name, extractor.name, extractor.model_id, extractor.dim,
-            trees=index_cfg["trees"], search_k=index_cfg["search_k"],
-            rebuild_after_changes=index_cfg["rebuild_after_changes"],
-            rebuild_after_seconds=index_cfg["rebuild_after_seconds"],
-        )
-        with index:  # opens the snapshot (or builds it), closes it after
-            results = index.search(vector, args.limit, args.max_distance)
-    for r in results:
-        r["distance"] = round(float(r["distance"]), 6)
-        r["score"] = round(float(r["score"]), 6)
-    print(json.dumps({"results": results, "extractor": extractor.name}, indent=2))
+        with index_for(catalog, config, extractor) as index:  # opens the snapshot (or builds it), closes it after
+            answer = search_answer(index, vector, args.limit, args.max_distance)
+    print(json.dumps(answer, indent=2))
     return EXIT_OK
 
 

@@ -174,6 +174,10 @@ class Config:
         return Path(self.index["data_dir"]).expanduser().absolute()
 
     @property
+    def catalog_path(self) -> Path:
+        return self.data_dir / "catalog.sqlite3"
+
+    @property
     def watch_dirs(self) -> list[Path]:
         """The watched folders: the file's, then any given with ``--watch``, each once."""
         folders: list[Path] = []

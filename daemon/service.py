@@ -67,18 +67,13 @@ class Service:
         data_dir = self.config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.phase = "opening catalogue"
-        self.catalog = Catalog(data_dir / "catalog.sqlite3")
+        self.catalog = Catalog(self.config.catalog_path)
         self.phase = "loading models"
         index_cfg = self.config.index
         self.loaded = load(index_cfg["extractors"], index_cfg["fallback_extractor"], self.config.extractor)
         self.phase = "loading indexes"
         for name, extractor in self.loaded.extractors.items():
-            index = ExtractorIndex(
-                self.catalog, data_dir / name, name, extractor.model_id, extractor.dim,
-                trees=index_cfg["trees"], search_k=index_cfg["search_k"],
-                rebuild_after_changes=index_cfg["rebuild_after_changes"],
-                rebuild_after_seconds=index_cfg["rebuild_after_seconds"],
-            )
+            index = index_for(self.catalog, self.config, extractor)
             index.open()
             self.indexes[name] = index
         self.indexer = Indexer(
@@ -210,11 +205,7 @@ class Service:
         return self.loaded.extractors[name]
 
     def _answer(self, extractor: Extractor, vector: np.ndarray, limit: int, max_distance: float | None) -> dict[str, Any]:
-        results = self.indexes[extractor.name].search(vector, limit, max_distance)
-        for r in results:
-            r["distance"] = round(float(r["distance"]), 6)
-            r["score"] = round(float(r["score"]), 6)
-        return {"results": results, "extractor": extractor.name}
+        return search_answer(self.indexes[extractor.name], vector, limit, max_distance)
 
     def search_path(self, path: str, extractor: str | None, limit: int, max_distance: float | None) -> dict[str, Any]:
         chosen = self._extractor(extractor)
@@ -257,9 +248,7 @@ class Service:
             index.rebuild_after_seconds = new.index["rebuild_after_seconds"]
             index.trees = new.index["trees"]
         logging.getLogger().setLevel(new.section("log")["level"].upper())
-        reload_watch = getattr(self, "reload_watch", None)
-        if reload_watch is not None:
-            reload_watch(new)
+        self.reload_watch(new)
         log.info("configuration reloaded from %s", new.source or "defaults")
 
     def _watch_options(self, config: Config) -> WatchOptions:
@@ -279,7 +268,7 @@ class Service:
         if not self.ready or self.catalog is None or self.indexer is None:
             return self.phase
         progress = self.indexer.progress.snapshot()
-        pending = len(self.queue) + max(0, int(progress["queued"]) - int(progress["done"]))  # type: ignore[call-overload]
+        pending = self._pending(progress)
         if pending:
             done = int(progress["done"]) - self._burst_base  # type: ignore[call-overload]
             return f"indexing {done}/{done + pending}, {progress['images_per_second']:.1f} img/s"
@@ -287,6 +276,10 @@ class Service:
         return f"idle, {self.catalog.counts()['by_state'].get('indexed', 0)} images"
 
     # -- stats -------------------------------------------------------------------------------
+
+    def _pending(self, progress: dict[str, Any]) -> int:
+        """Work queued, plus paths the indexer has taken and not finished."""
+        return len(self.queue) + max(0, int(progress["queued"]) - int(progress["done"]))
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -304,11 +297,10 @@ class Service:
             return out
         counts = self.catalog.counts()
         progress = self.indexer.progress.snapshot()
-        in_pipeline = int(progress["queued"]) - int(progress["done"])  # type: ignore[call-overload]
         out.update({
             "images": counts["by_state"].get("indexed", 0),
             "files": counts["files"],
-            "pending": len(self.queue) + max(0, in_pipeline),
+            "pending": self._pending(progress),
             "failed": {"total": counts["by_state"].get("failed", 0), "by_reason": counts["failed_by_reason"],
                        "recent": self.catalog.recent_failures(5)},
             "active_extractor": self.loaded.primary,
@@ -321,6 +313,26 @@ class Service:
             },
         })
         return out
+
+
+def search_answer(index: ExtractorIndex, vector: np.ndarray, limit: int, max_distance: float | None) -> dict[str, Any]:
+    """The API's search answer: results best first, distances and scores rounded for JSON."""
+    results = index.search(vector, limit, max_distance)
+    for r in results:
+        r["distance"] = round(float(r["distance"]), 6)
+        r["score"] = round(float(r["score"]), 6)
+    return {"results": results, "extractor": index.extractor}
+
+
+def index_for(catalog: Catalog, config: Config, extractor: Extractor) -> ExtractorIndex:
+    """The (not yet opened) index of one extractor, under ``<data_dir>/<name>``, as configured."""
+    settings = config.index
+    return ExtractorIndex(
+        catalog, config.data_dir / extractor.name, extractor.name, extractor.model_id, extractor.dim,
+        trees=settings["trees"], search_k=settings["search_k"],
+        rebuild_after_changes=settings["rebuild_after_changes"],
+        rebuild_after_seconds=settings["rebuild_after_seconds"],
+    )
 
 
 def run_daemon(config: Config) -> int:
@@ -373,12 +385,6 @@ def run_daemon(config: Config) -> int:
         heartbeat.start()
         notifier.status("loading models and indexes")
         service.load()
-        if config.watch_dirs and not hasattr(service, "reload_watch"):
-            for folder in config.watch_dirs:
-                if folder.is_dir():
-                    service.add_folder(str(folder), wait=0)
-                else:
-                    log.warning("watched folder %s is missing or not a folder; skipped", folder)
         notifier.ready(service.status_line())
         while not stop.is_set():
             if reload_wanted.wait(0.5):
