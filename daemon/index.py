@@ -101,7 +101,7 @@ class IndexBuildError(RuntimeError):
 # -- the searchable parts -----------------------------------------------------------
 
 
-def _exact_top(vectors: np.ndarray, ids: np.ndarray, v: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def exact_top(vectors: np.ndarray, ids: np.ndarray, v: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best (ids, cosine scores) of a matrix of unit vectors, best first."""
     n = len(ids)
     if n == 0 or k <= 0:
@@ -163,7 +163,7 @@ class _ExactBase(_Base):
         self.vectors = vectors
 
     def search(self, v: np.ndarray, limit: int, dead: Set[int], exclude: Set[int]) -> list[tuple[float, int]]:
-        ids, scores = _exact_top(self.vectors, self.ids, v, limit + len(dead) + len(exclude))
+        ids, scores = exact_top(self.vectors, self.ids, v, limit + len(dead) + len(exclude))
         out = []
         for i, s in zip(ids.tolist(), scores.tolist()):
             if i not in dead and i not in exclude:
@@ -566,7 +566,7 @@ class ExtractorIndex:
         state = self._acquire()
         try:
             found = state.base.search(v, limit, state.dead, exclude)
-            ids, scores = _exact_top(state.fresh_vectors, state.fresh_ids, v, limit + len(exclude))
+            ids, scores = exact_top(state.fresh_vectors, state.fresh_ids, v, limit + len(exclude))
         finally:
             self._release(state)
         found.extend((_distance(s), i) for i, s in zip(ids.tolist(), scores.tolist()) if i not in exclude)

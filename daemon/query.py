@@ -1,4 +1,4 @@
-"""Turning a search request into a query vector, and the exact search used for small sets."""
+"""Turning a search request into a query vector."""
 
 from __future__ import annotations
 
@@ -30,19 +30,3 @@ def query_vector_for_bytes(extractor: Extractor, data: bytes, limits: images.Ima
     """Embed an uploaded image."""
     picture = images.decode(data, extractor.decode_side, limits)
     return extractor.embed_images([picture])[0]
-
-
-def distances_from_scores(scores: np.ndarray) -> np.ndarray:
-    """Euclidean distance between unit vectors from their cosine similarity."""
-    return np.sqrt(np.clip(2.0 - 2.0 * scores, 0.0, 4.0))
-
-
-def exact_top(vectors: np.ndarray, query: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row numbers and cosine scores of the ``limit`` rows closest to ``query``, best first."""
-    if len(vectors) == 0 or limit <= 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    scores = vectors @ query.astype(np.float32)
-    k = min(limit, len(scores))
-    top = np.argpartition(-scores, k - 1)[:k]
-    order = top[np.argsort(-scores[top], kind="stable")]
-    return order, scores[order]

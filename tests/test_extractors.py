@@ -15,7 +15,7 @@ from imgsearchd import images
 from imgsearchd.extractors import ModelUnavailableError, TextNotSupportedError, create, load
 from imgsearchd.extractors import clip as clip_module
 from imgsearchd.extractors import resnet as resnet_module
-from imgsearchd.query import exact_top
+from imgsearchd.index import exact_top
 
 
 def decoded(image: Image.Image, extractor) -> Image.Image:
@@ -33,7 +33,7 @@ def gallery(photos, efficientnet):
 
 
 def nearest(names, vectors, query, exclude=()):
-    order, _ = exact_top(vectors, query, len(names))
+    order, _ = exact_top(vectors, np.arange(len(names)), query, len(names))
     return [names[i] for i in order if names[i] not in exclude]
 
 
