@@ -70,7 +70,8 @@ def test_efficientnet_is_real_imagenet_weights(photos, efficientnet):
 
     full = timm.create_model("efficientnet_lite0", pretrained=False)
     raw = torch.load(packaged_weights_path(), map_location="cpu", weights_only=True)
-    body = load_lite0_state_dict(packaged_weights_path(), [k for k in full.state_dict() if not k.startswith("classifier.")])
+    body = load_lite0_state_dict(packaged_weights_path(),
+                                 {k: v for k, v in full.state_dict().items() if not k.startswith("classifier.")})
     full.load_state_dict({**body, "classifier.weight": raw["_fc.weight"], "classifier.bias": raw["_fc.bias"]})
     batch = efficientnet.preprocess(decoded(photos["chelsea"], efficientnet))[None]
     with torch.inference_mode():

@@ -8,6 +8,7 @@ import socket
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,6 +54,17 @@ def host_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
         return False
 
 
+def read_state_dict(extractor: str, path: str) -> dict[str, torch.Tensor]:
+    """A weights file's tensors (a bare state dict or one under "state_dict"), no pickle code run."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ModelUnavailableError(extractor, f"cannot read weights file {path}: {exc}") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    return state
+
+
 def file_fingerprint(path: str) -> str:
     """Name, size and mtime of a weights file: part of a model id, so new weights re-embed."""
     st = os.stat(path)
@@ -73,9 +85,10 @@ class Extractor(ABC):
     decode_side: int = 224
     supports_text: bool = False
 
-    def __init__(self, device: torch.device, batch_size: int) -> None:
-        self.device = device
-        self.batch_size = batch_size
+    def __init__(self, settings: dict[str, Any]) -> None:
+        """Device and batch size from the extractor's config section."""
+        self.device = resolve_device(settings.get("device", "auto"))
+        self.batch_size = int(settings.get("batch_size", 32))
         self.forward_passes = 0
         self.images_embedded = 0
         self._lock = threading.Lock()  # one forward pass at a time per model

@@ -24,7 +24,6 @@ from .base import (
     file_fingerprint,
     host_reachable,
     log,
-    resolve_device,
 )
 
 HF_HOST = "huggingface.co"
@@ -56,7 +55,7 @@ class ClipExtractor(Extractor):
     supports_text = True
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        super().__init__(resolve_device(settings.get("device", "auto")), settings.get("batch_size", 32))
+        super().__init__(settings)
         import open_clip
 
         model_name = settings.get("model", "ViT-B-32")

