@@ -214,8 +214,6 @@ def _without_images(held: int) -> str:
             "if they are really gone, forget them with /remove")
 
 
-
-
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
 
