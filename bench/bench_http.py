@@ -18,8 +18,6 @@ import json
 import os
 import platform
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,17 +29,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imgsearchd.catalog import Catalog, FileResult  # noqa: E402
-from imgsearchd.images import read_file  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from imgsearchd.catalog import Catalog, FileResult
+from imgsearchd.images import read_file
+
+from helpers import free_port
 
 MODEL_ID = "clip:ViT-B-32:random-seed0"  # what [extractors.clip] pretrained = "none" reports
 DIM = 512
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clustered_unit_vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -62,12 +58,20 @@ def fill_catalogue(db: Path, photos: Path, n: int, real: int) -> list[str]:
                 path = photos / f"q{i:04d}.jpg"
                 Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(path)
                 file = read_file(str(path))
-                batch.append(FileResult(str(path), file.size, file.mtime_ns, file.content_hash,
-                                        {"clip": (MODEL_ID, vectors[i])}))
+                batch.append(
+                    FileResult(str(path), file.size, file.mtime_ns, file.content_hash, {"clip": (MODEL_ID, vectors[i])})
+                )
                 queries.append(str(path))
             else:
-                batch.append(FileResult(f"/bench/fake/{i // 1000:03d}/img{i:07d}.jpg", 1000 + i, i,
-                                        f"fake{i:016x}", {"clip": (MODEL_ID, vectors[i])}))
+                batch.append(
+                    FileResult(
+                        f"/bench/fake/{i // 1000:03d}/img{i:07d}.jpg",
+                        1000 + i,
+                        i,
+                        f"fake{i:016x}",
+                        {"clip": (MODEL_ID, vectors[i])},
+                    )
+                )
             if len(batch) == 10_000:
                 catalog.record_batch(batch)
                 batch = []
@@ -120,12 +124,16 @@ def main() -> None:
         fill_s = time.perf_counter() - t0
         port = free_port()
         (root / "c.toml").write_text(
-            f'[server]\nport = {port}\n'
+            f"[server]\nport = {port}\n"
             f'[index]\ndata_dir = "{root / "data"}"\nextractors = ["clip"]\nfallback_extractor = ""\n'
             f'[extractors.clip]\npretrained = "none"\ndevice = "cpu"\n'
         )
-        proc = subprocess.Popen([sys.executable, "-m", "imgsearchd.cli", "serve", "--config", str(root / "c.toml")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "imgsearchd.cli", "serve", "--config", str(root / "c.toml")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             t0 = time.perf_counter()
             while True:
@@ -168,17 +176,27 @@ def main() -> None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
 
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    with open("/proc/cpuinfo") as cpuinfo:
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    cpu = names[0] if names else platform.processor()
     print(f"\nmachine: {os.cpu_count()} cores, {cpu}; server and client on the same machine")
-    print(f"catalogue: {args.vectors} vectors ({DIM}-d) filled in {fill_s:.1f} s; daemon ready in {start_s:.1f} s, Annoy snapshot in use after {snapshot_s:.1f} s")
-    print(f"index: {index_stats['mode']} snapshot of {index_stats['indexed']}, fresh {index_stats['fresh']}, "
-          f"trees {index_stats['trees']}, search_k {index_stats['search_k']}\n")
+    print(
+        f"catalogue: {args.vectors} vectors ({DIM}-d) filled in {fill_s:.1f} s; daemon ready in {start_s:.1f} s, Annoy snapshot in use after {snapshot_s:.1f} s"
+    )
+    print(
+        f"index: {index_stats['mode']} snapshot of {index_stats['indexed']}, fresh {index_stats['fresh']}, "
+        f"trees {index_stats['trees']}, search_k {index_stats['search_k']}\n"
+    )
     print("| clients | requests | p50 ms | p99 ms | requests/s | errors |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
-    print(f"| 1 | {len(single)} | {percentile(single, 50):.2f} | {percentile(single, 99):.2f} | "
-          f"{len(single) / (args.seconds / 2):.0f} | 0 |")
-    print(f"| {args.clients} | {len(parallel)} | {percentile(parallel, 50):.2f} | {percentile(parallel, 99):.2f} | "
-          f"{rps:.0f} | {len(errors)} |")
+    print(
+        f"| 1 | {len(single)} | {percentile(single, 50):.2f} | {percentile(single, 99):.2f} | "
+        f"{len(single) / (args.seconds / 2):.0f} | 0 |"
+    )
+    print(
+        f"| {args.clients} | {len(parallel)} | {percentile(parallel, 50):.2f} | {percentile(parallel, 99):.2f} | "
+        f"{rps:.0f} | {len(errors)} |"
+    )
     if errors:
         print("first error:", errors[0])
 

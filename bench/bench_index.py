@@ -25,16 +25,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from index_helpers import EXTRACTOR, MODEL, broad_clusters, path_of, photo_like  # noqa: E402
-
 from imgsearchd.catalog import Catalog, FileResult  # noqa: E402
-from imgsearchd.index import DEFAULT_SEARCH_K, DEFAULT_TREES, EXACT_BELOW, ExtractorIndex, _exact_top  # noqa: E402
+from imgsearchd.index import DEFAULT_SEARCH_K, DEFAULT_TREES, EXACT_BELOW, ExtractorIndex  # noqa: E402
+from imgsearchd.index_parts import exact_top  # noqa: E402
+
+from index_helpers import EXTRACTOR, MODEL, broad_clusters, path_of, photo_like  # noqa: E402
 
 DIM = 512
 QUIET = dict(rebuild_after_changes=10**9, rebuild_after_seconds=10**6)  # the bench starts rebuilds itself
@@ -89,8 +91,13 @@ def fill_catalog(catalog: Catalog, vectors: np.ndarray) -> np.ndarray:
     """Record one fake file per vector through the real write path; return the file ids in order."""
     for lo in range(0, len(vectors), 5000):
         catalog.record_batch(
-            FileResult(path=path_of(k), size=1000 + k, mtime_ns=k, content_hash=f"hash-{k}",
-                       vectors={EXTRACTOR: (MODEL, vectors[k])})
+            FileResult(
+                path=path_of(k),
+                size=1000 + k,
+                mtime_ns=k,
+                content_hash=f"hash-{k}",
+                vectors={EXTRACTOR: (MODEL, vectors[k])},
+            )
             for k in range(lo, min(lo + 5000, len(vectors)))
         )
     _, ids, _ = catalog.all_vectors(EXTRACTOR, MODEL, DIM)  # a fresh catalogue numbers files in order
@@ -101,7 +108,7 @@ def fill_catalog(catalog: Catalog, vectors: np.ndarray) -> np.ndarray:
 def ground_truth(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
     out = []
     for lo in range(0, len(queries), 100):
-        scores = queries[lo:lo + 100] @ vectors.T
+        scores = queries[lo : lo + 100] @ vectors.T
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         out.append(ids[part])
     return np.concatenate(out)
@@ -111,8 +118,10 @@ def brute_force(vectors: np.ndarray, queries: np.ndarray, rounds: int) -> dict[s
     """Latency of exact search over all vectors: einsum (what the index's exact mode does) and BLAS matmul."""
     res = {}
     ids = np.arange(len(vectors))
-    for name, run in (("einsum", lambda q: _exact_top(vectors, ids, q, 10)),
-                      ("matmul", lambda q: np.argpartition(-(vectors @ q), 9)[:10])):
+    for name, run in (
+        ("einsum", lambda q: exact_top(vectors, ids, q, 10)),
+        ("matmul", lambda q: np.argpartition(-(vectors @ q), 9)[:10]),
+    ):
         lat = []
         for q in queries[:rounds]:
             t = time.perf_counter()
@@ -150,7 +159,7 @@ def recall(found: list[list[int]], truth: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(t.tolist())) / 10 for f, t in zip(found, truth)]))
 
 
-def bench_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, object]:
+def bench_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     say(f"== {n} vectors ({args.dataset})")
     load = OtherLoad()
     data = make_data(args.dataset, n + args.queries, seed=n)
@@ -175,7 +184,7 @@ def bench_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, object
     first_build = time.monotonic() - t
     stats = index.stats()
     assert stats["mode"] == "annoy", stats
-    meta = index._state.base.meta  # noqa: SLF001 - the bench reports the snapshot's own facts
+    meta = index._state.base.meta
     index.close()
     gc.collect()
     say(f"first build {first_build:.1f} s (snapshot build {stats['last_build_seconds']:.1f} s)")
@@ -201,8 +210,10 @@ def bench_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, object
     rebuild_s = time.monotonic() - t
     idle_rate_p99 = pct(paced_idle, 99)
     busy_p50, busy_p99 = pct(during, 50), pct(during, 99)
-    say(f"rebuild under {args.rate} queries/s took {rebuild_s:.1f} s; p50 {busy_p50:.2f} ms p99 {busy_p99:.2f} ms "
-        f"over {len(during)} queries (idle at that rate: p99 {idle_rate_p99:.2f} ms)")
+    say(
+        f"rebuild under {args.rate} queries/s took {rebuild_s:.1f} s; p50 {busy_p50:.2f} ms p99 {busy_p99:.2f} ms "
+        f"over {len(during)} queries (idle at that rate: p99 {idle_rate_p99:.2f} ms)"
+    )
     index.close()
 
     sweep = []
@@ -217,11 +228,28 @@ def bench_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, object
     catalog.close()
     other = load.cores()
     say(f"other processes used {other:.2f} cores on average")
-    return dict(n=n, other=other, fill_s=fill_s, brute=brute, first_build=first_build, build_s=stats["last_build_seconds"],
-                snapshot_build_s=meta["build_seconds"], file_mb=(meta["file_size"] + meta["ids_size"]) / 2**20,
-                startup=startup, idle_p50=idle_p50, idle_p99=idle_p99, recall=rec, rss_before=rss_before,
-                rss_after=rss_after, busy_p50=busy_p50, busy_p99=busy_p99, idle_rate_p99=idle_rate_p99, busy_n=len(during), rebuild_s=rebuild_s,
-                sweep=sweep)
+    return dict(
+        n=n,
+        other=other,
+        fill_s=fill_s,
+        brute=brute,
+        first_build=first_build,
+        build_s=stats["last_build_seconds"],
+        snapshot_build_s=meta["build_seconds"],
+        file_mb=(meta["file_size"] + meta["ids_size"]) / 2**20,
+        startup=startup,
+        idle_p50=idle_p50,
+        idle_p99=idle_p99,
+        recall=rec,
+        rss_before=rss_before,
+        rss_after=rss_after,
+        busy_p50=busy_p50,
+        busy_p99=busy_p99,
+        idle_rate_p99=idle_rate_p99,
+        busy_n=len(during),
+        rebuild_s=rebuild_s,
+        sweep=sweep,
+    )
 
 
 def bench_threshold(sizes: list[int], args: argparse.Namespace, work: Path) -> list[tuple]:
@@ -233,10 +261,19 @@ def bench_threshold(sizes: list[int], args: argparse.Namespace, work: Path) -> l
         catalog = Catalog(work / f"threshold-{n}.db")
         ids = fill_catalog(catalog, vectors)
         truth = ground_truth(vectors, ids, queries)
-        row = [n]
+        row: list[float] = [n]
         for exact_below in (n + 1, 0):
-            index = ExtractorIndex(catalog, work / f"threshold-{n}-{exact_below}", EXTRACTOR, MODEL, DIM,
-                                   trees=args.trees, search_k=args.search_k, exact_below=exact_below, **QUIET)
+            index = ExtractorIndex(
+                catalog,
+                work / f"threshold-{n}-{exact_below}",
+                EXTRACTOR,
+                MODEL,
+                DIM,
+                trees=args.trees,
+                search_k=args.search_k,
+                exact_below=exact_below,
+                **QUIET,
+            )
             t = time.monotonic()
             index.open()
             index.wait_idle()
@@ -275,45 +312,59 @@ def main() -> None:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\nDataset `{args.dataset}`, {DIM}-d, {args.queries} held-out queries, limit 10, "
-          f"trees {args.trees}, search_k {args.search_k}, one query thread "
-          f"(back to back, except during the rebuild test: {args.rate:.0f} queries/s).\n")
-    print("| vectors | index p50 / p99 (ms) | recall@10 | brute force p50 / p99 (ms) | speed-up (p50) "
-          "| build (s) | index files (MiB) | restart (s) | RSS serving (MiB) | p50 / p99 during rebuild (ms) "
-          "| p99 during / idle at that rate |")
+    print(
+        f"\nDataset `{args.dataset}`, {DIM}-d, {args.queries} held-out queries, limit 10, "
+        f"trees {args.trees}, search_k {args.search_k}, one query thread "
+        f"(back to back, except during the rebuild test: {args.rate:.0f} queries/s).\n"
+    )
+    print(
+        "| vectors | index p50 / p99 (ms) | recall@10 | brute force p50 / p99 (ms) | speed-up (p50) "
+        "| build (s) | index files (MiB) | restart (s) | RSS serving (MiB) | p50 / p99 during rebuild (ms) "
+        "| p99 during / idle at that rate |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         b, ra, rb = r["brute"], r["rss_after"], r["rss_before"]
-        print(f"| {r['n']:,} | {r['idle_p50']:.2f} / {r['idle_p99']:.2f} | {r['recall']:.3f} "
-              f"| {b['einsum_p50']:.1f} / {b['einsum_p99']:.1f} | {b['einsum_p50'] / r['idle_p50']:.0f}x "
-              f"| {r['build_s']:.1f} | {r['file_mb']:.0f} | {r['startup']:.1f} "
-              f"| {ra['VmRSS']:.0f} (anon {ra['RssAnon']:.0f}, file {ra['RssFile']:.0f}; before open {rb['VmRSS']:.0f}) "
-              f"| {r['busy_p50']:.2f} / {r['busy_p99']:.2f} | {r['busy_p99']:.2f} / {r['idle_rate_p99']:.2f} = "
-              f"{r['busy_p99'] / r['idle_rate_p99']:.1f}x |")
+        print(
+            f"| {r['n']:,} | {r['idle_p50']:.2f} / {r['idle_p99']:.2f} | {r['recall']:.3f} "
+            f"| {b['einsum_p50']:.1f} / {b['einsum_p99']:.1f} | {b['einsum_p50'] / r['idle_p50']:.0f}x "
+            f"| {r['build_s']:.1f} | {r['file_mb']:.0f} | {r['startup']:.1f} "
+            f"| {ra['VmRSS']:.0f} (anon {ra['RssAnon']:.0f}, file {ra['RssFile']:.0f}; before open {rb['VmRSS']:.0f}) "
+            f"| {r['busy_p50']:.2f} / {r['busy_p99']:.2f} | {r['busy_p99']:.2f} / {r['idle_rate_p99']:.2f} = "
+            f"{r['busy_p99'] / r['idle_rate_p99']:.1f}x |"
+        )
     print("\nDetails:\n")
     for r in results:
         b = r["brute"]
-        print(f"- {r['n']:,}: catalogue fill {r['fill_s']:.0f} s; first open to Annoy ready {r['first_build']:.0f} s; "
-              f"builder process (catalogue read + add + build + fsync + CRC) {r['snapshot_build_s']:.0f} s; "
-              f"rebuild under {args.rate:.0f} queries/s {r['rebuild_s']:.0f} s ({r['busy_n']} queries); "
-              f"brute force with BLAS matmul p50 {b['matmul_p50']:.1f} / p99 {b['matmul_p99']:.1f} ms; "
-              f"other processes on the VM used {r['other']:.2f} of {os.cpu_count()} cores on average")
+        print(
+            f"- {r['n']:,}: catalogue fill {r['fill_s']:.0f} s; first open to Annoy ready {r['first_build']:.0f} s; "
+            f"builder process (catalogue read + add + build + fsync + CRC) {r['snapshot_build_s']:.0f} s; "
+            f"rebuild under {args.rate:.0f} queries/s {r['rebuild_s']:.0f} s ({r['busy_n']} queries); "
+            f"brute force with BLAS matmul p50 {b['matmul_p50']:.1f} / p99 {b['matmul_p99']:.1f} ms; "
+            f"other processes on the VM used {r['other']:.2f} of {os.cpu_count()} cores on average"
+        )
     print("\nsearch_k sweep (same snapshot; p50 / p99 ms, recall@10):\n")
     print("| vectors | " + " | ".join(f"search_k {sk}" for sk, *_ in results[0]["sweep"]) + " |")
     print("|---:|" + "---:|" * len(results[0]["sweep"]))
     for r in results:
-        print(f"| {r['n']:,} | " + " | ".join(f"{p50:.2f} / {p99:.2f}, {rc:.3f}" for _, p50, p99, rc in r["sweep"]) + " |")
+        print(
+            f"| {r['n']:,} | " + " | ".join(f"{p50:.2f} / {p99:.2f}, {rc:.3f}" for _, p50, p99, rc in r["sweep"]) + " |"
+        )
     if threshold:
-        print("\nExact-search threshold (both through ExtractorIndex.query; p50 / p99 ms, recall@10, "
-              "seconds from open to ready):\n")
+        print(
+            "\nExact-search threshold (both through ExtractorIndex.query; p50 / p99 ms, recall@10, "
+            "seconds from open to ready):\n"
+        )
         print("| vectors | exact | annoy | annoy recall@10 | annoy ready (s) |")
         print("|---:|---:|---:|---:|---:|")
         for n, e50, e99, _, _, a50, a99, arec, aready in threshold:
             print(f"| {n:,} | {e50:.3f} / {e99:.3f} | {a50:.3f} / {a99:.3f} | {arec:.3f} | {aready:.1f} |")
         not_slower = [row[0] for row in threshold if row[1] <= row[5]]
         under_1ms = [row[0] for row in threshold if row[1] <= 1.0]
-        print(f"\nLargest size where exact p50 <= Annoy p50: {max(not_slower, default='none')}; "
-              f"where exact p50 <= 1 ms: {max(under_1ms, default='none')} (EXACT_BELOW is {EXACT_BELOW}).")
+        print(
+            f"\nLargest size where exact p50 <= Annoy p50: {max(not_slower, default='none')}; "
+            f"where exact p50 <= 1 ms: {max(under_1ms, default='none')} (EXACT_BELOW is {EXACT_BELOW})."
+        )
 
 
 if __name__ == "__main__":

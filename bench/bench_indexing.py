@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,8 +62,17 @@ def base_photos() -> list[np.ndarray]:
     import skimage.data as data
 
     photos = []
-    for name in ("chelsea", "coffee", "astronaut", "rocket", "stereo_motorcycle", "retina",
-                 "hubble_deep_field", "immunohistochemistry", "colorwheel"):
+    for name in (
+        "chelsea",
+        "coffee",
+        "astronaut",
+        "rocket",
+        "stereo_motorcycle",
+        "retina",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "colorwheel",
+    ):
         try:
             picture = getattr(data, name)()
         except Exception:  # a sample that needs a download: skip it
@@ -87,7 +97,7 @@ def make_image(photo: np.ndarray, size: tuple[int, int], rng: np.random.Generato
     crop_h = max(1, crop_h)
     y = int(rng.integers(0, h - crop_h + 1))
     x = int(rng.integers(0, w - crop_w + 1))
-    picture = Image.fromarray(photo[y:y + crop_h, x:x + crop_w]).resize((w_out, h_out), Image.Resampling.BICUBIC)
+    picture = Image.fromarray(photo[y : y + crop_h, x : x + crop_w]).resize((w_out, h_out), Image.Resampling.BICUBIC)
     array = np.asarray(picture, dtype=np.int16)
     # Sensor-like grain: distinct bytes for every file, and entropy closer to a real photo's
     # than a smooth upscale (which would make JPEG decoding unrealistically cheap).
@@ -104,8 +114,11 @@ def make_set(folder: Path, count: int, sizes: list[tuple[int, int]], grain: floa
     stamp = folder / "made.json"
     spec = {"version": DATA_VERSION, "count": count, "sizes": sizes, "grain": grain, "seed": seed}
     paths = [str(folder / f"img{i:04d}.jpg") for i in range(count)]
-    if stamp.exists() and json.loads(stamp.read_text()) == json.loads(json.dumps(spec)) \
-            and all(os.path.exists(p) for p in paths):
+    if (
+        stamp.exists()
+        and json.loads(stamp.read_text()) == json.loads(json.dumps(spec))
+        and all(os.path.exists(p) for p in paths)
+    ):
         return paths
     photos = base_photos()
     rng = np.random.default_rng(seed)
@@ -123,8 +136,10 @@ def describe_set(paths: list[str]) -> str:
         with Image.open(path) as im:
             pixels.append(im.size[0] * im.size[1] / 1e6)
         sizes.append(os.path.getsize(path) / 1e6)
-    return (f"{len(paths)} JPEGs, {min(pixels):.2f}-{max(pixels):.2f} MP "
-            f"(mean {statistics.mean(pixels):.2f}), {statistics.mean(sizes):.2f} MB mean file size")
+    return (
+        f"{len(paths)} JPEGs, {min(pixels):.2f}-{max(pixels):.2f} MP "
+        f"(mean {statistics.mean(pixels):.2f}), {statistics.mean(sizes):.2f} MB mean file size"
+    )
 
 
 # -- the three variants -------------------------------------------------------------
@@ -170,8 +185,9 @@ def run_forward(extractor: extractors.Extractor, count: int, shape: tuple[int, .
     return clock.result
 
 
-def run_end_to_end(name: str, extractor: extractors.Extractor, paths: list[str], loader_threads: int,
-                   workdir: Path) -> tuple[tuple[float, float], int]:
+def run_end_to_end(
+    name: str, extractor: extractors.Extractor, paths: list[str], loader_threads: int, workdir: Path
+) -> tuple[tuple[float, float], int]:
     """The real pipeline into a fresh catalogue; also returns the loader thread count."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         catalog = Catalog(Path(tmp) / "catalog.sqlite3")
@@ -180,9 +196,7 @@ def run_end_to_end(name: str, extractor: extractors.Extractor, paths: list[str],
             with _Clock(len(paths)) as clock:
                 summary = indexer.process(paths)
         finally:
-            close = getattr(indexer, "close", None)  # stops the loader threads
-            if close is not None:
-                close()
+            indexer.close()  # stops the loader threads
             catalog.close()
     if summary["embedded"] != len(paths) or summary["failed"]:
         raise SystemExit(f"pipeline did not embed every image: {summary}")
@@ -215,12 +229,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", type=int, default=128, help="small images (<= 1 MP) per run")
     parser.add_argument("--large", type=int, default=48, help="large JPEGs (>= 8 MP) per run")
     parser.add_argument("--naive-small", type=int, default=32, help="of the small images, how many the naive loop does")
-    parser.add_argument("--naive-large", type=int, default=24, help="of the large images, how many the naive loop does (0: all)")
+    parser.add_argument(
+        "--naive-large", type=int, default=24, help="of the large images, how many the naive loop does (0: all)"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--loader-threads", type=int, default=0, help="Indexer loader threads (0: its default)")
     parser.add_argument("--repeats", type=int, default=1, help="measure every variant this many times (median shown)")
-    parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "imgsearchd-bench-data"),
-                        help="where the test images are made and kept between runs")
+    parser.add_argument(
+        "--data-dir",
+        default=os.path.join(tempfile.gettempdir(), "imgsearchd-bench-data"),
+        help="where the test images are made and kept between runs",
+    )
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--json", help="also write the raw numbers to this file")
     args = parser.parse_args(argv)
@@ -240,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(path).read_bytes()
 
     load_before = os.getloadavg()
-    results: list[dict[str, object]] = []
+    results: list[dict[str, Any]] = []
     loader_threads_used = 0
     variants = ["forward", "e2e", "naive"]
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
@@ -259,16 +278,18 @@ def main(argv: list[str] | None = None) -> int:
             for rep in range(args.repeats):
                 # The three run back to back (rotating the order between repeats), so the
                 # machine's background load hits them alike; ratios are taken per repeat.
-                for variant in variants[rep % 3:] + variants[:rep % 3]:
+                for variant in variants[rep % 3 :] + variants[: rep % 3]:
                     if variant == "forward":
                         runs[variant].append(run_forward(extractor, len(paths), shape))
                     elif variant == "e2e":
-                        runs[variant].append(
-                            run_end_to_end(name, extractor, paths, args.loader_threads, data_dir)[0])
+                        runs[variant].append(run_end_to_end(name, extractor, paths, args.loader_threads, data_dir)[0])
                     else:
-                        runs[variant].append(run_naive(extractor, paths[:naive_count[set_name]]))
-            row: dict[str, object] = {
-                "model": name, "set": set_name, "images": len(paths), "naive_images": naive_count[set_name],
+                        runs[variant].append(run_naive(extractor, paths[: naive_count[set_name]]))
+            row: dict[str, Any] = {
+                "model": name,
+                "set": set_name,
+                "images": len(paths),
+                "naive_images": naive_count[set_name],
                 **{f"{v}_img_s": [r for r, _ in runs[v]] for v in variants},
                 **{f"{v}_cpu_ms": [c for _, c in runs[v]] for v in variants},
                 "e2e_over_forward": [e[0] / f[0] for e, f in zip(runs["e2e"], runs["forward"])],
@@ -276,33 +297,41 @@ def main(argv: list[str] | None = None) -> int:
                 "load_avg_1min": os.getloadavg()[0],
             }
             results.append(row)
-            print(f"{name} {set_name}: " + ", ".join(
-                f"{v} {spread(row[f'{v}_img_s'])} img/s" for v in variants), file=sys.stderr)  # type: ignore[arg-type]
+            print(
+                f"{name} {set_name}: " + ", ".join(f"{v} {spread(row[f'{v}_img_s'])} img/s" for v in variants),
+                file=sys.stderr,
+            )
         del extractor
     load_after = os.getloadavg()
 
     print()
-    print(f"Machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
-          f"torch {torch.__version__}, torch intra-op threads {torch.get_num_threads()}, "
-          f"loader threads {loader_threads_used}, batch size {args.batch_size}, repeats {args.repeats}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
+    print(
+        f"Machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
+        f"torch {torch.__version__}, torch intra-op threads {torch.get_num_threads()}, "
+        f"loader threads {loader_threads_used}, batch size {args.batch_size}, repeats {args.repeats}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}"
+    )
     print(f"Load average (1 min) before/after: {load_before[0]:.2f} / {load_after[0]:.2f}")
     print(f"small: {describe_set(sets['small'])}; naive loop on {naive_count['small']} of them")
     print(f"large: {describe_set(sets['large'])}; naive loop on {naive_count['large']} of them")
     print()
-    print("| model | images | naive img/s | forward-only img/s | end-to-end img/s | e2e / forward | e2e / naive | target |")
+    print(
+        "| model | images | naive img/s | forward-only img/s | end-to-end img/s | e2e / forward | e2e / naive | target |"
+    )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for row in results:
-        over_fwd = statistics.median(row["e2e_over_forward"])  # type: ignore[arg-type]
-        over_naive = statistics.median(row["e2e_over_naive"])  # type: ignore[arg-type]
+        over_fwd = statistics.median(row["e2e_over_forward"])
+        over_naive = statistics.median(row["e2e_over_naive"])
         if row["set"] == "small":
             goal, got, label = TARGET_E2E_OVER_FORWARD_SMALL, over_fwd, "e2e/fwd"
         else:
             goal, got, label = TARGET_E2E_OVER_NAIVE_LARGE, over_naive, "e2e/naive"
         verdict = f"{label} >= {goal}: {'met' if got >= goal else 'MISSED'}"
-        print(f"| {row['model']} | {row['set']} ({row['images']}) | {spread(row['naive_img_s'])} | "  # type: ignore[arg-type]
-              f"{spread(row['forward_img_s'])} | {spread(row['e2e_img_s'])} | "  # type: ignore[arg-type]
-              f"{spread(row['e2e_over_forward'], 2)} | {spread(row['e2e_over_naive'], 2)} | {verdict} |")  # type: ignore[arg-type]
+        print(
+            f"| {row['model']} | {row['set']} ({row['images']}) | {spread(row['naive_img_s'])} | "
+            f"{spread(row['forward_img_s'])} | {spread(row['e2e_img_s'])} | "
+            f"{spread(row['e2e_over_forward'], 2)} | {spread(row['e2e_over_naive'], 2)} | {verdict} |"
+        )
     print()
     print("Process CPU time per image (ms) and cores the variant got (CPU time / wall time):")
     print()
@@ -311,18 +340,28 @@ def main(argv: list[str] | None = None) -> int:
     for row in results:
         cells = []
         for v in variants[2:] + variants[:2]:
-            cpu_ms: list[float] = row[f"{v}_cpu_ms"]  # type: ignore[assignment]
-            rates: list[float] = row[f"{v}_img_s"]  # type: ignore[assignment]
+            cpu_ms: list[float] = row[f"{v}_cpu_ms"]
+            rates: list[float] = row[f"{v}_img_s"]
             cores = statistics.median(c * r / 1000 for c, r in zip(cpu_ms, rates))
             cells.append(f"{statistics.median(cpu_ms):.1f} ms ({cores:.2f} cores)")
         print(f"| {row['model']} | {row['set']} | " + " | ".join(cells) + " |")
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "cpus": os.cpu_count(), "cpu": cpu_model(), "torch_threads": torch.get_num_threads(),
-            "loader_threads": loader_threads_used, "batch_size": args.batch_size,
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "load_before": load_before, "load_after": load_after, "results": results,
-        }, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "cpus": os.cpu_count(),
+                    "cpu": cpu_model(),
+                    "torch_threads": torch.get_num_threads(),
+                    "loader_threads": loader_threads_used,
+                    "batch_size": args.batch_size,
+                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                    "load_before": load_before,
+                    "load_after": load_after,
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

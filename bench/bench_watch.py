@@ -27,20 +27,25 @@ import platform
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from imgsearchd import images
 from imgsearchd.catalog import Catalog, FileResult
-from imgsearchd.config import load_config
-from imgsearchd.indexer import WorkQueue, plan_folder
+from imgsearchd.folders import plan_folder
 from imgsearchd.watcher import Watcher, WatchOptions
+from imgsearchd.workqueue import WorkQueue
+
+from helpers import live_server, wait_for, write_config
 
 TARGET_OVERHEAD_S = 1.0  # drop-to-search latency minus the embedding time
 TARGET_RECONCILE_S = 5.0  # "a few seconds" for 100k unchanged files
@@ -72,55 +77,45 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def bench_latency(work: Path, drops: int, side: int) -> dict[str, object]:
-    from cheroot import wsgi
-
-    from imgsearchd.server import create_app
-    from imgsearchd.service import Service
-
     folder = work / "dropbox"
     folder.mkdir()
     pictures = photos(drops + 1, side)
     probe = folder / "probe.jpg"
     probe.write_bytes(pictures[-1])
-    config_path = work / "imgsearchd.toml"
-    config_path.write_text(
-        "[index]\n"
-        f'data_dir = "{work / "data"}"\nextractors = ["efficientnet"]\nfallback_extractor = ""\n'
-        "[extractors.efficientnet]\ndevice = \"cpu\"\n"
-        f'[watch]\ndirectories = ["{folder}"]\n'
+    config_path = write_config(
+        work / "imgsearchd.toml",
+        {
+            "index": {"data_dir": str(work / "data"), "extractors": ["efficientnet"], "fallback_extractor": ""},
+            "extractors.efficientnet": {"device": "cpu"},
+            "watch": {"directories": [str(folder)]},
+        },
     )
-    service = Service(load_config(config_path))
-    server = wsgi.Server(("127.0.0.1", 0), create_app(service), numthreads=8, server_name="bench")
-    server.prepare()
-    threading.Thread(target=server.serve, daemon=True).start()
-    base = f"http://127.0.0.1:{server.bind_addr[1]}"
-    service.load()
-    assert service.loaded is not None and service.catalog is not None
-    extractor = service.loaded.default
-    calls: list[tuple[float, float, int]] = []
-    original_embed = extractor.embed
+    latencies: list[float] = []
+    embeds: list[float] = []
+    misses = 0
+    with live_server(config_path, threads=8) as live:
+        service = live.service
+        assert service.loaded is not None and service.catalog is not None
+        catalog = service.catalog
+        extractor = service.loaded.default
+        calls: list[tuple[float, float, int]] = []
+        original_embed = extractor.embed
 
-    def timed_embed(batch):  # type: ignore[no-untyped-def]
-        started = time.monotonic()
-        try:
-            return original_embed(batch)
-        finally:
-            calls.append((started, time.monotonic(), int(batch.shape[0])))
+        def timed_embed(batch: torch.Tensor) -> np.ndarray:
+            started = time.monotonic()
+            try:
+                return original_embed(batch)
+            finally:
+                calls.append((started, time.monotonic(), int(batch.shape[0])))
 
-    extractor.embed = timed_embed  # type: ignore[method-assign]
-    query = f"{base}/search?" + urllib.parse.urlencode({"image": str(probe), "limit": drops + 10})
+        extractor.embed = timed_embed  # type: ignore[method-assign]
+        query = f"{live.base}/search?" + urllib.parse.urlencode({"image": str(probe), "limit": drops + 10})
 
-    def results() -> set[str]:
-        with urllib.request.urlopen(query, timeout=10) as response:
-            return {r["image"] for r in json.loads(response.read())["results"]}
+        def results() -> set[str]:
+            with urllib.request.urlopen(query, timeout=10) as response:
+                return {r["image"] for r in json.loads(response.read())["results"]}
 
-    deadline = time.monotonic() + 60
-    while str(probe) not in (results() if service.catalog.get(str(probe)) else set()):
-        if time.monotonic() > deadline:
-            raise SystemExit("the probe image was never indexed")
-        time.sleep(0.05)
-    latencies, embeds, misses = [], [], 0
-    try:
+        wait_for(lambda: catalog.get(str(probe)) and str(probe) in results(), 60, "the probe image to be indexed")
         for i, data in enumerate(pictures[:-1]):
             path = folder / f"drop{i:03d}.jpg"
             first_call = len(calls)
@@ -138,20 +133,23 @@ def bench_latency(work: Path, drops: int, side: int) -> dict[str, object]:
                 continue
             latencies.append(seen - closed)
             embeds.append(sum(end - start for start, end, _ in calls[first_call:]))
-    finally:
-        server.stop()
-        service.close()
     overhead = [lat - emb for lat, emb in zip(latencies, embeds)]
     return {
         "drops": drops,
         "image": f"{side}x{side * 3 // 4} JPEG",
         "found": len(latencies),
         "misses": misses,
-        "latency_s": {"median": round(statistics.median(latencies), 3), "p95": round(percentile(latencies, 95), 3),
-                      "max": round(max(latencies), 3)},
+        "latency_s": {
+            "median": round(statistics.median(latencies), 3),
+            "p95": round(percentile(latencies, 95), 3),
+            "max": round(max(latencies), 3),
+        },
         "embed_s": {"median": round(statistics.median(embeds), 3), "p95": round(percentile(embeds, 95), 3)},
-        "latency_minus_embed_s": {"median": round(statistics.median(overhead), 3),
-                                  "p95": round(percentile(overhead, 95), 3), "max": round(max(overhead), 3)},
+        "latency_minus_embed_s": {
+            "median": round(statistics.median(overhead), 3),
+            "p95": round(percentile(overhead, 95), 3),
+            "max": round(max(overhead), 3),
+        },
         "within_target": sum(1 for o in overhead if o <= TARGET_OVERHEAD_S),
     }
 
@@ -187,7 +185,7 @@ def bench_reconcile(work: Path, files: int) -> dict[str, object]:
         opened: list[str] = []
         prefix = str(folder)
 
-        def audit(event: str, args: tuple) -> None:  # type: ignore[type-arg]
+        def audit(event: str, args: tuple[Any, ...]) -> None:
             if event == "open" and isinstance(args[0], str) and args[0].startswith(prefix):
                 opened.append(args[0])
 
@@ -199,12 +197,12 @@ def bench_reconcile(work: Path, files: int) -> dict[str, object]:
         reads = 0
         original_read = images.read_file
 
-        def counting_read(*args, **kwargs):  # type: ignore[no-untyped-def]
+        def counting_read(*args: Any, **kwargs: Any) -> images.FileBytes:
             nonlocal reads
             reads += 1
             return original_read(*args, **kwargs)
 
-        images.read_file = counting_read  # type: ignore[assignment]
+        images.read_file = counting_read
         plans = []
         for _ in range(3):
             t0 = time.monotonic()
@@ -221,7 +219,7 @@ def bench_reconcile(work: Path, files: int) -> dict[str, object]:
         up = time.monotonic() - t0
         status = watcher.status()[0]
         watcher.stop()
-        images.read_file = original_read  # type: ignore[assignment]
+        images.read_file = original_read
     return {
         "files": files,
         "folders": (files + per_folder - 1) // per_folder,

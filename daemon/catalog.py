@@ -19,53 +19,22 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+from . import schema
+from .paths import normalise_path
 
-STATE_INDEXED = "indexed"
-STATE_FAILED = "failed"
-STATE_OFFLINE = "offline"
 
-_MIGRATIONS: dict[int, str] = {
-    # version -> SQL that takes the schema from version-1 to version
-    1: """
-    CREATE TABLE meta (
-        key   TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    );
-    CREATE TABLE files (
-        id           INTEGER PRIMARY KEY AUTOINCREMENT,
-        path         TEXT NOT NULL UNIQUE,
-        size         INTEGER NOT NULL,
-        mtime_ns     INTEGER NOT NULL,
-        content_hash TEXT,
-        state        TEXT NOT NULL CHECK (state IN ('indexed', 'failed', 'offline')),
-        error_reason TEXT,
-        error_detail TEXT,
-        seq          INTEGER NOT NULL,
-        updated_at   REAL NOT NULL
-    );
-    CREATE INDEX files_by_hash ON files (content_hash);
-    CREATE INDEX files_by_seq ON files (seq);
-    CREATE TABLE vectors (
-        content_hash TEXT NOT NULL,
-        extractor    TEXT NOT NULL,
-        model_id     TEXT NOT NULL,
-        dim          INTEGER NOT NULL,
-        vector       BLOB NOT NULL,
-        PRIMARY KEY (content_hash, extractor)
-    ) WITHOUT ROWID;
-    CREATE TABLE removed (
-        file_id INTEGER PRIMARY KEY,
-        seq     INTEGER NOT NULL
-    );
-    CREATE INDEX removed_by_seq ON removed (seq);
-    INSERT INTO meta (key, value) VALUES ('seq', '0');
-    """,
-}
+class FileState(StrEnum):
+    """A catalogued file's state."""
+
+    INDEXED = "indexed"  # searchable, with its vectors
+    FAILED = "failed"  # could not be used; ``error_reason`` says why
+    OFFLINE = "offline"  # in a watched folder that is gone as a whole: kept, not searchable
 
 
 class CatalogError(Exception):
@@ -104,6 +73,15 @@ class FileResult:
     error_detail: str | None = None
 
 
+class Counts(TypedDict):
+    """What ``Catalog.counts`` answers."""
+
+    files: int
+    by_state: dict[str, int]  # FileState -> files
+    failed_by_reason: dict[str, int]  # images.Reason -> failed files
+    vectors: dict[str, int]  # extractor -> vectors of indexed files
+
+
 @dataclass(frozen=True)
 class Changes:
     """What changed for one extractor after a given change number."""
@@ -112,16 +90,6 @@ class Changes:
     vectors: np.ndarray  # float32 (len(ids), dim)
     removed_ids: np.ndarray  # int64, files to drop from the index
     seq: int  # the change number these changes bring the reader up to
-
-
-def normalise_path(path: str | os.PathLike[str]) -> str:
-    """The catalogue key of a file: absolute and normalised, links not resolved."""
-    return os.path.normpath(os.path.abspath(os.fspath(path)))
-
-
-def is_under(path: str, root: str) -> bool:
-    """True when normalised ``path`` is ``root`` or lies below it."""
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 # A path and everything below it, as an indexed range scan: bind with ``_subtree(root)``.
@@ -159,9 +127,7 @@ class Catalog:
     # -- connections -------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -204,22 +170,13 @@ class Catalog:
 
     def _migrate(self) -> None:
         with self._write_lock:
-            version = self._writer.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
+            try:
+                schema.migrate(self._writer)
+            except schema.NewerSchemaError as exc:
                 raise CatalogError(
-                    f"catalogue {self.path} has schema version {version}, newer than "
-                    f"this imgsearchd understands ({SCHEMA_VERSION}); upgrade imgsearchd"
-                )
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                self._writer.execute("BEGIN IMMEDIATE")
-                try:
-                    for statement in _split_sql(_MIGRATIONS[target]):
-                        self._writer.execute(statement)
-                    self._writer.execute(f"PRAGMA user_version={target}")
-                    self._writer.execute("COMMIT")
-                except BaseException:
-                    self._writer.execute("ROLLBACK")
-                    raise
+                    f"catalogue {self.path} has schema version {exc.version}, newer than "
+                    f"this imgsearchd understands ({schema.VERSION}); upgrade imgsearchd"
+                ) from None
 
     @property
     def schema_version(self) -> int:
@@ -273,10 +230,8 @@ class Catalog:
                 "UPDATE files SET seq=? WHERE content_hash=? AND state='indexed' AND path<>?",
                 (seq, result.content_hash, path),
             )
-        state = STATE_FAILED if result.error_reason else STATE_INDEXED
-        row = conn.execute(
-            "SELECT id, content_hash, state FROM files WHERE path=?", (path,)
-        ).fetchone()
+        state = FileState.FAILED if result.error_reason else FileState.INDEXED
+        row = conn.execute("SELECT id, content_hash, state FROM files WHERE path=?", (path,)).fetchone()
         if row is not None and (row[1] != result.content_hash or row[2] != state):
             # New content gets a new id, so an index never mixes the old vector with the new.
             self._forget(conn, row[0], seq)
@@ -285,15 +240,22 @@ class Catalog:
             conn.execute(
                 "INSERT INTO files (path, size, mtime_ns, content_hash, state, error_reason,"
                 " error_detail, seq, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (path, result.size, result.mtime_ns, result.content_hash, state,
-                 result.error_reason, result.error_detail, seq, now),
+                (
+                    path,
+                    result.size,
+                    result.mtime_ns,
+                    result.content_hash,
+                    state,
+                    result.error_reason,
+                    result.error_detail,
+                    seq,
+                    now,
+                ),
             )
         else:
             conn.execute(
-                "UPDATE files SET size=?, mtime_ns=?, error_reason=?, error_detail=?, seq=?,"
-                " updated_at=? WHERE id=?",
-                (result.size, result.mtime_ns, result.error_reason, result.error_detail,
-                 seq, now, row[0]),
+                "UPDATE files SET size=?, mtime_ns=?, error_reason=?, error_detail=?, seq=?, updated_at=? WHERE id=?",
+                (result.size, result.mtime_ns, result.error_reason, result.error_detail, seq, now, row[0]),
             )
 
     def remove_paths(self, paths: Iterable[str]) -> int:
@@ -317,7 +279,7 @@ class Catalog:
         with self._change() as (conn, seq):
             rows = conn.execute(f"SELECT id, path FROM files WHERE {_SUBTREE}", _subtree(old_p)).fetchall()
             for file_id, path in rows:
-                target = new_p + path[len(old_p):]
+                target = new_p + path[len(old_p) :]
                 clash = conn.execute("SELECT id FROM files WHERE path=?", (target,)).fetchone()
                 if clash is not None:
                     self._forget(conn, clash[0], seq)
@@ -330,11 +292,11 @@ class Catalog:
 
         For a watched folder that vanished as a whole (an unmounted disk); returns how many.
         """
-        return self._set_state(f"state='indexed' AND {_SUBTREE}", [_subtree(root)], STATE_OFFLINE)
+        return self._set_state(f"state='indexed' AND {_SUBTREE}", [_subtree(root)], FileState.OFFLINE)
 
     def set_online(self, paths: Iterable[str]) -> int:
         """Make offline files searchable again (they came back unchanged); returns how many."""
-        return self._set_state("state='offline' AND path=?", [(normalise_path(p),) for p in paths], STATE_INDEXED)
+        return self._set_state("state='offline' AND path=?", [(normalise_path(p),) for p in paths], FileState.INDEXED)
 
     def _set_state(self, where: str, params: list[tuple[str, ...]], state: str) -> int:
         if not params:
@@ -368,46 +330,52 @@ class Catalog:
         return int(row[0])
 
     def get(self, path: str) -> FileRecord | None:
-        row = self._reader().execute(
-            "SELECT id, path, size, mtime_ns, content_hash, state, error_reason, error_detail, seq"
-            " FROM files WHERE path=?",
-            (normalise_path(path),),
-        ).fetchone()
+        row = (
+            self._reader()
+            .execute(
+                "SELECT id, path, size, mtime_ns, content_hash, state, error_reason, error_detail, seq"
+                " FROM files WHERE path=?",
+                (normalise_path(path),),
+            )
+            .fetchone()
+        )
         return FileRecord(*row) if row else None
 
     def files_under(self, root: str) -> dict[str, tuple[int, int, str]]:
         """path -> (size, mtime_ns, state) for every file at or below ``root``."""
-        rows = self._reader().execute(
-            f"SELECT path, size, mtime_ns, state FROM files WHERE {_SUBTREE}", _subtree(root)
-        )
+        rows = self._reader().execute(f"SELECT path, size, mtime_ns, state FROM files WHERE {_SUBTREE}", _subtree(root))
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
-    def count_under(self, root: str, states: Iterable[str] = (STATE_INDEXED, STATE_OFFLINE)) -> int:
+    def count_under(self, root: str, states: Iterable[str] = (FileState.INDEXED, FileState.OFFLINE)) -> int:
         """How many files at or below ``root`` are in one of ``states``."""
         states = list(states)
         marks = ",".join("?" * len(states))
-        return self._reader().execute(
-            f"SELECT COUNT(*) FROM files WHERE state IN ({marks}) AND {_SUBTREE}", (*states, *_subtree(root))
-        ).fetchone()[0]
+        return (
+            self._reader()
+            .execute(f"SELECT COUNT(*) FROM files WHERE state IN ({marks}) AND {_SUBTREE}", (*states, *_subtree(root)))
+            .fetchone()[0]
+        )
 
     def models_present(self, content_hash: str) -> dict[str, str]:
         """extractor -> model_id of the vectors stored for this content."""
-        rows = self._reader().execute(
-            "SELECT extractor, model_id FROM vectors WHERE content_hash=?", (content_hash,)
-        )
+        rows = self._reader().execute("SELECT extractor, model_id FROM vectors WHERE content_hash=?", (content_hash,))
         return {r[0]: r[1] for r in rows}
 
     def vector_for_hash(self, content_hash: str, extractor: str, model_id: str) -> np.ndarray | None:
-        row = self._reader().execute(
-            "SELECT vector FROM vectors WHERE content_hash=? AND extractor=? AND model_id=?",
-            (content_hash, extractor, model_id),
-        ).fetchone()
+        row = (
+            self._reader()
+            .execute(
+                "SELECT vector FROM vectors WHERE content_hash=? AND extractor=? AND model_id=?",
+                (content_hash, extractor, model_id),
+            )
+            .fetchone()
+        )
         return np.frombuffer(row[0], dtype="<f4").copy() if row else None
 
     def vector_for_path(self, path: str, extractor: str, model_id: str) -> tuple[FileRecord, np.ndarray] | None:
         """The stored vector of an indexed file, or None."""
         record = self.get(path)
-        if record is None or record.state != STATE_INDEXED or record.content_hash is None:
+        if record is None or record.state != FileState.INDEXED or record.content_hash is None:
             return None
         vector = self.vector_for_hash(record.content_hash, extractor, model_id)
         return (record, vector) if vector is not None else None
@@ -428,7 +396,7 @@ class Catalog:
         out: dict[int, str] = {}
         conn = self._reader()
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+            chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for file_id, path in conn.execute(
                 f"SELECT id, path FROM files WHERE state='indexed' AND id IN ({marks})", chunk
@@ -436,7 +404,9 @@ class Catalog:
                 out[file_id] = path
         return out
 
-    def iter_vectors(self, extractor: str, model_id: str, chunk: int = 10000) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    def iter_vectors(
+        self, extractor: str, model_id: str, chunk: int = 10000
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Yield (seq, ids, vectors) chunks of every indexed vector, from one consistent read.
 
         ``seq`` is the catalogue change number the whole read reflects.
@@ -464,9 +434,10 @@ class Catalog:
 
     def all_vectors(self, extractor: str, model_id: str, dim: int) -> tuple[int, np.ndarray, np.ndarray]:
         """(seq, ids, vectors) of every indexed vector for this extractor and model."""
-        seq = self.current_seq()
+        seq = self.current_seq()  # what an empty read reflects
         ids_parts, vec_parts = [], []
-        for seq, ids, vectors in self.iter_vectors(extractor, model_id):
+        for chunk_seq, ids, vectors in self.iter_vectors(extractor, model_id):
+            seq = chunk_seq
             ids_parts.append(ids)
             vec_parts.append(vectors)
         if not ids_parts:
@@ -488,44 +459,39 @@ class Catalog:
             removed = [r[0] for r in conn.execute("SELECT file_id FROM removed WHERE seq>?", (seq,))]
         finally:
             conn.execute("COMMIT")
-        live = [(r[0], r[2]) for r in rows if r[1] == STATE_INDEXED and r[2] is not None]
-        removed.extend(r[0] for r in rows if r[1] != STATE_INDEXED or r[2] is None)
+        live = [(r[0], r[2]) for r in rows if r[1] == FileState.INDEXED and r[2] is not None]
+        removed.extend(r[0] for r in rows if r[1] != FileState.INDEXED or r[2] is None)
         ids = np.array([r[0] for r in live], dtype=np.int64)
         vectors = (
             np.frombuffer(b"".join(r[1] for r in live), dtype="<f4").reshape(len(live), dim).copy()
-            if live else np.zeros((0, dim), dtype=np.float32)
+            if live
+            else np.zeros((0, dim), dtype=np.float32)
         )
         return Changes(ids=ids, vectors=vectors, removed_ids=np.array(removed, dtype=np.int64), seq=now_seq)
 
-    def counts(self) -> dict[str, object]:
+    def counts(self) -> Counts:
         """Files by state, failures by reason, and vectors by extractor."""
         conn = self._reader()
         by_state = dict(conn.execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall())
-        failed = dict(conn.execute(
-            "SELECT error_reason, COUNT(*) FROM files WHERE state='failed' GROUP BY error_reason"
-        ).fetchall())
-        vectors = dict(conn.execute(
-            "SELECT v.extractor, COUNT(*) FROM files f JOIN vectors v ON v.content_hash=f.content_hash"
-            " WHERE f.state='indexed' GROUP BY v.extractor"
-        ).fetchall())
-        return {
-            "files": sum(by_state.values()),
-            "by_state": by_state,
-            "failed_by_reason": failed,
-            "vectors": vectors,
-        }
+        failed = dict(
+            conn.execute(
+                "SELECT error_reason, COUNT(*) FROM files WHERE state='failed' GROUP BY error_reason"
+            ).fetchall()
+        )
+        vectors = dict(
+            conn.execute(
+                "SELECT v.extractor, COUNT(*) FROM files f JOIN vectors v ON v.content_hash=f.content_hash"
+                " WHERE f.state='indexed' GROUP BY v.extractor"
+            ).fetchall()
+        )
+        return Counts(files=sum(by_state.values()), by_state=by_state, failed_by_reason=failed, vectors=vectors)
 
     def recent_failures(self, limit: int = 10) -> list[dict[str, str]]:
         rows = self._reader().execute(
-            "SELECT path, error_reason, error_detail FROM files WHERE state='failed'"
-            " ORDER BY updated_at DESC LIMIT ?",
+            "SELECT path, error_reason, error_detail FROM files WHERE state='failed' ORDER BY updated_at DESC LIMIT ?",
             (limit,),
         )
         return [{"path": r[0], "reason": r[1], "detail": r[2]} for r in rows]
 
     def integrity_check(self) -> str:
         return self._reader().execute("PRAGMA integrity_check").fetchone()[0]
-
-
-def _split_sql(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]

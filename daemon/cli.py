@@ -9,9 +9,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from . import __version__
+from .openapi import DEFAULT_LIMIT, MAX_LIMIT
 
 log = logging.getLogger("imgsearchd")
 
@@ -42,10 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="find the images most like IMAGE (or matching --text)")
     search.add_argument("image", nargs="?", metavar="IMAGE", help="an image path")
     search.add_argument("--text", help="search by text (CLIP)")
-    search.add_argument("--limit", type=int, default=10, help="how many results (1-1000, default 10)")
+    search.add_argument(
+        "--limit", type=int, default=DEFAULT_LIMIT, help=f"how many results (1-{MAX_LIMIT}, default {DEFAULT_LIMIT})"
+    )
     search.add_argument("--max-distance", type=float, help="drop results further than this (0-2)")
-    search.add_argument("--local", action="store_true",
-                        help="search the data folder directly instead of asking the running daemon")
+    search.add_argument(
+        "--local", action="store_true", help="search the data folder directly instead of asking the running daemon"
+    )
     _common(search)
 
     serve = sub.add_parser("serve", help="run the daemon: HTTP API, indexing, index rebuilds")
@@ -87,7 +91,13 @@ def _add_watch_dirs(config: Any, folders: list[str]) -> None:
 class JournalFormatter(logging.Formatter):
     """Prefixes each line with its syslog priority (``<3>``...), which journald turns into a level."""
 
-    PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+    PRIORITIES: ClassVar[dict[int, int]] = {
+        logging.DEBUG: 7,
+        logging.INFO: 6,
+        logging.WARNING: 4,
+        logging.ERROR: 3,
+        logging.CRITICAL: 2,
+    }
 
     def format(self, record: logging.LogRecord) -> str:
         priority = self.PRIORITIES.get(record.levelno, 6)
@@ -117,8 +127,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "watch", None):
         _add_watch_dirs(config, [os.path.abspath(f) for f in args.watch])
     handlers = {
-        "index": cmd_index, "search": cmd_search, "serve": cmd_serve,
-        "add": cmd_add, "remove": cmd_remove, "stats": cmd_stats, "rebuild": cmd_rebuild,
+        "index": cmd_index,
+        "search": cmd_search,
+        "serve": cmd_serve,
+        "add": cmd_add,
+        "remove": cmd_remove,
+        "stats": cmd_stats,
+        "rebuild": cmd_rebuild,
     }
     try:
         return handlers[args.command](args, config)
@@ -156,17 +171,18 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
     except CatalogError as exc:
         print(f"imgsearchd: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    with catalog:
-        indexer = Indexer(
-            catalog, loaded.extractors, ImageLimits.from_config(config.images), config.index["loader_threads"]
-        )
+    limits = ImageLimits.from_config(config.images)
+    with catalog, Indexer(catalog, loaded.extractors, limits, config.index["loader_threads"]) as indexer:
         paths: list[str] = []
         for raw in args.paths:
             if os.path.isdir(raw):
-                paths.extend(indexer.scan_folder(
-                    raw, config.watch["extensions"], config.watch["recursive"],
+                plan = indexer.prune_folder(
+                    raw,
+                    config.watch["extensions"],
+                    config.watch["recursive"],
                     on_error=lambda p, e: log.warning("cannot read %s: %s", p, e.strerror or e),
-                ))
+                )
+                paths.extend(plan.paths)
             else:
                 paths.append(raw)
         show = not args.no_progress and sys.stderr.isatty()
@@ -183,8 +199,8 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
 
 def cmd_search(args: argparse.Namespace, config: Any) -> int:
     """Print the images most like one image (or matching a text), as the HTTP API answers."""
-    if not 1 <= args.limit <= 1000:
-        print("imgsearchd: --limit must be from 1 to 1000", file=sys.stderr)
+    if not 1 <= args.limit <= MAX_LIMIT:
+        print(f"imgsearchd: --limit must be from 1 to {MAX_LIMIT}", file=sys.stderr)
         return EXIT_USAGE
     if (args.image is None) == (args.text is None):
         print("imgsearchd: give an IMAGE or --text, not both", file=sys.stderr)
@@ -204,8 +220,8 @@ def _search_local(args: argparse.Namespace, config: Any) -> int:
     from . import images
     from .catalog import Catalog
     from .extractors import TextNotSupportedError
-    from .service import index_for, search_answer
-    from .query import query_vector_for_path
+    from .index import index_for
+    from .query import query_vector_for_path, search_answer
 
     if args.image is not None and not Path(args.image).exists():
         print(f"imgsearchd: {args.image}: no such file", file=sys.stderr)
@@ -219,7 +235,9 @@ def _search_local(args: argparse.Namespace, config: Any) -> int:
             if args.text is not None:
                 vector = extractor.encode_text([args.text])[0]
             else:
-                vector = query_vector_for_path(catalog, extractor, args.image, images.ImageLimits.from_config(config.images))
+                vector = query_vector_for_path(
+                    catalog, extractor, args.image, images.ImageLimits.from_config(config.images)
+                )
         except (images.ImageError, TextNotSupportedError) as exc:
             print(f"imgsearchd: {exc}", file=sys.stderr)
             return EXIT_ERROR
@@ -231,7 +249,7 @@ def _search_local(args: argparse.Namespace, config: Any) -> int:
 
 def cmd_serve(args: argparse.Namespace, config: Any) -> int:
     """Run the daemon in the foreground."""
-    from .service import run_daemon
+    from .serve import run_daemon
 
     return run_daemon(config)
 

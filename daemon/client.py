@@ -32,8 +32,14 @@ class Client:
         self.token = token
         self.timeout = timeout
 
-    def call(self, method: str, path: str, params: dict[str, Any] | None = None,
-             body: bytes | None = None, content_type: str | None = None) -> tuple[int, dict[str, Any]]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+    ) -> tuple[int, dict[str, Any]]:
         query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
         request = urllib.request.Request(f"{self.base}{path}{'?' + query if query else ''}", data=body, method=method)
         if self.token:
@@ -51,4 +57,6 @@ class Client:
             raise ApiFailure(exc.code, payload) from None
         except (urllib.error.URLError, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise DaemonNotRunning(f"imgsearchd is not running at {self.base} ({reason}); start it with 'imgsearchd serve'") from None
+            raise DaemonNotRunning(
+                f"imgsearchd is not running at {self.base} ({reason}); start it with 'imgsearchd serve'"
+            ) from None

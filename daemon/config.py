@@ -15,12 +15,14 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ENV_VAR = "IMGSEARCHD_CONFIG"
 SYSTEM_PATH = Path("/etc/imgsearchd/imgsearchd.toml")
 SOURCE_TREE_PATH = Path(__file__).resolve().parent.parent / "config" / "imgsearchd.toml"
 KNOWN_EXTRACTORS = ("clip", "resnet", "efficientnet")
+# The file names watched folders and folder adds index (the formats ``images`` reads).
+DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -71,12 +73,12 @@ def _extractor_list(v: Any) -> str | None:
 def _fallback(v: Any) -> str | None:
     if v == "" or v in KNOWN_EXTRACTORS:
         return None
-    return f"must be \"\" or one of {', '.join(KNOWN_EXTRACTORS)}"
+    return f'must be "" or one of {", ".join(KNOWN_EXTRACTORS)}'
 
 
 def _extensions(v: Any) -> str | None:
     bad = [x for x in v if not x.startswith(".") or len(x) < 2]
-    return f"{bad[0]!r} is not an extension like \".jpg\"" if bad else None
+    return f'{bad[0]!r} is not an extension like ".jpg"' if bad else None
 
 
 SCHEMA: dict[str, dict[str, Setting]] = {
@@ -94,7 +96,9 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "rebuild_after_changes": Setting(int, 1000, _positive),
         "rebuild_after_seconds": Setting((int, float), 60, _positive),
         "trees": Setting(int, 10, _positive),
-        "search_k": Setting(int, 5000, lambda v: None if v == -1 or v > 0 else "must be -1 (Annoy's default) or greater than 0"),
+        "search_k": Setting(
+            int, 5000, lambda v: None if v == -1 or v > 0 else "must be -1 (Annoy's default) or greater than 0"
+        ),
         "loader_threads": Setting(int, 0, _non_negative),
     },
     "images": {
@@ -108,16 +112,16 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "settle_seconds": Setting((int, float), 2.0, _positive),
         "poll_seconds": Setting((int, float), 5.0, _positive),
         "force_polling": Setting(bool, False),
-        "extensions": Setting(
-            list,
-            [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"],
-            _extensions,
-            item_kind=str,
-        ),
+        "extensions": Setting(list, list(DEFAULT_EXTENSIONS), _extensions, item_kind=str),
     },
     "log": {
-        "level": Setting(str, "info", lambda v: None if v.lower() in (
-            "debug", "info", "warning", "error") else "must be debug, info, warning or error"),
+        "level": Setting(
+            str,
+            "info",
+            lambda v: (
+                None if v.lower() in ("debug", "info", "warning", "error") else "must be debug, info, warning or error"
+            ),
+        ),
     },
     "extractors.clip": {
         "model": Setting(str, "ViT-B-32"),
@@ -273,12 +277,9 @@ def _check_value(name: str, value: Any, setting: Setting, where: str) -> Any:
         expected = " or ".join(k.__name__ for k in kinds)
         raise ConfigError(f"{where}: {name} must be {expected}, not {type(value).__name__} {value!r}")
     if setting.item_kind is not None:
-        for item in value:
+        for item in cast(list[Any], value):  # item_kind is only set on list settings
             if not isinstance(item, setting.item_kind):
-                raise ConfigError(
-                    f"{where}: {name} must be a list of {setting.item_kind.__name__}, "
-                    f"but holds {item!r}"
-                )
+                raise ConfigError(f"{where}: {name} must be a list of {setting.item_kind.__name__}, but holds {item!r}")
     if setting.check is not None:
         complaint = setting.check(value)
         if complaint:

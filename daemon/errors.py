@@ -8,14 +8,14 @@ from . import images
 
 # How an unusable image maps to an HTTP status.
 IMAGE_ERROR_STATUS = {
-    images.MISSING: 404,
-    images.NOT_A_FILE: 400,
-    images.UNREADABLE: 403,
-    images.TOO_LARGE: 413,
-    images.EMPTY: 415,
-    images.NOT_AN_IMAGE: 415,
-    images.TRUNCATED: 415,
-    images.CORRUPT: 415,
+    images.Reason.MISSING: 404,
+    images.Reason.NOT_A_FILE: 400,
+    images.Reason.UNREADABLE: 403,
+    images.Reason.TOO_LARGE: 413,
+    images.Reason.EMPTY: 415,
+    images.Reason.NOT_AN_IMAGE: 415,
+    images.Reason.TRUNCATED: 415,
+    images.Reason.CORRUPT: 415,
 }
 
 

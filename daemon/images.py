@@ -16,6 +16,7 @@ import os
 import stat
 import warnings
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -26,15 +27,19 @@ SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 Image.MAX_IMAGE_PIXELS = None
 Image.init()  # register every plugin, so ``formats=`` can name them (JPEG covers MPO)
 
-# Reasons an image could not be used; each is the ``reason`` of an ImageError.
-MISSING = "missing"
-NOT_A_FILE = "not_a_file"
-UNREADABLE = "unreadable"
-EMPTY = "empty"
-TOO_LARGE = "too_large"
-NOT_AN_IMAGE = "not_an_image"
-TRUNCATED = "truncated"
-CORRUPT = "corrupt"
+
+class Reason(StrEnum):
+    """Why an image could not be used: the ``reason`` of an ImageError, one short word."""
+
+    MISSING = "missing"
+    NOT_A_FILE = "not_a_file"
+    UNREADABLE = "unreadable"
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    NOT_AN_IMAGE = "not_an_image"
+    TRUNCATED = "truncated"
+    CORRUPT = "corrupt"
+
 
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
@@ -42,7 +47,7 @@ _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 class ImageError(Exception):
     """An image that cannot be used, with a one-word ``reason`` and a readable detail."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: Reason, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -85,12 +90,12 @@ def content_hash(data: bytes) -> str:
 def _os_error(exc: OSError) -> ImageError:
     """The ImageError for a failed stat, open or read."""
     if isinstance(exc, FileNotFoundError):
-        return ImageError(MISSING, "no such file")
+        return ImageError(Reason.MISSING, "no such file")
     if isinstance(exc, PermissionError):
-        return ImageError(UNREADABLE, "permission denied")
+        return ImageError(Reason.UNREADABLE, "permission denied")
     if isinstance(exc, IsADirectoryError):
-        return ImageError(NOT_A_FILE, "is a folder")
-    return ImageError(UNREADABLE, exc.strerror or str(exc))
+        return ImageError(Reason.NOT_A_FILE, "is a folder")
+    return ImageError(Reason.UNREADABLE, exc.strerror or str(exc))
 
 
 def stat_file(path: str) -> os.stat_result:
@@ -100,7 +105,7 @@ def stat_file(path: str) -> os.stat_result:
     except OSError as exc:
         raise _os_error(exc) from exc
     if not stat.S_ISREG(st.st_mode):
-        raise ImageError(NOT_A_FILE, "not a regular file")
+        raise ImageError(Reason.NOT_A_FILE, "not a regular file")
     return st
 
 
@@ -108,7 +113,7 @@ def read_file(path: str, limits: ImageLimits = ImageLimits()) -> FileBytes:
     """Read a whole image file, refusing empty, oversized and unreadable ones."""
     st = stat_file(path)
     if st.st_size > limits.max_file_bytes:
-        raise ImageError(TOO_LARGE, f"file is {st.st_size} bytes, over the {limits.max_file_bytes}-byte cap")
+        raise ImageError(Reason.TOO_LARGE, f"file is {st.st_size} bytes, over the {limits.max_file_bytes}-byte cap")
     try:
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())
@@ -123,9 +128,9 @@ def read_file(path: str, limits: ImageLimits = ImageLimits()) -> FileBytes:
     except OSError as exc:
         raise _os_error(exc) from exc
     if not data:
-        raise ImageError(EMPTY, "file is empty")
+        raise ImageError(Reason.EMPTY, "file is empty")
     if len(data) > limits.max_file_bytes:
-        raise ImageError(TOO_LARGE, f"file is over the {limits.max_file_bytes}-byte cap")
+        raise ImageError(Reason.TOO_LARGE, f"file is over the {limits.max_file_bytes}-byte cap")
     return FileBytes(path=path, size=len(data), mtime_ns=st.st_mtime_ns, data=data)
 
 
@@ -136,37 +141,36 @@ def decode(data: bytes, min_side: int = 0, limits: ImageLimits = ImageLimits()) 
     about twice that on its shorter side, which is all a model's preprocessing needs.
     """
     if not data:
-        raise ImageError(EMPTY, "file is empty")
+        raise ImageError(Reason.EMPTY, "file is empty")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+            opened = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+            image: Image.Image = opened
             width, height = image.size
             if width * height > limits.max_pixels:
                 raise ImageError(
-                    TOO_LARGE,
+                    Reason.TOO_LARGE,
                     f"{width}x{height} pixels, over the {limits.max_pixels / 1e6:g}-megapixel cap",
                 )
             if width < 1 or height < 1:
-                raise ImageError(CORRUPT, f"image claims a size of {width}x{height}")
+                raise ImageError(Reason.CORRUPT, f"image claims a size of {width}x{height}")
             if image.format in ("JPEG", "MPO") and min_side > 0:
                 image.draft("RGB", (min_side, min_side))
             image.load()
     except ImageError:
         raise
     except UnidentifiedImageError as exc:
-        raise ImageError(
-            NOT_AN_IMAGE, f"not a supported image ({', '.join(SUPPORTED_FORMATS)})"
-        ) from exc
+        raise ImageError(Reason.NOT_AN_IMAGE, f"not a supported image ({', '.join(SUPPORTED_FORMATS)})") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageError(TOO_LARGE, str(exc)) from exc
+        raise ImageError(Reason.TOO_LARGE, str(exc)) from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
         message = str(exc) or type(exc).__name__
         if "truncated" in message or "broken data stream" in message or isinstance(exc, EOFError):
-            raise ImageError(TRUNCATED, message) from exc
-        raise ImageError(CORRUPT, message) from exc
+            raise ImageError(Reason.TRUNCATED, message) from exc
+        raise ImageError(Reason.CORRUPT, message) from exc
     except MemoryError as exc:
-        raise ImageError(TOO_LARGE, "not enough memory to decode") from exc
+        raise ImageError(Reason.TOO_LARGE, "not enough memory to decode") from exc
     image = _apply_orientation(image)
     image = to_rgb(image)
     if min_side > 0:
@@ -195,9 +199,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if mode.startswith("I;16") or mode in ("I", "F"):
         image = _high_depth_to_l(image)
         mode = image.mode
-    has_alpha = mode in _ALPHA_MODES or (
-        mode in ("P", "L", "RGB", "1") and "transparency" in image.info
-    )
+    has_alpha = mode in _ALPHA_MODES or (mode in ("P", "L", "RGB", "1") and "transparency" in image.info)
     if has_alpha:
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))

@@ -1,22 +1,22 @@
 """The indexing pipeline: paths in, vectors in the catalogue out.
 
-A de-duplicating queue of (path, intent) feeds ``Indexer``. For each path the
+``Indexer.run`` takes work from the ``WorkQueue`` (see ``workqueue``). For each path the
 pipeline skips files whose size and mtime are unchanged, reads and hashes the rest
 on a small thread pool, reuses stored vectors for content it has seen (moved or
 copied files), decodes and preprocesses what is new, runs one batched forward pass
 per extractor, and writes each batch in one catalogue transaction. One bad file is
-recorded with its reason and never stops the run.
+recorded with its reason and never stops the run. After each commit the indexes are
+told (``on_commit``) and then the listener hears a typed ``Outcome`` per path.
 """
 
 from __future__ import annotations
 
 import collections
-import itertools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -24,166 +24,14 @@ import numpy as np
 import torch
 
 from . import images
-from .catalog import STATE_FAILED, STATE_INDEXED, STATE_OFFLINE, Catalog, FileResult, is_under, normalise_path
+from .catalog import Catalog, FileResult, FileState
 from .extractors import Extractor
+from .folders import FolderPlan, OnError, plan_folder
+from .outcomes import Listener, Outcome
+from .paths import normalise_path
+from .workqueue import Intent, Work, WorkQueue
 
 log = logging.getLogger("imgsearchd.indexer")
-
-ADD = "add"
-REMOVE = "remove"
-RESTORE = "restore"  # an offline file is back, unchanged: searchable again, nothing is read
-MOVE = "move"  # (new path, MOVE, old path): old's catalogue rows become new's, vectors kept
-OFFLINE = "offline"  # a watched folder is gone as a whole: its files are kept, not searchable
-
-PATH_INTENTS = (ADD, REMOVE, RESTORE)
-
-# One unit of queued work: (path, intent), or (new path, MOVE, old path) for a move.
-Work = tuple[str, ...]
-
-TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp", "~")
-
-
-# -- the queue ---------------------------------------------------------------
-
-
-class WorkQueue:
-    """A FIFO of work where the latest intent for a path replaces earlier ones.
-
-    Items are ``(path, intent)`` for ADD, REMOVE, RESTORE and OFFLINE, and
-    ``(new, MOVE, old)`` for a rename. Moves are never merged and keep their place,
-    so a rename applies between the changes queued before and after it.
-    """
-
-    def __init__(self) -> None:
-        self._items: collections.OrderedDict[object, Work] = collections.OrderedDict()
-        self._moves = itertools.count()
-        self._taken = 0  # items taken and not yet reported done
-        self._cond = threading.Condition()
-
-    def put(self, path: str, intent: str = ADD, front: bool = False) -> None:
-        """Queue one path; ``front`` puts it ahead of everything (a request waiting on it)."""
-        with self._cond:
-            key = self._store(path, intent)
-            if front:
-                self._items.move_to_end(key, last=False)
-            self._cond.notify_all()
-
-    def put_many(self, paths: Iterable[str], intent: str = ADD) -> int:
-        count = 0
-        with self._cond:
-            for path in paths:
-                self._store(path, intent)
-                count += 1
-            self._cond.notify_all()
-        return count
-
-    def _store(self, path: str, intent: str) -> str:
-        """Replace any queued work for this path (the caller holds the lock); returns its key."""
-        if intent not in PATH_INTENTS:
-            raise ValueError(f"unknown intent {intent!r}")
-        key = normalise_path(path)
-        self._items.pop(key, None)
-        self._items[key] = (key, intent)
-        return key
-
-    def put_move(self, old: str, new: str) -> None:
-        """Queue a rename of a file or folder: its catalogue rows keep their ids and vectors."""
-        with self._cond:
-            self._items[(MOVE, next(self._moves))] = (normalise_path(new), MOVE, normalise_path(old))
-            self._cond.notify_all()
-
-    def put_offline(self, root: str) -> None:
-        """Queue marking a folder's files offline; drops queued adds and restores below it.
-
-        Those files cannot be reached now, and an add for a vanished file would forget it.
-        """
-        root = normalise_path(root)
-        with self._cond:
-            for key, item in list(self._items.items()):
-                if item[1] in (ADD, RESTORE) and is_under(item[0], root):
-                    del self._items[key]
-            self._items.pop((OFFLINE, root), None)
-            self._items[(OFFLINE, root)] = (root, OFFLINE)
-            self._cond.notify_all()
-
-    def take(self, max_items: int, timeout: float | None = None) -> list[Work]:
-        """Up to ``max_items`` entries, oldest first; waits up to ``timeout`` for the first."""
-        with self._cond:
-            if not self._items:
-                self._cond.wait(timeout)
-            taken = []
-            while self._items and len(taken) < max_items:
-                taken.append(self._items.popitem(last=False)[1])
-            self._taken += len(taken)
-            return taken
-
-    def task_done(self, count: int) -> None:
-        """The taker finished ``count`` items it took."""
-        with self._cond:
-            self._taken = max(0, self._taken - count)
-            self._cond.notify_all()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait until nothing is queued and all taken work is done; False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._items and not self._taken, timeout)
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._items)
-
-
-# -- walking folders -----------------------------------------------------------
-
-
-def is_hidden_or_temporary(name: str) -> bool:
-    """Dotfiles, office lock files and names that downloads and editors use while writing."""
-    lower = name.lower()
-    return name.startswith((".", "~$")) or lower.endswith(TEMPORARY_SUFFIXES)
-
-
-def walk_images(
-    root: str,
-    extensions: Iterable[str],
-    recursive: bool = True,
-    on_error: Callable[[str, OSError], None] | None = None,
-) -> Iterator[str]:
-    """Image paths below ``root`` with one of ``extensions``, in a stable order.
-
-    Follows symbolic links but visits each folder once (symlink loops end), skips
-    hidden and temporary names, and reports unreadable folders to ``on_error``.
-    """
-    wanted = tuple(e.lower() for e in extensions)
-    seen: set[tuple[int, int]] = set()
-    stack = [normalise_path(root)]
-    while stack:
-        folder = stack.pop()
-        try:
-            st = os.stat(folder)
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            if on_error is not None:
-                on_error(folder, exc)
-            continue
-        subfolders = []
-        for entry in entries:
-            if is_hidden_or_temporary(entry.name):
-                continue
-            try:
-                if entry.is_dir(follow_symlinks=True):
-                    if recursive:
-                        subfolders.append(entry.path)
-                elif entry.name.lower().endswith(wanted) and entry.is_file(follow_symlinks=True):
-                    yield entry.path
-            except OSError as exc:
-                if on_error is not None:
-                    on_error(entry.path, exc)
-        stack.extend(reversed(subfolders))
 
 
 # -- progress ------------------------------------------------------------------
@@ -208,8 +56,16 @@ class Progress:
         with self._lock:
             self.queued += count
 
-    def add_done(self, *, embedded: int = 0, reused: int = 0, unchanged: int = 0, failed: Iterable[str] = (),
-                 vanished: int = 0, removed: int = 0) -> None:
+    def add_done(
+        self,
+        *,
+        embedded: int = 0,
+        reused: int = 0,
+        unchanged: int = 0,
+        failed: Iterable[str] = (),
+        vanished: int = 0,
+        removed: int = 0,
+    ) -> None:
         """Count finished paths (``vanished`` ones were queued but gone) and removed entries."""
         failed = list(failed)
         with self._lock:
@@ -262,21 +118,11 @@ class _Loaded:
     error: images.ImageError | None = None
 
 
-# What happened to one path, as told to ``Indexer.listener`` after its batch is committed.
-EMBEDDED = "embedded"
-REUSED = "reused"
-UNCHANGED = "unchanged"
-FAILED = "failed"
-REMOVED = "removed"
-
-Listener = Callable[[str, str, "str | None"], None]  # (path, outcome, detail)
-
-
 class Indexer:
     """Turns paths into catalogue rows, batch by batch.
 
     ``on_commit(seq)`` runs after every catalogue write (indexes catch up there);
-    ``listener(path, outcome, detail)`` hears what happened to each path.
+    ``listener(path, outcome, error)`` hears what happened to each path.
     """
 
     def __init__(
@@ -315,9 +161,9 @@ class Indexer:
             return True  # let the pipeline record why (or drop a vanished file)
         if (st.st_size, st.st_mtime_ns) != (record.size, record.mtime_ns):
             return True
-        if record.state == STATE_FAILED:
+        if record.state == FileState.FAILED:
             return False
-        if record.state != STATE_INDEXED or record.content_hash is None:
+        if record.state != FileState.INDEXED or record.content_hash is None:
             return True
         present = self.catalog.models_present(record.content_hash)
         return any(present.get(name) != model_id for name, model_id in self._wanted.items())
@@ -352,7 +198,7 @@ class Indexer:
                     pass
         except Exception as exc:  # a bug in a decoder must not stop the run
             log.exception("unexpected error loading %s", path)
-            item.error = images.ImageError(images.CORRUPT, f"{type(exc).__name__}: {exc}")
+            item.error = images.ImageError(images.Reason.CORRUPT, f"{type(exc).__name__}: {exc}")
         return item
 
     # -- running
@@ -383,7 +229,7 @@ class Indexer:
                 for counter in (self.progress, run):
                     counter.add_done(unchanged=1)
                 bar.update(1)
-                self._tell(path, UNCHANGED, None)
+                self._tell(path, Outcome.UNCHANGED, None)
                 continue
             in_flight.append(pool.submit(self._load, path))
             collect(block=False)
@@ -412,10 +258,16 @@ class Indexer:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
 
-    def _tell(self, path: str, outcome: str, detail: str | None) -> None:
+    def __enter__(self) -> Indexer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _tell(self, path: str, outcome: Outcome, error: images.ImageError | None) -> None:
         if self.listener is not None:
             try:
-                self.listener(path, outcome, detail)
+                self.listener(path, outcome, error)
             except Exception:
                 log.exception("progress listener failed for %s", path)
 
@@ -431,7 +283,7 @@ class Indexer:
         for name, extractor in self.extractors.items():
             rows = [(i, item.tensors[name]) for i, item in enumerate(pending) if name in item.tensors]
             for start in range(0, len(rows), extractor.batch_size):
-                chunk = rows[start:start + extractor.batch_size]
+                chunk = rows[start : start + extractor.batch_size]
                 embedded = extractor.embed(torch.stack([t for _, t in chunk]))
                 for (i, _), vector in zip(chunk, embedded):
                     vectors[i][name] = (extractor.model_id, vector)
@@ -440,54 +292,70 @@ class Indexer:
         counts = {"embedded": 0, "reused": 0}
         failures: list[str] = []
         for i, item in enumerate(pending):
-            if item.error is not None and item.error.reason == images.MISSING:
+            if item.error is not None and item.error.reason == images.Reason.MISSING:
                 vanished.append(item.path)
                 continue
             if item.error is not None:
                 failures.append(item.error.reason)
                 log.warning("skipped %s: %s", item.path, item.error)
-                results.append(FileResult(
-                    path=item.path, size=item.size, mtime_ns=item.mtime_ns,
-                    content_hash=item.content_hash,
-                    error_reason=item.error.reason, error_detail=item.error.detail,
-                ))
+                results.append(
+                    FileResult(
+                        path=item.path,
+                        size=item.size,
+                        mtime_ns=item.mtime_ns,
+                        content_hash=item.content_hash,
+                        error_reason=item.error.reason,
+                        error_detail=item.error.detail,
+                    )
+                )
                 continue
             made = vectors.get(i, {})
             counts["embedded" if made else "reused"] += 1
-            results.append(FileResult(
-                path=item.path, size=item.size, mtime_ns=item.mtime_ns,
-                content_hash=item.content_hash, vectors={**item.reused, **made},
-            ))
+            results.append(
+                FileResult(
+                    path=item.path,
+                    size=item.size,
+                    mtime_ns=item.mtime_ns,
+                    content_hash=item.content_hash,
+                    vectors={**item.reused, **made},
+                )
+            )
         seq = self.catalog.record_batch(results)
         # A file whose folder went too may sit on a disk that was just unmounted: only a
         # deletion event, a folder removal or a reconcile scan forgets it.
         forget = [path for path in vanished if os.path.isdir(os.path.dirname(path))]
         removed = self.catalog.remove_paths(forget) if forget else 0
         for counter in (self.progress, run):
-            counter.add_done(embedded=counts["embedded"], reused=counts["reused"], failed=failures,
-                             vanished=len(vanished), removed=removed)
+            counter.add_done(
+                embedded=counts["embedded"],
+                reused=counts["reused"],
+                failed=failures,
+                vanished=len(vanished),
+                removed=removed,
+            )
         bar.update(len(pending))
         bar.set_rate(self.progress.images_per_second())
         if self.on_commit is not None:
             self.on_commit(seq)
         for i, item in enumerate(pending):
             if item.error is None:
-                self._tell(item.path, EMBEDDED if i in vectors else REUSED, None)
-            elif item.error.reason == images.MISSING:
-                self._tell(item.path, REMOVED, "file vanished")
+                self._tell(item.path, Outcome.EMBEDDED if i in vectors else Outcome.REUSED, None)
+            elif item.error.reason == images.Reason.MISSING:
+                self._tell(item.path, Outcome.REMOVED, item.error)
             else:
-                self._tell(item.path, FAILED, str(item.error))
+                self._tell(item.path, Outcome.FAILED, item.error)
 
-    def scan_folder(
+    def prune_folder(
         self,
         root: str,
         extensions: Iterable[str],
         recursive: bool = True,
-        on_error: Callable[[str, OSError], None] | None = None,
-    ) -> list[str]:
-        """Reconcile one folder: forget catalogue entries gone from disk, return the images found.
+        on_error: OnError | None = None,
+    ) -> FolderPlan:
+        """Forget the catalogue entries under a folder that are gone from disk; return its plan.
 
-        A folder that is missing or unreadable as a whole removes nothing.
+        ``plan.paths`` lists every image found. A folder that is missing or unreadable as a
+        whole removes nothing (FileNotFoundError).
         """
         root = normalise_path(root)
         if not os.path.isdir(root) or not os.access(root, os.R_OK | os.X_OK):
@@ -495,7 +363,7 @@ class Indexer:
         plan = plan_folder(self.catalog, root, extensions, recursive, on_error=on_error)
         if plan.vanished:
             self.remove(plan.vanished)
-        return plan.paths
+        return plan
 
     def remove(self, paths: Iterable[str]) -> int:
         """Forget files or folders; returns how many catalogue entries went."""
@@ -505,22 +373,12 @@ class Indexer:
         if removed and self.on_commit is not None:
             self.on_commit(self.catalog.current_seq())
         for path in paths:
-            self._tell(normalise_path(path), REMOVED, None)
+            self._tell(normalise_path(path), Outcome.REMOVED, None)
         return removed
 
-    def drain(self, queue: WorkQueue, batch: int = 1024) -> None:
-        """Process queued work until the queue is empty."""
-        while True:
-            items = queue.take(batch, timeout=0)
-            if not items:
-                return
-            try:
-                self._apply(items)
-            finally:
-                queue.task_done(len(items))
-
-    def run(self, queue: WorkQueue, stop: threading.Event, idle_timeout: float = 0.5,
-            prune_every: float = 600.0) -> None:
+    def run(
+        self, queue: WorkQueue, stop: threading.Event, idle_timeout: float = 0.5, prune_every: float = 600.0
+    ) -> None:
         """The daemon's loop: take queued work until ``stop`` is set.
 
         When idle, at most every ``prune_every`` seconds, vectors that no file uses any more
@@ -548,7 +406,7 @@ class Indexer:
         moved = self.catalog.move(old, new)
         if moved and self.on_commit is not None:
             self.on_commit(self.catalog.current_seq())
-        self._tell(normalise_path(old), REMOVED, f"moved to {normalise_path(new)}")
+        self._tell(normalise_path(old), Outcome.REMOVED, None)
         return moved
 
     def restore(self, paths: Iterable[str]) -> int:
@@ -570,105 +428,28 @@ class Indexer:
         """Apply queued work in order; a move or an offline folder splits the batch."""
         run: list[Work] = []
         for item in items:
-            if item[1] not in (MOVE, OFFLINE):
+            if item.intent not in (Intent.MOVE, Intent.MARK_OFFLINE):
                 run.append(item)
                 continue
             self._apply_paths(run)
             run = []
-            if item[1] == MOVE:
-                self.move(item[2], item[0])
+            if item.intent == Intent.MOVE:
+                assert item.old is not None
+                self.move(item.old, item.path)
             else:
-                self.set_offline(item[0])
+                self.set_offline(item.path)
         self._apply_paths(run)
 
     def _apply_paths(self, items: list[Work]) -> None:
-        removals = [item[0] for item in items if item[1] == REMOVE]
-        restores = [item[0] for item in items if item[1] == RESTORE]
-        additions = [item[0] for item in items if item[1] == ADD]
+        removals = [item.path for item in items if item.intent == Intent.REMOVE]
+        restores = [item.path for item in items if item.intent == Intent.RESTORE]
+        additions = [item.path for item in items if item.intent == Intent.ADD]
         if removals:
             self.remove(removals)
         if restores:
             self.restore(restores)
         if additions:
             self.process(additions)
-
-
-def _vanished(known: Iterable[str], on_disk: set[str], unreadable: list[str]) -> list[str]:
-    """Catalogued paths gone from disk, leaving alone what sits in a folder that could not be read."""
-    return [
-        path for path in known
-        if path not in on_disk
-        and not any(is_under(path, bad) for bad in unreadable)
-        and not os.path.exists(path)
-    ]
-
-
-@dataclass
-class FolderPlan:
-    """A folder compared with the catalogue by size and mtime only; no image was opened."""
-
-    root: str
-    paths: list[str] = field(default_factory=list)  # every image found, in walk order
-    to_add: list[tuple[str, int]] = field(default_factory=list)  # (path, mtime_ns): new, changed or missing a vector
-    to_restore: list[str] = field(default_factory=list)  # offline in the catalogue, unchanged on disk
-    vanished: list[str] = field(default_factory=list)  # in the catalogue, gone from disk
-    unchanged: int = 0
-    unreadable: list[str] = field(default_factory=list)  # folders or files that could not be read
-
-    @property
-    def found(self) -> int:
-        return len(self.paths)
-
-
-def plan_folder(
-    catalog: Catalog,
-    root: str,
-    extensions: Iterable[str],
-    recursive: bool = True,
-    models: dict[str, str] | None = None,
-    on_error: Callable[[str, OSError], None] | None = None,
-) -> FolderPlan:
-    """Compare a folder with the catalogue: what to add, restore and forget. Writes nothing.
-
-    ``models`` (extractor -> model id) marks unchanged files that lack one of those vectors
-    as to add. Files are only stat'ed. Raises FileNotFoundError when ``root`` is not a folder.
-    """
-    root = normalise_path(root)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"folder {root} is missing")
-    plan = FolderPlan(root)
-
-    def note_error(path: str, exc: OSError) -> None:
-        plan.unreadable.append(path)
-        if on_error is not None:
-            on_error(path, exc)
-
-    known = catalog.files_under(root)
-    lacking: set[str] = set()
-    for name, model_id in (models or {}).items():
-        lacking.update(catalog.missing_vectors(name, model_id))
-    seen: set[str] = set()
-    for path in walk_images(root, extensions, recursive, note_error):
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            continue  # deleted while we looked; its event or the next scan deals with it
-        except OSError as exc:
-            note_error(path, exc)
-            continue
-        seen.add(path)
-        plan.paths.append(path)
-        record = known.get(path)
-        if record is None or (st.st_size, st.st_mtime_ns) != (record[0], record[1]):
-            plan.to_add.append((path, st.st_mtime_ns))
-        elif record[2] == STATE_OFFLINE:
-            plan.to_restore.append(path)
-        elif path in lacking:
-            plan.to_add.append((path, st.st_mtime_ns))
-        else:
-            plan.unchanged += 1
-    plan.vanished = _vanished(known, seen, plan.unreadable)
-    return plan
 
 
 class _Bar:
@@ -692,5 +473,3 @@ class _Bar:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-
-

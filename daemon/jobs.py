@@ -15,16 +15,22 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-from .catalog import normalise_path
-from .indexer import EMBEDDED, FAILED, REMOVED, REUSED, UNCHANGED
+from .images import ImageError
+from .outcomes import Outcome
+from .paths import normalise_path
 
 log = logging.getLogger("imgsearchd.jobs")
 
-SCANNING = "scanning"
-INDEXING = "indexing"
-DONE = "done"
-FAILED_JOB = "failed"
+
+class JobState(StrEnum):
+    """A folder job's state, as ``/jobs`` shows it."""
+
+    SCANNING = "scanning"  # walking the folder and queueing what it finds
+    INDEXING = "indexing"  # walk done; waiting for the indexer's outcomes
+    DONE = "done"
+    FAILED = "failed"  # the folder could not be walked
 
 
 @dataclass
@@ -33,7 +39,7 @@ class Job:
 
     id: str
     root: str
-    state: str = SCANNING
+    state: JobState = JobState.SCANNING
     found: int = 0
     done: int = 0
     outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -52,7 +58,9 @@ class Job:
             "state": self.state,
             "found": self.found,
             "done": self.done,
-            "progress": round(self.done / self.found, 4) if self.found else (1.0 if self.state == DONE else 0.0),
+            "progress": round(self.done / self.found, 4)
+            if self.found
+            else (1.0 if self.state == JobState.DONE else 0.0),
             "outcomes": dict(self.outcomes),
             "error": self.error,
             "started": self.started,
@@ -66,8 +74,8 @@ class Waiter:
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self.outcome: str | None = None
-        self.detail: str | None = None
+        self.outcome: Outcome | None = None
+        self.error: ImageError | None = None
 
 
 class JobTracker:
@@ -83,17 +91,18 @@ class JobTracker:
 
     # -- the indexer's listener
 
-    def on_file(self, path: str, outcome: str, detail: str | None) -> None:
+    def on_file(self, path: str, outcome: Outcome, error: ImageError | None) -> None:
+        """The indexer's listener: count the outcome for the path's jobs, wake its waiters."""
         with self._lock:
             for job in self._by_path.pop(path, []):
                 if path in job._remaining:
                     job._remaining.discard(path)
                     job.done += 1
-                    job.outcomes[_outcome_key(outcome, detail)] += 1
+                    job.outcomes[_outcome_key(outcome, error)] += 1
                     self._log_progress(job)
                     self._maybe_finish(job)
             for waiter in self._waiters.pop(path, []):
-                waiter.outcome, waiter.detail = outcome, detail
+                waiter.outcome, waiter.error = outcome, error
                 waiter.event.set()
 
     # -- single files
@@ -116,18 +125,20 @@ class JobTracker:
         self,
         root: str,
         scan: Callable[[], Iterable[str]],
-        enqueue: Callable[[list[str]], None],
+        enqueue: Callable[[list[str]], object],
     ) -> Job:
         """Walk ``root`` on a thread, queue what it finds, and track it as a job."""
         job = Job(id=f"job-{next(self._ids)}", root=normalise_path(root))
         with self._lock:
             self._jobs[job.id] = job
             self._trim()
-        thread = threading.Thread(target=self._scan, args=(job, scan, enqueue), name=f"imgsearchd-{job.id}", daemon=True)
+        thread = threading.Thread(
+            target=self._scan, args=(job, scan, enqueue), name=f"imgsearchd-{job.id}", daemon=True
+        )
         thread.start()
         return job
 
-    def _scan(self, job: Job, scan: Callable[[], Iterable[str]], enqueue: Callable[[list[str]], None]) -> None:
+    def _scan(self, job: Job, scan: Callable[[], Iterable[str]], enqueue: Callable[[list[str]], object]) -> None:
         chunk: list[str] = []
         try:
             for path in scan():
@@ -144,12 +155,12 @@ class JobTracker:
             if chunk:
                 enqueue(chunk)
             with self._lock:
-                job.state = INDEXING
+                job.state = JobState.INDEXING
                 self._maybe_finish(job)
         except Exception as exc:  # an unreadable folder ends the job, not the daemon
             log.warning("folder job %s (%s) failed: %s", job.id, job.root, exc)
             with self._lock:
-                job.state = FAILED_JOB
+                job.state = JobState.FAILED
                 job.error = str(exc)
                 job.finished = time.time()
         finally:
@@ -158,20 +169,20 @@ class JobTracker:
     def _log_progress(self, job: Job, every: float = 5.0) -> None:
         """A progress line on the console (and the journal) every few seconds of a long job."""
         now = time.monotonic()
-        if now - job.last_logged >= every and job.state != DONE:
+        if now - job.last_logged >= every and job.state != JobState.DONE:
             job.last_logged = now
-            total = f"{job.found}" if job.state == INDEXING else f"{job.found}+ (still scanning)"
+            total = f"{job.found}" if job.state == JobState.INDEXING else f"{job.found}+ (still scanning)"
             rate = job.done / max(1e-9, time.time() - job.started)
             log.info("folder job %s (%s): %d/%s files, %.1f files/s", job.id, job.root, job.done, total, rate)
 
     def _maybe_finish(self, job: Job) -> None:
-        if job.state == INDEXING and not job._remaining:
-            job.state = DONE
+        if job.state == JobState.INDEXING and not job._remaining:
+            job.state = JobState.DONE
             job.finished = time.time()
             log.info("folder job %s done: %d files in %.1fs", job.id, job.found, job.finished - job.started)
 
     def _trim(self) -> None:
-        finished = [j for j in self._jobs.values() if j.state in (DONE, FAILED_JOB)]
+        finished = [j for j in self._jobs.values() if j.state in (JobState.DONE, JobState.FAILED)]
         for job in finished[: max(0, len(finished) - self._keep_finished)]:
             self._jobs.pop(job.id, None)
 
@@ -183,15 +194,9 @@ class JobTracker:
         with self._lock:
             return [job.as_dict() for job in self._jobs.values()]
 
-    def active(self) -> int:
-        with self._lock:
-            return sum(1 for j in self._jobs.values() if j.state in (SCANNING, INDEXING))
 
-
-def _outcome_key(outcome: str, detail: str | None) -> str:
-    if outcome == FAILED and detail:
-        return f"failed:{detail.split(':', 1)[0]}"
-    return outcome
-
-
-__all__ = ["Job", "JobTracker", "Waiter", "EMBEDDED", "REUSED", "UNCHANGED", "FAILED", "REMOVED"]
+def _outcome_key(outcome: Outcome, error: ImageError | None) -> str:
+    """How a job counts an outcome: failures by reason (``failed:too_large``)."""
+    if outcome == Outcome.FAILED and error is not None:
+        return f"failed:{error.reason}"
+    return str(outcome)

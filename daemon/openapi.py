@@ -1,10 +1,17 @@
-"""The OpenAPI 3.1 description of the HTTP API (served at /openapi.json, checked by tests)."""
+"""The OpenAPI 3.1 description of the HTTP API (served at /openapi.json, checked by tests).
+
+Also the one home of the API's bounds, which the server and the CLI check.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from . import __version__
+
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 1000
+MAX_DISTANCE = 2.0  # Euclidean distance between unit vectors: 0 same, 2 opposite
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -15,9 +22,14 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {
-        400: "bad parameter", 401: "missing or wrong token", 403: "path outside the allowed roots, or unreadable",
-        404: "no such file (or not in the index)", 413: "too large", 415: "not a readable image",
-        503: "starting", 504: "still queued after the timeout",
+        400: "bad parameter",
+        401: "missing or wrong token",
+        403: "path outside the allowed roots, or unreadable",
+        404: "no such file (or not in the index)",
+        413: "too large",
+        415: "not a readable image",
+        503: "starting",
+        504: "still queued after the timeout",
     }
     return {str(c): _json(_ERROR, text[c]) for c in codes}
 
@@ -27,186 +39,335 @@ def _param(name: str, schema: dict[str, Any], description: str, required: bool =
 
 
 IMAGE = _param("image", {"type": "string"}, "absolute path of a file or folder", required=True)
-LIMIT = _param("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}, "how many results")
+LIMIT = _param(
+    "limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}, "how many results"
+)
 EXTRACTOR = _param("extractor", {"type": "string"}, "which running extractor answers (default: the first)")
-MAX_DISTANCE = _param("max_distance", {"type": "number", "minimum": 0, "maximum": 2}, "drop results further than this")
+MAX_DISTANCE_PARAM = _param(
+    "max_distance", {"type": "number", "minimum": 0, "maximum": MAX_DISTANCE}, "drop results further than this"
+)
 
 
 def spec() -> dict[str, Any]:
     """The whole document."""
     schemas: dict[str, Any] = {
         "Error": {
-            "type": "object", "required": ["error"],
-            "properties": {"error": {"type": "string"}, "reason": {"type": "string"},
-                           "image": {"type": "string"}, "status": {"type": "string"}},
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {"type": "string"},
+                "reason": {"type": "string"},
+                "image": {"type": "string"},
+                "status": {"type": "string"},
+            },
         },
         "Result": {
-            "type": "object", "required": ["image", "distance", "score"], "additionalProperties": False,
+            "type": "object",
+            "required": ["image", "distance", "score"],
+            "additionalProperties": False,
             "properties": {
                 "image": {"type": "string", "description": "absolute path"},
-                "distance": {"type": "number", "minimum": 0, "maximum": 2,
-                             "description": "Euclidean distance between unit vectors (0 = same)"},
+                "distance": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": MAX_DISTANCE,
+                    "description": "Euclidean distance between unit vectors (0 = same)",
+                },
                 "score": {"type": "number", "minimum": -1, "maximum": 1, "description": "cosine similarity"},
             },
         },
         "SearchResults": {
-            "type": "object", "required": ["results"],
-            "properties": {"results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
-                           "extractor": {"type": "string"}},
+            "type": "object",
+            "required": ["results"],
+            "properties": {
+                "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
+                "extractor": {"type": "string"},
+            },
         },
         "AddedFile": {
-            "type": "object", "required": ["image", "status"],
-            "properties": {"image": {"type": "string"}, "status": {"enum": ["indexed", "unchanged"]},
-                           "embedded": {"type": "boolean"}},
+            "type": "object",
+            "required": ["image", "status"],
+            "properties": {
+                "image": {"type": "string"},
+                "status": {"enum": ["indexed", "unchanged"]},
+                "embedded": {"type": "boolean"},
+            },
         },
         "FolderJobStarted": {
-            "type": "object", "required": ["job", "status_url", "folder", "files_found", "scan_complete", "state"],
-            "properties": {"job": {"type": "string"}, "status_url": {"type": "string"}, "folder": {"type": "string"},
-                           "files_found": {"type": "integer", "minimum": 0}, "scan_complete": {"type": "boolean"},
-                           "state": {"type": "string"}},
+            "type": "object",
+            "required": ["job", "status_url", "folder", "files_found", "scan_complete", "state"],
+            "properties": {
+                "job": {"type": "string"},
+                "status_url": {"type": "string"},
+                "folder": {"type": "string"},
+                "files_found": {"type": "integer", "minimum": 0},
+                "scan_complete": {"type": "boolean"},
+                "state": {"type": "string"},
+            },
         },
         "Job": {
             "type": "object",
             "required": ["id", "folder", "state", "found", "done", "progress", "outcomes", "started", "seconds"],
             "properties": {
-                "id": {"type": "string"}, "folder": {"type": "string"},
+                "id": {"type": "string"},
+                "folder": {"type": "string"},
                 "state": {"enum": ["scanning", "indexing", "done", "failed"]},
-                "found": {"type": "integer", "minimum": 0}, "done": {"type": "integer", "minimum": 0},
+                "found": {"type": "integer", "minimum": 0},
+                "done": {"type": "integer", "minimum": 0},
                 "progress": {"type": "number", "minimum": 0, "maximum": 1},
                 "outcomes": {"type": "object", "additionalProperties": {"type": "integer"}},
-                "error": {"type": ["string", "null"]}, "started": {"type": "number"},
-                "finished": {"type": ["number", "null"]}, "seconds": {"type": "number"},
+                "error": {"type": ["string", "null"]},
+                "started": {"type": "number"},
+                "finished": {"type": ["number", "null"]},
+                "seconds": {"type": "number"},
             },
         },
         "Removed": {
-            "type": "object", "required": ["image", "removed"],
+            "type": "object",
+            "required": ["image", "removed"],
             "properties": {"image": {"type": "string"}, "removed": {"type": "integer", "minimum": 1}},
         },
         "ExtractorStats": {
             "type": "object",
             "required": ["model", "vectors", "indexed", "fresh", "tombstones", "last_build", "building"],
             "properties": {
-                "model": {"type": "string"}, "vectors": {"type": "integer"}, "indexed": {"type": "integer"},
-                "fresh": {"type": "integer"}, "tombstones": {"type": "integer"},
-                "last_build": {"type": ["string", "null"]}, "last_build_seconds": {"type": ["number", "null"]},
-                "building": {"type": "boolean"}, "mode": {"type": "string"}, "dim": {"type": "integer"},
-                "device": {"type": "string"}, "text": {"type": "boolean"},
+                "model": {"type": "string"},
+                "vectors": {"type": "integer"},
+                "indexed": {"type": "integer"},
+                "fresh": {"type": "integer"},
+                "tombstones": {"type": "integer"},
+                "last_build": {"type": ["string", "null"]},
+                "last_build_seconds": {"type": ["number", "null"]},
+                "building": {"type": "boolean"},
+                "mode": {"type": "string"},
+                "dim": {"type": "integer"},
+                "device": {"type": "string"},
+                "text": {"type": "boolean"},
             },
         },
         "Stats": {
             "type": "object",
-            "required": ["images", "pending", "failed", "active_extractor", "fallback", "extractors",
-                         "watch", "jobs", "uptime_s", "version", "ready"],
+            "required": [
+                "images",
+                "pending",
+                "failed",
+                "active_extractor",
+                "fallback",
+                "extractors",
+                "watch",
+                "jobs",
+                "uptime_s",
+                "version",
+                "ready",
+            ],
             "properties": {
                 "images": {"type": ["integer", "null"], "description": "indexed files in the catalogue"},
                 "files": {"type": "integer"},
                 "pending": {"type": "integer", "minimum": 0, "description": "queued work"},
-                "failed": {"type": "object", "properties": {
-                    "total": {"type": "integer"},
-                    "by_reason": {"type": "object", "additionalProperties": {"type": "integer"}},
-                    "recent": {"type": "array", "items": {"type": "object", "required": ["path", "reason"]}},
-                }},
+                "failed": {
+                    "type": "object",
+                    "properties": {
+                        "total": {"type": "integer"},
+                        "by_reason": {"type": "object", "additionalProperties": {"type": "integer"}},
+                        "recent": {"type": "array", "items": {"type": "object", "required": ["path", "reason"]}},
+                    },
+                },
                 "active_extractor": {"type": ["string", "null"]},
-                "fallback": {"oneOf": [{"type": "null"}, {
-                    "type": "object", "required": ["configured", "running", "reason"],
-                    "properties": {"configured": {"type": "string"}, "running": {"type": "string"},
-                                   "reason": {"type": "string"}}}]},
-                "extractors": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/ExtractorStats"}},
-                "watch": {"type": "array", "items": {"type": "object", "required": ["folder", "state"], "properties": {
-                    "folder": {"type": "string"},
-                    "state": {"enum": ["starting", "watching", "polling", "offline"],
-                              "description": "offline: the folder is gone or unreadable as a whole (an unmounted "
-                                             "disk); its files are kept but not returned by search"},
-                    "observer": {"type": ["string", "null"], "description": "inotify, polling or native"},
-                    "reason": {"type": ["string", "null"], "description": "why the folder is polled or offline"},
-                    "since": {"type": "string", "description": "when the folder entered this state"},
-                    "events": {"type": "integer", "description": "file-system events seen"},
-                    "settling": {"type": "integer", "description": "files written and not yet complete"},
-                    "scanning": {"type": "boolean"},
-                    "last_scan": {"type": ["object", "null"], "description": "the last reconcile scan"},
-                }}},
+                "fallback": {
+                    "oneOf": [
+                        {"type": "null"},
+                        {
+                            "type": "object",
+                            "required": ["configured", "running", "reason"],
+                            "properties": {
+                                "configured": {"type": "string"},
+                                "running": {"type": "string"},
+                                "reason": {"type": "string"},
+                            },
+                        },
+                    ]
+                },
+                "extractors": {
+                    "type": "object",
+                    "additionalProperties": {"$ref": "#/components/schemas/ExtractorStats"},
+                },
+                "watch": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["folder", "state"],
+                        "properties": {
+                            "folder": {"type": "string"},
+                            "state": {
+                                "enum": ["starting", "watching", "polling", "offline"],
+                                "description": "offline: the folder is gone or unreadable as a whole (an unmounted "
+                                "disk); its files are kept but not returned by search",
+                            },
+                            "observer": {"type": ["string", "null"], "description": "inotify, polling or native"},
+                            "reason": {
+                                "type": ["string", "null"],
+                                "description": "why the folder is polled or offline",
+                            },
+                            "since": {"type": "string", "description": "when the folder entered this state"},
+                            "events": {"type": "integer", "description": "file-system events seen"},
+                            "settling": {"type": "integer", "description": "files written and not yet complete"},
+                            "scanning": {"type": "boolean"},
+                            "last_scan": {"type": ["object", "null"], "description": "the last reconcile scan"},
+                        },
+                    },
+                },
                 "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
                 "indexing": {"type": "object"},
-                "uptime_s": {"type": "number"}, "version": {"type": "string"},
-                "ready": {"type": "boolean"}, "phase": {"type": "string"},
+                "uptime_s": {"type": "number"},
+                "version": {"type": "string"},
+                "ready": {"type": "boolean"},
+                "phase": {"type": "string"},
             },
         },
-        "Health": {"type": "object", "required": ["status"],
-                   "properties": {"status": {"enum": ["ok", "starting"]}, "phase": {"type": "string"}}},
+        "Health": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"enum": ["ok", "starting"]}, "phase": {"type": "string"}},
+        },
     }
     ref = lambda name: {"$ref": f"#/components/schemas/{name}"}  # noqa: E731
     paths: dict[str, Any] = {
-        "/add": {"get": {
-            "summary": "Index a file now, or a folder in the background",
-            "parameters": [IMAGE],
-            "responses": {"200": _json(ref("AddedFile"), "the file was indexed"),
-                          "202": _json(ref("FolderJobStarted"), "a folder job started"),
-                          **_errors(400, 401, 403, 404, 413, 415, 503, 504)},
-        }},
-        "/remove": {"get": {
-            "summary": "Forget a file or every file in a folder",
-            "parameters": [IMAGE],
-            "responses": {"200": _json(ref("Removed"), "removed"), **_errors(400, 401, 403, 404, 503)},
-        }},
+        "/add": {
+            "get": {
+                "summary": "Index a file now, or a folder in the background",
+                "parameters": [IMAGE],
+                "responses": {
+                    "200": _json(ref("AddedFile"), "the file was indexed"),
+                    "202": _json(ref("FolderJobStarted"), "a folder job started"),
+                    **_errors(400, 401, 403, 404, 413, 415, 503, 504),
+                },
+            }
+        },
+        "/remove": {
+            "get": {
+                "summary": "Forget a file or every file in a folder",
+                "parameters": [IMAGE],
+                "responses": {"200": _json(ref("Removed"), "removed"), **_errors(400, 401, 403, 404, 503)},
+            }
+        },
         "/search": {
             "get": {
                 "summary": "Images most like an image path, or matching a text (CLIP)",
                 "parameters": [
                     {**IMAGE, "required": False, "description": "absolute path of an image (or give text)"},
                     _param("text", {"type": "string"}, "text to match (extractors with a text encoder)"),
-                    LIMIT, EXTRACTOR, MAX_DISTANCE,
+                    LIMIT,
+                    EXTRACTOR,
+                    MAX_DISTANCE_PARAM,
                 ],
-                "responses": {"200": _json(ref("SearchResults"), "best first"),
-                              **_errors(400, 401, 403, 404, 413, 415, 503)},
+                "responses": {
+                    "200": _json(ref("SearchResults"), "best first"),
+                    **_errors(400, 401, 403, 404, 413, 415, 503),
+                },
             },
             "post": {
                 "summary": "Images most like an uploaded image",
-                "parameters": [LIMIT, EXTRACTOR, MAX_DISTANCE],
-                "requestBody": {"required": True, "content": {
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                    "image/*": {"schema": {"type": "string", "format": "binary"}},
-                    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
-                        "image": {"type": "string", "format": "binary"}}}},
-                    "application/json": {"schema": {"type": "object", "properties": {
-                        "image_base64": {"type": "string"}, "text": {"type": "string"},
-                        "limit": {"type": "integer"}, "extractor": {"type": "string"},
-                        "max_distance": {"type": "number"}}}},
-                }},
-                "responses": {"200": _json(ref("SearchResults"), "best first"),
-                              **_errors(400, 401, 413, 415, 503)},
+                "parameters": [LIMIT, EXTRACTOR, MAX_DISTANCE_PARAM],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                        "image/*": {"schema": {"type": "string", "format": "binary"}},
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["image"],
+                                "properties": {"image": {"type": "string", "format": "binary"}},
+                            }
+                        },
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "image_base64": {"type": "string"},
+                                    "text": {"type": "string"},
+                                    "limit": {"type": "integer"},
+                                    "extractor": {"type": "string"},
+                                    "max_distance": {"type": "number"},
+                                },
+                            }
+                        },
+                    },
+                },
+                "responses": {"200": _json(ref("SearchResults"), "best first"), **_errors(400, 401, 413, 415, 503)},
             },
         },
-        "/stats": {"get": {"summary": "Counts, progress, extractors and jobs",
-                           "responses": {"200": _json(ref("Stats"), "statistics"), **_errors(401)}}},
-        "/health": {"get": {"summary": "200 once the models and indexes are loaded",
-                            "responses": {"200": _json(ref("Health"), "serving"),
-                                          "503": _json(ref("Health"), "starting"), **_errors(401)}}},
-        "/jobs": {"get": {"summary": "Folder jobs", "responses": {
-            "200": _json({"type": "object", "required": ["jobs"], "properties": {
-                "jobs": {"type": "array", "items": ref("Job")}}}, "jobs"), **_errors(401)}}},
-        "/jobs/{job_id}": {"get": {
-            "summary": "One folder job's progress",
-            "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": _json(ref("Job"), "the job"), **_errors(401, 404)},
-        }},
-        "/rebuild": {"post": {
-            "summary": "Rebuild the Annoy indexes now, in the background",
-            "parameters": [EXTRACTOR],
-            "responses": {"202": _json({"type": "object", "required": ["rebuilding"], "properties": {
-                "rebuilding": {"type": "array", "items": {"type": "string"}}}}, "started"),
-                **_errors(400, 401, 503)},
-        }},
+        "/stats": {
+            "get": {
+                "summary": "Counts, progress, extractors and jobs",
+                "responses": {"200": _json(ref("Stats"), "statistics"), **_errors(401)},
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "200 once the models and indexes are loaded",
+                "responses": {
+                    "200": _json(ref("Health"), "serving"),
+                    "503": _json(ref("Health"), "starting"),
+                    **_errors(401),
+                },
+            }
+        },
+        "/jobs": {
+            "get": {
+                "summary": "Folder jobs",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["jobs"],
+                            "properties": {"jobs": {"type": "array", "items": ref("Job")}},
+                        },
+                        "jobs",
+                    ),
+                    **_errors(401),
+                },
+            }
+        },
+        "/jobs/{job_id}": {
+            "get": {
+                "summary": "One folder job's progress",
+                "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _json(ref("Job"), "the job"), **_errors(401, 404)},
+            }
+        },
+        "/rebuild": {
+            "post": {
+                "summary": "Rebuild the Annoy indexes now, in the background",
+                "parameters": [EXTRACTOR],
+                "responses": {
+                    "202": _json(
+                        {
+                            "type": "object",
+                            "required": ["rebuilding"],
+                            "properties": {"rebuilding": {"type": "array", "items": {"type": "string"}}},
+                        },
+                        "started",
+                    ),
+                    **_errors(400, 401, 503),
+                },
+            }
+        },
         "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "imgsearchd", "version": __version__,
-                 "description": "Local image-search daemon. Errors are JSON {\"error\": ...}."},
+        "info": {
+            "title": "imgsearchd",
+            "version": __version__,
+            "description": 'Local image-search daemon. Errors are JSON {"error": ...}.',
+        },
         "servers": [{"url": "http://127.0.0.1:8080"}],
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "only when server.token is set"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "only when server.token is set"}
+            },
         },
         "paths": paths,
     }

@@ -1,17 +1,21 @@
-"""Turning a search request into a query vector."""
+"""A search request's query vector, and the API's answer from an index.
+
+Shared by the daemon and by ``imgsearchd search --local``, which needs no server.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from . import images
 from .catalog import Catalog
 from .extractors import Extractor
+from .index import ExtractorIndex
 
 
-def query_vector_for_path(
-    catalog: Catalog, extractor: Extractor, path: str, limits: images.ImageLimits
-) -> np.ndarray:
+def query_vector_for_path(catalog: Catalog, extractor: Extractor, path: str, limits: images.ImageLimits) -> np.ndarray:
     """The stored vector when the file is indexed and unchanged, else a fresh embedding.
 
     Raises ``images.ImageError`` when the file cannot be used.
@@ -30,3 +34,12 @@ def query_vector_for_bytes(extractor: Extractor, data: bytes, limits: images.Ima
     """Embed an uploaded image."""
     picture = images.decode(data, extractor.decode_side, limits)
     return extractor.embed_images([picture])[0]
+
+
+def search_answer(index: ExtractorIndex, vector: np.ndarray, limit: int, max_distance: float | None) -> dict[str, Any]:
+    """The API's search answer: results best first, distances and scores rounded for JSON."""
+    results = index.search(vector, limit, max_distance)
+    for r in results:
+        r["distance"] = round(float(r["distance"]), 6)
+        r["score"] = round(float(r["score"]), 6)
+    return {"results": results, "extractor": index.extractor}

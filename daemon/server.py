@@ -23,18 +23,16 @@ import bottle
 from . import images
 from .errors import ApiError, image_error
 from .extractors import TextNotSupportedError
+from .openapi import DEFAULT_LIMIT, MAX_DISTANCE, MAX_LIMIT, spec
 
 if TYPE_CHECKING:
     from .service import Service
 
 log = logging.getLogger("imgsearchd.server")
 
-MAX_LIMIT = 1000
 
 def _json_response(status: int, body: dict[str, Any]) -> bottle.HTTPResponse:
-    return bottle.HTTPResponse(
-        body=json.dumps(body), status=status, headers={"Content-Type": "application/json"}
-    )
+    return bottle.HTTPResponse(body=json.dumps(body), status=status, headers={"Content-Type": "application/json"})
 
 
 def _error_body(status: int, message: str, **extra: Any) -> bottle.HTTPResponse:
@@ -81,13 +79,13 @@ def _bounded(raw: Any, convert: Callable[[str], Any], low: float, high: float, n
     return value
 
 
-def parse_limit(raw: Any, default: int = 10) -> int:
+def parse_limit(raw: Any, default: int = DEFAULT_LIMIT) -> int:
     value = _bounded(raw, int, 1, MAX_LIMIT, "limit", f"an integer from 1 to {MAX_LIMIT}")
     return default if value is None else value
 
 
 def parse_max_distance(raw: Any) -> float | None:
-    return _bounded(raw, float, 0.0, 2.0, "max_distance", "a number from 0 to 2")
+    return _bounded(raw, float, 0.0, MAX_DISTANCE, "max_distance", f"a number from 0 to {MAX_DISTANCE:g}")
 
 
 # -- the app ------------------------------------------------------------------------------
@@ -185,8 +183,10 @@ def create_app(service: Service) -> bottle.Bottle:
             text = fields.get("text")
             if text:
                 return search_text(str(text), extractor, limit, max_distance)
-            raise ApiError(400, "no image in the request: send raw bytes, a multipart field 'image', "
-                                "or JSON {\"image_base64\": ...}")
+            raise ApiError(
+                400,
+                "no image in the request: send raw bytes, a multipart field 'image', or JSON {\"image_base64\": ...}",
+            )
         try:
             return service.search_bytes(data, extractor, limit, max_distance)
         except images.ImageError as exc:
@@ -230,8 +230,11 @@ def create_app(service: Service) -> bottle.Bottle:
             upload = bottle.request.files.get("image")
             if upload is None:
                 raise ApiError(400, "multipart upload has no field 'image'")
-            fields = {k: bottle.request.forms.getunicode(k) for k in ("limit", "extractor", "max_distance", "text")
-                      if bottle.request.forms.get(k) is not None}
+            fields = {
+                k: bottle.request.forms.getunicode(k)
+                for k in ("limit", "extractor", "max_distance", "text")
+                if bottle.request.forms.get(k) is not None
+            }
             return capped(upload.file.read(cap + 1), "upload"), fields
         return (capped(bottle.request.body.read(cap + 1), "upload") or None), {}
 
@@ -274,8 +277,6 @@ def create_app(service: Service) -> bottle.Bottle:
 
     @app.get("/openapi.json")
     def openapi() -> Any:
-        from .openapi import spec
-
         return spec()
 
     for status in (404, 405):
@@ -286,7 +287,11 @@ def create_app(service: Service) -> bottle.Bottle:
 def _make_error_page(status: int) -> Callable[[bottle.HTTPError], str]:
     def page(error: bottle.HTTPError) -> str:
         bottle.response.content_type = "application/json"
-        message = "no such endpoint; see /openapi.json" if status == 404 else f"method {bottle.request.method} not allowed here"
+        message = (
+            "no such endpoint; see /openapi.json"
+            if status == 404
+            else f"method {bottle.request.method} not allowed here"
+        )
         return json.dumps({"error": message})
 
     return page

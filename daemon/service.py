@@ -1,9 +1,10 @@
 """Wires the parts together from the config and runs them.
 
 ``Service`` owns the catalogue, the extractors, one index per extractor, the work
-queue, the indexer thread and the folder jobs. The HTTP server calls its small
-facade (``add_file``, ``add_folder``, ``remove``, ``search_*``, ``stats``); the
-indexer tells the indexes about each commit. ``run_daemon`` is ``imgsearchd serve``.
+queue, the indexer thread, the watcher and the folder jobs. The HTTP server calls its
+small facade (``add_file``, ``add_folder``, ``remove``, ``search_*``, ``stats``); the
+indexer tells the indexes about each commit. The process around it (listening, signals,
+systemd) is ``serve``.
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ from typing import Any
 import numpy as np
 
 from . import __version__, images, query
-from .catalog import Catalog, is_under, normalise_path
+from .catalog import Catalog
 from .config import Config
 from .errors import ApiError, image_error
 from .extractors import Extractor, LoadedExtractors, load
-from .index import ExtractorIndex
-from .indexer import ADD, EMBEDDED, FAILED, REMOVED, REUSED, UNCHANGED, Indexer, WorkQueue
+from .index import ExtractorIndex, index_for
+from .indexer import Indexer
 from .jobs import Job, JobTracker
-from .watcher import STARTING, Watcher, WatchOptions
+from .outcomes import Outcome
+from .paths import is_under, normalise_path
+from .watcher import FolderState, Watcher, WatchOptions
+from .workqueue import Intent, WorkQueue
 
 log = logging.getLogger("imgsearchd.service")
 
@@ -59,9 +63,6 @@ class Service:
     def ready(self) -> bool:
         return self._ready.is_set()
 
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        return self._ready.wait(timeout)
-
     def load(self) -> None:
         """Open the catalogue, load the models and indexes, start the indexer thread."""
         data_dir = self.config.data_dir
@@ -77,15 +78,22 @@ class Service:
             index.open()
             self.indexes[name] = index
         self.indexer = Indexer(
-            self.catalog, self.loaded.extractors, self.limits, index_cfg["loader_threads"],
-            on_commit=self._on_commit, listener=self.jobs.on_file,
+            self.catalog,
+            self.loaded.extractors,
+            self.limits,
+            index_cfg["loader_threads"],
+            on_commit=self._on_commit,
+            listener=self.jobs.on_file,
         )
         self._worker = threading.Thread(
             target=self.indexer.run, args=(self.queue, self._stop), name="imgsearchd-indexer", daemon=True
         )
         self._worker.start()
         self.watcher = Watcher(
-            self.queue, self.catalog, self.config.watch_dirs, self._watch_options(self.config),
+            self.queue,
+            self.catalog,
+            self.config.watch_dirs,
+            self._watch_options(self.config),
             models={name: extractor.model_id for name, extractor in self.loaded.extractors.items()},
         )
         self.watcher.start()
@@ -93,7 +101,9 @@ class Service:
         self._ready.set()
         log.info(
             "ready: %d images, extractors %s (default %s)",
-            self.catalog.counts()["files"], ", ".join(self.loaded.extractors), self.loaded.primary,
+            self.catalog.counts()["files"],
+            ", ".join(self.loaded.extractors),
+            self.loaded.primary,
         )
 
     def _on_commit(self, seq: int) -> None:
@@ -156,18 +166,17 @@ class Service:
         except images.ImageError as exc:
             raise image_error(exc, path) from None
         waiter = self.jobs.waiter(path)
-        self.queue.put(path, ADD, front=True)
+        self.queue.put(path, Intent.ADD, front=True)
         if not waiter.event.wait(timeout):
             self.jobs.forget(path, waiter)
             raise ApiError(504, f"{path} is queued but was not indexed within {timeout:.0f} s", image=path)
         outcome = waiter.outcome
-        if outcome == FAILED:  # recorded in the catalogue with its reason; the answer is the 4xx
-            reason, _, detail = (waiter.detail or "").partition(": ")
-            raise image_error(images.ImageError(reason, detail or reason), path)
-        if outcome == REMOVED:
+        if outcome == Outcome.FAILED and waiter.error is not None:
+            raise image_error(waiter.error, path)  # recorded in the catalogue with its reason; the answer is the 4xx
+        if outcome == Outcome.REMOVED:
             raise ApiError(404, f"{path}: the file vanished before it could be indexed", image=path)
-        status = {EMBEDDED: "indexed", REUSED: "indexed", UNCHANGED: "unchanged"}.get(outcome or "", outcome)
-        return {"image": path, "status": status, "embedded": outcome == EMBEDDED}
+        status = "unchanged" if outcome == Outcome.UNCHANGED else "indexed"
+        return {"image": path, "status": status, "embedded": outcome == Outcome.EMBEDDED}
 
     def add_folder(self, path: str, wait: float = 0.25) -> Job:
         """Walk a folder in the background and queue its images; returns at once."""
@@ -176,10 +185,15 @@ class Service:
         indexer = self.indexer
 
         def scan() -> list[str]:
-            return indexer.scan_folder(path, watch["extensions"], watch["recursive"],
-                                       on_error=lambda p, e: log.warning("cannot read %s: %s", p, e))
+            plan = indexer.prune_folder(
+                path,
+                watch["extensions"],
+                watch["recursive"],
+                on_error=lambda p, e: log.warning("cannot read %s: %s", p, e),
+            )
+            return plan.paths
 
-        job = self.jobs.start_folder(path, scan, lambda chunk: self.queue.put_many(chunk, ADD))
+        job = self.jobs.start_folder(path, scan, lambda chunk: self.queue.put_many(chunk, Intent.ADD))
         job.scan_done.wait(wait)  # small folders answer with their count
         return job
 
@@ -204,8 +218,10 @@ class Service:
             raise ApiError(400, f"extractor {name!r} is not running; running: {running}")
         return self.loaded.extractors[name]
 
-    def _answer(self, extractor: Extractor, vector: np.ndarray, limit: int, max_distance: float | None) -> dict[str, Any]:
-        return search_answer(self.indexes[extractor.name], vector, limit, max_distance)
+    def _answer(
+        self, extractor: Extractor, vector: np.ndarray, limit: int, max_distance: float | None
+    ) -> dict[str, Any]:
+        return query.search_answer(self.indexes[extractor.name], vector, limit, max_distance)
 
     def search_path(self, path: str, extractor: str | None, limit: int, max_distance: float | None) -> dict[str, Any]:
         chosen = self._extractor(extractor)
@@ -213,7 +229,9 @@ class Service:
         vector = query.query_vector_for_path(self.catalog, chosen, path, self.limits)
         return self._answer(chosen, vector, limit, max_distance)
 
-    def search_bytes(self, data: bytes, extractor: str | None, limit: int, max_distance: float | None) -> dict[str, Any]:
+    def search_bytes(
+        self, data: bytes, extractor: str | None, limit: int, max_distance: float | None
+    ) -> dict[str, Any]:
         chosen = self._extractor(extractor)
         vector = query.query_vector_for_bytes(chosen, data, self.limits)
         return self._answer(chosen, vector, limit, max_distance)
@@ -225,8 +243,14 @@ class Service:
 
     # -- reload and status --------------------------------------------------------------------
 
-    RESTART_ONLY = ("server.host", "server.port", "index.data_dir", "index.extractors",
-                    "index.fallback_extractor", "index.loader_threads")
+    RESTART_ONLY = (
+        "server.host",
+        "server.port",
+        "index.data_dir",
+        "index.extractors",
+        "index.fallback_extractor",
+        "index.loader_threads",
+    )
 
     def apply_config(self, new: Config) -> None:
         """Take a reloaded config: folders, thresholds, limits, access and log level change live."""
@@ -287,133 +311,49 @@ class Service:
             "uptime_s": round(time.time() - self.started, 3),
             "ready": self.ready,
             "phase": self.phase,
-            "watch": self.watcher.status() if self.watcher is not None else [
-                {"folder": str(p), "state": STARTING} for p in self.config.watch_dirs],
+            "watch": self.watcher.status()
+            if self.watcher is not None
+            else [{"folder": str(p), "state": FolderState.STARTING} for p in self.config.watch_dirs],
             "jobs": self.jobs.summary(),
         }
         if not self.ready or self.catalog is None or self.loaded is None or self.indexer is None:
-            out.update({"images": None, "pending": len(self.queue), "failed": {}, "extractors": {},
-                        "active_extractor": None, "fallback": None})
+            out.update(
+                {
+                    "images": None,
+                    "pending": len(self.queue),
+                    "failed": {},
+                    "extractors": {},
+                    "active_extractor": None,
+                    "fallback": None,
+                }
+            )
             return out
         counts = self.catalog.counts()
         progress = self.indexer.progress.snapshot()
-        out.update({
-            "images": counts["by_state"].get("indexed", 0),
-            "files": counts["files"],
-            "pending": self._pending(progress),
-            "failed": {"total": counts["by_state"].get("failed", 0), "by_reason": counts["failed_by_reason"],
-                       "recent": self.catalog.recent_failures(5)},
-            "active_extractor": self.loaded.primary,
-            "fallback": self.loaded.fallback.as_dict() if self.loaded.fallback else None,
-            "indexing": progress,
-            "extractors": {
-                name: {**self.indexes[name].stats(), "model": extractor.model_id, "vectors": counts["vectors"].get(name, 0),
-                       "dim": extractor.dim, "device": str(extractor.device), "text": extractor.supports_text}
-                for name, extractor in self.loaded.extractors.items()
-            },
-        })
+        out.update(
+            {
+                "images": counts["by_state"].get("indexed", 0),
+                "files": counts["files"],
+                "pending": self._pending(progress),
+                "failed": {
+                    "total": counts["by_state"].get("failed", 0),
+                    "by_reason": counts["failed_by_reason"],
+                    "recent": self.catalog.recent_failures(5),
+                },
+                "active_extractor": self.loaded.primary,
+                "fallback": self.loaded.fallback.as_dict() if self.loaded.fallback else None,
+                "indexing": progress,
+                "extractors": {
+                    name: {
+                        **self.indexes[name].stats(),
+                        "model": extractor.model_id,
+                        "vectors": counts["vectors"].get(name, 0),
+                        "dim": extractor.dim,
+                        "device": str(extractor.device),
+                        "text": extractor.supports_text,
+                    }
+                    for name, extractor in self.loaded.extractors.items()
+                },
+            }
+        )
         return out
-
-
-def search_answer(index: ExtractorIndex, vector: np.ndarray, limit: int, max_distance: float | None) -> dict[str, Any]:
-    """The API's search answer: results best first, distances and scores rounded for JSON."""
-    results = index.search(vector, limit, max_distance)
-    for r in results:
-        r["distance"] = round(float(r["distance"]), 6)
-        r["score"] = round(float(r["score"]), 6)
-    return {"results": results, "extractor": index.extractor}
-
-
-def index_for(catalog: Catalog, config: Config, extractor: Extractor) -> ExtractorIndex:
-    """The (not yet opened) index of one extractor, under ``<data_dir>/<name>``, as configured."""
-    settings = config.index
-    return ExtractorIndex(
-        catalog, config.data_dir / extractor.name, extractor.name, extractor.model_id, extractor.dim,
-        trees=settings["trees"], search_k=settings["search_k"],
-        rebuild_after_changes=settings["rebuild_after_changes"],
-        rebuild_after_seconds=settings["rebuild_after_seconds"],
-    )
-
-
-def run_daemon(config: Config) -> int:
-    """``imgsearchd serve``: listen at once (503 while starting), load, serve until SIGTERM.
-
-    Speaks the systemd notify protocol when ``$NOTIFY_SOCKET`` is set: READY=1 once the
-    models and indexes are loaded and the server answers, STATUS= lines with progress,
-    WATCHDOG=1 pings, RELOADING=1/READY=1 around a SIGHUP reload, STOPPING=1 on SIGTERM.
-    """
-    import signal
-
-    from cheroot import wsgi
-
-    from .config import ConfigError
-    from .extractors import ModelUnavailableError
-    from .server import create_app
-    from .systemd import Heartbeat, Notifier
-
-    notifier = Notifier()
-    service = Service(config)
-    host, port = config.server["host"], config.server["port"]
-    server = wsgi.Server((host, port), create_app(service), numthreads=16, server_name="imgsearchd")
-    try:
-        server.prepare()
-    except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", host, port, exc)
-        return 1
-    bound = server.bind_addr
-    listener = threading.Thread(target=server.serve, name="imgsearchd-http", daemon=True)
-    listener.start()
-    log.info("listening on http://%s:%d", bound[0], bound[1])
-    stop = threading.Event()
-    reload_wanted = threading.Event()
-
-    def on_stop(signum: int, _frame: object) -> None:
-        log.info("received %s: stopping", signal.Signals(signum).name)
-        notifier.stopping()
-        stop.set()
-        if not service.ready and service.phase != "stopping":
-            raise SystemExit(0)  # still loading: abandon the load, nothing is half-written
-
-    def on_hup(_signum: int, _frame: object) -> None:
-        reload_wanted.set()
-
-    previous = {sig: signal.signal(sig, on_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hup)
-    heartbeat = Heartbeat(notifier, service.status_line, lambda: listener.is_alive() and service.healthy())
-    code = 0
-    try:
-        heartbeat.start()
-        notifier.status("loading models and indexes")
-        service.load()
-        notifier.ready(service.status_line())
-        while not stop.is_set():
-            if reload_wanted.wait(0.5):
-                reload_wanted.clear()
-                if stop.is_set():
-                    break
-                notifier.reloading()
-                try:
-                    fresh = service.config.reload()
-                except ConfigError as exc:
-                    log.error("reload rejected, keeping the running settings: %s", exc)
-                else:
-                    service.apply_config(fresh)
-                notifier.ready(service.status_line())
-    except ModelUnavailableError as exc:
-        log.error("cannot start: %s", exc)
-        code = 3
-    except SystemExit:
-        pass
-    except Exception:
-        log.exception("cannot start")
-        code = 1
-    finally:
-        notifier.stopping()
-        heartbeat.stop()
-        server.stop()
-        service.close()
-        notifier.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        log.info("stopped")
-    return code

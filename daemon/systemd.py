@@ -80,8 +80,9 @@ class Heartbeat:
     threads are alive (no ping when they are not, so systemd restarts a hung daemon).
     """
 
-    def __init__(self, notifier: Notifier, status: Callable[[], str], healthy: Callable[[], bool],
-                 status_every: float = 2.0) -> None:
+    def __init__(
+        self, notifier: Notifier, status: Callable[[], str], healthy: Callable[[], bool], status_every: float = 2.0
+    ) -> None:
         self.notifier = notifier
         self._status = status
         self._healthy = healthy

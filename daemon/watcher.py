@@ -1,83 +1,76 @@
-"""Watch the configured folders and turn file-system changes into queued work.
+"""Watch the configured folders: one observer per folder, reconcile scans, folder health.
 
-One watchdog observer per folder: inotify on Linux (recursive by default), the
-platform's own elsewhere, polling where inotify runs out of watches, overflows its
-event queue or is not available. Events become queue intents:
+Events from each folder's observer (``observers``) are routed by ``events.EventRouter``:
+written files wait in the ``settling.Settler`` until complete, deletions and renames
+become removals and moves. A reconcile scan at start, every ``rescan_seconds`` and after
+lost events compares each folder with the catalogue by size and mtime only
+(``folders.plan_folder``; no image is opened). A folder that vanishes, becomes unreadable,
+or turns up empty while the catalogue holds files below it (an unmounted disk, a share
+gone) deletes nothing: its files are marked offline (kept, not searchable) and come back,
+without re-embedding, when it returns.
 
-* written files (created, modified, closed) are debounced per path and queued as
-  adds only once complete: closed after writing (Linux), moved into place, or with
-  size and mtime unchanged for ``settle_seconds``; so a burst of writes is embedded
-  once and a half-copied file is never read;
-* deletions become removals, renames become moves (ids and vectors are kept), and a
-  move across the edge of the watched folders an add or a removal; a folder's move or
-  deletion applies to every file below it;
-* hidden and temporary names (``.part``, ``.tmp``, dotfiles...) are ignored until they
-  are renamed to a real name.
+Each folder's state, as ``/stats`` shows it, and what moves it. The control thread makes
+every move; observer and scanner threads only leave it a note (``trouble``,
+``check_now``, ``offline_wanted``):
 
-A reconcile scan at start, every ``rescan_seconds``, and after any lost events
-compares each folder with the catalogue by size and mtime only (no image is opened).
+========  ===========================================================  ================
+from      when                                                         to
+========  ===========================================================  ================
+starting  usable and not empty-while-the-catalogue-holds-files         watching/polling
+starting  missing, unreadable, or empty while the catalogue holds      offline
+          files below it
+watching  inotify runs out of watches or overflows (``trouble``)       polling
+watching  the root is gone, unreadable, replaced by another folder,    offline
+polling   or found without its images by a scan
+offline   back, usable, with its images                                watching/polling
+any       the watch settings change on reload (``restart``)            starting
+========  ===========================================================  ================
 
-A watched folder that vanishes, becomes unreadable, or turns up empty while the
-catalogue holds files below it (an unmounted disk, a network share gone) deletes
-nothing: its files are marked offline (kept, not searchable) and come back, without
-re-embedding, when it returns.
+Every change of observer bumps the folder's ``generation``, so events from a replaced
+observer are dropped. The watcher reads the catalogue and never writes it; data flows one
+way: watcher -> WorkQueue -> Indexer -> catalogue -> index.
 
-Data flows one way: watcher -> WorkQueue -> Indexer -> catalogue -> index. The
-watcher reads the catalogue to compare and never writes it.
+Longer than most modules (about 600 lines with this table) because the state machine is
+one idea: every move reads and writes the same folder records under one lock, and the
+scanner's results are judged against the state they were taken in (``generation``);
+split across files, each move would have to be read in several places.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from watchdog.events import (
-    DirDeletedEvent,
-    DirMovedEvent,
-    FileAttribEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
+from watchdog.events import FileSystemEvent
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.polling import PollingObserver
 
-from .catalog import Catalog, is_under, normalise_path
-from .indexer import ADD, REMOVE, RESTORE, WorkQueue, is_hidden_or_temporary, plan_folder, walk_images
+from .catalog import Catalog, FileState
+from .config import DEFAULT_EXTENSIONS
+from .events import EventRouter
+from .folders import plan_folder, probe_folder, walk_images
+from .observers import ObserverKind, start_observer, stop_observer
+from .paths import normalise_path
+from .settling import Settler, look
+from .timestamps import iso_utc
+from .workqueue import Intent, WorkQueue
 
 log = logging.getLogger("imgsearchd.watcher")
 
-# Folder states, as /stats shows them.
-STARTING = "starting"
-WATCHING = "watching"
-POLLING = "polling"
-OFFLINE = "offline"
 
-# The events we act on. Not subscribing to opens and read-only closes keeps our own
-# reads (and any photo viewer's) from waking the watcher.
-EVENTS: list[type[FileSystemEvent]] = [
-    FileCreatedEvent, FileModifiedEvent, FileAttribEvent, FileClosedEvent, FileDeletedEvent,
-    FileMovedEvent, DirDeletedEvent, DirMovedEvent,
-]
+class FolderState(StrEnum):
+    """A watched folder's state (see the table above)."""
 
-try:  # inotify exists on Linux only
-    from watchdog.observers.inotify import InotifyFullEmitter
-    from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
-except (ImportError, OSError, AttributeError):  # pragma: no cover - not Linux
-    InotifyFD = None  # type: ignore[assignment,misc]
+    STARTING = "starting"
+    WATCHING = "watching"
+    POLLING = "polling"
+    OFFLINE = "offline"
 
 
 @dataclass(frozen=True)
@@ -85,7 +78,7 @@ class WatchOptions:
     """How folders are watched; ``from_config`` reads the ``[watch]`` section."""
 
     recursive: bool = True
-    extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
     rescan_seconds: float = 3600.0  # 0: only at start and after lost events
     debounce_seconds: float = 0.25  # quiet time after the last event before a file is queued
     settle_seconds: float = 2.0  # a file never seen closed must keep its size and mtime this long
@@ -95,90 +88,30 @@ class WatchOptions:
 
     @classmethod
     def from_config(cls, watch: dict[str, Any], **overrides: Any) -> WatchOptions:
+        """The ``[watch]`` section's options; ``overrides`` (tests, benchmarks) replace any of them."""
         return cls(
             recursive=bool(watch["recursive"]),
             extensions=tuple(e.lower() for e in watch["extensions"]),
             rescan_seconds=float(watch["rescan_seconds"]),
-            **{"settle_seconds": float(watch["settle_seconds"]), "poll_seconds": float(watch["poll_seconds"]),
-               "force_polling": bool(watch["force_polling"]), **overrides},
+            **{
+                "settle_seconds": float(watch["settle_seconds"]),
+                "poll_seconds": float(watch["poll_seconds"]),
+                "force_polling": bool(watch["force_polling"]),
+                **overrides,
+            },
         )
-
-
-# -- inotify that reports its troubles -------------------------------------------
-
-Trouble = Callable[[str], None]
-
-if InotifyFD is not None:
-
-    class _ReportingInotifyFD(InotifyFD):
-        """watchdog's inotify reader, also reporting what watchdog only logs or swallows:
-        a watch that cannot be added for lack of inotify watches, and a queue overflow."""
-
-        def __init__(self, on_trouble: Trouble) -> None:
-            super().__init__()
-            self.on_trouble = on_trouble
-
-        def add_callback(self, path: bytes, mask: Any, callback: Any, id_: Any) -> Any:
-            try:
-                return super().add_callback(path, mask, callback, id_)
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    self.on_trouble(f"out of inotify watches at {os.fsdecode(path)} "
-                                    "(raise fs.inotify.max_user_watches)")
-                raise  # watchdog ignores it for sub-folders, which is why we report it
-
-        def handle_event(self, event: InotifyEvent) -> None:
-            if event.is_queue_overflow:
-                self.on_trouble("the inotify event queue overflowed and events were lost "
-                                "(raise fs.inotify.max_queued_events)")
-            super().handle_event(event)
-
-    class _InotifyObserver(BaseObserver):
-        """An inotify observer of its own inotify instance, with unpaired moves reported as
-        moves (``src`` or ``dest`` empty), so a move into the folder is known complete."""
-
-        def __init__(self, on_trouble: Trouble, timeout: float = 1.0) -> None:
-            self._fd = _ReportingInotifyFD(on_trouble)
-            self._fd.start()
-            super().__init__(InotifyFullEmitter, timeout=timeout, inotify_fd=self._fd)
-
-        def on_thread_stop(self) -> None:
-            super().on_thread_stop()
-            self._fd.stop()
-            if self._fd.is_alive():
-                self._fd.join()
-
-
-def _inotify_error(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "out of inotify watches (raise fs.inotify.max_user_watches)"
-    if exc.errno == errno.EMFILE:
-        return "out of inotify instances (raise fs.inotify.max_user_instances)"
-    return f"inotify failed: {exc.strerror or exc}"
-
-
-# -- one folder ---------------------------------------------------------------------
-
-
-@dataclass
-class _Pending:
-    """A written file waiting to be complete."""
-
-    last_event: float
-    complete: bool  # closed after writing or moved into place since the last write
-    seen: tuple[int, int] | None = None  # (size, mtime_ns) at the last look
-    stable_since: float = 0.0
-    next_look: float = 0.0
 
 
 @dataclass
 class _Folder:
+    """One watched folder: its state, its observer, and what the threads asked of each other."""
+
     root: str
-    state: str = STARTING
+    state: FolderState = FolderState.STARTING
     reason: str | None = None
     since: float = field(default_factory=time.time)
     observer: BaseObserver | None = None
-    kind: str | None = None  # "inotify", "polling" or "native"
+    kind: ObserverKind | None = None
     generation: int = 0  # bumped with every observer, so a replaced one's events are dropped
     identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the root while online
     fallback: str | None = None  # why this folder is polled rather than watched
@@ -192,57 +125,11 @@ class _Folder:
     last_scan: dict[str, Any] | None = None
 
 
-def _probe(root: str) -> tuple[tuple[int, int] | None, str | None]:
-    """((st_dev, st_ino), None) for a usable folder, else (None, why not)."""
-    try:
-        st = os.stat(root)
-        if not stat.S_ISDIR(st.st_mode):
-            return None, "not a folder"
-        if not os.access(root, os.R_OK | os.X_OK):
-            return None, "unreadable (permission denied)"
-        with os.scandir(root) as entries:
-            next(entries, None)
-    except FileNotFoundError:
-        return None, "missing"
-    except OSError as exc:
-        return None, f"unreadable ({exc.strerror or exc})"
-    return (st.st_dev, st.st_ino), None
-
-
 def _without_images(held: int) -> str:
-    return (f"without images while the catalogue holds {held} files below it (an unmounted disk?); "
-            "if they are really gone, forget them with /remove")
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
-
-
-class _Handler(FileSystemEventHandler):
-    """Hands one observer's events to the watcher, tagged with the folder and generation.
-
-    The observer watches the folder's real path (inotify does not follow a symbolic
-    link at the root); event paths are put back under the configured one.
-    """
-
-    def __init__(self, watcher: Watcher, root: str, watched: str, generation: int) -> None:
-        self.watcher, self.root, self.watched, self.generation = watcher, root, watched, generation
-
-    def _path(self, raw: bytes | str) -> str:
-        path = os.fsdecode(raw)
-        if path and self.watched != self.root and is_under(path, self.watched):
-            path = self.root + path[len(self.watched):]
-        return path
-
-    def dispatch(self, event: FileSystemEvent) -> None:
-        try:
-            self.watcher._on_event(self.root, self.generation, event,
-                                   self._path(event.src_path), self._path(event.dest_path))
-        except Exception:  # an observer thread must survive anything
-            log.exception("could not handle %r", event)
-
-
-# -- the watcher ------------------------------------------------------------------------
+    return (
+        f"without images while the catalogue holds {held} files below it (an unmounted disk?); "
+        "if they are really gone, forget them with /remove"
+    )
 
 
 class Watcher:
@@ -269,7 +156,8 @@ class Watcher:
         self._folders: dict[str, _Folder] = {}
         for root in _roots(folders):
             self._folders[root] = _Folder(root)
-        self._pending: dict[str, _Pending] = {}
+        self._settler = Settler(options.debounce_seconds, options.settle_seconds)
+        self._router = EventRouter(self._settler, queue, options.extensions, options.recursive)
         self._scan_requests: list[str] = []
         self._retired: list[_Folder] = []  # removed by a reload; the control thread stops them
         self._urgent = False
@@ -312,6 +200,9 @@ class Watcher:
             options = options or self.options
             restart = options != self.options
             self.options = options
+            self._settler.debounce_seconds = options.debounce_seconds
+            self._settler.settle_seconds = options.settle_seconds
+            self._router.extensions, self._router.recursive = options.extensions, options.recursive
             old = self._folders
             self._folders = {root: old.get(root) or _Folder(root) for root in roots}
             for root, folder in old.items():
@@ -319,7 +210,7 @@ class Watcher:
                     folder.restart = folder.restart or restart
                     continue
                 folder.generation += 1  # its events are dropped from now on
-                self._forget_pending(root)
+                self._settler.forget_under(root)
                 if root in self._scan_requests:
                     self._scan_requests.remove(root)
                 self._retired.append(folder)
@@ -331,13 +222,6 @@ class Watcher:
                 log.info("watch settings changed: restarting the watch on every folder")
             self._kick_locked()
 
-    def rescan(self, root: str | None = None) -> None:
-        """Ask for a reconcile scan of one folder, or of all."""
-        with self._cond:
-            for folder in self._folders.values():
-                if root is None or folder.root == normalise_path(root):
-                    self._request_scan(folder)
-
     # -- reading
 
     def status(self) -> list[dict[str, Any]]:
@@ -345,26 +229,37 @@ class Watcher:
         with self._cond:
             out = []
             for folder in self._folders.values():
-                out.append({
-                    "folder": folder.root,
-                    "state": folder.state,
-                    "observer": folder.kind,
-                    "reason": folder.reason,
-                    "since": _iso(folder.since),
-                    "events": folder.events,
-                    "settling": sum(1 for p in self._pending if is_under(p, folder.root)),
-                    "scanning": folder.scanning or folder.root in self._scan_requests,
-                    "last_scan": dict(folder.last_scan) if folder.last_scan else None,
-                })
+                out.append(
+                    {
+                        "folder": folder.root,
+                        "state": folder.state,
+                        "observer": folder.kind,
+                        "reason": folder.reason,
+                        "since": iso_utc(folder.since),
+                        "events": folder.events,
+                        "settling": self._settler.count_under(folder.root),
+                        "scanning": folder.scanning or folder.root in self._scan_requests,
+                        "last_scan": dict(folder.last_scan) if folder.last_scan else None,
+                    }
+                )
             return out
 
     def idle(self) -> bool:
         """True when no file is settling, no scan is due or running and every folder is up."""
         with self._cond:
-            return not self._pending and not self._scan_requests and not self._retired and all(
-                not f.scanning and f.state != STARTING and not f.check_now and not f.restart
-                and f.trouble is None and f.offline_wanted is None
-                for f in self._folders.values()
+            return (
+                not self._settler
+                and not self._scan_requests
+                and not self._retired
+                and all(
+                    not f.scanning
+                    and f.state != FolderState.STARTING
+                    and not f.check_now
+                    and not f.restart
+                    and f.trouble is None
+                    and f.offline_wanted is None
+                    for f in self._folders.values()
+                )
             )
 
     # -- events (observer threads)
@@ -376,93 +271,12 @@ class Watcher:
             if folder is None or folder.generation != generation:
                 return  # from an observer replaced or stopped since
             folder.events += 1
-            if isinstance(event, (DirDeletedEvent, DirMovedEvent)) and src == root:
+            pending = len(self._settler)
+            if self._router.route(root, event, src, dest):
                 folder.check_now = True  # the root itself went: offline, never a deletion
                 self._kick_locked()
-            elif isinstance(event, FileClosedEvent):
-                self._touch(root, src, complete=True)
-            elif isinstance(event, FileCreatedEvent):
-                self._touch(root, src, complete=event.is_synthetic)  # synthetic: inside a folder moved in
-            elif isinstance(event, FileModifiedEvent):
-                self._touch(root, src, complete=False)
-            elif isinstance(event, FileAttribEvent):
-                self._touch(root, src, complete=None)
-            elif isinstance(event, FileDeletedEvent):
-                self._pending.pop(src, None)
-                if self._wanted(root, src):
-                    self.queue.put(src, REMOVE)
-            elif isinstance(event, DirDeletedEvent):
-                self._forget_pending(src)
-                if self._visible(root, src):
-                    self.queue.put(src, REMOVE)
-            elif isinstance(event, FileMovedEvent):
-                self._file_moved(root, src, dest, event.is_synthetic)
-            elif isinstance(event, DirMovedEvent) and not event.is_synthetic:
-                self._folder_moved(root, src, dest)
-
-    def _file_moved(self, root: str, src: str, dest: str, synthetic: bool) -> None:
-        entry = self._pending.pop(src, None) if src else None
-        src_ok = bool(src) and self._wanted(root, src)
-        dest_ok = bool(dest) and self._wanted(root, dest)
-        if not synthetic:  # synthetic: inside a moved folder, whose own move covers the catalogue
-            if src_ok and dest_ok:
-                self.queue.put_move(src, dest)
-            elif src_ok:
-                self.queue.put(src, REMOVE)
-        if dest_ok:
-            if entry is not None:  # still being written: keep waiting for it under its new name
-                entry.last_event = time.monotonic()
-                self._pending[dest] = entry
-            else:  # renamed into place (from a temporary name, or from outside): complete
-                self._touch(root, dest, complete=True)
-
-    def _folder_moved(self, root: str, src: str, dest: str) -> None:
-        src_ok = bool(src) and is_under(src, root) and self._visible(root, src)
-        dest_ok = bool(dest) and is_under(dest, root) and self._visible(root, dest)
-        if src_ok:
-            for path in [p for p in self._pending if is_under(p, src)]:
-                entry = self._pending.pop(path)
-                if dest_ok:
-                    self._pending[dest + path[len(src):]] = entry
-        if src_ok and dest_ok:
-            self.queue.put_move(src, dest)
-        elif src_ok:
-            self.queue.put(src, REMOVE)
-        # Files inside a folder moved in arrive as their own (synthetic) events.
-
-    def _touch(self, root: str, path: str, complete: bool | None) -> None:
-        """Note a write to ``path``; ``complete`` None (an attribute change) keeps what was known."""
-        if not self._wanted(root, path):
-            return
-        now = time.monotonic()
-        entry = self._pending.get(path)
-        if entry is None:
-            self._pending[path] = _Pending(last_event=now, complete=complete is not False)
-            self._cond.notify_all()
-            return
-        entry.last_event = now
-        if complete is not None:
-            entry.complete = complete
-        entry.seen, entry.next_look = None, 0.0
-
-    def _visible(self, root: str, path: str) -> bool:
-        """Inside ``root`` with no hidden or temporary name on the way."""
-        if not is_under(path, root):
-            return False
-        rel = os.path.relpath(path, root)
-        if rel == ".":
-            return True
-        parts = rel.split(os.sep)
-        return not any(is_hidden_or_temporary(p) for p in parts)
-
-    def _wanted(self, root: str, path: str) -> bool:
-        if not path.lower().endswith(self.options.extensions) or not self._visible(root, path):
-            return False
-        return self.options.recursive or os.path.dirname(path) == root
-
-    def _forget_pending(self, root: str) -> None:
-        for path in [p for p in self._pending if is_under(p, root)]:
-            del self._pending[path]
+            if len(self._settler) > pending:
+                self._cond.notify_all()  # the control thread now wakes for the debounce
 
     # -- the control thread: settling files, folder health, observers
 
@@ -499,52 +313,22 @@ class Watcher:
                 if self._stop.is_set() or self._urgent:
                     continue
                 timeout = next_check - time.monotonic()
-                if self._pending:
-                    timeout = min(timeout, self.options.debounce_seconds / 3)
+                if self._settler:
+                    timeout = min(timeout, self._settler.wait_hint)
                 self._cond.wait(max(0.0, timeout))
 
     def _settle(self, now: float) -> None:
         """Queue the pending files that are complete and quiet; look at the others' size and mtime."""
-        debounce, settle = self.options.debounce_seconds, self.options.settle_seconds
         with self._cond:
-            due = [(path, entry.last_event, entry.complete) for path, entry in self._pending.items()
-                   if now - entry.last_event >= debounce and (entry.complete or now >= entry.next_look)]
+            due = self._settler.due(now)
         if not due:
             return
-        looked: dict[str, tuple[int, int] | None] = {}
-        for path, _, complete in due:
-            if not complete:
-                try:
-                    st = os.stat(path)
-                    looked[path] = (st.st_size, st.st_mtime_ns)
-                except FileNotFoundError:
-                    looked[path] = None
-                except OSError:
-                    looked[path] = (-1, -1)  # let the pipeline record why it cannot be read
-        ready: list[str] = []
+        looked = look(due)
         with self._cond:
-            for path, last_event, complete in due:
-                entry = self._pending.get(path)
-                if entry is None or entry.last_event != last_event:
-                    continue  # written again meanwhile
-                if complete:
-                    ready.append(path)
-                    continue
-                seen = looked[path]
-                if seen is None:
-                    del self._pending[path]  # gone: its deletion event says so
-                elif seen != entry.seen:
-                    entry.seen, entry.stable_since = seen, now
-                    entry.next_look = now + settle / 4
-                elif now - entry.stable_since >= settle:
-                    ready.append(path)
-                else:
-                    entry.next_look = now + settle / 4
-            for path in ready:
-                del self._pending[path]
+            ready = self._settler.decide(due, looked, now)
             if ready:  # under the lock, so that idle() never sees a file in neither place
-                self.queue.put_many(ready, ADD)
-            if not self._pending:
+                self.queue.put_many(ready, Intent.ADD)
+            if not self._settler:
                 self._cond.notify_all()
 
     def _check_folders(self) -> None:
@@ -565,21 +349,21 @@ class Watcher:
                 trouble, folder.trouble = folder.trouble, None
                 unfound, folder.offline_wanted = folder.offline_wanted, None
                 restart, folder.restart = folder.restart, False
-            if restart and folder.state != STARTING:
+            if restart and folder.state != FolderState.STARTING:
                 self._stop_observer(folder)
                 with self._cond:
                     folder.generation += 1
                     folder.fallback = None
-                    if folder.state != OFFLINE:
-                        folder.state = STARTING
-            identity, problem = _probe(folder.root)
-            if folder.state in (STARTING, OFFLINE):
+                    if folder.state != FolderState.OFFLINE:
+                        folder.state = FolderState.STARTING
+            identity, problem = probe_folder(folder.root)
+            if folder.state in (FolderState.STARTING, FolderState.OFFLINE):
                 self._try_online(folder, identity, problem)
             elif problem is not None or unfound is not None:
                 self._go_offline(folder, problem or unfound or "")
             elif identity != folder.identity:
                 self._go_offline(folder, "replaced by another folder (a disk mounted or unmounted there?)")
-                self._try_online(folder, *_probe(folder.root))
+                self._try_online(folder, *probe_folder(folder.root))
             elif trouble is not None:
                 self._fall_back(folder, trouble)
             elif self.options.rescan_seconds > 0 and now >= folder.next_scan:
@@ -591,14 +375,14 @@ class Watcher:
         if problem is None:
             problem = self._looks_unmounted(folder.root)
         if problem is not None:
-            if folder.state == STARTING:
+            if folder.state == FolderState.STARTING:
                 self._go_offline(folder, problem)
             elif folder.reason != problem:
                 log.warning("watched folder %s is still offline: %s", folder.root, problem)
                 with self._cond:
                     folder.reason = problem
             return
-        was_offline = folder.state == OFFLINE
+        was_offline = folder.state == FolderState.OFFLINE
         try:
             observer, kind, reason = self._start_observer(folder)
         except OSError as exc:  # it went while we started watching it
@@ -606,12 +390,15 @@ class Watcher:
             return
         with self._cond:
             folder.observer, folder.kind, folder.identity = observer, kind, identity
-            folder.state = POLLING if kind == "polling" else WATCHING
+            folder.state = FolderState.POLLING if kind == ObserverKind.POLLING else FolderState.WATCHING
             folder.reason, folder.since = reason, time.time()
             self._request_scan(folder)
         if was_offline:
-            log.warning("watched folder %s is back (%s): its offline files become searchable again; "
-                        "rescanning it for changes", folder.root, kind)
+            log.warning(
+                "watched folder %s is back (%s): its offline files become searchable again; rescanning it for changes",
+                folder.root,
+                kind,
+            )
         else:
             log.info("watching %s (%s%s)", folder.root, kind, f": {reason}" if reason else "")
 
@@ -625,26 +412,35 @@ class Watcher:
     def _go_offline(self, folder: _Folder, why: str) -> None:
         """Stop watching a folder that went as a whole; its files are kept, marked offline."""
         self._stop_observer(folder)
-        count = self.catalog.count_under(folder.root, ("indexed",))
+        count = self.catalog.count_under(folder.root, (FileState.INDEXED,))
         with self._cond:
             folder.generation += 1
-            folder.state, folder.reason, folder.since, folder.kind = OFFLINE, why, time.time(), None
+            folder.state, folder.reason, folder.since, folder.kind = FolderState.OFFLINE, why, time.time(), None
             folder.identity = None
-            self._forget_pending(folder.root)
+            self._settler.forget_under(folder.root)
             if folder.root in self._scan_requests:
                 self._scan_requests.remove(folder.root)
             self.queue.put_offline(folder.root)
-        log.warning("watched folder %s is %s: its %d indexed files are kept but marked offline "
-                    "(not searchable); nothing is deleted; waiting for it to come back", folder.root, why, count)
+        log.warning(
+            "watched folder %s is %s: its %d indexed files are kept but marked offline "
+            "(not searchable); nothing is deleted; waiting for it to come back",
+            folder.root,
+            why,
+            count,
+        )
 
     def _fall_back(self, folder: _Folder, why: str) -> None:
-        if folder.kind == "polling":
+        if folder.kind == ObserverKind.POLLING:
             log.warning("%s: %s; rescanning it", folder.root, why)
             with self._cond:
                 self._request_scan(folder)
             return
-        log.warning("%s: %s; polling it every %.0f s instead and rescanning it so no change is missed",
-                    folder.root, why, self.options.poll_seconds)
+        log.warning(
+            "%s: %s; polling it every %.0f s instead and rescanning it so no change is missed",
+            folder.root,
+            why,
+            self.options.poll_seconds,
+        )
         self._stop_observer(folder)
         with self._cond:
             folder.fallback = why
@@ -655,65 +451,42 @@ class Watcher:
             return
         with self._cond:
             folder.observer, folder.kind = observer, kind
-            folder.state, folder.reason, folder.since = POLLING, reason, time.time()
+            folder.state, folder.reason, folder.since = FolderState.POLLING, reason, time.time()
             self._request_scan(folder)
 
-    def _start_observer(self, folder: _Folder) -> tuple[BaseObserver, str, str | None]:
+    def _start_observer(self, folder: _Folder) -> tuple[BaseObserver, ObserverKind, str | None]:
         """A running observer for the folder: inotify if it can, else polling; with the reason."""
         with self._cond:
             folder.generation += 1
             generation = folder.generation
             options, fallback = self.options, folder.fallback
-        watched = os.path.realpath(folder.root)
-        handler = _Handler(self, folder.root, watched, generation)
-        schedule = {"recursive": options.recursive, "event_filter": EVENTS}
-        if not options.force_polling and fallback is None:
-            observer: BaseObserver | None = None
-            try:
-                if InotifyFD is not None:
-                    observer = _InotifyObserver(lambda why: self._report(folder.root, generation, why))
-                    kind = "inotify"
-                else:  # pragma: no cover - not Linux
-                    from watchdog.observers import Observer
-
-                    observer, kind = Observer(), "native"
-                observer.schedule(handler, watched, **schedule)
-                observer.start()
-                return observer, kind, None
-            except OSError as exc:
-                if observer is not None:
-                    self._stop_observer_now(observer)
-                fallback = _inotify_error(exc)
-                with self._cond:
-                    folder.fallback = fallback
-                    folder.trouble = None  # reported by the attempt that just failed: handled here
-                log.warning("cannot watch %s with inotify: %s; polling it every %.0f s instead",
-                            folder.root, fallback, options.poll_seconds)
-        poller = PollingObserver(timeout=options.poll_seconds)
-        poller.schedule(handler, watched, **schedule)
-        poller.start()
-        return poller, "polling", fallback or "polling forced by the settings"
+        forced = "polling forced by the settings" if options.force_polling else None
+        root = folder.root
+        observer, kind, reason = start_observer(
+            root,
+            lambda event, src, dest: self._on_event(root, generation, event, src, dest),
+            lambda why: self._report(root, generation, why),
+            recursive=options.recursive,
+            poll_seconds=options.poll_seconds,
+            polling_reason=fallback or forced,
+        )
+        if kind == ObserverKind.POLLING and fallback is None and forced is None:
+            with self._cond:
+                folder.fallback = reason  # inotify could not watch it
+                folder.trouble = None  # reported by the attempt that just failed: handled here
+        return observer, kind, reason
 
     def _stop_observer(self, folder: _Folder) -> None:
         with self._cond:
             observer, folder.observer = folder.observer, None
         if observer is not None:
-            self._stop_observer_now(observer)
-
-    @staticmethod
-    def _stop_observer_now(observer: BaseObserver) -> None:
-        try:
-            observer.stop()
-            if observer.is_alive():
-                observer.join(timeout=10)
-        except Exception:
-            log.exception("could not stop a folder observer")
+            stop_observer(observer)
 
     # -- the scanner thread: reconcile scans
 
     def _request_scan(self, folder: _Folder) -> None:
         """Under the lock: queue a reconcile scan of an online folder."""
-        if folder.state in (WATCHING, POLLING) and folder.root not in self._scan_requests:
+        if folder.state in (FolderState.WATCHING, FolderState.POLLING) and folder.root not in self._scan_requests:
             self._scan_requests.append(folder.root)
             self._cond.notify_all()
 
@@ -725,7 +498,7 @@ class Watcher:
                 if self._stop.is_set():
                     return
                 folder = self._folders.get(self._scan_requests.pop(0))
-                if folder is None or folder.state not in (WATCHING, POLLING):
+                if folder is None or folder.state not in (FolderState.WATCHING, FolderState.POLLING):
                     continue
                 folder.scanning = True
                 generation = folder.generation
@@ -744,15 +517,25 @@ class Watcher:
         started = time.monotonic()
         options = self.options
         try:
-            plan = plan_folder(self.catalog, folder.root, options.extensions, options.recursive, self.models,
-                               on_error=lambda path, exc: log.warning("cannot read %s: %s", path, exc))
+            plan = plan_folder(
+                self.catalog,
+                folder.root,
+                options.extensions,
+                options.recursive,
+                self.models,
+                on_error=lambda path, exc: log.warning("cannot read %s: %s", path, exc),
+            )
         except FileNotFoundError:
             self._kick()  # the folder went while we looked: the control thread takes it offline
             return
-        identity, problem = _probe(folder.root)
+        identity, problem = probe_folder(folder.root)
         with self._cond:
-            current = (self._folders.get(folder.root) is folder and folder.generation == generation
-                       and folder.identity == identity and problem is None)
+            current = (
+                self._folders.get(folder.root) is folder
+                and folder.generation == generation
+                and folder.identity == identity
+                and problem is None
+            )
         if not current:
             log.info("scan of %s dropped: the folder changed while it was being scanned", folder.root)
             self._kick()
@@ -767,20 +550,36 @@ class Watcher:
         with self._cond:
             for path, mtime_ns in plan.to_add:
                 if mtime_ns >= fresh_after:  # written moments ago: maybe still being written
-                    self._touch(folder.root, path, complete=False)
-            self.queue.put_many(plan.to_restore, RESTORE)
-            self.queue.put_many(plan.vanished, REMOVE)
-            self.queue.put_many(ready, ADD)
+                    self._router.touch(folder.root, path, complete=False)
+            self.queue.put_many(plan.to_restore, Intent.RESTORE)
+            self.queue.put_many(plan.vanished, Intent.REMOVE)
+            self.queue.put_many(ready, Intent.ADD)
+            self._cond.notify_all()  # the control thread wakes for files now settling
         seconds = time.monotonic() - started
-        summary = {"at": _iso(time.time()), "seconds": round(seconds, 3), "found": plan.found,
-                   "queued": len(plan.to_add), "restored": len(plan.to_restore), "removed": len(plan.vanished),
-                   "unchanged": plan.unchanged, "unreadable": len(plan.unreadable)}
+        summary = {
+            "at": iso_utc(time.time()),
+            "seconds": round(seconds, 3),
+            "found": plan.found,
+            "queued": len(plan.to_add),
+            "restored": len(plan.to_restore),
+            "removed": len(plan.vanished),
+            "unchanged": plan.unchanged,
+            "unreadable": len(plan.unreadable),
+        }
         with self._cond:
             folder.last_scan = summary
         level = logging.INFO if (plan.to_add or plan.to_restore or plan.vanished) else logging.DEBUG
-        log.log(level, "scanned %s in %.2f s: %d images, %d new or changed, %d back online, %d gone, %d unchanged",
-                folder.root, seconds, plan.found, len(plan.to_add), len(plan.to_restore), len(plan.vanished),
-                plan.unchanged)
+        log.log(
+            level,
+            "scanned %s in %.2f s: %d images, %d new or changed, %d back online, %d gone, %d unchanged",
+            folder.root,
+            seconds,
+            plan.found,
+            len(plan.to_add),
+            len(plan.to_restore),
+            len(plan.vanished),
+            plan.unchanged,
+        )
 
 
 def _roots(folders: Iterable[str | os.PathLike[str]]) -> list[str]:

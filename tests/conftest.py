@@ -1,39 +1,21 @@
-"""Shared fixtures: real photos, real extractors (offline), config files and the CLI."""
+"""Fixtures: real photos, real extractors (offline), a settings file, and the leak check.
+
+Helpers to import (waiting, settings files, the CLI, a live daemon) are in ``helpers``.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def skimage_photos() -> dict[str, Image.Image]:
-    """Real colour photos shipped with scikit-image."""
-    from skimage import data
-
-    left, right, _ = data.stereo_motorcycle()
-    return {
-        "chelsea": Image.fromarray(data.chelsea()),
-        "coffee": Image.fromarray(data.coffee()),
-        "astronaut": Image.fromarray(data.astronaut()),
-        "rocket": Image.fromarray(data.rocket()),
-        "motorcycle_left": Image.fromarray(left),
-        "motorcycle_right": Image.fromarray(right),
-        "immunohistochemistry": Image.fromarray(data.immunohistochemistry()),
-        "hubble": Image.fromarray(data.hubble_deep_field()),
-        "retina": Image.fromarray(data.retina()).resize((512, 512)),
-    }
+from helpers import skimage_photos, write_config
 
 
 @pytest.fixture(scope="session")
@@ -42,78 +24,131 @@ def photos() -> dict[str, Image.Image]:
 
 
 @pytest.fixture(scope="session")
-def efficientnet():
+def efficientnet() -> Any:
     from imgsearchd.extractors import create
 
     return create("efficientnet", {"device": "cpu", "batch_size": 8})
 
 
 @pytest.fixture(scope="session")
-def clip_random():
+def clip_random() -> Any:
     from imgsearchd.extractors import create
 
     return create("clip", {"model": "ViT-B-32", "pretrained": "none", "device": "cpu", "batch_size": 4})
 
 
 @pytest.fixture(scope="session")
-def resnet_random():
+def resnet_random() -> Any:
     from imgsearchd.extractors import create
 
     return create("resnet", {"weights": "none", "device": "cpu", "batch_size": 4})
 
 
-def toml_value(value: Any) -> str:
-    return json.dumps(value)  # JSON strings, numbers, booleans and lists are valid TOML
-
-
-def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
-    """Write a TOML settings file from {"section": {"key": value}}."""
-    lines = []
-    for section, values in sections.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{key} = {toml_value(value)}" for key, value in values.items())
-        lines.append("")
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
-
-
 @pytest.fixture
 def offline_config(tmp_path: Path) -> Path:
     """Settings for CLI runs: efficientnet only (offline), state under tmp_path."""
-    return write_config(tmp_path / "imgsearchd.toml", {
-        "index": {"data_dir": str(tmp_path / "data"), "extractors": ["efficientnet"],
-                  "fallback_extractor": "", "loader_threads": 2},
-        "extractors.efficientnet": {"device": "cpu", "batch_size": 8},
-    })
-
-
-def cli_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "imgsearchd.cli", *args]
-
-
-def run_cli(*args: str, timeout: float = 180, prefix: Sequence[str] = (), env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``imgsearchd`` as a real subprocess."""
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("IMGSEARCHD_CONFIG", None)
-    return subprocess.run(
-        [*prefix, *cli_command(*args)], capture_output=True, text=True, timeout=timeout, env=full_env
+    return write_config(
+        tmp_path / "imgsearchd.toml",
+        {
+            "index": {
+                "data_dir": str(tmp_path / "data"),
+                "extractors": ["efficientnet"],
+                "fallback_extractor": "",
+                "loader_threads": 2,
+            },
+            "extractors.efficientnet": {"device": "cpu", "batch_size": 8},
+        },
     )
 
 
-def without_file_permissions_bypass() -> list[str]:
-    """A command prefix that makes root obey file permissions (drops CAP_DAC_*), else nothing."""
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root without setpriv: cannot make a file unreadable")
-    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
+# -- leaks ------------------------------------------------------------------------------------
+#
+# A test (or a module's fixtures) that leaves a thread or a child process running fails:
+# a leaked watcher, indexer or builder keeps working on a deleted folder, holds files open
+# and makes later tests flaky. Threads get a few seconds to finish what they were told to.
+
+LEAK_GRACE_SECONDS = float(os.environ.get("IMGSEARCHD_TEST_LEAK_GRACE", "5"))
+# Threads that are not the code's: tqdm's monitor (once per process, on purpose) and
+# pytest-timeout's timer, which outlives the last test of a module by a moment.
+LONG_LIVED_THREADS = ("TMonitor", "pytest_timeout")
 
 
-def save_jpeg(image: Image.Image, path: Path, quality: int = 90, **kwargs: Any) -> Path:
-    image.convert("RGB").save(path, "JPEG", quality=quality, **kwargs)
-    return path
+def _threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.is_alive() and not t.name.startswith(LONG_LIVED_THREADS)}
 
 
-def unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+def _children() -> set[int]:
+    """This process's running child processes (zombies are reaped by whoever started them)."""
+    pids: set[int] = set()
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids.update(int(p) for p in f.read().split())
+        except OSError:
+            continue
+    running = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            running.add(pid)
+    return running
+
+
+def _describe(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        return f"{pid} ({command[:120]})"
+    except OSError:
+        return str(pid)
+
+
+def _leaks(threads: set[threading.Thread], children: set[int]) -> list[str]:
+    """What runs now that did not before, after waiting up to LEAK_GRACE_SECONDS for it to end."""
+    deadline = time.monotonic() + LEAK_GRACE_SECONDS
+    while True:
+        new_threads = sorted(t.name for t in _threads() - threads)
+        new_children = sorted(_children() - children)
+        if not new_threads and not new_children:
+            return []
+        if time.monotonic() > deadline:
+            return [f"thread {name}" for name in new_threads] + [f"process {_describe(p)}" for p in new_children]
+        time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_leaks_from_module() -> Iterator[None]:
+    """Module-scoped fixtures (a shared live server) must stop everything they started."""
+    threads, children = _threads(), _children()
+    yield
+    leaked = _leaks(threads, children)
+    if leaked:
+        pytest.fail(f"the module's fixtures left running: {', '.join(leaked)}", pytrace=False)
+
+
+def _shares_a_module_fixture(request: pytest.FixtureRequest) -> bool:
+    """True when the test uses a fixture that lives across tests (a shared live daemon):
+    its pools grow threads on demand, which then belong to it, not to the test."""
+    definitions = request.node._fixtureinfo.name2fixturedefs
+    return any(
+        defs[-1].scope in ("module", "class", "package")
+        for name, defs in definitions.items()
+        if name != "_no_leaks_from_module"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test must stop every thread and child process it started."""
+    if _shares_a_module_fixture(request):
+        yield  # checked when the module's fixtures are torn down
+        return
+    threads, children = _threads(), _children()
+    yield
+    leaked = _leaks(threads, children)
+    if leaked:
+        pytest.fail(f"the test left running: {', '.join(leaked)}", pytrace=False)

@@ -45,7 +45,9 @@ def png_claiming_size(path: Path, width: int = 30000, height: int = 30000) -> Pa
     """A tiny PNG whose header claims a huge picture (a decompression bomb's calling card)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -75,7 +77,7 @@ def palette_png_with_transparency(path: Path, size: int = 64) -> Path:
 
 def rgba_png_half_transparent(path: Path, size: int = 64) -> Path:
     array = np.zeros((size, size, 4), dtype=np.uint8)
-    array[:, size // 2:] = (0, 0, 255, 255)  # right half opaque blue, left transparent
+    array[:, size // 2 :] = (0, 0, 255, 255)  # right half opaque blue, left transparent
     Image.fromarray(array).save(path, "PNG")
     return path
 
@@ -99,5 +101,5 @@ def animated_gif(path: Path, size: int = 64) -> Path:
 
 
 def large_jpeg(path: Path, photo: Image.Image, width: int = 4000, height: int = 3000) -> Path:
-    photo.convert("RGB").resize((width, height), Image.BICUBIC).save(path, "JPEG", quality=88)
+    photo.convert("RGB").resize((width, height), Image.Resampling.BICUBIC).save(path, "JPEG", quality=88)
     return path

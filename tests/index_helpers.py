@@ -13,8 +13,16 @@ EXTRACTOR = "clip"
 MODEL = "model-x"
 
 
-def photo_like(n: int, dim: int = 512, *, seed: int = 0, topic_size: int = 5000, event_mean: float = 20.0,
-               event_spread: float = 1.0, photo_noise: float = 0.5) -> np.ndarray:
+def photo_like(
+    n: int,
+    dim: int = 512,
+    *,
+    seed: int = 0,
+    topic_size: int = 5000,
+    event_mean: float = 20.0,
+    event_spread: float = 1.0,
+    photo_noise: float = 0.5,
+) -> np.ndarray:
     """``n`` clustered unit vectors shaped like a photo library's embeddings.
 
     Topics (one per ``topic_size`` photos) hold events (bursts of a geometric number of
@@ -35,9 +43,9 @@ def photo_like(n: int, dim: int = 512, *, seed: int = 0, topic_size: int = 5000,
     rng.shuffle(which)
     out = np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, 100_000):
-        w = which[start:start + 100_000]
+        w = which[start : start + 100_000]
         noise = rng.standard_normal((len(w), dim)).astype(np.float32) / np.sqrt(dim)
-        out[start:start + len(w)] = events[w] + photo_noise * noise
+        out[start : start + len(w)] = events[w] + photo_noise * noise
     out /= np.linalg.norm(out, axis=1, keepdims=True)
     return out
 
@@ -52,13 +60,19 @@ def path_of(i: int) -> str:
     return f"/photos/{i // 1000:04d}/img{i:08d}.jpg"
 
 
-def add_files(catalog: Catalog, vectors: np.ndarray, start: int = 0, *, model: str = MODEL,
-              batch: int = 5000, tag: str = "") -> np.ndarray:
+def add_files(
+    catalog: Catalog, vectors: np.ndarray, start: int = 0, *, model: str = MODEL, batch: int = 5000, tag: str = ""
+) -> np.ndarray:
     """Record one fake file per vector (paths ``path_of(start + k)``); return their file ids."""
     for lo in range(0, len(vectors), batch):
         catalog.record_batch(
-            FileResult(path=path_of(start + k), size=1000 + k, mtime_ns=k,
-                       content_hash=f"hash{tag}-{start + k}", vectors={EXTRACTOR: (model, vectors[k])})
+            FileResult(
+                path=path_of(start + k),
+                size=1000 + k,
+                mtime_ns=k,
+                content_hash=f"hash{tag}-{start + k}",
+                vectors={EXTRACTOR: (model, vectors[k])},
+            )
             for k in range(lo, min(lo + batch, len(vectors)))
         )
     return ids_of(catalog, range(start, start + len(vectors)))
@@ -107,8 +121,16 @@ def mappings_under(directory: str | os.PathLike[str]) -> list[str]:
         return [line.strip() for line in f if prefix in line]
 
 
-def broad_clusters(n: int, dim: int = 512, *, seed: int = 0, cluster_size: int = 500, rank: int = 16,
-                   spread: float = 0.6, noise: float = 0.3) -> np.ndarray:
+def broad_clusters(
+    n: int,
+    dim: int = 512,
+    *,
+    seed: int = 0,
+    cluster_size: int = 500,
+    rank: int = 16,
+    spread: float = 0.6,
+    noise: float = 0.3,
+) -> np.ndarray:
     """A harder set: each cluster lies near its own random ``rank``-dimensional subspace.
 
     Neighbours are far apart (nearest-neighbour cosine about 0.73 at 100k), the hard case

@@ -7,13 +7,13 @@ import sqlite3
 import numpy as np
 import pytest
 
-from imgsearchd.catalog import SCHEMA_VERSION, Catalog, CatalogError, FileResult
-
-from conftest import unit
+from imgsearchd.catalog import Catalog, CatalogError, FileResult
+from imgsearchd.schema import VERSION as SCHEMA_VERSION
 
 
 def vec(seed: int, dim: int = 8) -> np.ndarray:
-    return unit(np.random.default_rng(seed).normal(size=dim)).astype(np.float32)
+    v = np.random.default_rng(seed).normal(size=dim)
+    return (v / np.linalg.norm(v)).astype(np.float32)
 
 
 def result(path: str, h: str, seed: int, model: str = "m1", size: int = 10, mtime: int = 1) -> FileResult:
@@ -90,7 +90,9 @@ def test_changed_content_gets_a_new_id_and_the_old_one_is_reported_removed(catal
 
 
 def test_failed_file_keeps_reason_and_no_vector(catalog):
-    catalog.record_batch([FileResult(path="/p/bad.jpg", size=3, mtime_ns=1, error_reason="truncated", error_detail="cut")])
+    catalog.record_batch(
+        [FileResult(path="/p/bad.jpg", size=3, mtime_ns=1, error_reason="truncated", error_detail="cut")]
+    )
     record = catalog.get("/p/bad.jpg")
     assert (record.state, record.error_reason, record.error_detail) == ("failed", "truncated", "cut")
     assert catalog.counts()["failed_by_reason"] == {"truncated": 1}
@@ -98,7 +100,9 @@ def test_failed_file_keeps_reason_and_no_vector(catalog):
 
 
 def test_move_keeps_id_and_vector(catalog):
-    catalog.record_batch([result("/p/dir/a.jpg", "h1", 1), result("/p/dir/sub/b.jpg", "h2", 2), result("/p/dir2/c.jpg", "h3", 3)])
+    catalog.record_batch(
+        [result("/p/dir/a.jpg", "h1", 1), result("/p/dir/sub/b.jpg", "h2", 2), result("/p/dir2/c.jpg", "h3", 3)]
+    )
     a = catalog.get("/p/dir/a.jpg")
     assert catalog.move("/p/dir", "/p/moved") == 2
     assert catalog.get("/p/dir/a.jpg") is None

@@ -7,31 +7,8 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.request
 
-import pytest
-
-from conftest import cli_command, run_cli, write_config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "daemon exited"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("daemon never became healthy")
+from helpers import cli_command, free_port, run_cli, wait_healthy, write_config
 
 
 def test_serve_and_thin_clients(tmp_path, photos):
@@ -42,15 +19,22 @@ def test_serve_and_thin_clients(tmp_path, photos):
         photos[name].save(photo_dir / f"{name}.jpg")
     elsewhere = tmp_path / "elsewhere"  # not watched: only the API adds and removes files here
     elsewhere.mkdir()
-    config = write_config(tmp_path / "c.toml", {
-        "server": {"port": port, "allowed_roots": [str(elsewhere)]},
-        "index": {"data_dir": str(tmp_path / "data"), "extractors": ["efficientnet"], "fallback_extractor": ""},
-        "extractors.efficientnet": {"device": "cpu", "batch_size": 8},
-    })
+    config = write_config(
+        tmp_path / "c.toml",
+        {
+            "server": {"port": port, "allowed_roots": [str(elsewhere)]},
+            "index": {"data_dir": str(tmp_path / "data"), "extractors": ["efficientnet"], "fallback_extractor": ""},
+            "extractors.efficientnet": {"device": "cpu", "batch_size": 8},
+        },
+    )
     down = run_cli("stats", "--config", str(config))
     assert down.returncode == 4 and "not running" in down.stderr and "imgsearchd serve" in down.stderr
-    proc = subprocess.Popen(cli_command("serve", "--config", str(config), "--watch", str(photo_dir)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cli_command("serve", "--config", str(config), "--watch", str(photo_dir)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_healthy(port, proc)
         deadline = time.monotonic() + 60
@@ -60,7 +44,9 @@ def test_serve_and_thin_clients(tmp_path, photos):
         found = run_cli("search", str(photo_dir / "motorcycle_left.jpg"), "--limit", "2", "--config", str(config))
         assert found.returncode == 0, found.stderr
         assert [r["image"] for r in json.loads(found.stdout)["results"]] == [
-            str(photo_dir / "motorcycle_left.jpg"), str(photo_dir / "motorcycle_right.jpg")]
+            str(photo_dir / "motorcycle_left.jpg"),
+            str(photo_dir / "motorcycle_right.jpg"),
+        ]
         photos["rocket"].save(elsewhere / "rocket.png")
         added = run_cli("add", str(elsewhere / "rocket.png"), "--config", str(config))
         assert added.returncode == 0 and json.loads(added.stdout)["status"] == "indexed"
@@ -73,7 +59,7 @@ def test_serve_and_thin_clients(tmp_path, photos):
         assert run_cli("rebuild", "--config", str(config)).returncode == 0
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "stopped" in err
 
@@ -89,7 +75,9 @@ def test_serve_exits_non_zero_when_the_port_is_taken(tmp_path):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        config = write_config(tmp_path / "c.toml", {"server": {"port": port},
-                                                    "index": {"data_dir": str(tmp_path / "d"), "extractors": ["efficientnet"]}})
+        config = write_config(
+            tmp_path / "c.toml",
+            {"server": {"port": port}, "index": {"data_dir": str(tmp_path / "d"), "extractors": ["efficientnet"]}},
+        )
         result = run_cli("serve", "--config", str(config), timeout=60)
     assert result.returncode == 1 and "cannot listen" in result.stderr

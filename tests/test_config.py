@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from imgsearchd import config as cfg
 from imgsearchd.config import ConfigError, load_config
 
-from conftest import REPO, write_config
+from helpers import REPO, write_config
 
 
 def test_shipped_config_is_valid_and_matches_defaults():
@@ -18,8 +16,7 @@ def test_shipped_config_is_valid_and_matches_defaults():
     assert loaded.values == defaults
     assert loaded.index["extractors"] == ["clip"]
     assert loaded.index["fallback_extractor"] == "efficientnet"
-    assert loaded.server == {"host": "127.0.0.1", "port": 8080, "allowed_roots": [],
-                             "max_upload_mb": 32, "token": ""}
+    assert loaded.server == {"host": "127.0.0.1", "port": 8080, "allowed_roots": [], "max_upload_mb": 32, "token": ""}
 
 
 def test_explicit_path_wins_over_environment(tmp_path, monkeypatch):
@@ -47,24 +44,27 @@ def test_missing_explicit_file_is_an_error(tmp_path):
         load_config(tmp_path / "nope.toml")
 
 
-@pytest.mark.parametrize("sections,needle", [
-    ({"server": {"prot": 1}}, "unknown key server.prot"),
-    ({"sever": {"port": 1}}, "unknown section [sever]"),
-    ({"server": {"port": "8080"}}, "server.port must be int"),
-    ({"server": {"port": 70000}}, "server.port must be a port number"),
-    ({"index": {"extractors": ["clip", "vgg"]}}, "unknown extractor 'vgg'"),
-    ({"index": {"extractors": []}}, "index.extractors must name at least one"),
-    ({"index": {"fallback_extractor": "vgg"}}, "index.fallback_extractor"),
-    ({"index": {"trees": 0}}, "index.trees must be greater than 0"),
-    ({"index": {"trees": True}}, "index.trees must be int"),
-    ({"index": {"search_k": 0}}, "index.search_k must be -1"),
-    ({"watch": {"recursive": 1}}, "watch.recursive must be bool"),
-    ({"watch": {"extensions": ["jpg"]}}, "'jpg' is not an extension"),
-    ({"watch": {"directories": [1]}}, "watch.directories must be a list of str"),
-    ({"extractors.clip": {"device": "tpu"}}, "extractors.clip.device must be one of"),
-    ({"extractors.vgg": {"batch_size": 1}}, "unknown section [extractors.vgg]"),
-    ({"extractors.clip": {"batch_size": -1}}, "extractors.clip.batch_size must be greater than 0"),
-])
+@pytest.mark.parametrize(
+    "sections,needle",
+    [
+        ({"server": {"prot": 1}}, "unknown key server.prot"),
+        ({"sever": {"port": 1}}, "unknown section [sever]"),
+        ({"server": {"port": "8080"}}, "server.port must be int"),
+        ({"server": {"port": 70000}}, "server.port must be a port number"),
+        ({"index": {"extractors": ["clip", "vgg"]}}, "unknown extractor 'vgg'"),
+        ({"index": {"extractors": []}}, "index.extractors must name at least one"),
+        ({"index": {"fallback_extractor": "vgg"}}, "index.fallback_extractor"),
+        ({"index": {"trees": 0}}, "index.trees must be greater than 0"),
+        ({"index": {"trees": True}}, "index.trees must be int"),
+        ({"index": {"search_k": 0}}, "index.search_k must be -1"),
+        ({"watch": {"recursive": 1}}, "watch.recursive must be bool"),
+        ({"watch": {"extensions": ["jpg"]}}, "'jpg' is not an extension"),
+        ({"watch": {"directories": [1]}}, "watch.directories must be a list of str"),
+        ({"extractors.clip": {"device": "tpu"}}, "extractors.clip.device must be one of"),
+        ({"extractors.vgg": {"batch_size": 1}}, "unknown section [extractors.vgg]"),
+        ({"extractors.clip": {"batch_size": -1}}, "extractors.clip.batch_size must be greater than 0"),
+    ],
+)
 def test_bad_settings_name_the_key_and_the_file(tmp_path, sections, needle):
     path = write_config(tmp_path / "bad.toml", sections)
     with pytest.raises(ConfigError) as caught:
@@ -82,8 +82,9 @@ def test_invalid_toml_names_the_file(tmp_path):
 
 def test_command_line_overrides_the_file(tmp_path):
     path = write_config(tmp_path / "c.toml", {"server": {"port": 9005}, "index": {"data_dir": "x"}})
-    loaded = load_config(path, {"server.port": 9006, "index.data_dir": str(tmp_path / "d"),
-                                "index.extractors": ["efficientnet"]})
+    loaded = load_config(
+        path, {"server.port": 9006, "index.data_dir": str(tmp_path / "d"), "index.extractors": ["efficientnet"]}
+    )
     assert loaded.server["port"] == 9006
     assert loaded.data_dir == tmp_path / "d"
     assert loaded.index["extractors"] == ["efficientnet"]

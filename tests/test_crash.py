@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import cli_command, run_cli
+from helpers import cli_command, run_cli
 
 N_FILES = 72
 
@@ -65,12 +65,15 @@ def test_sigkill_at_several_points_then_a_clean_run(tmp_path, photos, offline_co
     paths = make_distinct_photos(tmp_path / "photos", photos)
     db = tmp_path / "data" / "catalog.sqlite3"
     for threshold in kill_points:
-        proc = subprocess.Popen(cli_command("index", str(tmp_path / "photos"), "--config", str(offline_config)),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cli_command("index", str(tmp_path / "photos"), "--config", str(offline_config)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 120
         try:
             while time.monotonic() < deadline and proc.poll() is None:
-                if threshold == 0 and db.exists() or threshold and count_files(db) >= threshold:
+                if (threshold == 0 and db.exists()) or (threshold and count_files(db) >= threshold):
                     break
                 time.sleep(0.01)
         finally:

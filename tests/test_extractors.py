@@ -15,7 +15,7 @@ from imgsearchd import images
 from imgsearchd.extractors import ModelUnavailableError, TextNotSupportedError, create, load
 from imgsearchd.extractors import clip as clip_module
 from imgsearchd.extractors import resnet as resnet_module
-from imgsearchd.index import exact_top
+from imgsearchd.index_parts import exact_top
 
 
 def decoded(image: Image.Image, extractor) -> Image.Image:
@@ -52,7 +52,7 @@ def test_efficientnet_edited_copy_finds_its_original_first(gallery, photos, effi
     if edit == "rotate_90":
         copy = photo.transpose(Image.Transpose.ROTATE_90)
     elif edit == "rotate_12":
-        copy = photo.rotate(12, resample=Image.BICUBIC, expand=False, fillcolor=(128, 128, 128))
+        copy = photo.rotate(12, resample=Image.Resampling.BICUBIC, expand=False, fillcolor=(128, 128, 128))
     elif edit == "jpeg_q25":
         buf = io.BytesIO()
         photo.save(buf, "JPEG", quality=25)
@@ -66,12 +66,14 @@ def test_efficientnet_edited_copy_finds_its_original_first(gallery, photos, effi
 def test_efficientnet_is_real_imagenet_weights(photos, efficientnet):
     """With its classifier back on, the packaged weights call Chelsea a cat (ImageNet 281-285)."""
     import timm
+
     from imgsearchd.extractors.efficientnet import load_lite0_state_dict, packaged_weights_path
 
     full = timm.create_model("efficientnet_lite0", pretrained=False)
     raw = torch.load(packaged_weights_path(), map_location="cpu", weights_only=True)
-    body = load_lite0_state_dict(packaged_weights_path(),
-                                 {k: v for k, v in full.state_dict().items() if not k.startswith("classifier.")})
+    body = load_lite0_state_dict(
+        packaged_weights_path(), {k: v for k, v in full.state_dict().items() if not k.startswith("classifier.")}
+    )
     full.load_state_dict({**body, "classifier.weight": raw["_fc.weight"], "classifier.bias": raw["_fc.bias"]})
     batch = efficientnet.preprocess(decoded(photos["chelsea"], efficientnet))[None]
     with torch.inference_mode():
@@ -139,7 +141,7 @@ def test_clip_offline_says_what_to_put_where(offline):
 
 
 def test_clip_unknown_tag_lists_known_ones():
-    with pytest.raises(ModelUnavailableError, match="known tags: .*laion2b_s34b_b79k"):
+    with pytest.raises(ModelUnavailableError, match=r"known tags: .*laion2b_s34b_b79k"):
         create("clip", {"model": "ViT-B-32", "pretrained": "no_such_tag", "device": "cpu"})
 
 

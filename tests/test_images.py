@@ -16,7 +16,7 @@ from imgsearchd import images
 from imgsearchd.images import ImageError, ImageLimits
 
 import image_factory as make
-from conftest import without_file_permissions_bypass
+from helpers import without_file_permissions_bypass
 
 
 def reason_of(path: Path, limits: ImageLimits = ImageLimits(), min_side: int = 224) -> str:
@@ -26,15 +26,15 @@ def reason_of(path: Path, limits: ImageLimits = ImageLimits(), min_side: int = 2
 
 
 def test_zero_bytes_is_empty(tmp_path):
-    assert reason_of(make.zero_bytes(tmp_path / "empty.jpg")) == images.EMPTY
+    assert reason_of(make.zero_bytes(tmp_path / "empty.jpg")) == images.Reason.EMPTY
 
 
 def test_truncated_jpeg(tmp_path, photos):
-    assert reason_of(make.truncated_jpeg(tmp_path / "cut.jpg", photos["chelsea"])) == images.TRUNCATED
+    assert reason_of(make.truncated_jpeg(tmp_path / "cut.jpg", photos["chelsea"])) == images.Reason.TRUNCATED
 
 
 def test_text_named_jpg_is_not_an_image(tmp_path):
-    assert reason_of(make.text_as_jpeg(tmp_path / "notes.jpg")) == images.NOT_AN_IMAGE
+    assert reason_of(make.text_as_jpeg(tmp_path / "notes.jpg")) == images.Reason.NOT_AN_IMAGE
 
 
 def test_png_header_claiming_30000_squared_is_refused_before_decoding(tmp_path):
@@ -42,26 +42,26 @@ def test_png_header_claiming_30000_squared_is_refused_before_decoding(tmp_path):
     started = time.monotonic()
     with pytest.raises(ImageError) as caught:
         images.load_image(str(path), 224)
-    assert caught.value.reason == images.TOO_LARGE
+    assert caught.value.reason == images.Reason.TOO_LARGE
     assert "30000x30000" in caught.value.detail
     assert time.monotonic() - started < 1.0  # refused from the header, nothing allocated
 
 
 def test_pixel_cap_is_configurable(tmp_path, photos):
     path = make.large_jpeg(tmp_path / "big.jpg", photos["coffee"], 400, 300)
-    assert reason_of(path, ImageLimits(max_pixels=100_000)) == images.TOO_LARGE
+    assert reason_of(path, ImageLimits(max_pixels=100_000)) == images.Reason.TOO_LARGE
     assert images.load_image(str(path), 224, ImageLimits(max_pixels=120_000)).mode == "RGB"
 
 
 def test_file_size_cap(tmp_path, photos):
     path = make.large_jpeg(tmp_path / "big.jpg", photos["coffee"], 400, 300)
-    assert reason_of(path, ImageLimits(max_file_bytes=1000)) == images.TOO_LARGE
+    assert reason_of(path, ImageLimits(max_file_bytes=1000)) == images.Reason.TOO_LARGE
 
 
 def test_missing_file_and_folder(tmp_path):
-    assert reason_of(tmp_path / "nope.jpg") == images.MISSING
+    assert reason_of(tmp_path / "nope.jpg") == images.Reason.MISSING
     (tmp_path / "dir.jpg").mkdir()
-    assert reason_of(tmp_path / "dir.jpg") == images.NOT_A_FILE
+    assert reason_of(tmp_path / "dir.jpg") == images.Reason.NOT_A_FILE
 
 
 def test_unreadable_file_is_reported_as_unreadable(tmp_path, photos):
@@ -73,9 +73,11 @@ def test_unreadable_file_is_reported_as_unreadable(tmp_path, photos):
     )
     out = subprocess.run(
         [*without_file_permissions_bypass(), sys.executable, "-c", code, str(path)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert out.stdout.strip() == images.UNREADABLE, out.stderr
+    assert out.stdout.strip() == images.Reason.UNREADABLE, out.stderr
 
 
 def test_cmyk_jpeg_keeps_its_colours(tmp_path, photos):
@@ -124,7 +126,9 @@ def test_animated_gif_gives_first_frame(tmp_path):
     assert picture.getpixel((10, 10)) == make.RED
 
 
-@pytest.mark.parametrize("fmt,suffix", [("WEBP", ".webp"), ("BMP", ".bmp"), ("TIFF", ".tif"), ("PNG", ".png"), ("GIF", ".gif")])
+@pytest.mark.parametrize(
+    "fmt,suffix", [("WEBP", ".webp"), ("BMP", ".bmp"), ("TIFF", ".tif"), ("PNG", ".png"), ("GIF", ".gif")]
+)
 def test_every_supported_format_decodes(tmp_path, photos, fmt, suffix):
     path = tmp_path / f"photo{suffix}"
     photos["astronaut"].save(path, fmt)
@@ -135,7 +139,7 @@ def test_every_supported_format_decodes(tmp_path, photos, fmt, suffix):
 def test_unsupported_format_is_not_an_image(tmp_path, photos):
     path = tmp_path / "photo.jpg"
     photos["chelsea"].save(path, "PPM")  # Pillow reads PPM, but we do not accept it
-    assert reason_of(path) == images.NOT_AN_IMAGE
+    assert reason_of(path) == images.Reason.NOT_AN_IMAGE
 
 
 def test_large_jpeg_is_decoded_at_reduced_size(tmp_path, photos):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -10,15 +11,28 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from imgsearchd.catalog import Catalog, FileResult
-from imgsearchd.index import META_NAME, ExtractorIndex
+from imgsearchd.index import ExtractorIndex
+from imgsearchd.snapshot import META_NAME
 
-from index_helpers import (EXTRACTOR, MODEL, add_files, exact_top, index_files, mappings_under, open_fds_under,
-                           path_of, photo_like, random_unit)
+from helpers import wait_for
+from index_helpers import (
+    EXTRACTOR,
+    MODEL,
+    add_files,
+    exact_top,
+    index_files,
+    mappings_under,
+    open_fds_under,
+    path_of,
+    photo_like,
+    random_unit,
+)
 
 DIM = 32
 QUIET = dict(rebuild_after_changes=10**9, rebuild_after_seconds=3600.0)  # no automatic rebuilds
@@ -30,13 +44,14 @@ def catalog(tmp_path: Path):
         yield cat
 
 
-def make_index(catalog: Catalog, tmp_path: Path, **kw) -> ExtractorIndex:
+def make_index(catalog: Catalog, tmp_path: Path, **kw: Any) -> ExtractorIndex:
     """An opened small-dimension index that always uses Annoy, with its first build done."""
-    settings = dict(dim=DIM, trees=4, search_k=10**6, exact_below=0, **QUIET)  # search_k >= n*trees: exhaustive
+    settings: dict[str, Any] = dict(dim=DIM, trees=4, search_k=10**6, exact_below=0, **QUIET)  # exhaustive search_k
     settings.update(kw)
     dim = settings.pop("dim")
-    index = ExtractorIndex(catalog, tmp_path / "index" / EXTRACTOR, EXTRACTOR, settings.pop("model_id", MODEL), dim,
-                           **settings)
+    index = ExtractorIndex(
+        catalog, tmp_path / "index" / EXTRACTOR, EXTRACTOR, settings.pop("model_id", MODEL), dim, **settings
+    )
     index.open()
     assert index.wait_idle(60)
     return index
@@ -84,12 +99,14 @@ def test_results_are_ranked_scored_and_cut(catalog, tmp_path, exact_below):
         scores = vectors[np.searchsorted(ids, [h.id for h in hits])] @ q
         assert np.allclose([h.score for h in hits], scores, atol=1e-4)
         assert np.allclose([h.distance for h in hits], np.sqrt(2 - 2 * scores), atol=1e-3)
-        assert all(a.distance <= b.distance for a, b in zip(hits, hits[1:]))
+        assert all(a.distance <= b.distance for a, b in itertools.pairwise(hits))
         cut = hits[5].distance
         assert [h.id for h in index.query(q, 20, max_distance=cut)] == [h.id for h in hits if h.distance <= cut]
         assert hits[0].id not in [h.id for h in index.query(q, 5, exclude_ids=[hits[0].id])]
-        assert index.search(q, 3) == [{"image": path_of(int(np.searchsorted(ids, h.id))), "distance": h.distance,
-                                       "score": h.score} for h in index.query(q, 3)]
+        assert index.search(q, 3) == [
+            {"image": path_of(int(np.searchsorted(ids, h.id))), "distance": h.distance, "score": h.score}
+            for h in index.query(q, 3)
+        ]
         with pytest.raises(ValueError):
             index.query(np.zeros(DIM))
         with pytest.raises(ValueError):
@@ -156,8 +173,13 @@ def test_changed_file_is_found_with_its_new_vector_only(catalog, tmp_path):
     index = make_index(catalog, tmp_path)
     try:
         new_vec = random_unit(1, DIM, seed=11)[0]
-        catalog.record_batch([FileResult(path=path_of(3), size=5, mtime_ns=5, content_hash="edited",
-                                         vectors={EXTRACTOR: (MODEL, new_vec)})])
+        catalog.record_batch(
+            [
+                FileResult(
+                    path=path_of(3), size=5, mtime_ns=5, content_hash="edited", vectors={EXTRACTOR: (MODEL, new_vec)}
+                )
+            ]
+        )
         new_id = catalog.get(path_of(3)).id
         assert new_id != ids[3]
         for phase in ("fresh", "rebuilt"):
@@ -175,8 +197,13 @@ def test_vector_replaced_under_the_same_id_is_searched_fresh(catalog, tmp_path):
     index = make_index(catalog, tmp_path)
     try:
         new_vec = random_unit(1, DIM, seed=12)[0]  # same content hash, re-embedded
-        catalog.record_batch([FileResult(path=path_of(8), size=1008, mtime_ns=8, content_hash="hash-8",
-                                         vectors={EXTRACTOR: (MODEL, new_vec)})])
+        catalog.record_batch(
+            [
+                FileResult(
+                    path=path_of(8), size=1008, mtime_ns=8, content_hash="hash-8", vectors={EXTRACTOR: (MODEL, new_vec)}
+                )
+            ]
+        )
         assert catalog.get(path_of(8)).id == ids[8]
         assert top_id(index, new_vec) == ids[8]
         assert index.query(vectors[8], 1)[0].id != ids[8]
@@ -208,22 +235,15 @@ def test_rebuild_starts_by_itself_after_enough_changes_or_time(catalog, tmp_path
         assert not index.maybe_rebuild() and index.stats()["fresh"] == 19
         add_files(catalog, random_unit(1, DIM, seed=2), start=519)
         index.refresh()  # the indexer calls this after each batch; it may start the build
-        _wait_for(lambda: index.stats()["indexed"] == 520 and index.stats()["fresh"] == 0)
+        wait_for(lambda: index.stats()["indexed"] == 520 and index.stats()["fresh"] == 0)
     finally:
         index.close()
     index = make_index(catalog, tmp_path, rebuild_after_changes=10**9, rebuild_after_seconds=0.5)
     try:
         add_files(catalog, random_unit(1, DIM, seed=3), start=520)  # nobody calls refresh: the timer does
-        _wait_for(lambda: index.stats()["indexed"] == 521 and index.stats()["fresh"] == 0)
+        wait_for(lambda: index.stats()["indexed"] == 521 and index.stats()["fresh"] == 0)
     finally:
         index.close()
-
-
-def _wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 # -- concurrency ---------------------------------------------------------------------
@@ -258,7 +278,7 @@ def test_searches_during_three_swaps_see_no_error_and_no_stale_result(catalog, t
                 if gone & {h.id for h in hits}:
                     errors.append(f"removed ids returned: {gone & {h.id for h in hits}}")
                 queries[0] += 1
-            except Exception as exc:  # noqa: BLE001 - any error fails the test
+            except Exception as exc:
                 errors.append(repr(exc))
 
     threads = [threading.Thread(target=searcher, args=(s,)) for s in range(8)]
@@ -272,7 +292,7 @@ def test_searches_during_three_swaps_see_no_error_and_no_stale_result(catalog, t
             vectors.update(zip(new_ids, new))
             index.refresh()
             live.extend(new_ids)
-            batch = doomed_ids[100 * round_:100 * round_ + 100]
+            batch = doomed_ids[100 * round_ : 100 * round_ + 100]
             catalog.remove_paths([path_of(3000 + doomed_ids.index(i)) for i in batch])
             index.refresh()
             removed.update(batch)
@@ -348,8 +368,9 @@ def test_sigkill_during_rebuild_leaves_previous_snapshot_usable(catalog, tmp_pat
     extra_ids = add_files(catalog, extra, start=20_000)
     catalog.remove_paths([path_of(0)])
 
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(catalog.path), str(directory), str(DIM)],
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(catalog.path), str(directory), str(DIM)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout.readline().strip() == "open"
         deadline = time.monotonic() + 30
@@ -364,7 +385,7 @@ def test_sigkill_during_rebuild_leaves_previous_snapshot_usable(catalog, tmp_pat
     finally:
         child.kill()
     assert child.returncode == -signal.SIGKILL
-    _wait_for(lambda: _gone(builder), 10)  # the builder dies with the daemon
+    wait_for(lambda: _gone(builder), 10)  # the builder dies with the daemon
     assert index_files(directory) == snapshot
 
     caplog.set_level(logging.INFO, logger="imgsearchd.index")
@@ -408,13 +429,16 @@ def _delete_ann(d: Path, meta: dict) -> None:
     (d / meta["file"]).unlink()
 
 
-@pytest.mark.parametrize("damage, message", [
-    (_truncate, "is truncated"),
-    (_flip_byte, "is corrupt"),
-    (_garble_ids, "is corrupt"),
-    (_garble_meta, "is unreadable"),
-    (_delete_ann, "is missing"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (_truncate, "is truncated"),
+        (_flip_byte, "is corrupt"),
+        (_garble_ids, "is corrupt"),
+        (_garble_meta, "is unreadable"),
+        (_delete_ann, "is missing"),
+    ],
+)
 def test_damaged_snapshot_is_detected_logged_and_rebuilt(catalog, tmp_path, caplog, damage, message):
     import json
 

@@ -1,4 +1,4 @@
-"""indexer: the pipeline end to end on real files, the queue, folder walking and the CLI."""
+"""indexer: the pipeline end to end on real files, its run loop, and the offline CLI."""
 
 from __future__ import annotations
 
@@ -9,27 +9,38 @@ import sqlite3
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from imgsearchd import images
 from imgsearchd.catalog import Catalog
-from imgsearchd.indexer import ADD, REMOVE, Indexer, WorkQueue, is_hidden_or_temporary, walk_images
+from imgsearchd.indexer import Indexer
+from imgsearchd.workqueue import Intent, WorkQueue
 
 import image_factory as make
-from conftest import REPO, run_cli, without_file_permissions_bypass, write_config
+from helpers import run_cli, wait_for, without_file_permissions_bypass, write_config
 
 EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"]
 
 GOOD = {
-    "chelsea.jpg", "coffee.png", "astronaut.webp", "rocket.bmp", "hubble.tif", "cmyk.jpg", "deep16.png",
-    "palette.png", "rgba.png", "rotated.jpg", "anim.gif", "été photo ü ñ.jpg", "sub/deeper/motorcycle.jpg",
+    "chelsea.jpg",
+    "coffee.png",
+    "astronaut.webp",
+    "rocket.bmp",
+    "hubble.tif",
+    "cmyk.jpg",
+    "deep16.png",
+    "palette.png",
+    "rgba.png",
+    "rotated.jpg",
+    "anim.gif",
+    "été photo ü ñ.jpg",
+    "sub/deeper/motorcycle.jpg",
 }
 BAD = {
-    "empty.jpg": images.EMPTY,
-    "truncated.jpg": images.TRUNCATED,
-    "notes.jpg": images.NOT_AN_IMAGE,
-    "bomb.png": images.TOO_LARGE,
+    "empty.jpg": images.Reason.EMPTY,
+    "truncated.jpg": images.Reason.TRUNCATED,
+    "notes.jpg": images.Reason.NOT_AN_IMAGE,
+    "bomb.png": images.Reason.TOO_LARGE,
 }
 
 
@@ -61,9 +72,11 @@ def make_tricky_folder(root: Path, photos) -> Path:
 
 def test_bad_files_are_recorded_and_every_good_file_is_indexed(tmp_path, photos, efficientnet):
     folder = make_tricky_folder(tmp_path / "photos", photos)
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog:
-        indexer = Indexer(catalog, {"efficientnet": efficientnet}, loader_threads=2)
-        found = indexer.scan_folder(str(folder), EXTENSIONS)
+    with (
+        Catalog(tmp_path / "catalog.sqlite3") as catalog,
+        Indexer(catalog, {"efficientnet": efficientnet}, loader_threads=2) as indexer,
+    ):
+        found = indexer.prune_folder(str(folder), EXTENSIONS).paths
         summary = indexer.process(found)
         assert summary["embedded"] == len(GOOD)
         assert summary["failed"] == {reason: list(BAD.values()).count(reason) for reason in set(BAD.values())}
@@ -83,12 +96,14 @@ def test_unchanged_touched_moved_and_copied_files(tmp_path, photos, efficientnet
     folder.mkdir()
     for name in ("chelsea", "coffee", "astronaut", "rocket", "motorcycle_left"):
         photos[name].save(folder / f"{name}.jpg", quality=90)
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog:
-        indexer = Indexer(catalog, {"efficientnet": efficientnet}, loader_threads=2)
+    with (
+        Catalog(tmp_path / "catalog.sqlite3") as catalog,
+        Indexer(catalog, {"efficientnet": efficientnet}, loader_threads=2) as indexer,
+    ):
 
         def run() -> tuple[int, int, dict]:
             passes, embedded = efficientnet.forward_passes, efficientnet.images_embedded
-            summary = indexer.process(indexer.scan_folder(str(folder), EXTENSIONS))
+            summary = indexer.process(indexer.prune_folder(str(folder), EXTENSIONS).paths)
             return efficientnet.forward_passes - passes, efficientnet.images_embedded - embedded, summary
 
         passes, embedded, _ = run()
@@ -131,10 +146,12 @@ def test_a_new_model_id_re_embeds_and_never_mixes(tmp_path, photos, efficientnet
     for name in ("chelsea", "coffee"):
         photos[name].save(folder / f"{name}.jpg")
     with Catalog(tmp_path / "catalog.sqlite3") as catalog:
-        Indexer(catalog, {"efficientnet": efficientnet}).process([str(folder / "chelsea.jpg"), str(folder / "coffee.jpg")])
+        with Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+            indexer.process([str(folder / "chelsea.jpg"), str(folder / "coffee.jpg")])
         other = create("efficientnet", {"device": "cpu", "batch_size": 8, "weights": packaged_weights_path()})
         assert other.model_id != efficientnet.model_id
-        summary = Indexer(catalog, {"efficientnet": other}).process([str(folder / "chelsea.jpg"), str(folder / "coffee.jpg")])
+        with Indexer(catalog, {"efficientnet": other}) as indexer:
+            summary = indexer.process([str(folder / "chelsea.jpg"), str(folder / "coffee.jpg")])
         assert summary["embedded"] == 2
         assert catalog.all_vectors("efficientnet", efficientnet.model_id, 1280)[1].size == 0
         assert catalog.all_vectors("efficientnet", other.model_id, 1280)[1].size == 2
@@ -143,8 +160,7 @@ def test_a_new_model_id_re_embeds_and_never_mixes(tmp_path, photos, efficientnet
 def test_vanished_file_is_dropped_not_failed(tmp_path, photos, efficientnet):
     path = tmp_path / "a.jpg"
     photos["coffee"].save(path)
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog:
-        indexer = Indexer(catalog, {"efficientnet": efficientnet})
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
         indexer.process([str(path)])
         path.unlink()
         summary = indexer.process([str(path)])
@@ -155,99 +171,30 @@ def test_missing_root_removes_nothing(tmp_path, photos, efficientnet):
     folder = tmp_path / "disk"
     folder.mkdir()
     photos["coffee"].save(folder / "a.jpg")
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog:
-        indexer = Indexer(catalog, {"efficientnet": efficientnet})
-        indexer.process(indexer.scan_folder(str(folder), EXTENSIONS))
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+        indexer.process(indexer.prune_folder(str(folder), EXTENSIONS).paths)
         folder.rename(tmp_path / "unmounted")
         with pytest.raises(FileNotFoundError, match="nothing was removed"):
-            indexer.scan_folder(str(folder), EXTENSIONS)
+            indexer.prune_folder(str(folder), EXTENSIONS)
         assert catalog.get(str(folder / "a.jpg")) is not None
-
-
-def test_walk_skips_hidden_and_temporary_and_survives_symlink_loops(tmp_path):
-    root = tmp_path / "root"
-    (root / "a" / "b").mkdir(parents=True)
-    (root / ".git").mkdir()
-    for rel in ("x.jpg", "a/y.JPG", "a/b/z.png", ".git/h.jpg", ".dot.jpg", "a/tmp.jpg.part",
-                "a/t.jpg~", "a/doc.txt", "~$lock.jpg", "a/dl.crdownload"):
-        (root / rel).write_bytes(b"x")
-    os.symlink(root, root / "a" / "b" / "loop")  # a loop back to the top
-    os.symlink(root / "a", root / "alias")  # the same folder twice
-    found = list(walk_images(str(root), EXTENSIONS))
-    rel = sorted(os.path.relpath(p, root) for p in found)
-    assert rel == ["a/b/z.png", "a/y.JPG", "x.jpg"]
-    assert list(walk_images(str(root), EXTENSIONS, recursive=False)) == [str(root / "x.jpg")]
-
-
-def test_walk_reports_unreadable_folders_and_goes_on(tmp_path):
-    root = tmp_path / "root"
-    (root / "locked").mkdir(parents=True)
-    (root / "open").mkdir()
-    (root / "locked" / "a.jpg").write_bytes(b"x")
-    (root / "open" / "b.jpg").write_bytes(b"x")
-    (root / "locked").chmod(0)
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, json; from imgsearchd.indexer import walk_images\n"
-        "errors = []\n"
-        "found = list(walk_images(sys.argv[1], ['.jpg'], on_error=lambda p, e: errors.append(p)))\n"
-        "print(json.dumps([found, errors]))\n"
-    )
-    try:
-        out = subprocess.run([*without_file_permissions_bypass(), sys.executable, "-c", code, str(root)],
-                             capture_output=True, text=True, timeout=60)
-    finally:
-        (root / "locked").chmod(0o755)
-    found, errors = json.loads(out.stdout)
-    assert found == [str(root / "open" / "b.jpg")]
-    assert errors == [str(root / "locked")]
-
-
-@pytest.mark.parametrize("name,hidden", [
-    ("a.jpg", False), (".a.jpg", True), ("a.jpg.part", True), ("a.jpg~", True), ("a.tmp", True),
-    ("a.crdownload", True), ("~$a.jpg", True), ("a.JPG.PART", True),
-])
-def test_hidden_or_temporary_names(name, hidden):
-    assert is_hidden_or_temporary(name) is hidden
-
-
-def test_queue_deduplicates_and_latest_intent_wins():
-    queue = WorkQueue()
-    queue.put("/p/a.jpg")
-    queue.put("/p/b.jpg")
-    queue.put("/p/./a.jpg", REMOVE)
-    queue.put_many(["/p/c.jpg", "/p/b.jpg"])
-    assert len(queue) == 3
-    assert queue.take(10) == [("/p/a.jpg", REMOVE), ("/p/c.jpg", ADD), ("/p/b.jpg", ADD)]
-    assert queue.take(10, timeout=0.01) == []
-
-
-def test_queue_wakes_a_waiting_taker():
-    queue = WorkQueue()
-    got: list = []
-    taker = threading.Thread(target=lambda: got.extend(queue.take(5, timeout=5)))
-    taker.start()
-    queue.put("/p/x.jpg")
-    taker.join(5)
-    assert got == [("/p/x.jpg", ADD)]
 
 
 def test_run_loop_applies_adds_and_removes(tmp_path, photos, efficientnet):
     photos["coffee"].save(tmp_path / "a.jpg")
     photos["chelsea"].save(tmp_path / "b.jpg")
     seqs: list[int] = []
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog:
-        indexer = Indexer(catalog, {"efficientnet": efficientnet}, on_commit=seqs.append)
+    with (
+        Catalog(tmp_path / "catalog.sqlite3") as catalog,
+        Indexer(catalog, {"efficientnet": efficientnet}, on_commit=seqs.append) as indexer,
+    ):
         queue, stop = WorkQueue(), threading.Event()
         worker = threading.Thread(target=indexer.run, args=(queue, stop, 0.05))
         worker.start()
         try:
             queue.put_many([str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")])
-            _wait_for(lambda: catalog.counts()["files"] == 2)
-            queue.put(str(tmp_path / "a.jpg"), REMOVE)
-            _wait_for(lambda: catalog.counts()["files"] == 1)
+            wait_for(lambda: catalog.counts()["files"] == 2)
+            queue.put(str(tmp_path / "a.jpg"), Intent.REMOVE)
+            wait_for(lambda: catalog.counts()["files"] == 1)
         finally:
             stop.set()
             worker.join(10)
@@ -258,31 +205,20 @@ def test_run_loop_applies_adds_and_removes(tmp_path, photos, efficientnet):
 
 def test_run_loop_prunes_orphan_vectors_when_idle(tmp_path, photos, efficientnet):
     photos["coffee"].save(tmp_path / "a.jpg")
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog:
-        indexer = Indexer(catalog, {"efficientnet": efficientnet})
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
         indexer.process([str(tmp_path / "a.jpg")])
         content = catalog.get(str(tmp_path / "a.jpg")).content_hash
+        assert content is not None
         indexer.remove([str(tmp_path / "a.jpg")])
         assert catalog.vector_for_hash(content, "efficientnet", efficientnet.model_id) is not None  # kept for now
         queue, stop = WorkQueue(), threading.Event()
         worker = threading.Thread(target=indexer.run, args=(queue, stop, 0.02, 0.1))
         worker.start()
         try:
-            _wait_for(lambda: catalog.vector_for_hash(content, "efficientnet", efficientnet.model_id) is None, 10)
+            wait_for(lambda: catalog.vector_for_hash(content, "efficientnet", efficientnet.model_id) is None, 10)
         finally:
             stop.set()
             worker.join(10)
-
-
-def _wait_for(condition, timeout: float = 30.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 # -- the command line -------------------------------------------------------------
@@ -299,10 +235,15 @@ def test_cli_index_and_search(tmp_path, photos, offline_config):
     assert summary["embedded"] == 6 and summary["forward_passes"] >= 1
     again = json.loads(run_cli("index", str(folder), "--config", str(offline_config)).stdout)
     assert (again["embedded"], again["forward_passes"], again["unchanged"]) == (0, 0, 6)
-    found = run_cli("search", str(folder / "motorcycle_left.jpg"), "--local", "--limit", "3", "--config", str(offline_config))
+    found = run_cli(
+        "search", str(folder / "motorcycle_left.jpg"), "--local", "--limit", "3", "--config", str(offline_config)
+    )
     assert found.returncode == 0, found.stderr
     results = json.loads(found.stdout)["results"]
-    assert [r["image"] for r in results[:2]] == [str(folder / "motorcycle_left.jpg"), str(folder / "motorcycle_right.jpg")]
+    assert [r["image"] for r in results[:2]] == [
+        str(folder / "motorcycle_left.jpg"),
+        str(folder / "motorcycle_right.jpg"),
+    ]
     assert results[0]["distance"] == pytest.approx(0.0, abs=1e-3)
     assert len(results) == 3 and all(set(r) == {"image", "distance", "score"} for r in results)
     assert results[1]["distance"] <= results[2]["distance"]
@@ -338,8 +279,10 @@ def test_cli_without_weights_and_without_fallback_exits_non_zero(tmp_path, monke
 
     monkeypatch.setattr(clip_module, "host_reachable", lambda *a, **k: False)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
-    config = write_config(tmp_path / "c.toml", {"index": {"data_dir": str(tmp_path / "d"), "fallback_extractor": ""},
-                                                 "extractors.clip": {"device": "cpu"}})
+    config = write_config(
+        tmp_path / "c.toml",
+        {"index": {"data_dir": str(tmp_path / "d"), "fallback_extractor": ""}, "extractors.clip": {"device": "cpu"}},
+    )
     (tmp_path / "pics").mkdir()
     assert cli.main(["index", str(tmp_path / "pics"), "--config", str(config)]) == cli.EXIT_MODEL
     assert "cannot be reached" in capsys.readouterr().err

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ from PIL import Image
 from imgsearchd.openapi import spec
 
 import image_factory as make
-from server_helpers import live_server, server_config
+from helpers import live_server, server_config
 
 NAMES = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle_left", "motorcycle_right")
 
@@ -39,8 +38,12 @@ def multipart(field: str, filename: str, data: bytes, extra: dict[str, str] | No
     parts = []
     for key, value in (extra or {}).items():
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode())
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-                 f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
@@ -106,7 +109,10 @@ def test_original_requests_and_answer_shapes(server, openapi):
 def test_max_distance_cuts_the_list(server):
     status, body = server.get("/search", image=str(server.paths["motorcycle_left"]), max_distance=0.6)
     assert status == 200
-    assert [r["image"] for r in body["results"]] == [str(server.paths["motorcycle_left"]), str(server.paths["motorcycle_right"])]
+    assert [r["image"] for r in body["results"]] == [
+        str(server.paths["motorcycle_left"]),
+        str(server.paths["motorcycle_right"]),
+    ]
 
 
 def test_search_by_indexed_path_costs_no_forward_pass(server):
@@ -138,8 +144,11 @@ def test_search_by_upload_raw_multipart_and_base64(server, openapi):
     openapi.check("POST", "/search", status, raw)
     body, content_type = multipart("image", "cat.jpg", data, {"limit": "3"})
     status2, multi = server.post("/search", body, content_type)
-    status3, b64 = server.post("/search", json.dumps({"image_base64": base64.b64encode(data).decode(), "limit": 3}).encode(),
-                               "application/json")
+    status3, b64 = server.post(
+        "/search",
+        json.dumps({"image_base64": base64.b64encode(data).decode(), "limit": 3}).encode(),
+        "application/json",
+    )
     assert (status, status2, status3) == (200, 200, 200)
     for answer in (raw, multi, b64):
         assert len(answer["results"]) == 3
@@ -183,8 +192,10 @@ def test_folder_add_answers_at_once_and_the_job_finishes(server, photos, openapi
     job = server.wait_job(body["job"])
     openapi.check("GET", "/jobs/{job_id}", 200, job)
     deadline = time.monotonic() + 5  # the line is logged just after the state turns done
-    while not any(r.name == "imgsearchd.jobs" and f"folder job {body['job']} done: 4002 files" in r.getMessage()
-                  for r in caplog.records):
+    while not any(
+        r.name == "imgsearchd.jobs" and f"folder job {body['job']} done: 4002 files" in r.getMessage()
+        for r in caplog.records
+    ):
         assert time.monotonic() < deadline, "no 'folder job ... done' log line"
         time.sleep(0.05)
     assert job["state"] == "done" and job["found"] == 4002 and job["done"] == 4002 and job["progress"] == 1.0
@@ -201,16 +212,19 @@ def test_folder_add_answers_at_once_and_the_job_finishes(server, photos, openapi
 # -- errors ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("params,status,needle", [
-    ({"limit": "0"}, 400, "limit"),
-    ({"limit": "1001"}, 400, "limit"),
-    ({"limit": "ten"}, 400, "limit"),
-    ({"max_distance": "far"}, 400, "max_distance"),
-    ({"extractor": "vgg"}, 400, "not running"),
-    ({"image": None}, 400, "missing parameter 'image'"),
-    ({"image": "relative/path.jpg"}, 400, "absolute"),
-    ({"image": "/no/such/dir/x.jpg"}, 403, "outside"),
-])
+@pytest.mark.parametrize(
+    "params,status,needle",
+    [
+        ({"limit": "0"}, 400, "limit"),
+        ({"limit": "1001"}, 400, "limit"),
+        ({"limit": "ten"}, 400, "limit"),
+        ({"max_distance": "far"}, 400, "max_distance"),
+        ({"extractor": "vgg"}, 400, "not running"),
+        ({"image": None}, 400, "missing parameter 'image'"),
+        ({"image": "relative/path.jpg"}, 400, "absolute"),
+        ({"image": "/no/such/dir/x.jpg"}, 403, "outside"),
+    ],
+)
 def test_bad_parameters(server, openapi, params, status, needle):
     query = {"image": str(server.paths["coffee"]), **params}
     query = {k: v for k, v in query.items() if v is not None}
@@ -303,8 +317,9 @@ def test_token_is_required_when_set(tmp_path, photos):
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
             status, body, _ = live.request("GET", "/stats", headers=headers or {"Authorization": ""})
             assert status == 401 and "token" in body["error"]
-        status, body, _ = live.request("GET", "/search", {"image": str(paths["coffee"])},
-                                       headers={"Authorization": "Bearer s3cret"})
+        status, body, _ = live.request(
+            "GET", "/search", {"image": str(paths["coffee"])}, headers={"Authorization": "Bearer s3cret"}
+        )
         assert status == 200
 
 
@@ -335,8 +350,11 @@ def test_503_while_starting(tmp_path, photos, openapi):
 
 def test_text_search_with_clip(tmp_path, photos, openapi):
     paths = save_photos(tmp_path / "photos", photos, ("coffee", "chelsea", "rocket"))
-    config = server_config(tmp_path, index={"extractors": ["clip", "efficientnet"]},
-                           **{"extractors.clip": {"pretrained": "none", "device": "cpu", "batch_size": 4}})
+    config = server_config(
+        tmp_path,
+        index={"extractors": ["clip", "efficientnet"]},
+        **{"extractors.clip": {"pretrained": "none", "device": "cpu", "batch_size": 4}},
+    )
     checker = openapi
     with live_server(config) as live:
         for path in paths.values():
@@ -348,14 +366,24 @@ def test_text_search_with_clip(tmp_path, photos, openapi):
         # the text vector is the one the CLIP text encoder makes: its best match is the exact nearest
         clip = live.service.loaded.extractors["clip"]
         text = clip.encode_text(["a cup of coffee"])[0]
-        stored = {str(p): live.service.catalog.vector_for_path(str(p), "clip", clip.model_id)[1] for p in paths.values()}
+
+        def stored_vector(path: Path) -> np.ndarray:
+            found = live.service.catalog.vector_for_path(str(path), "clip", clip.model_id)
+            assert found is not None, path
+            return found[1]
+
+        stored = {str(p): stored_vector(p) for p in paths.values()}
         best = max(stored, key=lambda p: float(stored[p] @ text))
         assert body["results"][0]["image"] == best
         status, body = live.get("/search", text="a cup of coffee", extractor="efficientnet")
         checker.check("GET", "/search", status, body)
         assert status == 400 and "no text encoder" in body["error"]
         status, body = live.get("/search", image=str(paths["coffee"]), extractor="efficientnet", limit=1)
-        assert status == 200 and body["extractor"] == "efficientnet" and body["results"][0]["image"] == str(paths["coffee"])
+        assert (
+            status == 200
+            and body["extractor"] == "efficientnet"
+            and body["results"][0]["image"] == str(paths["coffee"])
+        )
         status, body = live.post("/search", json.dumps({"text": "a rocket"}).encode(), "application/json")
         assert status == 200 and body["extractor"] == "clip"
 
@@ -386,7 +414,11 @@ def test_50_parallel_clients_while_indexing_and_rebuilding(tmp_path, photos):
             deadline = time.monotonic() + 6
             while time.monotonic() < deadline:
                 status, body = live.get("/search", image=queries[(n + done) % len(queries)], limit=5)
-                if status != 200 or not body["results"] or body["results"][0]["image"] != queries[(n + done) % len(queries)]:
+                if (
+                    status != 200
+                    or not body["results"]
+                    or body["results"][0]["image"] != queries[(n + done) % len(queries)]
+                ):
                     errors.append((status, body))
                 if not all({"image", "distance", "score"} <= set(r) for r in body.get("results", [])):
                     errors.append(("shape", body))
@@ -401,7 +433,9 @@ def test_50_parallel_clients_while_indexing_and_rebuilding(tmp_path, photos):
         assert errors == []
         assert sum(counts) >= 50
         final = live.wait_job(job["job"])
-        assert final["state"] == "done" and final["outcomes"].get("embedded", 0) + final["outcomes"].get("reused", 0) == 60
+        assert (
+            final["state"] == "done" and final["outcomes"].get("embedded", 0) + final["outcomes"].get("reused", 0) == 60
+        )
         index = live.service.indexes["efficientnet"]
         assert index.wait_idle(60)
         status, stats = live.get("/stats")
@@ -421,6 +455,11 @@ def test_openapi_is_served_and_covers_every_route(server, openapi):
 
 def test_openapi_saw_every_documented_success(openapi):
     """Runs last in this module: every 200/202 the document promises was checked on a real answer."""
-    promised = {(m.upper(), p, s) for p, ops in openapi.document["paths"].items() for m, op in ops.items()
-                for s in op["responses"] if s in ("200", "202") and p not in ("/openapi.json", "/rebuild")}
+    promised = {
+        (m.upper(), p, s)
+        for p, ops in openapi.document["paths"].items()
+        for m, op in ops.items()
+        for s in op["responses"]
+        if s in ("200", "202") and p not in ("/openapi.json", "/rebuild")
+    }
     assert promised <= openapi.seen, promised - openapi.seen

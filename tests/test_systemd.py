@@ -14,14 +14,14 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from imgsearchd.config import load_config
 from imgsearchd.systemd import Notifier
 
-from conftest import REPO, cli_command, write_config
-from test_cli import free_port
+from helpers import REPO, cli_command, free_port, write_config
 
 
 def systemd_analyze() -> str:
@@ -36,8 +36,9 @@ def systemd_analyze() -> str:
 @pytest.fixture
 def installed(tmp_path) -> Path:
     """`make install-service` staged into a folder: the unit as installed, and its config."""
-    done = subprocess.run(["make", "-s", "install-service", f"DESTDIR={tmp_path}"], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        ["make", "-s", "install-service", f"DESTDIR={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr
     return tmp_path
 
@@ -52,15 +53,22 @@ def test_install_service_puts_unit_and_config_in_place(installed):
 
 
 def test_unit_passes_systemd_analyze_verify(installed):
-    result = subprocess.run([systemd_analyze(), "verify", str(installed / "etc/systemd/system/imgsearchd.service")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [systemd_analyze(), "verify", str(installed / "etc/systemd/system/imgsearchd.service")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
 
 
 def test_unit_exposure_is_ok_or_better(installed):
     result = subprocess.run(
         [systemd_analyze(), "security", "--offline=true", str(installed / "etc/systemd/system/imgsearchd.service")],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     match = re.search(r"Overall exposure level for imgsearchd.service: ([\d.]+) (\w+)", result.stdout)
     assert match, result.stdout[-2000:] + result.stderr
     score, level = float(match.group(1)), match.group(2)
@@ -71,10 +79,19 @@ def test_unit_exposure_is_ok_or_better(installed):
 
 def test_unit_has_the_essentials():
     unit = (REPO / "imgsearchd.service").read_text()
-    for line in ("Type=notify", "Restart=on-failure", "StateDirectory=imgsearchd", "DynamicUser=yes",
-                 "ProtectSystem=strict", "ProtectHome=read-only", "NoNewPrivileges=yes", "PrivateTmp=yes",
-                 "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "SystemCallFilter=@system-service",
-                 "ExecReload=/bin/kill -HUP $MAINPID"):
+    for line in (
+        "Type=notify",
+        "Restart=on-failure",
+        "StateDirectory=imgsearchd",
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=read-only",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "SystemCallFilter=@system-service",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ):
         assert re.search(rf"^{re.escape(line)}$", unit, re.M), line
     assert re.search(r"^WatchdogSec=\d+", unit, re.M)
     assert re.search(r"^# GPU access", unit, re.M)
@@ -101,7 +118,7 @@ class NotifySocket:
         while not self._stop.is_set():
             try:
                 data = self.sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -155,10 +172,14 @@ def test_notify_protocol_with_the_real_daemon(tmp_path, photos):
     first, second = tmp_path / "first", tmp_path / "second"
     make_photos(first, photos, 150)
     make_photos(second, photos, 3)
-    base = {
+    base: dict[str, dict[str, Any]] = {
         "server": {"port": port},
-        "index": {"data_dir": str(tmp_path / "data"), "extractors": ["efficientnet"], "fallback_extractor": "",
-                  "rebuild_after_seconds": 60},
+        "index": {
+            "data_dir": str(tmp_path / "data"),
+            "extractors": ["efficientnet"],
+            "fallback_extractor": "",
+            "rebuild_after_seconds": 60,
+        },
         "watch": {"directories": [str(first)]},
         "extractors.efficientnet": {"device": "cpu", "batch_size": 16},
     }
@@ -168,8 +189,13 @@ def test_notify_protocol_with_the_real_daemon(tmp_path, photos):
     notify.on_ready.append(lambda: health_at_ready.append(health(port)))
     env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
     env.pop("WATCHDOG_PID", None)
-    proc = subprocess.Popen(cli_command("serve", "--config", str(config)), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cli_command("serve", "--config", str(config)),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         ready = notify.wait_for("READY", "1")
         assert health_at_ready and health_at_ready[0] == 200  # READY only once /health answers 200
@@ -222,14 +248,18 @@ def test_sigterm_while_indexing_exits_0_and_keeps_every_committed_batch(tmp_path
     port = free_port()
     folder = tmp_path / "photos"
     make_photos(folder, photos, 200)
-    config = write_config(tmp_path / "imgsearchd.toml", {
-        "server": {"port": port},
-        "index": {"data_dir": str(tmp_path / "data"), "extractors": ["efficientnet"], "fallback_extractor": ""},
-        "watch": {"directories": [str(folder)]},
-        "extractors.efficientnet": {"device": "cpu", "batch_size": 16},
-    })
-    proc = subprocess.Popen(cli_command("serve", "--config", str(config)), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    config = write_config(
+        tmp_path / "imgsearchd.toml",
+        {
+            "server": {"port": port},
+            "index": {"data_dir": str(tmp_path / "data"), "extractors": ["efficientnet"], "fallback_extractor": ""},
+            "watch": {"directories": [str(folder)]},
+            "extractors.efficientnet": {"device": "cpu", "batch_size": 16},
+        },
+    )
+    proc = subprocess.Popen(
+        cli_command("serve", "--config", str(config)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 120
         while health(port) != 200 or (stats(port)["images"] or 0) < 16:
@@ -256,7 +286,10 @@ def test_notifier_is_a_no_op_outside_systemd():
 def test_notifier_abstract_socket_and_watchdog_pid(tmp_path):
     assert Notifier({"NOTIFY_SOCKET": "@imgsearchd-test"}).address == "\0imgsearchd-test"
     assert Notifier({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "5000000", "WATCHDOG_PID": "1"}).watchdog_usec == 0
-    assert Notifier({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "5000000", "WATCHDOG_PID": str(os.getpid())}).watchdog_usec == 5000000
+    assert (
+        Notifier({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "5000000", "WATCHDOG_PID": str(os.getpid())}).watchdog_usec
+        == 5000000
+    )
 
 
 def test_log_lines_carry_journald_levels_under_systemd(monkeypatch, capsys):

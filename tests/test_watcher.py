@@ -15,23 +15,22 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from PIL import Image
 
 from imgsearchd import images
 from imgsearchd.config import load_config
-from imgsearchd.indexer import ADD, MOVE, OFFLINE, REMOVE, RESTORE, WorkQueue
+from imgsearchd.images import ImageError
+from imgsearchd.outcomes import Outcome
 from imgsearchd.service import Service
 
+from helpers import Live, live_server, server_config, wait_for
 from image_factory import jpeg_bytes
-from server_helpers import Live, live_server, server_config
-
-T = TypeVar("T")
 
 # Quick enough for tests; debounce and settle keep their production defaults
 # where the test is about them (bursts, partial writes).
@@ -39,18 +38,6 @@ FAST = {"check_seconds": 0.2, "poll_seconds": 0.3, "settle_seconds": 1.0}
 
 
 # -- helpers --------------------------------------------------------------------------
-
-
-def wait_for(check: Callable[[], T], timeout: float = 30.0, what: str = "the condition") -> T:
-    """Poll ``check`` until it returns something true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def quiet(service: Service, timeout: float = 60.0) -> None:
@@ -74,8 +61,11 @@ def embedded(service: Service) -> int:
 def indexed(service: Service, root: Path) -> dict[str, tuple[int, int]]:
     """path -> (size, mtime_ns) of the indexed files below ``root``."""
     assert service.catalog is not None
-    return {p: (size, mtime) for p, (size, mtime, state) in service.catalog.files_under(str(root)).items()
-            if state == "indexed"}
+    return {
+        p: (size, mtime)
+        for p, (size, mtime, state) in service.catalog.files_under(str(root)).items()
+        if state == "indexed"
+    }
 
 
 def on_disk(root: Path) -> dict[str, tuple[int, int]]:
@@ -108,14 +98,9 @@ def watching(tmp_path: Path, folders: list[Path], **options: Any) -> Iterator[Se
 def watched_server(tmp_path: Path, folders: list[Path], **options: Any) -> Iterator[Live]:
     """The real daemon (service + HTTP server) watching ``folders``, loaded and idle."""
     config = server_config(tmp_path, watch={"directories": [str(f) for f in folders]})
-    with live_server(config, load=False) as live:
-        live.service.watch_overrides = {**FAST, **options}
-        live.service.load()
-        try:
-            quiet(live.service)
-            yield live
-        finally:
-            live.service.close()
+    with live_server(config, watch_overrides={**FAST, **options}) as live:
+        quiet(live.service)
+        yield live
 
 
 def found(live: Live, probe: Path) -> set[str]:
@@ -139,28 +124,6 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[str]:
     return counter
 
 
-# -- the queue ------------------------------------------------------------------------
-
-
-def test_queue_keeps_moves_in_order_and_offline_drops_adds_below_the_folder():
-    queue = WorkQueue()
-    queue.put("/w/a.jpg")
-    queue.put_move("/w/a.jpg", "/w/b.jpg")
-    queue.put("/w/b.jpg")
-    queue.put("/w/gone.jpg", REMOVE)
-    queue.put("/w/back.jpg", RESTORE)
-    queue.put("/elsewhere/c.jpg")
-    queue.put_offline("/w")
-    assert queue.take(10) == [
-        ("/w/b.jpg", MOVE, "/w/a.jpg"), ("/w/gone.jpg", REMOVE), ("/elsewhere/c.jpg", ADD), ("/w", OFFLINE),
-    ]
-    assert not queue.join(0)  # taken, not yet done
-    queue.task_done(4)
-    assert queue.join(0)
-    with pytest.raises(ValueError):
-        queue.put("/w", OFFLINE)
-
-
 # -- adds, partial writes, bursts -------------------------------------------------------
 
 
@@ -171,12 +134,17 @@ def test_500_copied_in_and_a_slow_writer_are_each_indexed_once_never_truncated(t
     for i in range(500):
         (staging / f"p{i:03d}.jpg").write_bytes(picture(photos, i))
     slow_versions = [picture(photos, 1000, side=128), picture(photos, 1001, side=128)]
-    outcomes: list[tuple[str, str, str | None]] = []
+    outcomes: list[tuple[str, Outcome, ImageError | None]] = []
     with watching(tmp_path, [library]) as service:
         assert service.indexer is not None
         listener = service.indexer.listener
-        service.indexer.listener = lambda path, outcome, detail: (outcomes.append((path, outcome, detail)),
-                                                                  listener and listener(path, outcome, detail))
+
+        def recording(path: str, outcome: Outcome, error: ImageError | None) -> None:
+            outcomes.append((path, outcome, error))
+            if listener is not None:
+                listener(path, outcome, error)
+
+        service.indexer.listener = recording
 
         def slow_writer(name: str, data: bytes) -> None:
             chunk = -(-len(data) // 10)
@@ -185,7 +153,7 @@ def test_500_copied_in_and_a_slow_writer_are_each_indexed_once_never_truncated(t
             pauses = [0.06] * 8 + [0.5, 0.0]
             with open(library / name, "wb") as f:
                 for start, pause in zip(range(0, len(data), chunk), pauses):
-                    f.write(data[start:start + chunk])
+                    f.write(data[start : start + chunk])
                     f.flush()
                     time.sleep(pause)
 
@@ -219,8 +187,10 @@ def test_a_burst_of_50_writes_is_embedded_once(tmp_path, photos):
             time.sleep(0.02)
         final = images.content_hash(versions[-1])
         assert service.catalog is not None
-        wait_for(lambda: (r := service.catalog.get(str(target))) is not None and r.content_hash == final,
-                 what="the last version indexed")
+        wait_for(
+            lambda: (r := service.catalog.get(str(target))) is not None and r.content_hash == final,
+            what="the last version indexed",
+        )
         quiet(service)
         assert embedded(service) - before == 1
 
@@ -230,8 +200,13 @@ def test_temporary_names_are_ignored_until_renamed(tmp_path, photos, reads):
     library.mkdir()
     with watching(tmp_path, [library]) as service:
         assert service.catalog is not None
-        temporary = [library / "download.jpg.part", library / "photo.jpg.crdownload", library / ".hidden.jpg",
-                     library / "edit.jpg~", library / "copy.jpg.tmp"]
+        temporary = [
+            library / "download.jpg.part",
+            library / "photo.jpg.crdownload",
+            library / ".hidden.jpg",
+            library / "edit.jpg~",
+            library / "copy.jpg.tmp",
+        ]
         for i, path in enumerate(temporary):
             path.write_bytes(picture(photos, i))
         # A real file written after them: once it is indexed, their events were seen too.
@@ -334,8 +309,14 @@ def test_root_replaced_by_an_empty_folder_is_offline_like_an_unmounted_disk(tmp_
         passes = embedded(service)
         library.rename(tmp_path / "disk")
         library.mkdir()  # what an unmounted mount point looks like
-        wait_for(lambda: state_of(service, library)["state"] == "offline"
-                 and "unmounted" in (state_of(service, library)["reason"] or ""), 10, "the folder offline")
+        wait_for(
+            lambda: (
+                state_of(service, library)["state"] == "offline"
+                and "unmounted" in (state_of(service, library)["reason"] or "")
+            ),
+            10,
+            "the folder offline",
+        )
         quiet(service)
         assert service.catalog is not None
         assert service.catalog.count_under(str(library), ["offline"]) == 3
@@ -418,12 +399,11 @@ def test_out_of_inotify_watches_falls_back_to_polling_and_says_so(tmp_path, phot
         (library / "deep" / "new.jpg").write_bytes(picture(photos, 1))
         wait_for(lambda: str(library / "deep" / "new.jpg") in indexed(service, library), 10, "the polled add")
         (library / "deep" / "old.jpg").unlink()
-        wait_for(lambda: set(indexed(service, library)) == {str(library / "deep" / "new.jpg")}, 10,
-                 "the polled delete")
+        wait_for(lambda: set(indexed(service, library)) == {str(library / "deep" / "new.jpg")}, 10, "the polled delete")
 
 
 def test_inotify_queue_overflow_falls_back_to_polling_and_rescans(tmp_path, photos, monkeypatch, caplog):
-    from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent
+    from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, WatchDescriptor
 
     library = tmp_path / "library"
     library.mkdir()
@@ -438,7 +418,7 @@ def test_inotify_queue_overflow_falls_back_to_polling_and_rescans(tmp_path, phot
         wait_for(lambda: str(library / "lost.jpg") in lost, what="the lost events")
         monkeypatch.undo()
         observer = watcher._folders[str(library)].observer
-        observer._fd.handle_event(InotifyEvent(-1, InotifyConstants.IN_Q_OVERFLOW, 0, b""))
+        observer._fd.handle_event(InotifyEvent(WatchDescriptor(-1), InotifyConstants.IN_Q_OVERFLOW, 0, b""))
 
         wait_for(lambda: str(library / "lost.jpg") in indexed(service, library), 10, "the rescan to find the lost file")
         entry = state_of(service, library)
@@ -464,7 +444,9 @@ def test_reload_adds_and_removes_folders(tmp_path, photos):
         service.reload_watch(both)
         wait_for(lambda: len(indexed(service, second)) == 2, 10, "the added folder")
         assert [(w["folder"], w["state"]) for w in service.stats()["watch"]] == [
-            (str(first), "watching"), (str(second), "watching")]
+            (str(first), "watching"),
+            (str(second), "watching"),
+        ]
 
         service.reload_watch(load_config(server_config(tmp_path, watch={"directories": [str(second)]})))
         wait_for(lambda: [w["folder"] for w in service.watcher.status()] == [str(second)], what="the folder dropped")

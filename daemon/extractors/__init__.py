@@ -1,7 +1,7 @@
 """Feature extractors: one file per model behind one small interface (see ``base``)."""
 
 from .base import Extractor, ModelUnavailableError, TextNotSupportedError
-from .registry import Fallback, LoadedExtractors, create, load, names
+from .registry import Fallback, LoadedExtractors, create, load
 
 __all__ = [
     "Extractor",
@@ -11,5 +11,4 @@ __all__ = [
     "TextNotSupportedError",
     "create",
     "load",
-    "names",
 ]

@@ -116,20 +116,10 @@ class Extractor(ABC):
             return np.zeros((0, self.dim), dtype=np.float32)
         parts = []
         for start in range(0, len(images), self.batch_size):
-            chunk = images[start:start + self.batch_size]
+            chunk = images[start : start + self.batch_size]
             parts.append(self.embed(torch.stack([self.preprocess(im) for im in chunk])))
         return np.concatenate(parts)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts to unit vectors comparable with this extractor's image vectors."""
         raise TextNotSupportedError(f"the {self.name} extractor has no text encoder; use clip")
-
-    def describe(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "model": self.model_id,
-            "dim": self.dim,
-            "device": str(self.device),
-            "batch_size": self.batch_size,
-            "text": self.supports_text,
-        }

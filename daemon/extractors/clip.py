@@ -61,19 +61,23 @@ class ClipExtractor(Extractor):
         model_name = settings.get("model", "ViT-B-32")
         pretrained = settings.get("pretrained", "")
         if pretrained.startswith("local-dir:"):
-            folder = pretrained[len("local-dir:"):]
+            folder = pretrained[len("local-dir:") :]
             if not os.path.isdir(folder):
                 raise ModelUnavailableError("clip", f"local-dir {folder} ([extractors.clip] pretrained) does not exist")
             model_name, weights, model_id = pretrained, None, f"clip:local-dir:{os.path.abspath(folder)}"
         elif pretrained == "":
-            raise ModelUnavailableError("clip", "[extractors.clip] pretrained is empty; name an open_clip tag, a file or local-dir:")
+            raise ModelUnavailableError(
+                "clip", "[extractors.clip] pretrained is empty; name an open_clip tag, a file or local-dir:"
+            )
         elif pretrained in RANDOM_WEIGHTS:
             log.warning("clip: pretrained = %r: RANDOM weights, for tests and benchmarks only", pretrained)
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
             weights, model_id = None, f"clip:{model_name}:random-seed{RANDOM_WEIGHTS_SEED}"
         elif os.path.sep in pretrained or os.path.isfile(pretrained):
             if not os.path.isfile(pretrained):
-                raise ModelUnavailableError("clip", f"checkpoint file {pretrained} ([extractors.clip] pretrained) does not exist")
+                raise ModelUnavailableError(
+                    "clip", f"checkpoint file {pretrained} ([extractors.clip] pretrained) does not exist"
+                )
             weights, model_id = pretrained, f"clip:{model_name}:{file_fingerprint(pretrained)}"
         else:
             self._check_tag(open_clip, model_name, pretrained)
@@ -102,7 +106,7 @@ class ClipExtractor(Extractor):
     def _hint(model_name: str) -> str:
         return (
             "To run offline, download the checkpoint (open_clip_pytorch_model.bin) on a machine "
-            "with internet and set [extractors.clip] pretrained = \"/path/to/file.bin\", or copy "
+            'with internet and set [extractors.clip] pretrained = "/path/to/file.bin", or copy '
             f"the Hugging Face cache (~/.cache/huggingface/hub) here, or use local-dir:/path "
             f"(model {model_name})."
         )

@@ -70,12 +70,14 @@ class EfficientNetExtractor(Extractor):
         model.load_state_dict(load_lite0_state_dict(path, model.state_dict()), strict=True)
         self.model = model.eval().to(self.device)
         self.model_id = f"efficientnet_lite0:{file_fingerprint(path) if settings.get('weights') else 'lite0-57934424'}"
-        self._transform = transforms.Compose([
-            transforms.Resize(256, interpolation=transforms.InterpolationMode.BICUBIC),
-            transforms.CenterCrop(224),
-            transforms.ToTensor(),
-            transforms.Normalize(MEAN, STD),
-        ])
+        self._transform = transforms.Compose(
+            [
+                transforms.Resize(256, interpolation=transforms.InterpolationMode.BICUBIC),
+                transforms.CenterCrop(224),
+                transforms.ToTensor(),
+                transforms.Normalize(MEAN, STD),
+            ]
+        )
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self._transform(image)

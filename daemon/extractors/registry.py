@@ -19,10 +19,6 @@ def _classes() -> dict[str, type[Extractor]]:
     return {"clip": ClipExtractor, "resnet": ResNetExtractor, "efficientnet": EfficientNetExtractor}
 
 
-def names() -> list[str]:
-    return list(_classes())
-
-
 def create(name: str, settings: dict[str, Any]) -> Extractor:
     """Build one extractor by name; ModelUnavailableError when its weights cannot load."""
     classes = _classes()

@@ -53,12 +53,14 @@ class ResNetExtractor(Extractor):
             self.model_id = "resnet50:IMAGENET1K_V2"
         model.fc = torch.nn.Identity()
         self.model = model.eval().to(self.device)
-        self._transform = transforms.Compose([
-            transforms.Resize(232, interpolation=transforms.InterpolationMode.BILINEAR),
-            transforms.CenterCrop(224),
-            transforms.ToTensor(),
-            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-        ])
+        self._transform = transforms.Compose(
+            [
+                transforms.Resize(232, interpolation=transforms.InterpolationMode.BILINEAR),
+                transforms.CenterCrop(224),
+                transforms.ToTensor(),
+                transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+            ]
+        )
 
     @staticmethod
     def _load_file(path: str) -> dict[str, torch.Tensor]:
@@ -71,11 +73,12 @@ class ResNetExtractor(Extractor):
         cached = cached_weights_path()
         hint = (
             f"download {WEIGHTS.url} on a machine with internet and put it at {cached}, "
-            "or set [extractors.resnet] weights = \"/path/to/resnet50.pth\""
+            'or set [extractors.resnet] weights = "/path/to/resnet50.pth"'
         )
         if not os.path.isfile(cached) and not host_reachable(DOWNLOAD_HOST):
             raise ModelUnavailableError(
-                "resnet", f"ResNet-50 ImageNet weights are not cached and {DOWNLOAD_HOST} cannot be reached (offline?); {hint}"
+                "resnet",
+                f"ResNet-50 ImageNet weights are not cached and {DOWNLOAD_HOST} cannot be reached (offline?); {hint}",
             )
         try:
             return WEIGHTS.get_state_dict(progress=True)

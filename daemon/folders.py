@@ -1,0 +1,181 @@
+"""Walking a folder and planning it against the catalogue: what is new, changed, back or gone.
+
+Nothing here writes: ``plan_folder`` only stats files and reads the catalogue, and the
+caller (a folder job, the watcher's reconcile scan, ``imgsearchd index``) decides what
+to queue or forget. Hidden and temporary names are never images to index.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from .catalog import Catalog, FileState
+from .paths import is_under, normalise_path
+
+TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp", "~")
+
+OnError = Callable[[str, OSError], None]
+
+
+def is_hidden_or_temporary(name: str) -> bool:
+    """Dotfiles, office lock files and names that downloads and editors use while writing."""
+    lower = name.lower()
+    return name.startswith((".", "~$")) or lower.endswith(TEMPORARY_SUFFIXES)
+
+
+def is_visible_under(root: str, path: str) -> bool:
+    """Inside ``root`` with no hidden or temporary name on the way."""
+    if not is_under(path, root):
+        return False
+    rel = os.path.relpath(path, root)
+    if rel == ".":
+        return True
+    return not any(is_hidden_or_temporary(part) for part in rel.split(os.sep))
+
+
+def is_wanted_image(root: str, path: str, extensions: tuple[str, ...], recursive: bool) -> bool:
+    """Would a walk of ``root`` yield ``path``? (By name only: the file is not looked at.)"""
+    if not path.lower().endswith(extensions) or not is_visible_under(root, path):
+        return False
+    return recursive or os.path.dirname(path) == root
+
+
+def walk_images(
+    root: str,
+    extensions: Iterable[str],
+    recursive: bool = True,
+    on_error: OnError | None = None,
+) -> Iterator[str]:
+    """Image paths below ``root`` with one of ``extensions``, in a stable order.
+
+    Follows symbolic links but visits each folder once (symlink loops end), skips
+    hidden and temporary names, and reports unreadable folders to ``on_error``.
+    """
+    wanted = tuple(e.lower() for e in extensions)
+    seen: set[tuple[int, int]] = set()
+    stack = [normalise_path(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = os.stat(folder)
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            if on_error is not None:
+                on_error(folder, exc)
+            continue
+        subfolders = []
+        for entry in entries:
+            if is_hidden_or_temporary(entry.name):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=True):
+                    if recursive:
+                        subfolders.append(entry.path)
+                elif entry.name.lower().endswith(wanted) and entry.is_file(follow_symlinks=True):
+                    yield entry.path
+            except OSError as exc:
+                if on_error is not None:
+                    on_error(entry.path, exc)
+        stack.extend(reversed(subfolders))
+
+
+def probe_folder(root: str) -> tuple[tuple[int, int] | None, str | None]:
+    """((st_dev, st_ino), None) for a usable folder, else (None, why not)."""
+    try:
+        st = os.stat(root)
+        if not stat.S_ISDIR(st.st_mode):
+            return None, "not a folder"
+        if not os.access(root, os.R_OK | os.X_OK):
+            return None, "unreadable (permission denied)"
+        with os.scandir(root) as entries:
+            next(entries, None)
+    except FileNotFoundError:
+        return None, "missing"
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror or exc})"
+    return (st.st_dev, st.st_ino), None
+
+
+@dataclass
+class FolderPlan:
+    """A folder compared with the catalogue by size and mtime only; no image was opened."""
+
+    root: str
+    paths: list[str] = field(default_factory=list)  # every image found, in walk order
+    to_add: list[tuple[str, int]] = field(default_factory=list)  # (path, mtime_ns): new, changed or lacking a vector
+    to_restore: list[str] = field(default_factory=list)  # offline in the catalogue, unchanged on disk
+    vanished: list[str] = field(default_factory=list)  # in the catalogue, gone from disk
+    unchanged: int = 0
+    unreadable: list[str] = field(default_factory=list)  # folders or files that could not be read
+
+    @property
+    def found(self) -> int:
+        return len(self.paths)
+
+
+def plan_folder(
+    catalog: Catalog,
+    root: str,
+    extensions: Iterable[str],
+    recursive: bool = True,
+    models: dict[str, str] | None = None,
+    on_error: OnError | None = None,
+) -> FolderPlan:
+    """Compare a folder with the catalogue: what to add, restore and forget. Writes nothing.
+
+    ``models`` (extractor -> model id) marks unchanged files that lack one of those vectors
+    as to add. Files are only stat'ed. Raises FileNotFoundError when ``root`` is not a folder.
+    """
+    root = normalise_path(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"folder {root} is missing")
+    plan = FolderPlan(root)
+
+    def note_error(path: str, exc: OSError) -> None:
+        plan.unreadable.append(path)
+        if on_error is not None:
+            on_error(path, exc)
+
+    known = catalog.files_under(root)
+    lacking: set[str] = set()
+    for name, model_id in (models or {}).items():
+        lacking.update(catalog.missing_vectors(name, model_id))
+    seen: set[str] = set()
+    for path in walk_images(root, extensions, recursive, note_error):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue  # deleted while we looked; its event or the next scan deals with it
+        except OSError as exc:
+            note_error(path, exc)
+            continue
+        seen.add(path)
+        plan.paths.append(path)
+        record = known.get(path)
+        if record is None or (st.st_size, st.st_mtime_ns) != (record[0], record[1]):
+            plan.to_add.append((path, st.st_mtime_ns))
+        elif record[2] == FileState.OFFLINE:
+            plan.to_restore.append(path)
+        elif path in lacking:
+            plan.to_add.append((path, st.st_mtime_ns))
+        else:
+            plan.unchanged += 1
+    plan.vanished = _vanished(known, seen, plan.unreadable)
+    return plan
+
+
+def _vanished(known: Iterable[str], on_disk: set[str], unreadable: list[str]) -> list[str]:
+    """Catalogued paths gone from disk, leaving alone what sits in a folder that could not be read."""
+    return [
+        path
+        for path in known
+        if path not in on_disk and not any(is_under(path, bad) for bad in unreadable) and not os.path.exists(path)
+    ]

@@ -1,0 +1,78 @@
+"""The catalogue's SQLite schema and the migrations that bring an older file up to date.
+
+``PRAGMA user_version`` holds the schema version; each migration runs in its own
+transaction, so a crash mid-way leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+VERSION = 1
+
+MIGRATIONS: dict[int, str] = {
+    # version -> SQL that takes the schema from version-1 to version
+    1: """
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE files (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        path         TEXT NOT NULL UNIQUE,
+        size         INTEGER NOT NULL,
+        mtime_ns     INTEGER NOT NULL,
+        content_hash TEXT,
+        state        TEXT NOT NULL CHECK (state IN ('indexed', 'failed', 'offline')),
+        error_reason TEXT,
+        error_detail TEXT,
+        seq          INTEGER NOT NULL,
+        updated_at   REAL NOT NULL
+    );
+    CREATE INDEX files_by_hash ON files (content_hash);
+    CREATE INDEX files_by_seq ON files (seq);
+    CREATE TABLE vectors (
+        content_hash TEXT NOT NULL,
+        extractor    TEXT NOT NULL,
+        model_id     TEXT NOT NULL,
+        dim          INTEGER NOT NULL,
+        vector       BLOB NOT NULL,
+        PRIMARY KEY (content_hash, extractor)
+    ) WITHOUT ROWID;
+    CREATE TABLE removed (
+        file_id INTEGER PRIMARY KEY,
+        seq     INTEGER NOT NULL
+    );
+    CREATE INDEX removed_by_seq ON removed (seq);
+    INSERT INTO meta (key, value) VALUES ('seq', '0');
+    """,
+}
+
+
+class NewerSchemaError(Exception):
+    """The file was written by a newer imgsearchd."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"schema version {version} is newer than {VERSION}")
+        self.version = version
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema of ``conn``'s database to ``VERSION`` (the caller holds the write lock)."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > VERSION:
+        raise NewerSchemaError(version)
+    for target in range(version + 1, VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split_sql(MIGRATIONS[target]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,233 @@
+"""Helpers shared by the tests (and the benchmarks): waiting, settings files, the CLI as a
+process, a real daemon on a loopback port, real photos. Fixtures live in ``conftest``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from cheroot import wsgi
+from PIL import Image
+
+from imgsearchd.config import load_config
+from imgsearchd.server import create_app
+from imgsearchd.service import Service
+
+REPO = Path(__file__).resolve().parent.parent
+
+T = TypeVar("T")
+
+
+# -- waiting ------------------------------------------------------------------------------
+
+
+def wait_for(check: Callable[[], T], timeout: float = 30.0, what: str = "the condition") -> T:
+    """Poll ``check`` until it returns something true and return that; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)
+
+
+# -- settings files and the command line ------------------------------------------------------
+
+
+def toml_value(value: Any) -> str:
+    return json.dumps(value)  # JSON strings, numbers, booleans and lists are valid TOML
+
+
+def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+    """Write a TOML settings file from {"section": {"key": value}}."""
+    lines = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {toml_value(value)}" for key, value in values.items())
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "imgsearchd.cli", *args]
+
+
+def run_cli(
+    *args: str, timeout: float = 180, prefix: Sequence[str] = (), env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``imgsearchd`` as a real subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("IMGSEARCHD_CONFIG", None)
+    return subprocess.run([*prefix, *cli_command(*args)], capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[str], timeout: float = 120) -> None:
+    """Wait until a daemon process answers ``/health`` with 200; fail if it exits first."""
+
+    def healthy() -> bool:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "daemon exited"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    wait_for(healthy, timeout, "the daemon to become healthy")
+
+
+def without_file_permissions_bypass() -> list[str]:
+    """A command prefix that makes root obey file permissions (drops CAP_DAC_*), else nothing."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: cannot make a file unreadable")
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
+
+
+# -- photos -----------------------------------------------------------------------------------
+
+
+def skimage_photos() -> dict[str, Image.Image]:
+    """Real colour photos shipped with scikit-image."""
+    from skimage import data
+
+    left, right, _ = data.stereo_motorcycle()
+    return {
+        "chelsea": Image.fromarray(data.chelsea()),
+        "coffee": Image.fromarray(data.coffee()),
+        "astronaut": Image.fromarray(data.astronaut()),
+        "rocket": Image.fromarray(data.rocket()),
+        "motorcycle_left": Image.fromarray(left),
+        "motorcycle_right": Image.fromarray(right),
+        "immunohistochemistry": Image.fromarray(data.immunohistochemistry()),
+        "hubble": Image.fromarray(data.hubble_deep_field()),
+        "retina": Image.fromarray(data.retina()).resize((512, 512)),
+    }
+
+
+# -- a real daemon in this process ----------------------------------------------------------------
+
+
+class Live:
+    """A running server: its service, base URL and request helpers."""
+
+    def __init__(self, service: Service, base: str, token: str = "") -> None:
+        self.service = service
+        self.base = base
+        self.token = token
+        self.paths: dict[str, Path] = {}  # files a fixture added, by name
+        self.root = Path()  # the folder a fixture made them in
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 120,
+    ) -> tuple[int, Any, dict[str, str]]:
+        query = urllib.parse.urlencode(params or {})
+        req = urllib.request.Request(f"{self.base}{path}{'?' + query if query else ''}", data=body, method=method)
+        for key, value in (headers or {}).items():
+            req.add_header(key, value)
+        if self.token and "Authorization" not in (headers or {}):
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as response:
+                raw = response.read()
+                return response.status, json.loads(raw), dict(response.headers)
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            return exc.code, json.loads(raw), dict(exc.headers)
+
+    def get(self, path: str, **params: Any) -> tuple[int, Any]:
+        status, body, _ = self.request("GET", path, params)
+        return status, body
+
+    def post(self, path: str, body: bytes, content_type: str, **params: Any) -> tuple[int, Any]:
+        status, data, _ = self.request("POST", path, params, body, {"Content-Type": content_type})
+        return status, data
+
+    def wait_job(self, job_id: str, timeout: float = 300) -> dict[str, Any]:
+        def finished() -> dict[str, Any] | None:
+            status, job = self.get(f"/jobs/{job_id}")
+            assert status == 200, job
+            return job if job["state"] in ("done", "failed") else None
+
+        job = wait_for(finished, timeout, f"job {job_id} to finish")
+        assert job is not None
+        return job
+
+
+def server_config(tmp_path: Path, **overrides: dict[str, Any]) -> Path:
+    """Settings for a test daemon: efficientnet only (offline), state under ``tmp_path``."""
+    sections: dict[str, dict[str, Any]] = {
+        "server": {"host": "127.0.0.1", "port": 8080},
+        "index": {
+            "data_dir": str(tmp_path / "data"),
+            "extractors": ["efficientnet"],
+            "fallback_extractor": "",
+            "loader_threads": 2,
+            "rebuild_after_changes": 1000,
+            "rebuild_after_seconds": 60,
+        },
+        "extractors.efficientnet": {"device": "cpu", "batch_size": 8},
+    }
+    for section, values in overrides.items():
+        sections.setdefault(section, {}).update(values)
+    return write_config(tmp_path / "imgsearchd.toml", sections)
+
+
+@contextmanager
+def live_server(
+    config_path: Path, load: bool = True, watch_overrides: dict[str, Any] | None = None, threads: int = 64
+) -> Iterator[Live]:
+    """The real service and HTTP server on 127.0.0.1:<free port>; stopped and closed after.
+
+    ``load=False`` leaves the service starting (503) for the caller to load.
+    ``watch_overrides`` replace watch options the config cannot set (check intervals).
+    """
+    config = load_config(config_path)
+    service = Service(config)
+    service.watch_overrides = dict(watch_overrides or {})
+    server = wsgi.Server(("127.0.0.1", 0), create_app(service), numthreads=threads, server_name="imgsearchd-test")
+    server.prepare()
+    thread = threading.Thread(target=server.serve, name="test-http", daemon=True)
+    thread.start()
+    host, port = server.bind_addr[:2]
+    live = Live(service, f"http://{host}:{port}", config.server["token"])
+    try:
+        if load:
+            service.load()
+        yield live
+    finally:
+        server.stop()
+        thread.join(timeout=10)
+        service.close()

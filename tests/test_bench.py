@@ -1,0 +1,52 @@
+"""Every benchmark under bench/ runs a tiny case, so none of them rots unnoticed.
+
+These check that each script still imports, drives the real code and prints its table;
+the numbers of a tiny run mean nothing and are not checked (speed lives in BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO
+
+TINY = {
+    "bench_index.py": [
+        "--sizes", "1200", "--queries", "20", "--brute-queries", "5", "--sweep", "1000", "--rate", "1000",
+        "--no-threshold",
+    ],
+    "bench_indexing.py": [
+        "--models", "efficientnet", "--small", "4", "--large", "2", "--naive-small", "2", "--naive-large", "1",
+        "--batch-size", "4",
+    ],
+    "bench_watch.py": ["--drops", "3", "--files", "200", "--side", "64"],
+    "bench_http.py": ["--vectors", "500", "--real", "20", "--clients", "2", "--seconds", "1"],
+}  # fmt: skip
+EXPECT = {
+    "bench_index.py": "| 1,200 |",
+    "bench_indexing.py": "| efficientnet | small (4) |",
+    "bench_watch.py": '"drop_to_search"',
+    "bench_http.py": "| 2 |",
+}
+
+
+def test_every_benchmark_has_a_tiny_case():
+    assert sorted(p.name for p in (REPO / "bench").glob("bench_*.py")) == sorted(TINY)
+
+
+@pytest.mark.parametrize("script", sorted(TINY))
+def test_benchmark_runs_a_tiny_case(script: str, tmp_path: Path) -> None:
+    extra = ["--data-dir", str(tmp_path / "data")] if script == "bench_indexing.py" else []
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), *TINY[script], *extra],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert EXPECT[script] in result.stdout, result.stdout[-3000:]

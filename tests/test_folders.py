@@ -1,0 +1,156 @@
+"""folders: walking a folder, names that are never images, planning a folder against the catalogue."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgsearchd.catalog import Catalog, FileResult
+from imgsearchd.folders import is_hidden_or_temporary, is_wanted_image, plan_folder, probe_folder, walk_images
+
+from helpers import without_file_permissions_bypass
+
+EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"]
+
+
+def test_walk_skips_hidden_and_temporary_and_survives_symlink_loops(tmp_path):
+    root = tmp_path / "root"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / ".git").mkdir()
+    for rel in (
+        "x.jpg",
+        "a/y.JPG",
+        "a/b/z.png",
+        ".git/h.jpg",
+        ".dot.jpg",
+        "a/tmp.jpg.part",
+        "a/t.jpg~",
+        "a/doc.txt",
+        "~$lock.jpg",
+        "a/dl.crdownload",
+    ):
+        (root / rel).write_bytes(b"x")
+    os.symlink(root, root / "a" / "b" / "loop")  # a loop back to the top
+    os.symlink(root / "a", root / "alias")  # the same folder twice
+    found = list(walk_images(str(root), EXTENSIONS))
+    assert sorted(os.path.relpath(p, root) for p in found) == ["a/b/z.png", "a/y.JPG", "x.jpg"]
+    assert list(walk_images(str(root), EXTENSIONS, recursive=False)) == [str(root / "x.jpg")]
+
+
+def test_walk_reports_unreadable_folders_and_goes_on(tmp_path):
+    root = tmp_path / "root"
+    (root / "locked").mkdir(parents=True)
+    (root / "open").mkdir()
+    (root / "locked" / "a.jpg").write_bytes(b"x")
+    (root / "open" / "b.jpg").write_bytes(b"x")
+    (root / "locked").chmod(0)
+    code = (
+        "import sys, json; from imgsearchd.folders import walk_images\n"
+        "errors = []\n"
+        "found = list(walk_images(sys.argv[1], ['.jpg'], on_error=lambda p, e: errors.append(p)))\n"
+        "print(json.dumps([found, errors]))\n"
+    )
+    try:
+        out = subprocess.run(
+            [*without_file_permissions_bypass(), sys.executable, "-c", code, str(root)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        (root / "locked").chmod(0o755)
+    found, errors = json.loads(out.stdout)
+    assert found == [str(root / "open" / "b.jpg")]
+    assert errors == [str(root / "locked")]
+
+
+@pytest.mark.parametrize(
+    "name,hidden",
+    [
+        ("a.jpg", False),
+        (".a.jpg", True),
+        ("a.jpg.part", True),
+        ("a.jpg~", True),
+        ("a.tmp", True),
+        ("a.crdownload", True),
+        ("~$a.jpg", True),
+        ("a.JPG.PART", True),
+    ],
+)
+def test_hidden_or_temporary_names(name, hidden):
+    assert is_hidden_or_temporary(name) is hidden
+
+
+def test_wanted_images_by_name_only(tmp_path):
+    root = str(tmp_path)
+    exts = (".jpg", ".png")
+    assert is_wanted_image(root, f"{root}/a/b.jpg", exts, recursive=True)
+    assert not is_wanted_image(root, f"{root}/a/b.jpg", exts, recursive=False)
+    assert is_wanted_image(root, f"{root}/b.png", exts, recursive=False)
+    assert not is_wanted_image(root, f"{root}/.cache/b.jpg", exts, recursive=True)
+    assert not is_wanted_image(root, f"{root}/b.jpg.part", exts, recursive=True)
+    assert not is_wanted_image(root, f"{root}/b.gif", exts, recursive=True)
+    assert not is_wanted_image(root, "/elsewhere/b.jpg", exts, recursive=True)
+
+
+def test_probe_says_why_a_folder_cannot_be_watched(tmp_path):
+    (tmp_path / "file.jpg").write_bytes(b"x")
+    identity, problem = probe_folder(str(tmp_path))
+    assert problem is None and identity == (os.stat(tmp_path).st_dev, os.stat(tmp_path).st_ino)
+    assert probe_folder(str(tmp_path / "gone")) == (None, "missing")
+    assert probe_folder(str(tmp_path / "file.jpg")) == (None, "not a folder")
+
+
+def _record(catalog: Catalog, path: Path, vector: np.ndarray) -> None:
+    st = path.stat()
+    catalog.record_batch(
+        [FileResult(str(path), st.st_size, st.st_mtime_ns, f"hash-{path.name}", {"m": ("model-1", vector)})]
+    )
+
+
+def test_plan_compares_sizes_and_mtimes_and_writes_nothing(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("same.jpg", "changed.jpg", "offline.jpg", "lacking.jpg"):
+        (folder / name).write_bytes(b"x" * 10)
+    vector = np.ones(4, dtype=np.float32) / 2
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog:
+        for name in ("same.jpg", "changed.jpg", "offline.jpg", "gone.jpg"):
+            path = folder / name
+            if name == "gone.jpg":
+                path.write_bytes(b"y")
+            _record(catalog, path, vector)
+        (folder / "gone.jpg").unlink()
+        catalog.set_offline(str(folder / "offline.jpg"))
+        catalog.record_batch(
+            [
+                FileResult(
+                    str(folder / "lacking.jpg"),
+                    10,
+                    (folder / "lacking.jpg").stat().st_mtime_ns,
+                    "hash-lacking",
+                    {"other": ("model-2", vector)},
+                )
+            ]
+        )
+        time.sleep(0.01)
+        (folder / "changed.jpg").write_bytes(b"x" * 11)
+        (folder / "new.jpg").write_bytes(b"n")
+        seq = catalog.current_seq()
+
+        plan = plan_folder(catalog, str(folder), EXTENSIONS, models={"m": "model-1"})
+
+        assert catalog.current_seq() == seq  # nothing written
+        assert sorted(os.path.basename(p) for p, _ in plan.to_add) == ["changed.jpg", "lacking.jpg", "new.jpg"]
+        assert [os.path.basename(p) for p in plan.to_restore] == ["offline.jpg"]
+        assert [os.path.basename(p) for p in plan.vanished] == ["gone.jpg"]
+        assert plan.unchanged == 1 and plan.found == 5 and plan.unreadable == []
+        with pytest.raises(FileNotFoundError):
+            plan_folder(catalog, str(tmp_path / "nowhere"), EXTENSIONS)
