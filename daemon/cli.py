@@ -176,13 +176,13 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
         paths: list[str] = []
         for raw in args.paths:
             if os.path.isdir(raw):
-                plan = indexer.prune_folder(
+                found = indexer.prune_folder(
                     raw,
                     config.watch["extensions"],
                     config.watch["recursive"],
                     on_error=lambda p, e: log.warning("cannot read %s: %s", p, e.strerror or e),
                 )
-                paths.extend(plan.paths)
+                paths.extend(found)
             else:
                 paths.append(raw)
         show = not args.no_progress and sys.stderr.isatty()

@@ -49,13 +49,13 @@ class EventRouter:
         if isinstance(event, (DirDeletedEvent, DirMovedEvent)) and src == root:
             return True
         if isinstance(event, FileClosedEvent):
-            self._touch(root, src, complete=True)
+            self.touch(root, src, complete=True)
         elif isinstance(event, FileCreatedEvent):
-            self._touch(root, src, complete=event.is_synthetic)  # synthetic: inside a folder moved in
+            self.touch(root, src, complete=event.is_synthetic)  # synthetic: inside a folder moved in
         elif isinstance(event, FileModifiedEvent):
-            self._touch(root, src, complete=False)
+            self.touch(root, src, complete=False)
         elif isinstance(event, FileAttribEvent):
-            self._touch(root, src, complete=None)
+            self.touch(root, src, complete=None)
         elif isinstance(event, FileDeletedEvent):
             self.settler.discard(src)
             if self._wanted(root, src):
@@ -83,7 +83,7 @@ class EventRouter:
         if src:
             self.settler.discard(src)
         if dest_ok:  # renamed into place (from a temporary name, or from outside): complete
-            self._touch(root, dest, complete=True)
+            self.touch(root, dest, complete=True)
 
     def _folder_moved(self, root: str, src: str, dest: str) -> None:
         src_ok = bool(src) and is_visible_under(root, src)
@@ -97,10 +97,8 @@ class EventRouter:
         # Files inside a folder moved in arrive as their own (synthetic) events.
 
     def touch(self, root: str, path: str, complete: bool | None) -> None:
-        """Note a write to ``path`` (also used by reconcile scans for files written moments ago)."""
-        self._touch(root, path, complete)
-
-    def _touch(self, root: str, path: str, complete: bool | None) -> None:
+        """Note a write to ``path`` (also used by reconcile scans for files written moments ago);
+        ``complete`` None (an attribute change) keeps what was known."""
         if self._wanted(root, path):
             self.settler.touch(path, complete, time.monotonic())
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .catalog import Catalog
-from .index_parts import Base, ExactBase, Hit, State, distance_of, exact_top, unit_rows
+from .index_parts import Base, BaseKind, ExactBase, Hit, State, distance_of, exact_top, unit_rows
 from .snapshot import IndexBuildError, SnapshotError, SnapshotStore
 from .timestamps import iso_utc
 
@@ -357,7 +357,7 @@ class ExtractorIndex:
                 state = State.of(base, self.dim).apply(
                     changes.ids, changes.vectors, changes.removed_ids, changes.seq, t0
                 )
-                if base.kind == "exact":
+                if base.kind == BaseKind.EXACT:
                     self.store.uncommit()  # the old snapshot is not wanted at start-up
                 self._swap(state)
             log.info(

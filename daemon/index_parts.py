@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Set
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,17 @@ def distance_of(score: float) -> float:
     return float(np.sqrt(max(0.0, 2.0 - 2.0 * score)))
 
 
+class BaseKind(StrEnum):
+    """How a base is searched, as ``/stats`` shows it (``mode``)."""
+
+    EXACT = "exact"
+    ANNOY = "annoy"
+
+
 class Base:
     """The bulk of an index, searched as one unit. ``ids`` is sorted; contents never change."""
 
-    kind = "exact"
+    kind = BaseKind.EXACT
 
     def __init__(self, ids: np.ndarray, seq: int, built_at: float, build_seconds: float) -> None:
         self.ids = ids
@@ -104,7 +112,7 @@ class ExactBase(Base):
 class AnnoyBase(Base):
     """A memory-mapped Annoy snapshot plus the file id of each of its items."""
 
-    kind = "annoy"
+    kind = BaseKind.ANNOY
 
     def __init__(
         self, annoy: AnnoyIndex, ids: np.ndarray, paths: list[Path], meta: dict[str, Any], search_k: int

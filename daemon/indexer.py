@@ -26,7 +26,7 @@ import torch
 from . import images
 from .catalog import Catalog, FileResult, FileState
 from .extractors import Extractor
-from .folders import FolderPlan, OnError, plan_folder
+from .folders import OnError, plan_folder
 from .outcomes import Listener, Outcome
 from .paths import normalise_path
 from .workqueue import Intent, Work, WorkQueue
@@ -351,11 +351,10 @@ class Indexer:
         extensions: Iterable[str],
         recursive: bool = True,
         on_error: OnError | None = None,
-    ) -> FolderPlan:
-        """Forget the catalogue entries under a folder that are gone from disk; return its plan.
+    ) -> list[str]:
+        """Forget the catalogue entries under a folder that are gone from disk; return every image found.
 
-        ``plan.paths`` lists every image found. A folder that is missing or unreadable as a
-        whole removes nothing (FileNotFoundError).
+        A folder that is missing or unreadable as a whole removes nothing (FileNotFoundError).
         """
         root = normalise_path(root)
         if not os.path.isdir(root) or not os.access(root, os.R_OK | os.X_OK):
@@ -363,7 +362,7 @@ class Indexer:
         plan = plan_folder(self.catalog, root, extensions, recursive, on_error=on_error)
         if plan.vanished:
             self.remove(plan.vanished)
-        return plan
+        return plan.paths
 
     def remove(self, paths: Iterable[str]) -> int:
         """Forget files or folders; returns how many catalogue entries went."""

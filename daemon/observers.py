@@ -152,12 +152,14 @@ def start_observer(
     recursive: bool,
     poll_seconds: float,
     polling_reason: str | None,
+    on_fallback: Trouble,
 ) -> tuple[BaseObserver, ObserverKind, str | None]:
     """A running observer of ``root`` and why it polls (None for inotify or native).
 
     ``polling_reason`` set: poll for that reason. Otherwise inotify, falling back to
-    polling (with inotify's error as the reason) when inotify cannot watch the folder.
-    OSError when the folder cannot be watched at all.
+    polling when inotify cannot watch the folder: ``on_fallback`` hears inotify's error
+    before the poller starts (so it is known even if the poller fails too). OSError when
+    the folder cannot be watched at all.
     """
     watched = os.path.realpath(root)
     handler = EventForwarder(root, watched, callback)
@@ -180,6 +182,7 @@ def start_observer(
             log.warning(
                 "cannot watch %s with inotify: %s; polling it every %.0f s instead", root, polling_reason, poll_seconds
             )
+            on_fallback(polling_reason)
     poller = PollingObserver(timeout=poll_seconds)
     poller.schedule(handler, watched, recursive=recursive, event_filter=EVENTS)
     poller.start()

@@ -11,7 +11,7 @@ from . import __version__
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
-MAX_DISTANCE = 2.0  # Euclidean distance between unit vectors: 0 same, 2 opposite
+MAX_DISTANCE = 2  # Euclidean distance between unit vectors: 0 same, 2 opposite
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -50,6 +50,12 @@ MAX_DISTANCE_PARAM = _param(
 
 def spec() -> dict[str, Any]:
     """The whole document."""
+    # Imported here: the CLI imports this module for the bounds above and needs no watcher.
+    from .index_parts import BaseKind
+    from .jobs import JobState
+    from .observers import ObserverKind
+    from .watcher import FolderState
+
     schemas: dict[str, Any] = {
         "Error": {
             "type": "object",
@@ -111,7 +117,7 @@ def spec() -> dict[str, Any]:
             "properties": {
                 "id": {"type": "string"},
                 "folder": {"type": "string"},
-                "state": {"enum": ["scanning", "indexing", "done", "failed"]},
+                "state": {"enum": [s.value for s in JobState]},
                 "found": {"type": "integer", "minimum": 0},
                 "done": {"type": "integer", "minimum": 0},
                 "progress": {"type": "number", "minimum": 0, "maximum": 1},
@@ -139,7 +145,7 @@ def spec() -> dict[str, Any]:
                 "last_build": {"type": ["string", "null"]},
                 "last_build_seconds": {"type": ["number", "null"]},
                 "building": {"type": "boolean"},
-                "mode": {"type": "string"},
+                "mode": {"enum": [k.value for k in BaseKind]},
                 "dim": {"type": "integer"},
                 "device": {"type": "string"},
                 "text": {"type": "boolean"},
@@ -199,11 +205,11 @@ def spec() -> dict[str, Any]:
                         "properties": {
                             "folder": {"type": "string"},
                             "state": {
-                                "enum": ["starting", "watching", "polling", "offline"],
+                                "enum": [s.value for s in FolderState],
                                 "description": "offline: the folder is gone or unreadable as a whole (an unmounted "
                                 "disk); its files are kept but not returned by search",
                             },
-                            "observer": {"type": ["string", "null"], "description": "inotify, polling or native"},
+                            "observer": {"enum": [*(k.value for k in ObserverKind), None]},
                             "reason": {
                                 "type": ["string", "null"],
                                 "description": "why the folder is polled or offline",

@@ -9,7 +9,8 @@ from .images import ImageError
 
 
 class Outcome(StrEnum):
-    """The end of one path's trip through the indexer, told after its batch is committed."""
+    """The end of one path's trip through the indexer: told after its batch is committed
+    (UNCHANGED at once, as nothing is written)."""
 
     EMBEDDED = "embedded"  # a model ran on it
     REUSED = "reused"  # its content had a stored vector (moved, copied or touched)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__, images, query
-from .catalog import Catalog
+from .catalog import Catalog, FileState
 from .config import Config
 from .errors import ApiError, image_error
 from .extractors import Extractor, LoadedExtractors, load
@@ -171,8 +171,8 @@ class Service:
             self.jobs.forget(path, waiter)
             raise ApiError(504, f"{path} is queued but was not indexed within {timeout:.0f} s", image=path)
         outcome = waiter.outcome
-        if outcome == Outcome.FAILED and waiter.error is not None:
-            raise image_error(waiter.error, path)  # recorded in the catalogue with its reason; the answer is the 4xx
+        if outcome == Outcome.FAILED:  # recorded in the catalogue with its reason; the answer is the 4xx
+            raise image_error(waiter.error or images.ImageError(images.Reason.CORRUPT, "could not be indexed"), path)
         if outcome == Outcome.REMOVED:
             raise ApiError(404, f"{path}: the file vanished before it could be indexed", image=path)
         status = "unchanged" if outcome == Outcome.UNCHANGED else "indexed"
@@ -185,13 +185,12 @@ class Service:
         indexer = self.indexer
 
         def scan() -> list[str]:
-            plan = indexer.prune_folder(
+            return indexer.prune_folder(
                 path,
                 watch["extensions"],
                 watch["recursive"],
                 on_error=lambda p, e: log.warning("cannot read %s: %s", p, e),
             )
-            return plan.paths
 
         job = self.jobs.start_folder(path, scan, lambda chunk: self.queue.put_many(chunk, Intent.ADD))
         job.scan_done.wait(wait)  # small folders answer with their count
@@ -332,11 +331,11 @@ class Service:
         progress = self.indexer.progress.snapshot()
         out.update(
             {
-                "images": counts["by_state"].get("indexed", 0),
+                "images": counts["by_state"].get(FileState.INDEXED, 0),
                 "files": counts["files"],
                 "pending": self._pending(progress),
                 "failed": {
-                    "total": counts["by_state"].get("failed", 0),
+                    "total": counts["by_state"].get(FileState.FAILED, 0),
                     "by_reason": counts["failed_by_reason"],
                     "recent": self.catalog.recent_failures(5),
                 },

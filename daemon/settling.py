@@ -60,17 +60,16 @@ class Settler:
         """How long the caller may sleep while files are pending."""
         return self.debounce_seconds / 3
 
-    def touch(self, path: str, complete: bool | None, now: float) -> bool:
-        """Note a write; ``complete`` None (an attribute change) keeps what was known. True if new."""
+    def touch(self, path: str, complete: bool | None, now: float) -> None:
+        """Note a write; ``complete`` None (an attribute change) keeps what was known."""
         entry = self._pending.get(path)
         if entry is None:
             self._pending[path] = _Pending(last_event=now, complete=complete is not False)
-            return True
+            return
         entry.last_event = now
         if complete is not None:
             entry.complete = complete
         entry.seen, entry.next_look = None, 0.0
-        return False
 
     def discard(self, path: str) -> bool:
         """Forget a path (deleted, or moved out of sight); True if it was pending."""

@@ -9,10 +9,10 @@ sparse, and Annoy allocates a 2 KB node for every number up to the largest),
 ``index.lock``, and ``.build-*`` temporaries while building.
 
 A build runs in a child process (niced, so it does not compete with queries for the GIL
-or the CPU, and it dies with the daemon) that reads the catalogue and writes Annoy's
-on-disk build into a temporary file; the parent fsyncs, renames it to a name never used
-before, loads it and only then writes ``index.json``. A live memory-mapped file is never
-overwritten.
+or the CPU, and it dies with the daemon) that reads the catalogue, writes Annoy's on-disk
+build and the ids into temporary files and fsyncs them; the parent renames them to names
+never used before, fsyncs the directory, loads the snapshot and only then writes
+``index.json``. A live memory-mapped file is never overwritten.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import numpy as np
 from annoy import AnnoyIndex
 
 from .catalog import Catalog
-from .index_parts import AnnoyBase, Base
+from .index_parts import AnnoyBase, Base, BaseKind
 from .timestamps import iso_utc, parse_iso
 
 log = logging.getLogger("imgsearchd.index")
@@ -395,5 +395,5 @@ class SnapshotStore:
             if stray and path.is_file():
                 log.info("%s: removing leftover %s", self.extractor, name)
                 path.unlink(missing_ok=True)
-        if base.kind == "exact":
+        if base.kind == BaseKind.EXACT:
             self.uncommit()

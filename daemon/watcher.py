@@ -16,14 +16,16 @@ every move; observer and scanner threads only leave it a note (``trouble``,
 ========  ===========================================================  ================
 from      when                                                         to
 ========  ===========================================================  ================
-starting  usable and not empty-while-the-catalogue-holds-files         watching/polling
+starting  usable, and not empty while the catalogue holds files below   watching/polling
 starting  missing, unreadable, or empty while the catalogue holds      offline
           files below it
 watching  inotify runs out of watches or overflows (``trouble``)       polling
+polling   the same again (``trouble``): rescanned                      polling
 watching  the root is gone, unreadable, replaced by another folder,    offline
 polling   or found without its images by a scan
 offline   back, usable, with its images                                watching/polling
-any       the watch settings change on reload (``restart``)            starting
+watching  the watch settings change on reload (``restart``); an        starting
+polling   offline folder stays offline
 ========  ===========================================================  ================
 
 Every change of observer bumps the folder's ``generation``, so events from a replaced
@@ -150,7 +152,6 @@ class Watcher:
     ) -> None:
         self.queue = queue
         self.catalog = catalog
-        self.options = options
         self.models = dict(models or {})
         self._cond = threading.Condition()  # guards everything below; never held while an observer stops
         self._folders: dict[str, _Folder] = {}
@@ -158,11 +159,23 @@ class Watcher:
             self._folders[root] = _Folder(root)
         self._settler = Settler(options.debounce_seconds, options.settle_seconds)
         self._router = EventRouter(self._settler, queue, options.extensions, options.recursive)
+        self.options = options
         self._scan_requests: list[str] = []
         self._retired: list[_Folder] = []  # removed by a reload; the control thread stops them
         self._urgent = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    @property
+    def options(self) -> WatchOptions:
+        return self._options
+
+    @options.setter
+    def options(self, options: WatchOptions) -> None:
+        """Use these options from now on (the settler and the event router follow)."""
+        self._options = options
+        self._settler.debounce_seconds, self._settler.settle_seconds = options.debounce_seconds, options.settle_seconds
+        self._router.extensions, self._router.recursive = options.extensions, options.recursive
 
     # -- life cycle
 
@@ -200,9 +213,6 @@ class Watcher:
             options = options or self.options
             restart = options != self.options
             self.options = options
-            self._settler.debounce_seconds = options.debounce_seconds
-            self._settler.settle_seconds = options.settle_seconds
-            self._router.extensions, self._router.recursive = options.extensions, options.recursive
             old = self._folders
             self._folders = {root: old.get(root) or _Folder(root) for root in roots}
             for root, folder in old.items():
@@ -462,19 +472,21 @@ class Watcher:
             options, fallback = self.options, folder.fallback
         forced = "polling forced by the settings" if options.force_polling else None
         root = folder.root
-        observer, kind, reason = start_observer(
+
+        def inotify_failed(why: str) -> None:
+            with self._cond:
+                folder.fallback = why  # poll this folder from now on
+                folder.trouble = None  # reported by the attempt that just failed: handled here
+
+        return start_observer(
             root,
             lambda event, src, dest: self._on_event(root, generation, event, src, dest),
             lambda why: self._report(root, generation, why),
             recursive=options.recursive,
             poll_seconds=options.poll_seconds,
             polling_reason=fallback or forced,
+            on_fallback=inotify_failed,
         )
-        if kind == ObserverKind.POLLING and fallback is None and forced is None:
-            with self._cond:
-                folder.fallback = reason  # inotify could not watch it
-                folder.trouble = None  # reported by the attempt that just failed: handled here
-        return observer, kind, reason
 
     def _stop_observer(self, folder: _Folder) -> None:
         with self._cond:
@@ -548,13 +560,15 @@ class Watcher:
         fresh_after = time.time_ns() - int(options.settle_seconds * 1e9)
         ready = [path for path, mtime_ns in plan.to_add if mtime_ns < fresh_after]
         with self._cond:
+            pending = len(self._settler)
             for path, mtime_ns in plan.to_add:
                 if mtime_ns >= fresh_after:  # written moments ago: maybe still being written
                     self._router.touch(folder.root, path, complete=False)
             self.queue.put_many(plan.to_restore, Intent.RESTORE)
             self.queue.put_many(plan.vanished, Intent.REMOVE)
             self.queue.put_many(ready, Intent.ADD)
-            self._cond.notify_all()  # the control thread wakes for files now settling
+            if len(self._settler) > pending:
+                self._cond.notify_all()  # the control thread now wakes for the debounce
         seconds = time.monotonic() - started
         summary = {
             "at": iso_utc(time.time()),

@@ -76,7 +76,7 @@ def test_bad_files_are_recorded_and_every_good_file_is_indexed(tmp_path, photos,
         Catalog(tmp_path / "catalog.sqlite3") as catalog,
         Indexer(catalog, {"efficientnet": efficientnet}, loader_threads=2) as indexer,
     ):
-        found = indexer.prune_folder(str(folder), EXTENSIONS).paths
+        found = indexer.prune_folder(str(folder), EXTENSIONS)
         summary = indexer.process(found)
         assert summary["embedded"] == len(GOOD)
         assert summary["failed"] == {reason: list(BAD.values()).count(reason) for reason in set(BAD.values())}
@@ -103,7 +103,7 @@ def test_unchanged_touched_moved_and_copied_files(tmp_path, photos, efficientnet
 
         def run() -> tuple[int, int, dict]:
             passes, embedded = efficientnet.forward_passes, efficientnet.images_embedded
-            summary = indexer.process(indexer.prune_folder(str(folder), EXTENSIONS).paths)
+            summary = indexer.process(indexer.prune_folder(str(folder), EXTENSIONS))
             return efficientnet.forward_passes - passes, efficientnet.images_embedded - embedded, summary
 
         passes, embedded, _ = run()
@@ -172,7 +172,7 @@ def test_missing_root_removes_nothing(tmp_path, photos, efficientnet):
     folder.mkdir()
     photos["coffee"].save(folder / "a.jpg")
     with Catalog(tmp_path / "catalog.sqlite3") as catalog, Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
-        indexer.process(indexer.prune_folder(str(folder), EXTENSIONS).paths)
+        indexer.process(indexer.prune_folder(str(folder), EXTENSIONS))
         folder.rename(tmp_path / "unmounted")
         with pytest.raises(FileNotFoundError, match="nothing was removed"):
             indexer.prune_folder(str(folder), EXTENSIONS)
