@@ -292,32 +292,24 @@ class Indexer:
         counts = {"embedded": 0, "reused": 0}
         failures: list[str] = []
         for i, item in enumerate(pending):
-            if item.error is not None and item.error.reason == images.Reason.MISSING:
+            error = item.error
+            if error is not None and error.reason == images.Reason.MISSING:
                 vanished.append(item.path)
                 continue
-            if item.error is not None:
-                failures.append(item.error.reason)
-                log.warning("skipped %s: %s", item.path, item.error)
-                results.append(
-                    FileResult(
-                        path=item.path,
-                        size=item.size,
-                        mtime_ns=item.mtime_ns,
-                        content_hash=item.content_hash,
-                        error_reason=item.error.reason,
-                        error_detail=item.error.detail,
-                    )
-                )
-                continue
-            made = vectors.get(i, {})
-            counts["embedded" if made else "reused"] += 1
+            if error is not None:
+                failures.append(error.reason)
+                log.warning("skipped %s: %s", item.path, error)
+            else:
+                counts["embedded" if i in vectors else "reused"] += 1
             results.append(
                 FileResult(
                     path=item.path,
                     size=item.size,
                     mtime_ns=item.mtime_ns,
                     content_hash=item.content_hash,
-                    vectors={**item.reused, **made},
+                    vectors={} if error else {**item.reused, **vectors.get(i, {})},
+                    error_reason=error.reason if error else None,
+                    error_detail=error.detail if error else None,
                 )
             )
         seq = self.catalog.record_batch(results)
