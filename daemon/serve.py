@@ -9,6 +9,7 @@ wires the parts.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 
@@ -18,9 +19,16 @@ from .config import Config, ConfigError
 from .extractors import ModelUnavailableError
 from .server import create_app
 from .service import Service
+from .signals import SignalInbox
 from .systemd import Heartbeat, Notifier
 
 log = logging.getLogger("imgsearchd.serve")
+
+
+# How long a stop waits for a load in progress to reach its next step (the longest step,
+# loading a CLIP model, takes seconds); past it the load is abandoned, as a SIGKILL would.
+LOAD_ABORT_WAIT = 30.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def run_daemon(config: Config) -> int:
@@ -29,6 +37,7 @@ def run_daemon(config: Config) -> int:
     Speaks the systemd notify protocol when ``$NOTIFY_SOCKET`` is set: READY=1 once the
     models and indexes are loaded and the server answers, STATUS= lines with progress,
     WATCHDOG=1 pings, RELOADING=1/READY=1 around a SIGHUP reload, STOPPING=1 on SIGTERM.
+    Signals only wake the main loop (``SignalInbox``); all the work happens here, in order.
     """
     notifier = Notifier()
     service = Service(config)
@@ -43,56 +52,79 @@ def run_daemon(config: Config) -> int:
     listener = threading.Thread(target=server.serve, name="imgsearchd-http", daemon=True)
     listener.start()
     log.info("listening on http://%s:%d", bound[0], bound[1])
-    stop = threading.Event()
-    reload_wanted = threading.Event()
-
-    def on_stop(signum: int, _frame: object) -> None:
-        log.info("received %s: stopping", signal.Signals(signum).name)
-        notifier.stopping()
-        stop.set()
-        if not service.ready and service.phase != "stopping":
-            raise SystemExit(0)  # still loading: abandon the load, nothing is half-written
-
-    def on_hup(_signum: int, _frame: object) -> None:
-        reload_wanted.set()
-
-    previous = {sig: signal.signal(sig, on_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hup)
+    inbox = SignalInbox((*STOP_SIGNALS, signal.SIGHUP))
     heartbeat = Heartbeat(notifier, service.status_line, lambda: listener.is_alive() and service.healthy())
+    heartbeat.start()
+    notifier.status("loading models and indexes")
+    loading = _Loader(service)
     code = 0
     try:
-        heartbeat.start()
-        notifier.status("loading models and indexes")
-        service.load()
-        notifier.ready(service.status_line())
-        while not stop.is_set():
-            if reload_wanted.wait(0.5):
-                reload_wanted.clear()
-                if stop.is_set():
-                    break
-                notifier.reloading()
-                try:
-                    fresh = service.config.reload()
-                except ConfigError as exc:
-                    log.error("reload rejected, keeping the running settings: %s", exc)
-                else:
-                    service.apply_config(fresh)
-                notifier.ready(service.status_line())
-    except ModelUnavailableError as exc:
-        log.error("cannot start: %s", exc)
-        code = 3
-    except SystemExit:
-        pass
-    except Exception:
-        log.exception("cannot start")
-        code = 1
+        code = _main_loop(service, notifier, inbox, loading)
     finally:
         notifier.stopping()
         heartbeat.stop()
         server.stop()
-        service.close()
+        if loading.thread.is_alive():
+            log.warning("the load did not stop within %.0f s; abandoning it", LOAD_ABORT_WAIT)
+        else:
+            service.close()
         notifier.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        inbox.close()
         log.info("stopped")
+    if loading.thread.is_alive():
+        logging.shutdown()
+        os._exit(code)  # the load thread holds a model half-read; nothing of ours is half-written
     return code
+
+
+class _Loader:
+    """``Service.load`` on its own thread, so a stop is noticed while models load."""
+
+    def __init__(self, service: Service) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(service,), name="imgsearchd-load", daemon=True)
+        self.thread.start()
+
+    def _run(self, service: Service) -> None:
+        try:
+            service.load()
+        except BaseException as exc:
+            self.error = exc
+
+
+def _main_loop(service: Service, notifier: Notifier, inbox: SignalInbox, loading: _Loader) -> int:
+    """Wait for the load, then serve; SIGHUP reloads, SIGTERM/SIGINT end it. Returns the exit code."""
+    loaded = reload_pending = False
+    while True:
+        received = inbox.wait(0.5)
+        reload_pending = reload_pending or signal.SIGHUP in received
+        if any(sig in STOP_SIGNALS for sig in received):
+            log.info("received %s: stopping", next(sig for sig in received if sig in STOP_SIGNALS).name)
+            if not loaded:
+                service.abort_load()
+                loading.thread.join(LOAD_ABORT_WAIT)
+            return 0
+        if not loaded and not loading.thread.is_alive():
+            if loading.error is not None:
+                return _load_failed(loading.error)
+            loaded = True
+            notifier.ready(service.status_line())
+        if loaded and reload_pending:  # one that came while loading is applied once loaded
+            reload_pending = False
+            notifier.reloading()
+            try:
+                fresh = service.config.reload()
+            except ConfigError as exc:
+                log.error("reload rejected, keeping the running settings: %s", exc)
+            else:
+                service.apply_config(fresh)
+            notifier.ready(service.status_line())
+
+
+def _load_failed(error: BaseException) -> int:
+    """Log why the load failed; the exit code for it."""
+    if isinstance(error, ModelUnavailableError):
+        log.error("cannot start: %s", error)
+        return 3
+    log.error("cannot start", exc_info=error)
+    return 1

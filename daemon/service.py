@@ -36,6 +36,10 @@ log = logging.getLogger("imgsearchd.service")
 ADD_FILE_TIMEOUT = 120.0
 
 
+class LoadAborted(Exception):
+    """The daemon was told to stop while it was still loading."""
+
+
 class Service:
     """The running daemon's state, behind a small facade for the HTTP server."""
 
@@ -56,6 +60,7 @@ class Service:
         self.watch_overrides: dict[str, Any] = {}  # extra WatchOptions (tests, benchmarks), set before load
         self.limits = images.ImageLimits.from_config(config.images)
         self._burst_base = 0
+        self._abort_load = threading.Event()
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -63,20 +68,33 @@ class Service:
     def ready(self) -> bool:
         return self._ready.is_set()
 
+    def abort_load(self) -> None:
+        """Make a ``load`` in progress stop at its next step with LoadAborted."""
+        self._abort_load.set()
+
+    def _enter_phase(self, phase: str) -> None:
+        if self._abort_load.is_set():
+            raise LoadAborted(f"stopped while {self.phase}")
+        self.phase = phase
+
     def load(self) -> None:
-        """Open the catalogue, load the models and indexes, start the indexer thread."""
+        """Open the catalogue, load the models and indexes, start the indexer thread.
+
+        Raises LoadAborted between steps once ``abort_load`` was called.
+        """
         data_dir = self.config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.phase = "opening catalogue"
+        self._enter_phase("opening catalogue")
         self.catalog = Catalog(self.config.catalog_path)
-        self.phase = "loading models"
+        self._enter_phase("loading models")
         index_cfg = self.config.index
         self.loaded = load(index_cfg["extractors"], index_cfg["fallback_extractor"], self.config.extractor)
-        self.phase = "loading indexes"
+        self._enter_phase("loading indexes")
         for name, extractor in self.loaded.extractors.items():
             index = index_for(self.catalog, self.config, extractor)
             index.open()
             self.indexes[name] = index
+        self._enter_phase("starting the indexer")
         self.indexer = Indexer(
             self.catalog,
             self.loaded.extractors,

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 
 log = logging.getLogger("imgsearchd.systemd")
 
+SEND_TIMEOUT = 5.0
+
 
 class Notifier:
     """Sends state changes to the service manager."""
@@ -44,6 +46,9 @@ class Notifier:
             try:
                 if self._sock is None:
                     self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                    # A service manager that stops reading fills the socket's queue; without a
+                    # timeout the next send (from the main loop) would block the daemon for ever.
+                    self._sock.settimeout(SEND_TIMEOUT)
                 self._sock.sendto(message, self.address)
                 return True
             except OSError as exc:

@@ -231,3 +231,66 @@ def live_server(
         server.stop()
         thread.join(timeout=10)
         service.close()
+
+
+class NotifySocket:
+    """A real unix datagram socket standing in for systemd; records every message."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, dict[str, str]]] = []
+        self.on_ready: list = []
+        self._stop = threading.Event()
+        self._reading = threading.Event()
+        self._reading.set()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stall(self) -> None:
+        """Stop reading and fill the socket's queue, so the daemon's next send blocks (a hung systemd)."""
+        self._reading.clear()
+        time.sleep(0.3)  # let a recv in progress time out
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as filler:
+            filler.setblocking(False)
+            try:
+                while True:
+                    filler.sendto(b"X=filler", str(self.path))
+            except BlockingIOError:
+                pass
+
+    def resume(self) -> None:
+        self._reading.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._reading.wait(0.1):
+                continue
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+            if fields.get("READY") == "1":
+                for callback in self.on_ready:
+                    callback()
+            self.messages.append((time.monotonic(), fields))
+
+    def wait_for(self, key: str, value: str | None = None, after: int = 0, timeout: float = 120) -> int:
+        """Index of the first message from ``after`` on that has key (=value)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for i, (_, fields) in enumerate(list(self.messages)[after:], start=after):
+                if key in fields and (value is None or fields[key] == value):
+                    return i
+            time.sleep(0.05)
+        raise AssertionError(f"no {key}={value} after message {after}: {[m for _, m in self.messages]}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()

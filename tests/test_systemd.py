@@ -21,7 +21,7 @@ import pytest
 from imgsearchd.config import load_config
 from imgsearchd.systemd import Notifier
 
-from helpers import REPO, cli_command, free_port, write_config
+from helpers import REPO, NotifySocket, cli_command, free_port, write_config
 
 
 def systemd_analyze() -> str:
@@ -98,50 +98,6 @@ def test_unit_has_the_essentials():
 
 
 # -- the notify protocol ------------------------------------------------------------------------
-
-
-class NotifySocket:
-    """A real unix datagram socket standing in for systemd; records every message."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, dict[str, str]]] = []
-        self.on_ready: list = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
-            if fields.get("READY") == "1":
-                for callback in self.on_ready:
-                    callback()
-            self.messages.append((time.monotonic(), fields))
-
-    def wait_for(self, key: str, value: str | None = None, after: int = 0, timeout: float = 120) -> int:
-        """Index of the first message from ``after`` on that has key (=value)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for i, (_, fields) in enumerate(list(self.messages)[after:], start=after):
-                if key in fields and (value is None or fields[key] == value):
-                    return i
-            time.sleep(0.05)
-        raise AssertionError(f"no {key}={value} after message {after}: {[m for _, m in self.messages]}")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
 
 
 def health(port: int) -> int:

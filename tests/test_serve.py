@@ -1,0 +1,117 @@
+"""The daemon process: signals only wake the main loop, so no signal order can hang it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from imgsearchd.signals import SignalInbox
+from imgsearchd.systemd import Notifier
+
+from helpers import NotifySocket, cli_command, free_port, wait_healthy, write_config
+
+
+def test_inbox_delivers_signals_in_order_without_running_code_in_the_handler():
+    inbox = SignalInbox((signal.SIGHUP, signal.SIGUSR1))
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGHUP)
+        got: list[signal.Signals] = []
+        deadline = time.monotonic() + 5
+        while len(got) < 3 and time.monotonic() < deadline:
+            got += inbox.wait(0.5)
+        assert got == [signal.SIGHUP, signal.SIGUSR1, signal.SIGHUP]
+        assert inbox.wait(0.05) == []
+    finally:
+        inbox.close()
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+
+
+def test_a_signal_arriving_while_the_main_thread_holds_the_notifier_lock_does_not_deadlock(tmp_path):
+    """The old handler called Notifier.stopping() itself: with the lock already held, a hang."""
+    sink = NotifySocket(tmp_path / "notify.sock")
+    notifier = Notifier({"NOTIFY_SOCKET": str(sink.path)})
+    inbox = SignalInbox((signal.SIGTERM,))
+    try:
+        with notifier._lock:  # the main thread inside send(), as in ready() during a reload
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)  # the handler runs here, between bytecodes, lock held
+        assert inbox.wait(2) == [signal.SIGTERM]
+        assert notifier.stopping()
+        sink.wait_for("STOPPING", "1", timeout=5)
+    finally:
+        inbox.close()
+        notifier.close()
+        sink.close()
+
+
+def _daemon(tmp_path, photo_dir) -> tuple[subprocess.Popen[str], int, NotifySocket]:
+    port = free_port()
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    config = write_config(
+        tmp_path / "imgsearchd.toml",
+        {
+            "server": {"port": port},
+            "index": {"data_dir": str(tmp_path / "data"), "extractors": ["efficientnet"], "fallback_extractor": ""},
+            "watch": {"directories": [str(photo_dir)]},
+            "extractors.efficientnet": {"device": "cpu"},
+        },
+    )
+    sink = NotifySocket(tmp_path / f"notify-{port}.sock")
+    env = {**os.environ, "NOTIFY_SOCKET": str(sink.path)}
+    proc = subprocess.Popen(
+        cli_command("serve", "--config", str(config)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    return proc, port, sink
+
+
+def test_sigterm_while_a_reload_is_stuck_notifying_systemd_still_stops(tmp_path, photos):
+    """Issue 10 item 5: the old SIGTERM handler took the notifier's lock, which the main thread
+    held while telling systemd about a reload: a stop then hung for ever. Here systemd stalls
+    (its socket's queue is full) during a SIGHUP reload, and SIGTERM arrives meanwhile."""
+    photo_dir = tmp_path / "photos"
+    photo_dir.mkdir()
+    photos["chelsea"].save(photo_dir / "chelsea.png")
+    proc, port, sink = _daemon(tmp_path, photo_dir)
+    try:
+        wait_healthy(port, proc)
+        sink.wait_for("READY", "1", timeout=60)
+        sink.stall()
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)  # the main loop is now blocked sending RELOADING=1
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        sink.resume()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        sink.close()
+    assert proc.returncode == 0, err
+    assert "stopped" in err and "Traceback" not in err
+    assert any(m.get("STOPPING") == "1" for _, m in sink.messages)
+
+
+def test_sigterm_while_loading_stops_promptly_with_a_clean_exit(tmp_path, photos):
+    photo_dir = tmp_path / "photos"
+    photo_dir.mkdir()
+    proc, _port, sink = _daemon(tmp_path, photo_dir)
+    try:
+        sink.wait_for("STATUS", "loading models and indexes", timeout=60)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=40)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        sink.close()
+    assert proc.returncode == 0, err
+    assert took < 35 and "stopped" in err, err
+    assert not [t for t in threading.enumerate() if t.name.startswith("imgsearchd")]
