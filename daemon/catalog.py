@@ -6,6 +6,9 @@ made it, so a moved or copied file reuses its vector. Every change bumps a
 monotonic change number (``seq``) so that derived indexes can catch up with
 ``changes_since`` instead of re-reading everything.
 
+Paths are stored as the file system's bytes (``paths.path_key``): a name that is not
+valid UTF-8 is still one row, and reads give it back unchanged.
+
 Connections: one writer (guarded by a lock) and one reader per thread; WAL mode
 lets readers run while a batch is being written.
 """
@@ -13,6 +16,7 @@ lets readers run while a batch is being written.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -26,7 +30,9 @@ from typing import TypedDict
 import numpy as np
 
 from . import schema
-from .paths import normalise_path
+from .paths import normalise_path, path_from_key, path_key
+
+log = logging.getLogger("imgsearchd.catalog")
 
 
 class FileState(StrEnum):
@@ -54,6 +60,8 @@ class FileRecord:
     error_reason: str | None
     error_detail: str | None
     seq: int
+    failures: int = 0  # failed attempts in a row (0 once it is indexed)
+    updated_at: float = 0.0
 
 
 @dataclass
@@ -71,6 +79,16 @@ class FileResult:
     vectors: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
     error_reason: str | None = None
     error_detail: str | None = None
+
+
+@dataclass(frozen=True)
+class FailedFile:
+    """A failed file, for deciding when to try it again."""
+
+    path: str
+    reason: str
+    failures: int
+    updated_at: float
 
 
 class Counts(TypedDict):
@@ -96,11 +114,23 @@ class Changes:
 _SUBTREE = "(path=? OR (path>=? AND path<?))"
 
 
-def _subtree(root: str) -> tuple[str, str, str]:
+def _subtree(root: str) -> tuple[bytes, bytes, bytes]:
     """Parameters for ``_SUBTREE``: the path itself, and the range of paths under it."""
-    root_p = normalise_path(root)
-    prefix = root_p.rstrip(os.sep) + os.sep
-    return root_p, prefix, prefix[:-1] + chr(ord(os.sep) + 1)
+    root_b = path_key(normalise_path(root))
+    prefix = root_b.rstrip(b"/") + b"/"
+    return root_b, prefix, prefix[:-1] + b"0"  # "0" is the byte after "/"
+
+
+def _folder_trouble(folder: Path) -> str:
+    """Why a folder cannot hold a writable SQLite database, as a clause ("" when it looks fine)."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f" (the file system of {folder} is mounted read-only)"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f" ({folder} is not writable by this user)"
+    except OSError as exc:
+        return f" ({folder}: {exc.strerror or exc})"
+    return ""
 
 
 def _vector_blob(vector: np.ndarray) -> bytes:
@@ -122,7 +152,7 @@ class Catalog:
             self._writer = self._connect()
             self._migrate()
         except sqlite3.DatabaseError as exc:
-            raise CatalogError(f"cannot open catalogue {self.path}: {exc}") from exc
+            raise CatalogError(f"cannot open catalogue {self.path}: {exc}{_folder_trouble(self.path.parent)}") from exc
 
     # -- connections -------------------------------------------------------
 
@@ -157,6 +187,8 @@ class Catalog:
                 self._readers.clear()
             try:
                 self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:  # a full or read-only disk: the WAL stays, and is replayed at the next open
+                log.warning("cannot checkpoint the catalogue %s at close: %s", self.path, exc)
             finally:
                 self._writer.close()
 
@@ -196,7 +228,10 @@ class Catalog:
                 yield conn, seq
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite rolls back by itself after some errors (a full disk); a second
+                # ROLLBACK would then raise "no transaction is active" and hide the cause.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
 
     @staticmethod
@@ -217,7 +252,7 @@ class Catalog:
         return seq
 
     def _record_one(self, conn: sqlite3.Connection, result: FileResult, seq: int, now: float) -> None:
-        path = normalise_path(result.path)
+        path = path_key(normalise_path(result.path))
         for name, (model_id, vector) in result.vectors.items():
             conn.execute(
                 "INSERT OR REPLACE INTO vectors (content_hash, extractor, model_id, dim, vector)"
@@ -231,7 +266,10 @@ class Catalog:
                 (seq, result.content_hash, path),
             )
         state = FileState.FAILED if result.error_reason else FileState.INDEXED
-        row = conn.execute("SELECT id, content_hash, state FROM files WHERE path=?", (path,)).fetchone()
+        row = conn.execute("SELECT id, content_hash, state, failures FROM files WHERE path=?", (path,)).fetchone()
+        failures = 0
+        if state == FileState.FAILED:
+            failures = 1 + (row[3] if row is not None and row[2] == FileState.FAILED else 0)
         if row is not None and (row[1] != result.content_hash or row[2] != state):
             # New content gets a new id, so an index never mixes the old vector with the new.
             self._forget(conn, row[0], seq)
@@ -239,7 +277,7 @@ class Catalog:
         if row is None:
             conn.execute(
                 "INSERT INTO files (path, size, mtime_ns, content_hash, state, error_reason,"
-                " error_detail, seq, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " error_detail, seq, updated_at, failures) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     path,
                     result.size,
@@ -250,12 +288,14 @@ class Catalog:
                     result.error_detail,
                     seq,
                     now,
+                    failures,
                 ),
             )
         else:
             conn.execute(
-                "UPDATE files SET size=?, mtime_ns=?, error_reason=?, error_detail=?, seq=?, updated_at=? WHERE id=?",
-                (result.size, result.mtime_ns, result.error_reason, result.error_detail, seq, now, row[0]),
+                "UPDATE files SET size=?, mtime_ns=?, error_reason=?, error_detail=?, seq=?, updated_at=?, failures=?"
+                " WHERE id=?",
+                (result.size, result.mtime_ns, result.error_reason, result.error_detail, seq, now, failures, row[0]),
             )
 
     def remove_paths(self, paths: Iterable[str]) -> int:
@@ -278,8 +318,9 @@ class Catalog:
         moved = 0
         with self._change() as (conn, seq):
             rows = conn.execute(f"SELECT id, path FROM files WHERE {_SUBTREE}", _subtree(old_p)).fetchall()
+            old_b, new_b = path_key(old_p), path_key(new_p)
             for file_id, path in rows:
-                target = new_p + path[len(old_p) :]
+                target = new_b + bytes(path)[len(old_b) :]
                 clash = conn.execute("SELECT id FROM files WHERE path=?", (target,)).fetchone()
                 if clash is not None:
                     self._forget(conn, clash[0], seq)
@@ -296,9 +337,11 @@ class Catalog:
 
     def set_online(self, paths: Iterable[str]) -> int:
         """Make offline files searchable again (they came back unchanged); returns how many."""
-        return self._set_state("state='offline' AND path=?", [(normalise_path(p),) for p in paths], FileState.INDEXED)
+        return self._set_state(
+            "state='offline' AND path=?", [(path_key(normalise_path(p)),) for p in paths], FileState.INDEXED
+        )
 
-    def _set_state(self, where: str, params: list[tuple[str, ...]], state: str) -> int:
+    def _set_state(self, where: str, params: list[tuple[bytes, ...]], state: str) -> int:
         if not params:
             return 0
         changed = 0
@@ -333,18 +376,26 @@ class Catalog:
         row = (
             self._reader()
             .execute(
-                "SELECT id, path, size, mtime_ns, content_hash, state, error_reason, error_detail, seq"
-                " FROM files WHERE path=?",
-                (normalise_path(path),),
+                "SELECT id, path, size, mtime_ns, content_hash, state, error_reason, error_detail, seq,"
+                " failures, updated_at FROM files WHERE path=?",
+                (path_key(normalise_path(path)),),
             )
             .fetchone()
         )
-        return FileRecord(*row) if row else None
+        return FileRecord(row[0], path_from_key(row[1]), *row[2:]) if row else None
 
     def files_under(self, root: str) -> dict[str, tuple[int, int, str]]:
         """path -> (size, mtime_ns, state) for every file at or below ``root``."""
         rows = self._reader().execute(f"SELECT path, size, mtime_ns, state FROM files WHERE {_SUBTREE}", _subtree(root))
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        return {path_from_key(r[0]): (r[1], r[2], r[3]) for r in rows}
+
+    def failed_under(self, root: str) -> list[FailedFile]:
+        """The failed files at or below ``root``: why, how often in a row, and when last."""
+        rows = self._reader().execute(
+            f"SELECT path, error_reason, failures, updated_at FROM files WHERE state='failed' AND {_SUBTREE}",
+            _subtree(root),
+        )
+        return [FailedFile(path_from_key(r[0]), r[1] or "", r[2], r[3]) for r in rows]
 
     def count_under(self, root: str, states: Iterable[str] = (FileState.INDEXED, FileState.OFFLINE)) -> int:
         """How many files at or below ``root`` are in one of ``states``."""
@@ -388,7 +439,7 @@ class Catalog:
             " AND v.extractor=? AND v.model_id=?)",
             (extractor, model_id),
         )
-        return [r[0] for r in rows]
+        return [path_from_key(r[0]) for r in rows]
 
     def paths_for(self, ids: Iterable[int]) -> dict[int, str]:
         """id -> path for the ids that still exist and are indexed."""
@@ -401,7 +452,7 @@ class Catalog:
             for file_id, path in conn.execute(
                 f"SELECT id, path FROM files WHERE state='indexed' AND id IN ({marks})", chunk
             ):
-                out[file_id] = path
+                out[file_id] = path_from_key(path)
         return out
 
     def iter_vectors(
@@ -491,7 +542,7 @@ class Catalog:
             "SELECT path, error_reason, error_detail FROM files WHERE state='failed' ORDER BY updated_at DESC LIMIT ?",
             (limit,),
         )
-        return [{"path": r[0], "reason": r[1], "detail": r[2]} for r in rows]
+        return [{"path": path_from_key(r[0]), "reason": r[1], "detail": r[2]} for r in rows]
 
     def integrity_check(self) -> str:
         return self._reader().execute("PRAGMA integrity_check").fetchone()[0]

@@ -16,6 +16,8 @@ IMAGE_ERROR_STATUS = {
     images.Reason.NOT_AN_IMAGE: 415,
     images.Reason.TRUNCATED: 415,
     images.Reason.CORRUPT: 415,
+    images.Reason.OUTSIDE_ROOTS: 403,
+    images.Reason.INTERNAL: 500,
 }
 
 

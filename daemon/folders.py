@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from .catalog import Catalog, FileState
+from .catalog import Catalog, FailedFile, FileState
+from .images import TRANSIENT_REASONS
 from .paths import is_under, normalise_path
 
 TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp", "~")
@@ -43,16 +45,28 @@ def is_wanted_image(root: str, path: str, extensions: tuple[str, ...], recursive
     return recursive or os.path.dirname(path) == root
 
 
+def leads_outside(path: str, roots: Sequence[str] | None) -> bool:
+    """True when ``roots`` are given and the link at ``path`` resolves outside all of them."""
+    if not roots:
+        return False
+    real = os.path.realpath(path)
+    return not any(is_under(real, root) for root in roots)
+
+
 def walk_images(
     root: str,
     extensions: Iterable[str],
     recursive: bool = True,
     on_error: OnError | None = None,
+    roots: Sequence[str] | None = None,
+    on_outside: Callable[[str], None] | None = None,
 ) -> Iterator[str]:
     """Image paths below ``root`` with one of ``extensions``, in a stable order.
 
     Follows symbolic links but visits each folder once (symlink loops end), skips
-    hidden and temporary names, and reports unreadable folders to ``on_error``.
+    hidden and temporary names, and reports unreadable folders to ``on_error``. With
+    ``roots`` (real paths), a link that leads out of them is skipped and told to
+    ``on_outside``: a link must not make a file outside the allowed folders searchable.
     """
     wanted = tuple(e.lower() for e in extensions)
     seen: set[tuple[int, int]] = set()
@@ -76,6 +90,10 @@ def walk_images(
             if is_hidden_or_temporary(entry.name):
                 continue
             try:
+                if entry.is_symlink() and leads_outside(entry.path, roots):
+                    if on_outside is not None:
+                        on_outside(entry.path)
+                    continue
                 if entry.is_dir(follow_symlinks=True):
                     if recursive:
                         subfolders.append(entry.path)
@@ -115,6 +133,7 @@ class FolderPlan:
     vanished: list[str] = field(default_factory=list)  # in the catalogue, gone from disk
     unchanged: int = 0
     unreadable: list[str] = field(default_factory=list)  # folders or files that could not be read
+    outside: list[str] = field(default_factory=list)  # links that lead out of the allowed roots: skipped
 
     @property
     def found(self) -> int:
@@ -128,11 +147,15 @@ def plan_folder(
     recursive: bool = True,
     models: dict[str, str] | None = None,
     on_error: OnError | None = None,
+    roots: Sequence[str] | None = None,
+    now: float | None = None,
 ) -> FolderPlan:
     """Compare a folder with the catalogue: what to add, restore and forget. Writes nothing.
 
     ``models`` (extractor -> model id) marks unchanged files that lack one of those vectors
-    as to add. Files are only stat'ed. Raises FileNotFoundError when ``root`` is not a folder.
+    as to add, and so are failed files whose reason may have passed (``retry_due``). Files
+    are only stat'ed; links out of ``roots`` are skipped. Raises FileNotFoundError when
+    ``root`` is not a folder.
     """
     root = normalise_path(root)
     if not os.path.isdir(root):
@@ -148,8 +171,10 @@ def plan_folder(
     lacking: set[str] = set()
     for name, model_id in (models or {}).items():
         lacking.update(catalog.missing_vectors(name, model_id))
+    now = time.time() if now is None else now
+    lacking.update(failed.path for failed in catalog.failed_under(root) if retry_due(failed, now))
     seen: set[str] = set()
-    for path in walk_images(root, extensions, recursive, note_error):
+    for path in walk_images(root, extensions, recursive, note_error, roots, plan.outside.append):
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -170,6 +195,22 @@ def plan_folder(
             plan.unchanged += 1
     plan.vanished = _vanished(known, seen, plan.unreadable)
     return plan
+
+
+# A file that failed for a reason that may pass (unreadable) is tried again after this
+# many seconds, doubling with each failure in a row, up to a day.
+RETRY_FIRST_DELAY = 60.0
+RETRY_MAX_DELAY = 86400.0
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds to wait before trying a file again after ``failures`` failures in a row."""
+    return min(RETRY_MAX_DELAY, RETRY_FIRST_DELAY * 2 ** max(0, min(failures - 1, 20)))
+
+
+def retry_due(failed: FailedFile, now: float) -> bool:
+    """Should an unchanged failed file be tried again now? Only for reasons that may pass."""
+    return failed.reason in TRANSIENT_REASONS and now - failed.updated_at >= retry_delay(failed.failures)
 
 
 def _vanished(known: Iterable[str], on_disk: set[str], unreadable: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ import io
 import os
 import stat
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -39,6 +40,13 @@ class Reason(StrEnum):
     NOT_AN_IMAGE = "not_an_image"
     TRUNCATED = "truncated"
     CORRUPT = "corrupt"
+    OUTSIDE_ROOTS = "outside_roots"  # a link that leads out of the watched folders and allowed roots
+    INTERNAL = "internal_error"  # a bug in imgsearchd or a library: the log has the traceback
+
+
+# Reasons that say nothing about the file's content: tried again on the next event or scan
+# even when size and mtime are unchanged (a chmod changes neither).
+TRANSIENT_REASONS = frozenset({Reason.UNREADABLE, Reason.MISSING, Reason.INTERNAL})
 
 
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -109,13 +117,38 @@ def stat_file(path: str) -> os.stat_result:
     return st
 
 
-def read_file(path: str, limits: ImageLimits = ImageLimits()) -> FileBytes:
-    """Read a whole image file, refusing empty, oversized and unreadable ones."""
+def opened_path(fd: int) -> str:
+    """Where an open file really is: the kernel's name for it, every link resolved."""
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def check_inside(fd: int, roots: Sequence[str]) -> None:
+    """Refuse an open file that is not below one of ``roots`` (real paths).
+
+    Checked on the file already open, so a name swapped for a link between a check and
+    the read cannot smuggle another file's content in.
+    """
+    try:
+        real = opened_path(fd)
+    except OSError:
+        real = ""
+    if not any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots):
+        raise ImageError(Reason.OUTSIDE_ROOTS, f"leads to {real or 'an unknown place'}, outside the allowed folders")
+
+
+def read_file(path: str, limits: ImageLimits = ImageLimits(), roots: Sequence[str] | None = None) -> FileBytes:
+    """Read a whole image file, refusing empty, oversized and unreadable ones.
+
+    With ``roots``, a file whose real location (links resolved) is not below one of them
+    is refused with ``Reason.OUTSIDE_ROOTS``.
+    """
     st = stat_file(path)
     if st.st_size > limits.max_file_bytes:
         raise ImageError(Reason.TOO_LARGE, f"file is {st.st_size} bytes, over the {limits.max_file_bytes}-byte cap")
     try:
         with open(path, "rb") as fh:
+            if roots:
+                check_inside(fh.fileno(), roots)
             st = os.fstat(fh.fileno())
             # Ask for the size fstat reported, plus one byte to notice growth, not for the
             # whole cap: read(n) allocates n bytes up front, so asking for the 100 MB cap made

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -29,77 +29,11 @@ from .extractors import Extractor
 from .folders import OnError, plan_folder
 from .outcomes import Listener, Outcome
 from .paths import normalise_path
+from .progress import Bar, Progress
+from .storage import StorageHealth, is_storage_error
 from .workqueue import Intent, Work, WorkQueue
 
 log = logging.getLogger("imgsearchd.indexer")
-
-
-# -- progress ------------------------------------------------------------------
-
-
-@dataclass
-class Progress:
-    """Counters of the pipeline, safe to read from any thread."""
-
-    queued: int = 0
-    done: int = 0
-    embedded: int = 0
-    reused: int = 0
-    unchanged: int = 0
-    removed: int = 0
-    failed: collections.Counter[str] = field(default_factory=collections.Counter)
-    started: float = field(default_factory=time.monotonic)
-    _recent: collections.deque[tuple[float, int]] = field(default_factory=lambda: collections.deque(maxlen=64))
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add_queued(self, count: int = 1) -> None:
-        with self._lock:
-            self.queued += count
-
-    def add_done(
-        self,
-        *,
-        embedded: int = 0,
-        reused: int = 0,
-        unchanged: int = 0,
-        failed: Iterable[str] = (),
-        vanished: int = 0,
-        removed: int = 0,
-    ) -> None:
-        """Count finished paths (``vanished`` ones were queued but gone) and removed entries."""
-        failed = list(failed)
-        with self._lock:
-            self.embedded += embedded
-            self.reused += reused
-            self.unchanged += unchanged
-            self.failed.update(failed)
-            self.removed += removed
-            self.done += embedded + reused + unchanged + len(failed) + vanished
-            self._recent.append((time.monotonic(), self.embedded))
-
-    def images_per_second(self) -> float:
-        """Embedding rate over the last few batches."""
-        with self._lock:
-            if len(self._recent) < 2:
-                elapsed = time.monotonic() - self.started
-                return self.embedded / elapsed if elapsed > 0 and self.embedded else 0.0
-            (t0, n0), (t1, n1) = self._recent[0], self._recent[-1]
-            return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
-
-    def snapshot(self) -> dict[str, object]:
-        rate = self.images_per_second()
-        with self._lock:
-            return {
-                "queued": self.queued,
-                "done": self.done,
-                "embedded": self.embedded,
-                "reused": self.reused,
-                "unchanged": self.unchanged,
-                "removed": self.removed,
-                "failed": dict(self.failed),
-                "images_per_second": round(rate, 2),
-                "seconds": round(time.monotonic() - self.started, 3),
-            }
 
 
 # -- the pipeline ---------------------------------------------------------------
@@ -122,7 +56,8 @@ class Indexer:
     """Turns paths into catalogue rows, batch by batch.
 
     ``on_commit(seq)`` runs after every catalogue write (indexes catch up there);
-    ``listener(path, outcome, error)`` hears what happened to each path.
+    ``listener(path, outcome, error)`` hears what happened to each path; ``roots()``
+    gives the real paths files must lie in (None: anywhere), checked on the open file.
     """
 
     def __init__(
@@ -133,6 +68,7 @@ class Indexer:
         loader_threads: int = 0,
         on_commit: Callable[[int], None] | None = None,
         listener: Listener | None = None,
+        roots: Callable[[], Sequence[str] | None] | None = None,
     ) -> None:
         if not extractors:
             raise ValueError("an indexer needs at least one extractor")
@@ -146,12 +82,19 @@ class Indexer:
         self._pool_lock = threading.Lock()
         self.batch_size = max(e.batch_size for e in extractors.values())
         self.progress = Progress()
+        self.storage = StorageHealth()
+        self.roots = roots or (lambda: None)
         self._wanted = {name: e.model_id for name, e in extractors.items()}
 
     # -- planning
 
-    def needs_work(self, path: str) -> bool:
-        """False when the catalogue already holds this file, unchanged, with every vector."""
+    def needs_work(self, path: str, retry_failed: bool = False) -> bool:
+        """False when the catalogue already holds this file, unchanged, with every vector.
+
+        A failed file, unchanged, is tried again when ``retry_failed`` (an explicit /add)
+        or when its reason says nothing about its content (unreadable: a chmod changes
+        neither size nor mtime).
+        """
         record = self.catalog.get(path)
         if record is None:
             return True
@@ -162,7 +105,7 @@ class Indexer:
         if (st.st_size, st.st_mtime_ns) != (record.size, record.mtime_ns):
             return True
         if record.state == FileState.FAILED:
-            return False
+            return retry_failed or record.error_reason in images.TRANSIENT_REASONS
         if record.state != FileState.INDEXED or record.content_hash is None:
             return True
         present = self.catalog.models_present(record.content_hash)
@@ -173,7 +116,7 @@ class Indexer:
     def _load(self, path: str) -> _Loaded:
         item = _Loaded(path=path)
         try:
-            file = images.read_file(path, self.limits)
+            file = images.read_file(path, self.limits, self.roots())
             item.size, item.mtime_ns = file.size, file.mtime_ns
             item.content_hash = file.content_hash
             missing = []
@@ -203,11 +146,13 @@ class Indexer:
 
     # -- running
 
-    def process(self, paths: Iterable[str], show_progress: bool = False, total: int | None = None) -> dict[str, object]:
+    def process(
+        self, paths: Iterable[str], show_progress: bool = False, total: int | None = None, retry_failed: bool = False
+    ) -> dict[str, object]:
         """Index these files (skipping unchanged ones) and return a summary of this run."""
         started = time.monotonic()
         run = Progress()
-        bar = _Bar(total, show_progress)
+        bar = Bar(total, show_progress)
         pending: list[_Loaded] = []
         in_flight: collections.deque[Future[_Loaded]] = collections.deque()
         window = max(4 * self.batch_size, 2 * self.loader_threads)
@@ -221,21 +166,28 @@ class Indexer:
                     self._flush(pending, bar, run)
                     pending = []
 
-        for raw in paths:
-            path = normalise_path(raw)
-            for counter in (self.progress, run):
-                counter.add_queued()
-            if not self.needs_work(path):
+        try:
+            for raw in paths:
+                path = normalise_path(raw)
                 for counter in (self.progress, run):
-                    counter.add_done(unchanged=1)
-                bar.update(1)
-                self._tell(path, Outcome.UNCHANGED, None)
-                continue
-            in_flight.append(pool.submit(self._load, path))
-            collect(block=False)
-        collect(block=True)
-        self._flush(pending, bar, run)
-        bar.close()
+                    counter.add_queued()
+                if not self.needs_work(path, retry_failed):
+                    for counter in (self.progress, run):
+                        counter.add_done(unchanged=1)
+                    bar.update(1)
+                    self._tell(path, Outcome.UNCHANGED, None)
+                    continue
+                in_flight.append(pool.submit(self._load, path))
+                collect(block=False)
+            collect(block=True)
+            self._flush(pending, bar, run)
+        except BaseException:
+            # The paths not written go back to the queue (or are retried one by one): they
+            # are no longer "taken", or /stats would count them as pending for ever.
+            self.progress.add_queued(run.done - run.queued)
+            raise
+        finally:
+            bar.close()
         summary = run.snapshot()
         elapsed = time.monotonic() - started
         summary.pop("queued")
@@ -275,7 +227,7 @@ class Indexer:
         to_embed = sum(1 for item in pending if item.tensors)
         return to_embed >= self.batch_size or len(pending) >= 8 * self.batch_size
 
-    def _flush(self, pending: list[_Loaded], bar: _Bar, run: Progress) -> None:
+    def _flush(self, pending: list[_Loaded], bar: Bar, run: Progress) -> None:
         """Embed what needs it, then write the whole batch in one transaction."""
         if not pending:
             return
@@ -351,7 +303,9 @@ class Indexer:
         root = normalise_path(root)
         if not os.path.isdir(root) or not os.access(root, os.R_OK | os.X_OK):
             raise FileNotFoundError(f"folder {root} is missing or unreadable; nothing was removed")
-        plan = plan_folder(self.catalog, root, extensions, recursive, on_error=on_error)
+        plan = plan_folder(self.catalog, root, extensions, recursive, on_error=on_error, roots=self.roots())
+        if plan.outside:
+            log.warning("%s: skipped %d links that lead outside the allowed folders", root, len(plan.outside))
         if plan.vanished:
             self.remove(plan.vanished)
         return plan.paths
@@ -379,18 +333,71 @@ class Indexer:
         while not stop.is_set():
             # Small takes keep a request that jumped the queue from waiting behind a long run.
             items = queue.take(2 * self.batch_size, timeout=idle_timeout)
-            if not items and time.monotonic() - last_prune >= prune_every:
-                last_prune = time.monotonic()
-                pruned = self.catalog.prune_orphan_vectors()
-                if pruned:
-                    log.info("dropped %d vectors no file uses any more", pruned)
-            if items:
-                try:
+            try:
+                if items:
                     self._apply(items)
-                except Exception:  # the loop must survive anything one batch does
-                    log.exception("indexing batch failed; its files will be retried at the next scan")
-                finally:
+                elif time.monotonic() - last_prune >= prune_every:
+                    last_prune = time.monotonic()
+                    pruned = self.catalog.prune_orphan_vectors()
+                    if pruned:
+                        log.info("dropped %d vectors no file uses any more", pruned)
+                if self.storage.succeeded():
+                    log.warning("the catalogue can be written again; indexing goes on")
+            except Exception as exc:  # the loop must survive anything one batch does
+                if is_storage_error(exc):
+                    self._wait_for_storage(exc, items, queue, stop)
+                else:
+                    log.exception("indexing batch failed; trying its %d items one by one", len(items))
+                    self._apply_one_by_one(items, queue, stop)
+            finally:
+                if items:
                     queue.task_done(len(items))
+
+    def _wait_for_storage(self, exc: BaseException, items: list[Work], queue: WorkQueue, stop: threading.Event) -> None:
+        """Keep the work queued, tell waiters it is deferred, and back off before the next try."""
+        delay = self.storage.failed(exc)
+        kept = queue.give_back(items)
+        log.error(
+            "cannot write the catalogue in %s (%s): %d items stay queued; trying again in %.0f s",
+            self.catalog.path.parent,
+            exc,
+            kept,
+            delay,
+        )
+        for item in items:
+            if item.intent in (Intent.ADD, Intent.RECHECK):
+                self._tell(item.path, Outcome.DEFERRED, None)
+        stop.wait(delay)
+
+    def _apply_one_by_one(self, items: list[Work], queue: WorkQueue, stop: threading.Event) -> None:
+        """After a batch failed for no storage reason: find the item at fault, record it, go on."""
+        for position, item in enumerate(items):
+            try:
+                self._apply([item])
+            except Exception as exc:
+                if is_storage_error(exc):
+                    self._wait_for_storage(exc, items[position:], queue, stop)
+                    return
+                log.exception("cannot index %s (%s)", item.path, item.intent)
+                self._record_internal_error(item, exc)
+
+    def _record_internal_error(self, item: Work, exc: BaseException) -> None:
+        """Record a path whose work raised as failed (``internal_error``), and tell its waiters."""
+        error = images.ImageError(images.Reason.INTERNAL, f"{type(exc).__name__}: {exc}")
+        if item.intent in (Intent.ADD, Intent.RECHECK):
+            try:
+                st = os.stat(item.path)
+                result = FileResult(item.path, st.st_size, st.st_mtime_ns, None, {}, error.reason, error.detail)
+                self.on_commit_seq(self.catalog.record_batch([result]))
+                self.progress.add_done(failed=[error.reason])
+            except Exception:
+                log.exception("cannot record the failure of %s either", item.path)
+        self._tell(item.path, Outcome.FAILED, error)
+
+    def on_commit_seq(self, seq: int) -> None:
+        """Tell the indexes about a commit."""
+        if self.on_commit is not None:
+            self.on_commit(seq)
 
     def move(self, old: str, new: str) -> int:
         """Rename a file or a folder's files in the catalogue; nothing is read or re-embedded."""
@@ -435,32 +442,12 @@ class Indexer:
         removals = [item.path for item in items if item.intent == Intent.REMOVE]
         restores = [item.path for item in items if item.intent == Intent.RESTORE]
         additions = [item.path for item in items if item.intent == Intent.ADD]
+        rechecks = [item.path for item in items if item.intent == Intent.RECHECK]
         if removals:
             self.remove(removals)
         if restores:
             self.restore(restores)
+        if rechecks:
+            self.process(rechecks, retry_failed=True)
         if additions:
             self.process(additions)
-
-
-class _Bar:
-    """A tqdm progress bar on the console, or nothing."""
-
-    def __init__(self, total: int | None, enabled: bool) -> None:
-        self._bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, unit="img", dynamic_ncols=True, smoothing=0.1)
-
-    def update(self, n: int) -> None:
-        if self._bar is not None:
-            self._bar.update(n)
-
-    def set_rate(self, rate: float) -> None:
-        if self._bar is not None:
-            self._bar.set_postfix_str(f"embed {rate:.1f} img/s", refresh=False)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()

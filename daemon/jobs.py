@@ -92,9 +92,14 @@ class JobTracker:
     # -- the indexer's listener
 
     def on_file(self, path: str, outcome: Outcome, error: ImageError | None) -> None:
-        """The indexer's listener: count the outcome for the path's jobs, wake its waiters."""
+        """The indexer's listener: count the outcome for the path's jobs, wake its waiters.
+
+        A DEFERRED path (the catalogue cannot be written now) stays in its jobs, which
+        finish once it is written; a request waiting on it is woken to say so.
+        """
         with self._lock:
-            for job in self._by_path.pop(path, []):
+            jobs = [] if outcome == Outcome.DEFERRED else self._by_path.pop(path, [])
+            for job in jobs:
                 if path in job._remaining:
                     job._remaining.discard(path)
                     job.done += 1

@@ -28,7 +28,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "no such file (or not in the index)",
         413: "too large",
         415: "not a readable image",
-        503: "starting",
+        500: "an internal error (a bug): the daemon's log has the traceback",
+        503: "starting, or the catalogue cannot be written now (full or read-only disk; retried by itself)",
         504: "still queued after the timeout",
     }
     return {str(c): _json(_ERROR, text[c]) for c in codes}
@@ -65,6 +66,7 @@ def spec() -> dict[str, Any]:
                 "reason": {"type": "string"},
                 "image": {"type": "string"},
                 "status": {"type": "string"},
+                "storage": {"type": "object"},
             },
         },
         "Result": {
@@ -72,7 +74,14 @@ def spec() -> dict[str, Any]:
             "required": ["image", "distance", "score"],
             "additionalProperties": False,
             "properties": {
-                "image": {"type": "string", "description": "absolute path"},
+                "image": {
+                    "type": "string",
+                    "description": "absolute path; bytes that are not UTF-8 appear as \\udcXX escapes",
+                },
+                "path_base64": {
+                    "type": "string",
+                    "description": "only for a name that is not valid UTF-8: its exact bytes, base64",
+                },
                 "distance": {
                     "type": "number",
                     "minimum": 0,
@@ -233,7 +242,14 @@ def spec() -> dict[str, Any]:
         "Health": {
             "type": "object",
             "required": ["status"],
-            "properties": {"status": {"enum": ["ok", "starting"]}, "phase": {"type": "string"}},
+            "properties": {
+                "status": {
+                    "enum": ["ok", "degraded", "starting"],
+                    "description": "degraded: searches work, but the catalogue cannot be written (see storage)",
+                },
+                "phase": {"type": "string"},
+                "storage": {"type": "object"},
+            },
         },
     }
     ref = lambda name: {"$ref": f"#/components/schemas/{name}"}  # noqa: E731
@@ -245,7 +261,7 @@ def spec() -> dict[str, Any]:
                 "responses": {
                     "200": _json(ref("AddedFile"), "the file was indexed"),
                     "202": _json(ref("FolderJobStarted"), "a folder job started"),
-                    **_errors(400, 401, 403, 404, 413, 415, 503, 504),
+                    **_errors(400, 401, 403, 404, 413, 415, 500, 503, 504),
                 },
             }
         },

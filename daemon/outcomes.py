@@ -17,6 +17,7 @@ class Outcome(StrEnum):
     UNCHANGED = "unchanged"  # same size and mtime as catalogued: nothing was read
     FAILED = "failed"  # recorded with the ImageError's reason
     REMOVED = "removed"  # forgotten: removed, moved away, or vanished (with a MISSING error)
+    DEFERRED = "deferred"  # the catalogue cannot be written now (full disk): still queued, retried
 
 
 # (path, outcome, error): the error is the ImageError of a FAILED path or of one that

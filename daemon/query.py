@@ -5,6 +5,7 @@ Shared by the daemon and by ``imgsearchd search --local``, which needs no server
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,12 +14,20 @@ from . import images
 from .catalog import Catalog
 from .extractors import Extractor
 from .index import ExtractorIndex
+from .paths import json_fields
 
 
-def query_vector_for_path(catalog: Catalog, extractor: Extractor, path: str, limits: images.ImageLimits) -> np.ndarray:
+def query_vector_for_path(
+    catalog: Catalog,
+    extractor: Extractor,
+    path: str,
+    limits: images.ImageLimits,
+    roots: Sequence[str] | None = None,
+) -> np.ndarray:
     """The stored vector when the file is indexed and unchanged, else a fresh embedding.
 
-    Raises ``images.ImageError`` when the file cannot be used.
+    Raises ``images.ImageError`` when the file cannot be used (or, with ``roots``, when
+    the opened file lies outside them).
     """
     stored = catalog.vector_for_path(path, extractor.name, extractor.model_id)
     if stored is not None:
@@ -26,7 +35,7 @@ def query_vector_for_path(catalog: Catalog, extractor: Extractor, path: str, lim
         st = images.stat_file(path)
         if (st.st_size, st.st_mtime_ns) == (record.size, record.mtime_ns):
             return vector
-    picture = images.load_image(path, extractor.decode_side, limits)
+    picture = images.decode(images.read_file(path, limits, roots).data, extractor.decode_side, limits)
     return extractor.embed_images([picture])[0]
 
 
@@ -38,8 +47,12 @@ def query_vector_for_bytes(extractor: Extractor, data: bytes, limits: images.Ima
 
 def search_answer(index: ExtractorIndex, vector: np.ndarray, limit: int, max_distance: float | None) -> dict[str, Any]:
     """The API's search answer: results best first, distances and scores rounded for JSON."""
-    results = index.search(vector, limit, max_distance)
-    for r in results:
-        r["distance"] = round(float(r["distance"]), 6)
-        r["score"] = round(float(r["score"]), 6)
+    results = [
+        {
+            **json_fields(r["image"]),
+            "distance": round(float(r["distance"]), 6),
+            "score": round(float(r["score"]), 6),
+        }
+        for r in index.search(vector, limit, max_distance)
+    ]
     return {"results": results, "extractor": index.extractor}

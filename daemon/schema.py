@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-VERSION = 1
+VERSION = 2
 
 MIGRATIONS: dict[int, str] = {
     # version -> SQL that takes the schema from version-1 to version
@@ -45,6 +45,12 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX removed_by_seq ON removed (seq);
     INSERT INTO meta (key, value) VALUES ('seq', '0');
+    """,
+    # Paths as the file system's bytes (a name that is not UTF-8 cannot be TEXT), and the
+    # count of failures in a row, which spaces out retries of a file that keeps failing.
+    2: """
+    UPDATE files SET path = CAST(path AS BLOB);
+    ALTER TABLE files ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
     """,
 }
 

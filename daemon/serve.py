@@ -15,6 +15,7 @@ import threading
 
 from cheroot import wsgi
 
+from .catalog import CatalogError
 from .config import Config, ConfigError
 from .extractors import ModelUnavailableError
 from .server import create_app
@@ -126,5 +127,8 @@ def _load_failed(error: BaseException) -> int:
     if isinstance(error, ModelUnavailableError):
         log.error("cannot start: %s", error)
         return 3
+    if isinstance(error, CatalogError | OSError):  # the data folder: the message says what to fix
+        log.error("cannot start: %s", error)
+        return 1
     log.error("cannot start", exc_info=error)
     return 1

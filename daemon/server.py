@@ -24,6 +24,7 @@ from . import images
 from .errors import ApiError, image_error
 from .extractors import TextNotSupportedError
 from .openapi import DEFAULT_LIMIT, MAX_DISTANCE, MAX_LIMIT, spec
+from .paths import from_query
 
 if TYPE_CHECKING:
     from .service import Service
@@ -123,7 +124,10 @@ def create_app(service: Service) -> bottle.Bottle:
         return decorate
 
     def path_param(name: str = "image") -> str:
-        raw = bottle.request.query.getunicode(name)
+        # Bottle hands query values over as Latin-1-decoded bytes; a file name may be any
+        # bytes (percent-encoded in the URL), so decode them as the file system does.
+        native = bottle.request.query.get(name)
+        raw = from_query(native) if native else None
         if not raw:
             raise ApiError(400, f"missing parameter '{name}' (a file or folder path)")
         return service.check_path(raw)
@@ -254,7 +258,7 @@ def create_app(service: Service) -> bottle.Bottle:
     def health() -> Any:
         if not service.ready:
             return 503, {"status": "starting", "phase": service.phase}
-        return {"status": "ok"}
+        return service.health()
 
     @app.get("/jobs")
     @guarded(need_ready=False)

@@ -28,6 +28,7 @@ from .indexer import Indexer
 from .jobs import Job, JobTracker
 from .outcomes import Outcome
 from .paths import is_under, normalise_path
+from .storage import is_storage_error
 from .watcher import FolderState, Watcher, WatchOptions
 from .workqueue import Intent, WorkQueue
 
@@ -102,6 +103,7 @@ class Service:
             index_cfg["loader_threads"],
             on_commit=self._on_commit,
             listener=self.jobs.on_file,
+            roots=lambda: self.allowed_roots() or None,
         )
         self._worker = threading.Thread(
             target=self.indexer.run, args=(self.queue, self._stop), name="imgsearchd-indexer", daemon=True
@@ -113,6 +115,7 @@ class Service:
             self.config.watch_dirs,
             self._watch_options(self.config),
             models={name: extractor.model_id for name, extractor in self.loaded.extractors.items()},
+            roots=lambda: self.allowed_roots() or None,
         )
         self.watcher.start()
         self.phase = "ready"
@@ -169,7 +172,12 @@ class Service:
         if roots:
             real = os.path.realpath(path)
             if not any(is_under(real, root) for root in roots):
-                raise ApiError(403, f"{path} is outside the watched folders and server.allowed_roots")
+                raise ApiError(
+                    403,
+                    f"{path} is outside the watched folders and server.allowed_roots",
+                    reason=images.Reason.OUTSIDE_ROOTS,
+                    image=path,
+                )
         return path
 
     # -- work ----------------------------------------------------------------------------
@@ -183,8 +191,12 @@ class Service:
             images.stat_file(path)
         except images.ImageError as exc:
             raise image_error(exc, path) from None
+        assert self.indexer is not None
         waiter = self.jobs.waiter(path)
-        self.queue.put(path, Intent.ADD, front=True)
+        self.queue.put(path, Intent.RECHECK, front=True)  # a failed file is tried again
+        if not self.indexer.storage.ok:
+            self.jobs.forget(path, waiter)
+            raise self._storage_error(f"{path} is queued")
         if not waiter.event.wait(timeout):
             self.jobs.forget(path, waiter)
             raise ApiError(504, f"{path} is queued but was not indexed within {timeout:.0f} s", image=path)
@@ -193,6 +205,8 @@ class Service:
             raise image_error(waiter.error or images.ImageError(images.Reason.CORRUPT, "could not be indexed"), path)
         if outcome == Outcome.REMOVED:
             raise ApiError(404, f"{path}: the file vanished before it could be indexed", image=path)
+        if outcome == Outcome.DEFERRED:
+            raise self._storage_error(f"{path} is queued")
         status = "unchanged" if outcome == Outcome.UNCHANGED else "indexed"
         return {"image": path, "status": status, "embedded": outcome == Outcome.EMBEDDED}
 
@@ -210,13 +224,30 @@ class Service:
                 on_error=lambda p, e: log.warning("cannot read %s: %s", p, e),
             )
 
-        job = self.jobs.start_folder(path, scan, lambda chunk: self.queue.put_many(chunk, Intent.ADD))
+        job = self.jobs.start_folder(path, scan, lambda chunk: self.queue.put_many(chunk, Intent.RECHECK))
         job.scan_done.wait(wait)  # small folders answer with their count
         return job
 
     def remove(self, path: str) -> int:
         assert self.indexer is not None
-        return self.indexer.remove([path])
+        try:
+            return self.indexer.remove([path])
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            self.indexer.storage.failed(exc)
+            raise self._storage_error(f"nothing was removed; {path} is still in the index") from None
+
+    def _storage_error(self, what: str) -> ApiError:
+        """503: the catalogue cannot be written now (full or read-only disk); says what happens."""
+        assert self.indexer is not None
+        state = self.indexer.storage.as_dict()
+        return ApiError(
+            503,
+            f"cannot write the catalogue in {self.config.data_dir} ({state.get('error', 'storage error')}); "
+            f"{what}, and imgsearchd retries by itself once the disk allows",
+            storage=state,
+        )
 
     def rebuild(self, extractor: str | None = None) -> dict[str, Any]:
         names = [self._extractor(extractor).name] if extractor else list(self.indexes)
@@ -243,7 +274,7 @@ class Service:
     def search_path(self, path: str, extractor: str | None, limit: int, max_distance: float | None) -> dict[str, Any]:
         chosen = self._extractor(extractor)
         assert self.catalog is not None
-        vector = query.query_vector_for_path(self.catalog, chosen, path, self.limits)
+        vector = query.query_vector_for_path(self.catalog, chosen, path, self.limits, self.allowed_roots() or None)
         return self._answer(chosen, vector, limit, max_distance)
 
     def search_bytes(
@@ -299,6 +330,12 @@ class Service:
         """Watch the folders and use the [watch] settings of a reloaded config."""
         if self.watcher is not None:
             self.watcher.configure(config.watch_dirs, self._watch_options(config))
+
+    def health(self) -> dict[str, Any]:
+        """``/health``'s answer once ready: ok, or degraded with the reason (searches still work)."""
+        if self.indexer is not None and not self.indexer.storage.ok:
+            return {"status": "degraded", "storage": self.indexer.storage.as_dict()}
+        return {"status": "ok"}
 
     def healthy(self) -> bool:
         """False when the indexer thread has died (the watchdog then stops being fed)."""
@@ -357,6 +394,7 @@ class Service:
                     "by_reason": counts["failed_by_reason"],
                     "recent": self.catalog.recent_failures(5),
                 },
+                "storage": self.indexer.storage.as_dict(),
                 "active_extractor": self.loaded.primary,
                 "fallback": self.loaded.fallback.as_dict() if self.loaded.fallback else None,
                 "indexing": progress,

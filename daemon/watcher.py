@@ -44,7 +44,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -149,10 +149,12 @@ class Watcher:
         folders: Iterable[str | os.PathLike[str]],
         options: WatchOptions = WatchOptions(),
         models: dict[str, str] | None = None,
+        roots: Callable[[], Sequence[str] | None] | None = None,
     ) -> None:
         self.queue = queue
         self.catalog = catalog
         self.models = dict(models or {})
+        self._allowed_roots = roots or (lambda: None)  # real paths files must lie in; links out are skipped
         self._cond = threading.Condition()  # guards everything below; never held while an observer stops
         self._folders: dict[str, _Folder] = {}
         for root in _roots(folders):
@@ -536,6 +538,7 @@ class Watcher:
                 options.recursive,
                 self.models,
                 on_error=lambda path, exc: log.warning("cannot read %s: %s", path, exc),
+                roots=self._allowed_roots(),
             )
         except FileNotFoundError:
             self._kick()  # the folder went while we looked: the control thread takes it offline
@@ -579,6 +582,7 @@ class Watcher:
             "removed": len(plan.vanished),
             "unchanged": plan.unchanged,
             "unreadable": len(plan.unreadable),
+            "outside_links": len(plan.outside),
         }
         with self._cond:
             folder.last_scan = summary

@@ -22,6 +22,7 @@ class Intent(StrEnum):
     """What to do with a queued path."""
 
     ADD = "add"  # index it (skipped when unchanged)
+    RECHECK = "recheck"  # index it, and try again even if it failed before unchanged (an explicit /add)
     REMOVE = "remove"  # forget the file, or every file below a folder
     RESTORE = "restore"  # an offline file is back, unchanged: searchable again, nothing is read
     MOVE = "move"  # ``old``'s catalogue rows become ``path``'s; ids and vectors kept
@@ -29,7 +30,7 @@ class Intent(StrEnum):
 
 
 # Intents keyed by path, where a newer one replaces an older one.
-PATH_INTENTS = (Intent.ADD, Intent.REMOVE, Intent.RESTORE)
+PATH_INTENTS = (Intent.ADD, Intent.RECHECK, Intent.REMOVE, Intent.RESTORE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +93,31 @@ class WorkQueue:
         key = (Intent.MARK_OFFLINE, root)
         with self._cond:
             for queued_key, item in list(self._items.items()):
-                if item.intent in (Intent.ADD, Intent.RESTORE) and is_under(item.path, root):
+                if item.intent in (Intent.ADD, Intent.RECHECK, Intent.RESTORE) and is_under(item.path, root):
                     del self._items[queued_key]
             self._items.pop(key, None)
             self._items[key] = Work(root, Intent.MARK_OFFLINE)
             self._cond.notify_all()
+
+    def give_back(self, items: list[Work]) -> int:
+        """Put taken work back at the front, in its order (the indexer could not write it).
+
+        A path queued again since it was taken keeps its newer intent; moves always go
+        back, ahead of whatever was queued after them. Returns how many went back.
+        """
+        with self._cond:
+            back: list[tuple[object, Work]] = []
+            for item in items:
+                if item.intent in PATH_INTENTS:
+                    if item.path not in self._items:
+                        back.append((item.path, item))
+                else:
+                    back.append(((item.intent, next(self._moves)), item))
+            for key, item in reversed(back):
+                self._items[key] = item
+                self._items.move_to_end(key, last=False)
+            self._cond.notify_all()
+            return len(back)
 
     def take(self, max_items: int, timeout: float | None = None) -> list[Work]:
         """Up to ``max_items`` entries, oldest first; waits up to ``timeout`` for the first."""

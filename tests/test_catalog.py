@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import numpy as np
@@ -149,3 +150,49 @@ def test_a_new_model_id_replaces_never_mixes(catalog):
 def test_files_under_uses_folder_boundaries(catalog):
     catalog.record_batch([result("/p/a/x.jpg", "h1", 1), result("/p/ab/y.jpg", "h2", 2)])
     assert list(catalog.files_under("/p/a")) == ["/p/a/x.jpg"]
+
+
+def test_a_version_1_catalogue_with_text_paths_is_migrated_to_byte_paths(tmp_path):
+    from imgsearchd import schema
+
+    db = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(db, isolation_level=None)
+    for statement in schema._split_sql(schema.MIGRATIONS[1]):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version=1")
+    conn.execute(
+        "INSERT INTO files (path, size, mtime_ns, content_hash, state, seq, updated_at)"
+        " VALUES ('/photos/été/a.jpg', 1, 2, 'h', 'indexed', 1, 0), ('/photos/b.jpg', 1, 2, 'h2', 'failed', 1, 0)"
+    )
+    conn.close()
+    with Catalog(db) as catalog:
+        assert catalog.schema_version == schema.VERSION
+        record = catalog.get("/photos/été/a.jpg")
+        assert record is not None and record.content_hash == "h" and record.failures == 0
+        assert set(catalog.files_under("/photos")) == {"/photos/été/a.jpg", "/photos/b.jpg"}
+        catalog.record_batch([FileResult("/photos/été/a.jpg", 1, 2, "h")])  # the same row, not a second one
+        assert catalog.counts()["files"] == 2
+    types = sqlite3.connect(db).execute("SELECT DISTINCT typeof(path) FROM files").fetchall()
+    assert types == [("blob",)]
+
+
+def test_a_latin1_name_is_one_row_that_reads_back_moves_and_is_removed(tmp_path):
+    name = os.fsdecode(b"/photos/caf\xe9/r\xe9sum\xe9.jpg")  # Latin-1 bytes: not UTF-8
+    with Catalog(tmp_path / "c.sqlite3") as catalog:
+        catalog.record_batch([FileResult(name, 1, 2, "h")])
+        assert catalog.get(name).path == name
+        assert list(catalog.files_under(os.fsdecode(b"/photos/caf\xe9"))) == [name]
+        assert catalog.move(os.fsdecode(b"/photos/caf\xe9"), "/photos/cafe") == 1
+        moved = os.fsdecode(b"/photos/cafe/r\xe9sum\xe9.jpg")
+        assert catalog.get(moved).path == moved and catalog.get(name) is None
+        assert catalog.remove_paths(["/photos"]) == 1
+
+
+def test_a_failed_file_counts_its_failures_in_a_row(tmp_path):
+    with Catalog(tmp_path / "c.sqlite3") as catalog:
+        for expected in (1, 2, 3):
+            catalog.record_batch([FileResult("/p/x.jpg", 1, 2, None, error_reason="unreadable", error_detail="no")])
+            assert catalog.get("/p/x.jpg").failures == expected
+        catalog.record_batch([FileResult("/p/x.jpg", 1, 2, "h")])
+        assert catalog.get("/p/x.jpg").failures == 0
+        assert catalog.failed_under("/p") == []

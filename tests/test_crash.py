@@ -88,7 +88,7 @@ def test_sigkill_at_several_points_then_a_clean_run(tmp_path, photos, offline_co
     check_integrity(db)
     conn = sqlite3.connect(db)
     rows = conn.execute(
-        "SELECT f.path, f.state, COUNT(v.vector) FROM files f LEFT JOIN vectors v"
+        "SELECT CAST(f.path AS TEXT), f.state, COUNT(v.vector) FROM files f LEFT JOIN vectors v"
         " ON v.content_hash = f.content_hash GROUP BY f.id"
     ).fetchall()
     assert sorted(r[0] for r in rows) == sorted(str(p) for p in paths)  # every file exactly once

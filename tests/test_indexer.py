@@ -259,7 +259,7 @@ def test_cli_indexes_an_unreadable_file_as_failed_and_goes_on(tmp_path, photos, 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["failed"] == {"unreadable": 1}
     conn = sqlite3.connect(tmp_path / "data" / "catalog.sqlite3")
-    rows = dict(conn.execute("SELECT path, COALESCE(error_reason, state) FROM files"))
+    rows = dict(conn.execute("SELECT CAST(path AS TEXT), COALESCE(error_reason, state) FROM files"))
     assert rows == {str(folder / "ok.jpg"): "indexed", str(folder / "secret.jpg"): "unreadable"}
 
 

@@ -64,7 +64,11 @@ def _daemon(tmp_path, photo_dir) -> tuple[subprocess.Popen[str], int, NotifySock
     sink = NotifySocket(tmp_path / f"notify-{port}.sock")
     env = {**os.environ, "NOTIFY_SOCKET": str(sink.path)}
     proc = subprocess.Popen(
-        cli_command("serve", "--config", str(config)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        cli_command("serve", "--config", str(config)),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     return proc, port, sink
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from imgsearchd.workqueue import Intent, Work, WorkQueue
 
@@ -54,3 +56,47 @@ def test_queue_keeps_moves_in_order_and_offline_drops_adds_below_the_folder():
     assert queue.join(0)
     with pytest.raises(ValueError):
         queue.put("/w", Intent.MARK_OFFLINE)
+
+
+# -- properties --------------------------------------------------------------------------------
+
+PATH = st.sampled_from(["/p/a", "/p/b", "/p/c", "/q/d"])
+INTENT = st.sampled_from([Intent.ADD, Intent.RECHECK, Intent.REMOVE, Intent.RESTORE])
+OPS = st.lists(st.tuples(PATH, INTENT), min_size=1, max_size=30)
+
+
+@given(OPS)
+def test_the_newest_intent_for_each_path_wins_and_each_path_is_queued_once(ops):
+    queue = WorkQueue()
+    for path, intent in ops:
+        queue.put(path, intent)
+    taken = queue.take(100)
+    newest = {path: intent for path, intent in ops}
+    assert {w.path: w.intent for w in taken} == newest
+    assert len(taken) == len(newest)
+    last_put = {path: i for i, (path, _) in enumerate(ops)}
+    assert [w.path for w in taken] == sorted(newest, key=last_put.__getitem__)  # in order of their last put
+
+
+@given(OPS, OPS, st.integers(min_value=0, max_value=30))
+def test_given_back_work_goes_first_and_never_overrides_newer_work(first, later, take_count):
+    queue = WorkQueue()
+    for path, intent in first:
+        queue.put(path, intent)
+    queue.put_move("/m/old", "/m/new")
+    taken = queue.take(take_count)
+    for path, intent in later:
+        queue.put(path, intent)
+    queue.give_back(taken)
+    queue.task_done(len(taken))
+    after = queue.take(1000)
+    newer = {path: intent for path, intent in later}
+    by_path = {w.path: w.intent for w in after if w.intent != Intent.MOVE}
+    for work in taken:  # a path queued again since it was taken keeps the newer intent
+        if work.intent != Intent.MOVE:
+            assert by_path[work.path] == newer.get(work.path, work.intent)
+    returned = [w for w in taken if w.intent == Intent.MOVE or w.path not in newer]
+    assert after[: len(returned)] == returned  # back at the front, in their order
+    assert sum(w.intent == Intent.MOVE for w in after) == 1
+    queue.task_done(len(after))
+    assert queue.join(0)
