@@ -22,92 +22,19 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import TypedDict
 
 import numpy as np
 
 from . import schema
 from .paths import normalise_path, path_from_key, path_key
+from .records import Changes, Counts, FailedFile, FileRecord, FileResult, FileState
 
 log = logging.getLogger("imgsearchd.catalog")
 
 
-class FileState(StrEnum):
-    """A catalogued file's state."""
-
-    INDEXED = "indexed"  # searchable, with its vectors
-    FAILED = "failed"  # could not be used; ``error_reason`` says why
-    OFFLINE = "offline"  # in a watched folder that is gone as a whole: kept, not searchable
-
-
 class CatalogError(Exception):
     """The catalogue file cannot be opened or has an unknown schema."""
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    """One row of the ``files`` table."""
-
-    id: int
-    path: str
-    size: int
-    mtime_ns: int
-    content_hash: str | None
-    state: str
-    error_reason: str | None
-    error_detail: str | None
-    seq: int
-    failures: int = 0  # failed attempts in a row (0 once it is indexed)
-    updated_at: float = 0.0
-
-
-@dataclass
-class FileResult:
-    """What the pipeline learnt about one file, written by ``record_batch``.
-
-    ``vectors`` maps extractor name to (model_id, unit vector). A result with an
-    ``error_reason`` is recorded as failed and keeps no vectors.
-    """
-
-    path: str
-    size: int
-    mtime_ns: int
-    content_hash: str | None = None
-    vectors: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
-    error_reason: str | None = None
-    error_detail: str | None = None
-
-
-@dataclass(frozen=True)
-class FailedFile:
-    """A failed file, for deciding when to try it again."""
-
-    path: str
-    reason: str
-    failures: int
-    updated_at: float
-
-
-class Counts(TypedDict):
-    """What ``Catalog.counts`` answers."""
-
-    files: int
-    by_state: dict[str, int]  # FileState -> files
-    failed_by_reason: dict[str, int]  # images.Reason -> failed files
-    vectors: dict[str, int]  # extractor -> vectors of indexed files
-
-
-@dataclass(frozen=True)
-class Changes:
-    """What changed for one extractor after a given change number."""
-
-    ids: np.ndarray  # int64, files whose vector is new or changed
-    vectors: np.ndarray  # float32 (len(ids), dim)
-    removed_ids: np.ndarray  # int64, files to drop from the index
-    seq: int  # the change number these changes bring the reader up to
 
 
 # A path and everything below it, as an indexed range scan: bind with ``_subtree(root)``.

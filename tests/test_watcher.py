@@ -441,14 +441,14 @@ def test_reload_adds_and_removes_folders(tmp_path, photos):
         wait_for(lambda: len(indexed(service, first)) == 2, what="the first folder")
         assert service.watcher is not None
         both = load_config(server_config(tmp_path, watch={"directories": [str(first), str(second)]}))
-        service.reload_watch(both)
+        service.apply_config(both)
         wait_for(lambda: len(indexed(service, second)) == 2, 10, "the added folder")
         assert [(w["folder"], w["state"]) for w in service.stats()["watch"]] == [
             (str(first), "watching"),
             (str(second), "watching"),
         ]
 
-        service.reload_watch(load_config(server_config(tmp_path, watch={"directories": [str(second)]})))
+        service.apply_config(load_config(server_config(tmp_path, watch={"directories": [str(second)]})))
         wait_for(lambda: [w["folder"] for w in service.watcher.status()] == [str(second)], what="the folder dropped")
         quiet(service)
         assert len(indexed(service, first)) == 2  # no longer watched, still in the catalogue
