@@ -12,10 +12,9 @@ import logging
 import signal
 import threading
 
-from cheroot import wsgi
-
 from .config import Config, ConfigError
 from .extractors import ModelUnavailableError
+from .http_server import make_http_server
 from .server import create_app
 from .service import Service
 from .systemd import Heartbeat, Notifier
@@ -33,9 +32,8 @@ def run_daemon(config: Config) -> int:
     notifier = Notifier()
     service = Service(config)
     host, port = config.server["host"], config.server["port"]
-    server = wsgi.Server((host, port), create_app(service), numthreads=16, server_name="imgsearchd")
     try:
-        server.prepare()
+        server = make_http_server(config, create_app(service))
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc)
         return 1
