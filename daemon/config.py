@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -81,11 +82,22 @@ def _extensions(v: Any) -> str | None:
     return f'{bad[0]!r} is not an extension like ".jpg"' if bad else None
 
 
+_HOST = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?")
+
+
+def _hosts(v: Any) -> str | None:
+    bad = [x for x in v if x != "*" and not _HOST.fullmatch(x)]
+    if bad:
+        return f'holds {bad[0]!r}, not a host name like "photos.example" or "photos.example:8443" (no scheme or path)'
+    return None
+
+
 SCHEMA: dict[str, dict[str, Setting]] = {
     "server": {
         "host": Setting(str, "127.0.0.1"),
         "port": Setting(int, 8080, _port),
         "allowed_roots": Setting(list, [], item_kind=str),
+        "allowed_hosts": Setting(list, [], _hosts, item_kind=str),
         "max_upload_mb": Setting((int, float), 32, _positive),
         "token": Setting(str, ""),
     },

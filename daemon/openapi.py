@@ -24,7 +24,8 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "bad parameter",
         401: "missing or wrong token",
-        403: "path outside the allowed roots, or unreadable",
+        403: "a Host that is not this daemon's name, a cross-site request with side effects, "
+        "or a path outside the allowed roots (or unreadable)",
         404: "no such file (or not in the index)",
         413: "too large",
         415: "not a readable image",
@@ -32,7 +33,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         503: "starting, or the catalogue cannot be written now (full or read-only disk; retried by itself)",
         504: "still queued after the timeout",
     }
-    return {str(c): _json(_ERROR, text[c]) for c in codes}
+    # 403: every route refuses a foreign Host (origin.py), whatever else it answers
+    return {str(c): _json(_ERROR, text[c]) for c in sorted({*codes, 403})}
 
 
 def _param(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
@@ -375,14 +377,19 @@ def spec() -> dict[str, Any]:
                 },
             }
         },
-        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+        "/openapi.json": {
+            "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}, **_errors(403)}}
+        },
     }
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "imgsearchd",
             "version": __version__,
-            "description": 'Local image-search daemon. Errors are JSON {"error": ...}.',
+            "description": 'Local image-search daemon. Errors are JSON {"error": ...}. Before any route, the '
+            "server refuses a malformed request (400), a body over server.max_upload_mb (413, from "
+            "Content-Length before the body is read) and a header over 64 KiB (431); a Host that is not "
+            "the daemon's name is refused with 403 on every route.",
         },
         "servers": [{"url": "http://127.0.0.1:8080"}],
         "components": {

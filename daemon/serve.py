@@ -13,11 +13,10 @@ import os
 import signal
 import threading
 
-from cheroot import wsgi
-
 from .catalog import CatalogError
 from .config import Config, ConfigError
 from .extractors import ModelUnavailableError
+from .http_server import make_http_server
 from .server import create_app
 from .service import Service
 from .signals import SignalInbox
@@ -43,9 +42,8 @@ def run_daemon(config: Config) -> int:
     notifier = Notifier()
     service = Service(config)
     host, port = config.server["host"], config.server["port"]
-    server = wsgi.Server((host, port), create_app(service), numthreads=16, server_name="imgsearchd")
     try:
-        server.prepare()
+        server = make_http_server(config, create_app(service))
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc)
         return 1

@@ -2,8 +2,8 @@
 
 The routes only read from the daemon's indexes and put work on its queue (through the
 small ``Service`` facade in ``service``); they never touch files or models directly
-except through ``images`` and ``query``. Served by cheroot, a threaded production WSGI
-server that Bottle supports.
+except through ``images`` and ``query``. Served by waitress (``http_server``); every request
+first passes the Host and cross-site checks of ``origin``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import bottle
 
-from . import images
+from . import images, origin
 from .errors import ApiError, image_error
 from .extractors import TextNotSupportedError
 from .openapi import DEFAULT_LIMIT, MAX_DISTANCE, MAX_LIMIT, spec
@@ -96,6 +96,15 @@ def create_app(service: Service) -> bottle.Bottle:
     """The Bottle application over a running (or starting) service."""
     app = bottle.Bottle()
     app.install(json_api)
+    app.default_error_handler = _json_error_page  # bottle's own errors (400, 404, 405, 500) as JSON
+
+    @app.hook("before_request")
+    def check_origin() -> None:
+        server = service.config.server
+        try:
+            origin.check(bottle.request.environ, server["host"], server["allowed_hosts"])
+        except origin.Refused as exc:
+            raise _error_body(403, str(exc)) from None
 
     def authorise() -> None:
         token = service.config.server["token"]
@@ -182,11 +191,11 @@ def create_app(service: Service) -> bottle.Bottle:
         data, fields = read_upload()
         limit = parse_limit(fields.get("limit", query.get("limit")))
         max_distance = parse_max_distance(fields.get("max_distance", query.get("max_distance")))
-        extractor = fields.get("extractor") or query.getunicode("extractor") or None
+        extractor = string_field(fields, "extractor") or query.getunicode("extractor") or None
         if data is None:
-            text = fields.get("text")
+            text = string_field(fields, "text")
             if text:
-                return search_text(str(text), extractor, limit, max_distance)
+                return search_text(text, extractor, limit, max_distance)
             raise ApiError(
                 400,
                 "no image in the request: send raw bytes, a multipart field 'image', or JSON {\"image_base64\": ...}",
@@ -195,6 +204,12 @@ def create_app(service: Service) -> bottle.Bottle:
             return service.search_bytes(data, extractor, limit, max_distance)
         except images.ImageError as exc:
             raise image_error(exc) from None
+
+    def string_field(fields: dict[str, Any], name: str) -> str | None:
+        value = fields.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ApiError(400, f"{name} must be a string, not {type(value).__name__}")
+        return value
 
     def search_text(text: str, extractor: str | None, limit: int, max_distance: float | None) -> Any:
         if not text.strip():
@@ -216,6 +231,9 @@ def create_app(service: Service) -> bottle.Bottle:
                 body = json.loads(bottle.request.body.read(cap + 1) or b"{}")
             except (ValueError, UnicodeDecodeError):
                 raise ApiError(400, "the request body is not valid JSON") from None
+            except RecursionError:
+                # json.loads recurses once per level; Python's limit (1000) is the depth cap
+                raise ApiError(400, "the JSON body is nested too deeply") from None
             if not isinstance(body, dict):
                 raise ApiError(400, "the JSON body must be an object")
             encoded = body.pop("image_base64", None)
@@ -231,16 +249,25 @@ def create_app(service: Service) -> bottle.Bottle:
                 raise ApiError(400, "image_base64 is not valid base64") from None
             return capped(data, "decoded image"), body
         if content_type == "multipart/form-data":
-            upload = bottle.request.files.get("image")
-            if upload is None:
-                raise ApiError(400, "multipart upload has no field 'image'")
-            fields = {
-                k: bottle.request.forms.getunicode(k)
-                for k in ("limit", "extractor", "max_distance", "text")
-                if bottle.request.forms.get(k) is not None
-            }
-            return capped(upload.file.read(cap + 1), "upload"), fields
+            return read_multipart(cap)
         return (capped(bottle.request.body.read(cap + 1), "upload") or None), {}
+
+    def read_multipart(cap: int) -> tuple[bytes, dict[str, Any]]:
+        try:
+            upload = bottle.request.files.get("image")
+            forms = bottle.request.forms
+        except bottle.HTTPError as exc:  # bottle's "Malformed multipart/form-data"
+            raise ApiError(400, f"malformed multipart body: {exc.body}") from None
+        except UnicodeDecodeError:  # bottle decodes part headers as UTF-8, as browsers send them
+            raise ApiError(400, "malformed multipart body: a part header (the file name?) is not UTF-8") from None
+        except ValueError as exc:
+            raise ApiError(400, f"malformed multipart body: {exc}") from None
+        if upload is None:
+            raise ApiError(400, "multipart upload has no field 'image'")
+        fields = {
+            k: forms.getunicode(k) for k in ("limit", "extractor", "max_distance", "text") if forms.get(k) is not None
+        }
+        return capped(upload.file.read(cap + 1), "upload"), fields
 
     def capped(data: bytes, what: str) -> bytes:
         cap = service.max_upload_bytes
@@ -283,19 +310,20 @@ def create_app(service: Service) -> bottle.Bottle:
     def openapi() -> Any:
         return spec()
 
-    for status in (404, 405):
-        app.error(status)(_make_error_page(status))
     return app
 
 
-def _make_error_page(status: int) -> Callable[[bottle.HTTPError], str]:
-    def page(error: bottle.HTTPError) -> str:
-        bottle.response.content_type = "application/json"
-        message = (
-            "no such endpoint; see /openapi.json"
-            if status == 404
-            else f"method {bottle.request.method} not allowed here"
-        )
-        return json.dumps({"error": message})
-
-    return page
+def _json_error_page(error: bottle.HTTPError) -> str:
+    """An error bottle itself answers (no route, wrong method, unparsable body, a crash) as JSON."""
+    bottle.response.content_type = "application/json"
+    status = error.status_code
+    if status == 404:
+        message = "no such endpoint; see /openapi.json"
+    elif status == 405:
+        message = f"method {bottle.request.method} not allowed here"
+    elif status >= 500:
+        log.error("internal error in %s %s: %s", bottle.request.method, bottle.request.path, error.exception)
+        message = "internal error; see the daemon's log"
+    else:
+        message = str(error.body or error.status_line)
+    return json.dumps({"error": message})

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from cheroot import wsgi
 from PIL import Image
 
 from imgsearchd.config import load_config
+from imgsearchd.http_server import make_http_server
 from imgsearchd.server import create_app
 from imgsearchd.service import Service
 
@@ -207,18 +207,23 @@ def server_config(tmp_path: Path, **overrides: dict[str, Any]) -> Path:
 
 @contextmanager
 def live_server(
-    config_path: Path, load: bool = True, watch_overrides: dict[str, Any] | None = None, threads: int = 64
+    config_path: Path,
+    load: bool = True,
+    watch_overrides: dict[str, Any] | None = None,
+    threads: int = 64,
+    header_seconds: float | None = None,
 ) -> Iterator[Live]:
     """The real service and HTTP server on 127.0.0.1:<free port>; stopped and closed after.
 
     ``load=False`` leaves the service starting (503) for the caller to load.
     ``watch_overrides`` replace watch options the config cannot set (check intervals).
+    The HTTP server is the daemon's own (``make_http_server``), with its limits.
     """
     config = load_config(config_path)
     service = Service(config)
     service.watch_overrides = dict(watch_overrides or {})
-    server = wsgi.Server(("127.0.0.1", 0), create_app(service), numthreads=threads, server_name="imgsearchd-test")
-    server.prepare()
+    extra = {} if header_seconds is None else {"header_seconds": header_seconds}
+    server = make_http_server(config, create_app(service), bind=("127.0.0.1", 0), threads=threads, **extra)
     thread = threading.Thread(target=server.serve, name="test-http", daemon=True)
     thread.start()
     host, port = server.bind_addr[:2]

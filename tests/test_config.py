@@ -16,7 +16,14 @@ def test_shipped_config_is_valid_and_matches_defaults():
     assert loaded.values == defaults
     assert loaded.index["extractors"] == ["clip"]
     assert loaded.index["fallback_extractor"] == "efficientnet"
-    assert loaded.server == {"host": "127.0.0.1", "port": 8080, "allowed_roots": [], "max_upload_mb": 32, "token": ""}
+    assert loaded.server == {
+        "host": "127.0.0.1",
+        "port": 8080,
+        "allowed_roots": [],
+        "allowed_hosts": [],
+        "max_upload_mb": 32,
+        "token": "",
+    }
 
 
 def test_explicit_path_wins_over_environment(tmp_path, monkeypatch):

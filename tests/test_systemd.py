@@ -7,10 +7,8 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
-import threading
 import time
 import urllib.request
 from pathlib import Path

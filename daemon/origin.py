@@ -1,0 +1,124 @@
+"""Who may talk to the API from a browser: the Host check and the cross-site check.
+
+A web page the user opens can make the browser send requests to the daemon. Two defences:
+
+* **Host** (DNS rebinding): a page at ``evil.example`` whose name is re-pointed at 127.0.0.1
+  reaches the daemon as same-origin and could read ``/search`` and ``/stats``, but its
+  requests carry ``Host: evil.example``. Accepted: localhost, 127.0.0.1, [::1], the
+  configured ``server.host``, and ``server.allowed_hosts`` entries (``name`` for any port,
+  ``name:port`` for one; ``"*"`` accepts any Host). When bound to a wildcard (0.0.0.0, ::)
+  the machine's addresses are not known ahead, so any IP-address Host and the machine's own
+  host name are accepted too: rebinding needs a DNS name, an IP literal cannot be rebound.
+  Ports are not compared for the built-in names: SSH tunnels and port forwards change the
+  port, rebinding changes the name.
+* **Cross-site** (CSRF): ``<img src="http://127.0.0.1:8080/remove?image=...">`` on any page.
+  Requests with side effects are refused when the browser marks them as from another site
+  (``Sec-Fetch-Site`` other than ``same-origin``/``none``) or carry an ``Origin`` that is not
+  the request's own host. Scripts and curl send neither header and are not affected.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import socket
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+SIDE_EFFECT_PATHS = ("/add", "/remove", "/rebuild")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+SAFE_POSTS = ("/search",)  # POST /search only reads: an upload to search with
+
+
+class Refused(Exception):
+    """A request refused by these checks; the message names the header and the setting."""
+
+
+def split_host(value: str) -> tuple[str, int | None]:
+    """``name:port``, ``[v6]:port`` or a bare name as (lower-case name without brackets, port)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        name, _, rest = value[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif value.count(":") == 1:
+        name, _, port = value.partition(":")
+    else:
+        name, port = value, ""  # a bare name, or an unbracketed IPv6 address
+    name = name.rstrip(".")
+    return name, int(port) if port.isdigit() else None
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+@functools.cache
+def machine_names() -> frozenset[str]:
+    """This machine's host name (short and as given), for a daemon bound to a wildcard."""
+    name = socket.gethostname().lower()
+    return frozenset({name, name.split(".")[0]})
+
+
+def host_allowed(header: str, bind_host: str, allowed: Sequence[str]) -> bool:
+    """Whether a request's Host header names this daemon (see the module docstring)."""
+    if "*" in allowed:
+        return True
+    name, port = split_host(header)
+    if name in LOOPBACK_NAMES or name == split_host(bind_host)[0]:
+        return True
+    for entry in allowed:
+        allowed_name, allowed_port = split_host(entry)
+        if name == allowed_name and allowed_port in (None, port):
+            return True
+    if bind_host in WILDCARD_HOSTS:
+        return _is_ip(name) or name in machine_names()
+    return False
+
+
+def same_origin(origin: str, host: str) -> bool:
+    """Whether an Origin header names the same host and port as the Host header.
+
+    The scheme only gives the default port: behind a TLS proxy the daemon speaks plain HTTP
+    to the proxy while the browser's Origin says https.
+    """
+    parts = urlsplit(origin)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    if default is None:  # "null" (a sandboxed page, a file: URL) or nonsense
+        return False
+    origin_name, origin_port = split_host(parts.netloc)
+    host_name, host_port = split_host(host)
+    return origin_name == host_name and (origin_port or default) == (host_port or default)
+
+
+def is_side_effect(method: str, path: str) -> bool:
+    """Whether a request changes the daemon's state (and so must not come from another site)."""
+    if path in SIDE_EFFECT_PATHS:
+        return True
+    return method.upper() not in SAFE_METHODS and path not in SAFE_POSTS
+
+
+def check(environ: Mapping[str, Any], bind_host: str, allowed: Sequence[str]) -> None:
+    """Raise ``Refused`` for a foreign Host, or a cross-site request with side effects."""
+    host = environ.get("HTTP_HOST")
+    if host is not None and not host_allowed(host, bind_host, allowed):
+        raise Refused(
+            f"Host {host!r} is not this daemon's name: use localhost, 127.0.0.1 or [::1], "
+            "or add the name to server.allowed_hosts (behind a reverse proxy)"
+        )
+    if not is_side_effect(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")):
+        return
+    site = environ.get("HTTP_SEC_FETCH_SITE")
+    if site is not None and site.lower() not in ("same-origin", "none"):
+        raise Refused(
+            f"cross-site request refused (Sec-Fetch-Site: {site}): {environ.get('PATH_INFO')} changes the index"
+        )
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is not None and not same_origin(origin, host or ""):
+        raise Refused(f"cross-origin request refused (Origin: {origin}): {environ.get('PATH_INFO')} changes the index")
