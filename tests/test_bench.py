@@ -25,12 +25,14 @@ TINY = {
     ],
     "bench_watch.py": ["--drops", "3", "--files", "200", "--side", "64"],
     "bench_http.py": ["--vectors", "500", "--real", "20", "--clients", "2", "--seconds", "1"],
+    "bench_memory.py": ["--side", "600", "--clients", "2", "--strip", "1000"],
 }  # fmt: skip
 EXPECT = {
     "bench_index.py": "| 1,200 |",
     "bench_indexing.py": "| efficientnet | small (4) |",
     "bench_watch.py": '"drop_to_search"',
     "bench_http.py": "| 2 |",
+    "bench_memory.py": "| 2 x 600x600 PNG at once | [200, 200] |",
 }
 
 

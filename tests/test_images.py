@@ -171,3 +171,22 @@ def test_read_file_stat_matches_content(tmp_path, photos):
     file = images.read_file(str(path))
     st = os.stat(path)
     assert (file.size, file.mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+def test_exif_orientation_applied_after_shrinking(tmp_path):
+    """The turn is read from the full picture's EXIF and applied to the shrunk one."""
+    picture = images.load_image(str(make.exif_rotated_jpeg(tmp_path / "rotated.jpg", 2400, 1200)), 224)
+    assert picture.width < picture.height and min(picture.size) >= 224  # portrait, shrunk
+    assert np.asarray(picture)[10, picture.width // 2][0] > 200  # red on top
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_shrinking_before_the_rgb_conversion_changes_no_colour(tmp_path, photos, mode):
+    """Grey and RGB pictures are shrunk before to_rgb; the result is what converting first
+    gave, to the bit."""
+    path = tmp_path / "big.png"
+    photos["astronaut"].convert(mode).resize((1500, 1500)).save(path)
+    expected = images.to_rgb(Image.open(path)).reduce(6)
+    picture = images.load_image(str(path), 224)
+    assert picture.size == expected.size == (250, 250)
+    assert np.array_equal(np.asarray(picture), np.asarray(expected))
