@@ -50,6 +50,10 @@ _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 # conversion is a product, 32-bit grey rounds its average differently (1 level), and
 # palettes and alpha are no averages at all, so those convert first.
 _SHRINK_FIRST_MODES = ("L", "RGB")
+# 32-bit grey and float pictures are scaled by their whole range, so they convert whole.
+_WHOLE_PICTURE_MODES = ("I", "F")
+# Other modes convert to RGB this many pixels at a time (16 MB of RGB in Pillow's 4 bytes).
+_BAND_PIXELS = 4_000_000
 # EXIF orientation tag value -> the turn that undoes it (as ImageOps.exif_transpose does).
 _ORIENTATIONS = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -223,19 +227,43 @@ def _decode_errors() -> Iterator[None]:
 def _fit(image: Image.Image, min_side: int) -> Image.Image:
     """The decoded picture shrunk, turned upright and in RGB, in the order that copies least.
 
-    Modes without transparency are shrunk before the RGB conversion and the EXIF turn, so
-    neither copies the full-size picture (a 13000x13000 L PNG once became a 676 MB RGB copy
-    before being shrunk); pictures with transparency or a palette are flattened first, as
-    averaging palette indices or unweighted alpha would change the colours.
+    Grey and RGB pictures are shrunk first; the other modes (palettes, alpha, 16-bit, CMYK)
+    are converted a band of rows at a time, each band shrunk at once, so no second
+    full-size copy exists: a 13000x13000 RGBA PNG peaked at 2094 MiB over the picture-less
+    process when converted whole, and the EXIF turn of a full-size picture copied it too.
     """
     turn = _orientation(image)
-    if min_side > 0 and image.mode in _SHRINK_FIRST_MODES and "transparency" not in image.info:
-        image = to_rgb(_shrink(image, min_side))
+    factor = _shrink_factor(image, min_side)
+    if image.mode in _SHRINK_FIRST_MODES and "transparency" not in image.info:
+        image = to_rgb(image.reduce(factor) if factor > 1 else image)
+    elif image.mode in _WHOLE_PICTURE_MODES:
+        image = to_rgb(image)  # scaled by the whole picture's range: no bands
+        image = image.reduce(factor) if factor > 1 else image
     else:
-        image = to_rgb(image)
-        if min_side > 0:
-            image = _shrink(image, min_side)
+        image = _rgb_in_bands(image, factor)
     return image.transpose(turn) if turn is not None else image
+
+
+def _rgb_in_bands(image: Image.Image, factor: int) -> Image.Image:
+    """``to_rgb`` then ``reduce(factor)``, a band of rows at a time: the same pixels (bands
+    are whole multiples of the factor), with only a band converted at once."""
+    width, height = image.size
+    if width * height <= _BAND_PIXELS:
+        rgb = to_rgb(image)
+        return rgb.reduce(factor) if factor > 1 else rgb
+    rows = max(factor, _BAND_PIXELS // width // factor * factor)
+    out = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        band = to_rgb(image.crop((0, top, width, min(height, top + rows))))
+        out.paste(band.reduce(factor) if factor > 1 else band, (0, top // factor))
+    return out
+
+
+def _shrink_factor(image: Image.Image, min_side: int) -> int:
+    """The box-reduce factor that keeps the shorter side >= min_side (1: none)."""
+    if min_side <= 0:
+        return 1
+    return max(1, min(image.size) // min_side)
 
 
 def load_image(path: str, min_side: int = 0, limits: ImageLimits = ImageLimits()) -> Image.Image:
@@ -283,11 +311,3 @@ def _high_depth_to_l(image: Image.Image) -> Image.Image:
         span = hi - lo if hi > lo else 1.0
         scaled = ((array.astype(np.float64) - lo) * (255.0 / span)).astype(np.uint8)
     return Image.fromarray(scaled)
-
-
-def _shrink(image: Image.Image, min_side: int) -> Image.Image:
-    """Box-reduce by an integer factor while keeping the shorter side >= min_side."""
-    factor = min(image.size) // min_side
-    if factor >= 2:
-        return image.reduce(factor)
-    return image

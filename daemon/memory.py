@@ -65,8 +65,9 @@ _LIBC = _load_libc()
 def give_back() -> bool:
     """Return the heap freed since the last call to the system (glibc ``malloc_trim``).
 
-    glibc keeps freed memory for reuse: after a 169-megapixel decode was freed the daemon
-    still held 73-264 MiB more than before; after ``malloc_trim(0)``, 27 MiB.
+    glibc keeps freed memory for reuse, in one arena per thread: after four 169-megapixel
+    PNGs posted at once (decoded one at a time) the idle daemon held 2104 MiB without it and
+    814 MiB with it (744 MiB before them; BENCHMARKS.md).
     False where there is no glibc (musl, macOS), where freed memory is not held this way.
     """
     if _LIBC is None:
