@@ -116,6 +116,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     "images": {
         "max_file_mb": Setting((int, float), 100, _positive),
         "max_megapixels": Setting((int, float), 178, _positive),
+        "decode_budget_megapixels": Setting((int, float), 180, _positive),
     },
     "watch": {
         "directories": Setting(list, [], item_kind=str),

@@ -26,6 +26,7 @@ TINY = {
     "bench_watch.py": ["--drops", "3", "--files", "200", "--side", "64"],
     "bench_http.py": ["--vectors", "500", "--real", "20", "--clients", "2", "--seconds", "1"],
     "bench_http_front.py": ["--clients", "4", "--slow", "2", "--seconds", "1", "--kinds", "waitress"],
+    "bench_memory.py": ["--side", "600", "--clients", "2", "--strip", "1000"],
 }  # fmt: skip
 EXPECT = {
     "bench_index.py": "| 1,200 |",
@@ -33,6 +34,7 @@ EXPECT = {
     "bench_watch.py": '"drop_to_search"',
     "bench_http.py": "| 2 |",
     "bench_http_front.py": "| waitress |",
+    "bench_memory.py": "| 2 x 600x600 PNG at once | [200, 200] |",
 }
 
 

@@ -171,3 +171,57 @@ def test_read_file_stat_matches_content(tmp_path, photos):
     file = images.read_file(str(path))
     st = os.stat(path)
     assert (file.size, file.mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+def test_exif_orientation_applied_after_shrinking(tmp_path):
+    """The turn is read from the full picture's EXIF and applied to the shrunk one."""
+    picture = images.load_image(str(make.exif_rotated_jpeg(tmp_path / "rotated.jpg", 2400, 1200)), 224)
+    assert picture.width < picture.height and min(picture.size) >= 224  # portrait, shrunk
+    assert np.asarray(picture)[10, picture.width // 2][0] > 200  # red on top
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_shrinking_before_the_rgb_conversion_changes_no_colour(tmp_path, photos, mode):
+    """Grey and RGB pictures are shrunk before to_rgb; the result is what converting first
+    gave, to the bit."""
+    path = tmp_path / "big.png"
+    photos["astronaut"].convert(mode).resize((1500, 1500)).save(path)
+    expected = images.to_rgb(Image.open(path)).reduce(6)
+    picture = images.load_image(str(path), 224)
+    assert picture.size == expected.size == (250, 250)
+    assert np.array_equal(np.asarray(picture), np.asarray(expected))
+
+
+def _mode_picture(photo: Image.Image, mode: str) -> Image.Image:
+    """The photo in ``mode``, with alpha that varies where the mode has it."""
+    rgb = photo.convert("RGB").resize((1500, 1000))
+    if mode in ("RGBA", "LA"):
+        alpha = Image.linear_gradient("L").resize(rgb.size)
+        return _with_alpha(rgb.convert(mode[:-1]), alpha)
+    if mode == "P":
+        palette = rgb.quantize(64)
+        palette.info["transparency"] = 3
+        return palette
+    if mode == "I;16":
+        return Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
+    return rgb.convert(mode)
+
+
+def _with_alpha(image: Image.Image, alpha: Image.Image) -> Image.Image:
+    image.putalpha(alpha)
+    return image
+
+
+@pytest.mark.parametrize(
+    "mode,suffix", [("RGBA", ".png"), ("LA", ".png"), ("P", ".png"), ("I;16", ".png"), ("CMYK", ".tif")]
+)
+def test_conversion_in_bands_gives_the_whole_picture_conversion(tmp_path, photos, monkeypatch, mode, suffix):
+    """Modes that convert before shrinking do it a band of rows at a time: same pixels."""
+    path = tmp_path / f"big{suffix}"
+    picture = _mode_picture(photos["astronaut"], mode)
+    picture.save(path, transparency=3) if mode == "P" else picture.save(path)
+    expected = images.to_rgb(Image.open(path)).reduce(4)
+    monkeypatch.setattr(images, "_BAND_PIXELS", 100_000)  # 16 bands of 64 rows
+    shrunk = images.load_image(str(path), 224)
+    assert shrunk.size == expected.size == (375, 250)
+    assert np.array_equal(np.asarray(shrunk), np.asarray(expected))

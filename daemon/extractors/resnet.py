@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 from PIL import Image
-from torchvision import models, transforms
+from torchvision import models
 
 from .base import (
     RANDOM_WEIGHTS,
@@ -19,6 +19,7 @@ from .base import (
     log,
     read_state_dict,
 )
+from .crop import model_transform
 
 WEIGHTS = models.ResNet50_Weights.IMAGENET1K_V2
 DOWNLOAD_HOST = "download.pytorch.org"
@@ -53,13 +54,10 @@ class ResNetExtractor(Extractor):
             self.model_id = "resnet50:IMAGENET1K_V2"
         model.fc = torch.nn.Identity()
         self.model = model.eval().to(self.device)
-        self._transform = transforms.Compose(
-            [
-                transforms.Resize(232, interpolation=transforms.InterpolationMode.BILINEAR),
-                transforms.CenterCrop(224),
-                transforms.ToTensor(),
-                transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-            ]
+        # torchvision's IMAGENET1K_V2 eval transform (Resize(232, bilinear) + CenterCrop(224)),
+        # over the kept box only (crop.py): cosine to the old vectors >= 0.9999997.
+        self._transform = model_transform(
+            232, 224, Image.Resampling.BILINEAR, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
         )
 
     @staticmethod
