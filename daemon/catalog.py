@@ -75,6 +75,7 @@ class Catalog:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        self.commits = 0  # write transactions committed by this process (the storage state reads it)
         try:
             self._writer = self._connect()
             self._migrate()
@@ -154,6 +155,7 @@ class Catalog:
                 conn.execute("UPDATE meta SET value=? WHERE key='seq'", (str(seq),))
                 yield conn, seq
                 conn.execute("COMMIT")
+                self.commits += 1
             except BaseException:
                 # SQLite rolls back by itself after some errors (a full disk); a second
                 # ROLLBACK would then raise "no transaction is active" and hide the cause.
@@ -193,6 +195,8 @@ class Catalog:
                 (seq, result.content_hash, path),
             )
         state = FileState.FAILED if result.error_reason else FileState.INDEXED
+        # A detail may quote a file name that is not UTF-8: stored as escapes, never a failed write.
+        detail = result.error_detail.encode("utf-8", "backslashreplace").decode() if result.error_detail else None
         row = conn.execute("SELECT id, content_hash, state, failures FROM files WHERE path=?", (path,)).fetchone()
         failures = 0
         if state == FileState.FAILED:
@@ -212,7 +216,7 @@ class Catalog:
                     result.content_hash,
                     state,
                     result.error_reason,
-                    result.error_detail,
+                    detail,
                     seq,
                     now,
                     failures,
@@ -222,7 +226,7 @@ class Catalog:
             conn.execute(
                 "UPDATE files SET size=?, mtime_ns=?, error_reason=?, error_detail=?, seq=?, updated_at=?, failures=?"
                 " WHERE id=?",
-                (result.size, result.mtime_ns, result.error_reason, result.error_detail, seq, now, failures, row[0]),
+                (result.size, result.mtime_ns, result.error_reason, detail, seq, now, failures, row[0]),
             )
 
     def remove_paths(self, paths: Iterable[str]) -> int:
@@ -279,6 +283,16 @@ class Catalog:
                     f"UPDATE files SET state=?, seq=?, updated_at=? WHERE {where}", (state, seq, now, *values)
                 ).rowcount
         return changed
+
+    def probe_write(self) -> None:
+        """One empty write transaction: raises when the catalogue cannot be written now."""
+        with self._change():
+            pass
+
+    def failed_everywhere(self) -> list[FailedFile]:
+        """Every failed file, for the retry timer."""
+        rows = self._reader().execute("SELECT path, error_reason, failures, updated_at FROM files WHERE state='failed'")
+        return [FailedFile(path_from_key(r[0]), r[1] or "", r[2], r[3]) for r in rows]
 
     def prune_orphan_vectors(self) -> int:
         """Drop vectors no file has any more.

@@ -158,6 +158,7 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
     from .catalog import Catalog, CatalogError
     from .images import ImageLimits
     from .indexer import Indexer
+    from .storage import is_storage_error
 
     for raw in args.paths:
         if not os.path.exists(raw):
@@ -172,7 +173,11 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
         print(f"imgsearchd: {exc}", file=sys.stderr)
         return EXIT_ERROR
     limits = ImageLimits.from_config(config.images)
-    with catalog, Indexer(catalog, loaded.extractors, limits, config.index["loader_threads"]) as indexer:
+    roots = config.allowed_roots or None  # as the daemon: links out of them are skipped or refused
+    with (
+        catalog,
+        Indexer(catalog, loaded.extractors, limits, config.index["loader_threads"], roots=lambda: roots) as indexer,
+    ):
         paths: list[str] = []
         for raw in args.paths:
             if os.path.isdir(raw):
@@ -186,7 +191,13 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
             else:
                 paths.append(raw)
         show = not args.no_progress and sys.stderr.isatty()
-        summary = indexer.process(paths, show_progress=show, total=len(paths))
+        try:  # named on the command line: files that failed before are tried again
+            summary = indexer.process(paths, show_progress=show, total=len(paths), retry_failed=True)
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            print(f"imgsearchd: cannot write the catalogue {config.catalog_path}: {exc}", file=sys.stderr)
+            return EXIT_ERROR
         summary["removed"] = indexer.progress.removed
         catalog.prune_orphan_vectors()
     summary["forward_passes"] = sum(e.forward_passes for e in loaded.extractors.values())

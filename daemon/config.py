@@ -204,6 +204,14 @@ class Config:
                 folders.append(path)
         return folders
 
+    @property
+    def allowed_roots(self) -> list[str]:
+        """Real paths (links resolved) of the watched folders and ``server.allowed_roots``:
+        where requests and indexed files may be. Empty: anywhere."""
+        roots = [str(p) for p in self.watch_dirs]
+        roots += [str(Path(r).expanduser().absolute()) for r in self.server["allowed_roots"]]
+        return [os.path.realpath(r) for r in roots]
+
     def reload(self) -> Config:
         """Read the same file again with the same command-line settings (for SIGHUP)."""
         fresh = load_config(self.source, self.overrides)

@@ -194,6 +194,10 @@ def plan_folder(
         else:
             plan.unchanged += 1
     plan.vanished = _vanished(known, seen, plan.unreadable)
+    # Catalogued before the link led out of the roots (an older version, a narrowed
+    # allowed_roots): such rows must go, or they stay searchable and cannot be /removed.
+    plan.vanished += [path for path in known if path not in seen and any(is_under(path, link) for link in plan.outside)]
+    plan.vanished = list(dict.fromkeys(plan.vanished))
     return plan
 
 

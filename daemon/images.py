@@ -164,6 +164,22 @@ def check_inside(fd: int, roots: Sequence[str]) -> None:
         raise ImageError(Reason.OUTSIDE_ROOTS, f"leads to {real or 'an unknown place'}, outside the allowed folders")
 
 
+def _open_regular(path: str) -> int:
+    """Open a regular file for reading without ever blocking on it (a FIFO swapped in)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _os_error(exc) from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ImageError(Reason.NOT_A_FILE, "not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def read_file(path: str, limits: ImageLimits = ImageLimits(), roots: Sequence[str] | None = None) -> FileBytes:
     """Read a whole image file, refusing empty, oversized and unreadable ones.
 
@@ -173,8 +189,9 @@ def read_file(path: str, limits: ImageLimits = ImageLimits(), roots: Sequence[st
     st = stat_file(path)
     if st.st_size > limits.max_file_bytes:
         raise ImageError(Reason.TOO_LARGE, f"file is {st.st_size} bytes, over the {limits.max_file_bytes}-byte cap")
+    fd = _open_regular(path)
     try:
-        with open(path, "rb") as fh:
+        with os.fdopen(fd, "rb") as fh:
             if roots:
                 check_inside(fh.fileno(), roots)
             st = os.fstat(fh.fileno())

@@ -26,7 +26,7 @@ import torch
 from . import images
 from .catalog import Catalog, FileResult, FileState
 from .extractors import Extractor
-from .folders import OnError, plan_folder
+from .folders import OnError, plan_folder, retry_due
 from .outcomes import Listener, Outcome
 from .paths import normalise_path
 from .progress import Bar, Progress
@@ -83,6 +83,7 @@ class Indexer:
         self.batch_size = max(e.batch_size for e in extractors.values())
         self.progress = Progress()
         self.storage = StorageHealth()
+        self._applied = 0  # items of the batch in hand whose work is committed (``_apply``)
         self.roots = roots or (lambda: None)
         self._wanted = {name: e.model_id for name, e in extractors.items()}
 
@@ -140,6 +141,8 @@ class Indexer:
                 except OSError:
                     pass
         except Exception as exc:  # a bug in a decoder must not stop the run
+            if is_storage_error(exc):
+                raise  # the catalogue, not the file: the batch waits for the disk
             log.exception("unexpected error loading %s", path)
             item.error = images.ImageError(images.Reason.CORRUPT, f"{type(exc).__name__}: {exc}")
         return item
@@ -322,36 +325,60 @@ class Indexer:
         return removed
 
     def run(
-        self, queue: WorkQueue, stop: threading.Event, idle_timeout: float = 0.5, prune_every: float = 600.0
+        self,
+        queue: WorkQueue,
+        stop: threading.Event,
+        idle_timeout: float = 0.5,
+        prune_every: float = 600.0,
+        retry_every: float = 60.0,
     ) -> None:
         """The daemon's loop: take queued work until ``stop`` is set.
 
-        When idle, at most every ``prune_every`` seconds, vectors that no file uses any more
-        are dropped; the delay lets a move seen as delete + create keep its vector.
+        When idle: every ``retry_every`` seconds, failed files whose retry is due are queued
+        again (``folders.retry_due``); at most every ``prune_every`` seconds, vectors that no
+        file uses any more are dropped (the delay lets a move seen as delete + create keep
+        its vector); and while the catalogue cannot be written, an empty write probes it.
         """
-        last_prune = time.monotonic()
+        last_prune = last_retry = time.monotonic()
         while not stop.is_set():
             # Small takes keep a request that jumped the queue from waiting behind a long run.
             items = queue.take(2 * self.batch_size, timeout=idle_timeout)
+            commits = self.catalog.commits
+            self._applied = 0
             try:
                 if items:
                     self._apply(items)
+                elif not self.storage.ok and time.monotonic() >= self.storage.retry_at:
+                    self.catalog.probe_write()  # nothing queued to try it with (a failed /remove)
+                elif time.monotonic() - last_retry >= retry_every:
+                    last_retry = time.monotonic()
+                    self._queue_due_retries(queue)
                 elif time.monotonic() - last_prune >= prune_every:
                     last_prune = time.monotonic()
                     pruned = self.catalog.prune_orphan_vectors()
                     if pruned:
                         log.info("dropped %d vectors no file uses any more", pruned)
-                if self.storage.succeeded():
+                if self.catalog.commits > commits and self.storage.succeeded():
                     log.warning("the catalogue can be written again; indexing goes on")
             except Exception as exc:  # the loop must survive anything one batch does
+                unfinished = items[self._applied :]  # finished moves must not be replayed
                 if is_storage_error(exc):
-                    self._wait_for_storage(exc, items, queue, stop)
+                    self._wait_for_storage(exc, unfinished, queue, stop)
                 else:
-                    log.exception("indexing batch failed; trying its %d items one by one", len(items))
-                    self._apply_one_by_one(items, queue, stop)
+                    log.exception("indexing batch failed; trying its %d items one by one", len(unfinished))
+                    self._apply_one_by_one(unfinished, queue, stop)
             finally:
                 if items:
                     queue.task_done(len(items))
+
+    def _queue_due_retries(self, queue: WorkQueue) -> int:
+        """Queue the failed files whose reason may have passed and whose retry time has come."""
+        now = time.time()
+        due = [failed.path for failed in self.catalog.failed_everywhere() if retry_due(failed, now)]
+        if due:
+            log.info("trying %d failed files again", len(due))
+            queue.put_many(due, Intent.ADD)
+        return len(due)
 
     def _wait_for_storage(self, exc: BaseException, items: list[Work], queue: WorkQueue, stop: threading.Event) -> None:
         """Keep the work queued, tell waiters it is deferred, and back off before the next try."""
@@ -389,6 +416,7 @@ class Indexer:
                 st = os.stat(item.path)
                 result = FileResult(item.path, st.st_size, st.st_mtime_ns, None, {}, error.reason, error.detail)
                 self.on_commit_seq(self.catalog.record_batch([result]))
+                self.progress.add_queued()
                 self.progress.add_done(failed=[error.reason])
             except Exception:
                 log.exception("cannot record the failure of %s either", item.path)
@@ -430,13 +458,16 @@ class Indexer:
                 run.append(item)
                 continue
             self._apply_paths(run)
+            self._applied += len(run)
             run = []
             if item.intent == Intent.MOVE:
                 assert item.old is not None
                 self.move(item.old, item.path)
             else:
                 self.set_offline(item.path)
+            self._applied += 1
         self._apply_paths(run)
+        self._applied += len(run)
 
     def _apply_paths(self, items: list[Work]) -> None:
         removals = [item.path for item in items if item.intent == Intent.REMOVE]

@@ -122,3 +122,11 @@ def check(environ: Mapping[str, Any], bind_host: str, allowed: Sequence[str]) ->
     origin = environ.get("HTTP_ORIGIN")
     if origin is not None and not same_origin(origin, host or ""):
         raise Refused(f"cross-origin request refused (Origin: {origin}): {environ.get('PATH_INFO')} changes the index")
+    # Over plain HTTP to a name that is not loopback, browsers send neither Sec-Fetch-Site
+    # nor (for an <img>) Origin; a Referer from another page still gives it away. A page
+    # can suppress the Referer, so off loopback only a token keeps other pages out.
+    referer = environ.get("HTTP_REFERER")
+    if referer and not same_origin(referer, host or ""):
+        raise Refused(
+            f"cross-site request refused (Referer from another site): {environ.get('PATH_INFO')} changes the index"
+        )

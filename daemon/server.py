@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -92,9 +93,16 @@ def parse_max_distance(raw: Any) -> float | None:
 # -- the app ------------------------------------------------------------------------------
 
 
-def create_app(service: Service) -> bottle.Bottle:
+# Searches and single-file adds may wait for a model, the decode budget or the indexer
+# (up to minutes); at most this many at once, so the server's 16 workers always have some
+# left for /health, /stats and /jobs. More get a 503 at once instead of a queue.
+HEAVY_SLOTS = 12
+
+
+def create_app(service: Service, heavy_slots: int = HEAVY_SLOTS) -> bottle.Bottle:
     """The Bottle application over a running (or starting) service."""
     app = bottle.Bottle()
+    heavy = threading.BoundedSemaphore(heavy_slots)
     app.install(json_api)
     app.default_error_handler = _json_error_page  # bottle's own errors (400, 404, 405, 500) as JSON
 
@@ -119,14 +127,21 @@ def create_app(service: Service) -> bottle.Bottle:
         if not service.ready:
             raise ApiError(503, f"imgsearchd is starting ({service.phase}); try again shortly")
 
-    def guarded(need_ready: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def guarded(need_ready: bool = True, slow: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(handler)
             def wrapped(*args: Any, **kwargs: Any) -> Any:
                 authorise()
                 if need_ready:
                     require_ready()
-                return handler(*args, **kwargs)
+                if not slow:
+                    return handler(*args, **kwargs)
+                if not heavy.acquire(blocking=False):
+                    raise ApiError(503, f"busy: {heavy_slots} searches and adds are in progress; try again shortly")
+                try:
+                    return handler(*args, **kwargs)
+                finally:
+                    heavy.release()
 
             return wrapped
 
@@ -142,7 +157,7 @@ def create_app(service: Service) -> bottle.Bottle:
         return service.check_path(raw)
 
     @app.get("/add")
-    @guarded()
+    @guarded(slow=True)
     def add() -> Any:
         path = path_param()
         if os.path.isdir(path):
@@ -167,7 +182,7 @@ def create_app(service: Service) -> bottle.Bottle:
         return {"image": path, "removed": removed}
 
     @app.get("/search")
-    @guarded()
+    @guarded(slow=True)
     def search_get() -> Any:
         query = bottle.request.query
         limit = parse_limit(query.get("limit"))
@@ -185,7 +200,7 @@ def create_app(service: Service) -> bottle.Bottle:
             raise image_error(exc, path) from None
 
     @app.post("/search")
-    @guarded()
+    @guarded(slow=True)
     def search_post() -> Any:
         query = bottle.request.query
         data, fields = read_upload()

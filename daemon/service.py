@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ from .errors import ApiError, image_error
 from .extractors import Extractor, LoadedExtractors, load
 from .index import ExtractorIndex, index_for
 from .indexer import Indexer
-from .jobs import Job, JobTracker
+from .jobs import Job, JobTracker, Waiter
 from .outcomes import Outcome
 from .paths import is_under, normalise_path
 from .storage import is_storage_error
@@ -157,9 +156,7 @@ class Service:
         return int(self.config.server["max_upload_mb"] * 1024 * 1024)
 
     def allowed_roots(self) -> list[str]:
-        roots = [str(p) for p in self.config.watch_dirs]
-        roots += [str(Path(r).expanduser().absolute()) for r in self.config.server["allowed_roots"]]
-        return [os.path.realpath(r) for r in roots]
+        return self.config.allowed_roots
 
     def check_path(self, raw: str) -> str:
         """A request's path, normalised; ApiError 400/403 when it is not usable."""
@@ -197,7 +194,10 @@ class Service:
         if not self.indexer.storage.ok:
             self.jobs.forget(path, waiter)
             raise self._storage_error(f"{path} is queued")
-        if not waiter.event.wait(timeout):
+        if not self._wait_unless_storage_fails(waiter, timeout):
+            self.jobs.forget(path, waiter)
+            raise self._storage_error(f"{path} is queued")
+        if not waiter.event.is_set():
             self.jobs.forget(path, waiter)
             raise ApiError(504, f"{path} is queued but was not indexed within {timeout:.0f} s", image=path)
         outcome = waiter.outcome
@@ -209,6 +209,21 @@ class Service:
             raise self._storage_error(f"{path} is queued")
         status = "unchanged" if outcome == Outcome.UNCHANGED else "indexed"
         return {"image": path, "status": status, "embedded": outcome == Outcome.EMBEDDED}
+
+    def _wait_unless_storage_fails(self, waiter: Waiter, timeout: float) -> bool:
+        """Wait for the path's outcome; False at once if the catalogue stops being writable.
+
+        The failing batch may not hold this path (it waits behind the batch given back), so
+        the request must not sleep its whole timeout to learn that nothing can be written.
+        """
+        assert self.indexer is not None
+        deadline = time.monotonic() + timeout
+        while not waiter.event.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+            if not self.indexer.storage.ok:
+                return False
+            if time.monotonic() >= deadline:
+                break
+        return True
 
     def add_folder(self, path: str, wait: float = 0.25) -> Job:
         """Walk a folder in the background and queue its images; returns at once."""
@@ -236,7 +251,8 @@ class Service:
             if not is_storage_error(exc):
                 raise
             self.indexer.storage.failed(exc)
-            raise self._storage_error(f"nothing was removed; {path} is still in the index") from None
+            self.queue.put(path, Intent.REMOVE)  # done by the indexer once the disk allows
+            raise self._storage_error(f"{path} is not removed yet: the removal is queued") from None
 
     def _storage_error(self, what: str) -> ApiError:
         """503: the catalogue cannot be written now (full or read-only disk); says what happens."""

@@ -196,3 +196,10 @@ def test_a_failed_file_counts_its_failures_in_a_row(tmp_path):
         catalog.record_batch([FileResult("/p/x.jpg", 1, 2, "h")])
         assert catalog.get("/p/x.jpg").failures == 0
         assert catalog.failed_under("/p") == []
+
+
+def test_an_error_detail_quoting_a_name_that_is_not_utf8_is_stored(tmp_path):
+    detail = "leads to " + os.fsdecode(b"/outside/caf\xe9.jpg")
+    with Catalog(tmp_path / "c.sqlite3") as catalog:
+        catalog.record_batch([FileResult("/p/x.jpg", 1, 2, None, error_reason="outside_roots", error_detail=detail)])
+        assert catalog.get("/p/x.jpg").error_detail == "leads to /outside/caf\\udce9.jpg"

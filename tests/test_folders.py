@@ -154,3 +154,33 @@ def test_plan_compares_sizes_and_mtimes_and_writes_nothing(tmp_path):
         assert plan.unchanged == 1 and plan.found == 5 and plan.unreadable == []
         with pytest.raises(FileNotFoundError):
             plan_folder(catalog, str(tmp_path / "nowhere"), EXTENSIONS)
+
+
+def test_plan_forgets_catalogued_files_reached_through_a_link_that_now_leads_outside(tmp_path):
+    """Rows indexed before the link led out of the roots must go: they cannot be /removed."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    (outside / "deep").mkdir(parents=True)
+    (outside / "deep" / "a.jpg").write_bytes(b"x")
+    (root / "own.jpg").write_bytes(b"y")
+    (root / "link").symlink_to(outside / "deep")
+    with Catalog(tmp_path / "c.sqlite3") as catalog:
+        catalog.record_batch(
+            [FileResult(str(root / "link" / "a.jpg"), 1, 1, "h"), FileResult(str(root / "own.jpg"), 1, 1, "g")]
+        )
+        plan = plan_folder(catalog, str(root), (".jpg",), roots=[os.path.realpath(root)])
+        assert plan.outside == [str(root / "link")]
+        assert plan.vanished == [str(root / "link" / "a.jpg")]
+        assert plan.paths == [str(root / "own.jpg")]
+        unrestricted = plan_folder(catalog, str(root), (".jpg",))
+        assert unrestricted.vanished == [] and unrestricted.outside == []
+
+
+def test_retry_waits_longer_after_each_failure_and_only_for_reasons_that_may_pass():
+    from imgsearchd.catalog import FailedFile
+    from imgsearchd.folders import retry_delay, retry_due
+
+    assert [retry_delay(n) for n in (1, 2, 3)] == [60.0, 120.0, 240.0] and retry_delay(50) == 86400.0
+    assert retry_due(FailedFile("/p", "unreadable", 1, 1000.0), 1061.0)
+    assert not retry_due(FailedFile("/p", "unreadable", 2, 1000.0), 1061.0)
+    assert not retry_due(FailedFile("/p", "corrupt", 1, 0.0), 1e9)  # content: only when the file changes

@@ -12,6 +12,8 @@ import time
 import urllib.parse
 import urllib.request
 
+from PIL import Image
+
 from imgsearchd.catalog import Catalog
 
 from helpers import (
@@ -45,7 +47,7 @@ def test_a_name_that_is_not_utf8_is_indexed_with_its_folder_and_searchable_by_na
     for i in range(13):
         photos[names[i % len(names)]].convert("RGB").rotate(i * 7).save(folder / f"p{i:02d}.jpg")
     odd = os.path.join(os.fsencode(folder), LATIN1_NAME)
-    photos["chelsea"].save(odd, format="JPEG")
+    photos["chelsea"].transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(odd, format="JPEG")  # its own content
     with live_server(server_config(tmp_path, server={"allowed_roots": [str(tmp_path)]})) as live:
         status, started = live.get("/add", image=str(folder))
         assert status == 202, started
@@ -56,7 +58,7 @@ def test_a_name_that_is_not_utf8_is_indexed_with_its_folder_and_searchable_by_na
         status, found = raw_get(live, "/search", odd)
         assert status == 200, found
         best = found["results"][0]
-        assert base64.b64decode(best["path_base64"]) == odd and best["distance"] < 1e-4
+        assert base64.b64decode(best["path_base64"]) == odd and best["distance"] < 1e-3
         assert best["image"] == os.fsdecode(odd)  # the \\udcXX escapes read back in Python
         assert all("path_base64" not in r for r in found["results"][1:])
         status, removed = raw_get(live, "/remove", odd)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -151,3 +152,37 @@ def test_a_slow_header_is_dropped_and_does_not_hold_the_server(server):
     finally:
         for conn in slow:
             conn.close()
+
+
+def test_searches_beyond_the_slots_get_503_at_once_and_health_still_answers(tmp_path, photos, monkeypatch):
+    """16 slow searches (each waiting for the decode budget) once took every worker."""
+    photos["coffee"].save(tmp_path / "q.png")
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+    with live_server(
+        server_config(tmp_path, server={"allowed_roots": [str(tmp_path)]}), threads=6, heavy_slots=2
+    ) as live:
+        original = live.service.search_path
+
+        def slow_search(*args, **kwargs):
+            entered.release()
+            release.wait(30)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(live.service, "search_path", slow_search)
+        answers: list[int] = []
+        workers = [
+            threading.Thread(target=lambda: answers.append(live.get("/search", image=str(tmp_path / "q.png"))[0]))
+            for _ in range(2)
+        ]
+        for worker in workers:
+            worker.start()
+        assert entered.acquire(timeout=30) and entered.acquire(timeout=30)  # both slots taken
+        started = time.monotonic()
+        status, body = live.get("/search", image=str(tmp_path / "q.png"))
+        assert status == 503 and "busy" in body["error"], body
+        assert live.get("/health")[0] == 200 and time.monotonic() - started < 5
+        release.set()
+        for worker in workers:
+            worker.join(30)
+        assert answers == [200, 200]

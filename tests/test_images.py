@@ -225,3 +225,25 @@ def test_conversion_in_bands_gives_the_whole_picture_conversion(tmp_path, photos
     shrunk = images.load_image(str(path), 224)
     assert shrunk.size == expected.size == (375, 250)
     assert np.array_equal(np.asarray(shrunk), np.asarray(expected))
+
+
+def test_a_fifo_in_place_of_a_file_is_refused_without_blocking(tmp_path):
+    """Swapped in between the stat and the open, a FIFO would block the loader for ever."""
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(ImageError) as caught:
+        images._open_regular(str(fifo))
+    assert caught.value.reason == "not_a_file" and time.monotonic() - started < 2
+
+
+def test_a_link_out_of_the_roots_is_refused_on_the_open_file(tmp_path):
+    inside, outside = tmp_path / "inside", tmp_path / "outside"
+    inside.mkdir()
+    outside.mkdir()
+    Image.new("RGB", (8, 8)).save(outside / "secret.png")
+    (inside / "x.png").symlink_to(outside / "secret.png")
+    with pytest.raises(ImageError) as caught:
+        images.read_file(str(inside / "x.png"), roots=[str(inside)])
+    assert caught.value.reason == "outside_roots" and "secret.png" in caught.value.detail
+    assert images.read_file(str(inside / "x.png"), roots=[str(tmp_path)]).size > 0

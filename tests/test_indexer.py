@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from imgsearchd import images
-from imgsearchd.catalog import Catalog
+from imgsearchd.catalog import Catalog, FileResult
 from imgsearchd.indexer import Indexer
 from imgsearchd.workqueue import Intent, WorkQueue
 
@@ -286,3 +286,23 @@ def test_cli_without_weights_and_without_fallback_exits_non_zero(tmp_path, monke
     (tmp_path / "pics").mkdir()
     assert cli.main(["index", str(tmp_path / "pics"), "--config", str(config)]) == cli.EXIT_MODEL
     assert "cannot be reached" in capsys.readouterr().err
+
+
+def test_the_retry_timer_queues_failed_files_whose_time_has_come(tmp_path, efficientnet):
+    from imgsearchd.workqueue import Intent, Work, WorkQueue
+
+    with Catalog(tmp_path / "c.sqlite3") as catalog, Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+        catalog.record_batch(
+            [
+                FileResult("/p/unreadable.jpg", 1, 2, None, error_reason="unreadable", error_detail="denied"),
+                FileResult("/p/fresh.jpg", 1, 2, None, error_reason="unreadable", error_detail="denied"),
+                FileResult("/p/corrupt.jpg", 1, 2, None, error_reason="corrupt", error_detail="bad"),
+            ]
+        )
+        with sqlite3.connect(tmp_path / "c.sqlite3") as conn:  # failed 2 minutes ago, except fresh.jpg
+            conn.execute(
+                "UPDATE files SET updated_at = updated_at - 120 WHERE path <> CAST(? AS BLOB)", ("/p/fresh.jpg",)
+            )
+        queue = WorkQueue()
+        assert indexer._queue_due_retries(queue) == 1
+        assert queue.take(10) == [Work("/p/unreadable.jpg", Intent.ADD)]
