@@ -147,7 +147,7 @@ def test_full_then_freed_then_read_only_data_folder_loses_nothing(tmp_path, smal
         stats = wait_for(lambda: (s := get("/stats")[1])["pending"] == 0 and s, 30, "the queue to drain")
         assert stats["storage"]["state"] == "ok" and stats["storage"]["recoveries"] >= 1
         assert stats["failed"]["total"] == 0 and stats["images"] == 41
-        assert get("/search", image=str(tmp_path / "single.jpg"), limit=1)[1]["results"][0]["distance"] < 1e-3
+        assert get("/search", image=str(tmp_path / "single.jpg"), limit="1")[1]["results"][0]["distance"] < 1e-3
         assert get("/health")[1]["status"] == "ok"
     finally:
         daemon.stop()
