@@ -1,9 +1,11 @@
-"""A real ``imgsearchd serve`` process, for what only a separate process shows: its memory.
+"""A real ``imgsearchd serve`` process, for what only a separate process shows: its memory,
+its signals, its exit code and log, and permissions dropped for it alone.
 
 ``serve`` starts the daemon with the CLI, optionally under an address-space cap (so a
-regression fails with MemoryError instead of waking the kernel's OOM killer), and
-``Served`` reads its resident set from /proc and talks HTTP to it. Used by the memory
-tests and ``bench/bench_memory.py``.
+regression fails with MemoryError instead of waking the kernel's OOM killer) or behind
+a command prefix (``setpriv``), and ``Served`` reads its resident set from /proc and
+talks HTTP to it. Used by the memory, storage and hostile-file tests and
+``bench/bench_memory.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +59,10 @@ class Served:
         with open(f"/proc/{self.proc.pid}/clear_refs", "w") as f:
             f.write("5")
 
+    def get(self, route: str, **params: str) -> tuple[int, Any]:
+        """GET with query parameters; (status, JSON body)."""
+        return self.request("GET", f"{route}?{urllib.parse.urlencode(params)}" if params else route)
+
     def request(
         self, method: str, path: str, body: bytes | None = None, content_type: str = "", timeout: float = 120
     ) -> tuple[int, Any]:
@@ -70,13 +77,14 @@ class Served:
 
 
 @contextmanager
-def serve(config: Path, port: int, address_space_gib: float = 0) -> Iterator[Served]:
-    """``imgsearchd serve`` on ``port``; stopped with SIGTERM (then SIGKILL) after."""
-    prefix: list[str] = []
+def serve(config: Path, port: int, address_space_gib: float = 0, prefix: tuple[str, ...] = ()) -> Iterator[Served]:
+    """``imgsearchd serve`` on ``port`` (behind ``prefix``, a command such as setpriv);
+    stopped with SIGTERM (then SIGKILL) after: ``proc.returncode`` and ``log`` tell how."""
+    prefix = tuple(prefix)
     if address_space_gib:
         prlimit = shutil.which("prlimit")
         if prlimit:
-            prefix = [prlimit, f"--as={int(address_space_gib * 1024**3)}"]
+            prefix = (prlimit, f"--as={int(address_space_gib * 1024**3)}", *prefix)
     log = config.with_suffix(".log")
     with open(log, "w") as stderr:  # a file, not a pipe nobody reads, which could fill and block
         proc = subprocess.Popen(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -16,15 +15,8 @@ from PIL import Image
 
 from imgsearchd.catalog import Catalog
 
-from helpers import (
-    cli_command,
-    free_port,
-    live_server,
-    server_config,
-    wait_for,
-    wait_healthy,
-    without_file_permissions_bypass,
-)
+from helpers import free_port, live_server, server_config, wait_for, without_file_permissions_bypass
+from served import serve
 
 LATIN1_NAME = b"caf\xe9 cr\xe8me.jpg"  # Latin-1, as old archives and zip extractions leave them
 
@@ -149,24 +141,8 @@ def test_a_file_that_failed_while_unreadable_is_indexed_once_readable(tmp_path, 
     (watched / "later.jpg").chmod(0)
     port = free_port()
     config = server_config(tmp_path, server={"port": port}, watch={"directories": [str(watched)]})
-    proc = subprocess.Popen(
-        [*prefix, *cli_command("serve", "--config", str(config))],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def get(route: str, **params: str) -> tuple[int, dict]:
-        url = f"{base}{route}?{urllib.parse.urlencode(params)}"
-        try:
-            with urllib.request.urlopen(url, timeout=120) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    try:
-        wait_healthy(port, proc)
+    with serve(config, port, prefix=tuple(prefix)) as served:
+        get = served.get
         wait_for(lambda: get("/stats")[1]["failed"]["total"] == 2, 60, "both locked files to fail")
         (watched / "locked.jpg").chmod(0o644)  # no new content, no new mtime: only the watcher's event
         wait_for(lambda: get("/stats")[1]["images"] == 2, 60, "the file unlocked to be indexed")
@@ -175,7 +151,4 @@ def test_a_file_that_failed_while_unreadable_is_indexed_once_readable(tmp_path, 
         status, body = get("/add", image=str(watched / "later.jpg"))  # an explicit /add tries again
         assert status == 200 and body["status"] == "indexed", body
         assert get("/stats")[1]["failed"]["total"] == 0
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    assert served.proc.returncode == 0, served.log_tail()

@@ -73,6 +73,14 @@ def _daemon(tmp_path, photo_dir) -> tuple[subprocess.Popen[str], int, NotifySock
     return proc, port, sink
 
 
+def _reap(proc: subprocess.Popen[str], sink: NotifySocket) -> None:
+    """Kill a daemon that did not stop (the test has failed by then) and close the socket."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+    sink.close()
+
+
 def test_sigterm_while_a_reload_is_stuck_notifying_systemd_still_stops(tmp_path, photos):
     """Issue 10 item 5: the old SIGTERM handler took the notifier's lock, which the main thread
     held while telling systemd about a reload: a stop then hung for ever. Here systemd stalls
@@ -92,10 +100,7 @@ def test_sigterm_while_a_reload_is_stuck_notifying_systemd_still_stops(tmp_path,
         sink.resume()
         _, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        sink.close()
+        _reap(proc, sink)
     assert proc.returncode == 0, err
     assert "stopped" in err and "Traceback" not in err
     assert any(m.get("STOPPING") == "1" for _, m in sink.messages)
@@ -112,10 +117,7 @@ def test_sigterm_while_loading_stops_promptly_with_a_clean_exit(tmp_path, photos
         _, err = proc.communicate(timeout=40)
         took = time.monotonic() - started
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        sink.close()
+        _reap(proc, sink)
     assert proc.returncode == 0, err
     assert took < 35 and "stopped" in err, err
     assert not [t for t in threading.enumerate() if t.name.startswith("imgsearchd")]
