@@ -106,10 +106,12 @@ def test_full_then_freed_then_read_only_data_folder_loses_nothing(tmp_path, smal
             lambda: (s := get("/stats")[1])["storage"]["state"] == "failing" and s, 60, "the daemon to notice"
         )
         assert "full" in stats["storage"]["error"] and stats["pending"] > 0, stats["storage"]
-        health = wait_for(
-            lambda: (h := get("/health"))[0] == 200 and h[1]["status"] == "degraded" and h, 30, "degraded"
-        )
-        assert health[1]["storage"]["state"] == "failing"
+
+        def degraded() -> dict | None:
+            status, health = get("/health")
+            return health if status == 200 and health["status"] == "degraded" else None
+
+        assert wait_for(degraded, 30, "/health to say degraded")["storage"]["state"] == "failing"
         # A full disk may still take a small commit (SQLite reuses its WAL file after a
         # checkpoint), so a request may get through; it must never wait out the timeout.
         started = time.monotonic()
