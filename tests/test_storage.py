@@ -111,7 +111,8 @@ def test_full_then_freed_then_read_only_data_folder_loses_nothing(tmp_path, smal
             status, health = get("/health")
             return health if status == 200 and health["status"] == "degraded" else None
 
-        assert wait_for(degraded, 30, "/health to say degraded")["storage"]["state"] == "failing"
+        health = wait_for(degraded, 30, "/health to say degraded")
+        assert health is not None and health["storage"]["state"] == "failing"
         # A full disk may still take a small commit (SQLite reuses its WAL file after a
         # checkpoint), so a request may get through; it must never wait out the timeout.
         started = time.monotonic()
