@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -258,11 +259,29 @@ def _search_local(args: argparse.Namespace, config: Any) -> int:
     return EXIT_OK
 
 
-def cmd_serve(args: argparse.Namespace, config: Any) -> int:
-    """Run the daemon in the foreground."""
-    from .serve import run_daemon
+class _StoppedWhileImporting(BaseException):
+    """SIGTERM or SIGINT came while the daemon's modules (torch) were still being imported."""
 
-    return run_daemon(config)
+
+def _stop_while_importing(_signum: int, _frame: object) -> None:
+    raise _StoppedWhileImporting  # nothing is open or written yet: unwinding the import is safe
+
+
+def cmd_serve(args: argparse.Namespace, config: Any) -> int:
+    """Run the daemon in the foreground.
+
+    Importing torch takes seconds; a stop meanwhile ends the process cleanly (exit 0, a log
+    line) instead of by the signal's default action. ``run_daemon`` then takes the signals.
+    """
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop_while_importing)
+    try:
+        from .serve import run_daemon
+
+        return run_daemon(config)  # which takes the signals over at once
+    except _StoppedWhileImporting:
+        log.info("stopped while starting")
+        return EXIT_OK
 
 
 def _client_call(config: Any, method: str, path: str, params: dict[str, Any] | None = None) -> int:

@@ -10,6 +10,7 @@ once. Every failure is an ``ImageError`` whose ``reason`` is one short word.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -131,6 +132,8 @@ def _os_error(exc: OSError) -> ImageError:
         return ImageError(Reason.UNREADABLE, "permission denied")
     if isinstance(exc, IsADirectoryError):
         return ImageError(Reason.NOT_A_FILE, "is a folder")
+    if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR):  # no such file can be there
+        return ImageError(Reason.MISSING, exc.strerror or str(exc))
     return ImageError(Reason.UNREADABLE, exc.strerror or str(exc))
 
 

@@ -17,6 +17,27 @@ from .index import ExtractorIndex
 from .paths import json_fields
 
 
+def stored_vector_for_path(catalog: Catalog, extractor: Extractor, path: str) -> np.ndarray | None:
+    """The stored vector of an indexed file whose size and mtime are unchanged, else None.
+
+    Raises ``images.ImageError`` when the file is gone or not a regular file.
+    """
+    stored = catalog.vector_for_path(path, extractor.name, extractor.model_id)
+    if stored is None:
+        return None
+    record, vector = stored
+    st = images.stat_file(path)
+    return vector if (st.st_size, st.st_mtime_ns) == (record.size, record.mtime_ns) else None
+
+
+def embed_path(
+    extractor: Extractor, path: str, limits: images.ImageLimits, roots: Sequence[str] | None = None
+) -> np.ndarray:
+    """A fresh embedding of a file (with ``roots``, the opened file must lie inside them)."""
+    picture = images.decode(images.read_file(path, limits, roots).data, extractor.decode_side, limits)
+    return extractor.embed_images([picture])[0]
+
+
 def query_vector_for_path(
     catalog: Catalog,
     extractor: Extractor,
@@ -29,14 +50,8 @@ def query_vector_for_path(
     Raises ``images.ImageError`` when the file cannot be used (or, with ``roots``, when
     the opened file lies outside them).
     """
-    stored = catalog.vector_for_path(path, extractor.name, extractor.model_id)
-    if stored is not None:
-        record, vector = stored
-        st = images.stat_file(path)
-        if (st.st_size, st.st_mtime_ns) == (record.size, record.mtime_ns):
-            return vector
-    picture = images.decode(images.read_file(path, limits, roots).data, extractor.decode_side, limits)
-    return extractor.embed_images([picture])[0]
+    stored = stored_vector_for_path(catalog, extractor, path)
+    return stored if stored is not None else embed_path(extractor, path, limits, roots)
 
 
 def query_vector_for_bytes(extractor: Extractor, data: bytes, limits: images.ImageLimits) -> np.ndarray:

@@ -39,6 +39,7 @@ def run_daemon(config: Config) -> int:
     WATCHDOG=1 pings, RELOADING=1/READY=1 around a SIGHUP reload, STOPPING=1 on SIGTERM.
     Signals only wake the main loop (``SignalInbox``); all the work happens here, in order.
     """
+    inbox = SignalInbox((*STOP_SIGNALS, signal.SIGHUP))
     notifier = Notifier()
     service = Service(config)
     host, port = config.server["host"], config.server["port"]
@@ -46,12 +47,12 @@ def run_daemon(config: Config) -> int:
         server = make_http_server(config, create_app(service))
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc)
+        inbox.close()
         return 1
     bound = server.bind_addr
     listener = threading.Thread(target=server.serve, name="imgsearchd-http", daemon=True)
     listener.start()
     log.info("listening on http://%s:%d", bound[0], bound[1])
-    inbox = SignalInbox((*STOP_SIGNALS, signal.SIGHUP))
     heartbeat = Heartbeat(notifier, service.status_line, lambda: listener.is_alive() and service.healthy())
     heartbeat.start()
     notifier.status("loading models and indexes")

@@ -15,7 +15,6 @@ import hmac
 import json
 import logging
 import os
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +33,10 @@ log = logging.getLogger("imgsearchd.server")
 
 
 def _json_response(status: int, body: dict[str, Any]) -> bottle.HTTPResponse:
-    return bottle.HTTPResponse(body=json.dumps(body), status=status, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if status == 503:  # starting, busy, or the disk: each passes, so say when to ask again
+        headers["Retry-After"] = "1"
+    return bottle.HTTPResponse(body=json.dumps(body), status=status, headers=headers)
 
 
 def _error_body(status: int, message: str, **extra: Any) -> bottle.HTTPResponse:
@@ -93,16 +95,9 @@ def parse_max_distance(raw: Any) -> float | None:
 # -- the app ------------------------------------------------------------------------------
 
 
-# Searches and single-file adds may wait for a model, the decode budget or the indexer
-# (up to minutes); at most this many at once, so the server's 16 workers always have some
-# left for /health, /stats and /jobs. More get a 503 at once instead of a queue.
-HEAVY_SLOTS = 12
-
-
-def create_app(service: Service, heavy_slots: int = HEAVY_SLOTS) -> bottle.Bottle:
+def create_app(service: Service) -> bottle.Bottle:
     """The Bottle application over a running (or starting) service."""
     app = bottle.Bottle()
-    heavy = threading.BoundedSemaphore(heavy_slots)
     app.install(json_api)
     app.default_error_handler = _json_error_page  # bottle's own errors (400, 404, 405, 500) as JSON
 
@@ -127,21 +122,14 @@ def create_app(service: Service, heavy_slots: int = HEAVY_SLOTS) -> bottle.Bottl
         if not service.ready:
             raise ApiError(503, f"imgsearchd is starting ({service.phase}); try again shortly")
 
-    def guarded(need_ready: bool = True, slow: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def guarded(need_ready: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(handler)
             def wrapped(*args: Any, **kwargs: Any) -> Any:
                 authorise()
                 if need_ready:
                     require_ready()
-                if not slow:
-                    return handler(*args, **kwargs)
-                if not heavy.acquire(blocking=False):
-                    raise ApiError(503, f"busy: {heavy_slots} searches and adds are in progress; try again shortly")
-                try:
-                    return handler(*args, **kwargs)
-                finally:
-                    heavy.release()
+                return handler(*args, **kwargs)
 
             return wrapped
 
@@ -157,10 +145,12 @@ def create_app(service: Service, heavy_slots: int = HEAVY_SLOTS) -> bottle.Bottl
         return service.check_path(raw)
 
     @app.get("/add")
-    @guarded(slow=True)
+    @guarded()
     def add() -> Any:
         path = path_param()
         if os.path.isdir(path):
+            if not os.access(path, os.R_OK | os.X_OK):
+                raise ApiError(403, f"{path}: folder is not readable by imgsearchd", reason="unreadable", image=path)
             job = service.add_folder(path)
             return 202, {
                 "job": job.id,
@@ -182,7 +172,7 @@ def create_app(service: Service, heavy_slots: int = HEAVY_SLOTS) -> bottle.Bottl
         return {"image": path, "removed": removed}
 
     @app.get("/search")
-    @guarded(slow=True)
+    @guarded()
     def search_get() -> Any:
         query = bottle.request.query
         limit = parse_limit(query.get("limit"))
@@ -200,7 +190,7 @@ def create_app(service: Service, heavy_slots: int = HEAVY_SLOTS) -> bottle.Bottl
             raise image_error(exc, path) from None
 
     @app.post("/search")
-    @guarded(slow=True)
+    @guarded()
     def search_post() -> Any:
         query = bottle.request.query
         data, fields = read_upload()
@@ -278,6 +268,8 @@ def create_app(service: Service, heavy_slots: int = HEAVY_SLOTS) -> bottle.Bottl
         except ValueError as exc:
             raise ApiError(400, f"malformed multipart body: {exc}") from None
         if upload is None:
+            if forms.get("image") is not None:  # bottle files only hold parts with a file name
+                raise ApiError(400, "multipart field 'image' must be a file part (with a filename) holding the image")
             raise ApiError(400, "multipart upload has no field 'image'")
         fields = {
             k: forms.getunicode(k) for k in ("limit", "extractor", "max_distance", "text") if forms.get(k) is not None

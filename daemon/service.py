@@ -9,10 +9,12 @@ systemd) is ``serve``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -34,6 +36,10 @@ from .workqueue import Intent, WorkQueue
 log = logging.getLogger("imgsearchd.service")
 
 ADD_FILE_TIMEOUT = 120.0
+# Work that may wait for a model, the decode budget or the indexer (a search that embeds,
+# a file /add) runs at most this many at once, so the HTTP server's 16 workers always have
+# some free for /health, /stats and searches by stored vector; more get a 503 at once.
+SLOW_SLOTS = 12
 
 
 class LoadAborted(Exception):
@@ -43,8 +49,10 @@ class LoadAborted(Exception):
 class Service:
     """The running daemon's state, behind a small facade for the HTTP server."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, slow_slots: int = SLOW_SLOTS) -> None:
         self.config = config
+        self.slow_slots = slow_slots
+        self._slow_work = threading.BoundedSemaphore(slow_slots)
         self.started = time.time()
         self.phase = "starting"
         self._ready = threading.Event()
@@ -179,11 +187,27 @@ class Service:
 
     # -- work ----------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _slow_slot(self) -> Iterator[None]:
+        """One of the ``slow_slots``, or ApiError 503 at once when all are taken."""
+        if not self._slow_work.acquire(blocking=False):
+            raise ApiError(
+                503, f"busy: {self.slow_slots} searches that embed and file adds are in progress; try again shortly"
+            )
+        try:
+            yield
+        finally:
+            self._slow_work.release()
+
     def add_file(self, path: str, timeout: float = ADD_FILE_TIMEOUT) -> dict[str, Any]:
         """Index one file now (ahead of queued work) and say what happened to it.
 
         An image that cannot be used raises the ApiError for its reason (415, 413, ...).
         """
+        with self._slow_slot():
+            return self._add_file(path, timeout)
+
+    def _add_file(self, path: str, timeout: float) -> dict[str, Any]:
         try:
             images.stat_file(path)
         except images.ImageError as exc:
@@ -290,19 +314,24 @@ class Service:
     def search_path(self, path: str, extractor: str | None, limit: int, max_distance: float | None) -> dict[str, Any]:
         chosen = self._extractor(extractor)
         assert self.catalog is not None
-        vector = query.query_vector_for_path(self.catalog, chosen, path, self.limits, self.allowed_roots() or None)
+        vector = query.stored_vector_for_path(self.catalog, chosen, path)
+        if vector is None:
+            with self._slow_slot():
+                vector = query.embed_path(chosen, path, self.limits, self.allowed_roots() or None)
         return self._answer(chosen, vector, limit, max_distance)
 
     def search_bytes(
         self, data: bytes, extractor: str | None, limit: int, max_distance: float | None
     ) -> dict[str, Any]:
         chosen = self._extractor(extractor)
-        vector = query.query_vector_for_bytes(chosen, data, self.limits)
+        with self._slow_slot():
+            vector = query.query_vector_for_bytes(chosen, data, self.limits)
         return self._answer(chosen, vector, limit, max_distance)
 
     def search_text(self, text: str, extractor: str | None, limit: int, max_distance: float | None) -> dict[str, Any]:
         chosen = self._extractor(extractor)
-        vector = chosen.encode_text([text])[0]
+        with self._slow_slot():
+            vector = chosen.encode_text([text])[0]
         return self._answer(chosen, vector, limit, max_distance)
 
     # -- reload and status --------------------------------------------------------------------

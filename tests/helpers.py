@@ -212,7 +212,7 @@ def live_server(
     watch_overrides: dict[str, Any] | None = None,
     threads: int = 64,
     header_seconds: float | None = None,
-    heavy_slots: int | None = None,
+    slow_slots: int | None = None,
 ) -> Iterator[Live]:
     """The real service and HTTP server on 127.0.0.1:<free port>; stopped and closed after.
 
@@ -221,11 +221,10 @@ def live_server(
     The HTTP server is the daemon's own (``make_http_server``), with its limits.
     """
     config = load_config(config_path)
-    service = Service(config)
+    service = Service(config, slow_slots=slow_slots or max(1, threads - 4))
     service.watch_overrides = dict(watch_overrides or {})
     extra = {} if header_seconds is None else {"header_seconds": header_seconds}
-    app = create_app(service, heavy_slots=heavy_slots or max(1, threads - 4))
-    server = make_http_server(config, app, bind=("127.0.0.1", 0), threads=threads, **extra)
+    server = make_http_server(config, create_app(service), bind=("127.0.0.1", 0), threads=threads, **extra)
     thread = threading.Thread(target=server.serve, name="test-http", daemon=True)
     thread.start()
     host, port = server.bind_addr[:2]

@@ -18,6 +18,8 @@ import urllib.request
 import pytest
 import requests
 
+from imgsearchd import query
+
 from helpers import live_server, server_config
 
 BIG = 64 * 1024 * 1024  # twice the default cap
@@ -154,22 +156,23 @@ def test_a_slow_header_is_dropped_and_does_not_hold_the_server(server):
             conn.close()
 
 
-def test_searches_beyond_the_slots_get_503_at_once_and_health_still_answers(tmp_path, photos, monkeypatch):
+def test_searches_that_embed_beyond_the_slots_get_503_at_once_and_health_still_answers(tmp_path, photos, monkeypatch):
     """16 slow searches (each waiting for the decode budget) once took every worker."""
     photos["coffee"].save(tmp_path / "q.png")
+    photos["chelsea"].save(tmp_path / "indexed.png")
     release = threading.Event()
     entered = threading.Semaphore(0)
-    with live_server(
-        server_config(tmp_path, server={"allowed_roots": [str(tmp_path)]}), threads=6, heavy_slots=2
-    ) as live:
-        original = live.service.search_path
+    config = server_config(tmp_path, server={"allowed_roots": [str(tmp_path)]})
+    with live_server(config, threads=6, slow_slots=2) as live:
+        assert live.get("/add", image=str(tmp_path / "indexed.png"))[0] == 200
+        original = query.embed_path
 
-        def slow_search(*args, **kwargs):
+        def slow_embed(*args, **kwargs):
             entered.release()
             release.wait(30)
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(live.service, "search_path", slow_search)
+        monkeypatch.setattr(query, "embed_path", slow_embed)
         answers: list[int] = []
         workers = [
             threading.Thread(target=lambda: answers.append(live.get("/search", image=str(tmp_path / "q.png"))[0]))
@@ -179,8 +182,9 @@ def test_searches_beyond_the_slots_get_503_at_once_and_health_still_answers(tmp_
             worker.start()
         assert entered.acquire(timeout=30) and entered.acquire(timeout=30)  # both slots taken
         started = time.monotonic()
-        status, body = live.get("/search", image=str(tmp_path / "q.png"))
-        assert status == 503 and "busy" in body["error"], body
+        status, body, headers = live.request("GET", "/search", {"image": str(tmp_path / "q.png")})
+        assert status == 503 and "busy" in body["error"] and headers["Retry-After"] == "1", body
+        assert live.get("/search", image=str(tmp_path / "indexed.png"))[0] == 200  # by stored vector: no slot
         assert live.get("/health")[0] == 200 and time.monotonic() - started < 5
         release.set()
         for worker in workers:

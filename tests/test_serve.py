@@ -121,3 +121,17 @@ def test_sigterm_while_loading_stops_promptly_with_a_clean_exit(tmp_path, photos
     assert proc.returncode == 0, err
     assert took < 35 and "stopped" in err, err
     assert not [t for t in threading.enumerate() if t.name.startswith("imgsearchd")]
+
+
+def test_sigterm_in_the_first_second_exits_0_with_a_log_line(tmp_path):
+    """While torch is still being imported, the default action would kill it (143, no log)."""
+    config = write_config(
+        tmp_path / "c.toml", {"server": {"port": free_port()}, "index": {"data_dir": str(tmp_path / "d")}}
+    )
+    for delay in (0.3, 1.0):
+        proc = subprocess.Popen(cli_command("serve", "--config", str(config)), stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "stopped" in err, err
