@@ -22,7 +22,10 @@ import time
 from typing import Any
 
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
+from waitress.receiver import ChunkedReceiver
 from waitress.task import ErrorTask
+from waitress.utilities import RequestEntityTooLarge
 
 # A header that is not complete after this long is a slow-header client (measured: 16 of
 # them sending a byte a second held every cheroot worker; see BENCHMARKS.md).
@@ -59,9 +62,32 @@ class JsonErrorTask(ErrorTask):
         self.write(body)
 
 
+class StrictParser(HTTPRequestParser):
+    """Waitress's parser, refusing a chunk whose declared size alone passes the body cap.
+
+    Waitress counts only the chunk bytes that arrive, so a chunk that announces 100 MiB
+    (or 2^80 bytes) and then sends little got no answer until the idle timeout.
+    """
+
+    def received(self, data: bytes) -> int:
+        consumed: int = super().received(data)
+        receiver = self.body_rcv
+        cap = self.adj.max_request_body_size
+        completed: bool = self.completed  # type: ignore[has-type]  # waitress sets it without an annotation
+        if (
+            not completed
+            and isinstance(receiver, ChunkedReceiver)
+            and self.body_bytes_received + receiver.chunk_remainder > cap
+        ):
+            self.error = RequestEntityTooLarge(f"a chunk announces more than the body cap of {cap} bytes")
+            self.completed = True
+        return consumed
+
+
 class StrictChannel(HTTPChannel):
     """One client connection: JSON errors, a header deadline and a lingering close."""
 
+    parser_class = StrictParser
     error_task_class = JsonErrorTask
     header_seconds = HEADER_SECONDS
     linger = False  # set by JsonErrorTask: read and drop the rest of the input before closing

@@ -128,6 +128,18 @@ def test_a_chunked_body_is_cut_off_at_the_cap(server):
     assert "max_upload_mb" in json.loads(body)["error"]
 
 
+@pytest.mark.parametrize("size", [b"ffffffffffffffffffff", b"6400000"])  # 2^80 bytes; 100 MiB
+def test_a_chunk_announcing_more_than_the_cap_is_413_at_once(server, size):
+    """Waitress counted only arriving chunk bytes: this waited for the idle timeout, then closed."""
+    with socket.create_connection(address(server), timeout=10) as conn:
+        conn.sendall(
+            b"POST /search HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n" + size + b"\r\nabc\r\n"
+        )
+        started = time.monotonic()
+        status, body = read_answer(conn)
+    assert status == 413 and time.monotonic() - started < 5, body
+
+
 def test_an_oversized_header_is_a_431_json(server):
     with socket.create_connection(address(server), timeout=10) as conn:
         conn.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n")
