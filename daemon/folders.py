@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .catalog import Catalog, FailedFile, FileState
 from .images import TRANSIENT_REASONS
-from .paths import is_under, normalise_path
+from .paths import is_inside, is_under, normalise_path
 
 TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp", "~")
 
@@ -46,11 +46,10 @@ def is_wanted_image(root: str, path: str, extensions: tuple[str, ...], recursive
 
 
 def leads_outside(path: str, roots: Sequence[str] | None) -> bool:
-    """True when ``roots`` are given and the link at ``path`` resolves outside all of them."""
+    """True when ``roots`` are given and ``path``, its links resolved, lies outside all of them."""
     if not roots:
         return False
-    real = os.path.realpath(path)
-    return not any(is_under(real, root) for root in roots)
+    return not is_inside(os.path.realpath(path), roots)
 
 
 def walk_images(

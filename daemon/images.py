@@ -25,6 +25,7 @@ import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from . import memory
+from .paths import is_inside
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 # Our own cap (ImageLimits.max_pixels, checked right after reading the header) replaces
@@ -163,7 +164,7 @@ def check_inside(fd: int, roots: Sequence[str]) -> None:
         real = opened_path(fd)
     except OSError:
         real = ""
-    if not any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots):
+    if not is_inside(real, roots):
         raise ImageError(Reason.OUTSIDE_ROOTS, f"leads to {real or 'an unknown place'}, outside the allowed folders")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Iterable
 
 
 def normalise_path(path: str | os.PathLike[str]) -> str:
@@ -31,6 +32,11 @@ def normalise_path(path: str | os.PathLike[str]) -> str:
 def is_under(path: str, root: str) -> bool:
     """True when normalised ``path`` is ``root`` or lies below it."""
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def is_inside(real: str, roots: Iterable[str]) -> bool:
+    """True when ``real`` (a path with its links resolved) is one of ``roots`` or below one."""
+    return any(is_under(real, root) for root in roots)
 
 
 def path_key(path: str) -> bytes:

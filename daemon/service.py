@@ -24,11 +24,12 @@ from .catalog import Catalog, FileState
 from .config import Config
 from .errors import ApiError, image_error
 from .extractors import Extractor, LoadedExtractors, load
+from .folders import leads_outside
 from .index import ExtractorIndex, index_for
 from .indexer import Indexer
 from .jobs import Job, JobTracker, Waiter
 from .outcomes import Outcome
-from .paths import is_under, normalise_path
+from .paths import normalise_path
 from .storage import is_storage_error
 from .watcher import FolderState, Watcher, WatchOptions
 from .workqueue import Intent, WorkQueue
@@ -173,16 +174,13 @@ class Service:
         if not os.path.isabs(raw):
             raise ApiError(400, f"path must be absolute, not {raw!r}")
         path = normalise_path(raw)
-        roots = self.allowed_roots()
-        if roots:
-            real = os.path.realpath(path)
-            if not any(is_under(real, root) for root in roots):
-                raise ApiError(
-                    403,
-                    f"{path} is outside the watched folders and server.allowed_roots",
-                    reason=images.Reason.OUTSIDE_ROOTS,
-                    image=path,
-                )
+        if leads_outside(path, self.allowed_roots()):
+            raise ApiError(
+                403,
+                f"{path} is outside the watched folders and server.allowed_roots",
+                reason=images.Reason.OUTSIDE_ROOTS,
+                image=path,
+            )
         return path
 
     # -- work ----------------------------------------------------------------------------
