@@ -330,14 +330,6 @@ class Catalog:
         rows = self._reader().execute(f"SELECT path, size, mtime_ns, state FROM files WHERE {_SUBTREE}", _subtree(root))
         return {path_from_key(r[0]): (r[1], r[2], r[3]) for r in rows}
 
-    def failed_under(self, root: str) -> list[FailedFile]:
-        """The failed files at or below ``root``: why, how often in a row, and when last."""
-        rows = self._reader().execute(
-            f"SELECT path, error_reason, failures, updated_at FROM files WHERE state='failed' AND {_SUBTREE}",
-            _subtree(root),
-        )
-        return [FailedFile(path_from_key(r[0]), r[1] or "", r[2], r[3]) for r in rows]
-
     def count_under(self, root: str, states: Iterable[str] = (FileState.INDEXED, FileState.OFFLINE)) -> int:
         """How many files at or below ``root`` are in one of ``states``."""
         states = list(states)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -147,14 +146,13 @@ def plan_folder(
     models: dict[str, str] | None = None,
     on_error: OnError | None = None,
     roots: Sequence[str] | None = None,
-    now: float | None = None,
 ) -> FolderPlan:
     """Compare a folder with the catalogue: what to add, restore and forget. Writes nothing.
 
     ``models`` (extractor -> model id) marks unchanged files that lack one of those vectors
-    as to add, and so are failed files whose reason may have passed (``retry_due``). Files
-    are only stat'ed; links out of ``roots`` are skipped. Raises FileNotFoundError when
-    ``root`` is not a folder.
+    as to add. Files are only stat'ed; links out of ``roots`` are skipped. Raises
+    FileNotFoundError when ``root`` is not a folder. (Failed files whose retry is due are
+    the indexer's retry timer's, catalogue-wide: ``retry_due``.)
     """
     root = normalise_path(root)
     if not os.path.isdir(root):
@@ -170,8 +168,6 @@ def plan_folder(
     lacking: set[str] = set()
     for name, model_id in (models or {}).items():
         lacking.update(catalog.missing_vectors(name, model_id))
-    now = time.time() if now is None else now
-    lacking.update(failed.path for failed in catalog.failed_under(root) if retry_due(failed, now))
     seen: set[str] = set()
     for path in walk_images(root, extensions, recursive, note_error, roots, plan.outside.append):
         try:

@@ -195,7 +195,7 @@ def test_a_failed_file_counts_its_failures_in_a_row(tmp_path):
             assert catalog.get("/p/x.jpg").failures == expected
         catalog.record_batch([FileResult("/p/x.jpg", 1, 2, "h")])
         assert catalog.get("/p/x.jpg").failures == 0
-        assert catalog.failed_under("/p") == []
+        assert catalog.failed_everywhere() == []
 
 
 def test_an_error_detail_quoting_a_name_that_is_not_utf8_is_stored(tmp_path):
