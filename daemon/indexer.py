@@ -282,8 +282,7 @@ class Indexer:
             )
         bar.update(len(pending))
         bar.set_rate(self.progress.images_per_second())
-        if self.on_commit is not None:
-            self.on_commit(seq)
+        self._committed(seq)
         for i, item in enumerate(pending):
             if item.error is None:
                 self._tell(item.path, Outcome.EMBEDDED if i in vectors else Outcome.REUSED, None)
@@ -318,8 +317,8 @@ class Indexer:
         paths = list(paths)
         removed = self.catalog.remove_paths(paths)
         self.progress.add_done(removed=removed)
-        if removed and self.on_commit is not None:
-            self.on_commit(self.catalog.current_seq())
+        if removed:
+            self._committed()
         for path in paths:
             self._tell(normalise_path(path), Outcome.REMOVED, None)
         return removed
@@ -415,38 +414,38 @@ class Indexer:
             try:
                 st = os.stat(item.path)
                 result = FileResult(item.path, st.st_size, st.st_mtime_ns, None, {}, error.reason, error.detail)
-                self.on_commit_seq(self.catalog.record_batch([result]))
+                self._committed(self.catalog.record_batch([result]))
                 self.progress.add_queued()
                 self.progress.add_done(failed=[error.reason])
             except Exception:
                 log.exception("cannot record the failure of %s either", item.path)
         self._tell(item.path, Outcome.FAILED, error)
 
-    def on_commit_seq(self, seq: int) -> None:
-        """Tell the indexes about a commit."""
+    def _committed(self, seq: int | None = None) -> None:
+        """Tell the indexes about a commit (``seq``, else the catalogue's current one)."""
         if self.on_commit is not None:
-            self.on_commit(seq)
+            self.on_commit(self.catalog.current_seq() if seq is None else seq)
 
     def move(self, old: str, new: str) -> int:
         """Rename a file or a folder's files in the catalogue; nothing is read or re-embedded."""
         moved = self.catalog.move(old, new)
-        if moved and self.on_commit is not None:
-            self.on_commit(self.catalog.current_seq())
+        if moved:
+            self._committed()
         self._tell(normalise_path(old), Outcome.REMOVED, None)
         return moved
 
     def restore(self, paths: Iterable[str]) -> int:
         """Make offline files that came back unchanged searchable again; returns how many."""
         restored = self.catalog.set_online(paths)
-        if restored and self.on_commit is not None:
-            self.on_commit(self.catalog.current_seq())
+        if restored:
+            self._committed()
         return restored
 
     def set_offline(self, root: str) -> int:
         """Keep a vanished folder's files, vectors and ids, but stop returning them."""
         count = self.catalog.set_offline(root)
-        if count and self.on_commit is not None:
-            self.on_commit(self.catalog.current_seq())
+        if count:
+            self._committed()
         log.info("%d files under %s marked offline", count, root)
         return count
 

@@ -5,6 +5,7 @@ Helpers to import (waiting, settings files, the CLI, a live daemon) are in ``hel
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -59,6 +60,21 @@ def offline_config(tmp_path: Path) -> Path:
             "extractors.efficientnet": {"device": "cpu", "batch_size": 8},
         },
     )
+
+
+# -- logging ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A test that runs ``cli.main`` in this process reconfigures the root logger (a handler on
+    the stream pytest captured, level INFO); later tests then log into a closed stream and
+    capture records they never asked for. Put it back as it was."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 # -- leaks ------------------------------------------------------------------------------------
