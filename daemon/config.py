@@ -25,6 +25,7 @@ KNOWN_EXTRACTORS = ("clip", "resnet", "efficientnet")
 # The file names watched folders and folder adds index (the formats ``images`` reads).
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "int8", "fp16")  # extractors/precision.py says what each does
 
 
 class ConfigError(Exception):
@@ -58,6 +59,10 @@ def _device(v: Any) -> str | None:
     if v in DEVICES or v.startswith("cuda:"):
         return None
     return f"must be one of {', '.join(DEVICES)} or cuda:N"
+
+
+def _precision(v: Any) -> str | None:
+    return None if v in PRECISIONS else f"must be one of {', '.join(PRECISIONS)}"
 
 
 def _extractor_list(v: Any) -> str | None:
@@ -141,16 +146,19 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "pretrained": Setting(str, "laion2b_s34b_b79k"),
         "device": Setting(str, "auto", _device),
         "batch_size": Setting(int, 32, _positive),
+        "precision": Setting(str, "auto", _precision),
     },
     "extractors.resnet": {
         "weights": Setting(str, ""),
         "device": Setting(str, "auto", _device),
         "batch_size": Setting(int, 32, _positive),
+        "precision": Setting(str, "auto", _precision),
     },
     "extractors.efficientnet": {
         "weights": Setting(str, ""),
         "device": Setting(str, "auto", _device),
         "batch_size": Setting(int, 32, _positive),
+        "precision": Setting(str, "auto", _precision),
     },
 }
 

@@ -159,7 +159,21 @@ def spec() -> dict[str, Any]:
                 "mode": {"enum": [k.value for k in BaseKind]},
                 "dim": {"type": "integer"},
                 "device": {"type": "string"},
+                "precision": {"$ref": "#/components/schemas/Precision"},
+                "channels_last": {"type": "boolean"},
                 "text": {"type": "boolean"},
+            },
+        },
+        "Precision": {
+            "type": "object",
+            "description": "The precision the model runs in, the setting, why, and the check at load against fp32.",
+            "required": ["used", "asked", "reason", "min_cosine", "speedup"],
+            "properties": {
+                "used": {"enum": ["fp32", "bf16", "int8", "fp16"]},
+                "asked": {"enum": ["auto", "fp32", "bf16", "int8", "fp16"]},
+                "reason": {"type": "string"},
+                "min_cosine": {"type": ["number", "null"]},
+                "speedup": {"type": ["number", "null"]},
             },
         },
         "Stats": {

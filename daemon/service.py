@@ -448,6 +448,8 @@ class Service:
                         "vectors": counts["vectors"].get(name, 0),
                         "dim": extractor.dim,
                         "device": str(extractor.device),
+                        "precision": extractor.precision.as_dict(),
+                        "channels_last": extractor.channels_last,
                         "text": extractor.supports_text,
                     }
                     for name, extractor in self.loaded.extractors.items()

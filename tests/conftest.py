@@ -35,7 +35,9 @@ def efficientnet() -> Any:
 def clip_random() -> Any:
     from imgsearchd.extractors import create
 
-    return create("clip", {"model": "ViT-B-32", "pretrained": "none", "device": "cpu", "batch_size": 4})
+    # fp32: mechanics tests compare its vectors exactly (test_precision covers int8 and bf16)
+    settings = {"model": "ViT-B-32", "pretrained": "none", "device": "cpu", "batch_size": 4, "precision": "fp32"}
+    return create("clip", settings)
 
 
 @pytest.fixture(scope="session")

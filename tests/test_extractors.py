@@ -89,7 +89,10 @@ def test_shape_norm_and_batch_equals_singles(request, photos, fixture, dim):
     assert batch.shape == (5, dim) and batch.dtype == np.float32
     assert np.allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
     singles = np.concatenate([extractor.embed(extractor.preprocess(p)[None]) for p in pictures])
-    assert np.abs(batch - singles).max() < 1e-5
+    if extractor.precision.used == "fp32":
+        assert np.abs(batch - singles).max() < 1e-5
+    else:  # int8 scales activations per batch (test_precision has the bound that matters)
+        assert np.min(np.sum(batch * singles, axis=1)) > 0.995
     assert extractor.model_id and extractor.dim == dim
 
 
@@ -106,7 +109,8 @@ def test_clip_text_encoder_matches_image_dimension(clip_random):
 
 
 def test_random_weights_are_reproducible(clip_random, photos):
-    again = create("clip", {"model": "ViT-B-32", "pretrained": "none", "device": "cpu", "batch_size": 4})
+    settings = {"pretrained": "none", "device": "cpu", "batch_size": 4, "precision": clip_random.precision.used}
+    again = create("clip", settings)
     picture = decoded(photos["chelsea"], clip_random)
     assert again.model_id == clip_random.model_id
     assert np.allclose(again.embed_images([picture]), clip_random.embed_images([picture]), atol=1e-6)
@@ -153,7 +157,7 @@ def test_clip_missing_checkpoint_file(tmp_path):
 def test_clip_loads_a_local_checkpoint_file(tmp_path, clip_random, photos):
     path = tmp_path / "clip.pt"
     torch.save(clip_random.model.state_dict(), path)
-    loaded = create("clip", {"model": "ViT-B-32", "pretrained": str(path), "device": "cpu"})
+    loaded = create("clip", {"model": "ViT-B-32", "pretrained": str(path), "device": "cpu", "precision": "fp32"})
     assert loaded.model_id.startswith("clip:ViT-B-32:file:clip.pt:")
     picture = decoded(photos["coffee"], loaded)
     assert np.allclose(loaded.embed_images([picture]), clip_random.embed_images([picture]), atol=1e-5)
@@ -167,7 +171,8 @@ def test_resnet_offline_says_what_to_put_where(offline):
 
 
 def test_resnet_loads_a_local_pth(tmp_path, resnet_random, photos):
-    state = {k: v for k, v in resnet_random.model.state_dict().items()}
+    torch.manual_seed(resnet_module.RANDOM_WEIGHTS_SEED)  # the weights resnet_random has, before folding
+    state = resnet_module.models.resnet50(weights=None).state_dict()
     state["fc.weight"] = torch.zeros(1000, 2048)
     state["fc.bias"] = torch.zeros(1000)
     path = tmp_path / "resnet50.pth"

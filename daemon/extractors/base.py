@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .precision import Precision, settle
+
 log = logging.getLogger("imgsearchd.extractors")
 
 # Fixed seed for "pretrained = none": random weights, identical on every load (tests, benchmarks).
@@ -75,15 +77,22 @@ class Extractor(ABC):
     """Turns pictures into L2-normalised float32 vectors of a fixed dimension.
 
     Subclasses set ``name``, ``dim``, ``model_id``, ``decode_side`` (the shorter side
-    the loader should decode to), build ``self.model`` and implement ``preprocess``.
+    the loader should decode to), build ``self.model`` (fp32, eval) and implement
+    ``preprocess`` and ``_image_features``. ``use_precision`` (called by ``registry.create``)
+    then picks the precision the model runs in and checks it against fp32.
     ``forward_passes`` and ``images_embedded`` count the work done (for stats and tests).
     """
 
     name: str = ""
+    model: Any  # the torch module (fp32 until use_precision converts it)
     dim: int = 0
     model_id: str = ""
     decode_side: int = 224
     supports_text: bool = False
+    # True when the model's work is in Linear layers, which int8 dynamic quantisation speeds up.
+    quantisable: bool = False
+    # Convolutional models run channels-last (layout.py); their input is given so too.
+    channels_last: bool = False
 
     def __init__(self, settings: dict[str, Any]) -> None:
         """Device and batch size from the extractor's config section."""
@@ -91,20 +100,34 @@ class Extractor(ABC):
         self.batch_size = int(settings.get("batch_size", 32))
         self.forward_passes = 0
         self.images_embedded = 0
+        self.precision = Precision(used="fp32", asked="fp32", reason="not chosen yet")
         self._lock = threading.Lock()  # one forward pass at a time per model
 
     @abstractmethod
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """One RGB picture to a (C, H, W) float tensor ready for ``embed``."""
 
-    @abstractmethod
+    def _image_features(self, model: Any, batch: torch.Tensor) -> torch.Tensor:
+        """Raw features of ``model`` (this extractor's, at some precision) for a prepared batch."""
+        raise NotImplementedError
+
+    def _text_features(self, model: Any, texts: Sequence[str]) -> torch.Tensor:
+        """Raw text features of ``model``, for extractors with a text encoder."""
+        raise TextNotSupportedError(f"the {self.name} extractor has no text encoder; use clip")
+
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """Raw features for a (N, C, H, W) batch already on the device."""
+        """Raw features for a batch already on the device, in the model's dtype and layout."""
+        return self._image_features(self.model, batch)
+
+    def _as_input(self, batch: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A float32 (N, C, H, W) batch on the device, in the dtype and memory layout the model takes."""
+        batch = batch.to(self.device, dtype=dtype or self.precision.dtype, non_blocking=True)
+        return batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch
 
     def embed(self, batch: torch.Tensor) -> np.ndarray:
         """A (N, C, H, W) batch of preprocessed pictures to (N, dim) unit vectors."""
         with self._lock, torch.inference_mode():
-            features = self._forward(batch.to(self.device, non_blocking=True))
+            features = self._forward(self._as_input(batch))
             features = torch.nn.functional.normalize(features.float(), dim=-1)
             self.forward_passes += 1
             self.images_embedded += int(batch.shape[0])
@@ -122,4 +145,18 @@ class Extractor(ABC):
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts to unit vectors comparable with this extractor's image vectors."""
-        raise TextNotSupportedError(f"the {self.name} extractor has no text encoder; use clip")
+        with self._lock, torch.inference_mode():
+            features = self._text_features(self.model, texts)
+            features = torch.nn.functional.normalize(features.float(), dim=-1)
+        return features.cpu().numpy().astype(np.float32, copy=False)
+
+    # -- precision
+
+    def use_precision(self, asked: str, min_cosine: float | None = None) -> Precision:
+        """Run the model at the precision ``asked`` for, checked against fp32 (precision.settle)."""
+        self.precision = settle(self, asked, min_cosine)
+        return self.precision
+
+    def _converted(self, model: Any, precision: str) -> Any:
+        """A hook for a model that needs a hand after conversion (CLIP's int8 text tower)."""
+        return model

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -72,6 +71,7 @@ class ClipExtractor(Extractor):
 
     name = "clip"
     supports_text = True
+    quantisable = True  # a transformer: most of its work is in Linear layers
 
     def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)
@@ -150,12 +150,16 @@ class ClipExtractor(Extractor):
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self._transform(image)
 
-    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(batch)
+    def _converted(self, model: Any, precision: str) -> Any:
+        transformer = getattr(model, "transformer", None)
+        if precision == "int8" and transformer is not None and hasattr(transformer, "get_cast_dtype"):
+            # open_clip's encode_text reads its dtype off an MLP's ``weight``, which a
+            # quantised Linear has as a method; the text tower's activations stay fp32.
+            transformer.get_cast_dtype = lambda: torch.float32
+        return model
 
-    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
-        tokens = self._tokenizer(list(texts)).to(self.device)
-        with self._lock, torch.inference_mode():
-            features = self.model.encode_text(tokens)
-            features = torch.nn.functional.normalize(features.float(), dim=-1)
-        return features.cpu().numpy().astype(np.float32, copy=False)
+    def _image_features(self, model: Any, batch: torch.Tensor) -> torch.Tensor:
+        return model.encode_image(batch)
+
+    def _text_features(self, model: Any, texts: Sequence[str]) -> torch.Tensor:
+        return model.encode_text(self._tokenizer(list(texts)).to(self.device))

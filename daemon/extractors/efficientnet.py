@@ -16,6 +16,7 @@ from PIL import Image
 
 from .base import Extractor, ModelUnavailableError, file_fingerprint, read_state_dict
 from .crop import model_transform
+from .layout import for_inference
 
 # The weights were trained on pictures scaled to [-1, 1] (TF-Lite style), not ImageNet mean/std.
 MEAN = (0.498, 0.498, 0.498)
@@ -56,6 +57,7 @@ class EfficientNetExtractor(Extractor):
     """EfficientNet-Lite0 ImageNet features, 1280-d."""
 
     name = "efficientnet"
+    channels_last = True  # convolutional: channels-last and batch norms folded (layout.py)
     dim = 1280
     decode_side = 256
 
@@ -68,7 +70,7 @@ class EfficientNetExtractor(Extractor):
             raise ModelUnavailableError("efficientnet", f"weights file {path} does not exist")
         model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
         model.load_state_dict(load_lite0_state_dict(path, model.state_dict()), strict=True)
-        self.model = model.eval().to(self.device)
+        self.model = for_inference(model.to(self.device))
         self.model_id = f"efficientnet_lite0:{file_fingerprint(path) if settings.get('weights') else 'lite0-57934424'}"
         # Resize(256, bicubic) + CenterCrop(224), over the kept box only (crop.py): cosine to
         # the full-resize vectors >= 0.9999985 on the scikit-image photos and their 3:1 and
@@ -78,5 +80,5 @@ class EfficientNetExtractor(Extractor):
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self._transform(image)
 
-    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model(batch)
+    def _image_features(self, model: Any, batch: torch.Tensor) -> torch.Tensor:
+        return model(batch)

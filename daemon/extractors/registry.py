@@ -25,7 +25,9 @@ def create(name: str, settings: dict[str, Any]) -> Extractor:
     if name not in classes:
         raise ModelUnavailableError(name, f"unknown extractor; known: {', '.join(classes)}")
     log.info("loading extractor %s", name)
-    return classes[name](settings)
+    extractor = classes[name](settings)
+    extractor.use_precision(settings.get("precision", "auto"))
+    return extractor
 
 
 @dataclass(frozen=True)

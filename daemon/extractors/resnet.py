@@ -20,6 +20,7 @@ from .base import (
     read_state_dict,
 )
 from .crop import model_transform
+from .layout import for_inference
 
 WEIGHTS = models.ResNet50_Weights.IMAGENET1K_V2
 DOWNLOAD_HOST = "download.pytorch.org"
@@ -34,6 +35,7 @@ class ResNetExtractor(Extractor):
     """torchvision ResNet-50, classifier removed."""
 
     name = "resnet"
+    channels_last = True  # convolutional: channels-last and batch norms folded (layout.py)
     dim = 2048
     decode_side = 232
 
@@ -53,7 +55,7 @@ class ResNetExtractor(Extractor):
             model.load_state_dict(self._load_torchvision())
             self.model_id = "resnet50:IMAGENET1K_V2"
         model.fc = torch.nn.Identity()
-        self.model = model.eval().to(self.device)
+        self.model = for_inference(model.to(self.device))
         # torchvision's IMAGENET1K_V2 eval transform (Resize(232, bilinear) + CenterCrop(224)),
         # over the kept box only (crop.py): cosine to the old vectors >= 0.9999997.
         self._transform = model_transform(
@@ -86,5 +88,5 @@ class ResNetExtractor(Extractor):
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self._transform(image)
 
-    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model(batch)
+    def _image_features(self, model: Any, batch: torch.Tensor) -> torch.Tensor:
+        return model(batch)
