@@ -104,6 +104,9 @@ def test_original_requests_and_answer_shapes(server, openapi):
     openapi.check("GET", "/stats", status, stats)
     assert stats["images"] == len(NAMES) and stats["active_extractor"] == "efficientnet"
     assert stats["extractors"]["efficientnet"]["vectors"] == len(NAMES)
+    chosen = stats["extractors"]["efficientnet"]["precision"]
+    assert chosen["asked"] == "auto" and chosen["used"] in ("fp32", "bf16") and chosen["reason"].startswith("auto:")
+    assert stats["extractors"]["efficientnet"]["channels_last"] is True
 
 
 def test_max_distance_cuts_the_list(server):
@@ -386,6 +389,12 @@ def test_text_search_with_clip(tmp_path, photos, openapi):
         )
         status, body = live.post("/search", json.dumps({"text": "a rocket"}).encode(), "application/json")
         assert status == 200 and body["extractor"] == "clip"
+        status, stats = live.get("/stats")
+        checker.check("GET", "/stats", status, stats)
+        shown = stats["extractors"]["clip"]["precision"]
+        assert shown == clip.precision.as_dict() and shown["used"] in ("int8", "fp32", "bf16")
+        # a reduced precision in use was checked at load; on the CPU the text tower runs at it too
+        assert shown["used"] == "fp32" or shown["min_cosine"] >= 0.98
 
 
 # -- load ----------------------------------------------------------------------------------------
