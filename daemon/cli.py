@@ -203,6 +203,7 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
         catalog.prune_orphan_vectors()
     summary["forward_passes"] = sum(e.forward_passes for e in loaded.extractors.values())
     summary["extractors"] = {name: e.model_id for name, e in loaded.extractors.items()}
+    summary["precision"] = {name: e.precision.used for name, e in loaded.extractors.items()}
     if loaded.fallback is not None:
         summary["fallback"] = loaded.fallback.as_dict()
     print(json.dumps(summary, indent=2))

@@ -233,6 +233,7 @@ def test_cli_index_and_search(tmp_path, photos, offline_config):
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
     assert summary["embedded"] == 6 and summary["forward_passes"] >= 1
+    assert summary["precision"]["efficientnet"] in ("fp32", "bf16")  # auto: bf16 only where the CPU has it
     again = json.loads(run_cli("index", str(folder), "--config", str(offline_config)).stdout)
     assert (again["embedded"], again["forward_passes"], again["unchanged"]) == (0, 0, 6)
     found = run_cli(
