@@ -75,9 +75,10 @@ def make(name: str, variant: str, batch_size: int) -> Extractor:
             extractor.model, extractor.channels_last = plain_model(name), False
         return extractor
     if variant == "ort":
-        from ort_clip import OrtClipExtractor
+        from ort_clip import OrtClipExtractor, export_image_tower
 
-        return OrtClipExtractor(settings)
+        fp32 = extractors.create(name, {**settings, "precision": "fp32"})
+        return OrtClipExtractor(fp32, export_image_tower(fp32))
     return extractors.create(name, {**settings, "precision": "auto" if variant == "new" else variant})
 
 
