@@ -43,6 +43,7 @@ from bench_indexing import LARGE_SIZES, SMALL_SIZES, cpu_model, describe_set, ma
 from imgsearchd import extractors, images
 from imgsearchd.extractors import precision
 from imgsearchd.extractors.base import RANDOM_WEIGHTS_SEED, Extractor
+from imgsearchd.extractors.clip import ClipExtractor
 from imgsearchd.extractors.efficientnet import load_lite0_state_dict, packaged_weights_path
 
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -78,6 +79,7 @@ def make(name: str, variant: str, batch_size: int) -> Extractor:
         from ort_clip import OrtClipExtractor, export_image_tower
 
         fp32 = extractors.create(name, {**settings, "precision": "fp32"})
+        assert isinstance(fp32, ClipExtractor)
         return OrtClipExtractor(fp32, export_image_tower(fp32))
     return extractors.create(name, {**settings, "precision": "auto" if variant == "new" else variant})
 

@@ -23,6 +23,10 @@ TINY = {
         "--models", "efficientnet", "--small", "4", "--large", "2", "--naive-small", "2", "--naive-large", "1",
         "--batch-size", "4",
     ],
+    "bench_precision.py": [
+        "--models", "efficientnet", "--small", "4", "--large", "1", "--forward", "4", "--queries", "1",
+        "--batch-size", "4",
+    ],
     "bench_watch.py": ["--drops", "3", "--files", "200", "--side", "64"],
     "bench_http.py": ["--vectors", "500", "--real", "20", "--clients", "2", "--seconds", "1"],
     "bench_http_front.py": ["--clients", "4", "--slow", "2", "--seconds", "1", "--kinds", "waitress"],
@@ -31,6 +35,7 @@ TINY = {
 EXPECT = {
     "bench_index.py": "| 1,200 |",
     "bench_indexing.py": "| efficientnet | small (4) |",
+    "bench_precision.py": "| efficientnet | new |",
     "bench_watch.py": '"drop_to_search"',
     "bench_http.py": "| 2 |",
     "bench_http_front.py": "| waitress |",
@@ -44,7 +49,7 @@ def test_every_benchmark_has_a_tiny_case():
 
 @pytest.mark.parametrize("script", sorted(TINY))
 def test_benchmark_runs_a_tiny_case(script: str, tmp_path: Path) -> None:
-    extra = ["--data-dir", str(tmp_path / "data")] if script == "bench_indexing.py" else []
+    extra = ["--data-dir", str(tmp_path / "data")] if script in ("bench_indexing.py", "bench_precision.py") else []
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / script), *TINY[script], *extra],
         capture_output=True,
