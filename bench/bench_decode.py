@@ -10,8 +10,9 @@ the numbers far less than wall time would. Torch runs on one intra-op thread her
 
 "old" is the tensor step as it was (torchvision ``ToTensor`` + ``Normalize``), "new" is
 ``model_transform`` as it is now; the other stages are the same code in both and show the
-noise. The two pipelines run over the same files, alternating which goes first, and the
-median over repeats of each one's mean per image is shown with the ratio new/old.
+noise. The two pipelines take each file in turn, one right after the other (alternating
+which goes first), and the median over repeats of each one's mean per image is shown with
+the ratio new/old.
 
 ``--turbojpeg`` adds a row for decoding through libjpeg-turbo's TurboJPEG API (PyTurboJPEG
 1.x and Debian's libturbojpeg0, neither a dependency) at the scale draft mode picks, with the
@@ -129,17 +130,21 @@ def measure(paths: list[str], model: str, repeats: int, turbo: Callable[[bytes, 
     turbo_runs: list[float] = []
     order = list(tensorisers)
     for rep in range(repeats):
-        for name in order if rep % 2 == 0 else order[::-1]:
-            times = dict.fromkeys(STAGES, 0.0)
-            for path in paths:
-                load_staged(path, side, crop, tensorisers[name], times)
-            runs[name].append({k: v / len(paths) * 1e3 for k, v in times.items()})
-        if turbo is not None:
-            datas = [Path(p).read_bytes() for p in paths]
-            start = time.thread_time()
-            for data in datas:
+        times = {name: dict.fromkeys(STAGES, 0.0) for name in tensorisers}
+        turbo_time = 0.0
+        for i, path in enumerate(paths):
+            # Image by image, each variant right after the other (first one, then the other),
+            # so that a change in the machine's load hits both alike.
+            for name in order if (rep + i) % 2 == 0 else order[::-1]:
+                load_staged(path, side, crop, tensorisers[name], times[name])
+            if turbo is not None:
+                data = Path(path).read_bytes()
+                start = time.thread_time()
                 turbo(data, side)
-            turbo_runs.append((time.thread_time() - start) / len(paths) * 1e3)
+                turbo_time += time.thread_time() - start
+        for name in tensorisers:
+            runs[name].append({k: v / len(paths) * 1e3 for k, v in times[name].items()})
+        turbo_runs.append(turbo_time / len(paths) * 1e3)
     result: dict[str, Any] = {"runs": runs}
     if turbo is not None:
         worst = 0
