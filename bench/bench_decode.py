@@ -170,7 +170,7 @@ def report(name: str, paths: list[str], result: dict) -> None:
     print("| --- | ---: | ---: | ---: |")
     for stage in STAGES:
         old, new = median_stage(runs["old"], stage), median_stage(runs["new"], stage)
-        print(f"| {stage} | {old:.3f} | {new:.3f} | {new / old:.2f} |")
+        print(f"| {stage} | {old:.3f} | {new:.3f} | {new / max(old, 1e-9):.2f} |")
     totals = {v: statistics.median(sum(run.values()) for run in runs[v]) for v in ("old", "new")}
     print(f"| **loader total** | {totals['old']:.2f} | {totals['new']:.2f} | {totals['new'] / totals['old']:.3f} |")
     if "turbo" in result:
