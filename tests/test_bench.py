@@ -15,6 +15,7 @@ import pytest
 from helpers import REPO
 
 TINY = {
+    "bench_decode.py": ["--small", "3", "--large", "1", "--repeats", "1"],
     "bench_index.py": [
         "--sizes", "1200", "--queries", "20", "--brute-queries", "5", "--sweep", "1000", "--rate", "1000",
         "--no-threshold",
@@ -33,6 +34,7 @@ TINY = {
     "bench_memory.py": ["--side", "600", "--clients", "2", "--strip", "1000"],
 }  # fmt: skip
 EXPECT = {
+    "bench_decode.py": "| **loader total** |",
     "bench_index.py": "| 1,200 |",
     "bench_indexing.py": "| efficientnet | small (4) |",
     "bench_precision.py": "| efficientnet | new |",
@@ -49,7 +51,8 @@ def test_every_benchmark_has_a_tiny_case():
 
 @pytest.mark.parametrize("script", sorted(TINY))
 def test_benchmark_runs_a_tiny_case(script: str, tmp_path: Path) -> None:
-    extra = ["--data-dir", str(tmp_path / "data")] if script in ("bench_indexing.py", "bench_precision.py") else []
+    with_data = ("bench_decode.py", "bench_indexing.py", "bench_precision.py", "bench_retrieval.py")
+    extra = ["--data-dir", str(tmp_path / "data")] if script in with_data else []
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / script), *TINY[script], *extra],
         capture_output=True,

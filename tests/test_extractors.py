@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision import transforms
 
 from imgsearchd import images
 from imgsearchd.extractors import ModelUnavailableError, TextNotSupportedError, create, load
 from imgsearchd.extractors import clip as clip_module
 from imgsearchd.extractors import resnet as resnet_module
+from imgsearchd.extractors.crop import NormalizedTensor, ResizeCrop, model_transform
 from imgsearchd.index_parts import exact_top
 
 
@@ -194,3 +196,103 @@ def test_fallback_runs_efficientnet_loudly(offline, caplog):
 def test_no_fallback_means_a_clear_failure(offline):
     with pytest.raises(ModelUnavailableError, match="clip"):
         load(["clip"], "", {"clip": {"pretrained": "laion2b_s34b_b79k", "device": "cpu"}}.__getitem__)
+
+
+# -- the tensor step: NormalizedTensor against torchvision's ToTensor + Normalize ------------------
+
+# The extractors' normalisations: EfficientNet-Lite0's [-1, 1], ImageNet's (ResNet), OpenAI CLIP's.
+NORMALISATIONS = [
+    ((0.498, 0.498, 0.498), (0.502, 0.502, 0.502)),
+    ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+]
+
+
+def torchvision_tensor(mean, std):
+    """The tensor step as it was: torchvision's ToTensor then Normalize."""
+    return transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
+
+
+def tensor_pictures(photos) -> list[Image.Image]:
+    """The photos whole, random pictures of odd sizes, and one with every value in every channel."""
+    rng = np.random.default_rng(11)
+    pictures = [photo.convert("RGB") for photo in photos.values()]
+    pictures += [
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in [(1, 1), (7, 13), (224, 224)]
+    ]
+    pictures.append(Image.fromarray(np.repeat(np.arange(256, dtype=np.uint8), 3).reshape(16, 16, 3)))
+    return pictures
+
+
+@pytest.mark.parametrize("mean,std", NORMALISATIONS)
+def test_normalized_tensor_is_torchvisions_to_the_bit(photos, mean, std):
+    new, old = NormalizedTensor(mean, std), torchvision_tensor(mean, std)
+    for picture in tensor_pictures(photos):
+        got, want = new(picture), old(picture)
+        assert got.dtype == want.dtype == torch.float32
+        assert got.shape == want.shape == (3, picture.height, picture.width)
+        assert got.is_contiguous() and torch.equal(got, want), picture.size
+
+
+def test_normalized_tensor_follows_the_default_dtype_as_to_tensor_does(photos):
+    mean, std = NORMALISATIONS[1]
+    new, old = NormalizedTensor(mean, std), torchvision_tensor(mean, std)
+    picture = photos["coffee"].convert("RGB")
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        got, want = new(picture), old(picture)
+    finally:
+        torch.set_default_dtype(previous)
+    assert got.dtype == want.dtype == torch.float64 and torch.equal(got, want)
+
+
+def test_normalized_tensor_converts_other_modes_to_rgb(photos):
+    mean, std = NORMALISATIONS[0]
+    grey = photos["chelsea"].convert("L")
+    assert torch.equal(NormalizedTensor(mean, std)(grey), torchvision_tensor(mean, std)(grey.convert("RGB")))
+
+
+def test_normalized_tensor_refuses_what_normalize_would_fail_on():
+    with pytest.raises(ValueError, match="zero"):
+        NormalizedTensor((0.5, 0.5, 0.5), (0.5, 0.0, 0.5))
+    with pytest.raises(ValueError, match="3 channels"):
+        NormalizedTensor((0.5,), (0.5,))
+
+
+@pytest.mark.parametrize(
+    "resize,resample,norm",
+    [(256, Image.Resampling.BICUBIC, 0), (232, Image.Resampling.BILINEAR, 1), (224, Image.Resampling.BICUBIC, 2)],
+    ids=["efficientnet", "resnet", "clip"],
+)
+def test_model_transform_equals_the_torchvision_tensor_path(photos, resize, resample, norm):
+    """What the loader hands the models, through JPEG files and images.decode, is unchanged."""
+    mean, std = NORMALISATIONS[norm]
+    old = transforms.Compose([ResizeCrop(resize, 224, resample), torchvision_tensor(mean, std)])
+    new = model_transform(resize, 224, resample, mean, std)
+    for name, photo in photos.items():
+        for picture in (photo, photo.convert("L"), photo.resize((photo.width * 3, photo.height * 3))):
+            buf = io.BytesIO()
+            picture.save(buf, "JPEG", quality=90)
+            loaded = images.decode(buf.getvalue(), resize)
+            assert torch.equal(new(loaded), old(loaded)), name
+
+
+def test_efficientnet_vectors_are_unchanged_by_the_tensor_step(photos, efficientnet):
+    """EfficientNet-Lite0's real weights get the same tensors, so the same vectors."""
+    from imgsearchd.extractors.efficientnet import MEAN, STD
+
+    old = transforms.Compose([ResizeCrop(256, 224, Image.Resampling.BICUBIC), torchvision_tensor(MEAN, STD)])
+    pictures = [decoded(photo, efficientnet) for photo in photos.values()]
+    new_tensors = torch.stack([efficientnet.preprocess(p) for p in pictures])
+    old_tensors = torch.stack([old(p) for p in pictures])
+    assert torch.equal(new_tensors, old_tensors)
+    some = [list(photos).index(name) for name in ("chelsea", "astronaut", "hubble", "motorcycle_left")]
+    new_vectors = efficientnet.embed(new_tensors[some]).astype(np.float64)
+    old_vectors = efficientnet.embed(old_tensors[some]).astype(np.float64)
+    cosines = (
+        (new_vectors * old_vectors).sum(axis=1)
+        / np.linalg.norm(new_vectors, axis=1)
+        / np.linalg.norm(old_vectors, axis=1)
+    )
+    assert cosines.min() >= 0.9999999, cosines.min()

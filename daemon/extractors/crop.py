@@ -5,6 +5,7 @@ side to S) and then throws most of it away: a 100000x1 PNG became a 25600000x256
 (22 GB) for the 224x224 kept. ``ResizeCrop`` asks Pillow to resample only the source box
 that maps onto the crop, at the same scale and the same pixel centres as the full resize,
 so the output matches the old one while work and memory are bounded by the output.
+``NormalizedTensor`` is torchvision's ToTensor + Normalize with fewer passes, same bits.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import torch
 from PIL import Image
 from torchvision import transforms
 
@@ -89,12 +92,51 @@ _SUPPORT = {Image.Resampling.BILINEAR: 1.0, Image.Resampling.BICUBIC: 2.0}
 _SUPPORT_DEFAULT = 3.0
 
 
+class NormalizedTensor:
+    """torchvision's ``ToTensor()`` then ``Normalize(mean, std)`` on an RGB picture, to the bit.
+
+    The same float operations in the same order (to float, /255, -mean, /std), done in place
+    on the one tensor that the channel shuffle writes into: four passes over the pixels and
+    one new tensor instead of six passes and four new tensors, about half the CPU time.
+
+    They stay torch operators on purpose. A numpy table look-up was as exact and as cheap,
+    but it took torch's parallel operators out of the loader threads, and without those
+    threads' OpenMP teams libgomp no longer throttles the spin-wait of the forward pass's
+    team (it does while it manages more threads than there are cores): with the default
+    OMP_WAIT_POLICY on a busy 2-core machine, indexing then took up to twice the CPU.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError(f"need a mean and a std for each of 3 channels, got {len(mean)} and {len(std)}")
+        self.mean, self.std = tuple(mean), tuple(std)
+        self._constants: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
+        if (self._for(torch.get_default_dtype())[1] == 0).any():
+            raise ValueError(f"std {self.std} has a zero")
+
+    def _for(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """mean and std as (3, 1, 1) tensors of ``dtype``, as Normalize makes them."""
+        if dtype not in self._constants:
+            mean = torch.as_tensor(self.mean, dtype=dtype).view(-1, 1, 1)
+            std = torch.as_tensor(self.std, dtype=dtype).view(-1, 1, 1)
+            self._constants[dtype] = (mean, std)
+        return self._constants[dtype]
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        dtype = torch.get_default_dtype()  # what ToTensor converts to
+        mean, std = self._for(dtype)
+        pixels = torch.from_numpy(np.array(image))  # (H, W, 3) uint8, writable
+        out = torch.empty((3, image.height, image.width), dtype=dtype)
+        out.copy_(pixels.permute(2, 0, 1))
+        return out.div_(255).sub_(mean).div_(std)
+
+
 def model_transform(
     resize: int, crop: int, resample: Image.Resampling, mean: Sequence[float], std: Sequence[float]
 ) -> transforms.Compose:
     """RGB picture to a normalised (3, crop, crop) tensor, bounded by the output size."""
     if 0 < resize < crop:
         raise ValueError(f"resize {resize} is smaller than the crop {crop}")
-    return transforms.Compose(
-        [ResizeCrop(resize, crop, resample), transforms.ToTensor(), transforms.Normalize(mean, std)]
-    )
+    return transforms.Compose([ResizeCrop(resize, crop, resample), NormalizedTensor(mean, std)])
