@@ -27,6 +27,7 @@ TINY = {
     "bench_http.py": ["--vectors", "500", "--real", "20", "--clients", "2", "--seconds", "1"],
     "bench_http_front.py": ["--clients", "4", "--slow", "2", "--seconds", "1", "--kinds", "waitress"],
     "bench_memory.py": ["--side", "600", "--clients", "2", "--strip", "1000"],
+    "bench_retrieval.py": ["--db", "8", "--copies", "1", "--batch-size", "4", "--repeats", "1"],
 }  # fmt: skip
 EXPECT = {
     "bench_index.py": "| 1,200 |",
@@ -35,6 +36,7 @@ EXPECT = {
     "bench_http.py": "| 2 |",
     "bench_http_front.py": "| waitress |",
     "bench_memory.py": "| 2 x 600x600 PNG at once | [200, 200] |",
+    "bench_retrieval.py": "| half bf16 / half fp32 | bf16 |",
 }
 
 
@@ -44,7 +46,7 @@ def test_every_benchmark_has_a_tiny_case():
 
 @pytest.mark.parametrize("script", sorted(TINY))
 def test_benchmark_runs_a_tiny_case(script: str, tmp_path: Path) -> None:
-    extra = ["--data-dir", str(tmp_path / "data")] if script == "bench_indexing.py" else []
+    extra = ["--data-dir", str(tmp_path / "data")] if script in ("bench_indexing.py", "bench_retrieval.py") else []
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / script), *TINY[script], *extra],
         capture_output=True,
