@@ -32,6 +32,7 @@ TINY = {
     "bench_http.py": ["--vectors", "500", "--real", "20", "--clients", "2", "--seconds", "1"],
     "bench_http_front.py": ["--clients", "4", "--slow", "2", "--seconds", "1", "--kinds", "waitress"],
     "bench_memory.py": ["--side", "600", "--clients", "2", "--strip", "1000"],
+    "bench_retrieval.py": ["--db", "8", "--copies", "1", "--batch-size", "4", "--repeats", "1"],
 }  # fmt: skip
 EXPECT = {
     "bench_decode.py": "| **loader total** |",
@@ -42,6 +43,7 @@ EXPECT = {
     "bench_http.py": "| 2 |",
     "bench_http_front.py": "| waitress |",
     "bench_memory.py": "| 2 x 600x600 PNG at once | [200, 200] |",
+    "bench_retrieval.py": "| half bf16 / half fp32 | bf16 |",
 }
 
 
