@@ -56,6 +56,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
+from bench_indexing import cpu_model
 from imgsearchd import extractors
 from imgsearchd.extractors.efficientnet import EfficientNetExtractor
 from imgsearchd.images import load_image
@@ -854,16 +855,6 @@ def diagnose(copy_set: CopySet, full: Vectors, low: Vectors, batch_size: int, se
 
 
 # -- reporting ---------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def print_sources(copy_set: CopySet) -> None:
