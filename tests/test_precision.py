@@ -124,10 +124,10 @@ def test_auto_takes_native_bf16_and_search_still_finds_the_same(monkeypatch, pho
 def test_fp32_stages_compute_in_fp32_and_hand_bf16_on():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1)).eval()
     converted = precision.convert(model, "bf16", ("0", "1"))
-    first, second = converted[0], converted[1]
+    first, second = converted.get_submodule("0"), converted.get_submodule("1")
     assert isinstance(first, precision.Fp32Stage) and first.out == torch.float32
     assert isinstance(second, precision.Fp32Stage) and second.out == torch.bfloat16
-    assert first.stage.weight.dtype == torch.float32 and converted[2].weight.dtype == torch.bfloat16
+    assert first.stage.weight.dtype == torch.float32 and converted.get_submodule("2").weight.dtype == torch.bfloat16
     assert model[0].weight.dtype == torch.float32  # the original is left as it was
     x = torch.randn(2, 3, 16, 16)
     with torch.inference_mode():
