@@ -340,6 +340,28 @@ class Catalog:
             .fetchone()[0]
         )
 
+    def vectors_under(self, root: str, extractor: str, model_id: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of the indexed files at or below ``root`` with a vector from this model.
+
+        One read (a range scan of the path index), so it reflects one change number and
+        includes what the indexes still hold as fresh: the folder filter's exact search.
+        """
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT f.id, v.vector FROM files f JOIN vectors v"
+                " ON v.content_hash=f.content_hash AND v.extractor=? AND v.model_id=?"
+                f" WHERE f.state='indexed' AND {_SUBTREE}",
+                (extractor, model_id, *_subtree(root)),
+            )
+            .fetchall()
+        )
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, dim), dtype=np.float32)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dim)
+        return ids, vectors.astype(np.float32)
+
     def models_present(self, content_hash: str) -> dict[str, str]:
         """extractor -> model_id of the vectors stored for this content."""
         rows = self._reader().execute("SELECT extractor, model_id FROM vectors WHERE content_hash=?", (content_hash,))
