@@ -123,7 +123,7 @@ def main() -> None:
                         if r == 0:
                             found["naive"].append({path_row[p] for p in naive})
 
-                def recall(kind: str) -> float:
+                def recall(kind: str, found: dict[str, list[set[int]]] = found, truth: list[set[int]] = truth) -> float:
                     got = found[kind]
                     return round(sum(len(g & t) for g, t in zip(got, truth)) / (LIMIT * len(truth)), 3)
 
@@ -156,7 +156,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row[0]:,} | " + " | ".join(str(x) for x in row[1:]) + " |")
-    print(f"\nEXACT_COST is {EXACT_COST:g}: searches pick exact when files x EXACT_COST <= the candidates an over-fetch inspects.")
+    print(
+        f"\nEXACT_COST is {EXACT_COST:g}: searches pick exact when files x EXACT_COST <= the candidates an over-fetch inspects."
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from .catalog import Catalog
 from .errors import ApiError, image_error
 from .extractors import Extractor
 
-MAX_PARTS = 16
+MAX_PARTS = 16  # parts of one query: more is a mistake, and each may run the model
 KINDS = ("image", "image_base64", "text")
 # |q| below this share of sum |weight|: the parts cancel (float32 rounding of exact
 # cancellation stays under 1e-6; two different real pictures are far above 1e-3).
@@ -74,7 +74,7 @@ def parse_parts(raw: Any, max_bytes: int, check_path: Callable[[str], str]) -> l
     ``max_bytes`` caps the uploads of all parts together.
     """
     if not isinstance(raw, list) or not raw:
-        raise ApiError(400, "query must be a non-empty list of parts such as {\"image\": PATH} or {\"text\": ...}")
+        raise ApiError(400, 'query must be a non-empty list of parts such as {"image": PATH} or {"text": ...}')
     if len(raw) > MAX_PARTS:
         raise ApiError(400, f"query has {len(raw)} parts; at most {MAX_PARTS}")
     parts = []
@@ -164,6 +164,9 @@ def combine(vectors: np.ndarray, weights: Sequence[float]) -> np.ndarray:
     if not np.all(np.isfinite(norms)) or np.any(norms == 0):
         raise ApiError(400, "a part of the query has no usable vector")
     w = np.asarray(weights, dtype=np.float64)
+    largest = float(np.abs(w).max()) if len(w) else 0.0
+    if largest > 0:
+        w = w / largest  # the same direction, and no overflow from weights near the float limit
     total = (w[:, None] * (vectors / norms)).sum(axis=0)
     length = float(np.linalg.norm(total))
     if length <= CANCELLED * float(np.abs(w).sum()) or length == 0.0:

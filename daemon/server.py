@@ -288,7 +288,9 @@ def create_app(service: Service) -> bottle.Bottle:
                 raise ApiError(400, "multipart field 'image' must be a file part (with a filename) holding the image")
             raise ApiError(400, "multipart upload has no field 'image'")
         fields = {
-            k: forms.getunicode(k) for k in ("limit", "extractor", "max_distance", "text", "folder") if forms.get(k) is not None
+            k: forms.getunicode(k)
+            for k in ("limit", "extractor", "max_distance", "text", "folder")
+            if forms.get(k) is not None
         }
         return capped(upload.file.read(cap + 1), "upload"), fields
 
