@@ -17,7 +17,8 @@ Which one is the cost: reading and ranking a folder's file costs as much as the 
 inspecting ``EXACT_COST`` candidates, so the exact search answers when ``files x EXACT_COST``
 is at most the candidates an ask would inspect, and an over-fetch that grows past that
 falls back to it. At the default ``search_k`` (5000) and limit 10 this makes a folder
-"small" up to about sqrt(40 x library) files: 2,000 in a library of 100k, 6,300 in 1M.
+"small" up to about sqrt(40 x library) files: 2,000 in a library of 100k (measured), about
+6,300 in 1M (derived from the same costs).
 
 Either way the answer is what a search of the whole library restricted to the folder
 gives: exactly so for the exact search, at the index's own recall for the over-fetch.
@@ -37,9 +38,10 @@ from .paths import is_under
 
 # One folder file read from the catalogue and ranked costs as much as the index inspecting
 # this many candidates. Measured with bench/bench_filters.py at 100k 512-d vectors
-# (BENCHMARKS.md "Folder filter"): the exact search costs about 30 us per file (SQLite
-# reads each 2 KiB vector through its B-tree), an Annoy over-fetch about 0.12 us per
-# candidate (search_k x budget_scale); the two cross at a folder of about 2,000 files there.
+# (BENCHMARKS.md "Folder filter"): the two cross at a folder of about 2,000 files there (73 vs
+# 72 ms), where the exact search costs about 36 us per file (SQLite reads each 2 KiB vector
+# through its B-tree) and the over-fetch about 0.14 us per candidate (search_k x budget_scale
+# = 500k): 36 / 0.14 = about 250.
 EXACT_COST = 250.0
 # The first ask is the folder's expected share of the best results, times this margin.
 OVERFETCH_MARGIN = 2.0
