@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, images, query
+from . import __version__, duplicates, images, query
 from .catalog import Catalog, FileState
 from .config import Config
 from .errors import ApiError, image_error
 from .extractors import Extractor, LoadedExtractors, load
 from .folders import leads_outside
-from .index import ExtractorIndex, index_for
+from .index import ExtractorIndex, index_for, query_many
 from .indexer import Indexer
 from .jobs import Job, JobTracker, Waiter
 from .outcomes import Outcome
@@ -70,6 +70,7 @@ class Service:
         self.limits = images.ImageLimits.from_config(config.images)
         self._burst_base = 0
         self._abort_load = threading.Event()
+        self.duplicate_finder: duplicates.DuplicateFinder | None = None
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -126,6 +127,7 @@ class Service:
             roots=lambda: self.allowed_roots() or None,
         )
         self.watcher.start()
+        self.duplicate_finder = duplicates.DuplicateFinder(self.catalog)
         self.phase = "ready"
         self._ready.set()
         log.info(
@@ -148,6 +150,8 @@ class Service:
         self._ready.clear()
         if self.watcher is not None:
             self.watcher.stop()
+        if self.duplicate_finder is not None:
+            self.duplicate_finder.close()
         self._stop.set()
         if self._worker is not None:
             self._worker.join(timeout=60)
@@ -332,6 +336,57 @@ class Service:
             vector = chosen.encode_text([text])[0]
         return self._answer(chosen, vector, limit, max_distance)
 
+    # -- duplicates ----------------------------------------------------------------------------
+
+    def find_duplicates(
+        self,
+        extractor: str | None,
+        threshold: float | None,
+        kind: str,
+        folder: str | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[int, dict[str, Any]]:
+        """``/duplicates``: 200 with a page of groups, or 202 while the first join runs."""
+        chosen = self._extractor(extractor)
+        assert self.catalog is not None and self.duplicate_finder is not None
+        if folder is not None:
+            folder = self.check_path(folder)
+            if not os.path.isdir(folder):
+                raise ApiError(404, f"{folder} is not a folder", image=folder)
+        if threshold is None:
+            threshold = float(self.config.extractor(chosen.name)["duplicate_threshold"])
+        index = self.indexes[chosen.name]
+        source = duplicates.Source(
+            self.catalog,
+            chosen.model_id,
+            chosen.dim,
+            mode=lambda: str(index.stats()["mode"]),
+            query=lambda rows, n: query_many(index, rows, n, duplicates.JOIN_SEARCH_K),
+        )
+        join, fresh, computing = self.duplicate_finder.lookup(chosen.name, source)
+        progress = computing.as_dict() if computing is not None else None
+        if join is None:
+            error = self.duplicate_finder.last_error.get(chosen.name)
+            return 202, {
+                "state": "computing",
+                "extractor": chosen.name,
+                "threshold": threshold,
+                "computing": progress,
+                "last_error": error,
+            }
+        grouping = self.duplicate_finder.grouping(join, threshold)
+        answer = duplicates.page(
+            join,
+            grouping,
+            kind=kind,
+            folder=folder,
+            offset=offset,
+            limit=limit,
+            roots=self.allowed_roots() or None,
+        )
+        return 200, {**answer, "stale": not fresh, "computing": progress}
+
     # -- reload and status --------------------------------------------------------------------
 
     RESTART_ONLY = (
@@ -412,6 +467,7 @@ class Service:
             if self.watcher is not None
             else [{"folder": str(p), "state": FolderState.STARTING} for p in self.config.watch_dirs],
             "jobs": self.jobs.summary(),
+            "duplicates": self.duplicate_finder.status() if self.duplicate_finder is not None else None,
         }
         if not self.ready or self.catalog is None or self.loaded is None or self.indexer is None:
             out.update(
