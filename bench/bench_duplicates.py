@@ -129,12 +129,12 @@ def scale(n: int, planted_pairs: int, identical: int, threshold: float, sample: 
     )
 
 
-def calibrate(grid: int, thresholds: list[float], batch_size: int) -> None:
+def calibrate(grid: int, thresholds: list[float], batch_size: int, photo_count: int) -> None:
     from skimage import data
 
     from imgsearchd.extractors import create
 
-    photos = [Image.fromarray(getattr(data, name)()) for name in PHOTOS]
+    photos = [Image.fromarray(getattr(data, name)()) for name in PHOTOS[:photo_count]]
     originals = tiles(photos, grid)
     pictures, family, _made = copy_set(originals, with_copies=len(originals) * 2 // 3)
     extractor = create("efficientnet", {"device": "cpu", "batch_size": batch_size})
@@ -166,12 +166,13 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=3, help="tiles per side of each photo (0: no calibration)")
     parser.add_argument("--thresholds", default="0.8,0.82,0.84,0.86,0.88,0.9,0.92")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--photos", type=int, default=len(PHOTOS), help="how many of the photos to tile")
     args = parser.parse_args()
     print(f"# bench_duplicates on {cpu_line()}")
     threshold = DUPLICATE_THRESHOLDS["efficientnet"]
     scale(args.vectors, args.planted, args.identical, threshold, min(args.sample, args.vectors))
     if args.grid:
-        calibrate(args.grid, [float(t) for t in args.thresholds.split(",")], args.batch_size)
+        calibrate(args.grid, [float(t) for t in args.thresholds.split(",")], args.batch_size, args.photos)
 
 
 if __name__ == "__main__":

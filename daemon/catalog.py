@@ -488,17 +488,12 @@ class Catalog:
 
     def path_and_size(self, ids: Iterable[int]) -> dict[int, tuple[str, int]]:
         """id -> (path, size) for the ids that still exist and are indexed."""
-        ids = [int(i) for i in ids]
-        out: dict[int, tuple[str, int]] = {}
-        conn = self._reader()
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        ids, rows = [int(i) for i in ids], []
+        for chunk in (ids[at : at + 500] for at in range(0, len(ids), 500)):
             marks = ",".join("?" * len(chunk))
-            for file_id, path, size in conn.execute(
-                f"SELECT id, path, size FROM files WHERE state='indexed' AND id IN ({marks})", chunk
-            ):
-                out[file_id] = (path_from_key(path), size)
-        return out
+            sql = f"SELECT id, path, size FROM files WHERE state='indexed' AND id IN ({marks})"
+            rows += self._reader().execute(sql, chunk).fetchall()
+        return {r[0]: (path_from_key(r[1]), r[2]) for r in rows}
 
     def integrity_check(self) -> str:
         return self._reader().execute("PRAGMA integrity_check").fetchone()[0]

@@ -14,6 +14,9 @@ The join does not depend on the threshold, so it runs once per catalogue change 
 (``seq``) and extractor, in the background (``DuplicateFinder``), one at a time; grouping at
 a threshold then takes milliseconds and is cached too. A request while it runs gets the
 progress (or the previous answer, marked stale).
+
+Longer than most modules: the join, the grouping, the background computation and the
+answer's pages share one small data model, and read best together.
 """
 
 from __future__ import annotations
@@ -530,3 +533,26 @@ def page(
         "largest_component": grouping.largest_component,
         **join_facts(join),
     }
+
+
+def respond(
+    finder: DuplicateFinder,
+    extractor: str,
+    source: Source,
+    threshold: float,
+    kind: str,
+    folder: str | None,
+    offset: int,
+    limit: int,
+    roots: Sequence[str],
+) -> tuple[int, dict[str, Any]]:
+    """``/duplicates``: 200 with a page of groups, or 202 while the first join runs."""
+    join, fresh, computing = finder.lookup(extractor, source)
+    progress = computing.as_dict() if computing is not None else None
+    if join is None:
+        error = finder.last_error.get(extractor)
+        body = {"state": "computing", "extractor": extractor, "threshold": threshold, "computing": progress}
+        return 202, {**body, "last_error": error}
+    grouping = finder.grouping(join, threshold)
+    answer = page(join, grouping, kind=kind, folder=folder, offset=offset, limit=limit, roots=roots or None)
+    return 200, {**answer, "stale": not fresh, "computing": progress}

@@ -1,6 +1,8 @@
 """The OpenAPI 3.1 description of the HTTP API (served at /openapi.json, checked by tests).
 
 Also the one home of the API's bounds, which the server and the CLI check.
+
+Longer than most modules: it is one document, and reads best whole.
 """
 
 from __future__ import annotations

@@ -100,12 +100,14 @@ def parse_threshold(raw: Any) -> float | None:
 
 
 def parse_offset(raw: Any) -> int:
+    if raw == "":
+        raise ApiError(400, "offset must be an integer of 0 or more, not ''")
     value = _bounded(raw, int, 0, 2**62, "offset", "an integer of 0 or more")
     return value or 0
 
 
 def parse_kind(raw: Any) -> str:
-    if raw is None or raw == "":
+    if raw is None:
         return "all"
     if raw not in DUPLICATE_KINDS:
         raise ApiError(400, f"kind must be one of {', '.join(DUPLICATE_KINDS)}, not {raw!r}")

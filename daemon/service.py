@@ -357,35 +357,12 @@ class Service:
         if threshold is None:
             threshold = float(self.config.extractor(chosen.name)["duplicate_threshold"])
         index = self.indexes[chosen.name]
-        source = duplicates.Source(
-            self.catalog,
-            chosen.model_id,
-            chosen.dim,
-            mode=lambda: str(index.stats()["mode"]),
-            query=lambda rows, n: query_many(index, rows, n, duplicates.JOIN_SEARCH_K),
+        mode = lambda: str(index.stats()["mode"])  # noqa: E731
+        query = lambda rows, n: query_many(index, rows, n, duplicates.JOIN_SEARCH_K)  # noqa: E731
+        source = duplicates.Source(self.catalog, chosen.model_id, chosen.dim, mode, query)
+        return duplicates.respond(
+            self.duplicate_finder, chosen.name, source, threshold, kind, folder, offset, limit, self.allowed_roots()
         )
-        join, fresh, computing = self.duplicate_finder.lookup(chosen.name, source)
-        progress = computing.as_dict() if computing is not None else None
-        if join is None:
-            error = self.duplicate_finder.last_error.get(chosen.name)
-            return 202, {
-                "state": "computing",
-                "extractor": chosen.name,
-                "threshold": threshold,
-                "computing": progress,
-                "last_error": error,
-            }
-        grouping = self.duplicate_finder.grouping(join, threshold)
-        answer = duplicates.page(
-            join,
-            grouping,
-            kind=kind,
-            folder=folder,
-            offset=offset,
-            limit=limit,
-            roots=self.allowed_roots() or None,
-        )
-        return 200, {**answer, "stale": not fresh, "computing": progress}
 
     # -- reload and status --------------------------------------------------------------------
 

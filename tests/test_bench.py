@@ -34,7 +34,7 @@ TINY = {
     "bench_memory.py": ["--side", "600", "--clients", "2", "--strip", "1000"],
     "bench_retrieval.py": ["--db", "8", "--copies", "1", "--batch-size", "4", "--repeats", "1"],
     "bench_duplicates.py": [
-        "--vectors", "1500", "--planted", "20", "--identical", "5", "--sample", "50", "--grid", "2",
+        "--vectors", "1500", "--planted", "20", "--identical", "5", "--sample", "50", "--grid", "2", "--photos", "2",
         "--thresholds", "0.9",
     ],
 }  # fmt: skip

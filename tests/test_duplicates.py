@@ -101,7 +101,7 @@ def test_default_threshold_on_real_pictures(efficientnet, photos) -> None:
     """EfficientNet-Lite0, real weights: tiles of real photos with JPEG, resize, crop, edit and
     rotated copies; pair precision and recall at the default threshold."""
     originals = tiles([photos[name] for name in ("astronaut", "chelsea", "coffee", "rocket")], 3)
-    pictures, family, _ = copy_set(originals[::2], with_copies=12, seed=3)
+    pictures, family, _ = copy_set(originals[::2], with_copies=8, seed=3)
     vectors = efficientnet.embed_images(pictures)
     pairs = duplicates.exact_join(np.arange(len(pictures)), vectors, duplicates.NEIGHBOURS)
     stars, _ = duplicates.star_groups(pairs, DUPLICATE_THRESHOLDS["efficientnet"])
