@@ -488,5 +488,23 @@ class Catalog:
         )
         return [{"path": path_from_key(r[0]), "reason": r[1], "detail": r[2]} for r in rows]
 
+    def shared_contents(self) -> list[tuple[str, int, str, int]]:
+        """(content hash, id, path, size) of every indexed file whose bytes another indexed file shares."""
+        rows = self._reader().execute(
+            "SELECT content_hash, id, path, size FROM files WHERE state='indexed' AND content_hash IN"
+            " (SELECT content_hash FROM files WHERE state='indexed' AND content_hash IS NOT NULL"
+            " GROUP BY content_hash HAVING COUNT(*) > 1) ORDER BY content_hash, id"
+        )
+        return [(r[0], r[1], path_from_key(r[2]), r[3]) for r in rows]
+
+    def path_and_size(self, ids: Iterable[int]) -> dict[int, tuple[str, int]]:
+        """id -> (path, size) for the ids that still exist and are indexed."""
+        ids, rows = [int(i) for i in ids], []
+        for chunk in (ids[at : at + 500] for at in range(0, len(ids), 500)):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT id, path, size FROM files WHERE state='indexed' AND id IN ({marks})"
+            rows += self._reader().execute(sql, chunk).fetchall()
+        return {r[0]: (path_from_key(r[1]), r[2]) for r in rows}
+
     def integrity_check(self) -> str:
         return self._reader().execute("PRAGMA integrity_check").fetchone()[0]

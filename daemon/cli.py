@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from . import __version__
-from .openapi import DEFAULT_LIMIT, MAX_LIMIT
+from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, MAX_LIMIT
 
 log = logging.getLogger("imgsearchd")
 
@@ -75,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(stats)
     rebuild = sub.add_parser("rebuild", help="ask the running daemon to rebuild its indexes now")
     _common(rebuild)
+    dups = sub.add_parser("duplicates", help="groups of identical and near-identical files (from the running daemon)")
+    dups.add_argument("--threshold", type=float, help="cosine above which pictures are near-duplicates (0-1]")
+    dups.add_argument("--kind", choices=DUPLICATE_KINDS, default="all")
+    dups.add_argument("--folder", metavar="DIR", help="only groups with a file in DIR")
+    dups.add_argument("--limit", type=int, default=DEFAULT_GROUPS, help=f"groups (default {DEFAULT_GROUPS})")
+    dups.add_argument("--offset", type=int, default=0)
+    dups.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    _common(dups)
     return parser
 
 
@@ -142,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "remove": cmd_remove,
         "stats": cmd_stats,
         "rebuild": cmd_rebuild,
+        "duplicates": cmd_duplicates,
     }
     try:
         return handlers[args.command](args, config)
@@ -383,6 +392,58 @@ def cmd_stats(args: argparse.Namespace, config: Any) -> int:
 
 def cmd_rebuild(args: argparse.Namespace, config: Any) -> int:
     return _client_call(config, "POST", "/rebuild", {"extractor": args.extractor})
+
+
+def cmd_duplicates(args: argparse.Namespace, config: Any) -> int:
+    """Ask for the duplicate groups; wait (with progress on stderr) while the daemon computes them."""
+    import time
+
+    from .client import ApiFailure, Client, DaemonNotRunning
+
+    params = {
+        "extractor": args.extractor,
+        "threshold": args.threshold,
+        "kind": args.kind,
+        "folder": os.path.abspath(args.folder) if args.folder else None,
+        "limit": args.limit,
+        "offset": args.offset,
+    }
+    server = config.server
+    client = Client(server["host"], server["port"], server["token"])
+    try:
+        while True:
+            status, body = client.call("GET", "/duplicates", params)
+            if status != 202:
+                break
+            progress = body.get("computing") or {}
+            print(
+                f"imgsearchd: computing duplicates ({progress.get('phase')}, "
+                f"{progress.get('done', 0)}/{progress.get('total', 0)})",
+                file=sys.stderr,
+            )
+            time.sleep(2.0)
+    except DaemonNotRunning as exc:
+        print(f"imgsearchd: {exc}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except ApiFailure as exc:
+        print(json.dumps(exc.body, indent=2), file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return EXIT_OK
+    for group in body["groups"]:
+        print(f"{group['kind']} ({group['files']} files, similarity {group['similarity']:.3f})")
+        for member in group["members"]:
+            dims = f"{member['width']}x{member['height']}" if member["width"] else "?x?"
+            print(f"  {member['image']}  {dims}  {member['size']} bytes  {member['score']:.3f}")
+    shown = len(body["groups"])
+    print(
+        f"{body['total']} groups at threshold {body['threshold']} ({body['extractor']}); "
+        f"showing {body['offset'] + (1 if shown else 0)}-{body['offset'] + shown}"
+        + (f"; next: --offset {body['next_offset']}" if body["next_offset"] is not None else "")
+        + ("; stale: the catalogue changed, recomputing" if body["stale"] else "")
+    )
+    return EXIT_OK
 
 
 if __name__ == "__main__":

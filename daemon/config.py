@@ -26,6 +26,10 @@ KNOWN_EXTRACTORS = ("clip", "resnet", "efficientnet")
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "int8", "fp16")  # extractors/precision.py says what each does
+# The cosine above which /duplicates calls two pictures near-duplicates, per model.
+# efficientnet: measured with bench/bench_duplicates.py (real weights, BENCHMARKS.md "Duplicates").
+# clip and resnet cannot be measured without their weights here (see BENCHMARKS.md).
+DUPLICATE_THRESHOLDS = {"clip": 0.95, "resnet": 0.9, "efficientnet": 0.84}
 
 
 class ConfigError(Exception):
@@ -63,6 +67,10 @@ def _device(v: Any) -> str | None:
 
 def _precision(v: Any) -> str | None:
     return None if v in PRECISIONS else f"must be one of {', '.join(PRECISIONS)}"
+
+
+def _cosine(v: Any) -> str | None:
+    return None if 0 < v <= 1 else "must be a cosine similarity above 0 and at most 1"
 
 
 def _extractor_list(v: Any) -> str | None:
@@ -147,18 +155,21 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "device": Setting(str, "auto", _device),
         "batch_size": Setting(int, 32, _positive),
         "precision": Setting(str, "auto", _precision),
+        "duplicate_threshold": Setting((int, float), DUPLICATE_THRESHOLDS["clip"], _cosine),
     },
     "extractors.resnet": {
         "weights": Setting(str, ""),
         "device": Setting(str, "auto", _device),
         "batch_size": Setting(int, 32, _positive),
         "precision": Setting(str, "auto", _precision),
+        "duplicate_threshold": Setting((int, float), DUPLICATE_THRESHOLDS["resnet"], _cosine),
     },
     "extractors.efficientnet": {
         "weights": Setting(str, ""),
         "device": Setting(str, "auto", _device),
         "batch_size": Setting(int, 32, _positive),
         "precision": Setting(str, "auto", _precision),
+        "duplicate_threshold": Setting((int, float), DUPLICATE_THRESHOLDS["efficientnet"], _cosine),
     },
 }
 

@@ -364,3 +364,29 @@ def _high_depth_to_l(image: Image.Image) -> Image.Image:
         span = hi - lo if hi > lo else 1.0
         scaled = ((array.astype(np.float64) - lo) * (255.0 / span)).astype(np.uint8)
     return Image.fromarray(scaled)
+
+
+_TURNED = (Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270, Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90)
+
+
+def header_size(path: str, roots: Sequence[str] | None = None) -> tuple[int, int] | None:
+    """(width, height) as shown (EXIF orientation applied), read from the header alone; None when unreadable.
+
+    Pillow's open is lazy: nothing is decoded. With ``roots``, a file that really lies
+    outside them gives None, as an unreadable one does.
+    """
+    try:
+        fd = _open_regular(path)
+    except ImageError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            if roots:
+                check_inside(fh.fileno(), roots)
+            with Image.open(fh, formats=SUPPORTED_FORMATS) as image:
+                width, height = image.size
+                if _orientation(image) in _TURNED:
+                    width, height = height, width
+                return (width, height) if width > 0 and height > 0 else None
+    except Exception:  # any header Pillow cannot read: the size is unknown, the listing goes on
+        return None

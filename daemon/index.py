@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .catalog import Catalog
-from .index_parts import Base, BaseKind, ExactBase, Hit, State, distance_of, exact_top, unit_rows
+from .index_parts import AnnoyBase, Base, BaseKind, ExactBase, Hit, State, distance_of, exact_top, unit_rows
 from .snapshot import IndexBuildError, SnapshotError, SnapshotStore
 from .timestamps import iso_utc
 
@@ -439,6 +439,38 @@ def _cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def query_many(
+    index: ExtractorIndex, vectors: np.ndarray, limit: int, search_k: int, chunk: int = 1000
+) -> list[list[tuple[int, float]]]:
+    """(id, cosine) of the ``limit`` nearest to each unit row, best first, like ``index.query``,
+    with its own Annoy ``search_k``: a bulk self-join (duplicates) looks for very close
+    neighbours, which far fewer candidates find (bench/bench_duplicates.py). One state is
+    held per ``chunk`` rows, so a rebuild swapped in meanwhile is used from the next chunk on.
+    """
+    out: list[list[tuple[int, float]]] = []
+    for start in range(0, len(vectors), chunk):
+        index.refresh()
+        state = index._acquire()
+        try:
+            for v in vectors[start : start + chunk]:
+                base = state.base
+                if isinstance(base, AnnoyBase):
+                    k = limit if not state.dead else 2 * limit + 10
+                    positions, distances = base.annoy.get_nns_by_vector(v.tolist(), k, max(search_k, k), True)
+                    found = [(d, i) for i, d in zip(base.ids[positions].tolist(), distances) if i not in state.dead]
+                    if len(found) < limit and len(positions) == k:
+                        found = base.search(v, limit, state.dead, frozenset())  # many tombstones: the full search
+                else:
+                    found = base.search(v, limit, state.dead, frozenset())
+                ids, scores = exact_top(state.fresh_vectors, state.fresh_ids, v, limit)
+                found.extend((distance_of(s), i) for i, s in zip(ids.tolist(), scores.tolist()))
+                found.sort()
+                out.append([(i, max(-1.0, min(1.0, 1.0 - d * d / 2.0))) for d, i in found[:limit]])
+        finally:
+            index._release(state)
+    return out
 
 
 def index_for(catalog: Catalog, config: Config, extractor: Extractor) -> ExtractorIndex:

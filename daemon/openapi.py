@@ -1,6 +1,8 @@
 """The OpenAPI 3.1 description of the HTTP API (served at /openapi.json, checked by tests).
 
 Also the one home of the API's bounds, which the server and the CLI check.
+
+Longer than most modules: it is one document, and reads best whole.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from . import __version__
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
 MAX_DISTANCE = 2  # Euclidean distance between unit vectors: 0 same, 2 opposite
+DEFAULT_GROUPS = 20  # /duplicates: groups per page
+DUPLICATE_KINDS = ("all", "exact", "near")
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -198,6 +202,93 @@ def spec() -> dict[str, Any]:
                 "speedup": {"type": ["number", "null"]},
             },
         },
+        "DuplicateMember": {
+            "type": "object",
+            "required": ["image", "size", "width", "height", "score"],
+            "additionalProperties": False,
+            "properties": {
+                "image": {"type": "string", "description": "absolute path (as in Result)"},
+                "path_base64": {"type": "string", "description": "only for a name that is not valid UTF-8"},
+                "size": {"type": "integer", "minimum": 0, "description": "bytes, as indexed"},
+                "width": {"type": ["integer", "null"], "minimum": 1, "description": "null: the header is unreadable"},
+                "height": {"type": ["integer", "null"], "minimum": 1},
+                "score": {"type": "number", "minimum": -1, "maximum": 1, "description": "cosine to the group's first"},
+            },
+        },
+        "DuplicateGroup": {
+            "type": "object",
+            "required": ["kind", "files", "similarity", "members"],
+            "properties": {
+                "kind": {"enum": ["exact", "near"], "description": "exact: the same bytes; near: similar pictures"},
+                "files": {"type": "integer", "minimum": 2},
+                "similarity": {"type": "number", "description": "the lowest cosine of a member to the first"},
+                "members": {"type": "array", "items": {"$ref": "#/components/schemas/DuplicateMember"}},
+            },
+        },
+        "DuplicateProgress": {
+            "type": "object",
+            "required": ["extractor", "phase", "done", "total", "progress", "seconds"],
+            "properties": {
+                "extractor": {"type": "string"},
+                "phase": {"enum": ["queued", "reading", "joining"]},
+                "done": {"type": "integer", "minimum": 0},
+                "total": {"type": "integer", "minimum": 0},
+                "progress": {"type": "number", "minimum": 0, "maximum": 1},
+                "seconds": {"type": "number"},
+            },
+        },
+        "Duplicates": {
+            "type": "object",
+            "required": [
+                "state",
+                "extractor",
+                "threshold",
+                "total",
+                "offset",
+                "limit",
+                "next_offset",
+                "groups",
+                "stale",
+            ],
+            "properties": {
+                "state": {"const": "ready"},
+                "extractor": {"type": "string"},
+                "threshold": {"type": "number"},
+                "kind": {"enum": list(DUPLICATE_KINDS)},
+                "folder": {"type": ["string", "null"]},
+                "total": {"type": "integer", "minimum": 0, "description": "groups of this kind (and folder)"},
+                "offset": {"type": "integer", "minimum": 0},
+                "limit": {"type": "integer", "minimum": 1},
+                "next_offset": {"type": ["integer", "null"], "description": "the next page's offset; null: last page"},
+                "groups": {"type": "array", "items": {"$ref": "#/components/schemas/DuplicateGroup"}},
+                "stale": {
+                    "type": "boolean",
+                    "description": "the catalogue changed since: a new computation runs (see computing)",
+                },
+                "computing": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/DuplicateProgress"}]},
+                "largest_component": {
+                    "type": "integer",
+                    "description": "what chaining pairs would have made one group",
+                },
+                "seq": {"type": "integer"},
+                "contents": {"type": "integer", "description": "distinct contents joined"},
+                "pairs": {"type": "integer"},
+                "method": {"enum": ["exact", "index"]},
+                "computed_at": {"type": "string"},
+                "seconds": {"type": "number"},
+            },
+        },
+        "DuplicatesComputing": {
+            "type": "object",
+            "required": ["state", "extractor", "threshold", "computing"],
+            "properties": {
+                "state": {"const": "computing"},
+                "extractor": {"type": "string"},
+                "threshold": {"type": "number"},
+                "computing": {"$ref": "#/components/schemas/DuplicateProgress"},
+                "last_error": {"type": ["string", "null"], "description": "why the last computation failed"},
+            },
+        },
         "Stats": {
             "type": "object",
             "required": [
@@ -270,6 +361,15 @@ def spec() -> dict[str, Any]:
                     },
                 },
                 "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+                "duplicates": {
+                    "type": ["object", "null"],
+                    "description": "the /duplicates computation running, and those cached",
+                    "properties": {
+                        "computing": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/DuplicateProgress"}]},
+                        "cached": {"type": "object"},
+                        "errors": {"type": "object"},
+                    },
+                },
                 "indexing": {"type": "object"},
                 "uptime_s": {"type": "number"},
                 "version": {"type": "string"},
@@ -373,6 +473,33 @@ def spec() -> dict[str, Any]:
                     **_errors(400, 401, 403, 404, 413, 415, 503),
                 },
             },
+        },
+        "/duplicates": {
+            "get": {
+                "summary": "Groups of byte-identical and of near-duplicate files, biggest first",
+                "parameters": [
+                    EXTRACTOR,
+                    _param(
+                        "threshold",
+                        {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                        "cosine above which two pictures are near-duplicates (default: the extractor's "
+                        "duplicate_threshold)",
+                    ),
+                    _param("kind", {"enum": list(DUPLICATE_KINDS), "default": "all"}, "which groups"),
+                    _param("folder", {"type": "string"}, "only groups with a file in this folder (absolute)"),
+                    _param("offset", {"type": "integer", "minimum": 0, "default": 0}, "groups to skip"),
+                    _param(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_GROUPS},
+                        "groups per page",
+                    ),
+                ],
+                "responses": {
+                    "200": _json(ref("Duplicates"), "a page of groups"),
+                    "202": _json(ref("DuplicatesComputing"), "computing in the background: ask again"),
+                    **_errors(400, 401, 403, 404, 503),
+                },
+            }
         },
         "/stats": {
             "get": {

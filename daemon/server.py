@@ -23,7 +23,7 @@ import bottle
 from . import images, origin
 from .errors import ApiError, image_error
 from .extractors import TextNotSupportedError
-from .openapi import DEFAULT_LIMIT, MAX_DISTANCE, MAX_LIMIT, spec
+from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, MAX_DISTANCE, MAX_LIMIT, spec
 from .paths import from_query
 
 if TYPE_CHECKING:
@@ -90,6 +90,28 @@ def parse_limit(raw: Any, default: int = DEFAULT_LIMIT) -> int:
 
 def parse_max_distance(raw: Any) -> float | None:
     return _bounded(raw, float, 0.0, MAX_DISTANCE, "max_distance", f"a number from 0 to {MAX_DISTANCE:g}")
+
+
+def parse_threshold(raw: Any) -> float | None:
+    value = _bounded(raw, float, 0.0, 1.0, "threshold", "a cosine above 0 and at most 1")
+    if value is not None and value <= 0.0:  # NaN fails the bounds check above
+        raise ApiError(400, f"threshold must be a cosine above 0 and at most 1, not {value}")
+    return value
+
+
+def parse_offset(raw: Any) -> int:
+    if raw == "":
+        raise ApiError(400, "offset must be an integer of 0 or more, not ''")
+    value = _bounded(raw, int, 0, 2**62, "offset", "an integer of 0 or more")
+    return value or 0
+
+
+def parse_kind(raw: Any) -> str:
+    if raw is None:
+        return "all"
+    if raw not in DUPLICATE_KINDS:
+        raise ApiError(400, f"kind must be one of {', '.join(DUPLICATE_KINDS)}, not {raw!r}")
+    return str(raw)
 
 
 # -- the app ------------------------------------------------------------------------------
@@ -299,6 +321,20 @@ def create_app(service: Service) -> bottle.Bottle:
         if len(data) > cap:
             raise ApiError(413, f"{what} is over the {cap}-byte cap (server.max_upload_mb)")
         return data
+
+    @app.get("/duplicates")
+    @guarded()
+    def find_duplicates() -> Any:
+        query = bottle.request.query
+        native = query.get("folder")
+        return service.find_duplicates(
+            query.getunicode("extractor") or None,
+            parse_threshold(query.get("threshold")),
+            parse_kind(query.getunicode("kind")),
+            from_query(native) if native else None,
+            parse_offset(query.get("offset")),
+            parse_limit(query.get("limit"), DEFAULT_GROUPS),
+        )
 
     @app.get("/stats")
     @guarded(need_ready=False)

@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, combined, images, query
+from . import __version__, combined, duplicates, images, query
 from .catalog import Catalog, FileState
 from .config import Config
 from .errors import ApiError, image_error
 from .extractors import Extractor, LoadedExtractors, load
 from .folder_search import UnknownFolder
 from .folders import leads_outside
-from .index import ExtractorIndex, index_for
+from .index import ExtractorIndex, index_for, query_many
 from .indexer import Indexer
 from .jobs import Job, JobTracker, Waiter
 from .outcomes import Outcome
@@ -71,6 +71,7 @@ class Service:
         self.limits = images.ImageLimits.from_config(config.images)
         self._burst_base = 0
         self._abort_load = threading.Event()
+        self.duplicate_finder: duplicates.DuplicateFinder | None = None
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -127,6 +128,7 @@ class Service:
             roots=lambda: self.allowed_roots() or None,
         )
         self.watcher.start()
+        self.duplicate_finder = duplicates.DuplicateFinder(self.catalog)
         self.phase = "ready"
         self._ready.set()
         log.info(
@@ -149,6 +151,8 @@ class Service:
         self._ready.clear()
         if self.watcher is not None:
             self.watcher.stop()
+        if self.duplicate_finder is not None:
+            self.duplicate_finder.close()
         self._stop.set()
         if self._worker is not None:
             self._worker.join(timeout=60)
@@ -357,6 +361,34 @@ class Service:
         )
         return self._answer(chosen, vector, limit, max_distance, folder)
 
+    # -- duplicates ----------------------------------------------------------------------------
+
+    def find_duplicates(
+        self,
+        extractor: str | None,
+        threshold: float | None,
+        kind: str,
+        folder: str | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[int, dict[str, Any]]:
+        """``/duplicates``: 200 with a page of groups, or 202 while the first join runs."""
+        chosen = self._extractor(extractor)
+        assert self.catalog is not None and self.duplicate_finder is not None
+        if folder is not None:
+            folder = self.check_path(folder)
+            if not os.path.isdir(folder):
+                raise ApiError(404, f"{folder} is not a folder", image=folder)
+        if threshold is None:
+            threshold = float(self.config.extractor(chosen.name)["duplicate_threshold"])
+        index = self.indexes[chosen.name]
+        mode = lambda: str(index.stats()["mode"])  # noqa: E731
+        join = lambda rows, n: query_many(index, rows, n, duplicates.JOIN_SEARCH_K)  # noqa: E731
+        source = duplicates.Source(self.catalog, chosen.model_id, chosen.dim, mode, join)
+        return duplicates.respond(
+            self.duplicate_finder, chosen.name, source, threshold, kind, folder, offset, limit, self.allowed_roots()
+        )
+
     # -- reload and status --------------------------------------------------------------------
 
     RESTART_ONLY = (
@@ -437,6 +469,7 @@ class Service:
             if self.watcher is not None
             else [{"folder": str(p), "state": FolderState.STARTING} for p in self.config.watch_dirs],
             "jobs": self.jobs.summary(),
+            "duplicates": self.duplicate_finder.status() if self.duplicate_finder is not None else None,
         }
         if not self.ready or self.catalog is None or self.loaded is None or self.indexer is None:
             out.update(

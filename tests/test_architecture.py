@@ -109,10 +109,12 @@ def test_data_flows_one_way() -> None:
 
     downstream = {"imgsearchd.server", "imgsearchd.serve", "imgsearchd.service", "imgsearchd.cli"}
     upstream_modules = ("catalog", "images", "workqueue", "folders", "indexer", "index", "snapshot", "watcher", "jobs")
-    for upstream in (*upstream_modules, "folder_search", "combined"):
+    for upstream in (*upstream_modules, "folder_search", "combined", "duplicates"):
         reached = reaches(f"imgsearchd.{upstream}") & downstream
         assert not reached, f"imgsearchd.{upstream} reaches {sorted(reached)}"
     assert "imgsearchd.indexer" not in reaches("imgsearchd.index")
+    # duplicates reads the catalogue and queries an index it is handed; it drives nothing
+    assert not reaches("imgsearchd.duplicates") & {"imgsearchd.index", "imgsearchd.indexer", "imgsearchd.watcher"}
     assert "imgsearchd.watcher" not in reaches("imgsearchd.indexer")
     # search --local must not need the watcher (watchdog) or the service
     assert not reaches("imgsearchd.query") & {"imgsearchd.watcher", "imgsearchd.service"}

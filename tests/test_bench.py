@@ -34,6 +34,10 @@ TINY = {
     "bench_http_front.py": ["--clients", "4", "--slow", "2", "--seconds", "1", "--kinds", "waitress"],
     "bench_memory.py": ["--side", "600", "--clients", "2", "--strip", "1000"],
     "bench_retrieval.py": ["--db", "8", "--copies", "1", "--batch-size", "4", "--repeats", "1"],
+    "bench_duplicates.py": [
+        "--vectors", "1500", "--planted", "20", "--identical", "5", "--sample", "50", "--grid", "2", "--photos", "2",
+        "--thresholds", "0.9",
+    ],
 }  # fmt: skip
 EXPECT = {
     "bench_decode.py": "| **loader total** |",
@@ -46,6 +50,7 @@ EXPECT = {
     "bench_http_front.py": "| waitress |",
     "bench_memory.py": "| 2 x 600x600 PNG at once | [200, 200] |",
     "bench_retrieval.py": "| half bf16 / half fp32 | bf16 |",
+    "bench_duplicates.py": "| planted pairs precision / recall |",
 }
 
 

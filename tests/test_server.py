@@ -469,6 +469,6 @@ def test_openapi_saw_every_documented_success(openapi):
         for p, ops in openapi.document["paths"].items()
         for m, op in ops.items()
         for s in op["responses"]
-        if s in ("200", "202") and p not in ("/openapi.json", "/rebuild")
+        if s in ("200", "202") and p not in ("/openapi.json", "/rebuild", "/duplicates")  # test_duplicates.py
     }
     assert promised <= openapi.seen, promised - openapi.seen
