@@ -26,6 +26,7 @@ KNOWN_EXTRACTORS = ("clip", "resnet", "efficientnet")
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "int8", "fp16")  # extractors/precision.py says what each does
+PREPROCESS = ("auto", "letterbox", "squash", "crop")  # extractors/framing.py says what each does
 
 
 class ConfigError(Exception):
@@ -63,6 +64,10 @@ def _device(v: Any) -> str | None:
 
 def _precision(v: Any) -> str | None:
     return None if v in PRECISIONS else f"must be one of {', '.join(PRECISIONS)}"
+
+
+def _preprocess(v: Any) -> str | None:
+    return None if v in PREPROCESS else f"must be one of {', '.join(PREPROCESS)}"
 
 
 def _extractor_list(v: Any) -> str | None:
@@ -147,18 +152,21 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "device": Setting(str, "auto", _device),
         "batch_size": Setting(int, 32, _positive),
         "precision": Setting(str, "auto", _precision),
+        "preprocess": Setting(str, "auto", _preprocess),
     },
     "extractors.resnet": {
         "weights": Setting(str, ""),
         "device": Setting(str, "auto", _device),
         "batch_size": Setting(int, 32, _positive),
         "precision": Setting(str, "auto", _precision),
+        "preprocess": Setting(str, "auto", _preprocess),
     },
     "extractors.efficientnet": {
         "weights": Setting(str, ""),
         "device": Setting(str, "auto", _device),
         "batch_size": Setting(int, 32, _positive),
         "precision": Setting(str, "auto", _precision),
+        "preprocess": Setting(str, "auto", _preprocess),
     },
 }
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from .base import Extractor, ModelUnavailableError, file_fingerprint, read_state_dict
-from .crop import model_transform
+from . import framing
 from .layout import for_inference
 
 # The weights were trained on pictures scaled to [-1, 1] (TF-Lite style), not ImageNet mean/std.
@@ -59,7 +59,8 @@ class EfficientNetExtractor(Extractor):
     name = "efficientnet"
     channels_last = True  # convolutional: channels-last and batch norms folded (layout.py)
     dim = 1280
-    decode_side = 256
+    side = 224
+    crop_resize = 256  # the crop mode's Resize(256, bicubic) before CenterCrop(224)
 
     def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)
@@ -71,11 +72,14 @@ class EfficientNetExtractor(Extractor):
         model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
         model.load_state_dict(load_lite0_state_dict(path, model.state_dict()), strict=True)
         self.model = for_inference(model.to(self.device))
-        self.model_id = f"efficientnet_lite0:{file_fingerprint(path) if settings.get('weights') else 'lite0-57934424'}"
-        # Resize(256, bicubic) + CenterCrop(224), over the kept box only (crop.py): cosine to
-        # the full-resize vectors >= 0.9999985 on the scikit-image photos and their 3:1 and
-        # 1:4 crops with these weights, so the model id stays.
-        self._transform = model_transform(256, 224, Image.Resampling.BICUBIC, MEAN, STD)
+        self.preprocess_mode = mode = framing.mode_from(settings, self.name)
+        weights_id = file_fingerprint(path) if settings.get("weights") else "lite0-57934424"
+        self.model_id = framing.framed_id(f"efficientnet_lite0:{weights_id}", mode)
+        # crop: Resize(256, bicubic) + CenterCrop(224), over the kept box only (crop.py): cosine
+        # to the full-resize vectors >= 0.9999985 on the scikit-image photos and their 3:1 and
+        # 1:4 crops with these weights, so that model id stays.
+        self._transform = framing.transform(mode, self.side, self.crop_resize, Image.Resampling.BICUBIC, MEAN, STD)
+        self.decode_side = framing.decode_side(mode, self.side, self.crop_resize)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self._transform(image)
