@@ -1075,6 +1075,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{v} {'cached' if np.isnan(vec.img_s) else f'{vec.img_s:.1f} img/s'}" for v, vec in by_variant.items()
         )
         print(f"Model: {model} ({weights[model]} weights); fp32 embedding: {rates}")
+    print(f"(all embedding: {embedded:.0f} s)")
     print(f"Data: {copy_set.describe()}; copy kinds: {', '.join(TRANSFORMS)}")
     print_sources(copy_set)
     results: dict[str, Any] = {"preprocess": preprocess_study(copy_set, runs, weights)}

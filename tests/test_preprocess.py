@@ -97,7 +97,7 @@ def test_letterbox_padding_is_the_mean_colour_exactly_zero():
 
 
 def test_letterbox_is_open_clips_longest_mode_with_mean_padding(clip_random, photos):
-    from open_clip.transform import image_transform
+    from open_clip import image_transform
 
     cfg = clip_random.model.visual.preprocess_cfg
     theirs = image_transform(224, is_train=False, mean=cfg["mean"], std=cfg["std"], resize_mode="longest")
@@ -154,7 +154,7 @@ def test_the_model_id_differs_per_preprocess_and_crop_keeps_the_old_one(efficien
 
 
 def test_config_takes_every_mode_and_names_the_key_and_file_of_a_bad_one(tmp_path):
-    assert PREPROCESS == ("auto", *framing.MODES)
+    assert ("auto", *framing.MODES) == PREPROCESS
     good = write_config(tmp_path / "good.toml", {"extractors.resnet": {"preprocess": "squash"}})
     config = load_config(good)
     assert config.extractor("resnet")["preprocess"] == "squash"

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import torch
 from PIL import Image
 
+from . import framing
 from .base import (
     RANDOM_WEIGHTS,
     RANDOM_WEIGHTS_SEED,
@@ -24,7 +25,6 @@ from .base import (
     host_reachable,
     log,
 )
-from . import framing
 
 HF_HOST = "huggingface.co"
 HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -77,7 +77,7 @@ def clip_transform(model: Any, preprocess: Any, mode: str) -> framing.Transform:
     if (not isinstance(size, int) and size[0] != size[1]) or "mean" not in cfg:
         if mode == own:
             return cast(framing.Transform, preprocess)
-        from open_clip.transform import image_transform
+        from open_clip import image_transform
 
         return cast(
             framing.Transform,

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .base import Extractor, ModelUnavailableError, file_fingerprint, read_state_dict
 from . import framing
+from .base import Extractor, ModelUnavailableError, file_fingerprint, read_state_dict
 from .layout import for_inference
 
 # The weights were trained on pictures scaled to [-1, 1] (TF-Lite style), not ImageNet mean/std.

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torchvision import models
 
+from . import framing
 from .base import (
     RANDOM_WEIGHTS,
     RANDOM_WEIGHTS_SEED,
@@ -19,7 +20,6 @@ from .base import (
     log,
     read_state_dict,
 )
-from . import framing
 from .layout import for_inference
 
 WEIGHTS = models.ResNet50_Weights.IMAGENET1K_V2
