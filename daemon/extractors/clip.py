@@ -15,7 +15,6 @@ from urllib.parse import urlparse
 import torch
 from PIL import Image
 
-from . import framing
 from .base import (
     RANDOM_WEIGHTS,
     RANDOM_WEIGHTS_SEED,
@@ -25,6 +24,8 @@ from .base import (
     host_reachable,
     log,
 )
+from .framing import Transform, framed_id, mode_from
+from .framing import transform as framed_transform
 
 HF_HOST = "huggingface.co"
 HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -59,7 +60,7 @@ def own_mode(model: Any) -> str:
     return FRAMINGS.get(cfg.get("resize_mode", "shortest"), "crop")
 
 
-def clip_transform(model: Any, preprocess: Any, mode: str) -> framing.Transform:
+def clip_transform(model: Any, preprocess: Any, mode: str) -> Transform:
     """The eval transform for framing ``mode``, from the model's open_clip preprocess config.
 
     Its own mode is open_clip's own transform, as it was: "shortest" (every stock model) and
@@ -76,11 +77,11 @@ def clip_transform(model: Any, preprocess: Any, mode: str) -> framing.Transform:
     own = own_mode(model)
     if (not isinstance(size, int) and size[0] != size[1]) or "mean" not in cfg:
         if mode == own:
-            return cast(framing.Transform, preprocess)
+            return cast(Transform, preprocess)
         from open_clip import image_transform
 
         return cast(
-            framing.Transform,
+            Transform,
             image_transform(
                 size,
                 is_train=False,
@@ -92,9 +93,9 @@ def clip_transform(model: Any, preprocess: Any, mode: str) -> framing.Transform:
             ),
         )
     if mode == own == "letterbox":
-        return cast(framing.Transform, preprocess)  # with the model's own fill colour
+        return cast(Transform, preprocess)  # with the model's own fill colour
     resample = Image.Resampling.BILINEAR if cfg.get("interpolation") == "bilinear" else Image.Resampling.BICUBIC
-    return framing.transform(mode, side, side, resample, cfg["mean"], cfg["std"])
+    return framed_transform(mode, side, side, resample, cfg["mean"], cfg["std"])
 
 
 class ClipExtractor(Extractor):
@@ -143,8 +144,8 @@ class ClipExtractor(Extractor):
                 "clip", f"cannot load CLIP {model_name} with weights {pretrained!r}: {exc}. {self._hint(model_name)}"
             ) from exc
         self.model = model.eval()
-        self.preprocess_mode = mode = framing.mode_from(settings, self.name)
-        self.model_id = framing.framed_id(model_id, mode, legacy=own_mode(model))
+        self.preprocess_mode = mode = mode_from(settings, self.name)
+        self.model_id = framed_id(model_id, mode, legacy=own_mode(model))
         self._transform = clip_transform(model, preprocess, mode)
         self._tokenizer = open_clip.get_tokenizer(model_name)
         size = getattr(model.visual, "image_size", 224)

@@ -14,8 +14,10 @@ from typing import Any
 import torch
 from PIL import Image
 
-from . import framing
 from .base import Extractor, ModelUnavailableError, file_fingerprint, read_state_dict
+from .framing import decode_side as framed_decode_side
+from .framing import framed_id, mode_from
+from .framing import transform as framed_transform
 from .layout import for_inference
 
 # The weights were trained on pictures scaled to [-1, 1] (TF-Lite style), not ImageNet mean/std.
@@ -72,14 +74,14 @@ class EfficientNetExtractor(Extractor):
         model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
         model.load_state_dict(load_lite0_state_dict(path, model.state_dict()), strict=True)
         self.model = for_inference(model.to(self.device))
-        self.preprocess_mode = mode = framing.mode_from(settings, self.name)
+        self.preprocess_mode = mode = mode_from(settings, self.name)
         weights_id = file_fingerprint(path) if settings.get("weights") else "lite0-57934424"
-        self.model_id = framing.framed_id(f"efficientnet_lite0:{weights_id}", mode)
+        self.model_id = framed_id(f"efficientnet_lite0:{weights_id}", mode)
         # crop: Resize(256, bicubic) + CenterCrop(224), over the kept box only (crop.py): cosine
         # to the full-resize vectors >= 0.9999985 on the scikit-image photos and their 3:1 and
         # 1:4 crops with these weights, so that model id stays.
-        self._transform = framing.transform(mode, self.side, self.crop_resize, Image.Resampling.BICUBIC, MEAN, STD)
-        self.decode_side = framing.decode_side(mode, self.side, self.crop_resize)
+        self._transform = framed_transform(mode, self.side, self.crop_resize, Image.Resampling.BICUBIC, MEAN, STD)
+        self.decode_side = framed_decode_side(mode, self.side, self.crop_resize)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self._transform(image)
