@@ -96,20 +96,29 @@ def test_letterbox_padding_is_the_mean_colour_exactly_zero():
     assert torch.allclose(black[:, :56], expected) and torch.equal(black[:, 56:168], tensor[:, 56:168])
 
 
-def test_letterbox_is_open_clips_longest_mode_with_mean_padding(clip_random, photos):
+def test_clip_frames_as_open_clips_own_resize_modes(clip_random, photos):
+    """squash is open_clip's "squash" (rebuilt on the bounded resize: 2 levels at most); letterbox
+    is its "longest" inside the picture, the padding at the mean colour instead of black."""
     from open_clip import image_transform
 
     cfg = clip_random.model.visual.preprocess_cfg
-    theirs = image_transform(224, is_train=False, mean=cfg["mean"], std=cfg["std"], resize_mode="longest")
-    ours = clip_random.preprocess
-    pad = (-torch.tensor(cfg["mean"]) / torch.tensor(cfg["std"])).view(3, 1)  # open_clip pads with black
+    mean, std = cfg["mean"], cfg["std"]
+
+    def theirs(mode: str) -> Any:
+        return image_transform(224, is_train=False, mean=mean, std=std, resize_mode=mode)
+
+    letterbox = framing.transform("letterbox", 224, 224, Image.Resampling.BICUBIC, mean, std)
+    black = (-torch.tensor(mean) / torch.tensor(std)).view(3, 1)  # open_clip's fill_color 0
     for name in ("astronaut", "motorcycle_left", "hubble"):
         photo = photos[name].convert("RGB")
         for picture in (photo, photo.crop((0, 0, photo.width, photo.height // 3))):
-            a, b = ours(picture), theirs(picture)
+            a, b = clip_random.preprocess(picture), theirs("squash")(picture)
+            level = 1 / 255 / min(std)
+            assert float((a - b).abs().max()) <= 2.01 * level and float((a - b).abs().mean()) < 0.05 * level
+            a, b = letterbox(picture), theirs("longest")(picture)
             padded = (a == 0).all(dim=0)
             assert torch.allclose(a[:, ~padded], b[:, ~padded], atol=1e-6), name
-            assert torch.allclose(b[:, padded], pad.expand(3, int(padded.sum())), atol=1e-6), name
+            assert torch.allclose(b[:, padded], black.expand(3, int(padded.sum())), atol=1e-6), name
 
 
 def test_a_tiny_strip_still_fills_one_row():
@@ -121,29 +130,31 @@ def test_a_tiny_strip_still_fills_one_row():
 @pytest.mark.parametrize("size", [(4000, 1000), (1000, 3000)], ids=["panorama", "portrait"])
 def test_the_draft_decode_gives_enough_pixels_for_the_full_frame(efficientnet, size):
     """images.decode shrinks to ``decode_side`` on the shorter side: the full frame still has it all."""
-    assert efficientnet.preprocess_mode == "letterbox" and efficientnet.decode_side == 224
+    assert efficientnet.preprocess_mode == "squash" and efficientnet.decode_side == 224
+    assert framing.decode_side("letterbox", 224, 256) == 224 and framing.decode_side("crop", 224, 256) == 256
     picture = bordered(*size)
     buf = io.BytesIO()
     picture.save(buf, "JPEG", quality=92)
     decoded = images.decode(buf.getvalue(), efficientnet.decode_side)
     assert min(decoded.size) >= efficientnet.decode_side and max(decoded.size) < max(size)  # drafted
     full = images.decode(buf.getvalue(), 0)
-    small, big = efficientnet.preprocess(decoded), efficientnet.preprocess(full)
-    assert float((small - big).abs().mean()) < 0.02  # the same picture, to resampling noise
-    vectors = efficientnet.embed(torch.stack([small, big]))
-    assert float(vectors[0] @ vectors[1]) > 0.995
+    for frame in (efficientnet.preprocess, efficientnet_transform("letterbox")):
+        small, big = frame(decoded), frame(full)
+        assert float((small - big).abs().mean()) < 0.02  # the same picture, to resampling noise
+        vectors = efficientnet.embed(torch.stack([small, big]))
+        assert float(vectors[0] @ vectors[1]) > 0.995
 
 
-def test_each_extractor_defaults_to_letterbox_and_says_so_in_its_model_id(efficientnet, clip_random, resnet_random):
-    assert framing.DEFAULT_MODE == "letterbox"
+def test_each_extractor_defaults_to_squash_and_says_so_in_its_model_id(efficientnet, clip_random, resnet_random):
+    assert framing.DEFAULT_MODE == "squash"
     for extractor in (efficientnet, clip_random, resnet_random):
-        assert extractor.preprocess_mode == "letterbox"
-        assert extractor.model_id.endswith(":letterbox"), extractor.model_id
+        assert extractor.preprocess_mode == "squash" and extractor.decode_side == 224
+        assert extractor.model_id.endswith(":squash"), extractor.model_id
 
 
 def test_the_model_id_differs_per_preprocess_and_crop_keeps_the_old_one(efficientnet, efficientnet_crop):
-    squash = create("efficientnet", {"device": "cpu", "precision": "fp32", "preprocess": "squash"})
-    ids = {e.preprocess_mode: e.model_id for e in (efficientnet, efficientnet_crop, squash)}
+    letterbox = create("efficientnet", {"device": "cpu", "precision": "fp32", "preprocess": "letterbox"})
+    ids = {e.preprocess_mode: e.model_id for e in (efficientnet, efficientnet_crop, letterbox)}
     assert ids == {
         "crop": "efficientnet_lite0:lite0-57934424",  # the id before issue 12: such a catalogue stays valid
         "squash": "efficientnet_lite0:lite0-57934424:squash",
@@ -181,7 +192,7 @@ def test_a_changed_preprocess_re_embeds_through_the_indexer(tmp_path, photos, ef
         assert summary["embedded"] == 2  # the same files, the same content: embedded again
         assert catalog.all_vectors("efficientnet", efficientnet_crop.model_id, 1280)[1].size == 0
         assert catalog.all_vectors("efficientnet", efficientnet.model_id, 1280)[1].size == 2
-        for path in paths:  # the stored vector is the letterboxed picture's
+        for path in paths:  # the stored vector is the squashed picture's
             found = catalog.vector_for_path(path, "efficientnet", efficientnet.model_id)
             assert found is not None
             expected = efficientnet.embed_images([images.load_image(path, efficientnet.decode_side)])[0]
