@@ -340,6 +340,17 @@ class Catalog:
             .fetchone()[0]
         )
 
+    def vectors_under(self, root: str, extractor: str, model_id: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of the indexed files at or below ``root`` with a vector from this model.
+
+        One read, so one change number; what the indexes still hold as fresh is in it too.
+        """
+        sql = "SELECT f.id, v.vector FROM files f JOIN vectors v ON v.content_hash=f.content_hash"
+        sql += f" AND v.extractor=? AND v.model_id=? WHERE f.state='indexed' AND {_SUBTREE}"
+        rows = self._reader().execute(sql, (extractor, model_id, *_subtree(root))).fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        return ids, np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dim).astype(np.float32)
+
     def models_present(self, content_hash: str) -> dict[str, str]:
         """extractor -> model_id of the vectors stored for this content."""
         rows = self._reader().execute("SELECT extractor, model_id FROM vectors WHERE content_hash=?", (content_hash,))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 from . import __version__
@@ -41,9 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(index)
 
-    search = sub.add_parser("search", help="find the images most like IMAGE (or matching --text)")
-    search.add_argument("image", nargs="?", metavar="IMAGE", help="an image path")
-    search.add_argument("--text", help="search by text (CLIP)")
+    search = sub.add_parser(
+        "search",
+        help="find the images most like IMAGE (or matching --text), or a combined query",
+        description="TERM is an image (an existing file) or a text; several make a combined query: "
+        "'a.jpg + \"at night\" - people' adds the first two and subtracts the third, "
+        "and TERM:WEIGHT (night:0.5) weighs a term (default 1).",
+    )
+    search.add_argument("terms", nargs="*", metavar="TERM", help="an image path or a text; + and - between terms")
+    search.add_argument("--text", help="search by text (CLIP); added to the TERMs")
+    search.add_argument("--folder", metavar="DIR", help="only files at or below this folder")
     search.add_argument(
         "--limit", type=int, default=DEFAULT_LIMIT, help=f"how many results (1-{MAX_LIMIT}, default {DEFAULT_LIMIT})"
     )
@@ -210,52 +217,110 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
     return EXIT_OK
 
 
+class BadTerms(ValueError):
+    """A search's TERMs cannot be read as a query."""
+
+
+def terms_to_parts(terms: Sequence[str], text: str | None = None) -> list[dict[str, Any]]:
+    """rclip-style terms as combined-query parts: ``a.jpg + "at night" - people:0.5``.
+
+    A term naming an existing file is an image (its absolute path), one that looks like a
+    path or an image file name but does not exist is an error, anything else is a text.
+    ``+``/``-`` set the sign of the next term; ``TERM:WEIGHT`` its weight.
+    """
+    parts: list[dict[str, Any]] = []
+    sign = 1.0
+    pending_sign = False
+    for term in terms:
+        if term in ("+", "-"):
+            if pending_sign:
+                raise BadTerms(f"'{term}' follows another sign; put a term between them")
+            sign, pending_sign = (1.0 if term == "+" else -1.0), True
+            continue
+        weight = 1.0
+        name = term
+        if not os.path.exists(term) and ":" in term:
+            head, _, tail = term.rpartition(":")
+            try:
+                weight = float(tail)
+            except ValueError:
+                pass
+            else:
+                if not math.isfinite(weight):
+                    raise BadTerms(f"{term}: the weight must be a finite number")
+                name = head
+        if os.path.exists(name):
+            part: dict[str, Any] = {"image": os.path.abspath(name)}
+        elif os.sep in name or os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+            raise BadTerms(f"{name}: no such file")
+        elif not name.strip():
+            raise BadTerms("an empty term")
+        else:
+            part = {"text": name}
+        if sign * weight != 1.0:
+            part["weight"] = sign * weight
+        parts.append(part)
+        sign, pending_sign = 1.0, False
+    if pending_sign:
+        raise BadTerms("the query ends with a sign; a term must follow it")
+    if text is not None:
+        parts.append({"text": text})
+    return parts
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".avif")
+
+
 def cmd_search(args: argparse.Namespace, config: Any) -> int:
-    """Print the images most like one image (or matching a text), as the HTTP API answers."""
+    """Print the images most like one image (or matching a text, or a combined query), as the API answers."""
     if not 1 <= args.limit <= MAX_LIMIT:
         print(f"imgsearchd: --limit must be from 1 to {MAX_LIMIT}", file=sys.stderr)
         return EXIT_USAGE
-    if (args.image is None) == (args.text is None):
-        print("imgsearchd: give an IMAGE or --text, not both", file=sys.stderr)
+    try:
+        parts = terms_to_parts(args.terms, args.text)
+    except BadTerms as exc:
+        print(f"imgsearchd: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if not parts:
+        print("imgsearchd: give an IMAGE, a text, or --text", file=sys.stderr)
+        return EXIT_USAGE
+    folder = os.path.abspath(args.folder) if args.folder else None
     if args.local:
-        return _search_local(args, config)
-    params = {"limit": args.limit, "max_distance": args.max_distance, "extractor": args.extractor}
-    if args.text is not None:
-        params["text"] = args.text
-    else:
-        params["image"] = os.path.abspath(args.image)
-    return _client_call(config, "GET", "/search", params)
+        return _search_local(args, config, parts, folder)
+    params = {"limit": args.limit, "max_distance": args.max_distance, "extractor": args.extractor, "folder": folder}
+    if len(parts) == 1 and "weight" not in parts[0]:
+        return _client_call(config, "GET", "/search", {**params, **parts[0]})
+    return _client_call(config, "POST", "/search", params, json.dumps({"query": parts}).encode())
 
 
-def _search_local(args: argparse.Namespace, config: Any) -> int:
+def _search_local(args: argparse.Namespace, config: Any, parts: list[dict[str, Any]], folder: str | None) -> int:
     """Search the data folder without a daemon: load the model and the index here."""
-    from . import images
+    from . import combined, images
     from .catalog import Catalog
-    from .extractors import TextNotSupportedError
+    from .errors import ApiError
+    from .folder_search import UnknownFolder
     from .index import index_for
-    from .query import query_vector_for_path, search_answer
+    from .paths import normalise_path
+    from .query import search_answer
 
-    if args.image is not None and not Path(args.image).exists():
-        print(f"imgsearchd: {args.image}: no such file", file=sys.stderr)
-        return EXIT_USAGE
     loaded = _load_extractors(config)
     if loaded is None:
         return EXIT_MODEL
     extractor = loaded.default
+    limits = images.ImageLimits.from_config(config.images)
     with Catalog(config.catalog_path) as catalog:
         try:
-            if args.text is not None:
-                vector = extractor.encode_text([args.text])[0]
-            else:
-                vector = query_vector_for_path(
-                    catalog, extractor, args.image, images.ImageLimits.from_config(config.images)
-                )
-        except (images.ImageError, TextNotSupportedError) as exc:
-            print(f"imgsearchd: {exc}", file=sys.stderr)
+            query = combined.parse_parts(parts, 1 << 62, normalise_path)
+            vector = combined.query_vector(query, extractor, catalog, limits)
+        except ApiError as exc:
+            print(f"imgsearchd: {exc.message}", file=sys.stderr)
             return EXIT_ERROR
         with index_for(catalog, config, extractor) as index:  # opens the snapshot (or builds it), closes it after
-            answer = search_answer(index, vector, args.limit, args.max_distance)
+            try:
+                answer = search_answer(index, vector, args.limit, args.max_distance, folder)
+            except UnknownFolder as exc:
+                print(f"imgsearchd: {exc}", file=sys.stderr)
+                return EXIT_ERROR
     print(json.dumps(answer, indent=2))
     return EXIT_OK
 
@@ -285,13 +350,15 @@ def cmd_serve(args: argparse.Namespace, config: Any) -> int:
         return EXIT_OK
 
 
-def _client_call(config: Any, method: str, path: str, params: dict[str, Any] | None = None) -> int:
+def _client_call(
+    config: Any, method: str, path: str, params: dict[str, Any] | None = None, json_body: bytes | None = None
+) -> int:
     from .client import ApiFailure, Client, DaemonNotRunning
 
     server = config.server
     client = Client(server["host"], server["port"], server["token"])
     try:
-        _status, body = client.call(method, path, params)
+        _status, body = client.call(method, path, params, json_body, "application/json" if json_body else None)
     except DaemonNotRunning as exc:
         print(f"imgsearchd: {exc}", file=sys.stderr)
         return EXIT_NOT_RUNNING

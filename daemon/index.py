@@ -215,11 +215,18 @@ class ExtractorIndex:
         self.maybe_rebuild()
 
     def query(
-        self, vector: np.ndarray, limit: int = 10, max_distance: float | None = None, exclude_ids: Iterable[int] = ()
+        self,
+        vector: np.ndarray,
+        limit: int = 10,
+        max_distance: float | None = None,
+        exclude_ids: Iterable[int] = (),
+        budget_scale: int = 1,
     ) -> list[Hit]:
         """The ``limit`` nearest vectors to ``vector``, best first, at most ``max_distance`` away.
 
         Distances are Euclidean between unit vectors (0..2); scores are cosine similarities.
+        ``budget_scale`` multiplies the Annoy base's ``search_k`` (a deep over-fetch, see
+        ``folder_search``).
         """
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
         if v.shape[0] != self.dim:
@@ -234,7 +241,7 @@ class ExtractorIndex:
         exclude = frozenset(int(i) for i in exclude_ids)
         state = self._acquire()
         try:
-            found = state.base.search(v, limit, state.dead, exclude)
+            found = state.base.search(v, limit, state.dead, exclude, budget_scale)
             ids, scores = exact_top(state.fresh_vectors, state.fresh_ids, v, limit + len(exclude))
         finally:
             self._release(state)

@@ -77,8 +77,14 @@ class Base:
         pos = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
         return self.ids[pos] == ids
 
-    def search(self, v: np.ndarray, limit: int, dead: Set[int], exclude: Set[int]) -> list[tuple[float, int]]:
-        """The ``limit`` best (distance, id) pairs for unit vector ``v``, skipping ``dead`` and ``exclude``."""
+    def search(
+        self, v: np.ndarray, limit: int, dead: Set[int], exclude: Set[int], budget_scale: int = 1
+    ) -> list[tuple[float, int]]:
+        """The ``limit`` best (distance, id) pairs for unit vector ``v``, skipping ``dead`` and ``exclude``.
+
+        ``budget_scale`` multiplies an approximate base's search effort (a deep over-fetch
+        asks for many results and needs the effort tuned for 10 results times as many).
+        """
         raise NotImplementedError
 
     def close(self) -> None:
@@ -95,7 +101,9 @@ class ExactBase(Base):
         super().__init__(ids, seq, built_at, build_seconds)
         self.vectors = vectors
 
-    def search(self, v: np.ndarray, limit: int, dead: Set[int], exclude: Set[int]) -> list[tuple[float, int]]:
+    def search(
+        self, v: np.ndarray, limit: int, dead: Set[int], exclude: Set[int], budget_scale: int = 1
+    ) -> list[tuple[float, int]]:
         ids, scores = exact_top(self.vectors, self.ids, v, limit + len(dead) + len(exclude))
         out = []
         for i, s in zip(ids.tolist(), scores.tolist()):
@@ -123,11 +131,13 @@ class AnnoyBase(Base):
         self.meta = meta
         self.search_k = search_k
 
-    def search(self, v: np.ndarray, limit: int, dead: Set[int], exclude: Set[int]) -> list[tuple[float, int]]:
+    def search(
+        self, v: np.ndarray, limit: int, dead: Set[int], exclude: Set[int], budget_scale: int = 1
+    ) -> list[tuple[float, int]]:
         vector = v.tolist()  # Annoy reads a list far faster than a numpy array
         k = limit if not (dead or exclude) else 2 * limit + 10
         while True:
-            search_k = max(self.search_k, k) if self.search_k > 0 else -1
+            search_k = max(self.search_k * max(1, budget_scale), k) if self.search_k > 0 else -1
             positions, distances = self.annoy.get_nns_by_vector(vector, k, search_k, True)
             out = []
             for file_id, d in zip(self.ids[positions].tolist(), distances):

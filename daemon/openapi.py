@@ -46,6 +46,12 @@ LIMIT = _param(
     "limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}, "how many results"
 )
 EXTRACTOR = _param("extractor", {"type": "string"}, "which running extractor answers (default: the first)")
+FOLDER = _param(
+    "folder",
+    {"type": "string"},
+    "only files at or below this absolute folder (inside the allowed roots; 404 when the catalogue "
+    "has no indexed image there)",
+)
 MAX_DISTANCE_PARAM = _param(
     "max_distance", {"type": "number", "minimum": 0, "maximum": MAX_DISTANCE}, "drop results further than this"
 )
@@ -54,6 +60,7 @@ MAX_DISTANCE_PARAM = _param(
 def spec() -> dict[str, Any]:
     """The whole document."""
     # Imported here: the CLI imports this module for the bounds above and needs no watcher.
+    from .combined import MAX_PARTS
     from .index_parts import BaseKind
     from .jobs import JobState
     from .observers import ObserverKind
@@ -69,6 +76,20 @@ def spec() -> dict[str, Any]:
                 "image": {"type": "string"},
                 "status": {"type": "string"},
                 "storage": {"type": "object"},
+                "folder": {"type": "string", "description": "the folder filter that is not known (404)"},
+            },
+        },
+        "QueryPart": {
+            "type": "object",
+            "description": "One part of a combined query: exactly one of image, image_base64 or text, and a "
+            "weight (default 1; negative moves results away from the part).",
+            "additionalProperties": False,
+            "oneOf": [{"required": ["image"]}, {"required": ["image_base64"]}, {"required": ["text"]}],
+            "properties": {
+                "image": {"type": "string", "description": "absolute path, as for GET /search?image="},
+                "image_base64": {"type": "string", "description": "an uploaded image (or a data: URL)"},
+                "text": {"type": "string", "description": "needs an extractor with a text encoder (clip)"},
+                "weight": {"type": "number", "default": 1},
             },
         },
         "Result": {
@@ -99,6 +120,7 @@ def spec() -> dict[str, Any]:
             "properties": {
                 "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
                 "extractor": {"type": "string"},
+                "folder": {"type": "string", "description": "the folder filter, when one was given"},
             },
         },
         "AddedFile": {
@@ -297,6 +319,7 @@ def spec() -> dict[str, Any]:
                     LIMIT,
                     EXTRACTOR,
                     MAX_DISTANCE_PARAM,
+                    FOLDER,
                 ],
                 "responses": {
                     "200": _json(ref("SearchResults"), "best first"),
@@ -304,8 +327,11 @@ def spec() -> dict[str, Any]:
                 },
             },
             "post": {
-                "summary": "Images most like an uploaded image",
-                "parameters": [LIMIT, EXTRACTOR, MAX_DISTANCE_PARAM],
+                "summary": "Images most like an uploaded image, or a combined query of weighted parts",
+                "description": "A JSON body with 'query' is a combined query: the query vector is the sum of "
+                "weight x unit vector of each part, normalised (parts that cancel out: 400). At most "
+                f"{MAX_PARTS} parts; all uploads together at most server.max_upload_mb.",
+                "parameters": [LIMIT, EXTRACTOR, MAX_DISTANCE_PARAM, FOLDER],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -315,7 +341,10 @@ def spec() -> dict[str, Any]:
                             "schema": {
                                 "type": "object",
                                 "required": ["image"],
-                                "properties": {"image": {"type": "string", "format": "binary"}},
+                                "properties": {
+                                    "image": {"type": "string", "format": "binary"},
+                                    "folder": {"type": "string"},
+                                },
                             }
                         },
                         "application/json": {
@@ -327,12 +356,22 @@ def spec() -> dict[str, Any]:
                                     "limit": {"type": "integer"},
                                     "extractor": {"type": "string"},
                                     "max_distance": {"type": "number"},
+                                    "folder": {"type": "string"},
+                                    "query": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": MAX_PARTS,
+                                        "items": {"$ref": "#/components/schemas/QueryPart"},
+                                    },
                                 },
                             }
                         },
                     },
                 },
-                "responses": {"200": _json(ref("SearchResults"), "best first"), **_errors(400, 401, 413, 415, 503)},
+                "responses": {
+                    "200": _json(ref("SearchResults"), "best first"),
+                    **_errors(400, 401, 403, 404, 413, 415, 503),
+                },
             },
         },
         "/stats": {

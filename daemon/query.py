@@ -13,6 +13,7 @@ import numpy as np
 from . import images
 from .catalog import Catalog
 from .extractors import Extractor
+from .folder_search import search_folder
 from .index import ExtractorIndex
 from .paths import json_fields
 
@@ -60,14 +61,23 @@ def query_vector_for_bytes(extractor: Extractor, data: bytes, limits: images.Ima
     return extractor.embed_images([picture])[0]
 
 
-def search_answer(index: ExtractorIndex, vector: np.ndarray, limit: int, max_distance: float | None) -> dict[str, Any]:
-    """The API's search answer: results best first, distances and scores rounded for JSON."""
+def search_answer(
+    index: ExtractorIndex, vector: np.ndarray, limit: int, max_distance: float | None, folder: str | None = None
+) -> dict[str, Any]:
+    """The API's search answer: results best first, distances and scores rounded for JSON.
+
+    With ``folder`` (a normalised path), only files at or below it (``folder_search``);
+    raises ``folder_search.UnknownFolder`` when the catalogue has none there.
+    """
+    if folder is None:
+        found = [(r["image"], r["distance"], r["score"]) for r in index.search(vector, limit, max_distance)]
+    else:
+        hits = search_folder(index, vector, folder, limit, max_distance).hits
+        found = [(path, h.distance, h.score) for h, path in hits]
     results = [
-        {
-            **json_fields(r["image"]),
-            "distance": round(float(r["distance"]), 6),
-            "score": round(float(r["score"]), 6),
-        }
-        for r in index.search(vector, limit, max_distance)
+        {**json_fields(path), "distance": round(float(d), 6), "score": round(float(s), 6)} for path, d, s in found
     ]
-    return {"results": results, "extractor": index.extractor}
+    answer: dict[str, Any] = {"results": results, "extractor": index.extractor}
+    if folder is not None:
+        answer["folder"] = folder
+    return answer

@@ -181,11 +181,12 @@ def create_app(service: Service) -> bottle.Bottle:
         text = query.getunicode("text")
         if text is not None and query.get("image"):
             raise ApiError(400, "give either 'image' or 'text', not both")
+        folder = folder_param({})
         if text is not None:
-            return search_text(text, extractor, limit, max_distance)
+            return search_text(text, extractor, limit, max_distance, folder)
         path = path_param()
         try:
-            return service.search_path(path, extractor, limit, max_distance)
+            return service.search_path(path, extractor, limit, max_distance, folder)
         except images.ImageError as exc:
             raise image_error(exc, path) from None
 
@@ -197,16 +198,21 @@ def create_app(service: Service) -> bottle.Bottle:
         limit = parse_limit(fields.get("limit", query.get("limit")))
         max_distance = parse_max_distance(fields.get("max_distance", query.get("max_distance")))
         extractor = string_field(fields, "extractor") or query.getunicode("extractor") or None
+        folder = folder_param(fields)
+        if "query" in fields:
+            if data is not None or fields.get("text") is not None:
+                raise ApiError(400, "give either 'query' (a combined query) or 'image_base64' or 'text', not both")
+            return service.search_combined(fields["query"], extractor, limit, max_distance, folder)
         if data is None:
             text = string_field(fields, "text")
             if text:
-                return search_text(text, extractor, limit, max_distance)
+                return search_text(text, extractor, limit, max_distance, folder)
             raise ApiError(
                 400,
                 "no image in the request: send raw bytes, a multipart field 'image', or JSON {\"image_base64\": ...}",
             )
         try:
-            return service.search_bytes(data, extractor, limit, max_distance)
+            return service.search_bytes(data, extractor, limit, max_distance, folder)
         except images.ImageError as exc:
             raise image_error(exc) from None
 
@@ -216,11 +222,21 @@ def create_app(service: Service) -> bottle.Bottle:
             raise ApiError(400, f"{name} must be a string, not {type(value).__name__}")
         return value
 
-    def search_text(text: str, extractor: str | None, limit: int, max_distance: float | None) -> Any:
+    def folder_param(fields: dict[str, Any]) -> str | None:
+        """The optional ``folder`` filter (a body field, else the query string), checked as paths are."""
+        raw = string_field(fields, "folder")
+        if raw is None:
+            native = bottle.request.query.get("folder")
+            raw = from_query(native) if native else None
+        return service.check_path(raw) if raw else None
+
+    def search_text(
+        text: str, extractor: str | None, limit: int, max_distance: float | None, folder: str | None
+    ) -> Any:
         if not text.strip():
             raise ApiError(400, "parameter 'text' is empty")
         try:
-            return service.search_text(text, extractor, limit, max_distance)
+            return service.search_text(text, extractor, limit, max_distance, folder)
         except TextNotSupportedError as exc:
             raise ApiError(400, str(exc)) from None
 
@@ -272,7 +288,9 @@ def create_app(service: Service) -> bottle.Bottle:
                 raise ApiError(400, "multipart field 'image' must be a file part (with a filename) holding the image")
             raise ApiError(400, "multipart upload has no field 'image'")
         fields = {
-            k: forms.getunicode(k) for k in ("limit", "extractor", "max_distance", "text") if forms.get(k) is not None
+            k: forms.getunicode(k)
+            for k in ("limit", "extractor", "max_distance", "text", "folder")
+            if forms.get(k) is not None
         }
         return capped(upload.file.read(cap + 1), "upload"), fields
 

@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, images, query
+from . import __version__, combined, images, query
 from .catalog import Catalog, FileState
 from .config import Config
 from .errors import ApiError, image_error
 from .extractors import Extractor, LoadedExtractors, load
+from .folder_search import UnknownFolder
 from .folders import leads_outside
 from .index import ExtractorIndex, index_for
 from .indexer import Indexer
@@ -305,32 +306,56 @@ class Service:
         return self.loaded.extractors[name]
 
     def _answer(
-        self, extractor: Extractor, vector: np.ndarray, limit: int, max_distance: float | None
+        self,
+        extractor: Extractor,
+        vector: np.ndarray,
+        limit: int,
+        max_distance: float | None,
+        folder: str | None = None,
     ) -> dict[str, Any]:
-        return query.search_answer(self.indexes[extractor.name], vector, limit, max_distance)
+        try:
+            return query.search_answer(self.indexes[extractor.name], vector, limit, max_distance, folder)
+        except UnknownFolder as exc:
+            raise ApiError(404, str(exc), folder=exc.folder) from None
 
-    def search_path(self, path: str, extractor: str | None, limit: int, max_distance: float | None) -> dict[str, Any]:
+    def search_path(
+        self, path: str, extractor: str | None, limit: int, max_distance: float | None, folder: str | None = None
+    ) -> dict[str, Any]:
         chosen = self._extractor(extractor)
         assert self.catalog is not None
         vector = query.stored_vector_for_path(self.catalog, chosen, path)
         if vector is None:
             with self._slow_slot():
                 vector = query.embed_path(chosen, path, self.limits, self.allowed_roots() or None)
-        return self._answer(chosen, vector, limit, max_distance)
+        return self._answer(chosen, vector, limit, max_distance, folder)
 
     def search_bytes(
-        self, data: bytes, extractor: str | None, limit: int, max_distance: float | None
+        self, data: bytes, extractor: str | None, limit: int, max_distance: float | None, folder: str | None = None
     ) -> dict[str, Any]:
         chosen = self._extractor(extractor)
         with self._slow_slot():
             vector = query.query_vector_for_bytes(chosen, data, self.limits)
-        return self._answer(chosen, vector, limit, max_distance)
+        return self._answer(chosen, vector, limit, max_distance, folder)
 
-    def search_text(self, text: str, extractor: str | None, limit: int, max_distance: float | None) -> dict[str, Any]:
+    def search_text(
+        self, text: str, extractor: str | None, limit: int, max_distance: float | None, folder: str | None = None
+    ) -> dict[str, Any]:
         chosen = self._extractor(extractor)
         with self._slow_slot():
             vector = chosen.encode_text([text])[0]
-        return self._answer(chosen, vector, limit, max_distance)
+        return self._answer(chosen, vector, limit, max_distance, folder)
+
+    def search_combined(
+        self, raw_query: Any, extractor: str | None, limit: int, max_distance: float | None, folder: str | None = None
+    ) -> dict[str, Any]:
+        """A combined query (``combined``): the JSON list of weighted image and text parts."""
+        chosen = self._extractor(extractor)
+        assert self.catalog is not None
+        parts = combined.parse_parts(raw_query, self.max_upload_bytes, self.check_path)
+        vector = combined.query_vector(
+            parts, chosen, self.catalog, self.limits, self.allowed_roots() or None, self._slow_slot
+        )
+        return self._answer(chosen, vector, limit, max_distance, folder)
 
     # -- reload and status --------------------------------------------------------------------
 

@@ -108,13 +108,16 @@ def test_data_flows_one_way() -> None:
         return seen
 
     downstream = {"imgsearchd.server", "imgsearchd.serve", "imgsearchd.service", "imgsearchd.cli"}
-    for upstream in ("catalog", "images", "workqueue", "folders", "indexer", "index", "snapshot", "watcher", "jobs"):
+    upstream_modules = ("catalog", "images", "workqueue", "folders", "indexer", "index", "snapshot", "watcher", "jobs")
+    for upstream in (*upstream_modules, "folder_search", "combined"):
         reached = reaches(f"imgsearchd.{upstream}") & downstream
         assert not reached, f"imgsearchd.{upstream} reaches {sorted(reached)}"
     assert "imgsearchd.indexer" not in reaches("imgsearchd.index")
     assert "imgsearchd.watcher" not in reaches("imgsearchd.indexer")
     # search --local must not need the watcher (watchdog) or the service
     assert not reaches("imgsearchd.query") & {"imgsearchd.watcher", "imgsearchd.service"}
+    assert not reaches("imgsearchd.combined") & {"imgsearchd.watcher", "imgsearchd.service"}
+    assert "imgsearchd.indexer" not in reaches("imgsearchd.folder_search")
 
 
 @pytest.mark.parametrize("name", sorted(modules()))

@@ -16,6 +16,7 @@ from helpers import REPO
 
 TINY = {
     "bench_decode.py": ["--small", "3", "--large", "1", "--repeats", "1"],
+    "bench_filters.py": ["--library", "1500", "--folders", "100", "600", "--queries", "3", "--repeats", "1"],
     "bench_index.py": [
         "--sizes", "1200", "--queries", "20", "--brute-queries", "5", "--sweep", "1000", "--rate", "1000",
         "--no-threshold",
@@ -36,6 +37,7 @@ TINY = {
 }  # fmt: skip
 EXPECT = {
     "bench_decode.py": "| **loader total** |",
+    "bench_filters.py": "| 600 |",
     "bench_index.py": "| 1,200 |",
     "bench_indexing.py": "| efficientnet | small (4) |",
     "bench_precision.py": "| efficientnet | new |",

@@ -105,7 +105,11 @@ def test_auto_takes_native_bf16_and_search_still_finds_the_same(monkeypatch, pho
     fast = create("efficientnet", {"device": "cpu", "batch_size": 8})
     assert fast.precision.used == "bf16" and fast.precision.asked == "auto"
     assert fast.precision.min_cosine is not None and fast.precision.min_cosine >= precision.MIN_COSINE
-    assert next(p for p in fast.model.parameters()).dtype == torch.bfloat16
+    assert fast.model.conv_head.weight.dtype == torch.bfloat16
+    # the stem and the first block compute in fp32, from the fp32 weights (not bf16 ones cast back)
+    assert isinstance(fast.model.blocks[0], precision.Fp32Stage)
+    assert fast.model.conv_stem.stage.weight.dtype == torch.float32
+    assert torch.equal(fast.model.conv_stem.stage.weight, efficientnet.model.conv_stem.weight)
     pictures = [p.convert("RGB") for p in photos.values()]
     ours, reference = fast.embed_images(pictures), efficientnet.embed_images(pictures)
     assert ours.dtype == np.float32 and np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
@@ -115,6 +119,23 @@ def test_auto_takes_native_bf16_and_search_still_finds_the_same(monkeypatch, pho
     nearest = np.argsort(-(ours @ ours[left]))[1]
     assert names[nearest] == "motorcycle_right"
     assert fast.model_id == efficientnet.model_id  # one index for both: see precision.py
+
+
+def test_fp32_stages_compute_in_fp32_and_hand_bf16_on():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1)).eval()
+    converted = precision.convert(model, "bf16", ("0", "1"))
+    first, second = converted.get_submodule("0"), converted.get_submodule("1")
+    assert isinstance(first, precision.Fp32Stage) and first.out == torch.float32
+    assert isinstance(second, precision.Fp32Stage) and second.out == torch.bfloat16
+    assert first.stage.weight.dtype == torch.float32 and converted.get_submodule("2").weight.dtype == torch.bfloat16
+    assert model[0].weight.dtype == torch.float32  # the original is left as it was
+    x = torch.randn(2, 3, 16, 16)
+    with torch.inference_mode():
+        out = converted(x)
+        # the fp32 stages' own output matches fp32 exactly before the hand-over
+        assert torch.equal(first(x), model[0](x))
+    assert out.dtype == torch.bfloat16
+    assert torch.nn.functional.cosine_similarity(out.float().flatten(1), model(x).flatten(1)).min() > 0.99
 
 
 def test_a_cpu_without_bf16_falls_back_to_fp32_for_convolutions(monkeypatch, caplog):
@@ -129,8 +150,8 @@ def test_a_conversion_that_breaks_the_model_is_caught_at_load(monkeypatch, caplo
     """A wrong kernel, simulated by scrambling the converted copy's weights: fp32 runs instead."""
     real_convert = precision.convert
 
-    def broken(model, name):
-        converted = real_convert(model, name)
+    def broken(model, name, fp32_stages=()):
+        converted = real_convert(model, name, fp32_stages)
         with torch.no_grad():
             for param in converted.parameters():
                 param.copy_(param.flatten()[torch.randperm(param.numel())].view_as(param))

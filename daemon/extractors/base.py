@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .precision import Precision, settle
+from .precision import DTYPES, Precision, settle
 
 log = logging.getLogger("imgsearchd.extractors")
 
@@ -95,6 +95,9 @@ class Extractor(ABC):
     quantisable: bool = False
     # Convolutional models run channels-last (layout.py); their input is given so too.
     channels_last: bool = False
+    # Modules (qualified names, consecutive, from the input on) kept in fp32 under bf16/fp16;
+    # the model then takes its input in fp32 (precision.convert, Fp32Stage).
+    fp32_stages: tuple[str, ...] = ()
 
     def __init__(self, settings: dict[str, Any]) -> None:
         """Device and batch size from the extractor's config section."""
@@ -123,7 +126,7 @@ class Extractor(ABC):
 
     def _as_input(self, batch: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """A float32 (N, C, H, W) batch on the device, in the dtype and memory layout the model takes."""
-        batch = batch.to(self.device, dtype=dtype or self.precision.dtype, non_blocking=True)
+        batch = batch.to(self.device, dtype=dtype or self._input_dtype(self.precision.used), non_blocking=True)
         return batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch
 
     def embed(self, batch: torch.Tensor) -> np.ndarray:
@@ -153,6 +156,10 @@ class Extractor(ABC):
         return features.cpu().numpy().astype(np.float32, copy=False)
 
     # -- precision
+
+    def _input_dtype(self, precision: str) -> torch.dtype:
+        """The dtype the model takes its input in at ``precision`` (fp32 when its first stages are)."""
+        return torch.float32 if self.fp32_stages else DTYPES[precision]
 
     def use_precision(self, asked: str, min_cosine: float | None = None) -> Precision:
         """Run the model at the precision ``asked`` for, checked against fp32 (precision.settle)."""

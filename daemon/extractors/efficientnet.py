@@ -60,6 +60,9 @@ class EfficientNetExtractor(Extractor):
 
     name = "efficientnet"
     channels_last = True  # convolutional: channels-last and batch norms folded (layout.py)
+    # The stem and first block stay fp32 under bf16: bf16 rounding there (3x3 convolutions over
+    # the raw pixels) is where most of the drift came from (bench_retrieval --diagnose).
+    fp32_stages = ("conv_stem", "bn1", "blocks.0")
     dim = 1280
     side = 224
     crop_resize = 256  # the crop mode's Resize(256, bicubic) before CenterCrop(224)

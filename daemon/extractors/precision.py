@@ -140,8 +140,24 @@ def plan(asked: str, device: torch.device, quantisable: bool, flags: frozenset[s
     return Plan("fp32", "auto: no native bf16 on this CPU, and int8 has no Linear layers to speed up here")
 
 
-def convert(model: nn.Module, precision: str) -> nn.Module:
-    """A copy of the fp32 ``model`` in ``precision`` (the original is left as it was)."""
+class Fp32Stage(nn.Module):
+    """One part of a reduced-precision model that computes in fp32: input cast up, output to ``out``."""
+
+    def __init__(self, stage: nn.Module, out: torch.dtype) -> None:
+        super().__init__()
+        self.stage = stage
+        self.out = out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stage(x.float()).to(self.out)
+
+
+def convert(model: nn.Module, precision: str, fp32_stages: Sequence[str] = ()) -> nn.Module:
+    """A copy of the fp32 ``model`` in ``precision`` (the original is left as it was).
+
+    Under bf16/fp16 the named ``fp32_stages`` (consecutive modules, in order) keep their fp32
+    weights and compute in fp32; the last of them hands the model's dtype on.
+    """
     if precision == "int8":
         with warnings.catch_warnings():
             # torch.ao's eager quantisation warns that it moves to torchao; it is what runs
@@ -149,10 +165,19 @@ def convert(model: nn.Module, precision: str) -> nn.Module:
             warnings.simplefilter("ignore")
             return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=False)
     if precision in ("bf16", "fp16"):
-        return copy.deepcopy(model).to(DTYPES[precision])
+        converted = copy.deepcopy(model).to(DTYPES[precision])
+        for position, name in enumerate(fp32_stages):
+            out = DTYPES[precision] if position == len(fp32_stages) - 1 else torch.float32
+            _replace(converted, name, Fp32Stage(copy.deepcopy(model.get_submodule(name)), out))
+        return converted
     if precision == "fp32":
         return model
     raise ValueError(f"no conversion to {precision!r}")
+
+
+def _replace(model: nn.Module, qualified_name: str, new: nn.Module) -> None:
+    parent_name, _, child = qualified_name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
 
 
 def min_cosine(reference: torch.Tensor, candidate: torch.Tensor) -> float:
@@ -179,10 +204,12 @@ class Checkable(Protocol):
     quantisable: bool
     supports_text: bool
     model: Any
+    fp32_stages: tuple[str, ...]
     _lock: threading.Lock
 
     def preprocess(self, image: Image.Image) -> torch.Tensor: ...
     def _as_input(self, batch: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor: ...
+    def _input_dtype(self, precision: str) -> torch.dtype: ...
     def _image_features(self, model: Any, batch: torch.Tensor) -> torch.Tensor: ...
     def _text_features(self, model: Any, texts: Sequence[str]) -> torch.Tensor: ...
     def _converted(self, model: Any, precision: str) -> Any: ...
@@ -211,11 +238,13 @@ def settle(extractor: Checkable, asked: str, threshold: float | None = None) -> 
 
 def _check(extractor: Checkable, asked: str, chosen: Plan, threshold: float) -> Precision:
     """Convert a copy, compare it with fp32 on the probes (and time it when asked); keep it if it passes."""
-    candidate = extractor._converted(convert(extractor.model, chosen.candidate), chosen.candidate)
+    candidate = extractor._converted(
+        convert(extractor.model, chosen.candidate, extractor.fp32_stages), chosen.candidate
+    )
     batch = torch.stack([extractor.preprocess(picture) for picture in probe_images()])
     with extractor._lock, torch.inference_mode():
         fp32_input = extractor._as_input(batch, torch.float32)
-        new_input = extractor._as_input(batch, DTYPES[chosen.candidate])
+        new_input = extractor._as_input(batch, extractor._input_dtype(chosen.candidate))
         worst = min_cosine(
             extractor._image_features(extractor.model, fp32_input), extractor._image_features(candidate, new_input)
         )
