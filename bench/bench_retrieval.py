@@ -1,4 +1,4 @@
-"""Retrieval quality on real photos: copy detection, and whether reduced precision changes it.
+"""Retrieval quality on real photos: copy detection per preprocessing, and whether reduced precision changes it.
 
 The data set is made from real photographs that install without a download: scikit-image's
 sample photos, and, when the Debian packages are installed, the photographs in
@@ -10,17 +10,28 @@ sample photos, and, when the Debian packages are installed, the photographs in
 Each photo is cut into non-overlapping tiles of various sizes (a random recursive grid
 split); the database is a few hundred of those tiles, saved as JPEG quality 92. Each
 database picture gets query copies made from its file: a random crop keeping 70-90% of
-each side, a 0.5x rescale, brightness +-30%, a JPEG quality 55 re-encode, and two
-combinations. Everything is seeded, made once and kept in ``--data-dir`` with the vectors
-of each precision, so a rerun only does the (cheap) search.
+each side, a 0.5x rescale, brightness +-30%, a JPEG quality 55 re-encode, two
+combinations, and a band across the whole picture keeping 40-55% of the other side
+(panorama-like or portrait-like: the aspect ratio changes about 2x). Everything is seeded,
+made once and kept in ``--data-dir`` with the vectors of each model, preprocessing and
+precision, so a rerun only does the (cheap) search.
 
+Preprocessing (issue 12): each ``--models`` extractor embeds the set with each
+``--preprocess`` framing (extractors/framing.py: crop, squash, letterbox; letterbox-black is
+letterbox padded with black instead of the model's mean colour, to measure the fill), in
+fp32; the table gives copy recall@1/5/10 against the crop. EfficientNet-Lite0 has real
+weights offline; ResNet-50 and CLIP run with seeded random weights unless ``--resnet-weights``
+/ ``--clip-pretrained`` name real ones, and random weights decide nothing about a real model.
+
+Precision: the first model at its default preprocessing, fp32 against ``--precision``
+(the daemon's own ``precision`` setting, checked at load as the daemon does; ``none`` skips).
 Metrics, exact cosine search in numpy: copy recall@1 (the nearest database picture to a
 copy is its original), top-10 neighbour overlap between two indexes (every database
 picture as the query, itself left out), the cosine between the vectors that two precisions
 give one picture, and how retrieval degrades when vectors drift to a given cosine.
 
 Run: ``.venv/bin/python bench/bench_retrieval.py`` (the first run embeds 1,200 pictures in each
-precision; bf16 has no native support on an AVX2-only CPU and is emulated: 1.9 img/s against
+preprocessing and precision: 40 img/s in fp32 for EfficientNet-Lite0; bf16 has no native support on an AVX2-only CPU and is emulated: 1.9 img/s against
 40 img/s for fp32 on the shared 2-core VM, 11 minutes in all; a rerun with the vectors cached
 takes seconds). ``--diagnose`` adds where the bf16 drift comes from, per model part, with
 bf16 emulated in fp32 (about 2 minutes).
@@ -58,11 +69,12 @@ from PIL import Image, ImageEnhance
 
 from bench_indexing import cpu_model
 from imgsearchd import extractors
-from imgsearchd.extractors.efficientnet import EfficientNetExtractor
+from imgsearchd.extractors import framing
+from imgsearchd.extractors.framing import LetterboxTensor
 from imgsearchd.images import load_image
 
-DATA_VERSION = 1  # bump when the way the pictures are made changes
-ADAPTER_VERSION = 1  # bump when make_extractor changes what a precision computes
+DATA_VERSION = 2  # bump when the way the pictures are made changes
+ADAPTER_VERSION = 2  # bump when make_extractor changes what a precision computes
 DB_QUALITY = 92
 COPY_QUALITY = 95  # copies whose transform is not a JPEG re-encode are stored at this quality
 MAX_SOURCE_SIDE = 2048  # wallpapers (up to 5312 px) are shrunk to this first
@@ -230,6 +242,19 @@ def _crop(picture: Image.Image, rng: np.random.Generator) -> Image.Image:
     return picture.crop((x, y, x + cw, y + ch))
 
 
+def _band(picture: Image.Image, rng: np.random.Generator, wide: bool) -> Image.Image:
+    """A band across the whole picture keeping 40-55% of the other side: a panorama-like strip
+    (``wide``) or a portrait one, the aspect ratio changed about 2x as a phone's crop does."""
+    w, h = picture.size
+    if wide:
+        ch = max(1, int(h * rng.uniform(0.4, 0.55)))
+        y = int(rng.integers(0, h - ch + 1))
+        return picture.crop((0, y, w, y + ch))
+    cw = max(1, int(w * rng.uniform(0.4, 0.55)))
+    x = int(rng.integers(0, w - cw + 1))
+    return picture.crop((x, 0, x + cw, h))
+
+
 def _half(picture: Image.Image, rng: np.random.Generator) -> Image.Image:
     return picture.resize((max(1, picture.width // 2), max(1, picture.height // 2)), Image.Resampling.BILINEAR)
 
@@ -245,6 +270,8 @@ TRANSFORMS: dict[str, Transform] = {
     "JPEG q55": lambda p, r: (p, 55),
     "crop+0.5x+q55": lambda p, r: (_half(_crop(p, r), r), 55),
     "crop+bright+q55": lambda p, r: (_brightness(_crop(p, r), r), 55),
+    "wide band (panorama-like)": lambda p, r: (_band(p, r, True), COPY_QUALITY),
+    "tall band (portrait-like)": lambda p, r: (_band(p, r, False), COPY_QUALITY),
 }
 
 
@@ -371,28 +398,37 @@ def _copy_set(folder: Path, manifest: dict[str, Any]) -> CopySet:
 
 # -- extractors and vectors -----------------------------------------------------------------
 
-PRECISIONS = ("fp32", "bf16")
+VARIANTS = ("crop", "squash", "letterbox", "letterbox-black")
+MODELS = ("efficientnet", "resnet", "clip")
 
 
-def make_extractor(precision: str, batch_size: int) -> EfficientNetExtractor:
-    """EfficientNet-Lite0 with its real ImageNet weights, computing in ``precision``.
+@dataclass(frozen=True)
+class Spec:
+    """What made a set of vectors: the extractor, its preprocessing variant and its precision."""
 
-    replace with extractors.create(..., {'precision': p}) once it exists
-    (issue 11's precision setting; until then this local adapter does what it will do for bf16).
-    """
-    ext = extractors.create("efficientnet", {"device": "cpu", "batch_size": batch_size})
-    assert isinstance(ext, EfficientNetExtractor)
-    if precision == "fp32":
-        return ext
-    if precision != "bf16":
-        raise SystemExit(f"precision {precision!r}: this adapter knows fp32 and bf16")
-    model = ext.model.to(memory_format=torch.channels_last).to(torch.bfloat16)
-    ext.model = model
+    model: str
+    variant: str  # a framing.MODES entry, or letterbox-black
+    precision: str
+    settings: tuple[tuple[str, str], ...] = ()  # weights settings (resnet weights, clip pretrained)
 
-    def forward(batch: torch.Tensor) -> torch.Tensor:
-        return model(batch.to(memory_format=torch.channels_last).to(torch.bfloat16)).float()
+    @property
+    def label(self) -> str:
+        return f"{self.model}-{self.variant}-{self.precision}"
 
-    ext._forward = forward  # type: ignore[method-assign]
+
+def make_extractor(spec: Spec, batch_size: int) -> extractors.Extractor:
+    """The daemon's own extractor for ``spec``: ``preprocess`` and ``precision`` as the config sets them
+    (the precision checked against fp32 at load, as the daemon does)."""
+    mode = "letterbox" if spec.variant == "letterbox-black" else spec.variant
+    settings = {"device": "cpu", "batch_size": batch_size, "precision": spec.precision, "preprocess": mode}
+    ext = extractors.create(spec.model, {**settings, **dict(spec.settings)})
+    if spec.variant == "letterbox-black":
+        box = ext._transform  # type: ignore[attr-defined]
+        assert isinstance(box, LetterboxTensor)
+        norm = box.normalized
+        ext._transform = LetterboxTensor(box.box.side, box.resample, norm.mean, norm.std, fill=(0, 0, 0))  # type: ignore[attr-defined]
+    if ext.precision.used != spec.precision:
+        print(f"{spec.label}: runs {ext.precision.used}: {ext.precision.reason}", file=sys.stderr)
     return ext
 
 
@@ -415,23 +451,29 @@ class Vectors:
     db: np.ndarray
     queries: np.ndarray
     img_s: float  # embedding rate when made (nan when read from the cache)
+    model_id: str = ""
+    precision: str = ""  # the precision that really ran
 
 
-def vectors_for(copy_set: CopySet, precision: str, batch_size: int) -> Vectors:
-    """One precision's vectors for the whole set, cached next to the pictures."""
-    key = f"{copy_set.stamp}-{precision}-a{ADAPTER_VERSION}-torch{torch.__version__}"
-    path = copy_set.folder / f"vectors-{precision}.npz"
+def vectors_for(copy_set: CopySet, spec: Spec, batch_size: int) -> Vectors:
+    """One spec's vectors for the whole set, cached next to the pictures."""
+    key = f"{copy_set.stamp}-{spec}-a{ADAPTER_VERSION}-torch{torch.__version__}"
+    path = copy_set.folder / f"vectors-{spec.label}.npz"
     if path.exists():
         with np.load(path) as saved:
             if str(saved["key"]) == key:
-                return Vectors(saved["db"], saved["queries"], float("nan"))
-    ext = make_extractor(precision, batch_size)
+                return Vectors(
+                    saved["db"], saved["queries"], float("nan"), str(saved["model_id"]), str(saved["precision"])
+                )
+    ext = make_extractor(spec, batch_size)
     start = time.perf_counter()
-    db = embed_paths(ext, copy_set.db_paths, f"{precision} database")
-    queries = embed_paths(ext, copy_set.query_paths, f"{precision} copies")
+    db = embed_paths(ext, copy_set.db_paths, f"{spec.label} database")
+    queries = embed_paths(ext, copy_set.query_paths, f"{spec.label} copies")
     rate = (len(db) + len(queries)) / (time.perf_counter() - start)
-    np.savez(path, key=np.array(key), db=db, queries=queries)
-    return Vectors(db, queries, rate)
+    used = ext.precision.used
+    model_id = ext.model_id + (" with black padding (bench only)" if spec.variant == "letterbox-black" else "")
+    np.savez(path, key=np.array(key), db=db, queries=queries, model_id=np.array(model_id), precision=np.array(used))
+    return Vectors(db, queries, rate, model_id, used)
 
 
 # -- metrics (exact cosine search; every vector is unit length) -------------------------------
@@ -760,6 +802,93 @@ def drift_study(copy_set: CopySet, full: Vectors, low: Vectors | None, seed: int
     return rows
 
 
+# -- preprocessing: crop against the full frame (issue 12) ---------------------------------------
+
+RECALL_AT = (1, 5, 10)
+ELONGATED = 1.5  # a copy whose long side is at least this times its short side counts as elongated
+
+
+def hits_at(index: np.ndarray, queries: np.ndarray, owner: np.ndarray, k: int) -> np.ndarray:
+    """Per copy: is its original among the ``k`` nearest database pictures?"""
+    return np.asarray((top_k(index, queries, k) == owner[:, None]).any(axis=1))
+
+
+def weights_label(model: str, settings: dict[str, str]) -> str:
+    if model == "efficientnet":
+        return "real (packaged ImageNet)" if not settings.get("weights") else f"file {settings['weights']}"
+    value = settings.get("weights" if model == "resnet" else "pretrained", "none")
+    return "RANDOM (seed 0)" if value in ("none", "random") else value
+
+
+def copy_aspects(copy_set: CopySet) -> np.ndarray:
+    """Long side / short side of every copy (read from the file headers)."""
+    aspects = []
+    for path in copy_set.query_paths:
+        with Image.open(path) as im:
+            aspects.append(max(im.size) / min(im.size))
+    return np.array(aspects)
+
+
+def preprocess_study(
+    copy_set: CopySet, runs: dict[str, dict[str, Vectors]], weights: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Copy recall per model and preprocessing variant, against that model's crop; prints the tables."""
+    owner = copy_set.query_owner
+    kinds = np.array(copy_set.query_kind)
+    elongated = copy_aspects(copy_set) >= ELONGATED
+    print(
+        f"\nPreprocessing: copy recall of {len(owner)} copies against {len(copy_set.db_paths)} database pictures "
+        f"(exact cosine, fp32). 'gained / lost' = copies found at rank 1 only with this variant / only with crop. "
+        f"Elongated: copies whose long side is >= {ELONGATED}x the short one ({int(elongated.sum())} of "
+        f"{len(owner)}).\n"
+    )
+    print(
+        "| model | weights | preprocess | recall@1 | vs crop (points) | gained / lost | recall@5 | recall@10 "
+        "| recall@1 square-ish | recall@1 elongated | model id |"
+    )
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    rows: list[dict[str, Any]] = []
+    hits: dict[tuple[str, str], np.ndarray] = {}
+    for model, variants in runs.items():
+        base = variants.get("crop")
+        base_hits = copy_hits(base.db, base.queries, owner) if base is not None else None
+        for variant, v in variants.items():
+            at = {k: hits_at(v.db, v.queries, owner, k) for k in RECALL_AT}
+            hits[(model, variant)] = at[1]
+            row: dict[str, Any] = {
+                "model": model,
+                "weights": weights[model],
+                "preprocess": variant,
+                "model_id": v.model_id,
+                **{f"recall@{k}": float(h.mean()) for k, h in at.items()},
+                "recall@1_squareish": float(at[1][~elongated].mean()) if (~elongated).any() else float("nan"),
+                "recall@1_elongated": float(at[1][elongated].mean()) if elongated.any() else float("nan"),
+            }
+            delta, change = "", ""
+            if base_hits is not None:
+                row["vs_crop_points"] = points(row["recall@1"], float(base_hits.mean()))
+                row["gained"] = int((at[1] & ~base_hits).sum())
+                row["lost"] = int((~at[1] & base_hits).sum())
+                delta, change = f"{row['vs_crop_points']:+.2f}", f"+{row['gained']} / -{row['lost']}"
+            rows.append(row)
+            print(
+                f"| {model} | {weights[model]} | {variant} | {percent(row['recall@1'])} | {delta} | {change} | "
+                f"{percent(row['recall@5'])} | {percent(row['recall@10'])} | {percent(row['recall@1_squareish'])} | "
+                f"{percent(row['recall@1_elongated'])} | `{v.model_id}` |"
+            )
+    for model, variants in runs.items():
+        names = list(variants)
+        print(f"\nRecall@1 by copy kind, {model} ({weights[model]}):\n")
+        print("| copy kind | copies | " + " | ".join(names) + " |")
+        print("| --- | ---: |" + " ---: |" * len(names))
+        for kind in TRANSFORMS:
+            sel = kinds == kind
+            if sel.any():
+                cells = " | ".join(percent(float(hits[(model, n)][sel].mean())) for n in names)
+                print(f"| {kind} | {int(sel.sum())} | {cells} |")
+    return rows
+
+
 # -- where the reduced precision's error comes from (--diagnose) ----------------------------------
 # bf16 emulated in fp32: a part's parameters rounded to bf16 and, optionally, the outputs of its
 # convolutions and activations too. Runs at fp32 speed, and the whole model emulated this way
@@ -782,10 +911,10 @@ def _in_parts(name: str, parts: Sequence[str]) -> bool:
 
 
 def emulated_vectors(
-    paths: Sequence[str], batch_size: int, params: Sequence[str], outputs: Sequence[str]
+    spec: Spec, paths: Sequence[str], batch_size: int, params: Sequence[str], outputs: Sequence[str]
 ) -> np.ndarray:
     """fp32 vectors with the ``params`` parts' parameters and the ``outputs`` parts' outputs rounded to bf16."""
-    ext = make_extractor("fp32", batch_size)
+    ext = make_extractor(spec, batch_size)
     model = ext.model
 
     def round_output(module: torch.nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
@@ -803,9 +932,13 @@ def emulated_vectors(
     return embed_paths(ext, paths)
 
 
-def diagnose(copy_set: CopySet, full: Vectors, low: Vectors, batch_size: int, seed: int) -> list[dict[str, Any]]:
-    """Which parts of the model the bf16 drift comes from, and what keeping the first ones in fp32 buys."""
-    parts = model_parts(make_extractor("fp32", batch_size).model)
+def diagnose(
+    copy_set: CopySet, spec: Spec, full: Vectors, low: Vectors, batch_size: int, seed: int
+) -> list[dict[str, Any]]:
+    """Which parts of the model the bf16 drift comes from, and what keeping the first ones in fp32 buys.
+
+    ``spec``: the fp32 spec ``full`` was made with."""
+    parts = model_parts(make_extractor(spec, batch_size).model)
     sample = np.arange(0, len(copy_set.db_paths), 4)
     paths = [copy_set.db_paths[i] for i in sample]
     ref = full.db[sample]
@@ -823,7 +956,7 @@ def diagnose(copy_set: CopySet, full: Vectors, low: Vectors, batch_size: int, se
     variants += [(f"parameters of {part} only", [part], []) for part in parts]
     rows: list[dict[str, Any]] = []
     for label, params, outputs in variants:
-        vectors = emulated_vectors(paths, batch_size, params, outputs)
+        vectors = emulated_vectors(spec, paths, batch_size, params, outputs)
         cos = pair_cosines(ref, vectors)
         extra = ""
         if label.startswith("everything"):
@@ -840,7 +973,7 @@ def diagnose(copy_set: CopySet, full: Vectors, low: Vectors, batch_size: int, se
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for n in range(5):
         rounded = parts[n:]
-        vectors = emulated_vectors(copy_set.db_paths, batch_size, rounded, rounded)
+        vectors = emulated_vectors(spec, copy_set.db_paths, batch_size, rounded, rounded)
         cos = pair_cosines(full.db, vectors)
         mixed = np.where(half[:, None], vectors, full.db)
         overlap = neighbour_overlap(full.db, full.db, vectors, vectors)
@@ -875,7 +1008,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", type=int, default=400, help="database pictures")
     parser.add_argument("--copies", type=int, default=2, help="query copies per database picture")
-    parser.add_argument("--precision", default="bf16", help="the reduced precision compared with fp32")
+    parser.add_argument("--models", default="efficientnet", help=f"comma-separated, of {', '.join(MODELS)}")
+    parser.add_argument(
+        "--preprocess", default=",".join(VARIANTS), help=f"comma-separated variants, of {', '.join(VARIANTS)}"
+    )
+    parser.add_argument("--resnet-weights", default="none", help="[extractors.resnet] weights (none: random)")
+    parser.add_argument("--clip-pretrained", default="none", help="[extractors.clip] pretrained (none: random)")
+    parser.add_argument("--clip-model", default="ViT-B-32")
+    parser.add_argument(
+        "--precision", default="bf16", help="the precision compared with fp32 (the daemon's setting); none skips"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3, help="seeds per random drift model")
     parser.add_argument(
@@ -892,14 +1034,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the raw numbers to this file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
+    models = [m for m in args.models.split(",") if m]
+    variants = [v for v in args.preprocess.split(",") if v]
+    for name, wanted, known in (("model", models, MODELS), ("preprocess", variants, VARIANTS)):
+        if not wanted or any(w not in known for w in wanted):
+            raise SystemExit(f"--{name}: choose from {', '.join(known)}")
+    model_settings = {
+        "efficientnet": (),
+        "resnet": (("weights", args.resnet_weights),),
+        "clip": (("model", args.clip_model), ("pretrained", args.clip_pretrained)),
+    }
+    weights = {m: weights_label(m, dict(model_settings[m])) for m in models}
 
     started = time.perf_counter()
     load_before = os.getloadavg()
     copy_set = make_copy_set(Path(args.data_dir), args.db, args.copies, args.seed)
     made = time.perf_counter() - started
     print(f"pictures ready in {made:.1f} s under {args.data_dir}", file=sys.stderr)
-    full = vectors_for(copy_set, "fp32", args.batch_size)
-    low = vectors_for(copy_set, args.precision, args.batch_size)
+    runs: dict[str, dict[str, Vectors]] = {}
+    for model in models:
+        runs[model] = {
+            v: vectors_for(copy_set, Spec(model, v, "fp32", model_settings[model]), args.batch_size) for v in variants
+        }
+    study_spec = Spec(models[0], framing.mode_from({}, models[0]), "fp32", model_settings[models[0]])
+    full = low = None
+    if args.precision != "none":
+        full = vectors_for(copy_set, study_spec, args.batch_size)
+        low = vectors_for(copy_set, Spec(**{**study_spec.__dict__, "precision": args.precision}), args.batch_size)
     embedded = time.perf_counter() - started - made
     load_after = os.getloadavg()
 
@@ -909,19 +1070,26 @@ def main(argv: list[str] | None = None) -> int:
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; load average (1 min) "
         f"{load_before[0]:.2f} before / {load_after[0]:.2f} after the embedding"
     )
-    rates = ", ".join(
-        f"{name} {'cached' if np.isnan(v.img_s) else f'{v.img_s:.1f} img/s'}"
-        for name, v in (("fp32", full), (args.precision, low))
-    )
-    print(f"Model: efficientnet (EfficientNet-Lite0, packaged ImageNet weights); embedding: {rates} ({embedded:.0f} s)")
+    for model, by_variant in runs.items():
+        rates = ", ".join(
+            f"{v} {'cached' if np.isnan(vec.img_s) else f'{vec.img_s:.1f} img/s'}" for v, vec in by_variant.items()
+        )
+        print(f"Model: {model} ({weights[model]} weights); fp32 embedding: {rates}")
+    print(f"(all embedding: {embedded:.0f} s)")
     print(f"Data: {copy_set.describe()}; copy kinds: {', '.join(TRANSFORMS)}")
     print_sources(copy_set)
-    results = compare(copy_set, full, low, args.precision, args.seed)
-    results["drift"] = drift_study(copy_set, full, low, args.seed, args.repeats)
-    if args.diagnose:
-        if args.precision != "bf16":
-            raise SystemExit("--diagnose emulates bf16 only")
-        results["diagnose"] = diagnose(copy_set, full, low, args.batch_size, args.seed)
+    results: dict[str, Any] = {"preprocess": preprocess_study(copy_set, runs, weights)}
+    if full is not None and low is not None:
+        print(
+            f"\nPrecision: {study_spec.model}, preprocess {study_spec.variant}; {args.precision} asked, "
+            f"{low.precision or 'cached'} ran ({'cached' if np.isnan(low.img_s) else f'{low.img_s:.1f} img/s'})"
+        )
+        results.update(compare(copy_set, full, low, args.precision, args.seed))
+        results["drift"] = drift_study(copy_set, full, low, args.seed, args.repeats)
+        if args.diagnose:
+            if args.precision != "bf16":
+                raise SystemExit("--diagnose emulates bf16 only")
+            results["diagnose"] = diagnose(copy_set, study_spec, full, low, args.batch_size, args.seed)
     print(f"\n(total {time.perf_counter() - started:.0f} s)", file=sys.stderr)
     if args.json:
         Path(args.json).write_text(

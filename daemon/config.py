@@ -30,6 +30,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8", "fp16")  # extractors/precision.py
 # efficientnet: measured with bench/bench_duplicates.py (real weights, BENCHMARKS.md "Duplicates").
 # clip and resnet cannot be measured without their weights here (see BENCHMARKS.md).
 DUPLICATE_THRESHOLDS = {"clip": 0.95, "resnet": 0.9, "efficientnet": 0.84}
+PREPROCESS = ("auto", "letterbox", "squash", "crop")  # extractors/framing.py says what each does
 
 
 class ConfigError(Exception):
@@ -71,6 +72,10 @@ def _precision(v: Any) -> str | None:
 
 def _cosine(v: Any) -> str | None:
     return None if 0 < v <= 1 else "must be a cosine similarity above 0 and at most 1"
+
+
+def _preprocess(v: Any) -> str | None:
+    return None if v in PREPROCESS else f"must be one of {', '.join(PREPROCESS)}"
 
 
 def _extractor_list(v: Any) -> str | None:
@@ -156,6 +161,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "batch_size": Setting(int, 32, _positive),
         "precision": Setting(str, "auto", _precision),
         "duplicate_threshold": Setting((int, float), DUPLICATE_THRESHOLDS["clip"], _cosine),
+        "preprocess": Setting(str, "auto", _preprocess),
     },
     "extractors.resnet": {
         "weights": Setting(str, ""),
@@ -163,6 +169,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "batch_size": Setting(int, 32, _positive),
         "precision": Setting(str, "auto", _precision),
         "duplicate_threshold": Setting((int, float), DUPLICATE_THRESHOLDS["resnet"], _cosine),
+        "preprocess": Setting(str, "auto", _preprocess),
     },
     "extractors.efficientnet": {
         "weights": Setting(str, ""),
@@ -170,6 +177,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "batch_size": Setting(int, 32, _positive),
         "precision": Setting(str, "auto", _precision),
         "duplicate_threshold": Setting((int, float), DUPLICATE_THRESHOLDS["efficientnet"], _cosine),
+        "preprocess": Setting(str, "auto", _preprocess),
     },
 }
 

@@ -32,6 +32,14 @@ def efficientnet() -> Any:
 
 
 @pytest.fixture(scope="session")
+def efficientnet_crop() -> Any:
+    """EfficientNet-Lite0 with the classification crop (preprocess = "crop", the recipe before issue 12)."""
+    from imgsearchd.extractors import create
+
+    return create("efficientnet", {"device": "cpu", "batch_size": 8, "preprocess": "crop"})
+
+
+@pytest.fixture(scope="session")
 def clip_random() -> Any:
     from imgsearchd.extractors import create
 

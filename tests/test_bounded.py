@@ -61,7 +61,7 @@ def test_resize_crop_matches_the_full_resize(photos, fixture):
         assert diff.max() <= 2 and diff.mean() < 0.03, (name, diff.max(), diff.mean())
 
 
-def test_bounded_preprocess_keeps_the_real_vectors(photos, efficientnet):
+def test_bounded_preprocess_keeps_the_real_vectors(photos, efficientnet_crop):
     """EfficientNet-Lite0's real weights see the same pictures: the model id may stay."""
     full = transforms.Compose(
         [
@@ -73,8 +73,8 @@ def test_bounded_preprocess_keeps_the_real_vectors(photos, efficientnet):
     )
     some = {name: photos[name] for name in ("chelsea", "astronaut", "hubble", "motorcycle_left")}
     pictures = [picture for _, picture in shapes(some)]
-    old = efficientnet.embed(torch.stack([full(p) for p in pictures]))
-    new = efficientnet.embed(torch.stack([efficientnet.preprocess(p) for p in pictures]))
+    old = efficientnet_crop.embed(torch.stack([full(p) for p in pictures]))
+    new = efficientnet_crop.embed(torch.stack([efficientnet_crop.preprocess(p) for p in pictures]))
     cosines = (old * new).sum(axis=1)
     assert cosines.min() >= 0.99999, cosines.min()  # measured 0.9999985 on all nine photos' shapes
 
@@ -110,7 +110,7 @@ def size_guard(monkeypatch) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("size", [(100000, 1), (1, 100000), (65000, 3), (1, 1)])
-@pytest.mark.parametrize("fixture", EXTRACTORS)
+@pytest.mark.parametrize("fixture", [*EXTRACTORS, "efficientnet_crop"])  # the fixtures letterbox (the default)
 def test_extreme_aspect_ratios_make_nothing_big(request, tmp_path, size_guard, fixture, size):
     extractor = request.getfixturevalue(fixture)
     data = make.solid_png(tmp_path / "strip.png", *size).read_bytes()
@@ -123,14 +123,14 @@ def test_extreme_aspect_ratios_make_nothing_big(request, tmp_path, size_guard, f
     assert size_guard["largest"] <= SMALL
 
 
-def test_a_degenerate_strip_gives_its_centre_stretched_over_the_crop(size_guard, efficientnet):
+def test_a_degenerate_strip_gives_its_centre_stretched_over_the_crop(size_guard, efficientnet_crop):
     """Decision: the model's own definition, continued: shorter side to 256 and the centre
     224 kept, so a 100000x1 strip shows the ~1 pixel at its centre, not a squashed strip."""
     strip = Image.fromarray(np.tile(np.array([[[220, 20, 20]]], dtype=np.uint8), (1, 100000, 1)))
     strip.paste((20, 200, 20), (49990, 0, 50010, 1))  # green only around the centre
     buf = io.BytesIO()
     strip.save(buf, "PNG")
-    tensor = efficientnet.preprocess(images.decode(buf.getvalue(), efficientnet.decode_side))
+    tensor = efficientnet_crop.preprocess(images.decode(buf.getvalue(), efficientnet_crop.decode_side))
     rgb = (tensor * 0.502 + 0.498).mean(dim=(1, 2)) * 255
     assert rgb[1] > 190 and rgb[0] < 30, rgb
 

@@ -278,8 +278,9 @@ def test_model_transform_equals_the_torchvision_tensor_path(photos, resize, resa
             assert torch.equal(new(loaded), old(loaded)), name
 
 
-def test_efficientnet_vectors_are_unchanged_by_the_tensor_step(photos, efficientnet):
+def test_efficientnet_vectors_are_unchanged_by_the_tensor_step(photos, efficientnet_crop):
     """EfficientNet-Lite0's real weights get the same tensors, so the same vectors."""
+    efficientnet = efficientnet_crop
     from imgsearchd.extractors.efficientnet import MEAN, STD
 
     old = transforms.Compose([ResizeCrop(256, 224, Image.Resampling.BICUBIC), torchvision_tensor(MEAN, STD)])

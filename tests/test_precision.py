@@ -80,7 +80,7 @@ def plain_lite0() -> torch.nn.Module:
 def test_fp32_gives_the_vectors_of_the_plain_model(photos):
     """Folding and channels-last only reorder sums: the same vectors to float rounding, same model id."""
     extractor = create("efficientnet", {"device": "cpu", "precision": "fp32"})
-    assert extractor.precision.used == "fp32" and extractor.model_id == "efficientnet_lite0:lite0-57934424"
+    assert extractor.precision.used == "fp32" and extractor.model_id == "efficientnet_lite0:lite0-57934424:squash"
     batch = torch.stack([extractor.preprocess(p.convert("RGB")) for p in photos.values()])
     with torch.inference_mode():
         plain = torch.nn.functional.normalize(plain_lite0()(batch), dim=-1).numpy()

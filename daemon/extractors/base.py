@@ -77,7 +77,8 @@ class Extractor(ABC):
     """Turns pictures into L2-normalised float32 vectors of a fixed dimension.
 
     Subclasses set ``name``, ``dim``, ``model_id``, ``decode_side`` (the shorter side
-    the loader should decode to), build ``self.model`` (fp32, eval) and implement
+    the loader should decode to), ``preprocess_mode`` (the framing: framing.py; part of
+    ``model_id``), build ``self.model`` (fp32, eval) and implement
     ``preprocess`` and ``_image_features``. ``use_precision`` (called by ``registry.create``)
     then picks the precision the model runs in and checks it against fp32.
     ``forward_passes`` and ``images_embedded`` count the work done (for stats and tests).
@@ -88,6 +89,7 @@ class Extractor(ABC):
     dim: int = 0
     model_id: str = ""
     decode_side: int = 224
+    preprocess_mode: str = "crop"
     supports_text: bool = False
     # True when the model's work is in Linear layers, which int8 dynamic quantisation speeds up.
     quantisable: bool = False

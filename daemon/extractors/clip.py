@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import torch
@@ -24,7 +24,8 @@ from .base import (
     host_reachable,
     log,
 )
-from .crop import model_transform
+from .framing import Transform, framed_id, mode_from
+from .framing import transform as framed_transform
 
 HF_HOST = "huggingface.co"
 HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -48,26 +49,57 @@ def _download_host(cfg: dict[str, Any]) -> str:
     return urlparse(cfg.get("url", "")).hostname or HF_HOST
 
 
-def bounded_transform(model: Any, preprocess: Any) -> Any:
-    """open_clip's eval transform rebuilt on ``ResizeCrop``, from the model's preprocess config.
+# open_clip's ``resize_mode`` for each framing (framing.py), and back.
+OPEN_CLIP_MODES = {"crop": "shortest", "squash": "squash", "letterbox": "longest"}
+FRAMINGS = {v: k for k, v in OPEN_CLIP_MODES.items()}
 
-    "shortest" (every stock model) and "squash" become a resize of only the kept box (cosine
-    to open_clip's own >= 0.9999998 on the scikit-image photos and their 3:1 and 1:4 crops,
-    ViT-B-32); "longest" scales the long side to the output, bounded already, so open_clip's
-    transform stays, as it does for non-square inputs.
+
+def own_mode(model: Any) -> str:
+    """The framing of the model's own open_clip preprocess config (what its ids meant before)."""
+    cfg = getattr(model.visual, "preprocess_cfg", None) or {}
+    return FRAMINGS.get(cfg.get("resize_mode", "shortest"), "crop")
+
+
+def clip_transform(model: Any, preprocess: Any, mode: str) -> Transform:
+    """The eval transform for framing ``mode``, from the model's open_clip preprocess config.
+
+    Its own mode is open_clip's own transform, as it was: "shortest" (every stock model) and
+    "squash" rebuilt on ``ResizeCrop`` over only the kept box (cosine to open_clip's own
+    >= 0.9999998 on the scikit-image photos and their 3:1 and 1:4 crops, ViT-B-32), "longest"
+    kept as open_clip has it (bounded already). Another mode on a square input is framing.py's
+    with the config's size, interpolation, mean and std (letterbox: open_clip's "longest" with
+    the padding at the mean colour, see framing.py); a non-square input takes open_clip's
+    ``image_transform`` with that ``resize_mode``.
     """
     cfg = getattr(model.visual, "preprocess_cfg", None) or {}
     size = cfg.get("size", getattr(model.visual, "image_size", 224))
     side = size if isinstance(size, int) else size[0]
-    mode = cfg.get("resize_mode", "shortest")
-    if (not isinstance(size, int) and size[0] != size[1]) or mode not in ("shortest", "squash") or "mean" not in cfg:
-        return preprocess
+    own = own_mode(model)
+    if (not isinstance(size, int) and size[0] != size[1]) or "mean" not in cfg:
+        if mode == own:
+            return cast(Transform, preprocess)
+        from open_clip import image_transform
+
+        return cast(
+            Transform,
+            image_transform(
+                size,
+                is_train=False,
+                mean=cfg.get("mean"),
+                std=cfg.get("std"),
+                resize_mode=OPEN_CLIP_MODES[mode],
+                interpolation=cfg.get("interpolation"),
+                fill_color=cfg.get("fill_color", 0),
+            ),
+        )
+    if mode == own == "letterbox":
+        return cast(Transform, preprocess)  # with the model's own fill colour
     resample = Image.Resampling.BILINEAR if cfg.get("interpolation") == "bilinear" else Image.Resampling.BICUBIC
-    return model_transform(side if mode == "shortest" else 0, side, resample, cfg["mean"], cfg["std"])
+    return framed_transform(mode, side, side, resample, cfg["mean"], cfg["std"])
 
 
 class ClipExtractor(Extractor):
-    """open_clip image and text towers; the model's own eval transform."""
+    """open_clip image and text towers; the framing set by ``preprocess`` (clip_transform)."""
 
     name = "clip"
     supports_text = True
@@ -112,8 +144,9 @@ class ClipExtractor(Extractor):
                 "clip", f"cannot load CLIP {model_name} with weights {pretrained!r}: {exc}. {self._hint(model_name)}"
             ) from exc
         self.model = model.eval()
-        self.model_id = model_id
-        self._transform = bounded_transform(model, preprocess)
+        self.preprocess_mode = mode = mode_from(settings, self.name)
+        self.model_id = framed_id(model_id, mode, legacy=own_mode(model))
+        self._transform = clip_transform(model, preprocess, mode)
         self._tokenizer = open_clip.get_tokenizer(model_name)
         size = getattr(model.visual, "image_size", 224)
         self.decode_side = int(size[0] if isinstance(size, (tuple, list)) else size)

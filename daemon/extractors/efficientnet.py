@@ -15,7 +15,9 @@ import torch
 from PIL import Image
 
 from .base import Extractor, ModelUnavailableError, file_fingerprint, read_state_dict
-from .crop import model_transform
+from .framing import decode_side as framed_decode_side
+from .framing import framed_id, mode_from
+from .framing import transform as framed_transform
 from .layout import for_inference
 
 # The weights were trained on pictures scaled to [-1, 1] (TF-Lite style), not ImageNet mean/std.
@@ -62,7 +64,8 @@ class EfficientNetExtractor(Extractor):
     # the raw pixels) is where most of the drift came from (bench_retrieval --diagnose).
     fp32_stages = ("conv_stem", "bn1", "blocks.0")
     dim = 1280
-    decode_side = 256
+    side = 224
+    crop_resize = 256  # the crop mode's Resize(256, bicubic) before CenterCrop(224)
 
     def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)
@@ -74,11 +77,14 @@ class EfficientNetExtractor(Extractor):
         model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
         model.load_state_dict(load_lite0_state_dict(path, model.state_dict()), strict=True)
         self.model = for_inference(model.to(self.device))
-        self.model_id = f"efficientnet_lite0:{file_fingerprint(path) if settings.get('weights') else 'lite0-57934424'}"
-        # Resize(256, bicubic) + CenterCrop(224), over the kept box only (crop.py): cosine to
-        # the full-resize vectors >= 0.9999985 on the scikit-image photos and their 3:1 and
-        # 1:4 crops with these weights, so the model id stays.
-        self._transform = model_transform(256, 224, Image.Resampling.BICUBIC, MEAN, STD)
+        self.preprocess_mode = mode = mode_from(settings, self.name)
+        weights_id = file_fingerprint(path) if settings.get("weights") else "lite0-57934424"
+        self.model_id = framed_id(f"efficientnet_lite0:{weights_id}", mode)
+        # crop: Resize(256, bicubic) + CenterCrop(224), over the kept box only (crop.py): cosine
+        # to the full-resize vectors >= 0.9999985 on the scikit-image photos and their 3:1 and
+        # 1:4 crops with these weights, so that model id stays.
+        self._transform = framed_transform(mode, self.side, self.crop_resize, Image.Resampling.BICUBIC, MEAN, STD)
+        self.decode_side = framed_decode_side(mode, self.side, self.crop_resize)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self._transform(image)

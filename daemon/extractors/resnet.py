@@ -19,7 +19,9 @@ from .base import (
     log,
     read_state_dict,
 )
-from .crop import model_transform
+from .framing import decode_side as framed_decode_side
+from .framing import framed_id, mode_from
+from .framing import transform as framed_transform
 from .layout import for_inference
 
 WEIGHTS = models.ResNet50_Weights.IMAGENET1K_V2
@@ -37,11 +39,13 @@ class ResNetExtractor(Extractor):
     name = "resnet"
     channels_last = True  # convolutional: channels-last and batch norms folded (layout.py)
     dim = 2048
-    decode_side = 232
+    side = 224
+    crop_resize = 232  # the crop mode's Resize(232, bilinear) before CenterCrop(224)
 
     def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)
         weights = settings.get("weights", "")
+        self.preprocess_mode = mode = mode_from(settings, self.name)
         if weights in RANDOM_WEIGHTS:
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
         model = models.resnet50(weights=None)
@@ -54,13 +58,15 @@ class ResNetExtractor(Extractor):
         else:
             model.load_state_dict(self._load_torchvision())
             self.model_id = "resnet50:IMAGENET1K_V2"
+        self.model_id = framed_id(self.model_id, mode)
         model.fc = torch.nn.Identity()
         self.model = for_inference(model.to(self.device))
-        # torchvision's IMAGENET1K_V2 eval transform (Resize(232, bilinear) + CenterCrop(224)),
+        # crop: torchvision's IMAGENET1K_V2 eval transform (Resize(232, bilinear) + CenterCrop(224)),
         # over the kept box only (crop.py): cosine to the old vectors >= 0.9999997.
-        self._transform = model_transform(
-            232, 224, Image.Resampling.BILINEAR, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+        self._transform = framed_transform(
+            mode, self.side, self.crop_resize, Image.Resampling.BILINEAR, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
         )
+        self.decode_side = framed_decode_side(mode, self.side, self.crop_resize)
 
     @staticmethod
     def _load_file(path: str) -> dict[str, torch.Tensor]:
