@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .catalog import Catalog
-from .index_parts import Base, BaseKind, ExactBase, Hit, State, distance_of, exact_top, unit_rows
+from .index_parts import UNMEASURED_SEARCH_K, Base, BaseKind, ExactBase, Hit, State, distance_of, exact_top, unit_rows
+from .recall import DEFAULT_BUDGET_MS, DEFAULT_SAMPLE, DEFAULT_TARGET, MAX_AUTO_TREES, Tuning, report
 from .snapshot import IndexBuildError, SnapshotError, SnapshotStore
 from .timestamps import iso_utc
 
@@ -47,14 +48,15 @@ log = logging.getLogger("imgsearchd.index")
 # 1.0 instead of about 0.99, no build and no files. Above that it grows linearly past the
 # Annoy latency.
 EXACT_BELOW = 10_000
-# Trees per snapshot and candidates Annoy inspects per query, chosen with bench/bench_index.py
-# at one million 512-d vectors (BENCHMARKS.md). The build is memory-bound, 4-7 s per tree
-# there on one core: 10 trees built in 62-82 s, 20 in 121 s, 50 in about 230 s (two cores),
-# while recall@10 at search_k 5000 was 0.983, 0.992 and 0.990. search_k 5000 gives p50 about
-# 1.5 ms; 2000 was the least that reached 0.95 (0.961); the margin is for data harder than
-# the synthetic set.
+# Trees of the first snapshot with ``trees = "auto"`` (then raised, see ``recall``), chosen with
+# bench/bench_index.py at one million 512-d vectors (BENCHMARKS.md). The build is memory-bound,
+# 4-7 s per tree there on one core: 10 trees built in 62-82 s, 20 in 121 s, 50 in about 230 s
+# (two cores), while recall@10 at search_k 5000 was 0.983, 0.992 and 0.990 on photo-like data.
+# ``search_k`` is measured after each build (``recall``); DEFAULT_SEARCH_K is the fixed one
+# of snapshots built before that.
 DEFAULT_TREES = 10
-DEFAULT_SEARCH_K = 5_000
+DEFAULT_SEARCH_K = UNMEASURED_SEARCH_K
+AUTO = "auto"
 
 
 class ExtractorIndex:
@@ -72,8 +74,11 @@ class ExtractorIndex:
         model_id: str,
         dim: int,
         *,
-        trees: int = DEFAULT_TREES,
-        search_k: int | None = None,
+        trees: int | str = AUTO,
+        search_k: int | str | None = None,
+        target_recall: float = DEFAULT_TARGET,
+        search_budget_ms: float = DEFAULT_BUDGET_MS,
+        recall_sample: int = DEFAULT_SAMPLE,
         rebuild_after_changes: int = 1000,
         rebuild_after_seconds: float = 60.0,
         exact_below: int = EXACT_BELOW,
@@ -81,19 +86,28 @@ class ExtractorIndex:
     ) -> None:
         """``directory`` holds this extractor's files (normally ``<data_dir>/<extractor>``).
 
-        ``search_k``: Annoy candidates per query (None: ``DEFAULT_SEARCH_K``; -1: Annoy's own
-        default of trees x results). ``build_jobs``: Annoy build threads (None: all cores but one,
+        ``trees``: Annoy trees, or "auto": ``DEFAULT_TREES``, raised after a build that misses
+        the recall target (see ``recall``). ``search_k``: Annoy candidates per query, or "auto"
+        (also None): the least that reaches ``target_recall`` within ``search_budget_ms`` p50,
+        measured after each build on ``recall_sample`` stored vectors; -1: Annoy's own
+        default of trees x results. ``build_jobs``: Annoy build threads (None: all cores but one,
         so that a build never takes the core queries run on; -1: all cores).
         """
-        if dim <= 0 or trees <= 0 or rebuild_after_changes <= 0 or rebuild_after_seconds <= 0:
-            raise ValueError("dim, trees and the rebuild thresholds must be positive")
+        if dim <= 0 or rebuild_after_changes <= 0 or rebuild_after_seconds <= 0:
+            raise ValueError("dim and the rebuild thresholds must be positive")
+        if not 0 < target_recall <= 1 or search_budget_ms <= 0 or recall_sample <= 0:
+            raise ValueError("target_recall must be in (0, 1], the budget and the sample positive")
         self.catalog = catalog
         self.directory = Path(directory)
         self.extractor = extractor
         self.model_id = model_id
         self.dim = dim
         self.trees = trees
-        self.search_k = DEFAULT_SEARCH_K if search_k is None else int(search_k)
+        self.search_k: int | None = None if search_k in (None, AUTO) else int(search_k)  # None: measured
+        self.target_recall = target_recall
+        self.search_budget_ms = search_budget_ms
+        self.recall_sample = recall_sample
+        self._next_trees = DEFAULT_TREES  # for the next build with trees "auto"; raised by misses
         self.rebuild_after_changes = rebuild_after_changes
         self.rebuild_after_seconds = rebuild_after_seconds
         self.exact_below = exact_below
@@ -134,8 +148,17 @@ class ExtractorIndex:
         try:
             snapshot = self.store.load(self.catalog.current_seq(), self.search_k)
             base = snapshot
-            if int(snapshot.meta["trees"]) != self.trees:
-                rebuild_reason = f"it has {snapshot.meta['trees']} trees, the settings ask for {self.trees}"
+            measured = snapshot.meta.get("recall")
+            if self.trees == AUTO and measured is not None:
+                self._next_trees = int(measured.get("next_trees", snapshot.meta["trees"]))
+            if int(snapshot.meta["trees"]) != self.build_trees():
+                rebuild_reason = (
+                    f"it has {snapshot.meta['trees']} trees, "
+                    + ("the recall measurement asks" if self.trees == AUTO else "the settings ask")
+                    + f" for {self.build_trees()}"
+                )
+            elif self.search_k is None and (measured is None or measured.get("search_k_source") != "auto"):
+                rebuild_reason = "its search_k was not chosen by a recall measurement"
         except FileNotFoundError:
             log.info("%s: no snapshot yet in %s", self.extractor, self.directory)
         except SnapshotError as exc:
@@ -260,12 +283,34 @@ class ExtractorIndex:
         paths = self.catalog.paths_for(h.id for h in hits)  # also drops files removed just now
         return [{"image": paths[h.id], "distance": h.distance, "score": h.score} for h in hits if h.id in paths]
 
+    @property
+    def trees(self) -> int | str:
+        """The setting: a number of trees, or "auto"."""
+        return self._trees
+
+    @trees.setter
+    def trees(self, value: int | str) -> None:
+        if value != AUTO and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ValueError(f'trees must be "auto" or a positive integer, not {value!r}')
+        self._trees = value
+
+    def build_trees(self) -> int:
+        """The number of trees the next snapshot gets."""
+        return self._next_trees if self._trees == AUTO else int(self._trees)
+
+    def tuning(self) -> Tuning:
+        """What the builder measures and aims for (``recall``)."""
+        auto = self._trees == AUTO
+        return Tuning(self.target_recall, self.search_budget_ms, self.recall_sample, self.search_k,
+                      max(MAX_AUTO_TREES, self.build_trees()) if auto else None)  # fmt: skip
+
     def stats(self) -> dict[str, Any]:
-        """Counts and build facts for ``/stats``."""
+        """Counts, build facts and the measured recall for ``/stats``."""
         state = self._state
         if state is None:
             raise RuntimeError("index is not open")
         return {
+            **report(state.base, self.tuning(), self.build_trees(), "auto" if self._trees == AUTO else "config"),
             "extractor": self.extractor,
             "model_id": self.model_id,
             "mode": state.base.kind,
@@ -276,8 +321,6 @@ class ExtractorIndex:
             "last_build": iso_utc(state.base.built_at),
             "last_build_seconds": round(state.base.build_seconds, 3),
             "building": self._building,
-            "trees": self.trees,
-            "search_k": self.search_k,
         }
 
     # -- rebuilding --------------------------------------------------------------
@@ -358,7 +401,8 @@ class ExtractorIndex:
                 seq, ids, vectors = self.catalog.all_vectors(self.extractor, self.model_id, self.dim)
                 base: Base = ExactBase(ids, unit_rows(vectors), seq, started, time.monotonic() - t0)
             else:
-                base = self.store.build(self.catalog.path, self.trees, self.build_jobs, self.search_k, started)
+                base = self.store.build(self.catalog.path, self.build_trees(), self.build_jobs, self.tuning(), started)
+                self._measured(base.meta.get("recall"))
             with self._update_lock:
                 changes = self.catalog.changes_since(self.extractor, self.model_id, base.seq, self.dim)
                 state = State.of(base, self.dim).apply(
@@ -395,6 +439,27 @@ class ExtractorIndex:
                     self._failed = (target, error)
                     self._retry_at = time.monotonic() + self.rebuild_after_seconds
                 self._cond.notify_all()
+
+    def _measured(self, recall: dict[str, Any] | None) -> None:
+        """Take the next build's trees from a new snapshot's measurement; warn when it missed."""
+        if recall is None:
+            return
+        if self._trees == AUTO:
+            self._next_trees = int(recall["next_trees"])
+        if not recall["target_met"]:
+            log.warning(
+                "%s: recall@10 %.3f at search_k %d (p50 %.2f ms), short of the target %.2f within the %g ms "
+                "budget; %s",
+                self.extractor,
+                recall["recall_at_10"],
+                recall["search_k"],
+                recall["p50_ms"],
+                recall["target_recall"],
+                recall["search_budget_ms"],
+                f"the next build uses {recall['next_trees']} trees"
+                if recall["next_trees"] > recall["trees"]
+                else f"{recall['trees']} trees is the most allowed (index.trees)",
+            )
 
     # -- state and references ----------------------------------------------------
 
@@ -452,6 +517,8 @@ def index_for(catalog: Catalog, config: Config, extractor: Extractor) -> Extract
         extractor.dim,
         trees=settings["trees"],
         search_k=settings["search_k"],
+        target_recall=settings["target_recall"],
+        search_budget_ms=settings["search_budget_ms"],
         rebuild_after_changes=settings["rebuild_after_changes"],
         rebuild_after_seconds=settings["rebuild_after_seconds"],
     )
