@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_index import OtherLoad, ground_truth, make_data, say  # noqa: E402
 
 DIM = 512
-Search = Callable[[np.ndarray], np.ndarray]
+Search = Callable[[np.ndarray], Any]
 
 
 def sweep(
@@ -92,7 +93,7 @@ def run_annoy(trees: int, vectors: np.ndarray, queries, truth, args, work: Path)
 
 
 def run_hnswlib(vectors: np.ndarray, queries, truth, args) -> dict:
-    import hnswlib
+    import hnswlib  # type: ignore[import-untyped]
 
     t0 = time.monotonic()
     index = hnswlib.Index(space="ip", dim=DIM)  # unit vectors: inner product = cosine
@@ -110,7 +111,6 @@ def run_hnswlib(vectors: np.ndarray, queries, truth, args) -> dict:
         return lambda q: index.knn_query(q, k=10)[0][0]
 
     rows = sweep("hnswlib", search_for, [16 * 2**i for i in range(9)], queries, truth, args)
-    del index
     return dict(
         engine=f"hnswlib, M {args.m}, ef_construction {args.ef_construction}",
         param="ef",
@@ -132,14 +132,15 @@ def run_usearch(vectors: np.ndarray, queries, truth, args, dtype: str) -> dict:
         index.add(keys, vectors[lo : lo + 50_000], threads=args.threads)
     build_s = time.monotonic() - t0
     size_mb = index.memory_usage / 2**20
-    say(f"usearch {dtype} M {args.m} ef_construction {args.ef_construction}: built in {build_s:.0f} s, {size_mb:.0f} MiB")
+    say(
+        f"usearch {dtype} M {args.m} ef_construction {args.ef_construction}: built in {build_s:.0f} s, {size_mb:.0f} MiB"
+    )
 
     def search_for(ef: int) -> Search:
-        index.expansion_search = ef
+        index.expansion_search = ef  # type: ignore[misc]  # settable (usearch 2.26), not in its stubs
         return lambda q: index.search(q, 10, threads=1).keys
 
     rows = sweep(f"usearch-{dtype}", search_for, [16 * 2**i for i in range(9)], queries, truth, args)
-    del index
     return dict(
         engine=f"usearch {dtype}, M {args.m}, ef_construction {args.ef_construction}",
         param="ef",
@@ -187,7 +188,9 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\nDataset `{args.dataset}`, {DIM}-d, {args.queries} held-out queries, limit 10, {args.threads} build threads.\n")
+    print(
+        f"\nDataset `{args.dataset}`, {DIM}-d, {args.queries} held-out queries, limit 10, {args.threads} build threads.\n"
+    )
     print("| vectors | engine | build (s) | size (MiB) | effort: p50 / p95 ms, recall@10 |")
     print("|---:|---|---:|---:|---|")
     for n, r in results:

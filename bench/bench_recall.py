@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_index import DIM, OtherLoad, fill_catalog, ground_truth, make_data, pct, recall, run_queries, say  # noqa: E402
 from imgsearchd.catalog import Catalog  # noqa: E402
 from imgsearchd.index import ExtractorIndex  # noqa: E402
 from imgsearchd.index_parts import UNMEASURED_SEARCH_K  # noqa: E402
 
-from bench_index import DIM, OtherLoad, fill_catalog, ground_truth, make_data, pct, recall, run_queries, say  # noqa: E402
 from index_helpers import EXTRACTOR, MODEL  # noqa: E402
 
 QUIET = dict(rebuild_after_changes=10**9, rebuild_after_seconds=10**6)  # the bench starts rebuilds itself
@@ -69,7 +69,7 @@ def one(kind: str, n: int, args: argparse.Namespace, work: Path) -> list[dict[st
             index.wait_idle()
             wall = time.monotonic() - t
             stats = index.stats()
-            measured = index._state.base.meta["recall"]  # type: ignore[union-attr]
+            measured = index._state.base.meta["recall"]
             rec, p50, p95 = served(index, queries, truth)
             rows.append(dict(kind=kind, n=n, build=build, stats=stats, m=measured, rec=rec, p50=p50, p95=p95,
                              build_s=stats["last_build_seconds"], wall=wall))  # fmt: skip

@@ -448,8 +448,7 @@ class ExtractorIndex:
             self._next_trees = int(recall["next_trees"])
         if not recall["target_met"]:
             log.warning(
-                "%s: recall@10 %.3f at search_k %d (p50 %.2f ms), short of the target %.2f within the %g ms "
-                "budget; %s",
+                "%s: recall@10 %.3f at search_k %d (p50 %.2f ms), short of the target %.2f within the %g ms budget; %s",
                 self.extractor,
                 recall["recall_at_10"],
                 recall["search_k"],

@@ -33,6 +33,7 @@ RECALL_STATS: dict[str, Any] = {
     "recall_note": {"type": ["string", "null"], "description": "why the target is not met, when it is not"},
 }
 
+
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 

@@ -93,7 +93,7 @@ def measure(
     k = truth.shape[1]
     if k == 0:
         return 1.0, 0.0, 0.0, len(queries)
-    hits, lat = 0, []
+    hits, lat = 0, list[float]()
     stop = time.perf_counter() + max_seconds
     for q, own, want in zip(queries, positions.tolist(), truth):
         if len(lat) >= 10 and time.perf_counter() > stop:
@@ -115,6 +115,7 @@ def tune(annoy: AnnoyIndex, chunks: list[np.ndarray], trees: int, tuning: Tuning
     truth = true_neighbours(chunks, positions)
     queries = [annoy.get_item_vector(int(p)) for p in positions]
     sweep: list[list[float]] = []
+    chosen: tuple[int, float, float, float, int] | None = None
     cap = max(2.0, 2 * len(queries) * tuning.budget_ms / 1e3)  # a step: at most 2 s or twice the budget per query
     if tuning.search_k is not None:
         search_k = tuning.search_k if tuning.search_k > 0 else trees * K
@@ -122,7 +123,6 @@ def tune(annoy: AnnoyIndex, chunks: list[np.ndarray], trees: int, tuning: Tuning
         sweep.append([search_k, round(p50, 3), round(rec, 4)])
         chosen = (tuning.search_k, rec, p50, p95, used)
     else:
-        chosen = None
         search_k = trees * K
         while True:
             rec, p50, p95, used = measure(annoy, queries, positions, truth, search_k, cap)
@@ -133,6 +133,7 @@ def tune(annoy: AnnoyIndex, chunks: list[np.ndarray], trees: int, tuning: Tuning
             if rec >= tuning.target or p50 > tuning.budget_ms or search_k >= n * trees:
                 break
             search_k *= 2
+    assert chosen is not None  # the first step is always kept
     search_k, rec, p50, p95, used = chosen
     met = rec >= tuning.target and p50 <= tuning.budget_ms
     next_trees = trees if met or tuning.max_trees is None else min(max(trees, tuning.max_trees), 2 * trees)
@@ -167,6 +168,7 @@ def report(base: Base, tuning: Tuning, next_trees: int, trees_source: str) -> di
     measured = base.meta.get("recall")
     trees = int(base.meta["trees"])
     out.update(search_k=base.search_k, search_k_source=base.search_k_source, trees=trees)
+    note: str | None
     if not isinstance(measured, dict):
         note = "not measured: the snapshot was built before recall was measured"
         return {**out, "recall_at_10": None, "target_met": None, "p50_ms": None, "p95_ms": None,

@@ -326,9 +326,7 @@ class SnapshotStore:
 
     # -- building
 
-    def build(
-        self, catalog_path: Path, trees: int, jobs: int, tuning: Tuning | None, started: float
-    ) -> AnnoyBase:
+    def build(self, catalog_path: Path, trees: int, jobs: int, tuning: Tuning | None, started: float) -> AnnoyBase:
         """Build a new snapshot in a child process, rename it into place, load it, commit the metadata.
 
         ``tuning``: measure recall and choose ``search_k`` (``recall``), else search with

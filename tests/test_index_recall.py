@@ -17,10 +17,10 @@ import pytest
 from imgsearchd.catalog import Catalog, FileResult
 from imgsearchd.index import ExtractorIndex
 from imgsearchd.recall import sample_positions
+from test_server import OpenApiChecker
 
 from helpers import live_server, server_config
 from index_helpers import EXTRACTOR, MODEL, add_files, broad_clusters, photo_like, random_unit
-from test_server import OpenApiChecker
 
 DIM = 64
 QUIET = dict(rebuild_after_changes=10**9, rebuild_after_seconds=3600.0)  # no automatic rebuilds
@@ -77,7 +77,10 @@ def test_a_budget_too_small_misses_the_target_warns_and_raises_the_trees(tmp_pat
             stats = index.stats()
             assert stats["target_met"] is False and stats["recall_at_10"] < 0.95 and stats["recall_sample"] == 50
             assert (stats["trees"], stats["next_trees"]) == (10, 20)
-            assert "not reached within 0.001 ms" in stats["recall_note"] and "next build uses 20 trees" in stats["recall_note"]
+            assert (
+                "not reached within 0.001 ms" in stats["recall_note"]
+                and "next build uses 20 trees" in stats["recall_note"]
+            )
             warning = [r for r in caplog.records if r.levelno == logging.WARNING and "short of the target" in r.message]
             assert warning and warning[0].message.startswith(f"{EXTRACTOR}: recall@10 {stats['recall_at_10']:.3f}")
             assert "0.001 ms budget" in warning[0].message
@@ -127,7 +130,7 @@ def test_stats_show_the_measured_recall_over_http(tmp_path):
         )
         index.exact_below, index.recall_sample = 100, 100  # Annoy mode at this size, a small sample
         index.refresh()
-        status, body = live.post("/rebuild", b"", "application/octet-stream", extractor="efficientnet")
+        status, _ = live.post("/rebuild", b"", "application/octet-stream", extractor="efficientnet")
         assert status == 202 and index.wait_idle(120)
         status, stats = live.get("/stats")
         openapi.check("GET", "/stats", status, stats)
