@@ -30,7 +30,7 @@ import numpy as np
 
 from .catalog import Catalog
 from .index_parts import UNMEASURED_SEARCH_K, Base, BaseKind, ExactBase, Hit, State, distance_of, exact_top, unit_rows
-from .recall import DEFAULT_BUDGET_MS, DEFAULT_SAMPLE, DEFAULT_TARGET, MAX_AUTO_TREES, Tuning, report
+from .recall import DEFAULT_BUDGET_MS, DEFAULT_SAMPLE, DEFAULT_TARGET, MAX_AUTO_TREES, Tuning, miss_message, report
 from .snapshot import IndexBuildError, SnapshotError, SnapshotStore
 from .timestamps import iso_utc
 
@@ -42,18 +42,12 @@ log = logging.getLogger("imgsearchd.index")
 
 # Below this many vectors the index searches exactly with numpy instead of building Annoy.
 # Measured with bench/bench_index.py on the 2-core VM (BENCHMARKS.md): the exact scan costs
-# about 0.1 ms per 1000 vectors (1.0 ms p50 at 10k, 2.0 ms at 20k); Annoy at the defaults
-# costs 0.4-0.7 ms at 5k-10k but 1.5 ms at 1M. So up to 10k the exact scan stays under 1 ms,
-# under what a query costs at scale, at most 0.3 ms behind Annoy at the same size, with recall
-# 1.0 instead of about 0.99, no build and no files. Above that it grows linearly past the
-# Annoy latency.
+# about 0.1 ms per 1000 vectors (1.0 ms p50 at 10k); Annoy 0.4-0.7 ms at 5k-10k, 1.5 ms at
+# 1M. Up to 10k exact stays under 1 ms, at most 0.3 ms behind Annoy, with recall 1.0, no build.
 EXACT_BELOW = 10_000
-# Trees of the first snapshot with ``trees = "auto"`` (then raised, see ``recall``), chosen with
-# bench/bench_index.py at one million 512-d vectors (BENCHMARKS.md). The build is memory-bound,
-# 4-7 s per tree there on one core: 10 trees built in 62-82 s, 20 in 121 s, 50 in about 230 s
-# (two cores), while recall@10 at search_k 5000 was 0.983, 0.992 and 0.990 on photo-like data.
-# ``search_k`` is measured after each build (``recall``); DEFAULT_SEARCH_K is the fixed one
-# of snapshots built before that.
+# Trees of the first snapshot with trees "auto" (then raised, see ``recall``): 10 built in 62-82 s
+# at 1M 512-d vectors on this machine, recall@10 0.983 at search_k 5000 on photo-like data
+# (BENCHMARKS.md, issue 3). search_k is measured after each build (``recall``).
 DEFAULT_TREES = 10
 DEFAULT_SEARCH_K = UNMEASURED_SEARCH_K
 AUTO = "auto"
@@ -152,11 +146,8 @@ class ExtractorIndex:
             if self.trees == AUTO and measured is not None:
                 self._next_trees = int(measured.get("next_trees", snapshot.meta["trees"]))
             if int(snapshot.meta["trees"]) != self.build_trees():
-                rebuild_reason = (
-                    f"it has {snapshot.meta['trees']} trees, "
-                    + ("the recall measurement asks" if self.trees == AUTO else "the settings ask")
-                    + f" for {self.build_trees()}"
-                )
+                asks = "the recall measurement asks" if self.trees == AUTO else "the settings ask"
+                rebuild_reason = f"it has {snapshot.meta['trees']} trees, {asks} for {self.build_trees()}"
             elif self.search_k is None and (measured is None or measured.get("search_k_source") != "auto"):
                 rebuild_reason = "its search_k was not chosen by a recall measurement"
         except FileNotFoundError:
@@ -284,8 +275,7 @@ class ExtractorIndex:
         return [{"image": paths[h.id], "distance": h.distance, "score": h.score} for h in hits if h.id in paths]
 
     @property
-    def trees(self) -> int | str:
-        """The setting: a number of trees, or "auto"."""
+    def trees(self) -> int | str:  # the setting: a number of trees, or "auto"
         return self._trees
 
     @trees.setter
@@ -442,23 +432,10 @@ class ExtractorIndex:
 
     def _measured(self, recall: dict[str, Any] | None) -> None:
         """Take the next build's trees from a new snapshot's measurement; warn when it missed."""
-        if recall is None:
-            return
-        if self._trees == AUTO:
+        if recall is not None and self._trees == AUTO:
             self._next_trees = int(recall["next_trees"])
-        if not recall["target_met"]:
-            log.warning(
-                "%s: recall@10 %.3f at search_k %d (p50 %.2f ms), short of the target %.2f within the %g ms budget; %s",
-                self.extractor,
-                recall["recall_at_10"],
-                recall["search_k"],
-                recall["p50_ms"],
-                recall["target_recall"],
-                recall["search_budget_ms"],
-                f"the next build uses {recall['next_trees']} trees"
-                if recall["next_trees"] > recall["trees"]
-                else f"{recall['trees']} trees is the most allowed (index.trees)",
-            )
+        if recall is not None and (message := miss_message(recall)):
+            log.warning("%s: %s", self.extractor, message)
 
     # -- state and references ----------------------------------------------------
 

@@ -7,7 +7,10 @@ come from numpy; Annoy answers each with 11 results, the query's own item droppe
 query never counts itself. In auto mode ``search_k`` doubles from trees x 10 (Annoy's own
 default for 10 results) until the sample's recall@10 reaches the target, or its p50
 passes the latency budget (then the largest ``search_k`` within the budget is kept), or
-Annoy already inspects every item. A configured ``search_k`` is only measured.
+Annoy already inspects every item. A step over the budget is timed twice and the faster
+pass counts: the builder runs at low priority, and on the shared 2-core machine one slow
+pass stopped a sweep at 3 ms where the next step took 5 (bench_recall, 100k broad, 20 trees).
+A configured ``search_k`` is only measured.
 """
 
 from __future__ import annotations
@@ -126,6 +129,9 @@ def tune(annoy: AnnoyIndex, chunks: list[np.ndarray], trees: int, tuning: Tuning
         search_k = trees * K
         while True:
             rec, p50, p95, used = measure(annoy, queries, positions, truth, search_k, cap)
+            if p50 > tuning.budget_ms:  # once more: on a shared machine one slow pass is often load
+                again = measure(annoy, queries, positions, truth, search_k, cap)
+                rec, p50, p95, used = min((rec, p50, p95, used), again, key=lambda m: m[1])
             sweep.append([search_k, round(p50, 3), round(rec, 4)])
             if p50 > tuning.budget_ms and chosen is not None:
                 break  # keep the best within the budget
@@ -186,3 +192,19 @@ def report(base: Base, tuning: Tuning, next_trees: int, trees_source: str) -> di
     return {**out, "recall_at_10": measured["recall_at_10"], "target_met": measured["target_met"],
             "p50_ms": measured["p50_ms"], "p95_ms": measured["p95_ms"], "recall_sample": measured["sample"],
             "recall_note": note}  # fmt: skip
+
+
+def miss_message(recall: dict[str, Any]) -> str | None:
+    """The log's warning for a measurement that missed the target, or None when it met it."""
+    if recall["target_met"]:
+        return None
+    more = recall["next_trees"] > recall["trees"]
+    return (
+        f"recall@10 {recall['recall_at_10']:.3f} at search_k {recall['search_k']} (p50 {recall['p50_ms']:.2f} ms), "
+        f"short of the target {recall['target_recall']:.2f} within the {recall['search_budget_ms']:g} ms budget; "
+        + (
+            f"the next build uses {recall['next_trees']} trees"
+            if more
+            else f"{recall['trees']} trees is the most allowed"
+        )
+    )
