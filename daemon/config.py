@@ -78,6 +78,18 @@ def _preprocess(v: Any) -> str | None:
     return None if v in PREPROCESS else f"must be one of {', '.join(PREPROCESS)}"
 
 
+def _auto_or_positive(v: Any) -> str | None:
+    if isinstance(v, str):
+        return None if v == "auto" else 'must be greater than 0 or "auto"'
+    return None if v > 0 else 'must be greater than 0 or "auto"'
+
+
+def _search_k(v: Any) -> str | None:
+    if isinstance(v, str):
+        return None if v == "auto" else 'must be -1 (Annoy\'s default), greater than 0 or "auto"'
+    return None if v == -1 or v > 0 else 'must be -1 (Annoy\'s default), greater than 0 or "auto"'
+
+
 def _extractor_list(v: Any) -> str | None:
     if not v:
         return "must name at least one extractor"
@@ -125,10 +137,10 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "fallback_extractor": Setting(str, "efficientnet", _fallback),
         "rebuild_after_changes": Setting(int, 1000, _positive),
         "rebuild_after_seconds": Setting((int, float), 60, _positive),
-        "trees": Setting(int, 10, _positive),
-        "search_k": Setting(
-            int, 5000, lambda v: None if v == -1 or v > 0 else "must be -1 (Annoy's default) or greater than 0"
-        ),
+        "trees": Setting((int, str), "auto", _auto_or_positive),
+        "search_k": Setting((int, str), "auto", _search_k),
+        "target_recall": Setting((int, float), 0.95, lambda v: None if 0 < v <= 1 else "must be in (0, 1]"),
+        "search_budget_ms": Setting((int, float), 10, _positive),
         "loader_threads": Setting(int, 0, _non_negative),
     },
     "images": {

@@ -8,6 +8,9 @@ base, drops tombstoned items, merges the rest with the best fresh vectors and re
 best ``limit``. ``refresh`` pulls catalogue changes with ``Catalog.changes_since`` (one
 cheap read when nothing changed), so a change is searchable as soon as it is committed.
 
+Longer than most modules: reading (``query``, and ``query_many`` for the duplicates'
+self-join) and rebuilding share one protocol for holding and retiring bases, kept together.
+
 Rebuilds run on a background thread per extractor: when the fresh vectors or the
 tombstones reach ``rebuild_after_changes``, or the oldest change is older than
 ``rebuild_after_seconds``. Small collections get an exact base; larger ones an Annoy
@@ -29,7 +32,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .catalog import Catalog
-from .index_parts import AnnoyBase, Base, BaseKind, ExactBase, Hit, State, distance_of, exact_top, unit_rows
+from .index_parts import (
+    UNMEASURED_SEARCH_K,
+    AnnoyBase,
+    Base,
+    BaseKind,
+    ExactBase,
+    Hit,
+    State,
+    distance_of,
+    exact_top,
+    unit_rows,
+)
+from .recall import DEFAULT_BUDGET_MS, DEFAULT_SAMPLE, DEFAULT_TARGET, MAX_AUTO_TREES, Tuning, miss_message, report
 from .snapshot import IndexBuildError, SnapshotError, SnapshotStore
 from .timestamps import iso_utc
 
@@ -41,20 +56,15 @@ log = logging.getLogger("imgsearchd.index")
 
 # Below this many vectors the index searches exactly with numpy instead of building Annoy.
 # Measured with bench/bench_index.py on the 2-core VM (BENCHMARKS.md): the exact scan costs
-# about 0.1 ms per 1000 vectors (1.0 ms p50 at 10k, 2.0 ms at 20k); Annoy at the defaults
-# costs 0.4-0.7 ms at 5k-10k but 1.5 ms at 1M. So up to 10k the exact scan stays under 1 ms,
-# under what a query costs at scale, at most 0.3 ms behind Annoy at the same size, with recall
-# 1.0 instead of about 0.99, no build and no files. Above that it grows linearly past the
-# Annoy latency.
+# about 0.1 ms per 1000 vectors (1.0 ms p50 at 10k); Annoy 0.4-0.7 ms at 5k-10k, 1.5 ms at
+# 1M. Up to 10k exact stays under 1 ms, at most 0.3 ms behind Annoy, with recall 1.0, no build.
 EXACT_BELOW = 10_000
-# Trees per snapshot and candidates Annoy inspects per query, chosen with bench/bench_index.py
-# at one million 512-d vectors (BENCHMARKS.md). The build is memory-bound, 4-7 s per tree
-# there on one core: 10 trees built in 62-82 s, 20 in 121 s, 50 in about 230 s (two cores),
-# while recall@10 at search_k 5000 was 0.983, 0.992 and 0.990. search_k 5000 gives p50 about
-# 1.5 ms; 2000 was the least that reached 0.95 (0.961); the margin is for data harder than
-# the synthetic set.
+# Trees of the first snapshot with trees "auto" (then raised, see ``recall``): 10 built in 62-82 s
+# at 1M 512-d vectors on this machine, recall@10 0.983 at search_k 5000 on photo-like data
+# (BENCHMARKS.md, issue 3). search_k is measured after each build (``recall``).
 DEFAULT_TREES = 10
-DEFAULT_SEARCH_K = 5_000
+DEFAULT_SEARCH_K = UNMEASURED_SEARCH_K
+AUTO = "auto"
 
 
 class ExtractorIndex:
@@ -72,8 +82,11 @@ class ExtractorIndex:
         model_id: str,
         dim: int,
         *,
-        trees: int = DEFAULT_TREES,
-        search_k: int | None = None,
+        trees: int | str = AUTO,
+        search_k: int | str | None = None,
+        target_recall: float = DEFAULT_TARGET,
+        search_budget_ms: float = DEFAULT_BUDGET_MS,
+        recall_sample: int = DEFAULT_SAMPLE,
         rebuild_after_changes: int = 1000,
         rebuild_after_seconds: float = 60.0,
         exact_below: int = EXACT_BELOW,
@@ -81,19 +94,28 @@ class ExtractorIndex:
     ) -> None:
         """``directory`` holds this extractor's files (normally ``<data_dir>/<extractor>``).
 
-        ``search_k``: Annoy candidates per query (None: ``DEFAULT_SEARCH_K``; -1: Annoy's own
-        default of trees x results). ``build_jobs``: Annoy build threads (None: all cores but one,
+        ``trees``: Annoy trees, or "auto": ``DEFAULT_TREES``, raised after a build that misses
+        the recall target (see ``recall``). ``search_k``: Annoy candidates per query, or "auto"
+        (also None): the least that reaches ``target_recall`` within ``search_budget_ms`` p50,
+        measured after each build on ``recall_sample`` stored vectors; -1: Annoy's own
+        default of trees x results. ``build_jobs``: Annoy build threads (None: all cores but one,
         so that a build never takes the core queries run on; -1: all cores).
         """
-        if dim <= 0 or trees <= 0 or rebuild_after_changes <= 0 or rebuild_after_seconds <= 0:
-            raise ValueError("dim, trees and the rebuild thresholds must be positive")
+        if dim <= 0 or rebuild_after_changes <= 0 or rebuild_after_seconds <= 0:
+            raise ValueError("dim and the rebuild thresholds must be positive")
+        if not 0 < target_recall <= 1 or search_budget_ms <= 0 or recall_sample <= 0:
+            raise ValueError("target_recall must be in (0, 1], the budget and the sample positive")
         self.catalog = catalog
         self.directory = Path(directory)
         self.extractor = extractor
         self.model_id = model_id
         self.dim = dim
         self.trees = trees
-        self.search_k = DEFAULT_SEARCH_K if search_k is None else int(search_k)
+        self.search_k: int | None = None if search_k in (None, AUTO) else int(search_k)  # None: measured
+        self.target_recall = target_recall
+        self.search_budget_ms = search_budget_ms
+        self.recall_sample = recall_sample
+        self._next_trees = DEFAULT_TREES  # for the next build with trees "auto"; raised by misses
         self.rebuild_after_changes = rebuild_after_changes
         self.rebuild_after_seconds = rebuild_after_seconds
         self.exact_below = exact_below
@@ -134,8 +156,14 @@ class ExtractorIndex:
         try:
             snapshot = self.store.load(self.catalog.current_seq(), self.search_k)
             base = snapshot
-            if int(snapshot.meta["trees"]) != self.trees:
-                rebuild_reason = f"it has {snapshot.meta['trees']} trees, the settings ask for {self.trees}"
+            measured = snapshot.meta.get("recall")
+            if self.trees == AUTO and measured is not None:
+                self._next_trees = int(measured.get("next_trees", snapshot.meta["trees"]))
+            if int(snapshot.meta["trees"]) != self.build_trees():
+                asks = "the recall measurement asks" if self.trees == AUTO else "the settings ask"
+                rebuild_reason = f"it has {snapshot.meta['trees']} trees, {asks} for {self.build_trees()}"
+            elif self.search_k is None and (measured is None or measured.get("search_k_source") != "auto"):
+                rebuild_reason = "its search_k was not chosen by a recall measurement"
         except FileNotFoundError:
             log.info("%s: no snapshot yet in %s", self.extractor, self.directory)
         except SnapshotError as exc:
@@ -260,12 +288,33 @@ class ExtractorIndex:
         paths = self.catalog.paths_for(h.id for h in hits)  # also drops files removed just now
         return [{"image": paths[h.id], "distance": h.distance, "score": h.score} for h in hits if h.id in paths]
 
+    @property
+    def trees(self) -> int | str:  # the setting: a number of trees, or "auto"
+        return self._trees
+
+    @trees.setter
+    def trees(self, value: int | str) -> None:
+        if value != AUTO and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ValueError(f'trees must be "auto" or a positive integer, not {value!r}')
+        self._trees = value
+
+    def build_trees(self) -> int:
+        """The number of trees the next snapshot gets."""
+        return self._next_trees if self._trees == AUTO else int(self._trees)
+
+    def tuning(self) -> Tuning:
+        """What the builder measures and aims for (``recall``)."""
+        auto = self._trees == AUTO
+        return Tuning(self.target_recall, self.search_budget_ms, self.recall_sample, self.search_k,
+                      max(MAX_AUTO_TREES, self.build_trees()) if auto else None)  # fmt: skip
+
     def stats(self) -> dict[str, Any]:
-        """Counts and build facts for ``/stats``."""
+        """Counts, build facts and the measured recall for ``/stats``."""
         state = self._state
         if state is None:
             raise RuntimeError("index is not open")
         return {
+            **report(state.base, self.tuning(), self.build_trees(), "auto" if self._trees == AUTO else "config"),
             "extractor": self.extractor,
             "model_id": self.model_id,
             "mode": state.base.kind,
@@ -276,8 +325,6 @@ class ExtractorIndex:
             "last_build": iso_utc(state.base.built_at),
             "last_build_seconds": round(state.base.build_seconds, 3),
             "building": self._building,
-            "trees": self.trees,
-            "search_k": self.search_k,
         }
 
     # -- rebuilding --------------------------------------------------------------
@@ -358,7 +405,8 @@ class ExtractorIndex:
                 seq, ids, vectors = self.catalog.all_vectors(self.extractor, self.model_id, self.dim)
                 base: Base = ExactBase(ids, unit_rows(vectors), seq, started, time.monotonic() - t0)
             else:
-                base = self.store.build(self.catalog.path, self.trees, self.build_jobs, self.search_k, started)
+                base = self.store.build(self.catalog.path, self.build_trees(), self.build_jobs, self.tuning(), started)
+                self._measured(base.meta.get("recall"))
             with self._update_lock:
                 changes = self.catalog.changes_since(self.extractor, self.model_id, base.seq, self.dim)
                 state = State.of(base, self.dim).apply(
@@ -395,6 +443,13 @@ class ExtractorIndex:
                     self._failed = (target, error)
                     self._retry_at = time.monotonic() + self.rebuild_after_seconds
                 self._cond.notify_all()
+
+    def _measured(self, recall: dict[str, Any] | None) -> None:
+        """Take the next build's trees from a new snapshot's measurement; warn when it missed."""
+        if recall is not None and self._trees == AUTO:
+            self._next_trees = int(recall["next_trees"])
+        if recall is not None and (message := miss_message(recall)):
+            log.warning("%s: %s", self.extractor, message)
 
     # -- state and references ----------------------------------------------------
 
@@ -484,6 +539,8 @@ def index_for(catalog: Catalog, config: Config, extractor: Extractor) -> Extract
         extractor.dim,
         trees=settings["trees"],
         search_k=settings["search_k"],
+        target_recall=settings["target_recall"],
+        search_budget_ms=settings["search_budget_ms"],
         rebuild_after_changes=settings["rebuild_after_changes"],
         rebuild_after_seconds=settings["rebuild_after_seconds"],
     )

@@ -46,6 +46,11 @@ def distance_of(score: float) -> float:
     return float(np.sqrt(max(0.0, 2.0 - 2.0 * score)))
 
 
+# search_k of a snapshot without a recall measurement (built by an older version): the
+# fixed default before measured recall (issue 3: recall@10 0.983 at 1M on photo-like data).
+UNMEASURED_SEARCH_K = 5_000
+
+
 class BaseKind(StrEnum):
     """How a base is searched, as ``/stats`` shows it (``mode``)."""
 
@@ -118,18 +123,28 @@ class ExactBase(Base):
 
 
 class AnnoyBase(Base):
-    """A memory-mapped Annoy snapshot plus the file id of each of its items."""
+    """A memory-mapped Annoy snapshot plus the file id of each of its items.
+
+    ``search_k`` None: the one the build measured (``meta["recall"]``, see ``recall``), or
+    ``UNMEASURED_SEARCH_K`` for a snapshot built before measuring; ``search_k_source`` says which.
+    """
 
     kind = BaseKind.ANNOY
 
     def __init__(
-        self, annoy: AnnoyIndex, ids: np.ndarray, paths: list[Path], meta: dict[str, Any], search_k: int
+        self, annoy: AnnoyIndex, ids: np.ndarray, paths: list[Path], meta: dict[str, Any], search_k: int | None
     ) -> None:
         super().__init__(ids, int(meta["seq"]), parse_iso(meta["built_at"]), float(meta["build_seconds"]))
         self.annoy = annoy
         self.paths = paths
         self.meta = meta
-        self.search_k = search_k
+        measured = meta.get("recall")
+        if search_k is not None:
+            self.search_k, self.search_k_source = int(search_k), "config"
+        elif isinstance(measured, dict) and isinstance(measured.get("search_k"), int):
+            self.search_k, self.search_k_source = int(measured["search_k"]), "auto"
+        else:
+            self.search_k, self.search_k_source = UNMEASURED_SEARCH_K, "unmeasured"
 
     def search(
         self, v: np.ndarray, limit: int, dead: Set[int], exclude: Set[int], budget_scale: int = 1

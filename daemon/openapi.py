@@ -20,6 +20,24 @@ DUPLICATE_KINDS = ("all", "exact", "near")
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
+# The measured recall of an index (daemon/recall.py; README "Measured recall").
+RECALL_STATS: dict[str, Any] = {
+    "recall_at_10": {"type": ["number", "null"], "description": "measured after the last build; 1.0 in exact mode"},
+    "target_recall": {"type": "number"},
+    "target_met": {"type": ["boolean", "null"], "description": "null: a snapshot built before measuring"},
+    "search_k": {"type": ["integer", "null"], "description": "Annoy candidates per query in use; null in exact mode"},
+    "search_k_source": {"enum": ["auto", "config", "unmeasured", "exact"]},
+    "search_budget_ms": {"type": "number"},
+    "p50_ms": {"type": ["number", "null"], "description": "median search time at search_k, measured by the builder"},
+    "p95_ms": {"type": ["number", "null"]},
+    "recall_sample": {"type": ["integer", "null"], "description": "stored vectors the recall was measured with"},
+    "trees": {"type": ["integer", "null"], "description": "trees of the snapshot in use; null in exact mode"},
+    "trees_source": {"enum": ["auto", "config"]},
+    "next_trees": {"type": "integer", "description": "trees of the next build"},
+    "recall_note": {"type": ["string", "null"], "description": "why the target is not met, when it is not"},
+}
+
+
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -188,6 +206,7 @@ def spec() -> dict[str, Any]:
                 "precision": {"$ref": "#/components/schemas/Precision"},
                 "channels_last": {"type": "boolean"},
                 "text": {"type": "boolean"},
+                **RECALL_STATS,
             },
         },
         "Precision": {

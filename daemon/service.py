@@ -419,6 +419,8 @@ class Service:
             index.rebuild_after_changes = new.index["rebuild_after_changes"]
             index.rebuild_after_seconds = new.index["rebuild_after_seconds"]
             index.trees = new.index["trees"]
+            index.target_recall = new.index["target_recall"]  # both for the next build's measurement
+            index.search_budget_ms = new.index["search_budget_ms"]
         logging.getLogger().setLevel(new.section("log")["level"].upper())
         self.reload_watch(new)
         log.info("configuration reloaded from %s", new.source or "defaults")

@@ -37,6 +37,7 @@ from annoy import AnnoyIndex
 
 from .catalog import Catalog
 from .index_parts import AnnoyBase, Base, BaseKind
+from .recall import Tuning, tune
 from .timestamps import iso_utc, parse_iso
 
 log = logging.getLogger("imgsearchd.index")
@@ -107,17 +108,20 @@ def _write_snapshot(
     ids_path: Path,
     *,
     jobs: int = -1,
+    tuning: Tuning | None = None,
 ) -> dict[str, Any]:
     """Build an Annoy file and its ids file from (seq, ids, vectors) chunks sorted by id; fsync both.
 
-    Returns the facts for the metadata: items, seq, sizes and CRC-32s. Runs in the builder
-    process, fed by ``Catalog.iter_vectors``.
+    Returns the facts for the metadata: items, seq, sizes and CRC-32s, and with ``tuning``
+    the measured recall (``recall.tune``). Runs in the builder process, fed by
+    ``Catalog.iter_vectors``.
     """
     started = time.monotonic()
     annoy = AnnoyIndex(dim, "angular")
     annoy.on_disk_build(str(ann_path))
     seq = 0  # the change number of the read (every chunk carries the same)
     parts: list[np.ndarray] = []
+    kept: list[np.ndarray] = []  # the vectors, for the recall measurement
     n = 0
     for chunk_seq, ids, vectors in chunks:
         seq = chunk_seq
@@ -125,10 +129,15 @@ def _write_snapshot(
             annoy.add_item(n, row.tolist())
             n += 1
         parts.append(np.asarray(ids, dtype=np.int64))
+        if tuning is not None:
+            kept.append(vectors)
     all_ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
     if n and np.any(np.diff(all_ids) <= 0):
         raise ValueError("snapshot ids must be unique and sorted")
     annoy.build(trees, n_jobs=jobs)
+    build_seconds = time.monotonic() - started
+    recall = tune(annoy, kept, trees, tuning) if tuning is not None and n > 0 else None
+    del kept
     annoy.unload()
     with open(ids_path, "wb") as f:
         np.save(f, all_ids, allow_pickle=False)
@@ -143,6 +152,8 @@ def _write_snapshot(
         "ids_size": ids_path.stat().st_size,
         "ids_crc32": _crc32(ids_path),
         "build_seconds": round(time.monotonic() - started, 3),
+        "annoy_build_seconds": round(build_seconds, 3),
+        **({"recall": recall} if recall is not None else {}),
     }
 
 
@@ -190,6 +201,7 @@ def builder_main(argv: list[str]) -> int:
         Path(args["ann"]),
         Path(args["ids"]),
         jobs=args["jobs"],
+        tuning=Tuning(**args["tuning"]) if args.get("tuning") else None,
     )
     if result["items"] == 0:
         result["seq"] = seq_before
@@ -234,7 +246,7 @@ class SnapshotStore:
 
     # -- loading
 
-    def load(self, catalog_seq: int, search_k: int) -> AnnoyBase:
+    def load(self, catalog_seq: int, search_k: int | None) -> AnnoyBase:
         """The committed snapshot, checked; FileNotFoundError if there is none, SnapshotError if unusable.
 
         ``catalog_seq`` is the catalogue's change number now: a snapshot ahead of it belongs
@@ -265,6 +277,8 @@ class SnapshotStore:
             )
         if meta["dim"] != self.dim:
             raise SnapshotError(f"it was built for {meta['dim']} dimensions, the extractor has {self.dim}")
+        if "recall" in meta and not isinstance(meta["recall"], dict):
+            raise SnapshotError(f"{meta_path.name} is unreadable ('recall' is not an object)")
         if meta["seq"] > catalog_seq:
             raise SnapshotError(
                 f"it reflects catalogue change {meta['seq']} but the catalogue is at {catalog_seq} "
@@ -272,8 +286,11 @@ class SnapshotStore:
             )
         return self._load_files(meta, search_k, verify_checksums=True)
 
-    def _load_files(self, meta: dict[str, Any], search_k: int, verify_checksums: bool) -> AnnoyBase:
-        """Check sizes (and checksums) of the snapshot's files and map the Annoy index."""
+    def _load_files(self, meta: dict[str, Any], search_k: int | None, verify_checksums: bool) -> AnnoyBase:
+        """Check sizes (and checksums) of the snapshot's files and map the Annoy index.
+
+        ``search_k`` None: the one measured at build time (``AnnoyBase``).
+        """
         ann, ids_path = self.directory / meta["file"], self.directory / meta["ids_file"]
         for path, size, crc in (
             (ann, meta["file_size"], meta["file_crc32"]),
@@ -309,11 +326,12 @@ class SnapshotStore:
 
     # -- building
 
-    def build(self, catalog_path: Path, trees: int, jobs: int, search_k: int, started: float) -> AnnoyBase:
+    def build(self, catalog_path: Path, trees: int, jobs: int, tuning: Tuning | None, started: float) -> AnnoyBase:
         """Build a new snapshot in a child process, rename it into place, load it, commit the metadata.
 
-        ``started`` is the wall-clock time the build was asked for. IndexBuildError when the
-        builder fails or the store is closing.
+        ``tuning``: measure recall and choose ``search_k`` (``recall``), else search with
+        ``DEFAULT_SEARCH_K``. ``started`` is the wall-clock time the build was asked for.
+        IndexBuildError when the builder fails or the store is closing.
         """
         self._generation += 1
         name = f"snapshot-{self._generation:06d}"
@@ -322,7 +340,7 @@ class SnapshotStore:
         ann, ids = self.directory / f"{name}.ann", self.directory / f"{name}.ids.npy"
         args = {"parent": os.getpid(), "catalog": str(catalog_path), "extractor": self.extractor,
                 "model_id": self.model_id, "dim": self.dim, "trees": trees, "jobs": jobs,
-                "ann": str(tmp_ann), "ids": str(tmp_ids)}  # fmt: skip
+                "ann": str(tmp_ann), "ids": str(tmp_ids), "tuning": tuning.as_dict() if tuning else None}  # fmt: skip
         code = _BUILDER_CODE.format(nice=BUILD_NICE)
         try:
             with self._lock:
@@ -354,6 +372,7 @@ class SnapshotStore:
                 "built_at": iso_utc(started), **facts, "build_seconds": round(time.time() - started, 3)}  # fmt: skip
         base = None
         try:
+            search_k = None if tuning is None or tuning.search_k is None else tuning.search_k
             base = self._load_files(meta, search_k, verify_checksums=False)
             _write_json_atomic(self.directory / META_NAME, meta)  # the commit point
         except BaseException:

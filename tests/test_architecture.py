@@ -109,7 +109,7 @@ def test_data_flows_one_way() -> None:
 
     downstream = {"imgsearchd.server", "imgsearchd.serve", "imgsearchd.service", "imgsearchd.cli"}
     upstream_modules = ("catalog", "images", "workqueue", "folders", "indexer", "index", "snapshot", "watcher", "jobs")
-    for upstream in (*upstream_modules, "folder_search", "combined", "duplicates"):
+    for upstream in (*upstream_modules, "folder_search", "combined", "duplicates", "recall"):
         reached = reaches(f"imgsearchd.{upstream}") & downstream
         assert not reached, f"imgsearchd.{upstream} reaches {sorted(reached)}"
     assert "imgsearchd.indexer" not in reaches("imgsearchd.index")

@@ -15,6 +15,7 @@ import pytest
 from helpers import REPO
 
 TINY = {
+    "bench_ann.py": ["--sizes", "1000", "--queries", "20", "--annoy-trees", "2", "--stop-recall", "0.5"],
     "bench_decode.py": ["--small", "3", "--large", "1", "--repeats", "1"],
     "bench_filters.py": ["--library", "1500", "--folders", "100", "600", "--queries", "3", "--repeats", "1"],
     "bench_index.py": [
@@ -38,8 +39,11 @@ TINY = {
         "--vectors", "1500", "--planted", "20", "--identical", "5", "--sample", "50", "--grid", "2", "--photos", "2",
         "--thresholds", "0.9",
     ],
+    "bench_recall.py": ["--sizes", "1200", "--queries", "20", "--sample", "30", "--datasets", "broad", "--rebuilds", "0"],
 }  # fmt: skip
 EXPECT = {
+    "bench_ann.py": "| 1,000 | Annoy, 2 trees |",
+    "bench_recall.py": "| broad | 1,200 | 1 |",
     "bench_decode.py": "| **loader total** |",
     "bench_filters.py": "| 600 |",
     "bench_index.py": "| 1,200 |",

@@ -46,7 +46,8 @@ def catalog(tmp_path: Path):
 
 def make_index(catalog: Catalog, tmp_path: Path, **kw: Any) -> ExtractorIndex:
     """An opened small-dimension index that always uses Annoy, with its first build done."""
-    settings: dict[str, Any] = dict(dim=DIM, trees=4, search_k=10**6, exact_below=0, **QUIET)  # exhaustive search_k
+    settings: dict[str, Any] = dict(dim=DIM, trees=4, search_k=10**6, exact_below=0, recall_sample=30, **QUIET)
+    # exhaustive search_k; a small recall sample, as the exhaustive search is slow
     settings.update(kw)
     dim = settings.pop("dim")
     index = ExtractorIndex(
