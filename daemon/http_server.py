@@ -16,6 +16,7 @@ hands only complete ones to its workers. Limits (all refusals are JSON, see ``ht
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,8 @@ from waitress.server import BaseWSGIServer, create_server
 
 from .config import Config
 from .http_channel import HEADER_SECONDS, StrictChannel
+
+log = logging.getLogger("imgsearchd.http")
 
 WORKER_THREADS = 16  # as cheroot had: requests wait on the index lock or a model, rarely on a CPU
 # 64 KiB holds any real header (a browser's cookies for localhost, a token) with room to spare;
@@ -66,9 +69,15 @@ class HttpServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Close the listener and every connection, then let the workers finish their requests."""
-        if self._serving.is_set():
+        pulled = False
+        if self._serving.is_set() and not self._stopped.is_set():
             # The I/O loop owns its sockets: close them from inside it, which ends the loop.
-            self._listeners()[0].trigger.pull_trigger(lambda: wasyncore.close_all(self._map, ignore_all=True))
+            try:
+                self._listeners()[0].trigger.pull_trigger(lambda: wasyncore.close_all(self._map, ignore_all=True))
+                pulled = True
+            except (OSError, IndexError) as exc:  # the loop's wake-up pipe is gone: it has ended
+                log.warning("HTTP server: I/O loop could not be woken (%s); closing its sockets directly", exc)
+        if pulled:
             self._stopped.wait(timeout)
         else:
             wasyncore.close_all(self._map, ignore_all=True)
