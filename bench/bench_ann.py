@@ -93,7 +93,7 @@ def run_annoy(trees: int, vectors: np.ndarray, queries, truth, args, work: Path)
 
 
 def run_hnswlib(vectors: np.ndarray, queries, truth, args) -> dict:
-    import hnswlib  # type: ignore[import-untyped]
+    import hnswlib
 
     t0 = time.monotonic()
     index = hnswlib.Index(space="ip", dim=DIM)  # unit vectors: inner product = cosine
@@ -137,7 +137,8 @@ def run_usearch(vectors: np.ndarray, queries, truth, args, dtype: str) -> dict:
     )
 
     def search_for(ef: int) -> Search:
-        index.expansion_search = ef  # type: ignore[misc]  # settable (usearch 2.26), not in its stubs
+        settable: Any = index  # expansion_search is settable (usearch 2.26), not in its stubs
+        settable.expansion_search = ef
         return lambda q: index.search(q, 10, threads=1).keys
 
     rows = sweep(f"usearch-{dtype}", search_for, [16 * 2**i for i in range(9)], queries, truth, args)

@@ -51,7 +51,10 @@ def parse_weight(raw: Any, where: str) -> float:
     """A part's weight: a finite JSON number (booleans are not numbers here)."""
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise ApiError(400, f"{where}: weight must be a number, not {type(raw).__name__}")
-    weight = float(raw)
+    try:
+        weight = float(raw)
+    except OverflowError:  # an integer literal past the float range (json gives ints exactly)
+        weight = math.inf
     if not math.isfinite(weight):
         raise ApiError(400, f"{where}: weight must be a finite number, not {raw!r}")
     return weight

@@ -249,8 +249,40 @@ def create_app(service: Service) -> bottle.Bottle:
         raw = string_field(fields, "folder")
         if raw is None:
             native = bottle.request.query.get("folder")
-            raw = from_query(native) if native else None
-        return service.check_path(raw) if raw else None
+            raw = None if native is None else from_query(native)
+        return checked_folder(raw)
+
+    def checked_folder(raw: str | None) -> str | None:
+        """A folder filter inside the allowed roots; an empty one or a file is refused, not ignored."""
+        if raw is None:
+            return None
+        if not raw:
+            raise ApiError(400, "parameter 'folder' is empty; leave it out to search everything")
+        folder = service.check_path(raw)
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise ApiError(400, f"{folder} is a file, not a folder", folder=folder)
+        return folder
+
+    # Keys a JSON body of POST /search may hold, and the JSON types of the scalar ones: a key
+    # outside this list is refused, not silently dropped ("image" there is a path for GET).
+    JSON_FIELDS: dict[str, tuple[type, ...]] = {
+        "limit": (int,),
+        "max_distance": (int, float),
+        "extractor": (str,),
+        "text": (str,),
+        "folder": (str,),
+        "query": (list,),
+    }
+
+    def check_json_fields(body: dict[str, Any]) -> None:
+        for key, value in body.items():
+            kinds = JSON_FIELDS.get(key)
+            if kinds is None:
+                known = ", ".join(["image_base64", *JSON_FIELDS])
+                raise ApiError(400, f"unknown field {key!r} in the JSON body; known: {known}")
+            if value is not None and key != "query" and (isinstance(value, bool) or not isinstance(value, kinds)):
+                wanted = " or ".join(k.__name__ for k in kinds)
+                raise ApiError(400, f"{key} must be a JSON {wanted}, not {type(value).__name__}")
 
     def search_text(
         text: str, extractor: str | None, limit: int, max_distance: float | None, folder: str | None
@@ -280,6 +312,7 @@ def create_app(service: Service) -> bottle.Bottle:
             if not isinstance(body, dict):
                 raise ApiError(400, "the JSON body must be an object")
             encoded = body.pop("image_base64", None)
+            check_json_fields(body)
             if encoded is None:
                 return None, body
             if not isinstance(encoded, str):
@@ -331,7 +364,7 @@ def create_app(service: Service) -> bottle.Bottle:
             query.getunicode("extractor") or None,
             parse_threshold(query.get("threshold")),
             parse_kind(query.getunicode("kind")),
-            from_query(native) if native else None,
+            checked_folder(None if native is None else from_query(native)),
             parse_offset(query.get("offset")),
             parse_limit(query.get("limit"), DEFAULT_GROUPS),
         )

@@ -281,6 +281,7 @@ def test_folder_filter_over_http(server):
         ("photos/nowhere", 404, "no indexed image"),
         ("photos/a/sub/../../b/../c", 404, "no indexed image"),
         ("relative/path", 400, "must be absolute"),
+        ("photos/a/coffee.jpg", 400, "a file, not a folder"),
     ],
 )
 def test_folder_errors(server, folder, status, needle):
@@ -344,12 +345,24 @@ def test_combined_image_parts_with_efficientnet(server):
         ({"query": [{"image": "/etc/hostname"}]}, 403, "outside"),
         ({"query": [{"image": "PHOTOS/missing.jpg"}]}, 404, "missing.jpg"),
         ({"query": [{"image": "PHOTOS/a"}]}, 400, "not a regular file"),
+        ({"query": [{"text": "x", "weight": 10**400}]}, 400, "finite"),  # past float's range: no 500
+        ({"query": [{"text": "x"}], "limit": "5"}, 400, "limit must be a JSON int"),
+        ({"query": [{"text": "x"}], "image": "PHOTOS/a/coffee.jpg"}, 400, "unknown field 'image'"),
     ],
 )
 def test_combined_query_errors(server, body, status, needle):
     raw = json.dumps(body).replace("PHOTOS", str(server.root))
     got, answer = post_json(server, json.loads(raw))
     assert got == status and needle in answer["error"], answer
+
+
+def test_an_empty_folder_is_refused_not_ignored(server):
+    image = str(server.root / "a/coffee.jpg")
+    got, body = server.get("/search", image=image, folder="")
+    check_schema("GET", got, body)
+    assert got == 400 and "'folder' is empty" in body["error"], body
+    got, body = post_json(server, {"query": [{"image": image}], "folder": ""})
+    assert got == 400 and "'folder' is empty" in body["error"], body
 
 
 def test_an_infinite_weight_is_refused(server):
