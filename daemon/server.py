@@ -265,24 +265,23 @@ def create_app(service: Service) -> bottle.Bottle:
 
     # Keys a JSON body of POST /search may hold, and the JSON types of the scalar ones: a key
     # outside this list is refused, not silently dropped ("image" there is a path for GET).
-    JSON_FIELDS: dict[str, tuple[type, ...]] = {
-        "limit": (int,),
-        "max_distance": (int, float),
-        "extractor": (str,),
-        "text": (str,),
-        "folder": (str,),
-        "query": (list,),
+    JSON_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+        "limit": ((int,), "an integer"),
+        "max_distance": ((int, float), "a number"),
+        "extractor": ((str,), "a string"),
+        "text": ((str,), "a string"),
+        "folder": ((str,), "a string"),
+        "query": ((list,), "a list"),
     }
 
     def check_json_fields(body: dict[str, Any]) -> None:
         for key, value in body.items():
-            kinds = JSON_FIELDS.get(key)
-            if kinds is None:
+            if key not in JSON_FIELDS:
                 known = ", ".join(["image_base64", *JSON_FIELDS])
                 raise ApiError(400, f"unknown field {key!r} in the JSON body; known: {known}")
+            kinds, wanted = JSON_FIELDS[key]
             if value is not None and key != "query" and (isinstance(value, bool) or not isinstance(value, kinds)):
-                wanted = " or ".join(k.__name__ for k in kinds)
-                raise ApiError(400, f"{key} must be a JSON {wanted}, not {type(value).__name__}")
+                raise ApiError(400, f"{key} must be {wanted}, not {type(value).__name__}")
 
     def search_text(
         text: str, extractor: str | None, limit: int, max_distance: float | None, folder: str | None

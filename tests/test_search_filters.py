@@ -346,7 +346,7 @@ def test_combined_image_parts_with_efficientnet(server):
         ({"query": [{"image": "PHOTOS/missing.jpg"}]}, 404, "missing.jpg"),
         ({"query": [{"image": "PHOTOS/a"}]}, 400, "not a regular file"),
         ({"query": [{"text": "x", "weight": 10**400}]}, 400, "finite"),  # past float's range: no 500
-        ({"query": [{"text": "x"}], "limit": "5"}, 400, "limit must be a JSON int"),
+        ({"query": [{"text": "x"}], "limit": "5"}, 400, "limit must be an integer"),
         ({"query": [{"text": "x"}], "image": "PHOTOS/a/coffee.jpg"}, 400, "unknown field 'image'"),
     ],
 )
