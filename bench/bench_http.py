@@ -36,7 +36,9 @@ from imgsearchd.images import read_file
 
 from helpers import free_port
 
-MODEL_ID = "clip:ViT-B-32:random-seed0"  # what [extractors.clip] pretrained = "none" reports
+MODEL_ID = (
+    "clip:ViT-B-32:random-seed0:squash"  # what [extractors.clip] pretrained = "none" reports (default preprocess)
+)
 DIM = 512
 
 

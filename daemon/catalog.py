@@ -6,6 +6,9 @@ made it, so a moved or copied file reuses its vector. Every change bumps a
 monotonic change number (``seq``) so that derived indexes can catch up with
 ``changes_since`` instead of re-reading everything.
 
+Longer than most modules: every SQL statement of the daemon lives here, so the schema's
+users (indexer, index, folder search, duplicates) never write SQL of their own.
+
 Paths are stored as the file system's bytes (``paths.path_key``): a name that is not
 valid UTF-8 is still one row, and reads give it back unchanged.
 

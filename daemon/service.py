@@ -5,6 +5,9 @@ queue, the indexer thread, the watcher and the folder jobs. The HTTP server call
 small facade (``add_file``, ``add_folder``, ``remove``, ``search_*``, ``stats``); the
 indexer tells the indexes about each commit. The process around it (listening, signals,
 systemd) is ``serve``.
+
+Longer than most modules: it is the one facade the HTTP routes call (searches, folder
+filters, combined queries, duplicates, stats), each a few lines over the parts it wires.
 """
 
 from __future__ import annotations
