@@ -54,7 +54,7 @@ def cpu_line() -> str:
     return "unknown CPU"
 
 
-def scale(n: int, planted_pairs: int, identical: int, threshold: float, sample: int) -> None:
+def scale(n: int, planted_pairs: int, identical: int, threshold: float, sample: int, kind: str) -> None:
     background = photo_like(n, 512)
     vectors, pairs = planted(background, planted_pairs)
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,7 +71,7 @@ def scale(n: int, planted_pairs: int, identical: int, threshold: float, sample: 
             )
             for k in range(identical)
         )
-        index = ExtractorIndex(catalog, f"{tmp}/index", EXTRACTOR, MODEL, 512, exact_below=min(1000, n))
+        index = ExtractorIndex(catalog, f"{tmp}/index", EXTRACTOR, MODEL, 512, kind=kind, exact_below=min(1000, n))
         index.open()
         index.wait_idle(1200)
         mode = str(index.stats()["mode"])
@@ -166,11 +166,12 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=3, help="tiles per side of each photo (0: no calibration)")
     parser.add_argument("--thresholds", default="0.8,0.82,0.84,0.86,0.88,0.9,0.92")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--kind", choices=["annoy", "hnsw"], default="hnsw", help="index kind of the join")
     parser.add_argument("--photos", type=int, default=len(PHOTOS), help="how many of the photos to tile")
     args = parser.parse_args()
     print(f"# bench_duplicates on {cpu_line()}")
     threshold = DUPLICATE_THRESHOLDS["efficientnet"]
-    scale(args.vectors, args.planted, args.identical, threshold, min(args.sample, args.vectors))
+    scale(args.vectors, args.planted, args.identical, threshold, min(args.sample, args.vectors), args.kind)
     if args.grid:
         calibrate(args.grid, [float(t) for t in args.thresholds.split(",")], args.batch_size, args.photos)
 

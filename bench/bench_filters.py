@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--folders", type=int, nargs="+", default=[500, 1000, 2000, 5000, 10000, 20000])
     parser.add_argument("--queries", type=int, default=30, help="held-out queries per folder")
     parser.add_argument("--repeats", type=int, default=3, help="timing rounds (median of all)")
+    parser.add_argument("--kind", choices=["annoy", "hnsw"], default="annoy", help="index kind (BENCHMARKS.md: annoy)")
     args = parser.parse_args()
     if sum(args.folders) >= args.library:
         parser.error("the folders must hold fewer files than --library")
@@ -88,13 +89,20 @@ def main() -> None:
         members = fill(catalog, vectors, args.folders, seed=4)
         say(f"catalogue: {args.library} files in {time.monotonic() - t0:.1f} s")
         index = ExtractorIndex(
-            catalog, Path(tmp) / "idx", EXTRACTOR, MODEL, DIM, exact_below=1, rebuild_after_changes=10**9
+            catalog,
+            Path(tmp) / "idx",
+            EXTRACTOR,
+            MODEL,
+            DIM,
+            kind=args.kind,
+            exact_below=1,
+            rebuild_after_changes=10**9,
         )
         index.open()
         try:
             index.wait_idle()
-            assert index.stats()["mode"] == "annoy", index.stats()
-            say(f"index: {index.stats()['indexed']} vectors, annoy, built")
+            assert index.stats()["mode"] == args.kind, index.stats()
+            say(f"index: {index.stats()['indexed']} vectors, {args.kind}, built")
             path_row = {p: int(p.rsplit("img", 1)[1][:8]) for p in catalog.files_under("/lib")}
             rows = []
             for size in args.folders:

@@ -176,7 +176,7 @@ def bench_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     gc.collect()
 
     directory = work / f"index-{n}" / EXTRACTOR
-    settings = dict(trees=args.trees, search_k=args.search_k, exact_below=0, **QUIET)
+    settings = dict(kind="annoy", trees=args.trees, search_k=args.search_k, exact_below=0, **QUIET)  # issue 3: Annoy
     index = ExtractorIndex(catalog, directory, EXTRACTOR, MODEL, DIM, **settings)
     t = time.monotonic()
     index.open()
@@ -218,7 +218,9 @@ def bench_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     sweep = []
     for sk in args.sweep:
-        idx = ExtractorIndex(catalog, directory, EXTRACTOR, MODEL, DIM, trees=args.trees, search_k=sk, **QUIET)
+        idx = ExtractorIndex(
+            catalog, directory, EXTRACTOR, MODEL, DIM, kind="annoy", trees=args.trees, search_k=sk, **QUIET
+        )
         idx.open()
         run_queries(idx, queries[:50])
         lat_s, found_s = run_queries(idx, queries)
@@ -269,6 +271,7 @@ def bench_threshold(sizes: list[int], args: argparse.Namespace, work: Path) -> l
                 EXTRACTOR,
                 MODEL,
                 DIM,
+                kind="annoy",
                 trees=args.trees,
                 search_k=args.search_k,
                 exact_below=exact_below,

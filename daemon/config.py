@@ -137,6 +137,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "fallback_extractor": Setting(str, "efficientnet", _fallback),
         "rebuild_after_changes": Setting(int, 1000, _positive),
         "rebuild_after_seconds": Setting((int, float), 60, _positive),
+        "kind": Setting(str, "hnsw", lambda v: None if v in ("hnsw", "annoy") else 'must be "hnsw" or "annoy"'),
+        "ef": Setting((int, str), "auto", _auto_or_positive),
         "trees": Setting((int, str), "auto", _auto_or_positive),
         "search_k": Setting((int, str), "auto", _search_k),
         "target_recall": Setting((int, float), 0.95, lambda v: None if 0 < v <= 1 else "must be in (0, 1]"),

@@ -32,6 +32,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from .hnsw import CONNECTIVITY
 from .index import ExtractorIndex
 from .index_parts import BaseKind, Hit, distance_of, exact_top, unit_rows
 from .paths import is_under
@@ -115,7 +116,13 @@ def search_folder(
 
 
 def _effort(stats: dict[str, object], total: int, ask: int, scale: int) -> float:
-    """Candidates the index inspects for an ask: all of them for an exact base, else search_k x scale."""
+    """Candidates the index inspects for an ask: all of them for an exact base, else search_k x scale.
+
+    HNSW searches with max(ef, ask) and compares each node it expands with its layer-0 links
+    (2 x ``CONNECTIVITY``): that many candidates, counted as Annoy's (not measured apart).
+    """
+    if stats["mode"] == BaseKind.HNSW:
+        return float(min(total, max(int(stats["ef"]), ask) * 2 * CONNECTIVITY))  # type: ignore[call-overload]
     if stats["mode"] != BaseKind.ANNOY:
         return float(total)
     search_k = int(stats["search_k"])  # type: ignore[call-overload]

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .catalog import Catalog
+from .hnsw import HnswBase
 from .index_parts import (
     UNMEASURED_SEARCH_K,
     AnnoyBase,
@@ -65,6 +66,11 @@ EXACT_BELOW = 10_000
 DEFAULT_TREES = 10
 DEFAULT_SEARCH_K = UNMEASURED_SEARCH_K
 AUTO = "auto"
+# HNSW by default: at 1M widely spread vectors it reaches recall@10 0.94-0.98 in 1.4-11 ms
+# where Annoy, tuned, stays at 0.64 in 10 ms; at 100k it needs 0.4 ms where Annoy needs
+# 7.7 (bench_ann, BENCHMARKS.md "Measured recall"). Its costly full build happens once:
+# later builds grow the graph (``hnsw``).
+DEFAULT_KIND = "hnsw"
 
 
 class ExtractorIndex:
@@ -82,8 +88,10 @@ class ExtractorIndex:
         model_id: str,
         dim: int,
         *,
+        kind: str = DEFAULT_KIND,
         trees: int | str = AUTO,
         search_k: int | str | None = None,
+        ef: int | str = AUTO,
         target_recall: float = DEFAULT_TARGET,
         search_budget_ms: float = DEFAULT_BUDGET_MS,
         recall_sample: int = DEFAULT_SAMPLE,
@@ -94,6 +102,8 @@ class ExtractorIndex:
     ) -> None:
         """``directory`` holds this extractor's files (normally ``<data_dir>/<extractor>``).
 
+        ``kind``: what a snapshot is, "hnsw" (``hnsw``, the default) or "annoy". ``ef``: HNSW's
+        search effort, or "auto": measured after each build like ``search_k``.
         ``trees``: Annoy trees, or "auto": ``DEFAULT_TREES``, raised after a build that misses
         the recall target (see ``recall``). ``search_k``: Annoy candidates per query, or "auto"
         (also None): the least that reaches ``target_recall`` within ``search_budget_ms`` p50,
@@ -105,6 +115,12 @@ class ExtractorIndex:
             raise ValueError("dim and the rebuild thresholds must be positive")
         if not 0 < target_recall <= 1 or search_budget_ms <= 0 or recall_sample <= 0:
             raise ValueError("target_recall must be in (0, 1], the budget and the sample positive")
+        if kind not in (BaseKind.HNSW, BaseKind.ANNOY):
+            raise ValueError(f'kind must be "hnsw" or "annoy", not {kind!r}')
+        if ef != AUTO and (isinstance(ef, bool) or not isinstance(ef, int) or ef <= 0):
+            raise ValueError(f'ef must be "auto" or a positive integer, not {ef!r}')
+        self.kind = BaseKind(kind)
+        self.ef: int | None = None if ef == AUTO else int(ef)  # None: measured
         self.catalog = catalog
         self.directory = Path(directory)
         self.extractor = extractor
@@ -154,16 +170,9 @@ class ExtractorIndex:
         base: Base | None = None
         rebuild_reason = None
         try:
-            snapshot = self.store.load(self.catalog.current_seq(), self.search_k)
+            snapshot = self.store.load(self.catalog.current_seq(), self.tuning())
             base = snapshot
-            measured = snapshot.meta.get("recall")
-            if self.trees == AUTO and measured is not None:
-                self._next_trees = int(measured.get("next_trees", snapshot.meta["trees"]))
-            if int(snapshot.meta["trees"]) != self.build_trees():
-                asks = "the recall measurement asks" if self.trees == AUTO else "the settings ask"
-                rebuild_reason = f"it has {snapshot.meta['trees']} trees, {asks} for {self.build_trees()}"
-            elif self.search_k is None and (measured is None or measured.get("search_k_source") != "auto"):
-                rebuild_reason = "its search_k was not chosen by a recall measurement"
+            rebuild_reason = self._unwanted(snapshot)
         except FileNotFoundError:
             log.info("%s: no snapshot yet in %s", self.extractor, self.directory)
         except SnapshotError as exc:
@@ -194,6 +203,24 @@ class ExtractorIndex:
         if rebuild_reason:
             log.info("%s: rebuilding: %s", self.extractor, rebuild_reason)
             self.rebuild(wait=False)
+
+    def _unwanted(self, snapshot: AnnoyBase | HnswBase) -> str | None:
+        """Why a loaded snapshot should be rebuilt (kind, trees, an unmeasured effort), or None."""
+        measured = snapshot.meta.get("recall")
+        if snapshot.kind != self.kind:
+            return f"it is an {snapshot.kind} snapshot, index.kind is {self.kind}"
+        if isinstance(snapshot, HnswBase):
+            if self.ef is None and (measured is None or measured.get("ef_source") != "auto"):
+                return "its ef was not chosen by a recall measurement"
+            return None
+        if self.trees == AUTO and measured is not None:
+            self._next_trees = int(measured.get("next_trees", snapshot.meta["trees"]))
+        if int(snapshot.meta["trees"]) != self.build_trees():
+            asks = "the recall measurement asks" if self.trees == AUTO else "the settings ask"
+            return f"it has {snapshot.meta['trees']} trees, {asks} for {self.build_trees()}"
+        if self.search_k is None and (measured is None or measured.get("search_k_source") != "auto"):
+            return "its search_k was not chosen by a recall measurement"
+        return None
 
     def close(self) -> None:
         """Stop the rebuild thread (killing a build in progress) and unload the snapshot."""
@@ -305,7 +332,7 @@ class ExtractorIndex:
     def tuning(self) -> Tuning:
         """What the builder measures and aims for (``recall``)."""
         auto = self._trees == AUTO
-        return Tuning(self.target_recall, self.search_budget_ms, self.recall_sample, self.search_k,
+        return Tuning(self.target_recall, self.search_budget_ms, self.recall_sample, self.search_k, self.ef,
                       max(MAX_AUTO_TREES, self.build_trees()) if auto else None)  # fmt: skip
 
     def stats(self) -> dict[str, Any]:
@@ -405,7 +432,12 @@ class ExtractorIndex:
                 seq, ids, vectors = self.catalog.all_vectors(self.extractor, self.model_id, self.dim)
                 base: Base = ExactBase(ids, unit_rows(vectors), seq, started, time.monotonic() - t0)
             else:
-                base = self.store.build(self.catalog.path, self.build_trees(), self.build_jobs, self.tuning(), started)
+                grow = state.base if isinstance(state.base, HnswBase) else None
+                base = self.store.build(self.catalog.path, self.build_trees(), self.build_jobs, self.tuning(), started,
+                                        kind=self.kind, grow=grow)  # fmt: skip
+                if grow is not None and base.meta.get("full_build"):
+                    log.info("%s: full HNSW build: removed and replaced items reached a quarter of the graph",
+                             self.extractor)  # fmt: skip
                 self._measured(base.meta.get("recall"))
             with self._update_lock:
                 changes = self.catalog.changes_since(self.extractor, self.model_id, base.seq, self.dim)
@@ -446,7 +478,7 @@ class ExtractorIndex:
 
     def _measured(self, recall: dict[str, Any] | None) -> None:
         """Take the next build's trees from a new snapshot's measurement; warn when it missed."""
-        if recall is not None and self._trees == AUTO:
+        if recall is not None and self._trees == AUTO and "next_trees" in recall:
             self._next_trees = int(recall["next_trees"])
         if recall is not None and (message := miss_message(recall)):
             log.warning("%s: %s", self.extractor, message)
@@ -539,6 +571,8 @@ def index_for(catalog: Catalog, config: Config, extractor: Extractor) -> Extract
         extractor.dim,
         trees=settings["trees"],
         search_k=settings["search_k"],
+        kind=settings["kind"],
+        ef=settings["ef"],
         target_recall=settings["target_recall"],
         search_budget_ms=settings["search_budget_ms"],
         rebuild_after_changes=settings["rebuild_after_changes"],

@@ -1,8 +1,8 @@
 """The searchable parts of an index: a base searched as one unit, and the state queries read.
 
-A base is either an ``ExactBase`` (a numpy matrix searched by brute force: small
-collections, or while the first snapshot builds) or an ``AnnoyBase`` (a memory-mapped
-Annoy snapshot, loaded by ``snapshot``). A ``State`` is a base plus the fresh vectors
+A base is an ``ExactBase`` (a numpy matrix searched by brute force: small collections,
+or while the first snapshot builds), an ``AnnoyBase`` (a memory-mapped Annoy snapshot,
+loaded by ``snapshot``) or an ``HnswBase`` (``hnsw``: a memory-mapped HNSW graph). A ``State`` is a base plus the fresh vectors
 committed after it and the tombstones that hide its removed or superseded items; it is
 replaced as a whole, never changed in place, so a query reads one consistent picture.
 """
@@ -56,6 +56,7 @@ class BaseKind(StrEnum):
 
     EXACT = "exact"
     ANNOY = "annoy"
+    HNSW = "hnsw"
 
 
 class Base:
@@ -71,6 +72,17 @@ class Base:
         self.users = 0  # queries using it right now; guarded by the index's lock
         self.retired = False  # replaced: unload once users drops to zero
         self.delete_files = False  # and delete its files then
+        self.meta: dict[str, Any] = {}  # a snapshot's index.json (with the measured recall)
+
+    @property
+    def effort(self) -> int | None:
+        """Search effort in use (Annoy ``search_k``, HNSW ``ef``); None for exact search."""
+        return None
+
+    @property
+    def effort_source(self) -> str:
+        """Where ``effort`` came from: "auto" (measured), "config", "unmeasured" or "exact"."""
+        return "exact"
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -145,6 +157,14 @@ class AnnoyBase(Base):
             self.search_k, self.search_k_source = int(measured["search_k"]), "auto"
         else:
             self.search_k, self.search_k_source = UNMEASURED_SEARCH_K, "unmeasured"
+
+    @property
+    def effort(self) -> int | None:
+        return self.search_k
+
+    @property
+    def effort_source(self) -> str:
+        return self.search_k_source
 
     def search(
         self, v: np.ndarray, limit: int, dead: Set[int], exclude: Set[int], budget_scale: int = 1

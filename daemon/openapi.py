@@ -25,15 +25,29 @@ RECALL_STATS: dict[str, Any] = {
     "recall_at_10": {"type": ["number", "null"], "description": "measured after the last build; 1.0 in exact mode"},
     "target_recall": {"type": "number"},
     "target_met": {"type": ["boolean", "null"], "description": "null: a snapshot built before measuring"},
-    "search_k": {"type": ["integer", "null"], "description": "Annoy candidates per query in use; null in exact mode"},
-    "search_k_source": {"enum": ["auto", "config", "unmeasured", "exact"]},
+    "search_k": {
+        "type": ["integer", "null"],
+        "description": "Annoy candidates per query in use; null unless mode is annoy",
+    },
+    "search_k_source": {"enum": ["auto", "config", "unmeasured", "exact", None]},
+    "ef": {
+        "type": ["integer", "null"],
+        "description": "HNSW search effort (usearch expansion_search); null unless mode is hnsw",
+    },
+    "ef_source": {"enum": ["auto", "config", "unmeasured", None]},
     "search_budget_ms": {"type": "number"},
-    "p50_ms": {"type": ["number", "null"], "description": "median search time at search_k, measured by the builder"},
+    "p50_ms": {
+        "type": ["number", "null"],
+        "description": "median search time at search_k or ef, measured by the builder",
+    },
     "p95_ms": {"type": ["number", "null"]},
     "recall_sample": {"type": ["integer", "null"], "description": "stored vectors the recall was measured with"},
-    "trees": {"type": ["integer", "null"], "description": "trees of the snapshot in use; null in exact mode"},
+    "trees": {
+        "type": ["integer", "null"],
+        "description": "trees of the Annoy snapshot in use; null unless mode is annoy",
+    },
     "trees_source": {"enum": ["auto", "config"]},
-    "next_trees": {"type": "integer", "description": "trees of the next build"},
+    "next_trees": {"type": ["integer", "null"], "description": "trees of the next Annoy build; null with kind hnsw"},
     "recall_note": {"type": ["string", "null"], "description": "why the target is not met, when it is not"},
 }
 

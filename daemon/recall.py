@@ -1,4 +1,4 @@
-"""Measured recall: how much of the true top 10 an Annoy snapshot finds, and the search_k that reaches a target.
+"""Measured recall: how much of the true top 10 a snapshot finds, and the search effort that reaches a target.
 
 Runs in the builder process right after the build, over the vectors it has just indexed
 (kept in memory for this: about 2 GB at 1M 512-d vectors, freed when the builder exits).
@@ -10,7 +10,8 @@ passes the latency budget (then the largest ``search_k`` within the budget is ke
 Annoy already inspects every item. A step over the budget is timed twice and the faster
 pass counts: the builder runs at low priority, and on the shared 2-core machine one slow
 pass stopped a sweep at 3 ms where the next step took 5 (bench_recall, 100k broad, 20 trees).
-A configured ``search_k`` is only measured.
+A configured ``search_k`` is only measured. An HNSW snapshot (``hnsw``) is measured the
+same way, its ``ef`` doubling from ``HNSW_START_EF`` in place of ``search_k``.
 
 Once the target is reached, ``search_k`` is doubled once more when that step stays within
 the budget: stored vectors are easier queries than new pictures (a query's own item sits in
@@ -21,13 +22,14 @@ the sample measured 0.951 (100k photo-like, search_k 400; bench_recall, BENCHMAR
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from annoy import AnnoyIndex
 
-from .index_parts import AnnoyBase, Base
+from .index_parts import Base, BaseKind
 
 K = 10
 DEFAULT_TARGET = 0.95
@@ -36,6 +38,9 @@ DEFAULT_TARGET = 0.95
 # and is the bound issue 12 states for the hard set at 1M.
 DEFAULT_BUDGET_MS = 10.0
 DEFAULT_SAMPLE = 300  # recall@10 over 300 queries: standard error about 0.005 near 0.95
+# The first ef an HNSW sweep measures: hnswlib and usearch reach 0.88-0.89 at ef 16 on the broad set at
+# 100k (bench_ann, BENCHMARKS.md), so smaller values are never the answer.
+HNSW_START_EF = 16
 MAX_AUTO_TREES = 50  # 50 trees at 1M: about 230 s to build on 2 cores, 2.7 GB (BENCHMARKS.md)
 
 
@@ -47,12 +52,13 @@ class Tuning:
     budget_ms: float = DEFAULT_BUDGET_MS
     sample: int = DEFAULT_SAMPLE
     search_k: int | None = None  # None: chosen by the sweep; else the configured value (-1: Annoy's default)
+    ef: int | None = None  # HNSW: None: chosen by the sweep; else the configured value
     max_trees: int | None = MAX_AUTO_TREES  # None: the number of trees is configured, never raised
     seed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"target": self.target, "budget_ms": self.budget_ms, "sample": self.sample,
-                "search_k": self.search_k, "max_trees": self.max_trees, "seed": self.seed}  # fmt: skip
+                "search_k": self.search_k, "ef": self.ef, "max_trees": self.max_trees, "seed": self.seed}  # fmt: skip
 
 
 def sample_positions(n: int, sample: int, seed: int) -> np.ndarray:
@@ -85,17 +91,21 @@ def true_neighbours(chunks: list[np.ndarray], positions: np.ndarray, k: int = K)
     return best_p
 
 
+# One search of the measurement: (stored vector, results wanted, effort) -> item positions, best first.
+Searcher = Callable[[Any, int, int], Sequence[int]]
+
+
 def measure(
-    annoy: AnnoyIndex,
-    queries: list[list[float]],
+    search: Searcher,
+    queries: Sequence[Any],
     positions: np.ndarray,
     truth: np.ndarray,
-    search_k: int,
+    effort: int,
     max_seconds: float = float("inf"),
 ) -> tuple[float, float, float, int]:
-    """(recall@10, p50 ms, p95 ms, queries used) of Annoy at ``search_k`` over the sampled queries.
+    """(recall@10, p50 ms, p95 ms, queries used) of one search effort over the sampled queries.
 
-    Stops after ``max_seconds`` (at least 10 queries): a configured ``search_k`` far above
+    Stops after ``max_seconds`` (at least 10 queries): a configured effort far above
     the budget would otherwise hold the builder for minutes.
     """
     k = truth.shape[1]
@@ -107,7 +117,7 @@ def measure(
         if len(lat) >= 10 and time.perf_counter() > stop:
             break
         t = time.perf_counter()
-        got = annoy.get_nns_by_vector(q, k + 1, search_k)
+        got = search(q, k + 1, effort)
         lat.append(time.perf_counter() - t)
         others = [p for p in got if p != own][:k]
         hits += len(set(others).intersection(want.tolist()))
@@ -115,104 +125,163 @@ def measure(
     return hits / (k * len(lat)), p50, p95, len(lat)
 
 
-def tune(annoy: AnnoyIndex, chunks: list[np.ndarray], trees: int, tuning: Tuning) -> dict[str, Any]:
-    """Measure the snapshot and choose ``search_k``; the facts ``index.json`` keeps under ``recall``."""
-    started = time.monotonic()
-    n = sum(len(c) for c in chunks)
-    positions = sample_positions(n, tuning.sample, tuning.seed)
-    truth = true_neighbours(chunks, positions)
-    queries = [annoy.get_item_vector(int(p)) for p in positions]
+def sweep_effort(
+    search: Searcher,
+    queries: Sequence[Any],
+    positions: np.ndarray,
+    truth: np.ndarray,
+    tuning: Tuning,
+    configured: int | None,
+    start: int,
+    ceiling: int,
+) -> tuple[tuple[int, float, float, float, int], list[list[float]]]:
+    """Choose the effort (Annoy ``search_k``, HNSW ``ef``): the chosen (effort, recall, p50, p95, used) and the sweep.
+
+    ``configured`` is only measured; otherwise the effort doubles from ``start`` as the
+    module docstring says, never past ``ceiling`` (where the index already inspects everything).
+    """
     sweep: list[list[float]] = []
-    chosen: tuple[int, float, float, float, int] | None = None
     cap = max(2.0, 2 * len(queries) * tuning.budget_ms / 1e3)  # a step: at most 2 s or twice the budget per query
-    if tuning.search_k is not None:
-        search_k = tuning.search_k if tuning.search_k > 0 else trees * K
-        rec, p50, p95, used = measure(annoy, queries, positions, truth, search_k, cap)
-        sweep.append([search_k, round(p50, 3), round(rec, 4)])
-        chosen = (tuning.search_k, rec, p50, p95, used)
-    else:
-        search_k = trees * K
-        while True:
-            rec, p50, p95, used = measure(annoy, queries, positions, truth, search_k, cap)
-            if p50 > tuning.budget_ms:  # once more: on a shared machine one slow pass is often load
-                again = measure(annoy, queries, positions, truth, search_k, cap)
-                rec, p50, p95, used = min((rec, p50, p95, used), again, key=lambda m: m[1])
-            sweep.append([search_k, round(p50, 3), round(rec, 4)])
-            if p50 > tuning.budget_ms and chosen is not None:
-                break  # keep the best within the budget
-            if chosen is not None and chosen[1] >= tuning.target:
-                chosen = (search_k, rec, p50, p95, used)
-                break  # the margin step, taken
-            chosen = (search_k, rec, p50, p95, used)
-            if p50 > tuning.budget_ms or search_k >= n * trees:
-                break
-            search_k *= 2  # towards the target, or once past it: the margin (see the docstring)
-    assert chosen is not None  # the first step is always kept
-    search_k, rec, p50, p95, used = chosen
-    met = rec >= tuning.target and p50 <= tuning.budget_ms
-    next_trees = trees if met or tuning.max_trees is None else min(max(trees, tuning.max_trees), 2 * trees)
+    if configured is not None:
+        rec, p50, p95, used = measure(search, queries, positions, truth, configured, cap)
+        sweep.append([configured, round(p50, 3), round(rec, 4)])
+        return (configured, rec, p50, p95, used), sweep
+    chosen: tuple[int, float, float, float, int] | None = None
+    effort = start
+    while True:
+        rec, p50, p95, used = measure(search, queries, positions, truth, effort, cap)
+        if p50 > tuning.budget_ms:  # once more: on a shared machine one slow pass is often load
+            again = measure(search, queries, positions, truth, effort, cap)
+            rec, p50, p95, used = min((rec, p50, p95, used), again, key=lambda m: m[1])
+        sweep.append([effort, round(p50, 3), round(rec, 4)])
+        if p50 > tuning.budget_ms and chosen is not None:
+            break  # keep the best within the budget
+        if chosen is not None and chosen[1] >= tuning.target:
+            chosen = (effort, rec, p50, p95, used)
+            break  # the margin step, taken
+        chosen = (effort, rec, p50, p95, used)
+        if p50 > tuning.budget_ms or effort >= ceiling:
+            break
+        effort *= 2  # towards the target, or once past it: the margin (see the docstring)
+    return chosen, sweep
+
+
+def _facts(chosen: tuple[int, float, float, float, int], sweep: list[list[float]], tuning: Tuning) -> dict[str, Any]:
+    _, rec, p50, p95, used = chosen
     return {
         "recall_at_10": round(rec, 4),
-        "search_k": int(search_k),
-        "search_k_source": "auto" if tuning.search_k is None else "config",
         "p50_ms": round(p50, 3),
         "p95_ms": round(p95, 3),
         "sample": used,
         "target_recall": tuning.target,
         "search_budget_ms": tuning.budget_ms,
-        "target_met": bool(met),
+        "target_met": bool(rec >= tuning.target and p50 <= tuning.budget_ms),
+        "sweep": sweep,
+    }
+
+
+def tune(annoy: AnnoyIndex, chunks: list[np.ndarray], trees: int, tuning: Tuning) -> dict[str, Any]:
+    """Measure an Annoy snapshot and choose ``search_k``; the facts ``index.json`` keeps under ``recall``."""
+    started = time.monotonic()
+    n = sum(len(c) for c in chunks)
+    positions = sample_positions(n, tuning.sample, tuning.seed)
+    truth = true_neighbours(chunks, positions)
+    queries = [annoy.get_item_vector(int(p)) for p in positions]
+    configured = None
+    if tuning.search_k is not None:
+        configured = tuning.search_k if tuning.search_k > 0 else trees * K
+
+    def search(q: Any, count: int, search_k: int) -> Sequence[int]:
+        return annoy.get_nns_by_vector(q, count, search_k)
+
+    chosen, sweep = sweep_effort(search, queries, positions, truth, tuning, configured, trees * K, n * trees)
+    facts = _facts(chosen, sweep, tuning)
+    met = facts["target_met"]
+    next_trees = trees if met or tuning.max_trees is None else min(max(trees, tuning.max_trees), 2 * trees)
+    return {
+        **facts,
+        "search_k": int(tuning.search_k if tuning.search_k is not None else chosen[0]),
+        "search_k_source": "auto" if tuning.search_k is None else "config",
         "trees": trees,
         "next_trees": int(next_trees),
-        "sweep": sweep,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def tune_hnsw(
+    search: Searcher, chunks: list[np.ndarray], n: int, configured_ef: int | None, tuning: Tuning
+) -> dict[str, Any]:
+    """Measure an HNSW snapshot (``hnsw``) and choose ``ef``; ``search`` answers with item positions."""
+    started = time.monotonic()
+    positions = sample_positions(n, tuning.sample, tuning.seed)
+    truth = true_neighbours(chunks, positions)
+    offsets = np.cumsum([0] + [len(c) for c in chunks])
+    queries = []
+    for p in positions.tolist():
+        c = int(np.searchsorted(offsets, p, side="right")) - 1
+        queries.append(chunks[c][p - offsets[c]])
+    chosen, sweep = sweep_effort(search, queries, positions, truth, tuning, configured_ef, HNSW_START_EF, max(n, 1))
+    return {
+        **_facts(chosen, sweep, tuning),
+        "ef": int(chosen[0]),
+        "ef_source": "auto" if configured_ef is None else "config",
         "seconds": round(time.monotonic() - started, 3),
     }
 
 
 def report(base: Base, tuning: Tuning, next_trees: int, trees_source: str) -> dict[str, Any]:
-    """The ``/stats`` fields of a base: its measured recall, the ``search_k`` it uses and why."""
+    """The ``/stats`` fields of a base: its measured recall, the search effort it uses and why."""
+    hnsw = base.kind == BaseKind.HNSW
     out: dict[str, Any] = {
         "target_recall": tuning.target,
         "search_budget_ms": tuning.budget_ms,
         "trees_source": trees_source,
-        "next_trees": next_trees,
-    }
-    if not isinstance(base, AnnoyBase):  # exact search finds the true top 10
-        return {**out, "recall_at_10": 1.0, "target_met": True, "search_k": None, "search_k_source": "exact",
-                "p50_ms": None, "p95_ms": None, "recall_sample": None, "trees": None, "recall_note": None}  # fmt: skip
+        "next_trees": None if hnsw else next_trees,
+        "search_k": None, "search_k_source": None, "ef": None, "ef_source": None, "trees": None,
+    }  # fmt: skip
+    if base.kind == BaseKind.EXACT:  # exact search finds the true top 10
+        return {**out, "recall_at_10": 1.0, "target_met": True, "search_k_source": "exact", "p50_ms": None,
+                "p95_ms": None, "recall_sample": None, "recall_note": None}  # fmt: skip
+    effort = "ef" if hnsw else "search_k"
+    out.update({effort: base.effort, f"{effort}_source": base.effort_source})
+    if not hnsw:
+        out["trees"] = int(base.meta["trees"])
     measured = base.meta.get("recall")
-    trees = int(base.meta["trees"])
-    out.update(search_k=base.search_k, search_k_source=base.search_k_source, trees=trees)
     note: str | None
     if not isinstance(measured, dict):
         note = "not measured: the snapshot was built before recall was measured"
         return {**out, "recall_at_10": None, "target_met": None, "p50_ms": None, "p95_ms": None,
                 "recall_sample": None, "recall_note": note}  # fmt: skip
-    if measured["search_k"] != base.search_k:  # index.search_k changed since the build
-        note = f"measured at search_k {measured['search_k']}, searching with {base.search_k} (index.search_k)"
+    if measured[effort] != base.effort:  # index.search_k / index.ef changed since the build
+        note = f"measured at {effort} {measured[effort]}, searching with {base.effort} (index.{effort})"
     elif measured["target_met"]:
         note = None
     else:
         note = (
             f"target {tuning.target} not reached within {measured['search_budget_ms']} ms: recall@10 "
-            f"{measured['recall_at_10']} at search_k {measured['search_k']} (p50 {measured['p50_ms']} ms); "
-            + (f"the next build uses {next_trees} trees" if next_trees > trees else f"{trees} trees is the most")
+            f"{measured['recall_at_10']} at {effort} {measured[effort]} (p50 {measured['p50_ms']} ms); "
+            + _remedy(measured, hnsw, next_trees)
         )
     return {**out, "recall_at_10": measured["recall_at_10"], "target_met": measured["target_met"],
             "p50_ms": measured["p50_ms"], "p95_ms": measured["p95_ms"], "recall_sample": measured["sample"],
             "recall_note": note}  # fmt: skip
 
 
+def _remedy(recall: dict[str, Any], hnsw: bool, next_trees: int) -> str:
+    if hnsw:  # a bigger ef would pass the budget; the graph's shape is fixed
+        return "a larger index.search_budget_ms would let ef grow"
+    trees = int(recall["trees"])
+    return f"the next build uses {next_trees} trees" if next_trees > trees else f"{trees} trees is the most allowed"
+
+
 def miss_message(recall: dict[str, Any]) -> str | None:
     """The log's warning for a measurement that missed the target, or None when it met it."""
     if recall["target_met"]:
         return None
-    more = recall["next_trees"] > recall["trees"]
+    hnsw = "ef" in recall
+    effort = "ef" if hnsw else "search_k"
     return (
-        f"recall@10 {recall['recall_at_10']:.3f} at search_k {recall['search_k']} (p50 {recall['p50_ms']:.2f} ms), "
+        f"recall@10 {recall['recall_at_10']:.3f} at {effort} {recall[effort]} (p50 {recall['p50_ms']:.2f} ms), "
         f"short of the target {recall['target_recall']:.2f} within the {recall['search_budget_ms']:g} ms budget; "
-        + (
-            f"the next build uses {recall['next_trees']} trees"
-            if more
-            else f"{recall['trees']} trees is the most allowed"
-        )
+        + _remedy(recall, hnsw, 0 if hnsw else int(recall["next_trees"]))
     )

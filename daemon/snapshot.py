@@ -1,9 +1,9 @@
-"""An index's snapshot on disk: the Annoy file, its ids, the metadata that commits them.
+"""An index's snapshot on disk: the Annoy or HNSW file, its ids, the metadata that commits them.
 
 Files under an index's directory (normally ``<data_dir>/<extractor>/``):
 ``index.json`` (the commit point: names the live snapshot and carries its sizes and
 CRC-32s, so a truncated or corrupt file is caught at start-up), ``snapshot-NNNNNN.ann``
-(Annoy, angular metric), ``snapshot-NNNNNN.ids.npy`` (the file id of each Annoy item:
+(Annoy, angular metric) or ``snapshot-NNNNNN.usearch`` (HNSW, see ``hnsw``), ``snapshot-NNNNNN.ids.npy`` (the file id of each Annoy item:
 Annoy items are numbered densely 0..n-1, because file ids are never reused and grow
 sparse, and Annoy allocates a 2 KB node for every number up to the largest),
 ``index.lock``, and ``.build-*`` temporaries while building.
@@ -36,6 +36,7 @@ import numpy as np
 from annoy import AnnoyIndex
 
 from .catalog import Catalog
+from .hnsw import HnswBase, load_view, write_hnsw_snapshot
 from .index_parts import AnnoyBase, Base, BaseKind
 from .recall import Tuning, tune
 from .timestamps import iso_utc, parse_iso
@@ -48,10 +49,16 @@ LOCK_NAME = "index.lock"
 BUILD_NICE = 10  # the builder process yields the CPU to queries and to the indexer
 _CHUNK = 1 << 24  # bytes read at a time when checksumming
 _META_TYPES: dict[str, type | tuple[type, ...]] = {
-    "format": int, "model_id": str, "dim": int, "trees": int, "file": str, "ids_file": str, "items": int,
+    "format": int, "model_id": str, "dim": int, "file": str, "ids_file": str, "items": int,
     "seq": int, "file_size": int, "file_crc32": int, "ids_size": int, "ids_crc32": int, "built_at": str,
-    "build_seconds": (int, float),
+    "build_seconds": (int, float), "kind": str,
 }  # fmt: skip
+_KIND_META_TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
+    BaseKind.ANNOY: {"trees": int},
+    BaseKind.HNSW: {"removed_since_full": int, "connectivity": int, "dtype": str},
+}
+SUFFIX = {BaseKind.ANNOY: ".ann", BaseKind.HNSW: ".usearch"}
+Snapshot = AnnoyBase | HnswBase
 
 
 class SnapshotError(Exception):
@@ -193,6 +200,23 @@ def builder_main(argv: list[str]) -> int:
     args = json.loads(argv[0])
     _die_with_parent(args["parent"])
     catalog = Catalog(args["catalog"])  # left open: closing would checkpoint the daemon's WAL
+    tuning = Tuning(**args["tuning"]) if args.get("tuning") else None
+    if args["kind"] == BaseKind.HNSW:
+        facts, ids = write_hnsw_snapshot(
+            catalog, args["extractor"], args["model_id"], args["dim"], Path(args["ann"]),
+            previous=args["previous"], jobs=args["jobs"], tuning=tuning,
+        )  # fmt: skip
+        ids_path = Path(args["ids"])
+        with open(ids_path, "wb") as f:
+            np.save(f, ids, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        ann_path = Path(args["ann"])
+        _fsync_file(ann_path)
+        facts.update(file_size=ann_path.stat().st_size, file_crc32=_crc32(ann_path), ids_size=ids_path.stat().st_size,
+                     ids_crc32=_crc32(ids_path))  # fmt: skip
+        print(json.dumps(facts), flush=True)
+        return 0
     seq_before = catalog.current_seq()  # what an empty read reflects
     result = _write_snapshot(
         catalog.iter_vectors(args["extractor"], args["model_id"]),
@@ -201,7 +225,7 @@ def builder_main(argv: list[str]) -> int:
         Path(args["ann"]),
         Path(args["ids"]),
         jobs=args["jobs"],
-        tuning=Tuning(**args["tuning"]) if args.get("tuning") else None,
+        tuning=tuning,
     )
     if result["items"] == 0:
         result["seq"] = seq_before
@@ -246,11 +270,11 @@ class SnapshotStore:
 
     # -- loading
 
-    def load(self, catalog_seq: int, search_k: int | None) -> AnnoyBase:
+    def load(self, catalog_seq: int, tuning: Tuning) -> Snapshot:
         """The committed snapshot, checked; FileNotFoundError if there is none, SnapshotError if unusable.
 
         ``catalog_seq`` is the catalogue's change number now: a snapshot ahead of it belongs
-        to another catalogue.
+        to another catalogue. ``tuning`` carries a configured search effort (else the measured one is used).
         """
         meta_path = self.directory / META_NAME
         try:
@@ -263,7 +287,10 @@ class SnapshotStore:
             meta = json.loads(text)
             if not isinstance(meta, dict):
                 raise ValueError("not a JSON object")
-            for key, kind in _META_TYPES.items():
+            meta.setdefault("kind", BaseKind.ANNOY.value)  # written before there were kinds
+            if meta["kind"] not in _KIND_META_TYPES:
+                raise ValueError(f"unknown kind {meta['kind']!r}")
+            for key, kind in {**_META_TYPES, **_KIND_META_TYPES[meta["kind"]]}.items():
                 if not isinstance(meta.get(key), kind):
                     raise ValueError(f"{key!r} missing or of the wrong type")
             parse_iso(meta["built_at"])
@@ -284,12 +311,12 @@ class SnapshotStore:
                 f"it reflects catalogue change {meta['seq']} but the catalogue is at {catalog_seq} "
                 "(was the catalogue replaced?)"
             )
-        return self._load_files(meta, search_k, verify_checksums=True)
+        return self._load_files(meta, tuning, verify_checksums=True)
 
-    def _load_files(self, meta: dict[str, Any], search_k: int | None, verify_checksums: bool) -> AnnoyBase:
-        """Check sizes (and checksums) of the snapshot's files and map the Annoy index.
+    def _load_files(self, meta: dict[str, Any], tuning: Tuning | None, verify_checksums: bool) -> Snapshot:
+        """Check sizes (and checksums) of the snapshot's files and map the Annoy or HNSW index.
 
-        ``search_k`` None: the one measured at build time (``AnnoyBase``).
+        The search effort is ``tuning``'s when configured, else the one measured at build time.
         """
         ann, ids_path = self.directory / meta["file"], self.directory / meta["ids_file"]
         for path, size, crc in (
@@ -314,6 +341,15 @@ class SnapshotStore:
             raise SnapshotError(f"file {ids_path.name} is unreadable: {exc}") from exc
         if ids.dtype != np.int64 or ids.ndim != 1 or len(ids) != meta["items"]:
             raise SnapshotError(f"file {ids_path.name} does not hold {meta['items']} ids")
+        if meta["kind"] == BaseKind.HNSW:
+            try:
+                graph = load_view(ann, self.dim)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise SnapshotError(f"file {ann.name} cannot be loaded: {exc}") from exc
+            if len(graph) != len(ids):
+                graph.reset()
+                raise SnapshotError(f"file {ann.name} has {len(graph)} items, expected {len(ids)}")
+            return HnswBase(graph, ids, [ann, ids_path], meta, tuning.ef if tuning else None)
         annoy = AnnoyIndex(self.dim, "angular")
         try:
             annoy.load(str(ann), prefault=False)
@@ -322,25 +358,42 @@ class SnapshotStore:
         if annoy.get_n_items() != len(ids):
             annoy.unload()
             raise SnapshotError(f"file {ann.name} has {annoy.get_n_items()} items, expected {len(ids)}")
-        return AnnoyBase(annoy, ids, [ann, ids_path], meta, search_k)
+        return AnnoyBase(annoy, ids, [ann, ids_path], meta, tuning.search_k if tuning else None)
 
     # -- building
 
-    def build(self, catalog_path: Path, trees: int, jobs: int, tuning: Tuning | None, started: float) -> AnnoyBase:
+    def build(
+        self,
+        catalog_path: Path,
+        trees: int,
+        jobs: int,
+        tuning: Tuning | None,
+        started: float,
+        *,
+        kind: BaseKind = BaseKind.ANNOY,
+        grow: HnswBase | None = None,
+    ) -> Snapshot:
         """Build a new snapshot in a child process, rename it into place, load it, commit the metadata.
 
-        ``tuning``: measure recall and choose ``search_k`` (``recall``), else search with
-        ``DEFAULT_SEARCH_K``. ``started`` is the wall-clock time the build was asked for.
+        ``tuning``: measure recall and choose the search effort (``recall``), else search with
+        the unmeasured default. ``started`` is the wall-clock time the build was asked for.
+        ``kind`` HNSW with ``grow``: the new snapshot is ``grow`` plus the catalogue changes
+        since it was built (``hnsw``); without, a full build.
         IndexBuildError when the builder fails or the store is closing.
         """
         self._generation += 1
         name = f"snapshot-{self._generation:06d}"
-        tmp_ann = self.directory / f".build-{self._generation:06d}.ann.tmp"
+        tmp_ann = self.directory / f".build-{self._generation:06d}{SUFFIX[kind]}.tmp"
         tmp_ids = self.directory / f".build-{self._generation:06d}.ids.tmp"
-        ann, ids = self.directory / f"{name}.ann", self.directory / f"{name}.ids.npy"
+        ann, ids = self.directory / f"{name}{SUFFIX[kind]}", self.directory / f"{name}.ids.npy"
+        previous = None
+        if kind == BaseKind.HNSW and grow is not None:
+            previous = {"file": str(grow.paths[0]), "seq": grow.seq,
+                        "removed_since_full": int(grow.meta["removed_since_full"])}  # fmt: skip
         args = {"parent": os.getpid(), "catalog": str(catalog_path), "extractor": self.extractor,
-                "model_id": self.model_id, "dim": self.dim, "trees": trees, "jobs": jobs,
-                "ann": str(tmp_ann), "ids": str(tmp_ids), "tuning": tuning.as_dict() if tuning else None}  # fmt: skip
+                "model_id": self.model_id, "dim": self.dim, "trees": trees, "jobs": jobs, "kind": kind.value,
+                "previous": previous, "ann": str(tmp_ann), "ids": str(tmp_ids),
+                "tuning": tuning.as_dict() if tuning else None}  # fmt: skip
         code = _BUILDER_CODE.format(nice=BUILD_NICE)
         try:
             with self._lock:
@@ -367,13 +420,13 @@ class SnapshotStore:
                 self._builder = None
             tmp_ann.unlink(missing_ok=True)
             tmp_ids.unlink(missing_ok=True)
-        meta = {"format": META_FORMAT, "extractor": self.extractor, "model_id": self.model_id, "dim": self.dim,
-                "metric": "angular", "trees": trees, "file": ann.name, "ids_file": ids.name,
+        shape = {"metric": "angular", "trees": trees} if kind == BaseKind.ANNOY else {"metric": "cos"}
+        meta = {"format": META_FORMAT, "kind": kind.value, "extractor": self.extractor, "model_id": self.model_id,
+                "dim": self.dim, **shape, "file": ann.name, "ids_file": ids.name,
                 "built_at": iso_utc(started), **facts, "build_seconds": round(time.time() - started, 3)}  # fmt: skip
         base = None
         try:
-            search_k = None if tuning is None or tuning.search_k is None else tuning.search_k
-            base = self._load_files(meta, search_k, verify_checksums=False)
+            base = self._load_files(meta, tuning, verify_checksums=False)
             _write_json_atomic(self.directory / META_NAME, meta)  # the commit point
         except BaseException:
             if base is not None:

@@ -39,11 +39,11 @@ TINY = {
         "--vectors", "1500", "--planted", "20", "--identical", "5", "--sample", "50", "--grid", "2", "--photos", "2",
         "--thresholds", "0.9",
     ],
-    "bench_recall.py": ["--sizes", "1200", "--queries", "20", "--sample", "30", "--datasets", "broad", "--rebuilds", "0"],
+    "bench_recall.py": ["--sizes", "1200", "--queries", "20", "--sample", "30", "--datasets", "broad", "--changes", "100"],
 }  # fmt: skip
 EXPECT = {
     "bench_ann.py": "| 1,000 | Annoy, 2 trees |",
-    "bench_recall.py": "| broad | 1,200 | 1 |",
+    "bench_recall.py": "| broad | 1,200 | hnsw | 2, grown |",
     "bench_decode.py": "| **loader total** |",
     "bench_filters.py": "| 600 |",
     "bench_index.py": "| 1,200 |",

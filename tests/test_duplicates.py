@@ -64,7 +64,7 @@ def test_join_through_a_real_index_finds_planted_and_identical_files(tmp_path: P
             FileResult(f"/copies/{k}.jpg", 5, k, f"hash-{k}", vectors={EXTRACTOR: (MODEL, vectors[k])})
             for k in range(5)
         )
-        with ExtractorIndex(catalog, tmp_path / "index", EXTRACTOR, MODEL, 128, exact_below=500) as index:
+        with ExtractorIndex(catalog, tmp_path / "index", EXTRACTOR, MODEL, 128, kind="annoy", exact_below=500) as index:
             index.wait_idle(120)
             assert index.stats()["mode"] == "annoy"
             finder = duplicates.DuplicateFinder(catalog, exact_below=100)  # through the index, not the matrix

@@ -16,6 +16,7 @@ import pytest
 
 from imgsearchd.catalog import Catalog, FileResult
 from imgsearchd.index import ExtractorIndex
+from imgsearchd.index_parts import BaseKind
 from imgsearchd.recall import sample_positions
 from test_server import OpenApiChecker
 
@@ -27,7 +28,7 @@ QUIET = dict(rebuild_after_changes=10**9, rebuild_after_seconds=3600.0)  # no au
 
 
 def open_index(catalog: Catalog, directory: Path, **kw) -> ExtractorIndex:
-    index = ExtractorIndex(catalog, directory, EXTRACTOR, MODEL, DIM, exact_below=100, **{**QUIET, **kw})
+    index = ExtractorIndex(catalog, directory, EXTRACTOR, MODEL, DIM, kind="annoy", exact_below=100, **{**QUIET, **kw})
     index.open()
     assert index.wait_idle(120)
     return index
@@ -123,7 +124,8 @@ def test_exact_mode_reports_recall_one(tmp_path):
             index.close()
 
 
-def test_stats_show_the_measured_recall_over_http(tmp_path):
+@pytest.mark.parametrize("kind", ["annoy", "hnsw"])
+def test_stats_show_the_measured_recall_over_http(tmp_path, kind):
     openapi = OpenApiChecker()
     with live_server(server_config(tmp_path)) as live:
         index = live.service.indexes["efficientnet"]
@@ -131,7 +133,8 @@ def test_stats_show_the_measured_recall_over_http(tmp_path):
             FileResult(f"/fake/{k:05d}.jpg", 100, k, f"fake-{k}", vectors={"efficientnet": (index.model_id, v)})
             for k, v in enumerate(photo_like(600, index.dim, seed=6, topic_size=300))
         )
-        index.exact_below, index.recall_sample = 100, 100  # Annoy mode at this size, a small sample
+        index.exact_below, index.recall_sample = 100, 100  # a snapshot at this size, a small sample
+        index.kind = BaseKind(kind)
         index.refresh()
         status, _ = live.post("/rebuild", b"", "application/octet-stream", extractor="efficientnet")
         assert status == 202 and index.wait_idle(120)
@@ -139,10 +142,12 @@ def test_stats_show_the_measured_recall_over_http(tmp_path):
         openapi.check("GET", "/stats", status, stats)
         shown = stats["extractors"]["efficientnet"]
         measured = index._state.base.meta["recall"]
-        assert shown["mode"] == "annoy" and shown["recall_at_10"] == measured["recall_at_10"] >= 0.95
-        assert (shown["search_k"], shown["search_k_source"]) == (measured["search_k"], "auto")
+        assert shown["mode"] == kind and shown["recall_at_10"] == measured["recall_at_10"] >= 0.95
+        effort = "search_k" if kind == "annoy" else "ef"
+        assert (shown[effort], shown[f"{effort}_source"]) == (measured[effort], "auto")
         assert shown["target_recall"] == 0.95 and shown["search_budget_ms"] == 10 and shown["target_met"] is True
-        assert shown["p50_ms"] == measured["p50_ms"] and shown["trees"] == 10 and shown["recall_note"] is None
+        assert shown["p50_ms"] == measured["p50_ms"] and shown["recall_note"] is None
+        assert shown["trees"] == (10 if kind == "annoy" else None)
 
         index.search_budget_ms = 0.001  # now nothing is fast enough
         status, _ = live.post("/rebuild", b"", "application/octet-stream", extractor="efficientnet")
@@ -150,4 +155,8 @@ def test_stats_show_the_measured_recall_over_http(tmp_path):
         status, stats = live.get("/stats")
         openapi.check("GET", "/stats", status, stats)
         shown = stats["extractors"]["efficientnet"]
-        assert shown["target_met"] is False and shown["next_trees"] == 20 and "not reached" in shown["recall_note"]
+        assert shown["target_met"] is False and "not reached" in shown["recall_note"]
+        if kind == "annoy":
+            assert shown["next_trees"] == 20 and "next build uses 20 trees" in shown["recall_note"]
+        else:
+            assert shown["next_trees"] is None and "index.search_budget_ms" in shown["recall_note"]

@@ -60,16 +60,19 @@ def record(catalog: Catalog, folder: str, vectors: np.ndarray, tag: str) -> None
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
-    """A catalogue, an exhaustive Annoy index over it, then fresh files and removals since the build."""
+    """A catalogue, an exhaustive and a tuned Annoy index over it, then fresh files and removals since the build.
+
+    (The HNSW kind's folder search: ``test_index_hnsw``.)
+    """
     tmp = tmp_path_factory.mktemp("folders")
     catalog = Catalog(tmp / "catalog.sqlite3")
     for folder, vectors in library_vectors().items():
         record(catalog, folder, vectors, "base")
     quiet = {"rebuild_after_changes": 10**9, "rebuild_after_seconds": 10**6}
     index = ExtractorIndex(
-        catalog, tmp / "exhaustive", EXTRACTOR, MODEL, DIM, exact_below=100, search_k=EXHAUSTIVE, **quiet
+        catalog, tmp / "exhaustive", EXTRACTOR, MODEL, DIM, kind="annoy", exact_below=100, search_k=EXHAUSTIVE, **quiet
     )
-    tuned = ExtractorIndex(catalog, tmp / "tuned", EXTRACTOR, MODEL, DIM, exact_below=100, **quiet)
+    tuned = ExtractorIndex(catalog, tmp / "tuned", EXTRACTOR, MODEL, DIM, kind="annoy", exact_below=100, **quiet)
     index.open()
     tuned.open()
     try:
@@ -133,7 +136,7 @@ def test_fresh_files_count_and_removed_ones_never_appear(library):
 
 
 def test_the_cost_picks_exact_for_a_small_folder_and_over_fetch_for_a_large_one(library):
-    catalog, _, tuned = library  # default search_k (5000), trees 10
+    catalog, _, tuned = library  # Annoy with its measured search_k, trees 10
     small = [search_folder(tuned, q, "/lib/small", 10) for q in QUERIES]
     large = [search_folder(tuned, q, "/lib/big", 10) for q in QUERIES]
     assert {f.method for f in small} == {Method.EXACT}
