@@ -86,6 +86,9 @@ class HnswBase(Base):
     def search(
         self, v: np.ndarray, limit: int, dead: Set[int], exclude: Set[int], budget_scale: int = 1
     ) -> list[tuple[float, int]]:
+        # Any number of threads may search at once: usearch's binding keeps the GIL during a
+        # single search (its README: "assuming the presence of the GIL"), so they take turns;
+        # 6000 searches from 4 threads at once matched one thread's answers (usearch 2.26.6).
         # ``budget_scale`` needs nothing here: HNSW searches with max(ef, results wanted), so
         # a deep over-fetch (``folder_search``) widens the search by itself.
         k = limit if not (dead or exclude) else 2 * limit + 10

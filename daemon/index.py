@@ -1,6 +1,6 @@
-"""Per-extractor similarity index: a base (Annoy snapshot or exact matrix), fresh vectors, tombstones.
+"""Per-extractor similarity index: a base (HNSW or Annoy snapshot, or exact matrix), fresh vectors, tombstones.
 
-An Annoy index cannot take items once built, so each extractor's index searches three
+A snapshot is not changed once built, so each extractor's index searches three
 parts (see ``index_parts``): the **base**, built from the catalogue at change number
 ``seq``; the **fresh** vectors added or changed after ``seq``, searched exactly; and
 **tombstones**, base items removed or superseded since. A query over-fetches from the
@@ -13,8 +13,9 @@ self-join) and rebuilding share one protocol for holding and retiring bases, kep
 
 Rebuilds run on a background thread per extractor: when the fresh vectors or the
 tombstones reach ``rebuild_after_changes``, or the oldest change is older than
-``rebuild_after_seconds``. Small collections get an exact base; larger ones an Annoy
-snapshot built and committed by ``snapshot.SnapshotStore``. Queries hold a reference to
+``rebuild_after_seconds``. Small collections get an exact base; larger ones a snapshot
+(``kind``: an HNSW graph grown from the last one, see ``hnsw``, or an Annoy index built
+from scratch) built and committed by ``snapshot.SnapshotStore``. Queries hold a reference to
 the base they use; a replaced base is unloaded (and its files deleted) only when its last
 query has finished, so no thread ever touches an unloaded AnnoyIndex.
 """
@@ -533,7 +534,8 @@ def query_many(
 ) -> list[list[tuple[int, float]]]:
     """(id, cosine) of the ``limit`` nearest to each unit row, best first, like ``index.query``,
     with its own Annoy ``search_k``: a bulk self-join (duplicates) looks for very close
-    neighbours, which far fewer candidates find (bench/bench_duplicates.py). One state is
+    neighbours, which far fewer candidates find (bench/bench_duplicates.py). An HNSW base
+    searches at its own ef (a few hundred candidates already). One state is
     held per ``chunk`` rows, so a rebuild swapped in meanwhile is used from the next chunk on.
     """
     out: list[list[tuple[int, float]]] = []

@@ -401,6 +401,9 @@ class Service:
         "index.extractors",
         "index.fallback_extractor",
         "index.loader_threads",
+        "index.kind",  # the snapshot in use and the search effort it was loaded with
+        "index.ef",
+        "index.search_k",
     )
 
     def apply_config(self, new: Config) -> None:

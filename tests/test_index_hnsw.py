@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,21 @@ def test_switching_kind_rebuilds_while_the_old_snapshot_serves(tmp_path, caplog)
             assert any("index.kind is hnsw" in r.message for r in caplog.records)
             assert [f for f in index_files(index.directory) if f.endswith(".ann")] == []
             assert index.query(data[9], 1)[0].distance < 0.05
+        finally:
+            index.close()
+
+
+def test_threads_searching_at_once_get_the_answers_one_thread_gets(tmp_path):
+    data = photo_like(1500, DIM, seed=12, topic_size=300)
+    with Catalog(tmp_path / "catalog.db") as catalog:
+        add_files(catalog, data)
+        index = open_index(catalog, tmp_path / "index")
+        try:
+            queries = photo_like(200, DIM, seed=13, topic_size=300)
+            alone = [[h.id for h in index.query(q, 10)] for q in queries]
+            with ThreadPoolExecutor(4) as pool:
+                together = list(pool.map(lambda q: [h.id for h in index.query(q, 10)], np.concatenate([queries] * 3)))
+            assert together == alone * 3
         finally:
             index.close()
 
