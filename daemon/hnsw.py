@@ -11,7 +11,7 @@ full build happens only for the first snapshot and after removals pile up
 The index is usearch's (keys are the catalogue's file ids, so no position map), saved to
 ``snapshot-NNNNNN.usearch`` next to the same ``.ids.npy`` and ``index.json`` commit an
 Annoy snapshot has (``snapshot``), and served memory-mapped (``Index.restore(view=True)``):
-no copy in the daemon's memory, and a start-up that does not read the file.
+no copy in the daemon's memory (1.3 GB at 1M 512-d vectors, bench_ann).
 """
 
 from __future__ import annotations
