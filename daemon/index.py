@@ -438,8 +438,7 @@ class ExtractorIndex:
                 base = self.store.build(self.catalog.path, self.build_trees(), self.build_jobs, self.tuning(), started,
                                         kind=self.kind, grow=grow)  # fmt: skip
                 if grow is not None and base.meta.get("full_build"):
-                    log.info("%s: full HNSW build: removed and replaced items reached a quarter of the graph",
-                             self.extractor)  # fmt: skip
+                    log.info("%s: full HNSW build: %s", self.extractor, base.meta.get("full_build_reason"))
                 self._measured(base.meta.get("recall"))
             with self._update_lock:
                 changes = self.catalog.changes_since(self.extractor, self.model_id, base.seq, self.dim)
