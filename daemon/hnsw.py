@@ -2,7 +2,7 @@
 
 Annoy cannot reach recall@10 0.95 within 10 ms at 1M widely spread vectors, even with 50
 trees (0.64 at 9.7 ms); usearch's HNSW reaches 0.962 at ef 128 in 3.1 ms (bench_ann,
-BENCHMARKS.md "Measured recall"). Its price is the build: 9-12x Annoy's from scratch. But
+BENCHMARKS.md "Measured recall"). Its price is the build: 6-9x Annoy's from scratch. But
 an HNSW graph takes insertions and removals, so a rebuild here **grows the last snapshot**
 by the catalogue changes since it was built instead of building it again; a full build
 happens only for the first snapshot, when the file cannot be read back, and after removals

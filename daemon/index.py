@@ -68,10 +68,10 @@ DEFAULT_TREES = 10
 DEFAULT_SEARCH_K = UNMEASURED_SEARCH_K
 AUTO = "auto"
 # HNSW by default: at 1M widely spread vectors usearch reaches recall@10 0.962 in 3.1 ms
-# where Annoy, tuned, stays at 0.64 in 10 ms; at 100k through this class 1.000 in 1.6 ms
+# where Annoy, tuned, stays at 0.64 in 10 ms; at 100k through this class 0.991 in 0.8 ms
 # against Annoy's 0.977 in 8.5 ms after a second build (bench_ann, bench_recall; BENCHMARKS.md
 # "Measured recall"). Its costly full build happens once: later builds grow the graph
-# (``hnsw``: 4-12 s at 100k against Annoy's 17-42 s from scratch).
+# (``hnsw``: 9-10 s at 100k against Annoy's 17-42 s from scratch).
 DEFAULT_KIND = "hnsw"
 
 
