@@ -27,7 +27,7 @@ import numpy as np
 from usearch.index import Index
 
 from .catalog import Catalog
-from .index_parts import Base, BaseKind
+from .index_parts import Base, BaseKind, chosen_effort
 from .recall import Tuning, tune_hnsw
 from .timestamps import parse_iso
 
@@ -66,13 +66,7 @@ class HnswBase(Base):
         self.index = index
         self.paths = paths
         self.meta = meta
-        measured = meta.get("recall")
-        if ef is not None:
-            self.ef, self.ef_source = int(ef), "config"
-        elif isinstance(measured, dict) and isinstance(measured.get("ef"), int):
-            self.ef, self.ef_source = int(measured["ef"]), "auto"
-        else:
-            self.ef, self.ef_source = UNMEASURED_EF, "unmeasured"
+        self.ef, self.ef_source = chosen_effort(ef, meta, "ef", UNMEASURED_EF)
         settable: Any = index  # expansion_search is settable (usearch 2.26), not in its stubs
         settable.expansion_search = self.ef
         self._search_lock = threading.Lock()

@@ -150,13 +150,7 @@ class AnnoyBase(Base):
         self.annoy = annoy
         self.paths = paths
         self.meta = meta
-        measured = meta.get("recall")
-        if search_k is not None:
-            self.search_k, self.search_k_source = int(search_k), "config"
-        elif isinstance(measured, dict) and isinstance(measured.get("search_k"), int):
-            self.search_k, self.search_k_source = int(measured["search_k"]), "auto"
-        else:
-            self.search_k, self.search_k_source = UNMEASURED_SEARCH_K, "unmeasured"
+        self.search_k, self.search_k_source = chosen_effort(search_k, meta, "search_k", UNMEASURED_SEARCH_K)
 
     @property
     def effort(self) -> int | None:
@@ -187,6 +181,17 @@ class AnnoyBase(Base):
 
     def files(self) -> list[Path]:
         return list(self.paths)
+
+
+def chosen_effort(configured: int | None, meta: dict[str, Any], key: str, unmeasured: int) -> tuple[int, str]:
+    """A snapshot's search effort and its source: the configured one, else the one its build
+    measured (``meta["recall"][key]``), else ``unmeasured`` (a snapshot built before measuring)."""
+    measured = meta.get("recall")
+    if configured is not None:
+        return int(configured), "config"
+    if isinstance(measured, dict) and isinstance(measured.get(key), int):
+        return int(measured[key]), "auto"
+    return unmeasured, "unmeasured"
 
 
 @dataclass(frozen=True)
