@@ -154,12 +154,15 @@ def _unchanged(index: Index, ids: np.ndarray, vectors: np.ndarray) -> np.ndarray
     file, a content hash re-stamped): re-inserting them would only leave a deleted node behind."""
     same = np.zeros(len(ids), dtype=bool)
     keys = ids.astype(np.uint64)
-    held = np.asarray(index.contains(keys), dtype=bool) if len(ids) else same
-    for k in np.flatnonzero(held):
-        stored = np.asarray(index.get(keys[k], dtype="f32"), dtype=np.float32).reshape(-1)
-        new = vectors[k].astype(np.float16).astype(np.float32)
-        norms = float(np.linalg.norm(stored) * np.linalg.norm(new))
-        same[k] = norms > 0 and float(stored @ new) / norms > 1 - 1e-6
+    held = np.flatnonzero(np.asarray(index.contains(keys), dtype=bool)) if len(ids) else np.zeros(0, np.int64)
+    if len(held) == 0:
+        return same
+    got: Any = index.get(keys[held], dtype="f32")  # one call for all: a tuple of rows
+    stored = np.stack(got).reshape(len(held), -1).astype(np.float32)
+    new = vectors[held].astype(np.float16).astype(np.float32)
+    norms = np.linalg.norm(stored, axis=1) * np.linalg.norm(new, axis=1)
+    dots = np.einsum("ij,ij->i", stored, new)
+    same[held] = (norms > 0) & (dots > (1 - 1e-6) * norms)
     return same
 
 
