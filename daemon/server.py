@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import bottle
 
-from . import images, origin
+from . import images, origin, web
 from .errors import ApiError, image_error
 from .extractors import TextNotSupportedError
 from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, MAX_DISTANCE, MAX_LIMIT, spec
@@ -136,9 +136,11 @@ def create_app(service: Service) -> bottle.Bottle:
         if not token:
             return
         header = bottle.request.get_header("Authorization", "")
+        if not header and web.cookie_authorises(bottle.request.environ, bottle.request.get_cookie(web.COOKIE), token):
+            return  # the page's login cookie (web.py) stands in for the header
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise ApiError(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
+            raise ApiError(401, "missing or wrong token: send 'Authorization: Bearer <token>' (or log in on the page at /)")
 
     def require_ready() -> None:
         if not service.ready:
@@ -398,6 +400,8 @@ def create_app(service: Service) -> bottle.Bottle:
     def rebuild() -> Any:
         extractor = bottle.request.query.getunicode("extractor") or None
         return 202, service.rebuild(extractor)
+
+    web.add_routes(app, lambda: str(service.config.server["token"] or ""))
 
     @app.get("/openapi.json")
     def openapi() -> Any:
