@@ -93,6 +93,68 @@ MAX_DISTANCE_PARAM = _param(
 )
 
 
+def web_paths() -> dict[str, Any]:
+    """The page (daemon/web.py): its files need no token; /login trades the token for a cookie."""
+    login_state = {
+        "type": "object",
+        "required": ["token_required", "authorised"],
+        "properties": {"token_required": {"type": "boolean"}, "authorised": {"type": "boolean"}},
+    }
+    logged_in = {
+        "type": "object",
+        "required": ["ok", "token_required"],
+        "properties": {"ok": {"const": True}, "token_required": {"type": "boolean"}},
+    }
+    token_body = {
+        "type": "object",
+        "required": ["token"],
+        "properties": {"token": {"type": "string", "minLength": 1}},
+    }
+    page = {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}
+    asset = {
+        "description": "a file of the page",
+        "content": {kind: {"schema": {"type": "string"}} for kind in ("text/javascript", "text/css", "text/html")},
+    }
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "/": {"get": {"summary": "The web page (search, duplicates, status)", "responses": {"200": page, **_errors()}}},
+        "/ui/{name}": {
+            "get": {
+                "summary": "A file of the page: index.html, app.js or app.css",
+                "parameters": [name],
+                "responses": {"200": asset, **_errors(404)},
+            }
+        },
+        "/login": {
+            "get": {
+                "summary": "Whether the page must ask for the token (never 401)",
+                "responses": {"200": _json(login_state, "the login state"), **_errors()},
+            },
+            "post": {
+                "summary": "Trade server.token for an HttpOnly SameSite=Strict cookie that stands in for the "
+                "Bearer header (refused cross-site)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": token_body},
+                        "application/x-www-form-urlencoded": {"schema": token_body},
+                    },
+                },
+                "responses": {"200": _json(logged_in, "signed in (Set-Cookie)"), **_errors(400, 401)},
+            },
+        },
+        "/logout": {
+            "post": {
+                "summary": "Clear the page's cookie",
+                "responses": {
+                    "200": _json({"type": "object", "properties": {"ok": {"const": True}}}, "signed out"),
+                    **_errors(),
+                },
+            }
+        },
+    }
+
+
 def spec() -> dict[str, Any]:
     """The whole document."""
     # Imported here: the CLI imports this module for the bounds above and needs no watcher.
@@ -590,6 +652,7 @@ def spec() -> dict[str, Any]:
                 },
             }
         },
+        **web_paths(),
         "/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}, **_errors(403)}}
         },

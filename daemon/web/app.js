@@ -209,7 +209,7 @@ function fillSelect(select, names, stats) {
   const keep = select.value;
   const wanted = names.join("\n");
   if (select.dataset.names !== wanted) {
-    select.replaceChildren(...names.map((name) => h("option", { value: name }, `${name} (${stats.extractors[name].model})`)));
+    select.replaceChildren(...names.map((name) => h("option", { value: name, title: stats.extractors[name].model }, name)));
     select.dataset.names = wanted;
     select.value = names.includes(keep) ? keep : stats.active_extractor || names[0] || "";
   }
@@ -249,12 +249,12 @@ function updateTextAbility() {
   if (!ex) return;
   const able = Boolean(ex.text);
   input.disabled = !able;
-  input.placeholder = able ? "Describe a picture…" : "Text search needs a model with a text encoder";
+  $("#text-row").hidden = !able;
   note.hidden = able;
   if (!able) {
     note.textContent =
-      `${ex.name} (${ex.model}) understands pictures, not words: search with a picture below. ` +
-      `For text search, add "clip" to index.extractors in the daemon's settings.`;
+      `No text search: ${ex.name} (${ex.model}) reads pictures, not words. ` +
+      `Add "clip" to index.extractors in the daemon's settings to search by description.`;
   }
 }
 
@@ -445,6 +445,7 @@ function thumbnail(item) {
 
 function renderResults(results) {
   const grid = $("#results");
+  $("#search-form").classList.toggle("compact", results.length > 0);
   grid.removeAttribute("aria-busy");
   grid.replaceChildren(
     ...results.map((item) => {
