@@ -592,7 +592,7 @@ function renderStatus(stats) {
       { class: "tiles" },
       tile("pictures indexed", stats.images === null ? "–" : number.format(stats.images)),
       tile("waiting", number.format(stats.pending || 0)),
-      tile("pictures / s", stats.pending ? String(indexing.images_per_second ?? 0) : "idle", stats.pending ? "embedding now" : `last: ${indexing.images_per_second ?? 0}`),
+      tile("pictures / s", stats.pending ? String(indexing.images_per_second ?? 0) : "idle", stats.pending ? "embedding now" : `last: ${indexing.images_per_second ?? 0} / s`),
       tile("failed", number.format(failed.total || 0)),
       tile("up", fmtSeconds(stats.uptime_s), `version ${stats.version}`),
     ),
