@@ -176,6 +176,7 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
     from .images import ImageLimits
     from .indexer import Indexer
     from .storage import is_storage_error
+    from .thumbnails import ThumbnailStore
 
     for raw in args.paths:
         if not os.path.exists(raw):
@@ -193,7 +194,14 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
     roots = config.allowed_roots or None  # as the daemon: links out of them are skipped or refused
     with (
         catalog,
-        Indexer(catalog, loaded.extractors, limits, config.index["loader_threads"], roots=lambda: roots) as indexer,
+        Indexer(
+            catalog,
+            loaded.extractors,
+            limits,
+            config.index["loader_threads"],
+            roots=lambda: roots,
+            thumbnails=ThumbnailStore.from_settings(config.data_dir, config.section("thumbnails")),
+        ) as indexer,
     ):
         paths: list[str] = []
         for raw in args.paths:
@@ -216,7 +224,7 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
             print(f"imgsearchd: cannot write the catalogue {config.catalog_path}: {exc}", file=sys.stderr)
             return EXIT_ERROR
         summary["removed"] = indexer.progress.removed
-        catalog.prune_orphan_vectors()
+        indexer.prune_unused()
     summary["forward_passes"] = sum(e.forward_passes for e in loaded.extractors.values())
     summary["extractors"] = {name: e.model_id for name, e in loaded.extractors.items()}
     summary["precision"] = {name: e.precision.used for name, e in loaded.extractors.items()}

@@ -155,6 +155,25 @@ def web_paths() -> dict[str, Any]:
     }
 
 
+THUMBNAIL_TYPES = ("image/webp", "image/jpeg")
+ORIGINAL_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
+THUMBNAIL_HEADERS = {
+    "ETag": {"schema": {"type": "string"}, "description": "the quoted content hash with a size and format tag"},
+    "Cache-Control": {"schema": {"type": "string"}, "description": "public, max-age=31536000, immutable"},
+}
+THUMBNAIL_STATS = {
+    "type": ["object", "null"],
+    "description": "the thumbnails folder (null while starting)",
+    "required": ["count", "bytes", "max_bytes", "dir"],
+    "properties": {
+        "count": {"type": "integer", "minimum": 0},
+        "bytes": {"type": "integer", "minimum": 0},
+        "max_bytes": {"type": "integer", "description": "[thumbnails] max_mb: least recently served go first beyond"},
+        "dir": {"type": "string"},
+    },
+}
+
+
 def spec() -> dict[str, Any]:
     """The whole document."""
     # Imported here: the CLI imports this module for the bounds above and needs no watcher.
@@ -466,6 +485,7 @@ def spec() -> dict[str, Any]:
                     },
                 },
                 "indexing": {"type": "object"},
+                "thumbnails": THUMBNAIL_STATS,
                 "uptime_s": {"type": "number"},
                 "version": {"type": "string"},
                 "ready": {"type": "boolean"},
@@ -593,6 +613,48 @@ def spec() -> dict[str, Any]:
                     "200": _json(ref("Duplicates"), "a page of groups"),
                     "202": _json(ref("DuplicatesComputing"), "computing in the background: ask again"),
                     **_errors(400, 401, 403, 404, 503),
+                },
+            }
+        },
+        "/thumbnail": {
+            "get": {
+                "summary": "The thumbnail of an indexed file (made now if it has none yet)",
+                "description": "About [thumbnails] size pixels on the longer side, WebP (JPEG when so configured or "
+                "when Pillow lacks WebP). The ETag names the content hash and the size; a request with a "
+                "matching If-None-Match gets 304.",
+                "parameters": [
+                    {**IMAGE, "description": "absolute path of an indexed file, as search results name it"},
+                    {
+                        "name": "If-None-Match",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "an ETag from an earlier answer",
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the thumbnail",
+                        "headers": THUMBNAIL_HEADERS,
+                        "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in THUMBNAIL_TYPES},
+                    },
+                    "304": {"description": "not modified: the ETag matched", "headers": THUMBNAIL_HEADERS},
+                    **_errors(400, 401, 403, 404, 413, 415, 503),
+                },
+            }
+        },
+        "/original": {
+            "get": {
+                "summary": "The file itself, when it is indexed and inside the allowed roots",
+                "description": "Content-Type from the decoded header, not the name; Content-Disposition inline. "
+                "Any other path is refused (403 outside the roots, 404 not an indexed catalogue file).",
+                "parameters": [{**IMAGE, "description": "absolute path of an indexed file, as search results name it"}],
+                "responses": {
+                    "200": {
+                        "description": "the file's bytes",
+                        "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in ORIGINAL_TYPES},
+                    },
+                    **_errors(400, 401, 403, 404, 413, 415),
                 },
             }
         },

@@ -17,6 +17,7 @@ import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import bottle
 
@@ -112,6 +113,18 @@ def parse_kind(raw: Any) -> str:
     if raw not in DUPLICATE_KINDS:
         raise ApiError(400, f"kind must be one of {', '.join(DUPLICATE_KINDS)}, not {raw!r}")
     return str(raw)
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header names this ETag (weakly compared), or is ``*``."""
+    if not header:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in header.split(",")]
+    return "*" in tags or etag in tags
+
+
+# Thumbnails are named by content hash in their ETag: a browser keeps them for a year.
+THUMBNAIL_CACHE = "public, max-age=31536000, immutable"
 
 
 # -- the app ------------------------------------------------------------------------------
@@ -369,6 +382,30 @@ def create_app(service: Service) -> bottle.Bottle:
             parse_offset(query.get("offset")),
             parse_limit(query.get("limit"), DEFAULT_GROUPS),
         )
+
+    @app.get("/thumbnail")
+    @guarded()
+    def thumbnail() -> Any:
+        found = service.thumbnail(path_param())
+        headers = {"ETag": found.etag, "Cache-Control": THUMBNAIL_CACHE, "X-Content-Type-Options": "nosniff"}
+        if etag_matches(bottle.request.get_header("If-None-Match"), found.etag):
+            return bottle.HTTPResponse(status=304, headers=headers)
+        return bottle.HTTPResponse(body=found.data, status=200, headers={**headers, "Content-Type": found.content_type})
+
+    @app.get("/original")
+    @guarded()
+    def original() -> Any:
+        path = path_param()
+        fh, size, content_type = service.original(path)
+        name = quote(os.fsencode(os.path.basename(path)), safe="")
+        headers = {
+            "Content-Type": content_type,
+            "Content-Length": str(size),
+            "Content-Disposition": f"inline; filename*=UTF-8''{name}",
+            "X-Content-Type-Options": "nosniff",  # never sniffed into HTML or script
+            "Cache-Control": "no-cache",
+        }
+        return bottle.HTTPResponse(body=fh, status=200, headers=headers)
 
     @app.get("/stats")
     @guarded(need_ready=False)
