@@ -132,7 +132,10 @@ def add_routes(app: bottle.Bottle, token: Callable[[], str]) -> None:
         if not hmac.compare_digest(_given_token().encode(), expected.encode()):
             raise ApiError(401, "wrong token (server.token in the daemon's settings)")
         body = json.dumps({"ok": True, "token_required": True})
-        headers = {"Content-Type": "application/json", "Set-Cookie": _session_cookie(session_value(expected), COOKIE_MAX_AGE)}
+        headers = {
+            "Content-Type": "application/json",
+            "Set-Cookie": _session_cookie(session_value(expected), COOKIE_MAX_AGE),
+        }
         return bottle.HTTPResponse(body=body, status=200, headers=headers)
 
     @app.post("/logout")

@@ -164,7 +164,9 @@ def all_thumbnails_loaded(driver: Any) -> bool:
 def test_the_page_loads_with_no_console_errors(browser, site, shots):
     open_page(browser, site.base + "/")
     message = wait_js(
-        browser, "const m = document.querySelector('#search-message').textContent; return m.includes('indexed') && m", "the welcome"
+        browser,
+        "const m = document.querySelector('#search-message').textContent; return m.includes('indexed') && m",
+        "the welcome",
     )
     assert f"{len(site.paths) + 2} pictures indexed" in message
     # efficientnet has no text encoder: the box is off and the page says why
@@ -218,7 +220,9 @@ def test_clicking_a_result_runs_more_like_this(browser, site, shots):
     assert found[1]["name"] == "coffee-small.jpg", found[:3]
     # "−" on a result makes a combined query of two parts (POST /search with query=[...])
     js(browser, "document.querySelectorAll('#results .card')[2].querySelector('.actions button:last-child').click()")
-    wait_js(browser, "return document.querySelector('#search-message').textContent.includes('2 parts')", "a combined query")
+    wait_js(
+        browser, "return document.querySelector('#search-message').textContent.includes('2 parts')", "a combined query"
+    )
     assert js(browser, "return document.querySelectorAll('#parts .chip').length") == 2
     assert js(browser, "return document.querySelectorAll('#parts .sign.minus').length") == 1
     js(browser, "window.scrollTo(0, 0)")
@@ -238,7 +242,9 @@ def test_the_duplicates_view_shows_groups_side_by_side(browser, site, shots):
     assert ["chelsea-copy.jpg", "chelsea.jpg"] in groups
     assert ["coffee-small.jpg", "coffee.jpg"] in groups
     wait_for(
-        lambda: js(browser, "return Array.from(document.querySelectorAll('#dup-groups img')).every(i => i.naturalWidth > 0)"),
+        lambda: js(
+            browser, "return Array.from(document.querySelectorAll('#dup-groups img')).every(i => i.naturalWidth > 0)"
+        ),
         30,
         "duplicate thumbnails",
     )
@@ -361,7 +367,9 @@ def test_with_a_token_the_page_asks_for_it_once(browser, locked, shots):
     field.clear()
     field.send_keys(TOKEN + "\n")
     wait_js(browser, "return !document.querySelector('#nav').hidden", "the page after login")
-    wait_js(browser, "return document.querySelector('#search-message').textContent.includes('Nothing is indexed')", "stats")
+    wait_js(
+        browser, "return document.querySelector('#search-message').textContent.includes('Nothing is indexed')", "stats"
+    )
     cookies = browser.get_cookies()
     assert len(cookies) == 1 and cookies[0]["httpOnly"] and cookies[0]["sameSite"] == "Strict"
     assert TOKEN not in cookies[0]["value"]
