@@ -94,7 +94,7 @@ MAX_DISTANCE_PARAM = _param(
 
 
 def web_paths() -> dict[str, Any]:
-    """The page (daemon/web.py): its files need no token; /login trades the token for a cookie."""
+    """The page (daemon/page.py): its files need no token; /login trades the token for a cookie."""
     login_state = {
         "type": "object",
         "required": ["token_required", "authorised"],

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import bottle
 
-from . import images, origin, web
+from . import images, origin, page
 from .errors import ApiError, image_error
 from .extractors import TextNotSupportedError
 from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, MAX_DISTANCE, MAX_LIMIT, spec
@@ -149,11 +149,13 @@ def create_app(service: Service) -> bottle.Bottle:
         if not token:
             return
         header = bottle.request.get_header("Authorization", "")
-        if not header and web.cookie_authorises(bottle.request.environ, bottle.request.get_cookie(web.COOKIE), token):
-            return  # the page's login cookie (web.py) stands in for the header
+        if not header and page.cookie_authorises(bottle.request.environ, bottle.request.get_cookie(page.COOKIE), token):
+            return  # the page's login cookie (page.py) stands in for the header
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise ApiError(401, "missing or wrong token: send 'Authorization: Bearer <token>' (or log in on the page at /)")
+            raise ApiError(
+                401, "missing or wrong token: send 'Authorization: Bearer <token>' (or log in on the page at /)"
+            )
 
     def require_ready() -> None:
         if not service.ready:
@@ -438,7 +440,7 @@ def create_app(service: Service) -> bottle.Bottle:
         extractor = bottle.request.query.getunicode("extractor") or None
         return 202, service.rebuild(extractor)
 
-    web.add_routes(app, lambda: str(service.config.server["token"] or ""))
+    page.add_routes(app, lambda: str(service.config.server["token"] or ""))
 
     @app.get("/openapi.json")
     def openapi() -> Any:

@@ -107,7 +107,7 @@ def test_data_flows_one_way() -> None:
                     todo.append(nxt)
         return seen
 
-    downstream = {"imgsearchd.server", "imgsearchd.web", "imgsearchd.serve", "imgsearchd.service", "imgsearchd.cli"}
+    downstream = {"imgsearchd.server", "imgsearchd.page", "imgsearchd.serve", "imgsearchd.service", "imgsearchd.cli"}
     upstream_modules = ("catalog", "images", "workqueue", "folders", "indexer", "index", "snapshot", "watcher", "jobs")
     for upstream in (*upstream_modules, "folder_search", "combined", "duplicates", "recall", "thumbnails"):
         reached = reaches(f"imgsearchd.{upstream}") & downstream

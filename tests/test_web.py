@@ -227,6 +227,16 @@ def test_clicking_a_result_runs_more_like_this(browser, site, shots):
     assert js(browser, "return document.querySelectorAll('#parts .sign.minus').length") == 1
     js(browser, "window.scrollTo(0, 0)")
     browser.save_screenshot(str(shots / "more-like-this.png"))
+    # a phone: two columns, nothing wider than the screen
+    browser.set_window_size(390, 844)
+    try:
+        wait_js(browser, "return window.innerWidth < 500", "the narrow window")
+        assert js(browser, "return document.documentElement.scrollWidth <= window.innerWidth")
+        columns = js(browser, "return getComputedStyle(document.querySelector('#results')).gridTemplateColumns")
+        assert len(columns.split()) == 2, columns
+        browser.save_screenshot(str(shots / "search-phone.png"))
+    finally:
+        browser.set_window_size(1280, 900)
     assert errors_in_console(browser) == []
 
 
@@ -249,6 +259,17 @@ def test_the_duplicates_view_shows_groups_side_by_side(browser, site, shots):
         "duplicate thumbnails",
     )
     browser.save_screenshot(str(shots / "duplicates.png"))
+    # dark, when the system says so
+    browser.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+    )
+    try:
+        background = js(browser, "return getComputedStyle(document.body).backgroundColor")
+        red, green, blue = (int(v) for v in re.findall(r"\d+", background)[:3])
+        assert red + green + blue < 120, background
+        browser.save_screenshot(str(shots / "duplicates-dark.png"))
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
     assert errors_in_console(browser) == []
 
 
@@ -428,10 +449,12 @@ def test_a_login_cookie_stands_in_for_the_bearer_header(locked):
 
 def test_the_page_files_are_package_data():
     """A non-editable install carries every file of daemon/web (pyproject's package-data globs)."""
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    globs = pyproject["tool"]["setuptools"]["package-data"]["imgsearchd"]
-    files = sorted(p.relative_to(REPO / "daemon").as_posix() for p in (REPO / "daemon" / "web").iterdir())
-    assert files == ["web/app.css", "web/app.js", "web/index.html"]
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    assert "imgsearchd.web" in setuptools["packages"]
+    assert setuptools["package-dir"]["imgsearchd.web"] == "daemon/web"
+    globs = setuptools["package-data"]["imgsearchd.web"]
+    files = sorted(p.name for p in (REPO / "daemon" / "web").iterdir())
+    assert files == ["app.css", "app.js", "index.html"]
     assert all(any(Path(f).match(g) for g in globs) for f in files)
     html = (REPO / "daemon" / "web" / "index.html").read_text(encoding="utf-8")
     assert not re.search(r"(src|href)=\"(https?:)?//", html), "no CDN: the page works offline"

@@ -437,6 +437,12 @@ async function runSearch() {
   renderResults(results);
 }
 
+// A folder cut from the left when it is too long: its end names it best. The <bdi> keeps the
+// right-to-left box from moving the path's leading "/" to its end.
+function folderLine(folder) {
+  return h("span", { class: "folder", title: folder, dir: "rtl" }, h("bdi", { dir: "ltr" }, folder));
+}
+
 function thumbnail(item) {
   const img = h("img", { src: `/thumbnail?image=${pathParam(item)}`, alt: "", loading: "lazy", decoding: "async" });
   img.addEventListener("error", () => img.closest(".thumb")?.classList.add("missing"), { once: true });
@@ -464,7 +470,7 @@ function renderResults(results) {
           "div",
           { class: "meta" },
           h("span", { class: "name", title: item.image }, name),
-          h("span", { class: "folder", title: folder }, folder),
+          folderLine(folder),
         ),
         h(
           "div",
@@ -561,7 +567,7 @@ function memberCard(member) {
       "div",
       { class: "meta" },
       h("span", { class: "name", title: member.image }, name),
-      h("span", { class: "folder", title: folder }, folder),
+      folderLine(folder),
       h("span", { class: "muted" }, size),
     ),
     h("div", { class: "actions" }, h("a", { href: `/original?image=${pathParam(member)}`, target: "_blank", rel: "noopener" }, "Open")),
