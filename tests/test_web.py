@@ -26,6 +26,7 @@ import pytest
 from PIL import Image
 
 from helpers import REPO, Live, live_server, server_config, skimage_photos, wait_for
+from image_factory import text_as_jpeg
 
 TOKEN = "page-token-5f1c"
 BURST = 48  # files of the folder job whose progress the status view shows moving
@@ -42,6 +43,7 @@ def save_photos(root: Path) -> dict[str, Path]:
         paths[name] = root / f"{name}.jpg"
         photo.convert("RGB").save(paths[name], "JPEG", quality=90)
     shutil.copyfile(paths["chelsea"], root / "chelsea-copy.jpg")
+    text_as_jpeg(root / "broken.jpg")  # a failure for the status view to show with its reason
     with Image.open(paths["coffee"]) as coffee:
         coffee.resize((coffee.width // 2, coffee.height // 2)).save(root / "coffee-small.jpg", "JPEG", quality=80)
     return paths
@@ -76,6 +78,23 @@ def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     tmp = tmp_path_factory.mktemp("web-token")
     config = server_config(tmp, server={"token": TOKEN})
     with live_server(config) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def worded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """A daemon with a text encoder (CLIP's architecture, random weights: offline) over three photos."""
+    tmp = tmp_path_factory.mktemp("web-clip")
+    photos = tmp / "photos"
+    photos.mkdir()
+    for name, photo in list(skimage_photos().items())[:3]:
+        photo.convert("RGB").save(photos / f"{name}.jpg", "JPEG", quality=90)
+    clip = {"model": "ViT-B-32", "pretrained": "none", "device": "cpu", "batch_size": 4, "precision": "fp32"}
+    config = server_config(
+        tmp, index={"extractors": ["clip"]}, watch={"directories": [str(photos)]}, **{"extractors.clip": clip}
+    )
+    with live_server(config) as live:
+        wait_indexed(live, 3)
         yield live
 
 
@@ -318,8 +337,30 @@ def test_the_status_view_shows_a_job_moving_and_then_done(browser, site, shots):
     body = js(browser, "return document.querySelector('#status-body').innerText")
     assert str(site.root / "photos") in body and "watching" in body
     assert "efficientnet" in body and "precision" in body and "recall@10" in body and "last build" in body
+    assert "Failures (1)" in body and "broken.jpg" in body  # with its reason
     wait_js(browser, "return document.querySelector('.tiles').innerText.includes('waiting')", "tiles")
-    browser.save_screenshot(str(shots / "status-done.png"))
+    height = js(browser, "return document.documentElement.scrollHeight")
+    browser.set_window_size(1280, min(2400, height + 150))  # the whole view in one picture
+    try:
+        browser.save_screenshot(str(shots / "status-done.png"))
+    finally:
+        browser.set_window_size(1280, 900)
+    assert errors_in_console(browser) == []
+
+
+def test_with_a_text_encoder_the_text_box_searches(browser, worded):
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, worded.base + "/#search")
+    wait_js(browser, "return !document.querySelector('#text').disabled", "the text box")
+    assert js(browser, "return document.querySelector('#text-note').hidden")
+    browser.find_element(By.ID, "text").send_keys("a cat on a sofa\n")
+    wait_js(browser, "return document.querySelectorAll('#results .card').length === 3", "text results")
+    assert "“a cat on a sofa”" in js(browser, "return document.querySelector('#search-message').textContent")
+    # a result added to the text: a combined query of a text and an image part
+    js(browser, "document.querySelector('#results .card .actions button').click()")
+    wait_js(browser, "return document.querySelector('#search-message').textContent.includes('2 parts')", "combined")
+    assert js(browser, "return document.querySelectorAll('#parts .chip .quote').length") == 1
     assert errors_in_console(browser) == []
 
 

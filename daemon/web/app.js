@@ -576,8 +576,8 @@ function memberCard(member) {
 
 // -- status ----------------------------------------------------------------------------------
 
-function tile(label, value, note) {
-  return h("div", { class: "tile" }, h("span", { class: "value" }, value), h("span", { class: "label" }, label), note ? h("span", { class: "muted small" }, note) : null);
+function tile(label, value, note, kind = "") {
+  return h("div", { class: `tile ${kind}`.trim() }, h("span", { class: "value" }, value), h("span", { class: "label" }, label), note ? h("span", { class: "muted small" }, note) : null);
 }
 
 function section(title, ...content) {
@@ -599,7 +599,7 @@ function renderStatus(stats) {
       tile("pictures indexed", stats.images === null ? "–" : number.format(stats.images)),
       tile("waiting", number.format(stats.pending || 0)),
       tile("pictures / s", stats.pending ? String(indexing.images_per_second ?? 0) : "idle", stats.pending ? "embedding now" : `last: ${indexing.images_per_second ?? 0} / s`),
-      tile("failed", number.format(failed.total || 0)),
+      tile("failed", number.format(failed.total || 0), failed.total ? "see Failures below" : null, failed.total ? "bad" : ""),
       tile("up", fmtSeconds(stats.uptime_s), `version ${stats.version}`),
     ),
   );
