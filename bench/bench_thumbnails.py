@@ -1,8 +1,8 @@
 """Thumbnails: what making them costs the indexer, and how fast /thumbnail answers.
 
 1. Indexing throughput with and without thumbnails, side by side in one run: the real
-   pipeline (``Indexer.process`` into a fresh catalogue, efficientnet with its packaged
-   weights, CPU) on the same JPEGs, without a store, with WebP thumbnails and with JPEG
+   pipeline (``Indexer.process`` into a fresh catalogue; efficientnet with its packaged
+   weights, or ``--model clip`` with random weights; CPU) on the same JPEGs, without a store, with WebP thumbnails and with JPEG
    ones, the variants back to back in a rotating order; the cost is taken per repeat
    (issue 13: at most 5%). Wall-clock img/s and process CPU ms per image are both shown:
    on a shared machine the CPU time is the steadier measure of what the thumbnails add.
@@ -61,7 +61,7 @@ def index_once(extractor: Any, paths: list[str], variant: str, workdir: Path) ->
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         store = None if variant == "none" else ThumbnailStore(Path(tmp) / "thumbnails", fmt=variant)
         catalog = Catalog(Path(tmp) / "catalog.sqlite3")
-        indexer = Indexer(catalog, {"efficientnet": extractor}, thumbnails=store)
+        indexer = Indexer(catalog, {extractor.name: extractor}, thumbnails=store)
         try:
             wall, cpu = time.perf_counter(), time.process_time()
             summary = indexer.process(paths)
@@ -193,6 +193,7 @@ def bench_scan(count: int, workdir: Path) -> tuple[float, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="efficientnet", help="the extractor (clip: random weights, speed only)")
     parser.add_argument("--small", type=int, default=96, help="small JPEGs (<= 1 MP) per indexing run")
     parser.add_argument("--large", type=int, default=24, help="large JPEGs (>= 8 MP) per indexing run (0: none)")
     parser.add_argument("--repeats", type=int, default=3)
@@ -218,10 +219,16 @@ def main(argv: list[str] | None = None) -> int:
     for paths in (*sets.values(), route_paths):
         for path in paths:
             Path(path).read_bytes()  # a warm page cache for every variant
-    extractor = extractors.create("efficientnet", {"device": "cpu", "batch_size": args.batch_size})
+    settings: dict[str, Any] = {"device": "cpu", "batch_size": args.batch_size}
+    if args.model == "clip":
+        settings["pretrained"] = "none"
+    extractor = extractors.create(args.model, settings)
 
     load_before = os.getloadavg()
     indexing = bench_indexing(extractor, sets, args.repeats, data_dir)
+    if args.model != "efficientnet":  # the served daemon runs efficientnet (tests/helpers.server_config)
+        del extractor
+        extractor = extractors.create("efficientnet", {"device": "cpu", "batch_size": args.batch_size})
     route = bench_route(extractor, route_paths, args.clients, data_dir)
     scan_seconds, scanned = bench_scan(args.scan, data_dir) if args.scan else (0.0, 0)
     load_after = os.getloadavg()
@@ -231,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"Machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, torch {torch.__version__}, "
-        f"efficientnet (packaged weights) on CPU, batch size {args.batch_size}, repeats {args.repeats}"
+        f"{args.model} on CPU, batch size {args.batch_size}, repeats {args.repeats}"
     )
     print(f"Load average (1 min) before/after: {load_before[0]:.2f} / {load_after[0]:.2f}")
     print()
