@@ -409,7 +409,8 @@ class Service:
             if found is not None:
                 return found
         try:
-            return self.thumbnails.make_from_file(path, self.limits, self.allowed_roots() or None)
+            with self._slow_slot():  # the HTTP workers stay free for /health and stored thumbnails
+                return self.thumbnails.make_from_file(path, self.limits, self.allowed_roots() or None)
         except images.ImageError as exc:
             raise image_error(exc, path) from None
         except ThumbnailBusy as exc:
