@@ -592,7 +592,7 @@ def spec() -> dict[str, Any]:
                         "description": "the file's bytes",
                         "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in ORIGINAL_TYPES},
                     },
-                    **_errors(400, 401, 403, 404, 413, 415),
+                    **_errors(400, 401, 403, 404, 413, 415, 503),
                 },
             }
         },

@@ -167,6 +167,8 @@ class Service:
             self.indexer.close()
         for index in self.indexes.values():
             index.close()
+        if self.thumbnails is not None:
+            self.thumbnails.close()
         if self.catalog is not None:
             self.catalog.close()
 
