@@ -55,8 +55,11 @@ ON_DEMAND_WAIT = 60.0
 _WARN_EVERY = 60.0
 _SCHEMA = (
     "PRAGMA auto_vacuum=INCREMENTAL",  # only takes effect on a new file: removals give space back
-    "CREATE TABLE IF NOT EXISTS thumbnails (hash TEXT PRIMARY KEY, tag TEXT NOT NULL, data BLOB NOT NULL,"
-    " used REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS thumbnails (hash TEXT PRIMARY KEY, size INTEGER NOT NULL, used REAL NOT NULL,"
+    " data BLOB NOT NULL)",
+    # The start reads this index alone: a 9 KB row fills a page of its own in the table.
+    "CREATE INDEX IF NOT EXISTS thumbnails_by_use ON thumbnails (used, hash, size)",
 )
 
 
@@ -145,11 +148,14 @@ class ThumbnailStore:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.db_path}{suffix}").unlink(missing_ok=True)
             db = self._connect()
-        stale = db.execute("DELETE FROM thumbnails WHERE tag<>?", (self.tag,)).rowcount
-        if stale:
-            log.info("removed %d thumbnails of another size or format", stale)
-            db.execute("PRAGMA incremental_vacuum")
-        rows = db.execute("SELECT hash, length(data), used FROM thumbnails ORDER BY used").fetchall()
+        made_as = db.execute("SELECT value FROM meta WHERE key='tag'").fetchone()
+        if made_as is None or made_as[0] != self.tag:  # a new file, or another size or format
+            stale = db.execute("DELETE FROM thumbnails").rowcount
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('tag', ?)", (self.tag,))
+            if stale:
+                log.info("removed %d thumbnails of another size or format (%s)", stale, made_as[0] if made_as else "")
+                db.execute("PRAGMA incremental_vacuum")
+        rows = db.execute("SELECT hash, size, used FROM thumbnails ORDER BY used").fetchall()
         for content_hash, size, used in rows:
             self._entries[content_hash] = _Entry(size, used)
             self._total += size
@@ -297,8 +303,8 @@ class ThumbnailStore:
             if self._db is None:
                 return False
             self._db.execute(
-                "INSERT OR REPLACE INTO thumbnails (hash, tag, data, used) VALUES (?, ?, ?, ?)",
-                (content_hash, self.tag, data, now),
+                "INSERT OR REPLACE INTO thumbnails (hash, size, used, data) VALUES (?, ?, ?, ?)",
+                (content_hash, len(data), now, data),
             )
             old = self._entries.pop(content_hash, None)
             self._total += len(data) - (old.size if old else 0)
