@@ -41,7 +41,7 @@ TINY = {
     ],
     "bench_thumbnails.py": [
         "--small", "4", "--large", "0", "--repeats", "1", "--batch-size", "4", "--route-images", "4", "--clients", "2",
-        "--scan", "50",
+        "--rounds", "1", "--scan", "50",
     ],
     "bench_recall.py": ["--sizes", "1200", "--queries", "20", "--sample", "30", "--datasets", "broad", "--changes", "100"],
 }  # fmt: skip
