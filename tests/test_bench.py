@@ -47,7 +47,7 @@ TINY = {
 }  # fmt: skip
 EXPECT = {
     "bench_ann.py": "| 1,000 | Annoy, 2 trees |",
-    "bench_recall.py": "| broad | 1,200 | hnsw | 2, grown |",
+    "bench_recall.py": "| hnsw | 2, grown |",
     "bench_decode.py": "| **loader total** |",
     "bench_filters.py": "| 600 |",
     "bench_index.py": "| 1,200 |",
