@@ -75,6 +75,9 @@ def scale(n: int, planted_pairs: int, identical: int, threshold: float, sample: 
         index.open()
         index.wait_idle(1200)
         mode = str(index.stats()["mode"])
+        stats = index.stats()
+        effort = f"ef {stats['ef']}" if mode == "hnsw" else f"search_k {stats['search_k']}"
+        join_effort = effort if mode == "hnsw" else f"search_k {duplicates.JOIN_SEARCH_K}"  # HNSW: the index's ef
         finder = duplicates.DuplicateFinder(catalog, exact_below=min(duplicates.EXACT_JOIN_BELOW, n // 2))
         source = duplicates.Source(
             catalog,
@@ -115,11 +118,11 @@ def scale(n: int, planted_pairs: int, identical: int, threshold: float, sample: 
     print(f"\n## Scale: {total:,} files ({n:,} photo-like + {planted_pairs} planted + {identical} identical)\n")
     print("| what | value |")
     print("|---|---|")
-    print(f"| index | {mode}, search_k {index.search_k} for queries |")
-    print(f"| join ({join.method}, search_k {duplicates.JOIN_SEARCH_K}) | {joined:.1f} s |")
+    print(f"| index | {mode}, {effort} for queries |")
+    print(f"| join ({join.method}, {join_effort}) | {joined:.1f} s |")
     print(f"| grouping at {threshold} | {grouped:.2f} s |")
-    print(f"| per row: index.query (search_k {index.search_k}) | {per_row_naive * 1000:.2f} ms |")
-    print(f"| per row: query_many (search_k {duplicates.JOIN_SEARCH_K}) | {per_row_ours * 1000:.2f} ms |")
+    print(f"| per row: index.query ({effort}) | {per_row_naive * 1000:.2f} ms |")
+    print(f"| per row: query_many ({join_effort}) | {per_row_ours * 1000:.2f} ms |")
     print(f"| join through index.query, scaled from {len(rows)} rows | {per_row_naive * join.contents:.0f} s |")
     print(f"| ratio | {per_row_naive / per_row_ours:.1f}x |")
     print(f"| planted pairs precision / recall | {p:.3f} / {r:.3f} |")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -192,7 +193,9 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
         return EXIT_ERROR
     limits = ImageLimits.from_config(config.images)
     roots = config.allowed_roots or None  # as the daemon: links out of them are skipped or refused
+    thumbnails = ThumbnailStore.from_settings(config.data_dir, config.section("thumbnails"))
     with (
+        contextlib.closing(thumbnails),
         catalog,
         Indexer(
             catalog,
@@ -200,7 +203,7 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
             limits,
             config.index["loader_threads"],
             roots=lambda: roots,
-            thumbnails=ThumbnailStore.from_settings(config.data_dir, config.section("thumbnails")),
+            thumbnails=thumbnails,
         ) as indexer,
     ):
         paths: list[str] = []

@@ -2,7 +2,7 @@
 
 **Exact** groups are files with the same content hash (the catalogue's, of the whole file).
 **Near** groups come from a self-join: every distinct content asks the index for its
-``neighbours`` nearest vectors (``ExtractorIndex.query``: the Annoy snapshot plus the fresh
+``neighbours`` nearest vectors (``ExtractorIndex.query``: the HNSW or Annoy snapshot plus the fresh
 vectors), or, while the index is an exact matrix anyway, from a blocked exact product. The
 pairs above a cosine ``threshold`` are joined into groups by **star clustering**: the content
 with the most links becomes a group's centre and takes its linked contents, then the next.
@@ -316,7 +316,7 @@ class Source:
     catalog: Catalog
     model_id: str
     dim: int
-    mode: Callable[[], str]  # the index's base kind now: "exact" or "annoy"
+    mode: Callable[[], str]  # the index's base kind now: "exact", "annoy" or "hnsw"
     query: Query
 
 

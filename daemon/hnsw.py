@@ -1,22 +1,23 @@
 """HNSW snapshots (usearch): the index kind that reaches the recall target where Annoy cannot.
 
 Annoy cannot reach recall@10 0.95 within 10 ms at 1M widely spread vectors, even with 50
-trees (0.64 at 9.7 ms); HNSW reaches 0.94 at ef 128 in 1.4 ms (bench_ann, BENCHMARKS.md
-"Measured recall"). Its price is the build: 14x Annoy's from scratch. But an HNSW graph
-takes insertions and removals, so a rebuild here **grows the last snapshot** by the
-catalogue changes since it was built (seconds at 1M) instead of building it again; a
-full build happens only for the first snapshot and after removals pile up
-(``COMPACT_FRACTION``), because removed nodes stay in the graph as detours.
+trees (0.64 at 9.7 ms); usearch's HNSW reaches 0.962 at ef 128 in 3.1 ms (bench_ann,
+BENCHMARKS.md "Measured recall"). Its price is the build: 6-9x Annoy's from scratch. But
+an HNSW graph takes insertions and removals, so a rebuild here **grows the last snapshot**
+by the catalogue changes since it was built instead of building it again; a full build
+happens only for the first snapshot, when the file cannot be read back, and after removals
+pile up (``COMPACT_FRACTION``), because removed nodes stay in the graph as detours.
 
 The index is usearch's (keys are the catalogue's file ids, so no position map), saved to
 ``snapshot-NNNNNN.usearch`` next to the same ``.ids.npy`` and ``index.json`` commit an
 Annoy snapshot has (``snapshot``), and served memory-mapped (``Index.restore(view=True)``):
-no copy in the daemon's memory, and a start-up that does not read the file.
+no copy in the daemon's memory (1.3 GB at 1M 512-d vectors, bench_ann).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Sequence, Set
 from pathlib import Path
@@ -74,6 +75,7 @@ class HnswBase(Base):
             self.ef, self.ef_source = UNMEASURED_EF, "unmeasured"
         settable: Any = index  # expansion_search is settable (usearch 2.26), not in its stubs
         settable.expansion_search = self.ef
+        self._search_lock = threading.Lock()
 
     @property
     def effort(self) -> int | None:
@@ -86,12 +88,19 @@ class HnswBase(Base):
     def search(
         self, v: np.ndarray, limit: int, dead: Set[int], exclude: Set[int], budget_scale: int = 1
     ) -> list[tuple[float, int]]:
+        # One search at a time per graph: usearch 2.26 releases the GIL during a search, and
+        # every caller asks for its thread context 0 (threads=1); its own locking of that
+        # context is not documented. 12,000 searches from 4 threads matched one thread's
+        # answers without the lock, but a search takes 0.5-3 ms, so taking turns costs little.
         # ``budget_scale`` needs nothing here: HNSW searches with max(ef, results wanted), so
         # a deep over-fetch (``folder_search``) widens the search by itself.
         k = limit if not (dead or exclude) else 2 * limit + 10
         n = len(self.ids)
+        if n == 0:  # usearch refuses a count of 0; the catalogue emptied during the build
+            return []
         while True:
-            found = self.index.search(v, min(k, n), threads=1)
+            with self._search_lock:
+                found = self.index.search(v, min(k, n), threads=1)
             out = []
             for file_id, d in zip(np.asarray(found.keys).tolist(), np.asarray(found.distances).tolist()):
                 if file_id not in dead and file_id not in exclude:
@@ -123,12 +132,41 @@ def load_view(path: Path, dim: int) -> Index:
 
 
 def _stored_vectors(index: Index, keys: np.ndarray, dim: int) -> list[np.ndarray]:
-    """The index's own vectors of ``keys``, in chunks, for the exact top 10 of the measurement."""
+    """The index's own vectors of ``keys``, in float16 chunks (as stored: 1 GB at 1M 512-d,
+    half of a float32 copy), for the exact top 10 of the measurement."""
     chunks = []
     for lo in range(0, len(keys), _ADD_CHUNK):
         got: Any = index.get(keys[lo : lo + _ADD_CHUNK].astype(np.uint64), dtype="f32")  # a tuple of rows
-        chunks.append(np.stack(got).reshape(-1, dim).astype(np.float32, copy=False))
+        chunks.append(np.stack(got).reshape(-1, dim).astype(np.float16))
     return chunks
+
+
+def _restore(path: Path, dim: int) -> Index | None:
+    """The graph at ``path`` loaded to be changed, or None when it is missing or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        index = Index.restore(str(path), view=False)
+    except (RuntimeError, ValueError, OSError):
+        return None
+    if index is not None and index.ndim != dim:
+        index.reset()
+        return None
+    return index
+
+
+def _unchanged(index: Index, ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Mask of the changed ids whose vector the graph already holds (a touched or re-recorded
+    file, a content hash re-stamped): re-inserting them would only leave a deleted node behind."""
+    same = np.zeros(len(ids), dtype=bool)
+    keys = ids.astype(np.uint64)
+    held = np.asarray(index.contains(keys), dtype=bool) if len(ids) else same
+    for k in np.flatnonzero(held):
+        stored = np.asarray(index.get(keys[k], dtype="f32"), dtype=np.float32).reshape(-1)
+        new = vectors[k].astype(np.float16).astype(np.float32)
+        norms = float(np.linalg.norm(stored) * np.linalg.norm(new))
+        same[k] = norms > 0 and float(stored @ new) / norms > 1 - 1e-6
+    return same
 
 
 def write_hnsw_snapshot(
@@ -144,30 +182,38 @@ def write_hnsw_snapshot(
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Build (``previous`` None) or grow an HNSW index and save it; (facts for the metadata, sorted ids).
 
-    ``previous``: ``{"file", "seq", "removed_since_full"}`` of the snapshot in use: it is
-    loaded, the catalogue changes after its ``seq`` are applied (removed and replaced
-    items deleted, new vectors added), and the result saved as a new file; unless the
-    items deleted since the last full build reach ``COMPACT_FRACTION`` of it: then a full build.
+    ``previous``: ``{"file", "seq", "removed_since_full", "full_items"}`` of the snapshot in
+    use: it is loaded, the catalogue changes after its ``seq`` are applied (removed and
+    replaced items deleted, new vectors added; an unchanged vector left alone), and the
+    result saved as a new file. A full build instead when the items deleted since the last
+    full build reach ``COMPACT_FRACTION`` of that build's size, or when the file cannot be
+    read back (missing, corrupt: the snapshot files are derived, the catalogue is the truth).
     """
     started = time.monotonic()
-    removed_since_full = 0
+    removed_since_full, full_items = 0, 0
     index: Index | None = None
+    full_reason = "no snapshot to grow" if previous is None else ""
     if previous is not None:
-        index = Index.restore(previous["file"], view=False)
-        if index is None or index.ndim != dim:
-            raise ValueError(f"the snapshot in use ({Path(previous['file']).name}) cannot be read back")
+        index = _restore(Path(previous["file"]), dim)
+        if index is None:
+            full_reason = f"the snapshot in use ({Path(previous['file']).name}) cannot be read back"
+    if index is not None and previous is not None:
         changes = catalog.changes_since(extractor, model_id, int(previous["seq"]), dim)
-        touched = np.union1d(changes.ids, changes.removed_ids).astype(np.uint64)
+        same = _unchanged(index, changes.ids, changes.vectors)
+        touched = np.union1d(changes.ids[~same], changes.removed_ids).astype(np.uint64)
         present = touched[np.asarray(index.contains(touched), dtype=bool)] if len(touched) else touched
         removed_since_full = int(previous["removed_since_full"]) + len(present)
-        if removed_since_full >= COMPACT_FRACTION * max(1, len(index)):
+        full_items = int(previous.get("full_items") or len(index))
+        if removed_since_full >= COMPACT_FRACTION * max(1, full_items):
             index.reset()  # too many deleted nodes: build from scratch below
             index, removed_since_full = None, 0
+            full_reason = "removed and replaced items reached a quarter of the graph"
         else:
             if len(present):
                 index.remove(present)
-            if len(changes.ids):
-                index.add(changes.ids.astype(np.uint64), changes.vectors, threads=jobs)
+            new = ~same & ~np.isin(changes.ids, changes.removed_ids)
+            if np.any(new):
+                index.add(changes.ids[new].astype(np.uint64), changes.vectors[new], threads=jobs)
             seq = changes.seq
     full = index is None
     if index is None:
@@ -176,6 +222,7 @@ def write_hnsw_snapshot(
         for chunk_seq, ids, vectors in catalog.iter_vectors(extractor, model_id):
             seq = chunk_seq
             index.add(np.asarray(ids, np.uint64), np.asarray(vectors, np.float32), threads=jobs)
+        full_items = len(index)
     build_seconds = time.monotonic() - started
     ids = np.sort(np.asarray(index.keys, dtype=np.int64)) if len(index) else np.zeros(0, np.int64)
     recall = None
@@ -194,6 +241,8 @@ def write_hnsw_snapshot(
         "items": len(ids),
         "seq": int(seq),
         "full_build": full,
+        "full_build_reason": full_reason if full else None,
+        "full_items": full_items,
         "removed_since_full": removed_since_full,
         "connectivity": CONNECTIVITY,
         "dtype": DTYPE,

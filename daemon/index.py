@@ -1,6 +1,6 @@
-"""Per-extractor similarity index: a base (Annoy snapshot or exact matrix), fresh vectors, tombstones.
+"""Per-extractor similarity index: a base (HNSW or Annoy snapshot, or exact matrix), fresh vectors, tombstones.
 
-An Annoy index cannot take items once built, so each extractor's index searches three
+A snapshot is not changed once built, so each extractor's index searches three
 parts (see ``index_parts``): the **base**, built from the catalogue at change number
 ``seq``; the **fresh** vectors added or changed after ``seq``, searched exactly; and
 **tombstones**, base items removed or superseded since. A query over-fetches from the
@@ -13,8 +13,9 @@ self-join) and rebuilding share one protocol for holding and retiring bases, kep
 
 Rebuilds run on a background thread per extractor: when the fresh vectors or the
 tombstones reach ``rebuild_after_changes``, or the oldest change is older than
-``rebuild_after_seconds``. Small collections get an exact base; larger ones an Annoy
-snapshot built and committed by ``snapshot.SnapshotStore``. Queries hold a reference to
+``rebuild_after_seconds``. Small collections get an exact base; larger ones a snapshot
+(``kind``: an HNSW graph grown from the last one, see ``hnsw``, or an Annoy index built
+from scratch) built and committed by ``snapshot.SnapshotStore``. Queries hold a reference to
 the base they use; a replaced base is unloaded (and its files deleted) only when its last
 query has finished, so no thread ever touches an unloaded AnnoyIndex.
 """
@@ -66,10 +67,11 @@ EXACT_BELOW = 10_000
 DEFAULT_TREES = 10
 DEFAULT_SEARCH_K = UNMEASURED_SEARCH_K
 AUTO = "auto"
-# HNSW by default: at 1M widely spread vectors it reaches recall@10 0.94-0.98 in 1.4-11 ms
-# where Annoy, tuned, stays at 0.64 in 10 ms; at 100k it needs 0.4 ms where Annoy needs
-# 7.7 (bench_ann, BENCHMARKS.md "Measured recall"). Its costly full build happens once:
-# later builds grow the graph (``hnsw``).
+# HNSW by default: at 1M widely spread vectors usearch reaches recall@10 0.962 in 3.1 ms
+# where Annoy, tuned, stays at 0.64 in 10 ms; at 100k through this class 0.991 in 0.8 ms
+# against Annoy's 0.977 in 8.5 ms after a second build (bench_ann, bench_recall; BENCHMARKS.md
+# "Measured recall"). Its costly full build happens once: later builds grow the graph
+# (``hnsw``: 9-10 s at 100k against Annoy's 17-42 s from scratch).
 DEFAULT_KIND = "hnsw"
 
 
@@ -436,8 +438,7 @@ class ExtractorIndex:
                 base = self.store.build(self.catalog.path, self.build_trees(), self.build_jobs, self.tuning(), started,
                                         kind=self.kind, grow=grow)  # fmt: skip
                 if grow is not None and base.meta.get("full_build"):
-                    log.info("%s: full HNSW build: removed and replaced items reached a quarter of the graph",
-                             self.extractor)  # fmt: skip
+                    log.info("%s: full HNSW build: %s", self.extractor, base.meta.get("full_build_reason"))
                 self._measured(base.meta.get("recall"))
             with self._update_lock:
                 changes = self.catalog.changes_since(self.extractor, self.model_id, base.seq, self.dim)
@@ -533,7 +534,8 @@ def query_many(
 ) -> list[list[tuple[int, float]]]:
     """(id, cosine) of the ``limit`` nearest to each unit row, best first, like ``index.query``,
     with its own Annoy ``search_k``: a bulk self-join (duplicates) looks for very close
-    neighbours, which far fewer candidates find (bench/bench_duplicates.py). One state is
+    neighbours, which far fewer candidates find (bench/bench_duplicates.py). An HNSW base
+    searches at its own ef (a few hundred candidates already). One state is
     held per ``chunk`` rows, so a rebuild swapped in meanwhile is used from the next chunk on.
     """
     out: list[list[tuple[int, float]]] = []

@@ -29,7 +29,10 @@ RECALL_STATS: dict[str, Any] = {
         "type": ["integer", "null"],
         "description": "Annoy candidates per query in use; null unless mode is annoy",
     },
-    "search_k_source": {"enum": ["auto", "config", "unmeasured", "exact", None]},
+    "search_k_source": {
+        "enum": ["auto", "config", "unmeasured", "exact", None],
+        "description": "exact in exact mode (either kind); null while an HNSW snapshot serves",
+    },
     "ef": {
         "type": ["integer", "null"],
         "description": "HNSW search effort (usearch expansion_search); null unless mode is hnsw",
@@ -47,7 +50,10 @@ RECALL_STATS: dict[str, Any] = {
         "description": "trees of the Annoy snapshot in use; null unless mode is annoy",
     },
     "trees_source": {"enum": ["auto", "config"]},
-    "next_trees": {"type": ["integer", "null"], "description": "trees of the next Annoy build; null with kind hnsw"},
+    "next_trees": {
+        "type": ["integer", "null"],
+        "description": "trees of the next Annoy build; null while an HNSW snapshot serves",
+    },
     "recall_note": {"type": ["string", "null"], "description": "why the target is not met, when it is not"},
 }
 
@@ -654,7 +660,7 @@ def spec() -> dict[str, Any]:
                         "description": "the file's bytes",
                         "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in ORIGINAL_TYPES},
                     },
-                    **_errors(400, 401, 403, 404, 413, 415),
+                    **_errors(400, 401, 403, 404, 413, 415, 503),
                 },
             }
         },

@@ -167,6 +167,8 @@ class Service:
             self.indexer.close()
         for index in self.indexes.values():
             index.close()
+        if self.thumbnails is not None:
+            self.thumbnails.close()
         if self.catalog is not None:
             self.catalog.close()
 
@@ -436,7 +438,10 @@ class Service:
         "index.extractors",
         "index.fallback_extractor",
         "index.loader_threads",
-        "thumbnails.size",
+        "index.kind",  # the snapshot in use and the search effort it was loaded with
+        "index.ef",
+        "index.search_k",
+        "thumbnails.size",  # the stored thumbnails were made at this size, in this format
         "thumbnails.format",
     )
 

@@ -389,7 +389,8 @@ class SnapshotStore:
         previous = None
         if kind == BaseKind.HNSW and grow is not None:
             previous = {"file": str(grow.paths[0]), "seq": grow.seq,
-                        "removed_since_full": int(grow.meta["removed_since_full"])}  # fmt: skip
+                        "removed_since_full": int(grow.meta["removed_since_full"]),
+                        "full_items": grow.meta.get("full_items")}  # fmt: skip
         args = {"parent": os.getpid(), "catalog": str(catalog_path), "extractor": self.extractor,
                 "model_id": self.model_id, "dim": self.dim, "trees": trees, "jobs": jobs, "kind": kind.value,
                 "previous": previous, "ann": str(tmp_ann), "ids": str(tmp_ids),

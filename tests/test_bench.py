@@ -41,13 +41,13 @@ TINY = {
     ],
     "bench_thumbnails.py": [
         "--small", "4", "--large", "0", "--repeats", "1", "--batch-size", "4", "--route-images", "4", "--clients", "2",
-        "--scan", "50",
+        "--rounds", "1", "--scan", "50",
     ],
     "bench_recall.py": ["--sizes", "1200", "--queries", "20", "--sample", "30", "--datasets", "broad", "--changes", "100"],
 }  # fmt: skip
 EXPECT = {
     "bench_ann.py": "| 1,000 | Annoy, 2 trees |",
-    "bench_recall.py": "| broad | 1,200 | hnsw | 2, grown |",
+    "bench_recall.py": "| hnsw | 2, grown |",
     "bench_decode.py": "| **loader total** |",
     "bench_filters.py": "| 600 |",
     "bench_index.py": "| 1,200 |",

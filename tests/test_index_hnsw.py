@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from imgsearchd.catalog import Catalog
+from imgsearchd.catalog import Catalog, FileResult
 from imgsearchd.config import ConfigError, load_config
 from imgsearchd.folder_search import Method, search_folder
 from imgsearchd.index import ExtractorIndex
@@ -109,6 +110,48 @@ def test_removals_past_a_quarter_of_the_graph_bring_a_full_build(tmp_path, caplo
             index.close()
 
 
+def test_unchanged_pictures_are_left_alone_and_a_lost_graph_file_brings_a_full_build(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="imgsearchd.index")
+    data = photo_like(800, DIM, seed=14, topic_size=200)
+    with Catalog(tmp_path / "catalog.db") as catalog:
+        add_files(catalog, data)
+        index = open_index(catalog, tmp_path / "index")
+        try:
+            # 300 files re-recorded with the same picture (touched, re-scanned): no change to the graph
+            catalog.record_batch(
+                FileResult(path_of(k), 1000 + k, 10**6 + k, f"hash-{k}", vectors={EXTRACTOR: (MODEL, data[k])})
+                for k in range(300)
+            )
+            index.rebuild()
+            meta = index._state.base.meta
+            assert meta["full_build"] is False and meta["removed_since_full"] == 0 and meta["items"] == 800
+            # the graph file vanishes under the running daemon: the next build starts from the catalogue
+            index._state.base.files()[0].unlink()
+            add_files(catalog, photo_like(10, DIM, seed=15), start=800)
+            index.rebuild()
+            meta = index._state.base.meta
+            assert meta["full_build"] is True and meta["items"] == 810
+            assert any("cannot be read back" in r.message for r in caplog.records)
+            assert [h.id for h in index.query(data[5], 10)] == exact_top10(catalog, data[5])
+        finally:
+            index.close()
+
+
+def test_a_graph_emptied_during_its_build_answers_nothing_instead_of_failing(tmp_path):
+    with Catalog(tmp_path / "catalog.db") as catalog:
+        add_files(catalog, photo_like(300, DIM, seed=16, topic_size=100))
+        index = open_index(catalog, tmp_path / "index")
+        try:
+            catalog.remove_paths(["/photos"])  # everything gone; the build was decided before the read
+            index.rebuild()
+            assert index.stats()["mode"] == "hnsw" and index.stats()["indexed"] == 0
+            assert index.query(photo_like(1, DIM, seed=17)[0], 10) == []
+            ids = add_files(catalog, photo_like(3, DIM, seed=18), start=900)  # fresh vectors still found
+            assert index.query(photo_like(3, DIM, seed=18)[1], 1)[0].id == ids[1]
+        finally:
+            index.close()
+
+
 def test_switching_kind_rebuilds_while_the_old_snapshot_serves(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="imgsearchd.index")
     data = photo_like(1500, DIM, seed=6, topic_size=300)
@@ -126,6 +169,21 @@ def test_switching_kind_rebuilds_while_the_old_snapshot_serves(tmp_path, caplog)
             assert any("index.kind is hnsw" in r.message for r in caplog.records)
             assert [f for f in index_files(index.directory) if f.endswith(".ann")] == []
             assert index.query(data[9], 1)[0].distance < 0.05
+        finally:
+            index.close()
+
+
+def test_threads_searching_at_once_get_the_answers_one_thread_gets(tmp_path):
+    data = photo_like(1500, DIM, seed=12, topic_size=300)
+    with Catalog(tmp_path / "catalog.db") as catalog:
+        add_files(catalog, data)
+        index = open_index(catalog, tmp_path / "index")
+        try:
+            queries = photo_like(200, DIM, seed=13, topic_size=300)
+            alone = [[h.id for h in index.query(q, 10)] for q in queries]
+            with ThreadPoolExecutor(4) as pool:
+                together = list(pool.map(lambda q: [h.id for h in index.query(q, 10)], np.concatenate([queries] * 3)))
+            assert together == alone * 3
         finally:
             index.close()
 

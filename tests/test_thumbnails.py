@@ -7,10 +7,13 @@ without a thumbnail store, as an older daemon left them.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import shutil
+import sqlite3
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -49,9 +52,16 @@ def error_of(status: int, headers: Any, body: bytes) -> str:
 # -- the store alone ---------------------------------------------------------------------------
 
 
+def rows(folder: Path) -> dict[str, int]:
+    """hash -> bytes, as the thumbnails database holds them (read with a connection of its own)."""
+    with contextlib.closing(sqlite3.connect(folder / "thumbnails.sqlite3")) as db:
+        return dict(db.execute("SELECT hash, length(data) FROM thumbnails").fetchall())
+
+
 def test_the_size_bound_evicts_the_least_recently_used(tmp_path, photos):
     picture = photos["coffee"]
-    store = ThumbnailStore(tmp_path / "thumbs", size=128, max_bytes=10**9)
+    folder = tmp_path / "thumbs"
+    store = ThumbnailStore(folder, size=128, max_bytes=10**9)
     assert store.add_picture(HASHES[0], picture)
     one = store.stats()["bytes"]
     store.set_max_bytes(int(3.5 * one))  # room for three
@@ -60,31 +70,43 @@ def test_the_size_bound_evicts_the_least_recently_used(tmp_path, photos):
     assert store.get(HASHES[0]) is not None  # used: now the most recent
     assert store.add_picture(HASHES[3], picture)  # over the bound: the least recently used goes
     assert set(store.hashes()) == {HASHES[0], HASHES[2], HASHES[3]}
-    on_disk = sorted(p.name.split("-")[0] for p in (tmp_path / "thumbs").rglob("*.webp"))
-    assert on_disk == sorted(store.hashes())
+    assert set(rows(folder)) == set(store.hashes())  # gone from the database, not only from memory
     stats = store.stats()
     assert stats["count"] == 3 and stats["bytes"] <= stats["max_bytes"]
-    assert stats["bytes"] == sum(p.stat().st_size for p in (tmp_path / "thumbs").rglob("*.webp"))
+    assert stats["bytes"] == sum(rows(folder).values())
     assert not store.add_picture(HASHES[3], picture)  # already there: not made again
     assert store.made == 4
+    store.close()
 
 
-def test_a_restart_counts_what_is_on_disk_and_drops_leftovers(tmp_path, photos):
+def test_a_restart_keeps_thumbnails_and_their_order_and_drops_other_sizes(tmp_path, photos):
     folder = tmp_path / "thumbs"
     store = ThumbnailStore(folder, size=64)
-    store.add_picture(HASHES[0], photos["chelsea"])
-    store.add_picture(HASHES[1], photos["rocket"])
-    leftover = folder / HASHES[2][:2] / f".{HASHES[2]}-64.webp.1.2.tmp"  # a crash mid-write
-    leftover.parent.mkdir(exist_ok=True)
-    leftover.write_bytes(b"half")
-    bigger = ThumbnailStore(folder, size=96)  # another size: the old files are stale
-    assert bigger.stats()["count"] == 0 and not leftover.exists()
-    assert not list(folder.rglob("*-64.webp"))
-    again = ThumbnailStore(folder, size=96)
-    again.add_picture(HASHES[0], photos["chelsea"])
-    restarted = ThumbnailStore(folder, size=96)
-    assert restarted.hashes() == [HASHES[0]]
-    assert restarted.stats()["bytes"] == again.stats()["bytes"] > 0
+    for content_hash, name in zip(HASHES, ("chelsea", "rocket", "coffee")):
+        store.add_picture(content_hash, photos[name])
+        time.sleep(0.01)
+    store.close()
+    restarted = ThumbnailStore(folder, size=64, max_bytes=10**9)
+    assert restarted.hashes() == HASHES[:3]  # least recently used first, as before
+    before = restarted.stats()["bytes"]
+    found = restarted.get(HASHES[1])
+    assert found is not None and found.etag == f'"{HASHES[1]}-64-webp"'
+    restarted.set_max_bytes(before - 1)  # the least recently used goes first
+    assert restarted.hashes() == [HASHES[2], HASHES[1]]  # the one just served is the most recent
+    restarted.close()
+    bigger = ThumbnailStore(folder, size=96)  # another size: the old ones are stale
+    assert bigger.stats()["count"] == 0 and rows(folder) == {}
+    bigger.close()
+
+
+def test_a_damaged_database_is_started_afresh(tmp_path, photos):
+    folder = tmp_path / "thumbs"
+    folder.mkdir()
+    (folder / "thumbnails.sqlite3").write_bytes(b"this is not a database" * 100)
+    store = ThumbnailStore(folder, size=64)
+    assert store.stats()["count"] == 0
+    assert store.add_picture(HASHES[0], photos["chelsea"]) and store.get(HASHES[0]) is not None
+    store.close()
 
 
 def test_jpeg_thumbnails_fit_the_size_and_are_never_enlarged(tmp_path, photos):
@@ -100,8 +122,7 @@ def test_jpeg_thumbnails_fit_the_size_and_are_never_enlarged(tmp_path, photos):
     assert tiny is not None
     with Image.open(io.BytesIO(tiny.data)) as thumb:
         assert thumb.size == (40, 30)
-    with pytest.raises(ValueError):
-        store.path_for("../../etc/passwd")
+    store.close()
 
 
 # -- through the daemon ------------------------------------------------------------------------
@@ -174,7 +195,7 @@ def test_thumbnails_are_made_while_indexing_from_the_decoded_picture_once_per_co
     catalogued = live.service.catalog.get(str(live.paths["chelsea"]))
     assert catalogued is not None and catalogued.content_hash is not None
     assert first[1]["ETag"] == f'"{catalogued.content_hash}-256-webp"'
-    assert store.path_for(catalogued.content_hash).is_file()
+    assert catalogued.content_hash in rows(store.folder)
 
 
 def test_etag_and_not_modified(live):
@@ -222,23 +243,22 @@ def test_the_last_file_removed_takes_the_thumbnail_with_it(live):
         assert live.get("/add", image=str(path))[0] == 200
     record = live.service.catalog.get(str(rocket))
     assert record is not None and record.content_hash is not None
-    thumb = store.path_for(record.content_hash)
-    assert thumb.is_file()
+    assert record.content_hash in rows(store.folder)
     count = live.get("/stats")[1]["thumbnails"]["count"]
 
     assert live.get("/remove", image=str(rocket))[0] == 200
     live.service.indexer.prune_unused()  # what the indexer does when idle
-    assert thumb.is_file()  # the twin still shows it
+    assert record.content_hash in rows(store.folder)  # the twin still shows it
     assert fetch(live, "/thumbnail", image=str(twin))[0] == 200
 
     assert live.get("/remove", image=str(twin))[0] == 200
     status, headers, body = fetch(live, "/thumbnail", image=str(twin))
     assert status == 404 and "not in the catalogue" in error_of(status, headers, body)
     assert live.service.indexer.prune_unused()[1] == 1
-    assert not thumb.exists() and not store.has(record.content_hash)
+    assert record.content_hash not in rows(store.folder) and not store.has(record.content_hash)
     stats = live.get("/stats")[1]["thumbnails"]
     assert stats["count"] == count - 1
-    assert stats["bytes"] == sum(p.stat().st_size for p in Path(stats["dir"]).rglob("*.webp"))
+    assert stats["bytes"] == sum(rows(Path(stats["dir"])).values())
     assert stats["max_bytes"] == 64 * 1024 * 1024
 
 
