@@ -310,6 +310,18 @@ class Catalog:
             )
             return cursor.rowcount
 
+    def unused_hashes(self, hashes: Iterable[str]) -> set[str]:
+        """Those of ``hashes`` that no file has any more (their thumbnails can go)."""
+        wanted = list(dict.fromkeys(hashes))
+        used: set[str] = set()
+        conn = self._reader()
+        for start in range(0, len(wanted), 500):  # under SQLite's limit of bound parameters
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(f"SELECT DISTINCT content_hash FROM files WHERE content_hash IN ({marks})", chunk)
+            used.update(r[0] for r in rows)
+        return set(wanted) - used
+
     # -- reads -------------------------------------------------------------
 
     def current_seq(self) -> int:

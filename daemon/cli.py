@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -176,6 +177,7 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
     from .images import ImageLimits
     from .indexer import Indexer
     from .storage import is_storage_error
+    from .thumbnails import ThumbnailStore
 
     for raw in args.paths:
         if not os.path.exists(raw):
@@ -191,9 +193,18 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
         return EXIT_ERROR
     limits = ImageLimits.from_config(config.images)
     roots = config.allowed_roots or None  # as the daemon: links out of them are skipped or refused
+    thumbnails = ThumbnailStore.from_settings(config.data_dir, config.section("thumbnails"))
     with (
+        contextlib.closing(thumbnails),
         catalog,
-        Indexer(catalog, loaded.extractors, limits, config.index["loader_threads"], roots=lambda: roots) as indexer,
+        Indexer(
+            catalog,
+            loaded.extractors,
+            limits,
+            config.index["loader_threads"],
+            roots=lambda: roots,
+            thumbnails=thumbnails,
+        ) as indexer,
     ):
         paths: list[str] = []
         for raw in args.paths:
@@ -216,7 +227,7 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
             print(f"imgsearchd: cannot write the catalogue {config.catalog_path}: {exc}", file=sys.stderr)
             return EXIT_ERROR
         summary["removed"] = indexer.progress.removed
-        catalog.prune_orphan_vectors()
+        indexer.prune_unused()
     summary["forward_passes"] = sum(e.forward_passes for e in loaded.extractors.values())
     summary["extractors"] = {name: e.model_id for name, e in loaded.extractors.items()}
     summary["precision"] = {name: e.precision.used for name, e in loaded.extractors.items()}

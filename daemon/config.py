@@ -150,6 +150,11 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "max_megapixels": Setting((int, float), 178, _positive),
         "decode_budget_megapixels": Setting((int, float), 180, _positive),
     },
+    "thumbnails": {
+        "size": Setting(int, 256, lambda v: None if 16 <= v <= 1024 else "must be from 16 to 1024 (pixels)"),
+        "max_mb": Setting((int, float), 1024, _positive),
+        "format": Setting(str, "webp", lambda v: None if v in ("webp", "jpeg") else 'must be "webp" or "jpeg"'),
+    },
     "watch": {
         "directories": Setting(list, [], item_kind=str),
         "recursive": Setting(bool, True),

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import BinaryIO
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
@@ -364,6 +365,47 @@ def _high_depth_to_l(image: Image.Image) -> Image.Image:
         span = hi - lo if hi > lo else 1.0
         scaled = ((array.astype(np.float64) - lo) * (255.0 / span)).astype(np.uint8)
     return Image.fromarray(scaled)
+
+
+# Content types of the formats read, by Pillow's name (MPO is a JPEG with extra frames).
+CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+
+
+def open_original(
+    path: str, limits: ImageLimits = ImageLimits(), roots: Sequence[str] | None = None
+) -> tuple[BinaryIO, int, str]:
+    """Open an image file to send as it is: (the open file at its start, its size, its content type).
+
+    A regular file, within the size cap, inside ``roots`` (checked on the open file) and an
+    image by its header: the content type comes from the bytes, never from the name.
+    """
+    fh = os.fdopen(_open_regular(path), "rb")
+    try:
+        if roots:
+            check_inside(fh.fileno(), roots)
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            raise ImageError(Reason.EMPTY, "file is empty")
+        if size > limits.max_file_bytes:
+            raise ImageError(Reason.TOO_LARGE, f"file is {size} bytes, over the {limits.max_file_bytes}-byte cap")
+        with _decode_errors():
+            kind = Image.open(fh, formats=SUPPORTED_FORMATS).format or ""  # the header only
+        fh.seek(0)
+    except OSError as exc:
+        fh.close()
+        raise _os_error(exc) from exc
+    except BaseException:
+        fh.close()
+        raise
+    return fh, size, CONTENT_TYPES.get(kind, "application/octet-stream")
 
 
 _TURNED = (Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270, Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90)

@@ -31,6 +31,7 @@ from .outcomes import Listener, Outcome
 from .paths import normalise_path
 from .progress import Bar, Progress
 from .storage import StorageHealth, is_storage_error
+from .thumbnails import ThumbnailStore
 from .workqueue import Intent, Work, WorkQueue
 
 log = logging.getLogger("imgsearchd.indexer")
@@ -69,6 +70,7 @@ class Indexer:
         on_commit: Callable[[int], None] | None = None,
         listener: Listener | None = None,
         roots: Callable[[], Sequence[str] | None] | None = None,
+        thumbnails: ThumbnailStore | None = None,
     ) -> None:
         if not extractors:
             raise ValueError("an indexer needs at least one extractor")
@@ -86,6 +88,7 @@ class Indexer:
         self._applied = 0  # items of the batch in hand whose work is committed (``_apply``)
         self.roots = roots or (lambda: None)
         self._wanted = {name: e.model_id for name, e in extractors.items()}
+        self.thumbnails = thumbnails
 
     # -- planning
 
@@ -132,6 +135,9 @@ class Indexer:
                 picture = images.decode(file.data, side, self.limits)
                 for name in missing:
                     item.tensors[name] = self.extractors[name].preprocess(picture)
+                if self.thumbnails is not None:
+                    # from the picture decoded for the model: no second decode of the file
+                    self.thumbnails.add_picture(item.content_hash, picture)
         except images.ImageError as exc:
             item.error = exc
             if not item.size:
@@ -354,9 +360,7 @@ class Indexer:
                     self._queue_due_retries(queue)
                 elif time.monotonic() - last_prune >= prune_every:
                     last_prune = time.monotonic()
-                    pruned = self.catalog.prune_orphan_vectors()
-                    if pruned:
-                        log.info("dropped %d vectors no file uses any more", pruned)
+                    self.prune_unused()
                 if self.catalog.commits > commits and self.storage.succeeded():
                     log.warning("the catalogue can be written again; indexing goes on")
             except Exception as exc:  # the loop must survive anything one batch does
@@ -369,6 +373,18 @@ class Indexer:
             finally:
                 if items:
                     queue.task_done(len(items))
+
+    def prune_unused(self) -> tuple[int, int]:
+        """Drop the vectors and thumbnails no file has any more; returns how many of each.
+
+        Run when idle, minutes after removals: a move seen as delete + create keeps both.
+        """
+        pruned = self.catalog.prune_orphan_vectors()
+        store = self.thumbnails
+        thumbnails = store.remove(self.catalog.unused_hashes(store.hashes())) if store is not None else 0
+        if pruned or thumbnails:
+            log.info("dropped %d vectors and %d thumbnails no file uses any more", pruned, thumbnails)
+        return pruned, thumbnails
 
     def _queue_due_retries(self, queue: WorkQueue) -> int:
         """Queue the failed files whose reason may have passed and whose retry time has come."""

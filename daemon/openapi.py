@@ -99,6 +99,87 @@ MAX_DISTANCE_PARAM = _param(
 )
 
 
+def web_paths() -> dict[str, Any]:
+    """The page (daemon/page.py): its files need no token; /login trades the token for a cookie."""
+    login_state = {
+        "type": "object",
+        "required": ["token_required", "authorised"],
+        "properties": {"token_required": {"type": "boolean"}, "authorised": {"type": "boolean"}},
+    }
+    logged_in = {
+        "type": "object",
+        "required": ["ok", "token_required"],
+        "properties": {"ok": {"const": True}, "token_required": {"type": "boolean"}},
+    }
+    token_body = {
+        "type": "object",
+        "required": ["token"],
+        "properties": {"token": {"type": "string", "minLength": 1}},
+    }
+    page = {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}
+    asset = {
+        "description": "a file of the page",
+        "content": {kind: {"schema": {"type": "string"}} for kind in ("text/javascript", "text/css", "text/html")},
+    }
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "/": {"get": {"summary": "The web page (search, duplicates, status)", "responses": {"200": page, **_errors()}}},
+        "/ui/{name}": {
+            "get": {
+                "summary": "A file of the page: index.html, app.js or app.css",
+                "parameters": [name],
+                "responses": {"200": asset, **_errors(404)},
+            }
+        },
+        "/login": {
+            "get": {
+                "summary": "Whether the page must ask for the token (never 401)",
+                "responses": {"200": _json(login_state, "the login state"), **_errors()},
+            },
+            "post": {
+                "summary": "Trade server.token for an HttpOnly SameSite=Strict cookie that stands in for the "
+                "Bearer header (refused cross-site)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": token_body},
+                        "application/x-www-form-urlencoded": {"schema": token_body},
+                    },
+                },
+                "responses": {"200": _json(logged_in, "signed in (Set-Cookie)"), **_errors(400, 401)},
+            },
+        },
+        "/logout": {
+            "post": {
+                "summary": "Clear the page's cookie",
+                "responses": {
+                    "200": _json({"type": "object", "properties": {"ok": {"const": True}}}, "signed out"),
+                    **_errors(),
+                },
+            }
+        },
+    }
+
+
+THUMBNAIL_TYPES = ("image/webp", "image/jpeg")
+ORIGINAL_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
+THUMBNAIL_HEADERS = {
+    "ETag": {"schema": {"type": "string"}, "description": "the quoted content hash with a size and format tag"},
+    "Cache-Control": {"schema": {"type": "string"}, "description": "public, max-age=31536000, immutable"},
+}
+THUMBNAIL_STATS = {
+    "type": ["object", "null"],
+    "description": "the thumbnails folder (null while starting)",
+    "required": ["count", "bytes", "max_bytes", "dir"],
+    "properties": {
+        "count": {"type": "integer", "minimum": 0},
+        "bytes": {"type": "integer", "minimum": 0},
+        "max_bytes": {"type": "integer", "description": "[thumbnails] max_mb: least recently served go first beyond"},
+        "dir": {"type": "string"},
+    },
+}
+
+
 def spec() -> dict[str, Any]:
     """The whole document."""
     # Imported here: the CLI imports this module for the bounds above and needs no watcher.
@@ -410,6 +491,7 @@ def spec() -> dict[str, Any]:
                     },
                 },
                 "indexing": {"type": "object"},
+                "thumbnails": THUMBNAIL_STATS,
                 "uptime_s": {"type": "number"},
                 "version": {"type": "string"},
                 "ready": {"type": "boolean"},
@@ -540,6 +622,48 @@ def spec() -> dict[str, Any]:
                 },
             }
         },
+        "/thumbnail": {
+            "get": {
+                "summary": "The thumbnail of an indexed file (made now if it has none yet)",
+                "description": "About [thumbnails] size pixels on the longer side, WebP (JPEG when so configured or "
+                "when Pillow lacks WebP). The ETag names the content hash and the size; a request with a "
+                "matching If-None-Match gets 304.",
+                "parameters": [
+                    {**IMAGE, "description": "absolute path of an indexed file, as search results name it"},
+                    {
+                        "name": "If-None-Match",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "an ETag from an earlier answer",
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the thumbnail",
+                        "headers": THUMBNAIL_HEADERS,
+                        "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in THUMBNAIL_TYPES},
+                    },
+                    "304": {"description": "not modified: the ETag matched", "headers": THUMBNAIL_HEADERS},
+                    **_errors(400, 401, 403, 404, 413, 415, 503),
+                },
+            }
+        },
+        "/original": {
+            "get": {
+                "summary": "The file itself, when it is indexed and inside the allowed roots",
+                "description": "Content-Type from the decoded header, not the name; Content-Disposition inline. "
+                "Any other path is refused (403 outside the roots, 404 not an indexed catalogue file).",
+                "parameters": [{**IMAGE, "description": "absolute path of an indexed file, as search results name it"}],
+                "responses": {
+                    "200": {
+                        "description": "the file's bytes",
+                        "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in ORIGINAL_TYPES},
+                    },
+                    **_errors(400, 401, 403, 404, 413, 415, 503),
+                },
+            }
+        },
         "/stats": {
             "get": {
                 "summary": "Counts, progress, extractors and jobs",
@@ -596,6 +720,7 @@ def spec() -> dict[str, Any]:
                 },
             }
         },
+        **web_paths(),
         "/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}, **_errors(403)}}
         },

@@ -17,10 +17,11 @@ import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import bottle
 
-from . import images, origin
+from . import images, origin, page
 from .errors import ApiError, image_error
 from .extractors import TextNotSupportedError
 from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, MAX_DISTANCE, MAX_LIMIT, spec
@@ -114,6 +115,18 @@ def parse_kind(raw: Any) -> str:
     return str(raw)
 
 
+def etag_matches(header: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header names this ETag (weakly compared), or is ``*``."""
+    if not header:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in header.split(",")]
+    return "*" in tags or etag in tags
+
+
+# Thumbnails are named by content hash in their ETag: a browser keeps them for a year.
+THUMBNAIL_CACHE = "public, max-age=31536000, immutable"
+
+
 # -- the app ------------------------------------------------------------------------------
 
 
@@ -136,9 +149,13 @@ def create_app(service: Service) -> bottle.Bottle:
         if not token:
             return
         header = bottle.request.get_header("Authorization", "")
+        if not header and page.cookie_authorises(bottle.request.environ, bottle.request.get_cookie(page.COOKIE), token):
+            return  # the page's login cookie (page.py) stands in for the header
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise ApiError(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
+            raise ApiError(
+                401, "missing or wrong token: send 'Authorization: Bearer <token>' (or log in on the page at /)"
+            )
 
     def require_ready() -> None:
         if not service.ready:
@@ -368,6 +385,30 @@ def create_app(service: Service) -> bottle.Bottle:
             parse_limit(query.get("limit"), DEFAULT_GROUPS),
         )
 
+    @app.get("/thumbnail")
+    @guarded()
+    def thumbnail() -> Any:
+        found = service.thumbnail(path_param())
+        headers = {"ETag": found.etag, "Cache-Control": THUMBNAIL_CACHE, "X-Content-Type-Options": "nosniff"}
+        if etag_matches(bottle.request.get_header("If-None-Match"), found.etag):
+            return bottle.HTTPResponse(status=304, headers=headers)
+        return bottle.HTTPResponse(body=found.data, status=200, headers={**headers, "Content-Type": found.content_type})
+
+    @app.get("/original")
+    @guarded()
+    def original() -> Any:
+        path = path_param()
+        fh, size, content_type = service.original(path)
+        name = quote(os.fsencode(os.path.basename(path)), safe="")
+        headers = {
+            "Content-Type": content_type,
+            "Content-Length": str(size),
+            "Content-Disposition": f"inline; filename*=UTF-8''{name}",
+            "X-Content-Type-Options": "nosniff",  # never sniffed into HTML or script
+            "Cache-Control": "no-cache",
+        }
+        return bottle.HTTPResponse(body=fh, status=200, headers=headers)
+
     @app.get("/stats")
     @guarded(need_ready=False)
     def stats() -> Any:
@@ -398,6 +439,8 @@ def create_app(service: Service) -> bottle.Bottle:
     def rebuild() -> Any:
         extractor = bottle.request.query.getunicode("extractor") or None
         return 202, service.rebuild(extractor)
+
+    page.add_routes(app, lambda: str(service.config.server["token"] or ""))
 
     @app.get("/openapi.json")
     def openapi() -> Any:

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from .jobs import Job, JobTracker, Waiter
 from .outcomes import Outcome
 from .paths import normalise_path
 from .storage import is_storage_error
+from .thumbnails import Thumbnail, ThumbnailBusy, ThumbnailStore
 from .watcher import FolderState, Watcher, WatchOptions
 from .workqueue import Intent, WorkQueue
 
@@ -75,6 +76,7 @@ class Service:
         self._burst_base = 0
         self._abort_load = threading.Event()
         self.duplicate_finder: duplicates.DuplicateFinder | None = None
+        self.thumbnails: ThumbnailStore | None = None
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -109,6 +111,7 @@ class Service:
             index.open()
             self.indexes[name] = index
         self._enter_phase("starting the indexer")
+        self.thumbnails = ThumbnailStore.from_settings(data_dir, self.config.section("thumbnails"))
         self.indexer = Indexer(
             self.catalog,
             self.loaded.extractors,
@@ -117,6 +120,7 @@ class Service:
             on_commit=self._on_commit,
             listener=self.jobs.on_file,
             roots=lambda: self.allowed_roots() or None,
+            thumbnails=self.thumbnails,
         )
         self._worker = threading.Thread(
             target=self.indexer.run, args=(self.queue, self._stop), name="imgsearchd-indexer", daemon=True
@@ -163,6 +167,8 @@ class Service:
             self.indexer.close()
         for index in self.indexes.values():
             index.close()
+        if self.thumbnails is not None:
+            self.thumbnails.close()
         if self.catalog is not None:
             self.catalog.close()
 
@@ -392,6 +398,37 @@ class Service:
             self.duplicate_finder, chosen.name, source, threshold, kind, folder, offset, limit, self.allowed_roots()
         )
 
+    # -- thumbnails and originals ----------------------------------------------------------------
+
+    def thumbnail(self, path: str) -> Thumbnail:
+        """The thumbnail of a catalogued file: stored, or made now from the file (one decode)."""
+        assert self.catalog is not None and self.thumbnails is not None
+        record = self.catalog.get(path)
+        if record is None:
+            raise ApiError(404, f"{path} is not in the catalogue", image=path)
+        if record.content_hash is not None:
+            found = self.thumbnails.get(record.content_hash)
+            if found is not None:
+                return found
+        try:
+            with self._slow_slot():  # the HTTP workers stay free for /health and stored thumbnails
+                return self.thumbnails.make_from_file(path, self.limits, self.allowed_roots() or None)
+        except images.ImageError as exc:
+            raise image_error(exc, path) from None
+        except ThumbnailBusy as exc:
+            raise ApiError(503, str(exc), image=path) from None
+
+    def original(self, path: str) -> tuple[BinaryIO, int, str]:
+        """An indexed file opened to be sent as it is: (file, size, content type)."""
+        assert self.catalog is not None
+        record = self.catalog.get(path)
+        if record is None or record.state != FileState.INDEXED:
+            raise ApiError(404, f"{path} is not an indexed file in the catalogue", image=path)
+        try:
+            return images.open_original(path, self.limits, self.allowed_roots() or None)
+        except images.ImageError as exc:
+            raise image_error(exc, path) from None
+
     # -- reload and status --------------------------------------------------------------------
 
     RESTART_ONLY = (
@@ -404,6 +441,8 @@ class Service:
         "index.kind",  # the snapshot in use and the search effort it was loaded with
         "index.ef",
         "index.search_k",
+        "thumbnails.size",  # the stored thumbnails were made at this size, in this format
+        "thumbnails.format",
     )
 
     def apply_config(self, new: Config) -> None:
@@ -421,6 +460,8 @@ class Service:
         self.limits = images.ImageLimits.from_config(new.images)
         if self.indexer is not None:
             self.indexer.limits = self.limits
+        if self.thumbnails is not None:
+            self.thumbnails.set_max_bytes(int(new.section("thumbnails")["max_mb"] * 1024 * 1024))
         for index in self.indexes.values():
             index.rebuild_after_changes = new.index["rebuild_after_changes"]
             index.rebuild_after_seconds = new.index["rebuild_after_seconds"]
@@ -478,6 +519,7 @@ class Service:
             else [{"folder": str(p), "state": FolderState.STARTING} for p in self.config.watch_dirs],
             "jobs": self.jobs.summary(),
             "duplicates": self.duplicate_finder.status() if self.duplicate_finder is not None else None,
+            "thumbnails": self.thumbnails.stats() if self.thumbnails is not None else None,
         }
         if not self.ready or self.catalog is None or self.loaded is None or self.indexer is None:
             out.update(

@@ -107,15 +107,17 @@ def test_data_flows_one_way() -> None:
                     todo.append(nxt)
         return seen
 
-    downstream = {"imgsearchd.server", "imgsearchd.serve", "imgsearchd.service", "imgsearchd.cli"}
+    downstream = {"imgsearchd.server", "imgsearchd.page", "imgsearchd.serve", "imgsearchd.service", "imgsearchd.cli"}
     upstream_modules = ("catalog", "images", "workqueue", "folders", "indexer", "index", "snapshot", "watcher", "jobs")
-    for upstream in (*upstream_modules, "folder_search", "combined", "duplicates", "recall"):
+    for upstream in (*upstream_modules, "folder_search", "combined", "duplicates", "recall", "thumbnails"):
         reached = reaches(f"imgsearchd.{upstream}") & downstream
         assert not reached, f"imgsearchd.{upstream} reaches {sorted(reached)}"
     assert "imgsearchd.indexer" not in reaches("imgsearchd.index")
     # duplicates reads the catalogue and queries an index it is handed; it drives nothing
     assert not reaches("imgsearchd.duplicates") & {"imgsearchd.index", "imgsearchd.indexer", "imgsearchd.watcher"}
     assert "imgsearchd.watcher" not in reaches("imgsearchd.indexer")
+    # the thumbnail store is handed its hashes; it reads files only through images
+    assert not reaches("imgsearchd.thumbnails") & {"imgsearchd.catalog", "imgsearchd.indexer", "imgsearchd.index"}
     # search --local must not need the watcher (watchdog) or the service
     assert not reaches("imgsearchd.query") & {"imgsearchd.watcher", "imgsearchd.service"}
     assert not reaches("imgsearchd.combined") & {"imgsearchd.watcher", "imgsearchd.service"}

@@ -39,6 +39,10 @@ TINY = {
         "--vectors", "1500", "--planted", "20", "--identical", "5", "--sample", "50", "--grid", "2", "--photos", "2",
         "--thresholds", "0.9",
     ],
+    "bench_thumbnails.py": [
+        "--small", "4", "--large", "0", "--repeats", "1", "--batch-size", "4", "--route-images", "4", "--clients", "2",
+        "--rounds", "1", "--scan", "50",
+    ],
     "bench_recall.py": ["--sizes", "1200", "--queries", "20", "--sample", "30", "--datasets", "broad", "--changes", "100"],
 }  # fmt: skip
 EXPECT = {
@@ -58,6 +62,7 @@ EXPECT = {
         "| half bf16 / half fp32 | bf16 |",
     ),
     "bench_duplicates.py": "| planted pairs precision / recall |",
+    "bench_thumbnails.py": ("| small (4) |", "| revalidated (304) |"),
 }
 
 
@@ -67,7 +72,13 @@ def test_every_benchmark_has_a_tiny_case():
 
 @pytest.mark.parametrize("script", sorted(TINY))
 def test_benchmark_runs_a_tiny_case(script: str, tmp_path: Path) -> None:
-    with_data = ("bench_decode.py", "bench_indexing.py", "bench_precision.py", "bench_retrieval.py")
+    with_data = (
+        "bench_decode.py",
+        "bench_indexing.py",
+        "bench_precision.py",
+        "bench_retrieval.py",
+        "bench_thumbnails.py",
+    )
     extra = ["--data-dir", str(tmp_path / "data")] if script in with_data else []
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / script), *TINY[script], *extra],
