@@ -2,9 +2,9 @@
 
 Fills a catalogue with N vectors (default 100k, CLIP's 512 dimensions, clustered synthetic
 unit vectors; a few hundred of them belong to real files on disk so that "indexed and
-unchanged" holds and no model runs), starts the daemon as a subprocess, waits for its Annoy
-snapshot, then measures GET /search?image=PATH&limit=10 from one client and from 16
-parallel keep-alive clients. The client runs in this process, the server in another, both
+unchanged" holds and no model runs), starts the daemon as a subprocess, waits for its index
+snapshot (HNSW by default, or Annoy), then measures GET /search?image=PATH&limit=10 from one
+client and from 16 parallel keep-alive clients. The client runs in this process, the server in another, both
 on the same machine.
 
     .venv/bin/python bench/bench_http.py [--vectors 100000] [--clients 16] [--seconds 10]
@@ -149,10 +149,10 @@ def main() -> None:
                     raise SystemExit(proc.stderr.read())
                 time.sleep(0.2)
             start_s = time.perf_counter() - t0
-            while True:  # the first start builds the Annoy snapshot in the background
+            while True:  # the first start builds the graph (or Annoy) snapshot in the background
                 _, stats = get_json(port, "/stats")
                 index_stats = stats["extractors"]["clip"]
-                if index_stats["mode"] == "annoy" or args.vectors < 10_000:
+                if index_stats["mode"] in ("annoy", "hnsw") or args.vectors < 10_000:
                     break
                 time.sleep(0.5)
             snapshot_s = time.perf_counter() - t0
@@ -183,7 +183,7 @@ def main() -> None:
     cpu = names[0] if names else platform.processor()
     print(f"\nmachine: {os.cpu_count()} cores, {cpu}; server and client on the same machine")
     print(
-        f"catalogue: {args.vectors} vectors ({DIM}-d) filled in {fill_s:.1f} s; daemon ready in {start_s:.1f} s, Annoy snapshot in use after {snapshot_s:.1f} s"
+        f"catalogue: {args.vectors} vectors ({DIM}-d) filled in {fill_s:.1f} s; daemon ready in {start_s:.1f} s, {index_stats['mode']} snapshot in use after {snapshot_s:.1f} s"
     )
     print(
         f"index: {index_stats['mode']} snapshot of {index_stats['indexed']}, fresh {index_stats['fresh']}, "

@@ -414,6 +414,20 @@ class Catalog:
                 out[file_id] = path_from_key(path)
         return out
 
+    def content_hashes(self, paths: Iterable[str]) -> dict[str, str]:
+        """path -> content hash for the catalogued paths (normalised) that have one."""
+        keys = [path_key(p) for p in paths]
+        out: dict[str, str] = {}
+        conn = self._reader()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for path, content_hash in conn.execute(
+                f"SELECT path, content_hash FROM files WHERE content_hash IS NOT NULL AND path IN ({marks})", chunk
+            ):
+                out[path_from_key(path)] = content_hash
+        return out
+
     def iter_vectors(
         self, extractor: str, model_id: str, chunk: int = 10000
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:

@@ -152,8 +152,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     },
     "thumbnails": {
         "size": Setting(int, 256, lambda v: None if 16 <= v <= 1024 else "must be from 16 to 1024 (pixels)"),
-        "max_mb": Setting((int, float), 1024, _positive),
-        "format": Setting(str, "webp", lambda v: None if v in ("webp", "jpeg") else 'must be "webp" or "jpeg"'),
+        "max_mb": Setting((int, float), 2048, _positive),
+        "format": Setting(str, "jpeg", lambda v: None if v in ("webp", "jpeg") else 'must be "webp" or "jpeg"'),
     },
     "watch": {
         "directories": Setting(list, [], item_kind=str),

@@ -478,11 +478,13 @@ def page(
     offset: int,
     limit: int,
     roots: Sequence[str] | None,
+    content_hashes: Callable[[Iterable[str]], dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The API's answer: groups ``offset`` to ``offset + limit`` of the kind (and folder) asked for.
 
     A ``folder`` keeps the groups with at least one member in it, shown whole. Dimensions
-    are read from the files' headers the first time a page shows them.
+    are read from the files' headers the first time a page shows them; ``content_hashes``
+    (the catalogue's) gives each member its current hash, for the page's thumbnail URLs.
     """
     files = grouping.files
 
@@ -497,6 +499,8 @@ def page(
     chosen = [g for g in grouping.groups if wanted(g)]
     shown = chosen[offset : offset + limit]
     out_groups = []
+    paths_shown = (files[m][0] for g in shown for m in g.members if m in files)
+    hashes = content_hashes(paths_shown) if content_hashes is not None else {}
     for group in shown:
         members = []
         for file_id, score in zip(group.members, group.scores):
@@ -513,6 +517,7 @@ def page(
                     "width": dims[0] if dims else None,
                     "height": dims[1] if dims else None,
                     "score": score,
+                    "hash": hashes.get(path),
                 }
             )
         out_groups.append(
@@ -554,5 +559,14 @@ def respond(
         body = {"state": "computing", "extractor": extractor, "threshold": threshold, "computing": progress}
         return 202, {**body, "last_error": error}
     grouping = finder.grouping(join, threshold)
-    answer = page(join, grouping, kind=kind, folder=folder, offset=offset, limit=limit, roots=roots or None)
+    answer = page(
+        join,
+        grouping,
+        kind=kind,
+        folder=folder,
+        offset=offset,
+        limit=limit,
+        roots=roots or None,
+        content_hashes=finder.catalog.content_hashes,
+    )
     return 200, {**answer, "stale": not fresh, "computing": progress}

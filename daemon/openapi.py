@@ -161,11 +161,16 @@ def web_paths() -> dict[str, Any]:
     }
 
 
+HASH_FIELD = {
+    "type": ["string", "null"],
+    "description": "the file's content hash: /thumbnail?image=...&v=HASH may be cached for good",
+}
 THUMBNAIL_TYPES = ("image/webp", "image/jpeg")
 ORIGINAL_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
 THUMBNAIL_HEADERS = {
     "ETag": {"schema": {"type": "string"}, "description": "the quoted content hash with a size and format tag"},
-    "Cache-Control": {"schema": {"type": "string"}, "description": "public, max-age=31536000, immutable"},
+    "Cache-Control": {"schema": {"type": "string"}, "description": "private, no-cache; with v = the content hash: private, max-age=31536000, immutable",
+    },
 }
 THUMBNAIL_STATS = {
     "type": ["object", "null"],
@@ -235,6 +240,7 @@ def spec() -> dict[str, Any]:
                     "description": "Euclidean distance between unit vectors (0 = same)",
                 },
                 "score": {"type": "number", "minimum": -1, "maximum": 1, "description": "cosine similarity"},
+                "hash": HASH_FIELD,
             },
         },
         "SearchResults": {
@@ -333,6 +339,7 @@ def spec() -> dict[str, Any]:
                 "width": {"type": ["integer", "null"], "minimum": 1, "description": "null: the header is unreadable"},
                 "height": {"type": ["integer", "null"], "minimum": 1},
                 "score": {"type": "number", "minimum": -1, "maximum": 1, "description": "cosine to the group's first"},
+                "hash": HASH_FIELD,
             },
         },
         "DuplicateGroup": {
@@ -625,11 +632,18 @@ def spec() -> dict[str, Any]:
         "/thumbnail": {
             "get": {
                 "summary": "The thumbnail of an indexed file (made now if it has none yet)",
-                "description": "About [thumbnails] size pixels on the longer side, WebP (JPEG when so configured or "
-                "when Pillow lacks WebP). The ETag names the content hash and the size; a request with a "
-                "matching If-None-Match gets 304.",
+                "description": "About [thumbnails] size pixels on the longer side, JPEG (WebP when so configured). "
+                "The ETag names the content hash and the size; a request with a matching If-None-Match gets "
+                "304. Cached for good only with v, the hash a search result gives.",
                 "parameters": [
                     {**IMAGE, "description": "absolute path of an indexed file, as search results name it"},
+                    {
+                        "name": "v",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "the file's content hash (a result's hash): the answer may be kept a year",
+                    },
                     {
                         "name": "If-None-Match",
                         "in": "header",

@@ -74,8 +74,10 @@ def search_answer(
     else:
         hits = search_folder(index, vector, folder, limit, max_distance).hits
         found = [(path, h.distance, h.score) for h, path in hits]
+    hashes = index.catalog.content_hashes(path for path, _, _ in found)
     results = [
-        {**json_fields(path), "distance": round(float(d), 6), "score": round(float(s), 6)} for path, d, s in found
+        {**json_fields(path), "distance": round(float(d), 6), "score": round(float(s), 6), "hash": hashes.get(path)}
+        for path, d, s in found
     ]
     answer: dict[str, Any] = {"results": results, "extractor": index.extractor}
     if folder is not None:

@@ -123,8 +123,12 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-# Thumbnails are named by content hash in their ETag: a browser keeps them for a year.
-THUMBNAIL_CACHE = "public, max-age=31536000, immutable"
+# ``/thumbnail?image=PATH`` names a file, whose picture may change: the browser asks again
+# each time (a 304 when the ETag, the content hash, still matches). With ``&v=HASH`` (the
+# ``hash`` of a search result) the URL names one picture for good: kept a year, not asked
+# again. ``private``: with a token set, a shared cache must not keep them.
+THUMBNAIL_REVALIDATE = "private, no-cache"
+THUMBNAIL_IMMUTABLE = "private, max-age=31536000, immutable"
 
 
 # -- the app ------------------------------------------------------------------------------
@@ -389,7 +393,9 @@ def create_app(service: Service) -> bottle.Bottle:
     @guarded()
     def thumbnail() -> Any:
         found = service.thumbnail(path_param())
-        headers = {"ETag": found.etag, "Cache-Control": THUMBNAIL_CACHE, "X-Content-Type-Options": "nosniff"}
+        pinned = bottle.request.query.get("v") == found.content_hash
+        cache = THUMBNAIL_IMMUTABLE if pinned else THUMBNAIL_REVALIDATE
+        headers = {"ETag": found.etag, "Cache-Control": cache, "X-Content-Type-Options": "nosniff"}
         if etag_matches(bottle.request.get_header("If-None-Match"), found.etag):
             return bottle.HTTPResponse(status=304, headers=headers)
         return bottle.HTTPResponse(body=found.data, status=200, headers={**headers, "Content-Type": found.content_type})

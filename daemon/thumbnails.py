@@ -90,7 +90,7 @@ def webp_available() -> bool:
 class ThumbnailStore:
     """The thumbnails database: make, read, bound and forget thumbnails by content hash."""
 
-    def __init__(self, folder: str | os.PathLike[str], size: int = 256, max_bytes: int = 1 << 30, fmt: str = "webp"):
+    def __init__(self, folder: str | os.PathLike[str], size: int = 256, max_bytes: int = 2 << 30, fmt: str = "jpeg"):
         if fmt == "webp" and not webp_available():
             log.warning("this Pillow cannot write WebP; thumbnails are JPEG")
             fmt = "jpeg"

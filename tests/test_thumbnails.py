@@ -81,12 +81,12 @@ def test_the_size_bound_evicts_the_least_recently_used(tmp_path, photos):
 
 def test_a_restart_keeps_thumbnails_and_their_order_and_drops_other_sizes(tmp_path, photos):
     folder = tmp_path / "thumbs"
-    store = ThumbnailStore(folder, size=64)
+    store = ThumbnailStore(folder, size=64, fmt="webp")
     for content_hash, name in zip(HASHES, ("chelsea", "rocket", "coffee")):
         store.add_picture(content_hash, photos[name])
         time.sleep(0.01)
     store.close()
-    restarted = ThumbnailStore(folder, size=64, max_bytes=10**9)
+    restarted = ThumbnailStore(folder, size=64, max_bytes=10**9, fmt="webp")
     assert restarted.hashes() == HASHES[:3]  # least recently used first, as before
     before = restarted.stats()["bytes"]
     found = restarted.get(HASHES[1])
@@ -94,7 +94,7 @@ def test_a_restart_keeps_thumbnails_and_their_order_and_drops_other_sizes(tmp_pa
     restarted.set_max_bytes(before - 1)  # the least recently used goes first
     assert restarted.hashes() == [HASHES[2], HASHES[1]]  # the one just served is the most recent
     restarted.close()
-    bigger = ThumbnailStore(folder, size=96)  # another size: the old ones are stale
+    bigger = ThumbnailStore(folder, size=64)  # another format (JPEG, the default): the old ones are stale
     assert bigger.stats()["count"] == 0 and rows(folder) == {}
     bigger.close()
 
@@ -188,13 +188,13 @@ def test_thumbnails_are_made_while_indexing_from_the_decoded_picture_once_per_co
     copy = fetch(live, "/thumbnail", image=str(live.paths["chelsea_copy"]))
     assert first[0] == copy[0] == 200
     assert first[2] == copy[2] and first[1]["ETag"] == copy[1]["ETag"]
-    assert first[1]["Content-Type"] == "image/webp"
+    assert first[1]["Content-Type"] == "image/jpeg"  # the default format
     with Image.open(io.BytesIO(first[2])) as thumb:
-        assert thumb.format == "WEBP" and max(thumb.size) <= 256 and min(thumb.size) >= 150, thumb.size
+        assert thumb.format == "JPEG" and max(thumb.size) <= 256 and min(thumb.size) >= 150, thumb.size
     assert store.made == made + 1 and len(decodes) == 1  # served, not made again
     catalogued = live.service.catalog.get(str(live.paths["chelsea"]))
     assert catalogued is not None and catalogued.content_hash is not None
-    assert first[1]["ETag"] == f'"{catalogued.content_hash}-256-webp"'
+    assert first[1]["ETag"] == f'"{catalogued.content_hash}-256-jpeg"'
     assert catalogued.content_hash in rows(store.folder)
 
 
@@ -204,7 +204,15 @@ def test_etag_and_not_modified(live):
     status, headers, data = fetch(live, "/thumbnail", image=str(live.paths["coffee"]))
     assert status == 200 and data
     etag = headers["ETag"]
-    assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert headers["Cache-Control"] == "private, no-cache"  # a path: its picture may change, ask each time
+    content_hash = etag.strip('"').split("-")[0]
+    status, found = live.get("/search", image=str(live.paths["coffee"]), limit="1")
+    assert status == 200 and found["results"][0]["hash"] == content_hash, found
+    pinned = fetch(live, "/thumbnail", image=str(live.paths["coffee"]), v=content_hash)
+    assert pinned[0] == 200 and pinned[2] == data
+    assert pinned[1]["Cache-Control"] == "private, max-age=31536000, immutable"  # one picture for good
+    outdated = fetch(live, "/thumbnail", image=str(live.paths["coffee"]), v="0" * 32)
+    assert outdated[0] == 200 and outdated[1]["Cache-Control"] == "private, no-cache"
     for given in (etag, f"W/{etag}", f'"other", {etag}', "*"):
         again = fetch(live, "/thumbnail", {"If-None-Match": given}, image=str(live.paths["coffee"]))
         assert again[0] == 304 and again[2] == b"" and again[1]["ETag"] == etag, given
@@ -216,7 +224,7 @@ def test_files_indexed_before_thumbnails_get_one_on_demand_once(live):
     store = store_of(live)
     made = store.made
     status, headers, data = fetch(live, "/thumbnail", image=str(live.paths["old"]))
-    assert status == 200 and headers["Content-Type"] == "image/webp"
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
     with Image.open(io.BytesIO(data)) as thumb:
         assert max(thumb.size) == 256  # decoded for the thumbnail's size: 640 x 480 -> 256 x 192
     assert store.made == made + 1

@@ -84,6 +84,12 @@ function pathParam(item) {
   return encodeURIComponent(item.image);
 }
 
+// With the content hash a result gives, the URL names one picture: the browser keeps it.
+function thumbnailURL(item) {
+  const pinned = item.hash ? `&v=${encodeURIComponent(item.hash)}` : "";
+  return `/thumbnail?image=${pathParam(item)}${pinned}`;
+}
+
 function splitPath(path) {
   const cut = path.lastIndexOf("/");
   return { folder: cut > 0 ? path.slice(0, cut) : "/", name: path.slice(cut + 1) };
@@ -301,7 +307,7 @@ function clearParts() {
 }
 
 function imagePart(item, weight) {
-  return { kind: "image", weight, image: item.image, path_base64: item.path_base64, label: splitPath(item.image).name };
+  return { kind: "image", weight, image: item.image, path_base64: item.path_base64, hash: item.hash, label: splitPath(item.image).name };
 }
 
 function moreLikeThis(item) {
@@ -327,7 +333,7 @@ function renderParts() {
       part.kind === "upload"
         ? h("img", { src: part.preview, alt: "" })
         : part.kind === "image"
-          ? h("img", { src: `/thumbnail?image=${pathParam(part)}`, alt: "" })
+          ? h("img", { src: thumbnailURL(part), alt: "" })
           : h("span", { class: "quote", "aria-hidden": "true" }, "“”");
     const sign = h(
       "button",
@@ -444,7 +450,7 @@ function folderLine(folder) {
 }
 
 function thumbnail(item) {
-  const img = h("img", { src: `/thumbnail?image=${pathParam(item)}`, alt: "", loading: "lazy", decoding: "async" });
+  const img = h("img", { src: thumbnailURL(item), alt: "", loading: "lazy", decoding: "async" });
   img.addEventListener("error", () => img.closest(".thumb")?.classList.add("missing"), { once: true });
   return img;
 }
