@@ -169,7 +169,9 @@ THUMBNAIL_TYPES = ("image/webp", "image/jpeg")
 ORIGINAL_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
 THUMBNAIL_HEADERS = {
     "ETag": {"schema": {"type": "string"}, "description": "the quoted content hash with a size and format tag"},
-    "Cache-Control": {"schema": {"type": "string"}, "description": "private, no-cache; with v = the content hash: private, max-age=31536000, immutable",
+    "Cache-Control": {
+        "schema": {"type": "string"},
+        "description": "private, no-cache; with v = the content hash: private, max-age=31536000, immutable",
     },
 }
 THUMBNAIL_STATS = {

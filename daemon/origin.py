@@ -15,6 +15,11 @@ A web page the user opens can make the browser send requests to the daemon. Two 
   Requests with side effects are refused when the browser marks them as from another site
   (``Sec-Fetch-Site`` other than ``same-origin``/``none``) or carry an ``Origin`` that is not
   the request's own host. Scripts and curl send neither header and are not affected.
+* **Pictures** (cross-site reads): any page could embed ``<img src=".../thumbnail?image=...">``
+  and learn which files are catalogued, or show them. ``/thumbnail`` and ``/original`` are
+  refused when the browser marks them cross-site, and answer with
+  ``Cross-Origin-Resource-Policy: same-origin`` (server.py), so browsers refuse them to other
+  sites too. JSON answers cannot be read by another site without CORS, which is never sent.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 SIDE_EFFECT_PATHS = ("/add", "/remove", "/rebuild")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 SAFE_POSTS = ("/search",)  # POST /search only reads: an upload to search with
+PICTURE_PATHS = ("/thumbnail", "/original")  # reads another site could embed as <img>
 
 
 class Refused(Exception):
@@ -112,9 +118,14 @@ def check(environ: Mapping[str, Any], bind_host: str, allowed: Sequence[str]) ->
             f"Host {host!r} is not this daemon's name: use localhost, 127.0.0.1 or [::1], "
             "or add the name to server.allowed_hosts (behind a reverse proxy)"
         )
-    if not is_side_effect(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")):
-        return
     site = environ.get("HTTP_SEC_FETCH_SITE")
+    path = environ.get("PATH_INFO", "")
+    if path in PICTURE_PATHS and site is not None and site.lower() not in ("same-origin", "none"):
+        raise Refused(
+            f"cross-site request refused (Sec-Fetch-Site: {site}): {path} shows pictures to this daemon's page only"
+        )
+    if not is_side_effect(environ.get("REQUEST_METHOD", "GET"), path):
+        return
     if site is not None and site.lower() not in ("same-origin", "none"):
         raise Refused(
             f"cross-site request refused (Sec-Fetch-Site: {site}): {environ.get('PATH_INFO')} changes the index"

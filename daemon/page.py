@@ -6,11 +6,16 @@ request the page then makes goes through the same token, Host and cross-site che
 script's.
 
 Login: a browser cannot add ``Authorization: Bearer`` to an ``<img src>``, so the page posts the
-token once to ``POST /login`` and gets an HttpOnly, SameSite=Strict cookie holding an HMAC of
-the token (not the token: a copied cookie file does not leak it, and changing the token ends
-every session). ``POST /login`` is a request with side effects for ``origin``, so another site
-cannot log the browser in; SameSite=Strict keeps the browser from sending the cookie with a
-request another site starts.
+token once to ``POST /login`` and gets an HttpOnly, SameSite=Strict cookie (``Sessions``): a
+random session id, its expiry (30 days) and an HMAC of both keyed by the token; not the token,
+so a copied cookie file does not leak it, and changing the token ends every session.
+``POST /logout`` revokes the id (in memory: until the daemon restarts, then the expiry still
+bounds it). The cookie's name carries the port, as browsers send a host's cookies to every
+port: two daemons on one machine keep their logins apart. ``POST /login`` is a request with
+side effects for ``origin``, so another site cannot log the browser in; SameSite=Strict keeps
+the browser from sending the cookie with a request another site starts. Wrong tokens, here or
+in a Bearer header, are counted (``Throttle``): after 10 in a minute every attempt waits out
+the minute (429), so guessing even a short token takes years.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import functools
 import hashlib
 import hmac
 import json
+import secrets
+import threading
+import time
 from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any
@@ -27,9 +35,9 @@ import bottle
 
 from .errors import ApiError
 
-COOKIE = "imgsearchd_session"
-# "Entered once": the cookie outlives a browser restart; Chrome caps cookie lifetimes at 400 days.
-COOKIE_MAX_AGE = 400 * 24 * 3600
+COOKIE_PREFIX = "imgsearchd_session_"  # + the port
+# "Entered once" (a browser restart keeps it), yet a stolen cookie does not last for ever.
+SESSION_SECONDS = 30 * 24 * 3600
 ASSETS = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
@@ -57,27 +65,95 @@ def asset(name: str) -> tuple[bytes, str]:
     return data, '"' + hashlib.sha256(data).hexdigest()[:20] + '"'
 
 
-def session_value(token: str) -> str:
-    """The cookie's value for a token: an HMAC, so the cookie never holds the token itself."""
-    return hmac.new(token.encode(), b"imgsearchd browser session v1", hashlib.sha256).hexdigest()
+class Sessions:
+    """The page's logins: ``id.expiry.hmac`` cookies, checked without a store; logout revokes an id."""
+
+    def __init__(self) -> None:
+        self._revoked: dict[str, float] = {}  # id -> its expiry (then it is void anyway)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def name(environ: Mapping[str, Any]) -> str:
+        """The cookie's name: with the port the daemon listens on."""
+        return f"{COOKIE_PREFIX}{environ.get('SERVER_PORT', '')}"
+
+    def read(self, request: bottle.BaseRequest) -> str | None:
+        """The request's session cookie, if any."""
+        value = request.get_cookie(self.name(request.environ))
+        return value if isinstance(value, str) else None
+
+    @staticmethod
+    def _mac(token: str, session_id: str, expires: int) -> str:
+        message = f"imgsearchd browser session v2:{session_id}:{expires}".encode()
+        return hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
+
+    def issue(self, token: str, now: float | None = None) -> str:
+        """A new session's cookie value."""
+        session_id = secrets.token_urlsafe(16)
+        expires = int(now if now is not None else time.time()) + SESSION_SECONDS
+        return f"{session_id}.{expires}.{self._mac(token, session_id, expires)}"
+
+    def _parse(self, value: str, token: str, now: float) -> tuple[str, int] | None:
+        session_id, _, rest = value.partition(".")
+        expires_text, _, mac = rest.partition(".")
+        if not session_id or not expires_text.isdigit() or int(expires_text) <= now:
+            return None
+        if not hmac.compare_digest(mac.encode(), self._mac(token, session_id, int(expires_text)).encode()):
+            return None
+        return session_id, int(expires_text)
+
+    def authorises(self, environ: Mapping[str, Any], value: str | None, token: str, now: float | None = None) -> bool:
+        """Whether the request's cookie is a live session for ``token``.
+
+        SameSite=Strict already keeps the browser from sending it cross-site; a request the
+        browser marks cross-site is refused here too, in case an old browser ignores SameSite.
+        """
+        if not value:
+            return False
+        site = str(environ.get("HTTP_SEC_FETCH_SITE", "same-origin")).lower()
+        if site not in ("same-origin", "none"):
+            return False
+        found = self._parse(value, token, time.time() if now is None else now)
+        if found is None:
+            return False
+        with self._lock:
+            return found[0] not in self._revoked
+
+    def revoke(self, value: str | None, token: str) -> None:
+        """End the session of a cookie (a valid one: an invented id is not worth remembering)."""
+        now = time.time()
+        found = self._parse(value or "", token, now) if token else None
+        if found is None:
+            return
+        with self._lock:
+            self._revoked = {i: e for i, e in self._revoked.items() if e > now}
+            self._revoked[found[0]] = found[1]
+
+    def set_cookie(self, environ: Mapping[str, Any], value: str, max_age: int) -> str:
+        return f"{self.name(environ)}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict"
 
 
-def cookie_authorises(environ: Mapping[str, Any], cookie: str | None, token: str) -> bool:
-    """Whether the request's session cookie stands for ``token``.
+class Throttle:
+    """Wrong tokens: after ``limit`` within ``window`` seconds, every attempt is refused until it passes."""
 
-    SameSite=Strict already keeps the browser from sending it cross-site; a request the
-    browser marks cross-site is refused here too, in case an old browser ignores SameSite.
-    """
-    if not cookie:
-        return False
-    site = str(environ.get("HTTP_SEC_FETCH_SITE", "same-origin")).lower()
-    if site not in ("same-origin", "none"):
-        return False
-    return hmac.compare_digest(cookie.encode(), session_value(token).encode())
+    def __init__(self, limit: int = 10, window: float = 60.0) -> None:
+        self.limit, self.window = limit, window
+        self._failures: list[float] = []
+        self._lock = threading.Lock()
 
+    def check(self) -> None:
+        """Raise 429 while too many recent attempts failed."""
+        now = time.monotonic()
+        with self._lock:
+            self._failures = [t for t in self._failures if t > now - self.window]
+            if len(self._failures) < self.limit:
+                return
+            wait = max(1, int(self._failures[0] + self.window - now + 1))
+        raise ApiError(429, f"too many wrong tokens: try again in {wait} s", retry_after=wait)
 
-def _session_cookie(value: str, max_age: int) -> str:
-    return f"{COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict"
+    def failed(self) -> None:
+        with self._lock:
+            self._failures.append(time.monotonic())
 
 
 def _given_token() -> str:
@@ -96,7 +172,7 @@ def _given_token() -> str:
     return token
 
 
-def add_routes(app: bottle.Bottle, token: Callable[[], str]) -> None:
+def add_routes(app: bottle.Bottle, token: Callable[[], str], sessions: Sessions, throttle: Throttle) -> None:
     """``/``, ``/ui/<file>``, ``/login`` and ``POST /logout`` on ``app``; ``token`` reads the setting."""
 
     def page_file(name: str) -> bottle.HTTPResponse:
@@ -120,8 +196,8 @@ def add_routes(app: bottle.Bottle, token: Callable[[], str]) -> None:
     def login_state() -> Any:
         """Whether the page must ask for the token: asked before any other call, so never a 401."""
         expected = token()
-        cookie = bottle.request.get_cookie(COOKIE)
-        authorised = not expected or cookie_authorises(bottle.request.environ, cookie, expected)
+        cookie = sessions.read(bottle.request)
+        authorised = not expected or sessions.authorises(bottle.request.environ, cookie, expected)
         return {"token_required": bool(expected), "authorised": authorised}
 
     @app.post("/login")
@@ -129,16 +205,20 @@ def add_routes(app: bottle.Bottle, token: Callable[[], str]) -> None:
         expected = token()
         if not expected:
             return {"ok": True, "token_required": False}
-        if not hmac.compare_digest(_given_token().encode(), expected.encode()):
+        given = _given_token()
+        throttle.check()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            throttle.failed()
             raise ApiError(401, "wrong token (server.token in the daemon's settings)")
         body = json.dumps({"ok": True, "token_required": True})
         headers = {
             "Content-Type": "application/json",
-            "Set-Cookie": _session_cookie(session_value(expected), COOKIE_MAX_AGE),
+            "Set-Cookie": sessions.set_cookie(bottle.request.environ, sessions.issue(expected), SESSION_SECONDS),
         }
         return bottle.HTTPResponse(body=body, status=200, headers=headers)
 
     @app.post("/logout")
     def logout() -> Any:
-        headers = {"Content-Type": "application/json", "Set-Cookie": _session_cookie("", 0)}
+        sessions.revoke(sessions.read(bottle.request), token())
+        headers = {"Content-Type": "application/json", "Set-Cookie": sessions.set_cookie(bottle.request.environ, "", 0)}
         return bottle.HTTPResponse(body=json.dumps({"ok": True}), status=200, headers=headers)

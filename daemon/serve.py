@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 
+from . import origin
 from .catalog import CatalogError
 from .config import Config, ConfigError
 from .extractors import ModelUnavailableError
@@ -53,6 +54,10 @@ def run_daemon(config: Config) -> int:
     listener = threading.Thread(target=server.serve, name="imgsearchd-http", daemon=True)
     listener.start()
     log.info("listening on http://%s:%d", bound[0], bound[1])
+    if not config.server["token"] and host not in origin.LOOPBACK_NAMES:
+        # Off loopback over plain HTTP, browsers send no Sec-Fetch-Site and a page can hide its
+        # Referer: only a token keeps other machines, and pages their users open, out.
+        log.warning("listening on %s without server.token: anyone who can reach it can use the API; set a token", host)
     heartbeat = Heartbeat(notifier, service.status_line, lambda: listener.is_alive() and service.healthy())
     heartbeat.start()
     notifier.status("loading models and indexes")

@@ -37,6 +37,8 @@ def _json_response(status: int, body: dict[str, Any]) -> bottle.HTTPResponse:
     headers = {"Content-Type": "application/json"}
     if status == 503:  # starting, busy, or the disk: each passes, so say when to ask again
         headers["Retry-After"] = "1"
+    elif status == 429:  # too many wrong tokens: the body says how long the wait is
+        headers["Retry-After"] = str(body.get("retry_after", 60))
     return bottle.HTTPResponse(body=json.dumps(body), status=status, headers=headers)
 
 
@@ -127,6 +129,8 @@ def etag_matches(header: str | None, etag: str) -> bool:
 # each time (a 304 when the ETag, the content hash, still matches). With ``&v=HASH`` (the
 # ``hash`` of a search result) the URL names one picture for good: kept a year, not asked
 # again. ``private``: with a token set, a shared cache must not keep them.
+# Never sniffed into HTML or script; never shown by another site's page (origin.py).
+PICTURE_HEADERS = {"X-Content-Type-Options": "nosniff", "Cross-Origin-Resource-Policy": "same-origin"}
 THUMBNAIL_REVALIDATE = "private, no-cache"
 THUMBNAIL_IMMUTABLE = "private, max-age=31536000, immutable"
 
@@ -138,6 +142,8 @@ def create_app(service: Service) -> bottle.Bottle:
     """The Bottle application over a running (or starting) service."""
     app = bottle.Bottle()
     app.install(json_api)
+    sessions = page.Sessions()
+    throttle = page.Throttle()
     app.default_error_handler = _json_error_page  # bottle's own errors (400, 404, 405, 500) as JSON
 
     @app.hook("before_request")
@@ -153,13 +159,15 @@ def create_app(service: Service) -> bottle.Bottle:
         if not token:
             return
         header = bottle.request.get_header("Authorization", "")
-        if not header and page.cookie_authorises(bottle.request.environ, bottle.request.get_cookie(page.COOKIE), token):
+        if not header and sessions.authorises(bottle.request.environ, sessions.read(bottle.request), token):
             return  # the page's login cookie (page.py) stands in for the header
         scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise ApiError(
-                401, "missing or wrong token: send 'Authorization: Bearer <token>' (or log in on the page at /)"
-            )
+        if scheme.lower() == "bearer" and given.strip():
+            throttle.check()  # wrong tokens are counted, so that guessing one takes years
+            if hmac.compare_digest(given.strip().encode(), token.encode()):
+                return
+            throttle.failed()
+        raise ApiError(401, "missing or wrong token: send 'Authorization: Bearer <token>' (or log in on the page at /)")
 
     def require_ready() -> None:
         if not service.ready:
@@ -395,7 +403,7 @@ def create_app(service: Service) -> bottle.Bottle:
         found = service.thumbnail(path_param())
         pinned = bottle.request.query.get("v") == found.content_hash
         cache = THUMBNAIL_IMMUTABLE if pinned else THUMBNAIL_REVALIDATE
-        headers = {"ETag": found.etag, "Cache-Control": cache, "X-Content-Type-Options": "nosniff"}
+        headers = {"ETag": found.etag, "Cache-Control": cache, **PICTURE_HEADERS}
         if etag_matches(bottle.request.get_header("If-None-Match"), found.etag):
             return bottle.HTTPResponse(status=304, headers=headers)
         return bottle.HTTPResponse(body=found.data, status=200, headers={**headers, "Content-Type": found.content_type})
@@ -410,8 +418,8 @@ def create_app(service: Service) -> bottle.Bottle:
             "Content-Type": content_type,
             "Content-Length": str(size),
             "Content-Disposition": f"inline; filename*=UTF-8''{name}",
-            "X-Content-Type-Options": "nosniff",  # never sniffed into HTML or script
             "Cache-Control": "no-cache",
+            **PICTURE_HEADERS,
         }
         return bottle.HTTPResponse(body=fh, status=200, headers=headers)
 
@@ -446,7 +454,7 @@ def create_app(service: Service) -> bottle.Bottle:
         extractor = bottle.request.query.getunicode("extractor") or None
         return 202, service.rebuild(extractor)
 
-    page.add_routes(app, lambda: str(service.config.server["token"] or ""))
+    page.add_routes(app, lambda: str(service.config.server["token"] or ""), sessions, throttle)
 
     @app.get("/openapi.json")
     def openapi() -> Any:

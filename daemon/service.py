@@ -404,15 +404,17 @@ class Service:
         """The thumbnail of a catalogued file: stored, or made now from the file (one decode)."""
         assert self.catalog is not None and self.thumbnails is not None
         record = self.catalog.get(path)
-        if record is None:
-            raise ApiError(404, f"{path} is not in the catalogue", image=path)
+        if record is None or record.state != FileState.INDEXED:
+            raise ApiError(404, f"{path} is not an indexed file in the catalogue", image=path)
         if record.content_hash is not None:
             found = self.thumbnails.get(record.content_hash)
             if found is not None:
                 return found
         try:
-            with self._slow_slot():  # the HTTP workers stay free for /health and stored thumbnails
-                return self.thumbnails.make_from_file(path, self.limits, self.allowed_roots() or None)
+            # One of the slow slots while it is made (the HTTP workers stay free for /health and
+            # stored thumbnails), none while it waits for its turn.
+            roots = self.allowed_roots() or None
+            return self.thumbnails.make_from_file(path, self.limits, roots, slot=self._slow_slot)
         except images.ImageError as exc:
             raise image_error(exc, path) from None
         except ThumbnailBusy as exc:

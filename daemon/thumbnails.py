@@ -20,13 +20,15 @@ request. The start reads hashes, sizes and times (not the pictures) once.
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,8 @@ ENCODE: dict[str, dict[str, Any]] = {"WEBP": {"quality": 75, "method": 0}, "JPEG
 DB_NAME = "thumbnails.sqlite3"
 # A thumbnail's ``used`` time is written at most this often when it is served.
 TOUCH_EVERY = 3600.0
+# Past the bound, the least recently used go until the total is this share of it.
+EVICT_TO = 0.9
 # On-demand thumbnails decode at most this many pictures at once, the rest wait their turn
 # (a page of a hundred old files must not take every HTTP worker, nor get 503s).
 ON_DEMAND_AT_ONCE = max(2, os.cpu_count() or 1)
@@ -226,41 +230,51 @@ class ThumbnailStore:
             self._release(content_hash)
 
     def make_from_file(
-        self, path: str, limits: images.ImageLimits = images.ImageLimits(), roots: Sequence[str] | None = None
+        self,
+        path: str,
+        limits: images.ImageLimits = images.ImageLimits(),
+        roots: Sequence[str] | None = None,
+        slot: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     ) -> Thumbnail:
         """The thumbnail of a file's current content, made now if needed (one decode).
 
-        Raises ImageError when the file cannot be used, ThumbnailBusy when too many are
-        being made at once for longer than ``ON_DEMAND_WAIT`` seconds.
+        ``slot`` is entered once this call's turn has come (the service's slow-work slot:
+        waiting for a turn does not hold one). Raises ImageError when the file cannot be
+        used, ThumbnailBusy when too many are being made at once for longer than
+        ``ON_DEMAND_WAIT`` seconds.
         """
         if not self._on_demand.acquire(timeout=ON_DEMAND_WAIT):
             raise ThumbnailBusy(f"{ON_DEMAND_AT_ONCE} thumbnails are being made; try again shortly")
         try:
-            file = images.read_file(path, limits, roots)
-            content_hash = file.content_hash
+            with slot():
+                return self._make_from_file(path, limits, roots)
+        finally:
+            self._on_demand.release()
+
+    def _make_from_file(self, path: str, limits: images.ImageLimits, roots: Sequence[str] | None) -> Thumbnail:
+        file = images.read_file(path, limits, roots)
+        content_hash = file.content_hash
+        found = self.get(content_hash)
+        if found is not None:
+            return found
+        claimed = self._claim(content_hash)
+        if not claimed:  # being made by another thread right now: wait for it
+            self._wait(content_hash)
             found = self.get(content_hash)
             if found is not None:
                 return found
             claimed = self._claim(content_hash)
-            if not claimed:  # being made by another thread right now: wait for it
-                self._wait(content_hash)
-                found = self.get(content_hash)
-                if found is not None:
-                    return found
-                claimed = self._claim(content_hash)
+        try:
+            # The shorter side at least ``size`` makes the longer one at least ``size``.
+            data = self._encode(images.decode(file.data, self.size, limits))
             try:
-                # The shorter side at least ``size`` makes the longer one at least ``size``.
-                data = self._encode(images.decode(file.data, self.size, limits))
-                try:
-                    self._store(content_hash, data)
-                except sqlite3.Error as exc:  # served all the same; made again next time
-                    self._warn(f"cannot store the thumbnail of {path}: {exc}")
-                return self._thumbnail(content_hash, data)
-            finally:
-                if claimed:
-                    self._release(content_hash)
+                self._store(content_hash, data)
+            except sqlite3.Error as exc:  # served all the same; made again next time
+                self._warn(f"cannot store the thumbnail of {path}: {exc}")
+            return self._thumbnail(content_hash, data)
         finally:
-            self._on_demand.release()
+            if claimed:
+                self._release(content_hash)
 
     def _claim(self, content_hash: str) -> bool:
         """True when the caller is to make this thumbnail (none stored, nobody making it)."""
@@ -316,15 +330,18 @@ class ThumbnailStore:
     # -- forgetting
 
     def _evict(self) -> int:
-        """Remove the least recently used thumbnails until the total fits ``max_bytes``
-        (the newest one always stays)."""
+        """Over ``max_bytes``: remove the least recently used down to ``EVICT_TO`` of it at once
+        (one delete per few hundred new thumbnails, not one per thumbnail; the newest stays).
+        The file keeps the freed pages for the next thumbnails (no vacuum)."""
         victims: list[str] = []
         with self._lock:
-            while self._total > self.max_bytes and len(self._entries) > 1:
+            if self._total <= self.max_bytes:
+                return 0
+            while self._total > self.max_bytes * EVICT_TO and len(self._entries) > 1:
                 content_hash, entry = self._entries.popitem(last=False)
                 self._total -= entry.size
                 victims.append(content_hash)
-        self._delete(victims)
+        self._delete(victims, vacuum=False)
         return len(victims)
 
     def set_max_bytes(self, max_bytes: int) -> None:
@@ -346,7 +363,7 @@ class ThumbnailStore:
                     dropped.append(content_hash)
         return dropped
 
-    def _delete(self, hashes: list[str]) -> list[str]:
+    def _delete(self, hashes: list[str], vacuum: bool = True) -> list[str]:
         if not hashes:
             return hashes
         with self._lock:
@@ -357,7 +374,8 @@ class ThumbnailStore:
                 db.execute("BEGIN IMMEDIATE")
                 db.executemany("DELETE FROM thumbnails WHERE hash=?", [(h,) for h in hashes])
                 db.execute("COMMIT")
-                db.execute("PRAGMA incremental_vacuum")  # the file shrinks with its content
+                if vacuum:  # removed for good: the file shrinks with its content
+                    db.execute("PRAGMA incremental_vacuum")
             except sqlite3.Error as exc:
                 if db.in_transaction:
                     db.execute("ROLLBACK")

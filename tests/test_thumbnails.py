@@ -7,6 +7,7 @@ without a thumbnail store, as an older daemon left them.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
 import json
@@ -125,6 +126,36 @@ def test_jpeg_thumbnails_fit_the_size_and_are_never_enlarged(tmp_path, photos):
     store.close()
 
 
+def test_a_link_out_of_the_roots_is_refused_on_the_opened_file(tmp_path, photos):
+    """The check on the file already open: no name check runs before these calls."""
+    root, outside = tmp_path / "root", tmp_path / "outside.jpg"
+    root.mkdir()
+    photos["rocket"].convert("RGB").save(outside)
+    link = root / "innocent.jpg"
+    os.symlink(outside, link)
+    with pytest.raises(images.ImageError) as refused:
+        images.open_original(str(link), roots=[str(root)])
+    assert refused.value.reason == images.Reason.OUTSIDE_ROOTS
+    store = ThumbnailStore(tmp_path / "thumbs", size=64)
+    with pytest.raises(images.ImageError) as refused:
+        store.make_from_file(str(link), roots=[str(root)])
+    assert refused.value.reason == images.Reason.OUTSIDE_ROOTS and store.made == 0
+    fh, _, kind = images.open_original(str(link), roots=[str(tmp_path)])  # inside these roots: served
+    fh.close()
+    assert kind == "image/jpeg"
+    store.close()
+
+
+def test_one_content_asked_for_by_many_at_once_is_made_once(tmp_path, photos):
+    picture = tmp_path / "big.jpg"
+    photos["astronaut"].convert("RGB").resize((2048, 2048)).save(picture, quality=90)
+    store = ThumbnailStore(tmp_path / "thumbs", size=64)
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        made = list(pool.map(lambda _: store.make_from_file(str(picture)), range(6)))
+    assert store.made == 1 and len({t.data for t in made}) == 1
+    store.close()
+
+
 # -- through the daemon ------------------------------------------------------------------------
 
 
@@ -236,10 +267,9 @@ def test_unusable_files_get_a_clear_json_error(live):
     status, headers, body = fetch(live, "/thumbnail", image=str(live.paths["old_broken"]))
     assert status == 415 and str(live.paths["old_broken"]) in error_of(status, headers, body)
     assert json.loads(body)["reason"] == "not_an_image"
-    status, headers, body = fetch(live, "/thumbnail", image=str(live.paths["corrupt"]))  # recorded as failed
-    assert status == 415 and str(live.paths["corrupt"]) in error_of(status, headers, body)
-    status, headers, body = fetch(live, "/original", image=str(live.paths["corrupt"]))
-    assert status == 404 and "not an indexed file" in error_of(status, headers, body)
+    for route in ("/thumbnail", "/original"):  # recorded as failed: neither is tried
+        status, headers, body = fetch(live, route, image=str(live.paths["corrupt"]))
+        assert status == 404 and "not an indexed file" in error_of(status, headers, body), route
 
 
 def test_the_last_file_removed_takes_the_thumbnail_with_it(live):
@@ -261,7 +291,7 @@ def test_the_last_file_removed_takes_the_thumbnail_with_it(live):
 
     assert live.get("/remove", image=str(twin))[0] == 200
     status, headers, body = fetch(live, "/thumbnail", image=str(twin))
-    assert status == 404 and "not in the catalogue" in error_of(status, headers, body)
+    assert status == 404 and "not an indexed file in the catalogue" in error_of(status, headers, body)
     assert live.service.indexer.prune_unused()[1] == 1
     assert record.content_hash not in rows(store.folder) and not store.has(record.content_hash)
     stats = live.get("/stats")[1]["thumbnails"]

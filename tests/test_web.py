@@ -192,7 +192,8 @@ def test_the_page_loads_with_no_console_errors(browser, site, shots):
     assert js(browser, "return document.querySelector('#text').disabled")
     note = js(browser, "return document.querySelector('#text-note').textContent")
     assert "efficientnet" in note and "clip" in note
-    assert js(browser, "return getComputedStyle(document.body).backgroundColor") != ""
+    background = js(browser, "return getComputedStyle(document.body).backgroundColor")
+    assert sum(int(v) for v in re.findall(r"\d+", background)[:3]) > 600, background  # light by default
     browser.save_screenshot(str(shots / "search-empty.png"))
     assert errors_in_console(browser) == []
 
@@ -377,14 +378,20 @@ class _EvilPage(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_another_site_cannot_remove_a_file_through_the_browser(browser, site):
+def test_another_site_cannot_remove_a_file_nor_embed_a_picture_through_the_browser(browser, site):
     target = site.paths["rocket"]
     port = site.base.rsplit(":", 1)[1]
     url = f"http://127.0.0.1:{port}/remove?image={urllib.parse.quote(str(target))}"
+    picture = f"http://127.0.0.1:{port}/thumbnail?image={urllib.parse.quote(str(site.paths['chelsea']))}"
     _EvilPage.page = (
         "<!doctype html><title>evil</title><script>"
         f"fetch('{url}', {{mode: 'no-cors', credentials: 'include'}}).finally(() => {{"
-        "  const img = new Image(); img.onerror = img.onload = () => { document.title = 'sent'; };"
+        "  const img = new Image(); img.onerror = img.onload = () => {"
+        "    const peek = new Image();"  # and can it see which pictures are catalogued?
+        "    peek.onload = () => { document.title = 'sent, picture shown'; };"
+        "    peek.onerror = () => { document.title = 'sent, picture refused'; };"
+        f"    peek.src = '{picture}';"
+        "  };"
         f"  img.src = '{url}&again=1';"
         "});</script>"
     ).encode()
@@ -394,7 +401,8 @@ def test_another_site_cannot_remove_a_file_through_the_browser(browser, site):
     try:
         # "localhost" and "127.0.0.1" are different sites to the browser
         browser.get(f"http://localhost:{evil.server_address[1]}/")
-        wait_for(lambda: browser.title == "sent", 20, "the other site's requests to be answered")
+        wait_for(lambda: browser.title.startswith("sent,"), 20, "the other site's requests to be answered")
+        assert browser.title == "sent, picture refused"
     finally:
         evil.shutdown()
         evil.server_close()
@@ -440,6 +448,15 @@ def test_with_a_token_the_page_asks_for_it_once(browser, locked, shots):
     browser.get(locked.base + "/#status")
     wait_js(browser, "return document.querySelectorAll('#status-body .tile').length > 0", "the status view")
     assert js(browser, "return document.querySelector('#login-view').hidden")
+    # the skip link moves the focus, not the view
+    js(browser, "document.querySelector('.skip').click()")
+    assert js(browser, "return document.activeElement.id") == "main"
+    assert js(browser, "return document.querySelector('[data-panel=status]').hidden") is False
+    # signing out ends the session: the next visit asks again
+    browser.find_element(By.ID, "logout").click()
+    wait_js(browser, "return !document.querySelector('#login-view').hidden", "the login form after signing out")
+    browser.get(locked.base + "/#status")
+    wait_js(browser, "return !document.querySelector('#login-view').hidden", "the login form on the next visit")
     assert errors_in_console(browser) == []
     browser.delete_all_cookies()
 
@@ -477,7 +494,13 @@ def test_a_login_cookie_stands_in_for_the_bearer_header(locked):
     assert b'"authorised": true' in raw(locked, "GET", "/login", session, bearer=False)[1]
     # a request the browser marks cross-site does not count the cookie
     assert raw(locked, "GET", "/stats", {**session, "Sec-Fetch-Site": "cross-site"}, bearer=False)[0] == 401
-    assert raw(locked, "GET", "/stats", {"Cookie": "imgsearchd_session=forged"}, bearer=False)[0] == 401
+    name = session["Cookie"].split("=")[0]
+    assert name == f"imgsearchd_session_{locked.base.rsplit(':', 1)[1]}"  # one per port: daemons side by side
+    assert raw(locked, "GET", "/stats", {"Cookie": f"{name}=forged"}, bearer=False)[0] == 401
+    value = session["Cookie"].split("=", 1)[1]
+    session_id, expires, mac = value.split(".")
+    longer = f"{name}={session_id}.{int(expires) + 10**6}.{mac}"  # a longer life is not the daemon's to give
+    assert raw(locked, "GET", "/stats", {"Cookie": longer}, bearer=False)[0] == 401
     assert raw(locked, "GET", "/stats")[0] == 200  # scripts keep the Bearer header
     # another site cannot log the browser in (login CSRF), nor out
     form = b'{"token": "%s"}' % TOKEN.encode()
@@ -486,6 +509,29 @@ def test_a_login_cookie_stands_in_for_the_bearer_header(locked):
     assert raw(locked, "POST", "/logout", {"Sec-Fetch-Site": "cross-site"}, bearer=False)[0] == 403
     status, _, headers = raw(locked, "POST", "/logout", session, bearer=False)
     assert status == 200 and "Max-Age=0" in headers["Set-Cookie"]
+    assert raw(locked, "GET", "/stats", session, bearer=False)[0] == 401  # the session ended, not only its copy
+
+
+def test_sessions_expire_and_wrong_tokens_are_throttled():
+    from imgsearchd.errors import ApiError
+    from imgsearchd.page import SESSION_SECONDS, Sessions, Throttle
+
+    sessions, environ = Sessions(), {"HTTP_SEC_FETCH_SITE": "same-origin", "SERVER_PORT": "8080"}
+    assert Sessions.name(environ) == "imgsearchd_session_8080"
+    value = sessions.issue("t0ken", now=1000.0)
+    assert sessions.authorises(environ, value, "t0ken", now=1000.0 + SESSION_SECONDS - 1)
+    assert not sessions.authorises(environ, value, "t0ken", now=1000.0 + SESSION_SECONDS)  # expired
+    fresh = sessions.issue("t0ken")
+    assert sessions.authorises(environ, fresh, "t0ken") and not sessions.authorises(environ, fresh, "other")
+    throttle = Throttle(limit=3, window=0.5)
+    for _ in range(3):
+        throttle.check()
+        throttle.failed()
+    with pytest.raises(ApiError) as refused:
+        throttle.check()
+    assert refused.value.status == 429 and refused.value.extra["retry_after"] >= 1
+    time.sleep(0.6)
+    throttle.check()  # the window passed
 
 
 def test_the_page_files_are_package_data():

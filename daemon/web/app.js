@@ -167,7 +167,19 @@ async function login(event) {
   }
   $("#token").value = "";
   $("#login-view").hidden = true;
+  $("#logout").hidden = false;
   begin();
+}
+
+async function logout() {
+  try {
+    await api("/logout", { method: "POST" });
+  } catch {
+    // signed out here all the same: the form shows, the cookie is cleared on the next login
+  }
+  $("#logout").hidden = true;
+  state.started = false;
+  showLogin();
 }
 
 // -- views ----------------------------------------------------------------------------------
@@ -236,9 +248,14 @@ function applyStats(stats) {
   const busy = stats.pending > 0 || (stats.jobs || []).some((j) => j.state !== "done" && j.state !== "failed");
   const troubled = (stats.storage && stats.storage.state !== "ok") || (stats.watch || []).some((w) => w.state === "offline");
   $("#status-dot").className = `dot ${troubled ? "warn" : busy ? "busy" : "ok"}`;
-  if (state.view === "status") renderStatus(stats);
+  if (state.view === "status" && !selectionIn($("#status-body"))) renderStatus(stats); // a copy in progress stays
   if (state.view === "duplicates" && !state.dup.loaded) loadDuplicates(0);
   if (state.view === "search" && !state.parts.length && !$("#results").children.length) welcome();
+}
+
+function selectionIn(element) {
+  const selection = document.getSelection();
+  return Boolean(selection && !selection.isCollapsed && element.contains(selection.anchorNode));
 }
 
 function activeExtractor() {
@@ -333,7 +350,7 @@ function renderParts() {
       part.kind === "upload"
         ? h("img", { src: part.preview, alt: "" })
         : part.kind === "image"
-          ? h("img", { src: thumbnailURL(part), alt: "" })
+          ? chipThumbnail(part)
           : h("span", { class: "quote", "aria-hidden": "true" }, "“”");
     const sign = h(
       "button",
@@ -447,6 +464,12 @@ async function runSearch() {
 // right-to-left box from moving the path's leading "/" to its end.
 function folderLine(folder) {
   return h("span", { class: "folder", title: folder, dir: "rtl" }, h("bdi", { dir: "ltr" }, folder));
+}
+
+function chipThumbnail(part) {
+  const img = h("img", { src: thumbnailURL(part), alt: "" });
+  img.addEventListener("error", () => img.replaceWith(h("span", { class: "quote", "aria-hidden": "true" }, "?")), { once: true });
+  return img;
 }
 
 function thumbnail(item) {
@@ -710,7 +733,16 @@ function thumbnailsPart(t) {
 
 function bindUi() {
   $("#login-form").addEventListener("submit", login);
-  window.addEventListener("hashchange", () => state.started && showView(location.hash.slice(1)));
+  // Only a view's name changes the view: "#main" (the skip link) moves the focus, nothing else.
+  window.addEventListener("hashchange", () => {
+    const name = location.hash.slice(1);
+    if (state.started && VIEWS.includes(name)) showView(name);
+  });
+  $(".skip").addEventListener("click", (event) => {
+    event.preventDefault();
+    $("#main").focus();
+  });
+  $("#logout").addEventListener("click", logout);
   document.addEventListener("visibilitychange", () => state.started && !document.hidden && poll());
 
   $("#search-form").addEventListener("submit", (event) => {
@@ -798,6 +830,7 @@ async function start() {
   } catch {
     setMessage($("#search-message"), "Cannot reach the daemon (is it running?).", "error");
   }
+  $("#logout").hidden = !who.token_required;
   if (who.token_required && !who.authorised) showLogin();
   else begin();
 }
