@@ -130,6 +130,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "allowed_hosts": Setting(list, [], _hosts, item_kind=str),
         "max_upload_mb": Setting((int, float), 32, _positive),
         "token": Setting(str, ""),
+        "wrong_tokens_per_minute": Setting(int, 10, _positive),
     },
     "index": {
         "data_dir": Setting(str, "data"),

@@ -71,12 +71,15 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "no such file (or not in the index)",
         413: "too large",
         415: "not a readable image",
+        429: "too many wrong tokens within a minute: wait Retry-After seconds",
         500: "an internal error (a bug): the daemon's log has the traceback",
         503: "starting, or the catalogue cannot be written now (full or read-only disk; retried by itself)",
         504: "still queued after the timeout",
     }
     # 403: every route refuses a foreign Host (origin.py), whatever else it answers
-    return {str(c): _json(_ERROR, text[c]) for c in sorted({*codes, 403})}
+    # 429: where a token is checked, wrong ones are counted (page.Throttle)
+    throttled = {429} if 401 in codes else set()
+    return {str(c): _json(_ERROR, text[c]) for c in sorted({*codes, *throttled, 403})}
 
 
 def _param(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
@@ -151,7 +154,7 @@ def web_paths() -> dict[str, Any]:
         },
         "/logout": {
             "post": {
-                "summary": "Clear the page's cookie",
+                "summary": "End the page's session (in the daemon too) and clear its cookie",
                 "responses": {
                     "200": _json({"type": "object", "properties": {"ok": {"const": True}}}, "signed out"),
                     **_errors(),

@@ -136,10 +136,14 @@ class Sessions:
 class Throttle:
     """Wrong tokens: after ``limit`` within ``window`` seconds, every attempt is refused until it passes."""
 
-    def __init__(self, limit: int = 10, window: float = 60.0) -> None:
-        self.limit, self.window = limit, window
+    def __init__(self, limit: int | Callable[[], int] = 10, window: float = 60.0) -> None:
+        self._limit, self.window = limit, window
         self._failures: list[float] = []
         self._lock = threading.Lock()
+
+    @property
+    def limit(self) -> int:
+        return self._limit() if callable(self._limit) else self._limit
 
     def check(self) -> None:
         """Raise 429 while too many recent attempts failed."""

@@ -6,6 +6,8 @@ the numbers of a tiny run mean nothing and are not checked (speed lives in BENCH
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +45,7 @@ TINY = {
         "--small", "4", "--large", "0", "--repeats", "1", "--batch-size", "4", "--route-images", "4", "--clients", "2",
         "--rounds", "1", "--scan", "50",
     ],
+    "bench_page.py": ["--vectors", "300", "--real", "6", "--rounds", "1"],
     "bench_recall.py": ["--sizes", "1200", "--queries", "20", "--sample", "30", "--datasets", "broad", "--changes", "100"],
 }  # fmt: skip
 EXPECT = {
@@ -63,6 +66,7 @@ EXPECT = {
     ),
     "bench_duplicates.py": "| planted pairs precision / recall |",
     "bench_thumbnails.py": ("| small (4) |", "| revalidated (304) |"),
+    "bench_page.py": "first results on screen |",
 }
 
 
@@ -72,6 +76,10 @@ def test_every_benchmark_has_a_tiny_case():
 
 @pytest.mark.parametrize("script", sorted(TINY))
 def test_benchmark_runs_a_tiny_case(script: str, tmp_path: Path) -> None:
+    if script == "bench_page.py" and not (shutil.which("chromium") and shutil.which("chromedriver")):
+        if os.environ.get("IMGSEARCHD_REQUIRE_BROWSER") == "1":
+            pytest.fail("bench_page.py needs chromium and chromium-driver")
+        pytest.skip("bench_page.py needs chromium and chromium-driver (apt-get install chromium chromium-driver)")
     with_data = (
         "bench_decode.py",
         "bench_indexing.py",

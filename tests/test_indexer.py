@@ -246,7 +246,7 @@ def test_cli_index_and_search(tmp_path, photos, offline_config):
         str(folder / "motorcycle_right.jpg"),
     ]
     assert results[0]["distance"] == pytest.approx(0.0, abs=1e-3)
-    assert len(results) == 3 and all(set(r) == {"image", "distance", "score"} for r in results)
+    assert len(results) == 3 and all(set(r) == {"image", "distance", "score", "hash"} for r in results)
     assert results[1]["distance"] <= results[2]["distance"]
 
 

@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -457,9 +458,12 @@ def test_openapi_is_served_and_covers_every_route(server, openapi):
     assert body == json.loads(json.dumps(spec()))
     from imgsearchd.server import create_app
 
-    routes = {(r.method, r.rule.replace("<job_id>", "{job_id}")) for r in create_app(server.service).routes}
+    routes = {(r.method, re.sub(r"<(\w+)>", r"{\1}", r.rule)) for r in create_app(server.service).routes}
     documented = {(m.upper(), p) for p, ops in body["paths"].items() for m in ops}
     assert routes == documented
+
+
+PAGE_AND_PICTURE_PATHS = ("/", "/ui/{name}", "/login", "/logout", "/thumbnail", "/original")
 
 
 def test_openapi_saw_every_documented_success(openapi):
@@ -469,6 +473,8 @@ def test_openapi_saw_every_documented_success(openapi):
         for p, ops in openapi.document["paths"].items()
         for m, op in ops.items()
         for s in op["responses"]
-        if s in ("200", "202") and p not in ("/openapi.json", "/rebuild", "/duplicates")  # test_duplicates.py
+        if s in ("200", "202")
+        and p not in ("/openapi.json", "/rebuild", "/duplicates")  # test_duplicates.py
+        and p not in PAGE_AND_PICTURE_PATHS  # not JSON: test_web.py and test_thumbnails.py check them
     }
     assert promised <= openapi.seen, promised - openapi.seen
