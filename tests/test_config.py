@@ -23,6 +23,7 @@ def test_shipped_config_is_valid_and_matches_defaults():
         "allowed_hosts": [],
         "max_upload_mb": 32,
         "token": "",
+        "wrong_tokens_per_minute": 10,
     }
 
 
