@@ -345,12 +345,17 @@ def _search_local(args: argparse.Namespace, config: Any, parts: list[dict[str, A
     return EXIT_OK
 
 
-class _StoppedWhileImporting(BaseException):
-    """SIGTERM or SIGINT came while the daemon's modules (torch) were still being imported."""
-
-
 def _stop_while_importing(_signum: int, _frame: object) -> None:
-    raise _StoppedWhileImporting  # nothing is open or written yet: unwinding the import is safe
+    """SIGTERM or SIGINT while the daemon's modules (torch) are still being imported: exit 0 now.
+
+    Nothing is open or written yet, so there is nothing to unwind. Raising instead (as this did)
+    can land inside torch's C++ import code, where pybind11 turns the exception into
+    ``std::terminate``: an abort, seen once in CI (exit -6 instead of 0).
+    """
+    log.info("stopped while starting")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_OK)
 
 
 def cmd_serve(args: argparse.Namespace, config: Any) -> int:
@@ -361,13 +366,9 @@ def cmd_serve(args: argparse.Namespace, config: Any) -> int:
     """
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _stop_while_importing)
-    try:
-        from .serve import run_daemon
+    from .serve import run_daemon
 
-        return run_daemon(config)  # which takes the signals over at once
-    except _StoppedWhileImporting:
-        log.info("stopped while starting")
-        return EXIT_OK
+    return run_daemon(config)  # which takes the signals over at once
 
 
 def _client_call(
