@@ -11,7 +11,7 @@ node_exporter or systemd anyway).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ SEARCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 
 WATCH_STATES = ("starting", "watching", "polling", "offline")
 INDEXING_OUTCOMES = ("embedded", "reused", "unchanged", "removed")
+SEARCH_KINDS = ("path", "upload", "text", "combined")
 
 
 def _timestamp(iso: str | None) -> float | None:
@@ -43,8 +44,11 @@ def _timestamp(iso: str | None) -> float | None:
 class StatsCollector(Collector):
     """Turns one ``/stats`` answer into metric families, at each scrape."""
 
-    def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, stats: Callable[[], dict[str, Any]], reasons: Iterable[str] = ()) -> None:
         self._stats = stats
+        # Every known failure reason is exported from the start, at 0: Prometheus' increase() and
+        # rate() need a sample before the first failure, or that failure never shows in them.
+        self._reasons = tuple(str(r) for r in reasons)
 
     def collect(self) -> Iterator[Metric]:
         stats = self._stats()
@@ -65,8 +69,8 @@ class StatsCollector(Collector):
         failed = GaugeMetricFamily(
             "imgsearchd_images_failed", "files that could not be indexed (catalogue), by reason", labels=["reason"]
         )
-        for reason, count in sorted(stats["failed"]["by_reason"].items()):
-            failed.add_metric([str(reason)], count)
+        for reason, count in sorted(self._with_known_reasons(stats["failed"]["by_reason"]).items()):
+            failed.add_metric([reason], count)
         yield failed
 
     def _indexing(self, progress: dict[str, Any] | None) -> Iterator[Metric]:
@@ -81,9 +85,12 @@ class StatsCollector(Collector):
         failed = CounterMetricFamily(
             "imgsearchd_indexing_failed", "files the indexer failed on since start, by reason", labels=["reason"]
         )
-        for reason, count in sorted(progress.get("failed", {}).items()):
-            failed.add_metric([str(reason)], count)
+        for reason, count in sorted(self._with_known_reasons(progress.get("failed", {})).items()):
+            failed.add_metric([reason], count)
         yield failed
+
+    def _with_known_reasons(self, counts: dict[str, int]) -> dict[str, int]:
+        return {**dict.fromkeys(self._reasons, 0), **{str(k): v for k, v in counts.items()}}
 
     def _extractors(self, extractors: dict[str, Any]) -> Iterator[Metric]:
         by = ["extractor"]
@@ -126,9 +133,10 @@ class StatsCollector(Collector):
 class Metrics:
     """One daemon's registry: the stats collector and the search latency histogram."""
 
-    def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, stats: Callable[[], dict[str, Any]], reasons: Iterable[str] = ()) -> None:
+        """``reasons``: the failure reasons the loader can give, exported at 0 before any failure."""
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(StatsCollector(stats))
+        self.registry.register(StatsCollector(stats, reasons))
         self.search_seconds = Histogram(
             "imgsearchd_search_seconds",
             "time to answer a search that succeeded, by query kind",
@@ -136,6 +144,8 @@ class Metrics:
             buckets=SEARCH_BUCKETS,
             registry=self.registry,
         )
+        for kind in SEARCH_KINDS:  # each kind's series exists, at 0, before its first search
+            self.search_seconds.labels(kind)
 
     def observe_search(self, kind: str, started: float) -> None:
         """Record one answered search that began at ``started`` (``time.perf_counter()``)."""

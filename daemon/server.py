@@ -146,7 +146,7 @@ def create_app(service: Service) -> bottle.Bottle:
     app = bottle.Bottle()
     app.install(json_api)
     sessions = page.Sessions()
-    metrics = Metrics(service.stats)
+    metrics = Metrics(service.stats, tuple(images.Reason))
     throttle = page.Throttle(lambda: int(service.config.server["wrong_tokens_per_minute"]))
     app.default_error_handler = _json_error_page  # bottle's own errors (400, 404, 405, 500) as JSON
 

@@ -48,7 +48,11 @@ def test_metrics_parse_and_move_with_work(tmp_path, photos):
         assert value(before, "imgsearchd_ready") == 1
         assert value(before, "imgsearchd_images_indexed") == 0
         assert value(before, "imgsearchd_vectors", extractor="efficientnet") == 0
-        assert not [key for key in before if key[0] == "imgsearchd_search_seconds_count"]  # no search yet
+        # every series exists at 0 before its first event (Prometheus' increase() needs the 0)
+        for kind in ("path", "upload", "text", "combined"):
+            assert value(before, "imgsearchd_search_seconds_count", kind=kind) == 0
+        assert value(before, "imgsearchd_images_failed", reason="corrupt") == 0
+        assert value(before, "imgsearchd_indexing_failed_total", reason="not_an_image") == 0
         folder = str(watched)
         wait_for(
             lambda: value(scrape(live), "imgsearchd_watch_state", folder=folder, state="watching") == 1,
@@ -76,11 +80,13 @@ def test_metrics_parse_and_move_with_work(tmp_path, photos):
         assert value(after, "imgsearchd_files") == 4
         assert value(after, "imgsearchd_vectors", extractor="efficientnet") == 3
         assert value(after, "imgsearchd_images_failed", reason=body_reason(live)) == 1
+        assert sum(v for (n, _), v in after.items() if n == "imgsearchd_images_failed") == 1
         assert sum(v for (n, _), v in after.items() if n == "imgsearchd_indexing_failed_total") == 1
         assert value(after, "imgsearchd_indexing_files_total", outcome="embedded") == 3
         assert value(after, "imgsearchd_queue_depth") == 0
         assert value(after, "imgsearchd_search_seconds_count", kind="path") == 1
         assert value(after, "imgsearchd_search_seconds_count", kind="upload") == 1
+        assert value(after, "imgsearchd_search_seconds_count", kind="text") == 0
         assert 0 < value(after, "imgsearchd_search_seconds_sum", kind="upload") < 60
         assert value(after, "imgsearchd_search_seconds_bucket", kind="upload", le="+Inf") == 1
 
