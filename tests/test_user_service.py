@@ -27,13 +27,13 @@ def systemd_analyze() -> str:
     return path
 
 
-def install(destdir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def install(destdir: Path | None, **env: str) -> subprocess.CompletedProcess[str]:
     """`make install-user-service` with the venv running these tests; `-o` keeps make from
     remaking that venv (its stamp may be older than a changed pyproject.toml)."""
     venv = Path(sys.prefix)
     stamp = str(venv / ".installed-stamp")
     return subprocess.run(
-        ["make", "-s", "-o", stamp, "install-user-service", f"VENV={venv}", f"DESTDIR={destdir}"],
+        ["make", "-s", "-o", stamp, "install-user-service", f"VENV={venv}", f"DESTDIR={destdir or ''}"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -61,6 +61,9 @@ def test_install_puts_unit_and_config_in_xdg_places(installed):
     assert config.data_dir == Path.home() / ".local/share/imgsearchd"  # ~ is the user's at run time
     assert config.watch["directories"] == ["~/Pictures"]
     assert config.server["host"] == "127.0.0.1"
+    # other users of the machine reach loopback too: a random token, in a file only you can read
+    assert len(config.server["token"]) >= 32
+    assert config.source is not None and config.source.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in installed.rglob("*") if p.is_file()) == ["imgsearchd.service", "imgsearchd.toml"]
 
 
@@ -92,3 +95,10 @@ def test_user_unit_passes_systemd_analyze_verify(installed, tmp_path):
         [analyze, "--user", "verify", str(broken)], capture_output=True, text=True, timeout=120, env=env
     )
     assert "Nice" in result.stderr or "nice" in result.stderr, result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the refusal is for root (sudo make install-user-service)")
+def test_install_refuses_root_without_destdir(tmp_path):
+    done = install(None, XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+    assert done.returncode != 0 and "without sudo" in done.stderr
+    assert not (tmp_path / "xdg").exists()
