@@ -17,11 +17,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-# The classic text format: what every Prometheus (2.x and 3.x) and agent reads.
-CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+# The classic text format: what every Prometheus (2.x and 3.x) and agent reads. Spelled out:
+# the client's constant for it came in 0.23 (pyproject allows 0.20), and CONTENT_TYPE_LATEST is now 1.0.0.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # A search answered from a stored vector takes about a millisecond; one that embeds an
 # uploaded picture or a text on the CPU tens to hundreds of milliseconds.
