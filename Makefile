@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test lint bench install install-service uninstall-service clean-venv
+.PHONY: run test lint bench install install-service uninstall-service install-user-service uninstall-user-service clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -64,6 +64,39 @@ uninstall-service:
 	rm -f $(DESTDIR)$(UNIT_DIR)/imgsearchd.service
 	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null; then systemctl daemon-reload; fi
 	@echo "removed the unit; left $(CONF_DIR)/imgsearchd.toml and /var/lib/imgsearchd (delete them by hand)"
+
+# The user unit (systemctl --user), for a desktop: it runs as you and reads ~/Pictures.
+# Config in $XDG_CONFIG_HOME/imgsearchd (~/.config), data in ~/.local/share/imgsearchd, both kept
+# when present. DESTDIR stages into a folder; no `sudo`. The new config gets a random token and
+# mode 0600: the daemon reads your private pictures and serves them on loopback, which every
+# other user of the machine can reach.
+USER_CONFIG    := $(or $(XDG_CONFIG_HOME),$(HOME)/.config)
+USER_UNIT_DIR  ?= $(USER_CONFIG)/systemd/user
+USER_CONF_DIR  ?= $(USER_CONFIG)/imgsearchd
+
+install-user-service: $(STAMP)
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+		echo "install-user-service installs for the user running it: run it as that user, without sudo" >&2; exit 1; fi
+	install -d $(DESTDIR)$(USER_UNIT_DIR) $(DESTDIR)$(USER_CONF_DIR)
+	sed 's#^ExecStart=/opt/imgsearchd/.venv/bin/imgsearchd#ExecStart=$(abspath $(VENV))/bin/imgsearchd#' \
+		imgsearchd.user.service > $(DESTDIR)$(USER_UNIT_DIR)/imgsearchd.service
+	@if [ -e $(DESTDIR)$(USER_CONF_DIR)/imgsearchd.toml ]; then \
+		echo "keeping the existing $(DESTDIR)$(USER_CONF_DIR)/imgsearchd.toml"; \
+	else \
+		umask 077; token=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(24))') && \
+		sed -e 's#^data_dir = "data"#data_dir = "~/.local/share/imgsearchd"#' \
+			-e 's#^directories = \[\]#directories = ["~/Pictures"]#' \
+			-e "s#^token = \"\"#token = \"$$token\"#" config/imgsearchd.toml \
+			> $(DESTDIR)$(USER_CONF_DIR)/imgsearchd.toml; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null; then systemctl --user daemon-reload; fi
+	@echo "installed; now: systemctl --user enable --now imgsearchd"
+
+uninstall-user-service:
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null; then systemctl --user disable --now imgsearchd || true; fi
+	rm -f $(DESTDIR)$(USER_UNIT_DIR)/imgsearchd.service
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null; then systemctl --user daemon-reload; fi
+	@echo "removed the unit; left $(USER_CONF_DIR)/imgsearchd.toml and ~/.local/share/imgsearchd (delete them by hand)"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -11,9 +11,10 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from . import __version__
+from .logs import setup_logging
 from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, MAX_LIMIT
 
 log = logging.getLogger("imgsearchd")
@@ -105,32 +106,6 @@ def _add_watch_dirs(config: Any, folders: list[str]) -> None:
     config.extra_watch = list(folders)
 
 
-class JournalFormatter(logging.Formatter):
-    """Prefixes each line with its syslog priority (``<3>``...), which journald turns into a level."""
-
-    PRIORITIES: ClassVar[dict[int, int]] = {
-        logging.DEBUG: 7,
-        logging.INFO: 6,
-        logging.WARNING: 4,
-        logging.ERROR: 3,
-        logging.CRITICAL: 2,
-    }
-
-    def format(self, record: logging.LogRecord) -> str:
-        priority = self.PRIORITIES.get(record.levelno, 6)
-        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
-
-
-def setup_logging(level: str) -> None:
-    """Plain lines on stderr, no timestamps (the journal adds its own); levels for journald."""
-    handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("JOURNAL_STREAM"):
-        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
-    else:
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from .config import ConfigError, load_config
 
@@ -140,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"imgsearchd: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    setup_logging(config.section("log")["level"])
+    setup_logging(config.section("log")["level"], config.section("log")["format"])
     if getattr(args, "watch", None):
         _add_watch_dirs(config, [os.path.abspath(f) for f in args.watch])
     handlers = {

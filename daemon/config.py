@@ -173,6 +173,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                 None if v.lower() in ("debug", "info", "warning", "error") else "must be debug, info, warning or error"
             ),
         ),
+        "format": Setting(str, "text", lambda v: None if v in ("text", "json") else 'must be "text" or "json"'),
     },
     "extractors.clip": {
         "model": Setting(str, "ViT-B-32"),

@@ -689,6 +689,18 @@ def spec() -> dict[str, Any]:
                 "responses": {"200": _json(ref("Stats"), "statistics"), **_errors(401)},
             }
         },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text format 0.0.4)",
+                "description": "Files, vectors and index facts per extractor, queue depth, files indexed and "
+                "failed by reason, watch state per folder (read from /stats at each scrape), and the latency "
+                "of answered searches by query kind (imgsearchd_search_seconds). Answered while starting.",
+                "responses": {
+                    "200": {"description": "the metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    **_errors(401),
+                },
+            }
+        },
         "/health": {
             "get": {
                 "summary": "200 once the models and indexes are loaded",

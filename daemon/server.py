@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -24,6 +25,8 @@ import bottle
 from . import images, origin, page
 from .errors import ApiError, image_error
 from .extractors import TextNotSupportedError
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import Metrics
 from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, MAX_DISTANCE, MAX_LIMIT, spec
 from .paths import from_query
 
@@ -143,6 +146,7 @@ def create_app(service: Service) -> bottle.Bottle:
     app = bottle.Bottle()
     app.install(json_api)
     sessions = page.Sessions()
+    metrics = Metrics(service.stats, tuple(images.Reason))
     throttle = page.Throttle(lambda: int(service.config.server["wrong_tokens_per_minute"]))
     app.default_error_handler = _json_error_page  # bottle's own errors (400, 404, 405, 500) as JSON
 
@@ -225,6 +229,7 @@ def create_app(service: Service) -> bottle.Bottle:
     @app.get("/search")
     @guarded()
     def search_get() -> Any:
+        started = time.perf_counter()
         query = bottle.request.query
         limit = parse_limit(query.get("limit"))
         max_distance = parse_max_distance(query.get("max_distance"))
@@ -234,16 +239,17 @@ def create_app(service: Service) -> bottle.Bottle:
             raise ApiError(400, "give either 'image' or 'text', not both")
         folder = folder_param({})
         if text is not None:
-            return search_text(text, extractor, limit, max_distance, folder)
+            return answered("text", started, search_text(text, extractor, limit, max_distance, folder))
         path = path_param()
         try:
-            return service.search_path(path, extractor, limit, max_distance, folder)
+            return answered("path", started, service.search_path(path, extractor, limit, max_distance, folder))
         except images.ImageError as exc:
             raise image_error(exc, path) from None
 
     @app.post("/search")
     @guarded()
     def search_post() -> Any:
+        started = time.perf_counter()
         query = bottle.request.query
         data, fields = read_upload()
         limit = parse_limit(fields.get("limit", query.get("limit")))
@@ -253,19 +259,25 @@ def create_app(service: Service) -> bottle.Bottle:
         if "query" in fields:
             if data is not None or fields.get("text") is not None:
                 raise ApiError(400, "give either 'query' (a combined query) or 'image_base64' or 'text', not both")
-            return service.search_combined(fields["query"], extractor, limit, max_distance, folder)
+            answer = service.search_combined(fields["query"], extractor, limit, max_distance, folder)
+            return answered("combined", started, answer)
         if data is None:
             text = string_field(fields, "text")
             if text:
-                return search_text(text, extractor, limit, max_distance, folder)
+                return answered("text", started, search_text(text, extractor, limit, max_distance, folder))
             raise ApiError(
                 400,
                 "no image in the request: send raw bytes, a multipart field 'image', or JSON {\"image_base64\": ...}",
             )
         try:
-            return service.search_bytes(data, extractor, limit, max_distance, folder)
+            return answered("upload", started, service.search_bytes(data, extractor, limit, max_distance, folder))
         except images.ImageError as exc:
             raise image_error(exc) from None
+
+    def answered(kind: str, started: float, answer: dict[str, Any]) -> dict[str, Any]:
+        """A search answer, timed into /metrics' latency histogram (errors are not counted)."""
+        metrics.observe_search(kind, started)
+        return answer
 
     def string_field(fields: dict[str, Any], name: str) -> str | None:
         value = fields.get(name)
@@ -427,6 +439,11 @@ def create_app(service: Service) -> bottle.Bottle:
     @guarded(need_ready=False)
     def stats() -> Any:
         return service.stats()
+
+    @app.get("/metrics")
+    @guarded(need_ready=False)
+    def prometheus() -> Any:
+        return bottle.HTTPResponse(body=metrics.render(), status=200, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     @app.get("/health")
     @guarded(need_ready=False)

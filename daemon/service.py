@@ -445,6 +445,7 @@ class Service:
         "index.search_k",
         "thumbnails.size",  # the stored thumbnails were made at this size, in this format
         "thumbnails.format",
+        "log.format",  # the handler is set up once, before the service exists
     )
 
     def apply_config(self, new: Config) -> None:

@@ -122,6 +122,8 @@ def test_data_flows_one_way() -> None:
     assert not reaches("imgsearchd.query") & {"imgsearchd.watcher", "imgsearchd.service"}
     assert not reaches("imgsearchd.combined") & {"imgsearchd.watcher", "imgsearchd.service"}
     assert "imgsearchd.indexer" not in reaches("imgsearchd.folder_search")
+    # /metrics only reads the /stats answer it is handed: it imports nothing of the daemon
+    assert not reaches("imgsearchd.metrics")
 
 
 @pytest.mark.parametrize("name", sorted(modules()))

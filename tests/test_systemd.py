@@ -244,21 +244,3 @@ def test_notifier_abstract_socket_and_watchdog_pid(tmp_path):
         Notifier({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "5000000", "WATCHDOG_PID": str(os.getpid())}).watchdog_usec
         == 5000000
     )
-
-
-def test_log_lines_carry_journald_levels_under_systemd(monkeypatch, capsys):
-    import logging
-
-    from imgsearchd.cli import setup_logging
-
-    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
-    setup_logging("info")
-    logging.getLogger("imgsearchd.test").warning("disk gone")
-    logging.getLogger("imgsearchd.test").info("all fine")
-    logging.getLogger("imgsearchd.test").debug("hidden")
-    err = capsys.readouterr().err.splitlines()
-    assert err == ["<4>imgsearchd.test: disk gone", "<6>imgsearchd.test: all fine"]
-    monkeypatch.delenv("JOURNAL_STREAM")
-    setup_logging("info")
-    logging.getLogger("imgsearchd.test").warning("plain")
-    assert capsys.readouterr().err.splitlines() == ["WARNING imgsearchd.test: plain"]
