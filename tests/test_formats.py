@@ -1,0 +1,231 @@
+"""HEIC/HEIF, AVIF and camera RAW behind the one image loader: real files made here, a real daemon.
+
+HEIC files are written by pillow-heif's encoder, AVIF by Pillow's, DNG by tifffile (a real
+Bayer mosaic with the DNG tags LibRaw needs; LibRaw reads them: rawpy cannot write).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgsearchd import formats, images
+from imgsearchd.images import ImageError, ImageLimits
+
+from helpers import REPO, live_server, server_config
+from image_factory import dng_bytes, heif_bytes, jpeg_bytes
+
+pytestmark = pytest.mark.skipif(
+    not (formats.HEIF_AVAILABLE and formats.AVIF_AVAILABLE and formats.RAW_AVAILABLE),
+    reason=f"an optional decoder is missing here: {formats.available()}",
+)
+
+NAMES = ("chelsea", "coffee", "astronaut", "rocket")
+KINDS = ("heic", "avif", "jpg", "png", "dng")
+
+
+def write_copies(folder: Path, photos) -> dict[str, list[Path]]:
+    """Every photo as HEIC, AVIF, JPEG, PNG and DNG (every other DNG with a camera preview)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    copies: dict[str, list[Path]] = {}
+    for i, name in enumerate(NAMES):
+        photo = photos[name].convert("RGB")
+        preview = photo if i % 2 == 0 else None
+        data = {
+            "heic": heif_bytes(photo, "HEIF"),
+            "avif": heif_bytes(photo, "AVIF"),
+            "jpg": jpeg_bytes(photo),
+            "png": _png(photo),
+            "dng": dng_bytes(photo, preview=preview),
+        }
+        copies[name] = []
+        for kind, content in data.items():
+            path = folder / f"{name}.{kind}"
+            path.write_bytes(content)
+            copies[name].append(path)
+    return copies
+
+
+def _png(photo: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    photo.save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, photos):
+    root = tmp_path_factory.mktemp("formats")
+    copies = write_copies(root / "photos", photos)
+    with live_server(server_config(root, server={"allowed_roots": [str(root)]})) as live:
+        status, body = live.get("/add", image=str(root / "photos"))
+        assert status == 202, body
+        job = live.wait_job(body["job"])
+        assert job["state"] == "done", job
+        live.paths = {path.name: path for paths in copies.values() for path in paths}
+        live.root = root
+        yield live
+
+
+def test_every_format_is_indexed_and_finds_its_siblings_first(library):
+    status, stats = library.get("/stats")
+    assert status == 200
+    assert stats["failed"]["by_reason"] == {}, stats["failed"]
+    assert stats["images"] == stats["files"] == len(NAMES) * len(KINDS), stats
+    for path in library.paths.values():
+        siblings = {str(p) for p in library.paths.values() if p.stem == path.stem}
+        assert len(siblings) == len(KINDS)
+        status, body = library.get("/search", image=str(path), limit=len(KINDS))
+        assert status == 200, body
+        top = {r["image"] for r in body["results"]}
+        assert top == siblings, (path.name, [(Path(r["image"]).name, r["distance"]) for r in body["results"]])
+
+
+def test_a_heic_query_uploaded_over_http(library, photos):
+    data = heif_bytes(photos["coffee"].resize((300, 200)), "HEIF")  # not a file in the library
+    assert formats.sniff(data) == "HEIC"
+    status, body = library.post("/search", data, "application/octet-stream", limit=len(KINDS))
+    assert status == 200, body
+    assert {Path(r["image"]).stem for r in body["results"]} == {"coffee"}
+
+
+def test_originals_are_sent_with_their_own_content_type(library):
+    expected = {"heic": "image/heic", "avif": "image/avif", "dng": "image/x-adobe-dng", "jpg": "image/jpeg"}
+    for path in (p for p in library.paths.values() if p.stem == "chelsea"):
+        kind = path.suffix[1:]
+        if kind not in expected:
+            continue
+        query = urllib.parse.urlencode({"image": str(path)})
+        with urllib.request.urlopen(f"{library.base}/original?{query}", timeout=30) as answer:
+            assert answer.headers["Content-Type"] == expected[kind]
+            assert answer.read() == path.read_bytes()
+
+
+def test_a_missing_library_is_a_clear_reason_and_the_rest_is_indexed(library, photos, monkeypatch):
+    """The loader's availability flags turned off in this process (pillow-heif and rawpy stay
+    imported); test_missing_libraries_really_not_importable blocks the real imports."""
+    monkeypatch.setattr(formats, "HEIF_AVAILABLE", False)
+    monkeypatch.setattr(formats, "RAW_AVAILABLE", False)
+    folder = library.root / "photos" / "later"
+    folder.mkdir()
+    photo = photos["motorcycle_left"]  # bytes not seen before: a known content hash would reuse its vector
+    (folder / "phone.heic").write_bytes(heif_bytes(photo, "HEIF"))
+    (folder / "camera.dng").write_bytes(dng_bytes(photo))
+    (folder / "plain.jpg").write_bytes(jpeg_bytes(photo))
+    status, body = library.get("/add", image=str(folder))
+    assert status == 202, body
+    assert library.wait_job(body["job"])["state"] == "done"
+    status, stats = library.get("/stats")
+    assert stats["failed"]["by_reason"] == {"missing_library": 2}, stats["failed"]
+    details = {Path(f["path"]).name: f["detail"] for f in stats["failed"]["recent"]}
+    assert "pillow-heif" in details["phone.heic"] and "rawpy" in details["camera.dng"], details
+    assert library.service.catalog.get(str(folder / "plain.jpg")).state == "indexed"
+    status, body = library.post("/search", (folder / "phone.heic").read_bytes(), "application/octet-stream")
+    assert status == 415 and "pillow-heif" in body["error"], body
+
+
+BLOCKED_IMPORTS = """
+import sys
+sys.modules["pillow_heif"] = None  # `import pillow_heif` now raises ImportError, as when not installed
+sys.modules["rawpy"] = None
+from imgsearchd import formats, images
+assert not formats.HEIF_AVAILABLE and not formats.RAW_AVAILABLE and "HEIF" not in images.SUPPORTED_FORMATS
+for name in sys.argv[1:]:
+    data = open(name, "rb").read()
+    try:
+        picture = images.decode(data, 64)
+        print(name, "ok", picture.size)
+    except images.ImageError as exc:
+        print(name, exc.reason, exc.detail)
+"""
+
+
+def test_missing_libraries_really_not_importable(tmp_path, photos):
+    """A fresh interpreter where importing pillow-heif and rawpy fails: a reason, not a crash."""
+    photo = photos["chelsea"]
+    files = {"a.heic": heif_bytes(photo, "HEIF"), "b.dng": dng_bytes(photo), "c.jpg": jpeg_bytes(photo)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "build" / "pp"), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run(
+        [sys.executable, "-c", BLOCKED_IMPORTS, *(str(tmp_path / n) for n in files)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = dict(line.split(" ", 1) for line in run.stdout.splitlines())
+    assert lines[str(tmp_path / "a.heic")].startswith("missing_library HEIC needs pillow-heif"), lines
+    assert lines[str(tmp_path / "b.dng")].startswith("missing_library camera RAW (DNG) needs rawpy"), lines
+    assert lines[str(tmp_path / "c.jpg")].startswith("ok"), lines
+
+
+# -- RAW: preview or demosaic ---------------------------------------------------------------------
+
+
+def _mean_difference(a: Image.Image, b: Image.Image) -> float:
+    return float(np.abs(np.asarray(a, np.int16) - np.asarray(b.resize(a.size), np.int16)).mean())
+
+
+def test_raw_uses_the_preview_when_big_enough_else_a_demosaic(photos):
+    """The preview here is another photo, so the picture says which path made it."""
+    cat, coffee = photos["chelsea"].convert("RGB"), photos["coffee"].convert("RGB")
+    data = dng_bytes(cat, preview=coffee.resize((240, 160)))
+    from_preview = images.decode(data, 150)
+    assert _mean_difference(from_preview, coffee) < 5 < _mean_difference(from_preview, cat)
+    from_raw = images.decode(data, 200)  # the preview's 160 px are too few: LibRaw develops the mosaic
+    assert min(from_raw.size) >= 200
+    # LibRaw's development brightens (auto-brightness, BT.709 curve): about 24 levels off the cat, 70 off the coffee
+    assert _mean_difference(from_raw, cat) < 30 and _mean_difference(from_raw, coffee) > 2 * 30
+
+
+def test_raw_half_size_demosaic_and_orientation(photos):
+    cat = photos["chelsea"].convert("RGB")  # 451x300: the mosaic is 450x300
+    data = dng_bytes(cat, orientation=6)  # shown turned 90° clockwise: 300 wide, 450 tall
+    half = images.decode(data, 100)
+    assert half.size == (150, 225)  # half size, upright
+    upright = cat.crop((0, 0, 450, 300)).transpose(Image.Transpose.ROTATE_270)
+    right, wrong = (
+        _mean_difference(half, upright),
+        _mean_difference(half, upright.transpose(Image.Transpose.ROTATE_180)),
+    )
+    assert right < 30 and wrong > 1.5 * right, (right, wrong)
+    assert images.decode(data, 200).size == (300, 450)  # half (150) too small: full size
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"imgsearchd-test-{os.getpid()}.dng"
+    try:
+        path.write_bytes(data)
+        assert images.header_size(str(path)) == (300, 450)
+    finally:
+        path.unlink()
+
+
+def test_raw_and_heif_keep_the_caps_and_typed_reasons(photos):
+    cat = photos["chelsea"].convert("RGB")
+    tight = ImageLimits(max_pixels=100_000)  # 450x300 = 135,000 pixels
+    for data in (dng_bytes(cat), heif_bytes(cat, "HEIF"), heif_bytes(cat, "AVIF")):
+        with pytest.raises(ImageError) as refused:
+            images.decode(data, 64, tight)
+        assert refused.value.reason == images.Reason.TOO_LARGE
+    for data in (dng_bytes(cat), heif_bytes(cat, "HEIF")):
+        with pytest.raises(ImageError) as broken:
+            images.decode(data[: len(data) // 3], 64)
+        assert broken.value.reason in (images.Reason.TRUNCATED, images.Reason.CORRUPT, images.Reason.NOT_AN_IMAGE)
+
+
+def test_plain_tiffs_are_not_taken_for_raw(photos):
+    """A TIFF with a maker's name but no RAW structure stays Pillow's TIFF."""
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[271] = "NIKON CORPORATION"
+    photos["coffee"].convert("RGB").save(buf, "TIFF", exif=exif)
+    assert formats.sniff(buf.getvalue()) is None
+    assert images.decode(buf.getvalue(), 64).size[1] >= 64
