@@ -163,6 +163,12 @@ def missing_library(kind: str | None) -> str | None:
     return None
 
 
+def missing_notes() -> dict[str, str]:
+    """What this process cannot decode, by kind, and what to install: for a line in the log at start."""
+    notes = {kind: missing_library(kind) for kind in ("HEIC", "AVIF", "DNG")}
+    return {("RAW" if kind == "DNG" else kind): note for kind, note in notes.items() if note}
+
+
 def available() -> dict[str, bool]:
     """Which optional decoders this process has."""
     return {"heif": HEIF_AVAILABLE, "avif": AVIF_AVAILABLE, "raw": RAW_AVAILABLE}

@@ -505,6 +505,11 @@ def spec() -> dict[str, Any]:
                 },
                 "indexing": {"type": "object"},
                 "thumbnails": THUMBNAIL_STATS,
+                "decoders": {
+                    "type": "object",
+                    "additionalProperties": {"type": "boolean"},
+                    "description": "optional decoders this daemon has (heif, avif, raw); without one, such files fail with reason missing_library",
+                },
                 "uptime_s": {"type": "number"},
                 "version": {"type": "string"},
                 "ready": {"type": "boolean"},

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from . import __version__, combined, duplicates, images, query
+from . import __version__, combined, duplicates, formats, images, query
 from .catalog import Catalog, FileState
 from .config import Config
 from .errors import ApiError, image_error
@@ -111,6 +111,8 @@ class Service:
             index.open()
             self.indexes[name] = index
         self._enter_phase("starting the indexer")
+        for kind, note in formats.missing_notes().items():
+            log.warning("%s files will fail with reason missing_library: %s", kind, note)
         self.thumbnails = ThumbnailStore.from_settings(data_dir, self.config.section("thumbnails"))
         self.indexer = Indexer(
             self.catalog,
@@ -522,6 +524,7 @@ class Service:
             "jobs": self.jobs.summary(),
             "duplicates": self.duplicate_finder.status() if self.duplicate_finder is not None else None,
             "thumbnails": self.thumbnails.stats() if self.thumbnails is not None else None,
+            "decoders": formats.available(),
         }
         if not self.ready or self.catalog is None or self.loaded is None or self.indexer is None:
             out.update(

@@ -79,6 +79,7 @@ def test_every_format_is_indexed_and_finds_its_siblings_first(library):
     status, stats = library.get("/stats")
     assert status == 200
     assert stats["failed"]["by_reason"] == {}, stats["failed"]
+    assert stats["decoders"] == {"heif": True, "avif": True, "raw": True}
     assert stats["images"] == stats["files"] == len(NAMES) * len(KINDS), stats
     for path in library.paths.values():
         siblings = {str(p) for p in library.paths.values() if p.stem == path.stem}
@@ -125,6 +126,7 @@ def test_a_missing_library_is_a_clear_reason_and_the_rest_is_indexed(library, ph
     assert library.wait_job(body["job"])["state"] == "done"
     status, stats = library.get("/stats")
     assert stats["failed"]["by_reason"] == {"missing_library": 2}, stats["failed"]
+    assert stats["decoders"] == {"heif": False, "avif": True, "raw": False}
     details = {Path(f["path"]).name: f["detail"] for f in stats["failed"]["recent"]}
     assert "pillow-heif" in details["phone.heic"] and "rawpy" in details["camera.dng"], details
     assert library.service.catalog.get(str(folder / "plain.jpg")).state == "indexed"
