@@ -84,7 +84,10 @@ def sniff(head: bytes) -> str | None:
     if head[:4] == b"IIU\x00":
         return "RW2"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return _tiff_raw_kind(head)
+        try:
+            return _tiff_raw_kind(head)
+        except (struct.error, IndexError):  # offsets past the head or the file: not a RAW we can read
+            return None
     return None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import subprocess
 import sys
 import urllib.parse
@@ -202,6 +203,8 @@ def test_raw_half_size_demosaic_and_orientation(photos):
     )
     assert right < 30 and wrong > 1.5 * right, (right, wrong)
     assert images.decode(data, 200).size == (300, 450)  # half (150) too small: full size
+    with_preview = dng_bytes(cat, preview=cat, orientation=6)
+    assert images.decode(with_preview, 100).size == (100, 151)  # the 451x300 preview, reduced 3x and turned
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"imgsearchd-test-{os.getpid()}.dng"
     try:
         path.write_bytes(data)
@@ -221,6 +224,18 @@ def test_raw_and_heif_keep_the_caps_and_typed_reasons(photos):
         with pytest.raises(ImageError) as broken:
             images.decode(data[: len(data) // 3], 64)
         assert broken.value.reason in (images.Reason.TRUNCATED, images.Reason.CORRUPT, images.Reason.NOT_AN_IMAGE)
+
+
+def test_sniffing_cut_headers_never_raises(photos):
+    """Any prefix of a RAW, HEIC or AVIF file, or bytes with broken offsets, is a kind or None."""
+    cat = photos["chelsea"].convert("RGB").resize((64, 48))
+    for data in (dng_bytes(cat), dng_bytes(cat, preview=cat), heif_bytes(cat, "HEIF"), heif_bytes(cat, "AVIF")):
+        for end in range(0, 400):
+            formats.sniff(data[:end])
+    assert formats.sniff(b"II*\x00\xff\xff\xff\x7f" + bytes(100)) is None  # first directory far past the end
+    # a maker's name far past the end, with SubIFDs: a RAW by its structure, of no known maker
+    entries = struct.pack(">HHII", 271, 2, 40, 0x7FFFFFFF) + struct.pack(">HHII", 330, 4, 1, 64)
+    assert formats.sniff(b"MM\x00*" + struct.pack(">IH", 8, 2) + entries) == "RAW"
 
 
 def test_plain_tiffs_are_not_taken_for_raw(photos):
