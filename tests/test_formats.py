@@ -226,6 +226,21 @@ def test_raw_and_heif_keep_the_caps_and_typed_reasons(photos):
         assert broken.value.reason in (images.Reason.TRUNCATED, images.Reason.CORRUPT, images.Reason.NOT_AN_IMAGE)
 
 
+@pytest.mark.parametrize("kind", ["HEIF", "AVIF"])
+def test_heif_and_avif_orientation_is_applied_once(kind):
+    """pillow-heif applies the turn itself (and resets EXIF's tag to 1); Pillow's AVIF leaves it to EXIF."""
+    wide = Image.new("RGB", (200, 100), (255, 0, 0))
+    wide.paste((0, 0, 255), (0, 0, 100, 100))  # blue on the left: after a clockwise turn, on top
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    wide.save(buf, kind, exif=exif.tobytes(), quality=90)
+    upright = images.decode(buf.getvalue())
+    assert upright.size == (100, 200)
+    top, bottom = upright.getpixel((50, 40)), upright.getpixel((50, 160))
+    assert top[2] > 200 > top[0] and bottom[0] > 200 > bottom[2], (top, bottom)
+
+
 def test_sniffing_cut_headers_never_raises(photos):
     """Any prefix of a RAW, HEIC or AVIF file, or bytes with broken offsets, is a kind or None."""
     cat = photos["chelsea"].convert("RGB").resize((64, 48))
