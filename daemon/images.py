@@ -263,7 +263,11 @@ def _load_and_fit(opened: Image.Image, min_side: int, limits: ImageLimits, exif_
 def _decode_raw(data: bytes, min_side: int, limits: ImageLimits) -> Image.Image:
     """A camera RAW file: the camera's embedded preview when its shorter side reaches
     ``min_side``, else LibRaw's demosaic (half size when that still reaches it: a quarter
-    of the work), under the same caps and budget as every other picture."""
+    of the work), under the same caps and budget as every other picture.
+
+    Measured here (24 MP DNG, 2 shared cores): the 1.7 MP preview 10 ms, the half-size
+    demosaic 550 ms (a 24 MP JPEG: 39 ms with draft mode).
+    """
     with _decode_errors():
         raw = formats.open_raw(data)
     with raw:
