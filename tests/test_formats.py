@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -22,8 +20,9 @@ from PIL import Image
 from imgsearchd import formats, images
 from imgsearchd.images import ImageError, ImageLimits
 
-from helpers import REPO, live_server, server_config
+from helpers import REPO, free_port, live_server, server_config, wait_for
 from image_factory import dng_bytes, heif_bytes, jpeg_bytes
+from served import serve
 
 pytestmark = pytest.mark.skipif(
     not (formats.HEIF_AVAILABLE and formats.AVIF_AVAILABLE and formats.RAW_AVAILABLE),
@@ -111,65 +110,38 @@ def test_originals_are_sent_with_their_own_content_type(library):
             assert answer.read() == path.read_bytes()
 
 
-def test_a_missing_library_is_a_clear_reason_and_the_rest_is_indexed(library, photos, monkeypatch):
-    """The loader's availability flags turned off in this process (pillow-heif and rawpy stay
-    imported); test_missing_libraries_really_not_importable blocks the real imports."""
-    monkeypatch.setattr(formats, "HEIF_AVAILABLE", False)
-    monkeypatch.setattr(formats, "RAW_AVAILABLE", False)
-    folder = library.root / "photos" / "later"
-    folder.mkdir()
-    photo = photos["motorcycle_left"]  # bytes not seen before: a known content hash would reuse its vector
-    (folder / "phone.heic").write_bytes(heif_bytes(photo, "HEIF"))
-    (folder / "camera.dng").write_bytes(dng_bytes(photo))
-    (folder / "plain.jpg").write_bytes(jpeg_bytes(photo))
-    status, body = library.get("/add", image=str(folder))
-    assert status == 202, body
-    assert library.wait_job(body["job"])["state"] == "done"
-    status, stats = library.get("/stats")
-    assert stats["failed"]["by_reason"] == {"missing_library": 2}, stats["failed"]
-    assert stats["decoders"] == {"heif": False, "avif": True, "raw": False}
-    details = {Path(f["path"]).name: f["detail"] for f in stats["failed"]["recent"]}
-    assert "pillow-heif" in details["phone.heic"] and "rawpy" in details["camera.dng"], details
-    assert library.service.catalog.get(str(folder / "plain.jpg")).state == "indexed"
-    status, body = library.post("/search", (folder / "phone.heic").read_bytes(), "application/octet-stream")
-    assert status == 415 and "pillow-heif" in body["error"], body
-
-
-BLOCKED_IMPORTS = """
-import sys
-sys.modules["pillow_heif"] = None  # `import pillow_heif` now raises ImportError, as when not installed
-sys.modules["rawpy"] = None
-from imgsearchd import formats, images
-assert not formats.HEIF_AVAILABLE and not formats.RAW_AVAILABLE and "HEIF" not in images.SUPPORTED_FORMATS
-for name in sys.argv[1:]:
-    data = open(name, "rb").read()
-    try:
-        picture = images.decode(data, 64)
-        print(name, "ok", picture.size)
-    except images.ImageError as exc:
-        print(name, exc.reason, exc.detail)
-"""
-
-
-def test_missing_libraries_really_not_importable(tmp_path, photos):
-    """A fresh interpreter where importing pillow-heif and rawpy fails: a reason, not a crash."""
-    photo = photos["chelsea"]
-    files = {"a.heic": heif_bytes(photo, "HEIF"), "b.dng": dng_bytes(photo), "c.jpg": jpeg_bytes(photo)}
-    for name, data in files.items():
-        (tmp_path / name).write_bytes(data)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "build" / "pp"), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run(
-        [sys.executable, "-c", BLOCKED_IMPORTS, *(str(tmp_path / n) for n in files)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    assert run.returncode == 0, run.stderr
-    lines = dict(line.split(" ", 1) for line in run.stdout.splitlines())
-    assert lines[str(tmp_path / "a.heic")].startswith("missing_library HEIC needs pillow-heif"), lines
-    assert lines[str(tmp_path / "b.dng")].startswith("missing_library camera RAW (DNG) needs rawpy"), lines
-    assert lines[str(tmp_path / "c.jpg")].startswith("ok"), lines
+def test_a_daemon_without_pillow_heif_and_rawpy_starts_and_indexes_the_rest(tmp_path, photos):
+    """``imgsearchd serve`` where importing pillow_heif and rawpy really fails (stand-in modules
+    that raise ImportError come first on its PYTHONPATH)."""
+    blockers = tmp_path / "blockers"
+    blockers.mkdir()
+    for module in ("pillow_heif", "rawpy"):
+        (blockers / f"{module}.py").write_text(f"raise ImportError('{module}: not installed (blocked by the test)')\n")
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    photo = photos["motorcycle_right"]
+    (watched / "phone.heic").write_bytes(heif_bytes(photo, "HEIF"))
+    (watched / "camera.dng").write_bytes(dng_bytes(photo))
+    (watched / "phone.avif").write_bytes(heif_bytes(photo, "AVIF"))
+    (watched / "plain.jpg").write_bytes(jpeg_bytes(photo))
+    path = os.pathsep.join([str(blockers), str(REPO / "build" / "pp"), os.environ.get("PYTHONPATH", "")])
+    port = free_port()
+    config = server_config(tmp_path, server={"port": port}, watch={"directories": [str(watched)]})
+    with serve(config, port, prefix=("env", f"PYTHONPATH={path}")) as served:
+        stats = wait_for(
+            lambda: (s := served.get("/stats")[1])["images"] == 2 and s["failed"]["total"] == 2 and s,
+            60,
+            "the JPEG and AVIF to be indexed and the HEIC and DNG to fail",
+        )
+        assert stats["failed"]["by_reason"] == {"missing_library": 2}, stats["failed"]
+        assert stats["decoders"] == {"heif": False, "avif": True, "raw": False}
+        details = {Path(f["path"]).name: f["detail"] for f in stats["failed"]["recent"]}
+        assert "pip install pillow-heif" in details["phone.heic"], details
+        assert "imgsearchd[raw]" in details["camera.dng"], details
+        status, body = served.request("POST", "/search", (watched / "phone.heic").read_bytes(), "image/heic")
+        assert status == 415 and "pillow-heif" in body["error"], body
+    assert served.proc.returncode == 0, served.log_tail()
+    assert "HEIC files will fail with reason missing_library" in served.log.read_text()
 
 
 # -- RAW: preview or demosaic ---------------------------------------------------------------------
@@ -237,7 +209,8 @@ def test_heif_and_avif_orientation_is_applied_once(kind):
     wide.save(buf, kind, exif=exif.tobytes(), quality=90)
     upright = images.decode(buf.getvalue())
     assert upright.size == (100, 200)
-    top, bottom = upright.getpixel((50, 40)), upright.getpixel((50, 160))
+    pixels = np.asarray(upright).astype(int)
+    top, bottom = pixels[40, 50], pixels[160, 50]
     assert top[2] > 200 > top[0] and bottom[0] > 200 > bottom[2], (top, bottom)
 
 
