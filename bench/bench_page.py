@@ -41,13 +41,11 @@ from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from bench_http import DIM, clustered_unit_vectors, get_json
+from bench_http import DIM, MODEL_ID, clustered_unit_vectors, get_json
 from imgsearchd.catalog import Catalog, FileResult
 from imgsearchd.index import EXACT_BELOW
 
 from helpers import free_port, skimage_photos
-
-MODEL_ID = "clip:ViT-B-32:random-seed0:squash"  # [extractors.clip] pretrained = "none", default preprocess
 
 # Marks what the grid holds now, so that ON_SCREEN waits for the next grid.
 MARK_OLD = "document.querySelectorAll('#results > *').forEach(e => { e.dataset.old = '1'; });"

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -310,16 +311,23 @@ class Catalog:
             )
             return cursor.rowcount
 
+    def _rows_in(self, sql: str, keys: Iterable[Any]) -> list[tuple[Any, ...]]:
+        """The rows of ``sql`` whose ``IN ({})`` takes ``keys``, asked 500 at a time (under
+        SQLite's limit of bound parameters)."""
+        keys = list(keys)
+        conn = self._reader()
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows += conn.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
+        return rows
+
     def unused_hashes(self, hashes: Iterable[str]) -> set[str]:
         """Those of ``hashes`` that no file has any more (their thumbnails can go)."""
         wanted = list(dict.fromkeys(hashes))
-        used: set[str] = set()
-        conn = self._reader()
-        for start in range(0, len(wanted), 500):  # under SQLite's limit of bound parameters
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = conn.execute(f"SELECT DISTINCT content_hash FROM files WHERE content_hash IN ({marks})", chunk)
-            used.update(r[0] for r in rows)
+        used = {
+            r[0] for r in self._rows_in("SELECT DISTINCT content_hash FROM files WHERE content_hash IN ({})", wanted)
+        }
         return set(wanted) - used
 
     # -- reads -------------------------------------------------------------
@@ -402,31 +410,13 @@ class Catalog:
 
     def paths_for(self, ids: Iterable[int]) -> dict[int, str]:
         """id -> path for the ids that still exist and are indexed."""
-        ids = [int(i) for i in ids]
-        out: dict[int, str] = {}
-        conn = self._reader()
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for file_id, path in conn.execute(
-                f"SELECT id, path FROM files WHERE state='indexed' AND id IN ({marks})", chunk
-            ):
-                out[file_id] = path_from_key(path)
-        return out
+        rows = self._rows_in("SELECT id, path FROM files WHERE state='indexed' AND id IN ({})", [int(i) for i in ids])
+        return {file_id: path_from_key(path) for file_id, path in rows}
 
     def content_hashes(self, paths: Iterable[str]) -> dict[str, str]:
         """path -> content hash for the catalogued paths (normalised) that have one."""
-        keys = [path_key(p) for p in paths]
-        out: dict[str, str] = {}
-        conn = self._reader()
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for path, content_hash in conn.execute(
-                f"SELECT path, content_hash FROM files WHERE content_hash IS NOT NULL AND path IN ({marks})", chunk
-            ):
-                out[path_from_key(path)] = content_hash
-        return out
+        sql = "SELECT path, content_hash FROM files WHERE content_hash IS NOT NULL AND path IN ({})"
+        return {path_from_key(path): content_hash for path, content_hash in self._rows_in(sql, map(path_key, paths))}
 
     def iter_vectors(
         self, extractor: str, model_id: str, chunk: int = 10000
@@ -528,12 +518,8 @@ class Catalog:
 
     def path_and_size(self, ids: Iterable[int]) -> dict[int, tuple[str, int]]:
         """id -> (path, size) for the ids that still exist and are indexed."""
-        ids, rows = [int(i) for i in ids], []
-        for chunk in (ids[at : at + 500] for at in range(0, len(ids), 500)):
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT id, path, size FROM files WHERE state='indexed' AND id IN ({marks})"
-            rows += self._reader().execute(sql, chunk).fetchall()
-        return {r[0]: (path_from_key(r[1]), r[2]) for r in rows}
+        sql = "SELECT id, path, size FROM files WHERE state='indexed' AND id IN ({})"
+        return {r[0]: (path_from_key(r[1]), r[2]) for r in self._rows_in(sql, [int(i) for i in ids])}
 
     def integrity_check(self) -> str:
         return self._reader().execute("PRAGMA integrity_check").fetchone()[0]
