@@ -132,12 +132,15 @@ def solid_png(path: Path, width: int, height: int, rgb: tuple[int, ...] = (200, 
 _XYZ_TO_SRGB = (3.2404542, -1.5371385, -0.4985314, -0.9692660, 1.8760108, 0.0415560, 0.0556434, -0.2040259, 1.0572252)
 
 
-def dng_bytes(photo: Image.Image, preview: Image.Image | None = None, orientation: int = 1) -> bytes:
+def dng_bytes(
+    photo: Image.Image, preview: Image.Image | None = None, orientation: int = 1, extra_tags: list | None = None
+) -> bytes:
     """A real DNG (LibRaw reads it): ``photo`` as an RGGB Bayer mosaic of 16-bit linear light.
 
     Written with tifffile: the raw data in IFD0, or, with ``preview``, an 8-bit RGB preview in
     IFD0 (NewSubfileType 1) and the raw data in a SubIFD, as cameras write them.
-    ``orientation`` is the TIFF Orientation tag (6: turn 90° clockwise to view).
+    ``orientation`` is the TIFF Orientation tag (6: turn 90° clockwise to view); ``extra_tags``
+    (tifffile's form) go into IFD0 too (Make, Model, a capture date).
     """
     import tifffile
 
@@ -160,6 +163,7 @@ def dng_bytes(photo: Image.Image, preview: Image.Image | None = None, orientatio
         (50778, "H", 1, 21, True),  # CalibrationIlluminant1: D65
         (50728, "2I", 3, (1, 1, 1, 1, 1, 1), True),  # AsShotNeutral: no white balance to do
         (274, "H", 1, orientation, True),
+        *(extra_tags or []),
     ]
     raw_tags = [
         (33421, "H", 2, (2, 2), True),  # CFARepeatPatternDim
