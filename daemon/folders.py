@@ -12,8 +12,9 @@ import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from . import formats
 from .catalog import Catalog, FailedFile, FileState
-from .images import TRANSIENT_REASONS
+from .images import TRANSIENT_REASONS, Reason
 from .paths import is_inside, is_under, normalise_path
 
 TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp", "~")
@@ -209,6 +210,8 @@ def retry_delay(failures: int) -> float:
 
 def retry_due(failed: FailedFile, now: float) -> bool:
     """Should an unchanged failed file be tried again now? Only for reasons that may pass."""
+    if failed.reason == Reason.MISSING_LIBRARY:
+        return formats.worth_retrying(failed.path, failed.updated_at)
     return failed.reason in TRANSIENT_REASONS and now - failed.updated_at >= retry_delay(failed.failures)
 
 

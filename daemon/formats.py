@@ -9,11 +9,15 @@ A decoder that is not installed is a fact to report per file, never an import fa
 from __future__ import annotations
 
 import io
+import os
 import struct
+import time
 from typing import Any
 
 import numpy as np
 from PIL import features
+
+from .config import AVIF_EXTENSIONS, HEIF_EXTENSIONS, RAW_EXTENSIONS
 
 try:
     import pillow_heif
@@ -170,6 +174,26 @@ def missing_notes() -> dict[str, str]:
     """What this process cannot decode, by kind, and what to install: for a line in the log at start."""
     notes = {kind: missing_library(kind) for kind in ("HEIC", "AVIF", "DNG")}
     return {("RAW" if kind == "DNG" else kind): note for kind, note in notes.items() if note}
+
+
+# Decoders are imported once, with this module: what this process can read never changes
+# while it runs, so a missing_library failure it recorded is not worth another read of the file.
+STARTED_AT = time.time()
+# The decoder a file name suggests (the kind itself is read from the bytes when the file is tried).
+_DECODER_BY_EXTENSION = (
+    dict.fromkeys(HEIF_EXTENSIONS, "heif") | dict.fromkeys(AVIF_EXTENSIONS, "avif") | dict.fromkeys(RAW_EXTENSIONS, "raw")
+)
+
+
+def worth_retrying(path: str, failed_at: float) -> bool:
+    """Whether a file that failed with missing_library at ``failed_at`` may be read now: only when
+    an earlier process recorded it (a restart after installing the decoder) and the decoder its
+    name suggests is here. Retrying on a timer would read a whole RAW library again each day.
+    """
+    if failed_at >= STARTED_AT:
+        return False
+    decoder = _DECODER_BY_EXTENSION.get(os.path.splitext(path)[1].lower())
+    return decoder is None or available()[decoder]
 
 
 def available() -> dict[str, bool]:

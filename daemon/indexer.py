@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import images
+from . import formats, images
 from .catalog import Catalog, FileResult, FileState
 from .extractors import Extractor
 from .folders import OnError, plan_folder, retry_due
@@ -109,6 +109,8 @@ class Indexer:
         if (st.st_size, st.st_mtime_ns) != (record.size, record.mtime_ns):
             return True
         if record.state == FileState.FAILED:
+            if record.error_reason == images.Reason.MISSING_LIBRARY:  # the same rule as the retry timer's
+                return retry_failed or formats.worth_retrying(path, record.updated_at)
             return retry_failed or record.error_reason in images.TRANSIENT_REASONS
         if record.state != FileState.INDEXED or record.content_hash is None:
             return True

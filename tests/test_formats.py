@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -18,6 +19,9 @@ import pytest
 from PIL import Image
 
 from imgsearchd import formats, images
+from imgsearchd.catalog import Catalog, FailedFile
+from imgsearchd.folders import retry_due
+from imgsearchd.indexer import Indexer
 from imgsearchd.images import ImageError, ImageLimits
 
 from helpers import REPO, free_port, live_server, server_config, wait_for
@@ -142,6 +146,29 @@ def test_a_daemon_without_pillow_heif_and_rawpy_starts_and_indexes_the_rest(tmp_
         assert status == 415 and "pillow-heif" in body["error"], body
     assert served.proc.returncode == 0, served.log_tail()
     assert "HEIC files will fail with reason missing_library" in served.log.read_text()
+
+
+def test_missing_library_is_tried_again_after_a_restart_not_on_a_timer(tmp_path, photos, efficientnet, monkeypatch):
+    """A process cannot gain a decoder while it runs: its own missing_library failures are not
+    read again (a RAW library would be re-read daily); an earlier process's are, once the decoder is here."""
+    path = tmp_path / "camera.dng"
+    path.write_bytes(dng_bytes(photos["chelsea"]))
+    monkeypatch.setattr(formats, "RAW_AVAILABLE", False)
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+        assert indexer.process([str(path)])["failed"] == {"missing_library": 1}
+        (failed,) = catalog.failed_everywhere()
+        assert not retry_due(failed, time.time() + 1e6)  # not even a week later
+        assert not indexer.needs_work(str(path))  # nor on a file-system event (a chmod)
+        monkeypatch.setattr(formats, "STARTED_AT", time.time() + 1)  # a later process...
+        assert not retry_due(failed, time.time())  # ...still without rawpy: nothing to gain
+        monkeypatch.setattr(formats, "RAW_AVAILABLE", True)  # ...with rawpy installed
+        assert retry_due(failed, time.time()) and indexer.needs_work(str(path))
+        assert indexer.process([str(path)])["failed"] == {}
+        assert catalog.get(str(path)).state == "indexed"
+    # the name decides only which decoder to wait for: a HEIC named .jpg is tried when any process restarts
+    assert retry_due(FailedFile("/p/phone.jpg", "missing_library", 3, 0.0), time.time())
+    monkeypatch.setattr(formats, "HEIF_AVAILABLE", False)
+    assert not retry_due(FailedFile("/p/phone.HEIC", "missing_library", 3, 0.0), time.time())
 
 
 # -- RAW: preview or demosaic ---------------------------------------------------------------------
