@@ -87,12 +87,17 @@ def sniff(head: bytes) -> str | None:
         return "ORF"
     if head[:4] == b"IIU\x00":
         return "RW2"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
+    if is_tiff(head):
         try:
             return _tiff_raw_kind(head)
         except (struct.error, IndexError):  # offsets past the head or the file: not a RAW we can read
             return None
     return None
+
+
+def is_tiff(head: bytes) -> bool:
+    """Whether these bytes start a TIFF (as DNG, CR2, NEF, ARW and PEF do)."""
+    return head[:4] in (b"II*\x00", b"MM\x00*")
 
 
 def _bmff_kind(head: bytes) -> str | None:

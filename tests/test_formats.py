@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from imgsearchd import formats, images
 from imgsearchd.catalog import Catalog, FailedFile
@@ -261,3 +261,10 @@ def test_plain_tiffs_are_not_taken_for_raw(photos):
     photos["coffee"].convert("RGB").save(buf, "TIFF", exif=exif)
     assert formats.sniff(buf.getvalue()) is None
     assert images.decode(buf.getvalue(), 64).size[1] >= 64
+    # one with a maker's name and a reduced-size first page looks like a NEF; LibRaw refuses it, Pillow reads it
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[271], tags[254] = "NIKON CORPORATION", 1
+    buf = io.BytesIO()
+    photos["coffee"].convert("RGB").save(buf, "TIFF", tiffinfo=tags)
+    assert formats.sniff(buf.getvalue()) == "NEF"
+    assert _mean_difference(images.decode(buf.getvalue(), 64), photos["coffee"].convert("RGB")) < 5
