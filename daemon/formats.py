@@ -171,14 +171,15 @@ def missing_library(kind: str | None) -> str | None:
     if kind == "AVIF" and not AVIF_AVAILABLE:
         return "AVIF needs a Pillow built with libavif (Pillow 11.3 or later from PyPI has it)"
     if kind in RAW_KINDS and not RAW_AVAILABLE:
-        return f"camera RAW ({kind}) needs rawpy, which is not installed (pip install 'imgsearchd[raw]')"
+        named = "camera RAW" if kind == "RAW" else f"camera RAW ({kind})"
+        return f"{named} needs rawpy, which is not installed (pip install 'imgsearchd[raw]')"
     return None
 
 
 def missing_notes() -> dict[str, str]:
     """What this process cannot decode, by kind, and what to install: for a line in the log at start."""
-    notes = {kind: missing_library(kind) for kind in ("HEIC", "AVIF", "DNG")}
-    return {("RAW" if kind == "DNG" else kind): note for kind, note in notes.items() if note}
+    notes = {kind: missing_library(kind) for kind in ("HEIC", "AVIF", "RAW")}
+    return {kind: note for kind, note in notes.items() if note}
 
 
 # Decoders are imported once, with this module: what this process can read never changes

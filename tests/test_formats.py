@@ -145,7 +145,9 @@ def test_a_daemon_without_pillow_heif_and_rawpy_starts_and_indexes_the_rest(tmp_
         status, body = served.request("POST", "/search", (watched / "phone.heic").read_bytes(), "image/heic")
         assert status == 415 and "pillow-heif" in body["error"], body
     assert served.proc.returncode == 0, served.log_tail()
-    assert "HEIC files will fail with reason missing_library" in served.log.read_text()
+    log = served.log.read_text()
+    assert "HEIC files will fail with reason missing_library" in log
+    assert "RAW files will fail with reason missing_library: camera RAW needs rawpy" in log
 
 
 def test_missing_library_is_tried_again_after_a_restart_not_on_a_timer(tmp_path, photos, efficientnet, monkeypatch):
