@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import features
 
+from . import format_types
 from .config import AVIF_EXTENSIONS, HEIF_EXTENSIONS, RAW_EXTENSIONS
 
 try:
@@ -57,21 +58,7 @@ RAW_KINDS = frozenset({"DNG", "CR2", "CR3", "NEF", "ARW", "PEF", "RAF", "ORF", "
 # TIFF-based RAW files named by their maker (the Make tag); others are just "RAW".
 _RAW_BY_MAKER = {"NIKON": "NEF", "SONY": "ARW", "PENTAX": "PEF", "RICOH": "PEF"}
 
-CONTENT_TYPES = {
-    "HEIF": "image/heif",
-    "HEIC": "image/heic",
-    "AVIF": "image/avif",
-    "DNG": "image/x-adobe-dng",
-    "CR2": "image/x-canon-cr2",
-    "CR3": "image/x-canon-cr3",
-    "NEF": "image/x-nikon-nef",
-    "ARW": "image/x-sony-arw",
-    "PEF": "image/x-pentax-pef",
-    "RAF": "image/x-fuji-raf",
-    "ORF": "image/x-olympus-orf",
-    "RW2": "image/x-panasonic-rw2",
-    "RAW": "application/octet-stream",
-}
+CONTENT_TYPES = format_types.CONTENT_TYPES  # their media types, in a module the CLI can import cheaply
 
 # LibRaw's ``flip`` -> the PIL transpose that makes the picture upright (0: none).
 RAW_FLIPS = {3: "ROTATE_180", 5: "ROTATE_90", 6: "ROTATE_270"}

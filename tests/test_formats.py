@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import os
 import struct
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -270,3 +272,12 @@ def test_plain_tiffs_are_not_taken_for_raw(photos):
     photos["coffee"].convert("RGB").save(buf, "TIFF", tiffinfo=tags)
     assert formats.sniff(buf.getvalue()) == "NEF"
     assert _mean_difference(images.decode(buf.getvalue(), 64), photos["coffee"].convert("RGB")) < 5
+
+
+def test_the_cli_does_not_load_the_decoders():
+    """openapi, which the CLI imports, takes the media types from ``format_types``: importing
+    ``formats`` there brought rawpy, pillow-heif and numpy into every CLI command (75 -> 300+ ms)."""
+    code = "import sys, imgsearchd.cli; print(sorted({'numpy', 'rawpy', 'pillow_heif'} & set(sys.modules)))"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "build" / "pp")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
