@@ -174,7 +174,9 @@ def missing_notes() -> dict[str, str]:
 STARTED_AT = time.time()
 # The decoder a file name suggests (the kind itself is read from the bytes when the file is tried).
 _DECODER_BY_EXTENSION = (
-    dict.fromkeys(HEIF_EXTENSIONS, "heif") | dict.fromkeys(AVIF_EXTENSIONS, "avif") | dict.fromkeys(RAW_EXTENSIONS, "raw")
+    dict.fromkeys(HEIF_EXTENSIONS, "heif")
+    | dict.fromkeys(AVIF_EXTENSIONS, "avif")
+    | dict.fromkeys(RAW_EXTENSIONS, "raw")
 )
 
 

@@ -23,8 +23,8 @@ from PIL import Image, TiffImagePlugin
 from imgsearchd import formats, images
 from imgsearchd.catalog import Catalog, FailedFile
 from imgsearchd.folders import retry_due
-from imgsearchd.indexer import Indexer
 from imgsearchd.images import ImageError, ImageLimits
+from imgsearchd.indexer import Indexer
 
 from helpers import REPO, free_port, live_server, server_config, wait_for
 from image_factory import dng_bytes, heif_bytes, jpeg_bytes
