@@ -281,3 +281,12 @@ def test_the_cli_does_not_load_the_decoders():
     env = {**os.environ, "PYTHONPATH": str(REPO / "build" / "pp")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_the_page_file_picker_offers_every_new_extension():
+    """Browsers whose MIME registry lacks HEIC or RAW types hide such files from ``accept="image/*"``."""
+    from imgsearchd.config import AVIF_EXTENSIONS, HEIF_EXTENSIONS, RAW_EXTENSIONS
+
+    html = (REPO / "daemon" / "web" / "index.html").read_text(encoding="utf-8")
+    accept = html.split('id="file" type="file" accept="', 1)[1].split('"', 1)[0].split(",")
+    assert "image/*" in accept and set(HEIF_EXTENSIONS + AVIF_EXTENSIONS + RAW_EXTENSIONS) <= set(accept), accept
