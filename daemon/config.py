@@ -25,8 +25,10 @@ KNOWN_EXTRACTORS = ("clip", "resnet", "efficientnet")
 # The file names watched folders and folder adds index (the formats ``images`` reads).
 # HEIC/HEIF need pillow-heif and RAW needs rawpy; without them such files fail with a clear reason.
 DEFAULT_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
-DEFAULT_EXTENSIONS += (".heic", ".heif", ".avif")
-DEFAULT_EXTENSIONS += (".dng", ".cr2", ".cr3", ".nef", ".arw", ".pef", ".raf", ".orf", ".rw2")  # camera RAW
+HEIF_EXTENSIONS = (".heic", ".heif")
+AVIF_EXTENSIONS = (".avif",)
+RAW_EXTENSIONS = (".dng", ".cr2", ".cr3", ".nef", ".arw", ".pef", ".raf", ".orf", ".rw2")  # camera RAW
+DEFAULT_EXTENSIONS += HEIF_EXTENSIONS + AVIF_EXTENSIONS + RAW_EXTENSIONS
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "int8", "fp16")  # extractors/precision.py says what each does
 # The cosine above which /duplicates calls two pictures near-duplicates, per model.

@@ -9,11 +9,16 @@ A decoder that is not installed is a fact to report per file, never an import fa
 from __future__ import annotations
 
 import io
+import os
 import struct
+import time
 from typing import Any
 
 import numpy as np
 from PIL import features
+
+from . import format_types
+from .config import AVIF_EXTENSIONS, HEIF_EXTENSIONS, RAW_EXTENSIONS
 
 try:
     import pillow_heif
@@ -53,21 +58,7 @@ RAW_KINDS = frozenset({"DNG", "CR2", "CR3", "NEF", "ARW", "PEF", "RAF", "ORF", "
 # TIFF-based RAW files named by their maker (the Make tag); others are just "RAW".
 _RAW_BY_MAKER = {"NIKON": "NEF", "SONY": "ARW", "PENTAX": "PEF", "RICOH": "PEF"}
 
-CONTENT_TYPES = {
-    "HEIF": "image/heif",
-    "HEIC": "image/heic",
-    "AVIF": "image/avif",
-    "DNG": "image/x-adobe-dng",
-    "CR2": "image/x-canon-cr2",
-    "CR3": "image/x-canon-cr3",
-    "NEF": "image/x-nikon-nef",
-    "ARW": "image/x-sony-arw",
-    "PEF": "image/x-pentax-pef",
-    "RAF": "image/x-fuji-raf",
-    "ORF": "image/x-olympus-orf",
-    "RW2": "image/x-panasonic-rw2",
-    "RAW": "application/octet-stream",
-}
+CONTENT_TYPES = format_types.CONTENT_TYPES  # their media types, in a module the CLI can import cheaply
 
 # LibRaw's ``flip`` -> the PIL transpose that makes the picture upright (0: none).
 RAW_FLIPS = {3: "ROTATE_180", 5: "ROTATE_90", 6: "ROTATE_270"}
@@ -83,12 +74,17 @@ def sniff(head: bytes) -> str | None:
         return "ORF"
     if head[:4] == b"IIU\x00":
         return "RW2"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
+    if is_tiff(head):
         try:
             return _tiff_raw_kind(head)
         except (struct.error, IndexError):  # offsets past the head or the file: not a RAW we can read
             return None
     return None
+
+
+def is_tiff(head: bytes) -> bool:
+    """Whether these bytes start a TIFF (as DNG, CR2, NEF, ARW and PEF do)."""
+    return head[:4] in (b"II*\x00", b"MM\x00*")
 
 
 def _bmff_kind(head: bytes) -> str | None:
@@ -162,14 +158,37 @@ def missing_library(kind: str | None) -> str | None:
     if kind == "AVIF" and not AVIF_AVAILABLE:
         return "AVIF needs a Pillow built with libavif (Pillow 11.3 or later from PyPI has it)"
     if kind in RAW_KINDS and not RAW_AVAILABLE:
-        return f"camera RAW ({kind}) needs rawpy, which is not installed (pip install 'imgsearchd[raw]')"
+        named = "camera RAW" if kind == "RAW" else f"camera RAW ({kind})"
+        return f"{named} needs rawpy, which is not installed (pip install 'imgsearchd[raw]')"
     return None
 
 
 def missing_notes() -> dict[str, str]:
     """What this process cannot decode, by kind, and what to install: for a line in the log at start."""
-    notes = {kind: missing_library(kind) for kind in ("HEIC", "AVIF", "DNG")}
-    return {("RAW" if kind == "DNG" else kind): note for kind, note in notes.items() if note}
+    notes = {kind: missing_library(kind) for kind in ("HEIC", "AVIF", "RAW")}
+    return {kind: note for kind, note in notes.items() if note}
+
+
+# Decoders are imported once, with this module: what this process can read never changes
+# while it runs, so a missing_library failure it recorded is not worth another read of the file.
+STARTED_AT = time.time()
+# The decoder a file name suggests (the kind itself is read from the bytes when the file is tried).
+_DECODER_BY_EXTENSION = (
+    dict.fromkeys(HEIF_EXTENSIONS, "heif")
+    | dict.fromkeys(AVIF_EXTENSIONS, "avif")
+    | dict.fromkeys(RAW_EXTENSIONS, "raw")
+)
+
+
+def worth_retrying(path: str, failed_at: float) -> bool:
+    """Whether a file that failed with missing_library at ``failed_at`` may be read now: only when
+    an earlier process recorded it (a restart after installing the decoder) and the decoder its
+    name suggests is here. Retrying on a timer would read a whole RAW library again each day.
+    """
+    if failed_at >= STARTED_AT:
+        return False
+    decoder = _DECODER_BY_EXTENSION.get(os.path.splitext(path)[1].lower())
+    return decoder is None or available()[decoder]
 
 
 def available() -> dict[str, bool]:

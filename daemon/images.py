@@ -241,7 +241,13 @@ def decode(data: bytes, min_side: int = 0, limits: ImageLimits = ImageLimits()) 
     if missing:
         raise ImageError(Reason.MISSING_LIBRARY, missing)
     if kind in formats.RAW_KINDS:
-        return _decode_raw(data, min_side, limits)
+        try:
+            return _decode_raw(data, min_side, limits)
+        except ImageError as exc:
+            # a TIFF that only looked like a camera's (a maker's name and a preview page), or a
+            # camera newer than LibRaw: Pillow reads its first page rather than nothing
+            if exc.reason != Reason.NOT_AN_IMAGE or not formats.is_tiff(data):
+                raise
     with _decode_errors():
         opened = _open(data, min_side, limits)
     return _load_and_fit(opened, min_side, limits)

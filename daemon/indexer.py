@@ -30,7 +30,7 @@ import torch
 from . import images, photo_metadata
 from .catalog import Catalog, FileResult, FileState
 from .extractors import Extractor
-from .folders import OnError, plan_folder, retry_due
+from .folders import OnError, may_pass, plan_folder, retry_due
 from .outcomes import Listener, Outcome
 from .paths import normalise_path
 from .progress import Bar, Progress
@@ -117,7 +117,7 @@ class Indexer:
         if (st.st_size, st.st_mtime_ns) != (record.size, record.mtime_ns):
             return True
         if record.state == FileState.FAILED:
-            return retry_failed or record.error_reason in images.TRANSIENT_REASONS
+            return retry_failed or may_pass(path, record.error_reason, record.updated_at)
         if record.state != FileState.INDEXED or record.content_hash is None:
             return True
         present = self.catalog.models_present(record.content_hash)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import __version__, formats
+from . import __version__, format_types
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
@@ -197,7 +197,7 @@ HASH_FIELD = {
 }
 THUMBNAIL_TYPES = ("image/webp", "image/jpeg")
 ORIGINAL_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
-ORIGINAL_TYPES += tuple(dict.fromkeys(t for t in formats.CONTENT_TYPES.values()))  # HEIF, AVIF, camera RAW
+ORIGINAL_TYPES += tuple(dict.fromkeys(format_types.CONTENT_TYPES.values()))  # HEIF, AVIF, camera RAW
 THUMBNAIL_HEADERS = {
     "ETag": {"schema": {"type": "string"}, "description": "the quoted content hash with a size and format tag"},
     "Cache-Control": {

@@ -9,16 +9,22 @@ from __future__ import annotations
 import io
 import os
 import struct
+import subprocess
+import sys
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from imgsearchd import formats, images
+from imgsearchd.catalog import Catalog, FailedFile
+from imgsearchd.folders import retry_due
 from imgsearchd.images import ImageError, ImageLimits
+from imgsearchd.indexer import Indexer
 
 from helpers import REPO, free_port, live_server, server_config, wait_for
 from image_factory import dng_bytes, heif_bytes, jpeg_bytes
@@ -141,7 +147,32 @@ def test_a_daemon_without_pillow_heif_and_rawpy_starts_and_indexes_the_rest(tmp_
         status, body = served.request("POST", "/search", (watched / "phone.heic").read_bytes(), "image/heic")
         assert status == 415 and "pillow-heif" in body["error"], body
     assert served.proc.returncode == 0, served.log_tail()
-    assert "HEIC files will fail with reason missing_library" in served.log.read_text()
+    log = served.log.read_text()
+    assert "HEIC files will fail with reason missing_library" in log
+    assert "RAW files will fail with reason missing_library: camera RAW needs rawpy" in log
+
+
+def test_missing_library_is_tried_again_after_a_restart_not_on_a_timer(tmp_path, photos, efficientnet, monkeypatch):
+    """A process cannot gain a decoder while it runs: its own missing_library failures are not
+    read again (a RAW library would be re-read daily); an earlier process's are, once the decoder is here."""
+    path = tmp_path / "camera.dng"
+    path.write_bytes(dng_bytes(photos["chelsea"]))
+    monkeypatch.setattr(formats, "RAW_AVAILABLE", False)
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+        assert indexer.process([str(path)])["failed"] == {"missing_library": 1}
+        (failed,) = catalog.failed_everywhere()
+        assert not retry_due(failed, time.time() + 1e6)  # not even a week later
+        assert not indexer.needs_work(str(path))  # nor on a file-system event (a chmod)
+        monkeypatch.setattr(formats, "STARTED_AT", time.time() + 1)  # a later process...
+        assert not retry_due(failed, time.time())  # ...still without rawpy: nothing to gain
+        monkeypatch.setattr(formats, "RAW_AVAILABLE", True)  # ...with rawpy installed
+        assert retry_due(failed, time.time()) and indexer.needs_work(str(path))
+        assert indexer.process([str(path)])["failed"] == {}
+        assert catalog.get(str(path)).state == "indexed"
+    # the name decides only which decoder to wait for: a HEIC named .jpg is tried when any process restarts
+    assert retry_due(FailedFile("/p/phone.jpg", "missing_library", 3, 0.0), time.time())
+    monkeypatch.setattr(formats, "HEIF_AVAILABLE", False)
+    assert not retry_due(FailedFile("/p/phone.HEIC", "missing_library", 3, 0.0), time.time())
 
 
 # -- RAW: preview or demosaic ---------------------------------------------------------------------
@@ -234,3 +265,28 @@ def test_plain_tiffs_are_not_taken_for_raw(photos):
     photos["coffee"].convert("RGB").save(buf, "TIFF", exif=exif)
     assert formats.sniff(buf.getvalue()) is None
     assert images.decode(buf.getvalue(), 64).size[1] >= 64
+    # one with a maker's name and a reduced-size first page looks like a NEF; LibRaw refuses it, Pillow reads it
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[271], tags[254] = "NIKON CORPORATION", 1
+    buf = io.BytesIO()
+    photos["coffee"].convert("RGB").save(buf, "TIFF", tiffinfo=tags)
+    assert formats.sniff(buf.getvalue()) == "NEF"
+    assert _mean_difference(images.decode(buf.getvalue(), 64), photos["coffee"].convert("RGB")) < 5
+
+
+def test_the_cli_does_not_load_the_decoders():
+    """openapi, which the CLI imports, takes the media types from ``format_types``: importing
+    ``formats`` there brought rawpy, pillow-heif and numpy into every CLI command (75 -> 300+ ms)."""
+    code = "import sys, imgsearchd.cli; print(sorted({'numpy', 'rawpy', 'pillow_heif'} & set(sys.modules)))"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "build" / "pp")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_the_page_file_picker_offers_every_new_extension():
+    """Browsers whose MIME registry lacks HEIC or RAW types hide such files from ``accept="image/*"``."""
+    from imgsearchd.config import AVIF_EXTENSIONS, HEIF_EXTENSIONS, RAW_EXTENSIONS
+
+    html = (REPO / "daemon" / "web" / "index.html").read_text(encoding="utf-8")
+    accept = html.split('id="file" type="file" accept="', 1)[1].split('"', 1)[0].split(",")
+    assert "image/*" in accept and set(HEIF_EXTENSIONS + AVIF_EXTENSIONS + RAW_EXTENSIONS) <= set(accept), accept
