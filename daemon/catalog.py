@@ -24,7 +24,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import numpy as np
 
 from . import schema
 from .paths import normalise_path, path_from_key, path_key
-from .records import Changes, Counts, FailedFile, FileRecord, FileResult, FileState
+from .records import Changes, Counts, FailedFile, FileRecord, FileResult, FileState, PhotoMetadata, SearchScope
 
 log = logging.getLogger("imgsearchd.catalog")
 
@@ -62,6 +62,38 @@ def _folder_trouble(folder: Path) -> str:
     except OSError as exc:
         return f" ({folder}: {exc.strerror or exc})"
     return ""
+
+
+# The metadata columns (schema version 3), in ``PhotoMetadata``'s order.
+_METADATA_COLUMNS = ("taken_at", "taken", "taken_from", "width", "height", "camera", "orientation", "has_gps")
+_METADATA_SET = ", ".join(f"{c}=?" for c in _METADATA_COLUMNS)
+
+
+def _metadata_row(m: PhotoMetadata) -> tuple[object, ...]:
+    return (m.taken_at, m.taken, m.taken_from, m.width, m.height, m.camera, m.orientation, int(m.has_gps))
+
+
+def _metadata_of(row: Sequence[Any]) -> PhotoMetadata | None:
+    """A ``PhotoMetadata`` from the metadata columns of a row; None while they are not filled."""
+    if row[0] is None:
+        return None
+    return PhotoMetadata(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]))
+
+
+def _scope_where(scope: SearchScope | None) -> tuple[str, tuple[object, ...]]:
+    """SQL conditions (after ``AND``) and their parameters for a search scope ("1" for everything)."""
+    terms: list[str] = []
+    params: list[object] = []
+    if scope is not None and scope.folder is not None:
+        terms.append(_SUBTREE)
+        params.extend(_subtree(scope.folder))
+    if scope is not None and scope.taken_after is not None:
+        terms.append("taken_at>=?")
+        params.append(scope.taken_after)
+    if scope is not None and scope.taken_before is not None:
+        terms.append("taken_at<?")
+        params.append(scope.taken_before)
+    return (" AND ".join(terms) or "1"), tuple(params)
 
 
 def _vector_blob(vector: np.ndarray) -> bytes:
@@ -232,6 +264,8 @@ class Catalog:
                 " WHERE id=?",
                 (result.size, result.mtime_ns, result.error_reason, detail, seq, now, failures, row[0]),
             )
+        if result.metadata is not None:
+            conn.execute(f"UPDATE files SET {_METADATA_SET} WHERE path=?", (*_metadata_row(result.metadata), path))
 
     def remove_paths(self, paths: Iterable[str]) -> int:
         """Forget these files (and everything under them when a path is a folder).
@@ -311,15 +345,15 @@ class Catalog:
             )
             return cursor.rowcount
 
-    def _rows_in(self, sql: str, keys: Iterable[Any]) -> list[tuple[Any, ...]]:
+    def _rows_in(self, sql: str, keys: Iterable[Any], after: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         """The rows of ``sql`` whose ``IN ({})`` takes ``keys``, asked 500 at a time (under
-        SQLite's limit of bound parameters)."""
+        SQLite's limit of bound parameters); ``after`` binds the parameters that follow it."""
         keys = list(keys)
         conn = self._reader()
         rows: list[tuple[Any, ...]] = []
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
-            rows += conn.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
+            rows += conn.execute(sql.format(",".join("?" * len(chunk))), (*chunk, *after)).fetchall()
         return rows
 
     def unused_hashes(self, hashes: Iterable[str]) -> set[str]:
@@ -363,14 +397,25 @@ class Catalog:
             .fetchone()[0]
         )
 
+    def count_in(self, scope: SearchScope) -> int:
+        """How many indexed (or offline) files a search scope holds."""
+        where, params = _scope_where(scope)
+        sql = f"SELECT COUNT(*) FROM files WHERE state IN ('indexed', 'offline') AND {where}"
+        return int(self._reader().execute(sql, params).fetchone()[0])
+
     def vectors_under(self, root: str, extractor: str, model_id: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of the indexed files at or below ``root`` with a vector from this model.
+        """(ids, vectors) of the indexed files at or below ``root`` with a vector from this model."""
+        return self.vectors_in(SearchScope(folder=root), extractor, model_id, dim)
+
+    def vectors_in(self, scope: SearchScope, extractor: str, model_id: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of the indexed files in a search scope with a vector from this model.
 
         One read, so one change number; what the indexes still hold as fresh is in it too.
         """
+        where, params = _scope_where(scope)
         sql = "SELECT f.id, v.vector FROM files f JOIN vectors v ON v.content_hash=f.content_hash"
-        sql += f" AND v.extractor=? AND v.model_id=? WHERE f.state='indexed' AND {_SUBTREE}"
-        rows = self._reader().execute(sql, (extractor, model_id, *_subtree(root))).fetchall()
+        sql += f" AND v.extractor=? AND v.model_id=? WHERE f.state='indexed' AND {where}"
+        rows = self._reader().execute(sql, (extractor, model_id, *params)).fetchall()
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         return ids, np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dim).astype(np.float32)
 
@@ -408,15 +453,60 @@ class Catalog:
         )
         return [path_from_key(r[0]) for r in rows]
 
-    def paths_for(self, ids: Iterable[int]) -> dict[int, str]:
-        """id -> path for the ids that still exist and are indexed."""
-        rows = self._rows_in("SELECT id, path FROM files WHERE state='indexed' AND id IN ({})", [int(i) for i in ids])
+    def paths_for(self, ids: Iterable[int], scope: SearchScope | None = None) -> dict[int, str]:
+        """id -> path for the ids that still exist, are indexed and lie in ``scope`` (when given)."""
+        where, params = _scope_where(scope)
+        sql = f"SELECT id, path FROM files WHERE state='indexed' AND id IN ({{}}) AND {where}"
+        rows = self._rows_in(sql, [int(i) for i in ids], params)
         return {file_id: path_from_key(path) for file_id, path in rows}
 
     def content_hashes(self, paths: Iterable[str]) -> dict[str, str]:
         """path -> content hash for the catalogued paths (normalised) that have one."""
         sql = "SELECT path, content_hash FROM files WHERE content_hash IS NOT NULL AND path IN ({})"
         return {path_from_key(path): content_hash for path, content_hash in self._rows_in(sql, map(path_key, paths))}
+
+    def result_facts(self, paths: Iterable[str]) -> dict[str, tuple[str | None, PhotoMetadata | None]]:
+        """path -> (content hash, metadata) for the catalogued paths (normalised): what a result shows."""
+        sql = f"SELECT path, content_hash, {', '.join(_METADATA_COLUMNS)} FROM files WHERE path IN ({{}})"
+        return {path_from_key(r[0]): (r[1], _metadata_of(r[2:])) for r in self._rows_in(sql, map(path_key, paths))}
+
+    def metadata_for(self, ids: Iterable[int]) -> dict[int, PhotoMetadata]:
+        """id -> metadata for the ids whose metadata is filled in."""
+        sql = f"SELECT id, {', '.join(_METADATA_COLUMNS)} FROM files WHERE id IN ({{}}) AND taken_at IS NOT NULL"
+        return {r[0]: m for r in self._rows_in(sql, [int(i) for i in ids]) if (m := _metadata_of(r[1:])) is not None}
+
+    def without_metadata(self, limit: int) -> list[tuple[int, str, int]]:
+        """(id, path, mtime_ns) of up to ``limit`` indexed files whose metadata is not filled in
+        (catalogued before schema version 3)."""
+        rows = self._reader().execute(
+            "SELECT id, path, mtime_ns FROM files WHERE state='indexed' AND taken_at IS NULL LIMIT ?", (limit,)
+        )
+        return [(r[0], path_from_key(r[1]), r[2]) for r in rows]
+
+    def count_without_metadata(self) -> int:
+        sql = "SELECT COUNT(*) FROM files WHERE state='indexed' AND taken_at IS NULL"
+        return int(self._reader().execute(sql).fetchone()[0])
+
+    def fill_metadata(self, rows: Iterable[tuple[int, PhotoMetadata]]) -> None:
+        """Store metadata read for (id, metadata) files catalogued without it.
+
+        No change number: the indexes hold vectors, and the date filters read these columns
+        at search time. A file that changed meanwhile is read anew by the pipeline, which
+        writes its metadata again.
+        """
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    f"UPDATE files SET {_METADATA_SET} WHERE id=?", [(*_metadata_row(m), i) for i, m in rows]
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # see ``_change``
+                    conn.execute("ROLLBACK")
+                raise
+            self.commits += 1
 
     def iter_vectors(
         self, extractor: str, model_id: str, chunk: int = 10000

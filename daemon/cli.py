@@ -297,6 +297,7 @@ def _search_local(args: argparse.Namespace, config: Any, parts: list[dict[str, A
     from .index import index_for
     from .paths import normalise_path
     from .query import search_answer
+    from .records import SearchScope
 
     loaded = _load_extractors(config)
     if loaded is None:
@@ -312,7 +313,8 @@ def _search_local(args: argparse.Namespace, config: Any, parts: list[dict[str, A
             return EXIT_ERROR
         with index_for(catalog, config, extractor) as index:  # opens the snapshot (or builds it), closes it after
             try:
-                answer = search_answer(index, vector, args.limit, args.max_distance, folder)
+                scope = SearchScope(folder=normalise_path(folder)) if folder else None
+                answer = search_answer(index, vector, args.limit, args.max_distance, scope)
             except UnknownFolder as exc:
                 print(f"imgsearchd: {exc}", file=sys.stderr)
                 return EXIT_ERROR

@@ -23,7 +23,12 @@ SYSTEM_PATH = Path("/etc/imgsearchd/imgsearchd.toml")
 SOURCE_TREE_PATH = Path(__file__).resolve().parent.parent / "config" / "imgsearchd.toml"
 KNOWN_EXTRACTORS = ("clip", "resnet", "efficientnet")
 # The file names watched folders and folder adds index (the formats ``images`` reads).
-DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+# HEIC/HEIF need pillow-heif and RAW needs rawpy; without them such files fail with a clear reason.
+DEFAULT_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+HEIF_EXTENSIONS = (".heic", ".heif")
+AVIF_EXTENSIONS = (".avif",)
+RAW_EXTENSIONS = (".dng", ".cr2", ".cr3", ".nef", ".arw", ".pef", ".raf", ".orf", ".rw2")  # camera RAW
+DEFAULT_EXTENSIONS += HEIF_EXTENSIONS + AVIF_EXTENSIONS + RAW_EXTENSIONS
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "int8", "fp16")  # extractors/precision.py says what each does
 # The cosine above which /duplicates calls two pictures near-duplicates, per model.

@@ -34,6 +34,7 @@ import numpy as np
 from . import images
 from .catalog import Catalog
 from .paths import is_under, json_fields
+from .records import PhotoMetadata
 from .timestamps import iso_utc
 
 log = logging.getLogger("imgsearchd.duplicates")
@@ -479,12 +480,18 @@ def page(
     limit: int,
     roots: Sequence[str] | None,
     content_hashes: Callable[[Iterable[str]], dict[str, str]] | None = None,
+    metadata: Callable[[Iterable[int]], dict[int, PhotoMetadata]] | None = None,
+    sort: str = "similarity",
 ) -> dict[str, Any]:
     """The API's answer: groups ``offset`` to ``offset + limit`` of the kind (and folder) asked for.
 
-    A ``folder`` keeps the groups with at least one member in it, shown whole. Dimensions
-    are read from the files' headers the first time a page shows them; ``content_hashes``
-    (the catalogue's) gives each member its current hash, for the page's thumbnail URLs.
+    A ``folder`` keeps the groups with at least one member in it, shown whole. ``sort``:
+    "similarity" keeps the join's order (biggest groups first, the centre first in each);
+    "taken" puts each group's members oldest first and the groups by their oldest photo
+    (files without a date last), which shows the original before its copies. ``metadata``
+    (the catalogue's) gives each member its capture time, size and camera; dimensions of a
+    file without metadata are read from its header the first time a page shows it;
+    ``content_hashes`` gives each member its current hash, for the page's thumbnail URLs.
     """
     files = grouping.files
 
@@ -497,29 +504,30 @@ def page(
         return folder is None or any(is_under(files[m][0], folder) for m in present)
 
     chosen = [g for g in grouping.groups if wanted(g)]
+    facts: dict[int, PhotoMetadata] = {}
+    if sort == "taken" and metadata is not None:
+        facts = metadata(m for g in chosen for m in g.members)
+        chosen = sorted(chosen, key=lambda g: _oldest(g.members, facts))
     shown = chosen[offset : offset + limit]
+    if metadata is not None and sort != "taken":
+        facts = metadata(m for g in shown for m in g.members)
     out_groups = []
     paths_shown = (files[m][0] for g in shown for m in g.members if m in files)
     hashes = content_hashes(paths_shown) if content_hashes is not None else {}
     for group in shown:
         members = []
-        for file_id, score in zip(group.members, group.scores):
+        pairs = list(zip(group.members, group.scores))
+        if sort == "taken":
+            pairs.sort(key=lambda pair: _oldest((pair[0],), facts))
+        for file_id, score in pairs:
             if file_id not in files:
                 continue
             path, size = files[file_id]
-            if file_id not in grouping.dimensions:
+            found = facts.get(file_id)
+            if found is None and file_id not in grouping.dimensions:
                 grouping.dimensions[file_id] = images.header_size(path, roots)
-            dims = grouping.dimensions[file_id]
-            members.append(
-                {
-                    **json_fields(path),
-                    "size": size,
-                    "width": dims[0] if dims else None,
-                    "height": dims[1] if dims else None,
-                    "score": score,
-                    "hash": hashes.get(path),
-                }
-            )
+            about = found.as_json() if found is not None else {**UNKNOWN_METADATA, **_dims(grouping, file_id)}
+            members.append({**json_fields(path), "size": size, "score": score, "hash": hashes.get(path), **about})
         out_groups.append(
             {"kind": group.kind, "files": len(members), "similarity": group.similarity, "members": members}
         )
@@ -530,6 +538,7 @@ def page(
         "threshold": grouping.threshold,
         "kind": kind,
         "folder": folder,
+        "sort": sort,
         "total": len(chosen),
         "offset": offset,
         "limit": limit,
@@ -538,6 +547,21 @@ def page(
         "largest_component": grouping.largest_component,
         **join_facts(join),
     }
+
+
+def _oldest(members: Iterable[int], facts: Mapping[int, PhotoMetadata]) -> tuple[bool, float]:
+    """A sort key: the earliest capture time among ``members``, those without one after all others."""
+    times = [facts[m].taken_at for m in members if m in facts]
+    return (not times, min(times) if times else 0.0)
+
+
+def _dims(grouping: Grouping, file_id: int) -> dict[str, int | None]:
+    dims = grouping.dimensions.get(file_id)
+    return {"width": dims[0] if dims else None, "height": dims[1] if dims else None}
+
+
+# A member whose metadata is not read yet: the same keys as ``PhotoMetadata.as_json``, null.
+UNKNOWN_METADATA: dict[str, Any] = dict.fromkeys(("taken", "taken_from", "camera", "orientation", "gps"))
 
 
 def respond(
@@ -550,6 +574,7 @@ def respond(
     offset: int,
     limit: int,
     roots: Sequence[str],
+    sort: str = "similarity",
 ) -> tuple[int, dict[str, Any]]:
     """``/duplicates``: 200 with a page of groups, or 202 while the first join runs."""
     join, fresh, computing = finder.lookup(extractor, source)
@@ -568,5 +593,7 @@ def respond(
         limit=limit,
         roots=roots or None,
         content_hashes=finder.catalog.content_hashes,
+        metadata=finder.catalog.metadata_for,
+        sort=sort,
     )
     return 200, {**answer, "stale": not fresh, "computing": progress}

@@ -18,6 +18,7 @@ IMAGE_ERROR_STATUS = {
     images.Reason.CORRUPT: 415,
     images.Reason.OUTSIDE_ROOTS: 403,
     images.Reason.INTERNAL: 500,
+    images.Reason.MISSING_LIBRARY: 415,  # this daemon cannot read the format: the client may send another
 }
 
 

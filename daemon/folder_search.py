@@ -1,7 +1,11 @@
-"""Search limited to one folder (``folder=PATH``): exact when it is small, over-fetch when large.
+"""Search limited to a scope (``folder=PATH``, ``taken_after``/``taken_before``): exact when
+the scope is small, over-fetch when large.
 
 A folder is a path prefix with a separator, as the catalogue's subtree reads take it
 (``/p/2019`` holds ``/p/2019/a.jpg`` and ``/p/2019/x/b.jpg``, not ``/p/2019b/c.jpg``).
+A capture-time range is read from the catalogue's metadata columns (indexed), so the
+catalogue decides both what a scope holds and which over-fetched hits lie in it.
+(Below, "folder" stands for any scope.)
 
 - **Small folder**: its vectors are read from the catalogue and ranked exactly with numpy.
   The catalogue is the truth, so files added a moment ago (the index's fresh vectors)
@@ -35,7 +39,7 @@ import numpy as np
 from .hnsw import CONNECTIVITY
 from .index import ExtractorIndex
 from .index_parts import BaseKind, Hit, distance_of, exact_top, unit_rows
-from .paths import is_under
+from .records import SearchScope
 
 # One folder file read from the catalogue and ranked costs as much as the index inspecting
 # this many candidates. Measured with bench/bench_filters.py at 100k 512-d vectors
@@ -90,26 +94,41 @@ def search_folder(
     max_distance: float | None = None,
     exact_cost: float = EXACT_COST,
 ) -> FolderHits:
-    """The ``limit`` nearest indexed files at or below ``folder`` (a normalised path).
+    """The ``limit`` nearest indexed files at or below ``folder`` (a normalised path)."""
+    return search_scoped(index, vector, SearchScope(folder=folder), limit, max_distance, exact_cost)
+
+
+def search_scoped(
+    index: ExtractorIndex,
+    vector: np.ndarray,
+    scope: SearchScope,
+    limit: int,
+    max_distance: float | None = None,
+    exact_cost: float = EXACT_COST,
+) -> FolderHits:
+    """The ``limit`` nearest indexed files in ``scope`` (its folder a normalised path).
 
     ``exact_cost``: see ``EXACT_COST`` (0 always searches exactly, ``inf`` never does
     unless the index has no more). Raises ``UnknownFolder`` when the catalogue has no
-    indexed (or offline) file there.
+    indexed (or offline) file in the scope's folder; a date range that holds nothing
+    answers with no hits.
     """
     v = _unit(vector, index.dim)
-    files = index.catalog.count_under(folder)
+    if scope.folder is not None and index.catalog.count_under(scope.folder) == 0:
+        raise UnknownFolder(scope.folder)
+    files = index.catalog.count_in(scope)
     if files == 0:
-        raise UnknownFolder(folder)
+        return FolderHits([], Method.EXACT, 0)
     stats = index.stats()
     total = max(1, int(stats["indexed"]) - int(stats["tombstones"]) + int(stats["fresh"]))
     ask = min(total, max(2 * limit, math.ceil(limit * total / files * OVERFETCH_MARGIN)))
     while True:
         scale = math.ceil(ask / limit)
         if files * exact_cost <= _effort(stats, total, ask, scale):
-            return _exact(index, v, folder, limit, max_distance)
+            return _exact(index, v, scope, limit, max_distance)
         hits = index.query(v, ask, max_distance, budget_scale=scale)
-        paths = index.catalog.paths_for(h.id for h in hits)  # also drops files removed just now
-        inside = [(h, paths[h.id]) for h in hits if h.id in paths and is_under(paths[h.id], folder)]
+        paths = index.catalog.paths_for((h.id for h in hits), scope)  # also drops files removed just now
+        inside = [(h, paths[h.id]) for h in hits if h.id in paths]
         if len(inside) >= limit or len(hits) < ask or ask >= total:
             return FolderHits(inside[:limit], Method.OVERFETCH, ask)
         ask = min(total, ask * 4)
@@ -129,9 +148,11 @@ def _effort(stats: dict[str, object], total: int, ask: int, scale: int) -> float
     return float(search_k * scale if search_k > 0 else int(stats["trees"]) * ask)  # type: ignore[call-overload]
 
 
-def _exact(index: ExtractorIndex, v: np.ndarray, folder: str, limit: int, max_distance: float | None) -> FolderHits:
-    """Rank the folder's vectors from the catalogue by brute force."""
-    ids, vectors = index.catalog.vectors_under(folder, index.extractor, index.model_id, index.dim)
+def _exact(
+    index: ExtractorIndex, v: np.ndarray, scope: SearchScope, limit: int, max_distance: float | None
+) -> FolderHits:
+    """Rank the scope's vectors from the catalogue by brute force."""
+    ids, vectors = index.catalog.vectors_in(scope, index.extractor, index.model_id, index.dim)
     top_ids, scores = exact_top(unit_rows(vectors), ids, v, limit)
     found = []
     for i, s in zip(top_ids.tolist(), scores.tolist()):

@@ -12,8 +12,9 @@ import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from . import formats
 from .catalog import Catalog, FailedFile, FileState
-from .images import TRANSIENT_REASONS
+from .images import TRANSIENT_REASONS, Reason
 from .paths import is_inside, is_under, normalise_path
 
 TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp", "~")
@@ -209,7 +210,18 @@ def retry_delay(failures: int) -> float:
 
 def retry_due(failed: FailedFile, now: float) -> bool:
     """Should an unchanged failed file be tried again now? Only for reasons that may pass."""
-    return failed.reason in TRANSIENT_REASONS and now - failed.updated_at >= retry_delay(failed.failures)
+    if not may_pass(failed.path, failed.reason, failed.updated_at):
+        return False
+    # no timer for missing_library: only a restart brings a decoder, and may_pass says when one did
+    return failed.reason == Reason.MISSING_LIBRARY or now - failed.updated_at >= retry_delay(failed.failures)
+
+
+def may_pass(path: str, reason: str | None, failed_at: float) -> bool:
+    """Whether a failure may not happen again with the file unchanged (``unreadable``: a chmod
+    changes neither size nor mtime; ``missing_library``: ``formats.worth_retrying``)."""
+    if reason == Reason.MISSING_LIBRARY:
+        return formats.worth_retrying(path, failed_at)
+    return reason in TRANSIENT_REASONS
 
 
 def _vanished(known: Iterable[str], on_disk: set[str], unreadable: list[str]) -> list[str]:

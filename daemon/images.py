@@ -5,7 +5,12 @@
 EXIF orientation applied, transparency flattened onto white, 16-bit and CMYK
 converted, large JPEGs decoded at reduced size (Pillow's draft mode), a pixel
 cap against decompression bombs, and a process-wide budget of pixels decoded at
-once. Every failure is an ``ImageError`` whose ``reason`` is one short word.
+once. HEIC/HEIF, AVIF and camera RAW files (``formats``) go through the same caps; one
+whose decoder is not installed fails with ``Reason.MISSING_LIBRARY``. Every failure
+is an ``ImageError`` whose ``reason`` is one short word.
+
+Longer than most modules: every format's caps, pixel budget and failure reasons stay in
+the one place that opens image files (the RAW path, preview or demosaic, is 90 of its lines).
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ from typing import BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from . import memory
+from . import formats, memory
 from .paths import is_inside
 
-SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+# Pillow's names of what ``Image.open`` may read: the optional ones only when their decoder is here.
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF") + (
+    (("AVIF",) if formats.AVIF_AVAILABLE else ()) + (("HEIF",) if formats.HEIF_AVAILABLE else ())
+)
 # Our own cap (ImageLimits.max_pixels, checked right after reading the header) replaces
 # Pillow's global one, so the configured value is the one that counts.
 Image.MAX_IMAGE_PIXELS = None
@@ -48,11 +56,12 @@ class Reason(StrEnum):
     CORRUPT = "corrupt"
     OUTSIDE_ROOTS = "outside_roots"  # a link that leads out of the watched folders and allowed roots
     INTERNAL = "internal_error"  # a bug in imgsearchd or a library: the log has the traceback
+    MISSING_LIBRARY = "missing_library"  # HEIC, AVIF or RAW whose optional decoder is not installed
 
 
 # Reasons that say nothing about the file's content: tried again on the next event or scan
-# even when size and mtime are unchanged (a chmod changes neither).
-TRANSIENT_REASONS = frozenset({Reason.UNREADABLE, Reason.MISSING, Reason.INTERNAL})
+# even when size and mtime are unchanged (a chmod changes neither; nor does installing pillow-heif).
+TRANSIENT_REASONS = frozenset({Reason.UNREADABLE, Reason.MISSING, Reason.INTERNAL, Reason.MISSING_LIBRARY})
 
 
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -227,23 +236,94 @@ def decode(data: bytes, min_side: int = 0, limits: ImageLimits = ImageLimits()) 
     """
     if not data:
         raise ImageError(Reason.EMPTY, "file is empty")
+    kind = formats.sniff(data[: formats.HEAD_BYTES])
+    missing = formats.missing_library(kind)
+    if missing:
+        raise ImageError(Reason.MISSING_LIBRARY, missing)
+    if kind in formats.RAW_KINDS:
+        try:
+            return _decode_raw(data, min_side, limits)
+        except ImageError as exc:
+            # a TIFF that only looked like a camera's (a maker's name and a preview page), or a
+            # camera newer than LibRaw: Pillow reads its first page rather than nothing
+            if exc.reason != Reason.NOT_AN_IMAGE or not formats.is_tiff(data):
+                raise
     with _decode_errors():
         opened = _open(data, min_side, limits)
+    return _load_and_fit(opened, min_side, limits)
+
+
+def _load_and_fit(opened: Image.Image, min_side: int, limits: ImageLimits, exif_turn: bool = True) -> Image.Image:
+    """Decode an opened picture inside the pixel budget and shrink it (``_fit``)."""
     pixels = opened.width * opened.height  # after draft: what load() will really allocate
     with memory.DECODES.hold(pixels, limits.decode_budget_pixels):
         with _decode_errors():
             opened.load()
-            picture = _fit(opened, min_side)
+            picture = _fit(opened, min_side, exif_turn)
         del opened  # the full-size picture goes before the next decode is let in
     if pixels >= GIVE_BACK_PIXELS:
         memory.give_back()
     return picture
 
 
-def _open(data: bytes, min_side: int, limits: ImageLimits) -> Image.Image:
-    """Read the header, check the caps, and set JPEG draft mode; nothing decoded yet."""
-    image: Image.Image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
-    width, height = image.size
+def _decode_raw(data: bytes, min_side: int, limits: ImageLimits) -> Image.Image:
+    """A camera RAW file: the camera's embedded preview when its shorter side reaches
+    ``min_side``, else LibRaw's demosaic (half size when that still reaches it: a quarter
+    of the work), under the same caps and budget as every other picture.
+
+    Measured here (24 MP DNG, 2 shared cores): the 1.7 MP preview 10 ms, the half-size
+    demosaic 550 ms (a 24 MP JPEG: 39 ms with draft mode).
+    """
+    with _decode_errors():
+        raw = formats.open_raw(data)
+    with raw:
+        sizes = raw.sizes
+        _check_size(sizes.raw_width, sizes.raw_height, limits)
+        turn = _raw_turn(sizes.flip)
+        if min_side > 0:
+            with _decode_errors():
+                preview = formats.raw_preview(raw)
+            picture = _raw_preview_picture(preview, min_side, limits) if preview is not None else None
+            if picture is not None:
+                return picture.transpose(turn) if turn is not None else picture
+        half = min_side > 0 and min(sizes.width, sizes.height) // 2 >= min_side
+        # LibRaw holds the 16-bit raw data (2 bytes a pixel) and a 16-bit 4-channel picture
+        # (8 bytes a pixel, a quarter of the pixels at half size): in the budget's 4-byte RGB
+        # pixels, one per raw pixel at half size, three at full size.
+        held = sizes.raw_width * sizes.raw_height * (1 if half else 3)
+        with memory.DECODES.hold(held, limits.decode_budget_pixels):
+            with _decode_errors():
+                array = formats.demosaic(raw, half)  # upright already: LibRaw applies the flip
+                picture = _fit(Image.fromarray(array), min_side, exif_turn=False)
+            del array
+    if held >= GIVE_BACK_PIXELS:
+        memory.give_back()
+    return picture
+
+
+def _raw_preview_picture(preview: bytes | np.ndarray, min_side: int, limits: ImageLimits) -> Image.Image | None:
+    """The embedded preview as the model's picture, or None when it is smaller than ``min_side``.
+
+    Its own EXIF orientation is ignored: the RAW's orientation (LibRaw's flip) is the one that counts.
+    """
+    if isinstance(preview, bytes):
+        with _decode_errors():
+            opened = _open(preview, min_side, limits)  # draft keeps the shorter side >= min_side when it was
+    else:
+        opened = Image.fromarray(preview)
+    if min(opened.size) < min_side:
+        return None
+    return _load_and_fit(opened, min_side, limits, exif_turn=False)
+
+
+def _raw_turn(flip: int) -> Image.Transpose | None:
+    """LibRaw's ``flip`` as the turn that makes the picture upright."""
+    name = formats.RAW_FLIPS.get(flip)
+    return Image.Transpose[name] if name else None
+
+
+def _check_size(width: int, height: int, limits: ImageLimits) -> None:
+    """Refuse a picture over the pixel cap or with a size that cannot be."""
     if width * height > limits.max_pixels:
         raise ImageError(
             Reason.TOO_LARGE,
@@ -251,6 +331,12 @@ def _open(data: bytes, min_side: int, limits: ImageLimits) -> Image.Image:
         )
     if width < 1 or height < 1:
         raise ImageError(Reason.CORRUPT, f"image claims a size of {width}x{height}")
+
+
+def _open(data: bytes, min_side: int, limits: ImageLimits) -> Image.Image:
+    """Read the header, check the caps, and set JPEG draft mode; nothing decoded yet."""
+    image: Image.Image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+    _check_size(*image.size, limits)
     if image.format in ("JPEG", "MPO") and min_side > 0:
         image.draft("RGB", (min_side, min_side))
     return image
@@ -265,6 +351,13 @@ def _decode_errors() -> Iterator[None]:
             yield
     except ImageError:
         raise
+    except formats.RAW_UNSUPPORTED as exc:
+        raise ImageError(Reason.NOT_AN_IMAGE, f"a camera RAW file LibRaw does not read: {exc}") from exc
+    except formats.RAW_TOO_BIG as exc:
+        raise ImageError(Reason.TOO_LARGE, f"LibRaw: {exc}") from exc
+    except formats.RAW_ERROR as exc:
+        message = str(exc) or type(exc).__name__
+        raise ImageError(Reason.TRUNCATED if "EOF" in message else Reason.CORRUPT, f"LibRaw: {message}") from exc
     except UnidentifiedImageError as exc:
         raise ImageError(Reason.NOT_AN_IMAGE, f"not a supported image ({', '.join(SUPPORTED_FORMATS)})") from exc
     except Image.DecompressionBombError as exc:
@@ -278,7 +371,7 @@ def _decode_errors() -> Iterator[None]:
         raise ImageError(Reason.TOO_LARGE, "not enough memory to decode") from exc
 
 
-def _fit(image: Image.Image, min_side: int) -> Image.Image:
+def _fit(image: Image.Image, min_side: int, exif_turn: bool = True) -> Image.Image:
     """The decoded picture shrunk, turned upright and in RGB, in the order that copies least.
 
     Grey and RGB pictures are shrunk first; the other modes (palettes, alpha, 16-bit, CMYK)
@@ -286,7 +379,7 @@ def _fit(image: Image.Image, min_side: int) -> Image.Image:
     full-size copy exists: a 13000x13000 RGBA PNG peaked at 2094 MiB over the picture-less
     process when converted whole, and the EXIF turn of a full-size picture copied it too.
     """
-    turn = _orientation(image)
+    turn = _orientation(image) if exif_turn else None
     factor = _shrink_factor(image, min_side)
     if image.mode in _SHRINK_FIRST_MODES and "transparency" not in image.info:
         image = to_rgb(image.reduce(factor) if factor > 1 else image)
@@ -376,6 +469,7 @@ CONTENT_TYPES = {
     "GIF": "image/gif",
     "BMP": "image/bmp",
     "TIFF": "image/tiff",
+    **formats.CONTENT_TYPES,  # HEIF, AVIF and camera RAW, by the kind ``formats.sniff`` names
 }
 
 
@@ -396,9 +490,12 @@ def open_original(
             raise ImageError(Reason.EMPTY, "file is empty")
         if size > limits.max_file_bytes:
             raise ImageError(Reason.TOO_LARGE, f"file is {size} bytes, over the {limits.max_file_bytes}-byte cap")
-        with _decode_errors():
-            kind = Image.open(fh, formats=SUPPORTED_FORMATS).format or ""  # the header only
+        kind = formats.sniff(fh.read(formats.HEAD_BYTES)) or ""  # RAW and HEIF need no decoder to be sent
         fh.seek(0)
+        if kind not in formats.CONTENT_TYPES:
+            with _decode_errors():
+                kind = Image.open(fh, formats=SUPPORTED_FORMATS).format or ""  # the header only
+            fh.seek(0)
     except OSError as exc:
         fh.close()
         raise _os_error(exc) from exc
@@ -425,6 +522,9 @@ def header_size(path: str, roots: Sequence[str] | None = None) -> tuple[int, int
         with os.fdopen(fd, "rb") as fh:
             if roots:
                 check_inside(fh.fileno(), roots)
+            if formats.sniff(fh.read(formats.HEAD_BYTES)) in formats.RAW_KINDS:
+                return _raw_header_size(fh.fileno())
+            fh.seek(0)
             with Image.open(fh, formats=SUPPORTED_FORMATS) as image:
                 width, height = image.size
                 if _orientation(image) in _TURNED:
@@ -432,3 +532,15 @@ def header_size(path: str, roots: Sequence[str] | None = None) -> tuple[int, int
                 return (width, height) if width > 0 and height > 0 else None
     except Exception:  # any header Pillow cannot read: the size is unknown, the listing goes on
         return None
+
+
+def _raw_header_size(fd: int) -> tuple[int, int] | None:
+    """A RAW file's (width, height) as shown, from LibRaw reading its header through the open file."""
+    if not formats.RAW_AVAILABLE:
+        return None
+    with formats.open_raw_file(f"/proc/self/fd/{fd}") as raw:  # the file already opened and checked
+        sizes = raw.sizes
+        width, height = sizes.width, sizes.height
+        if _raw_turn(sizes.flip) in _TURNED:
+            width, height = height, width
+        return (width, height) if width > 0 and height > 0 else None

@@ -7,6 +7,10 @@ copied files), decodes and preprocesses what is new, runs one batched forward pa
 per extractor, and writes each batch in one catalogue transaction. One bad file is
 recorded with its reason and never stops the run. After each commit the indexes are
 told (``on_commit``) and then the listener hears a typed ``Outcome`` per path.
+Each file's metadata (``photo_metadata``) is read from the bytes already in memory.
+
+Longer than most modules: the pipeline's idle duties (retries, pruning, the metadata
+fill of older rows) run in its one loop, so they never race a batch for the catalogue.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import images
+from . import images, photo_metadata
 from .catalog import Catalog, FileResult, FileState
 from .extractors import Extractor
-from .folders import OnError, plan_folder, retry_due
+from .folders import OnError, may_pass, plan_folder, retry_due
 from .outcomes import Listener, Outcome
 from .paths import normalise_path
 from .progress import Bar, Progress
+from .records import PhotoMetadata
 from .storage import StorageHealth, is_storage_error
 from .thumbnails import ThumbnailStore
 from .workqueue import Intent, Work, WorkQueue
@@ -50,6 +55,7 @@ class _Loaded:
     content_hash: str | None = None
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     reused: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
+    metadata: PhotoMetadata | None = None
     error: images.ImageError | None = None
 
 
@@ -89,6 +95,8 @@ class Indexer:
         self.roots = roots or (lambda: None)
         self._wanted = {name: e.model_id for name, e in extractors.items()}
         self.thumbnails = thumbnails
+        self._metadata_left = True  # until a look finds no file catalogued without metadata
+        self._metadata_filled = 0
 
     # -- planning
 
@@ -109,7 +117,7 @@ class Indexer:
         if (st.st_size, st.st_mtime_ns) != (record.size, record.mtime_ns):
             return True
         if record.state == FileState.FAILED:
-            return retry_failed or record.error_reason in images.TRANSIENT_REASONS
+            return retry_failed or may_pass(path, record.error_reason, record.updated_at)
         if record.state != FileState.INDEXED or record.content_hash is None:
             return True
         present = self.catalog.models_present(record.content_hash)
@@ -123,6 +131,7 @@ class Indexer:
             file = images.read_file(path, self.limits, self.roots())
             item.size, item.mtime_ns = file.size, file.mtime_ns
             item.content_hash = file.content_hash
+            item.metadata = photo_metadata.read_metadata(file.data, file.mtime_ns)
             missing = []
             for name, model_id in self._wanted.items():
                 vector = self.catalog.vector_for_hash(item.content_hash, name, model_id)
@@ -271,6 +280,7 @@ class Indexer:
                     vectors={} if error else {**item.reused, **vectors.get(i, {})},
                     error_reason=error.reason if error else None,
                     error_detail=error.detail if error else None,
+                    metadata=None if error else item.metadata,
                 )
             )
         seq = self.catalog.record_batch(results)
@@ -339,7 +349,7 @@ class Indexer:
     ) -> None:
         """The daemon's loop: take queued work until ``stop`` is set.
 
-        When idle: every ``retry_every`` seconds, failed files whose retry is due are queued
+        When idle: files catalogued before metadata was read get theirs (``fill_metadata``); every ``retry_every`` seconds, failed files whose retry is due are queued
         again (``folders.retry_due``); at most every ``prune_every`` seconds, vectors that no
         file uses any more are dropped (the delay lets a move seen as delete + create keep
         its vector); and while the catalogue cannot be written, an empty write probes it.
@@ -355,6 +365,8 @@ class Indexer:
                     self._apply(items)
                 elif not self.storage.ok and time.monotonic() >= self.storage.retry_at:
                     self.catalog.probe_write()  # nothing queued to try it with (a failed /remove)
+                elif self._metadata_left:
+                    self.fill_metadata()
                 elif time.monotonic() - last_retry >= retry_every:
                     last_retry = time.monotonic()
                     self._queue_due_retries(queue)
@@ -373,6 +385,31 @@ class Indexer:
             finally:
                 if items:
                     queue.task_done(len(items))
+
+    def fill_metadata(self, batch: int = 200) -> int:
+        """Read the metadata of up to ``batch`` files catalogued without it (before schema 3).
+
+        Headers only (``photo_metadata.read_metadata_file``), a batch per idle turn of the
+        loop, so queued work always comes first. Returns how many rows were filled.
+        Measured here: 0.5 ms a JPEG whose bytes are cached (100k files: about a minute, plus the disk reads).
+        """
+        rows = self.catalog.without_metadata(batch)
+        if not rows:
+            if self._metadata_filled:
+                log.info("metadata read for %d files catalogued before it was kept", self._metadata_filled)
+            self._metadata_left = False
+            return 0
+        if not self._metadata_filled:
+            left = self.catalog.count_without_metadata()
+            log.info("reading capture dates and sizes of %d files catalogued without them", left)
+        # A file gone or unreadable gets its catalogued mtime: every row is filled, so the
+        # loop ends; the watcher or a retry deals with the file itself.
+        self.catalog.fill_metadata(
+            (file_id, photo_metadata.read_metadata_file(path, mtime_ns, self.limits.max_file_bytes))
+            for file_id, path, mtime_ns in rows
+        )
+        self._metadata_filled += len(rows)
+        return len(rows)
 
     def prune_unused(self) -> tuple[int, int]:
         """Drop the vectors and thumbnails no file has any more; returns how many of each.

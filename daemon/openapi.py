@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import __version__
+from . import __version__, format_types
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
 MAX_DISTANCE = 2  # Euclidean distance between unit vectors: 0 same, 2 opposite
 DEFAULT_GROUPS = 20  # /duplicates: groups per page
 DUPLICATE_KINDS = ("all", "exact", "near")
+DUPLICATE_SORTS = ("similarity", "taken")
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -97,9 +98,35 @@ FOLDER = _param(
     "only files at or below this absolute folder (inside the allowed roots; 404 when the catalogue "
     "has no indexed image there)",
 )
+_BOUND = "an ISO 8601 year, month, day or time (no offset: the daemon's local time)"
+TAKEN_AFTER = _param(
+    "taken_after", {"type": "string"}, f"only photos taken at or after this: {_BOUND}, from its first moment"
+)
+TAKEN_BEFORE = _param(
+    "taken_before",
+    {"type": "string"},
+    f"only photos taken before the end of this: {_BOUND} (2023-07 takes all of July)",
+)
 MAX_DISTANCE_PARAM = _param(
     "max_distance", {"type": "number", "minimum": 0, "maximum": MAX_DISTANCE}, "drop results further than this"
 )
+
+METADATA_FIELDS: dict[str, Any] = {
+    "taken": {
+        "type": ["string", "null"],
+        "description": "capture time, ISO 8601 (with the offset when the camera wrote one); "
+        "null while the file's metadata is not read yet",
+    },
+    "taken_from": {
+        "enum": ["exif", "mtime", None],
+        "description": "exif: the photo's own date; mtime: it had none, the file's modification time stands in",
+    },
+    "width": {"type": ["integer", "null"], "minimum": 1, "description": "pixels as shown (EXIF turn applied)"},
+    "height": {"type": ["integer", "null"], "minimum": 1},
+    "camera": {"type": ["string", "null"], "description": "EXIF make and model"},
+    "orientation": {"type": ["integer", "null"], "minimum": 1, "maximum": 8, "description": "EXIF orientation"},
+    "gps": {"type": ["boolean", "null"], "description": "whether the file holds a position (never the position)"},
+}
 
 
 def web_paths() -> dict[str, Any]:
@@ -169,7 +196,8 @@ HASH_FIELD = {
     "description": "the file's content hash: /thumbnail?image=...&v=HASH may be cached for good",
 }
 THUMBNAIL_TYPES = ("image/webp", "image/jpeg")
-ORIGINAL_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
+ORIGINAL_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
+ORIGINAL_TYPES += tuple(dict.fromkeys(format_types.CONTENT_TYPES.values()))  # HEIF, AVIF, camera RAW
 THUMBNAIL_HEADERS = {
     "ETag": {"schema": {"type": "string"}, "description": "the quoted content hash with a size and format tag"},
     "Cache-Control": {
@@ -246,6 +274,7 @@ def spec() -> dict[str, Any]:
                 },
                 "score": {"type": "number", "minimum": -1, "maximum": 1, "description": "cosine similarity"},
                 "hash": HASH_FIELD,
+                **METADATA_FIELDS,
             },
         },
         "SearchResults": {
@@ -341,10 +370,14 @@ def spec() -> dict[str, Any]:
                 "image": {"type": "string", "description": "absolute path (as in Result)"},
                 "path_base64": {"type": "string", "description": "only for a name that is not valid UTF-8"},
                 "size": {"type": "integer", "minimum": 0, "description": "bytes, as indexed"},
-                "width": {"type": ["integer", "null"], "minimum": 1, "description": "null: the header is unreadable"},
-                "height": {"type": ["integer", "null"], "minimum": 1},
-                "score": {"type": "number", "minimum": -1, "maximum": 1, "description": "cosine to the group's first"},
+                "score": {
+                    "type": "number",
+                    "minimum": -1,
+                    "maximum": 1,
+                    "description": "cosine to the group's centre (its first member in similarity order)",
+                },
                 "hash": HASH_FIELD,
+                **METADATA_FIELDS,
             },
         },
         "DuplicateGroup": {
@@ -388,6 +421,7 @@ def spec() -> dict[str, Any]:
                 "threshold": {"type": "number"},
                 "kind": {"enum": list(DUPLICATE_KINDS)},
                 "folder": {"type": ["string", "null"]},
+                "sort": {"enum": list(DUPLICATE_SORTS)},
                 "total": {"type": "integer", "minimum": 0, "description": "groups of this kind (and folder)"},
                 "offset": {"type": "integer", "minimum": 0},
                 "limit": {"type": "integer", "minimum": 1},
@@ -504,6 +538,11 @@ def spec() -> dict[str, Any]:
                 },
                 "indexing": {"type": "object"},
                 "thumbnails": THUMBNAIL_STATS,
+                "decoders": {
+                    "type": "object",
+                    "additionalProperties": {"type": "boolean"},
+                    "description": "optional decoders this daemon has (heif, avif, raw); without one, such files fail with reason missing_library",
+                },
                 "uptime_s": {"type": "number"},
                 "version": {"type": "string"},
                 "ready": {"type": "boolean"},
@@ -553,6 +592,8 @@ def spec() -> dict[str, Any]:
                     EXTRACTOR,
                     MAX_DISTANCE_PARAM,
                     FOLDER,
+                    TAKEN_AFTER,
+                    TAKEN_BEFORE,
                 ],
                 "responses": {
                     "200": _json(ref("SearchResults"), "best first"),
@@ -564,7 +605,7 @@ def spec() -> dict[str, Any]:
                 "description": "A JSON body with 'query' is a combined query: the query vector is the sum of "
                 "weight x unit vector of each part, normalised (parts that cancel out: 400). At most "
                 f"{MAX_PARTS} parts; all uploads together at most server.max_upload_mb.",
-                "parameters": [LIMIT, EXTRACTOR, MAX_DISTANCE_PARAM, FOLDER],
+                "parameters": [LIMIT, EXTRACTOR, MAX_DISTANCE_PARAM, FOLDER, TAKEN_AFTER, TAKEN_BEFORE],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -577,6 +618,8 @@ def spec() -> dict[str, Any]:
                                 "properties": {
                                     "image": {"type": "string", "format": "binary"},
                                     "folder": {"type": "string"},
+                                    "taken_after": {"type": "string"},
+                                    "taken_before": {"type": "string"},
                                 },
                             }
                         },
@@ -590,6 +633,8 @@ def spec() -> dict[str, Any]:
                                     "extractor": {"type": "string"},
                                     "max_distance": {"type": "number"},
                                     "folder": {"type": "string"},
+                                    "taken_after": {"type": "string"},
+                                    "taken_before": {"type": "string"},
                                     "query": {
                                         "type": "array",
                                         "minItems": 1,
@@ -620,6 +665,12 @@ def spec() -> dict[str, Any]:
                     ),
                     _param("kind", {"enum": list(DUPLICATE_KINDS), "default": "all"}, "which groups"),
                     _param("folder", {"type": "string"}, "only groups with a file in this folder (absolute)"),
+                    _param(
+                        "sort",
+                        {"enum": list(DUPLICATE_SORTS), "default": "similarity"},
+                        "similarity: biggest groups first, centre first; taken: members oldest first, groups "
+                        "by their oldest photo",
+                    ),
                     _param("offset", {"type": "integer", "minimum": 0, "default": 0}, "groups to skip"),
                     _param(
                         "limit",

@@ -13,9 +13,10 @@ import numpy as np
 from . import images
 from .catalog import Catalog
 from .extractors import Extractor
-from .folder_search import search_folder
+from .folder_search import search_scoped
 from .index import ExtractorIndex
 from .paths import json_fields
+from .records import SearchScope
 
 
 def stored_vector_for_path(catalog: Catalog, extractor: Extractor, path: str) -> np.ndarray | None:
@@ -62,24 +63,37 @@ def query_vector_for_bytes(extractor: Extractor, data: bytes, limits: images.Ima
 
 
 def search_answer(
-    index: ExtractorIndex, vector: np.ndarray, limit: int, max_distance: float | None, folder: str | None = None
+    index: ExtractorIndex,
+    vector: np.ndarray,
+    limit: int,
+    max_distance: float | None,
+    scope: SearchScope | None = None,
 ) -> dict[str, Any]:
-    """The API's search answer: results best first, distances and scores rounded for JSON.
+    """The API's search answer: results best first, distances and scores rounded for JSON,
+    each with its content hash and what the photo says about itself (``photo_metadata``).
 
-    With ``folder`` (a normalised path), only files at or below it (``folder_search``);
-    raises ``folder_search.UnknownFolder`` when the catalogue has none there.
+    With a ``scope`` (a folder, a capture-time range), only files in it (``folder_search``);
+    raises ``folder_search.UnknownFolder`` when the catalogue has none in its folder.
     """
-    if folder is None:
+    if scope is None or (scope.folder is None and not scope.by_date):
         found = [(r["image"], r["distance"], r["score"]) for r in index.search(vector, limit, max_distance)]
     else:
-        hits = search_folder(index, vector, folder, limit, max_distance).hits
+        hits = search_scoped(index, vector, scope, limit, max_distance).hits
         found = [(path, h.distance, h.score) for h, path in hits]
-    hashes = index.catalog.content_hashes(path for path, _, _ in found)
-    results = [
-        {**json_fields(path), "distance": round(float(d), 6), "score": round(float(s), 6), "hash": hashes.get(path)}
-        for path, d, s in found
-    ]
+    facts = index.catalog.result_facts(path for path, _, _ in found)
+    results = []
+    for path, d, s in found:
+        content_hash, metadata = facts.get(path, (None, None))
+        result = {**json_fields(path), "distance": round(float(d), 6), "score": round(float(s), 6)}
+        result["hash"] = content_hash
+        results.append({**result, **(metadata.as_json() if metadata is not None else UNKNOWN_METADATA)})
     answer: dict[str, Any] = {"results": results, "extractor": index.extractor}
-    if folder is not None:
-        answer["folder"] = folder
+    if scope is not None and scope.folder is not None:
+        answer["folder"] = scope.folder
     return answer
+
+
+# A result whose metadata is not read yet (catalogued before it was kept): the same keys, null.
+UNKNOWN_METADATA: dict[str, Any] = dict.fromkeys(
+    ("taken", "taken_from", "width", "height", "camera", "orientation", "gps")
+)

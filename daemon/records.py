@@ -34,6 +34,45 @@ class FileRecord:
     updated_at: float = 0.0
 
 
+@dataclass(frozen=True)
+class PhotoMetadata:
+    """What a photo says about itself (``photo_metadata``), stored with its file's row."""
+
+    taken_at: float  # capture time, unix seconds (what the date filters compare)
+    taken: str  # the capture time in ISO 8601 as the camera wrote it (with its offset when known)
+    taken_from: str  # "exif", or "mtime" when the file had no usable EXIF date
+    width: int | None = None  # as shown (EXIF orientation applied)
+    height: int | None = None
+    camera: str | None = None
+    orientation: int | None = None  # EXIF orientation 1-8
+    has_gps: bool = False  # whether the file holds a position (never the position itself)
+
+    def as_json(self) -> dict[str, object]:
+        """The fields a search result or a duplicate group member carries."""
+        return {
+            "taken": self.taken,
+            "taken_from": self.taken_from,
+            "width": self.width,
+            "height": self.height,
+            "camera": self.camera,
+            "orientation": self.orientation,
+            "gps": self.has_gps,
+        }
+
+
+@dataclass(frozen=True)
+class SearchScope:
+    """Which files a search may answer with: at or below a folder, taken in a time range."""
+
+    folder: str | None = None  # a normalised path
+    taken_after: float | None = None  # unix seconds, inclusive
+    taken_before: float | None = None  # unix seconds, exclusive
+
+    @property
+    def by_date(self) -> bool:
+        return self.taken_after is not None or self.taken_before is not None
+
+
 @dataclass
 class FileResult:
     """What the pipeline learnt about one file, written by ``record_batch``.
@@ -49,6 +88,7 @@ class FileResult:
     vectors: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
     error_reason: str | None = None
     error_detail: str | None = None
+    metadata: PhotoMetadata | None = None
 
 
 @dataclass(frozen=True)

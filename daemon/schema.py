@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-VERSION = 2
+VERSION = 3
 
 MIGRATIONS: dict[int, str] = {
     # version -> SQL that takes the schema from version-1 to version
@@ -51,6 +51,19 @@ MIGRATIONS: dict[int, str] = {
     2: """
     UPDATE files SET path = CAST(path AS BLOB);
     ALTER TABLE files ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+    """,
+    # What each photo says about itself (``photo_metadata``). Rows from before stay NULL until
+    # the service's metadata fill reads their headers; ``taken_at`` is indexed for the date filters.
+    3: """
+    ALTER TABLE files ADD COLUMN taken_at REAL;
+    ALTER TABLE files ADD COLUMN taken TEXT;
+    ALTER TABLE files ADD COLUMN taken_from TEXT;
+    ALTER TABLE files ADD COLUMN width INTEGER;
+    ALTER TABLE files ADD COLUMN height INTEGER;
+    ALTER TABLE files ADD COLUMN camera TEXT;
+    ALTER TABLE files ADD COLUMN orientation INTEGER;
+    ALTER TABLE files ADD COLUMN has_gps INTEGER;
+    CREATE INDEX files_by_taken ON files (taken_at);
     """,
 }
 

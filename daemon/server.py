@@ -4,6 +4,9 @@ The routes only read from the daemon's indexes and put work on its queue (throug
 small ``Service`` facade in ``service``); they never touch files or models directly
 except through ``images`` and ``query``. Served by waitress (``http_server``); every request
 first passes the Host and cross-site checks of ``origin``.
+
+Longer than most modules: every route and the checks of its parameters live here, so
+the API has one place to read.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ from urllib.parse import quote
 
 import bottle
 
-from . import images, origin, page
+from . import images, origin, page, time_range
 from .errors import ApiError, image_error
 from .extractors import TextNotSupportedError
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
-from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, MAX_DISTANCE, MAX_LIMIT, spec
+from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, DUPLICATE_SORTS, MAX_DISTANCE, MAX_LIMIT, spec
 from .paths import from_query
+from .records import SearchScope
 
 if TYPE_CHECKING:
     from .service import Service
@@ -117,6 +121,14 @@ def parse_kind(raw: Any) -> str:
         return "all"
     if raw not in DUPLICATE_KINDS:
         raise ApiError(400, f"kind must be one of {', '.join(DUPLICATE_KINDS)}, not {raw!r}")
+    return str(raw)
+
+
+def parse_sort(raw: Any) -> str:
+    if raw is None:
+        return "similarity"
+    if raw not in DUPLICATE_SORTS:
+        raise ApiError(400, f"sort must be one of {', '.join(DUPLICATE_SORTS)}, not {raw!r}")
     return str(raw)
 
 
@@ -237,12 +249,12 @@ def create_app(service: Service) -> bottle.Bottle:
         text = query.getunicode("text")
         if text is not None and query.get("image"):
             raise ApiError(400, "give either 'image' or 'text', not both")
-        folder = folder_param({})
+        scope = scope_param({})
         if text is not None:
-            return answered("text", started, search_text(text, extractor, limit, max_distance, folder))
+            return answered("text", started, search_text(text, extractor, limit, max_distance, scope))
         path = path_param()
         try:
-            return answered("path", started, service.search_path(path, extractor, limit, max_distance, folder))
+            return answered("path", started, service.search_path(path, extractor, limit, max_distance, scope))
         except images.ImageError as exc:
             raise image_error(exc, path) from None
 
@@ -255,22 +267,22 @@ def create_app(service: Service) -> bottle.Bottle:
         limit = parse_limit(fields.get("limit", query.get("limit")))
         max_distance = parse_max_distance(fields.get("max_distance", query.get("max_distance")))
         extractor = string_field(fields, "extractor") or query.getunicode("extractor") or None
-        folder = folder_param(fields)
+        scope = scope_param(fields)
         if "query" in fields:
             if data is not None or fields.get("text") is not None:
                 raise ApiError(400, "give either 'query' (a combined query) or 'image_base64' or 'text', not both")
-            answer = service.search_combined(fields["query"], extractor, limit, max_distance, folder)
+            answer = service.search_combined(fields["query"], extractor, limit, max_distance, scope)
             return answered("combined", started, answer)
         if data is None:
             text = string_field(fields, "text")
             if text:
-                return answered("text", started, search_text(text, extractor, limit, max_distance, folder))
+                return answered("text", started, search_text(text, extractor, limit, max_distance, scope))
             raise ApiError(
                 400,
                 "no image in the request: send raw bytes, a multipart field 'image', or JSON {\"image_base64\": ...}",
             )
         try:
-            return answered("upload", started, service.search_bytes(data, extractor, limit, max_distance, folder))
+            return answered("upload", started, service.search_bytes(data, extractor, limit, max_distance, scope))
         except images.ImageError as exc:
             raise image_error(exc) from None
 
@@ -293,6 +305,20 @@ def create_app(service: Service) -> bottle.Bottle:
             raw = None if native is None else from_query(native)
         return checked_folder(raw)
 
+    def scope_param(fields: dict[str, Any]) -> SearchScope | None:
+        """The search's filters: ``folder``, ``taken_after``, ``taken_before`` (body fields, else the query string)."""
+        folder = folder_param(fields)
+        bounds = [
+            string_field(fields, k) or bottle.request.query.getunicode(k) for k in ("taken_after", "taken_before")
+        ]
+        try:
+            after, before = time_range.parse_range(*bounds)
+        except time_range.BadTimeBound as exc:
+            raise ApiError(400, str(exc)) from None
+        if folder is None and after is None and before is None:
+            return None
+        return SearchScope(folder, after, before)
+
     def checked_folder(raw: str | None) -> str | None:
         """A folder filter inside the allowed roots; an empty one or a file is refused, not ignored."""
         if raw is None:
@@ -312,6 +338,8 @@ def create_app(service: Service) -> bottle.Bottle:
         "extractor": ((str,), "a string"),
         "text": ((str,), "a string"),
         "folder": ((str,), "a string"),
+        "taken_after": ((str,), "a string"),
+        "taken_before": ((str,), "a string"),
         "query": ((list,), "a list"),
     }
 
@@ -325,12 +353,12 @@ def create_app(service: Service) -> bottle.Bottle:
                 raise ApiError(400, f"{key} must be {wanted}, not {type(value).__name__}")
 
     def search_text(
-        text: str, extractor: str | None, limit: int, max_distance: float | None, folder: str | None
+        text: str, extractor: str | None, limit: int, max_distance: float | None, scope: SearchScope | None
     ) -> Any:
         if not text.strip():
             raise ApiError(400, "parameter 'text' is empty")
         try:
-            return service.search_text(text, extractor, limit, max_distance, folder)
+            return service.search_text(text, extractor, limit, max_distance, scope)
         except TextNotSupportedError as exc:
             raise ApiError(400, str(exc)) from None
 
@@ -384,7 +412,7 @@ def create_app(service: Service) -> bottle.Bottle:
             raise ApiError(400, "multipart upload has no field 'image'")
         fields = {
             k: forms.getunicode(k)
-            for k in ("limit", "extractor", "max_distance", "text", "folder")
+            for k in ("limit", "extractor", "max_distance", "text", "folder", "taken_after", "taken_before")
             if forms.get(k) is not None
         }
         return capped(upload.file.read(cap + 1), "upload"), fields
@@ -407,6 +435,7 @@ def create_app(service: Service) -> bottle.Bottle:
             checked_folder(None if native is None else from_query(native)),
             parse_offset(query.get("offset")),
             parse_limit(query.get("limit"), DEFAULT_GROUPS),
+            parse_sort(query.getunicode("sort")),
         )
 
     @app.get("/thumbnail")

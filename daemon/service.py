@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from . import __version__, combined, duplicates, images, query
+from . import __version__, combined, duplicates, formats, images, query
 from .catalog import Catalog, FileState
 from .config import Config
 from .errors import ApiError, image_error
@@ -34,6 +34,7 @@ from .indexer import Indexer
 from .jobs import Job, JobTracker, Waiter
 from .outcomes import Outcome
 from .paths import normalise_path
+from .records import SearchScope
 from .storage import is_storage_error
 from .thumbnails import Thumbnail, ThumbnailBusy, ThumbnailStore
 from .watcher import FolderState, Watcher, WatchOptions
@@ -111,6 +112,8 @@ class Service:
             index.open()
             self.indexes[name] = index
         self._enter_phase("starting the indexer")
+        for kind, note in formats.missing_notes().items():
+            log.warning("%s files will fail with reason missing_library: %s", kind, note)
         self.thumbnails = ThumbnailStore.from_settings(data_dir, self.config.section("thumbnails"))
         self.indexer = Indexer(
             self.catalog,
@@ -324,15 +327,15 @@ class Service:
         vector: np.ndarray,
         limit: int,
         max_distance: float | None,
-        folder: str | None = None,
+        scope: SearchScope | None = None,
     ) -> dict[str, Any]:
         try:
-            return query.search_answer(self.indexes[extractor.name], vector, limit, max_distance, folder)
+            return query.search_answer(self.indexes[extractor.name], vector, limit, max_distance, scope)
         except UnknownFolder as exc:
             raise ApiError(404, str(exc), folder=exc.folder) from None
 
     def search_path(
-        self, path: str, extractor: str | None, limit: int, max_distance: float | None, folder: str | None = None
+        self, path: str, extractor: str | None, limit: int, max_distance: float | None, scope: SearchScope | None = None
     ) -> dict[str, Any]:
         chosen = self._extractor(extractor)
         assert self.catalog is not None
@@ -340,26 +343,36 @@ class Service:
         if vector is None:
             with self._slow_slot():
                 vector = query.embed_path(chosen, path, self.limits, self.allowed_roots() or None)
-        return self._answer(chosen, vector, limit, max_distance, folder)
+        return self._answer(chosen, vector, limit, max_distance, scope)
 
     def search_bytes(
-        self, data: bytes, extractor: str | None, limit: int, max_distance: float | None, folder: str | None = None
+        self,
+        data: bytes,
+        extractor: str | None,
+        limit: int,
+        max_distance: float | None,
+        scope: SearchScope | None = None,
     ) -> dict[str, Any]:
         chosen = self._extractor(extractor)
         with self._slow_slot():
             vector = query.query_vector_for_bytes(chosen, data, self.limits)
-        return self._answer(chosen, vector, limit, max_distance, folder)
+        return self._answer(chosen, vector, limit, max_distance, scope)
 
     def search_text(
-        self, text: str, extractor: str | None, limit: int, max_distance: float | None, folder: str | None = None
+        self, text: str, extractor: str | None, limit: int, max_distance: float | None, scope: SearchScope | None = None
     ) -> dict[str, Any]:
         chosen = self._extractor(extractor)
         with self._slow_slot():
             vector = chosen.encode_text([text])[0]
-        return self._answer(chosen, vector, limit, max_distance, folder)
+        return self._answer(chosen, vector, limit, max_distance, scope)
 
     def search_combined(
-        self, raw_query: Any, extractor: str | None, limit: int, max_distance: float | None, folder: str | None = None
+        self,
+        raw_query: Any,
+        extractor: str | None,
+        limit: int,
+        max_distance: float | None,
+        scope: SearchScope | None = None,
     ) -> dict[str, Any]:
         """A combined query (``combined``): the JSON list of weighted image and text parts."""
         chosen = self._extractor(extractor)
@@ -368,7 +381,7 @@ class Service:
         vector = combined.query_vector(
             parts, chosen, self.catalog, self.limits, self.allowed_roots() or None, self._slow_slot
         )
-        return self._answer(chosen, vector, limit, max_distance, folder)
+        return self._answer(chosen, vector, limit, max_distance, scope)
 
     # -- duplicates ----------------------------------------------------------------------------
 
@@ -380,6 +393,7 @@ class Service:
         folder: str | None,
         offset: int,
         limit: int,
+        sort: str = "similarity",
     ) -> tuple[int, dict[str, Any]]:
         """``/duplicates``: 200 with a page of groups, or 202 while the first join runs."""
         chosen = self._extractor(extractor)
@@ -395,7 +409,16 @@ class Service:
         join = lambda rows, n: query_many(index, rows, n, duplicates.JOIN_SEARCH_K)  # noqa: E731
         source = duplicates.Source(self.catalog, chosen.model_id, chosen.dim, mode, join)
         return duplicates.respond(
-            self.duplicate_finder, chosen.name, source, threshold, kind, folder, offset, limit, self.allowed_roots()
+            self.duplicate_finder,
+            chosen.name,
+            source,
+            threshold,
+            kind,
+            folder,
+            offset,
+            limit,
+            self.allowed_roots(),
+            sort,
         )
 
     # -- thumbnails and originals ----------------------------------------------------------------
@@ -523,6 +546,7 @@ class Service:
             "jobs": self.jobs.summary(),
             "duplicates": self.duplicate_finder.status() if self.duplicate_finder is not None else None,
             "thumbnails": self.thumbnails.stats() if self.thumbnails is not None else None,
+            "decoders": formats.available(),
         }
         if not self.ready or self.catalog is None or self.loaded is None or self.indexer is None:
             out.update(

@@ -125,3 +125,65 @@ def solid_png(path: Path, width: int, height: int, rgb: tuple[int, ...] = (200, 
         + _png_chunk(b"IEND", b"")
     )
     return path
+
+
+# XYZ (D65) -> linear sRGB: a DNG ColorMatrix1 that makes the "camera" an sRGB sensor, so
+# LibRaw's development gives back the picture's own colours.
+_XYZ_TO_SRGB = (3.2404542, -1.5371385, -0.4985314, -0.9692660, 1.8760108, 0.0415560, 0.0556434, -0.2040259, 1.0572252)
+
+
+def dng_bytes(
+    photo: Image.Image, preview: Image.Image | None = None, orientation: int = 1, extra_tags: list | None = None
+) -> bytes:
+    """A real DNG (LibRaw reads it): ``photo`` as an RGGB Bayer mosaic of 16-bit linear light.
+
+    Written with tifffile: the raw data in IFD0, or, with ``preview``, an 8-bit RGB preview in
+    IFD0 (NewSubfileType 1) and the raw data in a SubIFD, as cameras write them.
+    ``orientation`` is the TIFF Orientation tag (6: turn 90° clockwise to view); ``extra_tags``
+    (tifffile's form) go into IFD0 too (Make, Model, a capture date).
+    """
+    import tifffile
+
+    rgb = np.asarray(photo.convert("RGB"))
+    height, width = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
+    s = rgb[:height, :width].astype(np.float64) / 255
+    linear = np.where(s <= 0.04045, s / 12.92, ((s + 0.055) / 1.055) ** 2.4)
+    linear = np.round(linear * 65535).astype(np.uint16)
+    mosaic = np.empty((height, width), np.uint16)
+    mosaic[0::2, 0::2] = linear[0::2, 0::2, 0]
+    mosaic[0::2, 1::2] = linear[0::2, 1::2, 1]
+    mosaic[1::2, 0::2] = linear[1::2, 0::2, 1]
+    mosaic[1::2, 1::2] = linear[1::2, 1::2, 2]
+    matrix = tuple(v for x in _XYZ_TO_SRGB for v in (round(x * 10000), 10000))
+    dng_tags = [
+        (50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion
+        (50707, "B", 4, (1, 1, 0, 0), True),  # DNGBackwardVersion
+        (50708, "s", 0, "imgsearchd test sensor", True),  # UniqueCameraModel
+        (50721, "2i", 9, matrix, True),  # ColorMatrix1
+        (50778, "H", 1, 21, True),  # CalibrationIlluminant1: D65
+        (50728, "2I", 3, (1, 1, 1, 1, 1, 1), True),  # AsShotNeutral: no white balance to do
+        (274, "H", 1, orientation, True),
+        *(extra_tags or []),
+    ]
+    raw_tags = [
+        (33421, "H", 2, (2, 2), True),  # CFARepeatPatternDim
+        (33422, "B", 4, (0, 1, 1, 2), True),  # CFAPattern: RGGB
+        (50717, "I", 1, 65535, True),  # WhiteLevel
+    ]
+    cfa = 32803  # PhotometricInterpretation CFA
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as tif:
+        if preview is None:
+            tif.write(mosaic, photometric=cfa, subfiletype=0, extratags=dng_tags + raw_tags, metadata=None)
+        else:
+            thumb = np.asarray(preview.convert("RGB"))
+            tif.write(thumb, photometric="rgb", subfiletype=1, subifds=1, extratags=dng_tags, metadata=None)
+            tif.write(mosaic, photometric=cfa, subfiletype=0, extratags=raw_tags, metadata=None)
+    return buf.getvalue()
+
+
+def heif_bytes(image: Image.Image, kind: str = "HEIF", quality: int = 85) -> bytes:
+    """HEIC (pillow-heif's encoder, registered by imgsearchd.formats) or AVIF (Pillow's) bytes."""
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, kind, quality=quality)
+    return buf.getvalue()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 
@@ -177,9 +178,14 @@ def test_duplicates_route(server) -> None:
     assert {("GET", "/duplicates", "200"), ("GET", "/duplicates", "202")} <= openapi.seen
 
 
-def test_a_file_whose_header_is_unreadable_has_null_dimensions(server) -> None:
+def test_members_carry_metadata_and_a_file_without_it_reads_its_header(server) -> None:
+    """Sizes and dates come from the catalogue; a row catalogued before metadata was kept
+    (its columns NULL) falls back to the file's header, which here is unreadable: nulls."""
     folder = server.root
     status, body = _ready(server, kind="exact")
+    members = {m["image"]: m for m in body["groups"][0]["members"]}
+    assert members[str(folder / "chelsea.jpg")]["width"] == 451
+    assert members[str(folder / "chelsea.jpg")]["taken_from"] == "mtime"  # skimage's JPEG has no EXIF date
     copy = folder / "chelsea-copy.jpg"
     saved = copy.read_bytes()
     join = server.service.duplicate_finder._joins["efficientnet"]
@@ -189,12 +195,15 @@ def test_a_file_whose_header_is_unreadable_has_null_dimensions(server) -> None:
             grouping.dimensions.clear()
 
     copy.write_bytes(b"not a picture any more")  # the catalogue still says it is indexed
+    with sqlite3.connect(server.service.catalog.path) as conn:  # as a row from schema version 2 has it
+        conn.execute("UPDATE files SET taken_at=NULL, width=NULL, height=NULL WHERE path=?", (bytes(copy),))
     try:
         forget_dimensions()
         status, body = server.get("/duplicates", kind="exact")
         assert status == 200, body
         members = {m["image"]: m for m in body["groups"][0]["members"]}
         assert members[str(copy)]["width"] is None and members[str(copy)]["height"] is None
+        assert members[str(copy)]["taken"] is None
         assert members[str(folder / "chelsea.jpg")]["width"] == 451
     finally:
         copy.write_bytes(saved)

@@ -224,6 +224,22 @@ def test_run_loop_prunes_orphan_vectors_when_idle(tmp_path, photos, efficientnet
 # -- the command line -------------------------------------------------------------
 
 
+# What a result holds: the API's fields and the photo's metadata.
+RESULT_KEYS = {
+    "image",
+    "distance",
+    "score",
+    "hash",
+    "taken",
+    "taken_from",
+    "width",
+    "height",
+    "camera",
+    "orientation",
+    "gps",
+}
+
+
 def test_cli_index_and_search(tmp_path, photos, offline_config):
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -246,7 +262,7 @@ def test_cli_index_and_search(tmp_path, photos, offline_config):
         str(folder / "motorcycle_right.jpg"),
     ]
     assert results[0]["distance"] == pytest.approx(0.0, abs=1e-3)
-    assert len(results) == 3 and all(set(r) == {"image", "distance", "score", "hash"} for r in results)
+    assert len(results) == 3 and all(set(r) == RESULT_KEYS for r in results)
     assert results[1]["distance"] <= results[2]["distance"]
 
 
