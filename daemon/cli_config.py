@@ -33,11 +33,15 @@ def add_config_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None
     common(show)
 
 
+def is_packaged(config: Config) -> bool:
+    """The settings came from the default file shipped in the package (its values are the defaults)."""
+    return config.source is not None and config.source.resolve() == PACKAGED_PATH.resolve()
+
+
 def provenance(config: Config) -> dict[str, tuple[Any, str]]:
     """``{"section.key": (value, source)}``; source is "default", "file PATH" or "command line"."""
     in_file: set[str] = set()
-    packaged = config.source is not None and config.source.resolve() == PACKAGED_PATH.resolve()
-    if config.source is not None and not packaged:
+    if config.source is not None and not is_packaged(config):
         raw = tomllib.loads(config.source.read_text(encoding="utf-8"))
         for top, table in raw.items():
             tables = table.items() if top == "extractors" else [(None, table)]
@@ -67,6 +71,8 @@ def cmd_config(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         print(f"imgsearchd: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     where = str(config.source) if config.source is not None else "built-in defaults (no file found)"
+    if is_packaged(config):
+        where += " (the packaged default)"
     if args.config_command == "check":
         print(f"{where}: ok")
         return EXIT_OK
@@ -75,7 +81,7 @@ def cmd_config(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         print(json.dumps({"file": where, "settings": {k: {"value": v, "source": s} for k, (v, s) in found.items()}}))
         return EXIT_OK
     print(f"# file: {where}")
-    width = max(len(f"{k} = {json.dumps(v)}") for k, (v, _) in found.items())
+    width = min(60, max(len(f"{k} = {json.dumps(v)}") for k, (v, _) in found.items()))  # long lists run over
     for key, (value, source) in found.items():
         print(f"{f'{key} = {json.dumps(value)}':<{width}}  # {source}")
     return EXIT_OK

@@ -37,6 +37,15 @@ def follow_job(
     """Poll ``/jobs/ID`` until it is done or failed; show progress on ``stream``; return the last state."""
     err = stream or sys.stderr
     tty = err.isatty()
+    try:
+        return _poll(client, job_id, err, tty, interval, plain_every)
+    except BaseException:
+        if tty:
+            print(file=err)  # end the bar's line before the error or "interrupted"
+        raise
+
+
+def _poll(client: Caller, job_id: str, err: TextIO, tty: bool, interval: float, plain_every: float) -> dict[str, Any]:
     last_plain = ("", 0.0)
     while True:
         _status, job = client.call("GET", f"/jobs/{job_id}")

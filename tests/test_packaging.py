@@ -11,7 +11,8 @@ fast and offline, the venv is made without pip (``--without-pip``), pip runs wit
 ``--no-deps --no-build-isolation --no-index``, and a ``.pth`` line puts this environment's
 site-packages (torch, open_clip, ...) after the venv's own. Only path lines are added, so
 that folder's ``.pth`` hooks (the editable install of this checkout) do not run: the
-imgsearchd that answers is the one pip installed, which the test checks.
+imgsearchd that answers is the one pip installed, which the test checks. ``--ignore-installed``
+keeps pip from uninstalling that editable install, which it sees through the ``.pth`` line.
 """
 
 from __future__ import annotations
