@@ -43,6 +43,14 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
     return {}
 
 
+def _fixed_positionals(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [
+        a
+        for a in parser._actions
+        if not a.option_strings and a.choices and not isinstance(a, argparse._SubParsersAction)
+    ]
+
+
 def _options(parser: argparse.ArgumentParser) -> list[str]:
     return [opt for action in parser._actions for opt in action.option_strings if opt.startswith("--")]
 
@@ -52,9 +60,11 @@ def bash_script(parser: argparse.ArgumentParser) -> str:
     commands = _subcommands(parser)
     options, choices = [], []
     for name, sub in commands.items():
-        nested = _subcommands(sub)
+        nested = list(_subcommands(sub))
+        # a first positional with fixed values (``completion bash``) completes like a subcommand
+        nested += [str(c) for a in _fixed_positionals(sub) for c in a.choices or ()]
         words = set(_options(sub))
-        for child in nested.values():
+        for child in _subcommands(sub).values():
             words.update(_options(child))
         options.append(
             f"        {name}) words={shlex.quote(' '.join(sorted(words)))}; sub={shlex.quote(' '.join(nested))} ;;"

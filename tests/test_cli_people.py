@@ -244,9 +244,10 @@ def test_bash_completion_completes_commands_and_options(tmp_path):
         "COMP_WORDS=(imgsearchd search --pa); COMP_CWORD=2; _imgsearchd; echo ${COMPREPLY[@]}\n"
         "COMP_WORDS=(imgsearchd config ''); COMP_CWORD=2; _imgsearchd; echo ${COMPREPLY[@]}\n"
         "COMP_WORDS=(imgsearchd duplicates --kind n); COMP_CWORD=3; _imgsearchd; echo ${COMPREPLY[@]}\n"
+        "COMP_WORDS=(imgsearchd completion ''); COMP_CWORD=2; _imgsearchd; echo ${COMPREPLY[@]}\n"
     )
     result = subprocess.run([bash, "-c", probe], capture_output=True, text=True, timeout=30)
-    assert result.stdout.splitlines() == ["search serve", "--paths", "check show", "near"], result.stderr
+    assert result.stdout.splitlines() == ["search serve", "--paths", "check show", "near", "bash"], result.stderr
 
 
 def test_the_packaged_default_config_holds_the_built_in_defaults():
