@@ -66,6 +66,32 @@ def _date(result: dict[str, Any]) -> str | None:
     return None
 
 
+def shown(path: str) -> str:
+    """``path`` safe to print on a terminal, as ``ls -b`` does: control characters (an escape
+    sequence in a file name would recolour or rewrite the screen) and bytes that are not
+    UTF-8 (``\\udce9`` from os.fsdecode, which a strict terminal encoding cannot print) escaped."""
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in path)
+
+
+def _escape(ch: str) -> str:
+    if "\udc80" <= ch <= "\udcff":  # an undecodable byte, kept by surrogateescape
+        return f"\\x{ord(ch) - 0xDC00:02x}"
+    return ascii(ch)[1:-1]
+
+
+def write_paths(results: list[dict[str, Any]], out: TextIO) -> None:
+    """One path per line as the file system spells it (raw bytes, so a name that is not
+    UTF-8 reaches ``xargs`` intact and printing it cannot fail in a strict locale)."""
+    binary = getattr(out, "buffer", None)
+    if binary is None:  # a text-only stream (tests): the same names, as text
+        for result in results:
+            print(result["image"], file=out)
+        return
+    out.flush()
+    binary.write(b"".join(os.fsencode(result["image"]) + b"\n" for result in results))
+    binary.flush()
+
+
 def results_table(results: list[dict[str, Any]]) -> str:
     """Score, size, date (only when some result has one) and path, one line per result."""
     dates = [_date(r) for r in results]
@@ -76,7 +102,7 @@ def results_table(results: list[dict[str, Any]]) -> str:
         row = [f"{result['score']:.3f}", human_size(_size(result))]
         if with_dates:
             row.append(date or "-")
-        rows.append([*row, result["image"]])
+        rows.append([*row, shown(result["image"])])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = []
     for row in rows:
@@ -92,8 +118,7 @@ def print_results(answer: dict[str, Any], mode: str, stream: TextIO | None = Non
     if mode == "json":
         print(json.dumps(answer, indent=2), file=out)
     elif mode == "paths":
-        for result in results:
-            print(result["image"], file=out)
+        write_paths(results, out)
     elif not results:
         print("no results", file=out)
     else:

@@ -67,7 +67,10 @@ class Client:
         body: bytes | None = None,
         content_type: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
+        # surrogateescape: a file name that is not UTF-8 (``caf\udce9.jpg`` from os.fsdecode)
+        # goes out as its own bytes (``caf%E9.jpg``), which the daemon decodes back (paths.from_query).
+        values = {k: v for k, v in (params or {}).items() if v is not None}
+        query = urllib.parse.urlencode(values, encoding="utf-8", errors="surrogateescape")
         request = urllib.request.Request(f"{self.base}{path}{'?' + query if query else ''}", data=body, method=method)
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")

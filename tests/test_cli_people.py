@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from imgsearchd import cli_remote
-from imgsearchd.cli_output import results_table
+from imgsearchd.cli_output import results_table, shown
 from imgsearchd.cli_wait import follow_job
 
 from helpers import cli_command, live_server, run_cli, server_config, write_config
@@ -112,6 +113,31 @@ def test_search_of_a_file_the_daemon_may_not_read_uploads_it(daemon):
     weighted = daemon.cli("search", str(query), "+", str(query), "--paths")
     assert weighted.returncode == 0, weighted.stderr  # a combined query uploads each image part
     assert weighted.stdout.splitlines()[0] == str(daemon.indexed / "motorcycle_left.jpg")
+
+
+def test_a_file_name_that_is_not_utf8_goes_out_and_comes_back_as_its_bytes(daemon, photos):
+    """Sent percent-encoded (the daemon decodes it back); ``--paths`` prints the raw bytes,
+    even where stdout's encoding is strict (as in a en_US.UTF-8 locale)."""
+    name = os.fsencode(daemon.indexed) + b"/caf\xe9.jpg"
+    photos["chelsea"].transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(name, "JPEG")
+    env = {**os.environ, **PROXY_ENV, "PYTHONIOENCODING": "utf-8:strict"}
+    env.pop("IMGSEARCHD_CONFIG", None)
+    try:
+        added = daemon.cli("add", os.fsdecode(name))
+        assert added.returncode == 0 and json.loads(added.stdout)["status"] == "indexed", added.stderr
+        search = ["search", os.fsdecode(name), "--limit", "1", "--config", str(daemon.cli_config)]
+        found = subprocess.run(cli_command(*search, "--paths"), capture_output=True, env=env, timeout=120)
+        assert found.returncode == 0, found.stderr
+        assert found.stdout == name + b"\n"
+    finally:
+        daemon.cli("remove", os.fsdecode(name))
+        os.remove(name)
+
+
+def test_the_table_escapes_control_characters_and_undecodable_bytes():
+    rows = [{"image": "/p/\x1b[31mred\ncaf\udce9.jpg", "score": 0.5, "size": 10}]
+    assert results_table(rows).splitlines()[1].split()[-1] == "/p/\\x1b[31mred\\ncaf\\xe9.jpg"
+    assert shown("/p/état ok.jpg") == "/p/état ok.jpg"
 
 
 def test_add_folder_wait_follows_the_job_to_the_end(daemon):
