@@ -18,6 +18,9 @@ from .config import PACKAGED_PATH, SCHEMA, Config, ConfigError, load_config
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+# Shown as "***" when set: ``config show`` output gets pasted into bug reports and chats.
+SECRETS = frozenset({"server.token"})
+HIDDEN = "***"
 
 
 def add_config_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -39,7 +42,10 @@ def is_packaged(config: Config) -> bool:
 
 
 def provenance(config: Config) -> dict[str, tuple[Any, str]]:
-    """``{"section.key": (value, source)}``; source is "default", "file PATH" or "command line"."""
+    """``{"section.key": (value, source)}``; source is "default", "file PATH" or "command line".
+
+    A secret that is set (the bearer token) is given as ``"***"``.
+    """
     in_file: set[str] = set()
     if config.source is not None and not is_packaged(config):
         raw = tomllib.loads(config.source.read_text(encoding="utf-8"))
@@ -58,7 +64,8 @@ def provenance(config: Config) -> dict[str, tuple[Any, str]]:
                 source = f"file {config.source}"
             else:
                 source = "default"
-            found[dotted] = (config.section(section)[key], source)
+            value = config.section(section)[key]
+            found[dotted] = (HIDDEN if dotted in SECRETS and value else value, source)
     return found
 
 

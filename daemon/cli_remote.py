@@ -44,8 +44,9 @@ def guarded_call(action: Callable[[], int]) -> int:
     except ApiFailure as exc:
         print(json.dumps(exc.body, indent=2), file=sys.stderr)
         return EXIT_ERROR
-    except OSError as exc:  # the query file cannot be read here
-        print(f"imgsearchd: {exc.filename}: {exc.strerror}", file=sys.stderr)
+    except OSError as exc:  # the query file cannot be read here, or the answer timed out
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"imgsearchd: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_ERROR
 
 
@@ -89,8 +90,13 @@ def search_remote(args: argparse.Namespace, config: Any, parts: list[dict[str, A
         except ApiFailure as exc:
             if not refused_path(exc, parts):
                 raise
-            log.info("the daemon cannot use %s (%s); sending the file's bytes", exc.body.get("image"), exc.status)
-            answer = ask(upload=True)
+            refused = exc.body.get("image")
+            log.info("the daemon cannot use %s (%s); sending the file's bytes", refused, exc.status)
+            try:
+                answer = ask(upload=True)
+            except ApiFailure as failure:  # the upload's error names no file: say which one was sent
+                failure.body.setdefault("image", refused)
+                raise
         print_results(answer, output_mode(args))
         return EXIT_OK
 

@@ -256,6 +256,10 @@ def test_config_show_says_where_each_setting_came_from(tmp_path):
     assert settings["extractors.clip.batch_size"] == {"value": 4, "source": f"file {config}"}
     assert settings["index.data_dir"] == {"value": "/srv/x", "source": "command line"}
     assert settings["server.host"] == {"value": "127.0.0.1", "source": "default"}
+    assert settings["server.token"] == {"value": "", "source": "default"}
+    secret = write_config(tmp_path / "s.toml", {"server": {"token": "hunter2"}})
+    shown_ = run_cli("config", "show", "--config", str(secret))
+    assert 'server.token = "***"' in shown_.stdout and "hunter2" not in shown_.stdout
 
 
 def test_bash_completion_completes_commands_and_options(tmp_path):
