@@ -23,6 +23,7 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
+import tomllib
 from pathlib import Path
 
 from helpers import REPO, free_port, wait_healthy
@@ -75,15 +76,20 @@ def test_pip_install_then_serve_from_another_folder(tmp_path):
     elsewhere = tmp_path / "elsewhere"  # no config/ here, and no settings file named anywhere
     elsewhere.mkdir()
     probe = subprocess.run(
-        [python, "-c", "import imgsearchd, imgsearchd.config as c; print(imgsearchd.__file__, c.find_config_file())"],
+        [
+            python,
+            "-c",
+            "import imgsearchd as i, imgsearchd.config as c; print(i.__file__, c.find_config_file(), i.__version__)",
+        ],
         capture_output=True,
         text=True,
         cwd=elsewhere,
         env=env,
         check=True,
     )
-    where, config_file = probe.stdout.split()
+    where, config_file, version = probe.stdout.split()
     assert where == str(site / "imgsearchd" / "__init__.py")  # not this checkout
+    assert version == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]  # its one home
     if Path("/etc/imgsearchd/imgsearchd.toml").is_file():
         assert config_file == "/etc/imgsearchd/imgsearchd.toml"
     else:
