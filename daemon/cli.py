@@ -153,6 +153,17 @@ def setup_logging(level: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status."""
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        # ``imgsearchd search X --paths | head -1``: the reader has what it wanted. Point stdout
+        # at /dev/null so the flush at exit does not fail again (Python's documented recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+
+
+def _run(argv: Sequence[str] | None) -> int:
     from .config import ConfigError, load_config
 
     args = build_parser().parse_args(argv)

@@ -44,6 +44,8 @@ def guarded_call(action: Callable[[], int]) -> int:
     except ApiFailure as exc:
         print(json.dumps(exc.body, indent=2), file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:  # the reader stopped (``| head``): main() ends quietly
+        raise
     except OSError as exc:  # the query file cannot be read here, or the answer timed out
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"imgsearchd: {where}{exc.strerror or exc}", file=sys.stderr)

@@ -280,6 +280,18 @@ def test_bash_completion_completes_commands_and_options(tmp_path):
     assert result.stdout.splitlines() == ["search serve", "--paths", "check show", "near", "bash"], result.stderr
 
 
+def test_a_reader_that_stops_early_is_not_an_error_to_report():
+    """``imgsearchd ... | head -1``: no traceback, no message; exit 1 as Python's own recipe."""
+    env = {k: v for k, v in os.environ.items() if k != "IMGSEARCHD_CONFIG"}
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        result = subprocess.run(cli_command("completion", "bash"), stdout=write, stderr=subprocess.PIPE, env=env)
+    finally:
+        os.close(write)
+    assert (result.returncode, result.stderr) == (1, b"")
+
+
 def test_the_packaged_default_config_holds_the_built_in_defaults():
     """The shipped file (used when no other is found) says what the schema does, key for key."""
     import tomllib
