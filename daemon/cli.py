@@ -14,6 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
+from .cli_completion import bash_script
+from .cli_config import add_config_parser, cmd_config
+from .cli_output import add_output_flags, output_mode, print_results
+from .cli_remote import add_remote, search_remote
 from .logs import setup_logging
 from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, MAX_LIMIT
 
@@ -60,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--local", action="store_true", help="search the data folder directly instead of asking the running daemon"
     )
+    add_output_flags(search)
     _common(search)
 
     serve = sub.add_parser("serve", help="run the daemon: HTTP API, indexing, index rebuilds")
@@ -69,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add = sub.add_parser("add", help="ask the running daemon to index a file or folder")
     add.add_argument("path", metavar="PATH")
+    add.add_argument("--wait", action="store_true", help="follow a folder's job to the end (progress on stderr)")
     _common(add)
     remove = sub.add_parser("remove", help="ask the running daemon to forget a file or folder")
     remove.add_argument("path", metavar="PATH")
@@ -85,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     dups.add_argument("--offset", type=int, default=0)
     dups.add_argument("--json", action="store_true", help="print the API's JSON answer")
     _common(dups)
+    add_config_parser(sub, _common)
+    completion = sub.add_parser(
+        "completion", help="print a shell completion script: source <(imgsearchd completion bash)"
+    )
+    completion.add_argument("shell", choices=["bash"])
     return parser
 
 
@@ -101,15 +112,39 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def _without_config(args: argparse.Namespace) -> int | None:
+    """Commands that load no settings first (``config`` reports a bad file itself), else None."""
+    if args.command == "config":
+        return cmd_config(args, _overrides(args))
+    if args.command == "completion":
+        print(bash_script(build_parser()), end="")
+        return EXIT_OK
+    return None
+
+
 def _add_watch_dirs(config: Any, folders: list[str]) -> None:
     """``--watch DIR`` adds to the configured folders (and stays added across reloads)."""
     config.extra_watch = list(folders)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status."""
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        # ``imgsearchd search X --paths | head -1``: the reader has what it wanted. Point stdout
+        # at /dev/null so the flush at exit does not fail again (Python's documented recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+
+
+def _run(argv: Sequence[str] | None) -> int:
     from .config import ConfigError, load_config
 
     args = build_parser().parse_args(argv)
+    early = _without_config(args)
+    if early is not None:
+        return early
     try:
         config = load_config(args.config, _overrides(args))
     except ConfigError as exc:
@@ -282,10 +317,7 @@ def cmd_search(args: argparse.Namespace, config: Any) -> int:
     folder = os.path.abspath(args.folder) if args.folder else None
     if args.local:
         return _search_local(args, config, parts, folder)
-    params = {"limit": args.limit, "max_distance": args.max_distance, "extractor": args.extractor, "folder": folder}
-    if len(parts) == 1 and "weight" not in parts[0]:
-        return _client_call(config, "GET", "/search", {**params, **parts[0]})
-    return _client_call(config, "POST", "/search", params, json.dumps({"query": parts}).encode())
+    return search_remote(args, config, parts, folder)
 
 
 def _search_local(args: argparse.Namespace, config: Any, parts: list[dict[str, Any]], folder: str | None) -> int:
@@ -318,7 +350,7 @@ def _search_local(args: argparse.Namespace, config: Any, parts: list[dict[str, A
             except UnknownFolder as exc:
                 print(f"imgsearchd: {exc}", file=sys.stderr)
                 return EXIT_ERROR
-    print(json.dumps(answer, indent=2))
+    print_results(answer, output_mode(args))
     return EXIT_OK
 
 
@@ -368,7 +400,7 @@ def _client_call(
 
 
 def cmd_add(args: argparse.Namespace, config: Any) -> int:
-    return _client_call(config, "GET", "/add", {"image": os.path.abspath(args.path)})
+    return add_remote(args, config)
 
 
 def cmd_remove(args: argparse.Namespace, config: Any) -> int:

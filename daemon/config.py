@@ -3,7 +3,8 @@
 Every setting has a type, a default and a check; an unknown key or a bad value is a
 ``ConfigError`` that names the key and the file. Where the file is found:
 ``--config``, else ``$IMGSEARCHD_CONFIG``, else ``/etc/imgsearchd/imgsearchd.toml``,
-else ``config/imgsearchd.toml`` (in the current folder, then next to the source tree).
+else ``config/imgsearchd.toml`` in the current folder, else the default file shipped inside
+the package (``PACKAGED_PATH``; in a checkout a link to ``config/imgsearchd.toml``).
 Relative paths in the file are taken relative to the current working folder.
 """
 
@@ -20,7 +21,8 @@ from typing import Any, cast
 
 ENV_VAR = "IMGSEARCHD_CONFIG"
 SYSTEM_PATH = Path("/etc/imgsearchd/imgsearchd.toml")
-SOURCE_TREE_PATH = Path(__file__).resolve().parent.parent / "config" / "imgsearchd.toml"
+# The commented default settings, package data (pyproject.toml); all keys equal SCHEMA's defaults.
+PACKAGED_PATH = Path(__file__).resolve().parent / "imgsearchd.toml"
 KNOWN_EXTRACTORS = ("clip", "resnet", "efficientnet")
 # The file names watched folders and folder adds index (the formats ``images`` reads).
 # HEIC/HEIF need pillow-heif and RAW needs rawpy; without them such files fail with a clear reason.
@@ -285,7 +287,7 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
         if not path.is_file():
             raise ConfigError(f"${ENV_VAR} names {path}, which does not exist")
         return path
-    for candidate in (SYSTEM_PATH, Path("config/imgsearchd.toml"), SOURCE_TREE_PATH):
+    for candidate in (SYSTEM_PATH, Path("config/imgsearchd.toml"), PACKAGED_PATH):
         if candidate.is_file():
             return candidate
     return None

@@ -1,0 +1,125 @@
+"""How the CLI prints answers: a table for a person, JSON for a script, bare paths for a pipe.
+
+On a terminal ``search`` prints a table; ``--json`` prints the API's answer and ``--paths``
+one path per line. When stdout is not a terminal and neither flag is given the answer is
+JSON, as it always was, so scripts that parse it keep working.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime
+from typing import Any, TextIO
+
+# Keys a result may carry a date under (the API's answer has none yet; capture dates are
+# planned): the first one present is shown, and the column is left out when no result has one.
+DATE_KEYS = ("taken", "captured", "date")
+
+
+def add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """``--json`` and ``--paths``, which exclude each other."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--json", action="store_true", help="print the API's JSON answer (the default when piped)")
+    group.add_argument("--paths", action="store_true", help="print one path per line (for xargs and friends)")
+
+
+def output_mode(args: argparse.Namespace, stream: TextIO | None = None) -> str:
+    """ "json", "paths" or "table": the flags first, else a table on a terminal, else JSON."""
+    if getattr(args, "json", False):
+        return "json"
+    if getattr(args, "paths", False):
+        return "paths"
+    return "table" if (stream or sys.stdout).isatty() else "json"
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"  # pragma: no cover - the loop always returns
+
+
+def _size(result: dict[str, Any]) -> int | None:
+    """The size the answer gives, else the file's size here (the daemon runs on this machine)."""
+    if isinstance(result.get("size"), int):
+        return int(result["size"])
+    try:
+        return os.stat(result["image"]).st_size
+    except (OSError, KeyError):
+        return None
+
+
+def _date(result: dict[str, Any]) -> str | None:
+    for key in DATE_KEYS:
+        value = result.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M")
+        if isinstance(value, str) and value:
+            return value[:16].replace("T", " ")
+    return None
+
+
+def shown(path: str) -> str:
+    """``path`` safe to print on a terminal, as ``ls -b`` does: control characters (an escape
+    sequence in a file name would recolour or rewrite the screen) and bytes that are not
+    UTF-8 (``\\udce9`` from os.fsdecode, which a strict terminal encoding cannot print) escaped."""
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in path)
+
+
+def _escape(ch: str) -> str:
+    if "\udc80" <= ch <= "\udcff":  # an undecodable byte, kept by surrogateescape
+        return f"\\x{ord(ch) - 0xDC00:02x}"
+    return ascii(ch)[1:-1]
+
+
+def write_paths(results: list[dict[str, Any]], out: TextIO) -> None:
+    """One path per line as the file system spells it (raw bytes, so a name that is not
+    UTF-8 reaches ``xargs`` intact and printing it cannot fail in a strict locale)."""
+    binary = getattr(out, "buffer", None)
+    if binary is None:  # a text-only stream (tests): the same names, as text
+        for result in results:
+            print(result["image"], file=out)
+        return
+    out.flush()
+    binary.write(b"".join(os.fsencode(result["image"]) + b"\n" for result in results))
+    binary.flush()
+
+
+def results_table(results: list[dict[str, Any]]) -> str:
+    """Score, size, date (only when some result has one) and path, one line per result."""
+    dates = [_date(r) for r in results]
+    with_dates = any(dates)
+    header = ["SCORE", "SIZE", *(["DATE"] if with_dates else []), "PATH"]
+    rows = [header]
+    for result, date in zip(results, dates):
+        row = [f"{result['score']:.3f}", human_size(_size(result))]
+        if with_dates:
+            row.append(date or "-")
+        rows.append([*row, shown(result["image"])])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    lines = []
+    for row in rows:
+        cells = [cell.rjust(width) if i < 2 else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths))]
+        lines.append("  ".join([*cells, row[-1]]))
+    return "\n".join(lines)
+
+
+def print_results(answer: dict[str, Any], mode: str, stream: TextIO | None = None) -> None:
+    """A search answer in the chosen mode."""
+    out = stream or sys.stdout
+    results = answer.get("results", [])
+    if mode == "json":
+        print(json.dumps(answer, indent=2), file=out)
+    elif mode == "paths":
+        write_paths(results, out)
+    elif not results:
+        print("no results", file=out)
+    else:
+        print(results_table(results), file=out)

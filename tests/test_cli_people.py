@@ -1,0 +1,305 @@
+"""The CLI for people and scripts against a real daemon on loopback: a proxy in the
+environment is bypassed, table / --json / --paths output, upload of a query file the daemon
+may not read, ``add FOLDER --wait``, ``config check``/``show`` and bash completion."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pty
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from imgsearchd import cli_remote
+from imgsearchd.cli_output import results_table, shown
+from imgsearchd.cli_wait import follow_job
+
+from helpers import cli_command, live_server, run_cli, server_config, write_config
+
+# Port 9 (discard) on loopback: nothing listens, so a request sent to this "proxy" fails.
+PROXY_ENV = {"http_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
+
+
+class Daemon:
+    def __init__(self, live: Any, cli_config: Path, indexed: Path, outside: Path, incoming: Path) -> None:
+        self.live, self.cli_config, self.indexed, self.outside, self.incoming = (
+            live,
+            cli_config,
+            indexed,
+            outside,
+            incoming,
+        )
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, "--config", str(self.cli_config), env=PROXY_ENV, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Any]) -> Iterator[Daemon]:
+    root = tmp_path_factory.mktemp("cli-people")
+    indexed, incoming, outside = root / "indexed", root / "incoming", root / "outside"
+    for folder in (indexed, incoming, outside):
+        folder.mkdir()
+    for name in ("chelsea", "coffee", "motorcycle_left", "motorcycle_right"):
+        photos[name].save(indexed / f"{name}.jpg")
+    for name in ("rocket", "astronaut", "hubble"):
+        photos[name].save(incoming / f"{name}.png")
+    shutil.copy(indexed / "motorcycle_left.jpg", outside / "query.jpg")  # a copy the daemon may not read
+    config = server_config(root, server={"allowed_roots": [str(indexed), str(incoming)]})
+    with live_server(config) as live:
+        for path in indexed.iterdir():
+            status, body = live.get("/add", image=str(path))
+            assert status == 200 and body["status"] == "indexed", body
+        port = int(live.base.rsplit(":", 1)[1])
+        cli_config = write_config(root / "cli.toml", {"server": {"port": port}})
+        yield Daemon(live, cli_config, indexed, outside, incoming)
+
+
+def test_urllib_alone_would_go_through_the_proxy(daemon):
+    """The control: with these variables set, plain urllib does not reach the daemon."""
+    code = f"import urllib.request; urllib.request.urlopen('{daemon.live.base}/health', timeout=5)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **PROXY_ENV}, timeout=60
+    )
+    assert result.returncode != 0 and "Connection refused" in result.stderr
+
+
+def test_every_client_command_bypasses_the_proxy_for_loopback(daemon):
+    stats = daemon.cli("stats")
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["images"] >= 4
+    query = str(daemon.indexed / "motorcycle_left.jpg")
+    piped = daemon.cli("search", query, "--limit", "2")  # piped, no flag: JSON as before
+    assert piped.returncode == 0, piped.stderr
+    assert [r["image"] for r in json.loads(piped.stdout)["results"]] == [
+        query,
+        str(daemon.indexed / "motorcycle_right.jpg"),
+    ]
+    assert json.loads(daemon.cli("search", query, "--json", "--limit", "2").stdout) == json.loads(piped.stdout)
+    paths = daemon.cli("search", query, "--paths", "--limit", "2")
+    assert paths.stdout.splitlines() == [query, str(daemon.indexed / "motorcycle_right.jpg")]
+    combined = daemon.cli("search", query, "+", str(daemon.indexed / "motorcycle_right.jpg"), "--paths")
+    assert combined.returncode == 0 and combined.stdout.splitlines()[0].startswith(str(daemon.indexed))
+    new = daemon.indexed / "rocket.png"
+    shutil.copy(daemon.incoming / "rocket.png", new)
+    added = daemon.cli("add", str(new))
+    assert added.returncode == 0 and json.loads(added.stdout)["status"] == "indexed", added.stderr
+    removed = daemon.cli("remove", str(new))
+    assert removed.returncode == 0 and json.loads(removed.stdout)["removed"] == 1
+    assert daemon.cli("rebuild").returncode == 0
+    dups = daemon.cli("duplicates", "--json")
+    assert dups.returncode == 0 and "groups" in json.loads(dups.stdout), dups.stderr
+
+
+def test_search_of_a_file_the_daemon_may_not_read_uploads_it(daemon):
+    query = daemon.outside / "query.jpg"
+    status, body = daemon.live.get("/search", image=str(query))
+    assert status == 403, body  # the path alone is refused...
+    found = daemon.cli("search", str(query), "--paths", "--limit", "2")
+    assert found.returncode == 0, found.stderr  # ...so the CLI sends the bytes
+    assert found.stdout.splitlines() == [
+        str(daemon.indexed / "motorcycle_left.jpg"),
+        str(daemon.indexed / "motorcycle_right.jpg"),
+    ]
+    assert "sending the file's bytes" in found.stderr
+    weighted = daemon.cli("search", str(query), "+", str(query), "--paths")
+    assert weighted.returncode == 0, weighted.stderr  # a combined query uploads each image part
+    assert weighted.stdout.splitlines()[0] == str(daemon.indexed / "motorcycle_left.jpg")
+
+
+def test_a_file_name_that_is_not_utf8_goes_out_and_comes_back_as_its_bytes(daemon, photos):
+    """Sent percent-encoded (the daemon decodes it back); ``--paths`` prints the raw bytes,
+    even where stdout's encoding is strict (as in a en_US.UTF-8 locale)."""
+    name = os.fsencode(daemon.indexed) + b"/caf\xe9.jpg"
+    photos["chelsea"].transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(name, "JPEG")
+    env = {**os.environ, **PROXY_ENV, "PYTHONIOENCODING": "utf-8:strict"}
+    env.pop("IMGSEARCHD_CONFIG", None)
+    try:
+        added = daemon.cli("add", os.fsdecode(name))
+        assert added.returncode == 0 and json.loads(added.stdout)["status"] == "indexed", added.stderr
+        search = ["search", os.fsdecode(name), "--limit", "1", "--config", str(daemon.cli_config)]
+        found = subprocess.run(cli_command(*search, "--paths"), capture_output=True, env=env, timeout=120)
+        assert found.returncode == 0, found.stderr
+        assert found.stdout == name + b"\n"
+    finally:
+        daemon.cli("remove", os.fsdecode(name))
+        os.remove(name)
+
+
+def test_the_table_escapes_control_characters_and_undecodable_bytes():
+    rows = [{"image": "/p/\x1b[31mred\ncaf\udce9.jpg", "score": 0.5, "size": 10}]
+    assert results_table(rows).splitlines()[1].split()[-1] == "/p/\\x1b[31mred\\ncaf\\xe9.jpg"
+    assert shown("/p/état ok.jpg") == "/p/état ok.jpg"
+
+
+def test_add_folder_wait_follows_the_job_to_the_end(daemon):
+    added = daemon.cli("add", str(daemon.incoming), "--wait")
+    assert added.returncode == 0, added.stderr
+    job = json.loads(added.stdout)
+    assert job["state"] == "done" and job["found"] == job["done"] == 3
+    assert sum(job["outcomes"].values()) == 3 and "failed" not in job["outcomes"], job
+    lines = [line for line in added.stderr.splitlines() if "files" in line]
+    assert lines and lines[-1].endswith("100%  3/3 files  done"), added.stderr  # plain lines, no \r, off a TTY
+    assert "\r" not in added.stderr
+
+
+def test_search_prints_a_table_on_a_terminal(daemon):
+    """A real pseudo-terminal as stdout: score, size and path columns; no date column (no dates)."""
+    leader, follower = pty.openpty()
+    env = {**os.environ, **PROXY_ENV}
+    env.pop("IMGSEARCHD_CONFIG", None)
+    query = str(daemon.indexed / "coffee.jpg")
+    proc = subprocess.run(
+        cli_command("search", query, "--limit", "3", "--config", str(daemon.cli_config)),
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env=env,
+        timeout=120,
+    )
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert proc.returncode == 0, proc.stderr
+    lines = out.decode().replace("\r\n", "\n").strip().splitlines()
+    assert lines[0].split() == ["SCORE", "SIZE", "PATH"]
+    score, size, unit, path = lines[1].split()
+    assert path == query and float(score) > 0.99 and unit in ("KB", "MB")
+    assert float(size) == pytest.approx(os.path.getsize(query) / 1024, abs=0.1)
+    assert len(lines) == 4
+
+
+def test_the_table_shows_a_date_column_only_when_a_result_has_a_date():
+    rows = [{"image": "/p/a.jpg", "score": 0.98765, "size": 2048}, {"image": "/p/b.jpg", "score": 0.5, "size": 10}]
+    assert results_table(rows).splitlines()[0].split() == ["SCORE", "SIZE", "PATH"]
+    rows[0]["taken"] = "2024-05-01T10:11:12+02:00"
+    table = results_table(rows).splitlines()
+    assert table[0].split() == ["SCORE", "SIZE", "DATE", "PATH"]
+    assert "2024-05-01 10:11" in table[1] and table[1].split()[:3] == ["0.988", "2.0", "KB"]
+    assert table[2].split() == ["0.500", "10", "B", "-", "/p/b.jpg"]
+
+
+class Replay:
+    """Stands in for the HTTP client: answers /jobs/ID with the given states in turn."""
+
+    def __init__(self, states: list[dict[str, Any]]) -> None:
+        self.states = states
+
+    def call(self, method: str, path: str, params: Any = None, *rest: Any) -> tuple[int, dict[str, Any]]:
+        if path == "/add":
+            return 202, {"job": "j1"}
+        assert (method, path) == ("GET", "/jobs/j1")
+        return 200, self.states.pop(0) if len(self.states) > 1 else self.states[0]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+FAILED_RUN = [
+    {"folder": "/f", "state": "scanning", "found": 4, "done": 0},
+    {"folder": "/f", "state": "indexing", "found": 4, "done": 2},
+    {"folder": "/f", "state": "failed", "found": 4, "done": 2, "error": "Permission denied"},
+]
+
+
+def test_the_progress_bar_redraws_one_line_on_a_terminal():
+    screen = Terminal()
+    job = follow_job(Replay(list(FAILED_RUN)), "j1", screen, interval=0)
+    assert job["state"] == "failed"
+    drawn = screen.getvalue()
+    assert drawn.count("\r") == 3 and drawn.endswith("\n") and drawn.count("\n") == 1
+    assert "[" + "#" * 15 + "." * 15 + "]  50%  2/4 files  failed" in drawn
+
+
+def test_add_wait_exits_non_zero_when_the_job_fails(monkeypatch, capsys):
+    monkeypatch.setattr(cli_remote, "client_for", lambda config: Replay(list(FAILED_RUN)))
+    monkeypatch.setattr(cli_remote, "follow_job", lambda client, job_id: follow_job(client, job_id, interval=0))
+    args = type("Args", (), {"path": "/f", "wait": True})()
+    assert cli_remote.add_remote(args, None) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)["state"] == "failed" and "adding /f failed: Permission denied" in err
+
+
+def test_config_check_names_the_key_and_the_file(tmp_path):
+    bad = write_config(tmp_path / "bad.toml", {"index": {"trees": 0}})
+    result = run_cli("config", "check", str(bad))
+    assert result.returncode == 2
+    assert str(bad) in result.stderr and "index.trees" in result.stderr
+    good = write_config(tmp_path / "good.toml", {"server": {"port": 9123}})
+    ok = run_cli("config", "check", str(good))
+    assert ok.returncode == 0 and str(good) in ok.stdout
+
+
+def test_config_show_says_where_each_setting_came_from(tmp_path):
+    config = write_config(tmp_path / "c.toml", {"server": {"port": 9123}, "extractors.clip": {"batch_size": 4}})
+    result = run_cli("config", "show", "--config", str(config), "--data-dir", "/srv/x", "--json")
+    assert result.returncode == 0, result.stderr
+    settings = json.loads(result.stdout)["settings"]
+    assert settings["server.port"] == {"value": 9123, "source": f"file {config}"}
+    assert settings["extractors.clip.batch_size"] == {"value": 4, "source": f"file {config}"}
+    assert settings["index.data_dir"] == {"value": "/srv/x", "source": "command line"}
+    assert settings["server.host"] == {"value": "127.0.0.1", "source": "default"}
+    assert settings["server.token"] == {"value": "", "source": "default"}
+    secret = write_config(tmp_path / "s.toml", {"server": {"token": "hunter2"}})
+    shown_ = run_cli("config", "show", "--config", str(secret))
+    assert 'server.token = "***"' in shown_.stdout and "hunter2" not in shown_.stdout
+
+
+def test_bash_completion_completes_commands_and_options(tmp_path):
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash here")
+    script = run_cli("completion", "bash").stdout
+    (tmp_path / "c.sh").write_text(script)
+    probe = (
+        f"source {tmp_path / 'c.sh'}\n"
+        "COMP_WORDS=(imgsearchd se); COMP_CWORD=1; _imgsearchd; echo ${COMPREPLY[@]}\n"
+        "COMP_WORDS=(imgsearchd search --pa); COMP_CWORD=2; _imgsearchd; echo ${COMPREPLY[@]}\n"
+        "COMP_WORDS=(imgsearchd config ''); COMP_CWORD=2; _imgsearchd; echo ${COMPREPLY[@]}\n"
+        "COMP_WORDS=(imgsearchd duplicates --kind n); COMP_CWORD=3; _imgsearchd; echo ${COMPREPLY[@]}\n"
+        "COMP_WORDS=(imgsearchd completion ''); COMP_CWORD=2; _imgsearchd; echo ${COMPREPLY[@]}\n"
+    )
+    result = subprocess.run([bash, "-c", probe], capture_output=True, text=True, timeout=30)
+    assert result.stdout.splitlines() == ["search serve", "--paths", "check show", "near", "bash"], result.stderr
+
+
+def test_a_reader_that_stops_early_is_not_an_error_to_report():
+    """``imgsearchd ... | head -1``: no traceback, no message; exit 1 as Python's own recipe."""
+    env = {k: v for k, v in os.environ.items() if k != "IMGSEARCHD_CONFIG"}
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        result = subprocess.run(cli_command("completion", "bash"), stdout=write, stderr=subprocess.PIPE, env=env)
+    finally:
+        os.close(write)
+    assert (result.returncode, result.stderr) == (1, b"")
+
+
+def test_the_packaged_default_config_holds_the_built_in_defaults():
+    """The shipped file (used when no other is found) says what the schema does, key for key."""
+    import tomllib
+
+    from imgsearchd.config import PACKAGED_PATH, SCHEMA, validate
+
+    raw = tomllib.loads(PACKAGED_PATH.read_text(encoding="utf-8"))
+    defaults = {section: {key: s.default for key, s in keys.items()} for section, keys in SCHEMA.items()}
+    assert validate(raw, str(PACKAGED_PATH)) == defaults
+    listed = {f"{top}.{name}" if top == "extractors" else top for top, t in raw.items() for name in t}
+    assert {s for s in listed if s in SCHEMA} == set(SCHEMA)  # every section is in the file
