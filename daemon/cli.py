@@ -19,7 +19,7 @@ from .cli_config import add_config_parser, cmd_config
 from .cli_output import add_output_flags, output_mode, print_results
 from .cli_remote import add_remote, search_remote
 from .logs import setup_logging
-from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, MAX_LIMIT
+from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, DUPLICATE_SORTS, MAX_LIMIT
 
 log = logging.getLogger("imgsearchd")
 
@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--text", help="search by text (CLIP); added to the TERMs")
     search.add_argument("--folder", metavar="DIR", help="only files at or below this folder")
     search.add_argument(
+        "--taken-after", metavar="WHEN", help="only photos taken from WHEN on: 2019, 2019-07, 2019-07-14, or a time"
+    )
+    search.add_argument(
+        "--taken-before", metavar="WHEN", help="only photos taken up to the end of WHEN (2019-07: all of July)"
+    )
+    search.add_argument(
         "--limit", type=int, default=DEFAULT_LIMIT, help=f"how many results (1-{MAX_LIMIT}, default {DEFAULT_LIMIT})"
     )
     search.add_argument("--max-distance", type=float, help="drop results further than this (0-2)")
@@ -87,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     dups.add_argument("--threshold", type=float, help="cosine above which pictures are near-duplicates (0-1]")
     dups.add_argument("--kind", choices=DUPLICATE_KINDS, default="all")
     dups.add_argument("--folder", metavar="DIR", help="only groups with a file in DIR")
+    dups.add_argument(
+        "--sort", choices=DUPLICATE_SORTS, default="similarity", help="taken: oldest photo first in and across groups"
+    )
     dups.add_argument("--limit", type=int, default=DEFAULT_GROUPS, help=f"groups (default {DEFAULT_GROUPS})")
     dups.add_argument("--offset", type=int, default=0)
     dups.add_argument("--json", action="store_true", help="print the API's JSON answer")
@@ -315,6 +324,13 @@ def cmd_search(args: argparse.Namespace, config: Any) -> int:
         print("imgsearchd: give an IMAGE, a text, or --text", file=sys.stderr)
         return EXIT_USAGE
     folder = os.path.abspath(args.folder) if args.folder else None
+    from .time_range import BadTimeBound, parse_range
+
+    try:  # checked here too, so a typo is a usage error before a model is loaded
+        parse_range(args.taken_after, args.taken_before)
+    except BadTimeBound as exc:
+        print(f"imgsearchd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.local:
         return _search_local(args, config, parts, folder)
     return search_remote(args, config, parts, folder)
@@ -330,6 +346,7 @@ def _search_local(args: argparse.Namespace, config: Any, parts: list[dict[str, A
     from .paths import normalise_path
     from .query import search_answer
     from .records import SearchScope
+    from .time_range import parse_range
 
     loaded = _load_extractors(config)
     if loaded is None:
@@ -345,7 +362,8 @@ def _search_local(args: argparse.Namespace, config: Any, parts: list[dict[str, A
             return EXIT_ERROR
         with index_for(catalog, config, extractor) as index:  # opens the snapshot (or builds it), closes it after
             try:
-                scope = SearchScope(folder=normalise_path(folder)) if folder else None
+                after, before = parse_range(args.taken_after, args.taken_before)
+                scope = SearchScope(normalise_path(folder) if folder else None, after, before)
                 answer = search_answer(index, vector, args.limit, args.max_distance, scope)
             except UnknownFolder as exc:
                 print(f"imgsearchd: {exc}", file=sys.stderr)
@@ -426,6 +444,7 @@ def cmd_duplicates(args: argparse.Namespace, config: Any) -> int:
         "threshold": args.threshold,
         "kind": args.kind,
         "folder": os.path.abspath(args.folder) if args.folder else None,
+        "sort": args.sort,
         "limit": args.limit,
         "offset": args.offset,
     }
@@ -456,7 +475,8 @@ def cmd_duplicates(args: argparse.Namespace, config: Any) -> int:
         print(f"{group['kind']} ({group['files']} files, similarity {group['similarity']:.3f})")
         for member in group["members"]:
             dims = f"{member['width']}x{member['height']}" if member["width"] else "?x?"
-            print(f"  {member['image']}  {dims}  {member['size']} bytes  {member['score']:.3f}")
+            taken = (member.get("taken") or "?")[:16].replace("T", " ")
+            print(f"  {member['image']}  {dims}  {member['size']} bytes  {taken}  {member['score']:.3f}")
     shown = len(body["groups"])
     print(
         f"{body['total']} groups at threshold {body['threshold']} ({body['extractor']}); "

@@ -14,9 +14,9 @@ import sys
 from datetime import datetime
 from typing import Any, TextIO
 
-# Keys a result may carry a date under (the API's answer has none yet; capture dates are
-# planned): the first one present is shown, and the column is left out when no result has one.
-DATE_KEYS = ("taken", "captured", "date")
+# The result's capture time (``taken``, ISO 8601); the column is left out when no result has one.
+# A time that is the file's mtime (the photo had no EXIF date) is marked with "~".
+DATE_KEYS = ("taken",)
 
 
 def add_output_flags(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +62,8 @@ def _date(result: dict[str, Any]) -> str | None:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M")
         if isinstance(value, str) and value:
-            return value[:16].replace("T", " ")
+            guessed = "~" if result.get("taken_from") == "mtime" else ""
+            return guessed + value[:16].replace("T", " ")
     return None
 
 

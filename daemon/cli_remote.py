@@ -73,7 +73,14 @@ def uploaded(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def search_remote(args: argparse.Namespace, config: Any, parts: list[dict[str, Any]], folder: str | None) -> int:
     """Ask the daemon; print the answer as ``--json``/``--paths``/a table/JSON-when-piped says."""
     client = client_for(config)
-    params = {"limit": args.limit, "max_distance": args.max_distance, "extractor": args.extractor, "folder": folder}
+    params = {
+        "limit": args.limit,
+        "max_distance": args.max_distance,
+        "extractor": args.extractor,
+        "folder": folder,
+        "taken_after": args.taken_after,
+        "taken_before": args.taken_before,
+    }
     single = len(parts) == 1 and "weight" not in parts[0]
 
     def ask(upload: bool) -> dict[str, Any]:

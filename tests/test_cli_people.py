@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,8 @@ def test_add_folder_wait_follows_the_job_to_the_end(daemon):
 
 
 def test_search_prints_a_table_on_a_terminal(daemon):
-    """A real pseudo-terminal as stdout: score, size and path columns; no date column (no dates)."""
+    """A real pseudo-terminal as stdout: score, size, date and path columns; the photos have no
+    EXIF date, so the date is the file's mtime, marked with "~"."""
     leader, follower = pty.openpty()
     env = {**os.environ, **PROXY_ENV}
     env.pop("IMGSEARCHD_CONFIG", None)
@@ -177,9 +179,11 @@ def test_search_prints_a_table_on_a_terminal(daemon):
     os.close(leader)
     assert proc.returncode == 0, proc.stderr
     lines = out.decode().replace("\r\n", "\n").strip().splitlines()
-    assert lines[0].split() == ["SCORE", "SIZE", "PATH"]
-    score, size, unit, path = lines[1].split()
+    assert lines[0].split() == ["SCORE", "SIZE", "DATE", "PATH"]
+    score, size, unit, day, minute, path = lines[1].split()
     assert path == query and float(score) > 0.99 and unit in ("KB", "MB")
+    mtime = datetime.fromtimestamp(os.path.getmtime(query))
+    assert (day, minute) == (mtime.strftime("~%Y-%m-%d"), mtime.strftime("%H:%M"))
     assert float(size) == pytest.approx(os.path.getsize(query) / 1024, abs=0.1)
     assert len(lines) == 4
 
@@ -192,6 +196,19 @@ def test_the_table_shows_a_date_column_only_when_a_result_has_a_date():
     assert table[0].split() == ["SCORE", "SIZE", "DATE", "PATH"]
     assert "2024-05-01 10:11" in table[1] and table[1].split()[:3] == ["0.988", "2.0", "KB"]
     assert table[2].split() == ["0.500", "10", "B", "-", "/p/b.jpg"]
+    rows[1].update(taken="2020-01-02T03:04:05", taken_from="mtime")
+    assert results_table(rows).splitlines()[2].split() == ["0.500", "10", "B", "~2020-01-02", "03:04", "/p/b.jpg"]
+
+
+def test_search_takes_date_bounds_and_refuses_a_bad_one(daemon):
+    query = str(daemon.indexed / "coffee.jpg")
+    found = daemon.cli("search", query, "--json", "--taken-after", "2000", "--taken-before", "2999")
+    assert found.returncode == 0, found.stderr
+    assert query in [r["image"] for r in json.loads(found.stdout)["results"]]
+    future = daemon.cli("search", query, "--json", "--taken-after", "2999-01")
+    assert future.returncode == 0 and json.loads(future.stdout)["results"] == [], future.stderr
+    bad = daemon.cli("search", query, "--taken-before", "next week")
+    assert bad.returncode == 2 and "taken_before='next week' is not a date or time" in bad.stderr
 
 
 class Replay:
