@@ -2,7 +2,8 @@
 
 Every setting has a type, a default and a check; an unknown key or a bad value is a
 ``ConfigError`` that names the key and the file. Where the file is found:
-``--config``, else ``$IMGSEARCHD_CONFIG``, else ``/etc/imgsearchd/imgsearchd.toml``,
+``--config``, else ``$IMGSEARCHD_CONFIG``, else the user's ``$XDG_CONFIG_HOME/imgsearchd/imgsearchd.toml``
+(``~/.config``: the user service's), else ``/etc/imgsearchd/imgsearchd.toml``,
 else ``config/imgsearchd.toml`` in the current folder, else the default file shipped inside
 the package (``PACKAGED_PATH``; in a checkout a link to ``config/imgsearchd.toml``).
 Relative paths in the file are taken relative to the current working folder.
@@ -274,6 +275,12 @@ class Config:
         return fresh
 
 
+def user_config_path() -> Path:
+    """The desktop user's settings (``imgsearchd.user.service``): ``$XDG_CONFIG_HOME`` or ``~/.config``."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "imgsearchd" / "imgsearchd.toml"
+
+
 def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The settings file to use, by the documented order; None when there is none."""
     if explicit:
@@ -287,7 +294,7 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
         if not path.is_file():
             raise ConfigError(f"${ENV_VAR} names {path}, which does not exist")
         return path
-    for candidate in (SYSTEM_PATH, Path("config/imgsearchd.toml"), PACKAGED_PATH):
+    for candidate in (user_config_path(), SYSTEM_PATH, Path("config/imgsearchd.toml"), PACKAGED_PATH):
         if candidate.is_file():
             return candidate
     return None

@@ -35,11 +35,17 @@ def test_explicit_path_wins_over_environment(tmp_path, monkeypatch):
     assert load_config().server["port"] == 9002
 
 
-def test_search_order_system_then_local(tmp_path, monkeypatch):
+def test_search_order_user_then_system_then_local(tmp_path, monkeypatch):
     monkeypatch.delenv(cfg.ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     system = write_config(tmp_path / "etc.toml", {"server": {"port": 9003}})
     monkeypatch.setattr(cfg, "SYSTEM_PATH", system)
     assert cfg.find_config_file() == system
+    (tmp_path / "xdg" / "imgsearchd").mkdir(parents=True)
+    user = write_config(tmp_path / "xdg" / "imgsearchd" / "imgsearchd.toml", {"server": {"port": 9005}})
+    assert cfg.find_config_file() == user  # the desktop user service's, before the system's
+    assert load_config().server["port"] == 9005
+    user.unlink()
     monkeypatch.setattr(cfg, "SYSTEM_PATH", tmp_path / "absent.toml")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "config").mkdir()
