@@ -473,6 +473,18 @@ def spec() -> dict[str, Any]:
             "properties": {
                 "images": {"type": ["integer", "null"], "description": "indexed files in the catalogue"},
                 "files": {"type": "integer"},
+                "metadata": {
+                    "type": "object",
+                    "required": ["missing"],
+                    "properties": {
+                        "missing": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "indexed files whose capture date and size are not read yet "
+                            "(catalogued before they were kept; read while the indexer is idle)",
+                        }
+                    },
+                },
                 "pending": {"type": "integer", "minimum": 0, "description": "queued work"},
                 "failed": {
                     "type": "object",

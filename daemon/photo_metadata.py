@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from PIL import ExifTags, Image
 
 from . import formats
+from .images import SUPPORTED_FORMATS  # the loader's formats only: no other Pillow plugin parses a file
 from .records import PhotoMetadata
 
 log = logging.getLogger("imgsearchd.photo_metadata")
@@ -52,7 +53,7 @@ def read_metadata(data: bytes, mtime_ns: int) -> PhotoMetadata:
             width, height = _raw_size(data)
             shown = True
         else:
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS) as image:
                 width, height = image.size
                 exif = image.getexif()
     except Exception as exc:
@@ -73,7 +74,7 @@ def read_metadata_file(path: str, mtime_ns: int, max_bytes: int) -> PhotoMetadat
                     return mtime_only(mtime_ns)
                 return read_metadata(head + fh.read(), mtime_ns)
             fh.seek(0)
-            with Image.open(fh) as image:
+            with Image.open(fh, formats=SUPPORTED_FORMATS) as image:
                 return from_exif(image.getexif(), image.width, image.height, mtime_ns)
     except Exception as exc:
         log.debug("no metadata from %s: %s", path, exc)

@@ -566,6 +566,7 @@ class Service:
             {
                 "images": counts["by_state"].get(FileState.INDEXED, 0),
                 "files": counts["files"],
+                "metadata": {"missing": self.catalog.count_without_metadata()},
                 "pending": self._pending(progress),
                 "failed": {
                     "total": counts["by_state"].get(FileState.FAILED, 0),

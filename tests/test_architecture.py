@@ -110,7 +110,16 @@ def test_data_flows_one_way() -> None:
     downstream = {"imgsearchd.server", "imgsearchd.page", "imgsearchd.serve", "imgsearchd.service", "imgsearchd.cli"}
     downstream |= {m for m in graph if m.startswith("imgsearchd.cli_")}  # the CLI's own modules
     upstream_modules = ("catalog", "images", "workqueue", "folders", "indexer", "index", "snapshot", "watcher", "jobs")
-    for upstream in (*upstream_modules, "folder_search", "combined", "duplicates", "recall", "thumbnails"):
+    for upstream in (
+        *upstream_modules,
+        "folder_search",
+        "combined",
+        "duplicates",
+        "recall",
+        "thumbnails",
+        "photo_metadata",
+        "time_range",
+    ):
         reached = reaches(f"imgsearchd.{upstream}") & downstream
         assert not reached, f"imgsearchd.{upstream} reaches {sorted(reached)}"
     assert "imgsearchd.indexer" not in reaches("imgsearchd.index")

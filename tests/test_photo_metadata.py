@@ -195,10 +195,12 @@ def test_a_version_2_catalogue_is_migrated_and_its_files_get_their_metadata(tmp_
         assert catalog._reader().execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
         assert [row[1] for row in catalog.without_metadata(10)] == [str(dated), str(gone)]
         seq = catalog.current_seq()
+        assert catalog.count_without_metadata() == 2  # /stats metadata.missing
         with Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
             assert indexer.fill_metadata() == 2
             assert indexer.fill_metadata() == 0  # nothing left: the idle loop stops asking
         assert catalog.current_seq() == seq  # no change number: the indexes have nothing to do
+        assert catalog.count_without_metadata() == 0
         facts = catalog.result_facts([str(dated), str(gone)])
         assert facts[str(dated)][1] is not None and facts[str(dated)][1].taken == "2017-06-05T04:03:02+01:00"
         assert facts[str(gone)][1] == photo_metadata.mtime_only(6_000_000_000)
@@ -348,6 +350,8 @@ def test_results_carry_capture_time_source_and_size(dated_daemon, photos):
     assert rocket["taken_from"] == "mtime"
     assert datetime.fromisoformat(rocket["taken"]).timestamp() == dated_daemon.png_time
     assert all(r["gps"] is False for r in body["results"])
+    status, stats = dated_daemon.get("/stats")
+    assert status == 200 and stats["metadata"] == {"missing": 0}
 
 
 def test_every_kind_of_search_takes_the_date_filters(dated_daemon, photos):

@@ -18,6 +18,7 @@ import time
 import tomllib
 import urllib.parse
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -257,6 +258,34 @@ def test_clicking_a_result_runs_more_like_this(browser, site, shots):
         browser.save_screenshot(str(shots / "search-phone.png"))
     finally:
         browser.set_window_size(1280, 900)
+    assert errors_in_console(browser) == []
+
+
+def test_the_date_fields_filter_the_search_and_cards_show_the_date(browser, site, shots):
+    """On the query in hand: photos without an EXIF date count by their file date (today, "~")."""
+    shown = len(results(browser))
+    assert shown, "runs after the more-like-this test, on its results"
+    dates = js(browser, "return Array.from(document.querySelectorAll('#results .taken')).map(e => e.textContent)")
+    today = datetime.now().date()
+    assert dates and set(dates) == {f"~{today.isoformat()}"}, dates
+
+    def set_dates(after: str, before: str) -> None:
+        js(
+            browser,
+            """for (const [id, value] of [['#taken-after', arguments[0]], ['#taken-before', arguments[1]]]) {
+                   const box = document.querySelector(id); box.value = value;
+                   box.dispatchEvent(new Event('change')); }""",
+            after,
+            before,
+        )
+
+    set_dates((today + timedelta(days=1)).isoformat(), "")
+    wait_js(browser, "return document.querySelector('#search-message').textContent.startsWith('Nothing like')", "none")
+    assert "taken" in js(browser, "return document.querySelector('#search-message').textContent")
+    set_dates(today.isoformat(), today.isoformat())
+    wait_js(browser, f"return document.querySelectorAll('#results .card').length === {shown}", "all back")
+    set_dates("", "")
+    wait_js(browser, "return !document.querySelector('#search-message').textContent.includes('taken')", "no filter")
     assert errors_in_console(browser) == []
 
 

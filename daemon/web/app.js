@@ -392,7 +392,23 @@ function renderParts() {
 }
 
 function searchOptions() {
-  return { limit: $("#limit").value, extractor: $("#extractor").value, folder: $("#folder").value.trim() };
+  return {
+    limit: $("#limit").value,
+    extractor: $("#extractor").value,
+    folder: $("#folder").value.trim(),
+    taken_after: $("#taken-after").value, // a day (YYYY-MM-DD): the daemon takes the whole day
+    taken_before: $("#taken-before").value,
+  };
+}
+
+// "2019-08-01", with a "~" and a note when it is the file's date (the photo had none).
+function takenLine(item) {
+  if (!item.taken) return null;
+  const guessed = item.taken_from === "mtime";
+  const facts = [guessed ? "file date: the photo has no date of its own" : `taken ${item.taken}`];
+  if (item.camera) facts.push(item.camera);
+  if (item.width) facts.push(`${item.width}×${item.height}`);
+  return h("span", { class: "muted taken", title: facts.join(" · ") }, `${guessed ? "~" : ""}${item.taken.slice(0, 10)}`);
 }
 
 async function partJson(part) {
@@ -434,7 +450,7 @@ async function runSearch() {
     } else {
       const body = { query: await Promise.all(state.parts.map(partJson)), limit: Number(options.limit) };
       if (options.extractor) body.extractor = options.extractor;
-      if (options.folder) body.folder = options.folder;
+      for (const key of ["folder", "taken_after", "taken_before"]) if (options[key]) body[key] = options[key];
       answer = await api("/search", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
@@ -450,7 +466,8 @@ async function runSearch() {
   if (seq !== state.searchSeq) return;
   const results = answer.body.results || [];
   const ms = Math.round(performance.now() - started);
-  const where = answer.body.folder ? ` in ${answer.body.folder}` : "";
+  let where = answer.body.folder ? ` in ${answer.body.folder}` : "";
+  if (options.taken_after || options.taken_before) where += `, taken ${options.taken_after || "…"} – ${options.taken_before || "…"}`;
   setMessage(
     message,
     results.length
@@ -500,6 +517,7 @@ function renderResults(results) {
           { class: "meta" },
           h("span", { class: "name", title: item.image }, name),
           folderLine(folder),
+          takenLine(item),
         ),
         h(
           "div",
@@ -525,6 +543,7 @@ async function loadDuplicates(offset) {
     kind: $("#dup-kind").value,
     threshold: $("#dup-threshold").value,
     folder: $("#dup-folder").value.trim(),
+    sort: $("#dup-sort").value,
     offset,
     limit: DUP_PAGE,
   };
@@ -598,6 +617,7 @@ function memberCard(member) {
       h("span", { class: "name", title: member.image }, name),
       folderLine(folder),
       h("span", { class: "muted" }, size),
+      takenLine(member),
     ),
     h("div", { class: "actions" }, h("a", { href: `/original?image=${pathParam(member)}`, target: "_blank", rel: "noopener" }, "Open")),
   );
@@ -764,6 +784,8 @@ function bindUi() {
   });
   $("#limit").addEventListener("change", runSearch);
   $("#folder").addEventListener("change", runSearch);
+  $("#taken-after").addEventListener("change", runSearch);
+  $("#taken-before").addEventListener("change", runSearch);
 
   // Drag and drop anywhere on the page; the overlay says what a drop does.
   const overlay = $("#drop-overlay");
