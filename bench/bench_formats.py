@@ -57,7 +57,14 @@ MIN_SIDE = 256
 PREVIEW_MEGAPIXELS = 1.7  # a camera's embedded preview (1-6 MP); the README's 24 MP DNG had 1.7
 TAKEN = "2024:06:01 12:34:56"
 KINDS = ["JPEG", "PNG", "HEIC", "AVIF", "DNG + preview", "DNG, no preview"]
-SUFFIX = {"JPEG": "jpg", "PNG": "png", "HEIC": "heic", "AVIF": "avif", "DNG + preview": "dng", "DNG, no preview": "dng"}
+NAMES = ["photo.jpg", "photo.png", "photo.heic", "photo.avif", "preview.dng", "bare.dng"]
+# Pillow's format name and save options of each raster kind (the HEIF plugin is pillow-heif's).
+SAVE: dict[str, tuple[str, dict[str, int]]] = {
+    "JPEG": ("JPEG", {"quality": 90}),
+    "PNG": ("PNG", {"compress_level": 6}),
+    "HEIC": ("HEIF", {"quality": 85}),
+    "AVIF": ("AVIF", {"quality": 85}),
+}
 
 
 def say(*parts: object) -> None:
@@ -93,26 +100,18 @@ def exif_block() -> Image.Exif:
 def make_files(folder: Path, megapixels: float, seed: int) -> dict[str, Path]:
     """The test pictures in ``folder``, made once per spec (a 24 MP HEIC or AVIF takes a while to encode)."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {
-        kind: folder / f"{kind.split(',')[0].replace(' + ', '-').replace(' ', '-')}.{SUFFIX[kind]}" for kind in KINDS
-    }
-    paths["DNG, no preview"] = folder / "DNG-bare.dng"
+    paths = {kind: folder / name for kind, name in zip(KINDS, NAMES)}
     stamp = folder / "made.json"
     spec = {"version": DATA_VERSION, "megapixels": megapixels, "seed": seed}
     if stamp.exists() and json.loads(stamp.read_text()) == spec and all(p.exists() for p in paths.values()):
         return paths
     picture = photo(megapixels, seed)
     exif = exif_block().tobytes()
-    for kind in ("JPEG", "PNG", "HEIC", "AVIF"):
+    for kind, (pillow_name, options) in SAVE.items():
         t = time.monotonic()
-        if kind in ("HEIC", "AVIF"):
-            buf = io.BytesIO()
-            picture.save(buf, "HEIF" if kind == "HEIC" else "AVIF", quality=85, exif=exif)
-            data = buf.getvalue()
-        else:
-            buf = io.BytesIO()
-            picture.save(buf, kind, exif=exif, **({"quality": 90} if kind == "JPEG" else {"compress_level": 6}))
-            data = buf.getvalue()
+        buf = io.BytesIO()
+        picture.save(buf, pillow_name, exif=exif, **options)
+        data = buf.getvalue()
         paths[kind].write_bytes(data)
         say(f"made {kind}: {len(data) / 1e6:.1f} MB in {time.monotonic() - t:.1f} s")
     tags = [
