@@ -52,8 +52,9 @@ from imgsearchd.records import PhotoMetadata  # noqa: E402
 from image_factory import dng_bytes  # noqa: E402
 
 DATA_VERSION = 1
-# The shorter side EfficientNet-Lite0's default crop decodes to (Resize(256) before CenterCrop(224)).
-MIN_SIDE = 256
+# The shorter side the daemon decodes to at the default framing (squash, 224 for every
+# extractor; EfficientNet's crop framing would ask for 256).
+MIN_SIDE = 224
 PREVIEW_MEGAPIXELS = 1.7  # a camera's embedded preview (1-6 MP); the README's 24 MP DNG had 1.7
 TAKEN = "2024:06:01 12:34:56"
 KINDS = ["JPEG", "PNG", "HEIC", "AVIF", "DNG + preview", "DNG, no preview"]
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--megapixels", type=float, default=24.0, help="size of the test pictures")
     parser.add_argument("--repeats", type=int, default=5, help="decodes per way and format (median shown)")
-    parser.add_argument("--min-side", type=int, default=MIN_SIDE, help="decode side (EfficientNet's crop: 256)")
+    parser.add_argument("--min-side", type=int, default=MIN_SIDE, help="decode side (224: the default framing)")
     parser.add_argument("--formats", nargs="+", choices=KINDS, default=KINDS, metavar="KIND", help=", ".join(KINDS))
     parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "imgsearchd-bench-formats"))
     parser.add_argument("--seed", type=int, default=14)
