@@ -277,8 +277,9 @@ def _decode_raw(data: bytes, min_side: int, limits: ImageLimits) -> Image.Image:
     ``min_side``, else LibRaw's demosaic (half size when that still reaches it: a quarter
     of the work), under the same caps and budget as every other picture.
 
-    Measured here (24 MP DNG, 2 shared cores): the 1.7 MP preview 10 ms, the half-size
-    demosaic 550 ms (a 24 MP JPEG: 39 ms with draft mode).
+    Measured here (bench/bench_formats.py, 24 MP DNG, 2 shared cores): the 1.7 MP preview
+    10 ms, the half-size demosaic 360-520 ms, rawpy's full postprocess 2.5-3.4 s (a 24 MP
+    JPEG: 62-77 ms with draft mode); BENCHMARKS.md "Image formats and metadata".
     """
     with _decode_errors():
         raw = formats.open_raw(data)

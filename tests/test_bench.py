@@ -19,6 +19,7 @@ from helpers import REPO
 TINY = {
     "bench_ann.py": ["--sizes", "1000", "--queries", "20", "--annoy-trees", "2", "--stop-recall", "0.5"],
     "bench_decode.py": ["--small", "3", "--large", "1", "--repeats", "1"],
+    "bench_formats.py": ["--megapixels", "0.2", "--repeats", "1"],
     "bench_filters.py": ["--library", "1500", "--folders", "100", "600", "--queries", "3", "--repeats", "1"],
     "bench_index.py": [
         "--sizes", "1200", "--queries", "20", "--brute-queries", "5", "--sweep", "1000", "--rate", "1000",
@@ -53,6 +54,7 @@ EXPECT = {
     "bench_recall.py": "| hnsw | 2, grown |",
     "bench_decode.py": "| **loader total** |",
     "bench_filters.py": "| 600 |",
+    "bench_formats.py": ("| DNG + preview |", "(exif; 546x364, Canon EOS R5, GPS True) |"),
     "bench_index.py": "| 1,200 |",
     "bench_indexing.py": "| efficientnet | small (4) |",
     "bench_precision.py": "| efficientnet | new |",
@@ -82,6 +84,7 @@ def test_benchmark_runs_a_tiny_case(script: str, tmp_path: Path) -> None:
         pytest.skip("bench_page.py needs chromium and chromium-driver (apt-get install chromium chromium-driver)")
     with_data = (
         "bench_decode.py",
+        "bench_formats.py",
         "bench_indexing.py",
         "bench_precision.py",
         "bench_retrieval.py",
