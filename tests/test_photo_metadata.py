@@ -136,6 +136,23 @@ def test_the_file_reader_reads_the_header_and_never_raises(tmp_path, photos):
     assert (gone.taken_from, gone.taken_at, gone.width) == ("mtime", 7.0, None)
 
 
+def test_a_png_is_read_from_its_header_without_decoding_its_pixels(tmp_path, photos):
+    # Pillow's own PNG getexif decodes the whole picture when no eXIf comes before the pixels:
+    # a PNG whose pixels are cut short then gave no size at all (and a huge one was decoded
+    # past the loader's pixel cap). Cut pixels prove they are never decoded.
+    photo = photos["coffee"]
+    whole = encoded(photo, "PNG")
+    path = tmp_path / "cut.png"
+    path.write_bytes(whole[: len(whole) // 2])
+    for found in (
+        photo_metadata.read_metadata_file(str(path), 9_000_000_000, 1 << 30),
+        photo_metadata.read_metadata(whole[: len(whole) // 2], 9_000_000_000),
+    ):
+        assert (found.width, found.height, found.taken_from) == (*photo.size, "mtime")
+    dated = encoded(photo, "PNG", exif_block("2016:01:02 03:04:05", "+05:30"))  # eXIf before the pixels
+    assert photo_metadata.read_metadata(dated, 0).taken == "2016-01-02T03:04:05+05:30"
+
+
 # -- the filter's bounds --------------------------------------------------------------------
 
 
