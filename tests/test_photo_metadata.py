@@ -168,8 +168,15 @@ def test_bounds_take_their_whole_period(monkeypatch):
         assert time_range.parse_range("2023-12", "2023-12") == (at(2023, 12, 1), at(2024, 1, 1))
         assert time_range.parse_range("2024-02-28", "2024-02-28") == (at(2024, 2, 28), at(2024, 2, 29))
         assert time_range.parse_range("2024-02-28T10:00", None) == (at(2024, 2, 28, 10), None)
-        assert time_range.parse_range(None, "2024-02-28T10:00:00+02:00") == (None, at(2024, 2, 28, 8))
-        assert time_range.parse_range(None, "2024-02-28T10:00:00Z") == (None, at(2024, 2, 28, 10))
+        # a time names its last unit: the second, the minute, the hour; a fraction just the moment
+        assert time_range.parse_range(None, "2024-02-28T10:00:00+02:00") == (None, at(2024, 2, 28, 8) + 1)
+        assert time_range.parse_range(None, "2024-02-28T10:00:00Z") == (None, at(2024, 2, 28, 10) + 1)
+        ten = at(2024, 2, 28, 10)
+        assert time_range.parse_range("2024-02-28 10:30", "2024-02-28T10:30") == (ten + 1800, ten + 1860)
+        assert time_range.parse_range("2024-02-28T10", "2024-02-28T10") == (ten, ten + 3600)
+        assert time_range.parse_range(None, "2024-02-28T10:00:00.250") == (None, ten + 0.25)
+        # ISO's other day forms are whole days too, not the day's first moment
+        assert time_range.parse_range("20240228", "2024-W09-3") == (at(2024, 2, 28), at(2024, 2, 29))
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
@@ -181,12 +188,19 @@ def test_bounds_take_their_whole_period(monkeypatch):
         ("last week", None, "taken_after='last week' is not a date or time"),
         (None, "2023-13", "taken_before='2023-13'"),
         ("2024-01-01", "2023-12-31", "is not before"),
-        ("2024-05-05T10:00", "2024-05-05T10:00", "is not before"),
+        ("2024-05-05T10:00:00.5", "2024-05-05T10:00:00.5", "is not before"),
+        ("0001", None, "taken_after='0001' is not a date or time"),  # year 0 in a zone west of UTC
     ],
 )
-def test_bad_bounds_are_refused_with_the_parameter_named(after, before, needle):
-    with pytest.raises(time_range.BadTimeBound, match="taken_") as caught:
-        time_range.parse_range(after, before)
+def test_bad_bounds_are_refused_with_the_parameter_named(after, before, needle, monkeypatch):
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        with pytest.raises(time_range.BadTimeBound, match="taken_") as caught:
+            time_range.parse_range(after, before)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
     assert needle in str(caught.value)
 
 
