@@ -491,15 +491,16 @@ class Catalog:
         """Store metadata read for (id, metadata) files catalogued without it.
 
         No change number: the indexes hold vectors, and the date filters read these columns
-        at search time. A file that changed meanwhile is read anew by the pipeline, which
-        writes its metadata again.
+        at search time. A row the pipeline filled meanwhile (the file was touched or
+        re-indexed) keeps what the pipeline read.
         """
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(
-                    f"UPDATE files SET {_METADATA_SET} WHERE id=?", [(*_metadata_row(m), i) for i, m in rows]
+                    f"UPDATE files SET {_METADATA_SET} WHERE id=? AND taken_at IS NULL",
+                    [(*_metadata_row(m), i) for i, m in rows],
                 )
                 conn.execute("COMMIT")
             except BaseException:

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sqlite3
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from imgsearchd.folder_search import search_scoped
 from imgsearchd.index import ExtractorIndex
 from imgsearchd.indexer import Indexer
 from imgsearchd.records import FileResult, PhotoMetadata, SearchScope
+from imgsearchd.workqueue import WorkQueue
 
 from helpers import live_server, server_config
 from image_factory import dng_bytes, heif_bytes
@@ -235,6 +237,65 @@ def test_a_version_2_catalogue_is_migrated_and_its_files_get_their_metadata(tmp_
         facts = catalog.result_facts([str(dated), str(gone)])
         assert facts[str(dated)][1] is not None and facts[str(dated)][1].taken == "2017-06-05T04:03:02+01:00"
         assert facts[str(gone)][1] == photo_metadata.mtime_only(6_000_000_000)
+
+
+def _version_2_catalogue(db: Path, paths: list[Path]) -> None:
+    """A catalogue as schema 2 left it: these files indexed, no metadata columns."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    for version in (1, 2):
+        conn.executescript(schema.MIGRATIONS[version])
+    conn.execute("PRAGMA user_version=2")
+    rows = [(bytes(path), 1_000_000_000 * (i + 1), f"h{i}") for i, path in enumerate(paths)]
+    conn.executemany(
+        "INSERT INTO files (path, size, mtime_ns, content_hash, state, seq, updated_at)"
+        " VALUES (?, 1, ?, ?, 'indexed', 1, 0)",
+        rows,
+    )
+    conn.close()
+
+
+def test_the_fill_keeps_what_the_pipeline_wrote_and_stops_at_its_budget(tmp_path, efficientnet):
+    paths = [tmp_path / f"gone{i}.jpg" for i in range(3)]
+    _version_2_catalogue(tmp_path / "catalog.sqlite3", paths)
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog:
+        first = catalog.without_metadata(1)[0][0]
+        catalog.fill_metadata([(first, _metadata(START))])  # as the pipeline would write it first
+        catalog.fill_metadata([(first, photo_metadata.mtime_only(0))])  # a fill that read it before
+        assert catalog.metadata_for([first])[first].taken_at == START
+        with Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+            assert indexer.fill_metadata(budget_s=0.0) == 1  # one file, then the budget is spent
+            assert catalog.count_without_metadata() == 1
+
+
+def test_the_idle_loop_fills_without_sleeping_and_again_for_files_back_online(tmp_path, efficientnet):
+    disk = tmp_path / "disk"
+    paths = [disk / ("away" if i < 50 else "here") / f"{i}.jpg" for i in range(450)]
+    _version_2_catalogue(tmp_path / "catalog.sqlite3", paths)
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog:
+        with Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+            assert indexer.set_offline(str(disk / "away")) == 50  # an unmounted disk: not filled
+            queue, stop = WorkQueue(), threading.Event()
+            worker = threading.Thread(target=indexer.run, args=(queue, stop, 1.0))
+            worker.start()
+            try:
+                # two fills of 200; with the loop's 1 s sleep before each this took over 2 s
+                assert wait_until(lambda: catalog.count_without_metadata() == 0, 1.8)
+                assert indexer.restore(str(p) for p in paths[:50]) == 50
+                # the loop looks again (after at most one 1 s sleep) and fills the 50
+                everything = SearchScope(taken_before=1e12)
+                assert wait_until(lambda: catalog.count_in(everything) == 450, 3.0)
+            finally:
+                stop.set()
+                worker.join()
+
+
+def wait_until(check, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
 
 
 # -- date filters against brute force, on a real catalogue and Annoy index -------------------------
