@@ -38,6 +38,9 @@ _DATE_TAGS = (  # (date tag, its offset tag, the IFD that holds them): first usa
 )
 _TURNED = {5, 6, 7, 8}  # orientations that swap width and height
 _TIFF_HEADS = (b"II*\x00", b"MM\x00*")
+# A camera's name is short ("Canon EOS R5 Mark II"); a longer one (an EXIF block can hold 64 KB,
+# a PNG's any size) is cut, so a crafted file cannot fill the catalogue and every answer it is in.
+_CAMERA_MAX = 64
 # How far into a RAF file its embedded JPEG's EXIF block is looked for (it sits within the
 # first 200 KB in the files looked at).
 _RAF_EXIF_WITHIN = 1 << 20
@@ -186,7 +189,8 @@ def _camera(exif: Image.Exif) -> str | None:
     model = _text(exif.get(ExifTags.Base.Model)) or ""
     if model and make and make.split()[0].lower() not in model.lower():
         model = f"{make.split()[0]} {model}"
-    return (model or make or None) if (model or make) else None
+    name = "".join(ch for ch in (model or make) if ch.isprintable())[:_CAMERA_MAX].strip()
+    return name or None
 
 
 def _text(value: object) -> str | None:

@@ -103,6 +103,13 @@ def test_an_unusable_exif_date_falls_back_to_the_mtime_and_says_so(photos, value
     assert found.width == photos["rocket"].width
 
 
+def test_a_crafted_camera_name_is_cut_and_printable(photos):
+    exif = exif_block(make="\x1b[31m" + "Z" * 100_000, model="\x1b]2;x\x07" + "Q" * 100_000)
+    found = photo_metadata.read_metadata(encoded(photos["rocket"], "PNG", exif), 0)
+    assert found.camera == "[31m" + "Z" * 60  # no escape left for a terminal, 64 characters at most
+    assert photo_metadata.read_metadata(encoded(photos["rocket"], "PNG", exif_block(model="\x07")), 0).camera is None
+
+
 def test_damaged_bytes_give_the_mtime_and_no_size():
     found = photo_metadata.read_metadata(b"\xff\xd8\xff\xe1 broken", 5_000_000_000)
     assert (found.taken_from, found.taken_at, found.width, found.height) == ("mtime", 5.0, None, None)
