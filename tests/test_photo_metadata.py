@@ -474,6 +474,7 @@ def test_every_kind_of_search_takes_the_date_filters(dated_daemon, photos):
     [
         ({"taken_after": "soon"}, "taken_after='soon' is not a date or time"),
         ({"taken_after": "2022", "taken_before": "2021"}, "is not before"),
+        ({"taken_before": b"2021\xff"}, "taken_before='2021\\udcff' is not a date"),  # not UTF-8: not dropped
     ],
 )
 def test_a_bad_bound_is_a_400_naming_it(dated_daemon, params, needle):
