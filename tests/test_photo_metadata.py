@@ -398,6 +398,21 @@ def test_date_filters_equal_brute_force(dated_library, folder, cost):
             assert [h.id for h, _ in found.hits] == brute_force(catalog, q, scope, 10), (scope, found.method)
 
 
+def test_a_date_range_is_counted_from_the_index_alone(dated_library):
+    catalog = dated_library[0]
+    reader = catalog._reader()
+    statements: list[str] = []
+    reader.set_trace_callback(statements.append)
+    try:
+        count = catalog.count_in(SearchScope(taken_after=START, taken_before=START + YEAR))
+    finally:
+        reader.set_trace_callback(None)
+    ours = [s for s in statements if "COUNT(*)" in s]
+    assert len(ours) == 1 and count > 0
+    plan = " ".join(str(row) for row in reader.execute("EXPLAIN QUERY PLAN " + ours[0]))
+    assert "COVERING INDEX files_by_taken" in plan, plan  # no row read per file in the range
+
+
 def test_a_range_with_nothing_in_it_answers_with_no_hits(dated_library):
     _, index = dated_library
     scope = SearchScope(None, START - 5 * YEAR, START - 4 * YEAR)
