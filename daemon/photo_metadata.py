@@ -145,7 +145,10 @@ def from_exif(
 def _exif_time(tags: Image.Exif | dict[int, object]) -> tuple[float, str] | None:
     """(unix seconds, ISO text) from the first usable date tag, else None."""
     for date_tag, offset_tag in _DATE_TAGS:
-        parsed = parse_exif_time(tags.get(date_tag), tags.get(offset_tag))
+        # OffsetTime (the offset of DateTime, the file's last change) when none was written for
+        # this date: the same zone unless the file was edited elsewhere, closer than local time
+        offset = tags.get(offset_tag) or tags.get(ExifTags.Base.OffsetTime)
+        parsed = parse_exif_time(tags.get(date_tag), offset)
         if parsed is not None:
             return parsed
     return None
@@ -236,7 +239,7 @@ def _cr3_exif(data: bytes) -> Image.Exif:
     if sub:
         inner = Image.Exif()
         inner.load(sub)
-        for tag in (*_DATE_TAGS[0], *_DATE_TAGS[1]):
+        for tag in (*_DATE_TAGS[0], *_DATE_TAGS[1], ExifTags.Base.OffsetTime):
             if tag in inner:
                 exif[tag] = inner[tag]  # read by ``_exif_time(exif)`` as a fallback
     return exif

@@ -95,6 +95,14 @@ def test_a_time_without_offset_is_local_and_shown_as_written(photos, monkeypatch
     assert found.camera is None and found.has_gps is False
 
 
+def test_a_date_without_its_own_offset_takes_offset_time(photos):
+    exif = exif_block("2022:03:04 05:06:07")
+    exif.get_ifd(0x8769)[0x9010] = "-07:00"  # OffsetTime (DateTime's) alone
+    found = photo_metadata.read_metadata(encoded(photos["coffee"], "JPEG", exif), 0)
+    assert found.taken == "2022-03-04T05:06:07-07:00"
+    assert found.taken_at == datetime(2022, 3, 4, 12, 6, 7, tzinfo=UTC).timestamp()
+
+
 @pytest.mark.parametrize("value", ["0000:00:00 00:00:00", "    :  :     :  :  ", "yesterday", ""])
 def test_an_unusable_exif_date_falls_back_to_the_mtime_and_says_so(photos, value):
     mtime_ns = 1_600_000_000_123_000_000
