@@ -286,22 +286,21 @@ def test_the_idle_loop_fills_without_sleeping_and_again_for_files_back_online(tm
     disk = tmp_path / "disk"
     paths = [disk / ("away" if i < 50 else "here") / f"{i}.jpg" for i in range(450)]
     _version_2_catalogue(tmp_path / "catalog.sqlite3", paths)
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog:
-        with Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
-            assert indexer.set_offline(str(disk / "away")) == 50  # an unmounted disk: not filled
-            queue, stop = WorkQueue(), threading.Event()
-            worker = threading.Thread(target=indexer.run, args=(queue, stop, 1.0))
-            worker.start()
-            try:
-                # two fills of 200; with the loop's 1 s sleep before each this took over 2 s
-                assert wait_until(lambda: catalog.count_without_metadata() == 0, 1.8)
-                assert indexer.restore(str(p) for p in paths[:50]) == 50
-                # the loop looks again (after at most one 1 s sleep) and fills the 50
-                everything = SearchScope(taken_before=1e12)
-                assert wait_until(lambda: catalog.count_in(everything) == 450, 3.0)
-            finally:
-                stop.set()
-                worker.join()
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+        assert indexer.set_offline(str(disk / "away")) == 50  # an unmounted disk: not filled
+        queue, stop = WorkQueue(), threading.Event()
+        worker = threading.Thread(target=indexer.run, args=(queue, stop, 1.0))
+        worker.start()
+        try:
+            # two fills of 200; with the loop's 1 s sleep before each this took over 2 s
+            assert wait_until(lambda: catalog.count_without_metadata() == 0, 1.8)
+            assert indexer.restore(str(p) for p in paths[:50]) == 50
+            # the loop looks again (after at most one 1 s sleep) and fills the 50
+            everything = SearchScope(taken_before=1e12)
+            assert wait_until(lambda: catalog.count_in(everything) == 450, 3.0)
+        finally:
+            stop.set()
+            worker.join()
 
 
 def wait_until(check, seconds: float) -> bool:
