@@ -401,6 +401,12 @@ class Catalog:
         """How many indexed (or offline) files a search scope holds."""
         where, params = _scope_where(scope)
         sql = f"SELECT COUNT(*) FROM files WHERE state IN ('indexed', 'offline') AND {where}"
+        if scope.folder is None and scope.by_date:
+            # Only indexed (then maybe offline) rows hold metadata: a failed file's row never
+            # gets any, and a file that fails after being indexed gets a new row. So the state
+            # test can go, and the count is read from the taken_at index alone: at 1M files a
+            # range holding 900k took 2.5-2.7 s with it (a row read each) and 46 ms without.
+            sql = f"SELECT COUNT(*) FROM files WHERE {where}"
         return int(self._reader().execute(sql, params).fetchone()[0])
 
     def vectors_under(self, root: str, extractor: str, model_id: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -491,15 +497,16 @@ class Catalog:
         """Store metadata read for (id, metadata) files catalogued without it.
 
         No change number: the indexes hold vectors, and the date filters read these columns
-        at search time. A file that changed meanwhile is read anew by the pipeline, which
-        writes its metadata again.
+        at search time. A row the pipeline filled meanwhile (the file was touched or
+        re-indexed) keeps what the pipeline read.
         """
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(
-                    f"UPDATE files SET {_METADATA_SET} WHERE id=?", [(*_metadata_row(m), i) for i, m in rows]
+                    f"UPDATE files SET {_METADATA_SET} WHERE id=? AND taken_at IS NULL",
+                    [(*_metadata_row(m), i) for i, m in rows],
                 )
                 conn.execute("COMMIT")
             except BaseException:

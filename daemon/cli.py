@@ -16,7 +16,7 @@ from typing import Any
 from . import __version__
 from .cli_completion import bash_script
 from .cli_config import add_config_parser, cmd_config
-from .cli_output import add_output_flags, output_mode, print_results
+from .cli_output import add_output_flags, member_line, output_mode, print_results
 from .cli_remote import add_remote, search_remote
 from .logs import setup_logging
 from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, DUPLICATE_SORTS, MAX_LIMIT
@@ -474,9 +474,7 @@ def cmd_duplicates(args: argparse.Namespace, config: Any) -> int:
     for group in body["groups"]:
         print(f"{group['kind']} ({group['files']} files, similarity {group['similarity']:.3f})")
         for member in group["members"]:
-            dims = f"{member['width']}x{member['height']}" if member["width"] else "?x?"
-            taken = (member.get("taken") or "?")[:16].replace("T", " ")
-            print(f"  {member['image']}  {dims}  {member['size']} bytes  {taken}  {member['score']:.3f}")
+            print(member_line(member))
     shown = len(body["groups"])
     print(
         f"{body['total']} groups at threshold {body['threshold']} ({body['extractor']}); "

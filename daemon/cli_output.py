@@ -80,6 +80,13 @@ def _escape(ch: str) -> str:
     return ascii(ch)[1:-1]
 
 
+def member_line(member: dict[str, Any]) -> str:
+    """One duplicate group member for a person: path (escaped as ``shown``), size in pixels and bytes, date, score."""
+    dims = f"{member['width']}x{member['height']}" if member["width"] else "?x?"
+    taken = _date(member) or "?"
+    return f"  {shown(member['image'])}  {dims}  {member['size']} bytes  {taken}  {member['score']:.3f}"
+
+
 def write_paths(results: list[dict[str, Any]], out: TextIO) -> None:
     """One path per line as the file system spells it (raw bytes, so a name that is not
     UTF-8 reaches ``xargs`` intact and printing it cannot fail in a strict locale)."""

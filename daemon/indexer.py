@@ -357,7 +357,11 @@ class Indexer:
         last_prune = last_retry = time.monotonic()
         while not stop.is_set():
             # Small takes keep a request that jumped the queue from waiting behind a long run.
-            items = queue.take(2 * self.batch_size, timeout=idle_timeout)
+            # While older rows wait for their metadata, the loop does not sleep between fills:
+            # 200 rows per 0.5 s wait made 100k files take 500 waits (over 4 minutes) on top
+            # of about one minute of reading (derived from bench_formats' 0.3-0.7 ms a JPEG).
+            filling = self._metadata_left and self.storage.ok
+            items = queue.take(2 * self.batch_size, timeout=0.0 if filling else idle_timeout)
             commits = self.catalog.commits
             self._applied = 0
             try:
@@ -366,7 +370,7 @@ class Indexer:
                 elif not self.storage.ok and time.monotonic() >= self.storage.retry_at:
                     self.catalog.probe_write()  # nothing queued to try it with (a failed /remove)
                 elif self._metadata_left:
-                    self.fill_metadata()
+                    self._fill_metadata_once()
                 elif time.monotonic() - last_retry >= retry_every:
                     last_retry = time.monotonic()
                     self._queue_due_retries(queue)
@@ -386,11 +390,24 @@ class Indexer:
                 if items:
                     queue.task_done(len(items))
 
-    def fill_metadata(self, batch: int = 200) -> int:
+    def _fill_metadata_once(self) -> None:
+        """One turn of the fill; a failure other than the disk's stops it (the loop does not
+        sleep while it fills, so a fill failing each turn would spin and flood the log)."""
+        try:
+            self.fill_metadata()
+        except Exception as exc:
+            if is_storage_error(exc):
+                raise
+            log.exception("reading the metadata of older files failed; it is tried again at the next start")
+            self._metadata_left = False
+
+    def fill_metadata(self, batch: int = 200, budget_s: float = 0.25) -> int:
         """Read the metadata of up to ``batch`` files catalogued without it (before schema 3).
 
         Headers only (``photo_metadata.read_metadata_file``), a batch per idle turn of the
-        loop, so queued work always comes first. Returns how many rows were filled.
+        loop, and no longer than ``budget_s`` (at least one file), so queued work and a stop
+        wait at most that long: 200 RAW files, each read whole at 77-95 ms (bench_formats, page
+        cache), would hold them 15-19 s, minutes from a disk. Returns how many rows were filled.
         Measured here (bench/bench_formats.py): 0.3-0.7 ms a JPEG whose bytes are cached (100k
         files: about a minute, plus the disk reads); a RAW is read whole (77-95 ms for 50 MB).
         """
@@ -405,12 +422,15 @@ class Indexer:
             log.info("reading capture dates and sizes of %d files catalogued without them", left)
         # A file gone or unreadable gets its catalogued mtime: every row is filled, so the
         # loop ends; the watcher or a retry deals with the file itself.
-        self.catalog.fill_metadata(
-            (file_id, photo_metadata.read_metadata_file(path, mtime_ns, self.limits.max_file_bytes))
-            for file_id, path, mtime_ns in rows
-        )
-        self._metadata_filled += len(rows)
-        return len(rows)
+        deadline = time.monotonic() + budget_s
+        read: list[tuple[int, PhotoMetadata]] = []
+        for file_id, path, mtime_ns in rows:
+            read.append((file_id, photo_metadata.read_metadata_file(path, mtime_ns, self.limits.max_file_bytes)))
+            if time.monotonic() >= deadline:
+                break
+        self.catalog.fill_metadata(read)
+        self._metadata_filled += len(read)
+        return len(read)
 
     def prune_unused(self) -> tuple[int, int]:
         """Drop the vectors and thumbnails no file has any more; returns how many of each.
@@ -493,6 +513,7 @@ class Indexer:
         restored = self.catalog.set_online(paths)
         if restored:
             self._committed()
+            self._metadata_left = True  # offline files are not filled: some may still lack metadata
         return restored
 
     def set_offline(self, root: str) -> int:

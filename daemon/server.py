@@ -308,8 +308,11 @@ def create_app(service: Service) -> bottle.Bottle:
     def scope_param(fields: dict[str, Any]) -> SearchScope | None:
         """The search's filters: ``folder``, ``taken_after``, ``taken_before`` (body fields, else the query string)."""
         folder = folder_param(fields)
+        # not ``getunicode``, which answers None for bytes that are not UTF-8: the filter was dropped
+        query = bottle.request.query
         bounds = [
-            string_field(fields, k) or bottle.request.query.getunicode(k) for k in ("taken_after", "taken_before")
+            string_field(fields, k) or (None if query.get(k) is None else from_query(query.get(k)))
+            for k in ("taken_after", "taken_before")
         ]
         try:
             after, before = time_range.parse_range(*bounds)

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from imgsearchd import cli_remote
-from imgsearchd.cli_output import results_table, shown
+from imgsearchd.cli_output import member_line, results_table, shown
 from imgsearchd.cli_wait import follow_job
 
 from helpers import cli_command, live_server, run_cli, server_config, write_config
@@ -139,6 +139,9 @@ def test_the_table_escapes_control_characters_and_undecodable_bytes():
     rows = [{"image": "/p/\x1b[31mred\ncaf\udce9.jpg", "score": 0.5, "size": 10}]
     assert results_table(rows).splitlines()[1].split()[-1] == "/p/\\x1b[31mred\\ncaf\\xe9.jpg"
     assert shown("/p/état ok.jpg") == "/p/état ok.jpg"
+    member = {"image": "/p/\x1b]2;owned\x07.jpg", "width": 4, "height": 3, "size": 9, "score": 0.9}
+    member |= {"taken": "2020-01-02T03:04:05", "taken_from": "mtime"}
+    assert member_line(member) == "  /p/\\x1b]2;owned\\x07.jpg  4x3  9 bytes  ~2020-01-02 03:04  0.900"
 
 
 def test_add_folder_wait_follows_the_job_to_the_end(daemon):

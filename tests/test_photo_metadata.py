@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sqlite3
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from imgsearchd.folder_search import search_scoped
 from imgsearchd.index import ExtractorIndex
 from imgsearchd.indexer import Indexer
 from imgsearchd.records import FileResult, PhotoMetadata, SearchScope
+from imgsearchd.workqueue import WorkQueue
 
 from helpers import live_server, server_config
 from image_factory import dng_bytes, heif_bytes
@@ -93,12 +95,27 @@ def test_a_time_without_offset_is_local_and_shown_as_written(photos, monkeypatch
     assert found.camera is None and found.has_gps is False
 
 
+def test_a_date_without_its_own_offset_takes_offset_time(photos):
+    exif = exif_block("2022:03:04 05:06:07")
+    exif.get_ifd(0x8769)[0x9010] = "-07:00"  # OffsetTime (DateTime's) alone
+    found = photo_metadata.read_metadata(encoded(photos["coffee"], "JPEG", exif), 0)
+    assert found.taken == "2022-03-04T05:06:07-07:00"
+    assert found.taken_at == datetime(2022, 3, 4, 12, 6, 7, tzinfo=UTC).timestamp()
+
+
 @pytest.mark.parametrize("value", ["0000:00:00 00:00:00", "    :  :     :  :  ", "yesterday", ""])
 def test_an_unusable_exif_date_falls_back_to_the_mtime_and_says_so(photos, value):
     mtime_ns = 1_600_000_000_123_000_000
     found = photo_metadata.read_metadata(encoded(photos["rocket"], "JPEG", exif_block(value or None)), mtime_ns)
     assert found.taken_from == "mtime" and found.taken_at == pytest.approx(1_600_000_000.123)
     assert found.width == photos["rocket"].width
+
+
+def test_a_crafted_camera_name_is_cut_and_printable(photos):
+    exif = exif_block(make="\x1b[31m" + "Z" * 100_000, model="\x1b]2;x\x07" + "Q" * 100_000)
+    found = photo_metadata.read_metadata(encoded(photos["rocket"], "PNG", exif), 0)
+    assert found.camera == "[31m" + "Z" * 60  # no escape left for a terminal, 64 characters at most
+    assert photo_metadata.read_metadata(encoded(photos["rocket"], "PNG", exif_block(model="\x07")), 0).camera is None
 
 
 def test_damaged_bytes_give_the_mtime_and_no_size():
@@ -136,6 +153,23 @@ def test_the_file_reader_reads_the_header_and_never_raises(tmp_path, photos):
     assert (gone.taken_from, gone.taken_at, gone.width) == ("mtime", 7.0, None)
 
 
+def test_a_png_is_read_from_its_header_without_decoding_its_pixels(tmp_path, photos):
+    # Pillow's own PNG getexif decodes the whole picture when no eXIf comes before the pixels:
+    # a PNG whose pixels are cut short then gave no size at all (and a huge one was decoded
+    # past the loader's pixel cap). Cut pixels prove they are never decoded.
+    photo = photos["coffee"]
+    whole = encoded(photo, "PNG")
+    path = tmp_path / "cut.png"
+    path.write_bytes(whole[: len(whole) // 2])
+    for found in (
+        photo_metadata.read_metadata_file(str(path), 9_000_000_000, 1 << 30),
+        photo_metadata.read_metadata(whole[: len(whole) // 2], 9_000_000_000),
+    ):
+        assert (found.width, found.height, found.taken_from) == (*photo.size, "mtime")
+    dated = encoded(photo, "PNG", exif_block("2016:01:02 03:04:05", "+05:30"))  # eXIf before the pixels
+    assert photo_metadata.read_metadata(dated, 0).taken == "2016-01-02T03:04:05+05:30"
+
+
 # -- the filter's bounds --------------------------------------------------------------------
 
 
@@ -151,8 +185,15 @@ def test_bounds_take_their_whole_period(monkeypatch):
         assert time_range.parse_range("2023-12", "2023-12") == (at(2023, 12, 1), at(2024, 1, 1))
         assert time_range.parse_range("2024-02-28", "2024-02-28") == (at(2024, 2, 28), at(2024, 2, 29))
         assert time_range.parse_range("2024-02-28T10:00", None) == (at(2024, 2, 28, 10), None)
-        assert time_range.parse_range(None, "2024-02-28T10:00:00+02:00") == (None, at(2024, 2, 28, 8))
-        assert time_range.parse_range(None, "2024-02-28T10:00:00Z") == (None, at(2024, 2, 28, 10))
+        # a time names its last unit: the second, the minute, the hour; a fraction just the moment
+        assert time_range.parse_range(None, "2024-02-28T10:00:00+02:00") == (None, at(2024, 2, 28, 8) + 1)
+        assert time_range.parse_range(None, "2024-02-28T10:00:00Z") == (None, at(2024, 2, 28, 10) + 1)
+        ten = at(2024, 2, 28, 10)
+        assert time_range.parse_range("2024-02-28 10:30", "2024-02-28T10:30") == (ten + 1800, ten + 1860)
+        assert time_range.parse_range("2024-02-28T10", "2024-02-28T10") == (ten, ten + 3600)
+        assert time_range.parse_range(None, "2024-02-28T10:00:00.250") == (None, ten + 0.25)
+        # ISO's other day forms are whole days too, not the day's first moment
+        assert time_range.parse_range("20240228", "2024-W09-3") == (at(2024, 2, 28), at(2024, 2, 29))
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
@@ -164,12 +205,19 @@ def test_bounds_take_their_whole_period(monkeypatch):
         ("last week", None, "taken_after='last week' is not a date or time"),
         (None, "2023-13", "taken_before='2023-13'"),
         ("2024-01-01", "2023-12-31", "is not before"),
-        ("2024-05-05T10:00", "2024-05-05T10:00", "is not before"),
+        ("2024-05-05T10:00:00.5", "2024-05-05T10:00:00.5", "is not before"),
+        ("0001", None, "taken_after='0001' is not a date or time"),  # year 0 in a zone west of UTC
     ],
 )
-def test_bad_bounds_are_refused_with_the_parameter_named(after, before, needle):
-    with pytest.raises(time_range.BadTimeBound, match="taken_") as caught:
-        time_range.parse_range(after, before)
+def test_bad_bounds_are_refused_with_the_parameter_named(after, before, needle, monkeypatch):
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        with pytest.raises(time_range.BadTimeBound, match="taken_") as caught:
+            time_range.parse_range(after, before)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
     assert needle in str(caught.value)
 
 
@@ -204,6 +252,64 @@ def test_a_version_2_catalogue_is_migrated_and_its_files_get_their_metadata(tmp_
         facts = catalog.result_facts([str(dated), str(gone)])
         assert facts[str(dated)][1] is not None and facts[str(dated)][1].taken == "2017-06-05T04:03:02+01:00"
         assert facts[str(gone)][1] == photo_metadata.mtime_only(6_000_000_000)
+
+
+def _version_2_catalogue(db: Path, paths: list[Path]) -> None:
+    """A catalogue as schema 2 left it: these files indexed, no metadata columns."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    for version in (1, 2):
+        conn.executescript(schema.MIGRATIONS[version])
+    conn.execute("PRAGMA user_version=2")
+    rows = [(bytes(path), 1_000_000_000 * (i + 1), f"h{i}") for i, path in enumerate(paths)]
+    conn.executemany(
+        "INSERT INTO files (path, size, mtime_ns, content_hash, state, seq, updated_at)"
+        " VALUES (?, 1, ?, ?, 'indexed', 1, 0)",
+        rows,
+    )
+    conn.close()
+
+
+def test_the_fill_keeps_what_the_pipeline_wrote_and_stops_at_its_budget(tmp_path, efficientnet):
+    paths = [tmp_path / f"gone{i}.jpg" for i in range(3)]
+    _version_2_catalogue(tmp_path / "catalog.sqlite3", paths)
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog:
+        first = catalog.without_metadata(1)[0][0]
+        catalog.fill_metadata([(first, _metadata(START))])  # as the pipeline would write it first
+        catalog.fill_metadata([(first, photo_metadata.mtime_only(0))])  # a fill that read it before
+        assert catalog.metadata_for([first])[first].taken_at == START
+        with Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+            assert indexer.fill_metadata(budget_s=0.0) == 1  # one file, then the budget is spent
+            assert catalog.count_without_metadata() == 1
+
+
+def test_the_idle_loop_fills_without_sleeping_and_again_for_files_back_online(tmp_path, efficientnet):
+    disk = tmp_path / "disk"
+    paths = [disk / ("away" if i < 50 else "here") / f"{i}.jpg" for i in range(450)]
+    _version_2_catalogue(tmp_path / "catalog.sqlite3", paths)
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+        assert indexer.set_offline(str(disk / "away")) == 50  # an unmounted disk: not filled
+        queue, stop = WorkQueue(), threading.Event()
+        worker = threading.Thread(target=indexer.run, args=(queue, stop, 1.0))
+        worker.start()
+        try:
+            # two fills of 200; with the loop's 1 s sleep before each this took over 2 s
+            assert wait_until(lambda: catalog.count_without_metadata() == 0, 1.8)
+            assert indexer.restore(str(p) for p in paths[:50]) == 50
+            # the loop looks again (after at most one 1 s sleep) and fills the 50
+            everything = SearchScope(taken_before=1e12)
+            assert wait_until(lambda: catalog.count_in(everything) == 450, 3.0)
+        finally:
+            stop.set()
+            worker.join()
+
+
+def wait_until(check, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
 
 
 # -- date filters against brute force, on a real catalogue and Annoy index -------------------------
@@ -299,6 +405,21 @@ def test_date_filters_equal_brute_force(dated_library, folder, cost):
             assert [h.id for h, _ in found.hits] == brute_force(catalog, q, scope, 10), (scope, found.method)
 
 
+def test_a_date_range_is_counted_from_the_index_alone(dated_library):
+    catalog = dated_library[0]
+    reader = catalog._reader()
+    statements: list[str] = []
+    reader.set_trace_callback(statements.append)
+    try:
+        count = catalog.count_in(SearchScope(taken_after=START, taken_before=START + YEAR))
+    finally:
+        reader.set_trace_callback(None)
+    ours = [s for s in statements if "COUNT(*)" in s]
+    assert len(ours) == 1 and count > 0
+    plan = " ".join(str(row) for row in reader.execute("EXPLAIN QUERY PLAN " + ours[0]))
+    assert "COVERING INDEX files_by_taken" in plan, plan  # no row read per file in the range
+
+
 def test_a_range_with_nothing_in_it_answers_with_no_hits(dated_library):
     _, index = dated_library
     scope = SearchScope(None, START - 5 * YEAR, START - 4 * YEAR)
@@ -375,6 +496,7 @@ def test_every_kind_of_search_takes_the_date_filters(dated_daemon, photos):
     [
         ({"taken_after": "soon"}, "taken_after='soon' is not a date or time"),
         ({"taken_after": "2022", "taken_before": "2021"}, "is not before"),
+        ({"taken_before": b"2021\xff"}, "taken_before='2021\\udcff' is not a date"),  # not UTF-8: not dropped
     ],
 )
 def test_a_bad_bound_is_a_400_naming_it(dated_daemon, params, needle):
