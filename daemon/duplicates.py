@@ -34,7 +34,7 @@ import numpy as np
 from . import images
 from .catalog import Catalog
 from .paths import is_under, json_fields
-from .records import PhotoMetadata
+from .records import PhotoMetadata, metadata_json
 from .timestamps import iso_utc
 
 log = logging.getLogger("imgsearchd.duplicates")
@@ -526,7 +526,7 @@ def page(
             found = facts.get(file_id)
             if found is None and file_id not in grouping.dimensions:
                 grouping.dimensions[file_id] = images.header_size(path, roots)
-            about = found.as_json() if found is not None else {**UNKNOWN_METADATA, **_dims(grouping, file_id)}
+            about = metadata_json(found) if found is not None else {**metadata_json(None), **_dims(grouping, file_id)}
             members.append({**json_fields(path), "size": size, "score": score, "hash": hashes.get(path), **about})
         out_groups.append(
             {"kind": group.kind, "files": len(members), "similarity": group.similarity, "members": members}
@@ -558,10 +558,6 @@ def _oldest(members: Iterable[int], facts: Mapping[int, PhotoMetadata]) -> tuple
 def _dims(grouping: Grouping, file_id: int) -> dict[str, int | None]:
     dims = grouping.dimensions.get(file_id)
     return {"width": dims[0] if dims else None, "height": dims[1] if dims else None}
-
-
-# A member whose metadata is not read yet: the same keys as ``PhotoMetadata.as_json``, null.
-UNKNOWN_METADATA: dict[str, Any] = dict.fromkeys(("taken", "taken_from", "camera", "orientation", "gps"))
 
 
 def respond(

@@ -16,7 +16,7 @@ from .extractors import Extractor
 from .folder_search import search_scoped
 from .index import ExtractorIndex
 from .paths import json_fields
-from .records import SearchScope
+from .records import SearchScope, metadata_json
 
 
 def stored_vector_for_path(catalog: Catalog, extractor: Extractor, path: str) -> np.ndarray | None:
@@ -86,14 +86,8 @@ def search_answer(
         content_hash, metadata = facts.get(path, (None, None))
         result = {**json_fields(path), "distance": round(float(d), 6), "score": round(float(s), 6)}
         result["hash"] = content_hash
-        results.append({**result, **(metadata.as_json() if metadata is not None else UNKNOWN_METADATA)})
+        results.append({**result, **metadata_json(metadata)})
     answer: dict[str, Any] = {"results": results, "extractor": index.extractor}
     if scope is not None and scope.folder is not None:
         answer["folder"] = scope.folder
     return answer
-
-
-# A result whose metadata is not read yet (catalogued before it was kept): the same keys, null.
-UNKNOWN_METADATA: dict[str, Any] = dict.fromkeys(
-    ("taken", "taken_from", "width", "height", "camera", "orientation", "gps")
-)

@@ -49,15 +49,22 @@ class PhotoMetadata:
 
     def as_json(self) -> dict[str, object]:
         """The fields a search result or a duplicate group member carries."""
-        return {
-            "taken": self.taken,
-            "taken_from": self.taken_from,
-            "width": self.width,
-            "height": self.height,
-            "camera": self.camera,
-            "orientation": self.orientation,
-            "gps": self.has_gps,
-        }
+        return metadata_json(self)
+
+
+def metadata_json(metadata: PhotoMetadata | None) -> dict[str, object]:
+    """A result's metadata fields; every one null for a file whose metadata is not read yet."""
+    if metadata is None:
+        return dict.fromkeys(("taken", "taken_from", "width", "height", "camera", "orientation", "gps"))
+    return {
+        "taken": metadata.taken,
+        "taken_from": metadata.taken_from,
+        "width": metadata.width,
+        "height": metadata.height,
+        "camera": metadata.camera,
+        "orientation": metadata.orientation,
+        "gps": metadata.has_gps,
+    }
 
 
 @dataclass(frozen=True)
