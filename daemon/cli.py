@@ -17,7 +17,7 @@ from . import __version__
 from .cli_completion import bash_script
 from .cli_config import add_config_parser, cmd_config
 from .cli_output import add_output_flags, member_line, output_mode, print_results
-from .cli_remote import add_remote, search_remote
+from .cli_remote import add_remote, client_for, guarded_call, search_remote
 from .logs import setup_logging
 from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, DUPLICATE_SORTS, MAX_LIMIT
 
@@ -401,20 +401,15 @@ def cmd_serve(args: argparse.Namespace, config: Any) -> int:
 def _client_call(
     config: Any, method: str, path: str, params: dict[str, Any] | None = None, json_body: bytes | None = None
 ) -> int:
-    from .client import ApiFailure, Client, DaemonNotRunning
+    """One request to the running daemon, its JSON answer printed (errors as ``guarded_call`` says)."""
+    client = client_for(config)
 
-    server = config.server
-    client = Client(server["host"], server["port"], server["token"])
-    try:
+    def run() -> int:
         _status, body = client.call(method, path, params, json_body, "application/json" if json_body else None)
-    except DaemonNotRunning as exc:
-        print(f"imgsearchd: {exc}", file=sys.stderr)
-        return EXIT_NOT_RUNNING
-    except ApiFailure as exc:
-        print(json.dumps(exc.body, indent=2), file=sys.stderr)
-        return EXIT_ERROR
-    print(json.dumps(body, indent=2))
-    return EXIT_OK
+        print(json.dumps(body, indent=2))
+        return EXIT_OK
+
+    return guarded_call(run)
 
 
 def cmd_add(args: argparse.Namespace, config: Any) -> int:
@@ -437,8 +432,6 @@ def cmd_duplicates(args: argparse.Namespace, config: Any) -> int:
     """Ask for the duplicate groups; wait (with progress on stderr) while the daemon computes them."""
     import time
 
-    from .client import ApiFailure, Client, DaemonNotRunning
-
     params = {
         "extractor": args.extractor,
         "threshold": args.threshold,
@@ -448,13 +441,13 @@ def cmd_duplicates(args: argparse.Namespace, config: Any) -> int:
         "limit": args.limit,
         "offset": args.offset,
     }
-    server = config.server
-    client = Client(server["host"], server["port"], server["token"])
-    try:
+    client = client_for(config)
+
+    def run() -> int:
         while True:
             status, body = client.call("GET", "/duplicates", params)
             if status != 202:
-                break
+                return _print_duplicates(args, body)
             progress = body.get("computing") or {}
             print(
                 f"imgsearchd: computing duplicates ({progress.get('phase')}, "
@@ -462,12 +455,12 @@ def cmd_duplicates(args: argparse.Namespace, config: Any) -> int:
                 file=sys.stderr,
             )
             time.sleep(2.0)
-    except DaemonNotRunning as exc:
-        print(f"imgsearchd: {exc}", file=sys.stderr)
-        return EXIT_NOT_RUNNING
-    except ApiFailure as exc:
-        print(json.dumps(exc.body, indent=2), file=sys.stderr)
-        return EXIT_ERROR
+
+    return guarded_call(run)
+
+
+def _print_duplicates(args: argparse.Namespace, body: dict[str, Any]) -> int:
+    """A page of groups: the API's JSON with ``--json``, else a member per line."""
     if args.json:
         print(json.dumps(body, indent=2))
         return EXIT_OK

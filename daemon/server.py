@@ -116,19 +116,12 @@ def parse_offset(raw: Any) -> int:
     return value or 0
 
 
-def parse_kind(raw: Any) -> str:
+def parse_choice(raw: Any, name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices``; the first when the parameter is absent."""
     if raw is None:
-        return "all"
-    if raw not in DUPLICATE_KINDS:
-        raise ApiError(400, f"kind must be one of {', '.join(DUPLICATE_KINDS)}, not {raw!r}")
-    return str(raw)
-
-
-def parse_sort(raw: Any) -> str:
-    if raw is None:
-        return "similarity"
-    if raw not in DUPLICATE_SORTS:
-        raise ApiError(400, f"sort must be one of {', '.join(DUPLICATE_SORTS)}, not {raw!r}")
+        return choices[0]
+    if raw not in choices:
+        raise ApiError(400, f"{name} must be one of {', '.join(choices)}, not {raw!r}")
     return str(raw)
 
 
@@ -434,11 +427,11 @@ def create_app(service: Service) -> bottle.Bottle:
         return service.find_duplicates(
             query.getunicode("extractor") or None,
             parse_threshold(query.get("threshold")),
-            parse_kind(query.getunicode("kind")),
+            parse_choice(query.getunicode("kind"), "kind", DUPLICATE_KINDS),
             checked_folder(None if native is None else from_query(native)),
             parse_offset(query.get("offset")),
             parse_limit(query.get("limit"), DEFAULT_GROUPS),
-            parse_sort(query.getunicode("sort")),
+            parse_choice(query.getunicode("sort"), "sort", DUPLICATE_SORTS),
         )
 
     @app.get("/thumbnail")
