@@ -300,3 +300,13 @@ class NotifySocket:
         self._stop.set()
         self._thread.join(2)
         self.sock.close()
+
+
+def systemd_analyze() -> str:
+    """The ``systemd-analyze`` binary; a skip where it is missing (a failure in CI, which installs it)."""
+    path = shutil.which("systemd-analyze")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("systemd-analyze is missing: .ci/run installs Debian's systemd package")
+        pytest.skip("systemd-analyze not installed (apt-get install systemd)")
+    return path

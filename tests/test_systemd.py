@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -19,16 +18,7 @@ import pytest
 from imgsearchd.config import load_config
 from imgsearchd.systemd import Notifier
 
-from helpers import REPO, NotifySocket, cli_command, free_port, write_config
-
-
-def systemd_analyze() -> str:
-    path = shutil.which("systemd-analyze")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("systemd-analyze is missing: .ci/run installs Debian's systemd package")
-        pytest.skip("systemd-analyze not installed (apt-get install systemd)")
-    return path
+from helpers import REPO, NotifySocket, cli_command, free_port, systemd_analyze, write_config
 
 
 @pytest.fixture

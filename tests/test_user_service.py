@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,18 +12,9 @@ import pytest
 
 from imgsearchd.config import load_config
 
-from helpers import REPO
+from helpers import REPO, systemd_analyze
 
 HOME = "/home/someone"  # the home the install is made for, staged under DESTDIR
-
-
-def systemd_analyze() -> str:
-    path = shutil.which("systemd-analyze")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("systemd-analyze is missing: .ci/run installs Debian's systemd package")
-        pytest.skip("systemd-analyze not installed (apt-get install systemd)")
-    return path
 
 
 def install(destdir: Path | None, **env: str) -> subprocess.CompletedProcess[str]:
