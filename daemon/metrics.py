@@ -28,7 +28,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # uploaded picture or a text on the CPU tens to hundreds of milliseconds.
 SEARCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-WATCH_STATES = ("starting", "watching", "polling", "offline")
 INDEXING_OUTCOMES = ("embedded", "reused", "unchanged", "removed")
 SEARCH_KINDS = ("path", "upload", "text", "combined")
 
@@ -45,11 +44,14 @@ def _timestamp(iso: str | None) -> float | None:
 class StatsCollector(Collector):
     """Turns one ``/stats`` answer into metric families, at each scrape."""
 
-    def __init__(self, stats: Callable[[], dict[str, Any]], reasons: Iterable[str] = ()) -> None:
+    def __init__(
+        self, stats: Callable[[], dict[str, Any]], reasons: Iterable[str] = (), watch_states: Iterable[str] = ()
+    ) -> None:
         self._stats = stats
         # Every known failure reason is exported from the start, at 0: Prometheus' increase() and
         # rate() need a sample before the first failure, or that failure never shows in them.
         self._reasons = tuple(str(r) for r in reasons)
+        self._watch_states = tuple(str(s) for s in watch_states)  # each folder gets a 0/1 series per state
 
     def collect(self) -> Iterator[Metric]:
         stats = self._stats()
@@ -123,7 +125,8 @@ class StatsCollector(Collector):
         events = CounterMetricFamily("imgsearchd_watch_events", "file events seen per folder", labels=["folder"])
         for folder in folders:
             current = str(folder["state"])
-            for name in (*WATCH_STATES, *([current] if current not in WATCH_STATES else [])):
+            known = self._watch_states
+            for name in (*known, *([current] if current not in known else [])):
                 state.add_metric([str(folder["folder"]), name], int(name == current))
             if "events" in folder:
                 events.add_metric([str(folder["folder"])], folder["events"])
@@ -134,10 +137,13 @@ class StatsCollector(Collector):
 class Metrics:
     """One daemon's registry: the stats collector and the search latency histogram."""
 
-    def __init__(self, stats: Callable[[], dict[str, Any]], reasons: Iterable[str] = ()) -> None:
-        """``reasons``: the failure reasons the loader can give, exported at 0 before any failure."""
+    def __init__(
+        self, stats: Callable[[], dict[str, Any]], reasons: Iterable[str] = (), watch_states: Iterable[str] = ()
+    ) -> None:
+        """``reasons``: the failure reasons the loader can give, exported at 0 before any failure;
+        ``watch_states``: a watched folder's states (the watcher's), each folder's 0 or 1."""
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(StatsCollector(stats, reasons))
+        self.registry.register(StatsCollector(stats, reasons, watch_states))
         self.search_seconds = Histogram(
             "imgsearchd_search_seconds",
             "time to answer a search that succeeded, by query kind",

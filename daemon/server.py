@@ -33,6 +33,7 @@ from .metrics import Metrics
 from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, DUPLICATE_SORTS, MAX_DISTANCE, MAX_LIMIT, spec
 from .paths import from_query
 from .records import SearchScope
+from .watcher import FolderState
 
 if TYPE_CHECKING:
     from .service import Service
@@ -151,7 +152,7 @@ def create_app(service: Service) -> bottle.Bottle:
     app = bottle.Bottle()
     app.install(json_api)
     sessions = page.Sessions()
-    metrics = Metrics(service.stats, tuple(images.Reason))
+    metrics = Metrics(service.stats, tuple(images.Reason), tuple(FolderState))
     throttle = page.Throttle(lambda: int(service.config.server["wrong_tokens_per_minute"]))
     app.default_error_handler = _json_error_page  # bottle's own errors (400, 404, 405, 500) as JSON
 
