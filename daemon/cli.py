@@ -18,16 +18,11 @@ from .cli_completion import bash_script
 from .cli_config import add_config_parser, cmd_config
 from .cli_output import add_output_flags, member_line, output_mode, print_results
 from .cli_remote import add_remote, client_for, guarded_call, search_remote
+from .exit_codes import EXIT_ERROR, EXIT_MODEL, EXIT_OK, EXIT_USAGE
 from .logs import setup_logging
 from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, DUPLICATE_SORTS, MAX_LIMIT
 
 log = logging.getLogger("imgsearchd")
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_MODEL = 3
-EXIT_NOT_RUNNING = 4
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

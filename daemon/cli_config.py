@@ -15,9 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import PACKAGED_PATH, SCHEMA, Config, ConfigError, load_config
+from .exit_codes import EXIT_OK, EXIT_USAGE
 
-EXIT_OK = 0
-EXIT_USAGE = 2
 # Shown as "***" when set: ``config show`` output gets pasted into bug reports and chats.
 SECRETS = frozenset({"server.token"})
 HIDDEN = "***"

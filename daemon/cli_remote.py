@@ -21,12 +21,9 @@ from typing import Any
 from .cli_output import output_mode, print_results
 from .cli_wait import follow_job
 from .client import ApiFailure, Client, DaemonNotRunning
+from .exit_codes import EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_OK
 
 log = logging.getLogger("imgsearchd")
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_NOT_RUNNING = 4
 
 
 def client_for(config: Any) -> Client:
