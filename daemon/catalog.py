@@ -327,6 +327,27 @@ class Catalog:
         with self._change():
             pass
 
+    def set_note(self, key: str, value: str) -> None:
+        """Keep a small text under ``key`` (e.g. the backfill's progress); no change number."""
+        if key == "seq":
+            raise ValueError("the change number is not a note")
+        with self._write_lock:
+            self._writer.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            self.commits += 1
+
+    def note(self, key: str) -> str | None:
+        """The text kept under ``key`` by ``set_note`` (this process or another), or None."""
+        row = self._reader().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def hashes_with_vectors(self, models: dict[str, str]) -> list[str]:
+        """Content hashes that have a vector from every one of these extractor -> model id pairs."""
+        if not models:
+            return []
+        sql = " INTERSECT ".join("SELECT content_hash FROM vectors WHERE extractor=? AND model_id=?" for _ in models)
+        params = [value for pair in models.items() for value in pair]
+        return [r[0] for r in self._reader().execute(sql, params)]
+
     def failed_everywhere(self) -> list[FailedFile]:
         """Every failed file, for the retry timer."""
         rows = self._reader().execute("SELECT path, error_reason, failures, updated_at FROM files WHERE state='failed'")

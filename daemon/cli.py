@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
+from .cli_backfill import add_backfill_parser, cmd_backfill
 from .cli_completion import bash_script
 from .cli_config import add_config_parser, cmd_config
+from .cli_models import load_extractors
 from .cli_output import add_output_flags, member_line, output_mode, print_results
 from .cli_remote import add_remote, client_for, guarded_call, search_remote
 from .exit_codes import EXIT_ERROR, EXIT_MODEL, EXIT_OK, EXIT_USAGE
@@ -96,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     dups.add_argument("--json", action="store_true", help="print the API's JSON answer")
     _common(dups)
     add_config_parser(sub, _common)
+    add_backfill_parser(sub, _common)
     completion = sub.add_parser(
         "completion", help="print a shell completion script: source <(imgsearchd completion bash)"
     )
@@ -166,23 +169,13 @@ def _run(argv: Sequence[str] | None) -> int:
         "stats": cmd_stats,
         "rebuild": cmd_rebuild,
         "duplicates": cmd_duplicates,
+        "backfill": cmd_backfill,
     }
     try:
         return handlers[args.command](args, config)
     except KeyboardInterrupt:
         print("imgsearchd: interrupted", file=sys.stderr)
         return 130
-
-
-def _load_extractors(config: Any) -> Any:
-    """The configured extractors (with the fallback), or None after saying why they cannot load."""
-    from .extractors import ModelUnavailableError, load
-
-    try:
-        return load(config.index["extractors"], config.index["fallback_extractor"], config.extractor)
-    except ModelUnavailableError as exc:
-        print(f"imgsearchd: {exc}", file=sys.stderr)
-        return None
 
 
 def cmd_index(args: argparse.Namespace, config: Any) -> int:
@@ -197,7 +190,7 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
         if not os.path.exists(raw):
             print(f"imgsearchd: {raw}: no such file or folder", file=sys.stderr)
             return EXIT_USAGE
-    loaded = _load_extractors(config)
+    loaded = load_extractors(config)
     if loaded is None:
         return EXIT_MODEL
     try:
@@ -343,7 +336,7 @@ def _search_local(args: argparse.Namespace, config: Any, parts: list[dict[str, A
     from .records import SearchScope
     from .time_range import parse_range
 
-    loaded = _load_extractors(config)
+    loaded = load_extractors(config)
     if loaded is None:
         return EXIT_MODEL
     extractor = loaded.default

@@ -22,15 +22,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from PIL import Image
 
 from . import images, photo_metadata
 from .catalog import Catalog, FileResult, FileState
 from .extractors import Extractor
 from .folders import OnError, may_pass, plan_folder, retry_due
+from .loading import Loaded, load_file
 from .outcomes import Listener, Outcome
 from .paths import normalise_path
 from .progress import Bar, Progress
@@ -43,20 +44,6 @@ log = logging.getLogger("imgsearchd.indexer")
 
 
 # -- the pipeline ---------------------------------------------------------------
-
-
-@dataclass
-class _Loaded:
-    """What a loader thread made of one path."""
-
-    path: str
-    size: int = 0
-    mtime_ns: int = 0
-    content_hash: str | None = None
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
-    reused: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
-    metadata: PhotoMetadata | None = None
-    error: images.ImageError | None = None
 
 
 class Indexer:
@@ -125,42 +112,17 @@ class Indexer:
 
     # -- loading (runs on the loader threads)
 
-    def _load(self, path: str) -> _Loaded:
-        item = _Loaded(path=path)
-        try:
-            file = images.read_file(path, self.limits, self.roots())
-            item.size, item.mtime_ns = file.size, file.mtime_ns
-            item.content_hash = file.content_hash
-            item.metadata = photo_metadata.read_metadata(file.data, file.mtime_ns)
-            missing = []
-            for name, model_id in self._wanted.items():
-                vector = self.catalog.vector_for_hash(item.content_hash, name, model_id)
-                if vector is not None:
-                    item.reused[name] = (model_id, vector)
-                else:
-                    missing.append(name)
-            if missing:
-                side = max(self.extractors[name].decode_side for name in missing)
-                picture = images.decode(file.data, side, self.limits)
-                for name in missing:
-                    item.tensors[name] = self.extractors[name].preprocess(picture)
-                if self.thumbnails is not None:
-                    # from the picture decoded for the model: no second decode of the file
-                    self.thumbnails.add_picture(item.content_hash, picture)
-        except images.ImageError as exc:
-            item.error = exc
-            if not item.size:
-                try:
-                    st = os.stat(path)
-                    item.size, item.mtime_ns = st.st_size, st.st_mtime_ns
-                except OSError:
-                    pass
-        except Exception as exc:  # a bug in a decoder must not stop the run
-            if is_storage_error(exc):
-                raise  # the catalogue, not the file: the batch waits for the disk
-            log.exception("unexpected error loading %s", path)
-            item.error = images.ImageError(images.Reason.CORRUPT, f"{type(exc).__name__}: {exc}")
-        return item
+    def _load(self, path: str) -> Loaded:
+        return load_file(path, self.extractors, self.limits, self.roots(), self._reuse, self._keep_thumbnail)
+
+    def _reuse(self, content_hash: str, name: str) -> tuple[str, np.ndarray] | None:
+        model_id = self._wanted[name]
+        vector = self.catalog.vector_for_hash(content_hash, name, model_id)
+        return (model_id, vector) if vector is not None else None
+
+    def _keep_thumbnail(self, content_hash: str, picture: Image.Image) -> None:
+        if self.thumbnails is not None:
+            self.thumbnails.add_picture(content_hash, picture)
 
     # -- running
 
@@ -171,8 +133,8 @@ class Indexer:
         started = time.monotonic()
         run = Progress()
         bar = Bar(total, show_progress)
-        pending: list[_Loaded] = []
-        in_flight: collections.deque[Future[_Loaded]] = collections.deque()
+        pending: list[Loaded] = []
+        in_flight: collections.deque[Future[Loaded]] = collections.deque()
         window = max(4 * self.batch_size, 2 * self.loader_threads)
         pool = self._loader_pool()
 
@@ -241,11 +203,11 @@ class Indexer:
             except Exception:
                 log.exception("progress listener failed for %s", path)
 
-    def _batch_full(self, pending: list[_Loaded]) -> bool:
+    def _batch_full(self, pending: list[Loaded]) -> bool:
         to_embed = sum(1 for item in pending if item.tensors)
         return to_embed >= self.batch_size or len(pending) >= 8 * self.batch_size
 
-    def _flush(self, pending: list[_Loaded], bar: Bar, run: Progress) -> None:
+    def _flush(self, pending: list[Loaded], bar: Bar, run: Progress) -> None:
         """Embed what needs it, then write the whole batch in one transaction."""
         if not pending:
             return

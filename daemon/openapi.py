@@ -217,6 +217,30 @@ THUMBNAIL_STATS = {
     },
 }
 
+BACKFILL_STATS = {
+    "type": ["object", "null"],
+    "description": "the last `imgsearchd backfill` on this catalogue (it runs in its own process); null: none yet",
+    "properties": {
+        "state": {
+            "enum": ["planning", "running", "finished", "stopped", "failed", "interrupted", "unreadable"],
+            "description": "interrupted: it said running but stopped updating (killed); a rerun does the rest",
+        },
+        "folders": {"type": "array", "items": {"type": "string"}},
+        "cluster": {"type": "string", "description": "the Ray address it was given"},
+        "planned": {"type": "integer", "minimum": 0, "description": "files it set out to embed"},
+        "done": {"type": "integer", "minimum": 0, "description": "files written to the catalogue"},
+        "left": {"type": "integer", "minimum": 0},
+        "embedded": {"type": "integer", "minimum": 0},
+        "reused": {"type": "integer", "minimum": 0, "description": "content that already had a vector"},
+        "failed": {"type": "integer", "minimum": 0},
+        "images_per_second": {"type": "number"},
+        "eta_s": {"type": ["integer", "null"]},
+        "started": {"type": "string"},
+        "updated": {"type": "string"},
+        "error": {"type": ["string", "null"]},
+    },
+}
+
 
 def spec() -> dict[str, Any]:
     """The whole document."""
@@ -549,6 +573,7 @@ def spec() -> dict[str, Any]:
                     },
                 },
                 "indexing": {"type": "object"},
+                "backfill": BACKFILL_STATS,
                 "thumbnails": THUMBNAIL_STATS,
                 "decoders": {
                     "type": "object",

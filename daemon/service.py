@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from . import __version__, combined, duplicates, formats, images, query
+from . import __version__, backfill_progress, combined, duplicates, formats, images, query
 from .catalog import Catalog, FileState
 from .config import Config
 from .errors import ApiError, image_error
@@ -574,6 +574,7 @@ class Service:
                     "recent": self.catalog.recent_failures(5),
                 },
                 "storage": self.indexer.storage.as_dict(),
+                "backfill": backfill_progress.status(self.catalog),
                 "active_extractor": self.loaded.primary,
                 "fallback": self.loaded.fallback.as_dict() if self.loaded.fallback else None,
                 "indexing": progress,

@@ -1,0 +1,17 @@
+"""Loading the configured models for the offline commands (``index``, ``backfill``, ``import``)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from .extractors import LoadedExtractors, ModelUnavailableError, load
+
+
+def load_extractors(config: Any) -> LoadedExtractors | None:
+    """The configured extractors (with the fallback), or None after saying why they cannot load."""
+    try:
+        return load(config.index["extractors"], config.index["fallback_extractor"], config.extractor)
+    except ModelUnavailableError as exc:
+        print(f"imgsearchd: {exc}", file=sys.stderr)
+        return None
