@@ -119,6 +119,10 @@ def test_data_flows_one_way() -> None:
         "thumbnails",
         "photo_metadata",
         "time_range",
+        "loading",
+        "backfill",
+        "backfill_worker",
+        "backfill_progress",
     ):
         reached = reaches(f"imgsearchd.{upstream}") & downstream
         assert not reached, f"imgsearchd.{upstream} reaches {sorted(reached)}"
@@ -132,6 +136,8 @@ def test_data_flows_one_way() -> None:
     assert not reaches("imgsearchd.query") & {"imgsearchd.watcher", "imgsearchd.service"}
     assert not reaches("imgsearchd.combined") & {"imgsearchd.watcher", "imgsearchd.service"}
     assert "imgsearchd.indexer" not in reaches("imgsearchd.folder_search")
+    # the cluster's side never reaches for the catalogue (it has none) nor the pipeline
+    assert not reaches("imgsearchd.backfill_worker") & {"imgsearchd.catalog", "imgsearchd.indexer", "imgsearchd.index"}
     # /metrics only reads the /stats answer it is handed: it imports nothing of the daemon
     assert not reaches("imgsearchd.metrics")
 

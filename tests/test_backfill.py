@@ -33,7 +33,7 @@ from imgsearchd.catalog import Catalog
 from imgsearchd.images import ImageLimits
 from imgsearchd.indexer import Indexer
 
-from helpers import cli_command, free_port, live_server, skimage_photos, wait_for, write_config
+from helpers import REPO, cli_command, free_port, live_server, skimage_photos, wait_for, write_config
 
 ray = pytest.importorskip("ray", reason="make test installs Ray (the [ray] extra)")
 
@@ -237,6 +237,15 @@ def test_a_backfill_on_a_ray_cluster_loses_nothing_doubles_nothing_and_equals_lo
             assert ours[0].content_hash == theirs[0].content_hash
         facts = remote.result_facts([str(p) for p in files[:-1:3]])
         assert facts == local.result_facts([str(p) for p in files[:-1:3]])  # hashes and photo metadata
+
+
+def test_the_backfill_benchmark_runs_a_tiny_case(ray_cluster: str, tmp_path: Path) -> None:
+    """bench/bench_backfill.py on this module's cluster (tests/test_bench.py runs the other benchmarks)."""
+    command = [sys.executable, str(REPO / "bench" / "bench_backfill.py"), "--files", "6", "--repeats", "1"]
+    command += ["--batch-size", "4", "--ceiling-rows", "600", "--ray", ray_cluster, "--data-dir", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env={**os.environ, **RAY_ENV})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| backfill through Ray |" in done.stdout and "| 512-float vectors + metadata, 600 rows |" in done.stdout
 
 
 # -- without a cluster --------------------------------------------------------------------------
