@@ -63,6 +63,7 @@ class StatsCollector(Collector):
         yield from self._indexing(stats.get("indexing"))
         yield from self._extractors(stats["extractors"])
         yield from self._watch(stats["watch"])
+        yield from self._backfill(stats.get("backfill"))
 
     def _catalogue(self, stats: dict[str, Any]) -> Iterator[Metric]:
         if stats["images"] is None:  # still starting: the catalogue is not open yet
@@ -117,6 +118,20 @@ class StatsCollector(Collector):
                 built.add_metric([name], when)
             building.add_metric([name], int(bool(facts.get("building"))))
         yield from (vectors, size, fresh, dead, build, built, building)
+
+    def _backfill(self, backfill: dict[str, Any] | None) -> Iterator[Metric]:
+        """The last ``imgsearchd backfill`` on this catalogue (none: no series)."""
+        if not backfill or "planned" not in backfill:
+            return
+        files = GaugeMetricFamily("imgsearchd_backfill_files", "the last backfill's files, by stage", labels=["stage"])
+        for stage in ("planned", "done", "embedded", "reused", "failed"):
+            files.add_metric([stage], backfill[stage])
+        yield files
+        yield GaugeMetricFamily(
+            "imgsearchd_backfill_running",
+            "1 while a backfill writes to this catalogue",
+            value=int(backfill["state"] == "running"),
+        )
 
     def _watch(self, folders: list[dict[str, Any]]) -> Iterator[Metric]:
         state = GaugeMetricFamily(

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from imgsearchd.backfill_progress import BackfillProgress, State
+from imgsearchd.catalog import Catalog
+
 from helpers import Live, live_server, server_config, wait_for
 
 
@@ -99,6 +102,17 @@ def test_metrics_parse_and_move_with_work(tmp_path, photos):
         built = scrape(live)
         assert value(built, "imgsearchd_index_build_seconds", extractor="efficientnet") > 0
         assert value(built, "imgsearchd_index_last_build_timestamp_seconds", extractor="efficientnet") > 1.7e9
+
+        # A backfill in another process writes its progress into the same catalogue.
+        assert not [name for name, _ in built if name.startswith("imgsearchd_backfill")]
+        with Catalog(live.service.config.catalog_path) as catalog:
+            progress = BackfillProgress(folders=[str(outside)], address="auto", state=State.RUNNING, planned=9)
+            progress.done = progress.embedded = 4
+            progress.save(catalog)
+        backfill = scrape(live)
+        assert value(backfill, "imgsearchd_backfill_running") == 1
+        assert value(backfill, "imgsearchd_backfill_files", stage="planned") == 9
+        assert value(backfill, "imgsearchd_backfill_files", stage="done") == 4
 
 
 def body_reason(live: Live) -> str:
