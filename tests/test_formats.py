@@ -276,8 +276,9 @@ def test_plain_tiffs_are_not_taken_for_raw(photos):
 
 def test_the_cli_does_not_load_the_decoders():
     """openapi, which the CLI imports, takes the media types from ``format_types``: importing
-    ``formats`` there brought rawpy, pillow-heif and numpy into every CLI command (75 -> 300+ ms)."""
-    code = "import sys, imgsearchd.cli; print(sorted({'numpy', 'rawpy', 'pillow_heif'} & set(sys.modules)))"
+    ``formats`` there brought rawpy, pillow-heif and numpy into every CLI command (75 -> 300+ ms);
+    the model loader at the top of a CLI module brought torch (0.26 -> 4.2 s)."""
+    code = "import sys, imgsearchd.cli; print(sorted({'numpy', 'rawpy', 'pillow_heif', 'torch', 'ray', 'pyarrow'} & set(sys.modules)))"
     env = {**os.environ, "PYTHONPATH": str(REPO / "build" / "pp")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]", done.stdout
