@@ -55,6 +55,12 @@ __all__ = [
 # groups of ROW_GROUP rows, so a reader never needs a whole file in memory.
 ROWS_PER_FILE = 100_000
 ROW_GROUP = 10_000
+# zstd, and no dictionary for the vectors: on 400 real EfficientNet-Lite0 vectors (half their
+# values are 0) a vector took 2,953 bytes, against 5,126 uncompressed and 4,325 with the
+# dictionary Parquet uses by default; writing 20k cost 2.6 s against 1.8 s uncompressed.
+# The repeated strings (model id, extractor) keep theirs.
+COMPRESSION = "zstd"
+DICTIONARY = ["model_id", "extractor", "taken_from", "camera"]
 # Rows per import transaction: one commit each, so a crash loses at most this many.
 IMPORT_BATCH = 500
 
@@ -119,13 +125,13 @@ class _PartWriter:
         name = f"part-{next(self.numbers):05d}.parquet"
         self.final = self.folder / name
         self.tmp = self.folder / f".{name}.tmp"
-        self.writer = self.pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        self.writer = self.pq.ParquetWriter(self.tmp, self.schema, compression=COMPRESSION, use_dictionary=DICTIONARY)
         self.rows_in_file = 0
 
     def _table(self, rows: Sequence[tuple[Any, ...]]) -> Any:
         pa = self.pa
         n = len(rows)
-        flat = np.frombuffer(b"".join(r[5] for r in rows), dtype="<f4")
+        flat = pa.py_buffer(b"".join(r[5] for r in rows))  # the catalogue's little-endian float32, as they are
         columns = {
             "content_hash": pa.array([r[0] for r in rows], pa.string()),
             "path": pa.array([bytes(r[1]) for r in rows], pa.binary()),
@@ -134,7 +140,9 @@ class _PartWriter:
             "model_id": pa.array([self.model_id] * n, pa.string()),
             "extractor": pa.array([self.extractor] * n, pa.string()),
             "dim": pa.array([self.dim] * n, pa.int32()),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), self.dim),
+            "vector": pa.FixedSizeListArray.from_arrays(
+                pa.Array.from_buffers(pa.float32(), n * self.dim, [None, flat]), self.dim
+            ),
         }
         for offset, name in enumerate(METADATA_COLUMNS):
             values = [r[6 + offset] for r in rows]
@@ -323,6 +331,7 @@ def _results(
     local = [path_from_key(mapped(p, options.maps)) for p in batch.paths]
     local = [normalise_path(p) for p in local]
     known = catalog.import_facts(local, part.extractor, part.model_id)
+    units, usable = _units(batch.vectors)
     for i, path in enumerate(local):
         try:
             st = images.stat_file(path)
@@ -336,8 +345,7 @@ def _results(
         if facts is not None and facts[:2] == (st.st_size, st.st_mtime_ns) and facts[3]:
             summary.already += 1
             continue
-        vector = _unit(batch.vectors[i])
-        if vector is None:
+        if not usable[i]:
             summary.fail("bad_vector")
             continue
         exported = batch.hashes[i] if batch.hashes is not None else None
@@ -367,15 +375,16 @@ def _results(
             size=size,
             mtime_ns=mtime_ns,
             content_hash=content_hash,
-            vectors={part.extractor: (part.model_id, vector)},
+            vectors={part.extractor: (part.model_id, units[i])},
             metadata=metadata,
         )
 
 
-def _unit(vector: np.ndarray) -> np.ndarray | None:
-    """The vector as float32 of length 1 (clip-retrieval stores float16), or None if it has none."""
-    v = np.asarray(vector, dtype=np.float32)
-    if not np.all(np.isfinite(v)):
-        return None
-    norm = float(np.linalg.norm(v))
-    return (v / norm).astype(np.float32) if norm > 0 and np.isfinite(norm) else None
+def _units(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows as float32 of length 1 (clip-retrieval stores float16), and which rows are usable
+    (finite, not zero); one pass over the batch."""
+    v = np.asarray(vectors, dtype=np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        norms = np.linalg.norm(v, axis=1)
+        ok = np.isfinite(v).all(axis=1) & np.isfinite(norms) & (norms > 0)
+        return (v / np.where(ok, norms, 1.0)[:, None]).astype(np.float32, copy=False), ok

@@ -110,6 +110,9 @@ def test_export_then_import_into_a_served_data_folder_gives_the_same_answers_rea
     assert path_key(library["paths"][-1]) in table.column("path").to_pylist()  # the bytes, exactly
     again = run_cli("export", str(out), "--config", str(library["config"]))
     assert again.returncode == 2 and str(part) in again.stderr, again.stderr
+    assert main(["export", str(out), "--force", "--config", str(library["config"])]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == {NAME: len(library["paths"])}
+    assert sorted(p.name for p in out.rglob("*parquet*")) == ["part-00000.parquet"]  # replaced, no temporary left
 
     # Into the empty data folder of a running daemon. Every photo unreadable: an import that
     # trusts size + mtime reads none. One touched file must be read, and fails: proof that
@@ -180,13 +183,14 @@ def test_a_clip_retrieval_folder_imports_and_finds_the_right_files(
 ) -> None:
     paths = library["paths"][:-1]  # a parquet string column holds UTF-8 names only
     vectors = stored_vectors(library["data"], efficientnet, paths)
-    folder = clip_retrieval_folder(tmp_path / "cr", paths, vectors)
+    not_a_vector = np.full_like(vectors[0], np.nan)  # for a file that exists: refused before any read
+    folder = clip_retrieval_folder(tmp_path / "cr", [*paths, str(library["config"])], [*vectors, not_a_vector])
     parts = find_parts(folder, NAME, efficientnet.model_id)
-    assert [p.rows for p in parts] == [len(paths) // 2, len(paths) - len(paths) // 2]
+    assert [p.rows for p in parts] == [(len(paths) + 1) // 2, len(paths) + 1 - (len(paths) + 1) // 2]
     expected = {NAME: (efficientnet.model_id, efficientnet.dim)}
     with Catalog(tmp_path / "data-c" / "catalog.sqlite3") as catalog:
         summary = import_vectors(catalog, parts, expected).as_json()
-        assert summary["imported"] == len(paths), summary
+        assert (summary["imported"], summary["failures"]) == (len(paths), {"bad_vector": 1}), summary
         with Catalog(library["data"] / "catalog.sqlite3") as original:
             assert catalog.content_hashes(paths) == original.content_hashes(paths)  # read and hashed here
     found = answers(tmp_path / "data-c", efficientnet, vectors, tmp_path / "index-c")
