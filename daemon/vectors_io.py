@@ -217,12 +217,14 @@ def export(
             writer.abandon()
         raise
     elapsed = time.monotonic() - started
-    files = sorted(str(p) for w in writers.values() for p in w.written)
+    models: dict[str, list[str]] = {}
+    for extractor, model_id in writers:  # one each, but for a model change still re-embedding
+        models.setdefault(extractor, []).append(model_id)
     return {
         "folder": str(folder),
         "rows": rows_by,
-        "models": {e: m for e, m in writers},
-        "files": len(files),
+        "models": models,
+        "files": sum(len(w.written) for w in writers.values()),
         "seconds": round(elapsed, 3),
         "vectors_per_second": round(sum(rows_by.values()) / elapsed, 1) if elapsed > 0 else 0.0,
     }
