@@ -248,17 +248,19 @@ def test_changed_and_missing_files_are_skipped_and_a_rerun_imports_nothing(
         assert catalog.get(str(here / "chelsea.jpg")) is not None and catalog.get(str(here / "rocket.jpg")) is None
 
 
-def test_without_pyarrow_the_commands_say_how_to_install_it(tmp_path: Path) -> None:
-    code = "import sys; sys.modules['pyarrow'] = None; from imgsearchd.cli import main; sys.exit(main(sys.argv[1:]))"
+def test_without_pyarrow_the_commands_say_how_to_install_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = str(config_for(tmp_path / "g.toml", tmp_path / "data-g"))
-    for command in ("export", "import"):
-        done = subprocess.run(
-            [sys.executable, "-c", code, command, str(tmp_path), "--config", config],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 2, done.stderr
-        assert "pip install 'imgsearchd[parquet]'" in done.stderr
-    wrong = subprocess.run([*cli_command("export", "--format", "csv", str(tmp_path))], capture_output=True, text=True)
-    assert wrong.returncode == 2 and "invalid choice" in wrong.stderr
+    code = (
+        "import sys; sys.modules['pyarrow'] = None; from imgsearchd.cli import main\n"
+        "for command in ('export', 'import'):\n"
+        "    print(command, main([command, sys.argv[1], '--config', sys.argv[2]]), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path), config], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "export 2\n" in done.stderr and "import 2\n" in done.stderr, done.stderr
+    assert done.stderr.count("pip install 'imgsearchd[parquet]'") == 2, done.stderr
+    with pytest.raises(SystemExit) as refused:
+        main(["export", "--format", "csv", str(tmp_path)])
+    assert refused.value.code == 2 and "invalid choice" in capsys.readouterr().err
