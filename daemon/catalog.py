@@ -641,3 +641,45 @@ class Catalog:
 
     def integrity_check(self) -> str:
         return self._reader().execute("PRAGMA integrity_check").fetchone()[0]
+
+    # -- export and import (vectors_io) ------------------------------------------------------
+
+    def iter_export(self, extractors: Sequence[str], chunk: int = 10000) -> Iterator[tuple[str, str, list[Any]]]:
+        """Yield (extractor, model_id, rows) chunks of every indexed file's vectors, from one read.
+
+        A row is (content_hash, path bytes, size, mtime_ns, dim, vector blob, *metadata
+        columns). One read transaction on a connection of its own: the daemon may write
+        meanwhile, and the whole export reflects one change number.
+        """
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN")
+            sql = (
+                "SELECT f.content_hash, f.path, f.size, f.mtime_ns, v.dim, v.vector, "
+                + ", ".join(f"f.{c}" for c in _METADATA_COLUMNS)
+                + ", v.model_id FROM files f JOIN vectors v ON v.content_hash=f.content_hash AND v.extractor=?"
+                " WHERE f.state='indexed' ORDER BY f.id"
+            )
+            for extractor in extractors:
+                cursor = conn.execute(sql, (extractor,))
+                while rows := cursor.fetchmany(chunk):
+                    by_model: dict[str, list[Any]] = {}
+                    for row in rows:  # one model id nearly always; more while a model change re-embeds
+                        by_model.setdefault(row[-1], []).append(row[:-1])
+                    for model_id, group in by_model.items():
+                        yield extractor, model_id, group
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def import_facts(
+        self, paths: Sequence[str], extractor: str, model_id: str
+    ) -> dict[str, tuple[int, int, str, bool]]:
+        """path -> (size, mtime_ns, content_hash, has a vector of this extractor and model) for
+        the indexed paths (normalised) among ``paths``."""
+        sql = "SELECT path, size, mtime_ns, content_hash FROM files WHERE state='indexed' AND path IN ({})"
+        rows = self._rows_in(sql, map(path_key, paths))
+        hashes = {r[3] for r in rows if r[3] is not None}
+        sql = "SELECT content_hash FROM vectors WHERE content_hash IN ({}) AND extractor=? AND model_id=?"
+        with_vector = {r[0] for r in self._rows_in(sql, hashes, (extractor, model_id))}
+        return {path_from_key(r[0]): (r[1], r[2], r[3], r[3] in with_vector) for r in rows}

@@ -20,6 +20,7 @@ from .cli_config import add_config_parser, cmd_config
 from .cli_models import load_extractors
 from .cli_output import add_output_flags, member_line, output_mode, print_results
 from .cli_remote import add_remote, client_for, guarded_call, search_remote
+from .cli_vectors import add_vectors_parsers, cmd_export, cmd_import
 from .exit_codes import EXIT_ERROR, EXIT_MODEL, EXIT_OK, EXIT_USAGE
 from .logs import setup_logging
 from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, DUPLICATE_SORTS, MAX_LIMIT
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(dups)
     add_config_parser(sub, _common)
     add_backfill_parser(sub, _common)
+    add_vectors_parsers(sub)
     completion = sub.add_parser(
         "completion", help="print a shell completion script: source <(imgsearchd completion bash)"
     )
@@ -170,6 +172,8 @@ def _run(argv: Sequence[str] | None) -> int:
         "rebuild": cmd_rebuild,
         "duplicates": cmd_duplicates,
         "backfill": cmd_backfill,
+        "export": cmd_export,
+        "import": cmd_import,
     }
     try:
         return handlers[args.command](args, config)

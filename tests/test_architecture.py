@@ -123,6 +123,8 @@ def test_data_flows_one_way() -> None:
         "backfill",
         "backfill_worker",
         "backfill_progress",
+        "vectors_io",
+        "vectors_sources",
     ):
         reached = reaches(f"imgsearchd.{upstream}") & downstream
         assert not reached, f"imgsearchd.{upstream} reaches {sorted(reached)}"
@@ -138,6 +140,10 @@ def test_data_flows_one_way() -> None:
     assert "imgsearchd.indexer" not in reaches("imgsearchd.folder_search")
     # the cluster's side never reaches for the catalogue (it has none) nor the pipeline
     assert not reaches("imgsearchd.backfill_worker") & {"imgsearchd.catalog", "imgsearchd.indexer", "imgsearchd.index"}
+    # export and import read and write the catalogue; they never drive the pipeline or the daemon
+    for module in ("vectors_io", "vectors_sources"):
+        reached = reaches(f"imgsearchd.{module}")
+        assert not reached & {"imgsearchd.indexer", "imgsearchd.index", "imgsearchd.watcher", "imgsearchd.extractors"}
     # /metrics only reads the /stats answer it is handed: it imports nothing of the daemon
     assert not reaches("imgsearchd.metrics")
 

@@ -1,0 +1,292 @@
+"""The folders ``imgsearchd import`` reads: what a folder holds, and its rows in batches.
+
+Two layouts, told apart by what the folder holds:
+
+- ours (``imgsearchd export``): ``*/part-*.parquet`` (or ``*.parquet``) with content_hash,
+  path (bytes, or a string), size, mtime_ns, model_id, extractor, dim, vector and the photo
+  metadata columns; ``imgsearchd.format`` in the key-value metadata.
+- clip-retrieval's: ``img_emb/img_emb_K.npy`` (float16 or float32), whose row i belongs to
+  row i of ``metadata/metadata_K.parquet`` (an ``image_path`` column). It names no model:
+  the caller gives clip-retrieval's ``--clip_model`` (``clip_model_id`` translates it).
+
+pyarrow is optional: ``pyarrow_modules`` imports it, or raises ParquetMissing saying how to
+install it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .records import PhotoMetadata
+
+FORMAT_KEY = b"imgsearchd.format"
+FORMAT_VERSION = b"1"
+# The photo metadata columns (catalog's metadata columns, ``PhotoMetadata``'s order).
+METADATA_COLUMNS = ("taken_at", "taken", "taken_from", "width", "height", "camera", "orientation", "has_gps")
+OURS = "imgsearchd"
+CLIP_RETRIEVAL = "clip-retrieval"
+INSTALL_HINT = "pip install 'imgsearchd[parquet]'"
+
+# openai/clip's model names (``clip.available_models()``, clip-retrieval's ``--clip_model``
+# default is ViT-B/32) as open_clip names them; its weights are open_clip's "openai" tag.
+OPENAI_MODELS = {
+    "RN50": "RN50",
+    "RN101": "RN101",
+    "RN50x4": "RN50x4",
+    "RN50x16": "RN50x16",
+    "RN50x64": "RN50x64",
+    "ViT-B/32": "ViT-B-32",
+    "ViT-B/16": "ViT-B-16",
+    "ViT-L/14": "ViT-L-14",
+    "ViT-L/14@336px": "ViT-L-14-336",
+}
+# Our extractors' model id prefixes: such a --model is one of our ids, taken as it is.
+OUR_PREFIXES = ("clip:", "efficientnet_lite0:", "resnet")
+
+
+class VectorsError(Exception):
+    """An export or import refused: the message names the file and why."""
+
+
+class ParquetMissing(VectorsError):
+    """pyarrow is not installed."""
+
+    def __init__(self) -> None:
+        super().__init__(f"export and import need pyarrow, which is not installed: {INSTALL_HINT}")
+
+
+def pyarrow_modules() -> tuple[Any, Any]:
+    """(pyarrow, pyarrow.parquet), or ParquetMissing."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ParquetMissing() from None
+    return pa, pq
+
+
+def format_metadata() -> dict[bytes, bytes]:
+    return {FORMAT_KEY: FORMAT_VERSION}
+
+
+def clip_model_id(name: str, default_tag: Callable[[str], str | None] | None = None) -> str:
+    """Our model id for clip-retrieval's ``--clip_model`` (or one of our ids, unchanged).
+
+    ``ViT-B/32`` is OpenAI's weights: ``clip:ViT-B-32:openai``. ``open_clip:MODEL/TAG`` is
+    ``clip:MODEL:TAG``; plain ``open_clip:MODEL`` takes the tag clip-retrieval would load
+    (``default_tag(MODEL)``: the last one open_clip lists). clip-retrieval preprocesses with
+    the model's own transform, the centre crop: our framing "crop", whose ids carry no suffix
+    (``framing.framed_id``). ValueError for a name that is none of these.
+    """
+    if name.startswith(OUR_PREFIXES):
+        return name
+    if name.startswith("open_clip:"):
+        model, _, tag = name[len("open_clip:") :].partition("/")
+        if not tag and default_tag is not None:
+            tag = default_tag(model) or ""
+        if not model or not tag:
+            raise ValueError(f"--model {name!r}: name the weights too, as open_clip:MODEL/TAG")
+        return f"clip:{model}:{tag}"
+    if name in OPENAI_MODELS:
+        return f"clip:{OPENAI_MODELS[name]}:openai"
+    raise ValueError(
+        f"--model {name!r}: not a CLIP model imgsearchd runs; give clip-retrieval's --clip_model "
+        f"({', '.join(OPENAI_MODELS)}, or open_clip:MODEL/TAG) or one of our model ids"
+    )
+
+
+def open_clip_default_tag(model: str) -> str | None:
+    """The tag clip-retrieval loads for ``open_clip:MODEL``: ``dict(open_clip.list_pretrained())[MODEL]``."""
+    import open_clip
+
+    return dict(open_clip.list_pretrained()).get(model)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One file of vectors: its layout, extractor, model id, dimension and rows."""
+
+    file: Path
+    layout: str
+    extractor: str
+    model_id: str
+    dim: int
+    rows: int
+    metadata_file: Path | None = None  # clip-retrieval: the parquet that holds the paths
+
+
+@dataclass
+class ImportBatch:
+    """Up to a batch of rows of one part: paths as bytes, vectors, and what ours exported."""
+
+    paths: list[bytes]
+    vectors: np.ndarray  # (n, dim), any float dtype
+    hashes: list[str] | None = None
+    sizes: list[int] | None = None
+    mtimes: list[int] | None = None
+    meta: dict[str, list[Any]] | None = None
+
+    def stat(self, i: int) -> tuple[int, int] | None:
+        """Row i's exported (size, mtime_ns); None when the layout has none."""
+        if self.sizes is None or self.mtimes is None:
+            return None
+        return self.sizes[i], self.mtimes[i]
+
+    def metadata(self, i: int) -> PhotoMetadata | None:
+        """Row i's exported metadata; None when the export had none."""
+        if self.meta is None:
+            return None
+        values = [self.meta[name][i] for name in METADATA_COLUMNS]
+        if values[0] is None or values[1] is None or values[2] is None:
+            return None
+        taken_at, taken, taken_from, width, height, camera, orientation, has_gps = values
+        return PhotoMetadata(float(taken_at), taken, taken_from, width, height, camera, orientation, bool(has_gps))
+
+
+# -- finding the parts ----------------------------------------------------------------------------
+
+
+def find_parts(folder: Path, extractor: str | None = None, model_id: str | None = None) -> list[Part]:
+    """The parts ``folder`` holds; VectorsError when it holds neither layout.
+
+    ``extractor``: ours, only that extractor's parts; clip-retrieval's, the target (default
+    clip). ``model_id`` (our id form) is needed for clip-retrieval's layout only.
+    """
+    if not folder.is_dir():
+        raise VectorsError(f"{folder}: no such folder")
+    if (folder / "img_emb").is_dir():
+        if model_id is None:
+            raise VectorsError(
+                f"{folder} is clip-retrieval output, which names no model: give --model as its --clip_model"
+            )
+        return _clip_retrieval_parts(folder, extractor or "clip", model_id)
+    files = sorted(folder.glob("*/part-*.parquet")) or sorted(folder.glob("*.parquet"))
+    if not files:
+        raise VectorsError(
+            f"{folder} holds no vectors: neither an export (*/part-*.parquet) nor clip-retrieval "
+            "output (img_emb/*.npy with metadata/*.parquet)"
+        )
+    parts = [part for part in map(_our_part, files) if part.rows]
+    if extractor is not None:
+        parts = [p for p in parts if p.extractor == extractor]
+        if not parts:
+            raise VectorsError(f"{folder} holds no vectors of extractor {extractor!r}")
+    return parts
+
+
+def _our_part(file: Path) -> Part:
+    pa, pq = pyarrow_modules()
+    try:
+        meta = pq.read_schema(file).metadata or {}
+        table = pq.read_table(file, columns=["extractor", "model_id", "dim"])
+    except (OSError, pa.ArrowException) as exc:
+        raise VectorsError(f"{file}: not an imgsearchd export: {exc}") from exc
+    version = meta.get(FORMAT_KEY)
+    if version is not None and version != FORMAT_VERSION:
+        raise VectorsError(f"{file}: export format {version.decode(errors='replace')}, this imgsearchd reads 1")
+    found = {
+        name: sorted({v for v in table.column(name).to_pylist() if v is not None})
+        for name in ("extractor", "model_id", "dim")
+    }
+    for name, values in found.items():
+        if len(values) > 1:
+            raise VectorsError(f"{file}: several {name} values in one file ({', '.join(map(str, values))})")
+    if table.num_rows == 0:
+        return Part(file, OURS, "", "", 0, 0)
+    if not all(found.values()):
+        raise VectorsError(f"{file}: rows without an extractor, model_id or dim")
+    return Part(file, OURS, found["extractor"][0], found["model_id"][0], int(found["dim"][0]), table.num_rows)
+
+
+def _suffix_key(path: Path) -> tuple[int, str]:
+    suffix = path.stem.rpartition("_")[2]
+    return (int(suffix), suffix) if suffix.isdigit() else (1 << 62, suffix)
+
+
+def _clip_retrieval_parts(folder: Path, extractor: str, model_id: str) -> list[Part]:
+    _, pq = pyarrow_modules()
+    parts = []
+    for emb in sorted((folder / "img_emb").glob("img_emb_*.npy"), key=_suffix_key):
+        suffix = re.sub(r"^img_emb_", "", emb.stem)
+        meta = folder / "metadata" / f"metadata_{suffix}.parquet"
+        if not meta.is_file():
+            raise VectorsError(f"{emb}: no {meta} beside it (clip-retrieval writes one per embedding file)")
+        try:
+            vectors = np.load(emb, mmap_mode="r")
+            schema = pq.read_schema(meta)
+            rows = pq.ParquetFile(meta).metadata.num_rows
+        except (OSError, ValueError) as exc:
+            raise VectorsError(f"{emb}: cannot read: {exc}") from exc
+        if vectors.ndim != 2 or vectors.dtype.kind != "f":
+            raise VectorsError(f"{emb}: not a 2-D float array ({vectors.dtype}, shape {vectors.shape})")
+        if "image_path" not in schema.names:
+            raise VectorsError(f"{meta}: no image_path column (clip-retrieval run on files, not a webdataset?)")
+        if rows != vectors.shape[0]:
+            raise VectorsError(f"{emb} has {vectors.shape[0]} rows but {meta} has {rows}")
+        parts.append(Part(emb, CLIP_RETRIEVAL, extractor, model_id, int(vectors.shape[1]), rows, meta))
+    if not parts:
+        raise VectorsError(f"{folder / 'img_emb'} holds no img_emb_*.npy")
+    return parts
+
+
+# -- reading the rows ----------------------------------------------------------------------------
+
+
+def batches(part: Part, size: int) -> Iterator[ImportBatch]:
+    """The rows of ``part``, ``size`` at a time."""
+    if part.rows == 0:
+        return
+    if part.layout == CLIP_RETRIEVAL:
+        yield from _clip_retrieval_batches(part, size)
+    else:
+        yield from _our_batches(part, size)
+
+
+def _as_bytes(values: Sequence[Any]) -> list[bytes]:
+    return [v if isinstance(v, bytes) else os.fsencode(v) for v in values]
+
+
+def _our_batches(part: Part, size: int) -> Iterator[ImportBatch]:
+    _, pq = pyarrow_modules()
+    columns = ["path", "content_hash", "size", "mtime_ns", "vector"]
+    names = set(pq.read_schema(part.file).names)
+    with_meta = all(c in names for c in METADATA_COLUMNS)
+    reader = pq.ParquetFile(part.file)
+    for record in reader.iter_batches(batch_size=size, columns=columns + (list(METADATA_COLUMNS) if with_meta else [])):
+        vectors = record.column("vector")
+        flat = vectors.flatten().to_numpy(zero_copy_only=False)
+        matrix = flat.reshape(len(record), part.dim) if vectors.null_count == 0 else _with_nans(vectors, part.dim)
+        yield ImportBatch(
+            paths=_as_bytes(record.column("path").to_pylist()),
+            vectors=matrix,
+            hashes=record.column("content_hash").to_pylist(),
+            sizes=record.column("size").to_pylist(),
+            mtimes=record.column("mtime_ns").to_pylist(),
+            meta={name: record.column(name).to_pylist() for name in METADATA_COLUMNS} if with_meta else None,
+        )
+
+
+def _with_nans(vectors: Any, dim: int) -> np.ndarray:
+    """Null vectors as rows of NaN (refused row by row as not finite)."""
+    return np.array([v if v is not None else [np.nan] * dim for v in vectors.to_pylist()], dtype=np.float32)
+
+
+def _clip_retrieval_batches(part: Part, size: int) -> Iterator[ImportBatch]:
+    _, pq = pyarrow_modules()
+    assert part.metadata_file is not None
+    vectors = np.load(part.file, mmap_mode="r")
+    start = 0
+    for record in pq.ParquetFile(part.metadata_file).iter_batches(batch_size=size, columns=["image_path"]):
+        n = len(record)
+        yield ImportBatch(
+            paths=_as_bytes(["" if p is None else p for p in record.column("image_path").to_pylist()]),
+            vectors=np.asarray(vectors[start : start + n]),
+        )
+        start += n
