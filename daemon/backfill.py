@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -45,6 +47,8 @@ INSTALL_HINT = "backfill needs Ray: pip install 'imgsearchd[ray]' (here and on t
 # Results are written in transactions of at least this many files, or every WRITE_EVERY_S.
 WRITE_ROWS = 256
 WRITE_EVERY_S = 2.0
+# A Ray head answers a TCP connect at once; a dead address should not take longer to say so.
+CONNECT_TIMEOUT_S = 5.0
 
 
 class BackfillError(Exception):
@@ -123,6 +127,26 @@ def import_ray() -> Any:
     except ImportError as exc:
         raise BackfillError(f"{INSTALL_HINT} ({exc})") from None
     return ray
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """BackfillError unless something answers at ``address`` ("HOST:PORT" or "ray://HOST:PORT").
+
+    ray.init retries a dead address for minutes, logging a warning every few seconds (seen:
+    over 3 minutes for 127.0.0.1:1); a TCP connect says it at once. "auto" and "local" pass.
+    """
+    if address in ("auto", "local"):
+        return
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise BackfillError(f"{address!r} is not a Ray address: auto, local, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise BackfillError(
+            f"nothing answers at the Ray address {address!r} ({exc.strerror or exc}): is the cluster started "
+            "(ray start --head) and the address its head's?"
+        ) from None
 
 
 def actor_shape(resources: dict[str, float], options: ClusterOptions) -> tuple[int, float, float]:
@@ -220,7 +244,7 @@ class Backfill:
                     raise KeyboardInterrupt
             self._write()
             self.progress.state = State.FINISHED
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):  # SystemExit: a SIGTERM while Ray's own handler was set
             self._finish_early(State.STOPPED, None)
             raise
         except BackfillError as exc:
@@ -232,8 +256,7 @@ class Backfill:
         finally:
             done.set()
             beat.join()
-            if ray.is_initialized():
-                ray.shutdown()
+            ray.shutdown()  # also after an init cut short: it stops the processes a "local" start had made
         self._save()
         return self.progress
 
@@ -252,6 +275,11 @@ class Backfill:
 
     def _connect(self, ray: Any) -> None:
         address = self.options.address
+        check_reachable(address)
+        # ray.init replaces the SIGTERM handler with sys.exit: the caller's (the CLI's: stop and
+        # record "stopped") is put back, or a SIGTERM would leave the record "running" and lose
+        # the results in hand.
+        sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
         try:
             if address == "local":
                 ray.init(logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False)
@@ -263,6 +291,9 @@ class Backfill:
                 "token authentication also needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN or "
                 "~/.ray/auth_token)"
             ) from exc
+        finally:
+            if sigterm is not None:
+                signal.signal(signal.SIGTERM, sigterm)
         self.shape = actor_shape(ray.cluster_resources(), self.options)
         actors, cpus, gpus = self.shape
         log.info(

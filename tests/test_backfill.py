@@ -26,7 +26,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from imgsearchd import backfill_progress
-from imgsearchd.backfill import Backfill, BackfillError, ClusterOptions, actor_shape, mapped, plan
+from imgsearchd.backfill import Backfill, BackfillError, ClusterOptions, actor_shape, check_reachable, mapped, plan
 from imgsearchd.backfill_progress import BackfillProgress, State
 from imgsearchd.backfill_worker import FileEmbedder, model_column
 from imgsearchd.catalog import Catalog
@@ -371,3 +371,87 @@ def test_ray_is_not_a_dependency_of_a_plain_install() -> None:
     assert plain and not [r for r in plain if r.lower().startswith(("ray", "pyarrow"))]
     extra = [r.replace(" ", "") for r in requires("imgsearchd") or [] if 'extra=="ray"' in r.replace(" ", "")]
     assert any(r.startswith("ray[data]") for r in extra) and any(r.startswith("pyarrow") for r in extra)
+
+
+def test_a_dead_ray_address_is_refused_at_once_naming_it(tmp_path: Path, offline_config: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    address = f"127.0.0.1:{free_port()}"  # nothing listens: ray.init would retry it for minutes
+    started = time.monotonic()
+    done = subprocess.run(
+        cli_command("backfill", str(tmp_path / "photos"), "--ray", address, "--config", str(offline_config)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **RAY_ENV},
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"nothing answers at the Ray address {address!r}" in done.stderr
+    assert time.monotonic() - started < 30
+    with pytest.raises(BackfillError, match="not a Ray address"):
+        check_reachable("photos-server")
+
+
+def session_alive(session: int) -> list[int]:
+    """Processes (not zombies) of this session: a driver's local Ray cluster left behind."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == session and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def test_sigterm_on_a_local_cluster_stops_records_stopped_and_leaves_no_ray_process(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    make_archive(archive, 40)
+    data = tmp_path / "data"
+    command = cli_command(
+        "backfill", str(archive), "--ray", "local", "--config", str(backfill_config(tmp_path, data)),
+        "--files-per-task", "4",
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **RAY_ENV},
+        start_new_session=True,  # the local cluster's processes share its session: found and cleaned up
+    )
+    try:
+
+        def connected() -> bool:  # ray.init has returned (and had put its own SIGTERM handler in)
+            text = _note(data)
+            return text is not None and '"pipeline_started": null' not in text
+
+        wait_for(lambda: proc.poll() is None and connected(), 120, "the local cluster")
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 130, err[-3000:]
+        assert "backfill stopped" in err
+        with Catalog(data / "catalog.sqlite3") as catalog:
+            assert status_of(catalog)["state"] == State.STOPPED
+        wait_for(lambda: not session_alive(proc.pid), 20, "the local cluster's processes to stop")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _note(data: Path) -> str | None:
+    """The backfill's record as committed now, read as another process would (nothing created)."""
+    db = data / "catalog.sqlite3"
+    if not db.exists():
+        return None
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key=?", (backfill_progress.NOTE_KEY,)).fetchone()
+    except sqlite3.OperationalError:  # created, not yet given its tables
+        return None
+    return str(row[0]) if row else None
