@@ -19,6 +19,8 @@ Ray is optional (``pip install 'imgsearchd[ray]'``) and imported only by ``run``
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -26,7 +28,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +149,32 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
             f"nothing answers at the Ray address {address!r} ({exc.strerror or exc}): is the cluster started "
             "(ray start --head) and the address its head's?"
         ) from None
+
+
+@contextlib.contextmanager
+def only_backfill(catalog_path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the catalogue's backfill lock, or BackfillError naming the backfill that holds it.
+
+    Two backfills of one catalogue would each embed every planned file (neither sees the
+    other's uncommitted work) and overwrite each other's progress record. An flock: the
+    kernel drops it when its process dies, so a killed backfill never blocks the next.
+    """
+    path = f"{os.fspath(catalog_path)}.backfill-lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise BackfillError(
+                f"another backfill (process {holder}) is running on the catalogue {os.fspath(catalog_path)}: "
+                "wait for it, or stop it (a rerun does the rest)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def actor_shape(resources: dict[str, float], options: ClusterOptions) -> tuple[int, float, float]:

@@ -70,7 +70,15 @@ def add_backfill_parser(sub: Any, common: Callable[[argparse.ArgumentParser], No
 
 def cmd_backfill(args: argparse.Namespace, config: Any) -> int:
     """Run a backfill; print a JSON summary."""
-    from .backfill import Backfill, BackfillError, ClusterOptions, check_reachable, import_ray, plan
+    from .backfill import (
+        Backfill,
+        BackfillError,
+        ClusterOptions,
+        check_reachable,
+        import_ray,
+        only_backfill,
+        plan,
+    )
     from .backfill_progress import BackfillProgress
     from .catalog import Catalog, CatalogError
     from .cli_models import load_extractors
@@ -122,7 +130,12 @@ def cmd_backfill(args: argparse.Namespace, config: Any) -> int:
     # the wait for the cluster's first batch as long as its actors take to start (a flag checked
     # between batches left both deaf to it). Results in hand are written first (Backfill.run).
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    with catalog:
+    with catalog, contextlib.ExitStack() as held:
+        try:
+            held.enter_context(only_backfill(config.catalog_path))
+        except BackfillError as exc:
+            print(f"imgsearchd: {exc}", file=sys.stderr)
+            return EXIT_ERROR
         found = plan(
             catalog,
             args.folders,

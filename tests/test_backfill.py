@@ -26,7 +26,16 @@ import pytest
 from PIL import Image, ImageOps
 
 from imgsearchd import backfill_progress
-from imgsearchd.backfill import Backfill, BackfillError, ClusterOptions, actor_shape, check_reachable, mapped, plan
+from imgsearchd.backfill import (
+    Backfill,
+    BackfillError,
+    ClusterOptions,
+    actor_shape,
+    check_reachable,
+    mapped,
+    only_backfill,
+    plan,
+)
 from imgsearchd.backfill_progress import BackfillProgress, State
 from imgsearchd.backfill_worker import FileEmbedder, model_column
 from imgsearchd.catalog import Catalog
@@ -455,3 +464,22 @@ def _note(data: Path) -> str | None:
     except sqlite3.OperationalError:  # created, not yet given its tables
         return None
     return str(row[0]) if row else None
+
+
+def test_a_second_backfill_of_the_same_catalogue_is_refused_naming_the_first(
+    tmp_path: Path, offline_config: Path
+) -> None:
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "data").mkdir()
+    with only_backfill(tmp_path / "data" / "catalog.sqlite3"):  # the first backfill, in this process
+        done = subprocess.run(
+            cli_command("backfill", str(tmp_path / "photos"), "--ray", "local", "--config", str(offline_config)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **RAY_ENV},
+        )
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert f"another backfill (process {os.getpid()}) is running on the catalogue" in done.stderr
+    with only_backfill(tmp_path / "data" / "catalog.sqlite3"):  # released with its holder
+        pass
