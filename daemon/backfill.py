@@ -294,6 +294,7 @@ class Backfill:
             self._write()
         except Exception as exc:
             log.warning("cannot write the last %d results: %s (a rerun redoes them)", len(self._pending), exc)
+        self.progress.done = self._committed()
         self.progress.state = state
         self.progress.error = error
         try:
@@ -434,16 +435,23 @@ class Backfill:
 
     def _write(self) -> None:
         """One transaction for the results in hand, then the progress record."""
-        pending, self._pending = self._pending, []
+        pending = self._pending
         self._last_write = time.monotonic()
         if pending:
+            # Dropped only once committed: a write that fails (a full disk, a Ctrl-C inside it) keeps
+            # them for _finish_early's last try, and ``done`` never counts what is not in the catalogue.
             self.catalog.record_batch(pending)
+            self._pending = []
         with self._lock:
             progress = self.progress
-            progress.done = int(self._written.sum())
+            progress.done = self._committed()
             progress.save(self.catalog)
         if self.on_update is not None:
             self.on_update(progress, len(pending))
+
+    def _committed(self) -> int:
+        """Files of the plan the catalogue has (or that vanished): taken from the cluster, not pending."""
+        return int(self._written.sum()) - len(self._pending)
 
 
 def _json(text: str) -> dict[str, Any]:

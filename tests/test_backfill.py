@@ -483,3 +483,25 @@ def test_a_second_backfill_of_the_same_catalogue_is_refused_naming_the_first(
         assert f"another backfill (process {os.getpid()}) is running on the catalogue" in done.stderr
     with only_backfill(tmp_path / "data" / "catalog.sqlite3"):  # released with its holder
         pass
+
+
+def test_results_whose_write_failed_are_kept_for_the_last_try_and_never_counted_done(
+    tmp_path: Path, efficientnet: Any, worker: FileEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = make_archive(tmp_path / "a", 3)[:3]
+    results = worker(batch_of(files))
+    with Catalog(tmp_path / "c.sqlite3") as catalog:
+        backfill = driver(catalog, efficientnet, 3)
+        backfill._take(results)
+
+        def full_disk(_rows: object) -> int:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        with monkeypatch.context() as patched:  # the disk fails once (or a Ctrl-C falls inside the write)
+            patched.setattr(catalog, "record_batch", full_disk)
+            with pytest.raises(sqlite3.OperationalError):
+                backfill._write()
+        assert catalog.counts()["files"] == 0 and backfill.progress.done == 0
+        backfill._finish_early(State.FAILED, "disk I/O error")  # its last try succeeds
+        assert catalog.counts()["files"] == 3
+        assert status_of(catalog)["done"] == 3 and status_of(catalog)["state"] == State.FAILED
