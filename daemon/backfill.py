@@ -121,6 +121,23 @@ def mapped(path: str, path_map: Sequence[tuple[str, str]]) -> str:
     return path
 
 
+def plan_table(paths: Sequence[str], path_map: Sequence[tuple[str, str]]) -> Any:
+    """The plan as the pipeline's input: ``row``, ``path`` (file system bytes) and, with a
+    ``path_map`` only, ``open`` (the name on the workers, ``backfill_worker`` reads ``path``
+    without it). At 10M files of ~80-byte names a second copy of every name would cost the
+    driver and the object store ~0.8 GB for nothing when the workers see the same paths.
+    """
+    import pyarrow as pa
+
+    columns = {
+        "row": pa.array(np.arange(len(paths), dtype=np.int64)),
+        "path": pa.array([os.fsencode(p) for p in paths], pa.binary()),
+    }
+    if path_map:
+        columns["open"] = pa.array([os.fsencode(mapped(p, path_map)) for p in paths], pa.binary())
+    return pa.table(columns)
+
+
 def import_ray() -> Any:
     """The ``ray`` module with Ray Data, or BackfillError saying how to install it."""
     try:
@@ -336,8 +353,6 @@ class Backfill:
 
     def _dataset(self, ray: Any, paths: Sequence[str]) -> Any:
         """The Ray Data pipeline: blocks of paths -> FileEmbedder actors -> result batches."""
-        import pyarrow as pa
-
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # ours is on the console and in /stats
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # its per-dataset banners and hints
@@ -346,13 +361,7 @@ class Backfill:
         largest_batch = max(e.batch_size for e in self.extractors.values())
         per_task = self.options.files_per_task or 4 * largest_batch
         path_map = self.options.path_map
-        table = pa.table(
-            {
-                "row": pa.array(np.arange(len(paths), dtype=np.int64)),
-                "path": pa.array([os.fsencode(p) for p in paths], pa.binary()),
-                "open": pa.array([os.fsencode(mapped(p, path_map)) for p in paths], pa.binary()),
-            }
-        )
+        table = plan_table(paths, path_map)
         # One block per task, so the tasks spread over the actors and a lost actor costs one block.
         blocks = [table.slice(start, per_task) for start in range(0, len(paths), per_task)]
         roots = [mapped(r, path_map) for r in self.roots] if self.roots is not None else None

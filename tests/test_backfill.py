@@ -35,6 +35,7 @@ from imgsearchd.backfill import (
     mapped,
     only_backfill,
     plan,
+    plan_table,
 )
 from imgsearchd.backfill_progress import BackfillProgress, State
 from imgsearchd.backfill_worker import FileEmbedder, model_column
@@ -265,8 +266,7 @@ def batch_of(paths: list[Path], start: int = 0) -> dict[str, np.ndarray]:
     return {
         "row": np.arange(start, start + len(paths)),
         "path": np.array(encoded, dtype=object),
-        "open": np.array(encoded, dtype=object),
-    }
+    }  # no "open": the workers reach the files at the same paths (plan_table)
 
 
 def driver(catalog: Catalog, efficientnet: Any, planned: int) -> Backfill:
@@ -505,3 +505,14 @@ def test_results_whose_write_failed_are_kept_for_the_last_try_and_never_counted_
         backfill._finish_early(State.FAILED, "disk I/O error")  # its last try succeeds
         assert catalog.counts()["files"] == 3
         assert status_of(catalog)["done"] == 3 and status_of(catalog)["state"] == State.FAILED
+
+
+def test_the_plan_table_names_files_twice_only_under_a_path_map(tmp_path: Path, worker: FileEmbedder) -> None:
+    files = make_archive(tmp_path / "a", 2)[:2]
+    assert plan_table([str(p) for p in files], []).column_names == ["row", "path"]
+    here = [str(p).replace(str(tmp_path), "/photos") for p in files]  # the catalogue's names
+    table = plan_table(here, [("/photos", str(tmp_path))])
+    assert table.column("open").to_pylist() == [os.fsencode(str(p)) for p in files]
+    results = worker({name: np.array(table.column(name).to_pylist(), dtype=object) for name in table.column_names})
+    assert [os.fsdecode(p) for p in results["path"]] == here  # stored under the catalogue's names
+    assert results["error_reason"].tolist() == ["", ""] and results["embedded_efficientnet"].all()
