@@ -70,21 +70,7 @@ def add_backfill_parser(sub: Any, common: Callable[[argparse.ArgumentParser], No
 
 def cmd_backfill(args: argparse.Namespace, config: Any) -> int:
     """Run a backfill; print a JSON summary."""
-    from .backfill import (
-        Backfill,
-        BackfillError,
-        ClusterOptions,
-        check_reachable,
-        import_ray,
-        only_backfill,
-        plan,
-    )
-    from .backfill_progress import BackfillProgress
-    from .catalog import Catalog, CatalogError
-    from .cli_models import load_extractors
-    from .images import ImageLimits
-    from .progress import Bar
-    from .storage import is_storage_error
+    from .backfill import BackfillError, check_reachable, import_ray, only_backfill
 
     for folder in args.folders:
         if not os.path.isdir(folder):
@@ -107,6 +93,26 @@ def cmd_backfill(args: argparse.Namespace, config: Any) -> int:
     except BackfillError as exc:
         print(f"imgsearchd: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    with contextlib.ExitStack() as held:
+        try:
+            config.catalog_path.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(only_backfill(config.catalog_path))  # before the models load: say it at once
+        except (BackfillError, OSError) as exc:
+            print(f"imgsearchd: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        return _backfill(args, config)
+
+
+def _backfill(args: argparse.Namespace, config: Any) -> int:
+    """Plan, run and summarise, holding the catalogue's backfill lock."""
+    from .backfill import Backfill, BackfillError, ClusterOptions, plan
+    from .backfill_progress import BackfillProgress
+    from .catalog import Catalog, CatalogError
+    from .cli_models import load_extractors
+    from .images import ImageLimits
+    from .progress import Bar
+    from .storage import is_storage_error
+
     loaded = load_extractors(config)
     if loaded is None:
         return EXIT_MODEL
@@ -130,12 +136,7 @@ def cmd_backfill(args: argparse.Namespace, config: Any) -> int:
     # the wait for the cluster's first batch as long as its actors take to start (a flag checked
     # between batches left both deaf to it). Results in hand are written first (Backfill.run).
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    with catalog, contextlib.ExitStack() as held:
-        try:
-            held.enter_context(only_backfill(config.catalog_path))
-        except BackfillError as exc:
-            print(f"imgsearchd: {exc}", file=sys.stderr)
-            return EXIT_ERROR
+    with catalog:
         found = plan(
             catalog,
             args.folders,
