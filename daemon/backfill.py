@@ -19,12 +19,16 @@ Ray is optional (``pip install 'imgsearchd[ray]'``) and imported only by ``run``
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
+import signal
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +49,8 @@ INSTALL_HINT = "backfill needs Ray: pip install 'imgsearchd[ray]' (here and on t
 # Results are written in transactions of at least this many files, or every WRITE_EVERY_S.
 WRITE_ROWS = 256
 WRITE_EVERY_S = 2.0
+# A Ray head answers a TCP connect at once; a dead address should not take longer to say so.
+CONNECT_TIMEOUT_S = 5.0
 
 
 class BackfillError(Exception):
@@ -115,6 +121,23 @@ def mapped(path: str, path_map: Sequence[tuple[str, str]]) -> str:
     return path
 
 
+def plan_table(paths: Sequence[str], path_map: Sequence[tuple[str, str]]) -> Any:
+    """The plan as the pipeline's input: ``row``, ``path`` (file system bytes) and, with a
+    ``path_map`` only, ``open`` (the name on the workers, ``backfill_worker`` reads ``path``
+    without it). At 10M files of ~80-byte names a second copy of every name would cost the
+    driver and the object store ~0.8 GB for nothing when the workers see the same paths.
+    """
+    import pyarrow as pa
+
+    columns = {
+        "row": pa.array(np.arange(len(paths), dtype=np.int64)),
+        "path": pa.array([os.fsencode(p) for p in paths], pa.binary()),
+    }
+    if path_map:
+        columns["open"] = pa.array([os.fsencode(mapped(p, path_map)) for p in paths], pa.binary())
+    return pa.table(columns)
+
+
 def import_ray() -> Any:
     """The ``ray`` module with Ray Data, or BackfillError saying how to install it."""
     try:
@@ -123,6 +146,52 @@ def import_ray() -> Any:
     except ImportError as exc:
         raise BackfillError(f"{INSTALL_HINT} ({exc})") from None
     return ray
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """BackfillError unless something answers at ``address`` ("HOST:PORT" or "ray://HOST:PORT").
+
+    ray.init retries a dead address for minutes, logging a warning every few seconds (seen:
+    over 3 minutes for 127.0.0.1:1); a TCP connect says it at once. "auto" and "local" pass.
+    """
+    if address in ("auto", "local"):
+        return
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise BackfillError(f"{address!r} is not a Ray address: auto, local, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise BackfillError(
+            f"nothing answers at the Ray address {address!r} ({exc.strerror or exc}): is the cluster started "
+            "(ray start --head) and the address its head's?"
+        ) from None
+
+
+@contextlib.contextmanager
+def only_backfill(catalog_path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the catalogue's backfill lock, or BackfillError naming the backfill that holds it.
+
+    Two backfills of one catalogue would each embed every planned file (neither sees the
+    other's uncommitted work) and overwrite each other's progress record. An flock: the
+    kernel drops it when its process dies, so a killed backfill never blocks the next.
+    """
+    path = f"{os.fspath(catalog_path)}.backfill-lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise BackfillError(
+                f"another backfill (process {holder}) is running on the catalogue {os.fspath(catalog_path)}: "
+                "wait for it, or stop it (a rerun does the rest)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def actor_shape(resources: dict[str, float], options: ClusterOptions) -> tuple[int, float, float]:
@@ -220,7 +289,7 @@ class Backfill:
                     raise KeyboardInterrupt
             self._write()
             self.progress.state = State.FINISHED
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):  # SystemExit: a SIGTERM while Ray's own handler was set
             self._finish_early(State.STOPPED, None)
             raise
         except BackfillError as exc:
@@ -232,8 +301,7 @@ class Backfill:
         finally:
             done.set()
             beat.join()
-            if ray.is_initialized():
-                ray.shutdown()
+            ray.shutdown()  # also after an init cut short: it stops the processes a "local" start had made
         self._save()
         return self.progress
 
@@ -243,6 +311,7 @@ class Backfill:
             self._write()
         except Exception as exc:
             log.warning("cannot write the last %d results: %s (a rerun redoes them)", len(self._pending), exc)
+        self.progress.done = self._committed()
         self.progress.state = state
         self.progress.error = error
         try:
@@ -252,6 +321,11 @@ class Backfill:
 
     def _connect(self, ray: Any) -> None:
         address = self.options.address
+        check_reachable(address)
+        # ray.init replaces the SIGTERM handler with sys.exit: the caller's (the CLI's: stop and
+        # record "stopped") is put back, or a SIGTERM would leave the record "running" and lose
+        # the results in hand.
+        sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
         try:
             if address == "local":
                 ray.init(logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False)
@@ -263,6 +337,9 @@ class Backfill:
                 "token authentication also needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN or "
                 "~/.ray/auth_token)"
             ) from exc
+        finally:
+            if sigterm is not None:
+                signal.signal(signal.SIGTERM, sigterm)
         self.shape = actor_shape(ray.cluster_resources(), self.options)
         actors, cpus, gpus = self.shape
         log.info(
@@ -276,8 +353,6 @@ class Backfill:
 
     def _dataset(self, ray: Any, paths: Sequence[str]) -> Any:
         """The Ray Data pipeline: blocks of paths -> FileEmbedder actors -> result batches."""
-        import pyarrow as pa
-
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # ours is on the console and in /stats
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # its per-dataset banners and hints
@@ -286,13 +361,7 @@ class Backfill:
         largest_batch = max(e.batch_size for e in self.extractors.values())
         per_task = self.options.files_per_task or 4 * largest_batch
         path_map = self.options.path_map
-        table = pa.table(
-            {
-                "row": pa.array(np.arange(len(paths), dtype=np.int64)),
-                "path": pa.array([os.fsencode(p) for p in paths], pa.binary()),
-                "open": pa.array([os.fsencode(mapped(p, path_map)) for p in paths], pa.binary()),
-            }
-        )
+        table = plan_table(paths, path_map)
         # One block per task, so the tasks spread over the actors and a lost actor costs one block.
         blocks = [table.slice(start, per_task) for start in range(0, len(paths), per_task)]
         roots = [mapped(r, path_map) for r in self.roots] if self.roots is not None else None
@@ -375,16 +444,23 @@ class Backfill:
 
     def _write(self) -> None:
         """One transaction for the results in hand, then the progress record."""
-        pending, self._pending = self._pending, []
+        pending = self._pending
         self._last_write = time.monotonic()
         if pending:
+            # Dropped only once committed: a write that fails (a full disk, a Ctrl-C inside it) keeps
+            # them for _finish_early's last try, and ``done`` never counts what is not in the catalogue.
             self.catalog.record_batch(pending)
+            self._pending = []
         with self._lock:
             progress = self.progress
-            progress.done = int(self._written.sum())
+            progress.done = self._committed()
             progress.save(self.catalog)
         if self.on_update is not None:
             self.on_update(progress, len(pending))
+
+    def _committed(self) -> int:
+        """Files of the plan the catalogue has (or that vanished): taken from the cluster, not pending."""
+        return int(self._written.sum()) - len(self._pending)
 
 
 def _json(text: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ hashes) is not decoded: the row says so and the driver takes the stored vector.
 Ray is not imported here: the class is a plain callable on a dict of numpy columns, so
 the same code runs in a test without a cluster. Columns in: ``row`` (position in the
 plan), ``path`` (the catalogue's name, file system bytes), ``open`` (the name on this
-node). Columns out: see ``OUTPUT_COLUMNS`` and ``vector_column``.
+node, only when it differs: ``backfill.plan_table``). Columns out: see ``OUTPUT_COLUMNS`` and ``vector_column``.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class FileEmbedder:
         return load_file(path, self.extractors, self.limits, self.roots, self._known, open_path=opened)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        loaded = list(self._pool.map(self._load, zip(batch["path"], batch["open"])))
+        loaded = list(self._pool.map(self._load, zip(batch["path"], batch.get("open", batch["path"]))))
         out: dict[str, Any] = {
             "row": np.asarray(batch["row"], dtype=np.int64),
             "path": np.asarray(batch["path"], dtype=object),

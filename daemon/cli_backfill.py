@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +31,10 @@ def _prefix_pair(text: str) -> tuple[str, str]:
     if not sep or not here.startswith("/") or not there.startswith("/"):
         raise argparse.ArgumentTypeError(f"{text!r}: expected HERE=THERE, two absolute folders")
     return os.path.normpath(here), os.path.normpath(there)
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def add_backfill_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -67,13 +70,7 @@ def add_backfill_parser(sub: Any, common: Callable[[argparse.ArgumentParser], No
 
 def cmd_backfill(args: argparse.Namespace, config: Any) -> int:
     """Run a backfill; print a JSON summary."""
-    from .backfill import Backfill, BackfillError, ClusterOptions, import_ray, plan
-    from .backfill_progress import BackfillProgress
-    from .catalog import Catalog, CatalogError
-    from .cli_models import load_extractors
-    from .images import ImageLimits
-    from .progress import Bar
-    from .storage import is_storage_error
+    from .backfill import BackfillError, check_reachable, import_ray, only_backfill
 
     for folder in args.folders:
         if not os.path.isdir(folder):
@@ -91,6 +88,31 @@ def cmd_backfill(args: argparse.Namespace, config: Any) -> int:
     except BackfillError as exc:
         print(f"imgsearchd: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        check_reachable(args.ray)  # before a plan that may take an hour
+    except BackfillError as exc:
+        print(f"imgsearchd: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    with contextlib.ExitStack() as held:
+        try:
+            config.catalog_path.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(only_backfill(config.catalog_path))  # before the models load: say it at once
+        except (BackfillError, OSError) as exc:
+            print(f"imgsearchd: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        return _backfill(args, config)
+
+
+def _backfill(args: argparse.Namespace, config: Any) -> int:
+    """Plan, run and summarise, holding the catalogue's backfill lock."""
+    from .backfill import Backfill, BackfillError, ClusterOptions, plan
+    from .backfill_progress import BackfillProgress
+    from .catalog import Catalog, CatalogError
+    from .cli_models import load_extractors
+    from .images import ImageLimits
+    from .progress import Bar
+    from .storage import is_storage_error
+
     loaded = load_extractors(config)
     if loaded is None:
         return EXIT_MODEL
@@ -110,8 +132,10 @@ def cmd_backfill(args: argparse.Namespace, config: Any) -> int:
         files_per_task=args.files_per_task,
         path_map=args.map,
     )
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())  # a flag: the loop stops between batches
+    # SIGTERM stops as Ctrl-C does, wherever it falls: the plan of a large archive takes minutes, and
+    # the wait for the cluster's first batch as long as its actors take to start (a flag checked
+    # between batches left both deaf to it). Results in hand are written first (Backfill.run).
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     with catalog:
         found = plan(
             catalog,
@@ -148,13 +172,12 @@ def cmd_backfill(args: argparse.Namespace, config: Any) -> int:
             options,
             BackfillProgress(folders=found.folders, address=args.ray),
             on_update,
-            stop,
         )
         try:
             # Ray prints its workers' troubles (a lost actor, retried) on stdout: the summary owns stdout.
             with contextlib.redirect_stdout(sys.stderr):
                 progress = backfill.run(found.paths)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):  # SystemExit: a SIGTERM during ray.init (Ray's handler)
             print(
                 f"imgsearchd: backfill stopped; {backfill.progress.done} of {len(found.paths)} files written "
                 "stay in the catalogue (run it again to do the rest)",

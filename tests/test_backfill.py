@@ -26,7 +26,17 @@ import pytest
 from PIL import Image, ImageOps
 
 from imgsearchd import backfill_progress
-from imgsearchd.backfill import Backfill, BackfillError, ClusterOptions, actor_shape, mapped, plan
+from imgsearchd.backfill import (
+    Backfill,
+    BackfillError,
+    ClusterOptions,
+    actor_shape,
+    check_reachable,
+    mapped,
+    only_backfill,
+    plan,
+    plan_table,
+)
 from imgsearchd.backfill_progress import BackfillProgress, State
 from imgsearchd.backfill_worker import FileEmbedder, model_column
 from imgsearchd.catalog import Catalog
@@ -265,8 +275,7 @@ def batch_of(paths: list[Path], start: int = 0) -> dict[str, np.ndarray]:
     return {
         "row": np.arange(start, start + len(paths)),
         "path": np.array(encoded, dtype=object),
-        "open": np.array(encoded, dtype=object),
-    }
+    }  # no "open": the workers reach the files at the same paths (plan_table)
 
 
 def driver(catalog: Catalog, efficientnet: Any, planned: int) -> Backfill:
@@ -380,3 +389,139 @@ def test_ray_is_not_a_dependency_of_a_plain_install() -> None:
     assert plain and not [r for r in plain if r.lower().startswith(("ray", "pyarrow"))]
     extra = [r.replace(" ", "") for r in requires("imgsearchd") or [] if 'extra=="ray"' in r.replace(" ", "")]
     assert any(r.startswith("ray[data]") for r in extra) and any(r.startswith("pyarrow") for r in extra)
+
+
+def test_a_dead_ray_address_is_refused_at_once_naming_it(tmp_path: Path, offline_config: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    address = f"127.0.0.1:{free_port()}"  # nothing listens: ray.init would retry it for minutes
+    started = time.monotonic()
+    done = subprocess.run(
+        cli_command("backfill", str(tmp_path / "photos"), "--ray", address, "--config", str(offline_config)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **RAY_ENV},
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"nothing answers at the Ray address {address!r}" in done.stderr
+    assert time.monotonic() - started < 30
+    with pytest.raises(BackfillError, match="not a Ray address"):
+        check_reachable("photos-server")
+
+
+def session_alive(session: int) -> list[int]:
+    """Processes (not zombies) of this session: a driver's local Ray cluster left behind."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == session and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def test_sigterm_on_a_local_cluster_stops_records_stopped_and_leaves_no_ray_process(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    make_archive(archive, 40)
+    data = tmp_path / "data"
+    command = cli_command(
+        "backfill", str(archive), "--ray", "local", "--config", str(backfill_config(tmp_path, data)),
+        "--files-per-task", "4",
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **RAY_ENV},
+        start_new_session=True,  # the local cluster's processes share its session: found and cleaned up
+    )
+    try:
+
+        def connected() -> bool:  # ray.init has returned (and had put its own SIGTERM handler in)
+            text = _note(data)
+            return text is not None and '"pipeline_started": null' not in text
+
+        wait_for(lambda: proc.poll() is None and connected(), 120, "the local cluster")
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 130, err[-3000:]
+        assert "backfill stopped" in err
+        with Catalog(data / "catalog.sqlite3") as catalog:
+            assert status_of(catalog)["state"] == State.STOPPED
+        wait_for(lambda: not session_alive(proc.pid), 20, "the local cluster's processes to stop")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _note(data: Path) -> str | None:
+    """The backfill's record as committed now, read as another process would (nothing created)."""
+    db = data / "catalog.sqlite3"
+    if not db.exists():
+        return None
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key=?", (backfill_progress.NOTE_KEY,)).fetchone()
+    except sqlite3.OperationalError:  # created, not yet given its tables
+        return None
+    return str(row[0]) if row else None
+
+
+def test_a_second_backfill_of_the_same_catalogue_is_refused_naming_the_first(
+    tmp_path: Path, offline_config: Path
+) -> None:
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "data").mkdir()
+    with only_backfill(tmp_path / "data" / "catalog.sqlite3"):  # the first backfill, in this process
+        done = subprocess.run(
+            cli_command("backfill", str(tmp_path / "photos"), "--ray", "local", "--config", str(offline_config)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **RAY_ENV},
+        )
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert f"another backfill (process {os.getpid()}) is running on the catalogue" in done.stderr
+    with only_backfill(tmp_path / "data" / "catalog.sqlite3"):  # released with its holder
+        pass
+
+
+def test_results_whose_write_failed_are_kept_for_the_last_try_and_never_counted_done(
+    tmp_path: Path, efficientnet: Any, worker: FileEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = make_archive(tmp_path / "a", 3)[:3]
+    results = worker(batch_of(files))
+    with Catalog(tmp_path / "c.sqlite3") as catalog:
+        backfill = driver(catalog, efficientnet, 3)
+        backfill._take(results)
+
+        def full_disk(_rows: object) -> int:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        with monkeypatch.context() as patched:  # the disk fails once (or a Ctrl-C falls inside the write)
+            patched.setattr(catalog, "record_batch", full_disk)
+            with pytest.raises(sqlite3.OperationalError):
+                backfill._write()
+        assert catalog.counts()["files"] == 0 and backfill.progress.done == 0
+        backfill._finish_early(State.FAILED, "disk I/O error")  # its last try succeeds
+        assert catalog.counts()["files"] == 3
+        assert status_of(catalog)["done"] == 3 and status_of(catalog)["state"] == State.FAILED
+
+
+def test_the_plan_table_names_files_twice_only_under_a_path_map(tmp_path: Path, worker: FileEmbedder) -> None:
+    files = make_archive(tmp_path / "a", 2)[:2]
+    assert plan_table([str(p) for p in files], []).column_names == ["row", "path"]
+    here = [str(p).replace(str(tmp_path), "/photos") for p in files]  # the catalogue's names
+    table = plan_table(here, [("/photos", str(tmp_path))])
+    assert table.column("open").to_pylist() == [os.fsencode(str(p)) for p in files]
+    results = worker({name: np.array(table.column(name).to_pylist(), dtype=object) for name in table.column_names})
+    assert [os.fsdecode(p) for p in results["path"]] == here  # stored under the catalogue's names
+    assert results["error_reason"].tolist() == ["", ""] and results["embedded_efficientnet"].all()
