@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,10 +38,12 @@ from . import images
 from .backfill_progress import HEARTBEAT_S, BackfillProgress, State
 from .backfill_worker import FileEmbedder, embedded_column, model_column, vector_column
 from .catalog import Catalog
-from .extractors import Extractor
 from .folders import OnError, plan_folder
 from .paths import normalise_path
 from .records import FileResult, PhotoMetadata
+
+if TYPE_CHECKING:
+    from .extractors import Extractor
 
 log = logging.getLogger("imgsearchd.backfill")
 

@@ -22,14 +22,15 @@ import socket
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from . import images
-from .extractors import Extractor, create
-from .loading import Loaded, load_file
+
+if TYPE_CHECKING:
+    from .extractors import Extractor
+    from .loading import Loaded
 
 OUTPUT_COLUMNS = (
     "row",
@@ -70,6 +71,12 @@ class FileEmbedder:
         known: np.ndarray,
         threads: int = 0,
     ) -> None:
+        # Imported here, on the worker: the driver imports this module for its column names only,
+        # and torch with the models takes seconds (a refused backfill answers at once).
+        import torch
+
+        from .extractors import create
+
         self.extractors: dict[str, Extractor] = {name: create(name, dict(s)) for name, s in settings.items()}
         self.limits = limits
         self.roots = list(roots) if roots is not None else None
@@ -88,9 +95,13 @@ class FileEmbedder:
 
     def _load(self, pair: tuple[bytes, bytes]) -> Loaded:
         path, opened = (os.fsdecode(p) for p in pair)
+        from .loading import load_file
+
         return load_file(path, self.extractors, self.limits, self.roots, self._known, open_path=opened)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
         loaded = list(self._pool.map(self._load, zip(batch["path"], batch.get("open", batch["path"]))))
         out: dict[str, Any] = {
             "row": np.asarray(batch["row"], dtype=np.int64),
