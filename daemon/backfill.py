@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import images
-from .backfill_progress import HEARTBEAT_S, BackfillProgress, State
+from .backfill_progress import BackfillProgress, State, heartbeat
 from .backfill_worker import FileEmbedder, embedded_column, model_column, vector_column
 from .catalog import Catalog
 from .folders import OnError, plan_folder
@@ -253,13 +253,6 @@ class Backfill:
         with self._lock:
             self.progress.save(self.catalog)
 
-    def _heartbeat(self, done: threading.Event) -> None:
-        while not done.wait(HEARTBEAT_S):
-            try:
-                self._save()
-            except Exception as exc:  # a busy or full disk: the next batch's write says so
-                log.warning("cannot update the backfill's progress: %s", exc)
-
     # -- running
 
     def run(self, paths: Sequence[str]) -> BackfillProgress:
@@ -275,21 +268,10 @@ class Backfill:
             self._save()
             return self.progress
         ray = import_ray()
-        done = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(done,), name="imgsearchd-backfill-heartbeat", daemon=True)
         self.progress.state = State.RUNNING
-        self._save()
-        beat.start()
         try:
-            self._connect(ray)
-            self.progress.pipeline_started = time.time()
-            for batch in self._dataset(ray, paths).iter_batches(batch_size=None, batch_format="numpy"):
-                self._take(batch)
-                if len(self._pending) >= WRITE_ROWS or time.monotonic() - self._last_write >= WRITE_EVERY_S:
-                    self._write()
-                if self.stop.is_set():
-                    raise KeyboardInterrupt
-            self._write()
+            with heartbeat(self._save):
+                self._stream(ray, paths)
             self.progress.state = State.FINISHED
         except (KeyboardInterrupt, SystemExit):  # SystemExit: a SIGTERM while Ray's own handler was set
             self._finish_early(State.STOPPED, None)
@@ -301,11 +283,21 @@ class Backfill:
             self._finish_early(State.FAILED, f"{type(exc).__name__}: {exc}")
             raise BackfillError(f"the backfill failed: {type(exc).__name__}: {exc}") from exc
         finally:
-            done.set()
-            beat.join()
             ray.shutdown()  # also after an init cut short: it stops the processes a "local" start had made
         self._save()
         return self.progress
+
+    def _stream(self, ray: Any, paths: Sequence[str]) -> None:
+        """Connect, run the pipeline, write its results as they come."""
+        self._connect(ray)
+        self.progress.pipeline_started = time.time()
+        for batch in self._dataset(ray, paths).iter_batches(batch_size=None, batch_format="numpy"):
+            self._take(batch)
+            if len(self._pending) >= WRITE_ROWS or time.monotonic() - self._last_write >= WRITE_EVERY_S:
+                self._write()
+            if self.stop.is_set():
+                raise KeyboardInterrupt
+        self._write()
 
     def _finish_early(self, state: str, error: str | None) -> None:
         """Write what came back (unless the catalogue is what failed), then record the state."""

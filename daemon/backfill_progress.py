@@ -9,12 +9,18 @@ reads ``interrupted``, and what it committed stays (a rerun does the rest).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from .timestamps import iso_utc
+
+log = logging.getLogger("imgsearchd.backfill")
 
 NOTE_KEY = "backfill"
 HEARTBEAT_S = 10.0
@@ -66,6 +72,29 @@ class BackfillProgress:
     def save(self, store: NoteStore) -> None:
         self.updated = time.time()
         store.set_note(NOTE_KEY, json.dumps(asdict(self)))
+
+
+@contextlib.contextmanager
+def heartbeat(save: Callable[[], None], every: float = HEARTBEAT_S) -> Iterator[None]:
+    """``save()`` now, then every ``every`` seconds on a thread until the block ends: a plan of a
+    large archive or a cluster's slow start must not read as a backfill that died."""
+    save()
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(every):
+            try:
+                save()
+            except Exception as exc:  # a busy or full disk: the next batch's write says so
+                log.warning("cannot update the backfill's progress: %s", exc)
+
+    thread = threading.Thread(target=beat, name="imgsearchd-backfill-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def status(store: NoteStore, now: float | None = None) -> dict[str, Any] | None:

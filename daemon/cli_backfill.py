@@ -106,10 +106,11 @@ def cmd_backfill(args: argparse.Namespace, config: Any) -> int:
 def _backfill(args: argparse.Namespace, config: Any) -> int:
     """Plan, run and summarise, holding the catalogue's backfill lock."""
     from .backfill import Backfill, BackfillError, ClusterOptions, plan
-    from .backfill_progress import BackfillProgress
+    from .backfill_progress import BackfillProgress, heartbeat
     from .catalog import Catalog, CatalogError
     from .cli_models import load_extractors
     from .images import ImageLimits
+    from .paths import normalise_path
     from .progress import Bar
     from .storage import is_storage_error
 
@@ -136,16 +137,19 @@ def _backfill(args: argparse.Namespace, config: Any) -> int:
     # the wait for the cluster's first batch as long as its actors take to start (a flag checked
     # between batches left both deaf to it). Results in hand are written first (Backfill.run).
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    progress = BackfillProgress(folders=[normalise_path(f) for f in args.folders], address=args.ray)
     with catalog:
-        found = plan(
-            catalog,
-            args.folders,
-            config.watch["extensions"],
-            config.watch["recursive"],
-            models,
-            roots,
-            on_error=lambda p, e: log.warning("cannot read %s: %s", p, e.strerror or e),
-        )
+        # /stats says "planning" from the start: walking millions of files takes minutes.
+        with heartbeat(lambda: progress.save(catalog)):
+            found = plan(
+                catalog,
+                args.folders,
+                config.watch["extensions"],
+                config.watch["recursive"],
+                models,
+                roots,
+                on_error=lambda p, e: log.warning("cannot read %s: %s", p, e.strerror or e),
+            )
         log.info("backfill plan: %d files to embed, %d already in the catalogue", len(found.paths), found.unchanged)
         bar = Bar(len(found.paths), not args.no_progress and sys.stderr.isatty())
         last_log = [time.monotonic()]
@@ -170,7 +174,7 @@ def _backfill(args: argparse.Namespace, config: Any) -> int:
             ImageLimits.from_config(config.images),
             roots,
             options,
-            BackfillProgress(folders=found.folders, address=args.ray),
+            progress,
             on_update,
         )
         try:

@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -464,3 +465,23 @@ def test_the_plan_table_names_files_twice_only_under_a_path_map(tmp_path: Path, 
     results = worker({name: np.array(table.column(name).to_pylist(), dtype=object) for name in table.column_names})
     assert [os.fsdecode(p) for p in results["path"]] == here  # stored under the catalogue's names
     assert results["error_reason"].tolist() == ["", ""] and results["embedded_efficientnet"].all()
+
+
+def test_the_heartbeat_saves_at_once_and_on_time_until_the_block_ends(tmp_path: Path) -> None:
+    """While a plan walks millions of files, /stats must read 'planning', not 'interrupted'."""
+    with Catalog(tmp_path / "c.sqlite3") as catalog:
+        progress = BackfillProgress(folders=["/photos"], address="auto")
+        saves: list[float] = []
+
+        def save() -> None:
+            saves.append(time.monotonic())
+            progress.save(catalog)
+
+        with backfill_progress.heartbeat(save, every=0.05):
+            assert len(saves) == 1 and status_of(catalog)["state"] == State.PLANNING
+            time.sleep(0.4)
+        count = len(saves)
+        assert count >= 4
+        time.sleep(0.15)
+        assert len(saves) == count  # stopped with the block
+        assert not [t for t in threading.enumerate() if t.name == "imgsearchd-backfill-heartbeat"]
