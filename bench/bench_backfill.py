@@ -56,7 +56,7 @@ def run_index(extractor: Any, paths: list[str], workdir: Path) -> dict[str, floa
 
 
 def run_backfill(
-    extractor: Any, settings: dict[str, Any], folder: Path, count: int, address: str, workdir: Path
+    extractor: Any, settings: dict[str, Any], folder: Path, count: int, address: str, workdir: Path, batch_size: int
 ) -> dict[str, float]:
     """The backfill into a fresh catalogue: total seconds, start seconds, steady img/s."""
     marks: list[tuple[float, int]] = []
@@ -71,7 +71,9 @@ def run_backfill(
             {"efficientnet": settings},
             ImageLimits(),
             None,
-            ClusterOptions(address=address),
+            # One batch per task: results come back a batch at a time, so the steady rate is seen
+            # (the default, four batches a task, gave two results for 256 files).
+            ClusterOptions(address=address, files_per_task=batch_size),
             BackfillProgress(folders=[str(folder)], address=address),
             on_update=lambda progress, _n: marks.append((time.perf_counter(), progress.done)),
         )
@@ -141,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
                 if variant == "index":
                     runs[variant].append(run_index(extractor, paths, Path(work)))
                 else:
-                    runs[variant].append(run_backfill(extractor, settings, folder, len(paths), args.ray, Path(work)))
+                    runs[variant].append(
+                        run_backfill(extractor, settings, folder, len(paths), args.ray, Path(work), args.batch_size)
+                    )
                 print(f"{variant}: {runs[variant][-1]}", file=sys.stderr)
         ceilings = {dim: write_ceiling(dim, args.ceiling_rows, Path(work)) for dim in (512, 1280)}
     load_after = os.getloadavg()
