@@ -264,3 +264,35 @@ def test_without_pyarrow_the_commands_say_how_to_install_it(tmp_path: Path, caps
     with pytest.raises(SystemExit) as refused:
         main(["export", "--format", "csv", str(tmp_path)])
     assert refused.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_junk_parquet_is_refused_naming_the_file_and_ragged_vectors_row_by_row(
+    library: dict[str, Any], efficientnet: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "export"
+    with Catalog(library["data"] / "catalog.sqlite3") as catalog:
+        export(catalog, out, [NAME])
+    table = pq.read_table(out / NAME / "part-00000.parquet")
+    column = table.schema.get_field_index("vector")
+    matrix = np.stack(table.column("vector").to_numpy(zero_copy_only=False))
+    short = pa.FixedSizeListArray.from_arrays(pa.array(matrix[:, :64].ravel(), pa.float32()), 64)
+    junk = {
+        "no vector column": (table.drop_columns(["vector"]), "no column vector"),
+        "vectors shorter than dim": (table.set_column(column, "vector", short), "dim column says 1280, but its vectors have 64"),
+        "strings as vectors": (table.set_column(column, "vector", pa.array(["x"] * len(table))), "not a list of floats"),
+    }  # fmt: skip
+    for name, (bad, message) in junk.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        pq.write_table(bad, folder / "a.parquet")
+        with pytest.raises(VectorsError, match=message):
+            find_parts(folder)
+    # A plain list column (pandas writes those) whose last row is too short: that row alone is refused.
+    rows = [list(r) for r in matrix[:-1]] + [list(matrix[-1][:10])]
+    ragged = table.set_column(column, "vector", pa.array(rows, pa.list_(pa.float32())))
+    (tmp_path / "ragged").mkdir()
+    pq.write_table(ragged, tmp_path / "ragged" / "a.parquet")
+    expected = {NAME: (efficientnet.model_id, efficientnet.dim)}
+    with Catalog(tmp_path / "data-j" / "catalog.sqlite3") as catalog:
+        summary = import_vectors(catalog, find_parts(tmp_path / "ragged"), expected).as_json()
+    assert (summary["imported"], summary["failures"]) == (len(table) - 1, {"bad_vector": 1}), summary
