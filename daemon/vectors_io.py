@@ -27,7 +27,7 @@ import numpy as np
 
 from . import images, photo_metadata
 from .catalog import Catalog
-from .paths import normalise_path, path_from_key, path_key
+from .paths import is_inside, normalise_path, path_from_key, path_key
 from .records import FileResult
 from .vectors_sources import (
     METADATA_COLUMNS,
@@ -342,6 +342,11 @@ def _results(
                 summary.missing += 1
             else:
                 summary.fail(exc.reason)
+            continue
+        if options.roots and not is_inside(os.path.realpath(path), options.roots):
+            # The read below checks this on the open file; a trusted row is never opened, and
+            # must not bring in a file the daemon would refuse to index (allowed_roots).
+            summary.fail(images.Reason.OUTSIDE_ROOTS)
             continue
         facts = known.get(path)
         if facts is not None and facts[:2] == (st.st_size, st.st_mtime_ns) and facts[3]:

@@ -296,3 +296,21 @@ def test_junk_parquet_is_refused_naming_the_file_and_ragged_vectors_row_by_row(
     with Catalog(tmp_path / "data-j" / "catalog.sqlite3") as catalog:
         summary = import_vectors(catalog, find_parts(tmp_path / "ragged"), expected).as_json()
     assert (summary["imported"], summary["failures"]) == (len(table) - 1, {"bad_vector": 1}), summary
+
+
+def test_an_import_brings_in_no_file_outside_the_allowed_roots(
+    library: dict[str, Any], efficientnet: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "export"
+    with Catalog(library["data"] / "catalog.sqlite3") as catalog:
+        export(catalog, out, [NAME])
+    elsewhere = tmp_path / "allowed"
+    elsewhere.mkdir()
+    os.symlink(library["folder"] / "coffee.jpg", elsewhere / "coffee.jpg")  # a link out of the roots
+    options = ImportOptions(
+        maps=[parse_map(f"{library['folder']}/coffee.jpg={elsewhere}/coffee.jpg")], roots=[str(elsewhere)]
+    )
+    with Catalog(tmp_path / "data-r" / "catalog.sqlite3") as catalog:
+        summary = import_vectors(catalog, find_parts(out), {NAME: (efficientnet.model_id, efficientnet.dim)}, options)
+        assert (summary.imported, summary.failures) == (0, {"outside_roots": len(library["paths"])})
+        assert catalog.counts()["files"] == 0
