@@ -162,7 +162,7 @@ def find_parts(folder: Path, extractor: str | None = None, model_id: str | None 
     clip). ``model_id`` (our id form) is needed for clip-retrieval's layout only.
     """
     if not folder.is_dir():
-        raise VectorsError(f"{folder}: no such folder")
+        raise VectorsError(f"{folder}: {'not a folder' if folder.exists() else 'no such folder'}")
     if (folder / "img_emb").is_dir():
         if model_id is None:
             raise VectorsError(

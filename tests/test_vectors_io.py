@@ -314,3 +314,18 @@ def test_an_import_brings_in_no_file_outside_the_allowed_roots(
         summary = import_vectors(catalog, find_parts(out), {NAME: (efficientnet.model_id, efficientnet.dim)}, options)
         assert (summary.imported, summary.failures) == (0, {"outside_roots": len(library["paths"])})
         assert catalog.counts()["files"] == 0
+
+
+def test_careless_folders_and_extractor_names_are_refused_clearly(
+    library: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(library["config"])
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    assert main(["export", str(a_file), "--config", config]) == 2
+    assert f"{a_file} is not a folder" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "out"), "--extractor", "efficientnt", "--config", config]) == 2
+    assert f"no vectors of extractor 'efficientnt' (it holds: {NAME})" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(VectorsError, match="not a folder"):
+        find_parts(a_file)
