@@ -157,6 +157,13 @@ def cmd_import(args: argparse.Namespace, config: Any) -> int:
         except VectorsError as exc:
             return _fail(str(exc), EXIT_ERROR)
     answer = summary.as_json()
+    if summary.missing and not summary.imported and not summary.already:
+        # Nothing found at all: nearly always vectors made where the archive is mounted elsewhere.
+        print(
+            f"imgsearchd: none of the {summary.missing} files named in {args.folder} exist here "
+            f"(first: {summary.first_missing}); if the archive is mounted elsewhere here, give --map FROM=TO",
+            file=sys.stderr,
+        )
     answer["extractors"] = {name: model_id for name, (model_id, _) in expected.items()}
     answer["files"] = len(parts)
     print(json.dumps(answer, indent=2))

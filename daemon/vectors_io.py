@@ -253,11 +253,17 @@ class ImportSummary:
     changed: int = 0
     failed: int = 0
     failures: dict[str, int] = field(default_factory=dict)  # reason -> rows
+    first_missing: str | None = None  # an example, for the --map hint
     started: float = field(default_factory=time.monotonic)
 
     def fail(self, reason: str) -> None:
         self.failed += 1
         self.failures[reason] = self.failures.get(reason, 0) + 1
+
+    def miss(self, path: str) -> None:
+        self.missing += 1
+        if self.first_missing is None:
+            self.first_missing = path
 
     def as_json(self) -> dict[str, Any]:
         elapsed = time.monotonic() - self.started
@@ -268,6 +274,7 @@ class ImportSummary:
             "changed": self.changed,
             "failed": self.failed,
             "failures": self.failures,
+            "first_missing": self.first_missing,
             "seconds": round(elapsed, 3),
             "vectors_per_second": round(self.imported / elapsed, 1) if elapsed > 0 else 0.0,
         }
@@ -339,7 +346,7 @@ def _results(
             st = images.stat_file(path)
         except images.ImageError as exc:
             if exc.reason == images.Reason.MISSING:
-                summary.missing += 1
+                summary.miss(path)
             else:
                 summary.fail(exc.reason)
             continue
@@ -365,7 +372,7 @@ def _results(
                 read = images.read_file(path, options.limits, options.roots)
             except images.ImageError as exc:
                 if exc.reason == images.Reason.MISSING:
-                    summary.missing += 1
+                    summary.miss(path)
                 else:
                     summary.fail(exc.reason)
                 continue

@@ -243,6 +243,7 @@ def test_changed_and_missing_files_are_skipped_and_a_rerun_imports_nothing(
     with Catalog(tmp_path / "data-e" / "catalog.sqlite3") as catalog:
         first = import_vectors(catalog, find_parts(out), expected, options).as_json()
         assert (first["imported"], first["changed"], first["missing"]) == (total - 2, 1, 1), first
+        assert first["first_missing"] == str(here / "coffee.jpg")  # named in the CLI's --map hint
         again = import_vectors(catalog, find_parts(out), expected, options).as_json()
         assert (again["imported"], again["already"], again["changed"], again["missing"]) == (0, total - 2, 1, 1)
         assert catalog.get(str(here / "chelsea.jpg")) is not None and catalog.get(str(here / "rocket.jpg")) is None
