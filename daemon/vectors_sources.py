@@ -259,13 +259,18 @@ def _clip_retrieval_parts(folder: Path, extractor: str, model_id: str) -> list[P
 
 
 def batches(part: Part, size: int) -> Iterator[ImportBatch]:
-    """The rows of ``part``, ``size`` at a time."""
+    """The rows of ``part``, ``size`` at a time; VectorsError naming the file when one cannot be read
+    (a corrupt page, a truncated file: the rows before it are already committed)."""
     if part.rows == 0:
         return
-    if part.layout == CLIP_RETRIEVAL:
-        yield from _clip_retrieval_batches(part, size)
-    else:
-        yield from _our_batches(part, size)
+    pa, _ = pyarrow_modules()
+    rows = _clip_retrieval_batches(part, size) if part.layout == CLIP_RETRIEVAL else _our_batches(part, size)
+    try:
+        yield from rows
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise VectorsError(
+            f"{part.file}: cannot read: {exc}; what came before it is imported (a rerun skips it)"
+        ) from exc
 
 
 def _as_bytes(values: Sequence[Any]) -> list[bytes]:

@@ -296,7 +296,14 @@ def test_junk_parquet_is_refused_naming_the_file_and_ragged_vectors_row_by_row(
     expected = {NAME: (efficientnet.model_id, efficientnet.dim)}
     with Catalog(tmp_path / "data-j" / "catalog.sqlite3") as catalog:
         summary = import_vectors(catalog, find_parts(tmp_path / "ragged"), expected).as_json()
-    assert (summary["imported"], summary["failures"]) == (len(table) - 1, {"bad_vector": 1}), summary
+        assert (summary["imported"], summary["failures"]) == (len(table) - 1, {"bad_vector": 1}), summary
+        # A corrupt page (the footer intact): an error naming the file, not a traceback.
+        data = bytearray((out / NAME / "part-00000.parquet").read_bytes())
+        data[len(data) // 8 : len(data) // 3] = bytes(len(data) // 3 - len(data) // 8)
+        (tmp_path / "corrupt").mkdir()
+        (tmp_path / "corrupt" / "a.parquet").write_bytes(bytes(data))
+        with pytest.raises(VectorsError, match=r"a\.parquet: cannot read"):
+            import_vectors(catalog, find_parts(tmp_path / "corrupt"), expected)
 
 
 def test_an_import_brings_in_no_file_outside_the_allowed_roots(
