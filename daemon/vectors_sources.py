@@ -246,7 +246,7 @@ def _clip_retrieval_parts(folder: Path, extractor: str, model_id: str) -> list[P
         if vectors.ndim != 2 or vectors.dtype.kind != "f":
             raise VectorsError(f"{emb}: not a 2-D float array ({vectors.dtype}, shape {vectors.shape})")
         if "image_path" not in schema.names:
-            raise VectorsError(f"{meta}: no image_path column (clip-retrieval run on files, not a webdataset?)")
+            raise VectorsError(f"{meta}: no image_path column (clip-retrieval run with --enable_image False?)")
         if rows != vectors.shape[0]:
             raise VectorsError(f"{emb} has {vectors.shape[0]} rows but {meta} has {rows}")
         parts.append(Part(emb, CLIP_RETRIEVAL, extractor, model_id, int(vectors.shape[1]), rows, meta))
