@@ -3,7 +3,8 @@
 Export writes every indexed file's vector of the named extractors, from one read
 transaction of the catalogue, to ``DIR/<extractor>/part-NNNNN.parquet`` (at most
 ``ROWS_PER_FILE`` rows each, one model id per file), each written under a temporary
-name and renamed, so a crash leaves no half file under a final name.
+name, and all renamed once all are whole: a crash leaves no half file and no half export
+under final names, and a failed ``--force`` export leaves the earlier one as it was.
 
 Import reads such a folder, or clip-retrieval's output (``img_emb/img_emb_K.npy`` with
 ``metadata/metadata_K.parquet``; ``vectors_sources``). Every part's model id and dimension
@@ -84,6 +85,7 @@ class _PartWriter:
         self.writer: Any = None
         self.rows_in_file = 0
         self.tmp = self.final = folder
+        self.done: list[tuple[Path, Path]] = []  # (temporary, final) of the finished files
         self.written: list[Path] = []
 
     def _schema(self) -> Any:
@@ -156,22 +158,30 @@ class _PartWriter:
             return
         self.writer.close()
         self.writer = None
+        self.done.append((self.tmp, self.final))
         with open(self.tmp, "rb") as fh:
             os.fsync(fh.fileno())  # the data on disk before the name says the file is whole
-        os.replace(self.tmp, self.final)
-        self.written.append(self.final)
 
     def close(self) -> None:
         self._finish()
 
+    def commit(self) -> None:
+        """Give the finished files their final names (once every writer has finished)."""
+        for tmp, final in self.done:
+            os.replace(tmp, final)
+            self.written.append(final)
+        self.done = []
+
     def abandon(self) -> None:
-        """After a failure: close and delete the file in progress (its final name never appears)."""
-        if self.writer is not None:
-            try:
+        """After a failure: close and delete this writer's files (no final name ever appears)."""
+        try:
+            if self.writer is not None:
                 self.writer.close()
-            finally:
-                self.writer = None
-                self.tmp.unlink(missing_ok=True)
+        finally:
+            self.writer = None
+            for tmp in [self.tmp, *(t for t, _ in self.done)]:
+                if tmp.name.endswith(".tmp"):
+                    tmp.unlink(missing_ok=True)
 
 
 def export(
@@ -198,8 +208,8 @@ def export(
         for extractor in extractors:
             sub = folder / extractor
             sub.mkdir(parents=True, exist_ok=True)
-            for stale in sub.glob("part-*.parquet"):
-                stale.unlink()
+            for leftover in sub.glob(".part-*.parquet.tmp"):  # of an export killed before
+                leftover.unlink()
             numbers[extractor] = iter(range(1 << 30))
         for extractor, model_id, rows in catalog.iter_export(extractors, ROW_GROUP):
             key = (extractor, model_id)
@@ -212,6 +222,13 @@ def export(
                 on_rows(len(rows))
         for writer in writers.values():
             writer.close()
+        # Only now, every new part whole on disk, do the old ones go: an export that fails
+        # (disk full, interrupted) leaves the earlier export as it was, and no part of its own.
+        for extractor in extractors:
+            for stale in (folder / extractor).glob("part-*.parquet"):
+                stale.unlink()
+        for writer in writers.values():
+            writer.commit()
     except BaseException:
         for writer in writers.values():
             writer.abandon()

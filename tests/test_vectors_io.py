@@ -337,3 +337,19 @@ def test_careless_folders_and_extractor_names_are_refused_clearly(
     assert not (tmp_path / "out").exists()
     with pytest.raises(VectorsError, match="not a folder"):
         find_parts(a_file)
+
+
+def test_a_failed_export_keeps_the_earlier_one_and_leaves_no_file_of_its_own(
+    library: dict[str, Any], tmp_path: Path
+) -> None:
+    out = tmp_path / "export"
+    with Catalog(library["data"] / "catalog.sqlite3") as catalog:
+        export(catalog, out, [NAME])
+        before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+        def disk_full(rows: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        with pytest.raises(OSError, match="No space"):
+            export(catalog, out, [NAME], force=True, on_rows=disk_full)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
