@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -241,8 +242,17 @@ def test_changed_and_missing_files_are_skipped_and_a_rerun_imports_nothing(
     expected = {NAME: (efficientnet.model_id, efficientnet.dim)}
     total = len(library["paths"])
     with Catalog(tmp_path / "data-e" / "catalog.sqlite3") as catalog:
+
+        def crash(rows: int) -> None:  # killed after its first transaction of 3 rows
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            import_vectors(catalog, find_parts(out), expected, replace(options, batch=3), on_rows=crash)
+        committed = catalog.counts()["files"]
+        assert 0 < committed <= 3
         first = import_vectors(catalog, find_parts(out), expected, options).as_json()
-        assert (first["imported"], first["changed"], first["missing"]) == (total - 2, 1, 1), first
+        assert (first["imported"] + first["already"], first["changed"], first["missing"]) == (total - 2, 1, 1), first
+        assert first["already"] == committed  # the rerun after the crash imports the rest, nothing twice
         assert first["first_missing"] == str(here / "coffee.jpg")  # named in the CLI's --map hint
         again = import_vectors(catalog, find_parts(out), expected, options).as_json()
         assert (again["imported"], again["already"], again["changed"], again["missing"]) == (0, total - 2, 1, 1)
