@@ -87,11 +87,21 @@ def cmd_export(args: argparse.Namespace, config: Any) -> int:
     except CatalogError as exc:
         return _fail(str(exc), EXIT_ERROR)
     names = [args.vectors_extractor] if args.vectors_extractor else list(config.index["extractors"])
+    folder = Path(args.folder).absolute()
+    if folder.exists() and not folder.is_dir():
+        return _fail(f"{folder} is not a folder", EXIT_USAGE)
     with catalog:
-        total = sum(n for name, n in catalog.counts()["vectors"].items() if name in names)
+        held = catalog.counts()["vectors"]
+        if args.vectors_extractor and not held.get(args.vectors_extractor):  # a typo would export nothing, "ok"
+            return _fail(
+                f"the catalogue holds no vectors of extractor {args.vectors_extractor!r} "
+                f"(it holds: {', '.join(n for n, c in held.items() if c) or 'none'})",
+                EXIT_USAGE,
+            )
+        total = sum(n for name, n in held.items() if name in names)
         bar = Bar(total, not args.no_progress and sys.stderr.isatty())
         try:
-            summary = export(catalog, Path(args.folder).absolute(), names, args.force, on_rows=bar.update)
+            summary = export(catalog, folder, names, args.force, on_rows=bar.update)
         except VectorsError as exc:
             return _fail(str(exc), EXIT_USAGE)
         except OSError as exc:
@@ -147,6 +157,13 @@ def cmd_import(args: argparse.Namespace, config: Any) -> int:
         except VectorsError as exc:
             return _fail(str(exc), EXIT_ERROR)
     answer = summary.as_json()
+    if summary.missing and not summary.imported and not summary.already:
+        # Nothing found at all: nearly always vectors made where the archive is mounted elsewhere.
+        print(
+            f"imgsearchd: none of the {summary.missing} files named in {args.folder} exist here "
+            f"(first: {summary.first_missing}); if the archive is mounted elsewhere here, give --map FROM=TO",
+            file=sys.stderr,
+        )
     answer["extractors"] = {name: model_id for name, (model_id, _) in expected.items()}
     answer["files"] = len(parts)
     print(json.dumps(answer, indent=2))

@@ -3,7 +3,8 @@
 Export writes every indexed file's vector of the named extractors, from one read
 transaction of the catalogue, to ``DIR/<extractor>/part-NNNNN.parquet`` (at most
 ``ROWS_PER_FILE`` rows each, one model id per file), each written under a temporary
-name and renamed, so a crash leaves no half file under a final name.
+name, and all renamed once all are whole: a crash leaves no half file and no half export
+under final names, and a failed ``--force`` export leaves the earlier one as it was.
 
 Import reads such a folder, or clip-retrieval's output (``img_emb/img_emb_K.npy`` with
 ``metadata/metadata_K.parquet``; ``vectors_sources``). Every part's model id and dimension
@@ -27,7 +28,7 @@ import numpy as np
 
 from . import images, photo_metadata
 from .catalog import Catalog
-from .paths import normalise_path, path_from_key, path_key
+from .paths import is_inside, normalise_path, path_from_key, path_key
 from .records import FileResult
 from .vectors_sources import (
     METADATA_COLUMNS,
@@ -84,6 +85,7 @@ class _PartWriter:
         self.writer: Any = None
         self.rows_in_file = 0
         self.tmp = self.final = folder
+        self.done: list[tuple[Path, Path]] = []  # (temporary, final) of the finished files
         self.written: list[Path] = []
 
     def _schema(self) -> Any:
@@ -156,22 +158,30 @@ class _PartWriter:
             return
         self.writer.close()
         self.writer = None
+        self.done.append((self.tmp, self.final))
         with open(self.tmp, "rb") as fh:
             os.fsync(fh.fileno())  # the data on disk before the name says the file is whole
-        os.replace(self.tmp, self.final)
-        self.written.append(self.final)
 
     def close(self) -> None:
         self._finish()
 
+    def commit(self) -> None:
+        """Give the finished files their final names (once every writer has finished)."""
+        for tmp, final in self.done:
+            os.replace(tmp, final)
+            self.written.append(final)
+        self.done = []
+
     def abandon(self) -> None:
-        """After a failure: close and delete the file in progress (its final name never appears)."""
-        if self.writer is not None:
-            try:
+        """After a failure: close and delete this writer's files (no final name ever appears)."""
+        try:
+            if self.writer is not None:
                 self.writer.close()
-            finally:
-                self.writer = None
-                self.tmp.unlink(missing_ok=True)
+        finally:
+            self.writer = None
+            for tmp in [self.tmp, *(t for t, _ in self.done)]:
+                if tmp.name.endswith(".tmp"):
+                    tmp.unlink(missing_ok=True)
 
 
 def export(
@@ -198,8 +208,8 @@ def export(
         for extractor in extractors:
             sub = folder / extractor
             sub.mkdir(parents=True, exist_ok=True)
-            for stale in sub.glob("part-*.parquet"):
-                stale.unlink()
+            for leftover in sub.glob(".part-*.parquet.tmp"):  # of an export killed before
+                leftover.unlink()
             numbers[extractor] = iter(range(1 << 30))
         for extractor, model_id, rows in catalog.iter_export(extractors, ROW_GROUP):
             key = (extractor, model_id)
@@ -212,6 +222,13 @@ def export(
                 on_rows(len(rows))
         for writer in writers.values():
             writer.close()
+        # Only now, every new part whole on disk, do the old ones go: an export that fails
+        # (disk full, interrupted) leaves the earlier export as it was, and no part of its own.
+        for extractor in extractors:
+            for stale in (folder / extractor).glob("part-*.parquet"):
+                stale.unlink()
+        for writer in writers.values():
+            writer.commit()
     except BaseException:
         for writer in writers.values():
             writer.abandon()
@@ -253,11 +270,17 @@ class ImportSummary:
     changed: int = 0
     failed: int = 0
     failures: dict[str, int] = field(default_factory=dict)  # reason -> rows
+    first_missing: str | None = None  # an example, for the --map hint
     started: float = field(default_factory=time.monotonic)
 
     def fail(self, reason: str) -> None:
         self.failed += 1
         self.failures[reason] = self.failures.get(reason, 0) + 1
+
+    def miss(self, path: str) -> None:
+        self.missing += 1
+        if self.first_missing is None:
+            self.first_missing = path
 
     def as_json(self) -> dict[str, Any]:
         elapsed = time.monotonic() - self.started
@@ -268,6 +291,7 @@ class ImportSummary:
             "changed": self.changed,
             "failed": self.failed,
             "failures": self.failures,
+            "first_missing": self.first_missing,
             "seconds": round(elapsed, 3),
             "vectors_per_second": round(self.imported / elapsed, 1) if elapsed > 0 else 0.0,
         }
@@ -339,9 +363,14 @@ def _results(
             st = images.stat_file(path)
         except images.ImageError as exc:
             if exc.reason == images.Reason.MISSING:
-                summary.missing += 1
+                summary.miss(path)
             else:
                 summary.fail(exc.reason)
+            continue
+        if options.roots and not is_inside(os.path.realpath(path), options.roots):
+            # The read below checks this on the open file; a trusted row is never opened, and
+            # must not bring in a file the daemon would refuse to index (allowed_roots).
+            summary.fail(images.Reason.OUTSIDE_ROOTS)
             continue
         facts = known.get(path)
         if facts is not None and facts[:2] == (st.st_size, st.st_mtime_ns) and facts[3]:
@@ -360,7 +389,7 @@ def _results(
                 read = images.read_file(path, options.limits, options.roots)
             except images.ImageError as exc:
                 if exc.reason == images.Reason.MISSING:
-                    summary.missing += 1
+                    summary.miss(path)
                 else:
                     summary.fail(exc.reason)
                 continue

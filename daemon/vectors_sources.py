@@ -30,6 +30,8 @@ FORMAT_KEY = b"imgsearchd.format"
 FORMAT_VERSION = b"1"
 # The photo metadata columns (catalog's metadata columns, ``PhotoMetadata``'s order).
 METADATA_COLUMNS = ("taken_at", "taken", "taken_from", "width", "height", "camera", "orientation", "has_gps")
+# The columns an import of ours needs (the metadata columns are optional).
+REQUIRED_COLUMNS = ("content_hash", "path", "size", "mtime_ns", "model_id", "extractor", "dim", "vector")
 OURS = "imgsearchd"
 CLIP_RETRIEVAL = "clip-retrieval"
 INSTALL_HINT = "pip install 'imgsearchd[parquet]'"
@@ -160,7 +162,7 @@ def find_parts(folder: Path, extractor: str | None = None, model_id: str | None 
     clip). ``model_id`` (our id form) is needed for clip-retrieval's layout only.
     """
     if not folder.is_dir():
-        raise VectorsError(f"{folder}: no such folder")
+        raise VectorsError(f"{folder}: {'not a folder' if folder.exists() else 'no such folder'}")
     if (folder / "img_emb").is_dir():
         if model_id is None:
             raise VectorsError(
@@ -184,10 +186,24 @@ def find_parts(folder: Path, extractor: str | None = None, model_id: str | None 
 def _our_part(file: Path) -> Part:
     pa, pq = pyarrow_modules()
     try:
-        meta = pq.read_schema(file).metadata or {}
-        table = pq.read_table(file, columns=["extractor", "model_id", "dim"])
+        schema = pq.read_schema(file)
     except (OSError, pa.ArrowException) as exc:
         raise VectorsError(f"{file}: not an imgsearchd export: {exc}") from exc
+    meta = schema.metadata or {}
+    # Checked on the schema, before any row: a missing column or a vector of another length
+    # would otherwise surface as a KeyError or a failed reshape halfway through the import.
+    lacking = [name for name in REQUIRED_COLUMNS if name not in schema.names]
+    if lacking:
+        raise VectorsError(f"{file}: not an imgsearchd export: no column {', '.join(lacking)}")
+    vector_type = schema.field("vector").type
+    if not pa.types.is_list(vector_type) and not pa.types.is_fixed_size_list(vector_type):
+        raise VectorsError(f"{file}: column vector is {vector_type}, not a list of floats")
+    if not pa.types.is_floating(vector_type.value_type):
+        raise VectorsError(f"{file}: column vector holds {vector_type.value_type}, not floats")
+    try:
+        table = pq.read_table(file, columns=["extractor", "model_id", "dim"])
+    except (OSError, pa.ArrowException) as exc:
+        raise VectorsError(f"{file}: cannot read: {exc}") from exc
     version = meta.get(FORMAT_KEY)
     if version is not None and version != FORMAT_VERSION:
         raise VectorsError(f"{file}: export format {version.decode(errors='replace')}, this imgsearchd reads 1")
@@ -202,7 +218,10 @@ def _our_part(file: Path) -> Part:
         return Part(file, OURS, "", "", 0, 0)
     if not all(found.values()):
         raise VectorsError(f"{file}: rows without an extractor, model_id or dim")
-    return Part(file, OURS, found["extractor"][0], found["model_id"][0], int(found["dim"][0]), table.num_rows)
+    dim = int(found["dim"][0])
+    if pa.types.is_fixed_size_list(vector_type) and vector_type.list_size != dim:
+        raise VectorsError(f"{file}: its dim column says {dim}, but its vectors have {vector_type.list_size} values")
+    return Part(file, OURS, found["extractor"][0], found["model_id"][0], dim, table.num_rows)
 
 
 def _suffix_key(path: Path) -> tuple[int, str]:
@@ -227,7 +246,7 @@ def _clip_retrieval_parts(folder: Path, extractor: str, model_id: str) -> list[P
         if vectors.ndim != 2 or vectors.dtype.kind != "f":
             raise VectorsError(f"{emb}: not a 2-D float array ({vectors.dtype}, shape {vectors.shape})")
         if "image_path" not in schema.names:
-            raise VectorsError(f"{meta}: no image_path column (clip-retrieval run on files, not a webdataset?)")
+            raise VectorsError(f"{meta}: no image_path column (clip-retrieval run with --enable_image False?)")
         if rows != vectors.shape[0]:
             raise VectorsError(f"{emb} has {vectors.shape[0]} rows but {meta} has {rows}")
         parts.append(Part(emb, CLIP_RETRIEVAL, extractor, model_id, int(vectors.shape[1]), rows, meta))
@@ -240,13 +259,18 @@ def _clip_retrieval_parts(folder: Path, extractor: str, model_id: str) -> list[P
 
 
 def batches(part: Part, size: int) -> Iterator[ImportBatch]:
-    """The rows of ``part``, ``size`` at a time."""
+    """The rows of ``part``, ``size`` at a time; VectorsError naming the file when one cannot be read
+    (a corrupt page, a truncated file: the rows before it are already committed)."""
     if part.rows == 0:
         return
-    if part.layout == CLIP_RETRIEVAL:
-        yield from _clip_retrieval_batches(part, size)
-    else:
-        yield from _our_batches(part, size)
+    pa, _ = pyarrow_modules()
+    rows = _clip_retrieval_batches(part, size) if part.layout == CLIP_RETRIEVAL else _our_batches(part, size)
+    try:
+        yield from rows
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise VectorsError(
+            f"{part.file}: cannot read: {exc}; what came before it is imported (a rerun skips it)"
+        ) from exc
 
 
 def _as_bytes(values: Sequence[Any]) -> list[bytes]:
@@ -262,7 +286,8 @@ def _our_batches(part: Part, size: int) -> Iterator[ImportBatch]:
     for record in reader.iter_batches(batch_size=size, columns=columns + (list(METADATA_COLUMNS) if with_meta else [])):
         vectors = record.column("vector")
         flat = vectors.flatten().to_numpy(zero_copy_only=False)
-        matrix = flat.reshape(len(record), part.dim) if vectors.null_count == 0 else _with_nans(vectors, part.dim)
+        whole = vectors.null_count == 0 and flat.size == len(record) * part.dim and _all_of_length(vectors, part.dim)
+        matrix = flat.reshape(len(record), part.dim) if whole else _with_nans(vectors, part.dim)
         yield ImportBatch(
             paths=_as_bytes(record.column("path").to_pylist()),
             vectors=matrix,
@@ -273,9 +298,22 @@ def _our_batches(part: Part, size: int) -> Iterator[ImportBatch]:
         )
 
 
+def _all_of_length(vectors: Any, dim: int) -> bool:
+    """Every vector holds ``dim`` values (a fixed-size list was checked on the schema)."""
+    pa, _ = pyarrow_modules()
+    if pa.types.is_fixed_size_list(vectors.type):
+        return True
+    import pyarrow.compute as pc
+
+    return bool(pc.all(pc.equal(pc.list_value_length(vectors), dim)).as_py())
+
+
 def _with_nans(vectors: Any, dim: int) -> np.ndarray:
-    """Null vectors as rows of NaN (refused row by row as not finite)."""
-    return np.array([v if v is not None else [np.nan] * dim for v in vectors.to_pylist()], dtype=np.float32)
+    """Null vectors, and those of another length (a plain list column), as rows of NaN:
+    refused row by row as not finite."""
+    return np.array(
+        [v if v is not None and len(v) == dim else [np.nan] * dim for v in vectors.to_pylist()], dtype=np.float32
+    )
 
 
 def _clip_retrieval_batches(part: Part, size: int) -> Iterator[ImportBatch]:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -241,8 +242,18 @@ def test_changed_and_missing_files_are_skipped_and_a_rerun_imports_nothing(
     expected = {NAME: (efficientnet.model_id, efficientnet.dim)}
     total = len(library["paths"])
     with Catalog(tmp_path / "data-e" / "catalog.sqlite3") as catalog:
+
+        def crash(rows: int) -> None:  # killed after its first transaction of 3 rows
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            import_vectors(catalog, find_parts(out), expected, replace(options, batch=3), on_rows=crash)
+        committed = catalog.counts()["files"]
+        assert 0 < committed <= 3
         first = import_vectors(catalog, find_parts(out), expected, options).as_json()
-        assert (first["imported"], first["changed"], first["missing"]) == (total - 2, 1, 1), first
+        assert (first["imported"] + first["already"], first["changed"], first["missing"]) == (total - 2, 1, 1), first
+        assert first["already"] == committed  # the rerun after the crash imports the rest, nothing twice
+        assert first["first_missing"] == str(here / "coffee.jpg")  # named in the CLI's --map hint
         again = import_vectors(catalog, find_parts(out), expected, options).as_json()
         assert (again["imported"], again["already"], again["changed"], again["missing"]) == (0, total - 2, 1, 1)
         assert catalog.get(str(here / "chelsea.jpg")) is not None and catalog.get(str(here / "rocket.jpg")) is None
@@ -264,3 +275,91 @@ def test_without_pyarrow_the_commands_say_how_to_install_it(tmp_path: Path, caps
     with pytest.raises(SystemExit) as refused:
         main(["export", "--format", "csv", str(tmp_path)])
     assert refused.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_junk_parquet_is_refused_naming_the_file_and_ragged_vectors_row_by_row(
+    library: dict[str, Any], efficientnet: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "export"
+    with Catalog(library["data"] / "catalog.sqlite3") as catalog:
+        export(catalog, out, [NAME])
+    table = pq.read_table(out / NAME / "part-00000.parquet")
+    column = table.schema.get_field_index("vector")
+    matrix = np.stack(table.column("vector").to_numpy(zero_copy_only=False))
+    short = pa.FixedSizeListArray.from_arrays(pa.array(matrix[:, :64].ravel(), pa.float32()), 64)
+    junk = {
+        "no vector column": (table.drop_columns(["vector"]), "no column vector"),
+        "vectors shorter than dim": (table.set_column(column, "vector", short), "dim column says 1280, but its vectors have 64"),
+        "strings as vectors": (table.set_column(column, "vector", pa.array(["x"] * len(table))), "not a list of floats"),
+    }  # fmt: skip
+    for name, (bad, message) in junk.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        pq.write_table(bad, folder / "a.parquet")
+        with pytest.raises(VectorsError, match=message):
+            find_parts(folder)
+    # A plain list column (pandas writes those) whose last row is too short: that row alone is refused.
+    rows = [list(r) for r in matrix[:-1]] + [list(matrix[-1][:10])]
+    ragged = table.set_column(column, "vector", pa.array(rows, pa.list_(pa.float32())))
+    (tmp_path / "ragged").mkdir()
+    pq.write_table(ragged, tmp_path / "ragged" / "a.parquet")
+    expected = {NAME: (efficientnet.model_id, efficientnet.dim)}
+    with Catalog(tmp_path / "data-j" / "catalog.sqlite3") as catalog:
+        summary = import_vectors(catalog, find_parts(tmp_path / "ragged"), expected).as_json()
+        assert (summary["imported"], summary["failures"]) == (len(table) - 1, {"bad_vector": 1}), summary
+        # A corrupt page (the footer intact): an error naming the file, not a traceback.
+        data = bytearray((out / NAME / "part-00000.parquet").read_bytes())
+        data[len(data) // 8 : len(data) // 3] = bytes(len(data) // 3 - len(data) // 8)
+        (tmp_path / "corrupt").mkdir()
+        (tmp_path / "corrupt" / "a.parquet").write_bytes(bytes(data))
+        with pytest.raises(VectorsError, match=r"a\.parquet: cannot read"):
+            import_vectors(catalog, find_parts(tmp_path / "corrupt"), expected)
+
+
+def test_an_import_brings_in_no_file_outside_the_allowed_roots(
+    library: dict[str, Any], efficientnet: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "export"
+    with Catalog(library["data"] / "catalog.sqlite3") as catalog:
+        export(catalog, out, [NAME])
+    elsewhere = tmp_path / "allowed"
+    elsewhere.mkdir()
+    os.symlink(library["folder"] / "coffee.jpg", elsewhere / "coffee.jpg")  # a link out of the roots
+    options = ImportOptions(
+        maps=[parse_map(f"{library['folder']}/coffee.jpg={elsewhere}/coffee.jpg")], roots=[str(elsewhere)]
+    )
+    with Catalog(tmp_path / "data-r" / "catalog.sqlite3") as catalog:
+        summary = import_vectors(catalog, find_parts(out), {NAME: (efficientnet.model_id, efficientnet.dim)}, options)
+        assert (summary.imported, summary.failures) == (0, {"outside_roots": len(library["paths"])})
+        assert catalog.counts()["files"] == 0
+
+
+def test_careless_folders_and_extractor_names_are_refused_clearly(
+    library: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(library["config"])
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    assert main(["export", str(a_file), "--config", config]) == 2
+    assert f"{a_file} is not a folder" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "out"), "--extractor", "efficientnt", "--config", config]) == 2
+    assert f"no vectors of extractor 'efficientnt' (it holds: {NAME})" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(VectorsError, match="not a folder"):
+        find_parts(a_file)
+
+
+def test_a_failed_export_keeps_the_earlier_one_and_leaves_no_file_of_its_own(
+    library: dict[str, Any], tmp_path: Path
+) -> None:
+    out = tmp_path / "export"
+    with Catalog(library["data"] / "catalog.sqlite3") as catalog:
+        export(catalog, out, [NAME])
+        before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+        def disk_full(rows: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        with pytest.raises(OSError, match="No space"):
+            export(catalog, out, [NAME], force=True, on_rows=disk_full)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
