@@ -17,7 +17,7 @@ from . import __version__
 from .cli_backfill import add_backfill_parser, cmd_backfill
 from .cli_completion import bash_script
 from .cli_config import add_config_parser, cmd_config
-from .cli_models import load_extractors
+from .cli_models import load_extractors, open_catalog
 from .cli_output import add_output_flags, member_line, output_mode, print_results
 from .cli_remote import add_remote, client_for, guarded_call, search_remote
 from .cli_vectors import add_vectors_parsers, cmd_export, cmd_import
@@ -184,7 +184,6 @@ def _run(argv: Sequence[str] | None) -> int:
 
 def cmd_index(args: argparse.Namespace, config: Any) -> int:
     """Index files and folders with a progress bar; print a JSON summary."""
-    from .catalog import Catalog, CatalogError
     from .images import ImageLimits
     from .indexer import Indexer
     from .storage import is_storage_error
@@ -197,10 +196,8 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
     loaded = load_extractors(config)
     if loaded is None:
         return EXIT_MODEL
-    try:
-        catalog = Catalog(config.catalog_path)
-    except CatalogError as exc:
-        print(f"imgsearchd: {exc}", file=sys.stderr)
+    catalog = open_catalog(config)
+    if catalog is None:
         return EXIT_ERROR
     limits = ImageLimits.from_config(config.images)
     roots = config.allowed_roots or None  # as the daemon: links out of them are skipped or refused

@@ -107,8 +107,7 @@ def _backfill(args: argparse.Namespace, config: Any) -> int:
     """Plan, run and summarise, holding the catalogue's backfill lock."""
     from .backfill import Backfill, BackfillError, ClusterOptions, plan
     from .backfill_progress import BackfillProgress, heartbeat
-    from .catalog import Catalog, CatalogError
-    from .cli_models import load_extractors
+    from .cli_models import load_extractors, open_catalog
     from .images import ImageLimits
     from .paths import normalise_path
     from .progress import Bar
@@ -117,10 +116,8 @@ def _backfill(args: argparse.Namespace, config: Any) -> int:
     loaded = load_extractors(config)
     if loaded is None:
         return EXIT_MODEL
-    try:
-        catalog = Catalog(config.catalog_path)
-    except CatalogError as exc:
-        print(f"imgsearchd: {exc}", file=sys.stderr)
+    catalog = open_catalog(config)
+    if catalog is None:
         return EXIT_ERROR
     started = time.monotonic()
     roots = config.allowed_roots or None

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .cli_models import load_extractors, open_catalog
 from .exit_codes import EXIT_ERROR, EXIT_MODEL, EXIT_OK, EXIT_USAGE
 
 FORMATS = ("parquet",)
@@ -71,7 +72,6 @@ def _fail(message: str, status: int) -> int:
 
 def cmd_export(args: argparse.Namespace, config: Any) -> int:
     """Export the configured extractors' vectors (or ``--extractor``'s)."""
-    from .catalog import Catalog, CatalogError
     from .progress import Bar
     from .vectors_io import VectorsError, export
     from .vectors_sources import ParquetMissing, pyarrow_modules
@@ -82,10 +82,9 @@ def cmd_export(args: argparse.Namespace, config: Any) -> int:
         return _fail(str(exc), EXIT_USAGE)
     if not config.catalog_path.exists():
         return _fail(f"no catalogue at {config.catalog_path}: nothing to export", EXIT_USAGE)
-    try:
-        catalog = Catalog(config.catalog_path)
-    except CatalogError as exc:
-        return _fail(str(exc), EXIT_ERROR)
+    catalog = open_catalog(config)
+    if catalog is None:
+        return EXIT_ERROR
     names = [args.vectors_extractor] if args.vectors_extractor else list(config.index["extractors"])
     folder = Path(args.folder).absolute()
     if folder.exists() and not folder.is_dir():
@@ -114,7 +113,6 @@ def cmd_export(args: argparse.Namespace, config: Any) -> int:
 
 def cmd_import(args: argparse.Namespace, config: Any) -> int:
     """Import an export or clip-retrieval's output into the configured extractors."""
-    from .catalog import Catalog, CatalogError
     from .images import ImageLimits
     from .progress import Bar
     from .vectors_io import ImportOptions, VectorsError, check_parts, import_vectors, parse_map
@@ -143,10 +141,9 @@ def cmd_import(args: argparse.Namespace, config: Any) -> int:
         check_parts(parts, expected)
     except VectorsError as exc:
         return _fail(str(exc), EXIT_ERROR)
-    try:
-        catalog = Catalog(config.catalog_path)
-    except CatalogError as exc:
-        return _fail(str(exc), EXIT_ERROR)
+    catalog = open_catalog(config)
+    if catalog is None:
+        return EXIT_ERROR
     options = ImportOptions(
         maps=maps, limits=ImageLimits.from_config(config.images), roots=config.allowed_roots or None
     )
@@ -173,13 +170,9 @@ def cmd_import(args: argparse.Namespace, config: Any) -> int:
 def _model_ids(names: list[str], config: Any) -> dict[str, tuple[str, int]] | None:
     """name -> (model_id, dim) of these extractors, loaded as the daemon would (no fallback: a
     stand-in's vectors would not be the ones asked for); None after saying why one cannot load."""
-    from .extractors import ModelUnavailableError, load
-
     if not names:
         return {}
-    try:
-        loaded = load(names, "", config.extractor)
-    except ModelUnavailableError as exc:
-        print(f"imgsearchd: {exc}", file=sys.stderr)
+    loaded = load_extractors(config, names, fallback="")
+    if loaded is None:
         return None
     return {name: (e.model_id, e.dim) for name, e in loaded.extractors.items()}

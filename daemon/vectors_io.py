@@ -282,6 +282,13 @@ class ImportSummary:
         if self.first_missing is None:
             self.first_missing = path
 
+    def unusable(self, path: str, error: images.ImageError) -> None:
+        """A file that is gone counts as missing; one that cannot be used, as failed by its reason."""
+        if error.reason == images.Reason.MISSING:
+            self.miss(path)
+        else:
+            self.fail(error.reason)
+
     def as_json(self) -> dict[str, Any]:
         elapsed = time.monotonic() - self.started
         return {
@@ -362,10 +369,7 @@ def _results(
         try:
             st = images.stat_file(path)
         except images.ImageError as exc:
-            if exc.reason == images.Reason.MISSING:
-                summary.miss(path)
-            else:
-                summary.fail(exc.reason)
+            summary.unusable(path, exc)
             continue
         if options.roots and not is_inside(os.path.realpath(path), options.roots):
             # The read below checks this on the open file; a trusted row is never opened, and
@@ -388,10 +392,7 @@ def _results(
             try:
                 read = images.read_file(path, options.limits, options.roots)
             except images.ImageError as exc:
-                if exc.reason == images.Reason.MISSING:
-                    summary.miss(path)
-                else:
-                    summary.fail(exc.reason)
+                summary.unusable(path, exc)
                 continue
             content_hash, size, mtime_ns = read.content_hash, read.size, read.mtime_ns
             if exported is not None and exported != content_hash:
