@@ -270,6 +270,10 @@ def test_the_backfill_benchmarks_own_parts_run(tmp_path: Path, efficientnet: Any
     assert not list(tmp_path.glob("*.sqlite3*"))  # each run's catalogue removed
 
 
+# -- without a cluster --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
 def worker() -> Iterator[FileEmbedder]:
     """A Ray Data actor's object, made here as Ray would make it (the constructor's arguments)."""
     settings = {"efficientnet": {"device": "cpu", "batch_size": 8, "precision": "fp32"}}
