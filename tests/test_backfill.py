@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import os
 import shutil
 import signal
@@ -46,7 +47,11 @@ from imgsearchd.indexer import Indexer
 
 from helpers import REPO, cli_command, free_port, live_server, skimage_photos, wait_for, write_config
 
-ray = pytest.importorskip("ray", reason="make test installs Ray (the [ray] extra)")
+# Found, not imported: Ray with pandas and pyarrow in pytest's own process made every later test
+# about 10% slower (a far larger heap for the garbage collector to walk); only the drivers import it.
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="make test installs Ray (the [ray] extra)"
+)
 
 WORKER_TITLE = b"ray::MapWorker(MapBatches(FileEmbedder))"
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}

@@ -26,8 +26,7 @@ from imgsearchd.paths import path_key
 from imgsearchd.vectors_io import ImportOptions, export, import_vectors, mapped, parse_map
 from imgsearchd.vectors_sources import VectorsError, clip_model_id, find_parts
 
-from helpers import cli_command, free_port, wait_for, without_file_permissions_bypass, write_config
-from served import serve
+from helpers import cli_command, live_server, wait_for, without_file_permissions_bypass, write_config
 
 NAME = "efficientnet"
 NOT_UTF8 = os.fsdecode(b"caf\xe9 \xff.jpg")  # a Latin-1 name, and a byte no encoding maps
@@ -121,7 +120,9 @@ def test_export_then_import_into_a_served_data_folder_gives_the_same_answers_rea
     os.utime(touched, ns=(os.stat(touched).st_atime_ns, os.stat(touched).st_mtime_ns + 10**9))
     config_b = config_for(tmp_path / "b.toml", tmp_path / "data-b")
     total = len(library["paths"])
-    with serve(config_b, free_port()) as daemon:
+    # The daemon in this process (its start without a second torch import): the import, which must
+    # not read the files, is the separate process that runs without root's file permission bypass.
+    with live_server(config_b) as daemon:
         assert daemon.get("/search", image=library["paths"][1])[1]["results"] == []
         for path in library["paths"]:
             os.chmod(path, 0)
