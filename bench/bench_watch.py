@@ -203,23 +203,25 @@ def bench_reconcile(work: Path, files: int) -> dict[str, object]:
             return original_read(*args, **kwargs)
 
         images.read_file = counting_read
-        plans = []
-        for _ in range(3):
-            t0 = time.monotonic()
-            plan = plan_folder(catalog, str(folder), (".jpg",), True, {"efficientnet": model})
-            plans.append(time.monotonic() - t0)
-        assert plan.unchanged == files and not plan.to_add and not plan.vanished, plan
+        try:
+            plans = []
+            for _ in range(3):
+                t0 = time.monotonic()
+                plan = plan_folder(catalog, str(folder), (".jpg",), True, {"efficientnet": model})
+                plans.append(time.monotonic() - t0)
+            assert plan.unchanged == files and not plan.to_add and not plan.vanished, plan
 
-        queue = WorkQueue()
-        watcher = Watcher(queue, catalog, [folder], WatchOptions(extensions=(".jpg",)), {"efficientnet": model})
-        t0 = time.monotonic()
-        watcher.start()
-        while not watcher.idle():
-            time.sleep(0.01)
-        up = time.monotonic() - t0
-        status = watcher.status()[0]
-        watcher.stop()
-        images.read_file = original_read
+            queue = WorkQueue()
+            watcher = Watcher(queue, catalog, [folder], WatchOptions(extensions=(".jpg",)), {"efficientnet": model})
+            t0 = time.monotonic()
+            watcher.start()
+            while not watcher.idle():
+                time.sleep(0.01)
+            up = time.monotonic() - t0
+            status = watcher.status()[0]
+            watcher.stop()
+        finally:
+            images.read_file = original_read
     return {
         "files": files,
         "folders": (files + per_folder - 1) // per_folder,

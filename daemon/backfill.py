@@ -328,8 +328,8 @@ class Backfill:
         except Exception as exc:
             raise BackfillError(
                 f"cannot connect to the Ray cluster at {address!r}: {exc} (is the address right? A cluster with "
-                "token authentication also needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN or "
-                "~/.ray/auth_token)"
+                "token authentication also needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN, in the "
+                "file RAY_AUTH_TOKEN_PATH names, or in ~/.ray/auth_token)"
             ) from exc
         finally:
             if sigterm is not None:

@@ -26,6 +26,7 @@ from waitress.server import BaseWSGIServer, create_server
 
 from .config import Config
 from .http_channel import HEADER_SECONDS, StrictChannel
+from .logs import OncePer
 
 log = logging.getLogger("imgsearchd.http")
 
@@ -37,6 +38,9 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_CONNECTIONS = 1000
 BACKLOG = 1024  # cheroot's was 5: 200 clients connecting at once waited for SYN retries (60 s)
 IDLE_SECONDS = 30  # a keep-alive connection (or a stalled body) with nothing sent this long is closed
+# waitress warns once per request queued behind busy workers: under load, one line in ten seconds
+# says as much (see logs.OncePer for what the flood did). One filter for every server in the process.
+QUEUE_WARNINGS = OncePer(10.0)
 
 
 class HttpServer:
@@ -94,6 +98,7 @@ def make_http_server(
 ) -> HttpServer:
     """Bind ``server.host``:``server.port`` (or ``bind``); raise OSError when that fails."""
     host, port = bind or (config.server["host"], config.server["port"])
+    logging.getLogger("waitress.queue").addFilter(QUEUE_WARNINGS)  # once: the same filter is not added twice
     body_cap = int(config.server["max_upload_mb"] * 1024 * 1024)
     server = create_server(
         app,

@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import IO, Any, ClassVar
 
@@ -92,6 +94,36 @@ def formatter(fmt: str, journald: bool) -> logging.Formatter:
         # JSON lines keep their own time even in the journal: they are usually shipped on from there
         return JournalFormatter(JsonFormatter()) if journald else JsonFormatter()
     return JournalFormatter() if journald else TextFormatter()
+
+
+class OncePer(logging.Filter):
+    """Lets one record of a logger through every ``seconds``; the next one says how many were held back.
+
+    For a warning logged once per event under load, such as waitress's "Task queue depth is N"
+    (once per queued request): 8 s of 200 busy clients wrote 880 lines (67 KB), and waitress logs
+    it from its one I/O thread *while holding its task queue's lock*, so a log sink that stops
+    reading (a full pipe; journald behind) stopped every request (issue 25: /health went
+    unanswered for 30 s). Held-back records cost a counter, nothing else.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next = float("-inf")
+        self._held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            now = self._clock()
+            if now < self._next:
+                self._held += 1
+                return False
+            held, self._held, self._next = self._held, 0, now + self.seconds
+        if held:
+            record.msg, record.args = f"{record.getMessage()} ({held} more since the last one, not logged)", None
+        return True
 
 
 def setup_logging(level: str, fmt: str = "text", stream: IO[str] | None = None) -> None:

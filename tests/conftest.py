@@ -16,7 +16,48 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from helpers import skimage_photos, write_config
+from helpers import EFFICIENTNET_FP32, bf16_report, skimage_photos, write_config
+
+# -- tiers and workers ----------------------------------------------------------------------------
+#
+# The slow tiers carry a marker (registered in pyproject.toml) and, through it, ``slow``:
+# ``make test-quick`` runs ``-m "not slow"``.
+#
+# ``make test`` runs on two pytest-xdist workers with ``--dist loadfile``: a module's tests run
+# on one worker, so that its module-scoped fixtures (a live daemon, a cluster) are built once.
+# The modules in SPREAD hold independent tests that together take longer than any other module
+# (the benchmarks' tiny cases: 113 of 519 s); their tests are scheduled one by one instead.
+# (xdist's own ``loadgroup`` would say this with marks, but it groups nothing on pytest 9.2:
+# pytest-xdist#1386.)
+
+TIERS = ("browser", "cluster", "packaging", "load", "fault", "bench", "process")
+SPREAD = ("tests/test_bench.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: unknown (and never called) without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """For ``--dist loadfile``: whole modules, but SPREAD's tests one by one; else xdist's own."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return nodeid if module in SPREAD else module
+
+    return ModulesTogether(config, log)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which bf16 path this machine takes, so that a CI log shows what was really covered."""
+    return bf16_report()
 
 
 @pytest.fixture(scope="session")
@@ -24,11 +65,13 @@ def photos() -> dict[str, Image.Image]:
     return skimage_photos()
 
 
+# Every fixture names its precision: ``auto`` is bf16 on a CPU with avx512_bf16 and fp32 on one
+# without, and tests compare these vectors exactly (the bf16 path is test_precision's, on every CPU).
 @pytest.fixture(scope="session")
 def efficientnet() -> Any:
     from imgsearchd.extractors import create
 
-    return create("efficientnet", {"device": "cpu", "batch_size": 8})
+    return create("efficientnet", dict(EFFICIENTNET_FP32))
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +79,7 @@ def efficientnet_crop() -> Any:
     """EfficientNet-Lite0 with the classification crop (preprocess = "crop", the recipe before issue 12)."""
     from imgsearchd.extractors import create
 
-    return create("efficientnet", {"device": "cpu", "batch_size": 8, "preprocess": "crop"})
+    return create("efficientnet", {**EFFICIENTNET_FP32, "preprocess": "crop"})
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +95,7 @@ def clip_random() -> Any:
 def resnet_random() -> Any:
     from imgsearchd.extractors import create
 
-    return create("resnet", {"weights": "none", "device": "cpu", "batch_size": 4})
+    return create("resnet", {"weights": "none", "device": "cpu", "batch_size": 4, "precision": "fp32"})
 
 
 @pytest.fixture
@@ -67,7 +110,7 @@ def offline_config(tmp_path: Path) -> Path:
                 "fallback_extractor": "",
                 "loader_threads": 2,
             },
-            "extractors.efficientnet": {"device": "cpu", "batch_size": 8},
+            "extractors.efficientnet": dict(EFFICIENTNET_FP32),
         },
     )
 

@@ -28,8 +28,39 @@ from imgsearchd.server import create_app
 from imgsearchd.service import Service
 
 REPO = Path(__file__).resolve().parent.parent
+# The offline extractor as the tests run it. fp32 on purpose: ``auto`` is bf16 on a CPU with
+# avx512_bf16 and fp32 on one without, and tests compare vectors exactly across processes.
+EFFICIENTNET_FP32: dict[str, Any] = {"device": "cpu", "batch_size": 8, "precision": "fp32"}
 
 T = TypeVar("T")
+
+
+# -- the CPU ----------------------------------------------------------------------------------
+
+
+def bf16_flags() -> tuple[frozenset[str], str]:
+    """CPU flags under which ``precision = "auto"`` picks bf16, and how: ``native`` (this CPU's own
+    flags: it has avx512_bf16 or amx_bf16) or ``simulated`` (its flags plus avx512_bf16: auto's
+    choice is simulated, the bf16 arithmetic is emulated by oneDNN and runs for real, slower)."""
+    from imgsearchd.extractors import precision
+
+    flags = precision.cpu_flags()
+    if precision.native_bf16(flags):
+        return flags, "native"
+    return flags | {"avx512_bf16"}, "simulated"
+
+
+def bf16_report() -> str:
+    """One line for the test run's header: which bf16 path this machine's tests take."""
+    from imgsearchd.extractors import precision
+
+    flags, path = bf16_flags()
+    if path == "native":
+        return f"bf16: native ({precision.native_bf16(flags)}): the bf16 tests run this CPU's own bf16 kernels"
+    return (
+        "bf16: simulated: this CPU has neither avx512_bf16 nor amx_bf16; the bf16 tests tell precision "
+        "'auto' it has, and oneDNN emulates the bf16 arithmetic"
+    )
 
 
 # -- waiting ------------------------------------------------------------------------------
@@ -67,6 +98,23 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
 
 def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "imgsearchd.cli", *args]
+
+
+def cli_here(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``imgsearchd`` in this process (``cli.main``), for tests of a command's logic: a
+    subprocess pays about 2 s of imports (torch) and its models' load. Each command keeps one
+    subprocess smoke test (``run_cli``)."""
+    from imgsearchd import cli
+
+    capsys.readouterr()  # what earlier steps printed is not this command's
+    message = ""
+    try:
+        code = cli.main(list(args))
+    except SystemExit as exc:  # argparse refusing the arguments (2), or sys.exit(): as Python exits
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+        message = "" if exc.code is None or isinstance(exc.code, int) else f"{exc.code}\n"
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["imgsearchd", *args], code, out, err + message)
 
 
 def run_cli(
@@ -198,7 +246,7 @@ def server_config(tmp_path: Path, **overrides: dict[str, Any]) -> Path:
             "rebuild_after_changes": 1000,
             "rebuild_after_seconds": 60,
         },
-        "extractors.efficientnet": {"device": "cpu", "batch_size": 8},
+        "extractors.efficientnet": dict(EFFICIENTNET_FP32),
     }
     for section, values in overrides.items():
         sections.setdefault(section, {}).update(values)

@@ -169,6 +169,7 @@ def test_the_version_has_one_home() -> None:
     assert not re.search(r"__version__\s*=\s*[\"']\d+\.", (SOURCE / "__init__.py").read_text(encoding="utf-8"))
 
 
+@pytest.mark.process
 def test_every_module_imports_on_its_own() -> None:
     """Each module imports in a fresh interpreter, first of all (no order it relies on)."""
     code = (

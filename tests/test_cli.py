@@ -8,9 +8,12 @@ import socket
 import subprocess
 import time
 
-from helpers import cli_command, free_port, run_cli, wait_healthy, write_config
+import pytest
+
+from helpers import EFFICIENTNET_FP32, cli_command, free_port, run_cli, wait_healthy, write_config
 
 
+@pytest.mark.process
 def test_serve_and_thin_clients(tmp_path, photos):
     port = free_port()
     photo_dir = tmp_path / "photos"
@@ -24,7 +27,7 @@ def test_serve_and_thin_clients(tmp_path, photos):
         {
             "server": {"port": port, "allowed_roots": [str(elsewhere)]},
             "index": {"data_dir": str(tmp_path / "data"), "extractors": ["efficientnet"], "fallback_extractor": ""},
-            "extractors.efficientnet": {"device": "cpu", "batch_size": 8},
+            "extractors.efficientnet": dict(EFFICIENTNET_FP32),
         },
     )
     down = run_cli("stats", "--config", str(config))
@@ -64,12 +67,14 @@ def test_serve_and_thin_clients(tmp_path, photos):
     assert "stopped" in err
 
 
+@pytest.mark.process
 def test_serve_exits_non_zero_on_a_bad_config(tmp_path):
     bad = write_config(tmp_path / "bad.toml", {"server": {"port": "eighty"}})
     result = run_cli("serve", "--config", str(bad))
     assert result.returncode == 2 and "server.port must be int" in result.stderr
 
 
+@pytest.mark.process
 def test_serve_exits_non_zero_when_the_port_is_taken(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -22,6 +22,7 @@ def test_a_thread_that_ends_by_itself_is_fine():
 """
 
 
+@pytest.mark.process
 def test_leaked_threads_and_processes_fail_the_test(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(REPO / "tests"))  # the conftest imports helpers
     monkeypatch.setenv("IMGSEARCHD_TEST_LEAK_GRACE", "1")

@@ -15,6 +15,8 @@ from PIL import Image
 
 from helpers import cli_command, run_cli
 
+pytestmark = pytest.mark.fault
+
 N_FILES = 72
 
 

@@ -179,7 +179,7 @@ def test_resnet_loads_a_local_pth(tmp_path, resnet_random, photos):
     state["fc.bias"] = torch.zeros(1000)
     path = tmp_path / "resnet50.pth"
     torch.save(state, path)
-    loaded = create("resnet", {"weights": str(path), "device": "cpu"})
+    loaded = create("resnet", {"weights": str(path), "device": "cpu", "precision": "fp32"})  # as resnet_random
     picture = decoded(photos["coffee"], loaded)
     assert np.allclose(loaded.embed_images([picture]), resnet_random.embed_images([picture]), atol=1e-5)
 

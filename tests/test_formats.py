@@ -116,6 +116,7 @@ def test_originals_are_sent_with_their_own_content_type(library):
             assert answer.read() == path.read_bytes()
 
 
+@pytest.mark.process
 def test_a_daemon_without_pillow_heif_and_rawpy_starts_and_indexes_the_rest(tmp_path, photos):
     """``imgsearchd serve`` where importing pillow_heif and rawpy really fails (stand-in modules
     that raise ImportError come first on its PYTHONPATH)."""

@@ -11,6 +11,7 @@ import time
 import urllib.parse
 import urllib.request
 
+import pytest
 from PIL import Image
 
 from imgsearchd.catalog import Catalog
@@ -125,6 +126,7 @@ def test_a_batch_that_fails_unexpectedly_is_retried_one_by_one_and_reported(tmp_
         assert status == 500 and body["reason"] == "internal_error" and "ValueError" in body["error"], body
 
 
+@pytest.mark.process
 def test_a_file_that_failed_while_unreadable_is_indexed_once_readable(tmp_path, photos):
     """Issue 10 item 3: a failed file with unchanged size and mtime stayed failed for ever.
 

@@ -360,6 +360,7 @@ def _gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.fault
 def test_sigkill_during_rebuild_leaves_previous_snapshot_usable(catalog, tmp_path, caplog):
     vectors = random_unit(20_000, DIM, seed=30)
     ids = add_files(catalog, vectors)

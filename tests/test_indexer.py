@@ -17,7 +17,7 @@ from imgsearchd.indexer import Indexer
 from imgsearchd.workqueue import Intent, WorkQueue
 
 import image_factory as make
-from helpers import run_cli, wait_for, without_file_permissions_bypass, write_config
+from helpers import EFFICIENTNET_FP32, cli_here, run_cli, wait_for, without_file_permissions_bypass, write_config
 
 EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"]
 
@@ -148,7 +148,7 @@ def test_a_new_model_id_re_embeds_and_never_mixes(tmp_path, photos, efficientnet
     with Catalog(tmp_path / "catalog.sqlite3") as catalog:
         with Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
             indexer.process([str(folder / "chelsea.jpg"), str(folder / "coffee.jpg")])
-        other = create("efficientnet", {"device": "cpu", "batch_size": 8, "weights": packaged_weights_path()})
+        other = create("efficientnet", {**EFFICIENTNET_FP32, "weights": packaged_weights_path()})
         assert other.model_id != efficientnet.model_id
         with Indexer(catalog, {"efficientnet": other}) as indexer:
             summary = indexer.process([str(folder / "chelsea.jpg"), str(folder / "coffee.jpg")])
@@ -240,20 +240,27 @@ RESULT_KEYS = {
 }
 
 
-def test_cli_index_and_search(tmp_path, photos, offline_config):
+def test_cli_index_and_search(tmp_path, photos, offline_config, capsys):
     folder = tmp_path / "photos"
     folder.mkdir()
     for name in ("chelsea", "coffee", "astronaut", "rocket", "motorcycle_left", "motorcycle_right"):
         photos[name].save(folder / f"{name}.jpg", quality=90)
-    first = run_cli("index", str(folder), "--config", str(offline_config))
+    first = cli_here(capsys, "index", str(folder), "--config", str(offline_config))
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
     assert summary["embedded"] == 6 and summary["forward_passes"] >= 1
-    assert summary["precision"]["efficientnet"] in ("fp32", "bf16")  # auto: bf16 only where the CPU has it
-    again = json.loads(run_cli("index", str(folder), "--config", str(offline_config)).stdout)
+    assert summary["precision"]["efficientnet"] == "fp32"  # as offline_config says
+    again = json.loads(cli_here(capsys, "index", str(folder), "--config", str(offline_config)).stdout)
     assert (again["embedded"], again["forward_passes"], again["unchanged"]) == (0, 0, 6)
-    found = run_cli(
-        "search", str(folder / "motorcycle_left.jpg"), "--local", "--limit", "3", "--config", str(offline_config)
+    found = cli_here(
+        capsys,
+        "search",
+        str(folder / "motorcycle_left.jpg"),
+        "--local",
+        "--limit",
+        "3",
+        "--config",
+        str(offline_config),
     )
     assert found.returncode == 0, found.stderr
     results = json.loads(found.stdout)["results"]
@@ -266,7 +273,9 @@ def test_cli_index_and_search(tmp_path, photos, offline_config):
     assert results[1]["distance"] <= results[2]["distance"]
 
 
+@pytest.mark.process
 def test_cli_indexes_an_unreadable_file_as_failed_and_goes_on(tmp_path, photos, offline_config):
+    """``imgsearchd index`` as a process (its smoke test), with permissions dropped for it alone."""
     folder = tmp_path / "photos"
     folder.mkdir()
     photos["coffee"].save(folder / "ok.jpg")
@@ -280,13 +289,13 @@ def test_cli_indexes_an_unreadable_file_as_failed_and_goes_on(tmp_path, photos, 
     assert rows == {str(folder / "ok.jpg"): "indexed", str(folder / "secret.jpg"): "unreadable"}
 
 
-def test_cli_errors_are_clear(tmp_path, offline_config):
-    missing = run_cli("index", str(tmp_path / "nope"), "--config", str(offline_config))
+def test_cli_errors_are_clear(tmp_path, offline_config, capsys):
+    missing = cli_here(capsys, "index", str(tmp_path / "nope"), "--config", str(offline_config))
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr
     bad = write_config(tmp_path / "bad.toml", {"index": {"trees": -1}})
-    wrong = run_cli("index", str(tmp_path), "--config", str(bad))
+    wrong = cli_here(capsys, "index", str(tmp_path), "--config", str(bad))
     assert wrong.returncode == 2 and "index.trees" in wrong.stderr and str(bad) in wrong.stderr
-    limit = run_cli("search", str(tmp_path), "--local", "--limit", "0", "--config", str(offline_config))
+    limit = cli_here(capsys, "search", str(tmp_path), "--local", "--limit", "0", "--config", str(offline_config))
     assert limit.returncode == 2 and "--limit" in limit.stderr
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from imgsearchd.config import ConfigError, load_config
-from imgsearchd.logs import setup_logging, under_journald
+from imgsearchd.logs import OncePer, setup_logging, under_journald
 
 from helpers import write_config
 
@@ -141,3 +141,34 @@ def test_log_format_is_checked(tmp_path):
     assert load_config(write_config(tmp_path / "good.toml", {"log": {"format": "json"}})).section("log")["format"] == (
         "json"
     )
+
+
+def test_a_flooding_warning_is_let_through_once_per_interval_counting_the_rest():
+    now = [100.0]
+    logger = logging.getLogger("imgsearchd.test.flood")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    logger.addFilter(OncePer(10.0, clock=lambda: now[0]))
+    try:
+        for depth in range(1, 500):
+            logger.warning("Task queue depth is %d", depth)
+            now[0] += 0.01  # 500 warnings in 5 s: the first passes
+        now[0] += 6.0
+        logger.warning("Task queue depth is %d", 7)  # 10 s on: passes, saying what was held back
+    finally:
+        logger.removeHandler(handler)
+    assert stream.getvalue().splitlines() == [
+        "Task queue depth is 1",
+        "Task queue depth is 7 (498 more since the last one, not logged)",
+    ]
+
+
+def test_the_http_server_summarises_waitress_queue_warnings(tmp_path):
+    from imgsearchd.http_server import QUEUE_WARNINGS, make_http_server
+
+    config = load_config(write_config(tmp_path / "c.toml", {"server": {"port": 8080}}))
+    for _ in range(2):  # a second server in the process does not stack a second filter
+        server = make_http_server(config, lambda environ, start_response: [], bind=("127.0.0.1", 0))
+        server.stop()
+    assert logging.getLogger("waitress.queue").filters.count(QUEUE_WARNINGS) == 1

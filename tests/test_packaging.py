@@ -18,6 +18,7 @@ keeps pip from uninstalling that editable install, which it sees through the ``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,8 @@ import sysconfig
 import tarfile
 import tomllib
 from pathlib import Path
+
+import pytest
 
 from helpers import REPO, free_port, wait_healthy
 
@@ -43,6 +46,7 @@ def _copy_tree(dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.packaging
 def test_pip_install_then_serve_from_another_folder(tmp_path):
     tree = _copy_tree(tmp_path / "src")
     venv = tmp_path / "venv"
@@ -69,6 +73,7 @@ def test_pip_install_then_serve_from_another_folder(tmp_path):
         timeout=300,
     )
     assert install.returncode == 0, install.stderr
+    assert "Deprecat" not in install.stderr and "!!" not in install.stderr, install.stderr  # no setuptools banner
     packaged = site / "imgsearchd" / "imgsearchd.toml"
     assert packaged.is_file() and not packaged.is_symlink()
     assert (site / "imgsearchd" / "web").is_dir()
@@ -114,6 +119,7 @@ def test_pip_install_then_serve_from_another_folder(tmp_path):
     assert (elsewhere / "data" / "catalog.sqlite3").is_file()  # the default data_dir, relative to where it ran
 
 
+@pytest.mark.packaging
 def test_the_sdist_holds_the_default_settings_as_a_file(tmp_path):
     tree = _copy_tree(tmp_path / "src")
     code = f"from setuptools import build_meta as b; print(b.build_sdist({str(tmp_path / 'dist')!r}))"
@@ -127,3 +133,40 @@ def test_the_sdist_holds_the_default_settings_as_a_file(tmp_path):
         assert member.isfile()
         data = sdist.extractfile(member)
         assert data is not None and data.read() == (REPO / "config" / "imgsearchd.toml").read_bytes()
+
+
+# What `make run` puts in the venv: the daemon and its runtime dependencies, not the test tools
+# (pytest, Ray, mypy, ...: about 0.9 GB a user never needs); `make test` adds them.
+TEST_TOOLS = ("pytest", "ray", "mypy", "ruff", "schemathesis", "selenium", "pyarrow", "hypothesis", "scikit-image")
+
+
+def make_dry_run(target: str, venv: Path) -> list[str]:
+    """What ``make TARGET`` would give ``pip install`` for a venv that does not exist yet."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # under make test
+    done = subprocess.run(
+        ["make", "-n", target, f"VENV={venv}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
+    )
+    return [line.split(" -m pip install ", 1)[1] for line in done.stdout.splitlines() if " -m pip install " in line]
+
+
+def requirement_name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower()
+
+
+def test_make_run_installs_the_daemon_and_its_runtime_dependencies_only(tmp_path):
+    venv = tmp_path / "venv"
+    for target in ("run", "install", "install-service"):
+        installs = make_dry_run(target, venv)
+        assert any(line.rstrip().endswith("-e .") for line in installs), installs
+        assert not any("[" in line for line in installs), installs  # no extras
+    assert any(line.rstrip().endswith("-e '.[test]'") for line in make_dry_run("test", venv))
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    runtime = {requirement_name(r) for r in project["dependencies"]}
+    assert runtime.isdisjoint(TEST_TOOLS), runtime & set(TEST_TOOLS)
+    assert {requirement_name(r) for r in project["optional-dependencies"]["test"]} >= {"pytest", "ray", "mypy", "ruff"}

@@ -1,8 +1,11 @@
 """precision: chosen for the hardware, checked against fp32 at load, falling back cleanly.
 
-This CPU (or CI's) may or may not compute bf16 natively; tests that need one answer set
-the CPU flags the choice reads, and the conversions run for real either way (bf16 is
-emulated, and slower, where it is not native).
+This CPU (or CI's) may or may not compute bf16 natively. The tests of the bf16 path take
+``bf16_cpu``: on a CPU with avx512_bf16 or amx_bf16 they run its native kernels as they are;
+on one without, ``auto`` is told the CPU has avx512_bf16 (simulated) and oneDNN emulates the
+arithmetic, so the same conversion and check at load still run for real, only slower. Every
+comparison is against an extractor that says ``precision = "fp32"``. ``make test`` prints
+which path this machine took (conftest's report header).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from imgsearchd.extractors import create, precision
 from imgsearchd.extractors.efficientnet import load_lite0_state_dict, packaged_weights_path
 from imgsearchd.extractors.layout import fold_batch_norms
 
-from helpers import write_config
+from helpers import bf16_flags, write_config
 
 CPU = torch.device("cpu")
 NO_BF16 = frozenset({"avx2", "fma", "avx512f", "avx512_vnni"})
@@ -100,10 +103,35 @@ def test_folding_removes_every_batch_norm_and_keeps_the_output():
         assert torch.allclose(model(x), folded(x), atol=1e-4)
 
 
-def test_auto_takes_native_bf16_and_search_still_finds_the_same(monkeypatch, photos, efficientnet):
-    monkeypatch.setattr(precision, "cpu_flags", lambda path="/proc/cpuinfo": WITH_BF16)
+@pytest.fixture
+def bf16_cpu(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The flag ``auto`` sees bf16 through: this CPU's own (native), or a simulated avx512_bf16."""
+    flags, path = bf16_flags()
+    if path == "simulated":
+        monkeypatch.setattr(precision, "cpu_flags", lambda path="/proc/cpuinfo": flags)
+    flag = precision.native_bf16(flags)
+    assert flag is not None
+    return flag
+
+
+@pytest.mark.parametrize(
+    ("cpu", "path", "seen"),
+    [
+        (WITH_BF16, "native", WITH_BF16),
+        (frozenset({"amx_bf16", "avx2"}), "native", frozenset({"amx_bf16", "avx2"})),
+        (NO_BF16, "simulated", WITH_BF16),
+    ],
+)
+def test_bf16_flags_are_a_cpus_own_where_it_has_them(monkeypatch, cpu, path, seen):
+    monkeypatch.setattr(precision, "cpu_flags", lambda path="/proc/cpuinfo": cpu)
+    assert bf16_flags() == (seen, path)
+    assert precision.plan("auto", CPU, False, seen).candidate == "bf16"  # what the bf16 tests rely on
+
+
+def test_auto_takes_native_bf16_and_search_still_finds_the_same(bf16_cpu, photos, efficientnet):
+    assert efficientnet.precision.used == "fp32"  # the reference side, on every CPU
     fast = create("efficientnet", {"device": "cpu", "batch_size": 8})
-    assert fast.precision.used == "bf16" and fast.precision.asked == "auto"
+    assert fast.precision.used == "bf16" and fast.precision.asked == "auto" and bf16_cpu in fast.precision.reason
     assert fast.precision.min_cosine is not None and fast.precision.min_cosine >= precision.MIN_COSINE
     assert fast.model.conv_head.weight.dtype == torch.bfloat16
     # the stem and the first block compute in fp32, from the fp32 weights (not bf16 ones cast back)
@@ -161,6 +189,7 @@ def test_a_conversion_that_breaks_the_model_is_caught_at_load(monkeypatch, caplo
     with caplog.at_level(logging.WARNING, logger="imgsearchd.extractors"):
         checked = create("efficientnet", {"device": "cpu", "precision": "bf16"})
     assert checked.precision.used == "fp32" and checked.precision.asked == "bf16"
+    assert efficientnet.precision.used == "fp32"  # the reference the fallback must equal
     assert "failed the check at load" in checked.precision.reason
     assert (checked.precision.min_cosine or 1.0) < precision.MIN_COSINE
     assert "FAILED the check" in caplog.text
@@ -168,18 +197,23 @@ def test_a_conversion_that_breaks_the_model_is_caught_at_load(monkeypatch, caplo
     assert np.allclose(checked.embed_images(picture), efficientnet.embed_images(picture), atol=1e-5)
 
 
+# CLIP's int8 mechanics on ViT-S-32 (random weights): the same towers of Linear layers as the default
+# ViT-B-32, a quarter of the arithmetic. The timed check of auto took 5.9 s per load on B-32, 1.5 s here.
+SMALL_CLIP = {"model": "ViT-S-32", "pretrained": "none", "device": "cpu", "batch_size": 4}
+
+
 @pytest.fixture(scope="module")
 def clip_int8():
-    return create("clip", {"pretrained": "none", "device": "cpu", "batch_size": 4, "precision": "int8"})
+    return create("clip", {**SMALL_CLIP, "precision": "int8"})
 
 
-def test_clip_int8_covers_both_towers(clip_int8, clip_random, photos):
+def test_clip_int8_covers_both_towers(clip_int8, photos):
     assert clip_int8.precision.used == "int8" and clip_int8.precision.min_cosine >= precision.MIN_COSINE
     quantised = [m for m in clip_int8.model.modules() if type(m).__module__.startswith("torch.ao.nn.quantized")]
     assert any(name.startswith("visual.") for name, m in clip_int8.model.named_modules() if m in quantised)
     assert any(name.startswith("transformer.") for name, m in clip_int8.model.named_modules() if m in quantised)
     texts = ["a photo of a cat", "a cup of coffee"]
-    reference = create("clip", {"pretrained": "none", "device": "cpu", "precision": "fp32"})
+    reference = create("clip", {**SMALL_CLIP, "precision": "fp32"})
     assert np.min(np.sum(clip_int8.encode_text(texts) * reference.encode_text(texts), axis=1)) > 0.99
     pictures = [photos[n].convert("RGB") for n in ("chelsea", "coffee", "rocket")]
     assert np.min(np.sum(clip_int8.embed_images(pictures) * reference.embed_images(pictures), axis=1)) > 0.99
@@ -197,8 +231,8 @@ def test_a_batch_of_one_gets_the_vector_it_gets_in_a_batch(clip_int8, photos):
 def test_auto_int8_is_kept_only_when_it_measures_faster(monkeypatch):
     monkeypatch.setattr(precision, "cpu_flags", lambda path="/proc/cpuinfo": NO_BF16)
     monkeypatch.setattr(precision, "INT8_MIN_SPEEDUP", 1000.0)
-    slow = create("clip", {"pretrained": "none", "device": "cpu"})
+    slow = create("clip", SMALL_CLIP)
     assert slow.precision.used == "fp32" and "measured" in slow.precision.reason
     monkeypatch.setattr(precision, "INT8_MIN_SPEEDUP", 0.0)
-    fast = create("clip", {"pretrained": "none", "device": "cpu"})
+    fast = create("clip", SMALL_CLIP)
     assert fast.precision.used == "int8" and (fast.precision.speedup or 0) > 0

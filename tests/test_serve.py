@@ -8,10 +8,12 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from imgsearchd.signals import SignalInbox
 from imgsearchd.systemd import Notifier
 
-from helpers import NotifySocket, cli_command, free_port, wait_healthy, write_config
+from helpers import EFFICIENTNET_FP32, NotifySocket, cli_command, free_port, wait_healthy, write_config
 
 
 def test_inbox_delivers_signals_in_order_without_running_code_in_the_handler():
@@ -58,7 +60,7 @@ def _daemon(tmp_path, photo_dir) -> tuple[subprocess.Popen[str], int, NotifySock
             "server": {"port": port},
             "index": {"data_dir": str(tmp_path / "data"), "extractors": ["efficientnet"], "fallback_extractor": ""},
             "watch": {"directories": [str(photo_dir)]},
-            "extractors.efficientnet": {"device": "cpu"},
+            "extractors.efficientnet": dict(EFFICIENTNET_FP32),
         },
     )
     sink = NotifySocket(tmp_path / f"notify-{port}.sock")
@@ -81,6 +83,7 @@ def _reap(proc: subprocess.Popen[str], sink: NotifySocket) -> None:
     sink.close()
 
 
+@pytest.mark.process
 def test_sigterm_while_a_reload_is_stuck_notifying_systemd_still_stops(tmp_path, photos):
     """Issue 10 item 5: the old SIGTERM handler took the notifier's lock, which the main thread
     held while telling systemd about a reload: a stop then hung for ever. Here systemd stalls
@@ -106,6 +109,7 @@ def test_sigterm_while_a_reload_is_stuck_notifying_systemd_still_stops(tmp_path,
     assert any(m.get("STOPPING") == "1" for _, m in sink.messages)
 
 
+@pytest.mark.process
 def test_sigterm_while_loading_stops_promptly_with_a_clean_exit(tmp_path, photos):
     photo_dir = tmp_path / "photos"
     photo_dir.mkdir()
@@ -123,6 +127,7 @@ def test_sigterm_while_loading_stops_promptly_with_a_clean_exit(tmp_path, photos
     assert not [t for t in threading.enumerate() if t.name.startswith("imgsearchd")]
 
 
+@pytest.mark.process
 def test_sigterm_in_the_first_second_exits_0_with_a_log_line(tmp_path):
     """While torch is still being imported, the default action would kill it (143, no log)."""
     config = write_config(

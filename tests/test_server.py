@@ -15,12 +15,14 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from imgsearchd.extractors import precision
 from imgsearchd.openapi import spec
 
 import image_factory as make
-from helpers import live_server, server_config
+from helpers import EFFICIENTNET_FP32, live_server, server_config
 
 NAMES = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle_left", "motorcycle_right")
 
@@ -69,7 +71,11 @@ class OpenApiChecker:
 def server(tmp_path_factory, photos):
     root = tmp_path_factory.mktemp("srv")
     paths = save_photos(root / "photos", photos)
-    with live_server(server_config(root, server={"allowed_roots": [str(root)]})) as live:
+    # precision "auto", as a user's daemon runs: the one module whose daemon takes this CPU's own path
+    # (bf16 where it has avx512_bf16); its tests compare distances, not vectors across precisions.
+    auto = {**EFFICIENTNET_FP32, "precision": "auto"}
+    config = server_config(root, server={"allowed_roots": [str(root)]}, **{"extractors.efficientnet": auto})
+    with live_server(config) as live:
         for path in paths.values():
             status, body = live.get("/add", image=str(path))
             assert status == 200, body
@@ -106,7 +112,8 @@ def test_original_requests_and_answer_shapes(server, openapi):
     assert stats["images"] == len(NAMES) and stats["active_extractor"] == "efficientnet"
     assert stats["extractors"]["efficientnet"]["vectors"] == len(NAMES)
     chosen = stats["extractors"]["efficientnet"]["precision"]
-    assert chosen["asked"] == "auto" and chosen["used"] in ("fp32", "bf16") and chosen["reason"].startswith("auto:")
+    expected = precision.plan("auto", torch.device("cpu"), quantisable=False)  # this CPU's choice
+    assert chosen["asked"] == "auto" and chosen["used"] == expected.candidate and chosen["reason"] == expected.reason
     assert stats["extractors"]["efficientnet"]["channels_last"] is True
 
 
@@ -357,7 +364,7 @@ def test_text_search_with_clip(tmp_path, photos, openapi):
     config = server_config(
         tmp_path,
         index={"extractors": ["clip", "efficientnet"]},
-        **{"extractors.clip": {"pretrained": "none", "device": "cpu", "batch_size": 4}},
+        **{"extractors.clip": {"pretrained": "none", "device": "cpu", "batch_size": 4, "precision": "fp32"}},
     )
     checker = openapi
     with live_server(config) as live:

@@ -79,6 +79,7 @@ def stopped_cleanly(served: Served) -> None:
     assert "Traceback" not in log, log[-3000:]
 
 
+@pytest.mark.fault
 def test_full_then_freed_then_read_only_data_folder_loses_nothing(tmp_path, small_disk, photos):
     """Issue 10 item 2, through the real daemon: a full disk left 1505 files pending for ever,
     and a read-only one answered /remove with 500 and logged a traceback at SIGTERM."""

@@ -18,7 +18,7 @@ import pytest
 from imgsearchd.config import load_config
 from imgsearchd.systemd import Notifier
 
-from helpers import REPO, NotifySocket, cli_command, free_port, systemd_analyze, write_config
+from helpers import EFFICIENTNET_FP32, REPO, NotifySocket, cli_command, free_port, systemd_analyze, write_config
 
 
 @pytest.fixture
@@ -111,6 +111,7 @@ def make_photos(folder: Path, photos, count: int) -> None:
         photo.resize((64 + i % 7, 64 + i % 5)).rotate(i * 3).save(folder / f"p{i:04d}.jpg", quality=85)
 
 
+@pytest.mark.process
 def test_notify_protocol_with_the_real_daemon(tmp_path, photos):
     port = free_port()
     first, second = tmp_path / "first", tmp_path / "second"
@@ -125,7 +126,7 @@ def test_notify_protocol_with_the_real_daemon(tmp_path, photos):
             "rebuild_after_seconds": 60,
         },
         "watch": {"directories": [str(first)]},
-        "extractors.efficientnet": {"device": "cpu", "batch_size": 16},
+        "extractors.efficientnet": {**EFFICIENTNET_FP32, "batch_size": 16},
     }
     config = write_config(tmp_path / "imgsearchd.toml", base)
     notify = NotifySocket(tmp_path / "notify.sock")
@@ -188,6 +189,7 @@ def test_notify_protocol_with_the_real_daemon(tmp_path, photos):
     assert conn.execute("SELECT COUNT(*) FROM files WHERE state='indexed'").fetchone()[0] == 153
 
 
+@pytest.mark.process
 def test_sigterm_while_indexing_exits_0_and_keeps_every_committed_batch(tmp_path, photos):
     port = free_port()
     folder = tmp_path / "photos"
@@ -198,7 +200,7 @@ def test_sigterm_while_indexing_exits_0_and_keeps_every_committed_batch(tmp_path
             "server": {"port": port},
             "index": {"data_dir": str(tmp_path / "data"), "extractors": ["efficientnet"], "fallback_extractor": ""},
             "watch": {"directories": [str(folder)]},
-            "extractors.efficientnet": {"device": "cpu", "batch_size": 16},
+            "extractors.efficientnet": {**EFFICIENTNET_FP32, "batch_size": 16},
         },
     )
     proc = subprocess.Popen(

@@ -26,7 +26,7 @@ from imgsearchd.paths import path_key
 from imgsearchd.vectors_io import ImportOptions, export, import_vectors, mapped, parse_map
 from imgsearchd.vectors_sources import VectorsError, clip_model_id, find_parts
 
-from helpers import cli_command, live_server, wait_for, without_file_permissions_bypass, write_config
+from helpers import EFFICIENTNET_FP32, cli_command, live_server, wait_for, without_file_permissions_bypass, write_config
 
 NAME = "efficientnet"
 NOT_UTF8 = os.fsdecode(b"caf\xe9 \xff.jpg")  # a Latin-1 name, and a byte no encoding maps
@@ -37,7 +37,7 @@ def config_for(path: Path, data: Path) -> Path:
         path,
         {
             "index": {"data_dir": str(data), "extractors": [NAME], "fallback_extractor": "", "loader_threads": 2},
-            f"extractors.{NAME}": {"device": "cpu", "batch_size": 8},
+            f"extractors.{NAME}": dict(EFFICIENTNET_FP32),
         },
     )
 
@@ -92,6 +92,7 @@ def test_clip_retrieval_model_names_translate_to_our_ids() -> None:
     assert mapped(b"/mnt/archived/a.jpg", [parse_map("/mnt/archive=/home/me")]) == b"/mnt/archived/a.jpg"
 
 
+@pytest.mark.process
 def test_export_then_import_into_a_served_data_folder_gives_the_same_answers_reading_no_unchanged_file(
     library: dict[str, Any], efficientnet: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

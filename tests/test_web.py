@@ -29,6 +29,8 @@ from PIL import Image
 from helpers import REPO, Live, live_server, server_config, skimage_photos, wait_for
 from image_factory import text_as_jpeg
 
+pytestmark = pytest.mark.browser
+
 TOKEN = "page-token-5f1c"
 BURST = 48  # files of the folder job whose progress the status view shows moving
 
