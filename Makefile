@@ -8,8 +8,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.installed-test-stamp
 ARGS   ?=
-# pytest-xdist workers for `make test`: 2 measured 1.6x faster than one process on 2 cores
-# (BENCHMARKS.md, "Test suite"); WORKERS=0 runs in one process.
+# pytest-xdist workers for `make test`: 2 measured 1.67x faster than one process on 2 cores
+# (444 -> 266 s; BENCHMARKS.md, "Test suite"); WORKERS=0 runs in one process.
 WORKERS ?= 2
 # setuptools prints a notice on every editable install of a package mapped from another folder
 # ("be careful with folders in your working directory with the same name as your package"): this
@@ -40,7 +40,8 @@ run: $(STAMP)
 	$(VENV)/bin/imgsearchd serve $(ARGS)
 
 # OpenMP threads that wait passively: two workers and the daemons they start share the cores, and
-# spinning threads burn the other's time (whole suite, 2 workers: 7.1 -> 6.6 min of CPU, 309 -> 294 s).
+# spinning threads burn the other's time (whole suite, 2 workers: 7.1 -> 6.6 min of CPU, 309 -> 294 s;
+# BENCHMARKS.md, "Test suite").
 test test-quick: export OMP_WAIT_POLICY ?= PASSIVE
 
 # Everything, the slow tiers included (browser, cluster, packaging, load, fault): what CI runs.
