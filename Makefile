@@ -44,7 +44,7 @@ run: $(STAMP)
 # BENCHMARKS.md, "Test suite").
 test test-quick: export OMP_WAIT_POLICY ?= PASSIVE
 
-# Everything, the slow tiers included (browser, cluster, packaging, load, fault): what CI runs.
+# Everything, the slow tiers included (browser, cluster, packaging, load, fault, process, bench): what CI runs.
 test: $(TEST_STAMP)
 	$(PY) -m pytest $(XDIST) $(ARGS)
 

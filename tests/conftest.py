@@ -26,7 +26,8 @@ from helpers import EFFICIENTNET_FP32, bf16_report, skimage_photos, write_config
 # ``make test`` runs on two pytest-xdist workers with ``--dist loadfile``: a module's tests run
 # on one worker, so that its module-scoped fixtures (a live daemon, a cluster) are built once.
 # The modules in SPREAD hold independent tests that together take longer than any other module
-# (the benchmarks' tiny cases: 113 of 519 s); their tests are scheduled one by one instead.
+# (the benchmarks' tiny cases: 62 s, the next longest module about 55 s); as one block they were
+# the tail of the run, so their tests are scheduled one by one instead.
 # (xdist's own ``loadgroup`` would say this with marks, but it groups nothing on pytest 9.2:
 # pytest-xdist#1386.)
 

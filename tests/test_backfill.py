@@ -47,7 +47,7 @@ from imgsearchd.catalog import Catalog
 from imgsearchd.images import ImageLimits
 from imgsearchd.indexer import Indexer
 
-from helpers import REPO, cli_command, free_port, live_server, skimage_photos, wait_for, write_config
+from helpers import EFFICIENTNET_FP32, REPO, cli_command, free_port, live_server, skimage_photos, wait_for, write_config
 
 # Found, not imported: Ray with pandas and pyarrow in pytest's own process made every later test
 # about 10% slower (a far larger heap for the garbage collector to walk); only the drivers import it.
@@ -151,7 +151,7 @@ def backfill_config(tmp_path: Path, data: Path) -> Path:
         tmp_path / f"{data.name}.toml",
         {
             "index": {"data_dir": str(data), "extractors": ["efficientnet"], "fallback_extractor": ""},
-            "extractors.efficientnet": {"device": "cpu", "batch_size": 8, "precision": "fp32"},
+            "extractors.efficientnet": dict(EFFICIENTNET_FP32),
         },
     )
 
