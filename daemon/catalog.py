@@ -96,6 +96,17 @@ def _scope_where(scope: SearchScope | None) -> tuple[str, tuple[object, ...]]:
     return (" AND ".join(terms) or "1"), tuple(params)
 
 
+# A vector for (content_hash, extractor), the vectors table's primary key: the indexer's
+# replaces any stored one; an import's (``record_batch(keep_vectors=True)``) never replaces
+# one of the same model, so rows claiming a hash cannot overwrite a vector already there.
+_PUT_VECTOR = "INSERT OR REPLACE INTO vectors (content_hash, extractor, model_id, dim, vector) VALUES (?, ?, ?, ?, ?)"
+_KEEP_VECTOR = (
+    "INSERT INTO vectors (content_hash, extractor, model_id, dim, vector) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (content_hash, extractor) DO UPDATE SET model_id=excluded.model_id, dim=excluded.dim,"
+    " vector=excluded.vector WHERE vectors.model_id<>excluded.model_id"
+)
+
+
 def _vector_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
 
@@ -205,25 +216,30 @@ class Catalog:
         conn.execute("DELETE FROM files WHERE id=?", (file_id,))
         conn.execute("INSERT OR REPLACE INTO removed (file_id, seq) VALUES (?, ?)", (file_id, seq))
 
-    def record_batch(self, results: Iterable[FileResult]) -> int:
-        """Write a batch of pipeline results in one transaction; return its change number."""
+    def record_batch(self, results: Iterable[FileResult], keep_vectors: bool = False) -> int:
+        """Write a batch of pipeline results in one transaction; return its change number.
+
+        ``keep_vectors`` (an import's): a vector already stored for a (content hash,
+        extractor) by the same model stays; only one of another model, which a scan would
+        replace too (``missing_vectors``), is replaced. Without it (the indexer's, which
+        embedded the bytes itself) the new vector replaces any stored one.
+        """
         results = list(results)
         if not results:
             return self.current_seq()
         now = time.time()
+        insert = _KEEP_VECTOR if keep_vectors else _PUT_VECTOR
         with self._change() as (conn, seq):
             for result in results:
-                self._record_one(conn, result, seq, now)
+                self._record_one(conn, result, seq, now, insert)
         return seq
 
-    def _record_one(self, conn: sqlite3.Connection, result: FileResult, seq: int, now: float) -> None:
+    def _record_one(
+        self, conn: sqlite3.Connection, result: FileResult, seq: int, now: float, insert: str = _PUT_VECTOR
+    ) -> None:
         path = path_key(normalise_path(result.path))
         for name, (model_id, vector) in result.vectors.items():
-            conn.execute(
-                "INSERT OR REPLACE INTO vectors (content_hash, extractor, model_id, dim, vector)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (result.content_hash, name, model_id, int(vector.shape[-1]), _vector_blob(vector)),
-            )
+            conn.execute(insert, (result.content_hash, name, model_id, int(vector.shape[-1]), _vector_blob(vector)))
         if result.vectors:
             # Other files with the same content now have this vector too.
             conn.execute(

@@ -157,7 +157,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     "images": {
         "max_file_mb": Setting((int, float), 100, _positive),
         "max_megapixels": Setting((int, float), 178, _positive),
-        "decode_budget_megapixels": Setting((int, float), 180, _positive),
+        "decode_budget_megapixels": Setting((int, float), 256, _positive),
     },
     "thumbnails": {
         "size": Setting(int, 256, lambda v: None if 16 <= v <= 1024 else "must be from 16 to 1024 (pixels)"),
@@ -219,6 +219,10 @@ class Config:
     source: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     extra_watch: list[str] = field(default_factory=list)  # `--watch DIR`, kept across reloads
+    # Each root's real path, resolved the first time it is asked for (at start, or when a
+    # folder is added) and kept: a watched folder later replaced by a link to /etc must not
+    # take the allowed area with it. A reload (SIGHUP) resolves again.
+    _resolved: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def section(self, name: str) -> dict[str, Any]:
         return self.values[name]
@@ -262,11 +266,31 @@ class Config:
 
     @property
     def allowed_roots(self) -> list[str]:
-        """Real paths (links resolved) of the watched folders and ``server.allowed_roots``:
-        where requests and indexed files may be. Empty: anywhere."""
+        """Real paths (links resolved, once: see ``_resolved``) of the watched folders and
+        ``server.allowed_roots``: where requests and indexed files may be. Empty: anywhere."""
+        return [real for _, real in self._roots()]
+
+    def _roots(self) -> list[tuple[str, str]]:
+        """(each root as configured, its real path)."""
         roots = [str(p) for p in self.watch_dirs]
         roots += [str(Path(r).expanduser().absolute()) for r in self.server["allowed_roots"]]
-        return [os.path.realpath(r) for r in roots]
+        return [(r, self._resolved.setdefault(r, os.path.realpath(r))) for r in roots]
+
+    def canonical_path(self, path: str) -> str:
+        """``path`` (absolute, normalised) as a scan names it: below the root that holds it, with
+        links resolved when the real file lies inside that same root (``folders.walk_images``
+        walks a linked folder under its own name). ``/add`` of ``ROOT/link/a.jpg``, ``link`` a
+        folder link to ``ROOT/real``, is ``ROOT/real/a.jpg``, not a second entry for the same
+        file that outlives the link. A path through a link out of its root is kept as given."""
+        for configured, root in sorted(self._roots(), key=lambda pair: len(pair[0]), reverse=True):
+            base = configured.rstrip("/") + "/"
+            if not (path + "/").startswith(base):
+                continue
+            real = os.path.realpath(path)
+            if real == root or real.startswith(root.rstrip("/") + "/"):
+                return base.rstrip("/") + real[len(root.rstrip("/")) :] if root != "/" else base.rstrip("/") + real
+            return path
+        return path
 
     def reload(self) -> Config:
         """Read the same file again with the same command-line settings (for SIGHUP)."""

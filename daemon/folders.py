@@ -63,13 +63,17 @@ def walk_images(
     """Image paths below ``root`` with one of ``extensions``, in a stable order.
 
     Follows symbolic links but visits each folder once (symlink loops end), skips
-    hidden and temporary names, and reports unreadable folders to ``on_error``. With
+    hidden and temporary names, and reports unreadable folders to ``on_error``. A link to a
+    folder inside ``root`` is not followed: that folder is walked under its own name, so a
+    file has one name here (the one ``/add`` gives it: ``Config.canonical_path``) and no
+    second entry that outlives the link. With
     ``roots`` (real paths), a link that leads out of them is skipped and told to
     ``on_outside``: a link must not make a file outside the allowed folders searchable.
     """
     wanted = tuple(e.lower() for e in extensions)
     seen: set[tuple[int, int]] = set()
     stack = [normalise_path(root)]
+    real_root = os.path.realpath(stack[0])
     while stack:
         folder = stack.pop()
         try:
@@ -94,6 +98,8 @@ def walk_images(
                         on_outside(entry.path)
                     continue
                 if entry.is_dir(follow_symlinks=True):
+                    if entry.is_symlink() and is_inside(os.path.realpath(entry.path), [real_root]):
+                        continue  # walked under its own name
                     if recursive:
                         subfolders.append(entry.path)
                 elif entry.name.lower().endswith(wanted) and entry.is_file(follow_symlinks=True):

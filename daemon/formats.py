@@ -12,6 +12,8 @@ import io
 import os
 import struct
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,6 +56,8 @@ HEAD_BYTES = 65536
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1", b"mif2"}
 _AVIF_BRANDS = {b"avif", b"avis"}
 
+# The kinds built of ISO-BMFF boxes that Pillow decodes (AVIF with its own plugin, HEIF and HEIC with pillow-heif).
+BMFF_KINDS = frozenset({"AVIF", "HEIF", "HEIC"})
 RAW_KINDS = frozenset({"DNG", "CR2", "CR3", "NEF", "ARW", "PEF", "RAF", "ORF", "RW2", "RAW"})
 # TIFF-based RAW files named by their maker (the Make tag); others are just "RAW".
 _RAW_BY_MAKER = {"NIKON": "NEF", "SONY": "ARW", "PENTAX": "PEF", "RICOH": "PEF"}
@@ -99,6 +103,93 @@ def _bmff_kind(head: bytes) -> str | None:
         return "HEIC"
     if brands & _HEIF_BRANDS:
         return "HEIF"
+    return None
+
+
+@dataclass(frozen=True)
+class BmffHeader:
+    """What an AVIF or HEIF file declares in its boxes, read without a decoder."""
+
+    width: int = 0  # of the largest ``ispe`` (image spatial extents): the primary image or its grid
+    height: int = 0
+    bits: int = 8  # the most bits a channel that ``pixi``, ``av1C`` or ``hvcC`` declares (8 when none does)
+    subsampled: bool = False  # every AV1 or HEVC configuration says 4:2:0 or grey (False when none does)
+    truncated: bool = False  # a top-level box runs past the end of the bytes
+
+
+# Boxes that hold the ones read here, and where their children start (``meta`` is a full box).
+_BMFF_CONTAINERS = {b"meta": 12, b"iprp": 8, b"ipco": 8}
+
+
+def bmff_header(data: bytes) -> BmffHeader:
+    """The size, bit depth, chroma and completeness an AVIF or HEIF file declares, from its boxes.
+
+    Walks the top-level boxes (``mdat`` is skipped, not read) and ``meta/iprp/ipco``, where
+    ``ispe`` holds 4 bytes of version and flags, then width and height (big-endian uint32);
+    ``pixi`` version and flags, a channel count and one bit depth per channel; ``av1C`` in
+    its third byte high_bitdepth, twelve_bit, monochrome and chroma_subsampling_x and _y
+    (bits 6 to 2); ``hvcC`` chroma_format_idc (1: 4:2:0) and bit depth - 8 in bytes 16 and 17.
+    """
+    width = height = 0
+    bits = 8
+    configs: list[bool] = []  # per AV1 or HEVC configuration: 4:2:0 or grey
+    truncated = False
+    todo = [(0, len(data))]
+    while todo:
+        start, end = todo.pop()
+        for kind, at, box_end in _bmff_boxes(data, start, end):
+            if box_end > len(data):
+                truncated = True
+            body = data[at + 8 : min(box_end, end)]
+            if kind in _BMFF_CONTAINERS:
+                todo.append((at + _BMFF_CONTAINERS[kind], min(box_end, end)))
+            elif kind == b"ispe" and len(body) >= 12:
+                w, h = struct.unpack(">II", body[4:12])
+                if w * h > width * height:
+                    width, height = w, h
+            elif kind == b"pixi" and len(body) >= 5:
+                bits = max([bits, *body[5 : 5 + body[4]]])
+            elif kind == b"av1C" and len(body) >= 3:
+                bits = max(bits, 12 if body[2] & 0x20 else 10 if body[2] & 0x40 else 8)
+                configs.append(bool(body[2] & 0x10) or body[2] & 0x0C == 0x0C)
+            elif kind == b"hvcC" and len(body) >= 18:
+                bits = max(bits, 8 + (body[17] & 7))
+                configs.append(body[16] & 3 <= 1)
+    return BmffHeader(width, height, bits, bool(configs) and all(configs), truncated)
+
+
+def _bmff_boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, start, end) of each box from ``start`` on; a box's end may lie past ``end`` (cut short)."""
+    at = start
+    while at + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[at : at + 8])
+        if size == 1 and at + 16 <= end:  # a 64-bit size follows the type
+            size = struct.unpack(">Q", data[at + 8 : at + 16])[0]
+        elif size == 0:  # to the end of the file
+            size = end - at
+        if size < 8:
+            return  # not a box: the rest cannot be walked
+        yield kind, at, at + size
+        at += size
+
+
+def webp_size(head: bytes) -> tuple[int, int] | None:
+    """The canvas size a WebP file's first 30 bytes declare (lossy, lossless or extended), or None.
+
+    Read before Pillow opens the file: its WebP plugin allocates the whole canvas (twice,
+    8 bytes a pixel of address space) as it opens.
+    """
+    if len(head) < 30 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return None
+    chunk = head[12:16]
+    if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", head[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L" and head[20] == 0x2F:
+        bits = struct.unpack("<I", head[21:25])[0]
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
     return None
 
 

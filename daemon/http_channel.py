@@ -27,6 +27,8 @@ from waitress.receiver import ChunkedReceiver
 from waitress.task import ErrorTask
 from waitress.utilities import RequestEntityTooLarge
 
+from .http_headers import ANSWER_HEADERS
+
 # A header that is not complete after this long is a slow-header client (measured: 16 of
 # them sending a byte a second held every cheroot worker; see BENCHMARKS.md).
 HEADER_SECONDS = 10.0
@@ -56,6 +58,7 @@ class JsonErrorTask(ErrorTask):
         body = error_body(error.code, error.reason, str(error.body), self.channel.server.adj)
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
+        self.response_headers.extend(ANSWER_HEADERS.items())  # as the app's answers: error bodies echo input
         self.set_close_on_finish()
         self.content_length = len(body)
         self.channel.linger = True

@@ -4,10 +4,12 @@
 ``decode`` turns those bytes into an RGB picture just big enough for a model:
 EXIF orientation applied, transparency flattened onto white, 16-bit and CMYK
 converted, large JPEGs decoded at reduced size (Pillow's draft mode), a pixel
-cap against decompression bombs, and a process-wide budget of pixels decoded at
-once. HEIC/HEIF, AVIF and camera RAW files (``formats``) go through the same caps; one
-whose decoder is not installed fails with ``Reason.MISSING_LIBRARY``. Every failure
-is an ``ImageError`` whose ``reason`` is one short word.
+cap against decompression bombs, and a process-wide budget of the memory decodes take
+at once (each decode costed by its format and mode, ``memory.bytes_per_pixel``; one that
+alone needs more than the whole budget is refused before decoding). HEIC/HEIF, AVIF and
+camera RAW files (``formats``) go through the same caps; one whose decoder is not
+installed fails with ``Reason.MISSING_LIBRARY``. Every failure is an ``ImageError``
+whose ``reason`` is one short word.
 
 Longer than most modules: every format's caps, pixel budget and failure reasons stay in
 the one place that opens image files (the RAW path, preview or demosaic, is 90 of its lines).
@@ -83,7 +85,11 @@ _ORIENTATIONS = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-# Give freed heap back to the system after a decode this big (16 MP, 64 MB of pixels):
+# What decoders say of a file cut short.
+# Matched as written: Pillow's "Truncated File Read" comes from a header of garbage (corrupt),
+# its "image file is truncated" from a file cut short.
+_CUT_SHORT = ("truncated", "broken data stream", "Truncated data", "end of file")
+# Give freed heap back to the system after a decode this big (16 M budget pixels, 64 MB):
 # malloc_trim took 0.4-20 ms after 64-MP PNG decodes here, which take about a second.
 GIVE_BACK_PIXELS = 16_000_000
 
@@ -103,9 +109,17 @@ class ImageLimits:
 
     max_file_bytes: int = 100 * 1024 * 1024
     max_pixels: int = 178_000_000
-    # Pixels decoded at once across the process (memory.DECODES): about 720 MB of RGB, so
-    # one picture at the pixel cap, or several smaller ones, at a time.
-    decode_budget_pixels: int = 180_000_000
+    # What decodes may allocate at once across the process (memory.DECODES), in 4-byte RGB
+    # pixels: 1.02 GB. A decode costs its pixels times what its decoder allocates per pixel
+    # (memory.bytes_per_pixel, measured); one that needs more than the whole budget is
+    # refused. 256 M lets a picture at the pixel cap (178 MP) decode in the formats photos
+    # are kept in, with room beside it for small decodes: RGB PNG, TIFF and JPEG 712 MB,
+    # RGBA PNG and TIFF 819 MB, CMYK TIFF 783 MB (205 M would do, with no room). It refuses
+    # WebP over 63 MP (16.1 bytes a pixel: the 178 MP one needs 2.9 GB), 8-bit 4:2:0 AVIF
+    # over 111 MP and HEIF over 140 MP, and 4:4:4, alpha and 10-bit ones sooner (50 MP for
+    # 10-bit 4:4:4 HEIF with alpha, 20.3 bytes a pixel). It was 180 M (720 MB), and a decode
+    # over it ran alone, counted at 4 bytes a pixel: 2.7 GiB (2.9 GB) for one WebP.
+    decode_budget_pixels: int = 256_000_000
 
     @classmethod
     def from_config(cls, images: dict[str, float]) -> ImageLimits:
@@ -248,28 +262,98 @@ def decode(data: bytes, min_side: int = 0, limits: ImageLimits = ImageLimits()) 
             # camera newer than LibRaw: Pillow reads its first page rather than nothing
             if exc.reason != Reason.NOT_AN_IMAGE or not formats.is_tiff(data):
                 raise
-    with _decode_errors():
-        held = [_open(data, min_side, limits)]
-    return _load_and_fit(held, min_side, limits)
+    header = _check_header(data, kind, limits)
+    try:
+        with _decode_errors():
+            held = [_open(data, min_side, limits)]
+    except ImageError as exc:
+        # Pillow names every file it cannot open "not an image"; an AVIF or HEIF by its
+        # ftyp box is one, cut short or damaged
+        if header is None or exc.reason != Reason.NOT_AN_IMAGE:
+            raise
+        if header.truncated:
+            raise ImageError(Reason.TRUNCATED, f"{kind} file cut short: a box runs past its end") from exc
+        raise ImageError(Reason.CORRUPT, f"{kind} file whose boxes its decoder cannot read") from exc
+    return _load_and_fit(held, min_side, limits, header=header)
 
 
-def _load_and_fit(held: list[Image.Image], min_side: int, limits: ImageLimits, exif_turn: bool = True) -> Image.Image:
-    """Decode an opened picture inside the pixel budget and shrink it (``_fit``).
+def _check_header(data: bytes, kind: str | None, limits: ImageLimits) -> formats.BmffHeader | None:
+    """The caps on the size an AVIF, HEIF or WebP header declares, before a decoder sees the
+    bytes; the AVIF or HEIF header (None for other kinds).
+
+    AVIF's decoder refuses a huge picture by failing to open it (which read as "not an
+    image"), and Pillow's WebP plugin allocates the canvas as it opens the file (8 bytes a
+    pixel of address space), so these are checked here, on the header's own numbers.
+    """
+    if kind in formats.BMFF_KINDS:
+        header = formats.bmff_header(data)
+        if header.width and header.height:  # none when the boxes cannot be walked: the decoder tells then
+            _check_size(header.width, header.height, limits)
+        return header
+    size = formats.webp_size(data[:30])
+    if size is not None:
+        _check_size(*size, limits)
+        _budget_pixels(*size, "WEBP", memory.bytes_per_pixel("WEBP", "RGB"), limits)
+    return None
+
+
+def _load_and_fit(
+    held: list[Image.Image],
+    min_side: int,
+    limits: ImageLimits,
+    exif_turn: bool = True,
+    header: formats.BmffHeader | None = None,
+) -> Image.Image:
+    """Decode an opened picture inside the decode budget and shrink it (``_fit``).
 
     ``held`` is a list holding the only reference to the picture, emptied here: a caller's
     local would keep the full-size picture alive after the budget lets the next decode in
     (four huge PNGs at once then peaked at 2,080 MiB instead of 1,485; tests/test_memory.py).
+    ``header``: what an AVIF or HEIF file declares (bit depth and chroma change its cost).
     """
     opened = held.pop()
-    pixels = opened.width * opened.height  # after draft: what load() will really allocate
-    with memory.DECODES.hold(pixels, limits.decode_budget_pixels):
+    cost = _budget_pixels(
+        opened.width, opened.height, opened.format, _bytes_per_pixel(opened, min_side, header), limits
+    )
+    with memory.DECODES.hold(cost, limits.decode_budget_pixels):
         with _decode_errors():
             opened.load()
             picture = _fit(opened, min_side, exif_turn)
         del opened  # the full-size picture goes before the next decode is let in
-    if pixels >= GIVE_BACK_PIXELS:
+    if cost >= GIVE_BACK_PIXELS:
         memory.give_back()
     return picture
+
+
+def _bytes_per_pixel(image: Image.Image, min_side: int, header: formats.BmffHeader | None) -> float:
+    """What decoding ``image`` (opened, after draft) and fitting it allocates per pixel."""
+    header = header or formats.BmffHeader()
+    cost = memory.bytes_per_pixel(image.format, image.mode, header.bits, header.subsampled)
+    converted = image.mode not in (*_SHRINK_FIRST_MODES, *_WHOLE_PICTURE_MODES) or "transparency" in image.info
+    if converted and image.width * image.height <= _BAND_PIXELS:
+        # converted whole, not in bands: at 3 MP an RGBA PNG took 13.0 bytes a pixel (4.53 at
+        # 121 MP), a 16-bit grey one 12.3 (2.67)
+        cost += 10
+    elif _shrink_factor(image, min_side) == 1 and (image.mode != "RGB" or "transparency" in image.info):
+        cost += 4  # not shrunk: the RGB result is a full-size copy (a CMYK JPEG: 8.40 bytes a pixel)
+    return cost
+
+
+def _budget_pixels(width: int, height: int, fmt: str | None, bytes_per_pixel: float, limits: ImageLimits) -> int:
+    """A decode's cost in the budget's 4-byte RGB pixels; TOO_LARGE, before decoding, when
+    it needs more than the whole budget (it would wait for every other decode, then take
+    more than the budget allows on its own)."""
+    cost = memory.budget_pixels(width * height, bytes_per_pixel)
+    if cost > limits.decode_budget_pixels:
+        name = {"WEBP": "WebP", None: "picture"}.get(fmt, fmt)
+        needs = width * height * bytes_per_pixel / 1e9
+        budget = limits.decode_budget_pixels * memory.BUDGET_PIXEL_BYTES / 1e9
+        raise ImageError(
+            Reason.TOO_LARGE,
+            f"{width}x{height} {name} needs about {needs:.1f} GB to decode, more than the decode budget "
+            f"(images.decode_budget_megapixels = {limits.decode_budget_pixels / 1e6:g}: {budget:.1f} GB)",
+        )
+    return cost
 
 
 def _decode_raw(data: bytes, min_side: int, limits: ImageLimits) -> Image.Image:
@@ -295,9 +379,9 @@ def _decode_raw(data: bytes, min_side: int, limits: ImageLimits) -> Image.Image:
                 return picture.transpose(turn) if turn is not None else picture
         half = min_side > 0 and min(sizes.width, sizes.height) // 2 >= min_side
         # LibRaw holds the 16-bit raw data (2 bytes a pixel) and a 16-bit 4-channel picture
-        # (8 bytes a pixel, a quarter of the pixels at half size): in the budget's 4-byte RGB
-        # pixels, one per raw pixel at half size, three at full size.
-        held = sizes.raw_width * sizes.raw_height * (1 if half else 3)
+        # (8 bytes a pixel, a quarter of the pixels at half size): 4 bytes a raw pixel at half
+        # size, 12 at full size.
+        held = _budget_pixels(sizes.raw_width, sizes.raw_height, "camera RAW", 4 if half else 12, limits)
         with memory.DECODES.hold(held, limits.decode_budget_pixels):
             with _decode_errors():
                 array = formats.demosaic(raw, half)  # upright already: LibRaw applies the flip
@@ -371,7 +455,8 @@ def _decode_errors() -> Iterator[None]:
         raise ImageError(Reason.TOO_LARGE, str(exc)) from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
         message = str(exc) or type(exc).__name__
-        if "truncated" in message or "broken data stream" in message or isinstance(exc, EOFError):
+        # "image file is truncated" (Pillow), "Truncated data" (libavif), "Unexpected end of file" (libheif)
+        if any(words in message for words in _CUT_SHORT) or isinstance(exc, EOFError):
             raise ImageError(Reason.TRUNCATED, message) from exc
         raise ImageError(Reason.CORRUPT, message) from exc
     except MemoryError as exc:

@@ -20,6 +20,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from .paths import printable
+
 # The classic text format: what every Prometheus (2.x and 3.x) and agent reads. Spelled out:
 # the client's constant for it came in 0.23 (pyproject allows 0.20), and CONTENT_TYPE_LATEST is now 1.0.0.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -139,12 +141,13 @@ class StatsCollector(Collector):
         )
         events = CounterMetricFamily("imgsearchd_watch_events", "file events seen per folder", labels=["folder"])
         for folder in folders:
+            label = printable(str(folder["folder"]))
             current = str(folder["state"])
             known = self._watch_states
             for name in (*known, *([current] if current not in known else [])):
-                state.add_metric([str(folder["folder"]), name], int(name == current))
+                state.add_metric([label, name], int(name == current))
             if "events" in folder:
-                events.add_metric([str(folder["folder"])], folder["events"])
+                events.add_metric([label], folder["events"])
         yield state
         yield events
 

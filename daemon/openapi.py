@@ -67,12 +67,12 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "bad parameter",
         401: "missing or wrong token",
-        403: "a Host that is not this daemon's name, a cross-site request with side effects, "
+        403: "a Host that is not this daemon's name, a request from another site (anything but the page), "
         "or a path outside the allowed roots (or unreadable)",
         404: "no such file (or not in the index)",
         413: "too large",
         415: "not a readable image",
-        429: "too many wrong tokens within a minute: wait Retry-After seconds",
+        429: "too many wrong tokens from this client within a minute: wait Retry-After seconds",
         500: "an internal error (a bug): the daemon's log has the traceback",
         503: "starting, or the catalogue cannot be written now (full or read-only disk; retried by itself)",
         504: "still queued after the timeout",

@@ -11,15 +11,17 @@ A web page the user opens can make the browser send requests to the daemon. Two 
   host name are accepted too: rebinding needs a DNS name, an IP literal cannot be rebound.
   Ports are not compared for the built-in names: SSH tunnels and port forwards change the
   port, rebinding changes the name.
-* **Cross-site** (CSRF): ``<img src="http://127.0.0.1:8080/remove?image=...">`` on any page.
-  Requests with side effects are refused when the browser marks them as from another site
-  (``Sec-Fetch-Site`` other than ``same-origin``/``none``) or carry an ``Origin`` that is not
-  the request's own host. Scripts and curl send neither header and are not affected.
-* **Pictures** (cross-site reads): any page could embed ``<img src=".../thumbnail?image=...">``
-  and learn which files are catalogued, or show them. ``/thumbnail`` and ``/original`` are
-  refused when the browser marks them cross-site, and answer with
-  ``Cross-Origin-Resource-Policy: same-origin`` (server.py), so browsers refuse them to other
-  sites too. JSON answers cannot be read by another site without CORS, which is never sent.
+* **Cross-site** (CSRF and cross-site reads): ``<img src="http://127.0.0.1:8080/remove?image=...">``
+  on any page changes the index; ``<img src=".../search?image=...">`` or ``/thumbnail`` tells
+  the page, by the status or the delay, which files and folders exist (and costs an
+  embedding); a ``text/plain`` POST of a picture needs no CORS preflight. So every request but
+  the page's own files (``/``, ``/ui/<file>``: no data) is refused, the same 403 whatever the
+  file or folder, when the browser marks it as from another site (``Sec-Fetch-Site`` other
+  than ``same-origin``/``none``; ``same-site`` is another port of localhost too), or it
+  carries an ``Origin`` or ``Referer`` that is not the request's own host. Scripts and curl
+  send none of these and are not affected. ``/thumbnail`` and ``/original`` also answer with
+  ``Cross-Origin-Resource-Policy: same-origin`` (server.py). JSON answers cannot be read by
+  another site without CORS, which is never sent.
 """
 
 from __future__ import annotations
@@ -33,10 +35,7 @@ from urllib.parse import urlsplit
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
-SIDE_EFFECT_PATHS = ("/add", "/remove", "/rebuild")
-SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-SAFE_POSTS = ("/search",)  # POST /search only reads: an upload to search with
-PICTURE_PATHS = ("/thumbnail", "/original")  # reads another site could embed as <img>
+PAGE_PATHS = ("/",)  # and /ui/<file>
 
 
 class Refused(Exception):
@@ -103,41 +102,32 @@ def same_origin(origin: str, host: str) -> bool:
     return origin_name == host_name and (origin_port or default) == (host_port or default)
 
 
-def is_side_effect(method: str, path: str) -> bool:
-    """Whether a request changes the daemon's state (and so must not come from another site)."""
-    if path in SIDE_EFFECT_PATHS:
-        return True
-    return method.upper() not in SAFE_METHODS and path not in SAFE_POSTS
+def is_page(path: str) -> bool:
+    """The page's own files, which carry no data: the only answers another site may link to."""
+    return path in PAGE_PATHS or path.startswith("/ui/")
 
 
 def check(environ: Mapping[str, Any], bind_host: str, allowed: Sequence[str]) -> None:
-    """Raise ``Refused`` for a foreign Host, or a cross-site request with side effects."""
+    """Raise ``Refused`` for a foreign Host, or a cross-site request for anything but the page."""
     host = environ.get("HTTP_HOST")
     if host is not None and not host_allowed(host, bind_host, allowed):
         raise Refused(
             f"Host {host!r} is not this daemon's name: use localhost, 127.0.0.1 or [::1], "
             "or add the name to server.allowed_hosts (behind a reverse proxy)"
         )
-    site = environ.get("HTTP_SEC_FETCH_SITE")
     path = environ.get("PATH_INFO", "")
-    if path in PICTURE_PATHS and site is not None and site.lower() not in ("same-origin", "none"):
-        raise Refused(
-            f"cross-site request refused (Sec-Fetch-Site: {site}): {path} shows pictures to this daemon's page only"
-        )
-    if not is_side_effect(environ.get("REQUEST_METHOD", "GET"), path):
-        return
+    if is_page(path):
+        return  # the page's own files: a link from another site may open it
+    what = f"{path} answers this daemon's page and programs only"
+    site = environ.get("HTTP_SEC_FETCH_SITE")
     if site is not None and site.lower() not in ("same-origin", "none"):
-        raise Refused(
-            f"cross-site request refused (Sec-Fetch-Site: {site}): {environ.get('PATH_INFO')} changes the index"
-        )
+        raise Refused(f"cross-site request refused (Sec-Fetch-Site: {site}): {what}")
     origin = environ.get("HTTP_ORIGIN")
     if origin is not None and not same_origin(origin, host or ""):
-        raise Refused(f"cross-origin request refused (Origin: {origin}): {environ.get('PATH_INFO')} changes the index")
+        raise Refused(f"cross-origin request refused (Origin: {origin}): {what}")
     # Over plain HTTP to a name that is not loopback, browsers send neither Sec-Fetch-Site
     # nor (for an <img>) Origin; a Referer from another page still gives it away. A page
     # can suppress the Referer, so off loopback only a token keeps other pages out.
     referer = environ.get("HTTP_REFERER")
     if referer and not same_origin(referer, host or ""):
-        raise Refused(
-            f"cross-site request refused (Referer from another site): {environ.get('PATH_INFO')} changes the index"
-        )
+        raise Refused(f"cross-site request refused (Referer from another site): {what}")

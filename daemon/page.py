@@ -14,8 +14,9 @@ bounds it). The cookie's name carries the port, as browsers send a host's cookie
 port: two daemons on one machine keep their logins apart. ``POST /login`` is a request with
 side effects for ``origin``, so another site cannot log the browser in; SameSite=Strict keeps
 the browser from sending the cookie with a request another site starts. Wrong tokens, here or
-in a Bearer header, are counted (``Throttle``): after 10 in a minute every attempt waits out
-the minute (429), so guessing even a short token takes years.
+in a Bearer header, are counted per client (``Throttle``; the local user, or the remote
+address): after 10 in a minute that client's attempts wait out the minute (429), so guessing
+even a short token takes years, while the owner's own CLI and page go on working.
 """
 
 from __future__ import annotations
@@ -27,13 +28,17 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import bottle
 
+from . import peers
 from .errors import ApiError
+from .http_headers import header_text
 
 COOKIE_PREFIX = "imgsearchd_session_"  # + the port
 # "Entered once" (a browser restart keeps it), yet a stolen cookie does not last for ever.
@@ -133,44 +138,106 @@ class Sessions:
         return f"{self.name(environ)}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict"
 
 
+@dataclass
+class Attempt:
+    """One token comparison under ``Throttle.attempt``: set ``right`` once compared."""
+
+    right: bool = False
+
+
 class Throttle:
-    """Wrong tokens: after ``limit`` within ``window`` seconds, every attempt is refused until it passes."""
+    """Wrong tokens, counted per client (``peers.client_key``: the local user, or the remote
+    address): after ``limit`` within ``window`` seconds that client's attempts are refused (429)
+    until the oldest passes. Another client, the owner's CLI or page, is not: one local user
+    sending wrong tokens locked everyone out for the minute when the count was global.
+
+    A comparison in progress holds one of the client's remaining attempts until it is known
+    right or wrong, and a client's attempts beyond them wait (a comparison takes microseconds):
+    counted only after comparing, 60 parallel guesses got 19 compared against a limit of 10.
+    """
+
+    MAX_CLIENTS = 4096  # remembered at once; the quietest is forgotten first
 
     def __init__(self, limit: int | Callable[[], int] = 10, window: float = 60.0) -> None:
         self._limit, self.window = limit, window
-        self._failures: list[float] = []
-        self._lock = threading.Lock()
+        self._failures: dict[str, list[float]] = {}
+        self._comparing: dict[str, int] = {}
+        self._cond = threading.Condition()
 
     @property
     def limit(self) -> int:
         return self._limit() if callable(self._limit) else self._limit
 
-    def check(self) -> None:
-        """Raise 429 while too many recent attempts failed."""
-        now = time.monotonic()
-        with self._lock:
-            self._failures = [t for t in self._failures if t > now - self.window]
-            if len(self._failures) < self.limit:
-                return
-            wait = max(1, int(self._failures[0] + self.window - now + 1))
-        raise ApiError(429, f"too many wrong tokens: try again in {wait} s", retry_after=wait)
+    def _recent(self, key: str, now: float) -> list[float]:
+        failures = [t for t in self._failures.get(key, ()) if t > now - self.window]
+        if failures:
+            self._failures[key] = failures
+        else:
+            self._failures.pop(key, None)
+        return failures
 
-    def failed(self) -> None:
-        with self._lock:
-            self._failures.append(time.monotonic())
+    @contextmanager
+    def attempt(self, environ: Mapping[str, Any]) -> Iterator[Attempt]:
+        """Compare a token inside this (429 when the request's client is over the limit); a
+        wrong one is counted against that client when the block ends."""
+        key = peers.client_key(environ)
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                failures = self._recent(key, now)
+                if len(failures) >= self.limit:
+                    wait = max(1, int(failures[0] + self.window - now + 1))
+                    raise ApiError(
+                        429, f"too many wrong tokens from this client ({key}): try again in {wait} s", retry_after=wait
+                    )
+                if len(failures) + self._comparing.get(key, 0) < self.limit:
+                    break
+                self._cond.wait(1.0)
+            self._comparing[key] = self._comparing.get(key, 0) + 1
+        attempt = Attempt()
+        try:
+            yield attempt
+        finally:
+            with self._cond:
+                self._comparing[key] -= 1
+                if not self._comparing[key]:
+                    del self._comparing[key]
+                if not attempt.right:
+                    self._failed(key)
+                self._cond.notify_all()
+
+    def _failed(self, key: str) -> None:
+        self._failures.setdefault(key, []).append(time.monotonic())
+        if len(self._failures) > self.MAX_CLIENTS:
+            now = time.monotonic()
+            for other in list(self._failures):
+                self._recent(other, now)
+            while len(self._failures) > self.MAX_CLIENTS:
+                del self._failures[min(self._failures, key=lambda k: self._failures[k][-1])]
+
+
+def token_matches(given: bytes, token: str) -> bool:
+    """Whether the bytes a client sent are the token (its UTF-8), in constant time."""
+    return hmac.compare_digest(given, token.encode("utf-8"))
 
 
 def _given_token() -> str:
-    """The token from a JSON body ``{"token": ...}`` or a form field ``token``."""
+    """The token from a JSON body ``{"token": ...}`` or a form field ``token``; 400 for any
+    body that is neither (bytes that are not UTF-8 in a form, JSON nested past Python's limit)."""
     content_type = (bottle.request.content_type or "").split(";")[0].strip().lower()
     if content_type == "application/json":
         try:
             body = json.loads(bottle.request.body.read(4096) or b"{}")
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, "the request body is not valid JSON") from None
+        except RecursionError:
+            raise ApiError(400, "the JSON body is nested too deeply") from None
         token = body.get("token") if isinstance(body, dict) else None
     else:
-        token = bottle.request.forms.getunicode("token")
+        try:
+            token = bottle.request.forms.getunicode("token")
+        except (UnicodeError, ValueError):
+            raise ApiError(400, "the form is not valid UTF-8 (or not a form): send the token as JSON") from None
     if not isinstance(token, str) or not token:
         raise ApiError(400, 'missing token: send JSON {"token": "..."} or a form field token')
     return token
@@ -184,7 +251,7 @@ def add_routes(app: bottle.Bottle, token: Callable[[], str], sessions: Sessions,
             raise ApiError(404, f"no page file {name!r}; the page is at /")
         data, etag = asset(name)
         headers = {**PAGE_HEADERS, "ETag": etag, "Content-Type": ASSETS[name]}
-        if etag in bottle.request.get_header("If-None-Match", ""):
+        if etag in header_text(bottle.request.environ, "If-None-Match"):
             return bottle.HTTPResponse(status=304, headers=headers)
         return bottle.HTTPResponse(body=data, status=200, headers=headers)
 
@@ -210,9 +277,11 @@ def add_routes(app: bottle.Bottle, token: Callable[[], str], sessions: Sessions,
         if not expected:
             return {"ok": True, "token_required": False}
         given = _given_token()
-        throttle.check()
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            throttle.failed()
+        with throttle.attempt(bottle.request.environ) as attempt:
+            # A JSON string may hold a lone surrogate ("\ud800"), which has no UTF-8: kept as
+            # bytes that match no token, not a 500.
+            attempt.right = token_matches(given.encode("utf-8", "surrogatepass"), expected)
+        if not attempt.right:
             raise ApiError(401, "wrong token (server.token in the daemon's settings)")
         body = json.dumps({"ok": True, "token_required": True})
         headers = {

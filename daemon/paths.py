@@ -58,6 +58,12 @@ def is_text(path: str) -> bool:
     return True
 
 
+def printable(path: str) -> str:
+    """The name as valid text: bytes that are not UTF-8 as ``\\xe9`` escapes (a log line, a
+    Prometheus label: both must be UTF-8, and a lone surrogate made every scrape a 500)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def from_query(native: str) -> str:
     """A path from a query string, as Bottle hands it over (bytes decoded as Latin-1).
 

@@ -14,20 +14,19 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import hmac
 import json
 import logging
 import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import bottle
 
 from . import images, origin, page, time_range
 from .errors import ApiError, image_error
 from .extractors import TextNotSupportedError
+from .http_headers import ANSWER_HEADERS, content_disposition, header_bytes, header_text
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .openapi import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, DUPLICATE_SORTS, MAX_DISTANCE, MAX_LIMIT, spec
@@ -156,6 +155,11 @@ def create_app(service: Service) -> bottle.Bottle:
     throttle = page.Throttle(lambda: int(service.config.server["wrong_tokens_per_minute"]))
     app.default_error_handler = _json_error_page  # bottle's own errors (400, 404, 405, 500) as JSON
 
+    @app.hook("after_request")
+    def answer_headers() -> None:
+        for name, value in ANSWER_HEADERS.items():
+            bottle.response.set_header(name, value)
+
     @app.hook("before_request")
     def check_origin() -> None:
         server = service.config.server
@@ -168,15 +172,16 @@ def create_app(service: Service) -> bottle.Bottle:
         token = service.config.server["token"]
         if not token:
             return
-        header = bottle.request.get_header("Authorization", "")
-        if not header and sessions.authorises(bottle.request.environ, sessions.read(bottle.request), token):
+        environ = bottle.request.environ
+        header = header_bytes(environ, "Authorization")  # any bytes: compared as bytes, never decoded
+        if not header and sessions.authorises(environ, sessions.read(bottle.request), token):
             return  # the page's login cookie (page.py) stands in for the header
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() == "bearer" and given.strip():
-            throttle.check()  # wrong tokens are counted, so that guessing one takes years
-            if hmac.compare_digest(given.strip().encode(), token.encode()):
+        scheme, _, given = header.partition(b" ")
+        if scheme.lower() == b"bearer" and given.strip():
+            with throttle.attempt(environ) as attempt:  # wrong ones counted per client: guessing takes years
+                attempt.right = page.token_matches(given.strip(), token)
+            if attempt.right:
                 return
-            throttle.failed()
         raise ApiError(401, "missing or wrong token: send 'Authorization: Bearer <token>' (or log in on the page at /)")
 
     def require_ready() -> None:
@@ -208,7 +213,7 @@ def create_app(service: Service) -> bottle.Bottle:
     @app.get("/add")
     @guarded()
     def add() -> Any:
-        path = path_param()
+        path = service.config.canonical_path(path_param())
         if os.path.isdir(path):
             if not os.access(path, os.R_OK | os.X_OK):
                 raise ApiError(403, f"{path}: folder is not readable by imgsearchd", reason="unreadable", image=path)
@@ -442,7 +447,7 @@ def create_app(service: Service) -> bottle.Bottle:
         pinned = bottle.request.query.get("v") == found.content_hash
         cache = THUMBNAIL_IMMUTABLE if pinned else THUMBNAIL_REVALIDATE
         headers = {"ETag": found.etag, "Cache-Control": cache, **PICTURE_HEADERS}
-        if etag_matches(bottle.request.get_header("If-None-Match"), found.etag):
+        if etag_matches(header_text(bottle.request.environ, "If-None-Match"), found.etag):
             return bottle.HTTPResponse(status=304, headers=headers)
         return bottle.HTTPResponse(body=found.data, status=200, headers={**headers, "Content-Type": found.content_type})
 
@@ -451,11 +456,10 @@ def create_app(service: Service) -> bottle.Bottle:
     def original() -> Any:
         path = path_param()
         fh, size, content_type = service.original(path)
-        name = quote(os.fsencode(os.path.basename(path)), safe="")
         headers = {
             "Content-Type": content_type,
             "Content-Length": str(size),
-            "Content-Disposition": f"inline; filename*=UTF-8''{name}",
+            "Content-Disposition": content_disposition(path),
             "Cache-Control": "no-cache",
             **PICTURE_HEADERS,
         }

@@ -8,15 +8,25 @@ under final names, and a failed ``--force`` export leaves the earlier one as it 
 
 Import reads such a folder, or clip-retrieval's output (``img_emb/img_emb_K.npy`` with
 ``metadata/metadata_K.parquet``; ``vectors_sources``). Every part's model id and dimension
-is checked against the configured extractor before anything is written. Per row: a file
-whose size and mtime equal the exported ones is trusted (its exported hash and metadata,
-no read: the rule a scan uses); another is read and hashed as the indexer does. Rows are
-written in batches through ``Catalog.record_batch``: a crash keeps what was committed, and a
-rerun counts it ``already``. pyarrow is optional and imported only here, lazily.
+is checked against the configured extractor before anything is written. A row's hash, size,
+mtime and metadata are claims by whoever wrote the file, about files on another machine;
+none of them is taken as it is. Per row: a claimed hash is taken without reading the file
+only when the catalogue itself already knows this path as indexed with that hash and the
+file's size and mtime are still the ones it recorded (the rule a scan uses, on the
+catalogue's own knowledge); the row then adds this extractor's vector and the catalogue
+keeps its metadata. Every other file is read and hashed as the indexer does (size cap,
+allowed roots), a row whose hash is not the file's is skipped (``changed``), and the
+metadata comes from the file's own bytes. A vector already stored for a content hash by
+this model is never replaced (``record_batch(keep_vectors=True)``): a row that claims a
+hash cannot change what another file finds. A row that names no usable file (a null, a
+NUL byte, a value that is no name) is counted by its reason and never stops the rest. Rows
+are written in batches through ``Catalog.record_batch``: a crash keeps what was committed,
+and a rerun counts it ``already``. pyarrow is optional and imported only here, lazily.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,6 +42,7 @@ from .paths import is_inside, normalise_path, path_from_key, path_key
 from .records import FileResult
 from .vectors_sources import (
     METADATA_COLUMNS,
+    OURS,
     ImportBatch,
     Part,
     VectorsError,
@@ -64,6 +75,11 @@ COMPRESSION = "zstd"
 DICTIONARY = ["model_id", "extractor", "taken_from", "camera"]
 # Rows per import transaction: one commit each, so a crash loses at most this many.
 IMPORT_BATCH = 500
+# What odd values in a row can raise (a path too strange for the OS, a number out of range):
+# counted against that row, never the end of the import.
+ROW_ERRORS = (ValueError, TypeError, OverflowError, UnicodeError)
+
+log = logging.getLogger("imgsearchd.vectors_io")
 
 
 # -- export -----------------------------------------------------------------------------------
@@ -198,6 +214,8 @@ def export(
     """
     pyarrow_modules()
     started = time.monotonic()
+    for extractor in extractors:
+        _check_own_folder(folder / extractor)
     old = existing_export(folder)
     if old and not force:
         raise VectorsError(f"{folder} already holds an export ({old[0]}); use --force to replace it")
@@ -245,6 +263,18 @@ def export(
         "seconds": round(elapsed, 3),
         "vectors_per_second": round(sum(rows_by.values()) / elapsed, 1) if elapsed > 0 else 0.0,
     }
+
+
+def _check_own_folder(sub: Path) -> None:
+    """Refuse ``DIR/<extractor>`` when it is a link or not a folder: ``--force`` deletes the
+    part files in it, and through a link those would be some other folder's files."""
+    if sub.is_symlink():
+        raise VectorsError(
+            f"{sub} is a link (to {os.readlink(sub)}): export writes and replaces part files only in a "
+            "folder of its own; remove the link or export to another folder"
+        )
+    if sub.exists() and not sub.is_dir():
+        raise VectorsError(f"{sub} is not a folder: export writes its part files there; move it or export elsewhere")
 
 
 # -- import -----------------------------------------------------------------------------------
@@ -350,66 +380,110 @@ def import_vectors(
     for part in parts:
         for batch in batches(part, options.batch):
             results = list(_results(catalog, part, batch, options, summary))
-            catalog.record_batch(results)
+            catalog.record_batch(results, keep_vectors=True)
             summary.imported += len(results)
             if on_rows is not None:
                 on_rows(len(batch.paths))
     return summary
 
 
+@dataclass(frozen=True)
+class _Row:
+    path: str  # here, normalised
+    claimed: str | None  # the content hash the row claims; None where the layout has none
+    vector: np.ndarray  # unit length
+    usable: bool  # finite, not zero
+
+
+def _local_paths(batch: ImportBatch, options: ImportOptions, summary: ImportSummary) -> list[str | None]:
+    """Each row's path here (after ``--map``, normalised); None, counted ``bad_path``, for a row
+    whose path names no file: a null, a value that is no name, a NUL byte (no file name holds one)."""
+    local: list[str | None] = []
+    for raw in batch.paths:
+        path = None
+        try:
+            here = None if raw is None else mapped(raw, options.maps)
+            if here and b"\0" not in here:  # b"" would be the current folder
+                path = normalise_path(path_from_key(here))
+        except ROW_ERRORS as exc:
+            log.warning("import: a path that names no file here: %s: %s", type(exc).__name__, exc)
+        if path is None:
+            summary.fail("bad_path")
+        local.append(path)
+    return local
+
+
 def _results(
     catalog: Catalog, part: Part, batch: ImportBatch, options: ImportOptions, summary: ImportSummary
 ) -> Iterable[FileResult]:
     """The rows of a batch to write; the others counted in ``summary``."""
-    local = [path_from_key(mapped(p, options.maps)) for p in batch.paths]
-    local = [normalise_path(p) for p in local]
-    known = catalog.import_facts(local, part.extractor, part.model_id)
+    local = _local_paths(batch, options, summary)
+    known = catalog.import_facts([p for p in local if p is not None], part.extractor, part.model_id)
     units, usable = _units(batch.vectors)
     for i, path in enumerate(local):
+        if path is None:
+            continue
+        row = _Row(path, batch.hashes[i] if batch.hashes is not None else None, units[i], bool(usable[i]))
         try:
-            st = images.stat_file(path)
-        except images.ImageError as exc:
-            summary.unusable(path, exc)
+            result = _result(row, known.get(path), part, options, summary)
+        except ROW_ERRORS as exc:  # an odd value this code did not foresee: that row alone
+            log.warning("import: row %d of %s skipped: %s: %s", i, part.file, type(exc).__name__, exc)
+            summary.fail("bad_row")
             continue
-        if options.roots and not is_inside(os.path.realpath(path), options.roots):
-            # The read below checks this on the open file; a trusted row is never opened, and
-            # must not bring in a file the daemon would refuse to index (allowed_roots).
-            summary.fail(images.Reason.OUTSIDE_ROOTS)
-            continue
-        facts = known.get(path)
-        if facts is not None and facts[:2] == (st.st_size, st.st_mtime_ns) and facts[3]:
-            summary.already += 1
-            continue
-        if not usable[i]:
-            summary.fail("bad_vector")
-            continue
-        exported = batch.hashes[i] if batch.hashes is not None else None
-        stat_matches = batch.stat(i) == (st.st_size, st.st_mtime_ns)
-        if exported is not None and stat_matches:
-            # Unchanged since the export, by the scan's own rule: no read of the file.
-            content_hash, metadata, size, mtime_ns = exported, batch.metadata(i), st.st_size, st.st_mtime_ns
-        else:
-            try:
-                read = images.read_file(path, options.limits, options.roots)
-            except images.ImageError as exc:
-                summary.unusable(path, exc)
-                continue
-            content_hash, size, mtime_ns = read.content_hash, read.size, read.mtime_ns
-            if exported is not None and exported != content_hash:
-                summary.changed += 1  # new content: a scan embeds it
-                continue
-            if facts is not None and facts[2] == content_hash and facts[3]:
-                summary.already += 1
-                continue
-            metadata = photo_metadata.read_metadata(read.data, mtime_ns)
-        yield FileResult(
-            path=path,
-            size=size,
-            mtime_ns=mtime_ns,
-            content_hash=content_hash,
-            vectors={part.extractor: (part.model_id, units[i])},
-            metadata=metadata,
-        )
+        if result is not None:
+            yield result
+
+
+def _result(
+    row: _Row,
+    facts: tuple[int, int, str, bool] | None,
+    part: Part,
+    options: ImportOptions,
+    summary: ImportSummary,
+) -> FileResult | None:
+    """What to write for one row, or None with the reason counted in ``summary``.
+
+    ``facts``: what the catalogue knows of the path (``Catalog.import_facts``), or None.
+    """
+    try:
+        st = images.stat_file(row.path)
+    except images.ImageError as exc:
+        summary.unusable(row.path, exc)
+        return None
+    if options.roots and not is_inside(os.path.realpath(row.path), options.roots):
+        # The read below checks this on the open file; a row the catalogue vouches for is never
+        # opened, and must not bring in a file the daemon would refuse to index (allowed_roots).
+        summary.fail(images.Reason.OUTSIDE_ROOTS)
+        return None
+    unchanged = facts is not None and facts[:2] == (st.st_size, st.st_mtime_ns)  # a scan's own rule
+    if unchanged and facts is not None and facts[3]:
+        summary.already += 1
+        return None
+    if not row.usable:
+        summary.fail("bad_vector")
+        return None
+    if part.layout == OURS and row.claimed is None:
+        summary.fail("no_hash")  # an export always writes one: the content the vector was made of
+        return None
+    vectors = {part.extractor: (part.model_id, row.vector)}
+    if unchanged and facts is not None and row.claimed == facts[2]:
+        # The catalogue's own knowledge, not the row's: this path holds this content. No read;
+        # only this extractor's vector is added, and the catalogue keeps its metadata.
+        return FileResult(row.path, st.st_size, st.st_mtime_ns, facts[2], vectors, metadata=None)
+    try:
+        read = images.read_file(row.path, options.limits, options.roots)
+    except images.ImageError as exc:
+        summary.unusable(row.path, exc)
+        return None
+    content_hash = read.content_hash  # computed on each access: once
+    if row.claimed is not None and row.claimed != content_hash:
+        summary.changed += 1  # not the content the vector was made of: a scan embeds it
+        return None
+    if facts is not None and facts[2] == content_hash and facts[3]:
+        summary.already += 1
+        return None
+    metadata = photo_metadata.read_metadata(read.data, read.mtime_ns)  # the file's, never the row's
+    return FileResult(row.path, read.size, read.mtime_ns, content_hash, vectors, metadata=metadata)
 
 
 def _units(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,9 @@ Two layouts, told apart by what the folder holds:
 
 - ours (``imgsearchd export``): ``*/part-*.parquet`` (or ``*.parquet``) with content_hash,
   path (bytes, or a string), size, mtime_ns, model_id, extractor, dim, vector and the photo
-  metadata columns; ``imgsearchd.format`` in the key-value metadata.
+  metadata columns; ``imgsearchd.format`` in the key-value metadata. An import reads only
+  path, content_hash and vector of each row (size, mtime_ns and the metadata are an exporter's
+  claims about another machine's files, which an import never takes: ``vectors_io``).
 - clip-retrieval's: ``img_emb/img_emb_K.npy`` (float16 or float32), whose row i belongs to
   row i of ``metadata/metadata_K.parquet`` (an ``image_path`` column). It names no model:
   the caller gives clip-retrieval's ``--clip_model`` (``clip_model_id`` translates it).
@@ -15,23 +17,21 @@ install it.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .records import PhotoMetadata
-
 FORMAT_KEY = b"imgsearchd.format"
 FORMAT_VERSION = b"1"
-# The photo metadata columns (catalog's metadata columns, ``PhotoMetadata``'s order).
+# The photo metadata columns (catalog's metadata columns, ``PhotoMetadata``'s order): an export
+# writes them; an import does not read them.
 METADATA_COLUMNS = ("taken_at", "taken", "taken_from", "width", "height", "camera", "orientation", "has_gps")
-# The columns an import of ours needs (the metadata columns are optional).
-REQUIRED_COLUMNS = ("content_hash", "path", "size", "mtime_ns", "model_id", "extractor", "dim", "vector")
+# The columns an import of ours needs (an export writes size, mtime_ns and the metadata too).
+REQUIRED_COLUMNS = ("content_hash", "path", "model_id", "extractor", "dim", "vector")
 OURS = "imgsearchd"
 CLIP_RETRIEVAL = "clip-retrieval"
 INSTALL_HINT = "pip install 'imgsearchd[parquet]'"
@@ -126,30 +126,16 @@ class Part:
 
 @dataclass
 class ImportBatch:
-    """Up to a batch of rows of one part: paths as bytes, vectors, and what ours exported."""
+    """Up to a batch of rows of one part: paths as bytes, vectors, and the hashes ours claims.
 
-    paths: list[bytes]
+    A path is None where the row has none that names a file (null, or a value that is no
+    file name); ``hashes`` is None for a layout without them (clip-retrieval's), and an
+    entry None for a row without one.
+    """
+
+    paths: list[bytes | None]
     vectors: np.ndarray  # (n, dim), any float dtype
-    hashes: list[str] | None = None
-    sizes: list[int] | None = None
-    mtimes: list[int] | None = None
-    meta: dict[str, list[Any]] | None = None
-
-    def stat(self, i: int) -> tuple[int, int] | None:
-        """Row i's exported (size, mtime_ns); None when the layout has none."""
-        if self.sizes is None or self.mtimes is None:
-            return None
-        return self.sizes[i], self.mtimes[i]
-
-    def metadata(self, i: int) -> PhotoMetadata | None:
-        """Row i's exported metadata; None when the export had none."""
-        if self.meta is None:
-            return None
-        values = [self.meta[name][i] for name in METADATA_COLUMNS]
-        if values[0] is None or values[1] is None or values[2] is None:
-            return None
-        taken_at, taken, taken_from, width, height, camera, orientation, has_gps = values
-        return PhotoMetadata(float(taken_at), taken, taken_from, width, height, camera, orientation, bool(has_gps))
+    hashes: list[str | None] | None = None
 
 
 # -- finding the parts ----------------------------------------------------------------------------
@@ -195,6 +181,9 @@ def _our_part(file: Path) -> Part:
     lacking = [name for name in REQUIRED_COLUMNS if name not in schema.names]
     if lacking:
         raise VectorsError(f"{file}: not an imgsearchd export: no column {', '.join(lacking)}")
+    for name in ("path", "content_hash"):
+        if not _is_text_or_bytes(schema.field(name).type):
+            raise VectorsError(f"{file}: column {name} is {schema.field(name).type}, not bytes or a string")
     vector_type = schema.field("vector").type
     if not pa.types.is_list(vector_type) and not pa.types.is_fixed_size_list(vector_type):
         raise VectorsError(f"{file}: column vector is {vector_type}, not a list of floats")
@@ -273,28 +262,43 @@ def batches(part: Part, size: int) -> Iterator[ImportBatch]:
         ) from exc
 
 
-def _as_bytes(values: Sequence[Any]) -> list[bytes]:
-    return [v if isinstance(v, bytes) else os.fsencode(v) for v in values]
+def _is_text_or_bytes(kind: Any) -> bool:
+    types = pyarrow_modules()[0].types
+    return bool(
+        types.is_string(kind) or types.is_large_string(kind) or types.is_binary(kind) or types.is_large_binary(kind)
+    )
+
+
+def _as_bytes(column: Any) -> list[bytes | None]:
+    """A column of file names as their bytes; None for a null or a value that is no name.
+
+    A string column is read as its bytes, unchecked: pyarrow refuses to hand over a string
+    that is not UTF-8 (a Latin-1 name, a lone surrogate), which would end the whole import;
+    as bytes it is the file name it says.
+    """
+    pa, _ = pyarrow_modules()
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        column = column.cast(pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary())
+    return [v if isinstance(v, bytes) else None for v in column.to_pylist()]
+
+
+def _as_text(column: Any) -> list[str | None]:
+    """A column of content hashes as text; bytes that are not UTF-8 replaced (no real hash has any)."""
+    return [None if v is None else v.decode("utf-8", "replace") for v in _as_bytes(column)]
 
 
 def _our_batches(part: Part, size: int) -> Iterator[ImportBatch]:
     _, pq = pyarrow_modules()
-    columns = ["path", "content_hash", "size", "mtime_ns", "vector"]
-    names = set(pq.read_schema(part.file).names)
-    with_meta = all(c in names for c in METADATA_COLUMNS)
     reader = pq.ParquetFile(part.file)
-    for record in reader.iter_batches(batch_size=size, columns=columns + (list(METADATA_COLUMNS) if with_meta else [])):
+    for record in reader.iter_batches(batch_size=size, columns=["path", "content_hash", "vector"]):
         vectors = record.column("vector")
         flat = vectors.flatten().to_numpy(zero_copy_only=False)
         whole = vectors.null_count == 0 and flat.size == len(record) * part.dim and _all_of_length(vectors, part.dim)
         matrix = flat.reshape(len(record), part.dim) if whole else _with_nans(vectors, part.dim)
         yield ImportBatch(
-            paths=_as_bytes(record.column("path").to_pylist()),
+            paths=_as_bytes(record.column("path")),
             vectors=matrix,
-            hashes=record.column("content_hash").to_pylist(),
-            sizes=record.column("size").to_pylist(),
-            mtimes=record.column("mtime_ns").to_pylist(),
-            meta={name: record.column(name).to_pylist() for name in METADATA_COLUMNS} if with_meta else None,
+            hashes=_as_text(record.column("content_hash")),
         )
 
 
@@ -323,8 +327,5 @@ def _clip_retrieval_batches(part: Part, size: int) -> Iterator[ImportBatch]:
     start = 0
     for record in pq.ParquetFile(part.metadata_file).iter_batches(batch_size=size, columns=["image_path"]):
         n = len(record)
-        yield ImportBatch(
-            paths=_as_bytes(["" if p is None else p for p in record.column("image_path").to_pylist()]),
-            vectors=np.asarray(vectors[start : start + n]),
-        )
+        yield ImportBatch(paths=_as_bytes(record.column("image_path")), vectors=np.asarray(vectors[start : start + n]))
         start += n

@@ -261,14 +261,17 @@ def live_server(
     threads: int = 64,
     header_seconds: float | None = None,
     slow_slots: int | None = None,
+    extra_watch: Sequence[str] = (),
 ) -> Iterator[Live]:
     """The real service and HTTP server on 127.0.0.1:<free port>; stopped and closed after.
 
     ``load=False`` leaves the service starting (503) for the caller to load.
-    ``watch_overrides`` replace watch options the config cannot set (check intervals).
+    ``watch_overrides`` replace watch options the config cannot set (check intervals);
+    ``extra_watch`` are folders given as ``--watch`` (any bytes: a settings file is UTF-8).
     The HTTP server is the daemon's own (``make_http_server``), with its limits.
     """
     config = load_config(config_path)
+    config.extra_watch = list(extra_watch)
     service = Service(config, slow_slots=slow_slots or max(1, threads - 4))
     service.watch_overrides = dict(watch_overrides or {})
     extra = {} if header_seconds is None else {"header_seconds": header_seconds}

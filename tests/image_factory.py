@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -105,11 +107,12 @@ def large_jpeg(path: Path, photo: Image.Image, width: int = 4000, height: int = 
     return path
 
 
-def solid_png(path: Path, width: int, height: int, rgb: tuple[int, ...] = (200, 40, 40)) -> Path:
-    """A one-colour 8-bit RGB (or RGBA, given 4 values) PNG of any size, written row by row:
-    tiny on disk, and made without holding the picture (13000x13000 takes about 3 s and
-    0.5 MB here, 676 MB decoded)."""
-    row = b"\x00" + bytes(rgb) * width  # filter byte "none", then the pixels
+def solid_png(path: Path, width: int, height: int, rgb: tuple[int, ...] = (200, 40, 40), bit_depth: int = 8) -> Path:
+    """A one-colour RGB (or RGBA, given 4 values) PNG of any size, 8 or 16 bits a channel
+    (``rgb`` in 0-255 either way), written row by row: tiny on disk, and made without holding
+    the picture (13000x13000 takes about 3 s and 0.5 MB here, 676 MB decoded)."""
+    pixel = bytes(rgb) if bit_depth == 8 else b"".join((v * 257).to_bytes(2, "big") for v in rgb)
+    row = b"\x00" + pixel * width  # filter byte "none", then the pixels
     packer = zlib.compressobj(9)
     rows_per_call = max(1, (1 << 22) // len(row))  # compress about 4 MB at a time
     parts = []
@@ -117,7 +120,7 @@ def solid_png(path: Path, width: int, height: int, rgb: tuple[int, ...] = (200, 
         parts.append(packer.compress(row * min(rows_per_call, height - start)))
     parts.append(packer.flush())
     colour_type = 6 if len(rgb) == 4 else 2  # RGBA or RGB
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     path.write_bytes(
         b"\x89PNG\r\n\x1a\n"
         + _png_chunk(b"IHDR", ihdr)
@@ -187,3 +190,29 @@ def heif_bytes(image: Image.Image, kind: str = "HEIF", quality: int = 85) -> byt
     buf = io.BytesIO()
     image.convert("RGB").save(buf, kind, quality=quality)
     return buf.getvalue()
+
+
+def solid_webp(path: Path, width: int, height: int, lossless: bool = True) -> Path:
+    """A one-colour WebP of any size (16383x10860 lossless: 6.8 KB, 2 s), made in a process of
+    its own: Pillow's encoder peaks at 1.8 GB for that one, which the test process would keep."""
+    code = (
+        "import sys; from PIL import Image\n"
+        "w, h, lossless = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == '1'\n"
+        "Image.new('RGB', (w, h), (40, 90, 200)).save(sys.argv[1], 'WEBP', lossless=lossless, quality=80)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(path), str(width), str(height), "1" if lossless else "0"],
+        check=True,
+        timeout=120,
+    )
+    return path
+
+
+def bmff_claiming_size(data: bytes, width: int, height: int) -> bytes:
+    """An AVIF or HEIF file with every ``ispe`` box (image spatial extents) set to claim width x height."""
+    at = data.find(b"ispe")
+    assert at > 0, "no ispe box"
+    while at > 0:
+        data = data[: at + 8] + struct.pack(">II", width, height) + data[at + 16 :]  # after version and flags
+        at = data.find(b"ispe", at + 4)
+    return data

@@ -29,6 +29,7 @@ from helpers import REPO
 TINY = {
     "bench_ann.py": ["--sizes", "1000", "--queries", "20", "--annoy-trees", "2", "--stop-recall", "0.5"],
     "bench_decode.py": ["--small", "3", "--large", "1", "--repeats", "1"],
+    "bench_decode_memory.py": ["--size", "300x200", "--only", "png_rgb", "webp_lossless_rgb", "heif_rgb"],
     "bench_formats.py": ["--megapixels", "0.2", "--repeats", "1"],
     "bench_filters.py": ["--library", "1500", "--folders", "100", "600", "--queries", "3", "--repeats", "1"],
     "bench_index.py": [
@@ -64,6 +65,7 @@ EXPECT = {
     "bench_ann.py": "| 1,000 | Annoy, 2 trees |",
     "bench_recall.py": "| hnsw | 2, grown |",
     "bench_decode.py": "| **loader total** |",
+    "bench_decode_memory.py": ("| png_rgb | PNG RGB |", "| webp_lossless_rgb | WEBP RGB |"),
     "bench_filters.py": "| 600 |",
     "bench_formats.py": ("| DNG + preview |", "(exif; 546x364, Canon EOS R5, GPS True) |"),
     "bench_index.py": "| 1,200 |",

@@ -15,7 +15,7 @@ import pytest
 from imgsearchd.catalog import Catalog, FileResult
 from imgsearchd.folders import is_hidden_or_temporary, is_wanted_image, plan_folder, probe_folder, walk_images
 
-from helpers import without_file_permissions_bypass
+from helpers import live_server, server_config, wait_for, without_file_permissions_bypass
 
 EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"]
 
@@ -184,3 +184,61 @@ def test_retry_waits_longer_after_each_failure_and_only_for_reasons_that_may_pas
     assert retry_due(FailedFile("/p", "unreadable", 1, 1000.0), 1061.0)
     assert not retry_due(FailedFile("/p", "unreadable", 2, 1000.0), 1061.0)
     assert not retry_due(FailedFile("/p", "corrupt", 1, 0.0), 1e9)  # content: only when the file changes
+
+
+# -- issue 26 S5, O5: one name per file, and an allowed area that does not follow a swapped folder --
+
+
+def test_a_folder_link_inside_the_root_is_walked_under_its_own_name_only(tmp_path):
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "real").mkdir(parents=True)
+    elsewhere.mkdir()
+    (root / "real" / "a.jpg").write_bytes(b"x")
+    (elsewhere / "b.jpg").write_bytes(b"y")
+    (root / "alias").symlink_to(root / "real")  # sorts before "real": it used to win the name
+    (root / "outer").symlink_to(elsewhere)  # out of this root: its only name here
+    found = list(walk_images(str(root), EXTENSIONS))
+    assert found == [str(root / "outer" / "b.jpg"), str(root / "real" / "a.jpg")]
+
+
+def test_add_through_a_folder_link_names_the_file_as_the_scan_does(tmp_path, photos):
+    """S5: ``/add ROOT/alias/a.jpg`` made a second entry for ``ROOT/real/a.jpg``, left in search
+    after the link was deleted until the next rescan."""
+    root = tmp_path / "root"
+    (root / "real").mkdir(parents=True)
+    photos["chelsea"].convert("RGB").save(root / "real" / "a.jpg")
+    (root / "alias").symlink_to(root / "real")
+    config = server_config(tmp_path, watch={"directories": [str(root)]})
+    with live_server(config) as live:
+        status, body = live.get("/add", image=str(root / "alias" / "a.jpg"))
+        assert status == 200 and body["image"] == str(root / "real" / "a.jpg"), body
+        status, body = live.get("/add", image=str(root / "alias"))
+        assert status == 202 and body["folder"] == str(root / "real"), body
+        job = body["job"]
+        wait_for(lambda: live.get(f"/jobs/{job}")[1]["state"] == "done", what="the folder job")
+        paths = [bytes(r[0]) for r in live.service.catalog._reader().execute("SELECT path FROM files")]
+        assert paths == [os.fsencode(root / "real" / "a.jpg")], paths
+
+
+def test_a_watched_folder_swapped_for_a_link_does_not_take_the_allowed_area_along(tmp_path, photos):
+    """O5: the allowed roots were resolved on every check, so a watched folder replaced by a link
+    to /etc made /etc allowed: its files indexed and served by /original."""
+    watched, secret = tmp_path / "watched", tmp_path / "secret"
+    watched.mkdir()
+    secret.mkdir()
+    photos["coffee"].convert("RGB").save(secret / "private.jpg")
+    config = server_config(tmp_path, watch={"directories": [str(watched)]})
+    with live_server(config) as live:
+        assert live.service.allowed_roots() == [str(watched)]
+        watched.rmdir()
+        watched.symlink_to(secret)
+        assert live.service.allowed_roots() == [str(watched)]  # as resolved at start
+        through = str(watched / "private.jpg")
+        for route in ("/add", "/original", "/thumbnail"):
+            status, body = live.get(route, image=through) if route == "/add" else fetch_status(live, route, through)
+            assert status == 403 and body.get("reason") == "outside_roots", (route, body)
+
+
+def fetch_status(live, route: str, image: str) -> tuple[int, dict]:
+    status, body, _ = live.request("GET", route, params={"image": image})
+    return status, body

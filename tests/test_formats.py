@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 from PIL import Image, TiffImagePlugin
 
-from imgsearchd import formats, images
+from imgsearchd import formats, images, memory
 from imgsearchd.catalog import Catalog, FailedFile
 from imgsearchd.folders import retry_due
 from imgsearchd.images import ImageError, ImageLimits
 from imgsearchd.indexer import Indexer
 
+import image_factory as make
 from helpers import REPO, free_port, live_server, server_config, wait_for
 from image_factory import dng_bytes, heif_bytes, jpeg_bytes
 from served import serve
@@ -224,10 +225,75 @@ def test_raw_and_heif_keep_the_caps_and_typed_reasons(photos):
         with pytest.raises(ImageError) as refused:
             images.decode(data, 64, tight)
         assert refused.value.reason == images.Reason.TOO_LARGE
-    for data in (dng_bytes(cat), heif_bytes(cat, "HEIF")):
+    for data in (dng_bytes(cat), heif_bytes(cat, "HEIF"), heif_bytes(cat, "AVIF")):
         with pytest.raises(ImageError) as broken:
             images.decode(data[: len(data) // 3], 64)
-        assert broken.value.reason in (images.Reason.TRUNCATED, images.Reason.CORRUPT, images.Reason.NOT_AN_IMAGE)
+        assert broken.value.reason in (images.Reason.TRUNCATED, images.Reason.CORRUPT)
+    with pytest.raises(ImageError) as over:  # a demosaic that needs more than the whole decode budget
+        images.decode(dng_bytes(cat), 64, ImageLimits(decode_budget_pixels=100_000))
+    assert over.value.reason == images.Reason.TOO_LARGE and "camera RAW needs about" in over.value.detail
+
+
+def _reason(data: bytes) -> tuple[str, str]:
+    with pytest.raises(ImageError) as caught:
+        images.decode(data, 224)
+    return caught.value.reason, caught.value.detail
+
+
+@pytest.mark.parametrize("kind", ["AVIF", "HEIF"])
+def test_a_cut_or_damaged_avif_or_heif_is_truncated_or_corrupt_not_some_other_format(photos, kind):
+    """D3: Pillow cannot even open these, and called them "not_an_image"; their ftyp box says what they are."""
+    data = heif_bytes(photos["chelsea"], kind)
+    for end in (len(data) * 9 // 10, len(data) // 2, 300, 100):  # cut in the picture, in the boxes that describe it
+        assert _reason(data[:end])[0] == images.Reason.TRUNCATED, end
+    renamed = data.replace(b"meta", b"mXta", 1)  # every box whole, the one that describes the picture unknown
+    assert _reason(renamed)[0] == images.Reason.CORRUPT
+
+
+@pytest.mark.parametrize("kind", ["AVIF", "HEIF"])
+def test_an_avif_or_heif_declaring_60000_squared_is_too_large_from_its_header(photos, kind):
+    """libavif refuses a picture that big while opening it, which read as "not_an_image"."""
+    data = make.bmff_claiming_size(heif_bytes(photos["chelsea"], kind), 60000, 60000)
+    header = formats.bmff_header(data)
+    assert (header.width, header.height) == (60000, 60000)
+    reason, detail = _reason(data)
+    assert reason == images.Reason.TOO_LARGE and "60000x60000" in detail
+
+
+def _heif_10bit(width: int, height: int) -> bytes:
+    import pillow_heif
+
+    ramp = np.tile(np.linspace(0, 65535, width, dtype=np.uint16)[None, :, None], (height, 1, 3))
+    buf = io.BytesIO()
+    pillow_heif.from_bytes(mode="RGB;16", size=(width, height), data=ramp.tobytes()).save(buf, quality=80)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["AVIF", "HEIF", "HEIF 10-bit", "AVIF 4:4:4"])
+def test_avif_and_heif_are_counted_at_what_their_decoders_allocate(photos, kind, monkeypatch):
+    """Their YUV planes cost 7 to 17 bytes a pixel beside Pillow's RGB (bench/bench_decode_memory.py):
+    the budget holds the figure for the file's format, bit depth and chroma."""
+    picture = photos["chelsea"].convert("RGB").resize((450, 300))  # even: HEVC codes 451 as 452 (and crops it)
+    if kind == "HEIF 10-bit":
+        data = _heif_10bit(*picture.size)
+    elif kind == "AVIF 4:4:4":
+        buf = io.BytesIO()
+        picture.save(buf, "AVIF", subsampling="4:4:4")
+        data = buf.getvalue()
+    else:
+        data = heif_bytes(picture, kind)
+    header = formats.bmff_header(data)
+    assert (header.width, header.height) == picture.size and not header.truncated
+    assert (header.bits, header.subsampled) == ((10, True) if "10-bit" in kind else (8, "4:4:4" not in kind))
+    budget = memory.PixelBudget()
+    monkeypatch.setattr(memory, "DECODES", budget)
+    images.decode(data, 64)
+    pixels = picture.width * picture.height
+    expected = memory.bytes_per_pixel(kind[:4], "RGB", header.bits, header.subsampled)
+    assert budget.peak == memory.budget_pixels(pixels, expected) > pixels * 7 / 4
+    with pytest.raises(ImageError) as caught:
+        images.decode(data, 64, ImageLimits(decode_budget_pixels=budget.peak - 1))
+    assert caught.value.reason == images.Reason.TOO_LARGE and f"450x300 {kind[:4]} needs" in caught.value.detail
 
 
 @pytest.mark.parametrize("kind", ["HEIF", "AVIF"])
@@ -252,6 +318,8 @@ def test_sniffing_cut_headers_never_raises(photos):
     for data in (dng_bytes(cat), dng_bytes(cat, preview=cat), heif_bytes(cat, "HEIF"), heif_bytes(cat, "AVIF")):
         for end in range(0, 400):
             formats.sniff(data[:end])
+            formats.bmff_header(data[:end])
+            formats.webp_size(data[:end])
     assert formats.sniff(b"II*\x00\xff\xff\xff\x7f" + bytes(100)) is None  # first directory far past the end
     # a maker's name far past the end, with SubIFDs: a RAW by its structure, of no known maker
     entries = struct.pack(">HHII", 271, 2, 40, 0x7FFFFFFF) + struct.pack(">HHII", 330, 4, 1, 64)

@@ -138,20 +138,69 @@ def test_same_origin_and_scripts_keep_working(server):
     assert server.get("/remove", image=coffee)[0] == 200
 
 
-def test_cross_site_reads_are_answered_without_cors_headers(server):
-    evil = {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}
+@pytest.mark.parametrize(
+    "marks",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},  # another port of localhost is the same site
+        {"Origin": "http://evil.example"},
+        {"Referer": "http://evil.example/page.html"},
+    ],
+)
+def test_cross_site_reads_get_one_refusal_whatever_the_file(server, marks):
+    """Issue 26 W7: the status or the delay of a cross-site read told another site which files
+    and folders exist (200/404/403/202), and each cost an embedding; D8: a text/plain POST
+    needs no preflight. Now every answer but the page is the same 403, decided before any file."""
+    here, missing = str(server.paths["chelsea"]), str(server.root / "photos" / "nope.jpg")
+    answers = []
+    for route, params in [
+        ("/search", {"image": here}),
+        ("/search", {"image": missing}),
+        ("/duplicates", {"folder": str(server.root / "photos")}),
+        ("/duplicates", {"folder": str(server.root / "nope")}),
+        ("/thumbnail", {"image": here}),
+        ("/stats", {}),
+    ]:
+        status, body, headers = server.request("GET", route, params=params, headers=marks)
+        assert status == 403, (route, params, body)
+        answers.append((route, body))
+    assert answers[0] == answers[1] and answers[2] == answers[3], answers  # nothing told apart
     data = server.paths["chelsea"].read_bytes()
-    status, body, headers = server.request("POST", "/search", body=data, headers={**evil, "Content-Type": "image/jpeg"})
-    assert status == 200 and body["results"]  # reads are harmless: the browser hides the answer
     status, body, headers = server.request(
-        "OPTIONS", "/search", headers={**evil, "Access-Control-Request-Method": "POST"}
+        "POST", "/search", body=data, headers={**marks, "Content-Type": "text/plain"}
     )
-    assert status == 405 and "error" in body
-    for _, _, answer_headers in (
-        (status, body, headers),
-        server.request("GET", "/stats", headers=evil),
-    ):
-        assert not [h for h in answer_headers if h.lower().startswith("access-control-")]
+    assert status == 403 and "refused" in body["error"], body
+    assert not [h for h in headers if h.lower().startswith("access-control-")]
+    status, _ = plain_get(server, "/", {**marks, "Sec-Fetch-Mode": "navigate"})
+    assert status == 200  # a link from another site may open the page itself
+
+
+def plain_get(live, route: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+    """GET without reading the body as JSON (the page is HTML): (status, headers, lower-case names)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port_of(live), timeout=30)
+    try:
+        conn.request("GET", route, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        conn.close()
+
+
+def test_every_answer_says_nosniff_and_no_framing(server):
+    """Issue 26 W3/W4: JSON answers echo their input, so none may be sniffed into HTML; and
+    X-Frame-Options for browsers older than CSP frame-ancestors."""
+    for route, extra, expected in [
+        ("/stats", {}, 200),
+        ("/", {}, 200),
+        ("/nope", {}, 404),
+        ("/search?image=relative%3Cscript%3E.jpg", {}, 400),
+        ("/stats", {"Origin": "http://evil.example"}, 403),
+    ]:
+        status, headers = plain_get(server, route, extra)
+        assert status == expected, (route, status)
+        assert headers.get("x-content-type-options") == "nosniff", (route, status, headers)
+        assert headers.get("x-frame-options") == "DENY", (route, status, headers)
 
 
 # -- item 12: malformed requests are JSON 4xx, never 500 ----------------------------------------------
@@ -238,6 +287,8 @@ def test_broken_chunking_and_request_lines_are_400_json(server):
     ):
         status, headers, body = head_and_json(raw_exchange(server, request.encode()))
         assert status == 400 and headers["content-type"] == "application/json" and body["error"], request
+        # the server layer's answers carry what the app's do (issue 26 W3/W4)
+        assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY", headers
 
 
 def test_a_crash_outside_the_routes_is_a_json_500(server, monkeypatch):

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from imgsearchd import images
+from imgsearchd import images, memory
 from imgsearchd.images import ImageError, ImageLimits
 
 import image_factory as make
@@ -247,3 +250,104 @@ def test_a_link_out_of_the_roots_is_refused_on_the_open_file(tmp_path):
         images.read_file(str(inside / "x.png"), roots=[str(inside)])
     assert caught.value.reason == "outside_roots" and "secret.png" in caught.value.detail
     assert images.read_file(str(inside / "x.png"), roots=[str(tmp_path)]).size > 0
+
+
+# The decode budget counts what each decoder allocates (issue 26): a lossless WebP of 16383x10860
+# is 6.8 KB on disk and took 2.7 GiB to decode, counted as 4 bytes a pixel.
+
+
+@pytest.fixture(scope="module")
+def webps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("webp")
+    return {
+        "huge": make.solid_webp(root / "huge.webp", 16383, 10860),  # the issue's: 178 MP, under the pixel cap
+        "wide": make.solid_webp(root / "wide.webp", 16383, 5400),  # 88 MP: 1.4 GB each
+    }
+
+
+@pytest.fixture
+def budget(monkeypatch) -> memory.PixelBudget:
+    """A fresh process budget, to see what the decodes held."""
+    fresh = memory.PixelBudget()
+    monkeypatch.setattr(memory, "DECODES", fresh)
+    return fresh
+
+
+def _webp_bytes(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (40, 90, 200)).save(buf, "WEBP", lossless=True)
+    return buf.getvalue()
+
+
+def test_a_webp_that_needs_more_than_the_whole_budget_is_refused_before_decoding(webps, budget, monkeypatch):
+    monkeypatch.setattr(images, "_open", lambda *args: pytest.fail("refused after Pillow opened it"))
+    started = time.monotonic()
+    with pytest.raises(ImageError) as caught:
+        images.load_image(str(webps["huge"]), 224)
+    assert time.monotonic() - started < 0.5  # measured 0.1 ms: the size is read from the first 30 bytes
+    assert caught.value.reason == images.Reason.TOO_LARGE
+    assert caught.value.detail == (
+        "16383x10860 WebP needs about 2.9 GB to decode, more than the decode budget "
+        "(images.decode_budget_megapixels = 256: 1.0 GB)"
+    )
+    assert budget.peak == 0  # nothing held: nothing decoded
+
+
+def test_a_webp_is_counted_at_what_its_decoder_allocates(budget):
+    """libwebp and Pillow hold 16 bytes a pixel (bench/bench_decode_memory.py): a budget of one
+    picture's 4-byte pixels no longer lets it in, one of its real cost does."""
+    data = _webp_bytes(1000, 750)
+    cost = memory.budget_pixels(750_000, memory.bytes_per_pixel("WEBP", "RGB"))
+    assert cost >= 750_000 * 16 // 4
+    assert images.decode(data, 224, ImageLimits(decode_budget_pixels=cost)).size == (334, 250)
+    assert budget.peak == cost
+    with pytest.raises(ImageError) as caught:
+        images.decode(data, 224, ImageLimits(decode_budget_pixels=cost - 1))
+    assert caught.value.reason == images.Reason.TOO_LARGE and "1000x750 WebP needs" in caught.value.detail
+    assert images.decode(data, 224).size == (334, 250)  # the default budget: decoded
+
+
+def test_four_88_mp_webps_at_once_are_all_refused_and_nothing_is_held(webps, budget):
+    """D9: four 16383x5400 WebPs posted at once peaked at +2.7 GB, one after the other."""
+    data = webps["wide"].read_bytes()
+
+    def reason(_: int) -> str:
+        with pytest.raises(ImageError) as caught:
+            images.decode(data, 224)
+        return caught.value.reason
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(reason, range(4))) == [images.Reason.TOO_LARGE] * 4
+    assert budget.peak == 0
+
+
+def test_webps_that_fit_two_at_a_time_run_two_at_a_time_within_the_budget(budget, monkeypatch):
+    data = _webp_bytes(1000, 1000)
+    cost = memory.budget_pixels(1_000_000, memory.bytes_per_pixel("WEBP", "RGB"))
+    assert cost >= 1_000_000 * 16 // 4  # measured: 16 bytes a pixel
+    limits = ImageLimits(decode_budget_pixels=cost * 5 // 2)  # two fit, not three
+    two_inside = threading.Barrier(2, timeout=20)  # each decode waits inside the budget for a second one
+    fit = images._fit
+    monkeypatch.setattr(images, "_fit", lambda *args: (two_inside.wait(), fit(*args))[1])
+    with ThreadPoolExecutor(4) as pool:
+        sizes = list(pool.map(lambda _: images.decode(data, 224, limits).size, range(4)))
+    assert sizes == [(250, 250)] * 4
+    assert budget.peak == 2 * cost <= limits.decode_budget_pixels
+
+
+def test_the_default_budget_decodes_photos_at_the_pixel_cap_and_refuses_big_webps():
+    """Decision (the default of images.decode_budget_megapixels, 256): a picture at the pixel cap
+    decodes in the formats photos are kept in; WebP, AVIF and HEIF are refused well below it."""
+    limits = ImageLimits()
+
+    def fits(fmt: str, mode: str, megapixels: float, bits: int = 8, subsampled: bool = True) -> bool:
+        cost = memory.budget_pixels(int(megapixels * 1e6), memory.bytes_per_pixel(fmt, mode, bits, subsampled))
+        return cost <= limits.decode_budget_pixels
+
+    cap = limits.max_pixels / 1e6
+    for fmt, mode in [("PNG", "RGB"), ("PNG", "RGBA"), ("TIFF", "RGB"), ("TIFF", "RGBA"), ("TIFF", "CMYK")]:
+        assert fits(fmt, mode, cap), (fmt, mode)
+    assert fits("JPEG", "RGB", cap) and fits("JPEG", "CMYK", cap)  # before draft mode shrinks them
+    assert fits("WEBP", "RGB", 60) and not fits("WEBP", "RGB", 66)
+    assert fits("AVIF", "RGB", 90) and not fits("AVIF", "RGB", 120)
+    assert fits("HEIF", "RGB", 48, bits=10) and fits("HEIF", "RGB", 130) and not fits("HEIF", "RGB", 150)

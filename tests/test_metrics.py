@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import os
 import urllib.request
 from pathlib import Path
 
@@ -140,3 +141,15 @@ def test_metrics_need_the_token_and_a_good_host(tmp_path: Path):
         assert value(samples, "imgsearchd_ready") == 0
         assert ("imgsearchd_images_indexed", ()) not in samples
         conn.close()
+
+
+def test_a_watched_folder_whose_name_is_not_utf8_is_a_label_not_a_500(tmp_path):
+    """Issue 26 M4: ``--watch .../w_caf\\xe9`` made every scrape a 500 (UnicodeEncodeError):
+    a Prometheus label must be UTF-8. The name's odd byte is written as an escape."""
+    watched = os.fsdecode(bytes(tmp_path) + b"/w_caf\xe9")
+    os.mkdir(watched)
+    config = server_config(tmp_path, server={"token": "t0ken"})
+    with live_server(config, extra_watch=[watched]) as live:
+        label = str(tmp_path) + "/w_caf\\xe9"
+        watching = ("imgsearchd_watch_state", (("folder", label), ("state", "watching")))
+        wait_for(lambda: scrape(live).get(watching) == 1, what="the folder watched, under its escaped name")

@@ -34,7 +34,9 @@ from helpers import Live, live_server, server_config
 HASHES = [f"{i:02x}" * 16 for i in range(8)]
 
 
-def fetch(live: Live, route: str, headers: dict[str, str] | None = None, **params: str) -> tuple[int, Any, bytes]:
+def fetch(
+    live: Live, route: str, headers: dict[str, str] | None = None, **params: str | bytes
+) -> tuple[int, Any, bytes]:
     """GET with query parameters: (status, headers, raw body)."""
     url = f"{live.base}{route}?{urllib.parse.urlencode(params)}"
     request = urllib.request.Request(url, headers=headers or {})
@@ -306,8 +308,19 @@ def test_originals_are_served_only_for_indexed_files_inside_the_roots(live, tmp_
     status, headers, data = fetch(live, "/original", image=str(png))
     assert status == 200 and data == png.read_bytes()
     assert headers["Content-Type"] == "image/png"  # from the bytes, not the name
-    assert headers["Content-Disposition"] == "inline; filename*=UTF-8''really%20a%20png.jpg"
+    assert (
+        headers["Content-Disposition"] == "inline; filename=\"really a png.jpg\"; filename*=UTF-8''really%20a%20png.jpg"
+    )
     assert headers["X-Content-Type-Options"] == "nosniff"
+    # issue 26 W8: a Latin-1 name (not UTF-8) must not be sent as bytes that claim to be UTF-8
+    latin = bytes(live.root) + b'/caf\xe9 "x".jpg'  # sent as the bytes they are (percent-encoded)
+    shutil.copy(live.paths["coffee"], os.fsdecode(latin))
+    assert live.get("/add", image=latin)[0] == 200
+    status, headers, data = fetch(live, "/original", image=latin)
+    assert status == 200 and data == Path(os.fsdecode(latin)).read_bytes()
+    disposition = headers["Content-Disposition"]
+    assert disposition == "inline; filename=\"caf_ _x_.jpg\"; filename*=UTF-8''caf%EF%BF%BD%20%22x%22.jpg", disposition
+    assert "%E9" not in disposition
 
     outside = tmp_path / "secret.jpg"
     shutil.copy(live.paths["astronaut"], outside)

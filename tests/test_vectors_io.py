@@ -18,11 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from imgsearchd import images, photo_metadata
 from imgsearchd.catalog import Catalog
 from imgsearchd.cli import main
 from imgsearchd.index import ExtractorIndex
 from imgsearchd.indexer import Indexer
 from imgsearchd.paths import path_key
+from imgsearchd.records import FileResult
 from imgsearchd.vectors_io import ImportOptions, export, import_vectors, mapped, parse_map
 from imgsearchd.vectors_sources import VectorsError, clip_model_id, find_parts
 
@@ -93,7 +95,7 @@ def test_clip_retrieval_model_names_translate_to_our_ids() -> None:
 
 
 @pytest.mark.process
-def test_export_then_import_into_a_served_data_folder_gives_the_same_answers_reading_no_unchanged_file(
+def test_export_then_import_into_a_served_data_folder_gives_the_same_answers(
     library: dict[str, Any], efficientnet: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "export"
@@ -114,19 +116,17 @@ def test_export_then_import_into_a_served_data_folder_gives_the_same_answers_rea
     assert json.loads(capsys.readouterr().out)["rows"] == {NAME: len(library["paths"])}
     assert sorted(p.name for p in out.rglob("*parquet*")) == ["part-00000.parquet"]  # replaced, no temporary left
 
-    # Into the empty data folder of a running daemon. Every photo unreadable: an import that
-    # trusts size + mtime reads none. One touched file must be read, and fails: proof that
-    # the files really cannot be read.
-    touched = library["paths"][0]
-    os.utime(touched, ns=(os.stat(touched).st_atime_ns, os.stat(touched).st_mtime_ns + 10**9))
+    # Into the empty data folder of a running daemon, which knows none of the files: each is
+    # read and hashed. One unreadable file (the import runs without root's file permission
+    # bypass) fails alone.
+    unreadable = library["paths"][0]
     config_b = config_for(tmp_path / "b.toml", tmp_path / "data-b")
     total = len(library["paths"])
-    # The daemon in this process (its start without a second torch import): the import, which must
-    # not read the files, is the separate process that runs without root's file permission bypass.
+    # The daemon in this process (its start without a second torch import); the import is a
+    # separate process, as a user runs it.
     with live_server(config_b) as daemon:
         assert daemon.get("/search", image=library["paths"][1])[1]["results"] == []
-        for path in library["paths"]:
-            os.chmod(path, 0)
+        os.chmod(unreadable, 0)
         try:
             command = [*without_file_permissions_bypass(), *cli_command("import", str(out), "--config", str(config_b))]
             with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as importing:
@@ -136,8 +136,7 @@ def test_export_then_import_into_a_served_data_folder_gives_the_same_answers_rea
                     time.sleep(0.2)
                 stdout, stderr = importing.communicate()
         finally:
-            for path in library["paths"]:
-                os.chmod(path, 0o644)
+            os.chmod(unreadable, 0o644)
         assert importing.returncode == 0, stderr
         assert answered > 0
         summary = json.loads(stdout)
@@ -154,8 +153,7 @@ def test_export_then_import_into_a_served_data_folder_gives_the_same_answers_rea
         assert (rerun["imported"], rerun["already"], rerun["failed"]) == (1, total - 1, 0), rerun
 
     with Catalog(library["data"] / "catalog.sqlite3") as a, Catalog(tmp_path / "data-b" / "catalog.sqlite3") as b:
-        untouched = library["paths"][1:]  # hashes and metadata as exported (the touched one was read here)
-        assert b.result_facts(untouched) == a.result_facts(untouched)
+        assert b.result_facts(library["paths"]) == a.result_facts(library["paths"])  # hashes and metadata, read here
     queries = stored_vectors(library["data"], efficientnet, library["paths"][:4] + library["paths"][-1:])
     queries.append(efficientnet.embed_images([library_photo(library, "coffee").rotate(180)])[0])
     want = answers(library["data"], efficientnet, queries, tmp_path / "index-a")
@@ -293,6 +291,7 @@ def test_junk_parquet_is_refused_naming_the_file_and_ragged_vectors_row_by_row(
         "no vector column": (table.drop_columns(["vector"]), "no column vector"),
         "vectors shorter than dim": (table.set_column(column, "vector", short), "dim column says 1280, but its vectors have 64"),
         "strings as vectors": (table.set_column(column, "vector", pa.array(["x"] * len(table))), "not a list of floats"),
+        "numbers as paths": (table.set_column(table.schema.get_field_index("path"), "path", pa.array(range(len(table)))), "column path is int64, not bytes or a string"),
     }  # fmt: skip
     for name, (bad, message) in junk.items():
         folder = tmp_path / name
@@ -365,3 +364,232 @@ def test_a_failed_export_keeps_the_earlier_one_and_leaves_no_file_of_its_own(
         with pytest.raises(OSError, match="No space"):
             export(catalog, out, [NAME], force=True, on_rows=disk_full)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+# -- rows that lie: an import takes no claim the file or the catalogue does not back ------------------
+
+
+def exported_table(library: dict[str, Any], tmp_path: Path) -> pa.Table:
+    out = tmp_path / "export"
+    with Catalog(library["data"] / "catalog.sqlite3") as catalog:
+        export(catalog, out, [NAME])
+    return pq.read_table(out / NAME / "part-00000.parquet")
+
+
+def replaced(table: pa.Table, **columns: list[Any]) -> pa.Table:
+    """``table`` with these columns' values replaced (same types, nulls allowed)."""
+    for name, values in columns.items():
+        kind = table.schema.field(name).type
+        table = table.set_column(table.schema.get_field_index(name), pa.field(name, kind), pa.array(values, kind))
+    return table
+
+
+def rows_folder(folder: Path, table: pa.Table) -> Path:
+    (folder / NAME).mkdir(parents=True)
+    pq.write_table(table, folder / NAME / "part-00000.parquet")
+    return folder
+
+
+def row_of(table: pa.Table, path: str) -> int:
+    return table.column("path").to_pylist().index(path_key(path))
+
+
+def copy_catalogue(data: Path, to: Path) -> Path:
+    to.mkdir(parents=True)
+    for name in data.glob("catalog.sqlite3*"):
+        shutil.copy(name, to / name.name)
+    return to / "catalog.sqlite3"
+
+
+def model_of(extractor: Any) -> dict[str, tuple[str, int]]:
+    return {NAME: (extractor.model_id, extractor.dim)}
+
+
+def test_a_row_claiming_another_files_hash_is_read_and_skipped_changing_no_vector(
+    library: dict[str, Any], efficientnet: Any, tmp_path: Path
+) -> None:
+    """A row for a new file, with its real size and mtime, that claims chelsea's hash and brings
+    coffee's vector: the file is read, holds other content, and the row is skipped. Chelsea still
+    finds itself, and no duplicate appears."""
+    table = exported_table(library, tmp_path)
+    chelsea, coffee = (str(library["folder"] / f"{name}.jpg") for name in ("chelsea", "coffee"))
+    c6 = tmp_path / "c6.jpg"
+    library_photo(library, "astronaut").save(c6, quality=85)
+    st = c6.stat()
+    row = replaced(
+        table.take([row_of(table, chelsea)]),
+        path=[path_key(str(c6))],
+        size=[st.st_size],
+        mtime_ns=[st.st_mtime_ns],
+        vector=[table.column("vector")[row_of(table, coffee)].as_py()],
+    )
+    with Catalog(copy_catalogue(library["data"], tmp_path / "data-i")) as catalog:
+        before = catalog.vector_for_path(chelsea, NAME, efficientnet.model_id)
+        summary = import_vectors(catalog, find_parts(rows_folder(tmp_path / "rows", row)), model_of(efficientnet))
+        assert (summary.imported, summary.changed) == (0, 1), summary.as_json()
+        assert catalog.get(str(c6)) is None and catalog.shared_contents() == []
+        after = catalog.vector_for_path(chelsea, NAME, efficientnet.model_id)
+    assert before is not None and after is not None and np.array_equal(after[1], before[1])
+
+
+def test_an_imported_vector_never_replaces_one_of_the_same_model(
+    library: dict[str, Any], efficientnet: Any, tmp_path: Path
+) -> None:
+    """A true claim (a byte copy of chelsea) with coffee's vector: the copy is catalogued, the
+    duplicate it is, but chelsea's vector stays. One of another model (a model change the indexer
+    would re-embed) is replaced; the indexer's own vectors replace any."""
+    table = exported_table(library, tmp_path)
+    chelsea, coffee = (str(library["folder"] / f"{name}.jpg") for name in ("chelsea", "coffee"))
+    copy = tmp_path / "copy.jpg"
+    shutil.copy(chelsea, copy)
+    row = replaced(
+        table.take([row_of(table, chelsea)]),
+        path=[path_key(str(copy))],
+        vector=[table.column("vector")[row_of(table, coffee)].as_py()],
+    )
+    with Catalog(copy_catalogue(library["data"], tmp_path / "data-v")) as catalog:
+        before = catalog.vector_for_path(chelsea, NAME, efficientnet.model_id)
+        summary = import_vectors(catalog, find_parts(rows_folder(tmp_path / "rows", row)), model_of(efficientnet))
+        assert summary.imported == 1, summary.as_json()
+        hashes = catalog.content_hashes([chelsea, str(copy)])
+        assert hashes[chelsea] == hashes[str(copy)]
+        for path in (chelsea, str(copy)):
+            found = catalog.vector_for_path(path, NAME, efficientnet.model_id)
+            assert before is not None and found is not None and np.array_equal(found[1], before[1])
+
+    unit = np.eye(4, dtype=np.float32)
+    with Catalog(tmp_path / "data-m" / "catalog.sqlite3") as catalog:
+
+        def stored() -> int:  # which unit vector "h" holds for model "new"
+            vector = catalog.vector_for_hash("h", NAME, "new")
+            return -1 if vector is None else int(np.argmax(vector))
+
+        catalog.record_batch([FileResult("/p/a.jpg", 1, 1, "h", {NAME: ("old", unit[0])})])
+        catalog.record_batch([FileResult("/p/a.jpg", 1, 1, "h", {NAME: ("new", unit[1])})], keep_vectors=True)
+        assert stored() == 1
+        catalog.record_batch([FileResult("/p/b.jpg", 1, 1, "h", {NAME: ("new", unit[2])})], keep_vectors=True)
+        assert stored() == 1
+        catalog.record_batch([FileResult("/p/a.jpg", 1, 1, "h", {NAME: ("new", unit[3])})])  # the indexer's
+        assert stored() == 3
+
+
+def test_an_import_takes_a_files_metadata_from_its_bytes_never_from_the_row(
+    library: dict[str, Any], efficientnet: Any, tmp_path: Path
+) -> None:
+    """Rows whose metadata the EXIF reader would never give (a 20 MB camera, a date that is
+    none, an infinite time) into an empty catalogue: each file's metadata is its own."""
+    table = exported_table(library, tmp_path)
+    n = len(table)
+    junk = replaced(
+        table,
+        camera=["x" * 20_000_000] + ["Canon"] * (n - 1),
+        taken=["not a date"] * n,
+        taken_at=[float("inf")] * n,
+        taken_from=["exif"] * n,
+        width=[-1] * n,
+    )
+    with Catalog(tmp_path / "data-m" / "catalog.sqlite3") as catalog:
+        summary = import_vectors(catalog, find_parts(rows_folder(tmp_path / "rows", junk)), model_of(efficientnet))
+        assert summary.imported == n, summary.as_json()
+        facts = catalog.result_facts(library["paths"])
+    for path in library["paths"]:
+        assert facts[path][1] == photo_metadata.read_metadata(Path(path).read_bytes(), os.stat(path).st_mtime_ns)
+
+
+def test_an_import_reads_no_file_the_catalogue_already_knows_and_keeps_its_metadata(
+    library: dict[str, Any], efficientnet: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalogue knows every file, with another extractor's vectors: a row claiming the hash
+    the catalogue holds for its unchanged file adds its vector without a read, and the catalogue
+    keeps its own metadata (the rows' is junk). A row claiming another file's hash is read."""
+    table = exported_table(library, tmp_path)
+    n = len(table)
+    claims = table.column("content_hash").to_pylist()
+    wrong = library["paths"][1]
+    claims[row_of(table, wrong)] = claims[row_of(table, library["paths"][2])]
+    rows = replaced(table, content_hash=claims, taken=["not a date"] * n, camera=["x" * 100_000] * n)
+    with Catalog(library["data"] / "catalog.sqlite3") as a:
+        records = [a.get(p) for p in library["paths"]]
+        facts = a.result_facts(library["paths"])
+        vectors = {p: a.vector_for_path(p, NAME, efficientnet.model_id) for p in library["paths"]}
+    other = {"other": ("other-model", np.eye(8, dtype=np.float32)[0])}
+    with Catalog(tmp_path / "data-k" / "catalog.sqlite3") as catalog:
+        catalog.record_batch(
+            [FileResult(r.path, r.size, r.mtime_ns, r.content_hash, other, metadata=facts[r.path][1]) for r in records]
+        )
+        reads: list[str] = []
+        read_file = images.read_file
+
+        def counted(path: str, *args: Any) -> images.FileBytes:
+            reads.append(path)
+            return read_file(path, *args)
+
+        monkeypatch.setattr(images, "read_file", counted)
+        summary = import_vectors(catalog, find_parts(rows_folder(tmp_path / "rows", rows)), model_of(efficientnet))
+        assert (summary.imported, summary.changed, reads) == (n - 1, 1, [wrong]), summary.as_json()
+        assert catalog.result_facts(library["paths"]) == facts
+        for path, exported in vectors.items():
+            found = catalog.vector_for_path(path, NAME, efficientnet.model_id)
+            if path == wrong:
+                assert found is None
+            else:
+                assert found is not None and exported is not None and np.allclose(found[1], exported[1], atol=1e-6)
+
+
+def test_odd_rows_are_counted_by_reason_and_never_stop_the_import(
+    library: dict[str, Any], efficientnet: Any, tmp_path: Path
+) -> None:
+    table = exported_table(library, tmp_path)
+    n = len(table)
+    first = path_key(library["paths"][0])
+    odd = {  # path, claimed hash: why the row is skipped
+        (first.replace(b".jpg", b"\x00.jpg"), "h"): "bad_path",  # no file name holds a NUL
+        (None, "h"): "bad_path",
+        (b"", "h"): "bad_path",  # not the current folder
+        (b"no/such/photo.jpg", "h"): "missing",  # relative: from the current folder
+        (b"/" + b"a" * 5000, "h"): "missing",  # too long a name for any file
+        (path_key(str(library["folder"])), "h"): "not_a_file",
+        (first, None): "no_hash",  # an export always writes one
+    }
+    rows = replaced(
+        table.take([*range(n), *[0] * len(odd)]),
+        path=[*table.column("path").to_pylist(), *(path for path, _ in odd)],
+        content_hash=[*table.column("content_hash").to_pylist(), *(claim for _, claim in odd)],
+    )
+    with Catalog(tmp_path / "data-o" / "catalog.sqlite3") as catalog:
+        summary = import_vectors(catalog, find_parts(rows_folder(tmp_path / "rows", rows)), model_of(efficientnet))
+        assert (summary.imported, summary.missing) == (n, 2), summary.as_json()
+        assert summary.failures == {"bad_path": 3, "not_a_file": 1, "no_hash": 1}, summary.as_json()
+        assert summary.imported + summary.already + summary.missing + summary.changed + summary.failed == len(rows)
+
+    # A string path column whose bytes are not UTF-8 (pyarrow refuses to hand those over as
+    # text): read as the bytes they are. A Latin-1 name is the file it names; a lone surrogate no file.
+    named = [path_key(library["paths"][-1]), b"/nowhere/\xed\xa0\x80.jpg"]
+    strings = pa.Array.from_buffers(pa.string(), 2, pa.array(named, pa.binary()).buffers())
+    two = table.take([row_of(table, library["paths"][-1])] * 2)
+    two = two.set_column(two.schema.get_field_index("path"), pa.field("path", pa.string()), strings)
+    with Catalog(tmp_path / "data-s" / "catalog.sqlite3") as catalog:
+        summary = import_vectors(catalog, find_parts(rows_folder(tmp_path / "strings", two)), model_of(efficientnet))
+        assert (summary.imported, summary.missing, summary.failed) == (1, 1, 0), summary.as_json()
+        assert catalog.get(library["paths"][-1]) is not None
+
+
+def test_export_refuses_a_linked_extractor_folder_and_deletes_nothing_through_it(
+    library: dict[str, Any], tmp_path: Path
+) -> None:
+    unrelated = tmp_path / "unrelated"
+    unrelated.mkdir()
+    (unrelated / "part-00000.parquet").write_bytes(b"someone else's data")
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / NAME).symlink_to(unrelated)
+    with Catalog(library["data"] / "catalog.sqlite3") as catalog:
+        for force in (True, False):
+            with pytest.raises(VectorsError, match=f"{out / NAME} is a link \\(to {unrelated}\\)"):
+                export(catalog, out, [NAME], force=force)
+        (out / NAME).unlink()
+        (out / NAME).write_text("a file")
+        with pytest.raises(VectorsError, match=f"{out / NAME} is not a folder"):
+            export(catalog, out, [NAME], force=True)
+    assert [p.name for p in unrelated.iterdir()] == ["part-00000.parquet"]
+    assert (unrelated / "part-00000.parquet").read_bytes() == b"someone else's data"

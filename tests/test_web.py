@@ -523,8 +523,8 @@ def test_a_login_cookie_stands_in_for_the_bearer_header(locked):
     session = {"Cookie": cookie.split(";")[0]}
     assert raw(locked, "GET", "/stats", session, bearer=False)[0] == 200
     assert b'"authorised": true' in raw(locked, "GET", "/login", session, bearer=False)[1]
-    # a request the browser marks cross-site does not count the cookie
-    assert raw(locked, "GET", "/stats", {**session, "Sec-Fetch-Site": "cross-site"}, bearer=False)[0] == 401
+    # a request the browser marks cross-site is refused before the cookie counts (origin.py)
+    assert raw(locked, "GET", "/stats", {**session, "Sec-Fetch-Site": "cross-site"}, bearer=False)[0] == 403
     name = session["Cookie"].split("=")[0]
     assert name == f"imgsearchd_session_{locked.base.rsplit(':', 1)[1]}"  # one per port: daemons side by side
     assert raw(locked, "GET", "/stats", {"Cookie": f"{name}=forged"}, bearer=False)[0] == 401
@@ -555,14 +555,20 @@ def test_sessions_expire_and_wrong_tokens_are_throttled():
     fresh = sessions.issue("t0ken")
     assert sessions.authorises(environ, fresh, "t0ken") and not sessions.authorises(environ, fresh, "other")
     throttle = Throttle(limit=3, window=0.5)
+    guesser = {"REMOTE_ADDR": "192.0.2.7"}
     for _ in range(3):
-        throttle.check()
-        throttle.failed()
-    with pytest.raises(ApiError) as refused:
-        throttle.check()
+        with throttle.attempt(guesser):
+            pass  # a wrong token
+    with pytest.raises(ApiError) as refused, throttle.attempt(guesser):
+        pass
     assert refused.value.status == 429 and refused.value.extra["retry_after"] >= 1
+    assert "192.0.2.7" in refused.value.message
+    for _ in range(5):  # another client is not locked out, and right tokens do not count
+        with throttle.attempt({"REMOTE_ADDR": "192.0.2.8"}) as attempt:
+            attempt.right = True
     time.sleep(0.6)
-    throttle.check()  # the window passed
+    with throttle.attempt(guesser):  # the window passed
+        pass
 
 
 def test_the_page_files_are_package_data():
