@@ -219,9 +219,9 @@ class Config:
     source: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     extra_watch: list[str] = field(default_factory=list)  # `--watch DIR`, kept across reloads
-    # Each root's real path, resolved the first time it is asked for (at start, or when a
-    # folder is added) and kept: a watched folder later replaced by a link to /etc must not
-    # take the allowed area with it. A reload (SIGHUP) resolves again.
+    # Each root's real path, resolved the first time it is asked for once the root exists (at
+    # start, or when a folder is added or appears) and kept: a watched folder later replaced by
+    # a link to /etc must not take the allowed area with it. A reload (SIGHUP) resolves again.
     _resolved: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def section(self, name: str) -> dict[str, Any]:
@@ -268,29 +268,23 @@ class Config:
     def allowed_roots(self) -> list[str]:
         """Real paths (links resolved, once: see ``_resolved``) of the watched folders and
         ``server.allowed_roots``: where requests and indexed files may be. Empty: anywhere."""
-        return [real for _, real in self._roots()]
+        return [real for _, real in self.root_pairs()]
 
-    def _roots(self) -> list[tuple[str, str]]:
+    def root_pairs(self) -> list[tuple[str, str]]:
         """(each root as configured, its real path)."""
         roots = [str(p) for p in self.watch_dirs]
         roots += [str(Path(r).expanduser().absolute()) for r in self.server["allowed_roots"]]
-        return [(r, self._resolved.setdefault(r, os.path.realpath(r))) for r in roots]
+        return [(r, self._resolve(r)) for r in roots]
 
-    def canonical_path(self, path: str) -> str:
-        """``path`` (absolute, normalised) as a scan names it: below the root that holds it, with
-        links resolved when the real file lies inside that same root (``folders.walk_images``
-        walks a linked folder under its own name). ``/add`` of ``ROOT/link/a.jpg``, ``link`` a
-        folder link to ``ROOT/real``, is ``ROOT/real/a.jpg``, not a second entry for the same
-        file that outlives the link. A path through a link out of its root is kept as given."""
-        for configured, root in sorted(self._roots(), key=lambda pair: len(pair[0]), reverse=True):
-            base = configured.rstrip("/") + "/"
-            if not (path + "/").startswith(base):
-                continue
-            real = os.path.realpath(path)
-            if real == root or real.startswith(root.rstrip("/") + "/"):
-                return base.rstrip("/") + real[len(root.rstrip("/")) :] if root != "/" else base.rstrip("/") + real
-            return path
-        return path
+    def _resolve(self, root: str) -> str:
+        """A root's real path, kept once the root exists (``_resolved``); one that does not exist
+        yet (a disk not mounted, a folder made later, maybe as a link) is resolved again."""
+        real = self._resolved.get(root)
+        if real is None:
+            real = os.path.realpath(root)
+            if os.path.exists(root):
+                self._resolved[root] = real
+        return real
 
     def reload(self) -> Config:
         """Read the same file again with the same command-line settings (for SIGHUP)."""

@@ -65,7 +65,7 @@ def walk_images(
     Follows symbolic links but visits each folder once (symlink loops end), skips
     hidden and temporary names, and reports unreadable folders to ``on_error``. A link to a
     folder inside ``root`` is not followed: that folder is walked under its own name, so a
-    file has one name here (the one ``/add`` gives it: ``Config.canonical_path``) and no
+    file has one name here (the one ``/add`` gives it: ``canonical_path``) and no
     second entry that outlives the link. With
     ``roots`` (real paths), a link that leads out of them is skipped and told to
     ``on_outside``: a link must not make a file outside the allowed folders searchable.
@@ -98,7 +98,7 @@ def walk_images(
                         on_outside(entry.path)
                     continue
                 if entry.is_dir(follow_symlinks=True):
-                    if entry.is_symlink() and is_inside(os.path.realpath(entry.path), [real_root]):
+                    if entry.is_symlink() and walked_by_name(os.path.realpath(entry.path), real_root):
                         continue  # walked under its own name
                     if recursive:
                         subfolders.append(entry.path)
@@ -108,6 +108,43 @@ def walk_images(
                 if on_error is not None:
                     on_error(entry.path, exc)
         stack.extend(reversed(subfolders))
+
+
+def walked_by_name(real: str, real_root: str) -> bool:
+    """Whether a walk of ``real_root`` reaches the folder ``real`` under its own name: it lies
+    inside, and no folder on the way is hidden or temporary (a link ``Camera -> .store/Camera``
+    is the only way in, so it is followed)."""
+    if not is_inside(real, [real_root]):
+        return False
+    inner = os.path.relpath(real, real_root)
+    return inner == "." or not any(is_hidden_or_temporary(part) for part in inner.split(os.sep))
+
+
+def _alias(path: str, real_root: str) -> bool:
+    """Whether ``path`` reaches its file through a folder link whose target a walk of
+    ``real_root`` reaches by name: a row catalogued under such a name (by an older version, or
+    an /add of a subfolder) is a second entry of a file the walk names otherwise."""
+    folder = os.path.dirname(path)
+    real = os.path.realpath(folder)
+    return real != folder and walked_by_name(real, real_root)
+
+
+def canonical_path(path: str, roots: Sequence[tuple[str, str]]) -> str:
+    """``path`` (absolute, normalised) as a scan names it: below the root that holds it (roots
+    as (configured, real) pairs: ``Config.root_pairs``), with folder links resolved where the
+    walk reaches the real folder by its own name (``walked_by_name``). ``/add`` of
+    ``ROOT/link/a.jpg``, ``link`` a folder link to ``ROOT/real``, is ``ROOT/real/a.jpg``, not a
+    second entry for the same file. A path through a link out of its root is kept as given."""
+    for configured, root in sorted(roots, key=lambda pair: len(pair[0]), reverse=True):
+        base = configured.rstrip("/")
+        if not (path + "/").startswith(base + "/"):
+            continue
+        real = os.path.realpath(path)
+        folder = real if os.path.isdir(real) else os.path.dirname(real)
+        if walked_by_name(folder, root):
+            return base + real[len(root.rstrip("/")) :] if root != "/" else base + real
+        return path
+    return path
 
 
 def probe_folder(root: str) -> tuple[tuple[int, int] | None, str | None]:
@@ -195,7 +232,7 @@ def plan_folder(
             plan.to_add.append((path, st.st_mtime_ns))
         else:
             plan.unchanged += 1
-    plan.vanished = _vanished(known, seen, plan.unreadable)
+    plan.vanished = _vanished(known, seen, plan.unreadable, os.path.realpath(root))
     # Catalogued before the link led out of the roots (an older version, a narrowed
     # allowed_roots): such rows must go, or they stay searchable and cannot be /removed.
     plan.vanished += [path for path in known if path not in seen and any(is_under(path, link) for link in plan.outside)]
@@ -230,10 +267,13 @@ def may_pass(path: str, reason: str | None, failed_at: float) -> bool:
     return reason in TRANSIENT_REASONS
 
 
-def _vanished(known: Iterable[str], on_disk: set[str], unreadable: list[str]) -> list[str]:
-    """Catalogued paths gone from disk, leaving alone what sits in a folder that could not be read."""
+def _vanished(known: Iterable[str], on_disk: set[str], unreadable: list[str], real_root: str) -> list[str]:
+    """Catalogued paths gone from disk, or catalogued under a folder link's name that the walk
+    reaches by its own (``_alias``); leaving alone what sits in a folder that could not be read."""
     return [
         path
         for path in known
-        if path not in on_disk and not any(is_under(path, bad) for bad in unreadable) and not os.path.exists(path)
+        if path not in on_disk
+        and not any(is_under(path, bad) for bad in unreadable)
+        and (not os.path.exists(path) or _alias(path, real_root))
     ]

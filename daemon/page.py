@@ -156,7 +156,12 @@ class Throttle:
     counted only after comparing, 60 parallel guesses got 19 compared against a limit of 10.
     """
 
-    MAX_CLIENTS = 4096  # remembered at once; the quietest is forgotten first
+    MAX_CLIENTS = 4096  # remembered at once; beyond them, new clients share one count (OVERFLOW)
+    OVERFLOW = "many clients at once"
+    # Every remote address together may try this many times the limit: one count per address
+    # alone would let an IPv6 network's many /64s guess without bound.
+    ALL_REMOTE = "all remote addresses"
+    REMOTE_FACTOR = 10
 
     def __init__(self, limit: int | Callable[[], int] = 10, window: float = 60.0) -> None:
         self._limit, self.window = limit, window
@@ -176,44 +181,54 @@ class Throttle:
             self._failures.pop(key, None)
         return failures
 
+    def _keys(self, key: str, now: float) -> list[tuple[str, int]]:
+        """The counts an attempt of ``key`` must fit in, with their limits."""
+        if key not in self._failures and len(self._failures) >= self.MAX_CLIENTS:
+            for other in list(self._failures):
+                self._recent(other, now)
+            if len(self._failures) >= self.MAX_CLIENTS:
+                key = self.OVERFLOW  # never forget a throttled client to make room
+        keys = [(key, self.limit)]
+        if key.startswith("address ") or key == self.OVERFLOW:
+            keys.append((self.ALL_REMOTE, self.limit * self.REMOTE_FACTOR))
+        return keys
+
     @contextmanager
     def attempt(self, environ: Mapping[str, Any]) -> Iterator[Attempt]:
         """Compare a token inside this (429 when the request's client is over the limit); a
         wrong one is counted against that client when the block ends."""
-        key = peers.client_key(environ)
+        client = peers.client_key(environ)
         with self._cond:
             while True:
                 now = time.monotonic()
-                failures = self._recent(key, now)
-                if len(failures) >= self.limit:
-                    wait = max(1, int(failures[0] + self.window - now + 1))
-                    raise ApiError(
-                        429, f"too many wrong tokens from this client ({key}): try again in {wait} s", retry_after=wait
-                    )
-                if len(failures) + self._comparing.get(key, 0) < self.limit:
+                keys = self._keys(client, now)
+                for key, limit in keys:
+                    failures = self._recent(key, now)
+                    if len(failures) >= limit:
+                        wait = max(1, int(failures[0] + self.window - now + 1))
+                        raise ApiError(
+                            429,
+                            f"too many wrong tokens from this client ({key}): try again in {wait} s",
+                            retry_after=wait,
+                        )
+                if all(len(self._recent(k, now)) + self._comparing.get(k, 0) < limit for k, limit in keys):
                     break
                 self._cond.wait(1.0)
-            self._comparing[key] = self._comparing.get(key, 0) + 1
+            for key, _ in keys:
+                self._comparing[key] = self._comparing.get(key, 0) + 1
         attempt = Attempt()
         try:
             yield attempt
         finally:
             with self._cond:
-                self._comparing[key] -= 1
-                if not self._comparing[key]:
-                    del self._comparing[key]
-                if not attempt.right:
-                    self._failed(key)
+                stamp = time.monotonic()
+                for key, _ in keys:
+                    self._comparing[key] -= 1
+                    if not self._comparing[key]:
+                        del self._comparing[key]
+                    if not attempt.right:
+                        self._failures.setdefault(key, []).append(stamp)
                 self._cond.notify_all()
-
-    def _failed(self, key: str) -> None:
-        self._failures.setdefault(key, []).append(time.monotonic())
-        if len(self._failures) > self.MAX_CLIENTS:
-            now = time.monotonic()
-            for other in list(self._failures):
-                self._recent(other, now)
-            while len(self._failures) > self.MAX_CLIENTS:
-                del self._failures[min(self._failures, key=lambda k: self._failures[k][-1])]
 
 
 def token_matches(given: bytes, token: str) -> bool:

@@ -38,10 +38,10 @@ def _needles(address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) 
     if isinstance(address, ipaddress.IPv4Address):
         mapped = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + address.packed)
         return {
-            "/proc/net/tcp": _hex_words(address.packed) + suffix,
-            "/proc/net/tcp6": _hex_words(mapped.packed) + suffix,
+            "tcp": _hex_words(address.packed) + suffix,
+            "tcp6": _hex_words(mapped.packed) + suffix,
         }
-    return {"/proc/net/tcp6": _hex_words(address.packed) + suffix}
+    return {"tcp6": _hex_words(address.packed) + suffix}
 
 
 def _plain(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -64,8 +64,9 @@ def socket_owner(
     if wanted is None or not 0 < client_port < 65536:
         return None
     needles = _needles(wanted, client_port)
+    owners: set[int] = set()
     for table in tables:
-        needle = needles.get(table)
+        needle = needles.get("tcp6" if table.endswith("6") else "tcp")
         if needle is None:
             continue
         try:
@@ -80,10 +81,13 @@ def socket_owner(
                         continue
                     state, uid = fields[3], int(fields[7])
                     if state == ESTABLISHED or (state in HALF_CLOSED and uid != 0):
-                        return uid
+                        owners.add(uid)
         except (OSError, ValueError):
             continue
-    return None
+    # Two sockets may share a local address and port when their destinations differ (one to
+    # 127.0.0.1:8080, one to 127.0.0.2:8080 of a daemon bound to 0.0.0.0): then the table
+    # cannot say which is this connection, and neither user's count is taken.
+    return owners.pop() if len(owners) == 1 else None
 
 
 def client_key(environ: Mapping[str, Any]) -> str:

@@ -213,7 +213,7 @@ def create_app(service: Service) -> bottle.Bottle:
     @app.get("/add")
     @guarded()
     def add() -> Any:
-        path = service.config.canonical_path(path_param())
+        path = service.canonical(path_param())
         if os.path.isdir(path):
             if not os.access(path, os.R_OK | os.X_OK):
                 raise ApiError(403, f"{path}: folder is not readable by imgsearchd", reason="unreadable", image=path)
@@ -233,6 +233,9 @@ def create_app(service: Service) -> bottle.Bottle:
     def remove() -> Any:
         path = path_param()
         removed = service.remove(path)
+        named = service.canonical(path)
+        if not removed and named != path:  # added through a folder link: catalogued by its own name
+            path, removed = named, service.remove(named)
         if not removed:
             raise ApiError(404, f"{path} is not in the index", image=path)
         return {"image": path, "removed": removed}

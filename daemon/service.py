@@ -28,7 +28,7 @@ from .config import Config
 from .errors import ApiError, image_error
 from .extractors import Extractor, LoadedExtractors, load
 from .folder_search import UnknownFolder
-from .folders import leads_outside
+from .folders import canonical_path, leads_outside
 from .index import ExtractorIndex, index_for, query_many
 from .indexer import Indexer
 from .jobs import Job, JobTracker, Waiter
@@ -183,6 +183,10 @@ class Service:
 
     def allowed_roots(self) -> list[str]:
         return self.config.allowed_roots
+
+    def canonical(self, path: str) -> str:
+        """A checked path as a scan names the file (``folders.canonical_path``)."""
+        return canonical_path(path, self.config.root_pairs())
 
     def check_path(self, raw: str) -> str:
         """A request's path, normalised; ApiError 400/403 when it is not usable."""

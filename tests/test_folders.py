@@ -199,6 +199,27 @@ def test_a_folder_link_inside_the_root_is_walked_under_its_own_name_only(tmp_pat
     (root / "outer").symlink_to(elsewhere)  # out of this root: its only name here
     found = list(walk_images(str(root), EXTENSIONS))
     assert found == [str(root / "outer" / "b.jpg"), str(root / "real" / "a.jpg")]
+    # a link is the only way into a hidden folder: followed (review: Camera -> .store/Camera)
+    (root / ".store" / "Camera").mkdir(parents=True)
+    (root / ".store" / "Camera" / "c.jpg").write_bytes(b"z")
+    (root / "Camera").symlink_to(root / ".store" / "Camera")
+    assert str(root / "Camera" / "c.jpg") in list(walk_images(str(root), EXTENSIONS))
+
+
+def test_a_scan_forgets_rows_catalogued_under_a_folder_links_name(tmp_path):
+    """Rows an older version (or an /add of a subfolder) catalogued through a link to a folder
+    the walk reaches by its own name: the file still exists, so they used to stay for good."""
+    root = tmp_path / "root"
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "a.jpg").write_bytes(b"x")
+    (root / "alias").symlink_to(root / "real")
+    with Catalog(tmp_path / "c.db") as catalog:
+        for name in ("alias", "real"):
+            path = str(root / name / "a.jpg")
+            st = os.stat(path)
+            catalog.record_batch([FileResult(path, st.st_size, st.st_mtime_ns, "h", {})])
+        plan = plan_folder(catalog, str(root), EXTENSIONS)
+        assert plan.vanished == [str(root / "alias" / "a.jpg")], plan.vanished
 
 
 def test_add_through_a_folder_link_names_the_file_as_the_scan_does(tmp_path, photos):
@@ -218,6 +239,24 @@ def test_add_through_a_folder_link_names_the_file_as_the_scan_does(tmp_path, pho
         wait_for(lambda: live.get(f"/jobs/{job}")[1]["state"] == "done", what="the folder job")
         paths = [bytes(r[0]) for r in live.service.catalog._reader().execute("SELECT path FROM files")]
         assert paths == [os.fsencode(root / "real" / "a.jpg")], paths
+        status, body = live.get("/remove", image=str(root / "alias" / "a.jpg"))  # the name it was added by
+        assert status == 200 and body["image"] == str(root / "real" / "a.jpg"), body
+
+
+def test_a_watched_folder_made_after_start_as_a_link_is_resolved_when_it_appears(tmp_path):
+    """A root that does not exist yet is not kept resolved: made later (here as a link to a
+    disk mounted elsewhere) it is where its files are allowed."""
+    from imgsearchd.config import load_config
+
+    watched, disk = tmp_path / "watched", tmp_path / "disk"
+    disk.mkdir()
+    config = load_config(server_config(tmp_path, watch={"directories": [str(watched)]}))
+    assert config.allowed_roots == [str(watched)]  # not there yet
+    watched.symlink_to(disk)
+    assert config.allowed_roots == [str(disk)]
+    watched.unlink()
+    watched.mkdir()  # and once it exists it is kept: a later swap does not move it
+    assert config.allowed_roots == [str(disk)]
 
 
 def test_a_watched_folder_swapped_for_a_link_does_not_take_the_allowed_area_along(tmp_path, photos):

@@ -186,15 +186,36 @@ def test_a_utf8_token_is_compared_as_the_bytes_sent():
     assert not token_matches("é\ud800".encode("utf-8", "surrogatepass"), "é")
 
 
-def test_many_clients_are_remembered_within_a_bound():
+def test_many_remote_clients_neither_evict_a_throttled_one_nor_guess_without_bound():
+    """Review of the first fix: beyond 4096 clients the quietest was forgotten, even a throttled
+    one, and a /48 has 65,536 /64s. Now a throttled client stays throttled, new clients past the
+    bound share one count, and all remote addresses together try at most 10x the limit."""
+    from imgsearchd.errors import ApiError
     from imgsearchd.page import Throttle
 
-    throttle = Throttle(limit=1, window=60)
+    throttle = Throttle(limit=2, window=60)
     throttle.MAX_CLIENTS = 50
-    for i in range(120):
-        with throttle.attempt({"REMOTE_ADDR": f"192.0.2.{i}"}):
-            pass
-    assert len(throttle._failures) == 50
+    compared = 0
+
+    def guess(environ: dict) -> bool:
+        nonlocal compared
+        try:
+            with throttle.attempt(environ):
+                compared += 1
+            return True
+        except ApiError as exc:
+            assert exc.status == 429
+            return False
+
+    locked = {"REMOTE_ADDR": "2001:db8:0:1::1"}
+    assert [guess(locked) for _ in range(3)] == [True, True, False]
+    others = [guess({"REMOTE_ADDR": f"2001:db8:{i // 65536:x}:{i % 65536 + 2:x}::1"}) for i in range(300)]
+    assert compared == 2 * Throttle.REMOTE_FACTOR, compared  # the ceiling of all remote addresses
+    assert others.count(True) == 2 * Throttle.REMOTE_FACTOR - 2
+    assert not guess(locked)  # still throttled, never forgotten
+    assert len(throttle._failures) <= throttle.MAX_CLIENTS + 1
+    local = {"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "1"}  # a local client: not under the remote ceiling
+    assert guess(local)
 
 
 def test_parallel_guesses_compare_no_more_tokens_than_the_limit():
@@ -233,3 +254,26 @@ def test_parallel_guesses_compare_no_more_tokens_than_the_limit():
     for t in threads:
         t.join()
     assert compared.count(True) == 16 and len(refused) == 50
+
+
+def test_two_sockets_on_one_local_port_name_no_user(tmp_path):
+    """Review: connect() reuses a local port for another destination, so root's client socket
+    and another user's may both be 127.0.0.1:X (to 127.0.0.1:P and 127.0.0.2:P of a daemon on
+    0.0.0.0): the first line found named the wrong user. When the lines disagree, none counts."""
+    table = tmp_path / "tcp"
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    line = "   0: 0100007F:9C40 {rem}:1F90 01 00000000:00000000 00:00000000 00000000 {uid:>5}        0 1 1\n"
+    table.write_text(header + line.format(rem="0100007F", uid=0) + line.format(rem="0200007F", uid=65534))
+    assert peers.socket_owner("127.0.0.1", 0x9C40, 0x1F90, (str(table),)) is None
+    table.write_text(header + line.format(rem="0100007F", uid=1000))
+    assert peers.socket_owner("127.0.0.1", 0x9C40, 0x1F90, (str(table),)) == 1000
+
+
+def test_the_system_unit_keeps_the_real_uids_in_view():
+    """Review: with PrivateUsers=yes every other local user shows as 65534 in the socket table,
+    so one user's wrong tokens would count against all of them (the defect per-user counting fixes)."""
+    from pathlib import Path
+
+    unit = (Path(__file__).resolve().parent.parent / "imgsearchd.service").read_text(encoding="utf-8")
+    directives = [line.split("=", 1)[0].strip() for line in unit.splitlines() if not line.lstrip().startswith("#")]
+    assert "PrivateUsers" not in directives
