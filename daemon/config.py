@@ -270,6 +270,11 @@ class Config:
         ``server.allowed_roots``: where requests and indexed files may be. Empty: anywhere."""
         return [real for _, real in self.root_pairs()]
 
+    def resolve_roots(self) -> None:
+        """Resolve the roots now (at start, or a reload): not at first use, which may come after
+        a watched folder was swapped for a link (the lazy first use let one in: issue 26, O5)."""
+        self.root_pairs()
+
     def root_pairs(self) -> list[tuple[str, str]]:
         """(each root as configured, its real path)."""
         roots = [str(p) for p in self.watch_dirs]
@@ -283,7 +288,9 @@ class Config:
         if real is None:
             real = os.path.realpath(root)
             if os.path.exists(root):
-                self._resolved[root] = real
+                # The first one kept wins: a thread that resolved just after a swap must not
+                # replace what another kept just before it (seen under load in CI).
+                real = self._resolved.setdefault(root, real)
         return real
 
     def reload(self) -> Config:

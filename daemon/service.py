@@ -58,6 +58,7 @@ class Service:
 
     def __init__(self, config: Config, slow_slots: int = SLOW_SLOTS) -> None:
         self.config = config
+        config.resolve_roots()
         self.slow_slots = slow_slots
         self._slow_work = threading.BoundedSemaphore(slow_slots)
         self.started = time.time()
@@ -487,6 +488,7 @@ class Service:
                 log.warning("[%s] changed: this takes effect at the next restart", name)
                 new.values[name] = self.config.values[name]
         self.config = new
+        new.resolve_roots()
         self.limits = images.ImageLimits.from_config(new.images)
         if self.indexer is not None:
             self.indexer.limits = self.limits
