@@ -240,19 +240,16 @@ def test_parallel_guesses_compare_no_more_tokens_than_the_limit():
             with lock:
                 refused.append(exc.status)
 
-    guesser = {"REMOTE_ADDR": "192.0.2.66"}
-    threads = [threading.Thread(target=guess, args=(guesser, False)) for _ in range(60)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    def all_at_once(client: dict, right: bool, count: int) -> None:
+        threads = [threading.Thread(target=guess, args=(client, right)) for _ in range(count)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    all_at_once({"REMOTE_ADDR": "192.0.2.66"}, False, 60)
     assert compared.count(False) == 10 and refused == [429] * 50, (len(compared), len(refused))
-    owner = {"REMOTE_ADDR": "192.0.2.1"}
-    threads = [threading.Thread(target=guess, args=(owner, True)) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    all_at_once({"REMOTE_ADDR": "192.0.2.1"}, True, 16)
     assert compared.count(True) == 16 and len(refused) == 50
 
 
