@@ -119,6 +119,7 @@ class BmffHeader:
 
 # Boxes that hold the ones read here, and where their children start (``meta`` is a full box).
 _BMFF_CONTAINERS = {b"meta": 12, b"iprp": 8, b"ipco": 8}
+_BMFF_READ = frozenset({b"ispe", b"pixi", b"av1C", b"hvcC"})
 
 
 def bmff_header(data: bytes) -> BmffHeader:
@@ -140,10 +141,13 @@ def bmff_header(data: bytes) -> BmffHeader:
         for kind, at, box_end in _bmff_boxes(data, start, end):
             if box_end > len(data):
                 truncated = True
-            body = data[at + 8 : min(box_end, end)]
             if kind in _BMFF_CONTAINERS:
                 todo.append((at + _BMFF_CONTAINERS[kind], min(box_end, end)))
-            elif kind == b"ispe" and len(body) >= 12:
+                continue
+            if kind not in _BMFF_READ:
+                continue  # mdat (the picture: most of the file) and the rest are never copied
+            body = data[at + 8 : min(box_end, end)]
+            if kind == b"ispe" and len(body) >= 12:
                 w, h = struct.unpack(">II", body[4:12])
                 if w * h > width * height:
                     width, height = w, h

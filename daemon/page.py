@@ -202,8 +202,10 @@ class Throttle:
             while True:
                 now = time.monotonic()
                 keys = self._keys(client, now)
+                free = True  # room for one more comparison in every count
                 for key, limit in keys:
                     failures = self._recent(key, now)
+                    free = free and len(failures) + self._comparing.get(key, 0) < limit
                     if len(failures) >= limit:
                         wait = max(1, int(failures[0] + self.window - now + 1))
                         raise ApiError(
@@ -211,7 +213,7 @@ class Throttle:
                             f"too many wrong tokens from this client ({key}): try again in {wait} s",
                             retry_after=wait,
                         )
-                if all(len(self._recent(k, now)) + self._comparing.get(k, 0) < limit for k, limit in keys):
+                if free:
                     break
                 self._cond.wait(1.0)
             for key, _ in keys:
