@@ -35,12 +35,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from bench_indexing import SMALL_SIZES, cpu_model, make_set, spread  # noqa: E402
-from imgsearchd import extractors  # noqa: E402
-from imgsearchd.backfill import Backfill, ClusterOptions, plan  # noqa: E402
-from imgsearchd.backfill_progress import BackfillProgress  # noqa: E402
-from imgsearchd.catalog import Catalog  # noqa: E402
-from imgsearchd.images import ImageLimits  # noqa: E402
-from imgsearchd.indexer import Indexer  # noqa: E402
+from imgsearchd import extractors
+from imgsearchd.bulk.backfill import Backfill, ClusterOptions, plan
+from imgsearchd.bulk.status import BackfillProgress
+from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.media.images import ImageLimits
+from imgsearchd.store.catalog import Catalog
 
 VARIANTS = ("index", "backfill")
 
@@ -93,7 +93,8 @@ def write_ceiling(dim: int, rows: int, workdir: Path) -> float:
     ``dim``-float vectors and metadata (the rate no cluster can exceed while one machine writes)."""
     import numpy as np
 
-    from imgsearchd.records import FileResult, PhotoMetadata
+    from imgsearchd.media.photo_metadata import PhotoMetadata
+    from imgsearchd.store.rows import FileResult
 
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((rows, dim)).astype(np.float32)

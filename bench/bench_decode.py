@@ -46,8 +46,8 @@ from torchvision import transforms
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_indexing import LARGE_SIZES, SMALL_SIZES, base_photos, cpu_model, make_set
-from imgsearchd import images
 from imgsearchd.extractors.crop import ResizeCrop, model_transform
+from imgsearchd.media import images
 
 # decode side, resize, crop, resampling, mean, std of each extractor's preprocessing.
 MODELS: dict[str, tuple[int, int, int, Image.Resampling, tuple[float, ...], tuple[float, ...]]] = {

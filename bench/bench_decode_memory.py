@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from imgsearchd import formats, images, memory  # noqa: E402  (formats registers pillow-heif)
+from imgsearchd.media import formats, images, memory
 
 import image_factory as make  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Benchmark of the folder filter (imgsearchd.folder_search): exact vs over-fetch, by folder size.
+"""Benchmark of the folder filter (imgsearchd.search.scoped): exact vs over-fetch, by folder size.
 
 A real SQLite catalogue holds ``--library`` synthetic 512-d vectors (``photo_like``), the
 files spread at random over folders of the ``--folders`` sizes (the rest in one more
@@ -31,10 +31,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from imgsearchd.catalog import Catalog, FileResult  # noqa: E402
-from imgsearchd.folder_search import EXACT_COST, Method, search_folder  # noqa: E402
-from imgsearchd.index import ExtractorIndex  # noqa: E402
-from imgsearchd.paths import is_under  # noqa: E402
+from imgsearchd.paths import is_under
+from imgsearchd.search.index import ExtractorIndex
+from imgsearchd.search.scoped import EXACT_COST, Method, search_folder
+from imgsearchd.store.catalog import Catalog, FileResult
 
 from index_helpers import EXTRACTOR, MODEL, photo_like  # noqa: E402
 

@@ -31,8 +31,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from imgsearchd.catalog import Catalog, FileResult
-from imgsearchd.images import read_file
+from imgsearchd.media.images import read_file
+from imgsearchd.store.catalog import Catalog, FileResult
 
 from helpers import free_port
 

@@ -34,8 +34,8 @@ KINDS = ("cheroot-16", "cheroot-64", "waitress")
 
 def serve(kind: str, config_path: str) -> None:
     """Child process: the loaded app behind one candidate server until SIGTERM."""
+    from imgsearchd.api.app import create_app
     from imgsearchd.config import load_config
-    from imgsearchd.server import create_app
     from imgsearchd.service import Service
 
     config = load_config(config_path)
@@ -43,7 +43,7 @@ def serve(kind: str, config_path: str) -> None:
     app = create_app(service)
     host, port = config.server["host"], config.server["port"]
     if kind == "waitress":
-        from imgsearchd.http_server import make_http_server
+        from imgsearchd.api.listener import make_http_server
 
         server = make_http_server(config, app)
         start, stop = server.serve, lambda: server.stop()

@@ -40,9 +40,9 @@ import torch
 from PIL import Image
 
 from imgsearchd import extractors
-from imgsearchd.catalog import Catalog
-from imgsearchd.images import ImageLimits
-from imgsearchd.indexer import Indexer
+from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.media.images import ImageLimits
+from imgsearchd.store.catalog import Catalog
 
 DATA_VERSION = 1  # bump when the way images are made changes
 

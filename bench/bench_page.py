@@ -42,8 +42,8 @@ from PIL import Image, ImageOps
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from bench_http import DIM, MODEL_ID, clustered_unit_vectors, get_json
-from imgsearchd.catalog import Catalog, FileResult
-from imgsearchd.index import EXACT_BELOW
+from imgsearchd.search.index import EXACT_BELOW
+from imgsearchd.store.catalog import Catalog, FileResult
 
 from helpers import free_port, skimage_photos
 

@@ -40,11 +40,12 @@ import torch
 from PIL import Image
 
 from bench_indexing import LARGE_SIZES, SMALL_SIZES, cpu_model, describe_set, make_set, run_end_to_end, run_forward
-from imgsearchd import extractors, images
+from imgsearchd import extractors
 from imgsearchd.extractors import precision
 from imgsearchd.extractors.base import RANDOM_WEIGHTS_SEED, Extractor
 from imgsearchd.extractors.clip import ClipExtractor
 from imgsearchd.extractors.efficientnet import load_lite0_state_dict, packaged_weights_path
+from imgsearchd.media import images
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "clip": {"pretrained": "none"},

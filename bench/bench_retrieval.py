@@ -71,7 +71,7 @@ from bench_indexing import cpu_model
 from imgsearchd import extractors
 from imgsearchd.extractors import framing
 from imgsearchd.extractors.framing import LetterboxTensor
-from imgsearchd.images import load_image
+from imgsearchd.media.images import load_image
 
 DATA_VERSION = 2  # bump when the way the pictures are made changes
 ADAPTER_VERSION = 2  # bump when make_extractor changes what a precision computes

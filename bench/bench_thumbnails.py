@@ -46,10 +46,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from PIL import Image  # noqa: E402
 
 from bench_indexing import LARGE_SIZES, SMALL_SIZES, cpu_model, make_set, spread  # noqa: E402
-from imgsearchd import extractors  # noqa: E402
-from imgsearchd.catalog import Catalog  # noqa: E402
-from imgsearchd.indexer import Indexer  # noqa: E402
-from imgsearchd.thumbnails import ThumbnailStore  # noqa: E402
+from imgsearchd import extractors
+from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.media.thumbnails import ThumbnailStore
+from imgsearchd.store.catalog import Catalog
 
 from helpers import free_port, server_config  # noqa: E402
 from served import serve  # noqa: E402

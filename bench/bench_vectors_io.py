@@ -40,12 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_indexing import SMALL_SIZES, cpu_model, make_set
 from imgsearchd import extractors
-from imgsearchd.catalog import Catalog
-from imgsearchd.indexer import Indexer
+from imgsearchd.bulk.parquet import export, import_vectors
+from imgsearchd.bulk.sources import find_parts
+from imgsearchd.ingest.pipeline import Indexer
 from imgsearchd.paths import path_from_key
-from imgsearchd.records import FileResult
-from imgsearchd.vectors_io import export, import_vectors
-from imgsearchd.vectors_sources import find_parts
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.store.rows import FileResult
 
 NAME = "efficientnet"
 

@@ -39,11 +39,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from imgsearchd import images
-from imgsearchd.catalog import Catalog, FileResult
-from imgsearchd.folders import plan_folder
-from imgsearchd.watcher import Watcher, WatchOptions
-from imgsearchd.workqueue import WorkQueue
+from imgsearchd.ingest.folders import plan_folder
+from imgsearchd.ingest.watcher import Watcher, WatchOptions
+from imgsearchd.ingest.workqueue import WorkQueue
+from imgsearchd.media import images
+from imgsearchd.store.catalog import Catalog, FileResult
 
 from helpers import live_server, wait_for, write_config
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import images
+from .media import images
 
 # How an unusable image maps to an HTTP status.
 IMAGE_ERROR_STATUS = {

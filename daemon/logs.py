@@ -60,7 +60,7 @@ class JournalFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``2026-05-01T12:00:00.123+02:00 WARNING imgsearchd.index: message``."""
+    """``2026-05-01T12:00:00.123+02:00 WARNING imgsearchd.search.index: message``."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")

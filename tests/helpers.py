@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 import pytest
 from PIL import Image
 
+from imgsearchd.api.app import create_app
+from imgsearchd.api.listener import make_http_server
 from imgsearchd.config import load_config
-from imgsearchd.http_server import make_http_server
-from imgsearchd.server import create_app
 from imgsearchd.service import Service
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,7 +104,7 @@ def cli_here(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.Compl
     """Run ``imgsearchd`` in this process (``cli.main``), for tests of a command's logic: a
     subprocess pays about 2 s of imports (torch) and its models' load. Each command keeps one
     subprocess smoke test (``run_cli``)."""
-    from imgsearchd import cli
+    from imgsearchd.cli import main as cli
 
     capsys.readouterr()  # what earlier steps printed is not this command's
     message = ""

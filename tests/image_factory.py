@@ -186,7 +186,7 @@ def dng_bytes(
 
 
 def heif_bytes(image: Image.Image, kind: str = "HEIF", quality: int = 85) -> bytes:
-    """HEIC (pillow-heif's encoder, registered by imgsearchd.formats) or AVIF (Pillow's) bytes."""
+    """HEIC (pillow-heif's encoder, registered by imgsearchd.media.formats) or AVIF (Pillow's) bytes."""
     buf = io.BytesIO()
     image.convert("RGB").save(buf, kind, quality=quality)
     return buf.getvalue()

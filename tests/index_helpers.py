@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from imgsearchd.catalog import Catalog, FileResult
+from imgsearchd.store.catalog import Catalog, FileResult
 
 EXTRACTOR = "clip"
 MODEL = "model-x"

@@ -29,8 +29,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from imgsearchd import backfill_progress
-from imgsearchd.backfill import (
+from imgsearchd.bulk import status
+from imgsearchd.bulk.backfill import (
     Backfill,
     BackfillError,
     ClusterOptions,
@@ -41,11 +41,11 @@ from imgsearchd.backfill import (
     plan,
     plan_table,
 )
-from imgsearchd.backfill_progress import BackfillProgress, State
-from imgsearchd.backfill_worker import FileEmbedder, model_column
-from imgsearchd.catalog import Catalog
-from imgsearchd.images import ImageLimits
-from imgsearchd.indexer import Indexer
+from imgsearchd.bulk.status import BackfillProgress, State
+from imgsearchd.bulk.worker import FileEmbedder, model_column
+from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.media.images import ImageLimits
+from imgsearchd.store.catalog import Catalog
 
 from helpers import EFFICIENTNET_FP32, REPO, cli_command, free_port, live_server, skimage_photos, wait_for, write_config
 
@@ -170,7 +170,7 @@ def catalogued(data: Path) -> dict[bytes, tuple[int, str]]:
 
 def status_of(catalog: Catalog, now: float | None = None) -> dict[str, Any]:
     """The backfill's record as /stats shows it; there must be one."""
-    found = backfill_progress.status(catalog, now)
+    found = status.status(catalog, now)
     assert found is not None, "no backfill record in the catalogue"
     return found
 
@@ -405,11 +405,11 @@ def test_actor_shape_and_path_map() -> None:
 
 def test_a_record_nobody_updates_reads_interrupted(tmp_path: Path) -> None:
     with Catalog(tmp_path / "c.sqlite3") as catalog:
-        assert backfill_progress.status(catalog) is None
+        assert status.status(catalog) is None
         progress = BackfillProgress(folders=["/photos"], address="auto", state=State.RUNNING, planned=10, done=4)
         progress.save(catalog)
         assert status_of(catalog)["state"] == State.RUNNING
-        late = status_of(catalog, now=time.time() + backfill_progress.STALE_AFTER_S + 1)
+        late = status_of(catalog, now=time.time() + status.STALE_AFTER_S + 1)
         assert late["state"] == State.INTERRUPTED and late["left"] == 6 and late["eta_s"] is None
 
 
@@ -417,7 +417,7 @@ def test_without_ray_backfill_says_how_to_install_it(tmp_path: Path, offline_con
     (tmp_path / "photos").mkdir()
     code = (
         "import sys; sys.modules['ray'] = None\n"  # as if Ray were not installed
-        "from imgsearchd.cli import main\n"
+        "from imgsearchd.cli.main import main\n"
         f"sys.exit(main(['backfill', {str(tmp_path / 'photos')!r}, '--ray', 'auto', '--config', {str(offline_config)!r}]))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -517,7 +517,7 @@ def test_the_heartbeat_saves_at_once_and_on_time_until_the_block_ends(tmp_path: 
             saves.append(time.monotonic())
             progress.save(catalog)
 
-        with backfill_progress.heartbeat(save, every=0.05):
+        with status.heartbeat(save, every=0.05):
             assert len(saves) == 1 and status_of(catalog)["state"] == State.PLANNING
             time.sleep(0.4)
         count = len(saves)

@@ -16,8 +16,8 @@ from PIL import Image
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
-from imgsearchd import images, memory
 from imgsearchd.extractors.crop import ResizeCrop
+from imgsearchd.media import images, memory
 
 import image_factory as make
 

@@ -8,8 +8,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-from imgsearchd.catalog import Catalog, CatalogError, FileResult
-from imgsearchd.schema import VERSION as SCHEMA_VERSION
+from imgsearchd.store.catalog import Catalog, CatalogError, FileResult
+from imgsearchd.store.schema import VERSION as SCHEMA_VERSION
 
 
 def vec(seed: int, dim: int = 8) -> np.ndarray:
@@ -153,7 +153,7 @@ def test_files_under_uses_folder_boundaries(catalog):
 
 
 def test_a_version_1_catalogue_with_text_paths_is_migrated_to_byte_paths(tmp_path):
-    from imgsearchd import schema
+    from imgsearchd.store import schema
 
     db = tmp_path / "old.sqlite3"
     conn = sqlite3.connect(db, isolation_level=None)

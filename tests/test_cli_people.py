@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from imgsearchd import cli_remote
-from imgsearchd.cli_output import member_line, results_table, shown
-from imgsearchd.cli_wait import follow_job
+from imgsearchd.cli import remote as cli_remote
+from imgsearchd.cli.output import member_line, results_table, shown
+from imgsearchd.cli.wait import follow_job
 
 from helpers import cli_command, live_server, run_cli, server_config, write_config
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgsearchd import duplicates
-from imgsearchd.catalog import Catalog, FileResult
 from imgsearchd.config import DUPLICATE_THRESHOLDS
-from imgsearchd.index import ExtractorIndex, query_many
+from imgsearchd.search import duplicates
+from imgsearchd.search.index import ExtractorIndex, query_many
+from imgsearchd.store.catalog import Catalog, FileResult
 
 from duplicate_set import copy_set, found_pairs, planted, precision_recall, tiles, true_pairs
 from helpers import live_server, server_config, wait_for, write_config
@@ -235,7 +235,7 @@ def test_a_missing_folder_is_404(server) -> None:
 
 
 def test_cli_duplicates(server, tmp_path, capsys) -> None:
-    from imgsearchd import cli
+    from imgsearchd.cli import main as cli
 
     _ready(server)
     port = int(server.base.rsplit(":", 1)[1])

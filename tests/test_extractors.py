@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from imgsearchd import images
 from imgsearchd.extractors import ModelUnavailableError, TextNotSupportedError, create, load
 from imgsearchd.extractors import clip as clip_module
 from imgsearchd.extractors import resnet as resnet_module
 from imgsearchd.extractors.crop import NormalizedTensor, ResizeCrop, model_transform
-from imgsearchd.index_parts import exact_top
+from imgsearchd.media import images
+from imgsearchd.search.parts import exact_top
 
 
 def decoded(image: Image.Image, extractor) -> Image.Image:

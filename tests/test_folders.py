@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgsearchd.catalog import Catalog, FileResult
 from imgsearchd.errors import ApiError
-from imgsearchd.folders import is_hidden_or_temporary, is_wanted_image, plan_folder, probe_folder, walk_images
+from imgsearchd.ingest.folders import is_hidden_or_temporary, is_wanted_image, plan_folder, probe_folder, walk_images
+from imgsearchd.store.catalog import Catalog, FileResult
 
 from helpers import live_server, server_config, wait_for, without_file_permissions_bypass
 
@@ -53,7 +53,7 @@ def test_walk_reports_unreadable_folders_and_goes_on(tmp_path):
     (root / "open" / "b.jpg").write_bytes(b"x")
     (root / "locked").chmod(0)
     code = (
-        "import sys, json; from imgsearchd.folders import walk_images\n"
+        "import sys, json; from imgsearchd.ingest.folders import walk_images\n"
         "errors = []\n"
         "found = list(walk_images(sys.argv[1], ['.jpg'], on_error=lambda p, e: errors.append(p)))\n"
         "print(json.dumps([found, errors]))\n"
@@ -178,8 +178,8 @@ def test_plan_forgets_catalogued_files_reached_through_a_link_that_now_leads_out
 
 
 def test_retry_waits_longer_after_each_failure_and_only_for_reasons_that_may_pass():
-    from imgsearchd.catalog import FailedFile
-    from imgsearchd.folders import retry_delay, retry_due
+    from imgsearchd.ingest.folders import retry_delay, retry_due
+    from imgsearchd.store.catalog import FailedFile
 
     assert [retry_delay(n) for n in (1, 2, 3)] == [60.0, 120.0, 240.0] and retry_delay(50) == 86400.0
     assert retry_due(FailedFile("/p", "unreadable", 1, 1000.0), 1061.0)

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from PIL import Image, TiffImagePlugin
 
-from imgsearchd import formats, images, memory
-from imgsearchd.catalog import Catalog, FailedFile
-from imgsearchd.folders import retry_due
-from imgsearchd.images import ImageError, ImageLimits
-from imgsearchd.indexer import Indexer
+from imgsearchd.ingest.folders import retry_due
+from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.media import formats, images, memory
+from imgsearchd.media.images import ImageError, ImageLimits
+from imgsearchd.store.catalog import Catalog, FailedFile
 
 import image_factory as make
 from helpers import REPO, free_port, live_server, server_config, wait_for
@@ -357,6 +357,6 @@ def test_the_page_file_picker_offers_every_new_extension():
     """Browsers whose MIME registry lacks HEIC or RAW types hide such files from ``accept="image/*"``."""
     from imgsearchd.config import AVIF_EXTENSIONS, HEIF_EXTENSIONS, RAW_EXTENSIONS
 
-    html = (REPO / "daemon" / "web" / "index.html").read_text(encoding="utf-8")
+    html = (REPO / "daemon" / "api" / "web" / "index.html").read_text(encoding="utf-8")
     accept = html.split('id="file" type="file" accept="', 1)[1].split('"', 1)[0].split(",")
     assert "image/*" in accept and set(HEIF_EXTENSIONS + AVIF_EXTENSIONS + RAW_EXTENSIONS) <= set(accept), accept

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 from PIL import Image
 
-from imgsearchd.catalog import Catalog
+from imgsearchd.store.catalog import Catalog
 
 from helpers import free_port, live_server, server_config, wait_for, without_file_permissions_bypass
 from served import serve

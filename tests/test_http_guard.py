@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from imgsearchd import origin
+from imgsearchd.api import origin
 from imgsearchd.config import ConfigError, load_config
 
 from helpers import live_server, server_config, write_config

@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 import requests
 
-from imgsearchd import query
+from imgsearchd.search import query
 
 from helpers import live_server, server_config
 

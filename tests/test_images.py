@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgsearchd import images, memory
-from imgsearchd.images import ImageError, ImageLimits
+from imgsearchd.media import images, memory
+from imgsearchd.media.images import ImageError, ImageLimits
 
 import image_factory as make
 from helpers import without_file_permissions_bypass
@@ -71,7 +71,7 @@ def test_unreadable_file_is_reported_as_unreadable(tmp_path, photos):
     path = make.large_jpeg(tmp_path / "secret.jpg", photos["chelsea"], 64, 64)
     path.chmod(0)
     code = (
-        "import sys; from imgsearchd import images\n"
+        "import sys; from imgsearchd.media import images\n"
         "try:\n    images.read_file(sys.argv[1])\nexcept images.ImageError as e:\n    print(e.reason)\n"
     )
     out = subprocess.run(

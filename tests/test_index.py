@@ -1,4 +1,4 @@
-"""Tests for imgsearchd.index: real SQLite catalogue, real Annoy files, no images."""
+"""Tests for imgsearchd.search.index: real SQLite catalogue, real Annoy files, no images."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from imgsearchd.catalog import Catalog, FileResult
-from imgsearchd.index import ExtractorIndex
-from imgsearchd.snapshot import META_NAME
+from imgsearchd.search.index import ExtractorIndex
+from imgsearchd.search.snapshot import META_NAME
+from imgsearchd.store.catalog import Catalog, FileResult
 
 from helpers import wait_for
 from index_helpers import (
@@ -327,8 +327,8 @@ def test_searches_during_three_swaps_see_no_error_and_no_stale_result(catalog, t
 
 CHILD = """
 import sys
-from imgsearchd.catalog import Catalog
-from imgsearchd.index import ExtractorIndex
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.search.index import ExtractorIndex
 catalog = Catalog(sys.argv[1])
 index = ExtractorIndex(catalog, sys.argv[2], "clip", "model-x", int(sys.argv[3]), kind="annoy", trees=20, exact_below=0,
                        rebuild_after_changes=10**9, rebuild_after_seconds=3600.0)
@@ -392,7 +392,7 @@ def test_sigkill_during_rebuild_leaves_previous_snapshot_usable(catalog, tmp_pat
     wait_for(lambda: _gone(builder), 10)  # the builder dies with the daemon
     assert index_files(directory) == snapshot
 
-    caplog.set_level(logging.INFO, logger="imgsearchd.index")
+    caplog.set_level(logging.INFO, logger="imgsearchd.search.index")
     index = make_index(catalog, tmp_path, trees=20)
     try:
         assert "loaded snapshot" in caplog.text and "rejected" not in caplog.text and "rebuilding" not in caplog.text
@@ -454,7 +454,7 @@ def test_damaged_snapshot_is_detected_logged_and_rebuilt(catalog, tmp_path, capl
     index.close()
     damage(directory, json.loads((directory / META_NAME).read_text()))
 
-    caplog.set_level(logging.INFO, logger="imgsearchd.index")
+    caplog.set_level(logging.INFO, logger="imgsearchd.search.index")
     index = make_index(catalog, tmp_path)
     try:
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -476,7 +476,7 @@ def test_restart_with_matching_snapshot_does_not_rebuild(catalog, tmp_path, capl
     files, last_build = index_files(index.directory), index.stats()["last_build"]
     index.close()
 
-    caplog.set_level(logging.INFO, logger="imgsearchd.index")
+    caplog.set_level(logging.INFO, logger="imgsearchd.search.index")
     index = make_index(catalog, tmp_path)
     try:
         time.sleep(0.3)  # give a wrongly scheduled build the chance to show
@@ -497,7 +497,7 @@ def test_restart_with_another_model_rebuilds(catalog, tmp_path, caplog):
     new_vectors = random_unit(2000, DIM, seed=40)
     assert list(add_files(catalog, new_vectors, model="model-y")) == list(ids)  # same files, re-embedded
 
-    caplog.set_level(logging.INFO, logger="imgsearchd.index")
+    caplog.set_level(logging.INFO, logger="imgsearchd.search.index")
     index = make_index(catalog, tmp_path, model_id="model-y")
     try:
         assert "built for model 'model-x'" in caplog.text and "rebuilding" in caplog.text

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgsearchd.catalog import Catalog, FileResult
 from imgsearchd.config import ConfigError, load_config
-from imgsearchd.folder_search import Method, search_folder
-from imgsearchd.index import ExtractorIndex
+from imgsearchd.search.index import ExtractorIndex
+from imgsearchd.search.scoped import Method, search_folder
+from imgsearchd.store.catalog import Catalog, FileResult
 from test_index_recall import brute_force_recall
 
 from helpers import write_config
@@ -62,7 +62,7 @@ def test_hnsw_is_the_default_and_its_measured_recall_is_the_brute_force_recall(t
 
 
 def test_a_rebuild_grows_the_graph_by_the_changes_and_answers_like_brute_force(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="imgsearchd.index")
+    caplog.set_level(logging.INFO, logger="imgsearchd.search.index")
     data = photo_like(2600, DIM, seed=4, topic_size=400)
     with Catalog(tmp_path / "catalog.db") as catalog:
         add_files(catalog, data[:2000])
@@ -93,7 +93,7 @@ def test_a_rebuild_grows_the_graph_by_the_changes_and_answers_like_brute_force(t
 
 
 def test_removals_past_a_quarter_of_the_graph_bring_a_full_build(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="imgsearchd.index")
+    caplog.set_level(logging.INFO, logger="imgsearchd.search.index")
     with Catalog(tmp_path / "catalog.db") as catalog:
         add_files(catalog, photo_like(1200, DIM, seed=5, topic_size=300))
         index = open_index(catalog, tmp_path / "index")
@@ -111,7 +111,7 @@ def test_removals_past_a_quarter_of_the_graph_bring_a_full_build(tmp_path, caplo
 
 
 def test_unchanged_pictures_are_left_alone_and_a_lost_graph_file_brings_a_full_build(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="imgsearchd.index")
+    caplog.set_level(logging.INFO, logger="imgsearchd.search.index")
     data = photo_like(800, DIM, seed=14, topic_size=200)
     with Catalog(tmp_path / "catalog.db") as catalog:
         add_files(catalog, data)
@@ -153,7 +153,7 @@ def test_a_graph_emptied_during_its_build_answers_nothing_instead_of_failing(tmp
 
 
 def test_switching_kind_rebuilds_while_the_old_snapshot_serves(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="imgsearchd.index")
+    caplog.set_level(logging.INFO, logger="imgsearchd.search.index")
     data = photo_like(1500, DIM, seed=6, topic_size=300)
     with Catalog(tmp_path / "catalog.db") as catalog:
         add_files(catalog, data)
@@ -189,7 +189,7 @@ def test_threads_searching_at_once_get_the_answers_one_thread_gets(tmp_path):
 
 
 def test_a_corrupt_graph_file_is_rejected_and_rebuilt(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="imgsearchd.index")
+    caplog.set_level(logging.INFO, logger="imgsearchd.search.index")
     with Catalog(tmp_path / "catalog.db") as catalog:
         add_files(catalog, photo_like(600, DIM, seed=7, topic_size=300))
         open_index(catalog, tmp_path / "index").close()

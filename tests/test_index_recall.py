@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgsearchd.catalog import Catalog, FileResult
-from imgsearchd.index import ExtractorIndex
-from imgsearchd.index_parts import BaseKind
-from imgsearchd.recall import sample_positions
+from imgsearchd.search.index import ExtractorIndex
+from imgsearchd.search.parts import BaseKind
+from imgsearchd.search.recall import sample_positions
+from imgsearchd.store.catalog import Catalog, FileResult
 from test_server import OpenApiChecker
 
 from helpers import live_server, server_config
@@ -74,7 +74,7 @@ def test_measured_recall_is_the_brute_force_recall_at_the_chosen_search_k(tmp_pa
 
 
 def test_a_budget_too_small_misses_the_target_warns_and_raises_the_trees(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="imgsearchd.index")
+    caplog.set_level(logging.INFO, logger="imgsearchd.search.index")
     with Catalog(tmp_path / "catalog.db") as catalog:
         add_files(catalog, broad_clusters(1500, DIM, seed=4, cluster_size=100))
         budget = dict(search_budget_ms=0.001, recall_sample=50)

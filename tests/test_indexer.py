@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from imgsearchd import images
-from imgsearchd.catalog import Catalog, FileResult
-from imgsearchd.indexer import Indexer
-from imgsearchd.workqueue import Intent, WorkQueue
+from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.ingest.workqueue import Intent, WorkQueue
+from imgsearchd.media import images
+from imgsearchd.store.catalog import Catalog, FileResult
 
 import image_factory as make
 from helpers import EFFICIENTNET_FP32, cli_here, run_cli, wait_for, without_file_permissions_bypass, write_config
@@ -300,7 +300,7 @@ def test_cli_errors_are_clear(tmp_path, offline_config, capsys):
 
 
 def test_cli_without_weights_and_without_fallback_exits_non_zero(tmp_path, monkeypatch, capsys):
-    from imgsearchd import cli
+    from imgsearchd.cli import main as cli
     from imgsearchd.extractors import clip as clip_module
 
     monkeypatch.setattr(clip_module, "host_reachable", lambda *a, **k: False)
@@ -315,7 +315,7 @@ def test_cli_without_weights_and_without_fallback_exits_non_zero(tmp_path, monke
 
 
 def test_the_retry_timer_queues_failed_files_whose_time_has_come(tmp_path, efficientnet):
-    from imgsearchd.workqueue import Intent, Work, WorkQueue
+    from imgsearchd.ingest.workqueue import Intent, Work, WorkQueue
 
     with Catalog(tmp_path / "c.sqlite3") as catalog, Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
         catalog.record_batch(

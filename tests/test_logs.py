@@ -165,7 +165,7 @@ def test_a_flooding_warning_is_let_through_once_per_interval_counting_the_rest()
 
 
 def test_the_http_server_summarises_waitress_queue_warnings(tmp_path):
-    from imgsearchd.http_server import QUEUE_WARNINGS, make_http_server
+    from imgsearchd.api.listener import QUEUE_WARNINGS, make_http_server
 
     config = load_config(write_config(tmp_path / "c.toml", {"server": {"port": 8080}}))
     for _ in range(2):  # a second server in the process does not stack a second filter

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from imgsearchd.backfill_progress import BackfillProgress, State
-from imgsearchd.catalog import Catalog
+from imgsearchd.bulk.status import BackfillProgress, State
+from imgsearchd.store.catalog import Catalog
 
 from helpers import Live, live_server, server_config, wait_for
 

@@ -76,7 +76,7 @@ def test_pip_install_then_serve_from_another_folder(tmp_path):
     assert "Deprecat" not in install.stderr and "!!" not in install.stderr, install.stderr  # no setuptools banner
     packaged = site / "imgsearchd" / "imgsearchd.toml"
     assert packaged.is_file() and not packaged.is_symlink()
-    assert (site / "imgsearchd" / "web").is_dir()
+    assert (site / "imgsearchd" / "api" / "web").is_dir()
 
     elsewhere = tmp_path / "elsewhere"  # no config/ here, and no settings file named anywhere
     elsewhere.mkdir()

@@ -21,13 +21,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgsearchd import formats, photo_metadata, schema, time_range
-from imgsearchd.catalog import Catalog
-from imgsearchd.folder_search import search_scoped
-from imgsearchd.index import ExtractorIndex
-from imgsearchd.indexer import Indexer
-from imgsearchd.records import FileResult, PhotoMetadata, SearchScope
-from imgsearchd.workqueue import WorkQueue
+from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.ingest.workqueue import WorkQueue
+from imgsearchd.media import formats, photo_metadata
+from imgsearchd.media.photo_metadata import PhotoMetadata
+from imgsearchd.search import time_range
+from imgsearchd.search.index import ExtractorIndex
+from imgsearchd.search.scoped import search_scoped
+from imgsearchd.store import schema
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.store.rows import FileResult, SearchScope
 
 from helpers import live_server, server_config
 from image_factory import dng_bytes, heif_bytes

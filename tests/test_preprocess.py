@@ -14,12 +14,12 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from imgsearchd import images
-from imgsearchd.catalog import Catalog
 from imgsearchd.config import PREPROCESS, ConfigError, load_config
 from imgsearchd.extractors import create, framing
 from imgsearchd.extractors.efficientnet import MEAN, STD
-from imgsearchd.indexer import Indexer
+from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.media import images
+from imgsearchd.store.catalog import Catalog
 
 from helpers import write_config
 

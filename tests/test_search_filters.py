@@ -17,14 +17,14 @@ import jsonschema
 import numpy as np
 import pytest
 
-from imgsearchd import cli
-from imgsearchd import service as service_module
-from imgsearchd.catalog import Catalog, FileResult
+from imgsearchd.api.spec import spec
+from imgsearchd.cli import main as cli
 from imgsearchd.extractors import LoadedExtractors
-from imgsearchd.folder_search import Method, UnknownFolder, search_folder
-from imgsearchd.index import ExtractorIndex
-from imgsearchd.openapi import spec
 from imgsearchd.paths import is_under
+from imgsearchd.search.index import ExtractorIndex
+from imgsearchd.search.scoped import Method, UnknownFolder, search_folder
+from imgsearchd.service import facade as service_module
+from imgsearchd.store.catalog import Catalog, FileResult
 
 from helpers import live_server, server_config, write_config
 from index_helpers import EXTRACTOR, MODEL, random_unit

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from imgsearchd.signals import SignalInbox
-from imgsearchd.systemd import Notifier
+from imgsearchd.process.signals import SignalInbox
+from imgsearchd.process.systemd import Notifier
 
 from helpers import EFFICIENTNET_FP32, NotifySocket, cli_command, free_port, wait_healthy, write_config
 

@@ -18,8 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
+from imgsearchd.api.spec import spec
 from imgsearchd.extractors import precision
-from imgsearchd.openapi import spec
 
 import image_factory as make
 from helpers import EFFICIENTNET_FP32, live_server, server_config
@@ -192,7 +192,7 @@ def test_folder_add_answers_at_once_and_the_job_finishes(server, photos, openapi
     folder.mkdir()
     photos["coffee"].convert("RGB").resize((64, 64)).save(folder / "real-0.jpg")
     photos["rocket"].convert("RGB").resize((64, 64)).save(folder / "real-1.jpg")
-    caplog.set_level(logging.INFO, logger="imgsearchd.jobs")
+    caplog.set_level(logging.INFO, logger="imgsearchd.ingest.jobs")
     for i in range(4000):  # a large folder: not pictures, so the job is quick, but every one is walked
         (folder / f"junk-{i:05d}.jpg").write_bytes(b"not a picture")
     started = time.monotonic()
@@ -204,7 +204,7 @@ def test_folder_add_answers_at_once_and_the_job_finishes(server, photos, openapi
     openapi.check("GET", "/jobs/{job_id}", 200, job)
     deadline = time.monotonic() + 5  # the line is logged just after the state turns done
     while not any(
-        r.name == "imgsearchd.jobs" and f"folder job {body['job']} done: 4002 files" in r.getMessage()
+        r.name == "imgsearchd.ingest.jobs" and f"folder job {body['job']} done: 4002 files" in r.getMessage()
         for r in caplog.records
     ):
         assert time.monotonic() < deadline, "no 'folder job ... done' log line"
@@ -463,7 +463,7 @@ def test_openapi_is_served_and_covers_every_route(server, openapi):
     status, body = server.get("/openapi.json")
     assert status == 200 and body["openapi"].startswith("3.")
     assert body == json.loads(json.dumps(spec()))
-    from imgsearchd.server import create_app
+    from imgsearchd.api.app import create_app
 
     routes = {(r.method, re.sub(r"<(\w+)>", r"{\1}", r.rule)) for r in create_app(server.service).routes}
     documented = {(m.upper(), p) for p, ops in body["paths"].items() for m in ops}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imgsearchd.settling import Settler, look
+from imgsearchd.ingest.settling import Settler, look
 
 DEBOUNCE, SETTLE = 0.25, 2.0
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from imgsearchd.storage import MAX_DELAY, StorageHealth, is_storage_error
+from imgsearchd.store.disk_health import MAX_DELAY, StorageHealth, is_storage_error
 
 from helpers import cli_command, free_port, server_config, wait_for
 from served import Served, serve

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from imgsearchd.config import load_config
-from imgsearchd.systemd import Notifier
+from imgsearchd.process.systemd import Notifier
 
 from helpers import EFFICIENTNET_FP32, REPO, NotifySocket, cli_command, free_port, systemd_analyze, write_config
 

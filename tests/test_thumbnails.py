@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from imgsearchd import images
-from imgsearchd.catalog import Catalog
-from imgsearchd.indexer import Indexer
-from imgsearchd.thumbnails import ThumbnailStore
+from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.media import images
+from imgsearchd.media.thumbnails import ThumbnailStore
+from imgsearchd.store.catalog import Catalog
 
 from helpers import Live, live_server, server_config
 

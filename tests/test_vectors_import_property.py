@@ -26,12 +26,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from imgsearchd import images, photo_metadata
-from imgsearchd.catalog import Catalog
+from imgsearchd.bulk.parquet import ImportOptions, export, find_parts, import_vectors
+from imgsearchd.bulk.sources import METADATA_COLUMNS
+from imgsearchd.media import images, photo_metadata
 from imgsearchd.paths import is_inside, path_key
-from imgsearchd.records import FileResult
-from imgsearchd.vectors_io import ImportOptions, export, find_parts, import_vectors
-from imgsearchd.vectors_sources import METADATA_COLUMNS
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.store.rows import FileResult
 
 NAME = "efficientnet"
 MODEL = "bytes-model"

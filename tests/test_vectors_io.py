@@ -18,15 +18,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from imgsearchd import images, photo_metadata
-from imgsearchd.catalog import Catalog
-from imgsearchd.cli import main
-from imgsearchd.index import ExtractorIndex
-from imgsearchd.indexer import Indexer
+from imgsearchd.bulk.parquet import ImportOptions, export, import_vectors, mapped, parse_map
+from imgsearchd.bulk.sources import VectorsError, clip_model_id, find_parts
+from imgsearchd.cli.main import main
+from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.media import images, photo_metadata
 from imgsearchd.paths import path_key
-from imgsearchd.records import FileResult
-from imgsearchd.vectors_io import ImportOptions, export, import_vectors, mapped, parse_map
-from imgsearchd.vectors_sources import VectorsError, clip_model_id, find_parts
+from imgsearchd.search.index import ExtractorIndex
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.store.rows import FileResult
 
 from helpers import EFFICIENTNET_FP32, cli_command, live_server, wait_for, without_file_permissions_bypass, write_config
 
@@ -262,7 +262,7 @@ def test_changed_and_missing_files_are_skipped_and_a_rerun_imports_nothing(
 def test_without_pyarrow_the_commands_say_how_to_install_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = str(config_for(tmp_path / "g.toml", tmp_path / "data-g"))
     code = (
-        "import sys; sys.modules['pyarrow'] = None; from imgsearchd.cli import main\n"
+        "import sys; sys.modules['pyarrow'] = None; from imgsearchd.cli.main import main\n"
         "for command in ('export', 'import'):\n"
         "    print(command, main([command, sys.argv[1], '--config', sys.argv[2]]), file=sys.stderr)\n"
     )

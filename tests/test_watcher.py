@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from imgsearchd import images
 from imgsearchd.config import load_config
-from imgsearchd.images import ImageError
-from imgsearchd.outcomes import Outcome
+from imgsearchd.ingest.outcomes import Outcome
+from imgsearchd.media import images
+from imgsearchd.media.images import ImageError
 from imgsearchd.service import Service
 
 from helpers import Live, live_server, server_config, wait_for
@@ -390,7 +390,7 @@ def test_out_of_inotify_watches_falls_back_to_polling_and_says_so(tmp_path, phot
         return real_add_watch(fd, path, mask)
 
     monkeypatch.setattr(inotify_c, "inotify_add_watch", add_watch)
-    caplog.set_level(logging.WARNING, logger="imgsearchd.watcher")
+    caplog.set_level(logging.WARNING, logger="imgsearchd.ingest.watcher")
     with watching(tmp_path, [library], settle_seconds=0.5) as service:
         wait_for(lambda: state_of(service, library)["state"] == "polling", 10, "the fallback to polling")
         assert "inotify watches" in state_of(service, library)["reason"]
@@ -407,7 +407,7 @@ def test_inotify_queue_overflow_falls_back_to_polling_and_rescans(tmp_path, phot
 
     library = tmp_path / "library"
     library.mkdir()
-    caplog.set_level(logging.WARNING, logger="imgsearchd.watcher")
+    caplog.set_level(logging.WARNING, logger="imgsearchd.ingest.watcher")
     with watching(tmp_path, [library], settle_seconds=0.5) as service:
         watcher = service.watcher
         assert watcher is not None and state_of(service, library)["observer"] == "inotify"

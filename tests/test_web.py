@@ -544,8 +544,8 @@ def test_a_login_cookie_stands_in_for_the_bearer_header(locked):
 
 
 def test_sessions_expire_and_wrong_tokens_are_throttled():
+    from imgsearchd.api.page import SESSION_SECONDS, Sessions, Throttle
     from imgsearchd.errors import ApiError
-    from imgsearchd.page import SESSION_SECONDS, Sessions, Throttle
 
     sessions, environ = Sessions(), {"HTTP_SEC_FETCH_SITE": "same-origin", "SERVER_PORT": "8080"}
     assert Sessions.name(environ) == "imgsearchd_session_8080"
@@ -572,15 +572,15 @@ def test_sessions_expire_and_wrong_tokens_are_throttled():
 
 
 def test_the_page_files_are_package_data():
-    """A non-editable install carries every file of daemon/web (pyproject's package-data globs)."""
+    """A non-editable install carries every file of daemon/api/web (pyproject's package-data globs)."""
     setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
-    assert "imgsearchd.web" in setuptools["packages"]
-    assert setuptools["package-dir"]["imgsearchd.web"] == "daemon/web"
-    globs = setuptools["package-data"]["imgsearchd.web"]
-    files = sorted(p.name for p in (REPO / "daemon" / "web").iterdir())
+    assert "imgsearchd.api.web" in setuptools["packages"]
+    assert setuptools["package-dir"] == {"imgsearchd": "daemon"}  # subpackages follow their folders
+    globs = setuptools["package-data"]["imgsearchd.api.web"]
+    files = sorted(p.name for p in (REPO / "daemon" / "api" / "web").iterdir())
     assert files == ["app.css", "app.js", "index.html"]
     assert all(any(Path(f).match(g) for g in globs) for f in files)
-    html = (REPO / "daemon" / "web" / "index.html").read_text(encoding="utf-8")
+    html = (REPO / "daemon" / "api" / "web" / "index.html").read_text(encoding="utf-8")
     assert not re.search(r"(src|href)=\"(https?:)?//", html), "no CDN: the page works offline"
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imgsearchd.workqueue import Intent, Work, WorkQueue
+from imgsearchd.ingest.workqueue import Intent, Work, WorkQueue
 
 
 def test_queue_deduplicates_and_latest_intent_wins():

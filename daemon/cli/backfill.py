@@ -1,0 +1,218 @@
+"""``imgsearchd backfill FOLDER... --ray ADDRESS``: the first indexing of a large archive on a Ray cluster.
+
+Plans here (a stat of every file, as a scan does), embeds on the cluster, writes here.
+Progress on the console (a bar on a terminal, a log line every ``LOG_EVERY_S`` otherwise)
+and in the daemon's ``/stats`` when one runs on the same catalogue. Ctrl-C or SIGTERM
+stops after the batch in hand is written; a rerun does the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .exit_codes import EXIT_ERROR, EXIT_MODEL, EXIT_OK, EXIT_USAGE
+
+log = logging.getLogger("imgsearchd.bulk.backfill")
+
+LOG_EVERY_S = 10.0
+
+
+def _prefix_pair(text: str) -> tuple[str, str]:
+    here, sep, there = text.partition("=")
+    if not sep or not here.startswith("/") or not there.startswith("/"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HERE=THERE, two absolute folders")
+    return os.path.normpath(here), os.path.normpath(there)
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def add_backfill_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """The ``backfill`` command."""
+    parser = sub.add_parser(
+        "backfill",
+        help="embed the files the catalogue lacks on a Ray cluster (pip install 'imgsearchd[ray]')",
+        description="Plans here as a scan does, embeds on the cluster's workers (which must reach the files, "
+        "at the same paths or through --map), and writes the vectors into this machine's catalogue.",
+    )
+    parser.add_argument("folders", nargs="+", metavar="FOLDER", help="folders to backfill (recursive)")
+    parser.add_argument(
+        "--ray",
+        required=True,
+        metavar="ADDRESS",
+        help="the cluster: auto, HOST:6379 (this machine joined it), ray://HOST:10001, or local (start one here)",
+    )
+    parser.add_argument("--actors", type=int, metavar="N", help="model actors (default: one per GPU, or CPUs/4)")
+    parser.add_argument("--cpus-per-actor", type=float, metavar="N", help="CPUs each actor decodes with")
+    parser.add_argument("--gpus-per-actor", type=float, metavar="N", help="GPUs each actor embeds on (0: CPU only)")
+    parser.add_argument("--files-per-task", type=int, metavar="N", help="files per Ray task (default 4 batches)")
+    parser.add_argument(
+        "--map",
+        type=_prefix_pair,
+        action="append",
+        default=[],
+        metavar="HERE=THERE",
+        help="the workers reach files under HERE at THERE (repeatable)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common(parser)
+
+
+def cmd_backfill(args: argparse.Namespace, config: Any) -> int:
+    """Run a backfill; print a JSON summary."""
+    from ..bulk.backfill import BackfillError, check_reachable, import_ray, only_backfill
+
+    for folder in args.folders:
+        if not os.path.isdir(folder):
+            print(
+                f"imgsearchd: {folder}: not a folder (backfill takes folders; 'imgsearchd index' takes files)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+    for name, value in (("--actors", args.actors), ("--files-per-task", args.files_per_task)):
+        if value is not None and value < 1:
+            print(f"imgsearchd: {name} must be at least 1", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        import_ray()  # before loading any model: say at once what is missing
+    except BackfillError as exc:
+        print(f"imgsearchd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        check_reachable(args.ray)  # before a plan that may take an hour
+    except BackfillError as exc:
+        print(f"imgsearchd: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    with contextlib.ExitStack() as held:
+        try:
+            config.catalog_path.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(only_backfill(config.catalog_path))  # before the models load: say it at once
+        except (BackfillError, OSError) as exc:
+            print(f"imgsearchd: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        return _backfill(args, config)
+
+
+def _backfill(args: argparse.Namespace, config: Any) -> int:
+    """Plan, run and summarise, holding the catalogue's backfill lock."""
+    from ..bulk.backfill import Backfill, BackfillError, ClusterOptions, plan
+    from ..bulk.status import BackfillProgress, heartbeat
+    from ..ingest.progress import Bar
+    from ..media.images import ImageLimits
+    from ..paths import normalise_path
+    from ..store.disk_health import is_storage_error
+    from .models import load_extractors, open_catalog
+
+    loaded = load_extractors(config)
+    if loaded is None:
+        return EXIT_MODEL
+    catalog = open_catalog(config)
+    if catalog is None:
+        return EXIT_ERROR
+    started = time.monotonic()
+    roots = config.allowed_roots or None
+    models = {name: e.model_id for name, e in loaded.extractors.items()}
+    options = ClusterOptions(
+        address=args.ray,
+        actors=args.actors,
+        cpus_per_actor=args.cpus_per_actor,
+        gpus_per_actor=args.gpus_per_actor,
+        files_per_task=args.files_per_task,
+        path_map=args.map,
+    )
+    # SIGTERM stops as Ctrl-C does, wherever it falls: the plan of a large archive takes minutes, and
+    # the wait for the cluster's first batch as long as its actors take to start (a flag checked
+    # between batches left both deaf to it). Results in hand are written first (Backfill.run).
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    progress = BackfillProgress(folders=[normalise_path(f) for f in args.folders], address=args.ray)
+    with catalog:
+        # /stats says "planning" from the start: walking millions of files takes minutes.
+        with heartbeat(lambda: progress.save(catalog)):
+            found = plan(
+                catalog,
+                args.folders,
+                config.watch["extensions"],
+                config.watch["recursive"],
+                models,
+                roots,
+                on_error=lambda p, e: log.warning("cannot read %s: %s", p, e.strerror or e),
+            )
+        log.info("backfill plan: %d files to embed, %d already in the catalogue", len(found.paths), found.unchanged)
+        bar = Bar(len(found.paths), not args.no_progress and sys.stderr.isatty())
+        last_log = [time.monotonic()]
+
+        def on_update(progress: BackfillProgress, written: int) -> None:
+            bar.update(written)
+            bar.set_rate(progress.images_per_second())
+            if time.monotonic() - last_log[0] >= LOG_EVERY_S:
+                last_log[0] = time.monotonic()
+                log.info(
+                    "backfill: %d of %d files, %.1f files/s",
+                    progress.done,
+                    progress.planned,
+                    progress.images_per_second(),
+                )
+
+        settings = {name: config.extractor(name) for name in loaded.extractors}
+        backfill = Backfill(
+            catalog,
+            loaded.extractors,
+            settings,
+            ImageLimits.from_config(config.images),
+            roots,
+            options,
+            progress,
+            on_update,
+        )
+        try:
+            # Ray prints its workers' troubles (a lost actor, retried) on stdout: the summary owns stdout.
+            with contextlib.redirect_stdout(sys.stderr):
+                progress = backfill.run(found.paths)
+        except (KeyboardInterrupt, SystemExit):  # SystemExit: a SIGTERM during ray.init (Ray's handler)
+            print(
+                f"imgsearchd: backfill stopped; {backfill.progress.done} of {len(found.paths)} files written "
+                "stay in the catalogue (run it again to do the rest)",
+                file=sys.stderr,
+            )
+            return 130
+        except BackfillError as exc:
+            cause = exc.__cause__
+            if cause is not None and is_storage_error(cause):
+                print(f"imgsearchd: cannot write the catalogue {config.catalog_path}: {cause}", file=sys.stderr)
+            else:
+                print(f"imgsearchd: {exc}", file=sys.stderr)
+            print(
+                f"imgsearchd: {backfill.progress.done} files written stay; run it again to do the rest", file=sys.stderr
+            )
+            return EXIT_ERROR
+        finally:
+            bar.close()
+            signal.signal(signal.SIGTERM, previous)
+    actors, cpus, gpus = backfill.shape or (0, 0.0, 0.0)
+    summary = {
+        "planned": progress.planned,
+        "embedded": progress.embedded,
+        "reused": progress.reused,
+        "failed": progress.failed,
+        "vanished": progress.vanished,
+        "repeated": progress.repeated,
+        "unchanged": found.unchanged,
+        "unreadable": len(found.unreadable),
+        "outside": len(found.outside),
+        "seconds": round(time.monotonic() - started, 3),
+        "images_per_second": progress.images_per_second(),
+        "cluster": {"address": args.ray, "actors": actors, "cpus_per_actor": cpus, "gpus_per_actor": gpus},
+        "extractors": models,
+    }
+    print(json.dumps(summary, indent=2))
+    return EXIT_OK

@@ -1,0 +1,472 @@
+"""The ``imgsearchd`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .. import __version__
+from ..api.spec import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, DUPLICATE_SORTS, MAX_LIMIT
+from ..logs import setup_logging
+from .backfill import add_backfill_parser, cmd_backfill
+from .completion import bash_script
+from .config import add_config_parser, cmd_config
+from .exit_codes import EXIT_ERROR, EXIT_MODEL, EXIT_OK, EXIT_USAGE
+from .models import load_extractors, open_catalog
+from .output import add_output_flags, member_line, output_mode, print_results
+from .remote import add_remote, client_for, guarded_call, search_remote
+from .vectors import add_vectors_parsers, cmd_export, cmd_import
+
+log = logging.getLogger("imgsearchd")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="PATH", help="settings file (default: see README)")
+    parser.add_argument("--extractor", metavar="NAME", help="use only this extractor (clip, resnet, efficientnet)")
+    parser.add_argument("--data-dir", metavar="DIR", help="state folder (catalogue and indexes)")
+    parser.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning or error")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imgsearchd", description="Local image-search daemon and tools.")
+    parser.add_argument("--version", action="version", version=f"imgsearchd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = sub.add_parser("index", help="index files and folders into the data folder")
+    index.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursive)")
+    index.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _common(index)
+
+    search = sub.add_parser(
+        "search",
+        help="find the images most like IMAGE (or matching --text), or a combined query",
+        description="TERM is an image (an existing file) or a text; several make a combined query: "
+        "'a.jpg + \"at night\" - people' adds the first two and subtracts the third, "
+        "and TERM:WEIGHT (night:0.5) weighs a term (default 1).",
+    )
+    search.add_argument("terms", nargs="*", metavar="TERM", help="an image path or a text; + and - between terms")
+    search.add_argument("--text", help="search by text (CLIP); added to the TERMs")
+    search.add_argument("--folder", metavar="DIR", help="only files at or below this folder")
+    search.add_argument(
+        "--taken-after", metavar="WHEN", help="only photos taken from WHEN on: 2019, 2019-07, 2019-07-14, or a time"
+    )
+    search.add_argument(
+        "--taken-before", metavar="WHEN", help="only photos taken up to the end of WHEN (2019-07: all of July)"
+    )
+    search.add_argument(
+        "--limit", type=int, default=DEFAULT_LIMIT, help=f"how many results (1-{MAX_LIMIT}, default {DEFAULT_LIMIT})"
+    )
+    search.add_argument("--max-distance", type=float, help="drop results further than this (0-2)")
+    search.add_argument(
+        "--local", action="store_true", help="search the data folder directly instead of asking the running daemon"
+    )
+    add_output_flags(search)
+    _common(search)
+
+    serve = sub.add_parser("serve", help="run the daemon: HTTP API, indexing, index rebuilds")
+    serve.add_argument("--port", type=int, help="listen on this port")
+    serve.add_argument("--watch", action="append", metavar="DIR", default=[], help="also watch DIR (repeatable)")
+    _common(serve)
+
+    add = sub.add_parser("add", help="ask the running daemon to index a file or folder")
+    add.add_argument("path", metavar="PATH")
+    add.add_argument("--wait", action="store_true", help="follow a folder's job to the end (progress on stderr)")
+    _common(add)
+    remove = sub.add_parser("remove", help="ask the running daemon to forget a file or folder")
+    remove.add_argument("path", metavar="PATH")
+    _common(remove)
+    stats = sub.add_parser("stats", help="the running daemon's statistics")
+    _common(stats)
+    rebuild = sub.add_parser("rebuild", help="ask the running daemon to rebuild its indexes now")
+    _common(rebuild)
+    dups = sub.add_parser("duplicates", help="groups of identical and near-identical files (from the running daemon)")
+    dups.add_argument("--threshold", type=float, help="cosine above which pictures are near-duplicates (0-1]")
+    dups.add_argument("--kind", choices=DUPLICATE_KINDS, default="all")
+    dups.add_argument("--folder", metavar="DIR", help="only groups with a file in DIR")
+    dups.add_argument(
+        "--sort", choices=DUPLICATE_SORTS, default="similarity", help="taken: oldest photo first in and across groups"
+    )
+    dups.add_argument("--limit", type=int, default=DEFAULT_GROUPS, help=f"groups (default {DEFAULT_GROUPS})")
+    dups.add_argument("--offset", type=int, default=0)
+    dups.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    _common(dups)
+    add_config_parser(sub, _common)
+    add_backfill_parser(sub, _common)
+    add_vectors_parsers(sub)
+    completion = sub.add_parser(
+        "completion", help="print a shell completion script: source <(imgsearchd completion bash)"
+    )
+    completion.add_argument("shell", choices=["bash"])
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "extractor", None):
+        overrides["index.extractors"] = [args.extractor]
+    if getattr(args, "data_dir", None):
+        overrides["index.data_dir"] = args.data_dir
+    if getattr(args, "port", None) is not None:
+        overrides["server.port"] = args.port
+    if getattr(args, "log_level", None):
+        overrides["log.level"] = args.log_level
+    return overrides
+
+
+def _without_config(args: argparse.Namespace) -> int | None:
+    """Commands that load no settings first (``config`` reports a bad file itself), else None."""
+    if args.command == "config":
+        return cmd_config(args, _overrides(args))
+    if args.command == "completion":
+        print(bash_script(build_parser()), end="")
+        return EXIT_OK
+    return None
+
+
+def _add_watch_dirs(config: Any, folders: list[str]) -> None:
+    """``--watch DIR`` adds to the configured folders (and stays added across reloads)."""
+    config.extra_watch = list(folders)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status."""
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        # ``imgsearchd search X --paths | head -1``: the reader has what it wanted. Point stdout
+        # at /dev/null so the flush at exit does not fail again (Python's documented recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    from ..config import ConfigError, load_config
+
+    args = build_parser().parse_args(argv)
+    early = _without_config(args)
+    if early is not None:
+        return early
+    try:
+        config = load_config(args.config, _overrides(args))
+    except ConfigError as exc:
+        print(f"imgsearchd: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(config.section("log")["level"], config.section("log")["format"])
+    if getattr(args, "watch", None):
+        _add_watch_dirs(config, [os.path.abspath(f) for f in args.watch])
+    handlers = {
+        "index": cmd_index,
+        "search": cmd_search,
+        "serve": cmd_serve,
+        "add": cmd_add,
+        "remove": cmd_remove,
+        "stats": cmd_stats,
+        "rebuild": cmd_rebuild,
+        "duplicates": cmd_duplicates,
+        "backfill": cmd_backfill,
+        "export": cmd_export,
+        "import": cmd_import,
+    }
+    try:
+        return handlers[args.command](args, config)
+    except KeyboardInterrupt:
+        print("imgsearchd: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_index(args: argparse.Namespace, config: Any) -> int:
+    """Index files and folders with a progress bar; print a JSON summary."""
+    from ..ingest.pipeline import Indexer
+    from ..media.images import ImageLimits
+    from ..media.thumbnails import ThumbnailStore
+    from ..store.disk_health import is_storage_error
+
+    for raw in args.paths:
+        if not os.path.exists(raw):
+            print(f"imgsearchd: {raw}: no such file or folder", file=sys.stderr)
+            return EXIT_USAGE
+    loaded = load_extractors(config)
+    if loaded is None:
+        return EXIT_MODEL
+    catalog = open_catalog(config)
+    if catalog is None:
+        return EXIT_ERROR
+    limits = ImageLimits.from_config(config.images)
+    roots = config.allowed_roots or None  # as the daemon: links out of them are skipped or refused
+    thumbnails = ThumbnailStore.from_settings(config.data_dir, config.section("thumbnails"))
+    with (
+        contextlib.closing(thumbnails),
+        catalog,
+        Indexer(
+            catalog,
+            loaded.extractors,
+            limits,
+            config.index["loader_threads"],
+            roots=lambda: roots,
+            thumbnails=thumbnails,
+        ) as indexer,
+    ):
+        paths: list[str] = []
+        for raw in args.paths:
+            if os.path.isdir(raw):
+                found = indexer.prune_folder(
+                    raw,
+                    config.watch["extensions"],
+                    config.watch["recursive"],
+                    on_error=lambda p, e: log.warning("cannot read %s: %s", p, e.strerror or e),
+                )
+                paths.extend(found)
+            else:
+                paths.append(raw)
+        show = not args.no_progress and sys.stderr.isatty()
+        try:  # named on the command line: files that failed before are tried again
+            summary = indexer.process(paths, show_progress=show, total=len(paths), retry_failed=True)
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            print(f"imgsearchd: cannot write the catalogue {config.catalog_path}: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        summary["removed"] = indexer.progress.removed
+        indexer.prune_unused()
+    summary["forward_passes"] = sum(e.forward_passes for e in loaded.extractors.values())
+    summary["extractors"] = {name: e.model_id for name, e in loaded.extractors.items()}
+    summary["precision"] = {name: e.precision.used for name, e in loaded.extractors.items()}
+    if loaded.fallback is not None:
+        summary["fallback"] = loaded.fallback.as_dict()
+    print(json.dumps(summary, indent=2))
+    return EXIT_OK
+
+
+class BadTerms(ValueError):
+    """A search's TERMs cannot be read as a query."""
+
+
+def terms_to_parts(terms: Sequence[str], text: str | None = None) -> list[dict[str, Any]]:
+    """rclip-style terms as combined-query parts: ``a.jpg + "at night" - people:0.5``.
+
+    A term naming an existing file is an image (its absolute path), one that looks like a
+    path or an image file name but does not exist is an error, anything else is a text.
+    ``+``/``-`` set the sign of the next term; ``TERM:WEIGHT`` its weight.
+    """
+    parts: list[dict[str, Any]] = []
+    sign = 1.0
+    pending_sign = False
+    for term in terms:
+        if term in ("+", "-"):
+            if pending_sign:
+                raise BadTerms(f"'{term}' follows another sign; put a term between them")
+            sign, pending_sign = (1.0 if term == "+" else -1.0), True
+            continue
+        weight = 1.0
+        name = term
+        if not os.path.exists(term) and ":" in term:
+            head, _, tail = term.rpartition(":")
+            try:
+                weight = float(tail)
+            except ValueError:
+                pass
+            else:
+                if not math.isfinite(weight):
+                    raise BadTerms(f"{term}: the weight must be a finite number")
+                name = head
+        if os.path.exists(name):
+            part: dict[str, Any] = {"image": os.path.abspath(name)}
+        elif os.sep in name or os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+            raise BadTerms(f"{name}: no such file")
+        elif not name.strip():
+            raise BadTerms("an empty term")
+        else:
+            part = {"text": name}
+        if sign * weight != 1.0:
+            part["weight"] = sign * weight
+        parts.append(part)
+        sign, pending_sign = 1.0, False
+    if pending_sign:
+        raise BadTerms("the query ends with a sign; a term must follow it")
+    if text is not None:
+        parts.append({"text": text})
+    return parts
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".avif")
+
+
+def cmd_search(args: argparse.Namespace, config: Any) -> int:
+    """Print the images most like one image (or matching a text, or a combined query), as the API answers."""
+    if not 1 <= args.limit <= MAX_LIMIT:
+        print(f"imgsearchd: --limit must be from 1 to {MAX_LIMIT}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        parts = terms_to_parts(args.terms, args.text)
+    except BadTerms as exc:
+        print(f"imgsearchd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not parts:
+        print("imgsearchd: give an IMAGE, a text, or --text", file=sys.stderr)
+        return EXIT_USAGE
+    folder = os.path.abspath(args.folder) if args.folder else None
+    from ..search.time_range import BadTimeBound, parse_range
+
+    try:  # checked here too, so a typo is a usage error before a model is loaded
+        parse_range(args.taken_after, args.taken_before)
+    except BadTimeBound as exc:
+        print(f"imgsearchd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.local:
+        return _search_local(args, config, parts, folder)
+    return search_remote(args, config, parts, folder)
+
+
+def _search_local(args: argparse.Namespace, config: Any, parts: list[dict[str, Any]], folder: str | None) -> int:
+    """Search the data folder without a daemon: load the model and the index here."""
+    from ..errors import ApiError
+    from ..media import images
+    from ..paths import normalise_path
+    from ..search import combined
+    from ..search.index import index_for
+    from ..search.query import search_answer
+    from ..search.scoped import UnknownFolder
+    from ..search.time_range import parse_range
+    from ..store.catalog import Catalog
+    from ..store.rows import SearchScope
+
+    loaded = load_extractors(config)
+    if loaded is None:
+        return EXIT_MODEL
+    extractor = loaded.default
+    limits = images.ImageLimits.from_config(config.images)
+    with Catalog(config.catalog_path) as catalog:
+        try:
+            query = combined.parse_parts(parts, 1 << 62, normalise_path)
+            vector = combined.query_vector(query, extractor, catalog, limits)
+        except ApiError as exc:
+            print(f"imgsearchd: {exc.message}", file=sys.stderr)
+            return EXIT_ERROR
+        with index_for(catalog, config, extractor) as index:  # opens the snapshot (or builds it), closes it after
+            try:
+                after, before = parse_range(args.taken_after, args.taken_before)
+                scope = SearchScope(normalise_path(folder) if folder else None, after, before)
+                answer = search_answer(index, vector, args.limit, args.max_distance, scope)
+            except UnknownFolder as exc:
+                print(f"imgsearchd: {exc}", file=sys.stderr)
+                return EXIT_ERROR
+    print_results(answer, output_mode(args))
+    return EXIT_OK
+
+
+def _stop_while_importing(_signum: int, _frame: object) -> None:
+    """SIGTERM or SIGINT while the daemon's modules (torch) are still being imported: exit 0 now.
+
+    Nothing is open or written yet, so there is nothing to unwind. Raising instead (as this did)
+    can land inside torch's C++ import code, where pybind11 turns the exception into
+    ``std::terminate``: an abort, seen once in CI (exit -6 instead of 0).
+    """
+    log.info("stopped while starting")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_OK)
+
+
+def cmd_serve(args: argparse.Namespace, config: Any) -> int:
+    """Run the daemon in the foreground.
+
+    Importing torch takes seconds; a stop meanwhile ends the process cleanly (exit 0, a log
+    line) instead of by the signal's default action. ``run_daemon`` then takes the signals.
+    """
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop_while_importing)
+    from ..process.serve import run_daemon
+
+    return run_daemon(config)  # which takes the signals over at once
+
+
+def _client_call(
+    config: Any, method: str, path: str, params: dict[str, Any] | None = None, json_body: bytes | None = None
+) -> int:
+    """One request to the running daemon, its JSON answer printed (errors as ``guarded_call`` says)."""
+    client = client_for(config)
+
+    def run() -> int:
+        _status, body = client.call(method, path, params, json_body, "application/json" if json_body else None)
+        print(json.dumps(body, indent=2))
+        return EXIT_OK
+
+    return guarded_call(run)
+
+
+def cmd_add(args: argparse.Namespace, config: Any) -> int:
+    return add_remote(args, config)
+
+
+def cmd_remove(args: argparse.Namespace, config: Any) -> int:
+    return _client_call(config, "GET", "/remove", {"image": os.path.abspath(args.path)})
+
+
+def cmd_stats(args: argparse.Namespace, config: Any) -> int:
+    return _client_call(config, "GET", "/stats")
+
+
+def cmd_rebuild(args: argparse.Namespace, config: Any) -> int:
+    return _client_call(config, "POST", "/rebuild", {"extractor": args.extractor})
+
+
+def cmd_duplicates(args: argparse.Namespace, config: Any) -> int:
+    """Ask for the duplicate groups; wait (with progress on stderr) while the daemon computes them."""
+    import time
+
+    params = {
+        "extractor": args.extractor,
+        "threshold": args.threshold,
+        "kind": args.kind,
+        "folder": os.path.abspath(args.folder) if args.folder else None,
+        "sort": args.sort,
+        "limit": args.limit,
+        "offset": args.offset,
+    }
+    client = client_for(config)
+
+    def run() -> int:
+        while True:
+            status, body = client.call("GET", "/duplicates", params)
+            if status != 202:
+                return _print_duplicates(args, body)
+            progress = body.get("computing") or {}
+            print(
+                f"imgsearchd: computing duplicates ({progress.get('phase')}, "
+                f"{progress.get('done', 0)}/{progress.get('total', 0)})",
+                file=sys.stderr,
+            )
+            time.sleep(2.0)
+
+    return guarded_call(run)
+
+
+def _print_duplicates(args: argparse.Namespace, body: dict[str, Any]) -> int:
+    """A page of groups: the API's JSON with ``--json``, else a member per line."""
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return EXIT_OK
+    for group in body["groups"]:
+        print(f"{group['kind']} ({group['files']} files, similarity {group['similarity']:.3f})")
+        for member in group["members"]:
+            print(member_line(member))
+    shown = len(body["groups"])
+    print(
+        f"{body['total']} groups at threshold {body['threshold']} ({body['extractor']}); "
+        f"showing {body['offset'] + (1 if shown else 0)}-{body['offset'] + shown}"
+        + (f"; next: --offset {body['next_offset']}" if body["next_offset"] is not None else "")
+        + ("; stale: the catalogue changed, recomputing" if body["stale"] else "")
+    )
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

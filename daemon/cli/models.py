@@ -1,0 +1,39 @@
+"""The offline commands' shared first steps (``index``, ``backfill``, ``export``, ``import``): the
+configured models, and the catalogue, each with its error said on stderr."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..extractors import LoadedExtractors
+    from ..store.catalog import Catalog
+
+
+def load_extractors(
+    config: Any, names: list[str] | None = None, fallback: str | None = None
+) -> LoadedExtractors | None:
+    """The configured extractors (or ``names``) with the configured fallback (or ``fallback``;
+    "" for none), or None after saying why they cannot load."""
+    # Imported here: torch takes seconds to import, and the thin clients never need it.
+    from ..extractors import ModelUnavailableError, load
+
+    wanted = list(config.index["extractors"]) if names is None else names
+    stand_in = config.index["fallback_extractor"] if fallback is None else fallback
+    try:
+        return load(wanted, stand_in, config.extractor)
+    except ModelUnavailableError as exc:
+        print(f"imgsearchd: {exc}", file=sys.stderr)
+        return None
+
+
+def open_catalog(config: Any) -> Catalog | None:
+    """The data folder's catalogue, or None after saying why it cannot be opened."""
+    from ..store.catalog import Catalog, CatalogError
+
+    try:
+        return Catalog(config.catalog_path)
+    except CatalogError as exc:
+        print(f"imgsearchd: {exc}", file=sys.stderr)
+        return None

@@ -1,0 +1,520 @@
+"""The indexing pipeline: paths in, vectors in the catalogue out.
+
+``Indexer.run`` takes work from the ``WorkQueue`` (see ``workqueue``). For each path the
+pipeline skips files whose size and mtime are unchanged, reads and hashes the rest
+on a small thread pool, reuses stored vectors for content it has seen (moved or
+copied files), decodes and preprocesses what is new, runs one batched forward pass
+per extractor, and writes each batch in one catalogue transaction. One bad file is
+recorded with its reason and never stops the run. After each commit the indexes are
+told (``on_commit``) and then the listener hears a typed ``Outcome`` per path.
+Each file's metadata (``photo_metadata``) is read from the bytes already in memory.
+
+Longer than most modules: the pipeline's idle duties (retries, pruning, the metadata
+fill of older rows) run in its one loop, so they never race a batch for the catalogue.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..extractors import Extractor
+from ..media import images, photo_metadata
+from ..media.photo_metadata import PhotoMetadata
+from ..media.thumbnails import ThumbnailStore
+from ..paths import normalise_path
+from ..store.catalog import Catalog, FileResult, FileState
+from ..store.disk_health import StorageHealth, is_storage_error
+from .folders import OnError, may_pass, plan_folder, retry_due
+from .outcomes import Listener, Outcome
+from .prepare import Loaded, load_file
+from .progress import Bar, Progress
+from .workqueue import Intent, Work, WorkQueue
+
+log = logging.getLogger("imgsearchd.ingest.pipeline")
+
+
+# -- the pipeline ---------------------------------------------------------------
+
+
+class Indexer:
+    """Turns paths into catalogue rows, batch by batch.
+
+    ``on_commit(seq)`` runs after every catalogue write (indexes catch up there);
+    ``listener(path, outcome, error)`` hears what happened to each path; ``roots()``
+    gives the real paths files must lie in (None: anywhere), checked on the open file.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        extractors: dict[str, Extractor],
+        limits: images.ImageLimits = images.ImageLimits(),
+        loader_threads: int = 0,
+        on_commit: Callable[[int], None] | None = None,
+        listener: Listener | None = None,
+        roots: Callable[[], Sequence[str] | None] | None = None,
+        thumbnails: ThumbnailStore | None = None,
+    ) -> None:
+        if not extractors:
+            raise ValueError("an indexer needs at least one extractor")
+        self.catalog = catalog
+        self.extractors = extractors
+        self.limits = limits
+        self.loader_threads = loader_threads or max(2, os.cpu_count() or 1)
+        self.on_commit = on_commit
+        self.listener = listener
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self.batch_size = max(e.batch_size for e in extractors.values())
+        self.progress = Progress()
+        self.storage = StorageHealth()
+        self._applied = 0  # items of the batch in hand whose work is committed (``_apply``)
+        self.roots = roots or (lambda: None)
+        self._wanted = {name: e.model_id for name, e in extractors.items()}
+        self.thumbnails = thumbnails
+        self._metadata_left = True  # until a look finds no file catalogued without metadata
+        self._metadata_filled = 0
+
+    # -- planning
+
+    def needs_work(self, path: str, retry_failed: bool = False) -> bool:
+        """False when the catalogue already holds this file, unchanged, with every vector.
+
+        A failed file, unchanged, is tried again when ``retry_failed`` (an explicit /add)
+        or when its reason says nothing about its content (unreadable: a chmod changes
+        neither size nor mtime).
+        """
+        record = self.catalog.get(path)
+        if record is None:
+            return True
+        try:
+            st = images.stat_file(path)
+        except images.ImageError:
+            return True  # let the pipeline record why (or drop a vanished file)
+        if (st.st_size, st.st_mtime_ns) != (record.size, record.mtime_ns):
+            return True
+        if record.state == FileState.FAILED:
+            return retry_failed or may_pass(path, record.error_reason, record.updated_at)
+        if record.state != FileState.INDEXED or record.content_hash is None:
+            return True
+        present = self.catalog.models_present(record.content_hash)
+        return any(present.get(name) != model_id for name, model_id in self._wanted.items())
+
+    # -- loading (runs on the loader threads)
+
+    def _load(self, path: str) -> Loaded:
+        return load_file(path, self.extractors, self.limits, self.roots(), self._reuse, self._keep_thumbnail)
+
+    def _reuse(self, content_hash: str, name: str) -> tuple[str, np.ndarray] | None:
+        model_id = self._wanted[name]
+        vector = self.catalog.vector_for_hash(content_hash, name, model_id)
+        return (model_id, vector) if vector is not None else None
+
+    def _keep_thumbnail(self, content_hash: str, picture: Image.Image) -> None:
+        if self.thumbnails is not None:
+            self.thumbnails.add_picture(content_hash, picture)
+
+    # -- running
+
+    def process(
+        self, paths: Iterable[str], show_progress: bool = False, total: int | None = None, retry_failed: bool = False
+    ) -> dict[str, object]:
+        """Index these files (skipping unchanged ones) and return a summary of this run."""
+        started = time.monotonic()
+        run = Progress()
+        bar = Bar(total, show_progress)
+        pending: list[Loaded] = []
+        in_flight: collections.deque[Future[Loaded]] = collections.deque()
+        window = max(4 * self.batch_size, 2 * self.loader_threads)
+        pool = self._loader_pool()
+
+        def collect(block: bool) -> None:
+            nonlocal pending
+            while in_flight and (block or len(in_flight) >= window or in_flight[0].done()):
+                pending.append(in_flight.popleft().result())
+                if self._batch_full(pending):
+                    self._flush(pending, bar, run)
+                    pending = []
+
+        try:
+            for raw in paths:
+                path = normalise_path(raw)
+                for counter in (self.progress, run):
+                    counter.add_queued()
+                if not self.needs_work(path, retry_failed):
+                    for counter in (self.progress, run):
+                        counter.add_done(unchanged=1)
+                    bar.update(1)
+                    self._tell(path, Outcome.UNCHANGED, None)
+                    continue
+                in_flight.append(pool.submit(self._load, path))
+                collect(block=False)
+            collect(block=True)
+            self._flush(pending, bar, run)
+        except BaseException:
+            # The paths not written go back to the queue (or are retried one by one): they
+            # are no longer "taken", or /stats would count them as pending for ever.
+            self.progress.add_queued(run.done - run.queued)
+            raise
+        finally:
+            bar.close()
+        summary = run.snapshot()
+        elapsed = time.monotonic() - started
+        summary.pop("queued")
+        summary.pop("done")
+        summary["files"] = run.queued
+        summary["seconds"] = round(elapsed, 3)
+        summary["images_per_second"] = round(run.embedded / elapsed, 2) if elapsed > 0 else 0.0
+        return summary
+
+    def _loader_pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.loader_threads, thread_name_prefix="imgsearchd-loader")
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the loader threads."""
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+    def __enter__(self) -> Indexer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _tell(self, path: str, outcome: Outcome, error: images.ImageError | None) -> None:
+        if self.listener is not None:
+            try:
+                self.listener(path, outcome, error)
+            except Exception:
+                log.exception("progress listener failed for %s", path)
+
+    def _batch_full(self, pending: list[Loaded]) -> bool:
+        to_embed = sum(1 for item in pending if item.tensors)
+        return to_embed >= self.batch_size or len(pending) >= 8 * self.batch_size
+
+    def _flush(self, pending: list[Loaded], bar: Bar, run: Progress) -> None:
+        """Embed what needs it, then write the whole batch in one transaction."""
+        if not pending:
+            return
+        vectors: dict[int, dict[str, tuple[str, np.ndarray]]] = collections.defaultdict(dict)
+        for name, extractor in self.extractors.items():
+            rows = [(i, item.tensors[name]) for i, item in enumerate(pending) if name in item.tensors]
+            for start in range(0, len(rows), extractor.batch_size):
+                chunk = rows[start : start + extractor.batch_size]
+                embedded = extractor.embed(torch.stack([t for _, t in chunk]))
+                for (i, _), vector in zip(chunk, embedded):
+                    vectors[i][name] = (extractor.model_id, vector)
+        results: list[FileResult] = []
+        vanished: list[str] = []
+        counts = {"embedded": 0, "reused": 0}
+        failures: list[str] = []
+        for i, item in enumerate(pending):
+            error = item.error
+            if error is not None and error.reason == images.Reason.MISSING:
+                vanished.append(item.path)
+                continue
+            if error is not None:
+                failures.append(error.reason)
+                log.warning("skipped %s: %s", item.path, error)
+            else:
+                counts["embedded" if i in vectors else "reused"] += 1
+            results.append(
+                FileResult(
+                    path=item.path,
+                    size=item.size,
+                    mtime_ns=item.mtime_ns,
+                    content_hash=item.content_hash,
+                    vectors={} if error else {**item.reused, **vectors.get(i, {})},
+                    error_reason=error.reason if error else None,
+                    error_detail=error.detail if error else None,
+                    metadata=None if error else item.metadata,
+                )
+            )
+        seq = self.catalog.record_batch(results)
+        # A file whose folder went too may sit on a disk that was just unmounted: only a
+        # deletion event, a folder removal or a reconcile scan forgets it.
+        forget = [path for path in vanished if os.path.isdir(os.path.dirname(path))]
+        removed = self.catalog.remove_paths(forget) if forget else 0
+        for counter in (self.progress, run):
+            counter.add_done(
+                embedded=counts["embedded"],
+                reused=counts["reused"],
+                failed=failures,
+                vanished=len(vanished),
+                removed=removed,
+            )
+        bar.update(len(pending))
+        bar.set_rate(self.progress.images_per_second())
+        self._committed(seq)
+        for i, item in enumerate(pending):
+            if item.error is None:
+                self._tell(item.path, Outcome.EMBEDDED if i in vectors else Outcome.REUSED, None)
+            elif item.error.reason == images.Reason.MISSING:
+                self._tell(item.path, Outcome.REMOVED, item.error)
+            else:
+                self._tell(item.path, Outcome.FAILED, item.error)
+
+    def prune_folder(
+        self,
+        root: str,
+        extensions: Iterable[str],
+        recursive: bool = True,
+        on_error: OnError | None = None,
+    ) -> list[str]:
+        """Forget the catalogue entries under a folder that are gone from disk; return every image found.
+
+        A folder that is missing or unreadable as a whole removes nothing (FileNotFoundError).
+        """
+        root = normalise_path(root)
+        if not os.path.isdir(root) or not os.access(root, os.R_OK | os.X_OK):
+            raise FileNotFoundError(f"folder {root} is missing or unreadable; nothing was removed")
+        plan = plan_folder(self.catalog, root, extensions, recursive, on_error=on_error, roots=self.roots())
+        if plan.outside:
+            log.warning("%s: skipped %d links that lead outside the allowed folders", root, len(plan.outside))
+        if plan.vanished:
+            self.remove(plan.vanished)
+        return plan.paths
+
+    def remove(self, paths: Iterable[str]) -> int:
+        """Forget files or folders; returns how many catalogue entries went."""
+        paths = list(paths)
+        removed = self.catalog.remove_paths(paths)
+        self.progress.add_done(removed=removed)
+        if removed:
+            self._committed()
+        for path in paths:
+            self._tell(normalise_path(path), Outcome.REMOVED, None)
+        return removed
+
+    def run(
+        self,
+        queue: WorkQueue,
+        stop: threading.Event,
+        idle_timeout: float = 0.5,
+        prune_every: float = 600.0,
+        retry_every: float = 60.0,
+    ) -> None:
+        """The daemon's loop: take queued work until ``stop`` is set.
+
+        When idle: files catalogued before metadata was read get theirs (``fill_metadata``); every ``retry_every`` seconds, failed files whose retry is due are queued
+        again (``folders.retry_due``); at most every ``prune_every`` seconds, vectors that no
+        file uses any more are dropped (the delay lets a move seen as delete + create keep
+        its vector); and while the catalogue cannot be written, an empty write probes it.
+        """
+        last_prune = last_retry = time.monotonic()
+        while not stop.is_set():
+            # Small takes keep a request that jumped the queue from waiting behind a long run.
+            # While older rows wait for their metadata, the loop does not sleep between fills:
+            # 200 rows per 0.5 s wait made 100k files take 500 waits (over 4 minutes) on top
+            # of about one minute of reading (derived from bench_formats' 0.3-0.7 ms a JPEG).
+            filling = self._metadata_left and self.storage.ok
+            items = queue.take(2 * self.batch_size, timeout=0.0 if filling else idle_timeout)
+            commits = self.catalog.commits
+            self._applied = 0
+            try:
+                if items:
+                    self._apply(items)
+                elif not self.storage.ok and time.monotonic() >= self.storage.retry_at:
+                    self.catalog.probe_write()  # nothing queued to try it with (a failed /remove)
+                elif self._metadata_left:
+                    self._fill_metadata_once()
+                elif time.monotonic() - last_retry >= retry_every:
+                    last_retry = time.monotonic()
+                    self._queue_due_retries(queue)
+                elif time.monotonic() - last_prune >= prune_every:
+                    last_prune = time.monotonic()
+                    self.prune_unused()
+                if self.catalog.commits > commits and self.storage.succeeded():
+                    log.warning("the catalogue can be written again; indexing goes on")
+            except Exception as exc:  # the loop must survive anything one batch does
+                unfinished = items[self._applied :]  # finished moves must not be replayed
+                if is_storage_error(exc):
+                    self._wait_for_storage(exc, unfinished, queue, stop)
+                else:
+                    log.exception("indexing batch failed; trying its %d items one by one", len(unfinished))
+                    self._apply_one_by_one(unfinished, queue, stop)
+            finally:
+                if items:
+                    queue.task_done(len(items))
+
+    def _fill_metadata_once(self) -> None:
+        """One turn of the fill; a failure other than the disk's stops it (the loop does not
+        sleep while it fills, so a fill failing each turn would spin and flood the log)."""
+        try:
+            self.fill_metadata()
+        except Exception as exc:
+            if is_storage_error(exc):
+                raise
+            log.exception("reading the metadata of older files failed; it is tried again at the next start")
+            self._metadata_left = False
+
+    def fill_metadata(self, batch: int = 200, budget_s: float = 0.25) -> int:
+        """Read the metadata of up to ``batch`` files catalogued without it (before schema 3).
+
+        Headers only (``photo_metadata.read_metadata_file``), a batch per idle turn of the
+        loop, and no longer than ``budget_s`` (at least one file), so queued work and a stop
+        wait at most that long: 200 RAW files, each read whole at 77-95 ms (bench_formats, page
+        cache), would hold them 15-19 s, minutes from a disk. Returns how many rows were filled.
+        Measured here (bench/bench_formats.py): 0.3-0.7 ms a JPEG whose bytes are cached (100k
+        files: about a minute, plus the disk reads); a RAW is read whole (77-95 ms for 50 MB).
+        """
+        rows = self.catalog.without_metadata(batch)
+        if not rows:
+            if self._metadata_filled:
+                log.info("metadata read for %d files catalogued before it was kept", self._metadata_filled)
+            self._metadata_left = False
+            return 0
+        if not self._metadata_filled:
+            left = self.catalog.count_without_metadata()
+            log.info("reading capture dates and sizes of %d files catalogued without them", left)
+        # A file gone or unreadable gets its catalogued mtime: every row is filled, so the
+        # loop ends; the watcher or a retry deals with the file itself.
+        deadline = time.monotonic() + budget_s
+        read: list[tuple[int, PhotoMetadata]] = []
+        for file_id, path, mtime_ns in rows:
+            read.append((file_id, photo_metadata.read_metadata_file(path, mtime_ns, self.limits.max_file_bytes)))
+            if time.monotonic() >= deadline:
+                break
+        self.catalog.fill_metadata(read)
+        self._metadata_filled += len(read)
+        return len(read)
+
+    def prune_unused(self) -> tuple[int, int]:
+        """Drop the vectors and thumbnails no file has any more; returns how many of each.
+
+        Run when idle, minutes after removals: a move seen as delete + create keeps both.
+        """
+        pruned = self.catalog.prune_orphan_vectors()
+        store = self.thumbnails
+        thumbnails = store.remove(self.catalog.unused_hashes(store.hashes())) if store is not None else 0
+        if pruned or thumbnails:
+            log.info("dropped %d vectors and %d thumbnails no file uses any more", pruned, thumbnails)
+        return pruned, thumbnails
+
+    def _queue_due_retries(self, queue: WorkQueue) -> int:
+        """Queue the failed files whose reason may have passed and whose retry time has come."""
+        now = time.time()
+        due = [failed.path for failed in self.catalog.failed_everywhere() if retry_due(failed, now)]
+        if due:
+            log.info("trying %d failed files again", len(due))
+            queue.put_many(due, Intent.ADD)
+        return len(due)
+
+    def _wait_for_storage(self, exc: BaseException, items: list[Work], queue: WorkQueue, stop: threading.Event) -> None:
+        """Keep the work queued, tell waiters it is deferred, and back off before the next try."""
+        delay = self.storage.failed(exc)
+        kept = queue.give_back(items)
+        log.error(
+            "cannot write the catalogue in %s (%s): %d items stay queued; trying again in %.0f s",
+            self.catalog.path.parent,
+            exc,
+            kept,
+            delay,
+        )
+        for item in items:
+            if item.intent in (Intent.ADD, Intent.RECHECK):
+                self._tell(item.path, Outcome.DEFERRED, None)
+        stop.wait(delay)
+
+    def _apply_one_by_one(self, items: list[Work], queue: WorkQueue, stop: threading.Event) -> None:
+        """After a batch failed for no storage reason: find the item at fault, record it, go on."""
+        for position, item in enumerate(items):
+            try:
+                self._apply([item])
+            except Exception as exc:
+                if is_storage_error(exc):
+                    self._wait_for_storage(exc, items[position:], queue, stop)
+                    return
+                log.exception("cannot index %s (%s)", item.path, item.intent)
+                self._record_internal_error(item, exc)
+
+    def _record_internal_error(self, item: Work, exc: BaseException) -> None:
+        """Record a path whose work raised as failed (``internal_error``), and tell its waiters."""
+        error = images.ImageError(images.Reason.INTERNAL, f"{type(exc).__name__}: {exc}")
+        if item.intent in (Intent.ADD, Intent.RECHECK):
+            try:
+                st = os.stat(item.path)
+                result = FileResult(item.path, st.st_size, st.st_mtime_ns, None, {}, error.reason, error.detail)
+                self._committed(self.catalog.record_batch([result]))
+                self.progress.add_queued()
+                self.progress.add_done(failed=[error.reason])
+            except Exception:
+                log.exception("cannot record the failure of %s either", item.path)
+        self._tell(item.path, Outcome.FAILED, error)
+
+    def _committed(self, seq: int | None = None) -> None:
+        """Tell the indexes about a commit (``seq``, else the catalogue's current one)."""
+        if self.on_commit is not None:
+            self.on_commit(self.catalog.current_seq() if seq is None else seq)
+
+    def move(self, old: str, new: str) -> int:
+        """Rename a file or a folder's files in the catalogue; nothing is read or re-embedded."""
+        moved = self.catalog.move(old, new)
+        if moved:
+            self._committed()
+        self._tell(normalise_path(old), Outcome.REMOVED, None)
+        return moved
+
+    def restore(self, paths: Iterable[str]) -> int:
+        """Make offline files that came back unchanged searchable again; returns how many."""
+        restored = self.catalog.set_online(paths)
+        if restored:
+            self._committed()
+            self._metadata_left = True  # offline files are not filled: some may still lack metadata
+        return restored
+
+    def set_offline(self, root: str) -> int:
+        """Keep a vanished folder's files, vectors and ids, but stop returning them."""
+        count = self.catalog.set_offline(root)
+        if count:
+            self._committed()
+        log.info("%d files under %s marked offline", count, root)
+        return count
+
+    def _apply(self, items: list[Work]) -> None:
+        """Apply queued work in order; a move or an offline folder splits the batch."""
+        run: list[Work] = []
+        for item in items:
+            if item.intent not in (Intent.MOVE, Intent.MARK_OFFLINE):
+                run.append(item)
+                continue
+            self._apply_paths(run)
+            self._applied += len(run)
+            run = []
+            if item.intent == Intent.MOVE:
+                assert item.old is not None
+                self.move(item.old, item.path)
+            else:
+                self.set_offline(item.path)
+            self._applied += 1
+        self._apply_paths(run)
+        self._applied += len(run)
+
+    def _apply_paths(self, items: list[Work]) -> None:
+        removals = [item.path for item in items if item.intent == Intent.REMOVE]
+        restores = [item.path for item in items if item.intent == Intent.RESTORE]
+        additions = [item.path for item in items if item.intent == Intent.ADD]
+        rechecks = [item.path for item in items if item.intent == Intent.RECHECK]
+        if removals:
+            self.remove(removals)
+        if restores:
+            self.restore(restores)
+        if rechecks:
+            self.process(rechecks, retry_failed=True)
+        if additions:
+            self.process(additions)

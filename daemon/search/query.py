@@ -1,0 +1,94 @@
+"""A search request's query vector, and the API's answer from an index.
+
+Shared by the daemon and by ``imgsearchd search --local``, which needs no server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..extractors import Extractor
+from ..media import images
+from ..media.photo_metadata import metadata_json
+from ..paths import json_fields
+from ..store.catalog import Catalog
+from ..store.rows import SearchScope
+from .index import ExtractorIndex
+from .scoped import search_scoped
+
+
+def stored_vector_for_path(catalog: Catalog, extractor: Extractor, path: str) -> np.ndarray | None:
+    """The stored vector of an indexed file whose size and mtime are unchanged, else None.
+
+    Raises ``images.ImageError`` when the file is gone or not a regular file.
+    """
+    stored = catalog.vector_for_path(path, extractor.name, extractor.model_id)
+    if stored is None:
+        return None
+    record, vector = stored
+    st = images.stat_file(path)
+    return vector if (st.st_size, st.st_mtime_ns) == (record.size, record.mtime_ns) else None
+
+
+def embed_path(
+    extractor: Extractor, path: str, limits: images.ImageLimits, roots: Sequence[str] | None = None
+) -> np.ndarray:
+    """A fresh embedding of a file (with ``roots``, the opened file must lie inside them)."""
+    picture = images.decode(images.read_file(path, limits, roots).data, extractor.decode_side, limits)
+    return extractor.embed_images([picture])[0]
+
+
+def query_vector_for_path(
+    catalog: Catalog,
+    extractor: Extractor,
+    path: str,
+    limits: images.ImageLimits,
+    roots: Sequence[str] | None = None,
+) -> np.ndarray:
+    """The stored vector when the file is indexed and unchanged, else a fresh embedding.
+
+    Raises ``images.ImageError`` when the file cannot be used (or, with ``roots``, when
+    the opened file lies outside them).
+    """
+    stored = stored_vector_for_path(catalog, extractor, path)
+    return stored if stored is not None else embed_path(extractor, path, limits, roots)
+
+
+def query_vector_for_bytes(extractor: Extractor, data: bytes, limits: images.ImageLimits) -> np.ndarray:
+    """Embed an uploaded image."""
+    picture = images.decode(data, extractor.decode_side, limits)
+    return extractor.embed_images([picture])[0]
+
+
+def search_answer(
+    index: ExtractorIndex,
+    vector: np.ndarray,
+    limit: int,
+    max_distance: float | None,
+    scope: SearchScope | None = None,
+) -> dict[str, Any]:
+    """The API's search answer: results best first, distances and scores rounded for JSON,
+    each with its content hash and what the photo says about itself (``photo_metadata``).
+
+    With a ``scope`` (a folder, a capture-time range), only files in it (``folder_search``);
+    raises ``folder_search.UnknownFolder`` when the catalogue has none in its folder.
+    """
+    if scope is None or (scope.folder is None and not scope.by_date):
+        found = [(r["image"], r["distance"], r["score"]) for r in index.search(vector, limit, max_distance)]
+    else:
+        hits = search_scoped(index, vector, scope, limit, max_distance).hits
+        found = [(path, h.distance, h.score) for h, path in hits]
+    facts = index.catalog.result_facts(path for path, _, _ in found)
+    results = []
+    for path, d, s in found:
+        content_hash, metadata = facts.get(path, (None, None))
+        result = {**json_fields(path), "distance": round(float(d), 6), "score": round(float(s), 6)}
+        result["hash"] = content_hash
+        results.append({**result, **metadata_json(metadata)})
+    answer: dict[str, Any] = {"results": results, "extractor": index.extractor}
+    if scope is not None and scope.folder is not None:
+        answer["folder"] = scope.folder
+    return answer
