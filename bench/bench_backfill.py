@@ -2,7 +2,7 @@
 
 Issue 15: what going through a Ray cluster costs when the cluster is this one machine.
 Side by side in one run, rotating the order between repeats: the real pipeline
-(``Indexer.process``, what ``imgsearchd index`` runs: loader threads + batched forward
+(``Pipeline.process``, what ``imgsearchd index`` runs: loader threads + batched forward
 passes) and the real backfill (``backfill.Backfill``: plan, a Ray Data pipeline of
 ``FileEmbedder`` actors, results streamed back into the catalogue) into fresh catalogues
 on the same JPEGs (efficientnet with its packaged weights; CPU). For the backfill, the
@@ -35,19 +35,20 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from bench_indexing import SMALL_SIZES, cpu_model, make_set, spread  # noqa: E402
-from imgsearchd import extractors
-from imgsearchd.bulk.backfill import Backfill, ClusterOptions, plan
-from imgsearchd.bulk.status import BackfillProgress
-from imgsearchd.ingest.pipeline import Indexer
-from imgsearchd.media.images import ImageLimits
-from imgsearchd.store.catalog import Catalog
+from imgsearchd import extractors  # noqa: E402
+from imgsearchd.bulk.backfill import Backfill, ClusterOptions, plan  # noqa: E402
+from imgsearchd.bulk.status import BackfillProgress  # noqa: E402
+from imgsearchd.config import extractor_settings  # noqa: E402
+from imgsearchd.ingest.pipeline import Pipeline  # noqa: E402
+from imgsearchd.media.images import ImageLimits  # noqa: E402
+from imgsearchd.store.catalog import Catalog  # noqa: E402
 
 VARIANTS = ("index", "backfill")
 
 
 def run_index(extractor: Any, paths: list[str], workdir: Path) -> dict[str, float]:
     """``imgsearchd index``'s pipeline into a fresh catalogue: wall seconds and img/s."""
-    with Catalog(workdir / "index.sqlite3") as catalog, Indexer(catalog, {"efficientnet": extractor}) as indexer:
+    with Catalog(workdir / "index.sqlite3") as catalog, Pipeline(catalog, {"efficientnet": extractor}) as indexer:
         started = time.perf_counter()
         indexer.process(paths)
         seconds = time.perf_counter() - started
@@ -68,7 +69,7 @@ def run_backfill(
         backfill = Backfill(
             catalog,
             {"efficientnet": extractor},
-            {"efficientnet": settings},
+            {"efficientnet": extractor_settings("efficientnet", settings)},
             ImageLimits(),
             None,
             # One batch per task: results come back a batch at a time, so the steady rate is seen

@@ -2,7 +2,7 @@
 
 For small JPEGs (<= 1 MP) and camera-like 8-12 MP JPEGs (bench_indexing's sets: scikit-image
 sample photos upscaled with grain, quality 90, about 2.8 MB each) this times, image by
-image, what ``Indexer._load`` does to a file: read, hash, Pillow header + draft, decode
+image, what ``Pipeline._load`` does to a file: read, hash, Pillow header + draft, decode
 (``load``), ``_fit``, ``ResizeCrop``, and the tensor step. Every stage is timed with
 ``time.thread_time()``: CPU time of this thread, so a busy machine slows the run but moves
 the numbers far less than wall time would. Torch runs on one intra-op thread here (unless

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from imgsearchd.media import formats, images, memory
+from imgsearchd.media import formats, images, memory  # noqa: E402
 
 import image_factory as make  # noqa: E402
 

@@ -30,10 +30,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from imgsearchd.config import DUPLICATE_THRESHOLDS
-from imgsearchd.search import duplicates
-from imgsearchd.search.index import ExtractorIndex, query_many
-from imgsearchd.store.catalog import Catalog, FileResult
+from imgsearchd.config import DUPLICATE_THRESHOLDS  # noqa: E402
+from imgsearchd.search import duplicates  # noqa: E402
+from imgsearchd.search.index import ExtractorIndex, query_many  # noqa: E402
+from imgsearchd.store.catalog import Catalog, FileResult  # noqa: E402
 
 from duplicate_set import copy_set, found_pairs, planted, precision_recall, tiles, true_pairs  # noqa: E402
 from index_helpers import EXTRACTOR, MODEL, add_files, photo_like  # noqa: E402

@@ -31,10 +31,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from imgsearchd.paths import is_under
-from imgsearchd.search.index import ExtractorIndex
-from imgsearchd.search.scoped import EXACT_COST, Method, search_folder
-from imgsearchd.store.catalog import Catalog, FileResult
+from imgsearchd.paths import is_under  # noqa: E402
+from imgsearchd.search.index import ExtractorIndex  # noqa: E402
+from imgsearchd.search.scoped import EXACT_COST, Method, search_folder  # noqa: E402
+from imgsearchd.store.catalog import Catalog, FileResult  # noqa: E402
 
 from index_helpers import EXTRACTOR, MODEL, photo_like  # noqa: E402
 

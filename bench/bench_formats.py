@@ -46,8 +46,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_indexing import cpu_model  # noqa: E402
-from imgsearchd.media import formats, images, photo_metadata
-from imgsearchd.media.photo_metadata import PhotoMetadata
+from imgsearchd.media import formats, images, photo_metadata  # noqa: E402
+from imgsearchd.media.photo_metadata import PhotoMetadata  # noqa: E402
 
 from image_factory import dng_bytes  # noqa: E402
 

@@ -6,7 +6,7 @@ in its own process, then runs ``tests/http_load.py``: N busy clients (a new conn
 while this process asks for ``/health`` every 0.1 s on a fresh connection (5 s timeout).
 
 Candidates: ``cheroot-16`` (what the daemon had: 16 threads, cheroot's listen backlog of 5),
-``cheroot-64`` (64 threads, backlog 1024), ``waitress`` (``http_server.make_http_server``).
+``cheroot-64`` (64 threads, backlog 1024), ``waitress`` (``api.listener.make_http_server``).
 
     .venv/bin/python bench/bench_http_front.py [--clients 200] [--slow 16] [--seconds 10]
 """
@@ -41,7 +41,7 @@ def serve(kind: str, config_path: str) -> None:
     config = load_config(config_path)
     service = Service(config)
     app = create_app(service)
-    host, port = config.server["host"], config.server["port"]
+    host, port = config.server.host, config.server.port
     if kind == "waitress":
         from imgsearchd.api.listener import make_http_server
 

@@ -7,7 +7,7 @@ added grain and saved at quality 90) -- this measures, side by side in one run:
 * naive: one image at a time, full decode (PIL open + convert("RGB"), no draft),
   the model's own transform, one forward pass (batch of 1) per image;
 * forward-only: ``extractor.embed`` on pre-made tensors at the configured batch size;
-* end-to-end: ``Indexer(...).process(paths)`` over the files on disk into a fresh
+* end-to-end: ``Pipeline(...).process(paths)`` over the files on disk into a fresh
   catalogue (read, hash, decode, preprocess, embed, SQLite writes).
 
 Every file has different bytes, so the catalogue's content-hash reuse skips nothing.
@@ -40,7 +40,7 @@ import torch
 from PIL import Image
 
 from imgsearchd import extractors
-from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.ingest.pipeline import Pipeline
 from imgsearchd.media.images import ImageLimits
 from imgsearchd.store.catalog import Catalog
 
@@ -191,7 +191,7 @@ def run_end_to_end(
     """The real pipeline into a fresh catalogue; also returns the loader thread count."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         catalog = Catalog(Path(tmp) / "catalog.sqlite3")
-        indexer = Indexer(catalog, {name: extractor}, ImageLimits(), loader_threads=loader_threads)
+        indexer = Pipeline(catalog, {name: extractor}, ImageLimits(), loader_threads=loader_threads)
         try:
             with _Clock(len(paths)) as clock:
                 summary = indexer.process(paths)
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         "--naive-large", type=int, default=24, help="of the large images, how many the naive loop does (0: all)"
     )
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--loader-threads", type=int, default=0, help="Indexer loader threads (0: its default)")
+    parser.add_argument("--loader-threads", type=int, default=0, help="Pipeline loader threads (0: its default)")
     parser.add_argument("--repeats", type=int, default=1, help="measure every variant this many times (median shown)")
     parser.add_argument(
         "--data-dir",

@@ -9,7 +9,7 @@ For each extractor this measures, back to back and rotating the order between re
   fp32 (bench/ort_clip.py), the engine Immich's machine-learning service uses;
 * optionally other explicit precisions (``--also bf16,int8``) for the forward table.
 
-Tables: forward pass at batch 32 on pre-made tensors; end to end (``Indexer.process`` over
+Tables: forward pass at batch 32 on pre-made tensors; end to end (``Pipeline.process`` over
 small real-looking JPEGs into a fresh catalogue); end to end on 10-MP camera-like JPEGs
 against forward-only at the new precision; single-image query latency (JPEG bytes -> decode,
 preprocess, a forward pass of one; and one text for CLIP); the smallest cosine of each

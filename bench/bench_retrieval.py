@@ -1056,7 +1056,7 @@ def main(argv: list[str] | None = None) -> int:
         runs[model] = {
             v: vectors_for(copy_set, Spec(model, v, "fp32", model_settings[model]), args.batch_size) for v in variants
         }
-    study_spec = Spec(models[0], framing.mode_from({}, models[0]), "fp32", model_settings[models[0]])
+    study_spec = Spec(models[0], framing.mode_from("auto", models[0]), "fp32", model_settings[models[0]])
     full = low = None
     if args.precision != "none":
         full = vectors_for(copy_set, study_spec, args.batch_size)

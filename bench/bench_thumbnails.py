@@ -1,7 +1,7 @@
 """Thumbnails: what making them costs the indexer, and how fast /thumbnail answers.
 
 1. Indexing throughput with and without thumbnails, side by side in one run: the real
-   pipeline (``Indexer.process`` into a fresh catalogue; efficientnet with its packaged
+   pipeline (``Pipeline.process`` into a fresh catalogue; efficientnet with its packaged
    weights, or ``--model clip`` with random weights; CPU) on the same JPEGs, without a store, with WebP thumbnails and with JPEG
    ones, the variants back to back in a rotating order; the cost is taken per repeat
    (issue 13: at most 5%). Wall-clock img/s and process CPU ms per image are both shown,
@@ -46,10 +46,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from PIL import Image  # noqa: E402
 
 from bench_indexing import LARGE_SIZES, SMALL_SIZES, cpu_model, make_set, spread  # noqa: E402
-from imgsearchd import extractors
-from imgsearchd.ingest.pipeline import Indexer
-from imgsearchd.media.thumbnails import ThumbnailStore
-from imgsearchd.store.catalog import Catalog
+from imgsearchd import extractors  # noqa: E402
+from imgsearchd.ingest.pipeline import Pipeline  # noqa: E402
+from imgsearchd.media.thumbnails import ThumbnailStore  # noqa: E402
+from imgsearchd.store.catalog import Catalog  # noqa: E402
 
 from helpers import free_port, server_config  # noqa: E402
 from served import serve  # noqa: E402
@@ -88,7 +88,7 @@ def index_once(extractor: Any, paths: list[str], variant: str, workdir: Path) ->
         store = None if variant == "none" else ThumbnailStore(Path(tmp) / "thumbnails", fmt=variant)
         spent = timed(store) if store is not None else []
         catalog = Catalog(Path(tmp) / "catalog.sqlite3")
-        indexer = Indexer(catalog, {extractor.name: extractor}, thumbnails=store)
+        indexer = Pipeline(catalog, {extractor.name: extractor}, thumbnails=store)
         try:
             wall, cpu = time.perf_counter(), time.process_time()
             summary = indexer.process(paths)
@@ -180,7 +180,7 @@ def bench_route(
         folder = Path(paths[0]).parent
         config = server_config(tmp_path, server={"allowed_roots": [str(folder)]})
         catalog = Catalog(tmp_path / "data" / "catalog.sqlite3")
-        with catalog, Indexer(catalog, {"efficientnet": extractor}) as indexer:  # no thumbnails: the old state
+        with catalog, Pipeline(catalog, {"efficientnet": extractor}) as indexer:  # no thumbnails: the old state
             indexer.process(paths)
         port = free_port()
         rows = []

@@ -2,9 +2,9 @@
 
 For N small JPEGs (<= 1 MP, bench_indexing's set: distinct bytes each), side by side in one run:
 
-* index: ``Indexer.process`` with EfficientNet-Lite0's real weights into a fresh catalogue
+* index: ``Pipeline.process`` with EfficientNet-Lite0's real weights into a fresh catalogue
   (read, hash, decode, embed, write): what ``imgsearchd index`` does, the baseline;
-* export: ``vectors_io.export`` of that catalogue (one read transaction, Parquet parts);
+* export: ``bulk.parquet.export`` of that catalogue (one read transaction, Parquet parts);
 * import, ours: ``import_vectors`` of the export into an empty catalogue, which knows none of
   the files: each is read and hashed (its hash checked against the exported one), and its
   metadata read from its bytes;
@@ -42,7 +42,7 @@ from bench_indexing import SMALL_SIZES, cpu_model, make_set
 from imgsearchd import extractors
 from imgsearchd.bulk.parquet import export, import_vectors
 from imgsearchd.bulk.sources import find_parts
-from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.ingest.pipeline import Pipeline
 from imgsearchd.paths import path_from_key
 from imgsearchd.store.catalog import Catalog
 from imgsearchd.store.rows import FileResult
@@ -52,7 +52,7 @@ NAME = "efficientnet"
 
 def run_index(extractor: extractors.Extractor, paths: list[str], data: Path) -> tuple[float, Catalog]:
     catalog = Catalog(data / "catalog.sqlite3")
-    with Indexer(catalog, {NAME: extractor}) as indexer:
+    with Pipeline(catalog, {NAME: extractor}) as indexer:
         started = time.perf_counter()
         summary = indexer.process(paths)
         elapsed = time.perf_counter() - started
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| step | seconds | vectors/s | vs index |")
     print("|---|---|---|---|")
     labels = {
-        "index": "index (Indexer.process: read, hash, decode, embed)",
+        "index": "index (Pipeline.process: read, hash, decode, embed)",
         "export": "export (one read transaction, Parquet)",
         "ours": "import, ours, into an empty catalogue (read + hash + metadata)",
         "known": "import, ours (stat only)",

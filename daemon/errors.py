@@ -1,41 +1,75 @@
-"""Errors the HTTP API answers with, and how an unusable image maps to a status."""
+"""The domain's errors: what went wrong with a request, in the daemon's words.
+
+The service, the search and the other rooms raise these; they know nothing of HTTP. The
+API maps each class to its status and JSON body in one table (``api.errors``), the CLI
+prints the message. Each carries a readable ``message`` and the ``extra`` fields an answer
+shows beside it (``image``, ``reason``, ``folder``, ``storage``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-from .media import images
-
-# How an unusable image maps to an HTTP status.
-IMAGE_ERROR_STATUS = {
-    images.Reason.MISSING: 404,
-    images.Reason.NOT_A_FILE: 400,
-    images.Reason.UNREADABLE: 403,
-    images.Reason.TOO_LARGE: 413,
-    images.Reason.EMPTY: 415,
-    images.Reason.NOT_AN_IMAGE: 415,
-    images.Reason.TRUNCATED: 415,
-    images.Reason.CORRUPT: 415,
-    images.Reason.OUTSIDE_ROOTS: 403,
-    images.Reason.INTERNAL: 500,
-    images.Reason.MISSING_LIBRARY: 415,  # this daemon cannot read the format: the client may send another
-}
+from typing import Protocol
 
 
-class ApiError(Exception):
-    """An error answer: status and message (and optional extra fields)."""
+class DomainError(Exception):
+    """A request the daemon cannot answer as asked: a message and the fields that go with it."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(self, message: str, **extra: object) -> None:
         super().__init__(message)
-        self.status = status
         self.message = message
         self.extra = extra
 
 
-def image_error(exc: images.ImageError, path: str | None = None) -> ApiError:
-    """The API error for an image that cannot be used."""
-    extra: dict[str, Any] = {"reason": exc.reason}
-    if path is not None:
-        extra["image"] = path
-    where = f"{path}: " if path else ""
-    return ApiError(IMAGE_ERROR_STATUS.get(exc.reason, 415), f"{where}{exc.detail}", **extra)
+class Invalid(DomainError):
+    """The request is malformed or asks for what is not there to use (an extractor, a text encoder)."""
+
+
+class Refused(DomainError):
+    """The request names what the daemon may not touch (outside the roots, unreadable)."""
+
+
+class NotFound(DomainError):
+    """The file, folder or result named is not there (or not in the catalogue)."""
+
+
+class TooLarge(DomainError):
+    """The request's images are over the upload cap."""
+
+
+class Busy(DomainError):
+    """All slots for slow work are taken, or the daemon is starting: ask again shortly."""
+
+
+class StorageUnavailable(DomainError):
+    """The catalogue cannot be written now (full or read-only disk); the work waits in the queue."""
+
+
+class TimedOut(DomainError):
+    """The work was queued but not done in the time the request waits."""
+
+
+class ImageProblem(Protocol):
+    """What ``media.images.ImageError`` carries (this module imports nothing of the daemon)."""
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def detail(self) -> str: ...
+
+
+class BadImage(DomainError):
+    """An image that cannot be used, with its one-word ``reason`` (the API maps it to a status)."""
+
+    def __init__(self, reason: str, detail: str, path: str | None = None) -> None:
+        where = f"{path}: " if path else ""
+        extra: dict[str, object] = {"reason": reason}
+        if path is not None:
+            extra["image"] = path
+        super().__init__(f"{where}{detail}", **extra)
+        self.reason = reason
+
+    @classmethod
+    def of(cls, exc: ImageProblem, path: str | None = None) -> BadImage:
+        """The error for an ``ImageError`` (the file ``path``, or an upload when None)."""
+        return cls(exc.reason, exc.detail, path)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import IO, Any, ClassVar
+from typing import IO, ClassVar
 
 FORMATS = ("text", "json")
 
@@ -77,7 +77,7 @@ class JsonFormatter(logging.Formatter):
         self.timestamps = timestamps
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {}
+        out: dict[str, str] = {}
         if self.timestamps:
             out["time"] = _local_time(record.created)
         out.update({"level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()})

@@ -279,7 +279,7 @@ def live_server(
     thread = threading.Thread(target=server.serve, name="test-http", daemon=True)
     thread.start()
     host, port = server.bind_addr[:2]
-    live = Live(service, f"http://{host}:{port}", config.server["token"])
+    live = Live(service, f"http://{host}:{port}", config.server.token)
     try:
         if load:
             service.load()

@@ -67,10 +67,15 @@ def test_record_and_read_back(catalog):
     assert catalog.vector_for_hash("h1", "x", "other-model") is None
 
 
-def test_paths_are_normalised(catalog):
+def test_paths_are_normalised(tmp_path, catalog):
     catalog.record_batch([result("/p/q/../a.jpg", "h1", 1)])
-    assert catalog.get("/p/a.jpg") is not None
-    assert catalog.get("/p//a.jpg") is not None
+    catalog.record_batch([result("/p//a.jpg", "h1", 1)])  # the same file, spelt another way: the same row
+    record = catalog.get("/p/a.jpg")
+    assert record is not None and record.path == "/p/a.jpg"
+    assert catalog.get("/p//a.jpg") == record == catalog.get("/p/q/../a.jpg")
+    assert catalog.counts()["files"] == 1
+    stored = sqlite3.connect(tmp_path / "catalog.sqlite3").execute("SELECT path FROM files").fetchall()
+    assert stored == [(b"/p/a.jpg",)]  # written normalised, not only looked up so
 
 
 def test_same_name_in_two_folders_are_two_files(catalog):
@@ -122,10 +127,16 @@ def test_remove_folder_only_touches_that_folder(catalog):
     assert catalog.vector_for_hash("h2", "x", "m1") is not None
 
 
-def test_copies_share_one_vector_row(catalog):
+def test_copies_share_one_vector_row(tmp_path, catalog):
     catalog.record_batch([result("/p/a.jpg", "h1", 1), result("/p/copy.jpg", "h1", 1)])
+    db = sqlite3.connect(tmp_path / "catalog.sqlite3")
+    assert db.execute("SELECT content_hash, extractor, model_id FROM vectors").fetchall() == [("h1", "x", "m1")]
+    original, copy = catalog.vector_for_path("/p/a.jpg", "x", "m1"), catalog.vector_for_path("/p/copy.jpg", "x", "m1")
+    assert original is not None and copy is not None and np.array_equal(original[1], copy[1])
     catalog.remove_paths(["/p/a.jpg"])
+    assert catalog.prune_orphan_vectors() == 0  # the copy still uses the row
     assert catalog.vector_for_path("/p/copy.jpg", "x", "m1") is not None
+    assert db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0] == 1
 
 
 def test_changes_since_and_full_read_agree(catalog):

@@ -319,7 +319,7 @@ def test_the_packaged_default_config_holds_the_built_in_defaults():
     from imgsearchd.config import PACKAGED_PATH, SCHEMA, validate
 
     raw = tomllib.loads(PACKAGED_PATH.read_text(encoding="utf-8"))
-    defaults = {section: {key: s.default for key, s in keys.items()} for section, keys in SCHEMA.items()}
-    assert validate(raw, str(PACKAGED_PATH)) == defaults
+    defaults = {f"{section}.{key}": s.default for section, keys in SCHEMA.items() for key, s in keys.items()}
+    assert dict(validate(raw, str(PACKAGED_PATH)).items()) == defaults
     listed = {f"{top}.{name}" if top == "extractors" else top for top, t in raw.items() for name in t}
     assert {s for s in listed if s in SCHEMA} == set(SCHEMA)  # every section is in the file

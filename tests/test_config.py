@@ -12,27 +12,26 @@ from helpers import REPO, write_config
 
 def test_shipped_config_is_valid_and_matches_defaults():
     loaded = load_config(REPO / "config" / "imgsearchd.toml")
-    defaults = cfg.validate({}, "<defaults>")
-    assert loaded.values == defaults
-    assert loaded.index["extractors"] == ["clip"]
-    assert loaded.index["fallback_extractor"] == "efficientnet"
-    assert loaded.server == {
-        "host": "127.0.0.1",
-        "port": 8080,
-        "allowed_roots": [],
-        "allowed_hosts": [],
-        "max_upload_mb": 32,
-        "token": "",
-        "wrong_tokens_per_minute": 10,
-    }
+    assert dict(loaded.items()) == dict(cfg.validate({}, "<defaults>").items()) == dict(cfg.Config().items())
+    assert loaded.index.extractors == ("clip",)
+    assert loaded.index.fallback_extractor == "efficientnet"
+    assert loaded.server == cfg.ServerSettings(
+        host="127.0.0.1",
+        port=8080,
+        allowed_roots=(),
+        allowed_hosts=(),
+        max_upload_mb=32,
+        token="",
+        wrong_tokens_per_minute=10,
+    )
 
 
 def test_explicit_path_wins_over_environment(tmp_path, monkeypatch):
     a = write_config(tmp_path / "a.toml", {"server": {"port": 9001}})
     b = write_config(tmp_path / "b.toml", {"server": {"port": 9002}})
     monkeypatch.setenv(cfg.ENV_VAR, str(b))
-    assert load_config(a).server["port"] == 9001
-    assert load_config().server["port"] == 9002
+    assert load_config(a).server.port == 9001
+    assert load_config().server.port == 9002
 
 
 def test_search_order_user_then_system_then_local(tmp_path, monkeypatch):
@@ -44,7 +43,7 @@ def test_search_order_user_then_system_then_local(tmp_path, monkeypatch):
     (tmp_path / "xdg" / "imgsearchd").mkdir(parents=True)
     user = write_config(tmp_path / "xdg" / "imgsearchd" / "imgsearchd.toml", {"server": {"port": 9005}})
     assert cfg.find_config_file() == user  # the desktop user service's, before the system's
-    assert load_config().server["port"] == 9005
+    assert load_config().server.port == 9005
     user.unlink()
     monkeypatch.setattr(cfg, "SYSTEM_PATH", tmp_path / "absent.toml")
     monkeypatch.chdir(tmp_path)
@@ -99,11 +98,45 @@ def test_command_line_overrides_the_file(tmp_path):
     loaded = load_config(
         path, {"server.port": 9006, "index.data_dir": str(tmp_path / "d"), "index.extractors": ["efficientnet"]}
     )
-    assert loaded.server["port"] == 9006
+    assert loaded.server.port == 9006
     assert loaded.data_dir == tmp_path / "d"
-    assert loaded.index["extractors"] == ["efficientnet"]
+    assert loaded.index.extractors == ("efficientnet",)
     with pytest.raises(ConfigError, match="command line"):
         load_config(path, {"server.port": 0})
+
+
+def test_sections_are_typed_and_generate_the_schema():
+    """One frozen class per section: attributes named as the keys, each with a type, default, check, help."""
+    config = load_config(REPO / "config" / "imgsearchd.toml")
+    assert config.extractor("clip") is config.extractors.clip
+    assert config.extractor("clip").batch_size == 32 and config.extractors.efficientnet.duplicate_threshold == 0.84
+    assert config.thumbnails.size == 256 and config.log.level == "info" and config.images.max_file_mb == 100
+    with pytest.raises(AttributeError):
+        config.server.port = 1  # frozen: a reload makes a new Config
+    assert set(cfg.SCHEMA) == {*cfg.SECTIONS} and list(cfg.SCHEMA["server"])[:2] == ["host", "port"]
+    port = cfg.SCHEMA["server"]["port"]
+    assert (port.kinds, port.default, port.help, port.restart) == ((int,), 8080, "the TCP port to listen on", True)
+    assert port.check is not None and port.check(0) and port.check(8080) is None
+    assert cfg.SCHEMA["server"]["max_upload_mb"].kinds == (int, float)
+    assert cfg.SCHEMA["watch"]["extensions"].kinds == (list,) and cfg.SCHEMA["watch"]["extensions"].item_kind is str
+    assert all(s.help for keys in cfg.SCHEMA.values() for s in keys.values())
+
+
+def test_a_reload_keeps_what_only_a_restart_changes(tmp_path):
+    old = load_config(write_config(tmp_path / "a.toml", {"server": {"port": 9001}}))
+    new = load_config(
+        write_config(
+            tmp_path / "b.toml",
+            {
+                "server": {"port": 9002, "token": "t" * 32},
+                "extractors.clip": {"batch_size": 4},
+                "log": {"level": "debug"},
+            },
+        )
+    )
+    assert new.keep_restart_only(old) == ["server.port", "[extractors.clip]"]
+    assert (new.server.port, new.server.token, new.extractor("clip").batch_size) == (9001, "t" * 32, 32)
+    assert new.log.level == "debug"  # changes live
 
 
 def test_relative_paths_are_taken_from_the_working_folder(tmp_path, monkeypatch):

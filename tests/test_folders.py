@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgsearchd.errors import ApiError
+from imgsearchd.api.errors import status_of
+from imgsearchd.errors import Refused
 from imgsearchd.ingest.folders import is_hidden_or_temporary, is_wanted_image, plan_folder, probe_folder, walk_images
 from imgsearchd.store.catalog import Catalog, FileResult
 
@@ -277,9 +278,9 @@ def test_a_watched_folder_swapped_for_a_link_does_not_take_the_allowed_area_alon
         live.service.load()
         assert live.service.allowed_roots() == [str(watched)]  # as resolved at start
         through = str(watched / "private.jpg")
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(Refused) as refused:
             live.service.check_path(through)
-        assert refused.value.status == 403 and refused.value.extra["reason"] == "outside_roots"
+        assert status_of(refused.value) == 403 and refused.value.extra["reason"] == "outside_roots"
         for route in ("/add", "/original", "/thumbnail"):
             status, body = live.get(route, image=through) if route == "/add" else fetch_status(live, route, through)
             assert status == 403 and body.get("reason") == "outside_roots", (route, body)

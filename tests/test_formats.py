@@ -21,7 +21,7 @@ import pytest
 from PIL import Image, TiffImagePlugin
 
 from imgsearchd.ingest.folders import retry_due
-from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.ingest.pipeline import Pipeline
 from imgsearchd.media import formats, images, memory
 from imgsearchd.media.images import ImageError, ImageLimits
 from imgsearchd.store.catalog import Catalog, FailedFile
@@ -160,7 +160,7 @@ def test_missing_library_is_tried_again_after_a_restart_not_on_a_timer(tmp_path,
     path = tmp_path / "camera.dng"
     path.write_bytes(dng_bytes(photos["chelsea"]))
     monkeypatch.setattr(formats, "RAW_AVAILABLE", False)
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
         assert indexer.process([str(path)])["failed"] == {"missing_library": 1}
         (failed,) = catalog.failed_everywhere()
         assert not retry_due(failed, time.time() + 1e6)  # not even a week later
@@ -344,7 +344,7 @@ def test_plain_tiffs_are_not_taken_for_raw(photos):
 
 
 def test_the_cli_does_not_load_the_decoders():
-    """openapi, which the CLI imports, takes the media types from ``format_types``: importing
+    """api.spec, which the CLI imports, takes the media types from ``format_types``: importing
     ``formats`` there brought rawpy, pillow-heif and numpy into every CLI command (75 -> 300+ ms);
     the model loader at the top of a CLI module brought torch (0.26 -> 4.2 s)."""
     code = "import sys, imgsearchd.cli; print(sorted({'numpy', 'rawpy', 'pillow_heif', 'torch', 'ray', 'pyarrow'} & set(sys.modules)))"

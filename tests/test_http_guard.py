@@ -3,6 +3,7 @@ through the real server on a loopback port."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import socket
@@ -10,7 +11,7 @@ import uuid
 
 import pytest
 
-from imgsearchd.api import origin
+from imgsearchd.api import origin, page
 from imgsearchd.config import ConfigError, load_config
 
 from helpers import live_server, server_config, write_config
@@ -70,8 +71,9 @@ def test_loopback_names_and_the_bound_address_are_accepted(server):
 
 
 def test_allowed_hosts_name_reverse_proxy_names(server):
-    hosts = server.service.config.server["allowed_hosts"]
-    hosts[:] = ["photos.example", "other.example:8443"]
+    config = server.service.config
+    before = config.server
+    config.server = dataclasses.replace(before, allowed_hosts=("photos.example", "other.example:8443"))
     try:
         for host, want in [
             ("photos.example", 200),
@@ -83,7 +85,7 @@ def test_allowed_hosts_name_reverse_proxy_names(server):
         ]:
             assert server.request("GET", "/health", headers={"Host": host})[0] == want, host
     finally:
-        hosts.clear()
+        config.server = before
 
 
 def test_host_rules_for_a_wildcard_bind():
@@ -101,7 +103,7 @@ def test_host_rules_for_a_wildcard_bind():
 
 def test_allowed_hosts_is_validated_with_the_file_and_key(tmp_path):
     good = write_config(tmp_path / "good.toml", {"server": {"allowed_hosts": ["photos.example", "[::1]:8443", "*"]}})
-    assert load_config(good).server["allowed_hosts"] == ["photos.example", "[::1]:8443", "*"]
+    assert load_config(good).server.allowed_hosts == ("photos.example", "[::1]:8443", "*")
     for bad in (["https://photos.example"], ["photos.example/api"], ["two words"], [3]):
         path = write_config(tmp_path / "bad.toml", {"server": {"allowed_hosts": bad}})
         with pytest.raises(ConfigError) as caught:
@@ -173,6 +175,33 @@ def test_cross_site_reads_get_one_refusal_whatever_the_file(server, marks):
     assert not [h for h in headers if h.lower().startswith("access-control-")]
     status, _ = plain_get(server, "/", {**marks, "Sec-Fetch-Mode": "navigate"})
     assert status == 200  # a link from another site may open the page itself
+
+
+def test_the_page_modules_load_as_a_browser_asks_for_them(server):
+    """Issue 27: index.html loads app.js as a module script, which imports the others. A module
+    is fetched in CORS mode (Sec-Fetch-Mode: cors, Sec-Fetch-Dest: script, an Origin at worst),
+    and runs only if it comes as JavaScript (strict MIME check, nosniff); same-origin, so no
+    CORS header is needed nor sent."""
+    port = port_of(server)
+    module = {
+        "Sec-Fetch-Site": "same-origin",
+        "Sec-Fetch-Mode": "cors",
+        "Sec-Fetch-Dest": "script",
+        "Origin": f"http://127.0.0.1:{port}",
+        "Referer": f"http://127.0.0.1:{port}/",
+    }
+    names = [name for name in page.assets() if name.endswith(".js")]
+    assert "app.js" in names and len(names) > 1, names
+    for name in names:
+        status, headers = plain_get(server, f"/ui/{name}", module)
+        assert status == 200, (name, status)
+        assert headers["content-type"] == "text/javascript; charset=utf-8", (name, headers)
+        assert headers["x-content-type-options"] == "nosniff"
+        policy = headers["content-security-policy"]
+        assert "script-src 'self';" in policy and "unsafe" not in policy, policy  # no inline code, no eval
+        assert not [h for h in headers if h.startswith("access-control-")], headers
+    status, headers = plain_get(server, "/ui/app.js", {**module, "Origin": "http://evil.example"})
+    assert status == 200  # the page's code holds no data: another site may load it, as it may link to /
 
 
 def plain_get(live, route: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:

@@ -1,4 +1,4 @@
-"""The HNSW index kind (daemon/hnsw.py): measured ef, growth by the catalogue's changes, compaction, kind switches.
+"""The HNSW index kind (daemon/search/hnsw.py): measured ef, growth by the catalogue's changes, compaction, kind switches.
 
 Real catalogues, real usearch snapshots built and grown by the builder process, answers
 checked against brute force over the catalogue's live vectors.

@@ -1,4 +1,4 @@
-"""indexer: the pipeline end to end on real files, its run loop, and the offline CLI."""
+"""ingest.pipeline (the indexer): the pipeline end to end on real files, its run loop, and the offline CLI."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.ingest.pipeline import Pipeline
 from imgsearchd.ingest.workqueue import Intent, WorkQueue
 from imgsearchd.media import images
 from imgsearchd.store.catalog import Catalog, FileResult
@@ -74,7 +74,7 @@ def test_bad_files_are_recorded_and_every_good_file_is_indexed(tmp_path, photos,
     folder = make_tricky_folder(tmp_path / "photos", photos)
     with (
         Catalog(tmp_path / "catalog.sqlite3") as catalog,
-        Indexer(catalog, {"efficientnet": efficientnet}, loader_threads=2) as indexer,
+        Pipeline(catalog, {"efficientnet": efficientnet}, loader_threads=2) as indexer,
     ):
         found = indexer.prune_folder(str(folder), EXTENSIONS)
         summary = indexer.process(found)
@@ -98,7 +98,7 @@ def test_unchanged_touched_moved_and_copied_files(tmp_path, photos, efficientnet
         photos[name].save(folder / f"{name}.jpg", quality=90)
     with (
         Catalog(tmp_path / "catalog.sqlite3") as catalog,
-        Indexer(catalog, {"efficientnet": efficientnet}, loader_threads=2) as indexer,
+        Pipeline(catalog, {"efficientnet": efficientnet}, loader_threads=2) as indexer,
     ):
 
         def run() -> tuple[int, int, dict]:
@@ -146,11 +146,11 @@ def test_a_new_model_id_re_embeds_and_never_mixes(tmp_path, photos, efficientnet
     for name in ("chelsea", "coffee"):
         photos[name].save(folder / f"{name}.jpg")
     with Catalog(tmp_path / "catalog.sqlite3") as catalog:
-        with Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+        with Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
             indexer.process([str(folder / "chelsea.jpg"), str(folder / "coffee.jpg")])
         other = create("efficientnet", {**EFFICIENTNET_FP32, "weights": packaged_weights_path()})
         assert other.model_id != efficientnet.model_id
-        with Indexer(catalog, {"efficientnet": other}) as indexer:
+        with Pipeline(catalog, {"efficientnet": other}) as indexer:
             summary = indexer.process([str(folder / "chelsea.jpg"), str(folder / "coffee.jpg")])
         assert summary["embedded"] == 2
         assert catalog.all_vectors("efficientnet", efficientnet.model_id, 1280)[1].size == 0
@@ -160,7 +160,7 @@ def test_a_new_model_id_re_embeds_and_never_mixes(tmp_path, photos, efficientnet
 def test_vanished_file_is_dropped_not_failed(tmp_path, photos, efficientnet):
     path = tmp_path / "a.jpg"
     photos["coffee"].save(path)
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
         indexer.process([str(path)])
         path.unlink()
         summary = indexer.process([str(path)])
@@ -171,7 +171,7 @@ def test_missing_root_removes_nothing(tmp_path, photos, efficientnet):
     folder = tmp_path / "disk"
     folder.mkdir()
     photos["coffee"].save(folder / "a.jpg")
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
         indexer.process(indexer.prune_folder(str(folder), EXTENSIONS))
         folder.rename(tmp_path / "unmounted")
         with pytest.raises(FileNotFoundError, match="nothing was removed"):
@@ -185,7 +185,7 @@ def test_run_loop_applies_adds_and_removes(tmp_path, photos, efficientnet):
     seqs: list[int] = []
     with (
         Catalog(tmp_path / "catalog.sqlite3") as catalog,
-        Indexer(catalog, {"efficientnet": efficientnet}, on_commit=seqs.append) as indexer,
+        Pipeline(catalog, {"efficientnet": efficientnet}, on_commit=seqs.append) as indexer,
     ):
         queue, stop = WorkQueue(), threading.Event()
         worker = threading.Thread(target=indexer.run, args=(queue, stop, 0.05))
@@ -205,7 +205,7 @@ def test_run_loop_applies_adds_and_removes(tmp_path, photos, efficientnet):
 
 def test_run_loop_prunes_orphan_vectors_when_idle(tmp_path, photos, efficientnet):
     photos["coffee"].save(tmp_path / "a.jpg")
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
         indexer.process([str(tmp_path / "a.jpg")])
         content = catalog.get(str(tmp_path / "a.jpg")).content_hash
         assert content is not None
@@ -317,7 +317,7 @@ def test_cli_without_weights_and_without_fallback_exits_non_zero(tmp_path, monke
 def test_the_retry_timer_queues_failed_files_whose_time_has_come(tmp_path, efficientnet):
     from imgsearchd.ingest.workqueue import Intent, Work, WorkQueue
 
-    with Catalog(tmp_path / "c.sqlite3") as catalog, Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+    with Catalog(tmp_path / "c.sqlite3") as catalog, Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
         catalog.record_batch(
             [
                 FileResult("/p/unreadable.jpg", 1, 2, None, error_reason="unreadable", error_detail="denied"),

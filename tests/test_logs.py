@@ -117,8 +117,8 @@ def test_a_child_of_systemd_checks_its_own_stderr(tmp_path):
         "import logging, sys\n"
         "from imgsearchd.config import load_config\n"
         "from imgsearchd.logs import setup_logging\n"
-        "log = load_config(sys.argv[1]).section('log')\n"
-        "setup_logging(log['level'], log['format'])\n"
+        "log = load_config(sys.argv[1]).log\n"
+        "setup_logging(log.level, log.format)\n"
         "logging.getLogger('imgsearchd.child').warning('hello')\n"
     )
     journal_file, other_file = tmp_path / "journal", tmp_path / "other"
@@ -138,9 +138,7 @@ def test_log_format_is_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"format") as caught:
         load_config(path)
     assert "text" in str(caught.value) and "json" in str(caught.value)
-    assert load_config(write_config(tmp_path / "good.toml", {"log": {"format": "json"}})).section("log")["format"] == (
-        "json"
-    )
+    assert load_config(write_config(tmp_path / "good.toml", {"log": {"format": "json"}})).log.format == "json"
 
 
 def test_a_flooding_warning_is_let_through_once_per_interval_counting_the_rest():

@@ -190,8 +190,8 @@ def test_many_remote_clients_neither_evict_a_throttled_one_nor_guess_without_bou
     """Review of the first fix: beyond 4096 clients the quietest was forgotten, even a throttled
     one, and a /48 has 65,536 /64s. Now a throttled client stays throttled, new clients past the
     bound share one count, and all remote addresses together try at most 10x the limit."""
+    from imgsearchd.api.errors import ApiError
     from imgsearchd.api.page import Throttle
-    from imgsearchd.errors import ApiError
 
     throttle = Throttle(limit=2, window=60)
     throttle.MAX_CLIENTS = 50
@@ -221,8 +221,8 @@ def test_many_remote_clients_neither_evict_a_throttled_one_nor_guess_without_bou
 def test_parallel_guesses_compare_no_more_tokens_than_the_limit():
     """Counted only after comparing, 60 parallel guesses got 19 compared against a limit of 10;
     while 16 parallel right tokens of one client all pass (they wait a moment, never a 429)."""
+    from imgsearchd.api.errors import ApiError
     from imgsearchd.api.page import Throttle
-    from imgsearchd.errors import ApiError
 
     throttle = Throttle(limit=10, window=60)
     compared, refused, lock = [], [], threading.Lock()

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.ingest.pipeline import Pipeline
 from imgsearchd.ingest.workqueue import WorkQueue
 from imgsearchd.media import formats, photo_metadata
 from imgsearchd.media.photo_metadata import PhotoMetadata
@@ -247,7 +247,7 @@ def test_a_version_2_catalogue_is_migrated_and_its_files_get_their_metadata(tmp_
         assert [row[1] for row in catalog.without_metadata(10)] == [str(dated), str(gone)]
         seq = catalog.current_seq()
         assert catalog.count_without_metadata() == 2  # /stats metadata.missing
-        with Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+        with Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
             assert indexer.fill_metadata() == 2
             assert indexer.fill_metadata() == 0  # nothing left: the idle loop stops asking
         assert catalog.current_seq() == seq  # no change number: the indexes have nothing to do
@@ -280,7 +280,7 @@ def test_the_fill_keeps_what_the_pipeline_wrote_and_stops_at_its_budget(tmp_path
         catalog.fill_metadata([(first, _metadata(START))])  # as the pipeline would write it first
         catalog.fill_metadata([(first, photo_metadata.mtime_only(0))])  # a fill that read it before
         assert catalog.metadata_for([first])[first].taken_at == START
-        with Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+        with Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
             assert indexer.fill_metadata(budget_s=0.0) == 1  # one file, then the budget is spent
             assert catalog.count_without_metadata() == 1
 
@@ -289,7 +289,7 @@ def test_the_idle_loop_fills_without_sleeping_and_again_for_files_back_online(tm
     disk = tmp_path / "disk"
     paths = [disk / ("away" if i < 50 else "here") / f"{i}.jpg" for i in range(450)]
     _version_2_catalogue(tmp_path / "catalog.sqlite3", paths)
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
         assert indexer.set_offline(str(disk / "away")) == 50  # an unmounted disk: not filled
         queue, stop = WorkQueue(), threading.Event()
         worker = threading.Thread(target=indexer.run, args=(queue, stop, 1.0))

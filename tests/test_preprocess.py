@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from imgsearchd.config import PREPROCESS, ConfigError, load_config
 from imgsearchd.extractors import create, framing
 from imgsearchd.extractors.efficientnet import MEAN, STD
-from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.ingest.pipeline import Pipeline
 from imgsearchd.media import images
 from imgsearchd.store.catalog import Catalog
 
@@ -168,8 +168,8 @@ def test_config_takes_every_mode_and_names_the_key_and_file_of_a_bad_one(tmp_pat
     assert ("auto", *framing.MODES) == PREPROCESS
     good = write_config(tmp_path / "good.toml", {"extractors.resnet": {"preprocess": "squash"}})
     config = load_config(good)
-    assert config.extractor("resnet")["preprocess"] == "squash"
-    assert config.extractor("clip")["preprocess"] == config.extractor("efficientnet")["preprocess"] == "auto"
+    assert config.extractor("resnet").preprocess == "squash"
+    assert config.extractors.clip.preprocess == config.extractors.efficientnet.preprocess == "auto"
     bad = write_config(tmp_path / "bad.toml", {"extractors.clip": {"preprocess": "pad"}})
     with pytest.raises(ConfigError) as caught:
         load_config(bad)
@@ -185,9 +185,9 @@ def test_a_changed_preprocess_re_embeds_through_the_indexer(tmp_path, photos, ef
         photos[name].save(folder / f"{name}.jpg")
         paths.append(str(folder / f"{name}.jpg"))
     with Catalog(tmp_path / "catalog.sqlite3") as catalog:
-        with Indexer(catalog, {"efficientnet": efficientnet_crop}) as indexer:
+        with Pipeline(catalog, {"efficientnet": efficientnet_crop}) as indexer:
             assert indexer.process(paths)["embedded"] == 2
-        with Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+        with Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
             summary = indexer.process(paths)
         assert summary["embedded"] == 2  # the same files, the same content: embedded again
         assert catalog.all_vectors("efficientnet", efficientnet_crop.model_id, 1280)[1].size == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -137,16 +138,18 @@ def test_search_by_indexed_path_costs_no_forward_pass(server):
 def test_search_by_unindexed_path_embeds_it(server, photos, tmp_path):
     path = tmp_path / "fresh.jpg"
     photos["motorcycle_right"].convert("RGB").rotate(5).save(path)
-    server.service.config.server["allowed_roots"].append(str(tmp_path))
+    config = server.service.config
+    before = config.server
+    config.server = dataclasses.replace(before, allowed_roots=(*before.allowed_roots, str(tmp_path)))
     try:
         extractor = server.service.loaded.default
-        before = extractor.forward_passes
+        passes = extractor.forward_passes
         status, body = server.get("/search", image=str(path), limit=2)
-        assert status == 200 and extractor.forward_passes == before + 1
+        assert status == 200 and extractor.forward_passes == passes + 1
         assert body["results"][0]["image"] == str(server.paths["motorcycle_right"])
         assert server.service.catalog.get(str(path)) is None  # searching does not index
     finally:
-        server.service.config.server["allowed_roots"].remove(str(tmp_path))
+        config.server = before
 
 
 def test_search_by_upload_raw_multipart_and_base64(server, openapi):

@@ -36,8 +36,8 @@ def test_install_service_puts_unit_and_config_in_place(installed):
     exec_start = re.search(r"^ExecStart=(\S+) serve --config /etc/imgsearchd/imgsearchd.toml$", unit, re.M)
     assert exec_start and os.access(exec_start.group(1), os.X_OK)
     config = load_config(installed / "etc/imgsearchd/imgsearchd.toml")
-    assert config.index["data_dir"] == "/var/lib/imgsearchd"
-    assert config.server["host"] == "127.0.0.1"
+    assert config.index.data_dir == "/var/lib/imgsearchd"
+    assert config.server.host == "127.0.0.1"
 
 
 def test_unit_passes_systemd_analyze_verify(installed):

@@ -1,7 +1,7 @@
 """Thumbnails and originals: the store on disk, the indexer's hook, /thumbnail and /original.
 
 A real daemon on a loopback port (efficientnet, offline) with real photos; the "indexed
-before thumbnails existed" files are indexed into the same catalogue first by an Indexer
+before thumbnails existed" files are indexed into the same catalogue first by a Pipeline
 without a thumbnail store, as an older daemon left them.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.ingest.pipeline import Pipeline
 from imgsearchd.media import images
 from imgsearchd.media.thumbnails import ThumbnailStore
 from imgsearchd.store.catalog import Catalog
@@ -183,7 +183,7 @@ def live(tmp_path_factory, photos, efficientnet):
     config = server_config(tmp_path, server={"allowed_roots": [str(root)]}, thumbnails={"max_mb": 64})
     # What a daemon before thumbnails left: indexed files, no thumbnails folder.
     catalog = Catalog(tmp_path / "data" / "catalog.sqlite3")
-    with catalog, Indexer(catalog, {"efficientnet": efficientnet}) as indexer:
+    with catalog, Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
         summary = indexer.process([str(saved["old"]), str(saved["old_broken"]), str(saved["corrupt"])])
     assert summary["embedded"] == 2 and summary["failed"] == {"corrupt": 1}, summary
     assert not (tmp_path / "data" / "thumbnails").exists()

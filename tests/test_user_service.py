@@ -47,12 +47,12 @@ def test_install_puts_unit_and_config_in_xdg_places(installed):
     assert re.search(r"^WantedBy=default.target$", unit, re.M)
     assert not re.search(r"^(DynamicUser|User|ProtectHome)=", unit, re.M)  # it runs as you and reads ~/Pictures
     config = load_config(installed / f"{HOME.lstrip('/')}/.config/imgsearchd/imgsearchd.toml")
-    assert config.index["data_dir"] == "~/.local/share/imgsearchd"
+    assert config.index.data_dir == "~/.local/share/imgsearchd"
     assert config.data_dir == Path.home() / ".local/share/imgsearchd"  # ~ is the user's at run time
-    assert config.watch["directories"] == ["~/Pictures"]
-    assert config.server["host"] == "127.0.0.1"
+    assert config.watch.directories == ("~/Pictures",)
+    assert config.server.host == "127.0.0.1"
     # other users of the machine reach loopback too: a random token, in a file only you can read
-    assert len(config.server["token"]) >= 32
+    assert len(config.server.token) >= 32
     assert config.source is not None and config.source.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in installed.rglob("*") if p.is_file()) == ["imgsearchd.service", "imgsearchd.toml"]
 

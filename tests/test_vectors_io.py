@@ -21,7 +21,7 @@ import pytest
 from imgsearchd.bulk.parquet import ImportOptions, export, import_vectors, mapped, parse_map
 from imgsearchd.bulk.sources import VectorsError, clip_model_id, find_parts
 from imgsearchd.cli.main import main
-from imgsearchd.ingest.pipeline import Indexer
+from imgsearchd.ingest.pipeline import Pipeline
 from imgsearchd.media import images, photo_metadata
 from imgsearchd.paths import path_key
 from imgsearchd.search.index import ExtractorIndex
@@ -59,7 +59,7 @@ def library(tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Any], ef
     photos["chelsea"].convert("RGB").rotate(90, expand=True).save(odd, "JPEG", quality=80)
     paths.append(odd)
     data = root / "data-a"
-    with Catalog(data / "catalog.sqlite3") as catalog, Indexer(catalog, {NAME: efficientnet}) as indexer:
+    with Catalog(data / "catalog.sqlite3") as catalog, Pipeline(catalog, {NAME: efficientnet}) as indexer:
         summary = indexer.process(paths)
     assert summary["embedded"] == len(paths), summary
     return {"root": root, "folder": folder, "paths": paths, "data": data, "config": config_for(root / "a.toml", data)}

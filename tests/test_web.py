@@ -13,10 +13,13 @@ import http.server
 import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import tomllib
 import urllib.parse
+import zipfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email.message import Message
@@ -174,6 +177,18 @@ def results(driver: Any) -> list[dict[str, Any]]:
     )
 
 
+def imported_modules() -> set[str]:
+    """The page's modules the browser loads: app.js and what the modules import (types.js holds
+    JSDoc types only, for the type check: nothing imports it at run time)."""
+    web = REPO / "daemon" / "api" / "web"
+    found = {
+        name
+        for p in web.glob("*.js")
+        for name in re.findall(r'^import .* from "\./([\w-]+\.js)";$', p.read_text(), re.M)
+    }
+    return {"app.js"} | found
+
+
 def all_thumbnails_loaded(driver: Any) -> bool:
     js(driver, "document.querySelectorAll('#results img').forEach(i => i.scrollIntoView())")
     found = results(driver)
@@ -197,6 +212,10 @@ def test_the_page_loads_with_no_console_errors(browser, site, shots):
     assert "efficientnet" in note and "clip" in note
     background = js(browser, "return getComputedStyle(document.body).backgroundColor")
     assert sum(int(v) for v in re.findall(r"\d+", background)[:3]) > 600, background  # light by default
+    # app.js is a module that imports the others: each came, under the page's strict policy
+    loaded = js(browser, "return performance.getEntriesByType('resource').map(e => new URL(e.name).pathname)")
+    modules = imported_modules()
+    assert len(modules) > 5 and {f"/ui/{name}" for name in modules} <= set(loaded), loaded
     browser.save_screenshot(str(shots / "search-empty.png"))
     assert errors_in_console(browser) == []
 
@@ -497,7 +516,8 @@ def test_with_a_token_the_page_asks_for_it_once(browser, locked, shots):
 
 def test_the_page_files_are_served_with_a_strict_policy(site):
     status, body, headers = raw(site, "GET", "/")
-    assert status == 200 and headers["Content-Type"].startswith("text/html") and b"/ui/app.js" in body
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert b'<script type="module" src="/ui/app.js"></script>' in body  # one entry; it imports the rest
     assert "script-src 'self'" in headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     for name, kind in (("app.js", "text/javascript"), ("app.css", "text/css")):
@@ -544,8 +564,8 @@ def test_a_login_cookie_stands_in_for_the_bearer_header(locked):
 
 
 def test_sessions_expire_and_wrong_tokens_are_throttled():
+    from imgsearchd.api.errors import ApiError
     from imgsearchd.api.page import SESSION_SECONDS, Sessions, Throttle
-    from imgsearchd.errors import ApiError
 
     sessions, environ = Sessions(), {"HTTP_SEC_FETCH_SITE": "same-origin", "SERVER_PORT": "8080"}
     assert Sessions.name(environ) == "imgsearchd_session_8080"
@@ -571,17 +591,37 @@ def test_sessions_expire_and_wrong_tokens_are_throttled():
         pass
 
 
-def test_the_page_files_are_package_data():
-    """A non-editable install carries every file of daemon/api/web (pyproject's package-data globs)."""
+def test_the_page_files_are_package_data(tmp_path):
+    """A non-editable install carries every file of daemon/api/web: pyproject's package-data
+    globs cover each, the daemon serves each, and the wheel setuptools builds holds each."""
     setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
     assert "imgsearchd.api.web" in setuptools["packages"]
     assert setuptools["package-dir"] == {"imgsearchd": "daemon"}  # subpackages follow their folders
     globs = setuptools["package-data"]["imgsearchd.api.web"]
-    files = sorted(p.name for p in (REPO / "daemon" / "api" / "web").iterdir())
-    assert files == ["app.css", "app.js", "index.html"]
-    assert all(any(Path(f).match(g) for g in globs) for f in files)
-    html = (REPO / "daemon" / "api" / "web" / "index.html").read_text(encoding="utf-8")
+    web = REPO / "daemon" / "api" / "web"
+    files = sorted(p.name for p in web.iterdir() if p.name != "__pycache__")
+    assert {"index.html", "app.js", "app.css"} <= set(files), files
+    uncovered = [f for f in files if not any(Path(f).match(g) for g in globs)]
+    assert not uncovered, f"not package data (pyproject.toml, package-data): {uncovered}"
+    from imgsearchd.api.page import assets
+
+    assert sorted(assets()) == files  # every file is served, with a Content-Type for its kind
+    assert imported_modules() <= set(files)
+    html = (web / "index.html").read_text(encoding="utf-8")
     assert not re.search(r"(src|href)=\"(https?:)?//", html), "no CDN: the page works offline"
+    tree = tmp_path / "src"  # what a checkout holds that the build reads
+    tree.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, tree / name)
+    for name in ("daemon", "config"):
+        shutil.copytree(REPO / name, tree / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    dist = tmp_path / "dist"
+    code = f"from setuptools import build_meta as b; print(b.build_wheel({str(dist)!r}))"
+    build = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr
+    with zipfile.ZipFile(dist / build.stdout.split()[-1]) as wheel:
+        shipped = sorted(n.rsplit("/", 1)[1] for n in wheel.namelist() if n.startswith("imgsearchd/api/web/"))
+    assert shipped == files
 
 
 def raw(

@@ -97,9 +97,9 @@ def make_http_server(
     header_seconds: float = HEADER_SECONDS,
 ) -> HttpServer:
     """Bind ``server.host``:``server.port`` (or ``bind``); raise OSError when that fails."""
-    host, port = bind or (config.server["host"], config.server["port"])
+    host, port = bind or (config.server.host, config.server.port)
     logging.getLogger("waitress.queue").addFilter(QUEUE_WARNINGS)  # once: the same filter is not added twice
-    body_cap = int(config.server["max_upload_mb"] * 1024 * 1024)
+    body_cap = int(config.server.max_upload_mb * 1024 * 1024)
     server = create_server(
         app,
         host=host,

@@ -2,7 +2,7 @@
 
 Everything but the search latency is read from the service's own ``/stats`` answer at scrape
 time (a custom collector), so the two can never disagree and no counter is kept twice. The
-latency histogram is fed where searches are answered (``server``). Each app has its own
+latency histogram is fed where searches are answered (the search routes). Each app has its own
 registry: tests run several daemons in one process, and the process-wide default registry
 would mix them (and add the client's Python process metrics, which an operator gets from
 node_exporter or systemd anyway).
@@ -11,9 +11,9 @@ node_exporter or systemd anyway).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, TypedDict, cast
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
@@ -30,8 +30,65 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # uploaded picture or a text on the CPU tens to hundreds of milliseconds.
 SEARCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-INDEXING_OUTCOMES = ("embedded", "reused", "unchanged", "removed")
+Outcome = Literal["embedded", "reused", "unchanged", "removed"]
+INDEXING_OUTCOMES: tuple[Outcome, ...] = ("embedded", "reused", "unchanged", "removed")
 SEARCH_KINDS = ("path", "upload", "text", "combined")
+
+
+class _Failed(TypedDict):
+    by_reason: dict[str, int]
+
+
+class _Indexing(TypedDict, total=False):
+    embedded: int
+    reused: int
+    unchanged: int
+    removed: int
+    failed: dict[str, int]  # by reason
+
+
+class _Extractor(TypedDict, total=False):
+    vectors: int
+    indexed: int
+    fresh: int
+    tombstones: int
+    last_build_seconds: float
+    last_build: str | None
+    building: bool
+
+
+class _Backfill(TypedDict, total=False):
+    state: str
+    planned: int
+    done: int
+    embedded: int
+    reused: int
+    failed: int
+
+
+class _Folder(TypedDict, total=False):
+    folder: str
+    state: str
+    events: int
+
+
+class Stats(TypedDict, total=False):
+    """What the collector reads of the ``/stats`` answer (the API's ``StatsAnswer`` has every field).
+
+    Typed here, not imported: ``/metrics`` reads the answer it is handed and nothing of the daemon.
+    """
+
+    version: str
+    uptime_s: float
+    ready: bool
+    pending: int
+    images: int | None  # None while starting: the catalogue is not open yet
+    files: int
+    failed: _Failed
+    indexing: _Indexing | None
+    extractors: dict[str, _Extractor]
+    watch: list[_Folder]
+    backfill: _Backfill | None
 
 
 def _timestamp(iso: str | None) -> float | None:
@@ -47,7 +104,7 @@ class StatsCollector(Collector):
     """Turns one ``/stats`` answer into metric families, at each scrape."""
 
     def __init__(
-        self, stats: Callable[[], dict[str, Any]], reasons: Iterable[str] = (), watch_states: Iterable[str] = ()
+        self, stats: Callable[[], Mapping[str, Any]], reasons: Iterable[str] = (), watch_states: Iterable[str] = ()
     ) -> None:
         self._stats = stats
         # Every known failure reason is exported from the start, at 0: Prometheus' increase() and
@@ -56,7 +113,7 @@ class StatsCollector(Collector):
         self._watch_states = tuple(str(s) for s in watch_states)  # each folder gets a 0/1 series per state
 
     def collect(self) -> Iterator[Metric]:
-        stats = self._stats()
+        stats = cast(Stats, self._stats())  # the JSON answer, read by the keys above
         yield InfoMetricFamily("imgsearchd", "the daemon's version", value={"version": str(stats["version"])})
         yield GaugeMetricFamily("imgsearchd_up_seconds", "seconds since the daemon started", value=stats["uptime_s"])
         yield GaugeMetricFamily("imgsearchd_ready", "1 once models and indexes are loaded", value=int(stats["ready"]))
@@ -67,7 +124,7 @@ class StatsCollector(Collector):
         yield from self._watch(stats["watch"])
         yield from self._backfill(stats.get("backfill"))
 
-    def _catalogue(self, stats: dict[str, Any]) -> Iterator[Metric]:
+    def _catalogue(self, stats: Stats) -> Iterator[Metric]:
         if stats["images"] is None:  # still starting: the catalogue is not open yet
             return
         yield GaugeMetricFamily("imgsearchd_files", "files in the catalogue, in any state", value=stats["files"])
@@ -79,7 +136,7 @@ class StatsCollector(Collector):
             failed.add_metric([reason], count)
         yield failed
 
-    def _indexing(self, progress: dict[str, Any] | None) -> Iterator[Metric]:
+    def _indexing(self, progress: _Indexing | None) -> Iterator[Metric]:
         if not progress:
             return
         done = CounterMetricFamily(
@@ -98,7 +155,7 @@ class StatsCollector(Collector):
     def _with_known_reasons(self, counts: dict[str, int]) -> dict[str, int]:
         return {**dict.fromkeys(self._reasons, 0), **{str(k): v for k, v in counts.items()}}
 
-    def _extractors(self, extractors: dict[str, Any]) -> Iterator[Metric]:
+    def _extractors(self, extractors: dict[str, _Extractor]) -> Iterator[Metric]:
         by = ["extractor"]
         vectors = GaugeMetricFamily("imgsearchd_vectors", "vectors stored in the catalogue, per extractor", labels=by)
         size = GaugeMetricFamily("imgsearchd_index_vectors", "vectors in the built index snapshot", labels=by)
@@ -121,7 +178,7 @@ class StatsCollector(Collector):
             building.add_metric([name], int(bool(facts.get("building"))))
         yield from (vectors, size, fresh, dead, build, built, building)
 
-    def _backfill(self, backfill: dict[str, Any] | None) -> Iterator[Metric]:
+    def _backfill(self, backfill: _Backfill | None) -> Iterator[Metric]:
         """The last ``imgsearchd backfill`` on this catalogue (none: no series)."""
         if not backfill or "planned" not in backfill:
             return
@@ -135,7 +192,7 @@ class StatsCollector(Collector):
             value=int(backfill["state"] == "running"),
         )
 
-    def _watch(self, folders: list[dict[str, Any]]) -> Iterator[Metric]:
+    def _watch(self, folders: list[_Folder]) -> Iterator[Metric]:
         state = GaugeMetricFamily(
             "imgsearchd_watch_state", "1 for each watched folder's current state", labels=["folder", "state"]
         )
@@ -156,7 +213,7 @@ class Metrics:
     """One daemon's registry: the stats collector and the search latency histogram."""
 
     def __init__(
-        self, stats: Callable[[], dict[str, Any]], reasons: Iterable[str] = (), watch_states: Iterable[str] = ()
+        self, stats: Callable[[], Mapping[str, Any]], reasons: Iterable[str] = (), watch_states: Iterable[str] = ()
     ) -> None:
         """``reasons``: the failure reasons the loader can give, exported at 0 before any failure;
         ``watch_states``: a watched folder's states (the watcher's), each folder's 0 or 1."""

@@ -35,7 +35,9 @@ from urllib.parse import urlsplit
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
-PAGE_PATHS = ("/",)  # and /ui/<file>
+# and /ui/<file>: the page's module scripts come with Sec-Fetch-Mode: cors, Sec-Fetch-Dest:
+# script and (some browsers) an Origin, and pass here whatever those say, like the page itself.
+PAGE_PATHS = ("/",)
 
 
 class Refused(Exception):

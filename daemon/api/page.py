@@ -1,9 +1,11 @@
-"""The browser page: its three files at ``/`` and ``/ui/<file>``, and the token login.
+"""The browser page: its files at ``/`` and ``/ui/<file>``, and the token login.
 
-The page is plain HTML, CSS and JavaScript in the package folder ``web/`` (no build step, no
-CDN: it works offline). Its files carry no data, so they are served without the token; every
-request the page then makes goes through the same token, Host and cross-site checks as a
-script's.
+The page is plain HTML, CSS and JavaScript modules in the package folder ``web/`` (no build
+step, no CDN: it works offline). Its files carry no data, so they are served without the
+token; every request the page then makes goes through the same token, Host and cross-site
+checks as a script's. ``index.html`` loads one module, ``app.js``, which imports the others
+(``/ui/<name>.js``): the strict Content-Security-Policy (``script-src 'self'``) allows them,
+and ``origin`` lets the browser's module requests through (``Sec-Fetch-Mode: cors``).
 
 Login: a browser cannot add ``Authorization: Bearer`` to an ``<img src>``, so the page posts the
 token once to ``POST /login`` and gets an HttpOnly, SameSite=Strict cookie (``Sessions``): a
@@ -32,21 +34,24 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import PurePosixPath
 from typing import Any
 
 import bottle
 
-from ..errors import ApiError
 from . import peers
+from .errors import ApiError
 from .headers import header_text
 
 COOKIE_PREFIX = "imgsearchd_session_"  # + the port
 # "Entered once" (a browser restart keeps it), yet a stolen cookie does not last for ever.
 SESSION_SECONDS = 30 * 24 * 3600
-ASSETS = {
-    "index.html": "text/html; charset=utf-8",
-    "app.js": "text/javascript; charset=utf-8",
-    "app.css": "text/css; charset=utf-8",
+# The page's files by their kind: every file of web/ with one of these suffixes is served. A
+# module script must come as JavaScript: browsers refuse one of any other type (and nosniff).
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
 }
 # Only the page's own files run; images may be blob: (a dropped query image's preview).
 # frame-ancestors: no other site may frame the page and trick clicks out of it.
@@ -61,6 +66,18 @@ PAGE_HEADERS = {
     # Revalidated each load (an upgrade changes them), answered 304 by ETag when unchanged.
     "Cache-Control": "no-cache",
 }
+
+
+@functools.cache
+def assets() -> dict[str, str]:
+    """The page's files and their Content-Type, listed once from the installed package.
+
+    A requested name is looked up here, never joined to a path: nothing outside web/ is served.
+    """
+    folder = resources.files(__package__ or "imgsearchd") / "web"
+    names = sorted(item.name for item in folder.iterdir() if item.is_file())
+    kinds = {name: CONTENT_TYPES.get(PurePosixPath(name).suffix) for name in names}
+    return {name: kind for name, kind in kinds.items() if kind}
 
 
 @functools.cache
@@ -264,10 +281,11 @@ def add_routes(app: bottle.Bottle, token: Callable[[], str], sessions: Sessions,
     """``/``, ``/ui/<file>``, ``/login`` and ``POST /logout`` on ``app``; ``token`` reads the setting."""
 
     def page_file(name: str) -> bottle.HTTPResponse:
-        if name not in ASSETS:
+        kind = assets().get(name)
+        if kind is None:
             raise ApiError(404, f"no page file {name!r}; the page is at /")
         data, etag = asset(name)
-        headers = {**PAGE_HEADERS, "ETag": etag, "Content-Type": ASSETS[name]}
+        headers = {**PAGE_HEADERS, "ETag": etag, "Content-Type": kind}
         if etag in header_text(bottle.request.environ, "If-None-Match"):
             return bottle.HTTPResponse(status=304, headers=headers)
         return bottle.HTTPResponse(body=data, status=200, headers=headers)

@@ -3,7 +3,7 @@
 One machine serves and watches; a cluster only embeds. ``plan`` compares the folders with
 the catalogue exactly as a scan does (``folders.plan_folder``: size, mtime, a vector from
 every configured model), ``Backfill.run`` sends the planned paths through a Ray Data
-pipeline of ``backfill_worker.FileEmbedder`` actors (the models loaded once per actor;
+pipeline of ``worker.FileEmbedder`` actors (the models loaded once per actor;
 GPUs used when the cluster has them) and streams the results back into the catalogue,
 a few hundred files per transaction. Content the catalogue already holds (a copy or a
 move) is hashed on the worker but not decoded: its stored vector is reused.
@@ -11,7 +11,7 @@ move) is hashed on the worker but not decoded: its stored vector is reused.
 Resumable by construction: what was committed stays, and a rerun plans only what is still
 missing; Ray restarts a lost actor and retries its tasks (Ray Data's defaults for actor
 pools), and a result delivered twice is written once (``repeated``). The progress record
-(``backfill_progress``) lets a daemon on the same catalogue show the backfill in ``/stats``,
+(``status``) lets a daemon on the same catalogue show the backfill in ``/stats``,
 and its indexes pull the new vectors by themselves (``ExtractorIndex.refresh``).
 
 Ray is optional (``pip install 'imgsearchd[ray]'``) and imported only by ``run``.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import signal
@@ -29,9 +28,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import numpy as np
 
 from ..ingest.folders import OnError, plan_folder
@@ -44,6 +44,7 @@ from .status import BackfillProgress, State, heartbeat
 from .worker import FileEmbedder, embedded_column, model_column, vector_column
 
 if TYPE_CHECKING:
+    from ..config import ExtractorSettings
     from ..extractors import Extractor
 
 log = logging.getLogger("imgsearchd.bulk.backfill")
@@ -126,7 +127,7 @@ def mapped(path: str, path_map: Sequence[tuple[str, str]]) -> str:
 
 def plan_table(paths: Sequence[str], path_map: Sequence[tuple[str, str]]) -> Any:
     """The plan as the pipeline's input: ``row``, ``path`` (file system bytes) and, with a
-    ``path_map`` only, ``open`` (the name on the workers, ``backfill_worker`` reads ``path``
+    ``path_map`` only, ``open`` (the name on the workers, ``worker`` reads ``path``
     without it). At 10M files of ~80-byte names a second copy of every name would cost the
     driver and the object store ~0.8 GB for nothing when the workers see the same paths.
     """
@@ -224,7 +225,7 @@ class Backfill:
         self,
         catalog: Catalog,
         extractors: dict[str, Extractor],
-        settings: dict[str, dict[str, Any]],
+        settings: dict[str, ExtractorSettings],
         limits: images.ImageLimits,
         roots: Sequence[str] | None,
         options: ClusterOptions,
@@ -361,7 +362,8 @@ class Backfill:
         blocks = [table.slice(start, per_task) for start in range(0, len(paths), per_task)]
         roots = [mapped(r, path_map) for r in self.roots] if self.roots is not None else None
         known = np.array(sorted(h.encode() for h in self.catalog.hashes_with_vectors(self.models)), dtype="S32")
-        worker_settings = {name: {**s, "device": "auto" if gpus > 0 else "cpu"} for name, s in self.settings.items()}
+        device = "auto" if gpus > 0 else "cpu"
+        worker_settings = {name: replace(s, device=device) for name, s in self.settings.items()}
         return ray.data.from_arrow(blocks).map_batches(
             FileEmbedder,
             fn_constructor_kwargs={
@@ -433,7 +435,7 @@ class Backfill:
                     vectors=vectors,
                     error_reason=reason,
                     error_detail=(str(batch["error_detail"][i]) or None) if reason else None,
-                    metadata=PhotoMetadata(**_json(metadata)) if metadata and reason is None else None,
+                    metadata=_metadata(metadata) if metadata and reason is None else None,
                 )
             )
 
@@ -458,8 +460,7 @@ class Backfill:
         return int(self._written.sum()) - len(self._pending)
 
 
-def _json(text: str) -> dict[str, Any]:
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise ValueError(f"a worker's metadata is not an object: {text[:80]!r}")
-    return value
+def _metadata(text: str) -> PhotoMetadata:
+    """A worker's photo metadata (``json.dumps(asdict(...))`` there) back as the record; a
+    ValueError (``msgspec.ValidationError``) when it is not one."""
+    return msgspec.json.decode(text, type=PhotoMetadata)

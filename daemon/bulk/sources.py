@@ -6,7 +6,7 @@ Two layouts, told apart by what the folder holds:
   path (bytes, or a string), size, mtime_ns, model_id, extractor, dim, vector and the photo
   metadata columns; ``imgsearchd.format`` in the key-value metadata. An import reads only
   path, content_hash and vector of each row (size, mtime_ns and the metadata are an exporter's
-  claims about another machine's files, which an import never takes: ``vectors_io``).
+  claims about another machine's files, which an import never takes: ``parquet``).
 - clip-retrieval's: ``img_emb/img_emb_K.npy`` (float16 or float32), whose row i belongs to
   row i of ``metadata/metadata_K.parquet`` (an ``image_path`` column). It names no model:
   the caller gives clip-retrieval's ``--clip_model`` (``clip_model_id`` translates it).

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Protocol, Required, TypedDict
 
 from ..timestamps import iso_utc
 
@@ -74,6 +74,26 @@ class BackfillProgress:
         store.set_note(NOTE_KEY, json.dumps(asdict(self)))
 
 
+class BackfillStatus(TypedDict, total=False):
+    """The last backfill as ``/stats`` shows it: only ``state`` ("unreadable") when its record
+    is from another version."""
+
+    state: Required[str]
+    folders: list[str]
+    cluster: str
+    planned: int
+    done: int
+    left: int
+    embedded: int
+    reused: int
+    failed: int
+    images_per_second: float
+    eta_s: int | None
+    started: str
+    updated: str
+    error: str | None
+
+
 @contextlib.contextmanager
 def heartbeat(save: Callable[[], None], every: float = HEARTBEAT_S) -> Iterator[None]:
     """``save()`` now, then every ``every`` seconds on a thread until the block ends: a plan of a
@@ -97,7 +117,7 @@ def heartbeat(save: Callable[[], None], every: float = HEARTBEAT_S) -> Iterator[
         thread.join()
 
 
-def status(store: NoteStore, now: float | None = None) -> dict[str, Any] | None:
+def status(store: NoteStore, now: float | None = None) -> BackfillStatus | None:
     """The last backfill's progress as ``/stats`` shows it, or None when there never was one."""
     text = store.note(NOTE_KEY)
     if text is None:

@@ -4,7 +4,7 @@
 each actor loads the extractors once, with the settings of the machine that runs the
 backfill (precision, batch size, device ``auto``: the GPU when Ray gave the actor one),
 then for each batch reads, hashes and decodes the files on a small thread pool
-(``loading.load_file``, as the indexer's loader threads do) and embeds them in
+(``ingest.prepare.load_file``, as the pipeline's loader threads do) and embeds them in
 ``batch_size`` chunks. Content the catalogue already holds (``known``: sorted content
 hashes) is not decoded: the row says so and the driver takes the stored vector.
 
@@ -22,13 +22,14 @@ import socket
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..media import images
 
 if TYPE_CHECKING:
+    from ..config import ExtractorSettings
     from ..extractors import Extractor
     from ..ingest.prepare import Loaded
 
@@ -65,7 +66,7 @@ class FileEmbedder:
 
     def __init__(
         self,
-        settings: dict[str, dict[str, Any]],
+        settings: dict[str, ExtractorSettings],
         limits: images.ImageLimits,
         roots: Sequence[str] | None,
         known: np.ndarray,
@@ -77,7 +78,7 @@ class FileEmbedder:
 
         from ..extractors import create
 
-        self.extractors: dict[str, Extractor] = {name: create(name, dict(s)) for name, s in settings.items()}
+        self.extractors: dict[str, Extractor] = {name: create(name, s) for name, s in settings.items()}
         self.limits = limits
         self.roots = list(roots) if roots is not None else None
         self.known = known  # sorted array of content hashes (bytes, "S32")
@@ -103,7 +104,7 @@ class FileEmbedder:
         import torch
 
         loaded = list(self._pool.map(self._load, zip(batch["path"], batch.get("open", batch["path"]))))
-        out: dict[str, Any] = {
+        out: dict[str, np.ndarray] = {
             "row": np.asarray(batch["row"], dtype=np.int64),
             "path": np.asarray(batch["path"], dtype=object),
             "size": np.array([item.size for item in loaded], dtype=np.int64),

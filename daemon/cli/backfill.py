@@ -16,10 +16,17 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .exit_codes import EXIT_ERROR, EXIT_MODEL, EXIT_OK, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from ..bulk.backfill import Backfill, ClusterOptions, Plan
+    from ..bulk.status import BackfillProgress
+    from ..config import Config
+    from ..ingest.progress import Bar
+    from ..store.catalog import Catalog
 
 log = logging.getLogger("imgsearchd.bulk.backfill")
 
@@ -68,7 +75,7 @@ def add_backfill_parser(sub: Any, common: Callable[[argparse.ArgumentParser], No
     common(parser)
 
 
-def cmd_backfill(args: argparse.Namespace, config: Any) -> int:
+def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
     """Run a backfill; print a JSON summary."""
     from ..bulk.backfill import BackfillError, check_reachable, import_ray, only_backfill
 
@@ -103,14 +110,13 @@ def cmd_backfill(args: argparse.Namespace, config: Any) -> int:
         return _backfill(args, config)
 
 
-def _backfill(args: argparse.Namespace, config: Any) -> int:
+def _backfill(args: argparse.Namespace, config: Config) -> int:
     """Plan, run and summarise, holding the catalogue's backfill lock."""
-    from ..bulk.backfill import Backfill, BackfillError, ClusterOptions, plan
-    from ..bulk.status import BackfillProgress, heartbeat
+    from ..bulk.backfill import Backfill
+    from ..bulk.status import BackfillProgress
     from ..ingest.progress import Bar
     from ..media.images import ImageLimits
     from ..paths import normalise_path
-    from ..store.disk_health import is_storage_error
     from .models import load_extractors, open_catalog
 
     loaded = load_extractors(config)
@@ -122,47 +128,15 @@ def _backfill(args: argparse.Namespace, config: Any) -> int:
     started = time.monotonic()
     roots = config.allowed_roots or None
     models = {name: e.model_id for name, e in loaded.extractors.items()}
-    options = ClusterOptions(
-        address=args.ray,
-        actors=args.actors,
-        cpus_per_actor=args.cpus_per_actor,
-        gpus_per_actor=args.gpus_per_actor,
-        files_per_task=args.files_per_task,
-        path_map=args.map,
-    )
+    options = _cluster_options(args)
     # SIGTERM stops as Ctrl-C does, wherever it falls: the plan of a large archive takes minutes, and
     # the wait for the cluster's first batch as long as its actors take to start (a flag checked
     # between batches left both deaf to it). Results in hand are written first (Backfill.run).
     previous = signal.signal(signal.SIGTERM, _interrupt)
     progress = BackfillProgress(folders=[normalise_path(f) for f in args.folders], address=args.ray)
     with catalog:
-        # /stats says "planning" from the start: walking millions of files takes minutes.
-        with heartbeat(lambda: progress.save(catalog)):
-            found = plan(
-                catalog,
-                args.folders,
-                config.watch["extensions"],
-                config.watch["recursive"],
-                models,
-                roots,
-                on_error=lambda p, e: log.warning("cannot read %s: %s", p, e.strerror or e),
-            )
-        log.info("backfill plan: %d files to embed, %d already in the catalogue", len(found.paths), found.unchanged)
+        found = _plan(args, config, catalog, models, roots, progress)
         bar = Bar(len(found.paths), not args.no_progress and sys.stderr.isatty())
-        last_log = [time.monotonic()]
-
-        def on_update(progress: BackfillProgress, written: int) -> None:
-            bar.update(written)
-            bar.set_rate(progress.images_per_second())
-            if time.monotonic() - last_log[0] >= LOG_EVERY_S:
-                last_log[0] = time.monotonic()
-                log.info(
-                    "backfill: %d of %d files, %.1f files/s",
-                    progress.done,
-                    progress.planned,
-                    progress.images_per_second(),
-                )
-
         settings = {name: config.extractor(name) for name in loaded.extractors}
         backfill = Backfill(
             catalog,
@@ -172,34 +146,113 @@ def _backfill(args: argparse.Namespace, config: Any) -> int:
             roots,
             options,
             progress,
-            on_update,
+            _on_update(bar),
         )
         try:
-            # Ray prints its workers' troubles (a lost actor, retried) on stdout: the summary owns stdout.
-            with contextlib.redirect_stdout(sys.stderr):
-                progress = backfill.run(found.paths)
-        except (KeyboardInterrupt, SystemExit):  # SystemExit: a SIGTERM during ray.init (Ray's handler)
-            print(
-                f"imgsearchd: backfill stopped; {backfill.progress.done} of {len(found.paths)} files written "
-                "stay in the catalogue (run it again to do the rest)",
-                file=sys.stderr,
-            )
-            return 130
-        except BackfillError as exc:
-            cause = exc.__cause__
-            if cause is not None and is_storage_error(cause):
-                print(f"imgsearchd: cannot write the catalogue {config.catalog_path}: {cause}", file=sys.stderr)
-            else:
-                print(f"imgsearchd: {exc}", file=sys.stderr)
-            print(
-                f"imgsearchd: {backfill.progress.done} files written stay; run it again to do the rest", file=sys.stderr
-            )
-            return EXIT_ERROR
+            failed = _run(backfill, found.paths, config)
         finally:
             bar.close()
             signal.signal(signal.SIGTERM, previous)
+        if failed is not None:
+            return failed
+    print(json.dumps(_summary(args, backfill, found, models, started), indent=2))
+    return EXIT_OK
+
+
+def _cluster_options(args: argparse.Namespace) -> ClusterOptions:
+    """The cluster and the shape of its work, from the command line."""
+    from ..bulk.backfill import ClusterOptions
+
+    return ClusterOptions(
+        address=args.ray,
+        actors=args.actors,
+        cpus_per_actor=args.cpus_per_actor,
+        gpus_per_actor=args.gpus_per_actor,
+        files_per_task=args.files_per_task,
+        path_map=args.map,
+    )
+
+
+def _plan(
+    args: argparse.Namespace,
+    config: Config,
+    catalog: Catalog,
+    models: dict[str, str],
+    roots: Sequence[str] | None,
+    progress: BackfillProgress,
+) -> Plan:
+    """The files the catalogue lacks, as a scan finds them; /stats says "planning" meanwhile."""
+    from ..bulk.backfill import plan
+    from ..bulk.status import heartbeat
+
+    # /stats says "planning" from the start: walking millions of files takes minutes.
+    with heartbeat(lambda: progress.save(catalog)):
+        found = plan(
+            catalog,
+            args.folders,
+            config.watch.extensions,
+            config.watch.recursive,
+            models,
+            roots,
+            on_error=lambda p, e: log.warning("cannot read %s: %s", p, e.strerror or e),
+        )
+    log.info("backfill plan: %d files to embed, %d already in the catalogue", len(found.paths), found.unchanged)
+    return found
+
+
+def _on_update(bar: Bar) -> Callable[[BackfillProgress, int], None]:
+    """What each write tells the console: the bar moves, and a log line every ``LOG_EVERY_S``."""
+    last_log = [time.monotonic()]
+
+    def on_update(progress: BackfillProgress, written: int) -> None:
+        bar.update(written)
+        bar.set_rate(progress.images_per_second())
+        if time.monotonic() - last_log[0] >= LOG_EVERY_S:
+            last_log[0] = time.monotonic()
+            log.info(
+                "backfill: %d of %d files, %.1f files/s",
+                progress.done,
+                progress.planned,
+                progress.images_per_second(),
+            )
+
+    return on_update
+
+
+def _run(backfill: Backfill, paths: Sequence[str], config: Config) -> int | None:
+    """Run the backfill; None when it finished, else the exit code after saying why it stopped."""
+    from ..bulk.backfill import BackfillError
+    from ..store.disk_health import is_storage_error
+
+    try:
+        # Ray prints its workers' troubles (a lost actor, retried) on stdout: the summary owns stdout.
+        with contextlib.redirect_stdout(sys.stderr):
+            backfill.run(paths)
+    except (KeyboardInterrupt, SystemExit):  # SystemExit: a SIGTERM during ray.init (Ray's handler)
+        print(
+            f"imgsearchd: backfill stopped; {backfill.progress.done} of {len(paths)} files written "
+            "stay in the catalogue (run it again to do the rest)",
+            file=sys.stderr,
+        )
+        return 130
+    except BackfillError as exc:
+        cause = exc.__cause__
+        if cause is not None and is_storage_error(cause):
+            print(f"imgsearchd: cannot write the catalogue {config.catalog_path}: {cause}", file=sys.stderr)
+        else:
+            print(f"imgsearchd: {exc}", file=sys.stderr)
+        print(f"imgsearchd: {backfill.progress.done} files written stay; run it again to do the rest", file=sys.stderr)
+        return EXIT_ERROR
+    return None
+
+
+def _summary(
+    args: argparse.Namespace, backfill: Backfill, found: Plan, models: dict[str, str], started: float
+) -> dict[str, object]:
+    """The JSON summary printed at the end."""
+    progress = backfill.progress  # what ``Backfill.run`` returned
     actors, cpus, gpus = backfill.shape or (0, 0.0, 0.0)
-    summary = {
+    return {
         "planned": progress.planned,
         "embedded": progress.embedded,
         "reused": progress.reused,
@@ -214,5 +267,3 @@ def _backfill(args: argparse.Namespace, config: Any) -> int:
         "cluster": {"address": args.ray, "actors": actors, "cpus_per_actor": cpus, "gpus_per_actor": gpus},
         "extractors": models,
     }
-    print(json.dumps(summary, indent=2))
-    return EXIT_OK

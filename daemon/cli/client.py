@@ -13,7 +13,9 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from collections.abc import Mapping
+
+from .answers import Answer
 
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 
@@ -25,7 +27,7 @@ class DaemonNotRunning(Exception):
 class ApiFailure(Exception):
     """The daemon answered with an error status."""
 
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
+    def __init__(self, status: int, body: Answer) -> None:
         super().__init__(body.get("error", f"HTTP {status}"))
         self.status = status
         self.body = body
@@ -63,10 +65,10 @@ class Client:
         self,
         method: str,
         path: str,
-        params: dict[str, Any] | None = None,
+        params: Mapping[str, object] | None = None,
         body: bytes | None = None,
         content_type: str | None = None,
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[int, Answer]:
         # surrogateescape: a file name that is not UTF-8 (``caf\udce9.jpg`` from os.fsdecode)
         # goes out as its own bytes (``caf%E9.jpg``), which the daemon decodes back (paths.from_query).
         values = {k: v for k, v in (params or {}).items() if v is not None}

@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Callable
 from typing import Any
 
-from ..config import PACKAGED_PATH, SCHEMA, Config, ConfigError, load_config
+from ..config import PACKAGED_PATH, Config, ConfigError, load_config
 from .exit_codes import EXIT_OK, EXIT_USAGE
 
 # Shown as "***" when set: ``config show`` output gets pasted into bug reports and chats.
@@ -54,17 +54,14 @@ def provenance(config: Config) -> dict[str, tuple[Any, str]]:
                 section = f"extractors.{name}" if name else top
                 in_file.update(f"{section}.{key}" for key in keys)
     found: dict[str, tuple[Any, str]] = {}
-    for section, keys in SCHEMA.items():
-        for key in keys:
-            dotted = f"{section}.{key}"
-            if dotted in config.overrides:
-                source = "command line"
-            elif dotted in in_file:
-                source = f"file {config.source}"
-            else:
-                source = "default"
-            value = config.section(section)[key]
-            found[dotted] = (HIDDEN if dotted in SECRETS and value else value, source)
+    for dotted, value in config.items():
+        if dotted in config.overrides:
+            source = "command line"
+        elif dotted in in_file:
+            source = f"file {config.source}"
+        else:
+            source = "default"
+        found[dotted] = (HIDDEN if dotted in SECRETS and value else value, source)
     return found
 
 

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..api.spec import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, DUPLICATE_SORTS, MAX_LIMIT
@@ -24,6 +24,9 @@ from .models import load_extractors, open_catalog
 from .output import add_output_flags, member_line, output_mode, print_results
 from .remote import add_remote, client_for, guarded_call, search_remote
 from .vectors import add_vectors_parsers, cmd_export, cmd_import
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger("imgsearchd")
 
@@ -131,7 +134,7 @@ def _without_config(args: argparse.Namespace) -> int | None:
     return None
 
 
-def _add_watch_dirs(config: Any, folders: list[str]) -> None:
+def _add_watch_dirs(config: Config, folders: list[str]) -> None:
     """``--watch DIR`` adds to the configured folders (and stays added across reloads)."""
     config.extra_watch = list(folders)
 
@@ -159,7 +162,7 @@ def _run(argv: Sequence[str] | None) -> int:
     except ConfigError as exc:
         print(f"imgsearchd: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    setup_logging(config.section("log")["level"], config.section("log")["format"])
+    setup_logging(config.log.level, config.log.format)
     if getattr(args, "watch", None):
         _add_watch_dirs(config, [os.path.abspath(f) for f in args.watch])
     handlers = {
@@ -182,9 +185,9 @@ def _run(argv: Sequence[str] | None) -> int:
         return 130
 
 
-def cmd_index(args: argparse.Namespace, config: Any) -> int:
+def cmd_index(args: argparse.Namespace, config: Config) -> int:
     """Index files and folders with a progress bar; print a JSON summary."""
-    from ..ingest.pipeline import Indexer
+    from ..ingest.pipeline import Pipeline
     from ..media.images import ImageLimits
     from ..media.thumbnails import ThumbnailStore
     from ..store.disk_health import is_storage_error
@@ -201,15 +204,15 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
         return EXIT_ERROR
     limits = ImageLimits.from_config(config.images)
     roots = config.allowed_roots or None  # as the daemon: links out of them are skipped or refused
-    thumbnails = ThumbnailStore.from_settings(config.data_dir, config.section("thumbnails"))
+    thumbnails = ThumbnailStore.from_settings(config.data_dir, config.thumbnails)
     with (
         contextlib.closing(thumbnails),
         catalog,
-        Indexer(
+        Pipeline(
             catalog,
             loaded.extractors,
             limits,
-            config.index["loader_threads"],
+            config.index.loader_threads,
             roots=lambda: roots,
             thumbnails=thumbnails,
         ) as indexer,
@@ -219,8 +222,8 @@ def cmd_index(args: argparse.Namespace, config: Any) -> int:
             if os.path.isdir(raw):
                 found = indexer.prune_folder(
                     raw,
-                    config.watch["extensions"],
-                    config.watch["recursive"],
+                    config.watch.extensions,
+                    config.watch.recursive,
                     on_error=lambda p, e: log.warning("cannot read %s: %s", p, e.strerror or e),
                 )
                 paths.extend(found)
@@ -299,7 +302,7 @@ def terms_to_parts(terms: Sequence[str], text: str | None = None) -> list[dict[s
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".avif")
 
 
-def cmd_search(args: argparse.Namespace, config: Any) -> int:
+def cmd_search(args: argparse.Namespace, config: Config) -> int:
     """Print the images most like one image (or matching a text, or a combined query), as the API answers."""
     if not 1 <= args.limit <= MAX_LIMIT:
         print(f"imgsearchd: --limit must be from 1 to {MAX_LIMIT}", file=sys.stderr)
@@ -325,15 +328,14 @@ def cmd_search(args: argparse.Namespace, config: Any) -> int:
     return search_remote(args, config, parts, folder)
 
 
-def _search_local(args: argparse.Namespace, config: Any, parts: list[dict[str, Any]], folder: str | None) -> int:
+def _search_local(args: argparse.Namespace, config: Config, parts: list[dict[str, Any]], folder: str | None) -> int:
     """Search the data folder without a daemon: load the model and the index here."""
-    from ..errors import ApiError
+    from ..errors import DomainError
     from ..media import images
     from ..paths import normalise_path
-    from ..search import combined
-    from ..search.index import index_for
-    from ..search.query import search_answer
-    from ..search.scoped import UnknownFolder
+    from ..search import run
+    from ..search.index import ExtractorIndex, index_for
+    from ..search.request import Combined, SearchRequest
     from ..search.time_range import parse_range
     from ..store.catalog import Catalog
     from ..store.rows import SearchScope
@@ -341,24 +343,24 @@ def _search_local(args: argparse.Namespace, config: Any, parts: list[dict[str, A
     loaded = load_extractors(config)
     if loaded is None:
         return EXIT_MODEL
-    extractor = loaded.default
+    after, before = parse_range(args.taken_after, args.taken_before)
+    scope = SearchScope(normalise_path(folder) if folder else None, after, before)
+    request = SearchRequest(None, args.limit, args.max_distance, scope)
     limits = images.ImageLimits.from_config(config.images)
-    with Catalog(config.catalog_path) as catalog:
+    with Catalog(config.catalog_path) as catalog, contextlib.ExitStack() as opened:
+
+        def index(name: str) -> ExtractorIndex:  # opens the snapshot (or builds it) once asked, closes it after
+            return opened.enter_context(index_for(catalog, config, loaded.extractors[name]))
+
+        searcher = run.Searcher(
+            catalog, loaded.extractors, loaded.default, index, limits, None, normalise_path, 1 << 62
+        )
         try:
-            query = combined.parse_parts(parts, 1 << 62, normalise_path)
-            vector = combined.query_vector(query, extractor, catalog, limits)
-        except ApiError as exc:
+            answer = run.search(searcher, request, Combined(parts))
+        except DomainError as exc:
             print(f"imgsearchd: {exc.message}", file=sys.stderr)
             return EXIT_ERROR
-        with index_for(catalog, config, extractor) as index:  # opens the snapshot (or builds it), closes it after
-            try:
-                after, before = parse_range(args.taken_after, args.taken_before)
-                scope = SearchScope(normalise_path(folder) if folder else None, after, before)
-                answer = search_answer(index, vector, args.limit, args.max_distance, scope)
-            except UnknownFolder as exc:
-                print(f"imgsearchd: {exc}", file=sys.stderr)
-                return EXIT_ERROR
-    print_results(answer, output_mode(args))
+    print_results(dict(answer), output_mode(args))
     return EXIT_OK
 
 
@@ -375,7 +377,7 @@ def _stop_while_importing(_signum: int, _frame: object) -> None:
     os._exit(EXIT_OK)
 
 
-def cmd_serve(args: argparse.Namespace, config: Any) -> int:
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     """Run the daemon in the foreground.
 
     Importing torch takes seconds; a stop meanwhile ends the process cleanly (exit 0, a log
@@ -389,7 +391,7 @@ def cmd_serve(args: argparse.Namespace, config: Any) -> int:
 
 
 def _client_call(
-    config: Any, method: str, path: str, params: dict[str, Any] | None = None, json_body: bytes | None = None
+    config: Config, method: str, path: str, params: dict[str, Any] | None = None, json_body: bytes | None = None
 ) -> int:
     """One request to the running daemon, its JSON answer printed (errors as ``guarded_call`` says)."""
     client = client_for(config)
@@ -402,23 +404,23 @@ def _client_call(
     return guarded_call(run)
 
 
-def cmd_add(args: argparse.Namespace, config: Any) -> int:
+def cmd_add(args: argparse.Namespace, config: Config) -> int:
     return add_remote(args, config)
 
 
-def cmd_remove(args: argparse.Namespace, config: Any) -> int:
+def cmd_remove(args: argparse.Namespace, config: Config) -> int:
     return _client_call(config, "GET", "/remove", {"image": os.path.abspath(args.path)})
 
 
-def cmd_stats(args: argparse.Namespace, config: Any) -> int:
+def cmd_stats(args: argparse.Namespace, config: Config) -> int:
     return _client_call(config, "GET", "/stats")
 
 
-def cmd_rebuild(args: argparse.Namespace, config: Any) -> int:
+def cmd_rebuild(args: argparse.Namespace, config: Config) -> int:
     return _client_call(config, "POST", "/rebuild", {"extractor": args.extractor})
 
 
-def cmd_duplicates(args: argparse.Namespace, config: Any) -> int:
+def cmd_duplicates(args: argparse.Namespace, config: Config) -> int:
     """Ask for the duplicate groups; wait (with progress on stderr) while the daemon computes them."""
     import time
 

@@ -4,23 +4,24 @@ configured models, and the catalogue, each with its error said on stderr."""
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..config import Config
     from ..extractors import LoadedExtractors
     from ..store.catalog import Catalog
 
 
 def load_extractors(
-    config: Any, names: list[str] | None = None, fallback: str | None = None
+    config: Config, names: list[str] | None = None, fallback: str | None = None
 ) -> LoadedExtractors | None:
     """The configured extractors (or ``names``) with the configured fallback (or ``fallback``;
     "" for none), or None after saying why they cannot load."""
     # Imported here: torch takes seconds to import, and the thin clients never need it.
     from ..extractors import ModelUnavailableError, load
 
-    wanted = list(config.index["extractors"]) if names is None else names
-    stand_in = config.index["fallback_extractor"] if fallback is None else fallback
+    wanted = list(config.index.extractors) if names is None else names
+    stand_in = config.index.fallback_extractor if fallback is None else fallback
     try:
         return load(wanted, stand_in, config.extractor)
     except ModelUnavailableError as exc:
@@ -28,7 +29,7 @@ def load_extractors(
         return None
 
 
-def open_catalog(config: Any) -> Catalog | None:
+def open_catalog(config: Config) -> Catalog | None:
     """The data folder's catalogue, or None after saying why it cannot be opened."""
     from ..store.catalog import Catalog, CatalogError
 

@@ -12,7 +12,9 @@ import json
 import os
 import sys
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TextIO, cast
+
+from .answers import Answer, Dated, DuplicateMember, SearchResult
 
 # The result's capture time (``taken``, ISO 8601); the column is left out when no result has one.
 # A time that is the file's mtime (the photo had no EXIF date) is marked with "~".
@@ -46,17 +48,18 @@ def human_size(size: int | None) -> str:
     return f"{value:.1f} GB"  # pragma: no cover - the loop always returns
 
 
-def _size(result: dict[str, Any]) -> int | None:
+def _size(result: SearchResult) -> int | None:
     """The size the answer gives, else the file's size here (the daemon runs on this machine)."""
-    if isinstance(result.get("size"), int):
-        return int(result["size"])
+    size = result.get("size")
+    if isinstance(size, int):
+        return size
     try:
         return os.stat(result["image"]).st_size
     except (OSError, KeyError):
         return None
 
 
-def _date(result: dict[str, Any]) -> str | None:
+def _date(result: Dated) -> str | None:
     for key in DATE_KEYS:
         value = result.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -80,14 +83,14 @@ def _escape(ch: str) -> str:
     return ascii(ch)[1:-1]
 
 
-def member_line(member: dict[str, Any]) -> str:
+def member_line(member: DuplicateMember) -> str:
     """One duplicate group member for a person: path (escaped as ``shown``), size in pixels and bytes, date, score."""
     dims = f"{member['width']}x{member['height']}" if member["width"] else "?x?"
     taken = _date(member) or "?"
     return f"  {shown(member['image'])}  {dims}  {member['size']} bytes  {taken}  {member['score']:.3f}"
 
 
-def write_paths(results: list[dict[str, Any]], out: TextIO) -> None:
+def write_paths(results: list[SearchResult], out: TextIO) -> None:
     """One path per line as the file system spells it (raw bytes, so a name that is not
     UTF-8 reaches ``xargs`` intact and printing it cannot fail in a strict locale)."""
     binary = getattr(out, "buffer", None)
@@ -100,7 +103,7 @@ def write_paths(results: list[dict[str, Any]], out: TextIO) -> None:
     binary.flush()
 
 
-def results_table(results: list[dict[str, Any]]) -> str:
+def results_table(results: list[SearchResult]) -> str:
     """Score, size, date (only when some result has one) and path, one line per result."""
     dates = [_date(r) for r in results]
     with_dates = any(dates)
@@ -119,10 +122,10 @@ def results_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def print_results(answer: dict[str, Any], mode: str, stream: TextIO | None = None) -> None:
-    """A search answer in the chosen mode."""
+def print_results(answer: Answer, mode: str, stream: TextIO | None = None) -> None:
+    """A search answer in the chosen mode (``--json``: as it came)."""
     out = stream or sys.stdout
-    results = answer.get("results", [])
+    results = cast(list[SearchResult], answer.get("results", []))
     if mode == "json":
         print(json.dumps(answer, indent=2), file=out)
     elif mode == "paths":

@@ -15,20 +15,28 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
+from .answers import Answer
 from .client import ApiFailure, Client, DaemonNotRunning
 from .exit_codes import EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_OK
 from .output import output_mode, print_results
 from .wait import follow_job
 
+if TYPE_CHECKING:
+    from ..config import Config
+
 log = logging.getLogger("imgsearchd")
 
+# A combined query's parts as the API takes them: {"image": path} or {"text": words}, with an
+# optional "weight"; only read here (``main.terms_to_parts`` builds them).
+Parts = Sequence[Mapping[str, object]]
 
-def client_for(config: Any) -> Client:
+
+def client_for(config: Config) -> Client:
     server = config.server
-    return Client(server["host"], server["port"], server["token"])
+    return Client(server.host, server.port, server.token)
 
 
 def guarded_call(action: Callable[[], int]) -> int:
@@ -49,25 +57,25 @@ def guarded_call(action: Callable[[], int]) -> int:
         return EXIT_ERROR
 
 
-def refused_path(exc: ApiFailure, parts: list[dict[str, Any]]) -> bool:
+def refused_path(exc: ApiFailure, parts: Parts) -> bool:
     """The daemon refused (403/404) one of the query's image paths, not something else."""
     paths = {p["image"] for p in parts if "image" in p}
     return exc.status in (403, 404) and exc.body.get("image") in paths
 
 
-def uploaded(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def uploaded(parts: Parts) -> list[Mapping[str, object]]:
     """The parts with every image path replaced by the file's bytes (base64)."""
     out = []
     for part in parts:
         if "image" in part:
-            with open(part["image"], "rb") as f:
+            with open(str(part["image"]), "rb") as f:
                 data = base64.b64encode(f.read()).decode("ascii")
             part = {**{k: v for k, v in part.items() if k != "image"}, "image_base64": data}
         out.append(part)
     return out
 
 
-def search_remote(args: argparse.Namespace, config: Any, parts: list[dict[str, Any]], folder: str | None) -> int:
+def search_remote(args: argparse.Namespace, config: Config, parts: Parts, folder: str | None) -> int:
     """Ask the daemon; print the answer as ``--json``/``--paths``/a table/JSON-when-piped says."""
     client = client_for(config)
     params = {
@@ -80,9 +88,9 @@ def search_remote(args: argparse.Namespace, config: Any, parts: list[dict[str, A
     }
     single = len(parts) == 1 and "weight" not in parts[0]
 
-    def ask(upload: bool) -> dict[str, Any]:
+    def ask(upload: bool) -> Answer:
         if single and upload:
-            with open(parts[0]["image"], "rb") as f:
+            with open(str(parts[0]["image"]), "rb") as f:
                 data = f.read()
             return client.call("POST", "/search", params, data, "application/octet-stream")[1]
         if single:
@@ -109,7 +117,7 @@ def search_remote(args: argparse.Namespace, config: Any, parts: list[dict[str, A
     return guarded_call(run)
 
 
-def add_remote(args: argparse.Namespace, config: Any) -> int:
+def add_remote(args: argparse.Namespace, config: Config) -> int:
     """``/add``; with ``--wait`` a folder's job is followed to the end (exit 1 if it failed)."""
     client = client_for(config)
 

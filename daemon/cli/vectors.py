@@ -12,10 +12,13 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .exit_codes import EXIT_ERROR, EXIT_MODEL, EXIT_OK, EXIT_USAGE
 from .models import load_extractors, open_catalog
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 FORMATS = ("parquet",)
 
@@ -70,7 +73,7 @@ def _fail(message: str, status: int) -> int:
     return status
 
 
-def cmd_export(args: argparse.Namespace, config: Any) -> int:
+def cmd_export(args: argparse.Namespace, config: Config) -> int:
     """Export the configured extractors' vectors (or ``--extractor``'s)."""
     from ..bulk.parquet import VectorsError, export
     from ..bulk.sources import ParquetMissing, pyarrow_modules
@@ -85,7 +88,7 @@ def cmd_export(args: argparse.Namespace, config: Any) -> int:
     catalog = open_catalog(config)
     if catalog is None:
         return EXIT_ERROR
-    names = [args.vectors_extractor] if args.vectors_extractor else list(config.index["extractors"])
+    names = [args.vectors_extractor] if args.vectors_extractor else list(config.index.extractors)
     folder = Path(args.folder).absolute()
     if folder.exists() and not folder.is_dir():
         return _fail(f"{folder} is not a folder", EXIT_USAGE)
@@ -111,7 +114,7 @@ def cmd_export(args: argparse.Namespace, config: Any) -> int:
     return EXIT_OK
 
 
-def cmd_import(args: argparse.Namespace, config: Any) -> int:
+def cmd_import(args: argparse.Namespace, config: Config) -> int:
     """Import an export or clip-retrieval's output into the configured extractors."""
     from ..bulk.parquet import ImportOptions, VectorsError, check_parts, import_vectors, parse_map
     from ..bulk.sources import clip_model_id, find_parts, open_clip_default_tag, pyarrow_modules
@@ -126,7 +129,7 @@ def cmd_import(args: argparse.Namespace, config: Any) -> int:
     except (VectorsError, ValueError) as exc:
         return _fail(str(exc), EXIT_USAGE)
     wanted = sorted({p.extractor for p in parts if p.rows})
-    configured = list(config.index["extractors"])
+    configured = list(config.index.extractors)
     for name in wanted:
         if name not in configured:
             return _fail(
@@ -167,7 +170,7 @@ def cmd_import(args: argparse.Namespace, config: Any) -> int:
     return EXIT_OK
 
 
-def _model_ids(names: list[str], config: Any) -> dict[str, tuple[str, int]] | None:
+def _model_ids(names: list[str], config: Config) -> dict[str, tuple[str, int]] | None:
     """name -> (model_id, dim) of these extractors, loaded as the daemon would (no fallback: a
     stand-in's vectors would not be the ones asked for); None after saying why one cannot load."""
     if not names:

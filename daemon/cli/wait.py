@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO, cast
+
+from .answers import Answer, Job
 
 FINISHED = ("done", "failed")
 BAR_WIDTH = 30
 
 
 class Caller(Protocol):
-    def call(self, method: str, path: str) -> tuple[int, dict[str, Any]]: ...
+    def call(self, method: str, path: str) -> tuple[int, Answer]: ...
 
 
-def progress_line(job: dict[str, Any]) -> str:
+def progress_line(job: Job) -> str:
     """``[#####.....]  40%  12/30 files  indexing`` (the count as the job knows it so far)."""
     found, done = int(job.get("found") or 0), int(job.get("done") or 0)
     fraction = min(1.0, done / found) if found else (1.0 if job.get("state") == "done" else 0.0)
@@ -33,7 +35,7 @@ def follow_job(
     stream: TextIO | None = None,
     interval: float = 0.2,
     plain_every: float = 1.0,
-) -> dict[str, Any]:
+) -> Job:
     """Poll ``/jobs/ID`` until it is done or failed; show progress on ``stream``; return the last state."""
     err = stream or sys.stderr
     tty = err.isatty()
@@ -45,10 +47,10 @@ def follow_job(
         raise
 
 
-def _poll(client: Caller, job_id: str, err: TextIO, tty: bool, interval: float, plain_every: float) -> dict[str, Any]:
+def _poll(client: Caller, job_id: str, err: TextIO, tty: bool, interval: float, plain_every: float) -> Job:
     last_plain = ("", 0.0)
     while True:
-        _status, job = client.call("GET", f"/jobs/{job_id}")
+        job = cast(Job, client.call("GET", f"/jobs/{job_id}")[1])
         line = progress_line(job)
         finished = job.get("state") in FINISHED
         if tty:

@@ -8,13 +8,16 @@ import socket
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .precision import DTYPES, Precision, settle
+
+if TYPE_CHECKING:
+    from ..config import ExtractorSettings
 
 log = logging.getLogger("imgsearchd.extractors")
 
@@ -99,10 +102,10 @@ class Extractor(ABC):
     # the model then takes its input in fp32 (precision.convert, Fp32Stage).
     fp32_stages: tuple[str, ...] = ()
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: ExtractorSettings) -> None:
         """Device and batch size from the extractor's config section."""
-        self.device = resolve_device(settings.get("device", "auto"))
-        self.batch_size = int(settings.get("batch_size", 32))
+        self.device = resolve_device(settings.device)
+        self.batch_size = settings.batch_size
         self.forward_passes = 0
         self.images_embedded = 0
         self.precision = Precision(used="fp32", asked="fp32", reason="not chosen yet")

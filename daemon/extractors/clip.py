@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 from urllib.parse import urlparse
 
 import torch
@@ -27,11 +27,21 @@ from .base import (
 from .framing import Transform, framed_id, mode_from
 from .framing import transform as framed_transform
 
+if TYPE_CHECKING:
+    from ..config import ClipSettings
+
 HF_HOST = "huggingface.co"
 HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
-def _tag_is_cached(cfg: dict[str, Any]) -> bool:
+class PretrainedCfg(TypedDict, total=False):
+    """What is read of open_clip's ``get_pretrained_cfg``: where a tag's weights come from."""
+
+    hf_hub: str  # "org/repo/" or "org/repo/file" on the Hugging Face hub
+    url: str  # else a plain download
+
+
+def _tag_is_cached(cfg: PretrainedCfg) -> bool:
     """True when the weights for an open_clip tag are already in the Hugging Face cache."""
     hub = cfg.get("hf_hub", "")
     if not hub:
@@ -43,7 +53,7 @@ def _tag_is_cached(cfg: dict[str, Any]) -> bool:
     return any(isinstance(try_to_load_from_cache(repo_id, name), str) for name in names)
 
 
-def _download_host(cfg: dict[str, Any]) -> str:
+def _download_host(cfg: PretrainedCfg) -> str:
     if cfg.get("hf_hub"):
         return HF_HOST
     return urlparse(cfg.get("url", "")).hostname or HF_HOST
@@ -105,12 +115,12 @@ class ClipExtractor(Extractor):
     supports_text = True
     quantisable = True  # a transformer: most of its work is in Linear layers
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: ClipSettings) -> None:
         super().__init__(settings)
         import open_clip
 
-        model_name = settings.get("model", "ViT-B-32")
-        pretrained = settings.get("pretrained", "")
+        model_name = settings.model
+        pretrained = settings.pretrained
         if pretrained.startswith("local-dir:"):
             folder = pretrained[len("local-dir:") :]
             if not os.path.isdir(folder):
@@ -144,7 +154,7 @@ class ClipExtractor(Extractor):
                 "clip", f"cannot load CLIP {model_name} with weights {pretrained!r}: {exc}. {self._hint(model_name)}"
             ) from exc
         self.model = model.eval()
-        self.preprocess_mode = mode = mode_from(settings, self.name)
+        self.preprocess_mode = mode = mode_from(settings.preprocess, self.name)
         self.model_id = framed_id(model_id, mode, legacy=own_mode(model))
         self._transform = clip_transform(model, preprocess, mode)
         self._tokenizer = open_clip.get_tokenizer(model_name)

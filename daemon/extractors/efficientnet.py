@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -19,6 +19,9 @@ from .framing import decode_side as framed_decode_side
 from .framing import framed_id, mode_from
 from .framing import transform as framed_transform
 from .layout import for_inference
+
+if TYPE_CHECKING:
+    from ..config import EfficientNetSettings
 
 # The weights were trained on pictures scaled to [-1, 1] (TF-Lite style), not ImageNet mean/std.
 MEAN = (0.498, 0.498, 0.498)
@@ -67,18 +70,18 @@ class EfficientNetExtractor(Extractor):
     side = 224
     crop_resize = 256  # the crop mode's Resize(256, bicubic) before CenterCrop(224)
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: EfficientNetSettings) -> None:
         super().__init__(settings)
         import timm
 
-        path = settings.get("weights") or packaged_weights_path()
+        path = settings.weights or packaged_weights_path()
         if not os.path.isfile(path):
             raise ModelUnavailableError("efficientnet", f"weights file {path} does not exist")
         model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
         model.load_state_dict(load_lite0_state_dict(path, model.state_dict()), strict=True)
         self.model = for_inference(model.to(self.device))
-        self.preprocess_mode = mode = mode_from(settings, self.name)
-        weights_id = file_fingerprint(path) if settings.get("weights") else "lite0-57934424"
+        self.preprocess_mode = mode = mode_from(settings.preprocess, self.name)
+        weights_id = file_fingerprint(path) if settings.weights else "lite0-57934424"
         self.model_id = framed_id(f"efficientnet_lite0:{weights_id}", mode)
         # crop: Resize(256, bicubic) + CenterCrop(224), over the kept box only (crop.py): cosine
         # to the full-resize vectors >= 0.9999985 on the scikit-image photos and their 3:1 and

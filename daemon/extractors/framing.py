@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from PIL import Image
@@ -35,9 +34,8 @@ DEFAULT_MODE = "squash"
 Transform = Callable[[Image.Image], torch.Tensor]
 
 
-def mode_from(settings: dict[str, Any], extractor: str) -> str:
-    """The ``preprocess`` setting of an extractor's section, checked (config.py checks it first)."""
-    mode = settings.get("preprocess", "auto")
+def mode_from(mode: str, extractor: str) -> str:
+    """The framing an extractor section's ``preprocess`` names, checked (config.py checks it first)."""
     if mode == "auto":
         return DEFAULT_MODE
     if mode not in MODES:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import ExtractorSettings, extractor_settings
 from .base import Extractor, ModelUnavailableError
 
 log = logging.getLogger("imgsearchd.extractors")
@@ -19,14 +21,18 @@ def _classes() -> dict[str, type[Extractor]]:
     return {"clip": ClipExtractor, "resnet": ResNetExtractor, "efficientnet": EfficientNetExtractor}
 
 
-def create(name: str, settings: dict[str, Any]) -> Extractor:
-    """Build one extractor by name; ModelUnavailableError when its weights cannot load."""
+def create(name: str, settings: ExtractorSettings | Mapping[str, Any]) -> Extractor:
+    """Build one extractor by name from its ``[extractors.NAME]`` section; ModelUnavailableError
+    when its weights cannot load. A mapping of a few keys (tests, benchmarks) fills in the rest
+    with the defaults."""
     classes = _classes()
     if name not in classes:
         raise ModelUnavailableError(name, f"unknown extractor; known: {', '.join(classes)}")
+    if isinstance(settings, Mapping):
+        settings = extractor_settings(name, settings)
     log.info("loading extractor %s", name)
     extractor = classes[name](settings)
-    extractor.use_precision(settings.get("precision", "auto"))
+    extractor.use_precision(settings.precision)
     return extractor
 
 
@@ -55,7 +61,9 @@ class LoadedExtractors:
         return self.extractors[self.primary]
 
 
-def load(wanted: list[str], fallback: str, settings_for: Any) -> LoadedExtractors:
+def load(
+    wanted: Sequence[str], fallback: str, settings_for: Callable[[str], ExtractorSettings | Mapping[str, Any]]
+) -> LoadedExtractors:
     """Load the wanted extractors in order; replace one that cannot load with the fallback.
 
     ``settings_for(name)`` gives an extractor's config section. Without a fallback, or when

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -24,6 +24,9 @@ from .framing import framed_id, mode_from
 from .framing import transform as framed_transform
 from .layout import for_inference
 
+if TYPE_CHECKING:
+    from ..config import ResNetSettings
+
 WEIGHTS = models.ResNet50_Weights.IMAGENET1K_V2
 DOWNLOAD_HOST = "download.pytorch.org"
 
@@ -42,10 +45,10 @@ class ResNetExtractor(Extractor):
     side = 224
     crop_resize = 232  # the crop mode's Resize(232, bilinear) before CenterCrop(224)
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: ResNetSettings) -> None:
         super().__init__(settings)
-        weights = settings.get("weights", "")
-        self.preprocess_mode = mode = mode_from(settings, self.name)
+        weights = settings.weights
+        self.preprocess_mode = mode = mode_from(settings.preprocess, self.name)
         if weights in RANDOM_WEIGHTS:
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
         model = models.resnet50(weights=None)

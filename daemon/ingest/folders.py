@@ -196,7 +196,7 @@ def plan_folder(
     ``models`` (extractor -> model id) marks unchanged files that lack one of those vectors
     as to add. Files are only stat'ed; links out of ``roots`` are skipped. Raises
     FileNotFoundError when ``root`` is not a folder. (Failed files whose retry is due are
-    the indexer's retry timer's, catalogue-wide: ``retry_due``.)
+    the pipeline's retry timer's, catalogue-wide: ``retry_due``.)
     """
     root = normalise_path(root)
     if not os.path.isdir(root):

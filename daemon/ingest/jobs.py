@@ -1,8 +1,8 @@
 """Background folder jobs and waiters: who is waiting for which path.
 
 A folder ``/add`` becomes a ``Job``: a thread walks the folder, queues every image
-and the job counts outcomes as the indexer reports them. A single-file ``/add``
-waits on a ``Waiter`` for its one path. ``JobTracker.on_file`` is the indexer's
+and the job counts outcomes as the pipeline reports them. A single-file ``/add``
+waits on a ``Waiter`` for its one path. ``JobTracker.on_file`` is the pipeline's
 listener; it only updates counters and wakes waiters, it never calls back.
 """
 
@@ -28,7 +28,7 @@ class JobState(StrEnum):
     """A folder job's state, as ``/jobs`` shows it."""
 
     SCANNING = "scanning"  # walking the folder and queueing what it finds
-    INDEXING = "indexing"  # walk done; waiting for the indexer's outcomes
+    INDEXING = "indexing"  # walk done; waiting for the pipeline's outcomes
     DONE = "done"
     FAILED = "failed"  # the folder could not be walked
 
@@ -89,10 +89,10 @@ class JobTracker:
         self._ids = itertools.count(1)
         self._keep_finished = keep_finished
 
-    # -- the indexer's listener
+    # -- the pipeline's listener
 
     def on_file(self, path: str, outcome: Outcome, error: ImageError | None) -> None:
-        """The indexer's listener: count the outcome for the path's jobs, wake its waiters.
+        """The pipeline's listener: count the outcome for the path's jobs, wake its waiters.
 
         A DEFERRED path (the catalogue cannot be written now) stays in its jobs, which
         finish once it is written; a request waiting on it is woken to say so.

@@ -1,4 +1,4 @@
-"""What happened to one path in the pipeline, as the indexer tells its listener."""
+"""What happened to one path in the pipeline, as the pipeline tells its listener."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from ..media.images import ImageError
 
 
 class Outcome(StrEnum):
-    """The end of one path's trip through the indexer: told after its batch is committed
+    """The end of one path's trip through the pipeline: told after its batch is committed
     (UNCHANGED at once, as nothing is written)."""
 
     EMBEDDED = "embedded"  # a model ran on it

@@ -1,16 +1,15 @@
 """The indexing pipeline: paths in, vectors in the catalogue out.
 
-``Indexer.run`` takes work from the ``WorkQueue`` (see ``workqueue``). For each path the
+``Pipeline.run`` takes work from the ``WorkQueue`` (see ``workqueue``). For each path the
 pipeline skips files whose size and mtime are unchanged, reads and hashes the rest
-on a small thread pool, reuses stored vectors for content it has seen (moved or
-copied files), decodes and preprocesses what is new, runs one batched forward pass
-per extractor, and writes each batch in one catalogue transaction. One bad file is
-recorded with its reason and never stops the run. After each commit the indexes are
+on a small thread pool (``prepare``), reuses stored vectors for content it has seen (moved
+or copied files), decodes and preprocesses what is new, runs one batched forward pass
+per extractor, and writes each batch in one catalogue transaction (``batch``). One bad file
+is recorded with its reason and never stops the run. After each commit the indexes are
 told (``on_commit``) and then the listener hears a typed ``Outcome`` per path.
 Each file's metadata (``photo_metadata``) is read from the bytes already in memory.
-
-Longer than most modules: the pipeline's idle duties (retries, pruning, the metadata
-fill of older rows) run in its one loop, so they never race a batch for the catalogue.
+When idle, the loop does the pipeline's upkeep (``upkeep``: retries, pruning, the metadata
+fill of older rows), so it never races a batch for the catalogue.
 """
 
 from __future__ import annotations
@@ -24,29 +23,26 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ..extractors import Extractor
-from ..media import images, photo_metadata
-from ..media.photo_metadata import PhotoMetadata
+from ..media import images
 from ..media.thumbnails import ThumbnailStore
 from ..paths import normalise_path
 from ..store.catalog import Catalog, FileResult, FileState
 from ..store.disk_health import StorageHealth, is_storage_error
-from .folders import OnError, may_pass, plan_folder, retry_due
+from .batch import batch_rows, embed_batch
+from .folders import OnError, may_pass, plan_folder
 from .outcomes import Listener, Outcome
 from .prepare import Loaded, load_file
 from .progress import Bar, Progress
+from .upkeep import Upkeep
 from .workqueue import Intent, Work, WorkQueue
 
 log = logging.getLogger("imgsearchd.ingest.pipeline")
 
 
-# -- the pipeline ---------------------------------------------------------------
-
-
-class Indexer:
+class Pipeline:
     """Turns paths into catalogue rows, batch by batch.
 
     ``on_commit(seq)`` runs after every catalogue write (indexes catch up there);
@@ -66,7 +62,7 @@ class Indexer:
         thumbnails: ThumbnailStore | None = None,
     ) -> None:
         if not extractors:
-            raise ValueError("an indexer needs at least one extractor")
+            raise ValueError("an indexing pipeline needs at least one extractor")
         self.catalog = catalog
         self.extractors = extractors
         self.limits = limits
@@ -82,8 +78,7 @@ class Indexer:
         self.roots = roots or (lambda: None)
         self._wanted = {name: e.model_id for name, e in extractors.items()}
         self.thumbnails = thumbnails
-        self._metadata_left = True  # until a look finds no file catalogued without metadata
-        self._metadata_filled = 0
+        self.upkeep = Upkeep(catalog, lambda: self.limits.max_file_bytes, thumbnails)
 
     # -- planning
 
@@ -168,14 +163,7 @@ class Indexer:
             raise
         finally:
             bar.close()
-        summary = run.snapshot()
-        elapsed = time.monotonic() - started
-        summary.pop("queued")
-        summary.pop("done")
-        summary["files"] = run.queued
-        summary["seconds"] = round(elapsed, 3)
-        summary["images_per_second"] = round(run.embedded / elapsed, 2) if elapsed > 0 else 0.0
-        return summary
+        return _summary(run, time.monotonic() - started)
 
     def _loader_pool(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -190,7 +178,7 @@ class Indexer:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
 
-    def __enter__(self) -> Indexer:
+    def __enter__(self) -> Pipeline:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -211,51 +199,19 @@ class Indexer:
         """Embed what needs it, then write the whole batch in one transaction."""
         if not pending:
             return
-        vectors: dict[int, dict[str, tuple[str, np.ndarray]]] = collections.defaultdict(dict)
-        for name, extractor in self.extractors.items():
-            rows = [(i, item.tensors[name]) for i, item in enumerate(pending) if name in item.tensors]
-            for start in range(0, len(rows), extractor.batch_size):
-                chunk = rows[start : start + extractor.batch_size]
-                embedded = extractor.embed(torch.stack([t for _, t in chunk]))
-                for (i, _), vector in zip(chunk, embedded):
-                    vectors[i][name] = (extractor.model_id, vector)
-        results: list[FileResult] = []
-        vanished: list[str] = []
-        counts = {"embedded": 0, "reused": 0}
-        failures: list[str] = []
-        for i, item in enumerate(pending):
-            error = item.error
-            if error is not None and error.reason == images.Reason.MISSING:
-                vanished.append(item.path)
-                continue
-            if error is not None:
-                failures.append(error.reason)
-                log.warning("skipped %s: %s", item.path, error)
-            else:
-                counts["embedded" if i in vectors else "reused"] += 1
-            results.append(
-                FileResult(
-                    path=item.path,
-                    size=item.size,
-                    mtime_ns=item.mtime_ns,
-                    content_hash=item.content_hash,
-                    vectors={} if error else {**item.reused, **vectors.get(i, {})},
-                    error_reason=error.reason if error else None,
-                    error_detail=error.detail if error else None,
-                    metadata=None if error else item.metadata,
-                )
-            )
-        seq = self.catalog.record_batch(results)
+        vectors = embed_batch(pending, self.extractors)
+        rows = batch_rows(pending, vectors)
+        seq = self.catalog.record_batch(rows.results)
         # A file whose folder went too may sit on a disk that was just unmounted: only a
         # deletion event, a folder removal or a reconcile scan forgets it.
-        forget = [path for path in vanished if os.path.isdir(os.path.dirname(path))]
+        forget = [path for path in rows.vanished if os.path.isdir(os.path.dirname(path))]
         removed = self.catalog.remove_paths(forget) if forget else 0
         for counter in (self.progress, run):
             counter.add_done(
-                embedded=counts["embedded"],
-                reused=counts["reused"],
-                failed=failures,
-                vanished=len(vanished),
+                embedded=rows.embedded,
+                reused=rows.reused,
+                failed=rows.failures,
+                vanished=len(rows.vanished),
                 removed=removed,
             )
         bar.update(len(pending))
@@ -311,8 +267,9 @@ class Indexer:
     ) -> None:
         """The daemon's loop: take queued work until ``stop`` is set.
 
-        When idle: files catalogued before metadata was read get theirs (``fill_metadata``); every ``retry_every`` seconds, failed files whose retry is due are queued
-        again (``folders.retry_due``); at most every ``prune_every`` seconds, vectors that no
+        When idle: files catalogued before metadata was read get theirs (``fill_metadata``);
+        every ``retry_every`` seconds, failed files whose retry is due are queued again
+        (``folders.retry_due``); at most every ``prune_every`` seconds, vectors that no
         file uses any more are dropped (the delay lets a move seen as delete + create keep
         its vector); and while the catalogue cannot be written, an empty write probes it.
         """
@@ -322,7 +279,7 @@ class Indexer:
             # While older rows wait for their metadata, the loop does not sleep between fills:
             # 200 rows per 0.5 s wait made 100k files take 500 waits (over 4 minutes) on top
             # of about one minute of reading (derived from bench_formats' 0.3-0.7 ms a JPEG).
-            filling = self._metadata_left and self.storage.ok
+            filling = self.upkeep.metadata_left and self.storage.ok
             items = queue.take(2 * self.batch_size, timeout=0.0 if filling else idle_timeout)
             commits = self.catalog.commits
             self._applied = 0
@@ -331,8 +288,8 @@ class Indexer:
                     self._apply(items)
                 elif not self.storage.ok and time.monotonic() >= self.storage.retry_at:
                     self.catalog.probe_write()  # nothing queued to try it with (a failed /remove)
-                elif self._metadata_left:
-                    self._fill_metadata_once()
+                elif self.upkeep.metadata_left:
+                    self.upkeep.fill_metadata_once()
                 elif time.monotonic() - last_retry >= retry_every:
                     last_retry = time.monotonic()
                     self._queue_due_retries(queue)
@@ -352,68 +309,20 @@ class Indexer:
                 if items:
                     queue.task_done(len(items))
 
-    def _fill_metadata_once(self) -> None:
-        """One turn of the fill; a failure other than the disk's stops it (the loop does not
-        sleep while it fills, so a fill failing each turn would spin and flood the log)."""
-        try:
-            self.fill_metadata()
-        except Exception as exc:
-            if is_storage_error(exc):
-                raise
-            log.exception("reading the metadata of older files failed; it is tried again at the next start")
-            self._metadata_left = False
+    # -- the idle duties (``upkeep``)
 
     def fill_metadata(self, batch: int = 200, budget_s: float = 0.25) -> int:
-        """Read the metadata of up to ``batch`` files catalogued without it (before schema 3).
-
-        Headers only (``photo_metadata.read_metadata_file``), a batch per idle turn of the
-        loop, and no longer than ``budget_s`` (at least one file), so queued work and a stop
-        wait at most that long: 200 RAW files, each read whole at 77-95 ms (bench_formats, page
-        cache), would hold them 15-19 s, minutes from a disk. Returns how many rows were filled.
-        Measured here (bench/bench_formats.py): 0.3-0.7 ms a JPEG whose bytes are cached (100k
-        files: about a minute, plus the disk reads); a RAW is read whole (77-95 ms for 50 MB).
-        """
-        rows = self.catalog.without_metadata(batch)
-        if not rows:
-            if self._metadata_filled:
-                log.info("metadata read for %d files catalogued before it was kept", self._metadata_filled)
-            self._metadata_left = False
-            return 0
-        if not self._metadata_filled:
-            left = self.catalog.count_without_metadata()
-            log.info("reading capture dates and sizes of %d files catalogued without them", left)
-        # A file gone or unreadable gets its catalogued mtime: every row is filled, so the
-        # loop ends; the watcher or a retry deals with the file itself.
-        deadline = time.monotonic() + budget_s
-        read: list[tuple[int, PhotoMetadata]] = []
-        for file_id, path, mtime_ns in rows:
-            read.append((file_id, photo_metadata.read_metadata_file(path, mtime_ns, self.limits.max_file_bytes)))
-            if time.monotonic() >= deadline:
-                break
-        self.catalog.fill_metadata(read)
-        self._metadata_filled += len(read)
-        return len(read)
+        """Read the metadata of up to ``batch`` files catalogued without it (``Upkeep.fill_metadata``)."""
+        return self.upkeep.fill_metadata(batch, budget_s)
 
     def prune_unused(self) -> tuple[int, int]:
-        """Drop the vectors and thumbnails no file has any more; returns how many of each.
-
-        Run when idle, minutes after removals: a move seen as delete + create keeps both.
-        """
-        pruned = self.catalog.prune_orphan_vectors()
-        store = self.thumbnails
-        thumbnails = store.remove(self.catalog.unused_hashes(store.hashes())) if store is not None else 0
-        if pruned or thumbnails:
-            log.info("dropped %d vectors and %d thumbnails no file uses any more", pruned, thumbnails)
-        return pruned, thumbnails
+        """Drop the vectors and thumbnails no file has any more (``Upkeep.prune_unused``)."""
+        return self.upkeep.prune_unused()
 
     def _queue_due_retries(self, queue: WorkQueue) -> int:
-        """Queue the failed files whose reason may have passed and whose retry time has come."""
-        now = time.time()
-        due = [failed.path for failed in self.catalog.failed_everywhere() if retry_due(failed, now)]
-        if due:
-            log.info("trying %d failed files again", len(due))
-            queue.put_many(due, Intent.ADD)
-        return len(due)
+        return self.upkeep.queue_due_retries(queue)
+
+    # -- failures of a whole batch
 
     def _wait_for_storage(self, exc: BaseException, items: list[Work], queue: WorkQueue, stop: threading.Event) -> None:
         """Keep the work queued, tell waiters it is deferred, and back off before the next try."""
@@ -457,6 +366,8 @@ class Indexer:
                 log.exception("cannot record the failure of %s either", item.path)
         self._tell(item.path, Outcome.FAILED, error)
 
+    # -- moves, restores and offline folders
+
     def _committed(self, seq: int | None = None) -> None:
         """Tell the indexes about a commit (``seq``, else the catalogue's current one)."""
         if self.on_commit is not None:
@@ -475,7 +386,7 @@ class Indexer:
         restored = self.catalog.set_online(paths)
         if restored:
             self._committed()
-            self._metadata_left = True  # offline files are not filled: some may still lack metadata
+            self.upkeep.metadata_left = True  # offline files are not filled: some may still lack metadata
         return restored
 
     def set_offline(self, root: str) -> int:
@@ -518,3 +429,14 @@ class Indexer:
             self.process(rechecks, retry_failed=True)
         if additions:
             self.process(additions)
+
+
+def _summary(run: Progress, elapsed: float) -> dict[str, object]:
+    """What ``process`` answers: the run's counts, its files, seconds and rate."""
+    summary = run.snapshot()
+    summary.pop("queued")
+    summary.pop("done")
+    summary["files"] = run.queued
+    summary["seconds"] = round(elapsed, 3)
+    summary["images_per_second"] = round(run.embedded / elapsed, 2) if elapsed > 0 else 0.0
+    return summary

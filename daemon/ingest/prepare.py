@@ -1,8 +1,8 @@
 """One file made ready for the models: read, hashed, metadata read, decoded and preprocessed.
 
-The indexer's loader threads and the backfill's workers on a Ray cluster (``backfill_worker``)
+The pipeline's loader threads and the backfill's workers on a Ray cluster (``bulk.worker``)
 both call ``load_file``; what differs is where stored vectors come from (``reuse``: the
-catalogue for the indexer, the set of known contents for a worker) and whether a thumbnail
+catalogue for the pipeline, the set of known contents for a worker) and whether a thumbnail
 is kept (``on_picture``). One bad file is an ``ImageError`` in the result, never a raise.
 """
 

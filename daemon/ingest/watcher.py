@@ -1,13 +1,14 @@
 """Watch the configured folders: one observer per folder, reconcile scans, folder health.
 
-Events from each folder's observer (``observers``) are routed by ``events.EventRouter``:
+Events from each folder's observer (``observers``) are routed by ``event_router.EventRouter``:
 written files wait in the ``settling.Settler`` until complete, deletions and renames
 become removals and moves. A reconcile scan at start, every ``rescan_seconds`` and after
 lost events compares each folder with the catalogue by size and mtime only
-(``folders.plan_folder``; no image is opened). A folder that vanishes, becomes unreadable,
-or turns up empty while the catalogue holds files below it (an unmounted disk, a share
-gone) deletes nothing: its files are marked offline (kept, not searchable) and come back,
-without re-embedding, when it returns.
+(``scans.Scanner``, with ``folders.plan_folder``; no image is opened). A folder that
+vanishes, becomes unreadable, or turns up empty while the catalogue holds files below it
+(an unmounted disk, a share gone) deletes nothing: its files are marked offline (kept, not
+searchable) and come back, without re-embedding, when it returns. A folder's record and
+its ``/stats`` entry are ``watched``'s.
 
 Each folder's state, as ``/stats`` shows it, and what moves it. The control thread makes
 every move; observer and scanner threads only leave it a note (``trouble``,
@@ -30,12 +31,7 @@ polling   offline folder stays offline
 
 Every change of observer bumps the folder's ``generation``, so events from a replaced
 observer are dropped. The watcher reads the catalogue and never writes it; data flows one
-way: watcher -> WorkQueue -> Indexer -> catalogue -> index.
-
-Longer than most modules (about 600 lines with this table) because the state machine is
-one idea: every move reads and writes the same folder records under one lock, and the
-scanner's results are judged against the state they were taken in (``generation``);
-split across files, each move would have to be read in several places.
+way: watcher -> WorkQueue -> Pipeline -> catalogue -> index.
 """
 
 from __future__ import annotations
@@ -45,93 +41,22 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
-from pathlib import Path
-from typing import Any
 
 from watchdog.events import FileSystemEvent
 from watchdog.observers.api import BaseObserver
 
-from ..config import DEFAULT_EXTENSIONS
-from ..paths import normalise_path
 from ..store.catalog import Catalog, FileState
-from ..timestamps import iso_utc
 from .event_router import EventRouter
-from .folders import plan_folder, probe_folder, walk_images
+from .folders import probe_folder, walk_images
 from .observers import ObserverKind, start_observer, stop_observer
+from .scans import Scanner
 from .settling import Settler, look
+from .watched import Folder, FolderState, FolderStatus, WatchOptions, normalised_roots, without_images
 from .workqueue import Intent, WorkQueue
 
+__all__ = ["FolderState", "FolderStatus", "WatchOptions", "Watcher"]  # the options and states, for its users
+
 log = logging.getLogger("imgsearchd.ingest.watcher")
-
-
-class FolderState(StrEnum):
-    """A watched folder's state (see the table above)."""
-
-    STARTING = "starting"
-    WATCHING = "watching"
-    POLLING = "polling"
-    OFFLINE = "offline"
-
-
-@dataclass(frozen=True)
-class WatchOptions:
-    """How folders are watched; ``from_config`` reads the ``[watch]`` section."""
-
-    recursive: bool = True
-    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
-    rescan_seconds: float = 3600.0  # 0: only at start and after lost events
-    debounce_seconds: float = 0.25  # quiet time after the last event before a file is queued
-    settle_seconds: float = 2.0  # a file never seen closed must keep its size and mtime this long
-    poll_seconds: float = 5.0  # interval of the polling fallback
-    check_seconds: float = 1.0  # how often each folder's root is checked (vanished, unmounted)
-    force_polling: bool = False  # poll every folder, never inotify
-
-    @classmethod
-    def from_config(cls, watch: dict[str, Any], **overrides: Any) -> WatchOptions:
-        """The ``[watch]`` section's options; ``overrides`` (tests, benchmarks) replace any of them."""
-        return cls(
-            recursive=bool(watch["recursive"]),
-            extensions=tuple(e.lower() for e in watch["extensions"]),
-            rescan_seconds=float(watch["rescan_seconds"]),
-            **{
-                "settle_seconds": float(watch["settle_seconds"]),
-                "poll_seconds": float(watch["poll_seconds"]),
-                "force_polling": bool(watch["force_polling"]),
-                **overrides,
-            },
-        )
-
-
-@dataclass
-class _Folder:
-    """One watched folder: its state, its observer, and what the threads asked of each other."""
-
-    root: str
-    state: FolderState = FolderState.STARTING
-    reason: str | None = None
-    since: float = field(default_factory=time.time)
-    observer: BaseObserver | None = None
-    kind: ObserverKind | None = None
-    generation: int = 0  # bumped with every observer, so a replaced one's events are dropped
-    identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the root while online
-    fallback: str | None = None  # why this folder is polled rather than watched
-    trouble: str | None = None  # reported by an observer thread, acted on by the control thread
-    offline_wanted: str | None = None  # the scanner found the folder without its images
-    restart: bool = False  # the options changed: new observer and scan
-    check_now: bool = False
-    events: int = 0
-    next_scan: float = 0.0
-    scanning: bool = False
-    last_scan: dict[str, Any] | None = None
-
-
-def _without_images(held: int) -> str:
-    return (
-        f"without images while the catalogue holds {held} files below it (an unmounted disk?); "
-        "if they are really gone, forget them with /remove"
-    )
 
 
 class Watcher:
@@ -154,16 +79,25 @@ class Watcher:
         self.queue = queue
         self.catalog = catalog
         self.models = dict(models or {})
-        self._allowed_roots = roots or (lambda: None)  # real paths files must lie in; links out are skipped
+        allowed_roots = roots or (lambda: None)  # real paths files must lie in; links out are skipped
         self._cond = threading.Condition()  # guards everything below; never held while an observer stops
-        self._folders: dict[str, _Folder] = {}
-        for root in _roots(folders):
-            self._folders[root] = _Folder(root)
+        self._folders: dict[str, Folder] = {}
+        for root in normalised_roots(folders):
+            self._folders[root] = Folder(root)
         self._settler = Settler(options.debounce_seconds, options.settle_seconds)
         self._router = EventRouter(self._settler, queue, options.extensions, options.recursive)
         self.options = options
-        self._scan_requests: list[str] = []
-        self._retired: list[_Folder] = []  # removed by a reload; the control thread stops them
+        self._scans = Scanner(
+            self._cond,
+            lambda root: self._folders.get(root),  # the dict is replaced on reload
+            lambda: self.options,
+            self._kick,
+            catalog,
+            self.models,
+            allowed_roots,
+            (self._settler, self._router, queue),
+        )
+        self._retired: list[Folder] = []  # removed by a reload; the control thread stops them
         self._urgent = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -185,7 +119,11 @@ class Watcher:
         """Start the control and scanner threads; folders come up on them."""
         if self._threads:
             return
-        for target, name in ((self._control_loop, "imgsearchd-watcher"), (self._scan_loop, "imgsearchd-watch-scan")):
+        threads: tuple[tuple[Callable[[], None], str], ...] = (
+            (self._control_loop, "imgsearchd-watcher"),
+            (lambda: self._scans.loop(self._stop), "imgsearchd-watch-scan"),
+        )
+        for target, name in threads:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -210,21 +148,20 @@ class Watcher:
         A folder no longer listed stops being watched; its files stay in the catalogue.
         Changed options restart every folder (new observer, reconcile scan).
         """
-        roots = _roots(folders)
+        roots = normalised_roots(folders)
         with self._cond:
             options = options or self.options
             restart = options != self.options
             self.options = options
             old = self._folders
-            self._folders = {root: old.get(root) or _Folder(root) for root in roots}
+            self._folders = {root: old.get(root) or Folder(root) for root in roots}
             for root, folder in old.items():
                 if root in self._folders:
                     folder.restart = folder.restart or restart
                     continue
                 folder.generation += 1  # its events are dropped from now on
                 self._settler.forget_under(root)
-                if root in self._scan_requests:
-                    self._scan_requests.remove(root)
+                self._scans.forget(root)
                 self._retired.append(folder)
                 log.info("stopped watching %s; its files stay in the catalogue (forget them with /remove)", root)
             for root in roots:
@@ -236,42 +173,22 @@ class Watcher:
 
     # -- reading
 
-    def status(self) -> list[dict[str, Any]]:
+    def status(self) -> list[FolderStatus]:
         """One entry per folder, in configuration order, for ``/stats``."""
         with self._cond:
-            out = []
-            for folder in self._folders.values():
-                out.append(
-                    {
-                        "folder": folder.root,
-                        "state": folder.state,
-                        "observer": folder.kind,
-                        "reason": folder.reason,
-                        "since": iso_utc(folder.since),
-                        "events": folder.events,
-                        "settling": self._settler.count_under(folder.root),
-                        "scanning": folder.scanning or folder.root in self._scan_requests,
-                        "last_scan": dict(folder.last_scan) if folder.last_scan else None,
-                    }
-                )
-            return out
+            return [
+                folder.status(self._settler.count_under(folder.root), self._scans.requested(folder.root))
+                for folder in self._folders.values()
+            ]
 
     def idle(self) -> bool:
         """True when no file is settling, no scan is due or running and every folder is up."""
         with self._cond:
             return (
                 not self._settler
-                and not self._scan_requests
+                and not self._scans
                 and not self._retired
-                and all(
-                    not f.scanning
-                    and f.state != FolderState.STARTING
-                    and not f.check_now
-                    and not f.restart
-                    and f.trouble is None
-                    and f.offline_wanted is None
-                    for f in self._folders.values()
-                )
+                and all(folder.settled for folder in self._folders.values())
             )
 
     # -- events (observer threads)
@@ -362,12 +279,7 @@ class Watcher:
                 unfound, folder.offline_wanted = folder.offline_wanted, None
                 restart, folder.restart = folder.restart, False
             if restart and folder.state != FolderState.STARTING:
-                self._stop_observer(folder)
-                with self._cond:
-                    folder.generation += 1
-                    folder.fallback = None
-                    if folder.state != FolderState.OFFLINE:
-                        folder.state = FolderState.STARTING
+                self._restart(folder)
             identity, problem = probe_folder(folder.root)
             if folder.state in (FolderState.STARTING, FolderState.OFFLINE):
                 self._try_online(folder, identity, problem)
@@ -380,9 +292,18 @@ class Watcher:
                 self._fall_back(folder, trouble)
             elif self.options.rescan_seconds > 0 and now >= folder.next_scan:
                 with self._cond:
-                    self._request_scan(folder)
+                    self._scans.request(folder)
 
-    def _try_online(self, folder: _Folder, identity: tuple[int, int] | None, problem: str | None) -> None:
+    def _restart(self, folder: Folder) -> None:
+        """The watch settings changed: stop the observer; the folder starts again (offline stays offline)."""
+        self._stop_observer(folder)
+        with self._cond:
+            folder.generation += 1
+            folder.fallback = None
+            if folder.state != FolderState.OFFLINE:
+                folder.state = FolderState.STARTING
+
+    def _try_online(self, folder: Folder, identity: tuple[int, int] | None, problem: str | None) -> None:
         """Start watching a folder that is starting or offline, if it is usable and has its images."""
         if problem is None:
             problem = self._looks_unmounted(folder.root)
@@ -404,7 +325,7 @@ class Watcher:
             folder.observer, folder.kind, folder.identity = observer, kind, identity
             folder.state = FolderState.POLLING if kind == ObserverKind.POLLING else FolderState.WATCHING
             folder.reason, folder.since = reason, time.time()
-            self._request_scan(folder)
+            self._scans.request(folder)
         if was_offline:
             log.warning(
                 "watched folder %s is back (%s): its offline files become searchable again; rescanning it for changes",
@@ -419,9 +340,9 @@ class Watcher:
         if next(walk_images(root, self.options.extensions, self.options.recursive), None) is not None:
             return None
         held = self.catalog.count_under(root)
-        return _without_images(held) if held else None
+        return without_images(held) if held else None
 
-    def _go_offline(self, folder: _Folder, why: str) -> None:
+    def _go_offline(self, folder: Folder, why: str) -> None:
         """Stop watching a folder that went as a whole; its files are kept, marked offline."""
         self._stop_observer(folder)
         count = self.catalog.count_under(folder.root, (FileState.INDEXED,))
@@ -430,8 +351,7 @@ class Watcher:
             folder.state, folder.reason, folder.since, folder.kind = FolderState.OFFLINE, why, time.time(), None
             folder.identity = None
             self._settler.forget_under(folder.root)
-            if folder.root in self._scan_requests:
-                self._scan_requests.remove(folder.root)
+            self._scans.forget(folder.root)
             self.queue.put_offline(folder.root)
         log.warning(
             "watched folder %s is %s: its %d indexed files are kept but marked offline "
@@ -441,11 +361,11 @@ class Watcher:
             count,
         )
 
-    def _fall_back(self, folder: _Folder, why: str) -> None:
+    def _fall_back(self, folder: Folder, why: str) -> None:
         if folder.kind == ObserverKind.POLLING:
             log.warning("%s: %s; rescanning it", folder.root, why)
             with self._cond:
-                self._request_scan(folder)
+                self._scans.request(folder)
             return
         log.warning(
             "%s: %s; polling it every %.0f s instead and rescanning it so no change is missed",
@@ -464,9 +384,9 @@ class Watcher:
         with self._cond:
             folder.observer, folder.kind = observer, kind
             folder.state, folder.reason, folder.since = FolderState.POLLING, reason, time.time()
-            self._request_scan(folder)
+            self._scans.request(folder)
 
-    def _start_observer(self, folder: _Folder) -> tuple[BaseObserver, ObserverKind, str | None]:
+    def _start_observer(self, folder: Folder) -> tuple[BaseObserver, ObserverKind, str | None]:
         """A running observer for the folder: inotify if it can, else polling; with the reason."""
         with self._cond:
             folder.generation += 1
@@ -490,121 +410,8 @@ class Watcher:
             on_fallback=inotify_failed,
         )
 
-    def _stop_observer(self, folder: _Folder) -> None:
+    def _stop_observer(self, folder: Folder) -> None:
         with self._cond:
             observer, folder.observer = folder.observer, None
         if observer is not None:
             stop_observer(observer)
-
-    # -- the scanner thread: reconcile scans
-
-    def _request_scan(self, folder: _Folder) -> None:
-        """Under the lock: queue a reconcile scan of an online folder."""
-        if folder.state in (FolderState.WATCHING, FolderState.POLLING) and folder.root not in self._scan_requests:
-            self._scan_requests.append(folder.root)
-            self._cond.notify_all()
-
-    def _scan_loop(self) -> None:
-        while not self._stop.is_set():
-            with self._cond:
-                while not self._scan_requests and not self._stop.is_set():
-                    self._cond.wait()
-                if self._stop.is_set():
-                    return
-                folder = self._folders.get(self._scan_requests.pop(0))
-                if folder is None or folder.state not in (FolderState.WATCHING, FolderState.POLLING):
-                    continue
-                folder.scanning = True
-                generation = folder.generation
-            try:
-                self._reconcile(folder, generation)
-            except Exception:
-                log.exception("reconcile scan of %s failed; it will be retried", folder.root)
-            finally:
-                with self._cond:
-                    folder.scanning = False
-                    folder.next_scan = time.monotonic() + (self.options.rescan_seconds or float("inf"))
-                    self._cond.notify_all()
-
-    def _reconcile(self, folder: _Folder, generation: int) -> None:
-        """Compare the folder with the catalogue (size and mtime) and queue the differences."""
-        started = time.monotonic()
-        options = self.options
-        try:
-            plan = plan_folder(
-                self.catalog,
-                folder.root,
-                options.extensions,
-                options.recursive,
-                self.models,
-                on_error=lambda path, exc: log.warning("cannot read %s: %s", path, exc),
-                roots=self._allowed_roots(),
-            )
-        except FileNotFoundError:
-            self._kick()  # the folder went while we looked: the control thread takes it offline
-            return
-        identity, problem = probe_folder(folder.root)
-        with self._cond:
-            current = (
-                self._folders.get(folder.root) is folder
-                and folder.generation == generation
-                and folder.identity == identity
-                and problem is None
-            )
-        if not current:
-            log.info("scan of %s dropped: the folder changed while it was being scanned", folder.root)
-            self._kick()
-            return
-        if plan.vanished and plan.found == 0:  # the control thread takes it offline; nothing is removed
-            with self._cond:
-                folder.offline_wanted = _without_images(len(plan.vanished))
-                self._kick_locked()
-            return
-        fresh_after = time.time_ns() - int(options.settle_seconds * 1e9)
-        ready = [path for path, mtime_ns in plan.to_add if mtime_ns < fresh_after]
-        with self._cond:
-            pending = len(self._settler)
-            for path, mtime_ns in plan.to_add:
-                if mtime_ns >= fresh_after:  # written moments ago: maybe still being written
-                    self._router.touch(folder.root, path, complete=False)
-            self.queue.put_many(plan.to_restore, Intent.RESTORE)
-            self.queue.put_many(plan.vanished, Intent.REMOVE)
-            self.queue.put_many(ready, Intent.ADD)
-            if len(self._settler) > pending:
-                self._cond.notify_all()  # the control thread now wakes for the debounce
-        seconds = time.monotonic() - started
-        summary = {
-            "at": iso_utc(time.time()),
-            "seconds": round(seconds, 3),
-            "found": plan.found,
-            "queued": len(plan.to_add),
-            "restored": len(plan.to_restore),
-            "removed": len(plan.vanished),
-            "unchanged": plan.unchanged,
-            "unreadable": len(plan.unreadable),
-            "outside_links": len(plan.outside),
-        }
-        with self._cond:
-            folder.last_scan = summary
-        level = logging.INFO if (plan.to_add or plan.to_restore or plan.vanished) else logging.DEBUG
-        log.log(
-            level,
-            "scanned %s in %.2f s: %d images, %d new or changed, %d back online, %d gone, %d unchanged",
-            folder.root,
-            seconds,
-            plan.found,
-            len(plan.to_add),
-            len(plan.to_restore),
-            len(plan.vanished),
-            plan.unchanged,
-        )
-
-
-def _roots(folders: Iterable[str | os.PathLike[str]]) -> list[str]:
-    """Normalised folder paths, each once, in order."""
-    out: list[str] = []
-    for folder in folders:
-        root = normalise_path(Path(folder).expanduser())
-        if root not in out:
-            out.append(root)
-    return out

@@ -1,6 +1,6 @@
-"""The de-duplicating queue of work for the indexer: (path, intent), newest intent wins.
+"""The de-duplicating queue of work for the pipeline: (path, intent), newest intent wins.
 
-The watcher, the HTTP facade and folder jobs put work here; the indexer takes it. A
+The watcher, the HTTP facade and folder jobs put work here; the pipeline takes it. A
 path queued again replaces its earlier entry (a file written, deleted and written again
 is indexed once); moves are never merged and keep their place, so a rename applies
 between the changes queued before and after it.
@@ -100,7 +100,7 @@ class WorkQueue:
             self._cond.notify_all()
 
     def give_back(self, items: list[Work]) -> int:
-        """Put taken work back at the front, in its order (the indexer could not write it).
+        """Put taken work back at the front, in its order (the pipeline could not write it).
 
         A path queued again since it was taken keeps its newer intent; moves always go
         back, ahead of whatever was queued after them. Returns how many went back.

@@ -1,9 +1,10 @@
 """The formats beyond Pillow's own: HEIC/HEIF (pillow-heif), AVIF (Pillow's plugin) and camera RAW (rawpy).
 
 Which optional decoders this process has, what kind of file some bytes are (from their
-first bytes, never from a name), and the RAW decoder itself. ``images`` is still the one
-module that opens image files: it asks this one what the bytes are and how to read them.
-A decoder that is not installed is a fact to report per file, never an import failure.
+first bytes, never from a name), the names Pillow may open (``SUPPORTED_FORMATS``), and
+the RAW decoder itself. ``files`` opens image files and ``images`` decodes them: they ask
+this one what the bytes are and how to read them. A decoder that is not installed is a
+fact to report per file, never an import failure.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import features
+from PIL import Image, features
 
 from ..config import AVIF_EXTENSIONS, HEIF_EXTENSIONS, RAW_EXTENSIONS
 from . import format_types
@@ -47,6 +48,15 @@ except ImportError:
     RAW_UNSUPPORTED = RAW_TOO_BIG = RAW_ERROR = ()
 
 AVIF_AVAILABLE = bool(features.check("avif"))
+
+# Pillow's names of what ``Image.open`` may read: the optional ones only when their decoder is here.
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF") + (
+    (("AVIF",) if AVIF_AVAILABLE else ()) + (("HEIF",) if HEIF_AVAILABLE else ())
+)
+# Our own cap (ImageLimits.max_pixels, checked right after reading the header) replaces
+# Pillow's global one, so the configured value is the one that counts.
+Image.MAX_IMAGE_PIXELS = None
+Image.init()  # register every plugin, so ``formats=`` can name them (JPEG covers MPO)
 
 # How many leading bytes ``sniff`` looks at: a TIFF-based RAW's first directory sits near
 # the start (offset 8 in every DNG, CR2, NEF and ARW looked at).

@@ -41,7 +41,7 @@ _MODE_BYTES = {
     "CMYK": 4.4,  # TIFF 4.38
     "RGBA": 4.6,  # PNG 4.53, TIFF (deflate) 4.53
     "LA": 4.6,  # PNG 4.53: held as 4 bytes, as RGBA
-    "I": 12.1,  # TIFF 12.01: 32-bit grey, scaled whole through float64 (images._high_depth_to_l)
+    "I": 12.1,  # TIFF 12.01: 32-bit grey, scaled whole through float64 (rgb.high_depth_to_l)
     "F": 17.1,  # TIFF 17.01: 32-bit float, the same
 }
 # Every other mode Pillow gives (PA, La, RGBa, RGBX, YCbCr, LAB) holds 4 bytes a pixel and

@@ -24,7 +24,9 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Annotated, Literal
 
+import msgspec
 from PIL import ExifTags, Image
 
 from . import formats
@@ -49,19 +51,53 @@ class PhotoMetadata:
         return metadata_json(self)
 
 
+class MetadataFields(msgspec.Struct, kw_only=True):
+    """What a photo says about itself, as a search result and a duplicate group member carry it
+    (every field null while the file's metadata is not read yet). The one definition of these
+    fields: ``metadata_json`` builds them, the API's answer models and its spec include them."""
+
+    taken: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="capture time, ISO 8601 (with the offset when the camera wrote one); "
+            "null while the file's metadata is not read yet"
+        ),
+    ]
+    taken_from: Annotated[
+        Literal["exif", "mtime"] | None,
+        msgspec.Meta(
+            description="exif: the photo's own date; mtime: it had none, the file's modification time stands in"
+        ),
+    ]
+    width: Annotated[
+        Annotated[int, msgspec.Meta(ge=1)] | None, msgspec.Meta(description="pixels as shown (EXIF turn applied)")
+    ]
+    height: Annotated[int, msgspec.Meta(ge=1)] | None
+    camera: Annotated[str | None, msgspec.Meta(description="EXIF make and model")]
+    orientation: Annotated[
+        Annotated[int, msgspec.Meta(ge=1, le=8)] | None, msgspec.Meta(description="EXIF orientation")
+    ]
+    gps: Annotated[bool | None, msgspec.Meta(description="whether the file holds a position (never the position)")]
+
+
+METADATA_KEYS = MetadataFields.__struct_fields__
+
+
 def metadata_json(metadata: PhotoMetadata | None) -> dict[str, object]:
     """A result's metadata fields; every one null for a file whose metadata is not read yet."""
     if metadata is None:
-        return dict.fromkeys(("taken", "taken_from", "width", "height", "camera", "orientation", "gps"))
-    return {
-        "taken": metadata.taken,
-        "taken_from": metadata.taken_from,
-        "width": metadata.width,
-        "height": metadata.height,
-        "camera": metadata.camera,
-        "orientation": metadata.orientation,
-        "gps": metadata.has_gps,
-    }
+        return dict.fromkeys(METADATA_KEYS)
+    return msgspec.structs.asdict(
+        MetadataFields(
+            taken=metadata.taken,
+            taken_from=metadata.taken_from,  # type: ignore[arg-type]  # "exif" or "mtime" (from_exif)
+            width=metadata.width,
+            height=metadata.height,
+            camera=metadata.camera,
+            orientation=metadata.orientation,
+            gps=metadata.has_gps,
+        )
+    )
 
 
 log = logging.getLogger("imgsearchd.media.photo_metadata")

@@ -1,14 +1,14 @@
 """Thumbnails: small pictures keyed by content hash, in the data folder, bounded in size.
 
 One thumbnail per content hash, so moved and copied files share one. Made by the
-indexer's loader threads from the picture they already decoded for the model
+pipeline's loader threads from the picture they already decoded for the model
 (``add_picture``: no second decode), or on demand for files indexed before thumbnails
 existed (``make_from_file``: one decode through ``images``, same caps).
 
 Kept as rows of their own SQLite file, ``thumbnails/thumbnails.sqlite3`` (WAL; not the
 catalogue, whose write lock the loader threads must not take): a file per thumbnail cost
 1.5-1.9 ms of CPU to create on this machine's ext4 (0.03 ms on tmpfs), a third of the
-indexer's 5% budget, where a row costs 0.1 ms. Each write is one transaction, so a crash
+pipeline's 5% budget, where a row costs 0.1 ms. Each write is one transaction, so a crash
 leaves whole thumbnails or none; a damaged file is a cache and is started afresh.
 
 Least recently used first out when the total passes ``max_bytes``. Recency lives in
@@ -31,22 +31,28 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from PIL import Image, features
 
 from . import images
 
+if TYPE_CHECKING:
+    from ..config import ThumbnailSettings
+
 log = logging.getLogger("imgsearchd.media.thumbnails")
 
 # format name in the config -> (Pillow format, content type)
 FORMATS = {"webp": ("WEBP", "image/webp"), "jpeg": ("JPEG", "image/jpeg")}
-# Encoder settings, for the indexer's budget (5%: about 2 ms of CPU per picture with
+# Encoder settings, for the pipeline's budget (5%: about 2 ms of CPU per picture with
 # efficientnet). WebP method 0 is libwebp's fastest: 2.2-3.3 ms of CPU for a 256x171 picture
 # here, method 4 (Pillow's default) 7.1 ms and method 6 17 ms, for files 3-4% smaller;
 # quality 75 costs as much as 60 and 70, and makes 8.9 KB files (80: 10.3 KB). JPEG at
 # quality 85: 0.2-0.3 ms, 14-15 KB.
-ENCODE: dict[str, dict[str, Any]] = {"WEBP": {"quality": 75, "method": 0}, "JPEG": {"quality": 85, "optimize": False}}
+ENCODE: dict[str, dict[str, int | bool]] = {
+    "WEBP": {"quality": 75, "method": 0},
+    "JPEG": {"quality": 85, "optimize": False},
+}
 DB_NAME = "thumbnails.sqlite3"
 # A thumbnail's ``used`` time is written at most this often when it is served.
 TOUCH_EVERY = 3600.0
@@ -65,6 +71,15 @@ _SCHEMA = (
     # The start reads this index alone: a 9 KB row fills a page of its own in the table.
     "CREATE INDEX IF NOT EXISTS thumbnails_by_use ON thumbnails (used, hash, size)",
 )
+
+
+class ThumbnailStats(TypedDict):
+    """The store as ``/stats`` shows it."""
+
+    count: int
+    bytes: int
+    max_bytes: int
+    dir: str
 
 
 class ThumbnailBusy(Exception):
@@ -118,14 +133,9 @@ class ThumbnailStore:
             self._db = None
 
     @classmethod
-    def from_settings(cls, data_dir: str | os.PathLike[str], settings: dict[str, Any]) -> ThumbnailStore:
+    def from_settings(cls, data_dir: str | os.PathLike[str], settings: ThumbnailSettings) -> ThumbnailStore:
         """The store in ``data_dir/thumbnails`` with the config's [thumbnails] settings."""
-        return cls(
-            Path(data_dir) / "thumbnails",
-            int(settings["size"]),
-            int(settings["max_mb"] * 1024 * 1024),
-            str(settings["format"]),
-        )
+        return cls(Path(data_dir) / "thumbnails", settings.size, int(settings.max_mb * 1024 * 1024), settings.format)
 
     # -- the database
 
@@ -202,7 +212,7 @@ class ThumbnailStore:
         with self._lock:
             return list(self._entries)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ThumbnailStats:
         with self._lock:
             return {
                 "count": len(self._entries),

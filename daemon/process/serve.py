@@ -43,7 +43,7 @@ def run_daemon(config: Config) -> int:
     inbox = SignalInbox((*STOP_SIGNALS, signal.SIGHUP))
     notifier = Notifier()
     service = Service(config)
-    host, port = config.server["host"], config.server["port"]
+    host, port = config.server.host, config.server.port
     try:
         server = make_http_server(config, create_app(service))
     except OSError as exc:
@@ -54,7 +54,7 @@ def run_daemon(config: Config) -> int:
     listener = threading.Thread(target=server.serve, name="imgsearchd-http", daemon=True)
     listener.start()
     log.info("listening on http://%s:%d", bound[0], bound[1])
-    if not config.server["token"] and host not in origin.LOOPBACK_NAMES:
+    if not config.server.token and host not in origin.LOOPBACK_NAMES:
         # Off loopback over plain HTTP, browsers send no Sec-Fetch-Site and a page can hide its
         # Referer: only a token keeps other machines, and pages their users open, out.
         log.warning("listening on %s without server.token: anyone who can reach it can use the API; set a token", host)

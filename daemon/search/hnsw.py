@@ -20,6 +20,7 @@ import math
 import threading
 import time
 from collections.abc import Sequence, Set
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from usearch.index import Index
 
 from ..store.catalog import Catalog
 from ..timestamps import parse_iso
+from .facts import GrowFrom, RecallFacts, SnapshotMeta
 from .parts import Base, BaseKind, chosen_effort
 from .recall import Tuning, tune_hnsw
 
@@ -61,7 +63,7 @@ class HnswBase(Base):
 
     kind = BaseKind.HNSW
 
-    def __init__(self, index: Index, ids: np.ndarray, paths: list[Path], meta: dict[str, Any], ef: int | None) -> None:
+    def __init__(self, index: Index, ids: np.ndarray, paths: list[Path], meta: SnapshotMeta, ef: int | None) -> None:
         super().__init__(ids, int(meta["seq"]), parse_iso(meta["built_at"]), float(meta["build_seconds"]))
         self.index = index
         self.paths = paths
@@ -87,7 +89,7 @@ class HnswBase(Base):
         # context is not documented. 12,000 searches from 4 threads matched one thread's
         # answers without the lock, but a search takes 0.5-3 ms, so taking turns costs little.
         # ``budget_scale`` needs nothing here: HNSW searches with max(ef, results wanted), so
-        # a deep over-fetch (``folder_search``) widens the search by itself.
+        # a deep over-fetch (``scoped``) widens the search by itself.
         k = limit if not (dead or exclude) else 2 * limit + 10
         n = len(self.ids)
         if n == 0:  # usearch refuses a count of 0; the catalogue emptied during the build
@@ -166,6 +168,65 @@ def _unchanged(index: Index, ids: np.ndarray, vectors: np.ndarray) -> np.ndarray
     return same
 
 
+@dataclass
+class _Graph:
+    """The graph of a new snapshot, the change number it reflects, and the history its metadata keeps."""
+
+    index: Index
+    seq: int
+    full: bool  # built from scratch, not grown
+    full_reason: str | None
+    full_items: int  # items at the last full build
+    removed_since_full: int  # items deleted from the graph since then
+
+
+def _grown(catalog: Catalog, extractor: str, model_id: str, dim: int, previous: GrowFrom, jobs: int) -> _Graph | str:
+    """``previous``'s graph with the catalogue changes since applied; or why a full build is due instead."""
+    index = _restore(Path(previous["file"]), dim)
+    if index is None:
+        return f"the snapshot in use ({Path(previous['file']).name}) cannot be read back"
+    changes = catalog.changes_since(extractor, model_id, int(previous["seq"]), dim)
+    same = _unchanged(index, changes.ids, changes.vectors)
+    touched = np.union1d(changes.ids[~same], changes.removed_ids).astype(np.uint64)
+    present = touched[np.asarray(index.contains(touched), dtype=bool)] if len(touched) else touched
+    removed_since_full = int(previous["removed_since_full"]) + len(present)
+    full_items = int(previous.get("full_items") or len(index))
+    if removed_since_full >= COMPACT_FRACTION * max(1, full_items):
+        index.reset()  # too many deleted nodes: build from scratch
+        return "removed and replaced items reached a quarter of the graph"
+    if len(present):
+        index.remove(present)
+    new = ~same & ~np.isin(changes.ids, changes.removed_ids)
+    if np.any(new):
+        index.add(changes.ids[new].astype(np.uint64), changes.vectors[new], threads=jobs)
+    return _Graph(index, changes.seq, False, None, full_items, removed_since_full)
+
+
+def _built(catalog: Catalog, extractor: str, model_id: str, dim: int, jobs: int, reason: str) -> _Graph:
+    """A graph of every indexed vector, from one consistent read of the catalogue."""
+    index = new_index(dim)
+    seq = catalog.current_seq()  # what an empty read reflects
+    for chunk_seq, ids, vectors in catalog.iter_vectors(extractor, model_id):
+        seq = chunk_seq
+        index.add(np.asarray(ids, np.uint64), np.asarray(vectors, np.float32), threads=jobs)
+    return _Graph(index, seq, True, reason, len(index), 0)
+
+
+def _measured(index: Index, ids: np.ndarray, dim: int, tuning: Tuning | None) -> RecallFacts | None:
+    """The recall measurement of a graph and the ef it chooses (``recall.tune_hnsw``); None without ``tuning``."""
+    if tuning is None or len(ids) <= 1:
+        return None
+    settable: Any = index
+
+    def search(q: Any, count: int, ef: int) -> Sequence[int]:
+        settable.expansion_search = ef
+        found = np.asarray(index.search(q, count, threads=1).keys, dtype=np.int64)
+        positions: list[int] = np.searchsorted(ids, found).tolist()
+        return positions
+
+    return tune_hnsw(search, _stored_vectors(index, ids, dim), len(ids), tuning.ef, tuning)
+
+
 def write_hnsw_snapshot(
     catalog: Catalog,
     extractor: str,
@@ -173,78 +234,39 @@ def write_hnsw_snapshot(
     dim: int,
     out_path: Path,
     *,
-    previous: dict[str, Any] | None,
+    previous: GrowFrom | None,
     jobs: int,
     tuning: Tuning | None,
-) -> tuple[dict[str, Any], np.ndarray]:
+) -> tuple[SnapshotMeta, np.ndarray]:
     """Build (``previous`` None) or grow an HNSW index and save it; (facts for the metadata, sorted ids).
 
-    ``previous``: ``{"file", "seq", "removed_since_full", "full_items"}`` of the snapshot in
-    use: it is loaded, the catalogue changes after its ``seq`` are applied (removed and
-    replaced items deleted, new vectors added; an unchanged vector left alone), and the
-    result saved as a new file. A full build instead when the items deleted since the last
-    full build reach ``COMPACT_FRACTION`` of that build's size, or when the file cannot be
-    read back (missing, corrupt: the snapshot files are derived, the catalogue is the truth).
+    ``previous``: the snapshot in use: it is loaded, the catalogue changes after its ``seq``
+    are applied (removed and replaced items deleted, new vectors added; an unchanged vector
+    left alone), and the result saved as a new file. A full build instead when the items
+    deleted since the last full build reach ``COMPACT_FRACTION`` of that build's size, or
+    when the file cannot be read back (missing, corrupt: the snapshot files are derived,
+    the catalogue is the truth).
     """
     started = time.monotonic()
-    removed_since_full, full_items = 0, 0
-    index: Index | None = None
-    full_reason = "no snapshot to grow" if previous is None else ""
-    if previous is not None:
-        index = _restore(Path(previous["file"]), dim)
-        if index is None:
-            full_reason = f"the snapshot in use ({Path(previous['file']).name}) cannot be read back"
-    if index is not None and previous is not None:
-        changes = catalog.changes_since(extractor, model_id, int(previous["seq"]), dim)
-        same = _unchanged(index, changes.ids, changes.vectors)
-        touched = np.union1d(changes.ids[~same], changes.removed_ids).astype(np.uint64)
-        present = touched[np.asarray(index.contains(touched), dtype=bool)] if len(touched) else touched
-        removed_since_full = int(previous["removed_since_full"]) + len(present)
-        full_items = int(previous.get("full_items") or len(index))
-        if removed_since_full >= COMPACT_FRACTION * max(1, full_items):
-            index.reset()  # too many deleted nodes: build from scratch below
-            index, removed_since_full = None, 0
-            full_reason = "removed and replaced items reached a quarter of the graph"
-        else:
-            if len(present):
-                index.remove(present)
-            new = ~same & ~np.isin(changes.ids, changes.removed_ids)
-            if np.any(new):
-                index.add(changes.ids[new].astype(np.uint64), changes.vectors[new], threads=jobs)
-            seq = changes.seq
-    full = index is None
-    if index is None:
-        index = new_index(dim)
-        seq = catalog.current_seq()  # what an empty read reflects
-        for chunk_seq, ids, vectors in catalog.iter_vectors(extractor, model_id):
-            seq = chunk_seq
-            index.add(np.asarray(ids, np.uint64), np.asarray(vectors, np.float32), threads=jobs)
-        full_items = len(index)
+    grown = "no snapshot to grow" if previous is None else _grown(catalog, extractor, model_id, dim, previous, jobs)
+    graph = grown if isinstance(grown, _Graph) else _built(catalog, extractor, model_id, dim, jobs, grown)
+    index = graph.index
     build_seconds = time.monotonic() - started
     ids = np.sort(np.asarray(index.keys, dtype=np.int64)) if len(index) else np.zeros(0, np.int64)
-    recall = None
-    if tuning is not None and len(ids) > 1:
-        settable: Any = index
-
-        def search(q: Any, count: int, ef: int) -> Sequence[int]:
-            settable.expansion_search = ef
-            found = np.asarray(index.search(q, count, threads=1).keys, dtype=np.int64)
-            positions: list[int] = np.searchsorted(ids, found).tolist()
-            return positions
-
-        recall = tune_hnsw(search, _stored_vectors(index, ids, dim), len(ids), tuning.ef, tuning)
+    recall = _measured(index, ids, dim, tuning)
     index.save(str(out_path))
-    facts = {
+    facts: SnapshotMeta = {
         "items": len(ids),
-        "seq": int(seq),
-        "full_build": full,
-        "full_build_reason": full_reason if full else None,
-        "full_items": full_items,
-        "removed_since_full": removed_since_full,
+        "seq": int(graph.seq),
+        "full_build": graph.full,
+        "full_build_reason": graph.full_reason,
+        "full_items": graph.full_items,
+        "removed_since_full": graph.removed_since_full,
         "connectivity": CONNECTIVITY,
         "dtype": DTYPE,
         "graph_seconds": round(build_seconds, 3),
-        **({"recall": recall} if recall is not None else {}),
     }
+    if recall is not None:
+        facts["recall"] = recall
     index.reset()
     return facts, ids

@@ -1,23 +1,20 @@
 """Per-extractor similarity index: a base (HNSW or Annoy snapshot, or exact matrix), fresh vectors, tombstones.
 
 A snapshot is not changed once built, so each extractor's index searches three
-parts (see ``index_parts``): the **base**, built from the catalogue at change number
+parts (see ``parts``): the **base**, built from the catalogue at change number
 ``seq``; the **fresh** vectors added or changed after ``seq``, searched exactly; and
 **tombstones**, base items removed or superseded since. A query over-fetches from the
 base, drops tombstoned items, merges the rest with the best fresh vectors and returns the
 best ``limit``. ``refresh`` pulls catalogue changes with ``Catalog.changes_since`` (one
 cheap read when nothing changed), so a change is searchable as soon as it is committed.
 
-Longer than most modules: reading (``query``, and ``query_many`` for the duplicates'
-self-join) and rebuilding share one protocol for holding and retiring bases, kept together.
-
-Rebuilds run on a background thread per extractor: when the fresh vectors or the
-tombstones reach ``rebuild_after_changes``, or the oldest change is older than
+Rebuilds run on a background thread per extractor (``rebuilds``): when the fresh vectors or
+the tombstones reach ``rebuild_after_changes``, or the oldest change is older than
 ``rebuild_after_seconds``. Small collections get an exact base; larger ones a snapshot
 (``kind``: an HNSW graph grown from the last one, see ``hnsw``, or an Annoy index built
 from scratch) built and committed by ``snapshot.SnapshotStore``. Queries hold a reference to
-the base they use; a replaced base is unloaded (and its files deleted) only when its last
-query has finished, so no thread ever touches an unloaded AnnoyIndex.
+the base they use (``holder``); a replaced base is unloaded (and its files deleted) only when
+its last query has finished. The duplicates' bulk self-join is ``self_join.query_many``.
 """
 
 from __future__ import annotations
@@ -28,13 +25,15 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..store.catalog import Catalog
 from ..timestamps import iso_utc
+from .facts import Found, IndexStats, RecallFacts
 from .hnsw import HnswBase
+from .holder import StateHolder
 from .parts import (
     UNMEASURED_SEARCH_K,
     AnnoyBase,
@@ -47,12 +46,19 @@ from .parts import (
     exact_top,
     unit_rows,
 )
+from .rebuilds import Rebuilds
 from .recall import DEFAULT_BUDGET_MS, DEFAULT_SAMPLE, DEFAULT_TARGET, MAX_AUTO_TREES, Tuning, miss_message, report
-from .snapshot import IndexBuildError, SnapshotError, SnapshotStore
+from .self_join import query_many
+from .snapshot import SnapshotError, SnapshotStore
 
 if TYPE_CHECKING:
     from ..config import Config
     from ..extractors import Extractor
+
+__all__ = [
+    "AUTO", "DEFAULT_KIND", "DEFAULT_SEARCH_K", "DEFAULT_TREES", "EXACT_BELOW", "ExtractorIndex", "index_for",
+    "query_many",
+]  # fmt: skip
 
 log = logging.getLogger("imgsearchd.search.index")
 
@@ -115,12 +121,7 @@ class ExtractorIndex:
         """
         if dim <= 0 or rebuild_after_changes <= 0 or rebuild_after_seconds <= 0:
             raise ValueError("dim and the rebuild thresholds must be positive")
-        if not 0 < target_recall <= 1 or search_budget_ms <= 0 or recall_sample <= 0:
-            raise ValueError("target_recall must be in (0, 1], the budget and the sample positive")
-        if kind not in (BaseKind.HNSW, BaseKind.ANNOY):
-            raise ValueError(f'kind must be "hnsw" or "annoy", not {kind!r}')
-        if ef != AUTO and (isinstance(ef, bool) or not isinstance(ef, int) or ef <= 0):
-            raise ValueError(f'ef must be "auto" or a positive integer, not {ef!r}')
+        _check_search(kind, ef, target_recall, search_budget_ms, recall_sample)
         self.kind = BaseKind(kind)
         self.ef: int | None = None if ef == AUTO else int(ef)  # None: measured
         self.catalog = catalog
@@ -139,26 +140,21 @@ class ExtractorIndex:
         self.exact_below = exact_below
         self.build_jobs = build_jobs if build_jobs is not None else max(1, _cpus() - 1)
         self.store = SnapshotStore(self.directory, extractor, model_id, dim)
-
-        self._state: State | None = None
-        self._lock = threading.Lock()  # guards _state and every base's users/retired
+        self.holder = StateHolder()
         self._update_lock = threading.Lock()  # one state update (refresh or swap) at a time
-        self._cond = threading.Condition()  # guards the build bookkeeping below
-        self._requested = 0  # rebuild requests made ...
-        self._done = 0  # ... and answered
-        self._failed: tuple[int, BaseException] | None = None
-        self._building = False
-        self._stopping = False
-        self._last_build_end = 0.0
-        self._retry_at = 0.0
-        self._thread: threading.Thread | None = None
-        self._tick = min(1.0, rebuild_after_seconds / 4)
+        tick = min(1.0, rebuild_after_seconds / 4)
+        self._rebuilds = Rebuilds(extractor, self._build, self._idle, tick, lambda: self.rebuild_after_seconds)
+
+    @property
+    def _state(self) -> State | None:
+        """The state queries read now (tests and benches look inside it)."""
+        return self.holder.state
 
     # -- life cycle --------------------------------------------------------------
 
     def open(self) -> None:
         """Load the snapshot if it matches the catalogue, else rebuild it; catch up on changes."""
-        if self._thread is not None or self._stopping:
+        if self._rebuilds.used:
             raise RuntimeError("an index opens once; make a new one after close()")
         self.store.lock()
         try:
@@ -168,43 +164,44 @@ class ExtractorIndex:
             raise
 
     def _open_locked(self) -> None:
-        t0 = time.monotonic()
-        base: Base | None = None
-        rebuild_reason = None
-        try:
-            snapshot = self.store.load(self.catalog.current_seq(), self.tuning())
-            base = snapshot
-            rebuild_reason = self._unwanted(snapshot)
-        except FileNotFoundError:
-            log.info("%s: no snapshot yet in %s", self.extractor, self.directory)
-        except SnapshotError as exc:
-            log.warning("%s: snapshot rejected: %s; rebuilding it", self.extractor, exc)
-        if base is None:
-            seq, ids, vectors = self.catalog.all_vectors(self.extractor, self.model_id, self.dim)
-            base = ExactBase(ids, unit_rows(vectors), seq, time.time(), time.monotonic() - t0)
-            if len(base) >= self.exact_below:
-                rebuild_reason = f"{len(base)} vectors and no usable snapshot; exact search until it is built"
-            else:
-                log.info("%s: %d vectors, below %d: exact search", self.extractor, len(base), self.exact_below)
-        else:
-            log.info(
-                "%s: loaded snapshot %s (%d vectors, seq %d) in %.1f s",
-                self.extractor,
-                base.files()[0].name,
-                len(base),
-                base.seq,
-                time.monotonic() - t0,
-            )
+        base, rebuild_reason = self._first_base()
         self.store.remove_strays(base)
         with self._update_lock:
             state = State.of(base, self.dim)
             changes = self.catalog.changes_since(self.extractor, self.model_id, base.seq, self.dim)
-            self._swap(state.apply(changes.ids, changes.vectors, changes.removed_ids, changes.seq, time.monotonic()))
-        self._thread = threading.Thread(target=self._run, name=f"index-rebuild-{self.extractor}", daemon=True)
-        self._thread.start()
+            self.holder.swap(
+                state.apply(changes.ids, changes.vectors, changes.removed_ids, changes.seq, time.monotonic())
+            )
+        self._rebuilds.start()
         if rebuild_reason:
             log.info("%s: rebuilding: %s", self.extractor, rebuild_reason)
             self.rebuild(wait=False)
+
+    def _first_base(self) -> tuple[Base, str | None]:
+        """The committed snapshot, else an exact base read from the catalogue; and why to rebuild, if so."""
+        t0 = time.monotonic()
+        try:
+            snapshot = self.store.load(self.catalog.current_seq(), self.tuning())
+        except FileNotFoundError:
+            log.info("%s: no snapshot yet in %s", self.extractor, self.directory)
+        except SnapshotError as exc:
+            log.warning("%s: snapshot rejected: %s; rebuilding it", self.extractor, exc)
+        else:
+            log.info(
+                "%s: loaded snapshot %s (%d vectors, seq %d) in %.1f s",
+                self.extractor,
+                snapshot.files()[0].name,
+                len(snapshot),
+                snapshot.seq,
+                time.monotonic() - t0,
+            )
+            return snapshot, self._unwanted(snapshot)
+        seq, ids, vectors = self.catalog.all_vectors(self.extractor, self.model_id, self.dim)
+        base = ExactBase(ids, unit_rows(vectors), seq, time.time(), time.monotonic() - t0)
+        if len(base) >= self.exact_below:
+            return base, f"{len(base)} vectors and no usable snapshot; exact search until it is built"
+        log.info("%s: %d vectors, below %d: exact search", self.extractor, len(base), self.exact_below)
+        return base, None
 
     def _unwanted(self, snapshot: AnnoyBase | HnswBase) -> str | None:
         """Why a loaded snapshot should be rebuilt (kind, trees, an unmeasured effort), or None."""
@@ -226,22 +223,10 @@ class ExtractorIndex:
 
     def close(self) -> None:
         """Stop the rebuild thread (killing a build in progress) and unload the snapshot."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
+        self._rebuilds.stop()
         self.store.stop_building()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        with self._lock:
-            state, self._state = self._state, None
-            drop = None
-            if state is not None:
-                state.base.retired = True
-                if state.base.users == 0:
-                    drop = state.base
-        if drop is not None:
-            drop.close()
+        self._rebuilds.join()
+        self.holder.clear()
         self.store.unlock()
 
     def __enter__(self) -> ExtractorIndex:
@@ -255,18 +240,18 @@ class ExtractorIndex:
 
     def refresh(self) -> None:
         """Pull catalogue changes made since the last refresh; one cheap read when none."""
-        state = self._state
+        state = self.holder.state
         if state is None:
             raise RuntimeError("index is not open")
         if self.catalog.current_seq() == state.seq:
             return
         with self._update_lock:
-            state = self._state
+            state = self.holder.state
             if state is None:
                 return
             changes = self.catalog.changes_since(self.extractor, self.model_id, state.seq, self.dim)
             if changes.seq != state.seq:
-                self._swap(
+                self.holder.swap(
                     state.apply(changes.ids, changes.vectors, changes.removed_ids, changes.seq, time.monotonic())
                 )
         self.maybe_rebuild()
@@ -283,7 +268,7 @@ class ExtractorIndex:
 
         Distances are Euclidean between unit vectors (0..2); scores are cosine similarities.
         ``budget_scale`` multiplies the Annoy base's ``search_k`` (a deep over-fetch, see
-        ``folder_search``).
+        ``scoped``).
         """
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
         if v.shape[0] != self.dim:
@@ -296,12 +281,9 @@ class ExtractorIndex:
             return []
         self.refresh()
         exclude = frozenset(int(i) for i in exclude_ids)
-        state = self._acquire()
-        try:
+        with self.holder.using() as state:
             found = state.base.search(v, limit, state.dead, exclude, budget_scale)
             ids, scores = exact_top(state.fresh_vectors, state.fresh_ids, v, limit + len(exclude))
-        finally:
-            self._release(state)
         found.extend((distance_of(s), i) for i, s in zip(ids.tolist(), scores.tolist()) if i not in exclude)
         found.sort()
         hits = []
@@ -311,7 +293,7 @@ class ExtractorIndex:
             hits.append(Hit(i, d, max(-1.0, min(1.0, 1.0 - d * d / 2.0))))
         return hits
 
-    def search(self, vector: np.ndarray, limit: int = 10, max_distance: float | None = None) -> list[dict[str, Any]]:
+    def search(self, vector: np.ndarray, limit: int = 10, max_distance: float | None = None) -> list[Found]:
         """Like ``query``, as ``[{"image": path, "distance": d, "score": s}]`` for the HTTP API."""
         hits = self.query(vector, limit, max_distance)
         paths = self.catalog.paths_for(h.id for h in hits)  # also drops files removed just now
@@ -337,9 +319,9 @@ class ExtractorIndex:
         return Tuning(self.target_recall, self.search_budget_ms, self.recall_sample, self.search_k, self.ef,
                       max(MAX_AUTO_TREES, self.build_trees()) if auto else None)  # fmt: skip
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> IndexStats:
         """Counts, build facts and the measured recall for ``/stats``."""
-        state = self._state
+        state = self.holder.state
         if state is None:
             raise RuntimeError("index is not open")
         return {
@@ -353,173 +335,91 @@ class ExtractorIndex:
             "seq": state.seq,
             "last_build": iso_utc(state.base.built_at),
             "last_build_seconds": round(state.base.build_seconds, 3),
-            "building": self._building,
+            "building": self._rebuilds.building,
         }
 
     # -- rebuilding --------------------------------------------------------------
 
     def maybe_rebuild(self) -> bool:
         """Start a background rebuild if the thresholds say so; True if one was started."""
-        with self._cond:
-            if self._stopping or self._building or self._requested > self._done or not self._due():
-                return False
-            self._requested += 1
-            self._cond.notify_all()
-            return True
+        return self._rebuilds.request_if(self._due)
 
     def rebuild(self, wait: bool = True, timeout: float | None = None) -> None:
         """Ask for a rebuild from the catalogue as it is now; with ``wait``, block until it is in use.
 
         Raises ``IndexBuildError`` if that build failed, ``TimeoutError`` on timeout.
         """
-        with self._cond:
-            if self._thread is None or self._stopping:
-                raise RuntimeError("index is not open")
-            self._requested += 1
-            target = self._requested
-            self._cond.notify_all()
-            if not wait:
-                return
-            if not self._cond.wait_for(lambda: self._done >= target or self._stopping, timeout):
-                raise TimeoutError(f"{self.extractor}: rebuild still running after {timeout} s")
-            if self._failed is not None and self._failed[0] >= target:
-                raise IndexBuildError(f"{self.extractor}: rebuild failed: {self._failed[1]}") from self._failed[1]
+        self._rebuilds.request(wait, timeout)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no rebuild is running or asked for; False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: (not self._building and self._requested <= self._done) or self._stopping, timeout
-            )
+        return self._rebuilds.wait_idle(timeout)
 
     def _due(self) -> bool:
         """Thresholds: enough changes, or old enough ones. Builds take at most half the time."""
-        state = self._state
+        state = self.holder.state
         if state is None or state.first_change is None:
             return False
-        now = time.monotonic()
-        if now < self._retry_at or now - self._last_build_end < state.base.build_seconds:
+        if not self._rebuilds.may_start(state.base.build_seconds):
             return False
         pending = max(len(state.fresh_ids), len(state.dead))
-        return pending >= self.rebuild_after_changes or now - state.first_change >= self.rebuild_after_seconds
+        age = time.monotonic() - state.first_change
+        return pending >= self.rebuild_after_changes or age >= self.rebuild_after_seconds
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if not self._stopping and self._requested <= self._done:
-                    self._cond.wait(self._tick)
-                if self._stopping:
-                    return
-                wanted = self._requested > self._done
-            if not wanted:
-                try:
-                    self.refresh()  # notices changes nobody told us about
-                    self.maybe_rebuild()  # and lets time trigger a build
-                except Exception:
-                    log.exception("%s: refresh failed", self.extractor)
-                continue
-            self._build_once()
+    def _idle(self) -> None:
+        """The rebuild thread's tick while no build is asked for."""
+        self.refresh()  # notices changes nobody told us about
+        self.maybe_rebuild()  # and lets time trigger a build
 
-    def _build_once(self) -> None:
-        with self._cond:
-            target = self._requested
-            self._building = True
+    def _build(self) -> None:
+        """Build a base from the catalogue as it is now, catch it up on the changes since, and swap it in."""
         started, t0 = time.time(), time.monotonic()
-        error: BaseException | None = None
-        try:
-            state = self._state
-            assert state is not None
-            live = len(state.base) - len(state.dead) + len(state.fresh_ids)
-            if live < max(self.exact_below, 1):
-                seq, ids, vectors = self.catalog.all_vectors(self.extractor, self.model_id, self.dim)
-                base: Base = ExactBase(ids, unit_rows(vectors), seq, started, time.monotonic() - t0)
-            else:
-                grow = state.base if isinstance(state.base, HnswBase) else None
-                base = self.store.build(self.catalog.path, self.build_trees(), self.build_jobs, self.tuning(), started,
-                                        kind=self.kind, grow=grow)  # fmt: skip
-                if grow is not None and base.meta.get("full_build"):
-                    log.info("%s: full HNSW build: %s", self.extractor, base.meta.get("full_build_reason"))
-                self._measured(base.meta.get("recall"))
-            with self._update_lock:
-                changes = self.catalog.changes_since(self.extractor, self.model_id, base.seq, self.dim)
-                state = State.of(base, self.dim).apply(
-                    changes.ids, changes.vectors, changes.removed_ids, changes.seq, t0
-                )
-                if base.kind == BaseKind.EXACT:
-                    self.store.uncommit()  # the old snapshot is not wanted at start-up
-                self._swap(state)
-            log.info(
-                "%s: rebuilt: %s search over %d vectors (seq %d) in %.1f s; %d fresh, %d tombstones since",
-                self.extractor,
-                base.kind,
-                len(base),
-                base.seq,
-                time.monotonic() - t0,
-                len(state.fresh_ids),
-                len(state.dead),
-            )
-        except Exception as exc:
-            error = exc
-            if not self._stopping:
-                log.error(
-                    "%s: rebuild failed, keeping the previous index: %s",
-                    self.extractor,
-                    exc,
-                    exc_info=not isinstance(exc, IndexBuildError),
-                )
-        finally:
-            with self._cond:
-                self._building = False
-                self._done = max(self._done, target)
-                self._last_build_end = time.monotonic()
-                if error is not None:
-                    self._failed = (target, error)
-                    self._retry_at = time.monotonic() + self.rebuild_after_seconds
-                self._cond.notify_all()
+        state = self.holder.state
+        assert state is not None
+        live = len(state.base) - len(state.dead) + len(state.fresh_ids)
+        if live < max(self.exact_below, 1):
+            seq, ids, vectors = self.catalog.all_vectors(self.extractor, self.model_id, self.dim)
+            base: Base = ExactBase(ids, unit_rows(vectors), seq, started, time.monotonic() - t0)
+        else:
+            grow = state.base if isinstance(state.base, HnswBase) else None
+            base = self.store.build(self.catalog.path, self.build_trees(), self.build_jobs, self.tuning(), started,
+                                    kind=self.kind, grow=grow)  # fmt: skip
+            if grow is not None and base.meta.get("full_build"):
+                log.info("%s: full HNSW build: %s", self.extractor, base.meta.get("full_build_reason"))
+            self._measured(base.meta.get("recall"))
+        with self._update_lock:
+            changes = self.catalog.changes_since(self.extractor, self.model_id, base.seq, self.dim)
+            state = State.of(base, self.dim).apply(changes.ids, changes.vectors, changes.removed_ids, changes.seq, t0)
+            if base.kind == BaseKind.EXACT:
+                self.store.uncommit()  # the old snapshot is not wanted at start-up
+            self.holder.swap(state)
+        log.info(
+            "%s: rebuilt: %s search over %d vectors (seq %d) in %.1f s; %d fresh, %d tombstones since",
+            self.extractor,
+            base.kind,
+            len(base),
+            base.seq,
+            time.monotonic() - t0,
+            len(state.fresh_ids),
+            len(state.dead),
+        )
 
-    def _measured(self, recall: dict[str, Any] | None) -> None:
+    def _measured(self, recall: RecallFacts | None) -> None:
         """Take the next build's trees from a new snapshot's measurement; warn when it missed."""
         if recall is not None and self._trees == AUTO and "next_trees" in recall:
             self._next_trees = int(recall["next_trees"])
         if recall is not None and (message := miss_message(recall)):
             log.warning("%s: %s", self.extractor, message)
 
-    # -- state and references ----------------------------------------------------
 
-    def _acquire(self) -> State:
-        with self._lock:
-            state = self._state
-            if state is None:
-                raise RuntimeError("index is not open")
-            state.base.users += 1
-            return state
-
-    def _release(self, state: State) -> None:
-        with self._lock:
-            base = state.base
-            base.users -= 1
-            drop = base.retired and base.users == 0
-        if drop:
-            self._drop(base)
-
-    def _swap(self, state: State) -> None:
-        """Make ``state`` current (caller holds ``_update_lock``); retire the base it replaces."""
-        drop = None
-        with self._lock:
-            old, self._state = self._state, state
-            if old is not None and old.base is not state.base:
-                old.base.retired = True
-                old.base.delete_files = True
-                if old.base.users == 0:
-                    drop = old.base
-        if drop is not None:
-            self._drop(drop)
-
-    def _drop(self, base: Base) -> None:
-        base.close()
-        if base.delete_files:
-            for path in base.files():
-                path.unlink(missing_ok=True)
+def _check_search(kind: str, ef: int | str, target_recall: float, search_budget_ms: float, recall_sample: int) -> None:
+    """ValueError for settings of the search and its measurement that cannot work."""
+    if not 0 < target_recall <= 1 or search_budget_ms <= 0 or recall_sample <= 0:
+        raise ValueError("target_recall must be in (0, 1], the budget and the sample positive")
+    if kind not in (BaseKind.HNSW, BaseKind.ANNOY):
+        raise ValueError(f'kind must be "hnsw" or "annoy", not {kind!r}')
+    if ef != AUTO and (isinstance(ef, bool) or not isinstance(ef, int) or ef <= 0):
+        raise ValueError(f'ef must be "auto" or a positive integer, not {ef!r}')
 
 
 def _cpus() -> int:
@@ -527,39 +427,6 @@ def _cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def query_many(
-    index: ExtractorIndex, vectors: np.ndarray, limit: int, search_k: int, chunk: int = 1000
-) -> list[list[tuple[int, float]]]:
-    """(id, cosine) of the ``limit`` nearest to each unit row, best first, like ``index.query``,
-    with its own Annoy ``search_k``: a bulk self-join (duplicates) looks for very close
-    neighbours, which far fewer candidates find (bench/bench_duplicates.py). An HNSW base
-    searches at its own ef (a few hundred candidates already). One state is
-    held per ``chunk`` rows, so a rebuild swapped in meanwhile is used from the next chunk on.
-    """
-    out: list[list[tuple[int, float]]] = []
-    for start in range(0, len(vectors), chunk):
-        index.refresh()
-        state = index._acquire()
-        try:
-            for v in vectors[start : start + chunk]:
-                base = state.base
-                if isinstance(base, AnnoyBase):
-                    k = limit if not state.dead else 2 * limit + 10
-                    positions, distances = base.annoy.get_nns_by_vector(v.tolist(), k, max(search_k, k), True)
-                    found = [(d, i) for i, d in zip(base.ids[positions].tolist(), distances) if i not in state.dead]
-                    if len(found) < limit and len(positions) == k:
-                        found = base.search(v, limit, state.dead, frozenset())  # many tombstones: the full search
-                else:
-                    found = base.search(v, limit, state.dead, frozenset())
-                ids, scores = exact_top(state.fresh_vectors, state.fresh_ids, v, limit)
-                found.extend((distance_of(s), i) for i, s in zip(ids.tolist(), scores.tolist()))
-                found.sort()
-                out.append([(i, max(-1.0, min(1.0, 1.0 - d * d / 2.0))) for d, i in found[:limit]])
-        finally:
-            index._release(state)
-    return out
 
 
 def index_for(catalog: Catalog, config: Config, extractor: Extractor) -> ExtractorIndex:
@@ -571,12 +438,12 @@ def index_for(catalog: Catalog, config: Config, extractor: Extractor) -> Extract
         extractor.name,
         extractor.model_id,
         extractor.dim,
-        trees=settings["trees"],
-        search_k=settings["search_k"],
-        kind=settings["kind"],
-        ef=settings["ef"],
-        target_recall=settings["target_recall"],
-        search_budget_ms=settings["search_budget_ms"],
-        rebuild_after_changes=settings["rebuild_after_changes"],
-        rebuild_after_seconds=settings["rebuild_after_seconds"],
+        trees=settings.trees,
+        search_k=settings.search_k,
+        kind=settings.kind,
+        ef=settings.ef,
+        target_recall=settings.target_recall,
+        search_budget_ms=settings.search_budget_ms,
+        rebuild_after_changes=settings.rebuild_after_changes,
+        rebuild_after_seconds=settings.rebuild_after_seconds,
     )

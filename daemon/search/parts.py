@@ -13,12 +13,13 @@ from collections.abc import Set
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import numpy as np
 from annoy import AnnoyIndex
 
 from ..timestamps import parse_iso
+from .facts import SnapshotMeta
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,7 @@ class Base:
         self.users = 0  # queries using it right now; guarded by the index's lock
         self.retired = False  # replaced: unload once users drops to zero
         self.delete_files = False  # and delete its files then
-        self.meta: dict[str, Any] = {}  # a snapshot's index.json (with the measured recall)
+        self.meta: SnapshotMeta = {}  # a snapshot's index.json (with the measured recall)
 
     @property
     def effort(self) -> int | None:
@@ -144,7 +145,7 @@ class AnnoyBase(Base):
     kind = BaseKind.ANNOY
 
     def __init__(
-        self, annoy: AnnoyIndex, ids: np.ndarray, paths: list[Path], meta: dict[str, Any], search_k: int | None
+        self, annoy: AnnoyIndex, ids: np.ndarray, paths: list[Path], meta: SnapshotMeta, search_k: int | None
     ) -> None:
         super().__init__(ids, int(meta["seq"]), parse_iso(meta["built_at"]), float(meta["build_seconds"]))
         self.annoy = annoy
@@ -183,14 +184,16 @@ class AnnoyBase(Base):
         return list(self.paths)
 
 
-def chosen_effort(configured: int | None, meta: dict[str, Any], key: str, unmeasured: int) -> tuple[int, str]:
+def chosen_effort(
+    configured: int | None, meta: SnapshotMeta, key: Literal["search_k", "ef"], unmeasured: int
+) -> tuple[int, str]:
     """A snapshot's search effort and its source: the configured one, else the one its build
     measured (``meta["recall"][key]``), else ``unmeasured`` (a snapshot built before measuring)."""
     measured = meta.get("recall")
     if configured is not None:
         return int(configured), "config"
-    if isinstance(measured, dict) and isinstance(measured.get(key), int):
-        return int(measured[key]), "auto"
+    if isinstance(measured, dict) and isinstance(effort := measured.get(key), int):
+        return int(effort), "auto"
     return unmeasured, "unmeasured"
 
 

@@ -6,7 +6,6 @@ Shared by the daemon and by ``imgsearchd search --local``, which needs no server
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -17,6 +16,7 @@ from ..paths import json_fields
 from ..store.catalog import Catalog
 from ..store.rows import SearchScope
 from .index import ExtractorIndex
+from .request import SearchAnswer
 from .scoped import search_scoped
 
 
@@ -69,7 +69,7 @@ def search_answer(
     limit: int,
     max_distance: float | None,
     scope: SearchScope | None = None,
-) -> dict[str, Any]:
+) -> SearchAnswer:
     """The API's search answer: results best first, distances and scores rounded for JSON,
     each with its content hash and what the photo says about itself (``photo_metadata``).
 
@@ -82,13 +82,13 @@ def search_answer(
         hits = search_scoped(index, vector, scope, limit, max_distance).hits
         found = [(path, h.distance, h.score) for h, path in hits]
     facts = index.catalog.result_facts(path for path, _, _ in found)
-    results = []
+    results: list[dict[str, object]] = []
     for path, d, s in found:
         content_hash, metadata = facts.get(path, (None, None))
-        result = {**json_fields(path), "distance": round(float(d), 6), "score": round(float(s), 6)}
+        result: dict[str, object] = {**json_fields(path), "distance": round(float(d), 6), "score": round(float(s), 6)}
         result["hash"] = content_hash
         results.append({**result, **metadata_json(metadata)})
-    answer: dict[str, Any] = {"results": results, "extractor": index.extractor}
+    answer: SearchAnswer = {"results": results, "extractor": index.extractor}
     if scope is not None and scope.folder is not None:
         answer["folder"] = scope.folder
     return answer

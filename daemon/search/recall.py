@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from annoy import AnnoyIndex
 
+from .facts import RecallFacts, RecallReport, TuningFields
 from .parts import Base, BaseKind
 
 K = 10
@@ -57,7 +58,7 @@ class Tuning:
     max_trees: int | None = MAX_AUTO_TREES  # None: the number of trees is configured, never raised
     seed: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> TuningFields:
         return {"target": self.target, "budget_ms": self.budget_ms, "sample": self.sample,
                 "search_k": self.search_k, "ef": self.ef, "max_trees": self.max_trees, "seed": self.seed}  # fmt: skip
 
@@ -204,7 +205,7 @@ def sweep_effort(
     return chosen, sweep
 
 
-def _facts(chosen: tuple[int, float, float, float, int], sweep: list[list[float]], tuning: Tuning) -> dict[str, Any]:
+def _facts(chosen: tuple[int, float, float, float, int], sweep: list[list[float]], tuning: Tuning) -> RecallFacts:
     _, rec, p50, p95, used = chosen
     return {
         "recall_at_10": round(rec, 4),
@@ -218,7 +219,7 @@ def _facts(chosen: tuple[int, float, float, float, int], sweep: list[list[float]
     }
 
 
-def tune(annoy: AnnoyIndex, chunks: list[np.ndarray], trees: int, tuning: Tuning) -> dict[str, Any]:
+def tune(annoy: AnnoyIndex, chunks: list[np.ndarray], trees: int, tuning: Tuning) -> RecallFacts:
     """Measure an Annoy snapshot and choose ``search_k``; the facts ``index.json`` keeps under ``recall``."""
     started = time.monotonic()
     n = sum(len(c) for c in chunks)
@@ -236,19 +237,17 @@ def tune(annoy: AnnoyIndex, chunks: list[np.ndarray], trees: int, tuning: Tuning
     facts = _facts(chosen, sweep, tuning)
     met = facts["target_met"]
     next_trees = trees if met or tuning.max_trees is None else min(max(trees, tuning.max_trees), 2 * trees)
-    return {
-        **facts,
-        "search_k": int(tuning.search_k if tuning.search_k is not None else chosen[0]),
-        "search_k_source": "auto" if tuning.search_k is None else "config",
-        "trees": trees,
-        "next_trees": int(next_trees),
-        "seconds": round(time.monotonic() - started, 3),
-    }
+    facts["search_k"] = int(tuning.search_k if tuning.search_k is not None else chosen[0])
+    facts["search_k_source"] = "auto" if tuning.search_k is None else "config"
+    facts["trees"] = trees
+    facts["next_trees"] = int(next_trees)
+    facts["seconds"] = round(time.monotonic() - started, 3)
+    return facts
 
 
 def tune_hnsw(
     search: Searcher, chunks: list[np.ndarray], n: int, configured_ef: int | None, tuning: Tuning
-) -> dict[str, Any]:
+) -> RecallFacts:
     """Measure an HNSW snapshot (``hnsw``) and choose ``ef``; ``search`` answers with item positions."""
     started = time.monotonic()
     positions = sample_positions(n, tuning.sample, tuning.seed)
@@ -259,67 +258,73 @@ def tune_hnsw(
         c = int(np.searchsorted(offsets, p, side="right")) - 1
         queries.append(chunks[c][p - offsets[c]])
     chosen, sweep = sweep_effort(search, queries, positions, truth, tuning, configured_ef, HNSW_START_EF, max(n, 1))
-    return {
-        **_facts(chosen, sweep, tuning),
-        "ef": int(chosen[0]),
-        "ef_source": "auto" if configured_ef is None else "config",
-        "seconds": round(time.monotonic() - started, 3),
-    }
+    facts = _facts(chosen, sweep, tuning)
+    facts["ef"] = int(chosen[0])
+    facts["ef_source"] = "auto" if configured_ef is None else "config"
+    facts["seconds"] = round(time.monotonic() - started, 3)
+    return facts
 
 
-def report(base: Base, tuning: Tuning, next_trees: int, trees_source: str) -> dict[str, Any]:
+def report(base: Base, tuning: Tuning, next_trees: int, trees_source: str) -> RecallReport:
     """The ``/stats`` fields of a base: its measured recall, the search effort it uses and why."""
     hnsw = base.kind == BaseKind.HNSW
-    out: dict[str, Any] = {
+    out: RecallReport = {
         "target_recall": tuning.target,
         "search_budget_ms": tuning.budget_ms,
         "trees_source": trees_source,
         "next_trees": None if hnsw else next_trees,
         "search_k": None, "search_k_source": None, "ef": None, "ef_source": None, "trees": None,
+        "recall_at_10": None, "target_met": None, "p50_ms": None, "p95_ms": None, "recall_sample": None,
+        "recall_note": None,
     }  # fmt: skip
     if base.kind == BaseKind.EXACT:  # exact search finds the true top 10
-        return {**out, "recall_at_10": 1.0, "target_met": True, "search_k_source": "exact", "p50_ms": None,
-                "p95_ms": None, "recall_sample": None, "recall_note": None}  # fmt: skip
-    effort = "ef" if hnsw else "search_k"
-    out.update({effort: base.effort, f"{effort}_source": base.effort_source})
-    if not hnsw:
-        out["trees"] = int(base.meta["trees"])
+        out.update({"recall_at_10": 1.0, "target_met": True, "search_k_source": "exact"})
+        return out
+    if hnsw:
+        out.update({"ef": base.effort, "ef_source": base.effort_source})
+    else:
+        out.update({"search_k": base.effort, "search_k_source": base.effort_source, "trees": int(base.meta["trees"])})
     measured = base.meta.get("recall")
-    note: str | None
     if not isinstance(measured, dict):
-        note = "not measured: the snapshot was built before recall was measured"
-        return {**out, "recall_at_10": None, "target_met": None, "p50_ms": None, "p95_ms": None,
-                "recall_sample": None, "recall_note": note}  # fmt: skip
-    if measured[effort] != base.effort:  # index.search_k / index.ef changed since the build
-        note = f"measured at {effort} {measured[effort]}, searching with {base.effort} (index.{effort})"
+        out["recall_note"] = "not measured: the snapshot was built before recall was measured"
+        return out
+    effort, at = ("ef", measured["ef"]) if hnsw else ("search_k", measured["search_k"])
+    if at != base.effort:  # index.search_k / index.ef changed since the build
+        note = f"measured at {effort} {at}, searching with {base.effort} (index.{effort})"
     elif measured["target_met"]:
         note = None
     else:
         note = (
             f"target {tuning.target} not reached within {measured['search_budget_ms']} ms: recall@10 "
-            f"{measured['recall_at_10']} at {effort} {measured[effort]} (p50 {measured['p50_ms']} ms); "
+            f"{measured['recall_at_10']} at {effort} {at} (p50 {measured['p50_ms']} ms); "
             + _remedy(measured, hnsw, next_trees)
         )
-    return {**out, "recall_at_10": measured["recall_at_10"], "target_met": measured["target_met"],
-            "p50_ms": measured["p50_ms"], "p95_ms": measured["p95_ms"], "recall_sample": measured["sample"],
-            "recall_note": note}  # fmt: skip
+    out.update({"recall_at_10": measured["recall_at_10"], "target_met": measured["target_met"],
+                "p50_ms": measured["p50_ms"], "p95_ms": measured["p95_ms"], "recall_sample": measured["sample"],
+                "recall_note": note})  # fmt: skip
+    return out
 
 
-def _remedy(recall: dict[str, Any], hnsw: bool, next_trees: int) -> str:
+def _effort(recall: RecallFacts) -> tuple[str, int | None]:
+    """The search effort a measurement chose: ("ef", ef) for HNSW, ("search_k", search_k) for Annoy."""
+    return ("ef", recall["ef"]) if "ef" in recall else ("search_k", recall.get("search_k"))
+
+
+def _remedy(recall: RecallFacts, hnsw: bool, next_trees: int) -> str:
     if hnsw:  # a bigger ef would pass the budget; the graph's shape is fixed
         return "a larger index.search_budget_ms would let ef grow"
     trees = int(recall["trees"])
     return f"the next build uses {next_trees} trees" if next_trees > trees else f"{trees} trees is the most allowed"
 
 
-def miss_message(recall: dict[str, Any]) -> str | None:
+def miss_message(recall: RecallFacts) -> str | None:
     """The log's warning for a measurement that missed the target, or None when it met it."""
     if recall["target_met"]:
         return None
-    hnsw = "ef" in recall
-    effort = "ef" if hnsw else "search_k"
+    effort, at = _effort(recall)
+    hnsw = effort == "ef"
     return (
-        f"recall@10 {recall['recall_at_10']:.3f} at {effort} {recall[effort]} (p50 {recall['p50_ms']:.2f} ms), "
+        f"recall@10 {recall['recall_at_10']:.3f} at {effort} {at} (p50 {recall['p50_ms']:.2f} ms), "
         f"short of the target {recall['target_recall']:.2f} within the {recall['search_budget_ms']:g} ms budget; "
         + _remedy(recall, hnsw, 0 if hnsw else int(recall["next_trees"]))
     )

@@ -36,7 +36,9 @@ from enum import StrEnum
 
 import numpy as np
 
+from ..errors import NotFound
 from ..store.rows import SearchScope
+from .facts import IndexStats
 from .hnsw import CONNECTIVITY
 from .index import ExtractorIndex
 from .parts import BaseKind, Hit, distance_of, exact_top, unit_rows
@@ -52,11 +54,11 @@ EXACT_COST = 250.0
 OVERFETCH_MARGIN = 2.0
 
 
-class UnknownFolder(LookupError):
+class UnknownFolder(NotFound):
     """The catalogue holds no indexed file at or below the folder."""
 
     def __init__(self, folder: str) -> None:
-        super().__init__(f"{folder}: no indexed image at or below this folder")
+        super().__init__(f"{folder}: no indexed image at or below this folder", folder=folder)
         self.folder = folder
 
 
@@ -134,18 +136,18 @@ def search_scoped(
         ask = min(total, ask * 4)
 
 
-def _effort(stats: dict[str, object], total: int, ask: int, scale: int) -> float:
+def _effort(stats: IndexStats, total: int, ask: int, scale: int) -> float:
     """Candidates the index inspects for an ask: all of them for an exact base, else search_k x scale.
 
     HNSW searches with max(ef, ask) and compares each node it expands with its layer-0 links
     (2 x ``CONNECTIVITY``): that many candidates, counted as Annoy's (not measured apart).
     """
-    if stats["mode"] == BaseKind.HNSW:
-        return float(min(total, max(int(stats["ef"]), ask) * 2 * CONNECTIVITY))  # type: ignore[call-overload]
+    if stats["mode"] == BaseKind.HNSW:  # an HNSW or Annoy base always has its effort (and Annoy its trees)
+        return float(min(total, max(stats["ef"] or 0, ask) * 2 * CONNECTIVITY))
     if stats["mode"] != BaseKind.ANNOY:
         return float(total)
-    search_k = int(stats["search_k"])  # type: ignore[call-overload]
-    return float(search_k * scale if search_k > 0 else int(stats["trees"]) * ask)  # type: ignore[call-overload]
+    search_k = stats["search_k"] or 0
+    return float(search_k * scale if search_k > 0 else (stats["trees"] or 0) * ask)
 
 
 def _exact(

@@ -8,38 +8,35 @@ Annoy items are numbered densely 0..n-1, because file ids are never reused and g
 sparse, and Annoy allocates a 2 KB node for every number up to the largest),
 ``index.lock``, and ``.build-*`` temporaries while building.
 
-A build runs in a child process (niced, so it does not compete with queries for the GIL
-or the CPU, and it dies with the daemon) that reads the catalogue, writes Annoy's on-disk
-build and the ids into temporary files and fsyncs them; the parent renames them to names
+A build runs in a child process (``builder``: niced, so it does not compete with queries
+for the GIL or the CPU, and it dies with the daemon) that reads the catalogue, writes the
+index and the ids into temporary files and fsyncs them; the parent renames them to names
 never used before, fsyncs the directory, loads the snapshot and only then writes
 ``index.json``. A live memory-mapped file is never overwritten.
 """
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-import zlib
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import numpy as np
 from annoy import AnnoyIndex
 
-from ..store.catalog import Catalog
 from ..timestamps import iso_utc, parse_iso
-from .hnsw import HnswBase, load_view, write_hnsw_snapshot
+from .builder import BUILDER_CODE, crc32, fsync_dir
+from .facts import BuilderArgs, GrowFrom, SnapshotMeta
+from .hnsw import HnswBase, load_view
 from .parts import AnnoyBase, Base, BaseKind
-from .recall import Tuning, tune
+from .recall import Tuning
 
 log = logging.getLogger("imgsearchd.search.index")
 
@@ -47,7 +44,6 @@ META_NAME = "index.json"
 META_FORMAT = 1
 LOCK_NAME = "index.lock"
 BUILD_NICE = 10  # the builder process yields the CPU to queries and to the indexer
-_CHUNK = 1 << 24  # bytes read at a time when checksumming
 _META_TYPES: dict[str, type | tuple[type, ...]] = {
     "format": int, "model_id": str, "dim": int, "file": str, "ids_file": str, "items": int,
     "seq": int, "file_size": int, "file_crc32": int, "ids_size": int, "ids_crc32": int, "built_at": str,
@@ -72,31 +68,7 @@ class IndexBuildError(RuntimeError):
 # -- files ---------------------------------------------------------------------------
 
 
-def _crc32(path: Path) -> int:
-    crc = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            crc = zlib.crc32(chunk, crc)
-    return crc
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def _write_json_atomic(path: Path, data: SnapshotMeta) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2, sort_keys=True)
@@ -104,133 +76,7 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _write_snapshot(
-    chunks: Iterable[tuple[int, np.ndarray, np.ndarray]],
-    dim: int,
-    trees: int,
-    ann_path: Path,
-    ids_path: Path,
-    *,
-    jobs: int = -1,
-    tuning: Tuning | None = None,
-) -> dict[str, Any]:
-    """Build an Annoy file and its ids file from (seq, ids, vectors) chunks sorted by id; fsync both.
-
-    Returns the facts for the metadata: items, seq, sizes and CRC-32s, and with ``tuning``
-    the measured recall (``recall.tune``). Runs in the builder process, fed by
-    ``Catalog.iter_vectors``.
-    """
-    started = time.monotonic()
-    annoy = AnnoyIndex(dim, "angular")
-    annoy.on_disk_build(str(ann_path))
-    seq = 0  # the change number of the read (every chunk carries the same)
-    parts: list[np.ndarray] = []
-    kept: list[np.ndarray] = []  # the vectors, for the recall measurement
-    n = 0
-    for chunk_seq, ids, vectors in chunks:
-        seq = chunk_seq
-        for row in vectors:  # the angular metric normalises by itself
-            annoy.add_item(n, row.tolist())
-            n += 1
-        parts.append(np.asarray(ids, dtype=np.int64))
-        if tuning is not None:
-            kept.append(vectors)
-    all_ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-    if n and np.any(np.diff(all_ids) <= 0):
-        raise ValueError("snapshot ids must be unique and sorted")
-    annoy.build(trees, n_jobs=jobs)
-    build_seconds = time.monotonic() - started
-    recall = tune(annoy, kept, trees, tuning) if tuning is not None and n > 0 else None
-    del kept
-    annoy.unload()
-    with open(ids_path, "wb") as f:
-        np.save(f, all_ids, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    _fsync_file(ann_path)
-    return {
-        "items": int(n),
-        "seq": int(seq),
-        "file_size": ann_path.stat().st_size,
-        "file_crc32": _crc32(ann_path),
-        "ids_size": ids_path.stat().st_size,
-        "ids_crc32": _crc32(ids_path),
-        "build_seconds": round(time.monotonic() - started, 3),
-        "annoy_build_seconds": round(build_seconds, 3),
-        **({"recall": recall} if recall is not None else {}),
-    }
-
-
-# -- the builder process ----------------------------------------------------------------
-
-
-def _die_with_parent(parent: int) -> None:
-    """Linux: get SIGKILL when the daemon dies, so an orphaned build never lingers.
-
-    (The signal follows the thread that started us: the rebuild thread, which outlives its
-    builder because ``close`` kills the builder before joining it.)
-    """
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:
-        os._exit(1)
-
-
-# Run with ``python -c``: lower the priority first (best effort: systemd's @resources filter
-# refuses it), then import and build.
-_BUILDER_CODE = """\
-import os
-try:
-    os.nice({nice})
-except OSError:
-    pass
-import sys
-from imgsearchd.search.snapshot import builder_main
-sys.exit(builder_main(sys.argv[1:]))
-"""
-
-
-def builder_main(argv: list[str]) -> int:
-    """Entry point of the builder process: one JSON argument in, one JSON line out."""
-    args = json.loads(argv[0])
-    _die_with_parent(args["parent"])
-    catalog = Catalog(args["catalog"])  # left open: closing would checkpoint the daemon's WAL
-    tuning = Tuning(**args["tuning"]) if args.get("tuning") else None
-    if args["kind"] == BaseKind.HNSW:
-        facts, ids = write_hnsw_snapshot(
-            catalog, args["extractor"], args["model_id"], args["dim"], Path(args["ann"]),
-            previous=args["previous"], jobs=args["jobs"], tuning=tuning,
-        )  # fmt: skip
-        ids_path = Path(args["ids"])
-        with open(ids_path, "wb") as f:
-            np.save(f, ids, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        ann_path = Path(args["ann"])
-        _fsync_file(ann_path)
-        facts.update(file_size=ann_path.stat().st_size, file_crc32=_crc32(ann_path), ids_size=ids_path.stat().st_size,
-                     ids_crc32=_crc32(ids_path))  # fmt: skip
-        print(json.dumps(facts), flush=True)
-        return 0
-    seq_before = catalog.current_seq()  # what an empty read reflects
-    result = _write_snapshot(
-        catalog.iter_vectors(args["extractor"], args["model_id"]),
-        args["dim"],
-        args["trees"],
-        Path(args["ann"]),
-        Path(args["ids"]),
-        jobs=args["jobs"],
-        tuning=tuning,
-    )
-    if result["items"] == 0:
-        result["seq"] = seq_before
-    print(json.dumps(result), flush=True)
-    return 0
+    fsync_dir(path.parent)
 
 
 # -- one index's directory -----------------------------------------------------------------
@@ -311,9 +157,9 @@ class SnapshotStore:
                 f"it reflects catalogue change {meta['seq']} but the catalogue is at {catalog_seq} "
                 "(was the catalogue replaced?)"
             )
-        return self._load_files(meta, tuning, verify_checksums=True)
+        return self._load_files(cast(SnapshotMeta, meta), tuning, verify_checksums=True)
 
-    def _load_files(self, meta: dict[str, Any], tuning: Tuning | None, verify_checksums: bool) -> Snapshot:
+    def _load_files(self, meta: SnapshotMeta, tuning: Tuning | None, verify_checksums: bool) -> Snapshot:
         """Check sizes (and checksums) of the snapshot's files and map the Annoy or HNSW index.
 
         The search effort is ``tuning``'s when configured, else the one measured at build time.
@@ -333,7 +179,7 @@ class SnapshotStore:
                 raise SnapshotError(f"file {path.name} is truncated ({actual} of {size} bytes)")
             if actual != size:
                 raise SnapshotError(f"file {path.name} has {actual} bytes, expected {size}")
-            if verify_checksums and _crc32(path) != crc:
+            if verify_checksums and crc32(path) != crc:
                 raise SnapshotError(f"file {path.name} is corrupt (CRC-32 mismatch)")
         try:
             ids = np.load(ids_path, allow_pickle=False)
@@ -386,16 +232,37 @@ class SnapshotStore:
         tmp_ann = self.directory / f".build-{self._generation:06d}{SUFFIX[kind]}.tmp"
         tmp_ids = self.directory / f".build-{self._generation:06d}.ids.tmp"
         ann, ids = self.directory / f"{name}{SUFFIX[kind]}", self.directory / f"{name}.ids.npy"
-        previous = None
+        previous: GrowFrom | None = None
         if kind == BaseKind.HNSW and grow is not None:
             previous = {"file": str(grow.paths[0]), "seq": grow.seq,
                         "removed_since_full": int(grow.meta["removed_since_full"]),
                         "full_items": grow.meta.get("full_items")}  # fmt: skip
-        args = {"parent": os.getpid(), "catalog": str(catalog_path), "extractor": self.extractor,
+        args: BuilderArgs = {"parent": os.getpid(), "catalog": str(catalog_path), "extractor": self.extractor,
                 "model_id": self.model_id, "dim": self.dim, "trees": trees, "jobs": jobs, "kind": kind.value,
                 "previous": previous, "ann": str(tmp_ann), "ids": str(tmp_ids),
                 "tuning": tuning.as_dict() if tuning else None}  # fmt: skip
-        code = _BUILDER_CODE.format(nice=BUILD_NICE)
+        try:
+            facts = self._run_builder(args)
+            os.replace(tmp_ann, ann)
+            os.replace(tmp_ids, ids)
+            fsync_dir(self.directory)
+        finally:
+            tmp_ann.unlink(missing_ok=True)
+            tmp_ids.unlink(missing_ok=True)
+        meta: SnapshotMeta = {"format": META_FORMAT, "kind": kind.value, "extractor": self.extractor,
+                              "model_id": self.model_id, "dim": self.dim}  # fmt: skip
+        meta.update({"metric": "angular", "trees": trees} if kind == BaseKind.ANNOY else {"metric": "cos"})
+        meta.update({"file": ann.name, "ids_file": ids.name, "built_at": iso_utc(started)})
+        meta.update(facts)
+        meta["build_seconds"] = round(time.time() - started, 3)
+        return self._commit(meta, tuning)
+
+    def _run_builder(self, args: BuilderArgs) -> SnapshotMeta:
+        """Run the builder process (``builder``) and read the facts it answers with.
+
+        IndexBuildError when it fails or the store is closing (``stop_building`` kills it).
+        """
+        code = BUILDER_CODE.format(nice=BUILD_NICE)
         try:
             with self._lock:
                 if self._closing:
@@ -407,24 +274,18 @@ class SnapshotStore:
                     text=True,
                 )
             out, err = builder.communicate()
-            if builder.returncode != 0:
-                tail = err.strip().splitlines()[-5:]
-                raise IndexBuildError(
-                    f"builder process exited with status {builder.returncode}: " + (" | ".join(tail) or "no message")
-                )
-            facts = json.loads(out.strip().splitlines()[-1])
-            os.replace(tmp_ann, ann)
-            os.replace(tmp_ids, ids)
-            _fsync_dir(self.directory)
         finally:
             with self._lock:
                 self._builder = None
-            tmp_ann.unlink(missing_ok=True)
-            tmp_ids.unlink(missing_ok=True)
-        shape = {"metric": "angular", "trees": trees} if kind == BaseKind.ANNOY else {"metric": "cos"}
-        meta = {"format": META_FORMAT, "kind": kind.value, "extractor": self.extractor, "model_id": self.model_id,
-                "dim": self.dim, **shape, "file": ann.name, "ids_file": ids.name,
-                "built_at": iso_utc(started), **facts, "build_seconds": round(time.time() - started, 3)}  # fmt: skip
+        if builder.returncode != 0:
+            tail = err.strip().splitlines()[-5:]
+            raise IndexBuildError(
+                f"builder process exited with status {builder.returncode}: " + (" | ".join(tail) or "no message")
+            )
+        return cast(SnapshotMeta, json.loads(out.strip().splitlines()[-1]))
+
+    def _commit(self, meta: SnapshotMeta, tuning: Tuning | None) -> Snapshot:
+        """Load the renamed files, then write ``index.json``: from then on they are the snapshot."""
         base = None
         try:
             base = self._load_files(meta, tuning, verify_checksums=False)
@@ -432,8 +293,8 @@ class SnapshotStore:
         except BaseException:
             if base is not None:
                 base.close()
-            ann.unlink(missing_ok=True)
-            ids.unlink(missing_ok=True)
+            (self.directory / meta["file"]).unlink(missing_ok=True)
+            (self.directory / meta["ids_file"]).unlink(missing_ok=True)
             raise
         return base
 

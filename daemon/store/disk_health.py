@@ -11,7 +11,7 @@ import errno
 import sqlite3
 import threading
 import time
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from ..timestamps import iso_utc
 
@@ -21,6 +21,17 @@ STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, 
 # within a minute while a full disk costs one failed transaction a minute.
 FIRST_DELAY = 1.0
 MAX_DELAY = 60.0
+
+
+class StorageState(TypedDict):
+    """``StorageHealth`` as ``/health`` and ``/stats`` show it; the failure's keys only while failing."""
+
+    state: str  # "ok" or "failing"
+    recoveries: int  # failing spells that ended
+    error: NotRequired[str]
+    since: NotRequired[str | None]  # ISO 8601, UTC
+    attempts: NotRequired[int]
+    retry_in_s: NotRequired[float]
 
 
 def is_storage_error(exc: BaseException) -> bool:
@@ -68,7 +79,7 @@ class StorageHealth:
             self.recoveries += 1
             return True
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> StorageState:
         with self._lock:
             if self.error is None:
                 return {"state": "ok", "recoveries": self.recoveries}

@@ -1,0 +1,40 @@
+"""Who may call a route: the token (a Bearer header, or the page's login cookie), counted
+per client when wrong (``page.Throttle``), and a daemon that has loaded."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import bottle
+
+from . import page
+from .errors import ApiError
+from .headers import header_bytes
+
+if TYPE_CHECKING:
+    from ..service.facade import Service
+    from .context import Context
+
+
+def authorise(context: Context) -> None:
+    """Nothing when no token is set or the request carries it; else 401 (or 429: too many wrong)."""
+    token = context.service.config.server.token
+    if not token:
+        return
+    environ = bottle.request.environ
+    header = header_bytes(environ, "Authorization")  # any bytes: compared as bytes, never decoded
+    if not header and context.sessions.authorises(environ, context.sessions.read(bottle.request), token):
+        return  # the page's login cookie (page.py) stands in for the header
+    scheme, _, given = header.partition(b" ")
+    if scheme.lower() == b"bearer" and given.strip():
+        with context.throttle.attempt(environ) as attempt:  # wrong ones counted per client: guessing takes years
+            attempt.right = page.token_matches(given.strip(), token)
+        if attempt.right:
+            return
+    raise ApiError(401, "missing or wrong token: send 'Authorization: Bearer <token>' (or log in on the page at /)")
+
+
+def require_ready(service: Service) -> None:
+    """503 while the daemon loads its models and indexes."""
+    if not service.ready:
+        raise ApiError(503, f"imgsearchd is starting ({service.phase}); try again shortly")

@@ -1,0 +1,226 @@
+"""What the routes answer: results, files, jobs, duplicate groups, health, the page's login.
+
+Each struct is what a route's JSON answer holds (the service builds the dicts; the spec,
+and the tests that check real answers against it, read these). A field that may be left out
+is ``UNSET`` by default; one that is always there, even when null, has no default.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from ...ingest.jobs import JobState
+from ...media.photo_metadata import MetadataFields
+from .. import bounds
+
+JsonObject = dict[str, Any]  # a part of an answer that is free-form (as storage's state)
+Count = Annotated[int, Meta(ge=0)]
+Fraction = Annotated[float, Meta(ge=0, le=1)]
+Cosine = Annotated[float, Meta(ge=-1, le=1)]
+
+
+class Error(msgspec.Struct, kw_only=True):
+    """Every error answer: the message, and what it is about."""
+
+    error: str
+    reason: str | UnsetType = UNSET
+    image: str | UnsetType = UNSET
+    status: str | UnsetType = UNSET
+    storage: JsonObject | UnsetType = UNSET
+    folder: Annotated[str, Meta(description="the folder filter that is not known (404)")] | UnsetType = UNSET
+    retry_after: Annotated[int, Meta(description="429: seconds to wait (as Retry-After)")] | UnsetType = UNSET
+
+
+PathName = Annotated[str, Meta(description="absolute path; bytes that are not UTF-8 appear as \\udcXX escapes")]
+PathBase64 = Annotated[str, Meta(description="only for a name that is not valid UTF-8: its exact bytes, base64")]
+Hash = Annotated[
+    str | None, Meta(description="the file's content hash: /thumbnail?image=...&v=HASH may be cached for good")
+]
+
+
+class Result(MetadataFields, kw_only=True, forbid_unknown_fields=True):
+    """One search result, with what the photo says about itself."""
+
+    image: PathName
+    path_base64: PathBase64 | UnsetType = UNSET
+    distance: Annotated[
+        float,
+        Meta(ge=0, le=bounds.MAX_DISTANCE, description="Euclidean distance between unit vectors (0 = same)"),
+    ]
+    score: Annotated[Cosine, Meta(description="cosine similarity")]
+    hash: Hash
+
+
+class SearchResults(msgspec.Struct, kw_only=True):
+    """A search's answer, best first."""
+
+    results: list[Result]
+    extractor: str | UnsetType = UNSET
+    folder: Annotated[str, Meta(description="the folder filter, when one was given")] | UnsetType = UNSET
+
+
+class AddedFile(msgspec.Struct, kw_only=True):
+    """``/add`` of a file: indexed now, or already indexed and unchanged."""
+
+    image: str
+    status: Literal["indexed", "unchanged"]
+    embedded: bool | UnsetType = UNSET
+
+
+class FolderJobStarted(msgspec.Struct, kw_only=True):
+    """``/add`` of a folder: the job that scans and indexes it."""
+
+    job: str
+    status_url: str
+    folder: str
+    files_found: Count
+    scan_complete: bool
+    state: str
+
+
+class Job(msgspec.Struct, kw_only=True):
+    """A folder job's progress."""
+
+    id: str
+    folder: str
+    state: JobState
+    found: Count
+    done: Count
+    progress: Fraction
+    outcomes: dict[str, int]
+    error: str | UnsetType | None = UNSET
+    started: float
+    finished: float | UnsetType | None = UNSET
+    seconds: float
+
+
+class Jobs(msgspec.Struct, kw_only=True):
+    """The folder jobs."""
+
+    jobs: list[Job]
+
+
+class Removed(msgspec.Struct, kw_only=True):
+    """What ``/remove`` forgot."""
+
+    image: str
+    removed: Annotated[int, Meta(ge=1)]
+
+
+class Rebuilding(msgspec.Struct, kw_only=True):
+    """The extractors whose indexes are being rebuilt."""
+
+    rebuilding: list[str]
+
+
+class Health(msgspec.Struct, kw_only=True):
+    """Whether the daemon serves."""
+
+    status: Annotated[
+        Literal["ok", "degraded", "starting"],
+        Meta(description="degraded: searches work, but the catalogue cannot be written (see storage)"),
+    ]
+    phase: str | UnsetType = UNSET
+    storage: JsonObject | UnsetType = UNSET
+
+
+# -- /duplicates -------------------------------------------------------------------------
+
+
+class DuplicateMember(MetadataFields, kw_only=True, forbid_unknown_fields=True):
+    """One file of a duplicate group."""
+
+    image: Annotated[str, Meta(description="absolute path (as in Result)")]
+    path_base64: Annotated[str, Meta(description="only for a name that is not valid UTF-8")] | UnsetType = UNSET
+    size: Annotated[int, Meta(ge=0, description="bytes, as indexed")]
+    score: Annotated[Cosine, Meta(description="cosine to the group's centre (its first member in similarity order)")]
+    hash: Hash
+
+
+class DuplicateGroup(msgspec.Struct, kw_only=True):
+    """Files that are the same bytes, or similar pictures."""
+
+    kind: Annotated[Literal["exact", "near"], Meta(description="exact: the same bytes; near: similar pictures")]
+    files: Annotated[int, Meta(ge=2)]
+    similarity: Annotated[float, Meta(description="the lowest cosine of a member to the first")]
+    members: list[DuplicateMember]
+
+
+class DuplicateProgress(msgspec.Struct, kw_only=True):
+    """A /duplicates computation running."""
+
+    extractor: str
+    phase: Literal["queued", "reading", "joining"]
+    done: Count
+    total: Count
+    progress: Fraction
+    seconds: float
+
+
+class Duplicates(msgspec.Struct, kw_only=True):
+    """A page of duplicate groups, biggest first."""
+
+    state: Literal["ready"]
+    extractor: str
+    threshold: float
+    kind: bounds.DuplicateKind | UnsetType = UNSET
+    folder: str | UnsetType | None = UNSET
+    sort: bounds.DuplicateSort | UnsetType = UNSET
+    total: Annotated[int, Meta(ge=0, description="groups of this kind (and folder)")]
+    offset: Count
+    limit: Annotated[int, Meta(ge=1)]
+    next_offset: Annotated[int | None, Meta(description="the next page's offset; null: last page")]
+    groups: list[DuplicateGroup]
+    stale: Annotated[bool, Meta(description="the catalogue changed since: a new computation runs (see computing)")]
+    computing: DuplicateProgress | UnsetType | None = UNSET
+    largest_component: Annotated[int, Meta(description="what chaining pairs would have made one group")] | UnsetType = (
+        UNSET
+    )
+    seq: int | UnsetType = UNSET
+    contents: Annotated[int, Meta(description="distinct contents joined")] | UnsetType = UNSET
+    pairs: int | UnsetType = UNSET
+    method: Literal["exact", "index"] | UnsetType = UNSET
+    computed_at: str | UnsetType = UNSET
+    seconds: float | UnsetType = UNSET
+
+
+class DuplicatesComputing(msgspec.Struct, kw_only=True):
+    """The first computation is running: ask again."""
+
+    state: Literal["computing"]
+    extractor: str
+    threshold: float
+    computing: DuplicateProgress
+    last_error: Annotated[str | None, Meta(description="why the last computation failed")] | UnsetType = UNSET
+
+
+# -- the page's login (page.py) ----------------------------------------------------------
+
+
+class LoginState(msgspec.Struct, kw_only=True):
+    """Whether the page must ask for the token."""
+
+    token_required: bool
+    authorised: bool
+
+
+class LoggedIn(msgspec.Struct, kw_only=True):
+    """Signed in: the answer carries the session cookie."""
+
+    ok: Literal[True]
+    token_required: bool
+
+
+class LoggedOut(msgspec.Struct, kw_only=True):
+    """Signed out: the cookie is cleared."""
+
+    ok: Literal[True] | UnsetType = UNSET
+
+
+class TokenBody(msgspec.Struct, kw_only=True):
+    """The token, as JSON or a form field."""
+
+    token: Annotated[str, Meta(min_length=1)]

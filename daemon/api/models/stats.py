@@ -1,0 +1,221 @@
+"""The ``/stats`` answer: counts, progress, extractors (with their measured recall), watched
+folders, jobs, duplicates, the last backfill, the thumbnails folder.
+
+Free-form parts (``indexing``, a folder's last scan) stay plain objects: they report what
+their room measures, and the room documents them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from ...ingest.observers import ObserverKind
+from ...ingest.watcher import FolderState
+from ...search.parts import BaseKind
+from .answers import Count, DuplicateProgress, Job, JsonObject
+
+Source = Literal["auto", "config", "unmeasured"]
+
+
+class Precision(msgspec.Struct, kw_only=True):
+    """The precision the model runs in, the setting, why, and the check at load against fp32."""
+
+    used: Literal["fp32", "bf16", "int8", "fp16"]
+    asked: Literal["auto", "fp32", "bf16", "int8", "fp16"]
+    reason: str
+    min_cosine: float | None
+    speedup: float | None
+
+
+def _d(text: str) -> Meta:
+    return Meta(description=text)
+
+
+class ExtractorStats(msgspec.Struct, kw_only=True):
+    """One extractor: its vectors, its index, and the index's measured recall (``search.recall``)."""
+
+    model: str
+    vectors: int
+    indexed: int
+    fresh: int
+    tombstones: int
+    last_build: str | None
+    last_build_seconds: float | UnsetType | None = UNSET
+    building: bool
+    mode: BaseKind | UnsetType = UNSET
+    dim: int | UnsetType = UNSET
+    device: str | UnsetType = UNSET
+    precision: Precision | UnsetType = UNSET
+    channels_last: bool | UnsetType = UNSET
+    text: bool | UnsetType = UNSET
+    recall_at_10: Annotated[float | None, _d("measured after the last build; 1.0 in exact mode")] | UnsetType = UNSET
+    target_recall: float | UnsetType = UNSET
+    target_met: Annotated[bool | None, _d("null: a snapshot built before measuring")] | UnsetType = UNSET
+    search_k: Annotated[int | None, _d("Annoy candidates per query in use; null unless mode is annoy")] | UnsetType = (
+        UNSET
+    )
+    search_k_source: (
+        Annotated[
+            Source | Literal["exact"] | None,
+            _d("exact in exact mode (either kind); null while an HNSW snapshot serves"),
+        ]
+        | UnsetType
+    ) = UNSET
+    ef: (
+        Annotated[int | None, _d("HNSW search effort (usearch expansion_search); null unless mode is hnsw")] | UnsetType
+    ) = UNSET
+    ef_source: Source | UnsetType | None = UNSET
+    search_budget_ms: float | UnsetType = UNSET
+    p50_ms: Annotated[float | None, _d("median search time at search_k or ef, measured by the builder")] | UnsetType = (
+        UNSET
+    )
+    p95_ms: float | UnsetType | None = UNSET
+    recall_sample: Annotated[int | None, _d("stored vectors the recall was measured with")] | UnsetType = UNSET
+    trees: Annotated[int | None, _d("trees of the Annoy snapshot in use; null unless mode is annoy")] | UnsetType = (
+        UNSET
+    )
+    trees_source: Literal["auto", "config"] | UnsetType = UNSET
+    next_trees: (
+        Annotated[int | None, _d("trees of the next Annoy build; null while an HNSW snapshot serves")] | UnsetType
+    ) = UNSET
+    recall_note: Annotated[str | None, _d("why the target is not met, when it is not")] | UnsetType = UNSET
+
+
+class Failure(msgspec.Struct, kw_only=True):
+    """A recently failed file."""
+
+    path: str
+    reason: str
+
+
+class Failed(msgspec.Struct, kw_only=True):
+    """Files that could not be used, by reason."""
+
+    total: int | UnsetType = UNSET
+    by_reason: dict[str, int] | UnsetType = UNSET
+    recent: list[Failure] | UnsetType = UNSET
+
+
+class Fallback(msgspec.Struct, kw_only=True):
+    """The configured extractor could not run: which one runs instead, and why."""
+
+    configured: str
+    running: str
+    reason: str
+
+
+class MetadataProgress(msgspec.Struct, kw_only=True):
+    """Photo metadata still to read."""
+
+    missing: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description="indexed files whose capture date and size are not read yet "
+            "(catalogued before they were kept; read while the indexer is idle)",
+        ),
+    ]
+
+
+class WatchedFolder(msgspec.Struct, kw_only=True):
+    """A watched folder and how it is watched."""
+
+    folder: str
+    state: Annotated[
+        FolderState,
+        _d(
+            "offline: the folder is gone or unreadable as a whole (an unmounted disk); its files are kept but "
+            "not returned by search"
+        ),
+    ]
+    observer: ObserverKind | UnsetType | None = UNSET
+    reason: Annotated[str | None, _d("why the folder is polled or offline")] | UnsetType = UNSET
+    since: Annotated[str, _d("when the folder entered this state")] | UnsetType = UNSET
+    events: Annotated[int, _d("file-system events seen")] | UnsetType = UNSET
+    settling: Annotated[int, _d("files written and not yet complete")] | UnsetType = UNSET
+    scanning: bool | UnsetType = UNSET
+    last_scan: Annotated[JsonObject | None, _d("the last reconcile scan")] | UnsetType = UNSET
+
+
+class DuplicatesState(msgspec.Struct, kw_only=True):
+    """The /duplicates computation running, and those cached."""
+
+    computing: DuplicateProgress | UnsetType | None = UNSET
+    cached: JsonObject | UnsetType = UNSET
+    errors: JsonObject | UnsetType = UNSET
+
+
+BackfillState = Literal["planning", "running", "finished", "stopped", "failed", "interrupted", "unreadable"]
+
+
+class Backfill(msgspec.Struct, kw_only=True):
+    """The last ``imgsearchd backfill`` on this catalogue (it runs in its own process)."""
+
+    state: (
+        Annotated[
+            BackfillState, _d("interrupted: it said running but stopped updating (killed); a rerun does the rest")
+        ]
+        | UnsetType
+    ) = UNSET
+    folders: list[str] | UnsetType = UNSET
+    cluster: Annotated[str, _d("the Ray address it was given")] | UnsetType = UNSET
+    planned: Annotated[Count, _d("files it set out to embed")] | UnsetType = UNSET
+    done: Annotated[Count, _d("files written to the catalogue")] | UnsetType = UNSET
+    left: Count | UnsetType = UNSET
+    embedded: Count | UnsetType = UNSET
+    reused: Annotated[Count, _d("content that already had a vector")] | UnsetType = UNSET
+    failed: Count | UnsetType = UNSET
+    images_per_second: float | UnsetType = UNSET
+    eta_s: int | UnsetType | None = UNSET
+    started: str | UnsetType = UNSET
+    updated: str | UnsetType = UNSET
+    error: str | UnsetType | None = UNSET
+
+
+class Thumbnails(msgspec.Struct, kw_only=True):
+    """The thumbnails folder."""
+
+    count: Count
+    bytes: Count
+    max_bytes: Annotated[int, _d("[thumbnails] max_mb: least recently served go first beyond")]
+    dir: str
+
+
+class Stats(msgspec.Struct, kw_only=True):
+    """Counts, progress, extractors and jobs (answered while starting too)."""
+
+    images: Annotated[int | None, _d("indexed files in the catalogue")]
+    files: int | UnsetType = UNSET
+    metadata: MetadataProgress | UnsetType = UNSET
+    pending: Annotated[Count, _d("queued work")]
+    failed: Failed
+    active_extractor: str | None
+    fallback: Fallback | None
+    extractors: dict[str, ExtractorStats]
+    watch: list[WatchedFolder]
+    jobs: list[Job]
+    duplicates: (
+        Annotated[DuplicatesState | None, _d("the /duplicates computation running, and those cached")] | UnsetType
+    ) = UNSET
+    indexing: JsonObject | UnsetType = UNSET
+    backfill: (
+        Annotated[Backfill | None, _d("the last `imgsearchd backfill` on this catalogue; null: none yet")] | UnsetType
+    ) = UNSET
+    thumbnails: Annotated[Thumbnails | None, _d("the thumbnails folder (null while starting)")] | UnsetType = UNSET
+    decoders: (
+        Annotated[
+            dict[str, bool],
+            _d(
+                "optional decoders this daemon has (heif, avif, raw); without one, such files fail with reason "
+                "missing_library"
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    uptime_s: float
+    version: str
+    ready: bool
+    phase: str | UnsetType = UNSET

@@ -1,0 +1,165 @@
+"""Query parameters and form fields, parsed by the route's request model (``models.requests``).
+
+A query string arrives as text (Bottle hands its values over as Latin-1-decoded bytes); each
+field is read as its model says (``extra["source"]``: a path keeps a file name's bytes, text
+is UTF-8), converted by its type (``int``/``float`` as Python reads them) and checked by
+``msgspec.convert`` against the model's bounds and choices. A bad value answers 400 with the
+words clients have always read: ``limit must be an integer from 1 to 1000, not 0``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import bottle
+import msgspec
+import msgspec.inspect as mi
+
+from ..paths import from_query
+from .errors import ApiError
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+@dataclass(frozen=True)
+class Field:
+    """What parsing needs to know of one field of a request model."""
+
+    name: str
+    kind: str  # "int", "float", "str", "choice" (a Literal), "bytes" (a file part), or "any"
+    required: bool
+    choices: tuple[Any, ...] = ()
+    what: str = ""  # the words of the error: "an integer from 1 to 1000"
+    source: str = "text"  # "text" (UTF-8), "path" (a file name's bytes) or "raw" (as sent)
+    blank_is_absent: bool = False
+
+
+_KINDS: dict[type, str] = {mi.IntType: "int", mi.FloatType: "float", mi.StrType: "str", mi.LiteralType: "choice"}
+_CONVERT: dict[str, Callable[[str], Any]] = {"int": int, "float": float}
+
+
+def _field(info: mi.Field) -> Field:
+    extra: dict[str, object] = {}
+    kind, choices = "any", ()
+    todo = [info.type]
+    while todo:
+        t = todo.pop()
+        if isinstance(t, mi.Metadata):
+            extra = {**(t.extra or {}), **extra}
+            todo.append(t.type)
+        elif isinstance(t, mi.UnionType):
+            todo.extend(t.types)
+        elif type(t) in _KINDS:
+            kind = _KINDS[type(t)]
+            choices = getattr(t, "values", ())
+    return Field(
+        info.name,
+        kind,
+        info.required,
+        tuple(choices),
+        str(extra.get("what", "")),
+        str(extra.get("source", "text")),
+        extra.get("blank") == "absent",
+    )
+
+
+@functools.cache
+def fields(model: type[msgspec.Struct]) -> tuple[Field, ...]:
+    """The fields of a request model, in its order (the order their errors are found in)."""
+    info = mi.type_info(model)
+    assert isinstance(info, mi.StructType)
+    return tuple(_field(f) for f in info.fields)
+
+
+def read_query(model: type[S]) -> S:
+    """The request's query string as ``model``; 400 for a bad value."""
+    query = bottle.request.query
+    return parse(model, {f.name: _read(query, f) for f in fields(model)})
+
+
+def _read(values: bottle.FormsDict, field: Field) -> str | None:
+    if field.source == "raw":
+        return values.get(field.name)
+    if field.source == "path":
+        native = values.get(field.name)
+        return None if native is None else from_query(native)
+    # not found, or bytes that are not UTF-8: absent (as Bottle's getunicode answers)
+    return values.getunicode(field.name)
+
+
+def parse(model: type[S], raw: Mapping[str, Any]) -> S:
+    """``model`` from text values (a query string's, a form's; None: absent), converted and checked."""
+    values: dict[str, object] = {}
+    for field in fields(model):
+        value = raw.get(field.name)
+        if value is None or (value == "" and field.blank_is_absent):
+            continue
+        convert = _CONVERT.get(field.kind)
+        if convert is not None:
+            try:
+                value = convert(str(value))
+            except ValueError:
+                raise ApiError(400, f"{field.name} must be {field.what}, not {value!r}") from None
+        values[field.name] = value
+    try:
+        return msgspec.convert(values, model)
+    except msgspec.ValidationError as exc:
+        raise _refusal(model, exc, values) from None
+
+
+def missing(name: str) -> ApiError:
+    """The 400 for a path parameter that is not there (or empty)."""
+    return ApiError(400, f"missing parameter '{name}' (a file or folder path)")
+
+
+_AT = re.compile(r"`\$\.(\w+)`")
+_MISSING = re.compile(r"missing required field `(\w+)`")
+
+
+def _refusal(model: type[msgspec.Struct], exc: msgspec.ValidationError, values: Mapping[str, Any]) -> ApiError:
+    """The 400 for a value the model refuses, in the words of the field's kind."""
+    text = str(exc)
+    absent = _MISSING.search(text)
+    if absent:
+        return missing(absent.group(1))
+    at = _AT.search(text)
+    field = next((f for f in fields(model) if at and f.name == at.group(1)), None)
+    if field is None:  # not expected: every field of a query model is checked above
+        return ApiError(400, text)
+    value = values[field.name]
+    if field.kind == "choice":
+        return ApiError(400, f"{field.name} must be one of {', '.join(map(str, field.choices))}, not {value!r}")
+    return ApiError(400, f"{field.name} must be {field.what}, not {value}")
+
+
+# -- JSON bodies ------------------------------------------------------------------------
+
+_JSON_TYPES = {"int": "an integer", "float": "a number", "str": "a string", "any": "a list"}
+
+
+def check_json(model: type[msgspec.Struct], body: Mapping[str, Any]) -> None:
+    """Check a decoded JSON object's keys and JSON types against ``model``: the first key it
+    does not know, or the first value of the wrong type, answers 400 naming it. A number out of
+    bounds is left to ``parse``, which checks it with the query string's value it stands for."""
+    known = {f.name: f for f in fields(model)}
+    for key, value in body.items():
+        field = known.get(key)
+        if field is None:
+            names = ", ".join(known)
+            raise ApiError(400, f"unknown field {key!r} in the JSON body; known: {names}")
+        try:
+            msgspec.convert({key: value}, model)
+        except msgspec.ValidationError:
+            if field.kind in _CONVERT and _is_number(value, field.kind):
+                continue  # the right type, out of bounds
+            raise ApiError(400, f"{key} must be {_JSON_TYPES[field.kind]}, not {type(value).__name__}") from None
+
+
+def _is_number(value: Any, kind: str) -> bool:
+    """Whether a JSON value is of a number field's type (booleans are not numbers here)."""
+    allowed = (int,) if kind == "int" else (int, float)
+    return isinstance(value, allowed) and not isinstance(value, bool)

@@ -1,0 +1,160 @@
+"""Search routes: ``GET /search`` (a path or a text), ``POST /search`` (an upload, a text or
+a combined query) and ``GET /duplicates``."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import bottle
+
+from ..paths import from_query
+from ..search import time_range
+from ..search.combined import MAX_PARTS
+from ..search.request import ByPath, ByText, ByUpload, Combined, Query, SearchRequest
+from ..store.rows import SearchScope
+from . import params, uploads
+from .context import Context
+from .errors import ApiError
+from .models import answers
+from .models.requests import DuplicatesQuery, SearchBody, SearchForm, SearchQuery, UploadQuery
+from .routing import Answer, Body, Route
+
+if TYPE_CHECKING:
+    from ..service.facade import Service
+
+SEARCH_ERRORS = (400, 401, 403, 404, 413, 415, 503)
+NO_IMAGE = "no image in the request: send raw bytes, a multipart field 'image', or JSON {\"image_base64\": ...}"
+
+
+def search_get(context: Context, query: SearchQuery) -> Any:
+    started = time.perf_counter()
+    if query.text is not None and query.image:
+        raise ApiError(400, "give either 'image' or 'text', not both")
+    scope = search_scope(context.service, query.folder, query.taken_after, query.taken_before)
+    request = SearchRequest(query.extractor, query.limit, query.max_distance, scope)
+    if query.text is not None:
+        return searched(context, started, request, ByText(query.text))
+    if not query.image:
+        raise params.missing("image")
+    return searched(context, started, request, ByPath(context.service.check_path(query.image)))
+
+
+def search_post(context: Context, _: None) -> Any:
+    started = time.perf_counter()
+    data, fields = uploads.read_upload(context.service.max_upload_bytes)
+    query = params.parse(UploadQuery, merged(fields))  # a body field wins over the query string's
+    scope = search_scope(context.service, query.folder, query.taken_after, query.taken_before)
+    request = SearchRequest(query.extractor, query.limit, query.max_distance, scope)
+    if "query" in fields:
+        if data is not None or fields.get("text") is not None:
+            raise ApiError(400, "give either 'query' (a combined query) or 'image_base64' or 'text', not both")
+        return searched(context, started, request, Combined(fields["query"]))
+    if data is None:
+        if fields.get("text"):
+            return searched(context, started, request, ByText(fields["text"]))
+        raise ApiError(400, NO_IMAGE)
+    return searched(context, started, request, ByUpload(data))
+
+
+def merged(fields: uploads.Fields) -> dict[str, object]:
+    """The POST's parameters: each body field, else the query string's (numbers: a body field
+    that is there, even null, wins; text: a body field that is not empty)."""
+    query = bottle.request.query
+
+    def path(name: str) -> str | None:
+        # not ``getunicode``, which answers None for bytes that are not UTF-8: the filter was dropped
+        native = query.get(name)
+        return None if native is None else from_query(native)
+
+    folder = fields.get("folder")
+    return {
+        "limit": fields["limit"] if "limit" in fields else query.get("limit"),
+        "max_distance": fields["max_distance"] if "max_distance" in fields else query.get("max_distance"),
+        "extractor": fields.get("extractor") or query.getunicode("extractor") or None,
+        "folder": folder if folder is not None else path("folder"),
+        "taken_after": fields.get("taken_after") or path("taken_after"),
+        "taken_before": fields.get("taken_before") or path("taken_before"),
+    }
+
+
+def searched(context: Context, started: float, request: SearchRequest, what: Query) -> Any:
+    """The search's answer, timed into /metrics' latency histogram (errors are not counted)."""
+    answer = context.service.search(request, what)
+    context.metrics.observe_search(what.kind, started)
+    return answer
+
+
+def search_scope(
+    service: Service, folder: str | None, taken_after: str | None, taken_before: str | None
+) -> SearchScope | None:
+    """The search's filters: a folder (checked as paths are) and a capture-time range; None: none."""
+    checked = checked_folder(service, folder)
+    try:
+        after, before = time_range.parse_range(taken_after, taken_before)
+    except time_range.BadTimeBound as exc:
+        raise ApiError(400, str(exc)) from None
+    if checked is None and after is None and before is None:
+        return None
+    return SearchScope(checked, after, before)
+
+
+def checked_folder(service: Service, raw: str | None) -> str | None:
+    """A folder filter inside the allowed roots; an empty one or a file is refused, not ignored."""
+    if raw is None:
+        return None
+    if not raw:
+        raise ApiError(400, "parameter 'folder' is empty; leave it out to search everything")
+    folder = service.check_path(raw)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ApiError(400, f"{folder} is a file, not a folder", folder=folder)
+    return folder
+
+
+def duplicates(context: Context, query: DuplicatesQuery) -> Any:
+    service = context.service
+    folder = checked_folder(service, query.folder)
+    answer = service.find_duplicates(
+        query.extractor, query.threshold, query.kind, folder, query.offset, query.limit, query.sort
+    )
+    return (202 if answer["state"] == "computing" else 200), answer  # 202 while the first join runs
+
+
+ROUTES = (
+    Route(
+        "GET",
+        "/search",
+        "Images most like an image path, or matching a text (CLIP)",
+        search_get,
+        (Answer(200, "best first", answers.SearchResults),),
+        SEARCH_ERRORS,
+        SearchQuery,
+    ),
+    Route(
+        "POST",
+        "/search",
+        "Images most like an uploaded image, or a combined query of weighted parts",
+        search_post,
+        (Answer(200, "best first", answers.SearchResults),),
+        SEARCH_ERRORS,
+        UploadQuery,
+        description="A JSON body with 'query' is a combined query: the query vector is the sum of "
+        "weight x unit vector of each part, normalised (parts that cancel out: 400). At most "
+        f"{MAX_PARTS} parts; all uploads together at most server.max_upload_mb.",
+        body=Body(json=SearchBody, form=SearchForm, binary=("application/octet-stream", "image/*")),
+        parse_query=False,  # a body field wins over the query string's: search_post merges them
+    ),
+    Route(
+        "GET",
+        "/duplicates",
+        "Groups of byte-identical and of near-duplicate files, biggest first",
+        duplicates,
+        (
+            Answer(200, "a page of groups", answers.Duplicates),
+            Answer(202, "computing in the background: ask again", answers.DuplicatesComputing),
+        ),
+        (400, 401, 403, 404, 503),
+        DuplicatesQuery,
+    ),
+)

@@ -1,0 +1,114 @@
+"""Routes on the daemon itself: ``/stats``, ``/metrics``, ``/health``, ``/jobs``,
+``POST /rebuild`` and ``/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bottle
+
+from .context import Context
+from .errors import ApiError
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .models import answers
+from .models.requests import RebuildQuery
+from .models.stats import Stats
+from .routing import Answer, Route
+
+
+def stats(context: Context, _: None) -> Any:
+    return context.service.stats()
+
+
+def prometheus(context: Context, _: None) -> Any:
+    body = context.metrics.render()
+    return bottle.HTTPResponse(body=body, status=200, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+def health(context: Context, _: None) -> Any:
+    service = context.service
+    if not service.ready:
+        return 503, {"status": "starting", "phase": service.phase}
+    return service.health()
+
+
+def jobs(context: Context, _: None) -> Any:
+    return {"jobs": context.service.jobs.summary()}
+
+
+def job(context: Context, _: None, job_id: str) -> Any:
+    found = context.service.jobs.get(job_id)
+    if found is None:
+        raise ApiError(404, f"no job {job_id!r}")
+    return found.as_dict()
+
+
+def rebuild(context: Context, query: RebuildQuery) -> Any:
+    return 202, context.service.rebuild(query.extractor)
+
+
+def openapi(context: Context, _: None) -> Any:
+    return context.document()  # ``spec.spec``: handed over, as the spec reads this module
+
+
+ROUTES = (
+    Route(
+        "GET",
+        "/stats",
+        "Counts, progress, extractors and jobs",
+        stats,
+        (Answer(200, "statistics", Stats),),
+        (401,),
+        guard="token",
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        "Prometheus metrics (text format 0.0.4)",
+        prometheus,
+        (Answer(200, "the metrics", media=("text/plain",), schema={"type": "string"}),),
+        (401,),
+        description="Files, vectors and index facts per extractor, queue depth, files indexed and "
+        "failed by reason, watch state per folder (read from /stats at each scrape), and the latency "
+        "of answered searches by query kind (imgsearchd_search_seconds). Answered while starting.",
+        guard="token",
+    ),
+    Route(
+        "GET",
+        "/health",
+        "200 once the models and indexes are loaded",
+        health,
+        (Answer(200, "serving", answers.Health), Answer(503, "starting", answers.Health)),
+        (401,),
+        guard="token",
+    ),
+    Route("GET", "/jobs", "Folder jobs", jobs, (Answer(200, "jobs", answers.Jobs),), (401,), guard="token"),
+    Route(
+        "GET",
+        "/jobs/{job_id}",
+        "One folder job's progress",
+        job,
+        (Answer(200, "the job", answers.Job),),
+        (401, 404),
+        path_params=("job_id",),
+        guard="token",
+    ),
+    Route(
+        "POST",
+        "/rebuild",
+        "Rebuild the Annoy indexes now, in the background",
+        rebuild,
+        (Answer(202, "started", answers.Rebuilding),),
+        (400, 401, 503),
+        RebuildQuery,
+    ),
+    Route(
+        "GET",
+        "/openapi.json",
+        "This document",
+        openapi,
+        (Answer(200, "OpenAPI 3.1", media=()),),
+        (403,),
+        guard="open",
+    ),
+)

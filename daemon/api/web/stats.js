@@ -1,0 +1,66 @@
+// @ts-check
+// /stats, asked every second on the status view and every 5 s elsewhere: the models in the
+// forms, the watched folders offered, the status dot in the menu, the status view itself.
+
+import { ApiError, api } from "./api.js";
+import { loadDuplicates } from "./duplicates.js";
+import { $, $select, h, selectionIn } from "./dom.js";
+import { updateTextAbility, welcome } from "./search.js";
+import { IDLE_POLL_MS, POLL_MS, state } from "./state.js";
+import { renderStatus } from "./status.js";
+
+/** @typedef {import("./types.js").Stats} Stats */
+
+/** Ask /stats now, then again after the view's interval (longer while the tab is hidden). */
+export async function poll() {
+  clearTimeout(state.pollTimer);
+  if (!$("#login-view").hidden) return;
+  try {
+    const { body } = await api("/stats");
+    state.stats = body;
+    applyStats(body);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return;
+    $("#status-dot").className = "dot bad";
+    if (state.view === "status") $("#status-body").replaceChildren(h("p", { class: "message error" }, e instanceof Error ? e.message : String(e)));
+  }
+  const wait = document.hidden ? IDLE_POLL_MS * 4 : state.view === "status" ? POLL_MS : IDLE_POLL_MS;
+  state.pollTimer = setTimeout(poll, wait);
+}
+
+/**
+ * A model menu: rebuilt only when the models change, so a choice in progress stays.
+ * @param {HTMLSelectElement} select
+ * @param {string[]} names
+ * @param {Stats} stats
+ */
+function fillSelect(select, names, stats) {
+  const keep = select.value;
+  const wanted = names.join("\n");
+  if (select.dataset.names !== wanted) {
+    select.replaceChildren(...names.map((name) => h("option", { value: name, title: stats.extractors[name].model }, name)));
+    select.dataset.names = wanted;
+    select.value = names.includes(keep) ? keep : stats.active_extractor || names[0] || "";
+  }
+  select.disabled = names.length < 2;
+}
+
+/** @param {Stats} stats */
+function applyStats(stats) {
+  const names = Object.keys(stats.extractors || {});
+  fillSelect($select("#extractor"), names, stats);
+  fillSelect($select("#dup-extractor"), names, stats);
+  updateTextAbility();
+  const folders = (stats.watch || []).map((w) => w.folder);
+  const list = $("#folders");
+  if (list.dataset.folders !== folders.join("\n")) {
+    list.replaceChildren(...folders.map((f) => h("option", { value: f })));
+    list.dataset.folders = folders.join("\n");
+  }
+  const busy = stats.pending > 0 || (stats.jobs || []).some((j) => j.state !== "done" && j.state !== "failed");
+  const troubled = (stats.storage && stats.storage.state !== "ok") || (stats.watch || []).some((w) => w.state === "offline");
+  $("#status-dot").className = `dot ${troubled ? "warn" : busy ? "busy" : "ok"}`;
+  if (state.view === "status" && !selectionIn($("#status-body"))) renderStatus(stats); // a copy in progress stays
+  if (state.view === "duplicates" && !state.dup.loaded) loadDuplicates(0);
+  if (state.view === "search" && !state.parts.length && !$("#results").children.length) welcome();
+}

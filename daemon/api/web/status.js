@@ -1,0 +1,157 @@
+// @ts-check
+// The status view, drawn from /stats: tiles, folder jobs, watched folders, models and their
+// indexes, failures, thumbnails, a duplicate search in progress.
+
+import { $, bar, h } from "./dom.js";
+import { fmtBytes, fmtSeconds, fmtWhen, number } from "./format.js";
+
+/** @typedef {import("./types.js").Stats} Stats */
+/** @typedef {import("./types.js").Job} Job */
+/** @typedef {import("./types.js").Watch} Watch */
+/** @typedef {import("./types.js").Failures} Failures */
+/** @typedef {import("./dom.js").Child} Child */
+
+/**
+ * @param {string} label
+ * @param {string} value
+ * @param {string | null} [note]
+ * @param {string} [kind]
+ */
+function tile(label, value, note, kind = "") {
+  return h("div", { class: `tile ${kind}`.trim() }, h("span", { class: "value" }, value), h("span", { class: "label" }, label), note ? h("span", { class: "muted small" }, note) : null);
+}
+
+/**
+ * @param {string} title
+ * @param {...Child} content
+ */
+function section(title, ...content) {
+  return h("section", { class: "panel status-part" }, h("h2", {}, title), ...content);
+}
+
+/** @param {Stats} stats */
+export function renderStatus(stats) {
+  const indexing = stats.indexing || {};
+  const failed = stats.failed || {};
+  const parts = [];
+  if (!stats.ready) parts.push(h("p", { class: "message busy" }, `Starting: ${stats.phase || "loading"}…`));
+  if (stats.storage && stats.storage.state !== "ok") {
+    parts.push(h("p", { class: "message error" }, `The catalogue cannot be written: ${stats.storage.error} (retrying; searches still work).`));
+  }
+  parts.push(
+    h(
+      "div",
+      { class: "tiles" },
+      tile("pictures indexed", stats.images === null || stats.images === undefined ? "–" : number.format(stats.images)),
+      tile("waiting", number.format(stats.pending || 0)),
+      tile("pictures / s", stats.pending ? String(indexing.images_per_second ?? 0) : "idle", stats.pending ? "embedding now" : `last: ${indexing.images_per_second ?? 0} / s`),
+      tile("failed", number.format(failed.total || 0), failed.total ? "see Failures below" : null, failed.total ? "bad" : ""),
+      tile("up", fmtSeconds(stats.uptime_s), `version ${stats.version}`),
+    ),
+  );
+  parts.push(jobsPart(stats.jobs || []));
+  parts.push(foldersPart(stats.watch || []));
+  parts.push(modelsPart(stats));
+  if (failed.total) parts.push(failuresPart(failed));
+  if (stats.thumbnails) parts.push(thumbnailsPart(stats.thumbnails));
+  const dup = stats.duplicates && stats.duplicates.computing;
+  if (dup) parts.push(section("Duplicate search", h("p", {}, `${dup.extractor}: ${dup.phase}, ${dup.done} of ${dup.total}`), bar(dup.progress, "duplicate search progress")));
+  $("#status-body").replaceChildren(...parts);
+}
+
+/** @param {Job[]} jobs */
+function jobsPart(jobs) {
+  if (!jobs.length) return section("Folder jobs", h("p", { class: "muted" }, "No folder jobs since the daemon started (GET /add?image=<folder> starts one)."));
+  const rows = [...jobs].reverse().map((job) => {
+    const outcomes = Object.entries(job.outcomes || {}).map(([k, v]) => `${k.replace("failed:", "failed (")}${k.startsWith("failed:") ? ")" : ""} ${v}`);
+    return h(
+      "li",
+      { class: `job ${job.state}`, "data-job": job.id },
+      h("div", { class: "job-head" }, h("span", { class: "path", title: job.folder }, job.folder), h("span", { class: `badge ${job.state}` }, job.state)),
+      bar(job.progress, `job ${job.id} progress`),
+      h(
+        "div",
+        { class: "muted small" },
+        `${number.format(job.done)} of ${number.format(job.found)} files · ${fmtSeconds(job.seconds)}`,
+        outcomes.length ? ` · ${outcomes.join(", ")}` : "",
+      ),
+      job.error ? h("div", { class: "message error" }, job.error) : null,
+    );
+  });
+  return section("Folder jobs", h("ul", { class: "jobs" }, ...rows));
+}
+
+/** @param {Watch[]} watch */
+function foldersPart(watch) {
+  if (!watch.length) return section("Watched folders", h("p", { class: "muted" }, "No watched folders (index.watch_dirs)."));
+  const rows = watch.map((w) =>
+    h(
+      "tr",
+      {},
+      h("td", { class: "path", title: w.folder }, w.folder),
+      h("td", {}, h("span", { class: `badge ${w.state}` }, w.state), w.scanning ? h("span", { class: "muted small" }, " scanning") : null),
+      h("td", { class: "muted" }, [w.observer, w.reason].filter(Boolean).join(": ") || "–"),
+      h("td", { class: "muted nowrap" }, fmtWhen(w.since)),
+      h("td", { class: "num" }, number.format(w.events || 0)),
+    ),
+  );
+  const head = h("tr", {}, h("th", {}, "folder"), h("th", {}, "state"), h("th", {}, "how / why"), h("th", {}, "since"), h("th", { class: "num" }, "events"));
+  return section("Watched folders", h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, head), h("tbody", {}, ...rows))));
+}
+
+/**
+ * A model's facts: [name, value, why] rows.
+ * @param {string} name
+ * @param {import("./types.js").Extractor} ex
+ * @param {Stats} stats
+ * @returns {[string, string, (string | null | undefined)?][]}
+ */
+function modelFacts(name, ex, stats) {
+  const precision = ex.precision || {};
+  const recall = ex.recall_at_10;
+  const effort = ex.ef !== null && ex.ef !== undefined ? `ef ${ex.ef}` : ex.search_k ? `search_k ${ex.search_k}` : null;
+  const took = ex.last_build_seconds !== null && ex.last_build_seconds !== undefined ? `, took ${fmtSeconds(ex.last_build_seconds)}` : "";
+  return [
+    ["model", `${ex.model}${name === stats.active_extractor ? " (default)" : ""}`],
+    ["precision", `${precision.used || "?"}${precision.asked && precision.asked !== precision.used ? ` (asked ${precision.asked})` : ""}`, precision.reason],
+    ["runs on", `${ex.device || "?"} · ${ex.dim || "?"} dimensions${ex.text ? " · text search" : ""}`],
+    ["index", `${ex.mode || "?"} · ${number.format(ex.vectors || 0)} vectors · ${number.format(ex.fresh || 0)} since the build · ${number.format(ex.tombstones || 0)} removed`],
+    ["last build", ex.building ? "building now…" : `${fmtWhen(ex.last_build)}${took}`],
+    [
+      "recall@10",
+      recall === null || recall === undefined ? "not measured yet" : `${recall.toFixed(3)} (target ${ex.target_recall}${ex.target_met === false ? ", not met" : ""})`,
+      ex.recall_note,
+    ],
+    ["search time", ex.p50_ms !== null && ex.p50_ms !== undefined ? `p50 ${ex.p50_ms} ms · p95 ${ex.p95_ms} ms${effort ? ` · ${effort}` : ""}` : effort || "–"],
+  ];
+}
+
+/** @param {Stats} stats */
+function modelsPart(stats) {
+  const cards = Object.entries(stats.extractors || {}).map(([name, ex]) =>
+    h(
+      "div",
+      { class: "model" },
+      h("h3", {}, name),
+      h("dl", {}, ...modelFacts(name, ex, stats).flatMap(([k, v, why]) => [h("dt", {}, k), h("dd", {}, v, why ? h("span", { class: "muted small why" }, why) : null)])),
+    ),
+  );
+  const fallback = stats.fallback ? h("p", { class: "message warn" }, `Running ${stats.fallback.running} instead of ${stats.fallback.configured}: ${stats.fallback.reason}`) : null;
+  return section("Models and indexes", fallback, h("div", { class: "models" }, ...cards));
+}
+
+/** @param {Failures} failed */
+function failuresPart(failed) {
+  const reasons = Object.entries(failed.by_reason || {}).map(([reason, count]) => h("li", {}, h("span", { class: "badge failed" }, reason), ` ${number.format(count)}`));
+  const recent = (failed.recent || []).map((f) => h("li", {}, h("span", { class: "path", title: f.path }, f.path), h("span", { class: "muted small" }, ` ${f.reason}${f.detail ? `: ${f.detail}` : ""}`)));
+  return section(`Failures (${number.format(failed.total || 0)})`, h("ul", { class: "reasons" }, ...reasons), recent.length ? h("ul", { class: "recent" }, ...recent) : null);
+}
+
+/** @param {{count: number, bytes: number, max_bytes: number}} t */
+function thumbnailsPart(t) {
+  return section(
+    "Thumbnails",
+    h("p", {}, `${number.format(t.count)} thumbnails, ${fmtBytes(t.bytes)} of ${fmtBytes(t.max_bytes)}`),
+    bar(t.max_bytes ? t.bytes / t.max_bytes : 0, "thumbnail space used"),
+  );
+}

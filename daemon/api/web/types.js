@@ -1,0 +1,92 @@
+// @ts-check
+// The shapes of the daemon's answers that the page reads, and of the page's own query parts:
+// types only, for // @ts-check (the API's full description is /openapi.json).
+export {};
+
+/**
+ * A picture as /search results and /duplicates members name it.
+ * @typedef {object} Item
+ * @property {string} image the path
+ * @property {string} [path_base64] the path's exact bytes, for a name that is not UTF-8
+ * @property {string} [hash] the content hash: a thumbnail URL with it names one picture
+ * @property {number} [score] cosine similarity (search results)
+ * @property {string | null} [taken] when the photo was taken (ISO), or its file date
+ * @property {string | null} [taken_from] "mtime" when that is the file date
+ * @property {string | null} [camera]
+ * @property {number | null} [width]
+ * @property {number | null} [height]
+ * @property {number | null} [size] bytes (duplicates members)
+ */
+
+/** @typedef {{kind: "text", weight: number, label: string, text: string}} TextPart */
+/** @typedef {{kind: "image", weight: number, label: string, image: string, path_base64?: string, hash?: string}} ImagePart */
+/** @typedef {{kind: "upload", weight: number, label: string, file: File, preview: string, dataUrl: Promise<string>}} UploadPart */
+/** One part of the query: a weight below 0 searches away from it. @typedef {TextPart | ImagePart | UploadPart} Part */
+
+/** @typedef {{results?: Item[], folder?: string, extractor?: string}} SearchAnswer */
+
+/** @typedef {{phase?: string, done?: number, total?: number, progress?: number, extractor?: string}} Computing */
+/** @typedef {{kind: string, files: number, similarity: number, members: Item[]}} Group */
+/**
+ * A page of /duplicates (or, with HTTP 202, how far the comparison is).
+ * @typedef {object} DuplicatesAnswer
+ * @property {number} offset
+ * @property {number | null} next_offset
+ * @property {number} total
+ * @property {Group[]} groups
+ * @property {string} kind
+ * @property {number} threshold
+ * @property {string} extractor
+ * @property {boolean} [stale]
+ * @property {Computing} [computing]
+ */
+
+/**
+ * A model and its index, from /stats.
+ * @typedef {object} Extractor
+ * @property {string} model
+ * @property {boolean} [text] whether it has a text encoder
+ * @property {{used?: string, asked?: string, reason?: string}} [precision]
+ * @property {string} [device]
+ * @property {number} [dim]
+ * @property {string} [mode]
+ * @property {number} [vectors]
+ * @property {number} [fresh]
+ * @property {number} [tombstones]
+ * @property {boolean} [building]
+ * @property {string | null} [last_build]
+ * @property {number | null} [last_build_seconds]
+ * @property {number | null} [recall_at_10]
+ * @property {number} [target_recall]
+ * @property {boolean | null} [target_met]
+ * @property {string | null} [recall_note]
+ * @property {number | null} [ef]
+ * @property {number | null} [search_k]
+ * @property {number | null} [p50_ms]
+ * @property {number | null} [p95_ms]
+ */
+
+/** @typedef {{id: string | number, folder: string, state: string, progress: number, done: number, found: number, seconds: number, outcomes?: Record<string, number>, error?: string | null}} Job */
+/** @typedef {{folder: string, state: string, scanning?: boolean, observer?: string | null, reason?: string | null, since?: string | null, events?: number}} Watch */
+/** @typedef {{total?: number, by_reason?: Record<string, number>, recent?: {path: string, reason: string, detail?: string | null}[]}} Failures */
+
+/**
+ * What /stats answers, as far as the page reads it.
+ * @typedef {object} Stats
+ * @property {Record<string, Extractor>} extractors
+ * @property {string | null} [active_extractor]
+ * @property {number | null} [images]
+ * @property {number} pending
+ * @property {boolean} [ready]
+ * @property {string} [phase]
+ * @property {Job[]} [jobs]
+ * @property {Watch[]} [watch]
+ * @property {{state: string, error?: string | null}} [storage]
+ * @property {{images_per_second?: number}} [indexing]
+ * @property {Failures} [failed]
+ * @property {{count: number, bytes: number, max_bytes: number}} [thumbnails]
+ * @property {{computing?: Computing | null}} [duplicates]
+ * @property {{running: string, configured: string, reason: string} | null} [fallback]
+ * @property {number} [uptime_s]
+ * @property {string} [version]
+ */

@@ -1,0 +1,97 @@
+"""The one search entry point: a ``SearchRequest`` and its query, answered from an index.
+
+The daemon (``Service.search``) and ``imgsearchd search --local`` both call ``search``; each
+hands it a ``Searcher``, what a search runs on: the catalogue, the running extractors, their
+indexes, the image caps and the daemon's limit on slow work. The query vector comes from
+what the query names (``request``); the answer is ``query.search_answer``'s. Errors are the
+domain's (``errors``): an unknown extractor or a text without a text encoder is ``Invalid``,
+an unusable image ``BadImage`` (with its path), a folder without indexed files ``NotFound``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import BadImage, Invalid
+from ..extractors import Extractor, TextNotSupportedError
+from ..media import images
+from ..store.catalog import Catalog
+from . import combined, query
+from .index import ExtractorIndex
+from .request import ByPath, ByText, ByUpload, Combined, Query, SearchAnswer, SearchRequest
+
+
+@dataclass(frozen=True)
+class Searcher:
+    """What a search runs on.
+
+    ``index`` gives an extractor's index by name (opened on first use by the CLI);
+    ``check_path`` normalises a combined query's image path and refuses one outside the
+    roots; ``slot`` wraps each model run (the daemon's limit on concurrent slow work).
+    """
+
+    catalog: Catalog
+    extractors: Mapping[str, Extractor]
+    default: Extractor
+    index: Callable[[str], ExtractorIndex]
+    limits: images.ImageLimits
+    roots: Sequence[str] | None
+    check_path: Callable[[str], str]
+    max_upload_bytes: int
+    slot: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
+
+
+def choose_extractor(extractors: Mapping[str, Extractor], default: Extractor, name: str | None) -> Extractor:
+    """The extractor a request names (None: the default); ``Invalid`` when it is not running."""
+    if name is None:
+        return default
+    if name not in extractors:
+        raise Invalid(f"extractor {name!r} is not running; running: {', '.join(extractors)}")
+    return extractors[name]
+
+
+def search(searcher: Searcher, request: SearchRequest, what: Query) -> SearchAnswer:
+    """The API's search answer for ``what`` (see ``query.search_answer``)."""
+    if isinstance(what, ByText) and not what.text.strip():
+        raise Invalid("parameter 'text' is empty")
+    chosen = choose_extractor(searcher.extractors, searcher.default, request.extractor)
+    vector = query_vector(searcher, chosen, what)
+    index = searcher.index(chosen.name)
+    return query.search_answer(index, vector, request.limit, request.max_distance, request.scope)
+
+
+def query_vector(searcher: Searcher, extractor: Extractor, what: Query) -> np.ndarray:
+    """The query's vector from ``extractor``: stored when it can be, else from the model."""
+    if isinstance(what, ByPath):
+        with _image_errors(what.path):
+            vector = query.stored_vector_for_path(searcher.catalog, extractor, what.path)
+            if vector is None:
+                with searcher.slot():
+                    vector = query.embed_path(extractor, what.path, searcher.limits, searcher.roots)
+        return vector
+    if isinstance(what, ByUpload):
+        with searcher.slot(), _image_errors(None):
+            return query.query_vector_for_bytes(extractor, what.data, searcher.limits)
+    if isinstance(what, ByText):
+        with searcher.slot():
+            try:
+                return extractor.encode_text([what.text])[0]
+            except TextNotSupportedError as exc:
+                raise Invalid(str(exc)) from None
+    assert isinstance(what, Combined)
+    parts = combined.parse_parts(what.parts, searcher.max_upload_bytes, searcher.check_path)
+    return combined.query_vector(parts, extractor, searcher.catalog, searcher.limits, searcher.roots, searcher.slot)
+
+
+@contextlib.contextmanager
+def _image_errors(path: str | None) -> Iterator[None]:
+    """An ``ImageError`` inside becomes the domain's ``BadImage`` for ``path`` (None: an upload)."""
+    try:
+        yield
+    except images.ImageError as exc:
+        raise BadImage.of(exc, path) from None

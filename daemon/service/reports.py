@@ -1,0 +1,162 @@
+"""What the daemon says about itself: ``/stats``, ``/health`` and systemd's status line.
+
+Each reads the running service's parts (``Running``: ``Service`` is one) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol, TypedDict
+
+from .. import __version__
+from ..bulk import status
+from ..config import Config
+from ..extractors import LoadedExtractors
+from ..ingest.jobs import JobTracker
+from ..ingest.pipeline import Pipeline
+from ..ingest.watcher import FolderState, Watcher
+from ..ingest.workqueue import WorkQueue
+from ..media import formats
+from ..media.thumbnails import ThumbnailStore
+from ..search.duplicates import DuplicateFinder
+from ..search.index import ExtractorIndex
+from ..store.catalog import Catalog, FileState
+from ..store.disk_health import StorageState
+
+
+class Running(Protocol):
+    """The parts of the running daemon the reports read."""
+
+    @property
+    def started(self) -> float: ...
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def phase(self) -> str: ...
+    @property
+    def config(self) -> Config: ...
+    @property
+    def queue(self) -> WorkQueue: ...
+    @property
+    def jobs(self) -> JobTracker: ...
+    @property
+    def catalog(self) -> Catalog | None: ...
+    @property
+    def loaded(self) -> LoadedExtractors | None: ...
+    @property
+    def indexes(self) -> Mapping[str, ExtractorIndex]: ...
+    @property
+    def indexer(self) -> Pipeline | None: ...
+    @property
+    def watcher(self) -> Watcher | None: ...
+    @property
+    def duplicate_finder(self) -> DuplicateFinder | None: ...
+    @property
+    def thumbnails(self) -> ThumbnailStore | None: ...
+
+
+class Health(TypedDict, total=False):
+    """``/health``'s answer once ready."""
+
+    status: str  # "ok", or "degraded" while the catalogue cannot be written
+    storage: StorageState
+
+
+def health_answer(indexer: Pipeline | None) -> Health:
+    """``/health``'s answer once ready: ok, or degraded with the reason (searches still work)."""
+    if indexer is not None and not indexer.storage.ok:
+        return {"status": "degraded", "storage": indexer.storage.as_dict()}
+    return {"status": "ok"}
+
+
+def _count(progress: Mapping[str, object], key: str) -> int:
+    value = progress[key]
+    return value if isinstance(value, int) else 0
+
+
+def pending(queue: WorkQueue, progress: Mapping[str, object]) -> int:
+    """Work queued, plus paths the indexer has taken and not finished."""
+    return len(queue) + max(0, _count(progress, "queued") - _count(progress, "done"))
+
+
+def status_line(running: Running, burst_base: int) -> tuple[str, int]:
+    """One line for systemd's STATUS=: progress while indexing, else the size; and the count of
+    files done when the burst of work now shown began (``burst_base``, kept by the caller)."""
+    if not running.ready or running.catalog is None or running.indexer is None:
+        return running.phase, burst_base
+    progress = running.indexer.progress.snapshot()
+    waiting = pending(running.queue, progress)
+    if waiting:
+        done = _count(progress, "done") - burst_base
+        return f"indexing {done}/{done + waiting}, {progress['images_per_second']:.1f} img/s", burst_base
+    indexed = running.catalog.counts()["by_state"].get("indexed", 0)
+    return f"idle, {indexed} images", _count(progress, "done")
+
+
+def stats_answer(running: Running) -> dict[str, Any]:
+    """``/stats``: what runs and how far the work is (the parts not loaded yet as empty)."""
+    watcher, finder, thumbnails = running.watcher, running.duplicate_finder, running.thumbnails
+    out: dict[str, Any] = {
+        "version": __version__,
+        "uptime_s": round(time.time() - running.started, 3),
+        "ready": running.ready,
+        "phase": running.phase,
+        "watch": watcher.status()
+        if watcher is not None
+        else [{"folder": str(p), "state": FolderState.STARTING} for p in running.config.watch_dirs],
+        "jobs": running.jobs.summary(),
+        "duplicates": finder.status() if finder is not None else None,
+        "thumbnails": thumbnails.stats() if thumbnails is not None else None,
+        "decoders": formats.available(),
+    }
+    catalog, loaded, indexer = running.catalog, running.loaded, running.indexer
+    if not running.ready or catalog is None or loaded is None or indexer is None:
+        out.update(
+            {
+                "images": None,
+                "pending": len(running.queue),
+                "failed": {},
+                "extractors": {},
+                "active_extractor": None,
+                "fallback": None,
+            }
+        )
+        return out
+    out.update(_loaded_stats(running, catalog, loaded, indexer))
+    return out
+
+
+def _loaded_stats(running: Running, catalog: Catalog, loaded: LoadedExtractors, indexer: Pipeline) -> dict[str, object]:
+    """The part of ``/stats`` there is once the catalogue, the models and the indexer run."""
+    counts = catalog.counts()
+    progress = indexer.progress.snapshot()
+    return {
+        "images": counts["by_state"].get(FileState.INDEXED, 0),
+        "files": counts["files"],
+        "metadata": {"missing": catalog.count_without_metadata()},
+        "pending": pending(running.queue, progress),
+        "failed": {
+            "total": counts["by_state"].get(FileState.FAILED, 0),
+            "by_reason": counts["failed_by_reason"],
+            "recent": catalog.recent_failures(5),
+        },
+        "storage": indexer.storage.as_dict(),
+        "backfill": status.status(catalog),
+        "active_extractor": loaded.primary,
+        "fallback": loaded.fallback.as_dict() if loaded.fallback else None,
+        "indexing": progress,
+        "extractors": {
+            name: {
+                **running.indexes[name].stats(),
+                "model": extractor.model_id,
+                "vectors": counts["vectors"].get(name, 0),
+                "dim": extractor.dim,
+                "device": str(extractor.device),
+                "precision": extractor.precision.as_dict(),
+                "channels_last": extractor.channels_last,
+                "text": extractor.supports_text,
+            }
+            for name, extractor in loaded.extractors.items()
+        },
+    }
