@@ -219,6 +219,8 @@ def bench_reconcile(work: Path, files: int) -> dict[str, object]:
                 time.sleep(0.01)
             up = time.monotonic() - t0
             status = watcher.status()[0]
+            last_scan = status["last_scan"]
+            assert last_scan is not None, "the watcher went idle before its first scan"
             watcher.stop()
         finally:
             images.read_file = original_read
@@ -228,7 +230,7 @@ def bench_reconcile(work: Path, files: int) -> dict[str, object]:
         "make_files_s": round(made, 1),
         "plan_folder_s": [round(s, 3) for s in plans],
         "watcher_start_to_idle_s": round(up, 3),
-        "watcher_scan_s": status["last_scan"]["seconds"],
+        "watcher_scan_s": last_scan["seconds"],
         "observer": status["observer"],
         "queued": len(queue),
         "opened": len(opened),

@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 
 from imgsearchd import extractors
+from imgsearchd.config import extractor_settings
 from imgsearchd.extractors.base import Extractor
 from imgsearchd.extractors.clip import ClipExtractor
 
@@ -101,7 +102,7 @@ class OrtClipExtractor(Extractor):
     name = "clip-ort"
 
     def __init__(self, torch_extractor: Extractor, onnx_path: Path, threads: int | None = None) -> None:
-        super().__init__({"device": "cpu", "batch_size": torch_extractor.batch_size})
+        super().__init__(extractor_settings("clip", {"device": "cpu", "batch_size": torch_extractor.batch_size}))
         self.dim = torch_extractor.dim
         self.model_id = torch_extractor.model_id
         self.decode_side = torch_extractor.decode_side

@@ -1,4 +1,4 @@
-"""Shared by tests/test_duplicates.py and bench/bench_duplicates.py: real pictures with planted copies.
+"""Shared by tests/search/test_duplicates.py and bench/bench_duplicates.py: real pictures with planted copies.
 
 Originals are non-overlapping tiles of real photos (scikit-image's), so no two originals
 share content. Each of the first ``with_copies`` originals gets transformed copies: a JPEG

@@ -191,6 +191,7 @@ class Live:
         self.token = token
         self.paths: dict[str, Path] = {}  # files a fixture added, by name
         self.root = Path()  # the folder a fixture made them in
+        self.job_id = ""  # a job a fixture ran to the end
 
     def request(
         self,

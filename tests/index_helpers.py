@@ -1,4 +1,4 @@
-"""Shared by tests/test_index.py and bench/bench_index.py: synthetic vectors and catalogue filling."""
+"""Shared by tests/search/test_index.py and bench/bench_index.py: synthetic vectors and catalogue filling."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from imgsearchd.search.index import ExtractorIndex
+from imgsearchd.search.recall import sample_positions
 from imgsearchd.store.catalog import Catalog, FileResult
 
 EXTRACTOR = "clip"
@@ -150,3 +152,17 @@ def broad_clusters(
         out[idx] = centers[c] + spread * (z @ basis) + noise * g
     out /= np.linalg.norm(out, axis=1, keepdims=True)
     return out
+
+
+def brute_force_recall(index: ExtractorIndex, catalog: Catalog, sample: int, dim: int = 64) -> float:
+    """Recall@10 of the index's answers for the builder's sampled stored vectors, computed here."""
+    _, ids, vectors = catalog.all_vectors(EXTRACTOR, MODEL, dim)
+    positions = sample_positions(len(ids), sample, 0)
+    scores = vectors[positions] @ vectors.T
+    scores[np.arange(len(positions)), positions] = -np.inf  # its own file is no neighbour
+    truth = np.argsort(-scores, axis=1)[:, :10]
+    hits = 0
+    for p, want in zip(positions, truth):
+        found = index.query(vectors[p], 10, exclude_ids=[int(ids[p])])
+        hits += len({h.id for h in found} & set(ids[want].tolist()))
+    return hits / (10 * len(positions))

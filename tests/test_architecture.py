@@ -6,6 +6,7 @@ import ast
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,16 @@ def test_the_rooms_are_the_folders() -> None:
     top = sorted(p.name for p in SOURCE.glob("*.py"))
     assert len(top) <= MAX_TOP_MODULES, top
     assert len(folders) >= 6
+
+
+def test_every_package_folder_is_installed() -> None:
+    """pyproject lists packages by hand (daemon/ is installed as imgsearchd): a folder missing there
+    works in the editable checkout and fails only after a real install."""
+    packages = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]
+    )
+    folders = {module_name(p) for p in SOURCE.rglob("__init__.py")} | {"imgsearchd.api.web"}  # web: the page's files
+    assert packages == folders
 
 
 def test_no_import_cycles() -> None:

@@ -88,7 +88,7 @@ EXPECT = {
 
 # Run elsewhere: bench_backfill.py's parts in test_backfill.py (its Ray run is Backfill.run, which
 # test_backfill drives on a real cluster; one more start of a driver and an actor costs 24 s).
-TINY_ELSEWHERE = {"bench_backfill.py": "tests/test_backfill.py::test_the_backfill_benchmarks_own_parts_run"}
+TINY_ELSEWHERE = {"bench_backfill.py": "tests/bulk/test_backfill.py::test_the_backfill_benchmarks_own_parts_run"}
 
 
 def test_every_benchmark_has_a_tiny_case():

@@ -112,7 +112,7 @@ def test_sections_are_typed_and_generate_the_schema():
     assert config.extractor("clip").batch_size == 32 and config.extractors.efficientnet.duplicate_threshold == 0.84
     assert config.thumbnails.size == 256 and config.log.level == "info" and config.images.max_file_mb == 100
     with pytest.raises(AttributeError):
-        config.server.port = 1  # frozen: a reload makes a new Config
+        config.server.port = 1  # type: ignore[misc]  # frozen: a reload makes a new Config
     assert set(cfg.SCHEMA) == {*cfg.SECTIONS} and list(cfg.SCHEMA["server"])[:2] == ["host", "port"]
     port = cfg.SCHEMA["server"]["port"]
     assert (port.kinds, port.default, port.help, port.restart) == ((int,), 8080, "the TCP port to listen on", True)

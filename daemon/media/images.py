@@ -124,7 +124,7 @@ def _load_and_fit(
 
     ``held`` is a list holding the only reference to the picture, emptied here: a caller's
     local would keep the full-size picture alive after the budget lets the next decode in
-    (four huge PNGs at once then peaked at 2,080 MiB instead of 1,485; tests/test_memory.py).
+    (four huge PNGs at once then peaked at 2,080 MiB instead of 1,485; tests/media/test_memory.py).
     ``header``: what an AVIF or HEIF file declares (bit depth and chroma change its cost).
     """
     opened = held.pop()

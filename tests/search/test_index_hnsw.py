@@ -18,10 +18,9 @@ from imgsearchd.config import ConfigError, load_config
 from imgsearchd.search.index import ExtractorIndex
 from imgsearchd.search.scoped import Method, search_folder
 from imgsearchd.store.catalog import Catalog, FileResult
-from test_index_recall import brute_force_recall
 
 from helpers import write_config
-from index_helpers import EXTRACTOR, MODEL, add_files, index_files, path_of, photo_like
+from index_helpers import EXTRACTOR, MODEL, add_files, brute_force_recall, index_files, path_of, photo_like
 
 DIM = 64
 QUIET = dict(rebuild_after_changes=10**9, rebuild_after_seconds=3600.0)  # no automatic rebuilds

@@ -41,8 +41,9 @@ from imgsearchd.bulk.backfill import (
     plan,
     plan_table,
 )
-from imgsearchd.bulk.status import BackfillProgress, State
+from imgsearchd.bulk.status import BackfillProgress, BackfillStatus, State
 from imgsearchd.bulk.worker import FileEmbedder, model_column
+from imgsearchd.config import extractor_settings
 from imgsearchd.ingest.pipeline import Pipeline
 from imgsearchd.media.images import ImageLimits
 from imgsearchd.store.catalog import Catalog
@@ -168,7 +169,7 @@ def catalogued(data: Path) -> dict[bytes, tuple[int, str]]:
         return {}
 
 
-def status_of(catalog: Catalog, now: float | None = None) -> dict[str, Any]:
+def status_of(catalog: Catalog, now: float | None = None) -> BackfillStatus:
     """The backfill's record as /stats shows it; there must be one."""
     found = status.status(catalog, now)
     assert found is not None, "no backfill record in the catalogue"
@@ -308,7 +309,9 @@ def test_the_backfill_benchmarks_own_parts_run(tmp_path: Path, efficientnet: Any
 @pytest.fixture(scope="module")
 def worker() -> Iterator[FileEmbedder]:
     """A Ray Data actor's object, made here as Ray would make it (the constructor's arguments)."""
-    settings = {"efficientnet": {"device": "cpu", "batch_size": 8, "precision": "fp32"}}
+    settings = {
+        "efficientnet": extractor_settings("efficientnet", {"device": "cpu", "batch_size": 8, "precision": "fp32"})
+    }
     made = FileEmbedder(settings, ImageLimits(), None, np.array([], dtype="S32"), threads=2)
     yield made
     made._pool.shutdown()

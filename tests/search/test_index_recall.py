@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
 
 from imgsearchd.search.index import ExtractorIndex
 from imgsearchd.search.parts import BaseKind
-from imgsearchd.search.recall import sample_positions
 from imgsearchd.store.catalog import Catalog, FileResult
-from test_server import OpenApiChecker
+from openapi_checker import OpenApiChecker
 
 from helpers import live_server, server_config
-from index_helpers import EXTRACTOR, MODEL, add_files, broad_clusters, photo_like, random_unit
+from index_helpers import EXTRACTOR, MODEL, add_files, broad_clusters, brute_force_recall, photo_like, random_unit
 
 DIM = 64
 QUIET = dict(rebuild_after_changes=10**9, rebuild_after_seconds=3600.0)  # no automatic rebuilds
@@ -34,20 +34,6 @@ def open_index(catalog: Catalog, directory: Path, **kw) -> ExtractorIndex:
     index.open()
     assert index.wait_idle(120)
     return index
-
-
-def brute_force_recall(index: ExtractorIndex, catalog: Catalog, sample: int) -> float:
-    """Recall@10 of the index's answers for the builder's sampled stored vectors, computed here."""
-    _, ids, vectors = catalog.all_vectors(EXTRACTOR, MODEL, DIM)
-    positions = sample_positions(len(ids), sample, 0)
-    scores = vectors[positions] @ vectors.T
-    scores[np.arange(len(positions)), positions] = -np.inf  # its own file is no neighbour
-    truth = np.argsort(-scores, axis=1)[:, :10]
-    hits = 0
-    for p, want in zip(positions, truth):
-        found = index.query(vectors[p], 10, exclude_ids=[int(ids[p])])
-        hits += len({h.id for h in found} & set(ids[want].tolist()))
-    return hits / (10 * len(positions))
 
 
 def test_measured_recall_is_the_brute_force_recall_at_the_chosen_search_k(tmp_path):
@@ -145,7 +131,7 @@ def test_stats_show_the_measured_recall_over_http(tmp_path, kind):
         shown = stats["extractors"]["efficientnet"]
         measured = index._state.base.meta["recall"]
         assert shown["mode"] == kind and shown["recall_at_10"] == measured["recall_at_10"] >= 0.95
-        effort = "search_k" if kind == "annoy" else "ef"
+        effort: Literal["search_k", "ef"] = "search_k" if kind == "annoy" else "ef"
         assert (shown[effort], shown[f"{effort}_source"]) == (measured[effort], "auto")
         assert shown["target_recall"] == 0.95 and shown["search_budget_ms"] == 10 and shown["target_met"] is True
         assert shown["p50_ms"] == measured["p50_ms"] and shown["recall_note"] is None

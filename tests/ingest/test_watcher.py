@@ -25,6 +25,7 @@ from PIL import Image
 
 from imgsearchd.config import load_config
 from imgsearchd.ingest.outcomes import Outcome
+from imgsearchd.ingest.watched import FolderStatus
 from imgsearchd.media import images
 from imgsearchd.media.images import ImageError
 from imgsearchd.service import Service
@@ -76,7 +77,7 @@ def on_disk(root: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-def state_of(service: Service, root: Path) -> dict[str, Any]:
+def state_of(service: Service, root: Path) -> FolderStatus:
     assert service.watcher is not None
     return next(w for w in service.watcher.status() if w["folder"] == str(root))
 
@@ -355,7 +356,7 @@ def test_changes_made_while_stopped_are_reconciled_at_start_without_opening_unch
         assert embedded(service) == 3
         assert set(reads) == {str(library / "new1.jpg"), str(library / "sub" / "new2.jpg"), str(library / "p1.jpg")}
         scan = state_of(service, library)["last_scan"]
-        assert (scan["queued"], scan["removed"], scan["unchanged"]) == (3, 1, 4)
+        assert scan is not None and (scan["queued"], scan["removed"], scan["unchanged"]) == (3, 1, 4)
 
 
 # -- fallbacks -----------------------------------------------------------------------------

@@ -20,8 +20,10 @@ import pytest
 from PIL import Image
 
 from imgsearchd.cli import remote as cli_remote
+from imgsearchd.cli.answers import DuplicateMember, SearchResult
 from imgsearchd.cli.output import member_line, results_table, shown
 from imgsearchd.cli.wait import follow_job
+from imgsearchd.config import Config
 
 from helpers import cli_command, live_server, run_cli, server_config, write_config
 
@@ -136,10 +138,10 @@ def test_a_file_name_that_is_not_utf8_goes_out_and_comes_back_as_its_bytes(daemo
 
 
 def test_the_table_escapes_control_characters_and_undecodable_bytes():
-    rows = [{"image": "/p/\x1b[31mred\ncaf\udce9.jpg", "score": 0.5, "size": 10}]
+    rows: list[SearchResult] = [{"image": "/p/\x1b[31mred\ncaf\udce9.jpg", "score": 0.5, "size": 10}]
     assert results_table(rows).splitlines()[1].split()[-1] == "/p/\\x1b[31mred\\ncaf\\xe9.jpg"
     assert shown("/p/état ok.jpg") == "/p/état ok.jpg"
-    member = {"image": "/p/\x1b]2;owned\x07.jpg", "width": 4, "height": 3, "size": 9, "score": 0.9}
+    member: DuplicateMember = {"image": "/p/\x1b]2;owned\x07.jpg", "width": 4, "height": 3, "size": 9, "score": 0.9}
     member |= {"taken": "2020-01-02T03:04:05", "taken_from": "mtime"}
     assert member_line(member) == "  /p/\\x1b]2;owned\\x07.jpg  4x3  9 bytes  ~2020-01-02 03:04  0.900"
 
@@ -192,14 +194,17 @@ def test_search_prints_a_table_on_a_terminal(daemon):
 
 
 def test_the_table_shows_a_date_column_only_when_a_result_has_a_date():
-    rows = [{"image": "/p/a.jpg", "score": 0.98765, "size": 2048}, {"image": "/p/b.jpg", "score": 0.5, "size": 10}]
+    rows: list[SearchResult] = [
+        {"image": "/p/a.jpg", "score": 0.98765, "size": 2048},
+        {"image": "/p/b.jpg", "score": 0.5, "size": 10},
+    ]
     assert results_table(rows).splitlines()[0].split() == ["SCORE", "SIZE", "PATH"]
     rows[0]["taken"] = "2024-05-01T10:11:12+02:00"
     table = results_table(rows).splitlines()
     assert table[0].split() == ["SCORE", "SIZE", "DATE", "PATH"]
     assert "2024-05-01 10:11" in table[1] and table[1].split()[:3] == ["0.988", "2.0", "KB"]
     assert table[2].split() == ["0.500", "10", "B", "-", "/p/b.jpg"]
-    rows[1].update(taken="2020-01-02T03:04:05", taken_from="mtime")
+    rows[1] |= {"taken": "2020-01-02T03:04:05", "taken_from": "mtime"}
     assert results_table(rows).splitlines()[2].split() == ["0.500", "10", "B", "~2020-01-02", "03:04", "/p/b.jpg"]
 
 
@@ -252,7 +257,7 @@ def test_add_wait_exits_non_zero_when_the_job_fails(monkeypatch, capsys):
     monkeypatch.setattr(cli_remote, "client_for", lambda config: Replay(list(FAILED_RUN)))
     monkeypatch.setattr(cli_remote, "follow_job", lambda client, job_id: follow_job(client, job_id, interval=0))
     args = type("Args", (), {"path": "/f", "wait": True})()
-    assert cli_remote.add_remote(args, None) == 1
+    assert cli_remote.add_remote(args, Config()) == 1
     out, err = capsys.readouterr()
     assert json.loads(out)["state"] == "failed" and "adding /f failed: Permission denied" in err
 

@@ -13,7 +13,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import jsonschema
 import numpy as np
 import pytest
 import torch
@@ -21,6 +20,7 @@ from PIL import Image
 
 from imgsearchd.api.spec import spec
 from imgsearchd.extractors import precision
+from openapi_checker import OpenApiChecker
 
 import image_factory as make
 from helpers import EFFICIENTNET_FP32, live_server, server_config
@@ -50,22 +50,6 @@ def multipart(field: str, filename: str, data: bytes, extra: dict[str, str] | No
     )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
-class OpenApiChecker:
-    """Validates real responses against the schema /openapi.json documents for them."""
-
-    def __init__(self) -> None:
-        self.document = spec()
-        self.seen: set[tuple[str, str, str]] = set()
-
-    def check(self, method: str, route: str, status: int, body) -> None:
-        operation = self.document["paths"][route][method.lower()]
-        assert str(status) in operation["responses"], f"{method} {route} answered undocumented {status}"
-        schema = operation["responses"][str(status)]["content"]["application/json"]["schema"]
-        resolver_doc = {**schema, "components": self.document["components"]}
-        jsonschema.validate(body, resolver_doc)
-        self.seen.add((method.upper(), route, str(status)))
 
 
 @pytest.fixture(scope="module")

@@ -141,7 +141,7 @@ def _ready(server, **params):
 
 
 def test_duplicates_route(server) -> None:
-    from test_server import OpenApiChecker
+    from openapi_checker import OpenApiChecker
 
     openapi = OpenApiChecker()
     status, body = server.get("/duplicates")  # the first call starts the join and answers at once

@@ -20,7 +20,7 @@ import pytest
 
 from imgsearchd.api import peers
 
-from helpers import Live, live_server, server_config
+from helpers import REPO, Live, live_server, server_config
 
 TOKEN = "the-right-token"
 NOBODY = 65534
@@ -269,8 +269,7 @@ def test_two_sockets_on_one_local_port_name_no_user(tmp_path):
 def test_the_system_unit_keeps_the_real_uids_in_view():
     """Review: with PrivateUsers=yes every other local user shows as 65534 in the socket table,
     so one user's wrong tokens would count against all of them (the defect per-user counting fixes)."""
-    from pathlib import Path
 
-    unit = (Path(__file__).resolve().parent.parent / "imgsearchd.service").read_text(encoding="utf-8")
+    unit = (REPO / "imgsearchd.service").read_text(encoding="utf-8")
     directives = [line.split("=", 1)[0].strip() for line in unit.splitlines() if not line.lstrip().startswith("#")]
     assert "PrivateUsers" not in directives
