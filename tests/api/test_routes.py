@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import logging
 import os
@@ -119,21 +118,16 @@ def test_search_by_indexed_path_costs_no_forward_pass(server):
     assert extractor.forward_passes == before
 
 
-def test_search_by_unindexed_path_embeds_it(server, photos, tmp_path):
-    path = tmp_path / "fresh.jpg"
+def test_search_by_unindexed_path_embeds_it(server, photos):
+    path = server.root / "not-added" / "fresh.jpg"  # inside the allowed root, never added nor watched
+    path.parent.mkdir(exist_ok=True)
     photos["motorcycle_right"].convert("RGB").rotate(5).save(path)
-    config = server.service.config
-    before = config.server
-    config.server = dataclasses.replace(before, allowed_roots=(*before.allowed_roots, str(tmp_path)))
-    try:
-        extractor = server.service.loaded.default
-        passes = extractor.forward_passes
-        status, body = server.get("/search", image=str(path), limit=2)
-        assert status == 200 and extractor.forward_passes == passes + 1
-        assert body["results"][0]["image"] == str(server.paths["motorcycle_right"])
-        assert server.service.catalog.get(str(path)) is None  # searching does not index
-    finally:
-        config.server = before
+    extractor = server.service.loaded.default
+    passes = extractor.forward_passes
+    status, body = server.get("/search", image=str(path), limit=2)
+    assert status == 200 and extractor.forward_passes == passes + 1
+    assert body["results"][0]["image"] == str(server.paths["motorcycle_right"])
+    assert server.service.catalog.get(str(path)) is None  # searching does not index
 
 
 def test_search_by_upload_raw_multipart_and_base64(server, openapi):
