@@ -2,7 +2,7 @@
 route table (``routes``) and its typed models (``models``): what a route accepts and answers
 is what its description says, as both come from the same definitions.
 
-The API's bounds live in ``bounds`` (the CLI reads them here too).
+The API's bounds live in ``bounds`` (the request models and the CLI read them there).
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from .. import __version__
-from .bounds import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, DUPLICATE_SORTS, MAX_DISTANCE, MAX_LIMIT
 
 if TYPE_CHECKING:
     from .routing import Answer, Body, Route
 
-__all__ = ["DEFAULT_GROUPS", "DEFAULT_LIMIT", "DUPLICATE_KINDS", "DUPLICATE_SORTS", "MAX_DISTANCE", "MAX_LIMIT"]
-__all__ += ["document", "spec"]
+__all__ = ["document", "spec"]
 
 Schema = dict[str, Any]  # a JSON Schema (or an OpenAPI object), as it is written out
 REF = "#/components/schemas/{name}"

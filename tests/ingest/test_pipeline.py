@@ -14,6 +14,7 @@ import pytest
 from imgsearchd.ingest.pipeline import Pipeline
 from imgsearchd.ingest.workqueue import Intent, WorkQueue
 from imgsearchd.media import images
+from imgsearchd.media.photo_metadata import MetadataFields
 from imgsearchd.store.catalog import Catalog, FileResult
 
 import image_factory as make
@@ -224,20 +225,8 @@ def test_run_loop_prunes_orphan_vectors_when_idle(tmp_path, photos, efficientnet
 # -- the command line -------------------------------------------------------------
 
 
-# What a result holds: the API's fields and the photo's metadata.
-RESULT_KEYS = {
-    "image",
-    "distance",
-    "score",
-    "hash",
-    "taken",
-    "taken_from",
-    "width",
-    "height",
-    "camera",
-    "orientation",
-    "gps",
-}
+# What a result holds: the API's fields and the photo's metadata (defined once, in media.photo_metadata).
+RESULT_KEYS = {"image", "distance", "score", "hash", *MetadataFields.__struct_fields__}
 
 
 def test_cli_index_and_search(tmp_path, photos, offline_config, capsys):
