@@ -38,9 +38,9 @@ from bench_indexing import SMALL_SIZES, cpu_model, make_set, spread  # noqa: E40
 from imgsearchd import extractors  # noqa: E402
 from imgsearchd.bulk.backfill import Backfill, ClusterOptions, plan  # noqa: E402
 from imgsearchd.bulk.status import BackfillProgress  # noqa: E402
-from imgsearchd.config import extractor_settings  # noqa: E402
+from imgsearchd.extractors.registry import extractor_settings  # noqa: E402
 from imgsearchd.ingest.pipeline import Pipeline  # noqa: E402
-from imgsearchd.media.images import ImageLimits  # noqa: E402
+from imgsearchd.media.limits import ImageLimits  # noqa: E402
 from imgsearchd.store.catalog import Catalog  # noqa: E402
 
 VARIANTS = ("index", "backfill")

@@ -47,7 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_indexing import LARGE_SIZES, SMALL_SIZES, base_photos, cpu_model, make_set
 from imgsearchd.extractors.crop import ResizeCrop, model_transform
-from imgsearchd.media import images
+from imgsearchd.media import files, images
+from imgsearchd.media.limits import ImageLimits
 
 # decode side, resize, crop, resampling, mean, std of each extractor's preprocessing.
 MODELS: dict[str, tuple[int, int, int, Image.Resampling, tuple[float, ...], tuple[float, ...]]] = {
@@ -77,10 +78,10 @@ def pipelines(model: str) -> tuple[int, ResizeCrop, dict[str, Tensorise]]:
 def load_staged(path: str, side: int, crop: ResizeCrop, tensorise: Tensorise, times: dict[str, float]) -> torch.Tensor:
     """One file through the loader path (``read_file``, ``content_hash``, ``decode``'s steps,
     ``preprocess``), adding each stage's CPU seconds to ``times``."""
-    limits = images.ImageLimits()
+    limits = ImageLimits()
     clock = time.thread_time
     t0 = clock()
-    file = images.read_file(path, limits)
+    file = files.read_file(path, limits)
     t1 = clock()
     file.content_hash  # noqa: B018 - the hash is the work
     t2 = clock()
@@ -150,7 +151,7 @@ def measure(paths: list[str], model: str, repeats: int, turbo: Callable[[bytes, 
         worst = 0
         for path in paths[:16]:
             data = Path(path).read_bytes()
-            pillow = images._open(data, side, images.ImageLimits())
+            pillow = images._open(data, side, ImageLimits())
             pillow.load()
             ours = np.asarray(pillow.convert("RGB"), dtype=np.int16)
             theirs = turbo(data, side).astype(np.int16)

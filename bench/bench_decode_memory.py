@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from imgsearchd.media import formats, images, memory  # noqa: E402
+from imgsearchd.media.limits import ImageLimits  # noqa: E402
 
 import image_factory as make  # noqa: E402
 
@@ -201,7 +202,7 @@ def child(path: str, min_side: int) -> None:
     with Image.open(io.BytesIO(data)) as opened:
         width, height, fmt, mode = *opened.size, opened.format, opened.mode
     header = formats.bmff_header(data) if formats.sniff(data[: formats.HEAD_BYTES]) in formats.BMFF_KINDS else None
-    limits = images.ImageLimits(max_pixels=10**10, decode_budget_pixels=10**12)
+    limits = ImageLimits(max_pixels=10**10, decode_budget_pixels=10**12)
     memory.DECODES = charged = _Charged()
     base = _status("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:

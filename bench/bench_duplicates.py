@@ -3,7 +3,7 @@
 **Scale.** ``--vectors`` photo-like synthetic vectors (tests/index_helpers.py) plus
 ``--planted`` near copies (cosine about 0.97) and ``--identical`` byte-identical files (same
 content hash) go through a real SQLite catalogue and a real ``ExtractorIndex`` (Annoy
-snapshot); ``DuplicateFinder`` then joins them as the daemon does (``index.query_many`` at
+snapshot); ``DuplicateFinder`` then joins them as the daemon does (``self_join.query_many`` at
 ``JOIN_SEARCH_K``). Side by side: the same join at the index's own ``search_k`` (what
 ``index.query`` costs), timed on a sample and scaled up; and plain union-find's largest group
 against the largest star. Reported: time, and precision/recall of the planted pairs.
@@ -32,8 +32,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from imgsearchd.config import DUPLICATE_THRESHOLDS  # noqa: E402
 from imgsearchd.search import duplicates  # noqa: E402
-from imgsearchd.search.index import ExtractorIndex, query_many  # noqa: E402
-from imgsearchd.store.catalog import Catalog, FileResult  # noqa: E402
+from imgsearchd.search.index import ExtractorIndex  # noqa: E402
+from imgsearchd.search.self_join import query_many  # noqa: E402
+from imgsearchd.store.catalog import Catalog  # noqa: E402
+from imgsearchd.store.rows import FileResult  # noqa: E402
 
 from duplicate_set import copy_set, found_pairs, planted, precision_recall, tiles, true_pairs  # noqa: E402
 from index_helpers import EXTRACTOR, MODEL, add_files, photo_like  # noqa: E402

@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from imgsearchd.paths import is_under  # noqa: E402
 from imgsearchd.search.index import ExtractorIndex  # noqa: E402
 from imgsearchd.search.scoped import EXACT_COST, Method, search_folder  # noqa: E402
-from imgsearchd.store.catalog import Catalog, FileResult  # noqa: E402
+from imgsearchd.store.catalog import Catalog  # noqa: E402
+from imgsearchd.store.rows import FileResult  # noqa: E402
 
 from index_helpers import EXTRACTOR, MODEL, photo_like  # noqa: E402
 

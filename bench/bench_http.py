@@ -31,8 +31,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from imgsearchd.media.images import read_file
-from imgsearchd.store.catalog import Catalog, FileResult
+from imgsearchd.media.files import read_file
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.store.rows import FileResult
 
 from helpers import free_port
 

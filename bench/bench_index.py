@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from imgsearchd.search.index import DEFAULT_SEARCH_K, DEFAULT_TREES, EXACT_BELOW, ExtractorIndex  # noqa: E402
 from imgsearchd.search.parts import exact_top  # noqa: E402
-from imgsearchd.store.catalog import Catalog, FileResult  # noqa: E402
+from imgsearchd.store.catalog import Catalog  # noqa: E402
+from imgsearchd.store.rows import FileResult  # noqa: E402
 
 from index_helpers import EXTRACTOR, MODEL, broad_clusters, path_of, photo_like  # noqa: E402
 

@@ -41,7 +41,7 @@ from PIL import Image
 
 from imgsearchd import extractors
 from imgsearchd.ingest.pipeline import Pipeline
-from imgsearchd.media.images import ImageLimits
+from imgsearchd.media.limits import ImageLimits
 from imgsearchd.store.catalog import Catalog
 
 DATA_VERSION = 1  # bump when the way images are made changes

@@ -43,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from bench_http import DIM, MODEL_ID, clustered_unit_vectors, get_json
 from imgsearchd.search.index import EXACT_BELOW
-from imgsearchd.store.catalog import Catalog, FileResult
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.store.rows import FileResult
 
 from helpers import free_port, skimage_photos
 

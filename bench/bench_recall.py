@@ -37,7 +37,8 @@ import numpy as np  # noqa: E402
 from bench_index import DIM, OtherLoad, fill_catalog, ground_truth, make_data, pct, recall, run_queries, say  # noqa: E402
 from imgsearchd.search.index import ExtractorIndex  # noqa: E402
 from imgsearchd.search.parts import UNMEASURED_SEARCH_K  # noqa: E402
-from imgsearchd.store.catalog import Catalog, FileResult  # noqa: E402
+from imgsearchd.store.catalog import Catalog  # noqa: E402
+from imgsearchd.store.rows import FileResult  # noqa: E402
 
 from index_helpers import EXTRACTOR, MODEL, path_of  # noqa: E402
 

@@ -10,7 +10,7 @@
 2. Reconcile scan of N unchanged files (default 100k): tiny synthetic files in 100
    folders, with catalogue rows inserted directly (matching size and mtime, one shared
    vector), then a Watcher comes up on the folder and runs its start-up reconcile. An
-   audit hook counts every ``open()`` of a path below the folder and ``images.read_file``
+   audit hook counts every ``open()`` of a path below the folder and ``files.read_file``
    is counted too: both must stay 0. Page cache warm (the files were just written).
 
     .venv/bin/python bench/bench_watch.py [--drops 100] [--files 100000] [--side 256]
@@ -40,10 +40,13 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from imgsearchd.ingest.folders import plan_folder
-from imgsearchd.ingest.watcher import Watcher, WatchOptions
+from imgsearchd.ingest.watched import WatchOptions
+from imgsearchd.ingest.watcher import Watcher
 from imgsearchd.ingest.workqueue import WorkQueue
-from imgsearchd.media import images
-from imgsearchd.store.catalog import Catalog, FileResult
+from imgsearchd.media import files as media_files
+from imgsearchd.media.files import FileBytes
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.store.rows import FileResult
 
 from helpers import live_server, wait_for, write_config
 
@@ -195,14 +198,14 @@ def bench_reconcile(work: Path, files: int) -> dict[str, object]:
         assert opened == [str(paths[0])], opened
         opened.clear()
         reads = 0
-        original_read = images.read_file
+        original_read = media_files.read_file
 
-        def counting_read(*args: Any, **kwargs: Any) -> images.FileBytes:
+        def counting_read(*args: Any, **kwargs: Any) -> FileBytes:
             nonlocal reads
             reads += 1
             return original_read(*args, **kwargs)
 
-        images.read_file = counting_read
+        media_files.read_file = counting_read
         try:
             plans = []
             for _ in range(3):
@@ -223,7 +226,7 @@ def bench_reconcile(work: Path, files: int) -> dict[str, object]:
             assert last_scan is not None, "the watcher went idle before its first scan"
             watcher.stop()
         finally:
-            images.read_file = original_read
+            media_files.read_file = original_read
     return {
         "files": files,
         "folders": (files + per_folder - 1) // per_folder,

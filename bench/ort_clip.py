@@ -33,9 +33,9 @@ import torch
 from PIL import Image
 
 from imgsearchd import extractors
-from imgsearchd.config import extractor_settings
 from imgsearchd.extractors.base import Extractor
 from imgsearchd.extractors.clip import ClipExtractor
+from imgsearchd.extractors.registry import extractor_settings
 
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "imgsearchd-bench-data" / "onnx"
 EXPORT_VERSION = 1  # bump when the way the file is exported changes: old cached files are then ignored

@@ -122,7 +122,17 @@ def fixed(default: T, help: str, check: Check | None = None) -> T:
 
 
 @dataclass(frozen=True)
-class ServerSettings:
+class _Section:
+    """A built section's ``float`` settings hold floats (``32``, in the file or a default, is 32.0)."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # a bool is refused before (``_check_value``), never made a number
+            if f.type == "float" and type(value := getattr(self, f.name)) is int:
+                object.__setattr__(self, f.name, float(value))
+
+
+@dataclass(frozen=True)
+class ServerSettings(_Section):
     """``[server]``: where the HTTP API listens and who may use it."""
 
     host: str = fixed("127.0.0.1", "the address to listen on (loopback only; the API has no TLS)")
@@ -135,7 +145,7 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
-class IndexSettings:
+class IndexSettings(_Section):
     """``[index]``: where the catalogue lives, which models embed, and how the indexes search."""
 
     data_dir: str = fixed("data", "the catalogue (SQLite), indexes and thumbnails")
@@ -154,7 +164,7 @@ class IndexSettings:
 
 
 @dataclass(frozen=True)
-class ImageSettings:
+class ImageSettings(_Section):
     """``[images]``: the limits on the files read."""
 
     max_file_mb: float = setting(100, 'bigger files are skipped as "too_large"', _positive)
@@ -163,7 +173,7 @@ class ImageSettings:
 
 
 @dataclass(frozen=True)
-class ThumbnailSettings:
+class ThumbnailSettings(_Section):
     """``[thumbnails]``: the small pictures made while indexing (``data_dir/thumbnails``)."""
 
     # size and format: the stored thumbnails were made at this size, in this format
@@ -173,7 +183,7 @@ class ThumbnailSettings:
 
 
 @dataclass(frozen=True)
-class WatchSettings:
+class WatchSettings(_Section):
     """``[watch]``: the folders kept indexed, and how they are watched."""
 
     directories: tuple[str, ...] = setting((), 'folders to index and keep current, e.g. ["~/Pictures"]')
@@ -186,7 +196,7 @@ class WatchSettings:
 
 
 @dataclass(frozen=True)
-class LogSettings:
+class LogSettings(_Section):
     """``[log]``: what the daemon logs, and how."""
 
     level: str = setting("info", "debug, info, warning or error", _log_level)
@@ -198,7 +208,7 @@ _DUPLICATES = "/duplicates: the cosine above which two pictures are near-duplica
 
 
 @dataclass(frozen=True)
-class ExtractorSettings:
+class ExtractorSettings(_Section):
     """What every ``[extractors.NAME]`` section holds; a reload keeps each whole (the models load once)."""
 
     device: str = setting("auto", "auto = CUDA when present, else CPU; cpu, cuda or cuda:N", _device)
@@ -284,12 +294,6 @@ def _set_section(config: Config, name: str, section: Any) -> None:
     if member:
         section = replace(getattr(config, group), **{member: section})
     setattr(config, group, section)
-
-
-def extractor_settings(name: str, values: Mapping[str, Any]) -> ExtractorSettings:
-    """An extractor's section from a few keys, the rest defaults (tests, benchmarks); unchecked."""
-    section: ExtractorSettings = SECTIONS[f"extractors.{name}"](**values)
-    return section
 
 
 @dataclass

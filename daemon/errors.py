@@ -49,7 +49,7 @@ class TimedOut(DomainError):
 
 
 class ImageProblem(Protocol):
-    """What ``media.images.ImageError`` carries (this module imports nothing of the daemon)."""
+    """What ``media.failures.ImageError`` carries (this module imports nothing of the daemon)."""
 
     @property
     def reason(self) -> str: ...

@@ -9,7 +9,8 @@ import numpy as np
 
 from imgsearchd.search.index import ExtractorIndex
 from imgsearchd.search.recall import sample_positions
-from imgsearchd.store.catalog import Catalog, FileResult
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.store.rows import FileResult
 
 EXTRACTOR = "clip"
 MODEL = "model-x"

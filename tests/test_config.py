@@ -122,6 +122,47 @@ def test_sections_are_typed_and_generate_the_schema():
     assert all(s.help for keys in cfg.SCHEMA.values() for s in keys.values())
 
 
+def test_a_float_setting_holds_a_float_and_refuses_a_bool(tmp_path):
+    """An int in the file, on the command line or as a default becomes a float where the type says
+    float; ints stay ints, and a bool is no number (TOML's true is an int in Python)."""
+    path = write_config(tmp_path / "c.toml", {"server": {"max_upload_mb": 16}, "watch": {"settle_seconds": 3}})
+    loaded = load_config(path, {"images.max_file_mb": 50})
+    for value, expected in [
+        (loaded.server.max_upload_mb, 16.0),
+        (loaded.watch.settle_seconds, 3.0),
+        (loaded.images.max_file_mb, 50.0),
+        (cfg.Config().server.max_upload_mb, 32.0),  # the default is written 32
+        (cfg.Config().index.search_budget_ms, 10.0),
+    ]:
+        assert type(value) is float and value == expected
+    assert type(loaded.server.port) is int and type(loaded.index.trees) in (int, str)
+    with pytest.raises(ConfigError, match=r"server\.max_upload_mb must be int or float, not bool True"):
+        load_config(write_config(tmp_path / "b.toml", {"server": {"max_upload_mb": True}}))
+
+
+def test_extractor_settings_are_checked_as_the_file_is():
+    """``extractor_settings`` and ``extractors.create`` with a mapping run the file's checks."""
+    from imgsearchd.extractors import create
+    from imgsearchd.extractors.registry import extractor_settings
+
+    built = extractor_settings("efficientnet", {"batch_size": 4, "duplicate_threshold": 1})
+    assert built.batch_size == 4 and type(built.duplicate_threshold) is float
+    bad: list[tuple[dict[str, object], str]] = [
+        ({"precision": "fp64"}, "extractor settings: extractors.efficientnet.precision must be one of"),
+        ({"batch_size": 0}, "extractors.efficientnet.batch_size must be greater than 0"),
+        ({"batch_size": True}, "extractors.efficientnet.batch_size must be int, not bool"),
+        ({"batch_sizes": 4}, "unknown key extractors.efficientnet.batch_sizes"),
+    ]
+    for values, needle in bad:
+        with pytest.raises(ConfigError) as caught:
+            extractor_settings("efficientnet", values)
+        assert needle in str(caught.value)
+    with pytest.raises(ConfigError, match=r"extractors\.clip\.precision must be one of"):
+        create("clip", {"device": "cpu", "precision": "fp64"})  # refused before any model loads
+    with pytest.raises(ConfigError, match=r"in the benchmark: extractors\.resnet\.device"):
+        extractor_settings("resnet", {"device": "tpu"}, where="in the benchmark")
+
+
 def test_a_reload_keeps_what_only_a_restart_changes(tmp_path):
     old = load_config(write_config(tmp_path / "a.toml", {"server": {"port": 9001}}))
     new = load_config(

@@ -3,7 +3,7 @@
 The rooms below raise ``errors.DomainError`` subclasses (and ``images.ImageError``), which
 know nothing of HTTP; this module says which status each one is, and what its JSON body
 holds (``{"error": message, **extra}``). ``ApiError`` is for what the HTTP layer itself
-finds wrong (a bad parameter, a missing token). The Bottle plugin in ``app`` turns each
+finds wrong (a bad parameter, a missing token). The Bottle plugin in ``responses`` turns each
 into its answer through ``error_answer``, the one place (as starlette's
 ``exception_handlers`` and datasette's ``handle_exception``).
 """

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import quote
 
 # On every answer: JSON errors echo their input, so no browser may sniff one into HTML
@@ -24,13 +23,13 @@ def _environ_key(name: str) -> str:
     return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"
 
 
-def header_text(environ: Mapping[str, Any], name: str) -> str:
+def header_text(environ: Mapping[str, object], name: str) -> str:
     """A header's value as WSGI gives it (each byte one Latin-1 character); "" when absent."""
     value = environ.get(_environ_key(name), "")
     return value if isinstance(value, str) else ""
 
 
-def header_bytes(environ: Mapping[str, Any], name: str) -> bytes:
+def header_bytes(environ: Mapping[str, object], name: str) -> bytes:
     """A header's value as the bytes the client sent; b"" when absent."""
     return header_text(environ, name).encode("latin-1", "replace")
 

@@ -3,7 +3,7 @@
 Chosen over cheroot by measurement (BENCHMARKS.md, "HTTP front"): cheroot gives each
 connection a worker thread while it reads the header, so 16 clients sending a header byte
 a second stopped ``/health`` for 30 s; waitress reads whole requests in one I/O thread and
-hands only complete ones to its workers. Limits (all refusals are JSON, see ``http_channel``):
+hands only complete ones to its workers. Limits (all refusals are JSON, see ``channel``):
 
 * body: ``server.max_upload_mb``, refused from ``Content-Length`` before a byte of the body
   is read (413), or once a chunked body passes it; bodies over 512 KiB below the cap are

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, Literal, TypedDict, cast
+from typing import Literal, TypedDict, cast
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
@@ -104,7 +104,7 @@ class StatsCollector(Collector):
     """Turns one ``/stats`` answer into metric families, at each scrape."""
 
     def __init__(
-        self, stats: Callable[[], Mapping[str, Any]], reasons: Iterable[str] = (), watch_states: Iterable[str] = ()
+        self, stats: Callable[[], Mapping[str, object]], reasons: Iterable[str] = (), watch_states: Iterable[str] = ()
     ) -> None:
         self._stats = stats
         # Every known failure reason is exported from the start, at 0: Prometheus' increase() and
@@ -213,7 +213,7 @@ class Metrics:
     """One daemon's registry: the stats collector and the search latency histogram."""
 
     def __init__(
-        self, stats: Callable[[], Mapping[str, Any]], reasons: Iterable[str] = (), watch_states: Iterable[str] = ()
+        self, stats: Callable[[], Mapping[str, object]], reasons: Iterable[str] = (), watch_states: Iterable[str] = ()
     ) -> None:
         """``reasons``: the failure reasons the loader can give, exported at 0 before any failure;
         ``watch_states``: a watched folder's states (the watcher's), each folder's 0 or 1."""

@@ -20,7 +20,7 @@ A web page the user opens can make the browser send requests to the daemon. Two 
   than ``same-origin``/``none``; ``same-site`` is another port of localhost too), or it
   carries an ``Origin`` or ``Referer`` that is not the request's own host. Scripts and curl
   send none of these and are not affected. ``/thumbnail`` and ``/original`` also answer with
-  ``Cross-Origin-Resource-Policy: same-origin`` (server.py). JSON answers cannot be read by
+  ``Cross-Origin-Resource-Policy: same-origin`` (``routes_files``). JSON answers cannot be read by
   another site without CORS, which is never sent.
 """
 
@@ -30,7 +30,6 @@ import functools
 import ipaddress
 import socket
 from collections.abc import Mapping, Sequence
-from typing import Any
 from urllib.parse import urlsplit
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -109,27 +108,33 @@ def is_page(path: str) -> bool:
     return path in PAGE_PATHS or path.startswith("/ui/")
 
 
-def check(environ: Mapping[str, Any], bind_host: str, allowed: Sequence[str]) -> None:
+def _text(environ: Mapping[str, object], key: str) -> str | None:
+    """A CGI variable of the WSGI environ (a str, by PEP 3333), or None when it is absent."""
+    value = environ.get(key)
+    return value if isinstance(value, str) else None
+
+
+def check(environ: Mapping[str, object], bind_host: str, allowed: Sequence[str]) -> None:
     """Raise ``Refused`` for a foreign Host, or a cross-site request for anything but the page."""
-    host = environ.get("HTTP_HOST")
+    host = _text(environ, "HTTP_HOST")
     if host is not None and not host_allowed(host, bind_host, allowed):
         raise Refused(
             f"Host {host!r} is not this daemon's name: use localhost, 127.0.0.1 or [::1], "
             "or add the name to server.allowed_hosts (behind a reverse proxy)"
         )
-    path = environ.get("PATH_INFO", "")
+    path = _text(environ, "PATH_INFO") or ""
     if is_page(path):
         return  # the page's own files: a link from another site may open it
     what = f"{path} answers this daemon's page and programs only"
-    site = environ.get("HTTP_SEC_FETCH_SITE")
+    site = _text(environ, "HTTP_SEC_FETCH_SITE")
     if site is not None and site.lower() not in ("same-origin", "none"):
         raise Refused(f"cross-site request refused (Sec-Fetch-Site: {site}): {what}")
-    origin = environ.get("HTTP_ORIGIN")
+    origin = _text(environ, "HTTP_ORIGIN")
     if origin is not None and not same_origin(origin, host or ""):
         raise Refused(f"cross-origin request refused (Origin: {origin}): {what}")
     # Over plain HTTP to a name that is not loopback, browsers send neither Sec-Fetch-Site
     # nor (for an <img>) Origin; a Referer from another page still gives it away. A page
     # can suppress the Referer, so off loopback only a token keeps other pages out.
-    referer = environ.get("HTTP_REFERER")
+    referer = _text(environ, "HTTP_REFERER")
     if referer and not same_origin(referer, host or ""):
         raise Refused(f"cross-site request refused (Referer from another site): {what}")

@@ -95,7 +95,7 @@ class Sessions:
         self._lock = threading.Lock()
 
     @staticmethod
-    def name(environ: Mapping[str, Any]) -> str:
+    def name(environ: Mapping[str, object]) -> str:
         """The cookie's name: with the port the daemon listens on."""
         return f"{COOKIE_PREFIX}{environ.get('SERVER_PORT', '')}"
 
@@ -124,7 +124,9 @@ class Sessions:
             return None
         return session_id, int(expires_text)
 
-    def authorises(self, environ: Mapping[str, Any], value: str | None, token: str, now: float | None = None) -> bool:
+    def authorises(
+        self, environ: Mapping[str, object], value: str | None, token: str, now: float | None = None
+    ) -> bool:
         """Whether the request's cookie is a live session for ``token``.
 
         SameSite=Strict already keeps the browser from sending it cross-site; a request the
@@ -151,7 +153,7 @@ class Sessions:
             self._revoked = {i: e for i, e in self._revoked.items() if e > now}
             self._revoked[found[0]] = found[1]
 
-    def set_cookie(self, environ: Mapping[str, Any], value: str, max_age: int) -> str:
+    def set_cookie(self, environ: Mapping[str, object], value: str, max_age: int) -> str:
         return f"{self.name(environ)}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict"
 
 
@@ -211,7 +213,7 @@ class Throttle:
         return keys
 
     @contextmanager
-    def attempt(self, environ: Mapping[str, Any]) -> Iterator[Attempt]:
+    def attempt(self, environ: Mapping[str, object]) -> Iterator[Attempt]:
         """Compare a token inside this (429 when the request's client is over the limit); a
         wrong one is counted against that client when the block ends."""
         client = peers.client_key(environ)

@@ -2,18 +2,21 @@
 
 A query string arrives as text (Bottle hands its values over as Latin-1-decoded bytes); each
 field is read as its model says (``extra["source"]``: a path keeps a file name's bytes, text
-is UTF-8), converted by its type (``int``/``float`` as Python reads them) and checked by
-``msgspec.convert`` against the model's bounds and choices. A bad value answers 400 with the
-words clients have always read: ``limit must be an integer from 1 to 1000, not 0``.
+is UTF-8). Field by field, in the model's order, a value is converted by its type
+(``int``/``float`` as Python reads them), then checked by ``msgspec.convert`` against the
+field's own annotated type (its bounds and choices), then by the route's own check of that
+field if it has one (``/duplicates``' folder): the first bad field answers, as the hand-written
+parsing before the models did. A bad value answers 400 with the words clients have always
+read: ``limit must be an integer from 1 to 1000, not 0``. Each field is checked on its own,
+so the error names the field without reading msgspec's messages.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_type_hints
 
 import bottle
 import msgspec
@@ -23,9 +26,10 @@ from ..paths import from_query
 from .errors import ApiError
 
 S = TypeVar("S", bound=msgspec.Struct)
+Check = Callable[[Any], Any]  # a route's own check of a field's value: the value to keep, or ApiError
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Field:
     """What parsing needs to know of one field of a request model."""
 
@@ -36,13 +40,14 @@ class Field:
     what: str = ""  # the words of the error: "an integer from 1 to 1000"
     source: str = "text"  # "text" (UTF-8), "path" (a file name's bytes) or "raw" (as sent)
     blank_is_absent: bool = False
+    hint: Any = dataclasses.field(default=Any, compare=False)  # the annotated type its value is checked by
 
 
 _KINDS: dict[type, str] = {mi.IntType: "int", mi.FloatType: "float", mi.StrType: "str", mi.LiteralType: "choice"}
 _CONVERT: dict[str, Callable[[str], Any]] = {"int": int, "float": float}
 
 
-def _field(info: mi.Field) -> Field:
+def _field(info: mi.Field, hint: Any) -> Field:
     extra: dict[str, object] = {}
     kind, choices = "any", ()
     todo = [info.type]
@@ -64,6 +69,7 @@ def _field(info: mi.Field) -> Field:
         str(extra.get("what", "")),
         str(extra.get("source", "text")),
         extra.get("blank") == "absent",
+        hint,
     )
 
 
@@ -72,13 +78,14 @@ def fields(model: type[msgspec.Struct]) -> tuple[Field, ...]:
     """The fields of a request model, in its order (the order their errors are found in)."""
     info = mi.type_info(model)
     assert isinstance(info, mi.StructType)
-    return tuple(_field(f) for f in info.fields)
+    hints = get_type_hints(model, include_extras=True)
+    return tuple(_field(f, hints[f.name]) for f in info.fields)
 
 
-def read_query(model: type[S]) -> S:
+def read_query(model: type[S], checks: Mapping[str, Check] | None = None) -> S:
     """The request's query string as ``model``; 400 for a bad value."""
     query = bottle.request.query
-    return parse(model, {f.name: _read(query, f) for f in fields(model)})
+    return parse(model, {f.name: _read(query, f) for f in fields(model)}, checks)
 
 
 def _read(values: bottle.FormsDict, field: Field) -> str | None:
@@ -91,24 +98,35 @@ def _read(values: bottle.FormsDict, field: Field) -> str | None:
     return values.getunicode(field.name)
 
 
-def parse(model: type[S], raw: Mapping[str, Any]) -> S:
-    """``model`` from text values (a query string's, a form's; None: absent), converted and checked."""
+def parse(model: type[S], raw: Mapping[str, Any], checks: Mapping[str, Check] | None = None) -> S:
+    """``model`` from text values (a query string's, a form's; None: absent): each field in
+    turn converted, checked, then given to its check in ``checks`` (if any), so the first bad
+    field is the one refused."""
     values: dict[str, object] = {}
     for field in fields(model):
         value = raw.get(field.name)
         if value is None or (value == "" and field.blank_is_absent):
+            if field.required:
+                raise missing(field.name)
             continue
-        convert = _CONVERT.get(field.kind)
-        if convert is not None:
-            try:
-                value = convert(str(value))
-            except ValueError:
-                raise ApiError(400, f"{field.name} must be {field.what}, not {value!r}") from None
-        values[field.name] = value
+        value = checked(field, value)
+        check = (checks or {}).get(field.name)
+        values[field.name] = value if check is None else check(value)
+    return model(**values)
+
+
+def checked(field: Field, value: Any) -> Any:
+    """One field's value converted from text and checked by its type: 400 naming the field."""
+    convert = _CONVERT.get(field.kind)
+    if convert is not None:
+        try:
+            value = convert(str(value))
+        except ValueError:
+            raise ApiError(400, f"{field.name} must be {field.what}, not {value!r}") from None
     try:
-        return msgspec.convert(values, model)
-    except msgspec.ValidationError as exc:
-        raise _refusal(model, exc, values) from None
+        return msgspec.convert(value, field.hint)
+    except msgspec.ValidationError:
+        raise _refusal(field, value) from None
 
 
 def missing(name: str) -> ApiError:
@@ -116,24 +134,13 @@ def missing(name: str) -> ApiError:
     return ApiError(400, f"missing parameter '{name}' (a file or folder path)")
 
 
-_AT = re.compile(r"`\$\.(\w+)`")
-_MISSING = re.compile(r"missing required field `(\w+)`")
-
-
-def _refusal(model: type[msgspec.Struct], exc: msgspec.ValidationError, values: Mapping[str, Any]) -> ApiError:
-    """The 400 for a value the model refuses, in the words of the field's kind."""
-    text = str(exc)
-    absent = _MISSING.search(text)
-    if absent:
-        return missing(absent.group(1))
-    at = _AT.search(text)
-    field = next((f for f in fields(model) if at and f.name == at.group(1)), None)
-    if field is None:  # not expected: every field of a query model is checked above
-        return ApiError(400, text)
-    value = values[field.name]
+def _refusal(field: Field, value: Any) -> ApiError:
+    """The 400 for a value the field's type refuses, in the words of the field's kind."""
     if field.kind == "choice":
         return ApiError(400, f"{field.name} must be one of {', '.join(map(str, field.choices))}, not {value!r}")
-    return ApiError(400, f"{field.name} must be {field.what}, not {value}")
+    if field.what:
+        return ApiError(400, f"{field.name} must be {field.what}, not {value}")
+    return ApiError(400, f"{field.name} must be {_JSON_TYPES.get(field.kind, 'valid')}, not {value!r}")
 
 
 # -- JSON bodies ------------------------------------------------------------------------
@@ -152,7 +159,7 @@ def check_json(model: type[msgspec.Struct], body: Mapping[str, Any]) -> None:
             names = ", ".join(known)
             raise ApiError(400, f"unknown field {key!r} in the JSON body; known: {names}")
         try:
-            msgspec.convert({key: value}, model)
+            msgspec.convert(value, field.hint)
         except msgspec.ValidationError:
             if field.kind in _CONVERT and _is_number(value, field.kind):
                 continue  # the right type, out of bounds

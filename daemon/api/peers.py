@@ -15,7 +15,6 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections.abc import Mapping
-from typing import Any
 
 PROC_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 ESTABLISHED = "01"
@@ -90,7 +89,7 @@ def socket_owner(
     return owners.pop() if len(owners) == 1 else None
 
 
-def client_key(environ: Mapping[str, Any]) -> str:
+def client_key(environ: Mapping[str, object]) -> str:
     """``uid N`` for a local user's connection; ``loopback, user unknown`` for one the table does
     not name (every such client shares that one count: a client cannot escape its own by
     closing early or by picking another 127.x.y.z source); else ``address A`` (IPv6: its /64)."""
@@ -99,7 +98,7 @@ def client_key(environ: Mapping[str, Any]) -> str:
     if address is None:
         return f"address {remote}"
     try:
-        port = int(environ.get("REMOTE_PORT", ""))
+        port = int(str(environ.get("REMOTE_PORT", "")))
     except ValueError:
         port = -1
     server = str(environ.get("SERVER_PORT", ""))

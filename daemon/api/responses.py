@@ -1,5 +1,11 @@
 """Answers as JSON: what a handler returns becomes a JSON response, an error its JSON body
-with its status (``errors.error_answer``), a crash a 500 that points at the log."""
+with its status (``errors.error_answer``), a crash a 500 that points at the log.
+
+Every error answer is checked against the one error model (``models.answers.Error``, which
+forbids unknown keys) before it is sent; a route's other answers are checked against their
+models in ``routing.Checked``. Bodies are printed by ``json.dumps``, as the API always has:
+ASCII only (a file name's undecodable bytes stay ``\\udcXX`` escapes, which msgspec's encoder
+refuses) and floats as Python writes them (``1e-05``)."""
 
 from __future__ import annotations
 
@@ -10,10 +16,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import bottle
+import msgspec
 
 from .errors import error_answer
+from .models.answers import Error
 
-log = logging.getLogger("imgsearchd.api.app")
+log = logging.getLogger(__name__)
 
 
 def json_response(status: int, body: Mapping[str, object]) -> bottle.HTTPResponse:
@@ -28,7 +36,18 @@ def json_response(status: int, body: Mapping[str, object]) -> bottle.HTTPRespons
 
 def error_body(status: int, message: str, **extra: Any) -> bottle.HTTPResponse:
     """An error answer: ``{"error": message, **extra}``."""
-    return json_response(status, {"error": message, **extra})
+    return error_response(status, {"error": message, **extra})
+
+
+def error_response(status: int, body: Mapping[str, object]) -> bottle.HTTPResponse:
+    """An error answer, once ``body`` is checked against the error model; one it does not
+    describe (a key it lacks: a bug) is logged and answered as a plain 500."""
+    try:
+        msgspec.convert(body, Error)
+    except msgspec.ValidationError as exc:
+        log.error("an error answer (%d) that the Error model does not describe: %s: %r", status, exc, body)
+        return json_response(500, {"error": "internal error; see the daemon's log"})
+    return json_response(status, body)
 
 
 def json_api(callback: Callable[..., Any]) -> Callable[..., Any]:
@@ -43,7 +62,7 @@ def json_api(callback: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             answer = error_answer(exc)
             if answer is not None:
-                return json_response(*answer)
+                return error_response(*answer)
             log.exception("internal error in %s %s", bottle.request.method, bottle.request.path)
             return error_body(500, "internal error; see the daemon's log")
         if isinstance(result, tuple):
@@ -69,4 +88,4 @@ def json_error_page(error: bottle.HTTPError) -> str:
         message = "internal error; see the daemon's log"
     else:
         message = str(error.body or error.status_line)
-    return json.dumps({"error": message})
+    return json.dumps(msgspec.to_builtins(Error(error=message)))

@@ -7,6 +7,7 @@ from typing import Any
 
 import bottle
 
+from .. import errors
 from ..media import format_types
 from .context import Context
 from .errors import ApiError
@@ -26,6 +27,7 @@ THUMBNAIL_IMMUTABLE = "private, max-age=31536000, immutable"
 THUMBNAIL_TYPES = ("image/webp", "image/jpeg")
 ORIGINAL_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
 ORIGINAL_TYPES += tuple(dict.fromkeys(format_types.CONTENT_TYPES.values()))  # HEIF, AVIF, camera RAW
+CHECKED_PATH = (errors.Invalid, errors.Refused)  # Service.check_path: not absolute; outside the roots
 THUMBNAIL_HEADERS = {
     "ETag": "the quoted content hash with a size and format tag",
     "Cache-Control": "private, no-cache; with v = the content hash: private, max-age=31536000, immutable",
@@ -47,14 +49,14 @@ def add(context: Context, query: PathQuery) -> Any:
         if not os.access(path, os.R_OK | os.X_OK):
             raise ApiError(403, f"{path}: folder is not readable by imgsearchd", reason="unreadable", image=path)
         job = service.add_folder(path)
-        return 202, {
-            "job": job.id,
-            "status_url": f"/jobs/{job.id}",
-            "folder": path,
-            "files_found": job.found,
-            "scan_complete": job.scan_done.is_set(),
-            "state": job.state,
-        }
+        return 202, answers.FolderJobStarted(
+            job=job.id,
+            status_url=f"/jobs/{job.id}",
+            folder=path,
+            files_found=job.found,
+            scan_complete=job.scan_done.is_set(),
+            state=job.state,
+        )
     return service.add_file(path)
 
 
@@ -102,8 +104,16 @@ ROUTES = (
             Answer(200, "the file was indexed", answers.AddedFile),
             Answer(202, "a folder job started", answers.FolderJobStarted),
         ),
-        (400, 401, 403, 404, 413, 415, 500, 503, 504),
+        (403,),  # a folder imgsearchd cannot read
         PathQuery,
+        raises=(
+            *CHECKED_PATH,
+            errors.NotFound,
+            errors.Busy,
+            errors.TimedOut,
+            errors.StorageUnavailable,
+            errors.BadImage,
+        ),
     ),
     Route(
         "GET",
@@ -111,8 +121,9 @@ ROUTES = (
         "Forget a file or every file in a folder",
         remove,
         (Answer(200, "removed", answers.Removed),),
-        (400, 401, 403, 404, 503),
+        (404,),
         PathQuery,
+        raises=(*CHECKED_PATH, errors.StorageUnavailable),
     ),
     Route(
         "GET",
@@ -123,8 +134,9 @@ ROUTES = (
             Answer(200, "the thumbnail", media=THUMBNAIL_TYPES, headers=THUMBNAIL_HEADERS),
             Answer(304, "not modified: the ETag matched", headers=THUMBNAIL_HEADERS),
         ),
-        (400, 401, 403, 404, 413, 415, 503),
+        (),
         ThumbnailQuery,
+        raises=(*CHECKED_PATH, errors.NotFound, errors.Busy, errors.BadImage),
         description="About [thumbnails] size pixels on the longer side, JPEG (WebP when so configured). "
         "The ETag names the content hash and the size; a request with a matching If-None-Match gets "
         "304. Cached for good only with v, the hash a search result gives.",
@@ -136,8 +148,9 @@ ROUTES = (
         "The file itself, when it is indexed and inside the allowed roots",
         original,
         (Answer(200, "the file's bytes", media=ORIGINAL_TYPES),),
-        (400, 401, 403, 404, 413, 415, 503),
+        (),
         FileQuery,
+        raises=(*CHECKED_PATH, errors.NotFound, errors.BadImage),
         description="Content-Type from the decoded header, not the name; Content-Disposition inline. "
         "Any other path is refused (403 outside the roots, 404 not an indexed catalogue file).",
     ),

@@ -7,6 +7,9 @@ from .models import answers
 from .routing import Answer, Body, Route
 
 PAGE_TYPES = ("text/javascript", "text/css", "text/html")
+PAGE_HEADERS = {"ETag": "the quoted hash of the file's content"}
+IF_NONE_MATCH = {"If-None-Match": "an ETag from an earlier answer"}
+NOT_MODIFIED = Answer(304, "not modified: the ETag matched", headers=PAGE_HEADERS)
 
 ROUTES = (
     Route(
@@ -14,7 +17,8 @@ ROUTES = (
         "/",
         "The web page (search, duplicates, status)",
         None,
-        (Answer(200, "the page", media=("text/html",), schema={"type": "string"}),),
+        (Answer(200, "the page", media=("text/html",), schema={"type": "string"}, headers=PAGE_HEADERS), NOT_MODIFIED),
+        headers=IF_NONE_MATCH,
         guard="open",
     ),
     Route(
@@ -22,9 +26,13 @@ ROUTES = (
         "/ui/{name}",
         "A file of the page: index.html, app.js (and the modules it imports) or app.css",
         None,
-        (Answer(200, "a file of the page", media=PAGE_TYPES, schema={"type": "string"}),),
+        (
+            Answer(200, "a file of the page", media=PAGE_TYPES, schema={"type": "string"}, headers=PAGE_HEADERS),
+            NOT_MODIFIED,
+        ),
         (404,),
         path_params=("name",),
+        headers=IF_NONE_MATCH,
         guard="open",
     ),
     Route(
@@ -42,7 +50,7 @@ ROUTES = (
         "(refused cross-site)",
         None,
         (Answer(200, "signed in (Set-Cookie)", answers.LoggedIn),),
-        (400, 401),
+        (401, 429),  # open, but it checks the token itself (wrong ones are counted: page.Throttle)
         body=Body(json=answers.TokenBody, urlencoded=answers.TokenBody),
         guard="open",
     ),

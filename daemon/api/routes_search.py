@@ -3,12 +3,14 @@ a combined query) and ``GET /duplicates``."""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import TYPE_CHECKING, Any
 
 import bottle
 
+from .. import errors
 from ..paths import from_query
 from ..search import time_range
 from ..search.combined import MAX_PARTS
@@ -24,7 +26,10 @@ from .routing import Answer, Body, Route
 if TYPE_CHECKING:
     from ..service.facade import Service
 
-SEARCH_ERRORS = (400, 401, 403, 404, 413, 415, 503)
+# What a search may raise (its statuses come from the one table in api.errors): a bad
+# parameter or extractor, a path outside the roots, an unknown folder, no free slot to embed,
+# a picture that cannot be used (any of its reasons).
+SEARCH_RAISES = (errors.Invalid, errors.Refused, errors.NotFound, errors.Busy, errors.BadImage)
 NO_IMAGE = "no image in the request: send raw bytes, a multipart field 'image', or JSON {\"image_base64\": ...}"
 
 
@@ -112,11 +117,14 @@ def checked_folder(service: Service, raw: str | None) -> str | None:
     return folder
 
 
-def duplicates(context: Context, query: DuplicatesQuery) -> Any:
+def duplicates(context: Context, _: None) -> Any:
     service = context.service
-    folder = checked_folder(service, query.folder)
+    # the folder is checked in its turn (after kind, before offset): with several bad
+    # parameters, the first one answers, as it always has
+    check_folder = functools.partial(checked_folder, service)
+    query = params.read_query(DuplicatesQuery, checks={"folder": check_folder})
     answer = service.find_duplicates(
-        query.extractor, query.threshold, query.kind, folder, query.offset, query.limit, query.sort
+        query.extractor, query.threshold, query.kind, query.folder, query.offset, query.limit, query.sort
     )
     return (202 if answer["state"] == "computing" else 200), answer  # 202 while the first join runs
 
@@ -128,8 +136,9 @@ ROUTES = (
         "Images most like an image path, or matching a text (CLIP)",
         search_get,
         (Answer(200, "best first", answers.SearchResults),),
-        SEARCH_ERRORS,
+        (400,),
         SearchQuery,
+        raises=SEARCH_RAISES,
     ),
     Route(
         "POST",
@@ -137,8 +146,9 @@ ROUTES = (
         "Images most like an uploaded image, or a combined query of weighted parts",
         search_post,
         (Answer(200, "best first", answers.SearchResults),),
-        SEARCH_ERRORS,
+        (400, 413),  # 413: an upload over server.max_upload_mb (uploads)
         UploadQuery,
+        raises=(*SEARCH_RAISES, errors.TooLarge),  # TooLarge: a combined query's images together
         description="A JSON body with 'query' is a combined query: the query vector is the sum of "
         "weight x unit vector of each part, normalised (parts that cancel out: 400). At most "
         f"{MAX_PARTS} parts; all uploads together at most server.max_upload_mb.",
@@ -154,7 +164,9 @@ ROUTES = (
             Answer(200, "a page of groups", answers.Duplicates),
             Answer(202, "computing in the background: ask again", answers.DuplicatesComputing),
         ),
-        (400, 401, 403, 404, 503),
+        (400,),
         DuplicatesQuery,
+        raises=(errors.Invalid, errors.Refused, errors.NotFound),  # extractor; folder outside; unknown folder
+        parse_query=False,  # duplicates parses it, checking the folder in its turn
     ),
 )

@@ -7,6 +7,7 @@ from typing import Any
 
 import bottle
 
+from .. import errors
 from .context import Context
 from .errors import ApiError
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -28,7 +29,7 @@ def prometheus(context: Context, _: None) -> Any:
 def health(context: Context, _: None) -> Any:
     service = context.service
     if not service.ready:
-        return 503, {"status": "starting", "phase": service.phase}
+        return 503, answers.Health(status="starting", phase=service.phase)
     return service.health()
 
 
@@ -58,7 +59,6 @@ ROUTES = (
         "Counts, progress, extractors and jobs",
         stats,
         (Answer(200, "statistics", Stats),),
-        (401,),
         guard="token",
     ),
     Route(
@@ -67,7 +67,6 @@ ROUTES = (
         "Prometheus metrics (text format 0.0.4)",
         prometheus,
         (Answer(200, "the metrics", media=("text/plain",), schema={"type": "string"}),),
-        (401,),
         description="Files, vectors and index facts per extractor, queue depth, files indexed and "
         "failed by reason, watch state per folder (read from /stats at each scrape), and the latency "
         "of answered searches by query kind (imgsearchd_search_seconds). Answered while starting.",
@@ -79,36 +78,35 @@ ROUTES = (
         "200 once the models and indexes are loaded",
         health,
         (Answer(200, "serving", answers.Health), Answer(503, "starting", answers.Health)),
-        (401,),
         guard="token",
     ),
-    Route("GET", "/jobs", "Folder jobs", jobs, (Answer(200, "jobs", answers.Jobs),), (401,), guard="token"),
+    Route("GET", "/jobs", "Folder jobs", jobs, (Answer(200, "jobs", answers.Jobs),), guard="token"),
     Route(
         "GET",
         "/jobs/{job_id}",
         "One folder job's progress",
         job,
         (Answer(200, "the job", answers.Job),),
-        (401, 404),
+        (404,),
         path_params=("job_id",),
         guard="token",
     ),
     Route(
         "POST",
         "/rebuild",
-        "Rebuild the Annoy indexes now, in the background",
+        "Rebuild the indexes now, in the background",
         rebuild,
         (Answer(202, "started", answers.Rebuilding),),
-        (400, 401, 503),
+        (),
         RebuildQuery,
+        raises=(errors.Invalid,),  # an extractor that is not running
     ),
     Route(
         "GET",
         "/openapi.json",
         "This document",
         openapi,
-        (Answer(200, "OpenAPI 3.1", media=()),),
-        (403,),
+        (Answer(200, "OpenAPI 3.1", media=("application/json",), schema={"type": "object"}),),
         guard="open",
     ),
 )

@@ -7,19 +7,21 @@ The API's bounds live in ``bounds`` (the request models and the CLI read them th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 import msgspec
 
 from .. import __version__
+from .json_types import JsonObject, JsonValue
 
 if TYPE_CHECKING:
     from .routing import Answer, Body, Route
 
 __all__ = ["document", "spec"]
 
-Schema = dict[str, Any]  # a JSON Schema (or an OpenAPI object), as it is written out
+Schema = JsonObject  # a JSON Schema (or an OpenAPI object), as it is written out
 REF = "#/components/schemas/{name}"
 
 ERRORS = {
@@ -45,8 +47,10 @@ INFO = {
 SECURITY = {"bearer": {"type": "http", "scheme": "bearer", "description": "only when server.token is set"}}
 
 
+@functools.cache
 def spec() -> Schema:
-    """The whole document, for the route table the app serves."""
+    """The whole document, for the route table the app serves: built once (about 8 ms; the
+    route is open, so it is not rebuilt per request), and shared: do not change it."""
     from .routes import TABLE  # here: the CLI imports this module for the bounds, and needs no routes
 
     return document(TABLE)
@@ -57,7 +61,7 @@ def document(table: Sequence[Route]) -> Schema:
     from .models.answers import Error
 
     models: list[type[msgspec.Struct]] = list(dict.fromkeys([Error, *(m for route in table for m in _models(route))]))
-    refs, schemas = msgspec.json.schema_components(models, ref_template=REF)
+    refs, schemas = _components(models)
     ref_of: dict[type, Schema] = dict(zip(models, refs, strict=True))
     paths: dict[str, Schema] = {}
     for route in table:
@@ -69,6 +73,13 @@ def document(table: Sequence[Route]) -> Schema:
         "components": {"schemas": schemas, "securitySchemes": SECURITY},
         "paths": paths,
     }
+
+
+def _components(models: Sequence[type[msgspec.Struct]]) -> tuple[list[Schema], Schema]:
+    """The reference to each of ``models`` (in order) and the schemas they refer to."""
+    refs, schemas = msgspec.json.schema_components(models, ref_template=REF)
+    # The one boundary with msgspec, whose schemas are untyped dicts (of JSON values): typed here.
+    return cast(list[Schema], list(refs)), cast(Schema, schemas)
 
 
 def _models(route: Route) -> Iterable[type[msgspec.Struct]]:
@@ -88,7 +99,8 @@ def _operation(route: Route, ref_of: Mapping[type, Schema]) -> Schema:
     if route.body is not None:
         operation["requestBody"] = _body(route.body, ref_of)
     responses = {str(a.status): _answer(a, ref_of) for a in route.answers}
-    operation["responses"] = {**responses, **_errors(route.errors, ref_of)}
+    operation["responses"] = {**responses, **_errors(route.error_statuses, ref_of)}
+    operation["security"] = route.security  # the bearer token, or [] where the route is open
     return operation
 
 
@@ -96,25 +108,32 @@ def _query_parameters(model: type[msgspec.Struct] | None) -> list[Schema]:
     """One query parameter per field of the route's query model."""
     if model is None:
         return []
-    struct = msgspec.json.schema(model)["$defs"][model.__name__]
-    required = set(struct.get("required", ()))
-    out = []
-    for name, prop in struct["properties"].items():
+    properties, required = _struct_schema(model)
+    out: list[Schema] = []
+    for name, prop in properties.items():
         schema = _plain(prop)
-        parameter = {"name": name, "in": "query", "required": name in required, "schema": schema}
+        parameter: Schema = {"name": name, "in": "query", "required": name in required, "schema": schema}
         if "description" in schema:
             parameter["description"] = schema.pop("description")
         out.append(parameter)
     return out
 
 
+def _struct_schema(model: type[msgspec.Struct]) -> tuple[dict[str, Schema], set[str]]:
+    """The JSON Schema of ``model``'s fields, by name, and the names it requires."""
+    struct = msgspec.json.schema(model)["$defs"][model.__name__]
+    # msgspec's schema is an untyped dict: an object schema, whose "properties" are schemas
+    # and whose "required" (if any) is a list of names; typed here.
+    return cast(dict[str, Schema], struct["properties"]), set(cast(list[str], struct.get("required", ())))
+
+
 def _plain(prop: Schema) -> Schema:
     """A parameter's schema: without the null a model's optional field allows (absent is how a
     query string leaves a value out) and without a null default."""
     schema = dict(prop)
-    branches = [b for b in schema.pop("anyOf", ()) if b != {"type": "null"}]
+    branches = [b for b in _array(schema.pop("anyOf", ())) if b != {"type": "null"}]
     if len(branches) == 1:
-        schema = {**branches[0], **schema}
+        schema = {**_object(branches[0]), **schema}
     elif branches:
         schema["anyOf"] = branches
     if schema.get("default", 0) is None:
@@ -124,8 +143,10 @@ def _plain(prop: Schema) -> Schema:
 
 def _other_parameters(route: Route) -> list[Schema]:
     """The route's path parameters and request headers."""
-    path = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in route.path_params]
-    headers = [
+    path: list[Schema] = [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in route.path_params
+    ]
+    headers: list[Schema] = [
         {"name": n, "in": "header", "required": False, "schema": {"type": "string"}, "description": d}
         for n, d in route.headers.items()
     ]
@@ -155,11 +176,23 @@ def _answer(answer: Answer, ref_of: Mapping[type, Schema]) -> Schema:
 
 
 def _errors(codes: Iterable[int], ref_of: Mapping[type, Schema]) -> Schema:
-    """The error answers: 403 on every route (a foreign Host, origin.py), and 429 wherever a
-    token is checked (wrong ones are counted: page.Throttle)."""
+    """The error answers (``Route.error_statuses``: derived from the route's guard, parameters
+    and what it may raise, through the one error table in ``errors``)."""
     from .models.answers import Error
 
-    codes = set(codes)
-    throttled = {429} if 401 in codes else set()
     error = {"application/json": {"schema": ref_of[Error]}}
-    return {str(c): {"description": ERRORS[c], "content": error} for c in sorted({*codes, *throttled, 403})}
+    return {str(c): {"description": ERRORS[c], "content": error} for c in sorted(codes)}
+
+
+def _array(value: JsonValue) -> Sequence[JsonValue]:
+    """``value``, a JSON array (a list, or a tuple where a default stands in for one)."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError(f"not a JSON array: {value!r}")
+    return value
+
+
+def _object(value: JsonValue) -> Mapping[str, JsonValue]:
+    """``value``, a JSON object."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"not a JSON object: {value!r}")
+    return value

@@ -35,7 +35,8 @@ import msgspec
 import numpy as np
 
 from ..ingest.folders import OnError, plan_folder
-from ..media import images
+from ..media.failures import Reason
+from ..media.limits import ImageLimits
 from ..media.photo_metadata import PhotoMetadata
 from ..paths import normalise_path
 from ..store.catalog import Catalog
@@ -226,7 +227,7 @@ class Backfill:
         catalog: Catalog,
         extractors: dict[str, Extractor],
         settings: dict[str, ExtractorSettings],
-        limits: images.ImageLimits,
+        limits: ImageLimits,
         roots: Sequence[str] | None,
         options: ClusterOptions,
         progress: BackfillProgress,
@@ -401,7 +402,7 @@ class Backfill:
             self._written[row] = True
             path = os.fsdecode(bytes(batch["path"][i]))
             reason = str(batch["error_reason"][i]) or None
-            if reason == images.Reason.MISSING:
+            if reason == Reason.MISSING:
                 progress.vanished += 1  # gone since the plan: the watcher or a scan forgets it
                 continue
             content_hash = str(batch["content_hash"][i]) or None

@@ -17,7 +17,10 @@ from typing import NotRequired, TypedDict
 
 import numpy as np
 
-from ..media import images, photo_metadata
+from ..media import files as media_files
+from ..media import photo_metadata
+from ..media.failures import ImageError, Reason
+from ..media.limits import ImageLimits
 from ..paths import is_inside, normalise_path, path_from_key
 from ..store.catalog import Catalog
 from ..store.rows import FileResult
@@ -53,7 +56,7 @@ class ImportOptions:
     """What an import needs besides the folder: where files live here and how they may be read."""
 
     maps: Sequence[tuple[bytes, bytes]] = ()  # (FROM, TO) path prefixes, first match wins
-    limits: images.ImageLimits = field(default_factory=images.ImageLimits)
+    limits: ImageLimits = field(default_factory=ImageLimits)
     roots: Sequence[str] | None = None  # allowed real paths (None: anywhere), as the pipeline
     batch: int = IMPORT_BATCH
 
@@ -80,9 +83,9 @@ class ImportSummary:
         if self.first_missing is None:
             self.first_missing = path
 
-    def unusable(self, path: str, error: images.ImageError) -> None:
+    def unusable(self, path: str, error: ImageError) -> None:
         """A file that is gone counts as missing; one that cannot be used, as failed by its reason."""
-        if error.reason == images.Reason.MISSING:
+        if error.reason == Reason.MISSING:
             self.miss(path)
         else:
             self.fail(error.reason)
@@ -169,14 +172,14 @@ def _result(
     ``facts``: what the catalogue knows of the path (``Catalog.import_facts``), or None.
     """
     try:
-        st = images.stat_file(row.path)
-    except images.ImageError as exc:
+        st = media_files.stat_file(row.path)
+    except ImageError as exc:
         summary.unusable(row.path, exc)
         return None
     if options.roots and not is_inside(os.path.realpath(row.path), options.roots):
         # The read below checks this on the open file; a row the catalogue vouches for is never
         # opened, and must not bring in a file the daemon would refuse to index (allowed_roots).
-        summary.fail(images.Reason.OUTSIDE_ROOTS)
+        summary.fail(Reason.OUTSIDE_ROOTS)
         return None
     unchanged = facts is not None and facts[:2] == (st.st_size, st.st_mtime_ns)  # a scan's own rule
     if unchanged and facts is not None and facts[3]:
@@ -194,8 +197,8 @@ def _result(
         # only this extractor's vector is added, and the catalogue keeps its metadata.
         return FileResult(row.path, st.st_size, st.st_mtime_ns, facts[2], vectors, metadata=None)
     try:
-        read = images.read_file(row.path, options.limits, options.roots)
-    except images.ImageError as exc:
+        read = media_files.read_file(row.path, options.limits, options.roots)
+    except ImageError as exc:
         summary.unusable(row.path, exc)
         return None
     content_hash = read.content_hash  # computed on each access: once

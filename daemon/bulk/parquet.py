@@ -36,29 +36,17 @@ from typing import Any, TypedDict
 
 from ..paths import path_key
 from ..store.catalog import Catalog
-from .import_rows import ImportAnswer, ImportOptions, ImportSummary, mapped, results
+from .import_rows import ImportOptions, ImportSummary, results
 from .sources import (
     METADATA_COLUMNS,
     Part,
     VectorsError,
     batches,
-    find_parts,
     format_metadata,
     pyarrow_modules,
 )
 
-__all__ = [
-    "ImportAnswer",
-    "ImportOptions",
-    "ImportSummary",
-    "Part",
-    "VectorsError",
-    "existing_export",
-    "export",
-    "find_parts",
-    "import_vectors",
-    "mapped",
-]
+__all__ = ["check_parts", "existing_export", "export", "import_vectors", "parse_map"]
 
 # A part file holds at most this many rows (about 200 MB at 512 float32 dimensions), in row
 # groups of ROW_GROUP rows, so a reader never needs a whole file in memory.

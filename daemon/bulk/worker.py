@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..media import images
+from ..media.limits import ImageLimits
 
 if TYPE_CHECKING:
     from ..config import ExtractorSettings
@@ -67,7 +67,7 @@ class FileEmbedder:
     def __init__(
         self,
         settings: dict[str, ExtractorSettings],
-        limits: images.ImageLimits,
+        limits: ImageLimits,
         roots: Sequence[str] | None,
         known: np.ndarray,
         threads: int = 0,

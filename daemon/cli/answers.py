@@ -38,6 +38,27 @@ class DuplicateMember(Dated, total=False):
     height: Required[int | None]
 
 
+class DuplicateGroup(TypedDict):
+    """One group of a ``/duplicates`` page."""
+
+    kind: str
+    files: int
+    similarity: float
+    members: list[DuplicateMember]
+
+
+class DuplicatesPage(TypedDict):
+    """A finished ``/duplicates`` answer (200): a page of groups, as ``imgsearchd duplicates`` prints it."""
+
+    groups: list[DuplicateGroup]
+    total: int
+    threshold: float
+    extractor: str
+    offset: int
+    next_offset: int | None
+    stale: bool
+
+
 class Job(TypedDict, total=False):
     """A folder job of ``/jobs/ID``, as ``add --wait`` follows it."""
 

@@ -115,7 +115,7 @@ def _backfill(args: argparse.Namespace, config: Config) -> int:
     from ..bulk.backfill import Backfill
     from ..bulk.status import BackfillProgress
     from ..ingest.progress import Bar
-    from ..media.images import ImageLimits
+    from ..media.limits import ImageLimits
     from ..paths import normalise_path
     from .models import load_extractors, open_catalog
 

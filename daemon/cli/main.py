@@ -11,18 +11,19 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import __version__
 from ..api.bounds import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, DUPLICATE_SORTS, MAX_LIMIT
 from ..logs import setup_logging
+from .answers import DuplicatesPage
 from .backfill import add_backfill_parser, cmd_backfill
 from .completion import bash_script
 from .config import add_config_parser, cmd_config
 from .exit_codes import EXIT_ERROR, EXIT_MODEL, EXIT_OK, EXIT_USAGE
 from .models import load_extractors, open_catalog
 from .output import add_output_flags, member_line, output_mode, print_results
-from .remote import add_remote, client_for, guarded_call, search_remote
+from .remote import QueryPart, add_remote, client_for, guarded_call, search_remote
 from .vectors import add_vectors_parsers, cmd_export, cmd_import
 
 if TYPE_CHECKING:
@@ -188,7 +189,7 @@ def _run(argv: Sequence[str] | None) -> int:
 def cmd_index(args: argparse.Namespace, config: Config) -> int:
     """Index files and folders with a progress bar; print a JSON summary."""
     from ..ingest.pipeline import Pipeline
-    from ..media.images import ImageLimits
+    from ..media.limits import ImageLimits
     from ..media.thumbnails import ThumbnailStore
     from ..store.disk_health import is_storage_error
 
@@ -252,14 +253,14 @@ class BadTerms(ValueError):
     """A search's TERMs cannot be read as a query."""
 
 
-def terms_to_parts(terms: Sequence[str], text: str | None = None) -> list[dict[str, Any]]:
+def terms_to_parts(terms: Sequence[str], text: str | None = None) -> list[QueryPart]:
     """rclip-style terms as combined-query parts: ``a.jpg + "at night" - people:0.5``.
 
     A term naming an existing file is an image (its absolute path), one that looks like a
     path or an image file name but does not exist is an error, anything else is a text.
     ``+``/``-`` set the sign of the next term; ``TERM:WEIGHT`` its weight.
     """
-    parts: list[dict[str, Any]] = []
+    parts: list[QueryPart] = []
     sign = 1.0
     pending_sign = False
     for term in terms:
@@ -281,7 +282,7 @@ def terms_to_parts(terms: Sequence[str], text: str | None = None) -> list[dict[s
                     raise BadTerms(f"{term}: the weight must be a finite number")
                 name = head
         if os.path.exists(name):
-            part: dict[str, Any] = {"image": os.path.abspath(name)}
+            part: QueryPart = {"image": os.path.abspath(name)}
         elif os.sep in name or os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
             raise BadTerms(f"{name}: no such file")
         elif not name.strip():
@@ -328,10 +329,10 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
     return search_remote(args, config, parts, folder)
 
 
-def _search_local(args: argparse.Namespace, config: Config, parts: list[dict[str, Any]], folder: str | None) -> int:
+def _search_local(args: argparse.Namespace, config: Config, parts: list[QueryPart], folder: str | None) -> int:
     """Search the data folder without a daemon: load the model and the index here."""
     from ..errors import DomainError
-    from ..media import images
+    from ..media.limits import ImageLimits
     from ..paths import normalise_path
     from ..search import run
     from ..search.index import ExtractorIndex, index_for
@@ -346,7 +347,7 @@ def _search_local(args: argparse.Namespace, config: Config, parts: list[dict[str
     after, before = parse_range(args.taken_after, args.taken_before)
     scope = SearchScope(normalise_path(folder) if folder else None, after, before)
     request = SearchRequest(None, args.limit, args.max_distance, scope)
-    limits = images.ImageLimits.from_config(config.images)
+    limits = ImageLimits.from_config(config.images)
     with Catalog(config.catalog_path) as catalog, contextlib.ExitStack() as opened:
 
         def index(name: str) -> ExtractorIndex:  # opens the snapshot (or builds it) once asked, closes it after
@@ -439,7 +440,7 @@ def cmd_duplicates(args: argparse.Namespace, config: Config) -> int:
         while True:
             status, body = client.call("GET", "/duplicates", params)
             if status != 202:
-                return _print_duplicates(args, body)
+                return _print_duplicates(args, cast(DuplicatesPage, body))
             progress = body.get("computing") or {}
             print(
                 f"imgsearchd: computing duplicates ({progress.get('phase')}, "
@@ -451,7 +452,7 @@ def cmd_duplicates(args: argparse.Namespace, config: Config) -> int:
     return guarded_call(run)
 
 
-def _print_duplicates(args: argparse.Namespace, body: dict[str, Any]) -> int:
+def _print_duplicates(args: argparse.Namespace, body: DuplicatesPage) -> int:
     """A page of groups: the API's JSON with ``--json``, else a member per line."""
     if args.json:
         print(json.dumps(body, indent=2))

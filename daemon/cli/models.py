@@ -31,7 +31,8 @@ def load_extractors(
 
 def open_catalog(config: Config) -> Catalog | None:
     """The data folder's catalogue, or None after saying why it cannot be opened."""
-    from ..store.catalog import Catalog, CatalogError
+    from ..store.catalog import Catalog
+    from ..store.database import CatalogError
 
     try:
         return Catalog(config.catalog_path)

@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from .answers import Answer
 from .client import ApiFailure, Client, DaemonNotRunning
@@ -29,9 +29,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("imgsearchd")
 
-# A combined query's parts as the API takes them: {"image": path} or {"text": words}, with an
-# optional "weight"; only read here (``main.terms_to_parts`` builds them).
-Parts = Sequence[Mapping[str, object]]
+
+class QueryPart(TypedDict, total=False):
+    """One part of a combined query as the API takes it: an image path or a text, and a weight."""
+
+    image: str
+    text: str
+    weight: float
+
+
+# A combined query's parts; only read here (``main.terms_to_parts`` builds them).
+Parts = Sequence[QueryPart]
 
 
 def client_for(config: Config) -> Client:
@@ -65,13 +73,14 @@ def refused_path(exc: ApiFailure, parts: Parts) -> bool:
 
 def uploaded(parts: Parts) -> list[Mapping[str, object]]:
     """The parts with every image path replaced by the file's bytes (base64)."""
-    out = []
+    out: list[Mapping[str, object]] = []
     for part in parts:
         if "image" in part:
-            with open(str(part["image"]), "rb") as f:
+            with open(part["image"], "rb") as f:
                 data = base64.b64encode(f.read()).decode("ascii")
-            part = {**{k: v for k, v in part.items() if k != "image"}, "image_base64": data}
-        out.append(part)
+            out.append({**{k: v for k, v in part.items() if k != "image"}, "image_base64": data})
+        else:
+            out.append(part)
     return out
 
 

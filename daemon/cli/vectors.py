@@ -1,6 +1,6 @@
 """``imgsearchd export --format parquet DIR`` and ``imgsearchd import DIR``: vectors in and out.
 
-The work is ``vectors_io``'s; this module parses the options, loads what is needed, shows
+The work is ``bulk.parquet``'s; this module parses the options, loads what is needed, shows
 progress on a console and prints a JSON summary. Without pyarrow both commands exit 2 and
 say how to install it.
 """
@@ -75,8 +75,8 @@ def _fail(message: str, status: int) -> int:
 
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
     """Export the configured extractors' vectors (or ``--extractor``'s)."""
-    from ..bulk.parquet import VectorsError, export
-    from ..bulk.sources import ParquetMissing, pyarrow_modules
+    from ..bulk.parquet import export
+    from ..bulk.sources import ParquetMissing, VectorsError, pyarrow_modules
     from ..ingest.progress import Bar
 
     try:
@@ -116,10 +116,11 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
     """Import an export or clip-retrieval's output into the configured extractors."""
-    from ..bulk.parquet import ImportOptions, VectorsError, check_parts, import_vectors, parse_map
-    from ..bulk.sources import clip_model_id, find_parts, open_clip_default_tag, pyarrow_modules
+    from ..bulk.import_rows import ImportOptions
+    from ..bulk.parquet import check_parts, import_vectors, parse_map
+    from ..bulk.sources import VectorsError, clip_model_id, find_parts, open_clip_default_tag, pyarrow_modules
     from ..ingest.progress import Bar
-    from ..media.images import ImageLimits
+    from ..media.limits import ImageLimits
 
     try:
         pyarrow_modules()

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import ExtractorSettings, extractor_settings
+from ..config import ExtractorSettings, validate
 from .base import Extractor, ModelUnavailableError
 
 log = logging.getLogger("imgsearchd.extractors")
@@ -21,10 +21,16 @@ def _classes() -> dict[str, type[Extractor]]:
     return {"clip": ClipExtractor, "resnet": ResNetExtractor, "efficientnet": EfficientNetExtractor}
 
 
+def extractor_settings(name: str, values: Mapping[str, Any], where: str = "extractor settings") -> ExtractorSettings:
+    """An extractor's section from a few keys, the rest defaults (tests, benchmarks), checked as the
+    settings file's ``[extractors.NAME]`` is: a ``config.ConfigError`` naming the key (and ``where``)."""
+    return validate({"extractors": {name: dict(values)}}, where).extractor(name)
+
+
 def create(name: str, settings: ExtractorSettings | Mapping[str, Any]) -> Extractor:
     """Build one extractor by name from its ``[extractors.NAME]`` section; ModelUnavailableError
     when its weights cannot load. A mapping of a few keys (tests, benchmarks) fills in the rest
-    with the defaults."""
+    with the defaults, checked as the settings file is (``config.ConfigError`` naming the key)."""
     classes = _classes()
     if name not in classes:
         raise ModelUnavailableError(name, f"unknown extractor; known: {', '.join(classes)}")

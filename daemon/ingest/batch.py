@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from ..extractors import Extractor
-from ..media import images
-from ..store.catalog import FileResult
+from ..media.failures import Reason
+from ..store.rows import FileResult
 from .prepare import Loaded
 
 log = logging.getLogger("imgsearchd.ingest.pipeline")
@@ -55,7 +55,7 @@ def batch_rows(pending: list[Loaded], vectors: BatchVectors) -> BatchRows:
     rows = BatchRows()
     for i, item in enumerate(pending):
         error = item.error
-        if error is not None and error.reason == images.Reason.MISSING:
+        if error is not None and error.reason == Reason.MISSING:
             rows.vanished.append(item.path)
             continue
         if error is not None:

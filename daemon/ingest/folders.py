@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ..media import formats
-from ..media.images import TRANSIENT_REASONS, Reason
+from ..media.failures import TRANSIENT_REASONS, Reason
 from ..paths import is_inside, is_under, normalise_path
-from ..store.catalog import Catalog, FailedFile, FileState
+from ..store.catalog import Catalog
+from ..store.rows import FailedFile, FileState
 
 TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp", "~")
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ..media.images import ImageError
+from ..media.failures import ImageError
 from ..paths import normalise_path
 from .outcomes import Outcome
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import StrEnum
 
-from ..media.images import ImageError
+from ..media.failures import ImageError
 
 
 class Outcome(StrEnum):

@@ -26,11 +26,14 @@ import numpy as np
 from PIL import Image
 
 from ..extractors import Extractor
-from ..media import images
+from ..media import files
+from ..media.failures import ImageError, Reason
+from ..media.limits import ImageLimits
 from ..media.thumbnails import ThumbnailStore
 from ..paths import normalise_path
-from ..store.catalog import Catalog, FileResult, FileState
+from ..store.catalog import Catalog
 from ..store.disk_health import StorageHealth, is_storage_error
+from ..store.rows import FileResult, FileState
 from .batch import batch_rows, embed_batch
 from .folders import OnError, may_pass, plan_folder
 from .outcomes import Listener, Outcome
@@ -54,7 +57,7 @@ class Pipeline:
         self,
         catalog: Catalog,
         extractors: dict[str, Extractor],
-        limits: images.ImageLimits = images.ImageLimits(),
+        limits: ImageLimits = ImageLimits(),
         loader_threads: int = 0,
         on_commit: Callable[[int], None] | None = None,
         listener: Listener | None = None,
@@ -93,8 +96,8 @@ class Pipeline:
         if record is None:
             return True
         try:
-            st = images.stat_file(path)
-        except images.ImageError:
+            st = files.stat_file(path)
+        except ImageError:
             return True  # let the pipeline record why (or drop a vanished file)
         if (st.st_size, st.st_mtime_ns) != (record.size, record.mtime_ns):
             return True
@@ -184,7 +187,7 @@ class Pipeline:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _tell(self, path: str, outcome: Outcome, error: images.ImageError | None) -> None:
+    def _tell(self, path: str, outcome: Outcome, error: ImageError | None) -> None:
         if self.listener is not None:
             try:
                 self.listener(path, outcome, error)
@@ -220,7 +223,7 @@ class Pipeline:
         for i, item in enumerate(pending):
             if item.error is None:
                 self._tell(item.path, Outcome.EMBEDDED if i in vectors else Outcome.REUSED, None)
-            elif item.error.reason == images.Reason.MISSING:
+            elif item.error.reason == Reason.MISSING:
                 self._tell(item.path, Outcome.REMOVED, item.error)
             else:
                 self._tell(item.path, Outcome.FAILED, item.error)
@@ -354,7 +357,7 @@ class Pipeline:
 
     def _record_internal_error(self, item: Work, exc: BaseException) -> None:
         """Record a path whose work raised as failed (``internal_error``), and tell its waiters."""
-        error = images.ImageError(images.Reason.INTERNAL, f"{type(exc).__name__}: {exc}")
+        error = ImageError(Reason.INTERNAL, f"{type(exc).__name__}: {exc}")
         if item.intent in (Intent.ADD, Intent.RECHECK):
             try:
                 st = os.stat(item.path)

@@ -18,7 +18,9 @@ import torch
 from PIL import Image
 
 from ..extractors import Extractor
-from ..media import images, photo_metadata
+from ..media import files, images, photo_metadata
+from ..media.failures import ImageError, Reason
+from ..media.limits import ImageLimits
 from ..media.photo_metadata import PhotoMetadata
 from ..store.disk_health import is_storage_error
 
@@ -41,13 +43,13 @@ class Loaded:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     reused: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
     metadata: PhotoMetadata | None = None
-    error: images.ImageError | None = None
+    error: ImageError | None = None
 
 
 def load_file(
     path: str,
     extractors: Mapping[str, Extractor],
-    limits: images.ImageLimits,
+    limits: ImageLimits,
     roots: Sequence[str] | None,
     reuse: Reuse,
     on_picture: PictureSink | None = None,
@@ -61,7 +63,7 @@ def load_file(
     item = Loaded(path=path)
     opened = open_path or path
     try:
-        file = images.read_file(opened, limits, roots)
+        file = files.read_file(opened, limits, roots)
         item.size, item.mtime_ns = file.size, file.mtime_ns
         item.content_hash = file.content_hash
         item.metadata = photo_metadata.read_metadata(file.data, file.mtime_ns)
@@ -80,7 +82,7 @@ def load_file(
             if on_picture is not None:
                 # from the picture decoded for the model: no second decode of the file
                 on_picture(item.content_hash, picture)
-    except images.ImageError as exc:
+    except ImageError as exc:
         item.error = exc
         if not item.size:
             try:
@@ -92,5 +94,5 @@ def load_file(
         if is_storage_error(exc):
             raise  # the catalogue, not the file: the batch waits for the disk
         log.exception("unexpected error loading %s", opened)
-        item.error = images.ImageError(images.Reason.CORRUPT, f"{type(exc).__name__}: {exc}")
+        item.error = ImageError(Reason.CORRUPT, f"{type(exc).__name__}: {exc}")
     return item

@@ -45,7 +45,8 @@ from collections.abc import Callable, Iterable, Sequence
 from watchdog.events import FileSystemEvent
 from watchdog.observers.api import BaseObserver
 
-from ..store.catalog import Catalog, FileState
+from ..store.catalog import Catalog
+from ..store.rows import FileState
 from .event_router import EventRouter
 from .folders import probe_folder, walk_images
 from .observers import ObserverKind, start_observer, stop_observer
@@ -54,7 +55,7 @@ from .settling import Settler, look
 from .watched import Folder, FolderState, FolderStatus, WatchOptions, normalised_roots, without_images
 from .workqueue import Intent, WorkQueue
 
-__all__ = ["FolderState", "FolderStatus", "WatchOptions", "Watcher"]  # the options and states, for its users
+__all__ = ["FolderState", "Watcher"]  # FolderState: the API (api.app, api.models.stats) still reads it here
 
 log = logging.getLogger("imgsearchd.ingest.watcher")
 

@@ -1,8 +1,10 @@
 """The media types of the formats ``formats`` reads beyond Pillow's own, by the kind ``formats.sniff`` names.
 
-Apart from ``formats`` because that module imports the decoders (rawpy brings numpy):
-``openapi``, which the CLI imports, needs only these names (the CLI started in 75 ms
-without them and 300-500 ms with them).
+Apart from ``formats`` because that module imports the decoders (rawpy brings numpy), so a
+module that wants only the media types (``api.routes_files``: the types ``/original`` answers)
+need not load them. It was split out when the CLI imported the API's spec (the CLI started in
+75 ms without the decoders and 300-500 ms with them); the CLI now reads ``api.bounds`` instead
+and loads neither (``tests/media/test_formats.py`` checks).
 """
 
 from __future__ import annotations

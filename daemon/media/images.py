@@ -10,9 +10,9 @@ AVIF and camera RAW files (``formats``) go through the same caps; one whose deco
 installed fails with ``Reason.MISSING_LIBRARY``. Every failure is an ``ImageError``
 whose ``reason`` is one short word (``failures``).
 
-The rest of the daemon imports the media API from here: the names in ``__all__`` that are
-not defined here are re-exported from ``files`` (opening files), ``failures``, ``limits``
-and ``rgb``.
+Opening files is ``files``'s, the failures ``failures``'s, the caps ``limits``'s and the
+conversion to RGB ``rgb``'s: callers import those names from there. ``ImageError`` and
+``Reason`` are re-exported because the API (``api.errors``, ``app``, ``routing``) reads them here.
 """
 
 from __future__ import annotations
@@ -23,43 +23,13 @@ import numpy as np
 from PIL import Image
 
 from . import formats, memory
-from .failures import TRANSIENT_REASONS, ImageError, Reason, decode_errors
-from .files import (
-    CONTENT_TYPES,
-    FileBytes,
-    check_inside,
-    content_hash,
-    header_size,
-    open_original,
-    opened_path,
-    read_file,
-    stat_file,
-)
-from .files import open_regular as _open_regular  # noqa: F401 - the tests open a FIFO with it
+from .failures import ImageError, Reason, decode_errors
+from .files import read_file
 from .formats import SUPPORTED_FORMATS
 from .limits import GIVE_BACK_PIXELS, ImageLimits, budget_pixels, check_header, check_size
 from .rgb import orientation, raw_turn, to_rgb
 
-__all__ = [
-    "CONTENT_TYPES",
-    "GIVE_BACK_PIXELS",
-    "SUPPORTED_FORMATS",
-    "TRANSIENT_REASONS",
-    "FileBytes",
-    "ImageError",
-    "ImageLimits",
-    "Reason",
-    "check_inside",
-    "content_hash",
-    "decode",
-    "header_size",
-    "load_image",
-    "open_original",
-    "opened_path",
-    "read_file",
-    "stat_file",
-    "to_rgb",
-]
+__all__ = ["ImageError", "Reason", "decode", "load_image"]  # the errors: api.errors, .app, .routing read them here
 
 # Modes whose box average commutes with the RGB conversion, to the bit (tested): CMYK's
 # conversion is a product, 32-bit grey rounds its average differently (1 level), and

@@ -30,7 +30,7 @@ import msgspec
 from PIL import ExifTags, Image
 
 from . import formats
-from .images import SUPPORTED_FORMATS
+from .formats import SUPPORTED_FORMATS
 
 
 @dataclass(frozen=True)

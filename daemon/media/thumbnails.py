@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, TypedDict
 
 from PIL import Image, features
 
-from . import images
+from . import files, images
+from .limits import ImageLimits
 
 if TYPE_CHECKING:
     from ..config import ThumbnailSettings
@@ -242,7 +243,7 @@ class ThumbnailStore:
     def make_from_file(
         self,
         path: str,
-        limits: images.ImageLimits = images.ImageLimits(),
+        limits: ImageLimits = ImageLimits(),
         roots: Sequence[str] | None = None,
         slot: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     ) -> Thumbnail:
@@ -261,8 +262,8 @@ class ThumbnailStore:
         finally:
             self._on_demand.release()
 
-    def _make_from_file(self, path: str, limits: images.ImageLimits, roots: Sequence[str] | None) -> Thumbnail:
-        file = images.read_file(path, limits, roots)
+    def _make_from_file(self, path: str, limits: ImageLimits, roots: Sequence[str] | None) -> Thumbnail:
+        file = files.read_file(path, limits, roots)
         content_hash = file.content_hash
         found = self.get(content_hash)
         if found is not None:

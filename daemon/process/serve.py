@@ -19,7 +19,7 @@ from ..api.listener import make_http_server
 from ..config import Config, ConfigError
 from ..extractors import ModelUnavailableError
 from ..service.facade import Service
-from ..store.catalog import CatalogError
+from ..store.database import CatalogError
 from .signals import SignalInbox
 from .systemd import Heartbeat, Notifier
 

@@ -29,7 +29,8 @@ import numpy as np
 
 from ..errors import BadImage, Invalid, TooLarge
 from ..extractors import Extractor
-from ..media import images
+from ..media.failures import ImageError
+from ..media.limits import ImageLimits
 from ..store.catalog import Catalog
 from . import query
 
@@ -118,7 +119,7 @@ def part_vectors(
     parts: Sequence[Part],
     extractor: Extractor,
     catalog: Catalog,
-    limits: images.ImageLimits,
+    limits: ImageLimits,
     roots: Sequence[str] | None = None,
     embedding: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
 ) -> np.ndarray:
@@ -137,7 +138,7 @@ def part_vectors(
             assert isinstance(part.value, str)
             try:
                 stored = query.stored_vector_for_path(catalog, extractor, part.value)
-            except images.ImageError as exc:
+            except ImageError as exc:
                 raise BadImage.of(exc, part.value) from None
             if stored is not None:
                 rows[n] = stored
@@ -154,7 +155,7 @@ def part_vectors(
                         rows[n] = query.query_vector_for_bytes(extractor, part.value, limits)
                     else:
                         rows[n] = query.embed_path(extractor, part.value, limits, roots)
-                except images.ImageError as exc:
+                except ImageError as exc:
                     raise BadImage.of(exc, part.value if isinstance(part.value, str) else None) from None
     return np.stack([np.asarray(rows[n], dtype=np.float32).reshape(-1) for n in range(len(parts))])
 
@@ -183,7 +184,7 @@ def query_vector(
     parts: Sequence[Part],
     extractor: Extractor,
     catalog: Catalog,
-    limits: images.ImageLimits,
+    limits: ImageLimits,
     roots: Sequence[str] | None = None,
     embedding: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
 ) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 NEIGHBOURS = 10
 EXACT_BLOCK = 1024
 
-# unit rows, limit -> for each row its (id, cosine) hits, best first (``index.query_many``)
+# unit rows, limit -> for each row its (id, cosine) hits, best first (``self_join.query_many``)
 Query = Callable[[np.ndarray, int], Sequence[Sequence[tuple[int, float]]]]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypedDict
 
-from ..media import images
+from ..media import files as media_files
 from ..media.photo_metadata import PhotoMetadata, metadata_json
 from ..paths import is_under, json_fields
 from .duplicate_join import Group
@@ -135,7 +135,7 @@ def _group_answer(
         path, size = files[file_id]
         found = facts.get(file_id)
         if found is None and file_id not in grouping.dimensions:
-            grouping.dimensions[file_id] = images.header_size(path, roots)
+            grouping.dimensions[file_id] = media_files.header_size(path, roots)
         about = metadata_json(found) if found is not None else {**metadata_json(None), **_dims(grouping, file_id)}
         members.append({**json_fields(path), "size": size, "score": score, "hash": hashes.get(path), **about})
     return {"kind": group.kind, "files": len(members), "similarity": group.similarity, "members": members}

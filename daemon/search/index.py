@@ -48,7 +48,6 @@ from .parts import (
 )
 from .rebuilds import Rebuilds
 from .recall import DEFAULT_BUDGET_MS, DEFAULT_SAMPLE, DEFAULT_TARGET, MAX_AUTO_TREES, Tuning, miss_message, report
-from .self_join import query_many
 from .snapshot import SnapshotError, SnapshotStore
 
 if TYPE_CHECKING:
@@ -57,7 +56,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUTO", "DEFAULT_KIND", "DEFAULT_SEARCH_K", "DEFAULT_TREES", "EXACT_BELOW", "ExtractorIndex", "index_for",
-    "query_many",
 ]  # fmt: skip
 
 log = logging.getLogger("imgsearchd.search.index")

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..extractors import Extractor
-from ..media import images
+from ..media import files, images
+from ..media.limits import ImageLimits
 from ..media.photo_metadata import metadata_json
 from ..paths import json_fields
 from ..store.catalog import Catalog
@@ -23,41 +24,23 @@ from .scoped import search_scoped
 def stored_vector_for_path(catalog: Catalog, extractor: Extractor, path: str) -> np.ndarray | None:
     """The stored vector of an indexed file whose size and mtime are unchanged, else None.
 
-    Raises ``images.ImageError`` when the file is gone or not a regular file.
+    Raises ``failures.ImageError`` when the file is gone or not a regular file.
     """
     stored = catalog.vector_for_path(path, extractor.name, extractor.model_id)
     if stored is None:
         return None
     record, vector = stored
-    st = images.stat_file(path)
+    st = files.stat_file(path)
     return vector if (st.st_size, st.st_mtime_ns) == (record.size, record.mtime_ns) else None
 
 
-def embed_path(
-    extractor: Extractor, path: str, limits: images.ImageLimits, roots: Sequence[str] | None = None
-) -> np.ndarray:
+def embed_path(extractor: Extractor, path: str, limits: ImageLimits, roots: Sequence[str] | None = None) -> np.ndarray:
     """A fresh embedding of a file (with ``roots``, the opened file must lie inside them)."""
-    picture = images.decode(images.read_file(path, limits, roots).data, extractor.decode_side, limits)
+    picture = images.decode(files.read_file(path, limits, roots).data, extractor.decode_side, limits)
     return extractor.embed_images([picture])[0]
 
 
-def query_vector_for_path(
-    catalog: Catalog,
-    extractor: Extractor,
-    path: str,
-    limits: images.ImageLimits,
-    roots: Sequence[str] | None = None,
-) -> np.ndarray:
-    """The stored vector when the file is indexed and unchanged, else a fresh embedding.
-
-    Raises ``images.ImageError`` when the file cannot be used (or, with ``roots``, when
-    the opened file lies outside them).
-    """
-    stored = stored_vector_for_path(catalog, extractor, path)
-    return stored if stored is not None else embed_path(extractor, path, limits, roots)
-
-
-def query_vector_for_bytes(extractor: Extractor, data: bytes, limits: images.ImageLimits) -> np.ndarray:
+def query_vector_for_bytes(extractor: Extractor, data: bytes, limits: ImageLimits) -> np.ndarray:
     """Embed an uploaded image."""
     picture = images.decode(data, extractor.decode_side, limits)
     return extractor.embed_images([picture])[0]
@@ -73,8 +56,8 @@ def search_answer(
     """The API's search answer: results best first, distances and scores rounded for JSON,
     each with its content hash and what the photo says about itself (``photo_metadata``).
 
-    With a ``scope`` (a folder, a capture-time range), only files in it (``folder_search``);
-    raises ``folder_search.UnknownFolder`` when the catalogue has none in its folder.
+    With a ``scope`` (a folder, a capture-time range), only files in it (``scoped``);
+    raises ``scoped.UnknownFolder`` when the catalogue has none in its folder.
     """
     if scope is None or (scope.folder is None and not scope.by_date):
         found = [(r["image"], r["distance"], r["score"]) for r in index.search(vector, limit, max_distance)]

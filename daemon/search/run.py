@@ -19,7 +19,8 @@ import numpy as np
 
 from ..errors import BadImage, Invalid
 from ..extractors import Extractor, TextNotSupportedError
-from ..media import images
+from ..media.failures import ImageError
+from ..media.limits import ImageLimits
 from ..store.catalog import Catalog
 from . import combined, query
 from .index import ExtractorIndex
@@ -39,7 +40,7 @@ class Searcher:
     extractors: Mapping[str, Extractor]
     default: Extractor
     index: Callable[[str], ExtractorIndex]
-    limits: images.ImageLimits
+    limits: ImageLimits
     roots: Sequence[str] | None
     check_path: Callable[[str], str]
     max_upload_bytes: int
@@ -93,5 +94,5 @@ def _image_errors(path: str | None) -> Iterator[None]:
     """An ``ImageError`` inside becomes the domain's ``BadImage`` for ``path`` (None: an upload)."""
     try:
         yield
-    except images.ImageError as exc:
+    except ImageError as exc:
         raise BadImage.of(exc, path) from None

@@ -25,15 +25,19 @@ from ..extractors import Extractor, LoadedExtractors, load
 from ..ingest.folders import canonical_path, leads_outside
 from ..ingest.jobs import Job, JobTracker
 from ..ingest.pipeline import Pipeline
-from ..ingest.watcher import Watcher, WatchOptions
+from ..ingest.watched import WatchOptions
+from ..ingest.watcher import Watcher
 from ..ingest.workqueue import WorkQueue
-from ..media import formats, images
+from ..media import formats
+from ..media.failures import Reason
+from ..media.limits import ImageLimits
 from ..media.thumbnails import Thumbnail, ThumbnailStore
 from ..paths import normalise_path
 from ..search import duplicate_page, duplicates, run
 from ..search.duplicate_page import DuplicatesAnswer
-from ..search.index import ExtractorIndex, index_for, query_many
+from ..search.index import ExtractorIndex, index_for
 from ..search.request import Query, SearchAnswer, SearchRequest
+from ..search.self_join import query_many
 from ..store.catalog import Catalog
 from .files import find_thumbnail, open_original
 from .intake import ADD_FILE_TIMEOUT, Added, Intake
@@ -79,7 +83,7 @@ class Service:
         self._worker: threading.Thread | None = None
         self.watcher: Watcher | None = None
         self.watch_overrides: dict[str, Any] = {}  # extra WatchOptions (tests, benchmarks), set before load
-        self.limits = images.ImageLimits.from_config(config.images)
+        self.limits = ImageLimits.from_config(config.images)
         self._burst_base = 0
         self._abort_load = threading.Event()
         self.duplicate_finder: duplicates.DuplicateFinder | None = None
@@ -206,7 +210,7 @@ class Service:
         if leads_outside(path, self.allowed_roots()):
             raise Refused(
                 f"{path} is outside the watched folders and server.allowed_roots",
-                reason=images.Reason.OUTSIDE_ROOTS,
+                reason=Reason.OUTSIDE_ROOTS,
                 image=path,
             )
         return path
@@ -332,7 +336,7 @@ class Service:
         keep_restart_only(new, self.config)
         self.config = new
         new.resolve_roots()
-        self.limits = images.ImageLimits.from_config(new.images)
+        self.limits = ImageLimits.from_config(new.images)
         apply_live(new, self.limits, self.indexer, self.thumbnails, self.indexes.values())
         self.reload_watch(new)
         log.info("configuration reloaded from %s", new.source or "defaults")

@@ -11,10 +11,12 @@ from contextlib import AbstractContextManager
 from typing import BinaryIO
 
 from ..errors import BadImage, Busy, NotFound
-from ..media import images
+from ..media import files
+from ..media.failures import ImageError
+from ..media.limits import ImageLimits
 from ..media.thumbnails import Thumbnail, ThumbnailBusy, ThumbnailStore
-from ..store.catalog import Catalog, FileState
-from ..store.rows import FileRecord
+from ..store.catalog import Catalog
+from ..store.rows import FileRecord, FileState
 
 
 def indexed(catalog: Catalog, path: str) -> FileRecord:
@@ -29,7 +31,7 @@ def find_thumbnail(
     catalog: Catalog,
     store: ThumbnailStore,
     path: str,
-    limits: images.ImageLimits,
+    limits: ImageLimits,
     roots: Sequence[str] | None,
     slot: Callable[[], AbstractContextManager[None]],
 ) -> Thumbnail:
@@ -43,18 +45,18 @@ def find_thumbnail(
         # One of the slow slots while it is made (the HTTP workers stay free for /health and
         # stored thumbnails), none while it waits for its turn.
         return store.make_from_file(path, limits, roots, slot=slot)
-    except images.ImageError as exc:
+    except ImageError as exc:
         raise BadImage.of(exc, path) from None
     except ThumbnailBusy as exc:
         raise Busy(str(exc), image=path) from None
 
 
 def open_original(
-    catalog: Catalog, path: str, limits: images.ImageLimits, roots: Sequence[str] | None
+    catalog: Catalog, path: str, limits: ImageLimits, roots: Sequence[str] | None
 ) -> tuple[BinaryIO, int, str]:
     """An indexed file opened to be sent as it is: (file, size, content type)."""
     indexed(catalog, path)
     try:
-        return images.open_original(path, limits, roots)
-    except images.ImageError as exc:
+        return files.open_original(path, limits, roots)
+    except ImageError as exc:
         raise BadImage.of(exc, path) from None

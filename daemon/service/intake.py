@@ -20,7 +20,8 @@ from ..ingest.jobs import Job, JobTracker, Waiter
 from ..ingest.outcomes import Outcome
 from ..ingest.pipeline import Pipeline
 from ..ingest.workqueue import Intent, WorkQueue
-from ..media import images
+from ..media import files
+from ..media.failures import ImageError, Reason
 from ..store.disk_health import is_storage_error
 
 log = logging.getLogger("imgsearchd.service")
@@ -51,8 +52,8 @@ class Intake:
         An image that cannot be used raises ``BadImage`` with its reason.
         """
         try:
-            images.stat_file(path)
-        except images.ImageError as exc:
+            files.stat_file(path)
+        except ImageError as exc:
             raise BadImage.of(exc, path) from None
         waiter = self.jobs.waiter(path)
         self.queue.put(path, Intent.RECHECK, front=True)  # a failed file is tried again
@@ -64,7 +65,7 @@ class Intake:
             raise TimedOut(f"{path} is queued but was not indexed within {timeout:.0f} s", image=path)
         outcome = waiter.outcome
         if outcome == Outcome.FAILED:  # recorded in the catalogue with its reason; the answer is the 4xx
-            raise BadImage.of(waiter.error or images.ImageError(images.Reason.CORRUPT, "could not be indexed"), path)
+            raise BadImage.of(waiter.error or ImageError(Reason.CORRUPT, "could not be indexed"), path)
         if outcome == Outcome.REMOVED:
             raise NotFound(f"{path}: the file vanished before it could be indexed", image=path)
         if outcome == Outcome.DEFERRED:

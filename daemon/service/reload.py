@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from ..config import Config
 from ..ingest.pipeline import Pipeline
-from ..media import images
+from ..media.limits import ImageLimits
 from ..media.thumbnails import ThumbnailStore
 from ..search.index import ExtractorIndex
 
@@ -27,7 +27,7 @@ def keep_restart_only(new: Config, running: Config) -> None:
 
 def apply_live(
     new: Config,
-    limits: images.ImageLimits,
+    limits: ImageLimits,
     indexer: Pipeline | None,
     thumbnails: ThumbnailStore | None,
     indexes: Iterable[ExtractorIndex],

@@ -15,14 +15,16 @@ from ..config import Config
 from ..extractors import LoadedExtractors
 from ..ingest.jobs import JobTracker
 from ..ingest.pipeline import Pipeline
-from ..ingest.watcher import FolderState, Watcher
+from ..ingest.watched import FolderState
+from ..ingest.watcher import Watcher
 from ..ingest.workqueue import WorkQueue
 from ..media import formats
 from ..media.thumbnails import ThumbnailStore
 from ..search.duplicates import DuplicateFinder
 from ..search.index import ExtractorIndex
-from ..store.catalog import Catalog, FileState
+from ..store.catalog import Catalog
 from ..store.disk_health import StorageState
+from ..store.rows import FileState
 
 
 class Running(Protocol):

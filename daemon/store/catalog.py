@@ -28,14 +28,11 @@ import numpy as np
 from ..media.photo_metadata import PhotoMetadata
 from ..paths import normalise_path, path_key
 from . import file_reads, file_writes, vector_reads
-from .database import CatalogError, Database
+from .database import Database
 from .rows import Changes, Counts, FailedFile, FileRecord, FileResult, FileState, SearchScope
 from .sql import SUBTREE, subtree
 
-__all__ = [
-    "Catalog", "CatalogError", "Changes", "Counts", "FailedFile", "FileRecord", "FileResult", "FileState",
-    "SearchScope",
-]  # fmt: skip
+__all__ = ["Catalog"]
 
 
 class Catalog(Database):

@@ -82,7 +82,7 @@ class Counts(TypedDict):
 
     files: int
     by_state: dict[str, int]  # FileState -> files
-    failed_by_reason: dict[str, int]  # images.Reason -> failed files
+    failed_by_reason: dict[str, int]  # media.failures.Reason -> failed files
     vectors: dict[str, int]  # extractor -> vectors of indexed files
 
 

@@ -14,7 +14,12 @@ For each operation the spec documents, one request with valid values for what it
   validates against its schema.
 
 So a field the server reads that the spec lacks, or one the spec lists that the server
-does not read (or refuses), fails here.
+does not read (or refuses), fails here. And what the spec forbids (``test_the_server_
+refuses_what_the_spec_forbids``): each query parameter and JSON body field with bounds or
+choices is sent at its documented edges (accepted) and just past them, or outside its
+choices (refused with 400, which the route documents, its body the error's schema); each
+route is called without the token: 401 (documented) exactly where the spec's ``security``
+names the bearer token.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from helpers import live_server, server_config
 
 TOKEN = "agreement-token"
 UNDOCUMENTED = "zz_undocumented"
-DOCUMENT = spec()
+DOCUMENT: dict[str, Any] = dict(spec())  # read freely: the tests index deep into it
 OPERATIONS = sorted((path, method.upper()) for path, ops in DOCUMENT["paths"].items() for method in ops)
 
 
@@ -441,3 +446,74 @@ def test_the_spec_and_the_server_agree(live, route):
             assert read in answer.reads.forms, f"{where}: the documented field {read!r} was not read"
         checked += 1
     assert checked >= 2
+
+
+# -- what the spec forbids -----------------------------------------------------------------------
+
+
+def edges(schema: dict[str, Any]) -> Iterator[tuple[str, Any, str]]:
+    """(what, value, what must happen) at a bounded or enumerated schema's edges: the documented
+    edges are accepted, one past them (or a value outside the choices) refused."""
+    schema = resolve(schema)
+    if "enum" in schema:
+        yield "not a choice", f"zz-not-{schema['enum'][0]}", "refused"
+    if schema.get("type") not in ("integer", "number"):
+        return
+    if "maximum" in schema:
+        yield "the maximum", schema["maximum"], "accepted"
+        yield "over the maximum", schema["maximum"] + 1, "refused"
+    if "minimum" in schema:
+        yield "the minimum", schema["minimum"], "accepted"
+        yield "under the minimum", schema["minimum"] - 1, "refused"
+    for bound in ("exclusiveMinimum", "exclusiveMaximum"):
+        if bound in schema:
+            yield f"the {bound}", schema[bound], "refused"
+
+
+def forbidding_requests(server: Any, route: tuple[str, str]) -> Iterator[tuple[Request, str]]:
+    """Each bounded or enumerated query parameter and JSON body field, at and past its edges."""
+    body = base_body(server, route)
+    for name, p in parameters(route, "query").items():
+        for what, edge, expected in edges(p["schema"]):
+            query = {**base_query(server, route), name: str(edge)}
+            if body is None:
+                yield Request(f"query {name}: {what}", query), expected
+            else:
+                yield Request(f"query {name}: {what}", query, body.body, body.content_type), expected
+    media = operation(route).get("requestBody", {}).get("content", {}).get("application/json")
+    if media is None:
+        return
+    schema = resolve(media["schema"])
+    for name, field_schema in schema.get("properties", {}).items():
+        for what, edge, expected in edges(field_schema):
+            request = body_object(server, route, "application/json", schema, {name: edge})
+            request.what = f"json {name}: {what}"
+            yield request, expected
+
+
+@pytest.mark.parametrize("route", OPERATIONS, ids=[f"{m} {p}" for p, m in OPERATIONS])
+def test_the_server_refuses_what_the_spec_forbids(live, route):
+    path = url_path(live, route)
+    responses = operation(route)["responses"]
+    for request, expected in forbidding_requests(live, route):
+        headers = {**request.headers, **({"Content-Type": request.content_type} if request.content_type else {})}
+        answer = call(live, route[1], path, request.query, request.body, headers)
+        where = f"{route[1]} {route[0]} ({request.what}): {answer.status} {answer.raw[:300]!r}"
+        check_answer(route, request, answer)  # documented, with a body its schema describes
+        if expected == "accepted":
+            assert 200 <= answer.status < 400, where
+        else:
+            assert answer.status == 400 and "400" in responses, where
+    # the token: asked for (401, documented) exactly where the spec's security names it
+    secured = operation(route).get("security")
+    assert secured in ([], [{"bearer": []}]), f"{route}: security {secured!r}"
+    body = base_body(live, route)
+    request = Request("no token", base_query(live, route), *((body.body, body.content_type) if body else ()))
+    headers = {"Authorization": "", **({"Content-Type": request.content_type} if request.content_type else {})}
+    answer = call(live, route[1], path, request.query, request.body, headers)
+    check_answer(route, request, answer)
+    where = f"{route[1]} {route[0]} without the token: {answer.status} {answer.raw[:300]!r}"
+    if secured:
+        assert answer.status == 401 and "401" in responses, where
+    else:
+        assert answer.status != 401, where

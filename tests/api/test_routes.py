@@ -225,6 +225,46 @@ def test_bad_parameters(server, openapi, params, status, needle):
     assert got == status and needle in body["error"]
 
 
+LIMIT_0 = "limit must be an integer from 1 to 1000, not 0"
+THRESHOLD_2 = "threshold must be a cosine above 0 and at most 1, not 2.0"
+OUTSIDE = "/etc is outside the watched folders and server.allowed_roots"
+EMPTY_FOLDER = "parameter 'folder' is empty; leave it out to search everything"
+
+
+@pytest.mark.parametrize(
+    "route,params,status,error",
+    [
+        # the folder is checked in its turn, after kind and before offset, limit and sort
+        ("/duplicates", {"folder": "/etc", "offset": "-1"}, 403, OUTSIDE),
+        ("/duplicates", {"folder": "/etc", "sort": "bogus"}, 403, OUTSIDE),
+        ("/duplicates", {"folder": "", "limit": "0"}, 400, EMPTY_FOLDER),
+        ("/duplicates", {"folder": "FILE", "kind": "bogus"}, 400, "kind must be one of all, exact, near, not 'bogus'"),
+        # a value that is not a number does not beat an earlier one out of bounds
+        ("/duplicates", {"threshold": "2", "offset": "abc"}, 400, THRESHOLD_2),
+        ("/duplicates", {"kind": "bogus", "limit": "x"}, 400, "kind must be one of all, exact, near, not 'bogus'"),
+        ("/duplicates", {"kind": "bogus", "threshold": "2"}, 400, THRESHOLD_2),
+        ("/duplicates", {"extractor": "nope", "limit": "0"}, 400, LIMIT_0),
+        ("/search", {"image": "IMAGE", "limit": "0", "max_distance": "abc"}, 400, LIMIT_0),
+    ],
+)
+def test_the_first_bad_parameter_answers(server, openapi, route, params, status, error):
+    """With several bad parameters, the first in the order they were always checked answers."""
+    replace = {"FILE": str(server.paths["coffee"]), "IMAGE": str(server.paths["coffee"])}
+    got, body = server.get(route, **{k: replace.get(v, v) for k, v in params.items()})
+    openapi.check("GET", route, got, body)
+    assert (got, body["error"]) == (status, error), body
+
+
+def test_the_first_bad_parameter_of_an_upload_answers(server, openapi):
+    data = server.paths["coffee"].read_bytes()
+    status, body = server.post("/search", data, "image/jpeg", limit="0", max_distance="abc")
+    openapi.check("POST", "/search", status, body)
+    assert (status, body["error"]) == (400, LIMIT_0)
+    as_json = json.dumps({"limit": 0, "max_distance": float("nan"), "text": "x"}).encode()  # NaN: Python's JSON
+    status, body = server.post("/search", as_json, "application/json")
+    assert (status, body["error"]) == (400, LIMIT_0)
+
+
 def test_missing_file_is_404(server, openapi):
     for route in ("/search", "/add"):
         status, body = server.get(route, image=str(server.root / "photos" / "gone.jpg"))
@@ -444,6 +484,7 @@ def test_openapi_is_served_and_covers_every_route(server, openapi):
     status, body = server.get("/openapi.json")
     assert status == 200 and body["openapi"].startswith("3.")
     assert body == json.loads(json.dumps(spec()))
+    assert spec() is spec()  # built once (about 8 ms), not per request: the route is open
     from imgsearchd.api.app import create_app
 
     routes = {(r.method, re.sub(r"<(\w+)>", r"{\1}", r.rule)) for r in create_app(server.service).routes}

@@ -43,9 +43,9 @@ from imgsearchd.bulk.backfill import (
 )
 from imgsearchd.bulk.status import BackfillProgress, BackfillStatus, State
 from imgsearchd.bulk.worker import FileEmbedder, model_column
-from imgsearchd.config import extractor_settings
+from imgsearchd.extractors.registry import extractor_settings
 from imgsearchd.ingest.pipeline import Pipeline
-from imgsearchd.media.images import ImageLimits
+from imgsearchd.media.limits import ImageLimits
 from imgsearchd.store.catalog import Catalog
 
 from helpers import EFFICIENTNET_FP32, REPO, cli_command, free_port, live_server, skimage_photos, wait_for, write_config

@@ -18,11 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from imgsearchd.bulk.parquet import ImportOptions, export, import_vectors, mapped, parse_map
+from imgsearchd.bulk.import_rows import ImportOptions, mapped
+from imgsearchd.bulk.parquet import export, import_vectors, parse_map
 from imgsearchd.bulk.sources import VectorsError, clip_model_id, find_parts
 from imgsearchd.cli.main import main
 from imgsearchd.ingest.pipeline import Pipeline
-from imgsearchd.media import images, photo_metadata
+from imgsearchd.media import files, photo_metadata
+from imgsearchd.media.files import FileBytes
 from imgsearchd.paths import path_key
 from imgsearchd.search.index import ExtractorIndex
 from imgsearchd.store.catalog import Catalog
@@ -518,13 +520,13 @@ def test_an_import_reads_no_file_the_catalogue_already_knows_and_keeps_its_metad
             [FileResult(r.path, r.size, r.mtime_ns, r.content_hash, other, metadata=facts[r.path][1]) for r in records]
         )
         reads: list[str] = []
-        read_file = images.read_file
+        read_file = files.read_file
 
-        def counted(path: str, *args: Any) -> images.FileBytes:
+        def counted(path: str, *args: Any) -> FileBytes:
             reads.append(path)
             return read_file(path, *args)
 
-        monkeypatch.setattr(images, "read_file", counted)
+        monkeypatch.setattr(files, "read_file", counted)
         summary = import_vectors(catalog, find_parts(rows_folder(tmp_path / "rows", rows)), model_of(efficientnet))
         assert (summary.imported, summary.changed, reads) == (n - 1, 1, [wrong]), summary.as_json()
         assert catalog.result_facts(library["paths"]) == facts

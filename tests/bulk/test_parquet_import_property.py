@@ -26,9 +26,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from imgsearchd.bulk.parquet import ImportOptions, export, find_parts, import_vectors
-from imgsearchd.bulk.sources import METADATA_COLUMNS
-from imgsearchd.media import images, photo_metadata
+from imgsearchd.bulk.import_rows import ImportOptions
+from imgsearchd.bulk.parquet import export, import_vectors
+from imgsearchd.bulk.sources import METADATA_COLUMNS, find_parts
+from imgsearchd.media import files as media_files
+from imgsearchd.media import photo_metadata
+from imgsearchd.media.limits import ImageLimits
 from imgsearchd.paths import is_inside, path_key
 from imgsearchd.store.catalog import Catalog
 from imgsearchd.store.rows import FileResult
@@ -37,7 +40,7 @@ NAME = "efficientnet"
 MODEL = "bytes-model"
 DIM = 8
 OTHER = ("other", "other-model")
-LIMITS = images.ImageLimits(max_file_bytes=4000)  # big.jpg is over it
+LIMITS = ImageLimits(max_file_bytes=4000)  # big.jpg is over it
 
 
 def true_vector(data: bytes) -> np.ndarray:
@@ -101,7 +104,7 @@ def prepare_catalogue(template: Path, root: Path) -> pa.Schema:
     with Catalog(template) as catalog:
         prepared = []
         for stem in ("known-a", "known-b", "other-c", "other-d"):
-            read = images.read_file(str(root / f"{stem}.jpg"))
+            read = media_files.read_file(str(root / f"{stem}.jpg"))
             vectors = {OTHER[0]: (OTHER[1], other_vector(read.data))}
             if stem.startswith("known"):
                 vectors[NAME] = (MODEL, true_vector(read.data))
@@ -128,7 +131,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 
 def row_strategy(world: World) -> st.SearchStrategy[dict[str, Any]]:
-    hashes = sorted({images.content_hash(data) for data in world.files.values()})
+    hashes = sorted({media_files.content_hash(data) for data in world.files.values()})
     vectors = [true_vector(data) for data in world.files.values()]
     readable = [p for p in world.files if is_inside(os.path.realpath(p).decode(errors="surrogateescape"), [world.root])]
     files = st.sampled_from(readable)  # what the claims are about: most rows name one
@@ -152,7 +155,7 @@ def row_strategy(world: World) -> st.SearchStrategy[dict[str, Any]]:
     def row(draw: st.DrawFn) -> dict[str, Any]:
         chosen = draw(path)
         data = world.files.get(chosen) if chosen is not None else None
-        true = images.content_hash(data) if data is not None else None
+        true = media_files.content_hash(data) if data is not None else None
         claims = [st.sampled_from(hashes), st.text(max_size=70), st.none()]
         claimed = draw(st.one_of(st.just(true), claims[0], st.just(true), *claims) if true else st.one_of(*claims))
         if claimed is not None and claimed == true:
@@ -224,7 +227,7 @@ def check_catalogue(catalog: Catalog, world: World, before: dict[str, str]) -> N
     for path, content_hash in now.items():
         assert is_inside(os.path.realpath(path), [world.root]), path
         data = world.files[path_key(path)]
-        assert content_hash == images.content_hash(data), path
+        assert content_hash == media_files.content_hash(data), path
         vector = catalog.vector_for_hash(content_hash, NAME, MODEL)
         if vector is not None:
             assert np.allclose(vector, true_vector(data), atol=1e-6), path

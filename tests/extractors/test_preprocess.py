@@ -160,7 +160,7 @@ def test_the_model_id_differs_per_preprocess_and_crop_keeps_the_old_one(efficien
         "squash": "efficientnet_lite0:lite0-57934424:squash",
         "letterbox": "efficientnet_lite0:lite0-57934424:letterbox",
     }
-    with pytest.raises(ValueError, match=r"\[extractors.efficientnet\] preprocess"):
+    with pytest.raises(ConfigError, match=r"extractor settings: extractors.efficientnet.preprocess must be one of"):
         create("efficientnet", {"device": "cpu", "preprocess": "zoom"})
 
 

@@ -15,7 +15,8 @@ import pytest
 from imgsearchd.api.errors import status_of
 from imgsearchd.errors import Refused
 from imgsearchd.ingest.folders import is_hidden_or_temporary, is_wanted_image, plan_folder, probe_folder, walk_images
-from imgsearchd.store.catalog import Catalog, FileResult
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.store.rows import FileResult
 
 from helpers import live_server, server_config, wait_for, without_file_permissions_bypass
 
@@ -180,7 +181,7 @@ def test_plan_forgets_catalogued_files_reached_through_a_link_that_now_leads_out
 
 def test_retry_waits_longer_after_each_failure_and_only_for_reasons_that_may_pass():
     from imgsearchd.ingest.folders import retry_delay, retry_due
-    from imgsearchd.store.catalog import FailedFile
+    from imgsearchd.store.rows import FailedFile
 
     assert [retry_delay(n) for n in (1, 2, 3)] == [60.0, 120.0, 240.0] and retry_delay(50) == 86400.0
     assert retry_due(FailedFile("/p", "unreadable", 1, 1000.0), 1061.0)

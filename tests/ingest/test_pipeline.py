@@ -13,9 +13,10 @@ import pytest
 
 from imgsearchd.ingest.pipeline import Pipeline
 from imgsearchd.ingest.workqueue import Intent, WorkQueue
-from imgsearchd.media import images
+from imgsearchd.media.failures import Reason
 from imgsearchd.media.photo_metadata import MetadataFields
-from imgsearchd.store.catalog import Catalog, FileResult
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.store.rows import FileResult
 
 import image_factory as make
 from helpers import EFFICIENTNET_FP32, cli_here, run_cli, wait_for, without_file_permissions_bypass, write_config
@@ -38,10 +39,10 @@ GOOD = {
     "sub/deeper/motorcycle.jpg",
 }
 BAD = {
-    "empty.jpg": images.Reason.EMPTY,
-    "truncated.jpg": images.Reason.TRUNCATED,
-    "notes.jpg": images.Reason.NOT_AN_IMAGE,
-    "bomb.png": images.Reason.TOO_LARGE,
+    "empty.jpg": Reason.EMPTY,
+    "truncated.jpg": Reason.TRUNCATED,
+    "notes.jpg": Reason.NOT_AN_IMAGE,
+    "bomb.png": Reason.TOO_LARGE,
 }
 
 

@@ -26,8 +26,8 @@ from PIL import Image
 from imgsearchd.config import load_config
 from imgsearchd.ingest.outcomes import Outcome
 from imgsearchd.ingest.watched import FolderStatus
-from imgsearchd.media import images
-from imgsearchd.media.images import ImageError
+from imgsearchd.media import files
+from imgsearchd.media.failures import ImageError
 from imgsearchd.service import Service
 
 from helpers import Live, live_server, server_config, wait_for
@@ -113,15 +113,15 @@ def found(live: Live, probe: Path) -> set[str]:
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[str]:
-    """Counts ``images.read_file`` calls (the only way the pipeline opens an image) by path."""
+    """Counts ``files.read_file`` calls (the only way the pipeline opens an image) by path."""
     counter: collections.Counter[str] = collections.Counter()
-    original = images.read_file
+    original = files.read_file
 
     def counting(path: str, *args: Any, **kwargs: Any) -> Any:
         counter[path] += 1
         return original(path, *args, **kwargs)
 
-    monkeypatch.setattr(images, "read_file", counting)
+    monkeypatch.setattr(files, "read_file", counting)
     return counter
 
 
@@ -186,7 +186,7 @@ def test_a_burst_of_50_writes_is_embedded_once(tmp_path, photos):
         for data in versions:  # 50 complete rewrites within about a second
             target.write_bytes(data)
             time.sleep(0.02)
-        final = images.content_hash(versions[-1])
+        final = files.content_hash(versions[-1])
         assert service.catalog is not None
         wait_for(
             lambda: (r := service.catalog.get(str(target))) is not None and r.content_hash == final,

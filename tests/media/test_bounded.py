@@ -18,6 +18,7 @@ from torchvision.transforms import InterpolationMode
 
 from imgsearchd.extractors.crop import ResizeCrop
 from imgsearchd.media import images, memory
+from imgsearchd.media.limits import ImageLimits
 
 import image_factory as make
 
@@ -171,7 +172,7 @@ def test_concurrent_decodes_go_through_the_budget(tmp_path, monkeypatch):
     budget = memory.PixelBudget()
     monkeypatch.setattr(memory, "DECODES", budget)
     data = make.solid_png(tmp_path / "big.png", 3000, 3000).read_bytes()
-    limits = images.ImageLimits(decode_budget_pixels=9_000_000)
+    limits = ImageLimits(decode_budget_pixels=9_000_000)
     pictures: list[Image.Image] = []
     threads = [threading.Thread(target=lambda: pictures.append(images.decode(data, 224, limits))) for _ in range(4)]
     for thread in threads:

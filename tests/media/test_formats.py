@@ -22,9 +22,11 @@ from PIL import Image, TiffImagePlugin
 
 from imgsearchd.ingest.folders import retry_due
 from imgsearchd.ingest.pipeline import Pipeline
-from imgsearchd.media import formats, images, memory
-from imgsearchd.media.images import ImageError, ImageLimits
-from imgsearchd.store.catalog import Catalog, FailedFile
+from imgsearchd.media import files, formats, images, memory
+from imgsearchd.media.failures import ImageError, Reason
+from imgsearchd.media.limits import ImageLimits
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.store.rows import FailedFile
 
 import image_factory as make
 from helpers import REPO, free_port, live_server, server_config, wait_for
@@ -213,7 +215,7 @@ def test_raw_half_size_demosaic_and_orientation(photos):
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"imgsearchd-test-{os.getpid()}.dng"
     try:
         path.write_bytes(data)
-        assert images.header_size(str(path)) == (300, 450)
+        assert files.header_size(str(path)) == (300, 450)
     finally:
         path.unlink()
 
@@ -224,14 +226,14 @@ def test_raw_and_heif_keep_the_caps_and_typed_reasons(photos):
     for data in (dng_bytes(cat), heif_bytes(cat, "HEIF"), heif_bytes(cat, "AVIF")):
         with pytest.raises(ImageError) as refused:
             images.decode(data, 64, tight)
-        assert refused.value.reason == images.Reason.TOO_LARGE
+        assert refused.value.reason == Reason.TOO_LARGE
     for data in (dng_bytes(cat), heif_bytes(cat, "HEIF"), heif_bytes(cat, "AVIF")):
         with pytest.raises(ImageError) as broken:
             images.decode(data[: len(data) // 3], 64)
-        assert broken.value.reason in (images.Reason.TRUNCATED, images.Reason.CORRUPT)
+        assert broken.value.reason in (Reason.TRUNCATED, Reason.CORRUPT)
     with pytest.raises(ImageError) as over:  # a demosaic that needs more than the whole decode budget
         images.decode(dng_bytes(cat), 64, ImageLimits(decode_budget_pixels=100_000))
-    assert over.value.reason == images.Reason.TOO_LARGE and "camera RAW needs about" in over.value.detail
+    assert over.value.reason == Reason.TOO_LARGE and "camera RAW needs about" in over.value.detail
 
 
 def _reason(data: bytes) -> tuple[str, str]:
@@ -245,9 +247,9 @@ def test_a_cut_or_damaged_avif_or_heif_is_truncated_or_corrupt_not_some_other_fo
     """D3: Pillow cannot even open these, and called them "not_an_image"; their ftyp box says what they are."""
     data = heif_bytes(photos["chelsea"], kind)
     for end in (len(data) * 9 // 10, len(data) // 2, 300, 100):  # cut in the picture, in the boxes that describe it
-        assert _reason(data[:end])[0] == images.Reason.TRUNCATED, end
+        assert _reason(data[:end])[0] == Reason.TRUNCATED, end
     renamed = data.replace(b"meta", b"mXta", 1)  # every box whole, the one that describes the picture unknown
-    assert _reason(renamed)[0] == images.Reason.CORRUPT
+    assert _reason(renamed)[0] == Reason.CORRUPT
 
 
 @pytest.mark.parametrize("kind", ["AVIF", "HEIF"])
@@ -257,7 +259,7 @@ def test_an_avif_or_heif_declaring_60000_squared_is_too_large_from_its_header(ph
     header = formats.bmff_header(data)
     assert (header.width, header.height) == (60000, 60000)
     reason, detail = _reason(data)
-    assert reason == images.Reason.TOO_LARGE and "60000x60000" in detail
+    assert reason == Reason.TOO_LARGE and "60000x60000" in detail
 
 
 def _heif_10bit(width: int, height: int) -> bytes:
@@ -293,7 +295,7 @@ def test_avif_and_heif_are_counted_at_what_their_decoders_allocate(photos, kind,
     assert budget.peak == memory.budget_pixels(pixels, expected) > pixels * 7 / 4
     with pytest.raises(ImageError) as caught:
         images.decode(data, 64, ImageLimits(decode_budget_pixels=budget.peak - 1))
-    assert caught.value.reason == images.Reason.TOO_LARGE and f"450x300 {kind[:4]} needs" in caught.value.detail
+    assert caught.value.reason == Reason.TOO_LARGE and f"450x300 {kind[:4]} needs" in caught.value.detail
 
 
 @pytest.mark.parametrize("kind", ["HEIF", "AVIF"])
@@ -344,9 +346,10 @@ def test_plain_tiffs_are_not_taken_for_raw(photos):
 
 
 def test_the_cli_does_not_load_the_decoders():
-    """api.spec, which the CLI imports, takes the media types from ``format_types``: importing
-    ``formats`` there brought rawpy, pillow-heif and numpy into every CLI command (75 -> 300+ ms);
-    the model loader at the top of a CLI module brought torch (0.26 -> 4.2 s)."""
+    """The CLI reads the API's bounds from ``api.bounds``, not the spec: when it imported the
+    spec, ``formats`` there brought rawpy, pillow-heif and numpy into every CLI command
+    (75 -> 300+ ms; hence ``format_types``); the model loader at the top of a CLI module
+    brought torch (0.26 -> 4.2 s)."""
     code = "import sys, imgsearchd.cli; print(sorted({'numpy', 'rawpy', 'pillow_heif', 'torch', 'ray', 'pyarrow'} & set(sys.modules)))"
     env = {**os.environ, "PYTHONPATH": str(REPO / "build" / "pp")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True)

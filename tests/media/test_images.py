@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgsearchd.media import images, memory
-from imgsearchd.media.images import ImageError, ImageLimits
+from imgsearchd.media import files, images, memory
+from imgsearchd.media import rgb as media_rgb
+from imgsearchd.media.failures import ImageError, Reason
+from imgsearchd.media.limits import ImageLimits
 
 import image_factory as make
 from helpers import without_file_permissions_bypass
@@ -29,15 +31,15 @@ def reason_of(path: Path, limits: ImageLimits = ImageLimits(), min_side: int = 2
 
 
 def test_zero_bytes_is_empty(tmp_path):
-    assert reason_of(make.zero_bytes(tmp_path / "empty.jpg")) == images.Reason.EMPTY
+    assert reason_of(make.zero_bytes(tmp_path / "empty.jpg")) == Reason.EMPTY
 
 
 def test_truncated_jpeg(tmp_path, photos):
-    assert reason_of(make.truncated_jpeg(tmp_path / "cut.jpg", photos["chelsea"])) == images.Reason.TRUNCATED
+    assert reason_of(make.truncated_jpeg(tmp_path / "cut.jpg", photos["chelsea"])) == Reason.TRUNCATED
 
 
 def test_text_named_jpg_is_not_an_image(tmp_path):
-    assert reason_of(make.text_as_jpeg(tmp_path / "notes.jpg")) == images.Reason.NOT_AN_IMAGE
+    assert reason_of(make.text_as_jpeg(tmp_path / "notes.jpg")) == Reason.NOT_AN_IMAGE
 
 
 def test_png_header_claiming_30000_squared_is_refused_before_decoding(tmp_path):
@@ -45,34 +47,34 @@ def test_png_header_claiming_30000_squared_is_refused_before_decoding(tmp_path):
     started = time.monotonic()
     with pytest.raises(ImageError) as caught:
         images.load_image(str(path), 224)
-    assert caught.value.reason == images.Reason.TOO_LARGE
+    assert caught.value.reason == Reason.TOO_LARGE
     assert "30000x30000" in caught.value.detail
     assert time.monotonic() - started < 1.0  # refused from the header, nothing allocated
 
 
 def test_pixel_cap_is_configurable(tmp_path, photos):
     path = make.large_jpeg(tmp_path / "big.jpg", photos["coffee"], 400, 300)
-    assert reason_of(path, ImageLimits(max_pixels=100_000)) == images.Reason.TOO_LARGE
+    assert reason_of(path, ImageLimits(max_pixels=100_000)) == Reason.TOO_LARGE
     assert images.load_image(str(path), 224, ImageLimits(max_pixels=120_000)).mode == "RGB"
 
 
 def test_file_size_cap(tmp_path, photos):
     path = make.large_jpeg(tmp_path / "big.jpg", photos["coffee"], 400, 300)
-    assert reason_of(path, ImageLimits(max_file_bytes=1000)) == images.Reason.TOO_LARGE
+    assert reason_of(path, ImageLimits(max_file_bytes=1000)) == Reason.TOO_LARGE
 
 
 def test_missing_file_and_folder(tmp_path):
-    assert reason_of(tmp_path / "nope.jpg") == images.Reason.MISSING
+    assert reason_of(tmp_path / "nope.jpg") == Reason.MISSING
     (tmp_path / "dir.jpg").mkdir()
-    assert reason_of(tmp_path / "dir.jpg") == images.Reason.NOT_A_FILE
+    assert reason_of(tmp_path / "dir.jpg") == Reason.NOT_A_FILE
 
 
 def test_unreadable_file_is_reported_as_unreadable(tmp_path, photos):
     path = make.large_jpeg(tmp_path / "secret.jpg", photos["chelsea"], 64, 64)
     path.chmod(0)
     code = (
-        "import sys; from imgsearchd.media import images\n"
-        "try:\n    images.read_file(sys.argv[1])\nexcept images.ImageError as e:\n    print(e.reason)\n"
+        "import sys; from imgsearchd.media import failures, files\n"
+        "try:\n    files.read_file(sys.argv[1])\nexcept failures.ImageError as e:\n    print(e.reason)\n"
     )
     out = subprocess.run(
         [*without_file_permissions_bypass(), sys.executable, "-c", code, str(path)],
@@ -80,7 +82,7 @@ def test_unreadable_file_is_reported_as_unreadable(tmp_path, photos):
         text=True,
         timeout=60,
     )
-    assert out.stdout.strip() == images.Reason.UNREADABLE, out.stderr
+    assert out.stdout.strip() == Reason.UNREADABLE, out.stderr
 
 
 def test_cmyk_jpeg_keeps_its_colours(tmp_path, photos):
@@ -142,7 +144,7 @@ def test_every_supported_format_decodes(tmp_path, photos, fmt, suffix):
 def test_unsupported_format_is_not_an_image(tmp_path, photos):
     path = tmp_path / "photo.jpg"
     photos["chelsea"].save(path, "PPM")  # Pillow reads PPM, but we do not accept it
-    assert reason_of(path) == images.Reason.NOT_AN_IMAGE
+    assert reason_of(path) == Reason.NOT_AN_IMAGE
 
 
 def test_large_jpeg_is_decoded_at_reduced_size(tmp_path, photos):
@@ -165,13 +167,13 @@ def test_content_hash_changes_with_content_only(tmp_path, photos):
     b = tmp_path / "b.jpg"
     b.write_bytes(a.read_bytes())
     c = make.large_jpeg(tmp_path / "c.jpg", photos["coffee"], 64, 64)
-    ha, hb, hc = (images.read_file(str(p)).content_hash for p in (a, b, c))
+    ha, hb, hc = (files.read_file(str(p)).content_hash for p in (a, b, c))
     assert ha == hb != hc
 
 
 def test_read_file_stat_matches_content(tmp_path, photos):
     path = make.large_jpeg(tmp_path / "a.jpg", photos["chelsea"], 64, 64)
-    file = images.read_file(str(path))
+    file = files.read_file(str(path))
     st = os.stat(path)
     assert (file.size, file.mtime_ns) == (st.st_size, st.st_mtime_ns)
 
@@ -189,7 +191,7 @@ def test_shrinking_before_the_rgb_conversion_changes_no_colour(tmp_path, photos,
     gave, to the bit."""
     path = tmp_path / "big.png"
     photos["astronaut"].convert(mode).resize((1500, 1500)).save(path)
-    expected = images.to_rgb(Image.open(path)).reduce(6)
+    expected = media_rgb.to_rgb(Image.open(path)).reduce(6)
     picture = images.load_image(str(path), 224)
     assert picture.size == expected.size == (250, 250)
     assert np.array_equal(np.asarray(picture), np.asarray(expected))
@@ -223,7 +225,7 @@ def test_conversion_in_bands_gives_the_whole_picture_conversion(tmp_path, photos
     path = tmp_path / f"big{suffix}"
     picture = _mode_picture(photos["astronaut"], mode)
     picture.save(path, transparency=3) if mode == "P" else picture.save(path)
-    expected = images.to_rgb(Image.open(path)).reduce(4)
+    expected = media_rgb.to_rgb(Image.open(path)).reduce(4)
     monkeypatch.setattr(images, "_BAND_PIXELS", 100_000)  # 16 bands of 64 rows
     shrunk = images.load_image(str(path), 224)
     assert shrunk.size == expected.size == (375, 250)
@@ -236,7 +238,7 @@ def test_a_fifo_in_place_of_a_file_is_refused_without_blocking(tmp_path):
     os.mkfifo(fifo)
     started = time.monotonic()
     with pytest.raises(ImageError) as caught:
-        images._open_regular(str(fifo))
+        files.open_regular(str(fifo))
     assert caught.value.reason == "not_a_file" and time.monotonic() - started < 2
 
 
@@ -247,9 +249,9 @@ def test_a_link_out_of_the_roots_is_refused_on_the_open_file(tmp_path):
     Image.new("RGB", (8, 8)).save(outside / "secret.png")
     (inside / "x.png").symlink_to(outside / "secret.png")
     with pytest.raises(ImageError) as caught:
-        images.read_file(str(inside / "x.png"), roots=[str(inside)])
+        files.read_file(str(inside / "x.png"), roots=[str(inside)])
     assert caught.value.reason == "outside_roots" and "secret.png" in caught.value.detail
-    assert images.read_file(str(inside / "x.png"), roots=[str(tmp_path)]).size > 0
+    assert files.read_file(str(inside / "x.png"), roots=[str(tmp_path)]).size > 0
 
 
 # The decode budget counts what each decoder allocates (issue 26): a lossless WebP of 16383x10860
@@ -285,7 +287,7 @@ def test_a_webp_that_needs_more_than_the_whole_budget_is_refused_before_decoding
     with pytest.raises(ImageError) as caught:
         images.load_image(str(webps["huge"]), 224)
     assert time.monotonic() - started < 0.5  # measured 0.1 ms: the size is read from the first 30 bytes
-    assert caught.value.reason == images.Reason.TOO_LARGE
+    assert caught.value.reason == Reason.TOO_LARGE
     assert caught.value.detail == (
         "16383x10860 WebP needs about 2.9 GB to decode, more than the decode budget "
         "(images.decode_budget_megapixels = 256: 1.0 GB)"
@@ -303,7 +305,7 @@ def test_a_webp_is_counted_at_what_its_decoder_allocates(budget):
     assert budget.peak == cost
     with pytest.raises(ImageError) as caught:
         images.decode(data, 224, ImageLimits(decode_budget_pixels=cost - 1))
-    assert caught.value.reason == images.Reason.TOO_LARGE and "1000x750 WebP needs" in caught.value.detail
+    assert caught.value.reason == Reason.TOO_LARGE and "1000x750 WebP needs" in caught.value.detail
     assert images.decode(data, 224).size == (334, 250)  # the default budget: decoded
 
 
@@ -317,7 +319,7 @@ def test_four_88_mp_webps_at_once_are_all_refused_and_nothing_is_held(webps, bud
         return caught.value.reason
 
     with ThreadPoolExecutor(4) as pool:
-        assert list(pool.map(reason, range(4))) == [images.Reason.TOO_LARGE] * 4
+        assert list(pool.map(reason, range(4))) == [Reason.TOO_LARGE] * 4
     assert budget.peak == 0
 
 

@@ -25,7 +25,8 @@ import pytest
 from PIL import Image
 
 from imgsearchd.ingest.pipeline import Pipeline
-from imgsearchd.media import images
+from imgsearchd.media import files, images
+from imgsearchd.media.failures import ImageError, Reason
 from imgsearchd.media.thumbnails import ThumbnailStore
 from imgsearchd.store.catalog import Catalog
 
@@ -135,14 +136,14 @@ def test_a_link_out_of_the_roots_is_refused_on_the_opened_file(tmp_path, photos)
     photos["rocket"].convert("RGB").save(outside)
     link = root / "innocent.jpg"
     os.symlink(outside, link)
-    with pytest.raises(images.ImageError) as refused:
-        images.open_original(str(link), roots=[str(root)])
-    assert refused.value.reason == images.Reason.OUTSIDE_ROOTS
+    with pytest.raises(ImageError) as refused:
+        files.open_original(str(link), roots=[str(root)])
+    assert refused.value.reason == Reason.OUTSIDE_ROOTS
     store = ThumbnailStore(tmp_path / "thumbs", size=64)
-    with pytest.raises(images.ImageError) as refused:
+    with pytest.raises(ImageError) as refused:
         store.make_from_file(str(link), roots=[str(root)])
-    assert refused.value.reason == images.Reason.OUTSIDE_ROOTS and store.made == 0
-    fh, _, kind = images.open_original(str(link), roots=[str(tmp_path)])  # inside these roots: served
+    assert refused.value.reason == Reason.OUTSIDE_ROOTS and store.made == 0
+    fh, _, kind = files.open_original(str(link), roots=[str(tmp_path)])  # inside these roots: served
     fh.close()
     assert kind == "image/jpeg"
     store.close()

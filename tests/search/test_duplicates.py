@@ -13,8 +13,10 @@ import pytest
 
 from imgsearchd.config import DUPLICATE_THRESHOLDS
 from imgsearchd.search import duplicates
-from imgsearchd.search.index import ExtractorIndex, query_many
-from imgsearchd.store.catalog import Catalog, FileResult
+from imgsearchd.search.index import ExtractorIndex
+from imgsearchd.search.self_join import query_many
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.store.rows import FileResult
 
 from duplicate_set import copy_set, found_pairs, planted, precision_recall, tiles, true_pairs
 from helpers import live_server, server_config, wait_for, write_config

@@ -18,7 +18,8 @@ import pytest
 
 from imgsearchd.search.index import ExtractorIndex
 from imgsearchd.search.snapshot import META_NAME
-from imgsearchd.store.catalog import Catalog, FileResult
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.store.rows import FileResult
 
 from helpers import wait_for
 from index_helpers import (

@@ -17,7 +17,8 @@ import pytest
 from imgsearchd.config import ConfigError, load_config
 from imgsearchd.search.index import ExtractorIndex
 from imgsearchd.search.scoped import Method, search_folder
-from imgsearchd.store.catalog import Catalog, FileResult
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.store.rows import FileResult
 
 from helpers import write_config
 from index_helpers import EXTRACTOR, MODEL, add_files, brute_force_recall, index_files, path_of, photo_like

@@ -17,7 +17,8 @@ import pytest
 
 from imgsearchd.search.index import ExtractorIndex
 from imgsearchd.search.parts import BaseKind
-from imgsearchd.store.catalog import Catalog, FileResult
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.store.rows import FileResult
 from openapi_checker import OpenApiChecker
 
 from helpers import live_server, server_config

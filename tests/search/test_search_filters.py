@@ -12,6 +12,7 @@ import base64
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import numpy as np
@@ -24,7 +25,8 @@ from imgsearchd.paths import is_under
 from imgsearchd.search.index import ExtractorIndex
 from imgsearchd.search.scoped import Method, UnknownFolder, search_folder
 from imgsearchd.service import facade as service_module
-from imgsearchd.store.catalog import Catalog, FileResult
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.store.rows import FileResult
 
 from helpers import live_server, server_config, write_config
 from index_helpers import EXTRACTOR, MODEL, random_unit
@@ -190,7 +192,7 @@ LAYOUT = {
 
 
 def check_schema(method: str, status: int, body) -> None:
-    document = spec()
+    document: dict[str, Any] = dict(spec())
     responses = document["paths"]["/search"][method.lower()]["responses"]
     assert str(status) in responses, f"{method} /search answered undocumented {status}: {body}"
     schema = responses[str(status)]["content"]["application/json"]["schema"]

@@ -8,7 +8,9 @@ import sqlite3
 import numpy as np
 import pytest
 
-from imgsearchd.store.catalog import Catalog, CatalogError, FileResult
+from imgsearchd.store.catalog import Catalog
+from imgsearchd.store.database import CatalogError
+from imgsearchd.store.rows import FileResult
 from imgsearchd.store.schema import VERSION as SCHEMA_VERSION
 
 

@@ -1,35 +1,38 @@
 """What the routes answer: results, files, jobs, duplicate groups, health, the page's login.
 
-Each struct is what a route's JSON answer holds (the service builds the dicts; the spec,
-and the tests that check real answers against it, read these). A field that may be left out
-is ``UNSET`` by default; one that is always there, even when null, has no default.
+Each struct is what a route's JSON answer holds: every answer goes through its model before
+it is sent (``routing.Checked``), and the spec is written from the same structs, so the two
+cannot differ. Answer models forbid unknown fields: a key the service adds and the model
+lacks is a 500 with the mismatch in the log (the tests catch it), never a key that reaches
+clients undocumented. A field that may be left out is ``UNSET`` by default; one that is
+always there, even when null, has no default.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from ...ingest.jobs import JobState
 from ...media.photo_metadata import MetadataFields
+from ...store.disk_health import StorageState
 from .. import bounds
 
-JsonObject = dict[str, Any]  # a part of an answer that is free-form (as storage's state)
 Count = Annotated[int, Meta(ge=0)]
 Fraction = Annotated[float, Meta(ge=0, le=1)]
 Cosine = Annotated[float, Meta(ge=-1, le=1)]
 
 
-class Error(msgspec.Struct, kw_only=True):
+class Error(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Every error answer: the message, and what it is about."""
 
     error: str
     reason: str | UnsetType = UNSET
     image: str | UnsetType = UNSET
     status: str | UnsetType = UNSET
-    storage: JsonObject | UnsetType = UNSET
+    storage: StorageState | UnsetType = UNSET
     folder: Annotated[str, Meta(description="the folder filter that is not known (404)")] | UnsetType = UNSET
     retry_after: Annotated[int, Meta(description="429: seconds to wait (as Retry-After)")] | UnsetType = UNSET
 
@@ -54,7 +57,7 @@ class Result(MetadataFields, kw_only=True, forbid_unknown_fields=True):
     hash: Hash
 
 
-class SearchResults(msgspec.Struct, kw_only=True):
+class SearchResults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A search's answer, best first."""
 
     results: list[Result]
@@ -62,7 +65,7 @@ class SearchResults(msgspec.Struct, kw_only=True):
     folder: Annotated[str, Meta(description="the folder filter, when one was given")] | UnsetType = UNSET
 
 
-class AddedFile(msgspec.Struct, kw_only=True):
+class AddedFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``/add`` of a file: indexed now, or already indexed and unchanged."""
 
     image: str
@@ -70,7 +73,7 @@ class AddedFile(msgspec.Struct, kw_only=True):
     embedded: bool | UnsetType = UNSET
 
 
-class FolderJobStarted(msgspec.Struct, kw_only=True):
+class FolderJobStarted(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``/add`` of a folder: the job that scans and indexes it."""
 
     job: str
@@ -81,7 +84,7 @@ class FolderJobStarted(msgspec.Struct, kw_only=True):
     state: str
 
 
-class Job(msgspec.Struct, kw_only=True):
+class Job(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A folder job's progress."""
 
     id: str
@@ -97,26 +100,26 @@ class Job(msgspec.Struct, kw_only=True):
     seconds: float
 
 
-class Jobs(msgspec.Struct, kw_only=True):
+class Jobs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The folder jobs."""
 
     jobs: list[Job]
 
 
-class Removed(msgspec.Struct, kw_only=True):
+class Removed(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What ``/remove`` forgot."""
 
     image: str
     removed: Annotated[int, Meta(ge=1)]
 
 
-class Rebuilding(msgspec.Struct, kw_only=True):
+class Rebuilding(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The extractors whose indexes are being rebuilt."""
 
     rebuilding: list[str]
 
 
-class Health(msgspec.Struct, kw_only=True):
+class Health(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Whether the daemon serves."""
 
     status: Annotated[
@@ -124,7 +127,7 @@ class Health(msgspec.Struct, kw_only=True):
         Meta(description="degraded: searches work, but the catalogue cannot be written (see storage)"),
     ]
     phase: str | UnsetType = UNSET
-    storage: JsonObject | UnsetType = UNSET
+    storage: StorageState | UnsetType = UNSET
 
 
 # -- /duplicates -------------------------------------------------------------------------
@@ -140,7 +143,7 @@ class DuplicateMember(MetadataFields, kw_only=True, forbid_unknown_fields=True):
     hash: Hash
 
 
-class DuplicateGroup(msgspec.Struct, kw_only=True):
+class DuplicateGroup(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Files that are the same bytes, or similar pictures."""
 
     kind: Annotated[Literal["exact", "near"], Meta(description="exact: the same bytes; near: similar pictures")]
@@ -149,7 +152,7 @@ class DuplicateGroup(msgspec.Struct, kw_only=True):
     members: list[DuplicateMember]
 
 
-class DuplicateProgress(msgspec.Struct, kw_only=True):
+class DuplicateProgress(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A /duplicates computation running."""
 
     extractor: str
@@ -160,7 +163,7 @@ class DuplicateProgress(msgspec.Struct, kw_only=True):
     seconds: float
 
 
-class Duplicates(msgspec.Struct, kw_only=True):
+class Duplicates(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A page of duplicate groups, biggest first."""
 
     state: Literal["ready"]
@@ -187,34 +190,34 @@ class Duplicates(msgspec.Struct, kw_only=True):
     seconds: float | UnsetType = UNSET
 
 
-class DuplicatesComputing(msgspec.Struct, kw_only=True):
+class DuplicatesComputing(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The first computation is running: ask again."""
 
     state: Literal["computing"]
     extractor: str
     threshold: float
-    computing: DuplicateProgress
+    computing: Annotated[DuplicateProgress | None, Meta(description="null: not started yet")]
     last_error: Annotated[str | None, Meta(description="why the last computation failed")] | UnsetType = UNSET
 
 
 # -- the page's login (page.py) ----------------------------------------------------------
 
 
-class LoginState(msgspec.Struct, kw_only=True):
+class LoginState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Whether the page must ask for the token."""
 
     token_required: bool
     authorised: bool
 
 
-class LoggedIn(msgspec.Struct, kw_only=True):
+class LoggedIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Signed in: the answer carries the session cookie."""
 
     ok: Literal[True]
     token_required: bool
 
 
-class LoggedOut(msgspec.Struct, kw_only=True):
+class LoggedOut(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Signed out: the cookie is cleared."""
 
     ok: Literal[True] | UnsetType = UNSET

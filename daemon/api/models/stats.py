@@ -13,14 +13,17 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from ...ingest.observers import ObserverKind
+from ...ingest.watched import ScanSummary
 from ...ingest.watcher import FolderState
+from ...search.duplicates import CachedJoin
 from ...search.parts import BaseKind
-from .answers import Count, DuplicateProgress, Job, JsonObject
+from ...store.disk_health import StorageState
+from .answers import Count, DuplicateProgress, Job
 
 Source = Literal["auto", "config", "unmeasured"]
 
 
-class Precision(msgspec.Struct, kw_only=True):
+class Precision(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The precision the model runs in, the setting, why, and the check at load against fp32."""
 
     used: Literal["fp32", "bf16", "int8", "fp16"]
@@ -34,14 +37,17 @@ def _d(text: str) -> Meta:
     return Meta(description=text)
 
 
-class ExtractorStats(msgspec.Struct, kw_only=True):
+class ExtractorStats(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One extractor: its vectors, its index, and the index's measured recall (``search.recall``)."""
 
+    extractor: str | UnsetType = UNSET
     model: str
+    model_id: Annotated[str, _d("the model id the index's vectors were made by")] | UnsetType = UNSET
     vectors: int
     indexed: int
     fresh: int
     tombstones: int
+    seq: Annotated[int, _d("the catalogue change the index has read up to")] | UnsetType = UNSET
     last_build: str | None
     last_build_seconds: float | UnsetType | None = UNSET
     building: bool
@@ -84,14 +90,15 @@ class ExtractorStats(msgspec.Struct, kw_only=True):
     recall_note: Annotated[str | None, _d("why the target is not met, when it is not")] | UnsetType = UNSET
 
 
-class Failure(msgspec.Struct, kw_only=True):
+class Failure(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A recently failed file."""
 
     path: str
     reason: str
+    detail: Annotated[str | None, _d("what the reader said")] | UnsetType = UNSET
 
 
-class Failed(msgspec.Struct, kw_only=True):
+class Failed(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Files that could not be used, by reason."""
 
     total: int | UnsetType = UNSET
@@ -99,7 +106,7 @@ class Failed(msgspec.Struct, kw_only=True):
     recent: list[Failure] | UnsetType = UNSET
 
 
-class Fallback(msgspec.Struct, kw_only=True):
+class Fallback(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The configured extractor could not run: which one runs instead, and why."""
 
     configured: str
@@ -107,7 +114,7 @@ class Fallback(msgspec.Struct, kw_only=True):
     reason: str
 
 
-class MetadataProgress(msgspec.Struct, kw_only=True):
+class MetadataProgress(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Photo metadata still to read."""
 
     missing: Annotated[
@@ -120,7 +127,7 @@ class MetadataProgress(msgspec.Struct, kw_only=True):
     ]
 
 
-class WatchedFolder(msgspec.Struct, kw_only=True):
+class WatchedFolder(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A watched folder and how it is watched."""
 
     folder: str
@@ -137,21 +144,35 @@ class WatchedFolder(msgspec.Struct, kw_only=True):
     events: Annotated[int, _d("file-system events seen")] | UnsetType = UNSET
     settling: Annotated[int, _d("files written and not yet complete")] | UnsetType = UNSET
     scanning: bool | UnsetType = UNSET
-    last_scan: Annotated[JsonObject | None, _d("the last reconcile scan")] | UnsetType = UNSET
+    last_scan: Annotated[ScanSummary | None, _d("the last reconcile scan")] | UnsetType = UNSET
 
 
-class DuplicatesState(msgspec.Struct, kw_only=True):
+class Indexing(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What the pipeline did since the daemon started (``ingest.progress.Progress.snapshot``)."""
+
+    queued: int
+    done: int
+    embedded: Annotated[int, _d("files whose pictures went through a model")]
+    reused: Annotated[int, _d("files whose bytes were seen before: their vectors reused")]
+    unchanged: int
+    removed: int
+    failed: Annotated[dict[str, int], _d("failures by reason")]
+    images_per_second: float
+    seconds: float
+
+
+class DuplicatesState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The /duplicates computation running, and those cached."""
 
     computing: DuplicateProgress | UnsetType | None = UNSET
-    cached: JsonObject | UnsetType = UNSET
-    errors: JsonObject | UnsetType = UNSET
+    cached: Annotated[dict[str, CachedJoin], _d("the joins kept, by extractor")] | UnsetType = UNSET
+    errors: Annotated[dict[str, str], _d("the last failed join, by extractor")] | UnsetType = UNSET
 
 
 BackfillState = Literal["planning", "running", "finished", "stopped", "failed", "interrupted", "unreadable"]
 
 
-class Backfill(msgspec.Struct, kw_only=True):
+class Backfill(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The last ``imgsearchd backfill`` on this catalogue (it runs in its own process)."""
 
     state: (
@@ -175,7 +196,7 @@ class Backfill(msgspec.Struct, kw_only=True):
     error: str | UnsetType | None = UNSET
 
 
-class Thumbnails(msgspec.Struct, kw_only=True):
+class Thumbnails(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The thumbnails folder."""
 
     count: Count
@@ -184,7 +205,7 @@ class Thumbnails(msgspec.Struct, kw_only=True):
     dir: str
 
 
-class Stats(msgspec.Struct, kw_only=True):
+class Stats(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Counts, progress, extractors and jobs (answered while starting too)."""
 
     images: Annotated[int | None, _d("indexed files in the catalogue")]
@@ -200,7 +221,8 @@ class Stats(msgspec.Struct, kw_only=True):
     duplicates: (
         Annotated[DuplicatesState | None, _d("the /duplicates computation running, and those cached")] | UnsetType
     ) = UNSET
-    indexing: JsonObject | UnsetType = UNSET
+    storage: Annotated[StorageState, _d("whether the catalogue can be written (as /health's)")] | UnsetType = UNSET
+    indexing: Annotated[Indexing, _d("the pipeline since the daemon started")] | UnsetType = UNSET
     backfill: (
         Annotated[Backfill | None, _d("the last `imgsearchd backfill` on this catalogue; null: none yet")] | UnsetType
     ) = UNSET
