@@ -48,9 +48,9 @@ VARIANTS = ("index", "backfill")
 
 def run_index(extractor: Any, paths: list[str], workdir: Path) -> dict[str, float]:
     """``imgsearchd index``'s pipeline into a fresh catalogue: wall seconds and img/s."""
-    with Catalog(workdir / "index.sqlite3") as catalog, Pipeline(catalog, {"efficientnet": extractor}) as indexer:
+    with Catalog(workdir / "index.sqlite3") as catalog, Pipeline(catalog, {"efficientnet": extractor}) as pipeline:
         started = time.perf_counter()
-        indexer.process(paths)
+        pipeline.process(paths)
         seconds = time.perf_counter() - started
     (workdir / "index.sqlite3").unlink()
     return {"seconds": seconds, "img_s": len(paths) / seconds}

@@ -191,16 +191,16 @@ def run_end_to_end(
     """The real pipeline into a fresh catalogue; also returns the loader thread count."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         catalog = Catalog(Path(tmp) / "catalog.sqlite3")
-        indexer = Pipeline(catalog, {name: extractor}, ImageLimits(), loader_threads=loader_threads)
+        pipeline = Pipeline(catalog, {name: extractor}, ImageLimits(), loader_threads=loader_threads)
         try:
             with _Clock(len(paths)) as clock:
-                summary = indexer.process(paths)
+                summary = pipeline.process(paths)
         finally:
-            indexer.close()  # stops the loader threads
+            pipeline.close()  # stops the loader threads
             catalog.close()
     if summary["embedded"] != len(paths) or summary["failed"]:
         raise SystemExit(f"pipeline did not embed every image: {summary}")
-    return clock.result, indexer.loader_threads
+    return clock.result, pipeline.loader_threads
 
 
 # -- reporting ------------------------------------------------------------------------

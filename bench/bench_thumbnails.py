@@ -88,13 +88,13 @@ def index_once(extractor: Any, paths: list[str], variant: str, workdir: Path) ->
         store = None if variant == "none" else ThumbnailStore(Path(tmp) / "thumbnails", fmt=variant)
         spent = timed(store) if store is not None else []
         catalog = Catalog(Path(tmp) / "catalog.sqlite3")
-        indexer = Pipeline(catalog, {extractor.name: extractor}, thumbnails=store)
+        pipeline = Pipeline(catalog, {extractor.name: extractor}, thumbnails=store)
         try:
             wall, cpu = time.perf_counter(), time.process_time()
-            summary = indexer.process(paths)
+            summary = pipeline.process(paths)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         finally:
-            indexer.close()
+            pipeline.close()
             catalog.close()
             if store is not None:
                 store.close()
@@ -180,8 +180,8 @@ def bench_route(
         folder = Path(paths[0]).parent
         config = server_config(tmp_path, server={"allowed_roots": [str(folder)]})
         catalog = Catalog(tmp_path / "data" / "catalog.sqlite3")
-        with catalog, Pipeline(catalog, {"efficientnet": extractor}) as indexer:  # no thumbnails: the old state
-            indexer.process(paths)
+        with catalog, Pipeline(catalog, {"efficientnet": extractor}) as pipeline:  # no thumbnails: the old state
+            pipeline.process(paths)
         port = free_port()
         rows = []
         with serve(config, port) as daemon:

@@ -52,9 +52,9 @@ NAME = "efficientnet"
 
 def run_index(extractor: extractors.Extractor, paths: list[str], data: Path) -> tuple[float, Catalog]:
     catalog = Catalog(data / "catalog.sqlite3")
-    with Pipeline(catalog, {NAME: extractor}) as indexer:
+    with Pipeline(catalog, {NAME: extractor}) as pipeline:
         started = time.perf_counter()
-        summary = indexer.process(paths)
+        summary = pipeline.process(paths)
         elapsed = time.perf_counter() - started
     assert summary["embedded"] == len(paths), summary
     return elapsed, catalog

@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Callable
 from typing import Any
 
-from ..config import PACKAGED_PATH, Config, ConfigError, load_config
+from ..config import PACKAGED_PATH, SCHEMA, Config, ConfigError, load_config
 from .exit_codes import EXIT_OK, EXIT_USAGE
 
 # Shown as "***" when set: ``config show`` output gets pasted into bug reports and chats.
@@ -45,24 +45,31 @@ def provenance(config: Config) -> dict[str, tuple[Any, str]]:
 
     A secret that is set (the bearer token) is given as ``"***"``.
     """
-    in_file: set[str] = set()
+    in_file: dict[str, object] = {}  # "section.key" -> the value as the file writes it
     if config.source is not None and not is_packaged(config):
         raw = tomllib.loads(config.source.read_text(encoding="utf-8"))
         for top, table in raw.items():
             tables = table.items() if top == "extractors" else [(None, table)]
             for name, keys in tables:
                 section = f"extractors.{name}" if name else top
-                in_file.update(f"{section}.{key}" for key in keys)
+                in_file.update((f"{section}.{key}", value) for key, value in keys.items())
     found: dict[str, tuple[Any, str]] = {}
     for dotted, value in config.items():
+        section, _, key = dotted.rpartition(".")
         if dotted in config.overrides:
-            source = "command line"
+            source, written = "command line", config.overrides[dotted]
         elif dotted in in_file:
-            source = f"file {config.source}"
+            source, written = f"file {config.source}", in_file[dotted]
         else:
-            source = "default"
-        found[dotted] = (HIDDEN if dotted in SECRETS and value else value, source)
+            source, written = "default", SCHEMA[section][key].default
+        found[dotted] = (HIDDEN if dotted in SECRETS and value else _as_written(value, written), source)
     return found
+
+
+def _as_written(value: object, written: object) -> object:
+    """A float setting as it was written: ``32`` in the file (or as the default) shows as 32, not
+    32.0 (the section holds 32.0; both read back the same)."""
+    return written if isinstance(value, float) and type(written) is int and written == value else value
 
 
 def cmd_config(args: argparse.Namespace, overrides: dict[str, Any]) -> int:

@@ -216,12 +216,12 @@ def cmd_index(args: argparse.Namespace, config: Config) -> int:
             config.index.loader_threads,
             roots=lambda: roots,
             thumbnails=thumbnails,
-        ) as indexer,
+        ) as pipeline,
     ):
         paths: list[str] = []
         for raw in args.paths:
             if os.path.isdir(raw):
-                found = indexer.prune_folder(
+                found = pipeline.prune_folder(
                     raw,
                     config.watch.extensions,
                     config.watch.recursive,
@@ -232,14 +232,14 @@ def cmd_index(args: argparse.Namespace, config: Config) -> int:
                 paths.append(raw)
         show = not args.no_progress and sys.stderr.isatty()
         try:  # named on the command line: files that failed before are tried again
-            summary = indexer.process(paths, show_progress=show, total=len(paths), retry_failed=True)
+            summary = pipeline.process(paths, show_progress=show, total=len(paths), retry_failed=True)
         except Exception as exc:
             if not is_storage_error(exc):
                 raise
             print(f"imgsearchd: cannot write the catalogue {config.catalog_path}: {exc}", file=sys.stderr)
             return EXIT_ERROR
-        summary["removed"] = indexer.progress.removed
-        indexer.prune_unused()
+        summary["removed"] = pipeline.progress.removed
+        pipeline.prune_unused()
     summary["forward_passes"] = sum(e.forward_passes for e in loaded.extractors.values())
     summary["extractors"] = {name: e.model_id for name, e in loaded.extractors.items()}
     summary["precision"] = {name: e.precision.used for name, e in loaded.extractors.items()}

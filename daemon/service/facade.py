@@ -79,7 +79,7 @@ class Service:
         self.catalog: Catalog | None = None
         self.loaded: LoadedExtractors | None = None
         self.indexes: dict[str, ExtractorIndex] = {}
-        self.indexer: Pipeline | None = None
+        self.pipeline: Pipeline | None = None
         self._worker: threading.Thread | None = None
         self.watcher: Watcher | None = None
         self.watch_overrides: dict[str, Any] = {}  # extra WatchOptions (tests, benchmarks), set before load
@@ -126,7 +126,7 @@ class Service:
         for kind, note in formats.missing_notes().items():
             log.warning("%s files will fail with reason missing_library: %s", kind, note)
         self.thumbnails = ThumbnailStore.from_settings(data_dir, self.config.thumbnails)
-        self.indexer = Pipeline(
+        self.pipeline = Pipeline(
             self.catalog,
             self.loaded.extractors,
             self.limits,
@@ -137,10 +137,10 @@ class Service:
             thumbnails=self.thumbnails,
         )
         self._worker = threading.Thread(
-            target=self.indexer.run, args=(self.queue, self._stop), name="imgsearchd-indexer", daemon=True
+            target=self.pipeline.run, args=(self.queue, self._stop), name="imgsearchd-indexer", daemon=True
         )
         self._worker.start()
-        self.intake = Intake(self.indexer, self.queue, self.jobs, data_dir)
+        self.intake = Intake(self.pipeline, self.queue, self.jobs, data_dir)
         self.watcher = Watcher(
             self.queue,
             self.catalog,
@@ -178,8 +178,8 @@ class Service:
         self._stop.set()
         if self._worker is not None:
             self._worker.join(timeout=60)
-        if self.indexer is not None:
-            self.indexer.close()
+        if self.pipeline is not None:
+            self.pipeline.close()
         for index in self.indexes.values():
             index.close()
         if self.thumbnails is not None:
@@ -337,7 +337,7 @@ class Service:
         self.config = new
         new.resolve_roots()
         self.limits = ImageLimits.from_config(new.images)
-        apply_live(new, self.limits, self.indexer, self.thumbnails, self.indexes.values())
+        apply_live(new, self.limits, self.pipeline, self.thumbnails, self.indexes.values())
         self.reload_watch(new)
         log.info("configuration reloaded from %s", new.source or "defaults")
 
@@ -351,7 +351,7 @@ class Service:
 
     def health(self) -> Health:
         """``/health``'s answer once ready: ok, or degraded with the reason (searches still work)."""
-        return health_answer(self.indexer)
+        return health_answer(self.pipeline)
 
     def healthy(self) -> bool:
         """False when the indexer thread has died (the watchdog then stops being fed)."""

@@ -41,7 +41,7 @@ class Added(TypedDict):
 class Intake:
     """The indexer, its queue and the jobs that report on folders, as ``/add`` and ``/remove`` use them."""
 
-    indexer: Pipeline
+    pipeline: Pipeline
     queue: WorkQueue
     jobs: JobTracker
     data_dir: Path
@@ -57,7 +57,7 @@ class Intake:
             raise BadImage.of(exc, path) from None
         waiter = self.jobs.waiter(path)
         self.queue.put(path, Intent.RECHECK, front=True)  # a failed file is tried again
-        if not self.indexer.storage.ok or not self._wait_unless_storage_fails(waiter, timeout):
+        if not self.pipeline.storage.ok or not self._wait_unless_storage_fails(waiter, timeout):
             self.jobs.forget(path, waiter)
             raise self.storage_error(f"{path} is queued")
         if not waiter.event.is_set():
@@ -81,7 +81,7 @@ class Intake:
         """
         deadline = time.monotonic() + timeout
         while not waiter.event.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
-            if not self.indexer.storage.ok:
+            if not self.pipeline.storage.ok:
                 return False
             if time.monotonic() >= deadline:
                 break
@@ -89,10 +89,10 @@ class Intake:
 
     def add_folder(self, path: str, extensions: Iterable[str], recursive: bool, wait: float = 0.25) -> Job:
         """Walk a folder in the background and queue its images; returns at once."""
-        indexer = self.indexer
+        pipeline = self.pipeline
 
         def scan() -> list[str]:
-            return indexer.prune_folder(
+            return pipeline.prune_folder(
                 path, extensions, recursive, on_error=lambda p, e: log.warning("cannot read %s: %s", p, e)
             )
 
@@ -103,17 +103,17 @@ class Intake:
     def remove(self, path: str) -> int:
         """Forget a file or folder; how many catalogue entries went (queued when the disk refuses)."""
         try:
-            return self.indexer.remove([path])
+            return self.pipeline.remove([path])
         except Exception as exc:
             if not is_storage_error(exc):
                 raise
-            self.indexer.storage.failed(exc)
+            self.pipeline.storage.failed(exc)
             self.queue.put(path, Intent.REMOVE)  # done by the indexer once the disk allows
             raise self.storage_error(f"{path} is not removed yet: the removal is queued") from None
 
     def storage_error(self, what: str) -> StorageUnavailable:
         """The catalogue cannot be written now (full or read-only disk); says what happens."""
-        state = self.indexer.storage.as_dict()
+        state = self.pipeline.storage.as_dict()
         return StorageUnavailable(
             f"cannot write the catalogue in {self.data_dir} ({state.get('error', 'storage error')}); "
             f"{what}, and imgsearchd retries by itself once the disk allows",

@@ -28,13 +28,13 @@ def keep_restart_only(new: Config, running: Config) -> None:
 def apply_live(
     new: Config,
     limits: ImageLimits,
-    indexer: Pipeline | None,
+    pipeline: Pipeline | None,
     thumbnails: ThumbnailStore | None,
     indexes: Iterable[ExtractorIndex],
 ) -> None:
     """Hand the settings that change live to the parts that run (``limits`` made from ``new``)."""
-    if indexer is not None:
-        indexer.limits = limits
+    if pipeline is not None:
+        pipeline.limits = limits
     if thumbnails is not None:
         thumbnails.set_max_bytes(int(new.thumbnails.max_mb * 1024 * 1024))
     for index in indexes:

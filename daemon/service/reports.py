@@ -49,7 +49,7 @@ class Running(Protocol):
     @property
     def indexes(self) -> Mapping[str, ExtractorIndex]: ...
     @property
-    def indexer(self) -> Pipeline | None: ...
+    def pipeline(self) -> Pipeline | None: ...
     @property
     def watcher(self) -> Watcher | None: ...
     @property
@@ -65,10 +65,10 @@ class Health(TypedDict, total=False):
     storage: StorageState
 
 
-def health_answer(indexer: Pipeline | None) -> Health:
+def health_answer(pipeline: Pipeline | None) -> Health:
     """``/health``'s answer once ready: ok, or degraded with the reason (searches still work)."""
-    if indexer is not None and not indexer.storage.ok:
-        return {"status": "degraded", "storage": indexer.storage.as_dict()}
+    if pipeline is not None and not pipeline.storage.ok:
+        return {"status": "degraded", "storage": pipeline.storage.as_dict()}
     return {"status": "ok"}
 
 
@@ -85,9 +85,9 @@ def pending(queue: WorkQueue, progress: Mapping[str, object]) -> int:
 def status_line(running: Running, burst_base: int) -> tuple[str, int]:
     """One line for systemd's STATUS=: progress while indexing, else the size; and the count of
     files done when the burst of work now shown began (``burst_base``, kept by the caller)."""
-    if not running.ready or running.catalog is None or running.indexer is None:
+    if not running.ready or running.catalog is None or running.pipeline is None:
         return running.phase, burst_base
-    progress = running.indexer.progress.snapshot()
+    progress = running.pipeline.progress.snapshot()
     waiting = pending(running.queue, progress)
     if waiting:
         done = _count(progress, "done") - burst_base
@@ -112,8 +112,8 @@ def stats_answer(running: Running) -> dict[str, Any]:
         "thumbnails": thumbnails.stats() if thumbnails is not None else None,
         "decoders": formats.available(),
     }
-    catalog, loaded, indexer = running.catalog, running.loaded, running.indexer
-    if not running.ready or catalog is None or loaded is None or indexer is None:
+    catalog, loaded, pipeline = running.catalog, running.loaded, running.pipeline
+    if not running.ready or catalog is None or loaded is None or pipeline is None:
         out.update(
             {
                 "images": None,
@@ -125,14 +125,16 @@ def stats_answer(running: Running) -> dict[str, Any]:
             }
         )
         return out
-    out.update(_loaded_stats(running, catalog, loaded, indexer))
+    out.update(_loaded_stats(running, catalog, loaded, pipeline))
     return out
 
 
-def _loaded_stats(running: Running, catalog: Catalog, loaded: LoadedExtractors, indexer: Pipeline) -> dict[str, object]:
+def _loaded_stats(
+    running: Running, catalog: Catalog, loaded: LoadedExtractors, pipeline: Pipeline
+) -> dict[str, object]:
     """The part of ``/stats`` there is once the catalogue, the models and the indexer run."""
     counts = catalog.counts()
-    progress = indexer.progress.snapshot()
+    progress = pipeline.progress.snapshot()
     return {
         "images": counts["by_state"].get(FileState.INDEXED, 0),
         "files": counts["files"],
@@ -143,7 +145,7 @@ def _loaded_stats(running: Running, catalog: Catalog, loaded: LoadedExtractors, 
             "by_reason": counts["failed_by_reason"],
             "recent": catalog.recent_failures(5),
         },
-        "storage": indexer.storage.as_dict(),
+        "storage": pipeline.storage.as_dict(),
         "backfill": status.status(catalog),
         "active_extractor": loaded.primary,
         "fallback": loaded.fallback.as_dict() if loaded.fallback else None,

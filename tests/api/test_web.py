@@ -524,7 +524,7 @@ def test_the_page_files_are_served_with_a_strict_policy(site):
         status, body, headers = raw(site, "GET", f"/ui/{name}")
         assert status == 200 and headers["Content-Type"].startswith(kind) and len(body) > 1000
         assert raw(site, "GET", f"/ui/{name}", {"If-None-Match": headers["ETag"]})[0] == 304
-    for bad in ("/ui/nothing.js", "/ui/..%2fserver.py", "/ui/%2e%2e%2fweb.py"):
+    for bad in ("/ui/nothing.js", "/ui/..%2fapp.py", "/ui/%2e%2e%2fpage.py"):
         status, body, headers = raw(site, "GET", bad)
         assert status == 404 and headers["Content-Type"] == "application/json", bad
     assert raw(site, "GET", "/", {"Host": "evil.example"})[0] == 403  # the Host check covers the page

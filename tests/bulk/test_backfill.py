@@ -273,8 +273,8 @@ def test_a_backfill_on_a_ray_cluster_loses_nothing_doubles_nothing_and_equals_lo
 
     # 4. The vectors equal what `imgsearchd index` makes of the same files here.
     with Catalog(data / "catalog.sqlite3") as remote, Catalog(tmp_path / "local.sqlite3") as local:
-        with Pipeline(local, {"efficientnet": efficientnet}, loader_threads=2) as indexer:
-            indexer.process([str(p) for p in files[:-1:3]])
+        with Pipeline(local, {"efficientnet": efficientnet}, loader_threads=2) as pipeline:
+            pipeline.process([str(p) for p in files[:-1:3]])
         record = remote.get(str(files[5]))
         assert record is not None and record.content_hash is not None
         assert remote.models_present(record.content_hash) == {"efficientnet": efficientnet.model_id}
@@ -348,8 +348,8 @@ def test_known_content_is_not_decoded_on_the_worker_and_a_repeated_result_is_wri
     copy = archive / "copy-of-3.jpg"
     shutil.copyfile(files[3], copy)
     with Catalog(tmp_path / "c.sqlite3") as catalog:
-        with Pipeline(catalog, {"efficientnet": efficientnet}, loader_threads=2) as indexer:
-            indexer.process([str(files[3])])
+        with Pipeline(catalog, {"efficientnet": efficientnet}, loader_threads=2) as pipeline:
+            pipeline.process([str(files[3])])
         worker.known = np.array(catalog.hashes_with_vectors({"efficientnet": efficientnet.model_id}), dtype="S32")
         assert worker.extractors["efficientnet"].model_id == efficientnet.model_id
         before = worker.extractors["efficientnet"].images_embedded
@@ -383,8 +383,8 @@ def test_vectors_from_another_model_are_refused_naming_both(
 def test_the_plan_is_a_scans_plan(tmp_path: Path, efficientnet: Any) -> None:
     files = make_archive(tmp_path / "a", 9)
     with Catalog(tmp_path / "c.sqlite3") as catalog:
-        with Pipeline(catalog, {"efficientnet": efficientnet}, loader_threads=2) as indexer:
-            indexer.process([str(files[2])])
+        with Pipeline(catalog, {"efficientnet": efficientnet}, loader_threads=2) as pipeline:
+            pipeline.process([str(files[2])])
         models = {"efficientnet": efficientnet.model_id}
         found = plan(catalog, [str(tmp_path / "a"), str(tmp_path / "a" / "sub")], ["jpg"], True, models, None)
         assert sorted(found.paths) == sorted(str(p) for p in files if p != files[2])  # overlap planned once

@@ -61,8 +61,8 @@ def library(tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Any], ef
     photos["chelsea"].convert("RGB").rotate(90, expand=True).save(odd, "JPEG", quality=80)
     paths.append(odd)
     data = root / "data-a"
-    with Catalog(data / "catalog.sqlite3") as catalog, Pipeline(catalog, {NAME: efficientnet}) as indexer:
-        summary = indexer.process(paths)
+    with Catalog(data / "catalog.sqlite3") as catalog, Pipeline(catalog, {NAME: efficientnet}) as pipeline:
+        summary = pipeline.process(paths)
     assert summary["embedded"] == len(paths), summary
     return {"root": root, "folder": folder, "paths": paths, "data": data, "config": config_for(root / "a.toml", data)}
 

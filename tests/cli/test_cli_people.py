@@ -285,6 +285,12 @@ def test_config_show_says_where_each_setting_came_from(tmp_path):
     secret = write_config(tmp_path / "s.toml", {"server": {"token": "hunter2"}})
     shown_ = run_cli("config", "show", "--config", str(secret))
     assert 'server.token = "***"' in shown_.stdout and "hunter2" not in shown_.stdout
+    # A float setting (held as a float) shows as it was written: 32 as the default, 3 in the file, 4.0 too
+    floats = write_config(tmp_path / "f.toml", {"watch": {"settle_seconds": 3, "poll_seconds": 4.0}})
+    lines = run_cli("config", "show", "--config", str(floats)).stdout
+    for written in ("server.max_upload_mb = 32 ", "watch.settle_seconds = 3 ", "watch.poll_seconds = 4.0 "):
+        assert written in lines, lines
+    assert "watch.rescan_seconds = 3600 " in lines and "images.max_megapixels = 178 " in lines
 
 
 def test_bash_completion_completes_commands_and_options(tmp_path):

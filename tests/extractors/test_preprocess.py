@@ -185,10 +185,10 @@ def test_a_changed_preprocess_re_embeds_through_the_indexer(tmp_path, photos, ef
         photos[name].save(folder / f"{name}.jpg")
         paths.append(str(folder / f"{name}.jpg"))
     with Catalog(tmp_path / "catalog.sqlite3") as catalog:
-        with Pipeline(catalog, {"efficientnet": efficientnet_crop}) as indexer:
-            assert indexer.process(paths)["embedded"] == 2
-        with Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
-            summary = indexer.process(paths)
+        with Pipeline(catalog, {"efficientnet": efficientnet_crop}) as pipeline:
+            assert pipeline.process(paths)["embedded"] == 2
+        with Pipeline(catalog, {"efficientnet": efficientnet}) as pipeline:
+            summary = pipeline.process(paths)
         assert summary["embedded"] == 2  # the same files, the same content: embedded again
         assert catalog.all_vectors("efficientnet", efficientnet_crop.model_id, 1280)[1].size == 0
         assert catalog.all_vectors("efficientnet", efficientnet.model_id, 1280)[1].size == 2

@@ -76,10 +76,10 @@ def test_bad_files_are_recorded_and_every_good_file_is_indexed(tmp_path, photos,
     folder = make_tricky_folder(tmp_path / "photos", photos)
     with (
         Catalog(tmp_path / "catalog.sqlite3") as catalog,
-        Pipeline(catalog, {"efficientnet": efficientnet}, loader_threads=2) as indexer,
+        Pipeline(catalog, {"efficientnet": efficientnet}, loader_threads=2) as pipeline,
     ):
-        found = indexer.prune_folder(str(folder), EXTENSIONS)
-        summary = indexer.process(found)
+        found = pipeline.prune_folder(str(folder), EXTENSIONS)
+        summary = pipeline.process(found)
         assert summary["embedded"] == len(GOOD)
         assert summary["failed"] == {reason: list(BAD.values()).count(reason) for reason in set(BAD.values())}
         for name in GOOD:
@@ -100,12 +100,12 @@ def test_unchanged_touched_moved_and_copied_files(tmp_path, photos, efficientnet
         photos[name].save(folder / f"{name}.jpg", quality=90)
     with (
         Catalog(tmp_path / "catalog.sqlite3") as catalog,
-        Pipeline(catalog, {"efficientnet": efficientnet}, loader_threads=2) as indexer,
+        Pipeline(catalog, {"efficientnet": efficientnet}, loader_threads=2) as pipeline,
     ):
 
         def run() -> tuple[int, int, dict]:
             passes, embedded = efficientnet.forward_passes, efficientnet.images_embedded
-            summary = indexer.process(indexer.prune_folder(str(folder), EXTENSIONS))
+            summary = pipeline.process(pipeline.prune_folder(str(folder), EXTENSIONS))
             return efficientnet.forward_passes - passes, efficientnet.images_embedded - embedded, summary
 
         passes, embedded, _ = run()
@@ -148,12 +148,12 @@ def test_a_new_model_id_re_embeds_and_never_mixes(tmp_path, photos, efficientnet
     for name in ("chelsea", "coffee"):
         photos[name].save(folder / f"{name}.jpg")
     with Catalog(tmp_path / "catalog.sqlite3") as catalog:
-        with Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
-            indexer.process([str(folder / "chelsea.jpg"), str(folder / "coffee.jpg")])
+        with Pipeline(catalog, {"efficientnet": efficientnet}) as pipeline:
+            pipeline.process([str(folder / "chelsea.jpg"), str(folder / "coffee.jpg")])
         other = create("efficientnet", {**EFFICIENTNET_FP32, "weights": packaged_weights_path()})
         assert other.model_id != efficientnet.model_id
-        with Pipeline(catalog, {"efficientnet": other}) as indexer:
-            summary = indexer.process([str(folder / "chelsea.jpg"), str(folder / "coffee.jpg")])
+        with Pipeline(catalog, {"efficientnet": other}) as pipeline:
+            summary = pipeline.process([str(folder / "chelsea.jpg"), str(folder / "coffee.jpg")])
         assert summary["embedded"] == 2
         assert catalog.all_vectors("efficientnet", efficientnet.model_id, 1280)[1].size == 0
         assert catalog.all_vectors("efficientnet", other.model_id, 1280)[1].size == 2
@@ -162,10 +162,13 @@ def test_a_new_model_id_re_embeds_and_never_mixes(tmp_path, photos, efficientnet
 def test_vanished_file_is_dropped_not_failed(tmp_path, photos, efficientnet):
     path = tmp_path / "a.jpg"
     photos["coffee"].save(path)
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
-        indexer.process([str(path)])
+    with (
+        Catalog(tmp_path / "catalog.sqlite3") as catalog,
+        Pipeline(catalog, {"efficientnet": efficientnet}) as pipeline,
+    ):
+        pipeline.process([str(path)])
         path.unlink()
-        summary = indexer.process([str(path)])
+        summary = pipeline.process([str(path)])
         assert summary["failed"] == {} and catalog.get(str(path)) is None
 
 
@@ -173,11 +176,14 @@ def test_missing_root_removes_nothing(tmp_path, photos, efficientnet):
     folder = tmp_path / "disk"
     folder.mkdir()
     photos["coffee"].save(folder / "a.jpg")
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
-        indexer.process(indexer.prune_folder(str(folder), EXTENSIONS))
+    with (
+        Catalog(tmp_path / "catalog.sqlite3") as catalog,
+        Pipeline(catalog, {"efficientnet": efficientnet}) as pipeline,
+    ):
+        pipeline.process(pipeline.prune_folder(str(folder), EXTENSIONS))
         folder.rename(tmp_path / "unmounted")
         with pytest.raises(FileNotFoundError, match="nothing was removed"):
-            indexer.prune_folder(str(folder), EXTENSIONS)
+            pipeline.prune_folder(str(folder), EXTENSIONS)
         assert catalog.get(str(folder / "a.jpg")) is not None
 
 
@@ -187,10 +193,10 @@ def test_run_loop_applies_adds_and_removes(tmp_path, photos, efficientnet):
     seqs: list[int] = []
     with (
         Catalog(tmp_path / "catalog.sqlite3") as catalog,
-        Pipeline(catalog, {"efficientnet": efficientnet}, on_commit=seqs.append) as indexer,
+        Pipeline(catalog, {"efficientnet": efficientnet}, on_commit=seqs.append) as pipeline,
     ):
         queue, stop = WorkQueue(), threading.Event()
-        worker = threading.Thread(target=indexer.run, args=(queue, stop, 0.05))
+        worker = threading.Thread(target=pipeline.run, args=(queue, stop, 0.05))
         worker.start()
         try:
             queue.put_many([str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")])
@@ -201,20 +207,23 @@ def test_run_loop_applies_adds_and_removes(tmp_path, photos, efficientnet):
             stop.set()
             worker.join(10)
         assert seqs and seqs == sorted(seqs)
-        snapshot = indexer.progress.snapshot()
+        snapshot = pipeline.progress.snapshot()
         assert snapshot["embedded"] == 2 and snapshot["removed"] == 1
 
 
 def test_run_loop_prunes_orphan_vectors_when_idle(tmp_path, photos, efficientnet):
     photos["coffee"].save(tmp_path / "a.jpg")
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
-        indexer.process([str(tmp_path / "a.jpg")])
+    with (
+        Catalog(tmp_path / "catalog.sqlite3") as catalog,
+        Pipeline(catalog, {"efficientnet": efficientnet}) as pipeline,
+    ):
+        pipeline.process([str(tmp_path / "a.jpg")])
         content = catalog.get(str(tmp_path / "a.jpg")).content_hash
         assert content is not None
-        indexer.remove([str(tmp_path / "a.jpg")])
+        pipeline.remove([str(tmp_path / "a.jpg")])
         assert catalog.vector_for_hash(content, "efficientnet", efficientnet.model_id) is not None  # kept for now
         queue, stop = WorkQueue(), threading.Event()
-        worker = threading.Thread(target=indexer.run, args=(queue, stop, 0.02, 0.1))
+        worker = threading.Thread(target=pipeline.run, args=(queue, stop, 0.02, 0.1))
         worker.start()
         try:
             wait_for(lambda: catalog.vector_for_hash(content, "efficientnet", efficientnet.model_id) is None, 10)
@@ -307,7 +316,7 @@ def test_cli_without_weights_and_without_fallback_exits_non_zero(tmp_path, monke
 def test_the_retry_timer_queues_failed_files_whose_time_has_come(tmp_path, efficientnet):
     from imgsearchd.ingest.workqueue import Intent, Work, WorkQueue
 
-    with Catalog(tmp_path / "c.sqlite3") as catalog, Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
+    with Catalog(tmp_path / "c.sqlite3") as catalog, Pipeline(catalog, {"efficientnet": efficientnet}) as pipeline:
         catalog.record_batch(
             [
                 FileResult("/p/unreadable.jpg", 1, 2, None, error_reason="unreadable", error_detail="denied"),
@@ -320,5 +329,5 @@ def test_the_retry_timer_queues_failed_files_whose_time_has_come(tmp_path, effic
                 "UPDATE files SET updated_at = updated_at - 120 WHERE path <> CAST(? AS BLOB)", ("/p/fresh.jpg",)
             )
         queue = WorkQueue()
-        assert indexer._queue_due_retries(queue) == 1
+        assert pipeline._queue_due_retries(queue) == 1
         assert queue.take(10) == [Work("/p/unreadable.jpg", Intent.ADD)]

@@ -137,15 +137,15 @@ def test_500_copied_in_and_a_slow_writer_are_each_indexed_once_never_truncated(t
     slow_versions = [picture(photos, 1000, side=128), picture(photos, 1001, side=128)]
     outcomes: list[tuple[str, Outcome, ImageError | None]] = []
     with watching(tmp_path, [library]) as service:
-        assert service.indexer is not None
-        listener = service.indexer.listener
+        assert service.pipeline is not None
+        listener = service.pipeline.listener
 
         def recording(path: str, outcome: Outcome, error: ImageError | None) -> None:
             outcomes.append((path, outcome, error))
             if listener is not None:
                 listener(path, outcome, error)
 
-        service.indexer.listener = recording
+        service.pipeline.listener = recording
 
         def slow_writer(name: str, data: bytes) -> None:
             chunk = -(-len(data) // 10)

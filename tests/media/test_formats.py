@@ -162,16 +162,19 @@ def test_missing_library_is_tried_again_after_a_restart_not_on_a_timer(tmp_path,
     path = tmp_path / "camera.dng"
     path.write_bytes(dng_bytes(photos["chelsea"]))
     monkeypatch.setattr(formats, "RAW_AVAILABLE", False)
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
-        assert indexer.process([str(path)])["failed"] == {"missing_library": 1}
+    with (
+        Catalog(tmp_path / "catalog.sqlite3") as catalog,
+        Pipeline(catalog, {"efficientnet": efficientnet}) as pipeline,
+    ):
+        assert pipeline.process([str(path)])["failed"] == {"missing_library": 1}
         (failed,) = catalog.failed_everywhere()
         assert not retry_due(failed, time.time() + 1e6)  # not even a week later
-        assert not indexer.needs_work(str(path))  # nor on a file-system event (a chmod)
+        assert not pipeline.needs_work(str(path))  # nor on a file-system event (a chmod)
         monkeypatch.setattr(formats, "STARTED_AT", time.time() + 1)  # a later process...
         assert not retry_due(failed, time.time())  # ...still without rawpy: nothing to gain
         monkeypatch.setattr(formats, "RAW_AVAILABLE", True)  # ...with rawpy installed
-        assert retry_due(failed, time.time()) and indexer.needs_work(str(path))
-        assert indexer.process([str(path)])["failed"] == {}
+        assert retry_due(failed, time.time()) and pipeline.needs_work(str(path))
+        assert pipeline.process([str(path)])["failed"] == {}
         assert catalog.get(str(path)).state == "indexed"
     # the name decides only which decoder to wait for: a HEIC named .jpg is tried when any process restarts
     assert retry_due(FailedFile("/p/phone.jpg", "missing_library", 3, 0.0), time.time())

@@ -247,9 +247,9 @@ def test_a_version_2_catalogue_is_migrated_and_its_files_get_their_metadata(tmp_
         assert [row[1] for row in catalog.without_metadata(10)] == [str(dated), str(gone)]
         seq = catalog.current_seq()
         assert catalog.count_without_metadata() == 2  # /stats metadata.missing
-        with Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
-            assert indexer.fill_metadata() == 2
-            assert indexer.fill_metadata() == 0  # nothing left: the idle loop stops asking
+        with Pipeline(catalog, {"efficientnet": efficientnet}) as pipeline:
+            assert pipeline.fill_metadata() == 2
+            assert pipeline.fill_metadata() == 0  # nothing left: the idle loop stops asking
         assert catalog.current_seq() == seq  # no change number: the indexes have nothing to do
         assert catalog.count_without_metadata() == 0
         facts = catalog.result_facts([str(dated), str(gone)])
@@ -280,8 +280,8 @@ def test_the_fill_keeps_what_the_pipeline_wrote_and_stops_at_its_budget(tmp_path
         catalog.fill_metadata([(first, _metadata(START))])  # as the pipeline would write it first
         catalog.fill_metadata([(first, photo_metadata.mtime_only(0))])  # a fill that read it before
         assert catalog.metadata_for([first])[first].taken_at == START
-        with Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
-            assert indexer.fill_metadata(budget_s=0.0) == 1  # one file, then the budget is spent
+        with Pipeline(catalog, {"efficientnet": efficientnet}) as pipeline:
+            assert pipeline.fill_metadata(budget_s=0.0) == 1  # one file, then the budget is spent
             assert catalog.count_without_metadata() == 1
 
 
@@ -289,15 +289,18 @@ def test_the_idle_loop_fills_without_sleeping_and_again_for_files_back_online(tm
     disk = tmp_path / "disk"
     paths = [disk / ("away" if i < 50 else "here") / f"{i}.jpg" for i in range(450)]
     _version_2_catalogue(tmp_path / "catalog.sqlite3", paths)
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
-        assert indexer.set_offline(str(disk / "away")) == 50  # an unmounted disk: not filled
+    with (
+        Catalog(tmp_path / "catalog.sqlite3") as catalog,
+        Pipeline(catalog, {"efficientnet": efficientnet}) as pipeline,
+    ):
+        assert pipeline.set_offline(str(disk / "away")) == 50  # an unmounted disk: not filled
         queue, stop = WorkQueue(), threading.Event()
-        worker = threading.Thread(target=indexer.run, args=(queue, stop, 1.0))
+        worker = threading.Thread(target=pipeline.run, args=(queue, stop, 1.0))
         worker.start()
         try:
             # two fills of 200; with the loop's 1 s sleep before each this took over 2 s
             assert wait_until(lambda: catalog.count_without_metadata() == 0, 1.8)
-            assert indexer.restore(str(p) for p in paths[:50]) == 50
+            assert pipeline.restore(str(p) for p in paths[:50]) == 50
             # the loop looks again (after at most one 1 s sleep) and fills the 50
             everything = SearchScope(taken_before=1e12)
             assert wait_until(lambda: catalog.count_in(everything) == 450, 3.0)

@@ -184,8 +184,8 @@ def live(tmp_path_factory, photos, efficientnet):
     config = server_config(tmp_path, server={"allowed_roots": [str(root)]}, thumbnails={"max_mb": 64})
     # What a daemon before thumbnails left: indexed files, no thumbnails folder.
     catalog = Catalog(tmp_path / "data" / "catalog.sqlite3")
-    with catalog, Pipeline(catalog, {"efficientnet": efficientnet}) as indexer:
-        summary = indexer.process([str(saved["old"]), str(saved["old_broken"]), str(saved["corrupt"])])
+    with catalog, Pipeline(catalog, {"efficientnet": efficientnet}) as pipeline:
+        summary = pipeline.process([str(saved["old"]), str(saved["old_broken"]), str(saved["corrupt"])])
     assert summary["embedded"] == 2 and summary["failed"] == {"corrupt": 1}, summary
     assert not (tmp_path / "data" / "thumbnails").exists()
     saved["old_broken"].write_bytes(b"GIF89a and then nothing")  # broken after it was indexed
@@ -288,14 +288,14 @@ def test_the_last_file_removed_takes_the_thumbnail_with_it(live):
     count = live.get("/stats")[1]["thumbnails"]["count"]
 
     assert live.get("/remove", image=str(rocket))[0] == 200
-    live.service.indexer.prune_unused()  # what the indexer does when idle
+    live.service.pipeline.prune_unused()  # what the indexer does when idle
     assert record.content_hash in rows(store.folder)  # the twin still shows it
     assert fetch(live, "/thumbnail", image=str(twin))[0] == 200
 
     assert live.get("/remove", image=str(twin))[0] == 200
     status, headers, body = fetch(live, "/thumbnail", image=str(twin))
     assert status == 404 and "not an indexed file in the catalogue" in error_of(status, headers, body)
-    assert live.service.indexer.prune_unused()[1] == 1
+    assert live.service.pipeline.prune_unused()[1] == 1
     assert record.content_hash not in rows(store.folder) and not store.has(record.content_hash)
     stats = live.get("/stats")[1]["thumbnails"]
     assert stats["count"] == count - 1
