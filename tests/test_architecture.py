@@ -45,10 +45,22 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
                 base = ".".join([*anchor, base] if base else anchor)
             # ``from .x import y`` imports x, and y too when y is a module
             targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.Call) and _is_dynamic_import(node.func):
+            # importlib.import_module("imgsearchd.x") / __import__("imgsearchd.x"): an import all the same
+            targets = [
+                arg.value for arg in node.args[:1] if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+            ]
+            assert targets, f"{name}: line {node.lineno} imports a module named at run time; name it in the code"
         else:
             continue
         found.update(t for t in targets if t in known and t != name)
     return found
+
+
+def _is_dynamic_import(func: ast.expr) -> bool:
+    return (isinstance(func, ast.Attribute) and func.attr == "import_module") or (
+        isinstance(func, ast.Name) and func.id in ("__import__", "import_module")
+    )
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -131,6 +143,15 @@ def test_every_package_folder_is_installed() -> None:
     )
     folders = {module_name(p) for p in SOURCE.rglob("__init__.py")} | {"imgsearchd.api.web"}  # web: the page's files
     assert packages == folders
+
+
+def test_an_import_by_name_at_run_time_is_seen(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text('import importlib\n\ndef f():\n    return importlib.import_module("imgsearchd.api.app")\n')
+    assert imports_of("imgsearchd.store.m", module, {"imgsearchd.api.app"}) == {"imgsearchd.api.app"}
+    module.write_text("import importlib\n\ndef f(name):\n    return importlib.import_module(name)\n")
+    with pytest.raises(AssertionError, match="named at run time"):
+        imports_of("imgsearchd.store.m", module, set())
 
 
 def test_no_import_cycles() -> None:

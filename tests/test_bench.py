@@ -59,7 +59,7 @@ TINY = {
     ],
     "bench_page.py": ["--vectors", "300", "--real", "6", "--rounds", "1"],
     "bench_recall.py": ["--sizes", "1200", "--queries", "20", "--sample", "30", "--datasets", "broad", "--changes", "100"],
-    "bench_vectors_io.py": ["--files", "8", "--repeats", "1", "--batch-size", "4"],
+    "bench_parquet.py": ["--files", "8", "--repeats", "1", "--batch-size", "4"],
 }  # fmt: skip
 EXPECT = {
     "bench_ann.py": "| 1,000 | Annoy, 2 trees |",
@@ -82,7 +82,7 @@ EXPECT = {
     "bench_duplicates.py": "| planted pairs precision / recall |",
     "bench_thumbnails.py": ("| small (4) |", "| revalidated (304) |"),
     "bench_page.py": "first results on screen |",
-    "bench_vectors_io.py": "| import, ours (stat only) |",
+    "bench_parquet.py": "| import, ours (stat only) |",
 }
 
 
@@ -114,7 +114,7 @@ def test_benchmark_runs_a_tiny_case(script: str, tmp_path: Path) -> None:
         "bench_precision.py",
         "bench_retrieval.py",
         "bench_thumbnails.py",
-        "bench_vectors_io.py",
+        "bench_parquet.py",
     )
     extra = ["--data-dir", str(tmp_path / "data")] if script in with_data else []
     run = run_apart if script in APART else run_here

@@ -18,7 +18,7 @@ For N small JPEGs (<= 1 MP, bench_indexing's set: distinct bytes each), side by 
 Each repeat makes fresh catalogues; medians (and ranges) shown, and each import's speed as a
 ratio to the index run's. The files are read once first, so every variant sees a warm page
 cache (an archive on a disk or network share makes the read + hash path slower, the stat
-path barely). Run: ``.venv/bin/python bench/bench_vectors_io.py`` (``--help``).
+path barely). Run: ``.venv/bin/python bench/bench_parquet.py`` (``--help``).
 """
 
 from __future__ import annotations
