@@ -51,7 +51,10 @@ def error_response(status: int, body: Mapping[str, object]) -> bottle.HTTPRespon
 
 
 def json_api(callback: Callable[..., Any]) -> Callable[..., Any]:
-    """A Bottle plugin: dicts become JSON, errors their answers (``errors``), any crash a 500."""
+    """A Bottle plugin: errors become their answers (``errors``), any crash a 500. What a route
+    returns is already a response: ``routing.Checked`` (inside this plugin) made it one, after
+    checking it against the route's model, and every served route is described
+    (``routing.check_documented``)."""
 
     @functools.wraps(callback)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -65,11 +68,6 @@ def json_api(callback: Callable[..., Any]) -> Callable[..., Any]:
                 return error_response(*answer)
             log.exception("internal error in %s %s", bottle.request.method, bottle.request.path)
             return error_body(500, "internal error; see the daemon's log")
-        if isinstance(result, tuple):
-            status, body = result
-            return json_response(status, body)
-        if isinstance(result, dict):
-            return json_response(200, result)
         return result
 
     return wrapper

@@ -143,8 +143,7 @@ def _callback(route: Route, handler: Handler, context: Context) -> Handler:
             auth.authorise(context)
         if route.guard == "ready":
             auth.require_ready(context.service)
-        parse = route.query is not None and route.parse_query
-        query = params.read_query(route.query) if parse and route.query is not None else None
+        query = params.read_query(route.query) if route.query is not None and route.parse_query else None
         return handler(context, query, **path)
 
     return callback

@@ -436,7 +436,7 @@ class Pipeline:
 
 def _summary(run: Progress, elapsed: float) -> dict[str, object]:
     """What ``process`` answers: the run's counts, its files, seconds and rate."""
-    summary = run.snapshot()
+    summary: dict[str, object] = dict(run.snapshot())
     summary.pop("queued")
     summary.pop("done")
     summary["files"] = run.queued

@@ -7,6 +7,21 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypedDict
+
+
+class Snapshot(TypedDict):
+    """The counters at one moment (``Progress.snapshot``), as ``/stats``' ``indexing`` shows them."""
+
+    queued: int
+    done: int
+    embedded: int
+    reused: int
+    unchanged: int
+    removed: int
+    failed: dict[str, int]
+    images_per_second: float
+    seconds: float
 
 
 @dataclass
@@ -58,7 +73,7 @@ class Progress:
             (t0, n0), (t1, n1) = self._recent[0], self._recent[-1]
             return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> Snapshot:
         rate = self.images_per_second()
         with self._lock:
             return {

@@ -15,6 +15,7 @@ from ..config import Config
 from ..extractors import LoadedExtractors
 from ..ingest.jobs import JobTracker
 from ..ingest.pipeline import Pipeline
+from ..ingest.progress import Snapshot
 from ..ingest.watched import FolderState
 from ..ingest.watcher import Watcher
 from ..ingest.workqueue import WorkQueue
@@ -72,14 +73,9 @@ def health_answer(pipeline: Pipeline | None) -> Health:
     return {"status": "ok"}
 
 
-def _count(progress: Mapping[str, object], key: str) -> int:
-    value = progress[key]
-    return value if isinstance(value, int) else 0
-
-
-def pending(queue: WorkQueue, progress: Mapping[str, object]) -> int:
-    """Work queued, plus paths the indexer has taken and not finished."""
-    return len(queue) + max(0, _count(progress, "queued") - _count(progress, "done"))
+def pending(queue: WorkQueue, progress: Snapshot) -> int:
+    """Work queued, plus paths the pipeline has taken and not finished."""
+    return len(queue) + max(0, progress["queued"] - progress["done"])
 
 
 def status_line(running: Running, burst_base: int) -> tuple[str, int]:
@@ -90,10 +86,10 @@ def status_line(running: Running, burst_base: int) -> tuple[str, int]:
     progress = running.pipeline.progress.snapshot()
     waiting = pending(running.queue, progress)
     if waiting:
-        done = _count(progress, "done") - burst_base
+        done = progress["done"] - burst_base
         return f"indexing {done}/{done + waiting}, {progress['images_per_second']:.1f} img/s", burst_base
     indexed = running.catalog.counts()["by_state"].get("indexed", 0)
-    return f"idle, {indexed} images", _count(progress, "done")
+    return f"idle, {indexed} images", progress["done"]
 
 
 def stats_answer(running: Running) -> dict[str, Any]:

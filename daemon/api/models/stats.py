@@ -13,6 +13,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from ...ingest.observers import ObserverKind
+from ...ingest.progress import Snapshot
 from ...ingest.watched import ScanSummary
 from ...ingest.watcher import FolderState
 from ...search.duplicates import CachedJoin
@@ -147,20 +148,6 @@ class WatchedFolder(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     last_scan: Annotated[ScanSummary | None, _d("the last reconcile scan")] | UnsetType = UNSET
 
 
-class Indexing(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """What the pipeline did since the daemon started (``ingest.progress.Progress.snapshot``)."""
-
-    queued: int
-    done: int
-    embedded: Annotated[int, _d("files whose pictures went through a model")]
-    reused: Annotated[int, _d("files whose bytes were seen before: their vectors reused")]
-    unchanged: int
-    removed: int
-    failed: Annotated[dict[str, int], _d("failures by reason")]
-    images_per_second: float
-    seconds: float
-
-
 class DuplicatesState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The /duplicates computation running, and those cached."""
 
@@ -222,7 +209,7 @@ class Stats(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         Annotated[DuplicatesState | None, _d("the /duplicates computation running, and those cached")] | UnsetType
     ) = UNSET
     storage: Annotated[StorageState, _d("whether the catalogue can be written (as /health's)")] | UnsetType = UNSET
-    indexing: Annotated[Indexing, _d("the pipeline since the daemon started")] | UnsetType = UNSET
+    indexing: Annotated[Snapshot, _d("the pipeline since the daemon started")] | UnsetType = UNSET
     backfill: (
         Annotated[Backfill | None, _d("the last `imgsearchd backfill` on this catalogue; null: none yet")] | UnsetType
     ) = UNSET
