@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-VERSION = 3
+VERSION = 4
 
 MIGRATIONS: dict[int, str] = {
     # version -> SQL that takes the schema from version-1 to version
@@ -64,6 +64,26 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE files ADD COLUMN orientation INTEGER;
     ALTER TABLE files ADD COLUMN has_gps INTEGER;
     CREATE INDEX files_by_taken ON files (taken_at);
+    """,
+    # Folders watched because someone asked at run time (``POST /folders``, ``imgsearchd watch``),
+    # besides the config's: paths as the file system's bytes, like ``files.path``. And the vectors
+    # of pictures uploaded to search by (not library files), kept so a search's URL can name its
+    # picture by content hash (``/search?hash=``); the least recently used go first beyond a bound.
+    4: """
+    CREATE TABLE watched_folders (
+        path     BLOB PRIMARY KEY,
+        added_at REAL NOT NULL
+    );
+    CREATE TABLE query_vectors (
+        content_hash TEXT NOT NULL,
+        extractor    TEXT NOT NULL,
+        model_id     TEXT NOT NULL,
+        dim          INTEGER NOT NULL,
+        vector       BLOB NOT NULL,
+        used_at      REAL NOT NULL,
+        PRIMARY KEY (content_hash, extractor)
+    ) WITHOUT ROWID;
+    CREATE INDEX query_vectors_by_use ON query_vectors (used_at);
     """,
 }
 
