@@ -16,6 +16,12 @@ WORKERS ?= 2
 # checkout has none (the package is daemon/, installed as imgsearchd), so that one notice is not shown.
 EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e
 XDIST  := $(if $(filter 0,$(WORKERS)),-p no:xdist,-n $(WORKERS) --dist loadfile)
+# torch and torchvision for every venv made here. TORCH_INDEX picks where from: e.g.
+# https://download.pytorch.org/whl/cpu, a CPU-only build about 4 GB smaller than the CUDA one
+# (docs/operations.md, "A CPU-only torch"); empty: pip's own configuration.
+TORCH       ?= torch==2.14.1 torchvision==0.29.1
+TORCH_INDEX ?=
+TORCH_FROM  := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
 .PHONY: run test test-quick lint bench install install-test install-service uninstall-service install-user-service uninstall-user-service clean-venv
 
@@ -23,7 +29,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch and torchvision pinned: these builds install from this machine's disk.
-	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet $(TORCH_FROM) $(TORCH)
 	$(EDITABLE) .
 	@touch $(STAMP)
 
@@ -84,15 +90,35 @@ lint: $(TEST_STAMP) $(JSCHECK)
 bench: $(TEST_STAMP)
 	$(PY) bench/bench_indexing.py $(ARGS)
 
-# systemd: the unit with ExecStart pointing at this checkout's venv, and a default config
-# (data in /var/lib/imgsearchd) unless one is there. DESTDIR stages into a folder instead.
+# The services run from a venv of their own, not from this checkout: a plain (not editable)
+# install of it, `pip install .`, with torch as TORCH and TORCH_INDEX say, so moving or deleting
+# the clone leaves them running. Run the target again to upgrade. A venv cannot be moved once
+# made (its scripts name its path), so DESTDIR stages the unit and the config, never the venv.
+# SERVICE_PIP_ARGS: more arguments for `pip install .` (the tests install offline).
+# umask 022: the system unit's dynamic user must read the venv root made (root's umask may be 077).
+SERVICE_PIP_ARGS ?=
+define service_venv
+	@umask 022; test -x $(1)/bin/python || $(PYTHON) -m venv $(1) || python3 -m venv $(1)
+	umask 022; $(1)/bin/python -m pip install --quiet $(TORCH_FROM) $(TORCH)
+	umask 022; $(1)/bin/python -m pip install --quiet $(SERVICE_PIP_ARGS) .
+endef
+# Removes a venv made by service_venv (one with a pyvenv.cfg: never a folder that is not a venv).
+define remove_venv
+	@if [ -f $(1)/pyvenv.cfg ]; then rm -rf $(1) && echo "removed $(1)"; fi
+endef
+
+# systemd: the venv in /opt/imgsearchd/venv, the unit with ExecStart pointing there, and a
+# default config (data in /var/lib/imgsearchd) unless one is there. DESTDIR stages the unit and
+# the config into a folder instead.
 DESTDIR  ?=
 UNIT_DIR ?= /etc/systemd/system
 CONF_DIR ?= /etc/imgsearchd
+SERVICE_VENV ?= /opt/imgsearchd/venv
 
-install-service: $(STAMP)
+install-service:
+	$(call service_venv,$(SERVICE_VENV))
 	install -d $(DESTDIR)$(UNIT_DIR) $(DESTDIR)$(CONF_DIR)
-	sed 's#^ExecStart=/opt/imgsearchd/.venv/bin/imgsearchd#ExecStart=$(abspath $(VENV))/bin/imgsearchd#' \
+	sed 's#^ExecStart=/opt/imgsearchd/venv/bin/imgsearchd#ExecStart=$(abspath $(SERVICE_VENV))/bin/imgsearchd#' \
 		imgsearchd.service > $(DESTDIR)$(UNIT_DIR)/imgsearchd.service
 	@if [ -e $(DESTDIR)$(CONF_DIR)/imgsearchd.toml ]; then \
 		echo "keeping the existing $(DESTDIR)$(CONF_DIR)/imgsearchd.toml"; \
@@ -106,28 +132,31 @@ install-service: $(STAMP)
 uninstall-service:
 	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null; then systemctl disable --now imgsearchd || true; fi
 	rm -f $(DESTDIR)$(UNIT_DIR)/imgsearchd.service
+	$(call remove_venv,$(SERVICE_VENV))
 	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null; then systemctl daemon-reload; fi
-	@echo "removed the unit; left $(CONF_DIR)/imgsearchd.toml and /var/lib/imgsearchd (delete them by hand)"
+	@echo "removed the unit and its venv; left $(CONF_DIR)/imgsearchd.toml and /var/lib/imgsearchd (delete them by hand)"
 
 # The user unit (systemctl --user), for a desktop: it runs as you and reads ~/Pictures.
 # Config in $XDG_CONFIG_HOME/imgsearchd (~/.config), data in ~/.local/share/imgsearchd, both kept
-# when present. DESTDIR stages into a folder; no `sudo`. The new config gets a random token and
-# mode 0600: the daemon reads your private pictures and serves them on loopback, which every
-# other user of the machine can reach.
+# when present; the venv in ~/.local/share/imgsearchd/venv. DESTDIR stages the unit and the
+# config into a folder; no `sudo`. The new config gets a random token and mode 0600: the daemon
+# reads your private pictures and serves them on loopback, which every other user of the machine can reach.
 USER_CONFIG    := $(or $(XDG_CONFIG_HOME),$(HOME)/.config)
 USER_UNIT_DIR  ?= $(USER_CONFIG)/systemd/user
 USER_CONF_DIR  ?= $(USER_CONFIG)/imgsearchd
+USER_VENV      ?= $(HOME)/.local/share/imgsearchd/venv
 
-install-user-service: $(STAMP)
+install-user-service:
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
 		echo "install-user-service installs for the user running it: run it as that user, without sudo" >&2; exit 1; fi
+	$(call service_venv,$(USER_VENV))
 	install -d $(DESTDIR)$(USER_UNIT_DIR) $(DESTDIR)$(USER_CONF_DIR)
-	sed 's#^ExecStart=/opt/imgsearchd/.venv/bin/imgsearchd#ExecStart=$(abspath $(VENV))/bin/imgsearchd#' \
+	sed 's#^ExecStart=%h/.local/share/imgsearchd/venv/bin/imgsearchd#ExecStart=$(abspath $(USER_VENV))/bin/imgsearchd#' \
 		imgsearchd.user.service > $(DESTDIR)$(USER_UNIT_DIR)/imgsearchd.service
 	@if [ -e $(DESTDIR)$(USER_CONF_DIR)/imgsearchd.toml ]; then \
 		echo "keeping the existing $(DESTDIR)$(USER_CONF_DIR)/imgsearchd.toml"; \
 	else \
-		umask 077; token=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(24))') && \
+		umask 077; token=$$($(USER_VENV)/bin/python -c 'import secrets; print(secrets.token_urlsafe(24))') && \
 		sed -e 's#^data_dir = "data"#data_dir = "~/.local/share/imgsearchd"#' \
 			-e 's#^directories = \[\]#directories = ["~/Pictures"]#' \
 			-e "s#^token = \"\"#token = \"$$token\"#" config/imgsearchd.toml \
@@ -139,8 +168,9 @@ install-user-service: $(STAMP)
 uninstall-user-service:
 	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null; then systemctl --user disable --now imgsearchd || true; fi
 	rm -f $(DESTDIR)$(USER_UNIT_DIR)/imgsearchd.service
+	$(call remove_venv,$(USER_VENV))
 	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null; then systemctl --user daemon-reload; fi
-	@echo "removed the unit; left $(USER_CONF_DIR)/imgsearchd.toml and ~/.local/share/imgsearchd (delete them by hand)"
+	@echo "removed the unit and its venv; left $(USER_CONF_DIR)/imgsearchd.toml and the data in ~/.local/share/imgsearchd (delete them by hand)"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -3,7 +3,7 @@
 Each ``[section]`` is a frozen dataclass (``ServerSettings`` for ``[server]``), its attributes named
 as the keys: ``config.server.port``, ``config.extractor("clip").batch_size``. Each setting has a type
 (its annotation), a default, a check and a line of help (``setting``); ``SCHEMA`` is read off the
-classes. An unknown key or a bad value is a ``ConfigError`` naming the key and the file. The file:
+classes. Unknown keys and bad values are one ``ConfigError`` listing each, naming the key and the file. The file:
 ``--config``, else ``$IMGSEARCHD_CONFIG``, else the user's ``$XDG_CONFIG_HOME/imgsearchd/imgsearchd.toml``
 (``~/.config``: the user service's), else ``/etc/imgsearchd/imgsearchd.toml``, else
 ``config/imgsearchd.toml`` in the current folder, else the default file shipped inside the package
@@ -18,7 +18,8 @@ import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+from types import MappingProxyType
+from typing import Any, TypeVar, cast, get_args, get_origin, get_type_hints
 
 ENV_VAR = "IMGSEARCHD_CONFIG"
 SYSTEM_PATH = Path("/etc/imgsearchd/imgsearchd.toml")
@@ -43,10 +44,15 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class ConfigError(Exception):
-    """A settings file that cannot be used; the message names the key and the file."""
+    """A settings file that cannot be used: every error found (``errors``), each naming the key and the file."""
+
+    def __init__(self, *errors: str) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = list(errors)
 
 
 Check = Callable[[Any], str | None]  # returns a complaint, or None when the value is fine
+Tables = dict[str, dict[str, object]]  # checked values by section ("extractors.clip") and key
 T = TypeVar("T")
 
 
@@ -291,9 +297,7 @@ def _section(config: Config, name: str) -> Any:
 
 def _set_section(config: Config, name: str, section: Any) -> None:
     group, _, member = name.partition(".")
-    if member:
-        section = replace(getattr(config, group), **{member: section})
-    setattr(config, group, section)
+    setattr(config, group, replace(getattr(config, group), **{member: section}) if member else section)
 
 
 @dataclass
@@ -310,15 +314,13 @@ class Config:
     source: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)  # "section.key" -> value
     extra_watch: list[str] = field(default_factory=list)  # `--watch DIR`, kept across reloads
-    # Each root's real path, resolved the first time it is asked for once the root exists (at
-    # start, or when a folder is added or appears) and kept: a watched folder later replaced by
-    # a link to /etc must not take the allowed area with it. A reload (SIGHUP) resolves again.
+    # Each root's real path, resolved once the root exists (at start, or when it appears) and kept: a watched
+    # folder later made a link to /etc must not take the allowed area with it. A reload resolves again.
     _resolved: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def extractor(self, name: str) -> ExtractorSettings:
         """The ``[extractors.NAME]`` section of a known extractor."""
-        section: ExtractorSettings = _section(self, f"extractors.{name}")
-        return section
+        return cast(ExtractorSettings, _section(self, f"extractors.{name}"))
 
     def items(self) -> Iterator[tuple[str, Any]]:
         """Every setting as ("section.key", value), in the order of ``SCHEMA``."""
@@ -428,13 +430,8 @@ def load_config(explicit: str | os.PathLike[str] | None = None, overrides: Mappi
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
         except OSError as exc:
             raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from exc
-    tables = _tables(raw, str(path) if path else "<defaults>")
     overrides = dict(overrides or {})
-    for dotted, value in overrides.items():
-        section, _, key = dotted.rpartition(".")
-        setting = SCHEMA[section][key]
-        tables.setdefault(section, {})[key] = _check_value(f"{section}.{key}", value, setting, "command line")
-    config = _build(tables)
+    config = _build(_tables(raw, str(path) if path else "<defaults>", overrides))
     config.source, config.overrides = path, overrides
     return config
 
@@ -444,54 +441,60 @@ def validate(raw: Mapping[str, object], where: str) -> Config:
     return _build(_tables(raw, where))
 
 
-def _build(tables: dict[str, dict[str, object]]) -> Config:
+def _build(tables: Tables) -> Config:
     config = Config()
     for name, values in tables.items():
         _set_section(config, name, replace(_section(config, name), **values))
     return config
 
 
-def _tables(raw: Mapping[str, object], where: str) -> dict[str, dict[str, object]]:
-    """The checked values of a parsed TOML document, by section name ("extractors.clip")."""
-    tables: dict[str, dict[str, object]] = {}
+def _tables(raw: Mapping[str, object], where: str, overrides: Mapping[str, object] = MappingProxyType({})) -> Tables:
+    """The checked values of a parsed TOML document, then ``overrides``, by section name
+    ("extractors.clip"); a ``ConfigError`` with every error (not only the first: one edit fixes all)."""
+    tables: Tables = {}
+    errors: list[str] = []
     for top, content in raw.items():
-        if top == "extractors":
-            if not isinstance(content, dict):
-                raise ConfigError(f"{where}: [extractors] must be a table")
+        if top == "extractors" and isinstance(content, dict):
             for name, table in content.items():
-                _apply_section(tables, f"extractors.{name}", table, where)
+                _apply_section(tables, f"extractors.{name}", table, where, errors)
         else:
-            _apply_section(tables, top, content, where)
+            _apply_section(tables, top, content, where, errors)
+    for dotted, value in overrides.items():
+        section, _, key = dotted.rpartition(".")
+        _apply_section(tables, section, {key: value}, "command line", errors)
+    if errors:
+        raise ConfigError(*errors)
     return tables
 
 
-def _apply_section(tables: dict[str, dict[str, object]], section: str, table: object, where: str) -> None:
-    if section not in SCHEMA:
+def _apply_section(tables: Tables, section: str, table: object, where: str, errors: list[str]) -> None:
+    if section not in SCHEMA and section != "extractors":
         known = ", ".join(f"[{s}]" for s in SCHEMA)
-        raise ConfigError(f"{where}: unknown section [{section}]; known sections: {known}")
+        return errors.append(f"{where}: unknown section [{section}]; known sections: {known}")
     if not isinstance(table, dict):
-        raise ConfigError(f"{where}: [{section}] must be a table")
+        return errors.append(f"{where}: [{section}] must be a table")
     values = tables.setdefault(section, {})
     for key, value in table.items():
-        if key not in SCHEMA[section]:
-            known = ", ".join(SCHEMA[section])
-            raise ConfigError(f"{where}: unknown key {section}.{key}; known keys in [{section}]: {known}")
-        values[key] = _check_value(f"{section}.{key}", value, SCHEMA[section][key], where)
+        try:
+            values[key] = _check_value(section, key, value, where)
+        except ConfigError as exc:
+            errors.extend(exc.errors)
 
 
-def _check_value(name: str, value: object, setting: Setting, where: str) -> object:
+def _check_value(section: str, key: str, value: object, where: str) -> object:
     """The value, checked against the setting (a list becomes a tuple), or a ConfigError."""
+    name, setting = f"{section}.{key}", SCHEMA[section].get(key)
+    if setting is None:
+        raise ConfigError(f"{where}: unknown key {name}; known keys in [{section}]: {', '.join(SCHEMA[section])}")
     kinds = setting.kinds
     # TOML booleans are ints in Python; never accept one for the other.
     if isinstance(value, bool) != (bool in kinds) or not isinstance(value, kinds):
         expected = " or ".join(k.__name__ for k in kinds)
         raise ConfigError(f"{where}: {name} must be {expected}, not {type(value).__name__} {value!r}")
-    if setting.item_kind is not None and isinstance(value, list):
-        for item in value:
-            if not isinstance(item, setting.item_kind):
-                raise ConfigError(f"{where}: {name} must be a list of {setting.item_kind.__name__}, but holds {item!r}")
-    if setting.check is not None:
-        complaint = setting.check(value)
-        if complaint:
-            raise ConfigError(f"{where}: {name} {complaint} (got {value!r})")
+    for item in value if isinstance(value, list) else ():  # a list passed the kinds: it has an item_kind
+        if not isinstance(item, kind := setting.item_kind or object):
+            raise ConfigError(f"{where}: {name} must be a list of {kind.__name__}, but holds {item!r}")
+    complaint = setting.check(value) if setting.check is not None else None
+    if complaint:
+        raise ConfigError(f"{where}: {name} {complaint} (got {value!r})")
     return tuple(value) if isinstance(value, list) else value

@@ -32,6 +32,10 @@ class NotFound(DomainError):
     """The file, folder or result named is not there (or not in the catalogue)."""
 
 
+class Conflict(DomainError):
+    """The request clashes with what is set up already (a folder inside a watched one, a config folder)."""
+
+
 class TooLarge(DomainError):
     """The request's images are over the upload cap."""
 

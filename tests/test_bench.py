@@ -48,6 +48,7 @@ TINY = {
     "bench_http.py": ["--vectors", "500", "--real", "20", "--clients", "2", "--seconds", "1"],
     "bench_http_front.py": ["--clients", "4", "--slow", "2", "--seconds", "1", "--kinds", "waitress"],
     "bench_memory.py": ["--side", "600", "--clients", "2", "--strip", "1000"],
+    "bench_idle_memory.py": ["--pictures", "3", "--cases", "efficientnet", "--old", "", "--idle-seconds", "1"],
     "bench_retrieval.py": ["--db", "8", "--copies", "1", "--batch-size", "4", "--repeats", "1"],
     "bench_duplicates.py": [
         "--vectors", "1500", "--planted", "20", "--identical", "5", "--sample", "50", "--grid", "2", "--photos", "2",
@@ -75,6 +76,7 @@ EXPECT = {
     "bench_http.py": "| 2 |",
     "bench_http_front.py": "| waitress |",
     "bench_memory.py": "| 2 x 600x600 PNG at once | [200, 200] |",
+    "bench_idle_memory.py": ("| efficientnet | this tree (", "| efficientnet (3 pictures) |"),
     "bench_retrieval.py": (
         "| efficientnet | real (packaged ImageNet) | letterbox |",
         "| half bf16 / half fp32 | bf16 |",

@@ -86,6 +86,40 @@ def test_bad_settings_name_the_key_and_the_file(tmp_path, sections, needle):
     assert str(path) in str(caught.value)
 
 
+def test_every_error_is_reported_at_once(tmp_path):
+    """One start (or ``config check``) lists them all, in the file's order, then the command line's:
+    fixing a file one error per start took as many starts as it had errors."""
+    path = write_config(
+        tmp_path / "bad.toml",
+        {
+            "server": {"prot": 1, "port": "8080"},
+            "sever": {"port": 1},
+            "watch": {"directories": [1], "recursive": 1},
+            "extractors.clip": {"batch_size": -1},
+        },
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {"index.extractors": ["vgg"]})
+    needles = [
+        "unknown key server.prot",
+        "server.port must be int",
+        "unknown section [sever]",
+        "watch.directories must be a list of str",
+        "watch.recursive must be bool",
+        "extractors.clip.batch_size must be greater than 0",
+        "command line: index.extractors",
+    ]
+    assert len(caught.value.errors) == len(needles), caught.value.errors
+    for needle, error in zip(needles, caught.value.errors):
+        assert needle in error
+    assert all(e.startswith(f"{path}: ") for e in caught.value.errors[:-1])
+    assert str(caught.value) == "\n".join(caught.value.errors)
+    extractors = tmp_path / "x.toml"
+    extractors.write_text("extractors = 1\n")
+    with pytest.raises(ConfigError, match=r"\[extractors\] must be a table"):
+        load_config(extractors)
+
+
 def test_invalid_toml_names_the_file(tmp_path):
     path = tmp_path / "broken.toml"
     path.write_text("[server\nport = 1\n")

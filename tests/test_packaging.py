@@ -140,11 +140,11 @@ def test_the_sdist_holds_the_default_settings_as_a_file(tmp_path):
 TEST_TOOLS = ("pytest", "ray", "mypy", "ruff", "schemathesis", "selenium", "pyarrow", "hypothesis", "scikit-image")
 
 
-def make_dry_run(target: str, venv: Path) -> list[str]:
+def make_dry_run(target: str, venv: Path, *settings: str) -> list[str]:
     """What ``make TARGET`` would give ``pip install`` for a venv that does not exist yet."""
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # under make test
     done = subprocess.run(
-        ["make", "-n", target, f"VENV={venv}"],
+        ["make", "-n", target, f"VENV={venv}", *settings],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -161,11 +161,24 @@ def requirement_name(requirement: str) -> str:
 
 def test_make_run_installs_the_daemon_and_its_runtime_dependencies_only(tmp_path):
     venv = tmp_path / "venv"
-    for target in ("run", "install", "install-service"):
+    for target in ("run", "install"):
         installs = make_dry_run(target, venv)
         assert any(line.rstrip().endswith("-e .") for line in installs), installs
         assert not any("[" in line for line in installs), installs  # no extras
+    # the services: a copy of the checkout in a venv of their own (not editable: the clone may go)
+    for target in ("install-service", "install-user-service"):
+        installs = make_dry_run(target, venv)
+        assert any(line.rstrip().endswith(" .") and "-e ." not in line for line in installs), installs
+        assert any("torch==" in line for line in installs), installs
+        assert not any("[" in line for line in installs), installs
     assert any(line.rstrip().endswith("-e '.[test]'") for line in make_dry_run("test", venv))
+    # TORCH_INDEX: torch (and only torch) from another index, e.g. PyTorch's CPU-only builds
+    cpu = "https://download.pytorch.org/whl/cpu"
+    for target in ("run", "install-user-service"):
+        installs = make_dry_run(target, venv, f"TORCH_INDEX={cpu}")
+        from_cpu = [line for line in installs if cpu in line]
+        assert len(from_cpu) == 1 and "torch==" in from_cpu[0] and "torchvision==" in from_cpu[0], installs
+        assert not from_cpu[0].rstrip().endswith("."), installs  # the daemon comes from the usual place
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     runtime = {requirement_name(r) for r in project["dependencies"]}
     assert runtime.isdisjoint(TEST_TOOLS), runtime & set(TEST_TOOLS)

@@ -16,7 +16,7 @@ import bottle
 
 from ..ingest.watcher import FolderState
 from ..media import images
-from . import origin, page, routing
+from . import auth, origin, page, routing
 from .context import Context
 from .headers import ANSWER_HEADERS
 from .metrics import Metrics
@@ -52,6 +52,8 @@ def create_app(service: Service) -> bottle.Bottle:
             raise error_body(403, str(exc)) from None
 
     routing.register(app, TABLE, context)
-    page.add_routes(app, lambda: service.config.server.token, sessions, throttle)
+    page.add_routes(
+        app, lambda: service.config.server.token, sessions, throttle, lambda: auth.token_file(service.config)
+    )
     routing.check_documented(app, TABLE)  # a route cannot be served without its description
     return app

@@ -3,6 +3,7 @@ per client when wrong (``page.Throttle``), and a daemon that has loaded."""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import bottle
@@ -12,6 +13,7 @@ from .errors import ApiError
 from .headers import header_bytes
 
 if TYPE_CHECKING:
+    from ..config import Config
     from ..service.facade import Service
     from .context import Context
 
@@ -32,6 +34,28 @@ def authorise(context: Context) -> None:
         if attempt.right:
             return
     raise ApiError(401, "missing or wrong token: send 'Authorization: Bearer <token>' (or log in on the page at /)")
+
+
+def authorised(context: Context) -> bool:
+    """Whether the request may see details on an open route (``/health``): True with no token set,
+    a right Bearer token or a live login cookie; False with neither. A wrong token is still a 401
+    (or 429), counted as on every route, so an open route is no way to guess the token."""
+    if not context.service.config.server.token:
+        return True
+    environ = bottle.request.environ
+    if not header_bytes(environ, "Authorization"):
+        token = context.service.config.server.token
+        return context.sessions.authorises(environ, context.sessions.read(bottle.request), token)
+    authorise(context)
+    return True
+
+
+def token_file(config: Config) -> str | None:
+    """The settings file server.token was read from (the login page names it); None when the token
+    was not in a file: set by the program that built the config (``load_config``'s overrides)."""
+    if config.source is None or "server.token" in config.overrides:
+        return None
+    return os.path.abspath(config.source)  # as the daemon read it (its working folder is the same)
 
 
 def require_ready(service: Service) -> None:

@@ -18,6 +18,7 @@ STATUS: dict[type[errors.DomainError], int] = {
     errors.Invalid: 400,
     errors.Refused: 403,
     errors.NotFound: 404,
+    errors.Conflict: 409,
     errors.TooLarge: 413,
     errors.Busy: 503,
     errors.StorageUnavailable: 503,

@@ -72,6 +72,15 @@ class _Folder(TypedDict, total=False):
     events: int
 
 
+class _Fallback(TypedDict):
+    configured: str
+    running: str
+
+
+class _Storage(TypedDict, total=False):
+    state: str
+
+
 class Stats(TypedDict, total=False):
     """What the collector reads of the ``/stats`` answer (the API's ``StatsAnswer`` has every field).
 
@@ -89,6 +98,8 @@ class Stats(TypedDict, total=False):
     extractors: dict[str, _Extractor]
     watch: list[_Folder]
     backfill: _Backfill | None
+    fallback: _Fallback | None
+    storage: _Storage
 
 
 def _timestamp(iso: str | None) -> float | None:
@@ -118,11 +129,34 @@ class StatsCollector(Collector):
         yield GaugeMetricFamily("imgsearchd_up_seconds", "seconds since the daemon started", value=stats["uptime_s"])
         yield GaugeMetricFamily("imgsearchd_ready", "1 once models and indexes are loaded", value=int(stats["ready"]))
         yield GaugeMetricFamily("imgsearchd_queue_depth", "files waiting to be indexed", value=stats["pending"])
+        yield from self._health(stats)
         yield from self._catalogue(stats)
         yield from self._indexing(stats.get("indexing"))
         yield from self._extractors(stats["extractors"])
         yield from self._watch(stats["watch"])
         yield from self._backfill(stats.get("backfill"))
+
+    def _health(self, stats: Stats) -> Iterator[Metric]:
+        """What /health says, as numbers: degraded (1) while the catalogue cannot be written or a
+        configured model runs on its fallback; and each running model, 1 where it stands in."""
+        fallback = stats.get("fallback")
+        storage_ok = stats.get("storage", {}).get("state", "ok") == "ok"
+        yield GaugeMetricFamily(
+            "imgsearchd_health_degraded",
+            "1 while /health says degraded: the catalogue cannot be written, or a model runs on its fallback",
+            value=int(bool(stats["ready"]) and (fallback is not None or not storage_ok)),
+        )
+        series = GaugeMetricFamily(
+            "imgsearchd_extractor_fallback",
+            "1: the configured extractor cannot load and the running one stands in (GET /stats fallback says why)",
+            labels=["configured", "running"],
+        )
+        if fallback is not None:
+            series.add_metric([fallback["configured"], fallback["running"]], 1)
+        for name in sorted(stats["extractors"]):
+            if fallback is None or name != fallback["running"]:
+                series.add_metric([name, name], 0)
+        yield series
 
     def _catalogue(self, stats: Stats) -> Iterator[Metric]:
         if stats["images"] is None:  # still starting: the catalogue is not open yet

@@ -279,8 +279,15 @@ def _given_token() -> str:
     return token
 
 
-def add_routes(app: bottle.Bottle, token: Callable[[], str], sessions: Sessions, throttle: Throttle) -> None:
-    """``/``, ``/ui/<file>``, ``/login`` and ``POST /logout`` on ``app``; ``token`` reads the setting."""
+def add_routes(
+    app: bottle.Bottle,
+    token: Callable[[], str],
+    sessions: Sessions,
+    throttle: Throttle,
+    token_file: Callable[[], str | None] = lambda: None,
+) -> None:
+    """``/``, ``/ui/<file>``, ``/login`` and ``POST /logout`` on ``app``; ``token`` reads the setting,
+    ``token_file`` the settings file it is in (the login form names it; never the token)."""
 
     def page_file(name: str) -> bottle.HTTPResponse:
         kind = assets().get(name)
@@ -306,7 +313,9 @@ def add_routes(app: bottle.Bottle, token: Callable[[], str], sessions: Sessions,
         expected = token()
         cookie = sessions.read(bottle.request)
         authorised = not expected or sessions.authorises(bottle.request.environ, cookie, expected)
-        return {"token_required": bool(expected), "authorised": authorised}
+        if not expected:
+            return {"token_required": False, "authorised": authorised}
+        return {"token_required": True, "authorised": authorised, "token_file": token_file()}
 
     @app.post("/login")
     def login() -> Any:

@@ -151,7 +151,8 @@ _JSON_TYPES = {"int": "an integer", "float": "a number", "str": "a string", "any
 def check_json(model: type[msgspec.Struct], body: Mapping[str, Any]) -> None:
     """Check a decoded JSON object's keys and JSON types against ``model``: the first key it
     does not know, or the first value of the wrong type, answers 400 naming it. A number out of
-    bounds is left to ``parse``, which checks it with the query string's value it stands for."""
+    bounds (or a string its pattern refuses) is left to ``parse``, which checks it with the query
+    string's value it stands for."""
     known = {f.name: f for f in fields(model)}
     for key, value in body.items():
         field = known.get(key)
@@ -163,6 +164,8 @@ def check_json(model: type[msgspec.Struct], body: Mapping[str, Any]) -> None:
         except msgspec.ValidationError:
             if field.kind in _CONVERT and _is_number(value, field.kind):
                 continue  # the right type, out of bounds
+            if field.kind == "str" and isinstance(value, str):
+                continue  # a string its pattern refuses (a hash): parse names what it must be
             raise ApiError(400, f"{key} must be {_JSON_TYPES[field.kind]}, not {type(value).__name__}") from None
 
 

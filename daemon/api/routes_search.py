@@ -1,5 +1,8 @@
-"""Search routes: ``GET /search`` (a path or a text), ``POST /search`` (an upload, a text or
-a combined query) and ``GET /duplicates``."""
+"""Search routes: ``GET /search`` (a path, a text or a content hash), ``POST /search`` (an
+upload, a text, a combined query or a content hash) and ``GET /duplicates``.
+
+Every search takes ``offset``: results offset..offset+limit of the same ranking; a page
+ends at the limit bound's result (``bounds.MAX_LIMIT``), so no search ranks more than that."""
 
 from __future__ import annotations
 
@@ -14,9 +17,9 @@ from .. import errors
 from ..paths import from_query
 from ..search import time_range
 from ..search.combined import MAX_PARTS
-from ..search.request import ByPath, ByText, ByUpload, Combined, Query, SearchRequest
+from ..search.request import ByHash, ByPath, ByText, ByUpload, Combined, Query, SearchRequest
 from ..store.rows import SearchScope
-from . import params, uploads
+from . import bounds, params, uploads
 from .context import Context
 from .errors import ApiError
 from .models import answers
@@ -35,10 +38,12 @@ NO_IMAGE = "no image in the request: send raw bytes, a multipart field 'image', 
 
 def search_get(context: Context, query: SearchQuery) -> Any:
     started = time.perf_counter()
-    if query.text is not None and query.image:
-        raise ApiError(400, "give either 'image' or 'text', not both")
+    if sum(getattr(query, name) is not None for name in ("image", "text", "hash")) > 1:
+        raise ApiError(400, "give only one of 'image', 'text' or 'hash'")
     scope = search_scope(context.service, query.folder, query.taken_after, query.taken_before)
-    request = SearchRequest(query.extractor, query.limit, query.max_distance, scope)
+    request = search_request(query.extractor, query.limit, query.offset, query.max_distance, scope)
+    if query.hash is not None:
+        return searched(context, started, request, ByHash(query.hash.lower()))
     if query.text is not None:
         return searched(context, started, request, ByText(query.text))
     if not query.image:
@@ -50,8 +55,13 @@ def search_post(context: Context, _: None) -> Any:
     started = time.perf_counter()
     data, fields = uploads.read_upload(context.service.max_upload_bytes)
     query = params.parse(UploadQuery, merged(fields))  # a body field wins over the query string's
+    content_hash = body_hash(fields)
     scope = search_scope(context.service, query.folder, query.taken_after, query.taken_before)
-    request = SearchRequest(query.extractor, query.limit, query.max_distance, scope)
+    request = search_request(query.extractor, query.limit, query.offset, query.max_distance, scope)
+    if content_hash is not None:
+        if data is not None or fields.get("text") is not None or "query" in fields:
+            raise ApiError(400, "give only one of 'hash', 'image_base64', 'text' or 'query'")
+        return searched(context, started, request, ByHash(content_hash))
     if "query" in fields:
         if data is not None or fields.get("text") is not None:
             raise ApiError(400, "give either 'query' (a combined query) or 'image_base64' or 'text', not both")
@@ -76,6 +86,7 @@ def merged(fields: uploads.Fields) -> dict[str, object]:
     folder = fields.get("folder")
     return {
         "limit": fields["limit"] if "limit" in fields else query.get("limit"),
+        "offset": fields["offset"] if "offset" in fields else query.get("offset"),
         "max_distance": fields["max_distance"] if "max_distance" in fields else query.get("max_distance"),
         "extractor": fields.get("extractor") or query.getunicode("extractor") or None,
         "folder": folder if folder is not None else path("folder"),
@@ -84,9 +95,35 @@ def merged(fields: uploads.Fields) -> dict[str, object]:
     }
 
 
+def body_hash(fields: uploads.Fields) -> str | None:
+    """The JSON body's ``hash`` (lower case), checked as ``SearchBody`` says; None: not given."""
+    raw = fields.get("hash")
+    if raw is None:
+        return None
+    field = next(f for f in params.fields(SearchBody) if f.name == "hash")
+    return str(params.checked(field, raw)).lower()
+
+
+def search_request(
+    extractor: str | None, limit: int, offset: int, max_distance: float | None, scope: SearchScope | None
+) -> SearchRequest:
+    """The request; a page that would pass the limit bound's result ends there (fewer results).
+
+    ``offset`` is below the bound (its model says so), so the page keeps at least one result.
+    """
+    page = min(limit, bounds.MAX_LIMIT - offset)
+    return SearchRequest(extractor, page, max_distance, scope, offset)
+
+
 def searched(context: Context, started: float, request: SearchRequest, what: Query) -> Any:
-    """The search's answer, timed into /metrics' latency histogram (errors are not counted)."""
+    """The search's answer, timed into /metrics' latency histogram (errors are not counted).
+
+    ``next_offset`` is null where the next page would pass the limit bound.
+    """
     answer = context.service.search(request, what)
+    next_offset = answer.get("next_offset")
+    if next_offset is not None and next_offset >= bounds.MAX_LIMIT:
+        answer["next_offset"] = None
     context.metrics.observe_search(what.kind, started)
     return answer
 
@@ -133,7 +170,7 @@ ROUTES = (
     Route(
         "GET",
         "/search",
-        "Images most like an image path, or matching a text (CLIP)",
+        "Images most like an image path or a picture's content hash, or matching a text (CLIP)",
         search_get,
         (Answer(200, "best first", answers.SearchResults),),
         (400,),
@@ -143,7 +180,7 @@ ROUTES = (
     Route(
         "POST",
         "/search",
-        "Images most like an uploaded image, or a combined query of weighted parts",
+        "Images most like an uploaded image or a content hash, or a combined query of weighted parts",
         search_post,
         (Answer(200, "best first", answers.SearchResults),),
         (400, 413),  # 413: an upload over server.max_upload_mb (uploads)
@@ -151,7 +188,8 @@ ROUTES = (
         raises=(*SEARCH_RAISES, errors.TooLarge),  # TooLarge: a combined query's images together
         description="A JSON body with 'query' is a combined query: the query vector is the sum of "
         "weight x unit vector of each part, normalised (parts that cancel out: 400). At most "
-        f"{MAX_PARTS} parts; all uploads together at most server.max_upload_mb.",
+        f"{MAX_PARTS} parts; all uploads together at most server.max_upload_mb. An upload's answer "
+        "names its content hash (query.hash): GET /search?hash= asks the same search again.",
         body=Body(json=SearchBody, form=SearchForm, binary=("application/octet-stream", "image/*")),
         parse_query=False,  # a body field wins over the query string's: search_post merges them
     ),

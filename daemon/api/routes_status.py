@@ -8,6 +8,7 @@ from typing import Any
 import bottle
 
 from .. import errors
+from . import auth
 from .context import Context
 from .errors import ApiError
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -27,10 +28,13 @@ def prometheus(context: Context, _: None) -> Any:
 
 
 def health(context: Context, _: None) -> Any:
+    """Open, for monitors: the status alone without the token (when one is set), details with it."""
     service = context.service
+    details = auth.authorised(context)  # a wrong token: 401, counted like any wrong token
     if not service.ready:
-        return 503, answers.Health(status="starting", phase=service.phase)
-    return service.health()
+        return 503, answers.Health(status="starting", phase=service.phase) if details else {"status": "starting"}
+    answer = service.health()
+    return answer if details else {"status": answer["status"]}
 
 
 def jobs(context: Context, _: None) -> Any:
@@ -75,10 +79,14 @@ ROUTES = (
     Route(
         "GET",
         "/health",
-        "200 once the models and indexes are loaded",
+        "200 once the models and indexes are loaded; degraded while a model runs on its fallback",
         health,
         (Answer(200, "serving", answers.Health), Answer(503, "starting", answers.Health)),
-        guard="token",
+        (401, 429),  # open, but a wrong token is refused and counted (auth.authorised)
+        description="Open to monitors: without the token (when server.token is set) only the status "
+        '(ok, degraded or starting); with it, why: {"status": "degraded", "fallback": {...}} while a '
+        "configured model runs on its fallback, storage while the catalogue cannot be written.",
+        guard="open",
     ),
     Route("GET", "/jobs", "Folder jobs", jobs, (Answer(200, "jobs", answers.Jobs),), guard="token"),
     Route(

@@ -30,6 +30,7 @@ ERRORS = {
     403: "a Host that is not this daemon's name, a request from another site (anything but the page), "
     "or a path outside the allowed roots (or unreadable)",
     404: "no such file (or not in the index)",
+    409: "clashes with what is set up: a folder inside a watched one, or one the settings watch",
     413: "too large",
     415: "not a readable image",
     429: "too many wrong tokens from this client within a minute: wait Retry-After seconds",

@@ -60,10 +60,110 @@ class DuplicatesPage(TypedDict):
 
 
 class Job(TypedDict, total=False):
-    """A folder job of ``/jobs/ID``, as ``add --wait`` follows it."""
+    """A folder job of ``/jobs/ID``, as ``add --wait`` follows it and ``stats`` lists it."""
 
     state: str
     folder: str
     found: int | None
     done: int | None
     error: str | None
+    outcomes: dict[str, int]
+    started: float
+    finished: float | None
+    seconds: float
+
+
+class Added(TypedDict, total=False):
+    """``/add``: a file indexed (``image``, ``status``), or a folder's job started (``job``...)."""
+
+    image: str
+    status: str
+    job: str
+    folder: str
+    files_found: int
+    scan_complete: bool
+
+
+class Removed(TypedDict):
+    """``/remove``."""
+
+    image: str
+    removed: int
+
+
+class Rebuilding(TypedDict):
+    """``/rebuild``."""
+
+    rebuilding: list[str]
+
+
+# -- /stats, as ``stats`` shows it on a terminal ----------------------------------------------
+
+
+class Fallback(TypedDict, total=False):
+    """A configured model that runs on its fallback: which, why, and the daemon's advice, in lines."""
+
+    configured: str
+    running: str
+    reason: str
+    advice: list[str]
+
+
+class ExtractorState(TypedDict, total=False):
+    """One extractor of ``/stats``."""
+
+    vectors: int
+    mode: str
+    recall_at_10: float | None
+    device: str
+    precision: dict[str, object]
+    text: bool
+    building: bool
+
+
+class LastScan(TypedDict, total=False):
+    at: str
+    found: int
+
+
+class WatchedFolder(TypedDict, total=False):
+    """A watched folder of ``/stats``."""
+
+    folder: str
+    state: str
+    observer: str | None
+    reason: str | None
+    last_scan: LastScan | None
+
+
+class Thumbnails(TypedDict, total=False):
+    count: int
+    bytes: int
+    max_bytes: int
+
+
+class BackfillState(TypedDict, total=False):
+    state: str
+    done: int
+    planned: int
+    updated: str
+
+
+class Stats(TypedDict, total=False):
+    """``/stats``: the keys ``stats`` shows a person (``--json`` prints all of them)."""
+
+    version: str
+    uptime_s: float
+    ready: bool
+    phase: str
+    images: int | None
+    pending: int
+    failed: dict[str, object]
+    active_extractor: str | None
+    fallback: Fallback | None
+    extractors: dict[str, ExtractorState]
+    watch: list[WatchedFolder]
+    jobs: list[Job]
+    storage: dict[str, object]
+    thumbnails: Thumbnails | None
+    backfill: BackfillState | None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -19,7 +18,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .arguments import float_in, int_in
 from .exit_codes import EXIT_ERROR, EXIT_MODEL, EXIT_OK, EXIT_USAGE
+from .output import add_json_flag, emit, summary
 
 if TYPE_CHECKING:
     from ..bulk.backfill import Backfill, ClusterOptions, Plan
@@ -59,10 +60,14 @@ def add_backfill_parser(sub: Any, common: Callable[[argparse.ArgumentParser], No
         metavar="ADDRESS",
         help="the cluster: auto, HOST:6379 (this machine joined it), ray://HOST:10001, or local (start one here)",
     )
-    parser.add_argument("--actors", type=int, metavar="N", help="model actors (default: one per GPU, or CPUs/4)")
-    parser.add_argument("--cpus-per-actor", type=float, metavar="N", help="CPUs each actor decodes with")
-    parser.add_argument("--gpus-per-actor", type=float, metavar="N", help="GPUs each actor embeds on (0: CPU only)")
-    parser.add_argument("--files-per-task", type=int, metavar="N", help="files per Ray task (default 4 batches)")
+    parser.add_argument("--actors", type=int_in(1), metavar="N", help="model actors (default: one per GPU, or CPUs/4)")
+    parser.add_argument(
+        "--cpus-per-actor", type=float_in(0, above=True), metavar="N", help="CPUs each actor decodes with"
+    )
+    parser.add_argument(
+        "--gpus-per-actor", type=float_in(0), metavar="N", help="GPUs each actor embeds on (0: CPU only)"
+    )
+    parser.add_argument("--files-per-task", type=int_in(1), metavar="N", help="files per Ray task (default 4 batches)")
     parser.add_argument(
         "--map",
         type=_prefix_pair,
@@ -72,6 +77,7 @@ def add_backfill_parser(sub: Any, common: Callable[[argparse.ArgumentParser], No
         help="the workers reach files under HERE at THERE (repeatable)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_json_flag(parser)
     common(parser)
 
 
@@ -85,10 +91,6 @@ def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
                 f"imgsearchd: {folder}: not a folder (backfill takes folders; 'imgsearchd index' takes files)",
                 file=sys.stderr,
             )
-            return EXIT_USAGE
-    for name, value in (("--actors", args.actors), ("--files-per-task", args.files_per_task)):
-        if value is not None and value < 1:
-            print(f"imgsearchd: {name} must be at least 1", file=sys.stderr)
             return EXIT_USAGE
     try:
         import_ray()  # before loading any model: say at once what is missing
@@ -155,7 +157,7 @@ def _backfill(args: argparse.Namespace, config: Config) -> int:
             signal.signal(signal.SIGTERM, previous)
         if failed is not None:
             return failed
-    print(json.dumps(_summary(args, backfill, found, models, started), indent=2))
+    emit(_summary(args, backfill, found, models, started), args, summary)
     return EXIT_OK
 
 

@@ -31,6 +31,7 @@ class ApiFailure(Exception):
         super().__init__(body.get("error", f"HTTP {status}"))
         self.status = status
         self.body = body
+        self.advice: list[str] = []  # lines the CLI found to add (the fallback's advice for a text search)
 
 
 def is_loopback(host: str) -> bool:

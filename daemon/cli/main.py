@@ -4,27 +4,38 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import math
 import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..api.bounds import DEFAULT_GROUPS, DEFAULT_LIMIT, DUPLICATE_KINDS, DUPLICATE_SORTS, MAX_LIMIT
+from ..api.bounds import (
+    DEFAULT_GROUPS,
+    DEFAULT_LIMIT,
+    DUPLICATE_KINDS,
+    DUPLICATE_SORTS,
+    MAX_DISTANCE,
+    MAX_LIMIT,
+    MAX_OFFSET,
+)
+from ..config import KNOWN_EXTRACTORS, LOG_LEVELS
 from ..logs import setup_logging
-from .answers import DuplicatesPage
+from ..process.data_lock import DataFolderBusy, DataLock, holder_of
+from .arguments import float_in, int_in
 from .backfill import add_backfill_parser, cmd_backfill
-from .completion import bash_script
-from .config import add_config_parser, cmd_config
-from .exit_codes import EXIT_ERROR, EXIT_MODEL, EXIT_OK, EXIT_USAGE
+from .completion import SHELLS, script_for
+from .config import add_config_parser, cmd_config, config_errors
+from .exit_codes import EXIT_BUSY, EXIT_ERROR, EXIT_MODEL, EXIT_OK, EXIT_USAGE
+from .folders import add_folders_parsers, cmd_folders, cmd_unwatch, cmd_watch
 from .models import load_extractors, open_catalog
-from .output import add_output_flags, member_line, output_mode, print_results
-from .remote import QueryPart, add_remote, client_for, guarded_call, search_remote
+from .output import add_json_flag, add_output_flags, emit, output_mode, print_results, summary
+from .remote import QueryPart, add_remote, call_and_show, duplicates_remote, search_remote
 from .vectors import add_vectors_parsers, cmd_export, cmd_import
+from .views import rebuild_view, removed_view, stats_view
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -34,9 +45,9 @@ log = logging.getLogger("imgsearchd")
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="PATH", help="settings file (default: see README)")
-    parser.add_argument("--extractor", metavar="NAME", help="use only this extractor (clip, resnet, efficientnet)")
+    parser.add_argument("--extractor", choices=KNOWN_EXTRACTORS, help="use only this extractor")
     parser.add_argument("--data-dir", metavar="DIR", help="state folder (catalogue and indexes)")
-    parser.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning or error")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help="how much the log says")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,8 +58,29 @@ def build_parser() -> argparse.ArgumentParser:
     index = sub.add_parser("index", help="index files and folders into the data folder")
     index.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursive)")
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_json_flag(index)
     _common(index)
 
+    _add_search_parser(sub)
+
+    serve = sub.add_parser("serve", help="run the daemon: HTTP API, indexing, index rebuilds")
+    serve.add_argument("--port", type=int_in(1, 65535), metavar="N", help="listen on this port")
+    serve.add_argument("--watch", action="append", metavar="DIR", default=[], help="also watch DIR (repeatable)")
+    _common(serve)
+
+    _add_client_parsers(sub)
+    add_folders_parsers(sub, _common)
+    add_config_parser(sub, _common)
+    add_backfill_parser(sub, _common)
+    add_vectors_parsers(sub)
+    completion = sub.add_parser(
+        "completion", help="print a shell completion script: source <(imgsearchd completion bash|zsh|fish)"
+    )
+    completion.add_argument("shell", choices=SHELLS, help="the shell: " + ", ".join(SHELLS))
+    return parser
+
+
+def _add_search_parser(sub: Any) -> None:
     search = sub.add_parser(
         "search",
         help="find the images most like IMAGE (or matching --text), or a combined query",
@@ -66,50 +98,59 @@ def build_parser() -> argparse.ArgumentParser:
         "--taken-before", metavar="WHEN", help="only photos taken up to the end of WHEN (2019-07: all of July)"
     )
     search.add_argument(
-        "--limit", type=int, default=DEFAULT_LIMIT, help=f"how many results (1-{MAX_LIMIT}, default {DEFAULT_LIMIT})"
+        "--limit",
+        type=int_in(1, MAX_LIMIT),
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help=f"how many results (1-{MAX_LIMIT}, default {DEFAULT_LIMIT})",
     )
-    search.add_argument("--max-distance", type=float, help="drop results further than this (0-2)")
+    search.add_argument(
+        "--max-distance",
+        type=float_in(0, MAX_DISTANCE),
+        metavar="D",
+        help=f"drop results further than this (0-{MAX_DISTANCE})",
+    )
     search.add_argument(
         "--local", action="store_true", help="search the data folder directly instead of asking the running daemon"
     )
     add_output_flags(search)
     _common(search)
 
-    serve = sub.add_parser("serve", help="run the daemon: HTTP API, indexing, index rebuilds")
-    serve.add_argument("--port", type=int, help="listen on this port")
-    serve.add_argument("--watch", action="append", metavar="DIR", default=[], help="also watch DIR (repeatable)")
-    _common(serve)
 
+def _add_client_parsers(sub: Any) -> None:
+    """The thin clients of a running daemon (``search`` aside)."""
     add = sub.add_parser("add", help="ask the running daemon to index a file or folder")
     add.add_argument("path", metavar="PATH")
     add.add_argument("--wait", action="store_true", help="follow a folder's job to the end (progress on stderr)")
-    _common(add)
     remove = sub.add_parser("remove", help="ask the running daemon to forget a file or folder")
     remove.add_argument("path", metavar="PATH")
-    _common(remove)
-    stats = sub.add_parser("stats", help="the running daemon's statistics")
-    _common(stats)
+    stats = sub.add_parser("stats", help="the running daemon's state in a screen (--json: all of it)")
     rebuild = sub.add_parser("rebuild", help="ask the running daemon to rebuild its indexes now")
-    _common(rebuild)
+    for thin in (add, remove, stats, rebuild):
+        add_json_flag(thin)
+        _common(thin)
     dups = sub.add_parser("duplicates", help="groups of identical and near-identical files (from the running daemon)")
-    dups.add_argument("--threshold", type=float, help="cosine above which pictures are near-duplicates (0-1]")
+    dups.add_argument(
+        "--threshold",
+        type=float_in(0, 1, above=True),
+        metavar="T",
+        help="cosine above which pictures are near-duplicates (above 0, at most 1)",
+    )
     dups.add_argument("--kind", choices=DUPLICATE_KINDS, default="all")
     dups.add_argument("--folder", metavar="DIR", help="only groups with a file in DIR")
     dups.add_argument(
         "--sort", choices=DUPLICATE_SORTS, default="similarity", help="taken: oldest photo first in and across groups"
     )
-    dups.add_argument("--limit", type=int, default=DEFAULT_GROUPS, help=f"groups (default {DEFAULT_GROUPS})")
-    dups.add_argument("--offset", type=int, default=0)
-    dups.add_argument("--json", action="store_true", help="print the API's JSON answer")
-    _common(dups)
-    add_config_parser(sub, _common)
-    add_backfill_parser(sub, _common)
-    add_vectors_parsers(sub)
-    completion = sub.add_parser(
-        "completion", help="print a shell completion script: source <(imgsearchd completion bash)"
+    dups.add_argument(
+        "--limit",
+        type=int_in(1, MAX_LIMIT),
+        default=DEFAULT_GROUPS,
+        metavar="N",
+        help=f"groups (default {DEFAULT_GROUPS})",
     )
-    completion.add_argument("shell", choices=["bash"])
-    return parser
+    dups.add_argument("--offset", type=int_in(0, MAX_OFFSET), default=0, metavar="N", help="groups to skip")
+    add_json_flag(dups)
+    _common(dups)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -130,7 +171,7 @@ def _without_config(args: argparse.Namespace) -> int | None:
     if args.command == "config":
         return cmd_config(args, _overrides(args))
     if args.command == "completion":
-        print(bash_script(build_parser()), end="")
+        print(script_for(args.shell, build_parser()), end="")
         return EXIT_OK
     return None
 
@@ -161,7 +202,7 @@ def _run(argv: Sequence[str] | None) -> int:
     try:
         config = load_config(args.config, _overrides(args))
     except ConfigError as exc:
-        print(f"imgsearchd: configuration error: {exc}", file=sys.stderr)
+        print(config_errors(exc), file=sys.stderr)
         return EXIT_USAGE
     setup_logging(config.log.level, config.log.format)
     if getattr(args, "watch", None):
@@ -178,6 +219,9 @@ def _run(argv: Sequence[str] | None) -> int:
         "backfill": cmd_backfill,
         "export": cmd_export,
         "import": cmd_import,
+        "watch": cmd_watch,
+        "unwatch": cmd_unwatch,
+        "folders": cmd_folders,
     }
     try:
         return handlers[args.command](args, config)
@@ -232,20 +276,20 @@ def cmd_index(args: argparse.Namespace, config: Config) -> int:
                 paths.append(raw)
         show = not args.no_progress and sys.stderr.isatty()
         try:  # named on the command line: files that failed before are tried again
-            summary = pipeline.process(paths, show_progress=show, total=len(paths), retry_failed=True)
+            done = pipeline.process(paths, show_progress=show, total=len(paths), retry_failed=True)
         except Exception as exc:
             if not is_storage_error(exc):
                 raise
             print(f"imgsearchd: cannot write the catalogue {config.catalog_path}: {exc}", file=sys.stderr)
             return EXIT_ERROR
-        summary["removed"] = pipeline.progress.removed
+        done["removed"] = pipeline.progress.removed
         pipeline.prune_unused()
-    summary["forward_passes"] = sum(e.forward_passes for e in loaded.extractors.values())
-    summary["extractors"] = {name: e.model_id for name, e in loaded.extractors.items()}
-    summary["precision"] = {name: e.precision.used for name, e in loaded.extractors.items()}
+    done["forward_passes"] = sum(e.forward_passes for e in loaded.extractors.values())
+    done["extractors"] = {name: e.model_id for name, e in loaded.extractors.items()}
+    done["precision"] = {name: e.precision.used for name, e in loaded.extractors.items()}
     if loaded.fallback is not None:
-        summary["fallback"] = loaded.fallback.as_dict()
-    print(json.dumps(summary, indent=2))
+        done["fallback"] = loaded.fallback.as_dict()
+    emit(done, args, summary)
     return EXIT_OK
 
 
@@ -305,9 +349,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".ti
 
 def cmd_search(args: argparse.Namespace, config: Config) -> int:
     """Print the images most like one image (or matching a text, or a combined query), as the API answers."""
-    if not 1 <= args.limit <= MAX_LIMIT:
-        print(f"imgsearchd: --limit must be from 1 to {MAX_LIMIT}", file=sys.stderr)
-        return EXIT_USAGE
     try:
         parts = terms_to_parts(args.terms, args.text)
     except BadTerms as exc:
@@ -331,6 +372,10 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
 
 def _search_local(args: argparse.Namespace, config: Config, parts: list[QueryPart], folder: str | None) -> int:
     """Search the data folder without a daemon: load the model and the index here."""
+    holder = holder_of(config.data_dir)
+    if holder is not None:  # its indexes are locked: say so now, not after seconds of imports and models
+        print(f"imgsearchd: {DataFolderBusy(config.data_dir, holder)}; search it without --local", file=sys.stderr)
+        return EXIT_BUSY
     from ..errors import DomainError
     from ..media.limits import ImageLimits
     from ..paths import normalise_path
@@ -386,23 +431,21 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     """
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _stop_while_importing)
+    lock = DataLock(config.data_dir)
+    try:  # before torch is imported: a second daemon on the same data folder is told at once
+        lock.acquire()
+    except DataFolderBusy as exc:
+        print(f"imgsearchd: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    except OSError as exc:
+        from ..store.database import folder_trouble  # only on this error: the CLI starts without sqlite
+
+        why = f"{exc.strerror or exc}{folder_trouble(config.data_dir)}"
+        print(f"imgsearchd: cannot use the data folder {config.data_dir}: {why}", file=sys.stderr)
+        return EXIT_ERROR
     from ..process.serve import run_daemon
 
-    return run_daemon(config)  # which takes the signals over at once
-
-
-def _client_call(
-    config: Config, method: str, path: str, params: dict[str, Any] | None = None, json_body: bytes | None = None
-) -> int:
-    """One request to the running daemon, its JSON answer printed (errors as ``guarded_call`` says)."""
-    client = client_for(config)
-
-    def run() -> int:
-        _status, body = client.call(method, path, params, json_body, "application/json" if json_body else None)
-        print(json.dumps(body, indent=2))
-        return EXIT_OK
-
-    return guarded_call(run)
+    return run_daemon(config, lock)  # which takes the signals over at once
 
 
 def cmd_add(args: argparse.Namespace, config: Config) -> int:
@@ -410,65 +453,19 @@ def cmd_add(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_remove(args: argparse.Namespace, config: Config) -> int:
-    return _client_call(config, "GET", "/remove", {"image": os.path.abspath(args.path)})
+    return call_and_show(args, config, ("GET", "/remove", {"image": os.path.abspath(args.path)}), removed_view)
 
 
 def cmd_stats(args: argparse.Namespace, config: Config) -> int:
-    return _client_call(config, "GET", "/stats")
+    return call_and_show(args, config, ("GET", "/stats", None), stats_view)
 
 
 def cmd_rebuild(args: argparse.Namespace, config: Config) -> int:
-    return _client_call(config, "POST", "/rebuild", {"extractor": args.extractor})
+    return call_and_show(args, config, ("POST", "/rebuild", {"extractor": args.extractor}), rebuild_view)
 
 
 def cmd_duplicates(args: argparse.Namespace, config: Config) -> int:
-    """Ask for the duplicate groups; wait (with progress on stderr) while the daemon computes them."""
-    import time
-
-    params = {
-        "extractor": args.extractor,
-        "threshold": args.threshold,
-        "kind": args.kind,
-        "folder": os.path.abspath(args.folder) if args.folder else None,
-        "sort": args.sort,
-        "limit": args.limit,
-        "offset": args.offset,
-    }
-    client = client_for(config)
-
-    def run() -> int:
-        while True:
-            status, body = client.call("GET", "/duplicates", params)
-            if status != 202:
-                return _print_duplicates(args, cast(DuplicatesPage, body))
-            progress = body.get("computing") or {}
-            print(
-                f"imgsearchd: computing duplicates ({progress.get('phase')}, "
-                f"{progress.get('done', 0)}/{progress.get('total', 0)})",
-                file=sys.stderr,
-            )
-            time.sleep(2.0)
-
-    return guarded_call(run)
-
-
-def _print_duplicates(args: argparse.Namespace, body: DuplicatesPage) -> int:
-    """A page of groups: the API's JSON with ``--json``, else a member per line."""
-    if args.json:
-        print(json.dumps(body, indent=2))
-        return EXIT_OK
-    for group in body["groups"]:
-        print(f"{group['kind']} ({group['files']} files, similarity {group['similarity']:.3f})")
-        for member in group["members"]:
-            print(member_line(member))
-    shown = len(body["groups"])
-    print(
-        f"{body['total']} groups at threshold {body['threshold']} ({body['extractor']}); "
-        f"showing {body['offset'] + (1 if shown else 0)}-{body['offset'] + shown}"
-        + (f"; next: --offset {body['next_offset']}" if body["next_offset"] is not None else "")
-        + ("; stale: the catalogue changed, recomputing" if body["stale"] else "")
-    )
-    return EXIT_OK
+    return duplicates_remote(args, config)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""How the CLI prints answers: a table for a person, JSON for a script, bare paths for a pipe.
+"""How the CLI prints answers: for a person on a terminal, JSON for a script, bare paths for a pipe.
 
-On a terminal ``search`` prints a table; ``--json`` prints the API's answer and ``--paths``
-one path per line. When stdout is not a terminal and neither flag is given the answer is
-JSON, as it always was, so scripts that parse it keep working.
+One rule for every command, decided here (``output_mode``): ``--json`` prints the JSON answer,
+``--paths`` (``search``) one path per line; otherwise a terminal gets lines for a person and
+anything else (a pipe, a file) the JSON, as scripts always got it. For a person sizes are in
+units of 1024 as the page shows them ("34.3 KB"; JSON keeps bytes) and times are ISO 8601 in
+local time with the offset ("2026-12-06T23:48:22+00:00"; JSON keeps what the API gives).
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TextIO, cast
+from typing import Any, TextIO, cast
 
 from .answers import Answer, Dated, DuplicateMember, SearchResult
+
+JSON_HELP = "print the JSON answer (the default when stdout is not a terminal)"
 
 # The result's capture time (``taken``, ISO 8601); the column is left out when no result has one.
 # A time that is the file's mtime (the photo had no EXIF date) is marked with "~".
@@ -24,20 +29,35 @@ DATE_KEYS = ("taken",)
 def add_output_flags(parser: argparse.ArgumentParser) -> None:
     """``--json`` and ``--paths``, which exclude each other."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--json", action="store_true", help="print the API's JSON answer (the default when piped)")
+    group.add_argument("--json", action="store_true", help=JSON_HELP)
     group.add_argument("--paths", action="store_true", help="print one path per line (for xargs and friends)")
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    """``--json``, for the commands that print no paths."""
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 def output_mode(args: argparse.Namespace, stream: TextIO | None = None) -> str:
     """ "json", "paths" or "table": the flags first, else a table on a terminal, else JSON."""
     if getattr(args, "json", False):
         return "json"
-    if getattr(args, "paths", False):
+    if getattr(args, "paths", False) is True:  # the flag, not ``index``'s PATH arguments
         return "paths"
     return "table" if (stream or sys.stdout).isatty() else "json"
 
 
-def human_size(size: int | None) -> str:
+def emit(answer: Mapping[str, object], args: argparse.Namespace, human: Callable[[Any], str]) -> None:
+    """Print ``answer`` as the rule says: JSON (indented, as it came), or ``human(answer)`` on a
+    terminal (``human`` reads the answer as the TypedDict of ``answers`` it is written for)."""
+    if output_mode(args) == "json":
+        print(json.dumps(answer, indent=2))
+    else:
+        print(human(answer))
+
+
+def human_size(size: int | float | None) -> str:
+    """Bytes in units of 1024, as the page shows them: "812 B", "34.3 KB", "1.2 GB"."""
     if size is None:
         return "-"
     value = float(size)
@@ -45,7 +65,36 @@ def human_size(size: int | None) -> str:
         if value < 1024 or unit == "GB":
             return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    return f"{value:.1f} GB"  # pragma: no cover - the loop always returns
+    return f"{value:.1f} TB"
+
+
+def local_time(value: object) -> str:
+    """A time (seconds since the epoch, or ISO 8601 with an offset) as ISO 8601 in local time, to the
+    second; a time without an offset is a wall clock (a camera's) and is shown as written."""
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            when = datetime.fromtimestamp(value).astimezone()
+        elif isinstance(value, str) and value:
+            when = datetime.fromisoformat(value)
+            when = when.astimezone() if when.tzinfo else when
+        else:
+            return "-"
+    except (ValueError, OSError, OverflowError):
+        return str(value)
+    return when.isoformat(timespec="seconds")
+
+
+def summary(answer: Mapping[str, object]) -> str:
+    """A flat answer (a command's summary) as ``key: value`` lines; a nested object on one line."""
+    width = max((len(key) for key in answer), default=0)
+    lines = []
+    for key, value in answer.items():
+        if isinstance(value, Mapping):
+            value = ", ".join(f"{k} {v}" for k, v in value.items()) or "-"
+        elif isinstance(value, list):
+            value = ", ".join(str(v) for v in value) or "-"
+        lines.append(f"{key + ':':<{width + 1}} {value}")
+    return "\n".join(lines)
 
 
 def _size(result: SearchResult) -> int | None:
@@ -87,7 +136,7 @@ def member_line(member: DuplicateMember) -> str:
     """One duplicate group member for a person: path (escaped as ``shown``), size in pixels and bytes, date, score."""
     dims = f"{member['width']}x{member['height']}" if member["width"] else "?x?"
     taken = _date(member) or "?"
-    return f"  {shown(member['image'])}  {dims}  {member['size']} bytes  {taken}  {member['score']:.3f}"
+    return f"  {shown(member['image'])}  {dims}  {human_size(member['size'])}  {taken}  {member['score']:.3f}"
 
 
 def write_paths(results: list[SearchResult], out: TextIO) -> None:

@@ -1,5 +1,6 @@
 """The CLI's requests to a running daemon: search (with upload when the daemon cannot read
-the file), folder adds followed to the end, and the shared error handling.
+the file), folder adds followed to the end, the other thin commands, and the shared error
+handling (a 400 is a usage error: exit 2, its message in one line).
 
 ``search FILE`` first sends the path (the daemon reuses a stored vector when it has one);
 when the daemon refuses that path (403 outside its roots, 404 not found or unreadable
@@ -15,13 +16,15 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
-from .answers import Answer
+from .answers import Answer, DuplicatesPage
 from .client import ApiFailure, Client, DaemonNotRunning
-from .exit_codes import EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_OK
-from .output import output_mode, print_results
+from .exit_codes import EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE
+from .output import emit, member_line, output_mode, print_results
+from .views import add_view, job_view
 from .wait import follow_job
 
 if TYPE_CHECKING:
@@ -47,7 +50,7 @@ def client_for(config: Config) -> Client:
     return Client(server.host, server.port, server.token)
 
 
-def guarded_call(action: Callable[[], int]) -> int:
+def guarded_call(action: Callable[[], int], args: argparse.Namespace | None = None) -> int:
     """Run ``action``; a daemon that is down or an API error becomes a message and an exit code."""
     try:
         return action()
@@ -55,14 +58,48 @@ def guarded_call(action: Callable[[], int]) -> int:
         print(f"imgsearchd: {exc}", file=sys.stderr)
         return EXIT_NOT_RUNNING
     except ApiFailure as exc:
-        print(json.dumps(exc.body, indent=2), file=sys.stderr)
-        return EXIT_ERROR
+        return report_failure(exc, args)
     except BrokenPipeError:  # the reader stopped (``| head``): main() ends quietly
         raise
     except OSError as exc:  # the query file cannot be read here, or the answer timed out
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"imgsearchd: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def report_failure(exc: ApiFailure, args: argparse.Namespace | None) -> int:
+    """A 400 (a value the daemon refused) is a usage error: one line, exit 2. Any other error is
+    one line for a person, or the JSON body on stderr where the output is JSON (as scripts read it)."""
+    message = str(exc.body.get("error") or f"HTTP {exc.status}")
+    if exc.status == 400:
+        print(f"imgsearchd: {' '.join(message.split())}", file=sys.stderr)
+        for line in exc.advice:
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_USAGE
+    if args is not None and output_mode(args) != "json":
+        print(f"imgsearchd: {' '.join(message.split())} (HTTP {exc.status})", file=sys.stderr)
+    else:
+        print(json.dumps(exc.body, indent=2), file=sys.stderr)
+    return EXIT_ERROR
+
+
+def fallback_advice(client: Client) -> list[str]:
+    """The daemon's advice about a configured model that runs on its fallback (``/stats``), or []."""
+    try:
+        fallback = client.call("GET", "/stats")[1].get("fallback")
+    except (ApiFailure, DaemonNotRunning, OSError, ValueError):
+        return []
+    if not isinstance(fallback, dict):
+        return []
+    advice = fallback.get("advice")
+    if isinstance(advice, list) and advice:
+        return [str(line) for line in advice]
+    reason = fallback.get("reason")
+    return (
+        [f"{fallback.get('configured')} is not running ({reason}); {fallback.get('running')} runs instead"]
+        if reason
+        else []
+    )
 
 
 def refused_path(exc: ApiFailure, parts: Parts) -> bool:
@@ -111,6 +148,8 @@ def search_remote(args: argparse.Namespace, config: Config, parts: Parts, folder
         try:
             answer = ask(upload=False)
         except ApiFailure as exc:
+            if exc.status == 400 and "text encoder" in str(exc.body.get("error")):
+                exc.advice = fallback_advice(client)  # the daemon's advice on the model that reads text
             if not refused_path(exc, parts):
                 raise
             refused = exc.body.get("image")
@@ -123,7 +162,7 @@ def search_remote(args: argparse.Namespace, config: Config, parts: Parts, folder
         print_results(answer, output_mode(args))
         return EXIT_OK
 
-    return guarded_call(run)
+    return guarded_call(run, args)
 
 
 def add_remote(args: argparse.Namespace, config: Config) -> int:
@@ -133,13 +172,75 @@ def add_remote(args: argparse.Namespace, config: Config) -> int:
     def run() -> int:
         _status, body = client.call("GET", "/add", {"image": os.path.abspath(args.path)})
         if not (args.wait and "job" in body):
-            print(json.dumps(body, indent=2))
+            emit(body, args, add_view)
             return EXIT_OK
         job = follow_job(client, str(body["job"]))
-        print(json.dumps(job, indent=2))
+        emit(job, args, job_view)
         if job["state"] == "failed":
             print(f"imgsearchd: adding {job['folder']} failed: {job.get('error')}", file=sys.stderr)
             return EXIT_ERROR
         return EXIT_OK
 
-    return guarded_call(run)
+    return guarded_call(run, args)
+
+
+def call_and_show(
+    args: argparse.Namespace,
+    config: Config,
+    request: tuple[str, str, Mapping[str, object] | None],
+    human: Callable[[Any], str],
+) -> int:
+    """One request to the running daemon (method, path, params), its answer printed as the rule says."""
+    client = client_for(config)
+
+    def run() -> int:
+        emit(client.call(*request)[1], args, human)
+        return EXIT_OK
+
+    return guarded_call(run, args)
+
+
+def duplicates_remote(args: argparse.Namespace, config: Config) -> int:
+    """Ask for the duplicate groups; wait (with progress on stderr) while the daemon computes them."""
+    params = {
+        "extractor": args.extractor,
+        "threshold": args.threshold,
+        "kind": args.kind,
+        "folder": os.path.abspath(args.folder) if args.folder else None,
+        "sort": args.sort,
+        "limit": args.limit,
+        "offset": args.offset,
+    }
+    client = client_for(config)
+
+    def run() -> int:
+        while True:
+            status, body = client.call("GET", "/duplicates", params)
+            if status != 202:
+                emit(body, args, lambda page: duplicates_view(cast(DuplicatesPage, page)))
+                return EXIT_OK
+            progress = body.get("computing") or {}
+            print(
+                f"imgsearchd: computing duplicates ({progress.get('phase')}, "
+                f"{progress.get('done', 0)}/{progress.get('total', 0)})",
+                file=sys.stderr,
+            )
+            time.sleep(2.0)
+
+    return guarded_call(run, args)
+
+
+def duplicates_view(body: DuplicatesPage) -> str:
+    """A page of groups for a person: a member per line, then where the page stands."""
+    lines = []
+    for group in body["groups"]:
+        lines.append(f"{group['kind']} ({group['files']} files, similarity {group['similarity']:.3f})")
+        lines += [member_line(member) for member in group["members"]]
+    shown = len(body["groups"])
+    lines.append(
+        f"{body['total']} groups at threshold {body['threshold']} ({body['extractor']}); "
+        f"showing {body['offset'] + (1 if shown else 0)}-{body['offset'] + shown}"
+        + (f"; next: --offset {body['next_offset']}" if body["next_offset"] is not None else "")
+        + ("; stale: the catalogue changed, recomputing" if body["stale"] else "")
+    )
+    return "\n".join(lines)

@@ -1,7 +1,7 @@
 """``imgsearchd export --format parquet DIR`` and ``imgsearchd import DIR``: vectors in and out.
 
 The work is ``bulk.parquet``'s; this module parses the options, loads what is needed, shows
-progress on a console and prints a JSON summary. Without pyarrow both commands exit 2 and
+progress on a console and prints a summary (JSON when piped or with ``--json``). Without pyarrow both commands exit 2 and
 say how to install it.
 """
 
@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import LOG_LEVELS
 from .exit_codes import EXIT_ERROR, EXIT_MODEL, EXIT_OK, EXIT_USAGE
 from .models import load_extractors, open_catalog
+from .output import add_json_flag, emit, summary
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -29,7 +30,8 @@ def _options(parser: argparse.ArgumentParser, extractor_help: str) -> None:
     parser.add_argument("--config", metavar="PATH", help="settings file (default: see README)")
     parser.add_argument("--extractor", dest="vectors_extractor", metavar="NAME", help=extractor_help)
     parser.add_argument("--data-dir", metavar="DIR", help="state folder (catalogue and indexes)")
-    parser.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning or error")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help="how much the log says")
+    add_json_flag(parser)
 
 
 def add_vectors_parsers(sub: Any) -> None:
@@ -103,14 +105,14 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
         total = sum(n for name, n in held.items() if name in names)
         bar = Bar(total, not args.no_progress and sys.stderr.isatty())
         try:
-            summary = export(catalog, folder, names, args.force, on_rows=bar.update)
+            done = export(catalog, folder, names, args.force, on_rows=bar.update)
         except VectorsError as exc:
             return _fail(str(exc), EXIT_USAGE)
         except OSError as exc:
             return _fail(f"cannot write {args.folder}: {exc}", EXIT_ERROR)
         finally:
             bar.close()
-    print(json.dumps(summary, indent=2))
+    emit(done, args, summary)
     return EXIT_OK
 
 
@@ -154,20 +156,20 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
     bar = Bar(sum(p.rows for p in parts), not args.no_progress and sys.stderr.isatty())
     with catalog, contextlib.closing(bar):
         try:
-            summary = import_vectors(catalog, parts, expected, options, on_rows=bar.update)
+            imported = import_vectors(catalog, parts, expected, options, on_rows=bar.update)
         except VectorsError as exc:
             return _fail(str(exc), EXIT_ERROR)
-    answer = summary.as_json()
-    if summary.missing and not summary.imported and not summary.already:
+    answer = imported.as_json()
+    if imported.missing and not imported.imported and not imported.already:
         # Nothing found at all: nearly always vectors made where the archive is mounted elsewhere.
         print(
-            f"imgsearchd: none of the {summary.missing} files named in {args.folder} exist here "
-            f"(first: {summary.first_missing}); if the archive is mounted elsewhere here, give --map FROM=TO",
+            f"imgsearchd: none of the {imported.missing} files named in {args.folder} exist here "
+            f"(first: {imported.first_missing}); if the archive is mounted elsewhere here, give --map FROM=TO",
             file=sys.stderr,
         )
     answer["extractors"] = {name: model_id for name, (model_id, _) in expected.items()}
     answer["files"] = len(parts)
-    print(json.dumps(answer, indent=2))
+    emit(answer, args, summary)
     return EXIT_OK
 
 

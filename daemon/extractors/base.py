@@ -24,14 +24,20 @@ log = logging.getLogger("imgsearchd.extractors")
 # Fixed seed for "pretrained = none": random weights, identical on every load (tests, benchmarks).
 RANDOM_WEIGHTS_SEED = 0
 RANDOM_WEIGHTS = ("none", "random")
+# Only CLIP has a text encoder; it runs when index.extractors names it.
+_TEXT_NEEDS = 'text search needs clip, listed in index.extractors (e.g. ["clip", "efficientnet"])'
 
 
 class ModelUnavailableError(Exception):
-    """The model's weights could not be loaded; the message says what to put where."""
+    """The model's weights could not be loaded; the message says what to put where.
 
-    def __init__(self, extractor: str, message: str) -> None:
+    ``why`` is the cause alone, in one line (the fallback's ``reason``: ``advice`` says the rest).
+    """
+
+    def __init__(self, extractor: str, message: str, why: str = "") -> None:
         super().__init__(f"{extractor}: {message}")
         self.extractor = extractor
+        self.why = " ".join((why or message).split())
 
 
 class TextNotSupportedError(Exception):
@@ -51,12 +57,22 @@ def resolve_device(setting: str) -> torch.device:
 
 
 def host_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
-    """A quick check that a download host answers, so offline start-up fails fast."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    """A quick check that a download host answers, so offline start-up fails fast: at most
+    ``timeout`` seconds in all, the name lookup too (``create_connection``'s timeout does not
+    bound it, and a resolver that does not answer takes 5 s a try)."""
+    answer: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    probe = threading.Thread(target=connect, name=f"reach-{host}", daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return bool(answer and answer[0])
 
 
 def read_state_dict(extractor: str, path: str) -> dict[str, torch.Tensor]:
@@ -101,6 +117,9 @@ class Extractor(ABC):
     # Modules (qualified names, consecutive, from the input on) kept in fp32 under bf16/fp16;
     # the model then takes its input in fp32 (precision.convert, Fp32Stage).
     fp32_stages: tuple[str, ...] = ()
+    # Why a text query is refused: set by ``registry.load`` when this model stands in for a
+    # configured one (CLIP) that could not load, to say so and point at the advice.
+    text_refusal_note: str = ""
 
     def __init__(self, settings: ExtractorSettings) -> None:
         """Device and batch size from the extractor's config section."""
@@ -121,7 +140,12 @@ class Extractor(ABC):
 
     def _text_features(self, model: Any, texts: Sequence[str]) -> torch.Tensor:
         """Raw text features of ``model``, for extractors with a text encoder."""
-        raise TextNotSupportedError(f"the {self.name} extractor has no text encoder; use clip")
+        raise TextNotSupportedError(self.text_refusal)
+
+    @property
+    def text_refusal(self) -> str:
+        """The answer to a text query for a model without a text encoder."""
+        return f"the {self.name} extractor has no text encoder: {self.text_refusal_note or _TEXT_NEEDS}"
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Raw features for a batch already on the device, in the model's dtype and layout."""

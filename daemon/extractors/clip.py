@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypedDict, cast
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from PIL import Image
@@ -26,37 +25,19 @@ from .base import (
 )
 from .framing import Transform, framed_id, mode_from
 from .framing import transform as framed_transform
+from .openclip_table import Source, known_tags, model_known, weights_source
 
 if TYPE_CHECKING:
     from ..config import ClipSettings
 
-HF_HOST = "huggingface.co"
-HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
-
-class PretrainedCfg(TypedDict, total=False):
-    """What is read of open_clip's ``get_pretrained_cfg``: where a tag's weights come from."""
-
-    hf_hub: str  # "org/repo/" or "org/repo/file" on the Hugging Face hub
-    url: str  # else a plain download
-
-
-def _tag_is_cached(cfg: PretrainedCfg) -> bool:
+def _tag_is_cached(found: Source) -> bool:
     """True when the weights for an open_clip tag are already in the Hugging Face cache."""
-    hub = cfg.get("hf_hub", "")
-    if not hub:
+    if not found.repo:
         return False
     from huggingface_hub import try_to_load_from_cache
 
-    repo_id, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
-    names = (filename,) if filename else HF_WEIGHT_FILES
-    return any(isinstance(try_to_load_from_cache(repo_id, name), str) for name in names)
-
-
-def _download_host(cfg: PretrainedCfg) -> str:
-    if cfg.get("hf_hub"):
-        return HF_HOST
-    return urlparse(cfg.get("url", "")).hostname or HF_HOST
+    return any(isinstance(try_to_load_from_cache(found.repo, name), str) for name in found.files)
 
 
 # open_clip's ``resize_mode`` for each framing (framing.py), and back.
@@ -117,41 +98,21 @@ class ClipExtractor(Extractor):
 
     def __init__(self, settings: ClipSettings) -> None:
         super().__init__(settings)
-        import open_clip
+        model_name, weights, model_id = self._weights(settings.model, settings.pretrained)
+        import open_clip  # only now: a CLIP that cannot load never imports it (openclip_table.py)
 
-        model_name = settings.model
-        pretrained = settings.pretrained
-        if pretrained.startswith("local-dir:"):
-            folder = pretrained[len("local-dir:") :]
-            if not os.path.isdir(folder):
-                raise ModelUnavailableError("clip", f"local-dir {folder} ([extractors.clip] pretrained) does not exist")
-            model_name, weights, model_id = pretrained, None, f"clip:local-dir:{os.path.abspath(folder)}"
-        elif pretrained == "":
-            raise ModelUnavailableError(
-                "clip", "[extractors.clip] pretrained is empty; name an open_clip tag, a file or local-dir:"
-            )
-        elif pretrained in RANDOM_WEIGHTS:
-            log.warning("clip: pretrained = %r: RANDOM weights, for tests and benchmarks only", pretrained)
+        if settings.pretrained in RANDOM_WEIGHTS:
+            log.warning("clip: pretrained = %r: RANDOM weights, for tests and benchmarks only", settings.pretrained)
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
-            weights, model_id = None, f"clip:{model_name}:random-seed{RANDOM_WEIGHTS_SEED}"
-        elif os.path.sep in pretrained or os.path.isfile(pretrained):
-            if not os.path.isfile(pretrained):
-                raise ModelUnavailableError(
-                    "clip", f"checkpoint file {pretrained} ([extractors.clip] pretrained) does not exist"
-                )
-            weights, model_id = pretrained, f"clip:{model_name}:{file_fingerprint(pretrained)}"
-        else:
-            self._check_tag(open_clip, model_name, pretrained)
-            weights, model_id = pretrained, f"clip:{model_name}:{pretrained}"
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 model_name, pretrained=weights, device=self.device
             )
-        except ModelUnavailableError:
-            raise
         except Exception as exc:
             raise ModelUnavailableError(
-                "clip", f"cannot load CLIP {model_name} with weights {pretrained!r}: {exc}. {self._hint(model_name)}"
+                "clip",
+                f"cannot load CLIP {model_name} with weights {settings.pretrained!r}: {exc}. {self._hint(model_name)}",
+                why=f"cannot load CLIP {model_name} with weights {settings.pretrained!r}: {exc}",
             ) from exc
         self.model = model.eval()
         self.preprocess_mode = mode = mode_from(settings.preprocess, self.name)
@@ -164,31 +125,59 @@ class ClipExtractor(Extractor):
             probe = torch.zeros(1, 3, self.decode_side, self.decode_side, device=self.device)
             self.dim = int(self.model.encode_image(probe).shape[-1])
 
+    def _weights(self, model_name: str, pretrained: str) -> tuple[str, str | None, str]:
+        """(the model name open_clip takes, the weights it loads, the model id) for the settings;
+        ModelUnavailableError, before open_clip is imported, when they cannot load."""
+        if pretrained.startswith("local-dir:"):
+            folder = pretrained[len("local-dir:") :]
+            if not os.path.isdir(folder):
+                raise ModelUnavailableError("clip", f"local-dir {folder} (extractors.clip.pretrained) does not exist")
+            return pretrained, None, f"clip:local-dir:{os.path.abspath(folder)}"
+        if pretrained == "":
+            raise ModelUnavailableError(
+                "clip", "extractors.clip.pretrained is empty; name an open_clip tag, a file or local-dir:"
+            )
+        if pretrained in RANDOM_WEIGHTS:
+            return model_name, None, f"clip:{model_name}:random-seed{RANDOM_WEIGHTS_SEED}"
+        if os.path.sep in pretrained or os.path.isfile(pretrained):
+            if not os.path.isfile(pretrained):
+                raise ModelUnavailableError(
+                    "clip", f"checkpoint file {pretrained} (extractors.clip.pretrained) does not exist"
+                )
+            return model_name, pretrained, f"clip:{model_name}:{file_fingerprint(pretrained)}"
+        self._check_tag(model_name, pretrained)
+        return model_name, pretrained, f"clip:{model_name}:{pretrained}"
+
     @staticmethod
     def _hint(model_name: str) -> str:
         return (
-            "To run offline, download the checkpoint (open_clip_pytorch_model.bin) on a machine "
-            'with internet and set [extractors.clip] pretrained = "/path/to/file.bin", or copy '
-            f"the Hugging Face cache (~/.cache/huggingface/hub) here, or use local-dir:/path "
-            f"(model {model_name})."
+            "To run offline, download the checkpoint (open_clip_model.safetensors) on a machine "
+            'with internet and set extractors.clip.pretrained = "/path/to/open_clip_model.safetensors", '
+            "or copy the Hugging Face cache (~/.cache/huggingface/hub) here, or use local-dir:/path "
+            f"(model {model_name}); GET /stats (fallback) names the file, its size and address."
         )
 
-    def _check_tag(self, open_clip: Any, model_name: str, tag: str) -> None:
-        if model_name not in open_clip.list_models():
-            raise ModelUnavailableError("clip", f"unknown open_clip model {model_name!r} ([extractors.clip] model)")
-        cfg = open_clip.get_pretrained_cfg(model_name, tag)
-        if not cfg:
-            tags = ", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "none"
+    def _check_tag(self, model_name: str, tag: str) -> None:
+        """An unknown model or tag, or weights neither cached nor downloadable: ModelUnavailableError."""
+        known_model = model_known(model_name)
+        if known_model is None:  # no config folder where expected: ask open_clip itself
+            import open_clip
+
+            known_model = model_name in open_clip.list_models()
+        if not known_model:
+            raise ModelUnavailableError("clip", f"unknown open_clip model {model_name!r} (extractors.clip.model)")
+        found = weights_source(model_name, tag)
+        if found is None:
+            known = ", ".join(known_tags(model_name)) or "none"
             raise ModelUnavailableError(
-                "clip", f"open_clip has no pretrained tag {tag!r} for {model_name}; known tags: {tags}"
+                "clip", f"open_clip has no pretrained tag {tag!r} for {model_name}; known tags: {known}"
             )
-        host = _download_host(cfg)
-        if not _tag_is_cached(cfg) and not host_reachable(host):
-            raise ModelUnavailableError(
-                "clip",
-                f"CLIP weights {model_name}/{tag} are not cached and {host} cannot be reached "
-                f"(offline?). {self._hint(model_name)}",
+        if not _tag_is_cached(found) and not host_reachable(found.host):
+            why = (
+                f"CLIP weights {model_name}/{tag} are not in the Hugging Face cache and {found.host} "
+                "cannot be reached (offline?)"
             )
+            raise ModelUnavailableError("clip", f"{why}. {self._hint(model_name)}", why=why)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self._transform(image)

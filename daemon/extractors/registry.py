@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import ExtractorSettings, validate
+from .advice import Advice, FallbackDict, advise
 from .base import Extractor, ModelUnavailableError
 
 log = logging.getLogger("imgsearchd.extractors")
@@ -44,13 +45,16 @@ def create(name: str, settings: ExtractorSettings | Mapping[str, Any]) -> Extrac
 
 @dataclass(frozen=True)
 class Fallback:
-    """A configured extractor that could not load, and what runs instead."""
+    """A configured extractor that could not load, what runs instead, and what to do (``advice``)."""
 
     configured: str
     running: str
     reason: str
+    advice: Advice | None = None
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> FallbackDict:
+        if self.advice is not None:
+            return self.advice.as_dict()
         return {"configured": self.configured, "running": self.running, "reason": self.reason}
 
 
@@ -85,14 +89,30 @@ def load(
         except ModelUnavailableError as exc:
             if not fallback or fallback == name or used_fallback is not None:
                 raise
-            log.warning("=" * 72)
-            log.warning("extractor %s cannot load: %s", name, exc)
-            log.warning("FALLING BACK to %s: search quality is lower until %s can load", fallback, name)
-            log.warning("=" * 72)
             if fallback not in loaded:
                 loaded[fallback] = create(fallback, settings_for(fallback))
-            used_fallback = Fallback(configured=name, running=fallback, reason=str(exc))
+            used_fallback = _fell_back(name, fallback, exc, settings_for(name), wanted)
+            if name == "clip":
+                loaded[fallback].text_refusal_note = (
+                    f"text search needs clip, which could not load ({used_fallback.reason}); "
+                    "GET /stats (fallback) or `imgsearchd stats` says what to fetch and where to put it"
+                )
     primary = wanted[0]
     if used_fallback is not None and used_fallback.configured == primary:
         primary = used_fallback.running
     return LoadedExtractors(extractors=loaded, primary=primary, fallback=used_fallback)
+
+
+def _fell_back(
+    name: str,
+    fallback: str,
+    exc: ModelUnavailableError,
+    settings: ExtractorSettings | Mapping[str, Any],
+    wanted: Sequence[str],
+) -> Fallback:
+    """The fallback and its advice, logged once: which model, why, what to fetch and where to put it."""
+    if isinstance(settings, Mapping):
+        settings = extractor_settings(name, settings)
+    advice = advise(name, settings, exc.why, fallback, wanted)
+    log.warning("FALLING BACK to %s: %s cannot load.\n  %s", fallback, name, "\n  ".join(advice.lines))
+    return Fallback(configured=name, running=fallback, reason=exc.why, advice=advice)

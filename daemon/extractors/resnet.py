@@ -74,7 +74,7 @@ class ResNetExtractor(Extractor):
     @staticmethod
     def _load_file(path: str) -> dict[str, torch.Tensor]:
         if not os.path.isfile(path):
-            raise ModelUnavailableError("resnet", f"weights file {path} ([extractors.resnet] weights) does not exist")
+            raise ModelUnavailableError("resnet", f"weights file {path} (extractors.resnet.weights) does not exist")
         return read_state_dict("resnet", path)
 
     @staticmethod
@@ -82,17 +82,16 @@ class ResNetExtractor(Extractor):
         cached = cached_weights_path()
         hint = (
             f"download {WEIGHTS.url} on a machine with internet and put it at {cached}, "
-            'or set [extractors.resnet] weights = "/path/to/resnet50.pth"'
+            'or set extractors.resnet.weights = "/path/to/resnet50.pth"'
         )
         if not os.path.isfile(cached) and not host_reachable(DOWNLOAD_HOST):
-            raise ModelUnavailableError(
-                "resnet",
-                f"ResNet-50 ImageNet weights are not cached and {DOWNLOAD_HOST} cannot be reached (offline?); {hint}",
-            )
+            why = f"ResNet-50 ImageNet weights are not cached and {DOWNLOAD_HOST} cannot be reached (offline?)"
+            raise ModelUnavailableError("resnet", f"{why}; {hint}", why=why)
         try:
             return WEIGHTS.get_state_dict(progress=True)
         except Exception as exc:  # network, disk or a corrupt download
-            raise ModelUnavailableError("resnet", f"cannot load ResNet-50 ImageNet weights: {exc}; {hint}") from exc
+            why = f"cannot load ResNet-50 ImageNet weights: {exc}"
+            raise ModelUnavailableError("resnet", f"{why}; {hint}", why=why) from exc
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self._transform(image)

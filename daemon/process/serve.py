@@ -20,6 +20,7 @@ from ..config import Config, ConfigError
 from ..extractors import ModelUnavailableError
 from ..service.facade import Service
 from ..store.database import CatalogError
+from .data_lock import DataFolderBusy, DataLock
 from .signals import SignalInbox
 from .systemd import Heartbeat, Notifier
 
@@ -32,14 +33,31 @@ LOAD_ABORT_WAIT = 30.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def run_daemon(config: Config) -> int:
+def run_daemon(config: Config, lock: DataLock | None = None) -> int:
     """``imgsearchd serve``: listen at once (503 while starting), load, serve until SIGTERM.
+
+    ``lock``: the data folder's lock, already taken (``cmd_serve`` takes it before importing
+    torch, so a second daemon is told at once); taken here when not given, and let go at exit.
 
     Speaks the systemd notify protocol when ``$NOTIFY_SOCKET`` is set: READY=1 once the
     models and indexes are loaded and the server answers, STATUS= lines with progress,
     WATCHDOG=1 pings, RELOADING=1/READY=1 around a SIGHUP reload, STOPPING=1 on SIGTERM.
     Signals only wake the main loop (``SignalInbox``); all the work happens here, in order.
     """
+    if lock is None:
+        lock = DataLock(config.data_dir)
+        try:
+            lock.acquire()
+        except DataFolderBusy as exc:
+            log.error("%s", exc)
+            return 5  # the CLI's EXIT_BUSY (cmd_serve takes the lock itself, before torch is imported)
+    try:
+        return _serve(config, lock)
+    finally:
+        lock.release()
+
+
+def _serve(config: Config, lock: DataLock) -> int:
     inbox = SignalInbox((*STOP_SIGNALS, signal.SIGHUP))
     notifier = Notifier()
     service = Service(config)
@@ -51,6 +69,7 @@ def run_daemon(config: Config) -> int:
         inbox.close()
         return 1
     bound = server.bind_addr
+    lock.record(f"http://{bound[0] if ':' not in bound[0] else f'[{bound[0]}]'}:{bound[1]}")
     listener = threading.Thread(target=server.serve, name="imgsearchd-http", daemon=True)
     listener.start()
     log.info("listening on http://%s:%d", bound[0], bound[1])
@@ -120,7 +139,7 @@ def _main_loop(service: Service, notifier: Notifier, inbox: SignalInbox, loading
             try:
                 fresh = service.config.reload()
             except ConfigError as exc:
-                log.error("reload rejected, keeping the running settings: %s", exc)
+                log.error("reload rejected, keeping the running settings: %s", "; ".join(exc.errors))
             else:
                 service.apply_config(fresh)
             notifier.ready(service.status_line())

@@ -131,7 +131,7 @@ def part_vectors(
     """
     texts = [n for n, p in enumerate(parts) if p.kind == "text"]
     if texts and not extractor.supports_text:
-        raise Invalid(f"the {extractor.name} extractor has no text encoder, which a text part needs; use clip")
+        raise Invalid(f"a text part needs a text encoder; {extractor.text_refusal}")
     rows: dict[int, np.ndarray] = {}
     for n, part in enumerate(parts):
         if part.kind == "image":

@@ -52,18 +52,25 @@ def search_answer(
     limit: int,
     max_distance: float | None,
     scope: SearchScope | None = None,
+    offset: int = 0,
 ) -> SearchAnswer:
     """The API's search answer: results best first, distances and scores rounded for JSON,
     each with its content hash and what the photo says about itself (``photo_metadata``).
 
+    ``offset`` skips that many of the best: the search asks the index for ``offset + limit``
+    and keeps the last ``limit``, so the pages of one ranking join up (exactly so where the
+    index searches exactly; an approximate index may rank the pages' edges a little apart).
+
     With a ``scope`` (a folder, a capture-time range), only files in it (``scoped``);
     raises ``scoped.UnknownFolder`` when the catalogue has none in its folder.
     """
+    wanted = offset + limit
     if scope is None or (scope.folder is None and not scope.by_date):
-        found = [(r["image"], r["distance"], r["score"]) for r in index.search(vector, limit, max_distance)]
+        found = [(r["image"], r["distance"], r["score"]) for r in index.search(vector, wanted, max_distance)]
     else:
-        hits = search_scoped(index, vector, scope, limit, max_distance).hits
+        hits = search_scoped(index, vector, scope, wanted, max_distance).hits
         found = [(path, h.distance, h.score) for h, path in hits]
+    found = found[offset:wanted]
     facts = index.catalog.result_facts(path for path, _, _ in found)
     results: list[dict[str, object]] = []
     for path, d, s in found:
@@ -71,7 +78,8 @@ def search_answer(
         result: dict[str, object] = {**json_fields(path), "distance": round(float(d), 6), "score": round(float(s), 6)}
         result["hash"] = content_hash
         results.append({**result, **metadata_json(metadata)})
-    answer: SearchAnswer = {"results": results, "extractor": index.extractor}
+    answer: SearchAnswer = {"results": results, "extractor": index.extractor, "offset": offset}
+    answer["next_offset"] = wanted if len(results) == limit else None
     if scope is not None and scope.folder is not None:
         answer["folder"] = scope.folder
     return answer

@@ -6,7 +6,8 @@ in the daemon) answers them. The query is one of:
 - ``ByPath``: a file's path (its stored vector when it is indexed and unchanged, else embedded now);
 - ``ByUpload``: an uploaded image's bytes;
 - ``ByText``: a text (extractors with a text encoder);
-- ``Combined``: weighted image and text parts (``combined``), as the JSON list a client sends.
+- ``Combined``: weighted image and text parts (``combined``), as the JSON list a client sends;
+- ``ByHash``: a picture's content hash (a library file's stored vector, or an upload's kept one).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ class SearchRequest:
     """How to answer: which extractor (None: the default), how many results, how far, where.
 
     ``scope`` filters the results (a folder, a capture-time range); None searches everything.
+    ``offset`` skips the first results of the same ranking (a page: results offset..offset+limit).
     """
 
     extractor: str | None
     limit: int
     max_distance: float | None
     scope: SearchScope | None = None
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,12 +65,33 @@ class Combined:
     kind: ClassVar[str] = "combined"
 
 
-Query = ByPath | ByUpload | ByText | Combined
+@dataclass(frozen=True)
+class ByHash:
+    """Search by a picture's content hash (lower-case hex): a library file's, or an upload's."""
+
+    content_hash: str
+    kind: ClassVar[str] = "hash"
+
+
+Query = ByPath | ByUpload | ByText | Combined | ByHash
+
+
+class QueryFacts(TypedDict):
+    """What the answer says of its query: the kind, and the picture's content hash (uploads, hashes)."""
+
+    kind: str
+    hash: NotRequired[str]
 
 
 class SearchAnswer(TypedDict):
-    """A search's answer: results best first, and which extractor (and folder filter) answered."""
+    """A search's answer: results best first, and which extractor (and folder filter) answered.
+
+    ``next_offset``: the offset of the next page, None when this page is the last.
+    """
 
     results: list[dict[str, object]]  # a file's path fields, distance, score, hash and photo metadata
     extractor: str
     folder: NotRequired[str]
+    query: NotRequired[QueryFacts]
+    offset: NotRequired[int]
+    next_offset: NotRequired[int | None]

@@ -5,26 +5,35 @@ hands it a ``Searcher``, what a search runs on: the catalogue, the running extra
 indexes, the image caps and the daemon's limit on slow work. The query vector comes from
 what the query names (``request``); the answer is ``query.search_answer``'s. Errors are the
 domain's (``errors``): an unknown extractor or a text without a text encoder is ``Invalid``,
-an unusable image ``BadImage`` (with its path), a folder without indexed files ``NotFound``.
+an unusable image ``BadImage`` (with its path), a folder without indexed files ``NotFound``,
+as is a content hash the catalogue has no vector for.
+
+An upload search keeps its vector under the upload's content hash (``query_vectors``), and
+its answer names that hash, so the same search can be asked again by hash (a page's URL).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import BadImage, Invalid
+from ..errors import BadImage, Invalid, NotFound
 from ..extractors import Extractor, TextNotSupportedError
 from ..media.failures import ImageError
+from ..media.files import content_hash
 from ..media.limits import ImageLimits
 from ..store.catalog import Catalog
 from . import combined, query
 from .index import ExtractorIndex
-from .request import ByPath, ByText, ByUpload, Combined, Query, SearchAnswer, SearchRequest
+from .request import ByHash, ByPath, ByText, ByUpload, Combined, Query, QueryFacts, SearchAnswer, SearchRequest
+
+log = logging.getLogger("imgsearchd.search")
 
 
 @dataclass(frozen=True)
@@ -62,8 +71,42 @@ def search(searcher: Searcher, request: SearchRequest, what: Query) -> SearchAns
         raise Invalid("parameter 'text' is empty")
     chosen = choose_extractor(searcher.extractors, searcher.default, request.extractor)
     vector = query_vector(searcher, chosen, what)
+    facts: QueryFacts = {"kind": what.kind}
+    if isinstance(what, ByUpload):
+        facts["hash"] = content_hash(what.data)
+        _quietly(searcher.catalog.keep_query_vector, facts["hash"], chosen.name, chosen.model_id, vector)
+    elif isinstance(what, ByHash):
+        facts["hash"] = what.content_hash
     index = searcher.index(chosen.name)
-    return query.search_answer(index, vector, request.limit, request.max_distance, request.scope)
+    answer = query.search_answer(index, vector, request.limit, request.max_distance, request.scope, request.offset)
+    answer["query"] = facts
+    return answer
+
+
+def vector_for_hash(catalog: Catalog, extractor: Extractor, wanted: str) -> np.ndarray:
+    """The vector of the picture with content hash ``wanted``: a library file's stored one, else
+    an upload's kept one (marked used); ``NotFound`` when neither is there for this model."""
+    vector = catalog.vector_for_hash(wanted, extractor.name, extractor.model_id)
+    if vector is not None:
+        return vector
+    vector = catalog.query_vector(wanted, extractor.name, extractor.model_id)
+    if vector is None:
+        raise NotFound(
+            f"no picture with content hash {wanted} is indexed or was uploaded recently "
+            f"(for the {extractor.name} extractor); upload it again",
+            hash=wanted,
+        )
+    _quietly(catalog.touch_query_vector, wanted, extractor.name)
+    return vector
+
+
+def _quietly(write: Callable[..., None], *args: object) -> None:
+    """A search's bookkeeping write: a catalogue that cannot be written now (a full or read-only
+    disk) costs the search by hash later, not this search."""
+    try:
+        write(*args)
+    except sqlite3.Error as exc:
+        log.warning("cannot keep an uploaded picture's vector for searches by hash: %s", exc)
 
 
 def query_vector(searcher: Searcher, extractor: Extractor, what: Query) -> np.ndarray:
@@ -84,6 +127,8 @@ def query_vector(searcher: Searcher, extractor: Extractor, what: Query) -> np.nd
                 return extractor.encode_text([what.text])[0]
             except TextNotSupportedError as exc:
                 raise Invalid(str(exc)) from None
+    if isinstance(what, ByHash):
+        return vector_for_hash(searcher.catalog, extractor, what.content_hash)
     assert isinstance(what, Combined)
     parts = combined.parse_parts(what.parts, searcher.max_upload_bytes, searcher.check_path)
     return combined.query_vector(parts, extractor, searcher.catalog, searcher.limits, searcher.roots, searcher.slot)

@@ -2,7 +2,8 @@
 
 ``Service`` owns the catalogue, the extractors, one index per extractor, the work
 queue, the indexer thread, the watcher and the folder jobs. The HTTP routes and the CLI call
-its small facade: ``add_file``, ``add_folder``, ``remove`` (``intake``), ``search`` (the one
+its small facade: ``add_file``, ``add_folder``, ``remove`` (``intake``), ``folders``,
+``watch_folder``, ``unwatch_folder`` and ``browse`` (``watching``), ``search`` (the one
 search entry point, ``search.run``), ``find_duplicates``, ``thumbnail`` and ``original``
 (``files``), ``stats`` and ``health`` (``reports``), ``apply_config`` (``reload``); the
 indexer tells the indexes about each commit. The process around it (listening, signals,
@@ -43,6 +44,7 @@ from .files import find_thumbnail, open_original
 from .intake import ADD_FILE_TIMEOUT, Added, Intake
 from .reload import apply_live, keep_restart_only
 from .reports import Health, health_answer, stats_answer, status_line
+from .watching import Browse, FolderList, Unwatched, Watched, Watching
 
 log = logging.getLogger("imgsearchd.service")
 
@@ -89,6 +91,7 @@ class Service:
         self.duplicate_finder: duplicates.DuplicateFinder | None = None
         self.thumbnails: ThumbnailStore | None = None
         self.intake: Intake | None = None
+        self.watching = Watching(self)  # folders watched at run time, kept in the catalogue
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -114,6 +117,7 @@ class Service:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._enter_phase("opening catalogue")
         self.catalog = Catalog(self.config.catalog_path)
+        self.watching.load()
         self._enter_phase("loading models")
         index_cfg = self.config.index
         self.loaded = load(index_cfg.extractors, index_cfg.fallback_extractor, self.config.extractor)
@@ -144,7 +148,7 @@ class Service:
         self.watcher = Watcher(
             self.queue,
             self.catalog,
-            self.config.watch_dirs,
+            self.watching.roots(self.config),  # the config's folders and those added at run time
             self._watch_options(self.config),
             models={name: extractor.model_id for name, extractor in self.loaded.extractors.items()},
             roots=lambda: self.allowed_roots() or None,
@@ -244,6 +248,24 @@ class Service:
     def remove(self, path: str) -> int:
         """Forget a file or folder; how many catalogue entries went (``Intake.remove``)."""
         return self._intake().remove(path)
+
+    # -- folders watched at run time (``watching``) ----------------------------------------
+
+    def folders(self) -> FolderList:
+        """``GET /folders``: every watched folder (the config's and those added), its state and counts."""
+        return self.watching.folders()
+
+    def watch_folder(self, path: str) -> tuple[int, Watched]:
+        """Watch a folder from now on and index it now; 200 when watched already, else 201."""
+        return self.watching.watch(path)
+
+    def unwatch_folder(self, path: str) -> Unwatched:
+        """Stop watching a folder added at run time and forget its pictures (the files stay)."""
+        return self.watching.unwatch(path)
+
+    def browse(self, path: str | None) -> Browse:
+        """The sub-folders of a folder inside the allowed roots (without one: the roots)."""
+        return self.watching.browse(path)
 
     def rebuild(self, extractor: str | None = None) -> Rebuilding:
         names = [self._extractor(extractor).name] if extractor else list(self.indexes)
@@ -347,11 +369,11 @@ class Service:
     def reload_watch(self, config: Config) -> None:
         """Watch the folders and use the [watch] settings of a reloaded config."""
         if self.watcher is not None:
-            self.watcher.configure(config.watch_dirs, self._watch_options(config))
+            self.watching.apply(config, self._watch_options(config))  # the added folders stay watched
 
     def health(self) -> Health:
         """``/health``'s answer once ready: ok, or degraded with the reason (searches still work)."""
-        return health_answer(self.pipeline)
+        return health_answer(self.pipeline, self.loaded)
 
     def healthy(self) -> bool:
         """False when the indexer thread has died (the watchdog then stops being fed)."""

@@ -5,6 +5,7 @@ Each reads the running service's parts (``Running``: ``Service`` is one) and cha
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol, TypedDict
@@ -13,6 +14,7 @@ from .. import __version__
 from ..bulk import status
 from ..config import Config
 from ..extractors import LoadedExtractors
+from ..extractors.advice import FallbackDict
 from ..ingest.jobs import JobTracker
 from ..ingest.pipeline import Pipeline
 from ..ingest.progress import Snapshot
@@ -59,18 +61,32 @@ class Running(Protocol):
     def thumbnails(self) -> ThumbnailStore | None: ...
 
 
+class HealthFallback(TypedDict):
+    """A configured model that runs on its fallback, as ``/health`` names it (``/stats`` advises)."""
+
+    configured: str
+    running: str
+    reason: str
+
+
 class Health(TypedDict, total=False):
     """``/health``'s answer once ready."""
 
-    status: str  # "ok", or "degraded" while the catalogue cannot be written
+    status: str  # "ok", or "degraded" while the catalogue cannot be written or a model runs on its fallback
     storage: StorageState
+    fallback: HealthFallback
 
 
-def health_answer(pipeline: Pipeline | None) -> Health:
-    """``/health``'s answer once ready: ok, or degraded with the reason (searches still work)."""
+def health_answer(pipeline: Pipeline | None, loaded: LoadedExtractors | None = None) -> Health:
+    """``/health``'s answer once ready: ok, or degraded with the reasons (searches still work)."""
+    answer: Health = {"status": "ok"}
     if pipeline is not None and not pipeline.storage.ok:
-        return {"status": "degraded", "storage": pipeline.storage.as_dict()}
-    return {"status": "ok"}
+        answer["status"], answer["storage"] = "degraded", pipeline.storage.as_dict()
+    fallback = loaded.fallback if loaded is not None else None
+    if fallback is not None:
+        answer["status"] = "degraded"
+        answer["fallback"] = {"configured": fallback.configured, "running": fallback.running, "reason": fallback.reason}
+    return answer
 
 
 def pending(queue: WorkQueue, progress: Snapshot) -> int:
@@ -144,7 +160,7 @@ def _loaded_stats(
         "storage": pipeline.storage.as_dict(),
         "backfill": status.status(catalog),
         "active_extractor": loaded.primary,
-        "fallback": loaded.fallback.as_dict() if loaded.fallback else None,
+        "fallback": _fallback(running.config, loaded),
         "indexing": progress,
         "extractors": {
             name: {
@@ -160,3 +176,12 @@ def _loaded_stats(
             for name, extractor in loaded.extractors.items()
         },
     }
+
+
+def _fallback(config: Config, loaded: LoadedExtractors) -> FallbackDict | None:
+    """``/stats``' ``fallback``: the model that could not load and the advice, with the settings file to edit."""
+    if loaded.fallback is None:
+        return None
+    answer = loaded.fallback.as_dict()
+    answer["settings_file"] = os.path.abspath(config.source) if config.source is not None else None
+    return answer

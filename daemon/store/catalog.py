@@ -27,10 +27,11 @@ import numpy as np
 
 from ..media.photo_metadata import PhotoMetadata
 from ..paths import normalise_path, path_key
-from . import file_reads, file_writes, vector_reads
+from . import file_reads, file_writes, query_vectors, vector_reads, watched_folders
 from .database import Database
 from .rows import Changes, Counts, FailedFile, FileRecord, FileResult, FileState, SearchScope
 from .sql import SUBTREE, subtree
+from .watched_folders import WatchedFolder
 
 __all__ = ["Catalog"]
 
@@ -202,6 +203,28 @@ class Catalog(Database):
         vector = self.vector_for_hash(record.content_hash, extractor, model_id)
         return (record, vector) if vector is not None else None
 
+    # -- query vectors: pictures uploaded to search by (``query_vectors``) ---
+
+    def keep_query_vector(
+        self, content_hash: str, extractor: str, model_id: str, vector: np.ndarray, kept: int = query_vectors.KEPT
+    ) -> None:
+        """Keep an upload search's vector for ``/search?hash=``; beyond ``kept`` rows the least
+        recently used go. One small write transaction, no change number (no index holds these)."""
+        with self._write() as conn:
+            query_vectors.put(conn, content_hash, extractor, model_id, vector, time.time(), kept)
+
+    def query_vector(self, content_hash: str, extractor: str, model_id: str) -> np.ndarray | None:
+        """A kept upload's vector from this extractor and model, or None (see ``touch_query_vector``)."""
+        return query_vectors.get(self._reader(), content_hash, extractor, model_id)
+
+    def touch_query_vector(self, content_hash: str, extractor: str) -> None:
+        """Mark a kept upload's vector used now, so the bound drops it last."""
+        with self._write() as conn:
+            query_vectors.touch(conn, content_hash, extractor, time.time())
+
+    def count_query_vectors(self) -> int:
+        return query_vectors.count(self._reader())
+
     def missing_vectors(self, extractor: str, model_id: str) -> list[str]:
         """Paths of indexed files that have no vector from this extractor and model."""
         return vector_reads.missing_vectors(self._reader(), extractor, model_id)
@@ -235,6 +258,29 @@ class Catalog(Database):
     def changes_since(self, extractor: str, model_id: str, seq: int, dim: int) -> Changes:
         """Vectors added or changed, and files removed, after change number ``seq``."""
         return vector_reads.changes_since(self._reader(), extractor, model_id, seq, dim)
+
+    # -- folders watched at run time (``watched_folders``) -----------------
+
+    def watched_folders(self) -> list[WatchedFolder]:
+        """The folders added at run time (not the config's), oldest first."""
+        return watched_folders.read_all(self._reader())
+
+    def add_watched_folder(self, path: str, replaces: Iterable[str] = ()) -> float:
+        """Keep ``path`` as a watched folder, dropping ``replaces`` (added folders inside it), at once;
+        returns the time it is kept with."""
+        added_at = time.time()
+        with self._write() as conn:
+            watched_folders.add(conn, path, added_at, replaces)
+        return added_at
+
+    def indexed_and_failed_under(self, root: str) -> tuple[int, int]:
+        """How many files at or below ``root`` are indexed, and how many failed (one read)."""
+        return watched_folders.states_under(self._reader(), root)
+
+    def remove_watched_folder(self, path: str) -> bool:
+        """Forget a folder added at run time; False when it was not one."""
+        with self._write() as conn:
+            return watched_folders.remove(conn, path)
 
     # -- export and import (bulk.parquet) ----------------------------------
 

@@ -28,7 +28,7 @@ class CatalogError(Exception):
     """The catalogue file cannot be opened or has an unknown schema."""
 
 
-def _folder_trouble(folder: Path) -> str:
+def folder_trouble(folder: Path) -> str:
     """Why a folder cannot hold a writable SQLite database, as a clause ("" when it looks fine)."""
     try:
         if os.statvfs(folder).f_flag & os.ST_RDONLY:
@@ -56,7 +56,7 @@ class Database:
             self._writer = self._connect()
             self._migrate()
         except sqlite3.DatabaseError as exc:
-            raise CatalogError(f"cannot open catalogue {self.path}: {exc}{_folder_trouble(self.path.parent)}") from exc
+            raise CatalogError(f"cannot open catalogue {self.path}: {exc}{folder_trouble(self.path.parent)}") from exc
 
     # -- connections -------------------------------------------------------
 

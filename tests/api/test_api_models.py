@@ -25,6 +25,7 @@ names the bearer token.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 import threading
@@ -217,6 +218,15 @@ def fresh_copy(server: Any) -> str:
     return str(path)
 
 
+def fresh_watched(server: Any) -> str:
+    """A new watched folder (for DELETE /folders, which stops watching the folder it names)."""
+    folder = server.root / f"watched-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    body = json.dumps({"folder": str(folder)}).encode()
+    assert call(server, "POST", "/folders", body=body, headers={"Content-Type": "application/json"}).status == 201
+    return str(folder)
+
+
 def image_b64(server: Any) -> str:
     return base64.b64encode(server.paths["coffee"].read_bytes()).decode()
 
@@ -226,10 +236,12 @@ def value(server: Any, route: tuple[str, str], name: str, schema: dict[str, Any]
     path = route[0]
     known: dict[str, Callable[[], Any]] = {
         "image": lambda: fresh_copy(server) if path == "/remove" else str(server.paths["chelsea"]),
-        "folder": lambda: str(server.root / "photos"),
+        "folder": lambda: fresh_watched(server) if route == ("/folders", "DELETE") else str(server.root / "photos"),
+        "path": lambda: str(server.root),
         "extractor": lambda: "clip",
         "text": lambda: "a cat on a sofa",
         "image_base64": lambda: image_b64(server),
+        "hash": lambda: hashlib.blake2b(server.paths["coffee"].read_bytes(), digest_size=16).hexdigest(),
         "query": lambda: [{"image": str(server.paths["rocket"]), "weight": 1}, {"text": "a rocket", "weight": 0.5}],
         "token": lambda: TOKEN,
         "job_id": lambda: server.job_id,
@@ -240,7 +252,7 @@ def value(server: Any, route: tuple[str, str], name: str, schema: dict[str, Any]
 
 
 # Fields that stand instead of one the base request sends (only one query kind per search).
-INSTEAD = {"text": ("image", "image_base64"), "query": ("image_base64",)}
+INSTEAD = {"text": ("image", "image_base64"), "query": ("image_base64",), "hash": ("image", "image_base64")}
 
 
 # -- the requests for an operation ---------------------------------------------------------------

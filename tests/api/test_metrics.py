@@ -50,6 +50,9 @@ def test_metrics_parse_and_move_with_work(tmp_path, photos):
     with live_server(config) as live:
         before = scrape(live)
         assert value(before, "imgsearchd_ready") == 1
+        # every configured model runs: not degraded, no model stands in (test_health has the fallback)
+        assert value(before, "imgsearchd_health_degraded") == 0
+        assert value(before, "imgsearchd_extractor_fallback", configured="efficientnet", running="efficientnet") == 0
         assert value(before, "imgsearchd_images_indexed") == 0
         assert value(before, "imgsearchd_vectors", extractor="efficientnet") == 0
         # every series exists at 0 before its first event (Prometheus' increase() needs the 0)

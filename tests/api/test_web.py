@@ -10,7 +10,6 @@ temporary folder (printed at the end of the run with ``-s``).
 from __future__ import annotations
 
 import http.server
-import os
 import re
 import shutil
 import subprocess
@@ -28,6 +27,9 @@ from typing import Any
 
 import pytest
 from PIL import Image
+
+from imgsearchd.extractors import clip as clip_module
+from page_browser import errors_in_console, js, open_page, results, screenshots, start_browser, wait_indexed, wait_js
 
 from helpers import REPO, Live, live_server, server_config, skimage_photos, wait_for
 from image_factory import text_as_jpeg
@@ -55,27 +57,31 @@ def save_photos(root: Path) -> dict[str, Path]:
     return paths
 
 
-def wait_indexed(live: Live, count: int) -> None:
-    def settled() -> bool:
-        status, stats = live.get("/stats")
-        return status == 200 and stats["images"] == count and stats["pending"] == 0
-
-    wait_for(settled, 120, f"{count} images indexed")
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """A daemon (no token) watching a folder of real photos; a second folder for a job."""
+    """A daemon (no token) watching a folder of real photos; a second folder for a job. As a new
+    offline user gets it: CLIP configured, its weights neither cached nor downloadable, so
+    EfficientNet runs in its place (and the page says what to fetch)."""
     tmp = tmp_path_factory.mktemp("web")
     photos = tmp / "photos"
     paths = save_photos(photos)
     (tmp / "burst").mkdir()
-    config = server_config(tmp, watch={"directories": [str(photos)]}, server={"allowed_roots": [str(tmp)]})
-    with live_server(config) as live:
-        live.paths = paths
-        live.root = tmp
-        wait_indexed(live, len(paths) + 2)
-        yield live
+    config = server_config(
+        tmp,
+        watch={"directories": [str(photos)]},
+        server={"allowed_roots": [str(tmp)]},
+        index={"extractors": ["clip"], "fallback_extractor": "efficientnet"},
+        **{"extractors.clip": {"device": "cpu"}},
+    )
+    with pytest.MonkeyPatch.context() as offline:
+        offline.setattr(clip_module, "host_reachable", lambda host, port=443, timeout=3.0: False)
+        offline.setenv("HF_HUB_CACHE", str(tmp / "hf"))
+        offline.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp / "hf"))
+        with live_server(config) as live:
+            live.paths = paths
+            live.root = tmp
+            wait_indexed(live, len(paths) + 2)
+            yield live
 
 
 @pytest.fixture(scope="module")
@@ -107,74 +113,14 @@ def worded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 # -- the browser ------------------------------------------------------------------------------
 
 
-def browser_paths() -> tuple[str, str] | None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (chromium, driver) if chromium and driver else None
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    found = browser_paths()
-    if found is None:
-        message = "no chromium and chromedriver (apt-get install chromium chromium-driver)"
-        if os.environ.get("IMGSEARCHD_REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service as ChromeService
-    except ImportError:
-        pytest.fail("selenium is a test dependency: pip install -e '.[test]'")
-    options = webdriver.ChromeOptions()
-    options.binary_location = found[0]
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"):
-        options.add_argument(arg)
-    options.add_argument("--disable-features=Translate,MediaRouter,OptimizationHints")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=ChromeService(executable_path=found[1]), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    yield from start_browser()
 
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    folder = tmp_path_factory.mktemp("screenshots")
-    yield folder
-    print(f"\nscreenshots of the page: {folder}")
-
-
-def errors_in_console(driver: Any) -> list[str]:
-    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-
-
-def js(driver: Any, script: str, *args: Any) -> Any:
-    return driver.execute_script(script, *args)
-
-
-def wait_js(driver: Any, script: str, what: str, timeout: float = 30) -> Any:
-    return wait_for(lambda: js(driver, script), timeout, what)
-
-
-def open_page(driver: Any, url: str) -> None:
-    driver.get(url)
-    wait_js(driver, "return !document.querySelector('#nav').hidden", "the page to start")
-
-
-def results(driver: Any) -> list[dict[str, Any]]:
-    """The result cards: name, folder, score, and whether the thumbnail has loaded."""
-    return js(
-        driver,
-        """return Array.from(document.querySelectorAll('#results .card')).map(card => {
-            const img = card.querySelector('img');
-            return {name: card.querySelector('.name').textContent, title: card.querySelector('.name').title,
-                    folder: card.querySelector('.folder').textContent, score: card.querySelector('.score').textContent,
-                    loaded: img.complete && img.naturalWidth > 0, width: img.naturalWidth};
-        })""",
-    )
+    yield from screenshots(tmp_path_factory)
 
 
 def imported_modules() -> set[str]:
@@ -206,10 +152,20 @@ def test_the_page_loads_with_no_console_errors(browser, site, shots):
         "the welcome",
     )
     assert f"{len(site.paths) + 2} pictures indexed" in message
-    # efficientnet has no text encoder: the box is off and the page says why
+    # efficientnet, standing in for clip, has no text encoder: the box is off, the page says why
+    # and leads to the advice: which model, why, what to fetch from where, where to put it
     assert js(browser, "return document.querySelector('#text').disabled")
     note = js(browser, "return document.querySelector('#text-note').textContent")
-    assert "efficientnet" in note and "clip" in note
+    assert "efficientnet" in note and "clip did not load" in note and "cannot be reached" in note, note
+    assert "index.extractors" not in note  # clip is there already: no advice to add it
+    js(browser, "document.querySelector('#text-note a').click()")
+    advice = wait_js(browser, "const a = document.querySelector('#fallback-advice'); return a && a.innerText", "advice")
+    assert "open_clip_model.safetensors (605" in advice and "extractors.clip.pretrained" in advice, advice
+    assert "efficientnet on purpose" in advice and "index.extractors" in advice, advice
+    link = js(browser, "return document.querySelector('#fallback-advice a').href")
+    assert link.startswith("https://huggingface.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K/"), link
+    browser.save_screenshot(str(shots / "status-fallback.png"))
+    open_page(browser, site.base + "/#search")
     background = js(browser, "return getComputedStyle(document.body).backgroundColor")
     assert sum(int(v) for v in re.findall(r"\d+", background)[:3]) > 600, background  # light by default
     # app.js is a module that imports the others: each came, under the page's strict policy
@@ -246,16 +202,20 @@ def test_a_picture_from_the_file_picker_shows_a_grid_of_loaded_thumbnails(browse
     assert errors_in_console(browser) == []
 
 
-def test_clicking_a_result_runs_more_like_this(browser, site, shots):
+def test_more_like_this_in_the_viewer_searches_with_the_result(browser, site, shots):
     cards = results(browser)
     assert cards, "runs after the file-picker test, on its results"
     target = next(i for i, r in enumerate(cards) if r["name"] == "coffee.jpg")
     js(browser, "document.querySelectorAll('#results .card .thumb')[arguments[0]].click()", target)
+    wait_js(browser, "return document.querySelector('#viewer').open", "the viewer")
+    assert js(browser, "return document.querySelector('#viewer-title').textContent") == "coffee.jpg"
+    js(browser, "document.querySelector('#viewer-more').click()")
     wait_js(
         browser,
-        "return document.querySelector('#search-message').textContent.includes('more like coffee.jpg')",
+        "return document.querySelector('#search-message').textContent.includes('pictures like coffee.jpg')",
         "more like this",
     )
+    assert not js(browser, "return document.querySelector('#viewer').open")
     wait_for(lambda: all_thumbnails_loaded(browser), 30, "every thumbnail to load")
     found = results(browser)
     assert found[0]["name"] == "coffee.jpg" and float(found[0]["score"]) > 0.999
@@ -301,7 +261,7 @@ def test_the_date_fields_filter_the_search_and_cards_show_the_date(browser, site
         )
 
     set_dates((today + timedelta(days=1)).isoformat(), "")
-    wait_js(browser, "return document.querySelector('#search-message').textContent.startsWith('Nothing like')", "none")
+    wait_js(browser, "return document.querySelector('#search-message').textContent.startsWith('No pictures')", "none")
     assert "taken" in js(browser, "return document.querySelector('#search-message').textContent")
     set_dates(today.isoformat(), today.isoformat())
     wait_js(browser, f"return document.querySelectorAll('#results .card').length === {shown}", "all back")

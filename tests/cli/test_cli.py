@@ -58,13 +58,27 @@ def test_serve_and_thin_clients(tmp_path, photos):
         again = run_cli("remove", str(elsewhere / "rocket.png"), "--config", str(config))
         assert again.returncode == 1 and "not in the index" in json.loads(again.stderr)["error"]
         text = run_cli("search", "--text", "a cat", "--config", str(config))
-        assert text.returncode == 1 and "no text encoder" in text.stderr
+        assert text.returncode == 2 and "no text encoder" in text.stderr  # a 400: a usage error
         assert run_cli("rebuild", "--config", str(config)).returncode == 0
+        _a_second_daemon_is_told_at_once(config, tmp_path, proc.pid, port)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "stopped" in err
+
+
+def _a_second_daemon_is_told_at_once(config, tmp_path, pid, port):
+    """Another ``serve`` (on another port) or a ``search --local`` on the same data folder: one
+    line naming the address and pid, exit 5, before any model loads (it loaded for 6 s and died
+    with a traceback from an index's lock)."""
+    said = f"a daemon already serves this data folder {tmp_path / 'data'} (http://127.0.0.1:{port}, pid {pid})"
+    started = time.monotonic()
+    second = run_cli("serve", "--config", str(config), "--port", str(free_port()), timeout=60)
+    assert (second.returncode, second.stderr) == (5, f"imgsearchd: {said}\n")
+    local = run_cli("search", str(tmp_path / "photos" / "coffee.jpg"), "--local", "--config", str(config))
+    assert local.returncode == 5 and local.stderr.startswith(f"imgsearchd: {said}; search it without --local")
+    assert time.monotonic() - started < 20  # no model loaded (each run pays only Python's start)
 
 
 @pytest.mark.process

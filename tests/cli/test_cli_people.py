@@ -1,13 +1,13 @@
 """The CLI for people and scripts against a real daemon on loopback: a proxy in the
-environment is bypassed, table / --json / --paths output, upload of a query file the daemon
-may not read, ``add FOLDER --wait``, ``config check``/``show`` and bash completion."""
+environment is bypassed, lines for a person on a terminal and JSON when piped or with --json
+(every command), --paths, upload of a query file the daemon may not read, ``add FOLDER --wait``,
+usage errors (exit 2)."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
-import pty
 import shutil
 import subprocess
 import sys
@@ -25,10 +25,8 @@ from imgsearchd.cli.output import member_line, results_table, shown
 from imgsearchd.cli.wait import follow_job
 from imgsearchd.config import Config
 
-from helpers import cli_command, live_server, run_cli, server_config, write_config
-
-# Port 9 (discard) on loopback: nothing listens, so a request sent to this "proxy" fails.
-PROXY_ENV = {"http_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
+from cli_terminal import PROXY_ENV, on_terminal
+from helpers import cli_command, cli_here, live_server, run_cli, server_config, write_config
 
 
 class Daemon:
@@ -143,7 +141,7 @@ def test_the_table_escapes_control_characters_and_undecodable_bytes():
     assert shown("/p/état ok.jpg") == "/p/état ok.jpg"
     member: DuplicateMember = {"image": "/p/\x1b]2;owned\x07.jpg", "width": 4, "height": 3, "size": 9, "score": 0.9}
     member |= {"taken": "2020-01-02T03:04:05", "taken_from": "mtime"}
-    assert member_line(member) == "  /p/\\x1b]2;owned\\x07.jpg  4x3  9 bytes  ~2020-01-02 03:04  0.900"
+    assert member_line(member) == "  /p/\\x1b]2;owned\\x07.jpg  4x3  9 B  ~2020-01-02 03:04  0.900"
 
 
 def test_add_folder_wait_follows_the_job_to_the_end(daemon):
@@ -160,30 +158,9 @@ def test_add_folder_wait_follows_the_job_to_the_end(daemon):
 def test_search_prints_a_table_on_a_terminal(daemon):
     """A real pseudo-terminal as stdout: score, size, date and path columns; the photos have no
     EXIF date, so the date is the file's mtime, marked with "~"."""
-    leader, follower = pty.openpty()
-    env = {**os.environ, **PROXY_ENV}
-    env.pop("IMGSEARCHD_CONFIG", None)
     query = str(daemon.indexed / "coffee.jpg")
-    proc = subprocess.run(
-        cli_command("search", query, "--limit", "3", "--config", str(daemon.cli_config)),
-        stdout=follower,
-        stderr=subprocess.PIPE,
-        env=env,
-        timeout=120,
-    )
-    os.close(follower)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(leader)
-    assert proc.returncode == 0, proc.stderr
-    lines = out.decode().replace("\r\n", "\n").strip().splitlines()
+    code, lines, err = on_terminal("search", query, "--limit", "3", "--config", str(daemon.cli_config))
+    assert code == 0, err
     assert lines[0].split() == ["SCORE", "SIZE", "DATE", "PATH"]
     score, size, unit, day, minute, path = lines[1].split()
     assert path == query and float(score) > 0.99 and unit in ("KB", "MB")
@@ -191,6 +168,64 @@ def test_search_prints_a_table_on_a_terminal(daemon):
     assert (day, minute) == (mtime.strftime("~%Y-%m-%d"), mtime.strftime("%H:%M"))
     assert float(size) == pytest.approx(os.path.getsize(query) / 1024, abs=0.1)
     assert len(lines) == 4
+
+
+def test_stats_on_a_terminal_is_a_screen_and_json_when_piped(daemon):
+    """A person gets a summary that fits a screen, times in local ISO 8601; a pipe the whole answer."""
+    code, lines, err = on_terminal("stats", "--config", str(daemon.cli_config))
+    assert code == 0, err
+    piped = json.loads(daemon.cli("stats").stdout)
+    assert len(lines) <= 24 and not lines[0].startswith("{"), lines
+    assert lines[0].startswith(f"imgsearchd {piped['version']}: ready")
+    assert f"pictures    {piped['images']} indexed" in lines[1]
+    assert any(line.startswith("model       efficientnet (searches)") for line in lines), lines
+    assert lines[-1] == "(all of it: imgsearchd stats --json)"
+    assert json.loads(daemon.cli("stats", "--json").stdout).keys() == piped.keys()
+    assert len(daemon.cli("stats").stdout.splitlines()) > 60  # the JSON is the long one
+
+
+def test_the_other_client_commands_speak_to_people_on_a_terminal(daemon):
+    new = daemon.indexed / "hubble.png"
+    shutil.copy(daemon.incoming / "hubble.png", new)
+    config = ("--config", str(daemon.cli_config))
+    code, added, err = on_terminal("add", str(new), *config)
+    assert (code, added) == (0, [f"{new}: indexed"]), err
+    code, removed, err = on_terminal("remove", str(new), *config)
+    assert (code, removed) == (0, [f"{new}: 1 file left the index"]), err
+    code, rebuilt, err = on_terminal("rebuild", *config)
+    assert (code, rebuilt) == (0, ["rebuilding the index of efficientnet"]), err
+    code, dups, err = on_terminal("duplicates", *config)
+    assert code == 0 and dups[-1].split()[1:3] == ["groups", "at"], (dups, err)
+    piped = daemon.cli("duplicates")  # piped without --json: JSON, as every command (it was a table)
+    assert piped.returncode == 0 and "groups" in json.loads(piped.stdout)
+    code, refused, err = on_terminal("remove", str(new), *config)  # an error: one line, not a JSON body
+    assert code == 1 and refused == [] and err.count("\n") == 1 and "not in the index (HTTP 404)" in err
+
+
+def test_a_value_the_daemon_refuses_is_a_usage_error(daemon):
+    """400 from the daemon: exit 2 and its message in one line (was exit 1 and a JSON body)."""
+    text = daemon.cli("search", "--text", "a cat")
+    assert text.returncode == 2 and text.stderr.startswith("imgsearchd: ") and "no text encoder" in text.stderr
+    assert "{" not in text.stderr, text.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("search", "x", "--limit", "0"),
+        ("search", "x", "--limit", "1001"),
+        ("search", "x", "--max-distance", "3"),
+        ("duplicates", "--threshold", "2"),
+        ("duplicates", "--threshold", "0"),
+        ("duplicates", "--offset", "-1"),
+        ("stats", "--extractor", "vgg"),
+        ("serve", "--port", "70000"),
+        ("completion", "tcsh"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_is_sent(capsys, args):
+    result = cli_here(capsys, *args)
+    assert result.returncode == 2 and "error: argument" in result.stderr and not result.stdout, result
 
 
 def test_the_table_shows_a_date_column_only_when_a_result_has_a_date():
@@ -262,55 +297,6 @@ def test_add_wait_exits_non_zero_when_the_job_fails(monkeypatch, capsys):
     assert json.loads(out)["state"] == "failed" and "adding /f failed: Permission denied" in err
 
 
-def test_config_check_names_the_key_and_the_file(tmp_path):
-    bad = write_config(tmp_path / "bad.toml", {"index": {"trees": 0}})
-    result = run_cli("config", "check", str(bad))
-    assert result.returncode == 2
-    assert str(bad) in result.stderr and "index.trees" in result.stderr
-    good = write_config(tmp_path / "good.toml", {"server": {"port": 9123}})
-    ok = run_cli("config", "check", str(good))
-    assert ok.returncode == 0 and str(good) in ok.stdout
-
-
-def test_config_show_says_where_each_setting_came_from(tmp_path):
-    config = write_config(tmp_path / "c.toml", {"server": {"port": 9123}, "extractors.clip": {"batch_size": 4}})
-    result = run_cli("config", "show", "--config", str(config), "--data-dir", "/srv/x", "--json")
-    assert result.returncode == 0, result.stderr
-    settings = json.loads(result.stdout)["settings"]
-    assert settings["server.port"] == {"value": 9123, "source": f"file {config}"}
-    assert settings["extractors.clip.batch_size"] == {"value": 4, "source": f"file {config}"}
-    assert settings["index.data_dir"] == {"value": "/srv/x", "source": "command line"}
-    assert settings["server.host"] == {"value": "127.0.0.1", "source": "default"}
-    assert settings["server.token"] == {"value": "", "source": "default"}
-    secret = write_config(tmp_path / "s.toml", {"server": {"token": "hunter2"}})
-    shown_ = run_cli("config", "show", "--config", str(secret))
-    assert 'server.token = "***"' in shown_.stdout and "hunter2" not in shown_.stdout
-    # A float setting (held as a float) shows as it was written: 32 as the default, 3 in the file, 4.0 too
-    floats = write_config(tmp_path / "f.toml", {"watch": {"settle_seconds": 3, "poll_seconds": 4.0}})
-    lines = run_cli("config", "show", "--config", str(floats)).stdout
-    for written in ("server.max_upload_mb = 32 ", "watch.settle_seconds = 3 ", "watch.poll_seconds = 4.0 "):
-        assert written in lines, lines
-    assert "watch.rescan_seconds = 3600 " in lines and "images.max_megapixels = 178 " in lines
-
-
-def test_bash_completion_completes_commands_and_options(tmp_path):
-    bash = shutil.which("bash")
-    if bash is None:
-        pytest.skip("no bash here")
-    script = run_cli("completion", "bash").stdout
-    (tmp_path / "c.sh").write_text(script)
-    probe = (
-        f"source {tmp_path / 'c.sh'}\n"
-        "COMP_WORDS=(imgsearchd se); COMP_CWORD=1; _imgsearchd; echo ${COMPREPLY[@]}\n"
-        "COMP_WORDS=(imgsearchd search --pa); COMP_CWORD=2; _imgsearchd; echo ${COMPREPLY[@]}\n"
-        "COMP_WORDS=(imgsearchd config ''); COMP_CWORD=2; _imgsearchd; echo ${COMPREPLY[@]}\n"
-        "COMP_WORDS=(imgsearchd duplicates --kind n); COMP_CWORD=3; _imgsearchd; echo ${COMPREPLY[@]}\n"
-        "COMP_WORDS=(imgsearchd completion ''); COMP_CWORD=2; _imgsearchd; echo ${COMPREPLY[@]}\n"
-    )
-    result = subprocess.run([bash, "-c", probe], capture_output=True, text=True, timeout=30)
-    assert result.stdout.splitlines() == ["search serve", "--paths", "check show", "near", "bash"], result.stderr
-
-
 def test_a_reader_that_stops_early_is_not_an_error_to_report():
     """``imgsearchd ... | head -1``: no traceback, no message; exit 1 as Python's own recipe."""
     env = {k: v for k, v in os.environ.items() if k != "IMGSEARCHD_CONFIG"}
@@ -323,14 +309,16 @@ def test_a_reader_that_stops_early_is_not_an_error_to_report():
     assert (result.returncode, result.stderr) == (1, b"")
 
 
-def test_the_packaged_default_config_holds_the_built_in_defaults():
-    """The shipped file (used when no other is found) says what the schema does, key for key."""
-    import tomllib
+def test_sizes_and_times_are_shown_one_way():
+    """Sizes in units of 1024 (as the page), times ISO 8601 in local time with the offset; a job's
+    start (epoch seconds in the API) too."""
+    from imgsearchd.cli.output import human_size, local_time
+    from imgsearchd.cli.views import job_line
 
-    from imgsearchd.config import PACKAGED_PATH, SCHEMA, validate
-
-    raw = tomllib.loads(PACKAGED_PATH.read_text(encoding="utf-8"))
-    defaults = {f"{section}.{key}": s.default for section, keys in SCHEMA.items() for key, s in keys.items()}
-    assert dict(validate(raw, str(PACKAGED_PATH)).items()) == defaults
-    listed = {f"{top}.{name}" if top == "extractors" else top for top, t in raw.items() for name in t}
-    assert {s for s in listed if s in SCHEMA} == set(SCHEMA)  # every section is in the file
+    assert [human_size(n) for n in (812, 35123, 5 * 2**30, None)] == ["812 B", "34.3 KB", "5.0 GB", "-"]
+    shown_ = local_time(1_000_000_000.5)
+    assert datetime.fromisoformat(shown_).timestamp() == 1_000_000_000 and datetime.fromisoformat(shown_).tzinfo
+    assert datetime.fromisoformat(local_time("2026-12-06T23:48:22+00:00")).timestamp() == 1796600902
+    assert local_time("2019-07-14T10:11:12") == "2019-07-14T10:11:12"  # a camera's wall clock, as written
+    line = job_line({"state": "done", "done": 3, "found": 3, "folder": "/f", "started": 1_000_000_000.0})
+    assert line == f"done 3/3 files  /f  started {shown_}"

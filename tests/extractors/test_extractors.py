@@ -169,7 +169,7 @@ def test_resnet_offline_says_what_to_put_where(offline):
     with pytest.raises(ModelUnavailableError) as caught:
         create("resnet", {"device": "cpu"})
     message = str(caught.value)
-    assert "resnet50-11ad3fa6.pth" in message and "[extractors.resnet] weights" in message
+    assert "resnet50-11ad3fa6.pth" in message and "extractors.resnet.weights" in message
 
 
 def test_resnet_loads_a_local_pth(tmp_path, resnet_random, photos):

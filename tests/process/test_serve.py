@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
+from imgsearchd.process.data_lock import DataFolderBusy, DataLock, Holder, holder_of
 from imgsearchd.process.signals import SignalInbox
 from imgsearchd.process.systemd import Notifier
 
@@ -140,3 +142,40 @@ def test_sigterm_in_the_first_second_exits_0_with_a_log_line(tmp_path):
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         assert "stopped" in err, err
+
+
+def test_the_data_folder_lock_names_its_holder_and_goes_with_it(tmp_path):
+    """Two holds on one data folder (flock: even in one process): the second is refused, naming the
+    first's address and pid; once the first lets go (or dies), the folder is free again."""
+    data = tmp_path / "data"
+    first, second = DataLock(data), DataLock(data)
+    assert holder_of(data) is None  # no lock file yet
+    first.acquire()
+    try:
+        assert holder_of(data) == Holder(os.getpid(), None)  # taken, not listening yet
+        first.record("http://127.0.0.1:8123")
+        with pytest.raises(DataFolderBusy) as refused:
+            second.acquire()
+        assert refused.value.holder == Holder(os.getpid(), "http://127.0.0.1:8123")
+        assert str(refused.value) == (
+            f"a daemon already serves this data folder {data} (http://127.0.0.1:8123, pid {os.getpid()})"
+        )
+    finally:
+        first.release()
+    assert holder_of(data) is None
+    second.acquire()  # the file stayed; its lock did not
+    second.release()
+
+
+@pytest.mark.process
+def test_a_killed_daemon_leaves_no_lock_behind(tmp_path):
+    data = tmp_path / "data"
+    code = f"from imgsearchd.process.data_lock import DataLock; import pathlib, time; DataLock(pathlib.Path({str(data)!r})).acquire(); print('held', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        assert holder_of(data) == Holder(holder.pid, None)
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert holder_of(data) is None

@@ -19,30 +19,57 @@ from imgsearchd.config import load_config
 from imgsearchd.process.systemd import Notifier
 
 from helpers import EFFICIENTNET_FP32, REPO, NotifySocket, cli_command, free_port, systemd_analyze, write_config
+from service_venv import make, reusing_venv
 
 
-@pytest.fixture
-def installed(tmp_path) -> Path:
-    """`make install-service` staged into a folder: the unit as installed, and its config."""
-    done = subprocess.run(
-        ["make", "-s", "install-service", f"DESTDIR={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=600
-    )
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """`make install-service` with the unit and config staged into a folder, and the venv of
+    its own in ``venv`` beside them (made reusing this environment's torch: service_venv)."""
+    root = tmp_path_factory.mktemp("install-service")
+    reusing_venv(root / "venv")
+    done = make("install-service", REPO, DESTDIR=str(root / "stage"), SERVICE_VENV=str(root / "venv"))
     assert done.returncode == 0, done.stderr
-    return tmp_path
+    return root
 
 
-def test_install_service_puts_unit_and_config_in_place(installed):
-    unit = (installed / "etc/systemd/system/imgsearchd.service").read_text()
+def test_install_service_puts_venv_unit_and_config_in_place(installed):
+    unit = (installed / "stage/etc/systemd/system/imgsearchd.service").read_text()
     exec_start = re.search(r"^ExecStart=(\S+) serve --config /etc/imgsearchd/imgsearchd.toml$", unit, re.M)
-    assert exec_start and os.access(exec_start.group(1), os.X_OK)
-    config = load_config(installed / "etc/imgsearchd/imgsearchd.toml")
+    assert exec_start and exec_start.group(1) == str(installed / "venv/bin/imgsearchd")
+    assert os.access(exec_start.group(1), os.X_OK)
+    config = load_config(installed / "stage/etc/imgsearchd/imgsearchd.toml")
     assert config.index.data_dir == "/var/lib/imgsearchd"
     assert config.server.host == "127.0.0.1"
+    # the daemon the unit runs is the venv's own copy, not this checkout
+    where = subprocess.run(
+        [installed / "venv/bin/python", "-c", "import imgsearchd; print(imgsearchd.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=installed,
+    ).stdout.strip()
+    assert Path(where).is_relative_to(installed / "venv") and not Path(where).is_relative_to(REPO), where
+
+
+def test_uninstall_service_removes_the_unit_and_the_venv_only(tmp_path):
+    unit = tmp_path / "stage/etc/systemd/system/imgsearchd.service"
+    config = tmp_path / "stage/etc/imgsearchd/imgsearchd.toml"
+    for path in (unit, config, tmp_path / "venv/pyvenv.cfg", tmp_path / "notavenv/keep.txt"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    done = make("uninstall-service", REPO, DESTDIR=str(tmp_path / "stage"), SERVICE_VENV=str(tmp_path / "venv"))
+    assert done.returncode == 0, done.stderr
+    assert not unit.exists() and not (tmp_path / "venv").exists() and config.is_file()
+    # a SERVICE_VENV that is not a venv (no pyvenv.cfg) is never deleted
+    done = make("uninstall-service", REPO, DESTDIR=str(tmp_path / "stage"), SERVICE_VENV=str(tmp_path / "notavenv"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "notavenv/keep.txt").is_file()
 
 
 def test_unit_passes_systemd_analyze_verify(installed):
     result = subprocess.run(
-        [systemd_analyze(), "verify", str(installed / "etc/systemd/system/imgsearchd.service")],
+        [systemd_analyze(), "verify", str(installed / "stage/etc/systemd/system/imgsearchd.service")],
         capture_output=True,
         text=True,
         timeout=120,
@@ -52,7 +79,12 @@ def test_unit_passes_systemd_analyze_verify(installed):
 
 def test_unit_exposure_is_ok_or_better(installed):
     result = subprocess.run(
-        [systemd_analyze(), "security", "--offline=true", str(installed / "etc/systemd/system/imgsearchd.service")],
+        [
+            systemd_analyze(),
+            "security",
+            "--offline=true",
+            str(installed / "stage/etc/systemd/system/imgsearchd.service"),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

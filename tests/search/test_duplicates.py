@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -236,7 +237,7 @@ def test_a_missing_folder_is_404(server) -> None:
     assert status == 404 and "not a folder" in body["error"]
 
 
-def test_cli_duplicates(server, tmp_path, capsys) -> None:
+def test_cli_duplicates(server, tmp_path, capsys, monkeypatch) -> None:
     from imgsearchd.cli import main as cli
 
     _ready(server)
@@ -245,8 +246,12 @@ def test_cli_duplicates(server, tmp_path, capsys) -> None:
     assert cli.main(["duplicates", "--config", str(config), "--json", "--kind", "exact"]) == cli.EXIT_OK
     body = json.loads(capsys.readouterr().out)
     assert body["total"] == 1 and body["groups"][0]["kind"] == "exact"
+    assert cli.main(["duplicates", "--config", str(config), "--kind", "exact"]) == cli.EXIT_OK
+    assert json.loads(capsys.readouterr().out) == body  # piped: JSON, as every command (issue 28)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # a person's terminal: the groups as lines
     assert cli.main(["duplicates", "--config", str(config)]) == cli.EXIT_OK
     out = capsys.readouterr().out
     assert "exact (2 files" in out and "coffee-small.jpg  360x240" in out and "2 groups at threshold" in out
-    assert cli.main(["duplicates", "--config", str(config), "--threshold", "7"]) == cli.EXIT_ERROR
-    assert "threshold" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # argparse refuses it (exit 2) before asking the daemon
+        cli.main(["duplicates", "--config", str(config), "--threshold", "7"])
+    assert refused.value.code == 2 and "--threshold: 7 is not above 0 and at most 1" in capsys.readouterr().err

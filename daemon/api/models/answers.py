@@ -33,8 +33,16 @@ class Error(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     image: str | UnsetType = UNSET
     status: str | UnsetType = UNSET
     storage: StorageState | UnsetType = UNSET
-    folder: Annotated[str, Meta(description="the folder filter that is not known (404)")] | UnsetType = UNSET
+    folder: (
+        Annotated[str, Meta(description="the folder the error is about (a filter not known, a folder to watch)")]
+        | UnsetType
+    ) = UNSET
+    hash: Annotated[str, Meta(description="the content hash searched by that is not known (404)")] | UnsetType = UNSET
     retry_after: Annotated[int, Meta(description="429: seconds to wait (as Retry-After)")] | UnsetType = UNSET
+    watched_by: (
+        Annotated[str, Meta(description="409: the watched folder that already covers it, or 'config' (the settings')")]
+        | UnsetType
+    ) = UNSET
 
 
 PathName = Annotated[str, Meta(description="absolute path; bytes that are not UTF-8 appear as \\udcXX escapes")]
@@ -57,12 +65,37 @@ class Result(MetadataFields, kw_only=True, forbid_unknown_fields=True):
     hash: Hash
 
 
+class SearchedBy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What a search was asked by."""
+
+    kind: Literal["path", "upload", "text", "combined", "hash"]
+    hash: (
+        Annotated[
+            str,
+            Meta(
+                description="the picture's content hash (an upload or a hash search): GET /search?hash= "
+                "asks the same search again"
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+
+
 class SearchResults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A search's answer, best first."""
 
     results: list[Result]
     extractor: str | UnsetType = UNSET
     folder: Annotated[str, Meta(description="the folder filter, when one was given")] | UnsetType = UNSET
+    query: SearchedBy | UnsetType = UNSET
+    offset: Annotated[int, Meta(ge=0, description="results skipped (the offset asked)")] | UnsetType = UNSET
+    next_offset: (
+        Annotated[
+            int | None,
+            Meta(description="the next page's offset (same limit); null: no more results, or the bound is reached"),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class AddedFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -119,15 +152,27 @@ class Rebuilding(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rebuilding: list[str]
 
 
+class HealthFallback(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A configured model that runs on its fallback (GET /stats ``fallback`` says what to do)."""
+
+    configured: str
+    running: str
+    reason: str
+
+
 class Health(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Whether the daemon serves."""
+    """Whether the daemon serves; without the token (when one is set), the status alone."""
 
     status: Annotated[
         Literal["ok", "degraded", "starting"],
-        Meta(description="degraded: searches work, but the catalogue cannot be written (see storage)"),
+        Meta(
+            description="degraded: searches work, but the catalogue cannot be written (see storage) "
+            "or a configured model runs on its fallback (see fallback)"
+        ),
     ]
     phase: str | UnsetType = UNSET
     storage: StorageState | UnsetType = UNSET
+    fallback: HealthFallback | UnsetType = UNSET
 
 
 # -- /duplicates -------------------------------------------------------------------------
@@ -200,14 +245,93 @@ class DuplicatesComputing(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
     last_error: Annotated[str | None, Meta(description="why the last computation failed")] | UnsetType = UNSET
 
 
+# -- /folders: folders watched at run time ------------------------------------------------
+
+FolderSource = Annotated[
+    Literal["config", "added"],
+    Meta(description="config: watch.directories or --watch (removed only there); added: POST /folders"),
+]
+
+
+class WatchedFolder(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One watched folder, its state and what the catalogue holds below it."""
+
+    folder: PathName
+    path_base64: PathBase64 | UnsetType = UNSET
+    source: FolderSource
+    state: Annotated[
+        Literal["starting", "watching", "polling", "offline"],
+        Meta(description="offline: missing, unreadable, unmounted, or outside the allowed roots (see error)"),
+    ]
+    files: Annotated[int, Meta(ge=0, description="indexed pictures at or below it")]
+    failed: Annotated[int, Meta(ge=0, description="files below it that could not be indexed")]
+    pending: Annotated[int, Meta(ge=0, description="files settling or not yet done by its running job")]
+    job: Annotated[Job | None, Meta(description="its current or last folder job, as /jobs shows it")]
+    added_at: Annotated[str | None, Meta(description="when it was added (ISO 8601, UTC); null: a config folder")]
+    removable: Annotated[bool, Meta(description="DELETE /folders can remove it (an added folder)")]
+    error: Annotated[str | None, Meta(description="why it is offline, or why its last job failed")]
+
+
+class Folders(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Every watched folder: the config's first, then those added (oldest first)."""
+
+    folders: list[WatchedFolder]
+    roots: Annotated[list[str], Meta(description="where folders may be watched (real paths); empty: anywhere")]
+    anywhere: Annotated[bool, Meta(description="no allowed roots are set: any folder may be watched")]
+
+
+class FolderWatched(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A folder watched from now on (kept across restarts), or one watched already."""
+
+    folder: PathName
+    path_base64: PathBase64 | UnsetType = UNSET
+    source: FolderSource
+    already: Annotated[bool, Meta(description="it was watched already: nothing changed")]
+    job: Annotated[Job | None, Meta(description="the job indexing it now (201), or its last one (200)")]
+
+
+class FolderUnwatched(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A folder no longer watched; its pictures left the index (the files stay on disk)."""
+
+    folder: PathName
+    path_base64: PathBase64 | UnsetType = UNSET
+    removed: Annotated[int, Meta(ge=0, description="catalogue entries forgotten (not those another folder holds)")]
+
+
+class SubFolder(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A sub-folder offered for watching."""
+
+    name: str
+    path: PathName
+    path_base64: PathBase64 | UnsetType = UNSET
+    watched: Annotated[bool, Meta(description="it, or a folder above it, is watched")]
+
+
+class Browse(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The sub-folders of a folder, by name (hidden ones left out)."""
+
+    path: Annotated[str | None, Meta(description="the folder listed; null: the allowed roots are listed")]
+    path_base64: PathBase64 | UnsetType = UNSET
+    parent: Annotated[str | None, Meta(description="the folder above; null at an allowed root or /")]
+    folders: list[SubFolder]
+    truncated: Annotated[bool, Meta(description="more sub-folders than listed (the first 500 by name)")]
+
+
 # -- the page's login (page.py) ----------------------------------------------------------
 
 
 class LoginState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Whether the page must ask for the token."""
+    """Whether the page must ask for the token, and where the token is kept."""
 
     token_required: bool
     authorised: bool
+    token_file: (
+        Annotated[
+            str | None,
+            Meta(description="the settings file holding server.token (null: not read from a file); never the token"),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class LoggedIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -69,6 +69,25 @@ TakenBefore = Annotated[
     ),
 ]
 Text = Annotated[str, Meta(description="text to match (extractors with a text encoder)")]
+ContentHash = Annotated[
+    str,
+    Meta(
+        pattern="^[0-9a-fA-F]{32}$",
+        description="search by the picture with this content hash (a result's hash, or an upload search's "
+        "query.hash: kept for the last 2000 uploads); 404 when none is known",
+        extra={"what": "32 hexadecimal digits (a result's or an upload's content hash)", **_ABSENT_IF_BLANK},
+    ),
+]
+Offset = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=bounds.MAX_LIMIT - 1,
+        description=f"skip this many of the best results: the next page of the same ranking (a page "
+        f"ends at the {bounds.MAX_LIMIT}th result: offset + limit past it gives fewer)",
+        extra={"what": f"an integer from 0 to {bounds.MAX_LIMIT - 1}", **_ABSENT_IF_BLANK},
+    ),
+]
 
 
 # ``image``: a path, decoded as the file system names it; empty is missing
@@ -111,7 +130,9 @@ class SearchQuery(msgspec.Struct, kw_only=True):
 
     image: Annotated[str | None, Meta(description="absolute path of an image (or give text)", extra=_PATH)] = None
     text: Text | None = None
+    hash: ContentHash | None = None
     limit: Limit = bounds.DEFAULT_LIMIT
+    offset: Offset = 0
     extractor: Extractor | None = None
     max_distance: MaxDistance | None = None
     folder: Folder | None = None
@@ -123,6 +144,7 @@ class UploadQuery(msgspec.Struct, kw_only=True):
     """``POST /search``: the query string beside the body (a body field of the same name wins)."""
 
     limit: Limit = bounds.DEFAULT_LIMIT
+    offset: Offset = 0
     extractor: Extractor | None = None
     max_distance: MaxDistance | None = None
     folder: Folder | None = None
@@ -179,7 +201,40 @@ class RebuildQuery(msgspec.Struct, kw_only=True):
     extractor: Extractor | None = None
 
 
+class FolderQuery(msgspec.Struct, kw_only=True):
+    """``DELETE /folders``: the watched folder to stop watching."""
+
+    folder: Annotated[str, Meta(description="absolute path of a folder added with POST /folders", extra=_IMAGE)]
+
+
+class BrowseQuery(msgspec.Struct, kw_only=True):
+    """``GET /folders/browse``: the folder whose sub-folders to list."""
+
+    path: Annotated[
+        str | None,
+        Meta(
+            description="absolute path of a folder inside the allowed roots (default: the allowed roots, or "
+            "the daemon user's home folder when none are set)",
+            extra=_IMAGE,
+        ),
+    ] = None
+
+
 # -- bodies -----------------------------------------------------------------------------
+
+
+class FolderBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /folders``: the folder to watch from now on. A key not listed here is refused (400)."""
+
+    folder: Annotated[
+        str,
+        Meta(
+            description="absolute path of a folder inside the allowed roots; a name that is not UTF-8 as "
+            "\\udcXX escapes",
+            examples=["/home/me/Pictures"],
+        ),
+    ]
+
 
 Binary = Annotated[str, Meta(extra_json_schema={"format": "binary"})]
 
@@ -202,7 +257,9 @@ class SearchBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     of the query string's name wins over it. A key not listed here is refused (400)."""
 
     image_base64: Annotated[str | None, Meta(description="the image, base64 (or a data: URL)")] | UnsetType = UNSET
+    hash: ContentHash | UnsetType | None = UNSET
     limit: Limit | UnsetType | None = UNSET
+    offset: Offset | UnsetType | None = UNSET
     max_distance: MaxDistance | UnsetType | None = UNSET
     extractor: Extractor | UnsetType | None = UNSET
     text: Text | UnsetType | None = UNSET
@@ -229,6 +286,7 @@ class SearchForm(msgspec.Struct, kw_only=True):
 
     image: Annotated[Binary, Meta(description="the image: a file part (with a filename)")]
     limit: Limit | UnsetType = UNSET
+    offset: Offset | UnsetType = UNSET
     extractor: Extractor | UnsetType = UNSET
     max_distance: MaxDistance | UnsetType = UNSET
     text: Text | UnsetType = UNSET

@@ -107,12 +107,46 @@ class Failed(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     recent: list[Failure] | UnsetType = UNSET
 
 
+class FallbackFetch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The file to download for the model that could not load."""
+
+    file: str
+    bytes: Annotated[int | None, _d("its exact size, when known (the default CLIP's is)")]
+    size: Annotated[str | None, _d("its size for people: 605.1 MB")]
+    url: str
+    repo: Annotated[str | None, _d("the Hugging Face repository it is in")]
+
+
+class FallbackPutIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where the daemon finds the file: a setting naming it, or the cache a download fills."""
+
+    setting: Annotated[str, _d("the key naming the file: extractors.clip.pretrained")]
+    value: Annotated[str, _d("an example value for it")]
+    cache: Annotated[str | None, _d("the cache folder of the daemon's user that the download fills")]
+    command: Annotated[str | None, _d("a command that fills that cache, run as the daemon's user")]
+
+
+class KeepFallback(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The setting that runs the fallback on purpose (and ends this advice)."""
+
+    setting: str
+    value: list[str]
+
+
 class Fallback(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The configured extractor could not run: which one runs instead, and why."""
+    """The configured extractor could not run: which one runs instead, why, and what to do."""
 
     configured: str
     running: str
-    reason: str
+    reason: Annotated[str, _d("why, in one line")]
+    model: Annotated[str, _d("the model that could not load: ViT-B-32")] | UnsetType = UNSET
+    weights: Annotated[str, _d("its weights setting: laion2b_s34b_b79k")] | UnsetType = UNSET
+    fetch: Annotated[FallbackFetch | None, _d("null: nothing to download (fix the setting)")] | UnsetType = UNSET
+    put_in: FallbackPutIn | UnsetType | None = UNSET
+    settings_file: Annotated[str | None, _d("the settings file the daemon read")] | UnsetType = UNSET
+    reembed: Annotated[str, _d("what happens to the library once the model loads")] | UnsetType = UNSET
+    keep_fallback: KeepFallback | UnsetType = UNSET
+    advice: Annotated[list[str], _d("all of it in sentences, in order (the log's words)")] | UnsetType = UNSET
 
 
 class MetadataProgress(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -7,11 +7,13 @@
 export class ApiError extends Error {
   /**
    * @param {number} status the HTTP status, 0 when the daemon could not be reached
-   * @param {{error?: string} | null} body
+   * @param {{error?: string, reason?: string} | null} body
    */
   constructor(status, body) {
     super((body && body.error) || `the daemon answered HTTP ${status}`);
     this.status = status;
+    /** why a picture could not be used (the daemon's one word: "truncated", "corrupt", ...) */
+    this.reason = (body && body.reason) || "";
   }
 }
 

@@ -1,6 +1,7 @@
 // @ts-check
-// One picture as a card: the thumbnail (a click: more like this), its name, folder and date,
+// One picture as a card: the thumbnail (a click opens the viewer), its name, folder and date,
 // and a link to the original. Search results and duplicate groups both show their pictures so.
+// A grid of cards is one Tab stop: the arrow keys move between its pictures (roving tabindex).
 
 import { originalURL, thumbnailURL } from "./api.js";
 import { h } from "./dom.js";
@@ -11,10 +12,12 @@ import { fmtBytes, splitPath } from "./format.js";
 /**
  * What a card shows beyond the picture, its name, folder and date.
  * @typedef {object} CardOptions
- * @property {(item: Item) => void} more a click on the picture: search for more like it
+ * @property {(item: Item) => void} open a click on the picture: the viewer
  * @property {boolean} [score] the similarity on the picture (a search result)
  * @property {boolean} [size] pixels and bytes (a duplicate: which copy to keep)
  * @property {(item: Item, weight: number) => void} [refine] + and − buttons: add it to the query
+ * @property {boolean} [roving] in a grid that is one Tab stop: only the grid's current picture
+ *   takes the focus (the Open, + and − of every card are in the viewer too, for the keyboard)
  */
 
 /**
@@ -24,14 +27,15 @@ import { fmtBytes, splitPath } from "./format.js";
  */
 export function card(item, options) {
   const { folder, name } = splitPath(item.image);
-  const more = () => options.more(item);
+  const open = () => options.open(item);
   const refine = options.refine;
+  const skip = options.roving ? -1 : null; // out of the Tab order
   return h(
     "li",
     { class: "card" },
     h(
       "button",
-      { type: "button", class: "thumb", title: `More like ${name}`, "aria-label": `More like ${name}`, onclick: more },
+      { type: "button", class: "thumb", title: `View ${name}`, "aria-label": `View ${name}`, tabindex: skip, onclick: open },
       thumbnail(item),
       options.score ? h("span", { class: "score", title: "cosine similarity (1 = the same picture)" }, (item.score ?? 0).toFixed(3)) : null,
     ),
@@ -46,11 +50,11 @@ export function card(item, options) {
     h(
       "div",
       { class: "actions" },
-      h("a", { href: originalURL(item), target: "_blank", rel: "noopener", title: `Open ${name}` }, "Open"),
+      h("a", { href: originalURL(item), target: "_blank", rel: "noopener", title: `Open ${name} (the original, in a new tab)`, tabindex: skip }, "Open"),
       refine
         ? [
-            h("button", { type: "button", title: "Add to the query: more like this one too", "aria-label": `Add ${name} to the query`, onclick: () => refine(item, 1) }, "+"),
-            h("button", { type: "button", title: "Less like this one", "aria-label": `Less like ${name}`, onclick: () => refine(item, -1) }, "−"),
+            h("button", { type: "button", title: "Add to the query: more like this one too", "aria-label": `Add ${name} to the query`, tabindex: skip, onclick: () => refine(item, 1) }, "+"),
+            h("button", { type: "button", title: "Less like this one", "aria-label": `Less like ${name}`, tabindex: skip, onclick: () => refine(item, -1) }, "−"),
           ]
         : null,
     ),
@@ -92,4 +96,60 @@ function takenLine(item) {
   if (item.camera) facts.push(item.camera);
   if (item.width) facts.push(`${item.width}×${item.height}`);
   return h("span", { class: "muted taken", title: facts.join(" · ") }, `${guessed ? "~" : ""}${item.taken.slice(0, 10)}`);
+}
+
+/**
+ * A grid of cards as one Tab stop: the arrow keys move the focus between its pictures (up and
+ * down by a row), Home and End to the first and last; Enter opens the focused one (a button).
+ * @param {HTMLElement} grid
+ */
+export function bindGrid(grid) {
+  grid.addEventListener("keydown", (event) => {
+    const thumbs = Array.from(grid.querySelectorAll(".card .thumb")).filter((el) => el instanceof HTMLElement);
+    const at = thumbs.indexOf(/** @type {HTMLElement} */ (event.target));
+    if (at < 0) return;
+    const columns = Math.max(1, thumbs.filter((t) => t.offsetTop === thumbs[0].offsetTop).length);
+    /** @type {Record<string, number>} */
+    const moves = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns, ArrowUp: -columns, Home: -at, End: thumbs.length - 1 - at };
+    const move = moves[event.key];
+    if (move === undefined || event.altKey || event.ctrlKey || event.metaKey) return;
+    event.preventDefault();
+    focusCard(grid, Math.max(0, Math.min(thumbs.length - 1, at + move)));
+  });
+  // a click (or the viewer closing on a picture) makes that picture the grid's Tab stop
+  grid.addEventListener("focusin", (event) => {
+    const target = event.target;
+    if (target instanceof HTMLElement && target.classList.contains("thumb")) setTabStop(grid, target);
+  });
+}
+
+/**
+ * Focus the grid's picture number ``index`` (and make it the Tab stop).
+ * @param {HTMLElement} grid
+ * @param {number} index
+ */
+export function focusCard(grid, index) {
+  const thumb = grid.querySelectorAll(".card .thumb")[index];
+  if (!(thumb instanceof HTMLElement)) return;
+  setTabStop(grid, thumb);
+  thumb.focus();
+  thumb.scrollIntoView({ block: "nearest" });
+}
+
+/**
+ * @param {HTMLElement} grid
+ * @param {HTMLElement} thumb
+ */
+function setTabStop(grid, thumb) {
+  for (const other of grid.querySelectorAll(".card .thumb[tabindex='0']")) other.setAttribute("tabindex", "-1");
+  thumb.setAttribute("tabindex", "0");
+}
+
+/**
+ * After new cards came: the first picture is the Tab stop unless one already is.
+ * @param {HTMLElement} grid
+ */
+export function keepTabStop(grid) {
+  const first = grid.querySelector(".card .thumb");
+  if (first && !grid.querySelector(".card .thumb[tabindex='0']")) first.setAttribute("tabindex", "0");
 }

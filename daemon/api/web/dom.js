@@ -71,6 +71,18 @@ export function setMessage(el, text, kind = "") {
 }
 
 /**
+ * The line under the menu that says the daemon is starting or cannot be reached ("": gone).
+ * @param {string} text
+ * @param {string} [kind]
+ */
+export function setBanner(text, kind = "") {
+  const banner = $("#connection");
+  banner.textContent = text;
+  banner.className = `banner ${kind}`.trim();
+  banner.hidden = !text;
+}
+
+/**
  * A progress bar for a fraction from 0 to 1.
  * @param {number | null | undefined} fraction
  * @param {string} label

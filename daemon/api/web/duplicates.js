@@ -8,9 +8,11 @@ import { $, $button, $input, $select, bar, h, setMessage } from "./dom.js";
 import { number } from "./format.js";
 import { moreLikeThis } from "./search.js";
 import { state } from "./state.js";
+import { openViewer } from "./viewer.js";
 
 /** @typedef {import("./types.js").DuplicatesAnswer} DuplicatesAnswer */
 /** @typedef {import("./types.js").Group} Group */
+/** @typedef {import("./types.js").Item} Item */
 
 const DUP_PAGE = 20;
 
@@ -76,6 +78,8 @@ function renderDuplicates(body) {
 
 /** @param {Group} group */
 function groupPanel(group) {
+  const members = h("ul", { class: "members" });
+  members.append(...group.members.map((member) => card(member, { open: (item) => view(group, members, item), size: true })));
   return h(
     "article",
     { class: "group panel" },
@@ -86,8 +90,19 @@ function groupPanel(group) {
       h("span", {}, `${group.files} files`),
       group.kind === "near" ? h("span", { class: "muted" }, `similarity ≥ ${group.similarity.toFixed(3)}`) : null,
     ),
-    h("ul", { class: "members" }, ...group.members.map((member) => card(member, { more: moreLikeThis, size: true }))),
+    members,
   );
+}
+
+/**
+ * The viewer on a group's member, its Previous and Next the group's other members.
+ * @param {Group} group
+ * @param {HTMLElement} members the group's list of cards: the focus returns to one of them
+ * @param {Item} item
+ */
+function view(group, members, item) {
+  const closed = (/** @type {number} */ index) => /** @type {HTMLElement | undefined} */ (members.querySelectorAll(".thumb")[index])?.focus();
+  openViewer({ items: () => group.members, more: moreLikeThis, closed }, group.members.indexOf(item));
 }
 
 /** The form and the pager. */

@@ -1,9 +1,10 @@
 // @ts-check
 // The token login: the form shown when the daemon asks for its token (a 401, or /login says
-// so), POST /login for the session cookie, POST /logout to end it.
+// so), POST /login for the session cookie, POST /logout to end it. The form names the file
+// that holds the token (GET /login's token_file), never the token.
 
 import { ApiError, api } from "./api.js";
-import { $, $$, $input } from "./dom.js";
+import { $, $$, $input, h } from "./dom.js";
 import { state } from "./state.js";
 
 /** Show the login form instead of the views. */
@@ -14,6 +15,26 @@ export function showLogin() {
   for (const panel of $$("[data-panel]")) panel.hidden = true;
   $("#login-view").hidden = false;
   $input("#token").focus();
+  showTokenFile();
+}
+
+/** Where the token is kept, under the form's first line: the settings file the daemon read. */
+async function showTokenFile() {
+  /** @type {{token_file?: string | null}} */
+  let who = {};
+  try {
+    const response = await fetch("/login", { credentials: "same-origin" });
+    if (response.ok) who = await response.json();
+  } catch {
+    return; // the form works without it
+  }
+  if (who.token_file === undefined) return;
+  const where = who.token_file
+    ? ["The token is server.token in ", h("code", null, who.token_file), "."]
+    : ["The token was given to the daemon when it started (not read from a settings file)."];
+  const line = document.querySelector("#login-file") || h("p", { id: "login-file", class: "muted" });
+  line.replaceChildren(...where);
+  if (!line.isConnected) $("#login-form").insertBefore(line, $("#login-form").querySelector("label"));
 }
 
 /**

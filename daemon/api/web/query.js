@@ -64,17 +64,24 @@ export function clearParts() {
 export async function partJson(part) {
   if (part.kind === "text") return { text: part.text, weight: part.weight };
   if (part.kind === "image") return { image: part.image, weight: part.weight };
+  if (part.kind === "hash") throw new Error(LOST_UPLOAD);
   return { image_base64: await part.dataUrl, weight: part.weight };
 }
 
-/** The query in words, for the message above the results. */
+/** Why a combined query from an address cannot run: its upload's bytes are not in the address. */
+export const LOST_UPLOAD = "This search combined an uploaded picture, which a link cannot hold: choose the picture again.";
+
+/**
+ * The query in words after "24 pictures" or "No pictures": "like cat.jpg", "matching “a cat”",
+ * "for a query of 3 parts".
+ */
 export function describe() {
   if (state.parts.length === 1) {
     const part = state.parts[0];
-    if (part.kind === "text") return `“${part.text}”`;
-    return part.kind === "image" ? `more like ${part.label}` : part.label;
+    if (part.kind === "text") return `matching “${part.text}”`;
+    return `like ${part.label}`;
   }
-  return `a query of ${state.parts.length} parts`;
+  return `for a query of ${state.parts.length} parts`;
 }
 
 /**
@@ -128,6 +135,7 @@ export function renderParts(then) {
 function chipPicture(part) {
   if (part.kind === "upload") return h("img", { src: part.preview, alt: "" });
   if (part.kind === "text") return h("span", { class: "quote", "aria-hidden": "true" }, "“”");
+  if (part.kind === "hash") return h("span", { class: "quote", "aria-hidden": "true" }, "#");
   const img = h("img", { src: thumbnailURL(part), alt: "" });
   img.addEventListener("error", () => img.replaceWith(h("span", { class: "quote", "aria-hidden": "true" }, "?")), { once: true });
   return img;

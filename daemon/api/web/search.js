@@ -1,19 +1,30 @@
 // @ts-check
-// The search view: the query's parts sent to /search (GET for one picture or text, a form for
-// an upload, JSON for a combined query), and the results as a grid of cards.
+// The search view: the query's parts sent to /search (GET for one picture, text or content
+// hash, a form for an upload, JSON for a combined query), the results as a grid of cards that
+// open the viewer, "More results" for the next page, and the search kept in the address.
 
-import { api, pathParam, query } from "./api.js";
-import { card } from "./card.js";
-import { $, $input, $select, setMessage } from "./dom.js";
+import { addressOf, optionsOf, partsOf, readAddress } from "./address.js";
+import { ApiError, api, pathParam, query } from "./api.js";
+import { bindGrid, card, focusCard, keepTabStop } from "./card.js";
+import { $, $button, $input, $select, h, setMessage } from "./dom.js";
 import { number } from "./format.js";
-import { clearParts, describe, imagePart, partJson, renderParts, uploadPart } from "./query.js";
+import { LOST_UPLOAD, clearParts, describe, imagePart, partJson, renderParts, uploadPart } from "./query.js";
 import { state } from "./state.js";
-import { showSearch } from "./views.js";
+import { openViewer } from "./viewer.js";
+import { showView } from "./views.js";
 
 /** @typedef {import("./types.js").Item} Item */
 /** @typedef {import("./types.js").Part} Part */
 /** @typedef {import("./types.js").SearchAnswer} SearchAnswer */
-/** @typedef {{limit: string, extractor: string, folder: string, taken_after: string, taken_before: string}} SearchOptions */
+/** @typedef {import("./address.js").SearchOptions} SearchOptions */
+
+/** What the daemon's one-word reasons mean for a picture the user gave (ApiError.reason). */
+const UNREADABLE = {
+  truncated: "it is cut short",
+  corrupt: "it is damaged",
+  not_an_image: "it is not in a picture format",
+  empty: "it is empty",
+};
 
 /** @returns {SearchOptions} the form's settings */
 function searchOptions() {
@@ -24,6 +35,18 @@ function searchOptions() {
     taken_after: $input("#taken-after").value, // a day (YYYY-MM-DD): the daemon takes the whole day
     taken_before: $input("#taken-before").value,
   };
+}
+
+/** @param {SearchOptions} options */
+function setOptions(options) {
+  $select("#limit").value = options.limit;
+  const models = $select("#extractor");
+  // before the first /stats the menu is empty: the address's model waits in it (stats.js keeps it)
+  if (options.extractor && !Array.from(models.options).some((o) => o.value === options.extractor)) models.append(h("option", {}, options.extractor));
+  models.value = options.extractor || state.stats?.active_extractor || models.value; // none named: the default
+  $input("#folder").value = options.folder;
+  $input("#taken-after").value = options.taken_after;
+  $input("#taken-before").value = options.taken_before;
 }
 
 /** The chosen model, with what /stats says of it. */
@@ -48,9 +71,13 @@ export function updateTextAbility() {
   $("#text-row").hidden = !able;
   note.hidden = able;
   if (!able) {
-    note.textContent =
-      `No text search: ${ex.name} (${ex.model}) reads pictures, not words. ` +
-      `Add "clip" to index.extractors in the daemon's settings to search by description.`;
+    const fallback = state.stats?.fallback;
+    note.replaceChildren(
+      `No text search: ${ex.name} (${ex.model}) reads pictures, not words. `,
+      fallback
+        ? h("span", {}, `${fallback.configured} did not load (${fallback.reason}). `, h("a", { href: "#status" }, "What to fetch and where to put it"), ".")
+        : "A model with a text encoder (clip) in index.extractors searches by description.",
+    );
   }
 }
 
@@ -58,12 +85,13 @@ export function updateTextAbility() {
 export function welcome() {
   const stats = state.stats;
   if (!stats || stats.images === null || stats.images === undefined) return;
-  setMessage(
-    $("#search-message"),
-    stats.images
-      ? `${number.format(stats.images)} pictures indexed. Choose, drop or paste a picture to find ones like it.`
-      : "Nothing is indexed yet: add a folder to index.watch_dirs, or GET /add?image=<folder>.",
-  );
+  const message = $("#search-message");
+  if (stats.images) {
+    setMessage(message, `${number.format(stats.images)} pictures indexed. Choose, drop or paste a picture to find ones like it.`);
+    return;
+  }
+  setMessage(message, "Nothing is indexed yet: ");
+  message.append(h("a", { href: "#folders" }, "add a folder of pictures"), " to watch (Folders).");
 }
 
 /**
@@ -73,13 +101,12 @@ export function welcome() {
 export function useFile(file) {
   if (!file) return;
   if (file.type && !file.type.startsWith("image/")) {
-    setMessage($("#search-message"), `${file.name} is not a picture (${file.type}).`, "error");
+    failed(`${file.name} is not a picture (${file.type}).`);
     return;
   }
   const part = uploadPart(file);
   clearParts();
   state.parts.push(part);
-  showSearch();
   runSearch();
 }
 
@@ -87,7 +114,6 @@ export function useFile(file) {
 export function moreLikeThis(item) {
   clearParts();
   state.parts.push(imagePart(item, 1));
-  showSearch(true);
   window.scrollTo({ top: 0, behavior: "smooth" });
   runSearch();
 }
@@ -105,78 +131,224 @@ function refine(item, weight) {
 }
 
 function showParts() {
-  renderParts({
-    changed: runSearch,
-    emptied: () => {
-      showParts();
-      $("#results").replaceChildren();
-      welcome();
-    },
-  });
+  renderParts({ changed: runSearch, emptied: () => restore(new URLSearchParams(), true) });
 }
 
-/** Search with the query as it stands; the answer of the latest search wins. */
-export async function runSearch() {
+/**
+ * The search in the address bar (a new entry for a new search; ``push`` false: replace it).
+ * The Search link in the menu leads back to it from the other views.
+ * @param {boolean} push
+ */
+function record(push) {
+  const options = searchOptions();
+  if (options.extractor === state.stats?.active_extractor) options.extractor = ""; // the default goes without saying
+  const address = addressOf(state.parts, options);
+  if (!address) return; // an upload, until the daemon names its content hash
+  state.search.address = address;
+  $("nav a[data-view=search]").setAttribute("href", address);
+  if (location.hash === address) return;
+  if (push) history.pushState(null, "", address);
+  else history.replaceState(null, "", address);
+}
+
+/**
+ * Search with the query as it stands; the answer of the latest search wins.
+ * @param {boolean} [push] a new step in the browser's history (false: from the address)
+ */
+export async function runSearch(push = true) {
+  showView("search");
   showParts();
   if (!state.parts.length) return;
   const seq = ++state.searchSeq;
-  const message = $("#search-message");
   const options = searchOptions();
-  setMessage(message, "Searching…", "busy");
+  state.search.waiting = false;
+  record(push);
+  setMessage($("#search-message"), "Searching…", "busy");
+  $("#search-message").title = "";
   $("#results").setAttribute("aria-busy", "true");
   const started = performance.now();
   /** @type {SearchAnswer} */
   let answer;
   try {
-    answer = await ask(options);
+    answer = await ask(options, 0);
   } catch (e) {
-    if (seq !== state.searchSeq) return;
-    $("#results").removeAttribute("aria-busy");
-    setMessage(message, e instanceof Error ? e.message : String(e), "error");
+    if (seq === state.searchSeq) failed(e);
     return;
   }
   if (seq !== state.searchSeq) return;
-  const results = answer.results || [];
-  const ms = Math.round(performance.now() - started);
-  let where = answer.folder ? ` in ${answer.folder}` : "";
-  if (options.taken_after || options.taken_before) where += `, taken ${options.taken_after || "…"} – ${options.taken_before || "…"}`;
-  setMessage(
-    message,
-    results.length ? `${results.length} pictures like ${describe()}${where} · ${answer.extractor || ""} · ${ms} ms` : `Nothing like ${describe()}${where}.`,
-  );
-  renderResults(results);
+  const only = state.parts.length === 1 ? state.parts[0] : null;
+  if (only && only.kind === "upload" && answer.query?.hash) {
+    only.hash = answer.query.hash;
+    record(push);
+  }
+  state.search.results = [];
+  renderResults(answer, options, Math.round(performance.now() - started));
 }
 
 /**
- * /search for the query: one part towards something as a GET (a picture, a text) or a form (an
- * upload), anything else as a combined query in JSON.
+ * The search failed: say why in words, and show no results of an earlier query.
+ * @param {unknown} e
+ */
+function failed(e) {
+  $("#results").removeAttribute("aria-busy");
+  $("#results").replaceChildren();
+  state.search.results = [];
+  $button("#more-results").hidden = true;
+  $("#search-form").classList.remove("folded"); // on a phone: the form again, to try another picture
+  const { text, wait } = explain(e);
+  state.search.waiting = wait;
+  setMessage($("#search-message"), text, wait ? "busy" : "error");
+  $("#search-message").title = e instanceof Error && e.message !== text ? e.message : ""; // the daemon's own words
+}
+
+/**
+ * An error in words, and whether the search runs again by itself (the daemon starting or away).
+ * @param {unknown} e
+ * @returns {{text: string, wait: boolean}}
+ */
+function explain(e) {
+  if (!(e instanceof ApiError)) return { text: e instanceof Error ? e.message : String(e), wait: false };
+  if (e.status === 0) return { text: "Cannot reach the daemon: the search runs again once it is back.", wait: true };
+  if (e.status === 503 && (e.message.includes("is starting") || state.stats?.ready === false)) {
+    return { text: "Starting: loading models… The search runs once they are loaded.", wait: true };
+  }
+  const why = UNREADABLE[/** @type {keyof UNREADABLE} */ (e.reason)];
+  if (why) return { text: `This file is not a picture we can read (${why}).`, wait: false };
+  if (e.reason === "missing_library") return { text: `This picture's format needs a decoder the daemon does not have: ${e.message}`, wait: false };
+  if (e.reason === "too_large") return { text: `This picture is too large to search with: ${e.message}`, wait: false };
+  if (e.status === 404 && state.parts.some((p) => p.kind === "hash")) {
+    return { text: "This uploaded picture is no longer remembered: choose it again.", wait: false };
+  }
+  return { text: e.message, wait: false };
+}
+
+/** The next page of results, below the ones shown; false when there is none. */
+export async function loadMore() {
+  const next = state.search.next;
+  if (next === null || !state.parts.length) return false;
+  const seq = state.searchSeq;
+  const button = $button("#more-results");
+  button.disabled = true;
+  const started = performance.now();
+  try {
+    const answer = await ask(searchOptions(), next);
+    if (seq !== state.searchSeq) return false;
+    renderResults(answer, searchOptions(), Math.round(performance.now() - started));
+    return Boolean(answer.results?.length);
+  } catch (e) {
+    if (seq === state.searchSeq) setMessage($("#search-message"), explain(e).text, "error");
+    return false;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/**
+ * /search for the query: one part towards something as a GET (a picture, a text, a content
+ * hash: an upload the daemon has seen) or a form (an upload), anything else as a combined
+ * query in JSON. ``offset``: the results to skip (the next page).
  * @param {SearchOptions} options
+ * @param {number} offset
  * @returns {Promise<SearchAnswer>}
  */
-async function ask(options) {
+async function ask(options, offset) {
   const only = state.parts.length === 1 && state.parts[0].weight > 0 ? state.parts[0] : null;
-  if (only && only.kind === "image") return (await api(`/search?image=${pathParam(only)}&${query(options)}`)).body;
-  if (only && only.kind === "text") return (await api(`/search?${query({ text: only.text, ...options })}`)).body;
-  if (only) {
+  const paged = { ...options, offset: offset || "" };
+  if (only && only.kind === "image") return (await api(`/search?image=${pathParam(only)}&${query(paged)}`)).body;
+  if (only && only.kind === "text") return (await api(`/search?${query({ text: only.text, ...paged })}`)).body;
+  if (only && (only.kind === "hash" || (only.kind === "upload" && only.hash))) {
+    return (await api(`/search?${query({ hash: only.hash, ...paged })}`)).body;
+  }
+  if (only && only.kind === "upload") {
     const form = new FormData();
     form.append("image", only.file, only.file.name || "pasted.png");
-    for (const [key, value] of Object.entries(options)) if (value) form.append(key, value);
+    for (const [key, value] of Object.entries(paged)) if (value) form.append(key, String(value));
     return (await api("/search", { method: "POST", body: form })).body;
   }
+  if (state.parts.some((p) => p.kind === "hash")) throw new Error(LOST_UPLOAD);
   /** @type {Record<string, unknown>} */
   const body = { query: await Promise.all(state.parts.map(partJson)), limit: Number(options.limit) };
+  if (offset) body.offset = offset;
   if (options.extractor) body.extractor = options.extractor;
   for (const key of /** @type {const} */ (["folder", "taken_after", "taken_before"])) if (options[key]) body[key] = options[key];
   const headers = { "Content-Type": "application/json" };
   return (await api("/search", { method: "POST", headers, body: JSON.stringify(body) })).body;
 }
 
-/** @param {Item[]} results */
-function renderResults(results) {
+/**
+ * A page of results: the first replaces the grid, a later one ("More results") adds to it.
+ * @param {SearchAnswer} answer
+ * @param {SearchOptions} options
+ * @param {number} ms
+ */
+function renderResults(answer, options, ms) {
   const grid = $("#results");
-  $("#search-form").classList.toggle("compact", results.length > 0);
+  const page = answer.results || [];
+  const first = !state.search.results.length;
+  state.search.results = [...state.search.results, ...page];
+  state.search.next = answer.next_offset ?? null;
+  const count = state.search.results.length;
+  let where = answer.folder ? ` in ${answer.folder}` : "";
+  if (options.taken_after || options.taken_before) where += `, taken ${options.taken_after || "…"} – ${options.taken_before || "…"}`;
+  const pictures = `${number.format(count)} picture${count === 1 ? "" : "s"}`;
+  setMessage($("#search-message"), count ? `${pictures} ${describe()}${where} · ${answer.extractor || ""} · ${ms} ms` : `No pictures ${describe()}${where}.`);
+  const form = $("#search-form");
+  form.classList.toggle("compact", count > 0); // the drop area shrinks once there are results
+  form.classList.toggle("folded", count > 0); // and on a phone the form folds away: results on the first screen
+  $("#unfold").setAttribute("aria-expanded", String(!count));
+  $("#fold-what").textContent = `${pictures} ${describe()}`;
   grid.removeAttribute("aria-busy");
-  grid.replaceChildren(...results.map((item) => card(item, { more: moreLikeThis, score: true, refine })));
+  const cards = page.map((item) => card(item, { open: view, score: true, refine, roving: true }));
+  if (first) grid.replaceChildren(...cards);
+  else grid.append(...cards);
+  keepTabStop(grid);
+  $button("#more-results").hidden = state.search.next === null || !page.length;
+}
+
+/**
+ * The viewer on a result.
+ * @param {Item} item
+ */
+function view(item) {
+  const seq = state.searchSeq;
+  const source = {
+    items: () => state.search.results,
+    more: moreLikeThis,
+    refine,
+    loadMore: () => (state.search.next === null ? Promise.resolve(false) : loadMore()),
+    /** @param {number} index the focus to its card, unless a new search (More like this, + or −) replaced the grid */
+    closed: (index) => seq === state.searchSeq && focusCard($("#results"), index),
+  };
+  openViewer(source, state.search.results.indexOf(item));
+}
+
+/**
+ * Show the search an address names (Back, reload, a bookmark): run it, unless it is the one
+ * shown; an address without a query empties the view.
+ * @param {URLSearchParams} params
+ * @param {boolean} [push] a removed last chip: a new step in the history
+ */
+export function restore(params, push = false) {
+  const parts = partsOf(params);
+  const options = optionsOf(params);
+  const address = parts.length ? addressOf(parts, options) : "";
+  if (address && address === state.search.address && state.parts.length) return;
+  if (parts.length) setOptions(options); // an empty query (the last chip removed) keeps the filters
+  clearParts();
+  state.parts.push(...parts);
+  if (parts.length) {
+    runSearch(push);
+    return;
+  }
+  ++state.searchSeq;
+  state.search = { results: [], next: null, address: "", waiting: false };
+  $("nav a[data-view=search]").setAttribute("href", "#search");
+  if (push) history.pushState(null, "", "#search");
+  showParts();
+  $("#results").replaceChildren();
+  $button("#more-results").hidden = true;
+  $("#search-form").classList.remove("folded", "compact");
+  welcome();
 }
 
 /** The search form's controls: a text, a picture from the file picker, the options. */
@@ -199,5 +371,18 @@ export function bindSearch() {
     updateTextAbility();
     runSearch();
   });
-  for (const id of ["#limit", "#folder", "#taken-after", "#taken-before"]) $(id).addEventListener("change", runSearch);
+  for (const id of ["#limit", "#folder", "#taken-after", "#taken-before"]) $(id).addEventListener("change", () => runSearch());
+  $button("#more-results").addEventListener("click", () => loadMore());
+  bindGrid($("#results"));
+  $button("#unfold").addEventListener("click", () => {
+    $("#search-form").classList.remove("folded");
+    $("#unfold").setAttribute("aria-expanded", "true");
+    ($input("#text").disabled ? $("#file-label") : $input("#text")).focus();
+  });
+}
+
+/** The search view and the search the address names, if it names one (at start, on Back/Forward). */
+export function restoreFromAddress() {
+  showView("search");
+  restore(readAddress().params);
 }

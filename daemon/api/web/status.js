@@ -49,6 +49,7 @@ export function renderStatus(stats) {
       tile("up", fmtSeconds(stats.uptime_s), `version ${stats.version}`),
     ),
   );
+  if (stats.fallback) parts.push(fallbackAdvice(stats.fallback));
   parts.push(jobsPart(stats.jobs || []));
   parts.push(foldersPart(stats.watch || []));
   parts.push(modelsPart(stats));
@@ -61,7 +62,7 @@ export function renderStatus(stats) {
 
 /** @param {Job[]} jobs */
 function jobsPart(jobs) {
-  if (!jobs.length) return section("Folder jobs", h("p", { class: "muted" }, "No folder jobs since the daemon started (GET /add?image=<folder> starts one)."));
+  if (!jobs.length) return section("Folder jobs", h("p", { class: "muted" }, "No folder jobs since the daemon started (adding a folder starts one)."));
   const rows = [...jobs].reverse().map((job) => {
     const outcomes = Object.entries(job.outcomes || {}).map(([k, v]) => `${k.replace("failed:", "failed (")}${k.startsWith("failed:") ? ")" : ""} ${v}`);
     return h(
@@ -83,7 +84,7 @@ function jobsPart(jobs) {
 
 /** @param {Watch[]} watch */
 function foldersPart(watch) {
-  if (!watch.length) return section("Watched folders", h("p", { class: "muted" }, "No watched folders (index.watch_dirs)."));
+  if (!watch.length) return section("Watched folders", h("p", { class: "muted" }, "No watched folders: ", h("a", { href: "#folders" }, "add one"), "."));
   const rows = watch.map((w) =>
     h(
       "tr",
@@ -96,7 +97,8 @@ function foldersPart(watch) {
     ),
   );
   const head = h("tr", {}, h("th", {}, "folder"), h("th", {}, "state"), h("th", {}, "how / why"), h("th", {}, "since"), h("th", { class: "num" }, "events"));
-  return section("Watched folders", h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, head), h("tbody", {}, ...rows))));
+  const manage = h("p", { class: "small" }, h("a", { href: "#folders" }, "Add or remove folders"));
+  return section("Watched folders", h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, head), h("tbody", {}, ...rows))), manage);
 }
 
 /**
@@ -136,8 +138,25 @@ function modelsPart(stats) {
       h("dl", {}, ...modelFacts(name, ex, stats).flatMap(([k, v, why]) => [h("dt", {}, k), h("dd", {}, v, why ? h("span", { class: "muted small why" }, why) : null)])),
     ),
   );
-  const fallback = stats.fallback ? h("p", { class: "message warn" }, `Running ${stats.fallback.running} instead of ${stats.fallback.configured}: ${stats.fallback.reason}`) : null;
-  return section("Models and indexes", fallback, h("div", { class: "models" }, ...cards));
+  return section("Models and indexes", h("div", { class: "models" }, ...cards));
+}
+
+/**
+ * A model that could not load: which, why, what to fetch (file, size, from where), where to put
+ * it, that the library is embedded again, how to keep the fallback: the daemon's own sentences.
+ * @param {import("./types.js").Fallback} fallback
+ */
+export function fallbackAdvice(fallback) {
+  const lines = fallback.advice?.length ? fallback.advice : [`Running ${fallback.running} instead of ${fallback.configured}: ${fallback.reason}`];
+  const fetch = fallback.fetch;
+  return h(
+    "section",
+    { class: "panel status-part advice", id: "fallback-advice" },
+    h("h2", {}, `${fallback.configured} is not running: ${fallback.running} stands in`),
+    // `commands` in the daemon's sentences as code
+    h("ol", {}, ...lines.map((line) => h("li", {}, ...line.split("`").map((piece, i) => (i % 2 ? h("code", {}, piece) : piece))))),
+    fetch ? h("p", { class: "small" }, "Download: ", h("a", { href: fetch.url, rel: "noopener noreferrer" }, fetch.file), fetch.size || fetch.bytes ? ` (${fetch.size || fmtBytes(fetch.bytes)})` : "") : null,
+  );
 }
 
 /** @param {Failures} failed */

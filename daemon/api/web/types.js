@@ -20,10 +20,20 @@ export {};
 
 /** @typedef {{kind: "text", weight: number, label: string, text: string}} TextPart */
 /** @typedef {{kind: "image", weight: number, label: string, image: string, path_base64?: string, hash?: string}} ImagePart */
-/** @typedef {{kind: "upload", weight: number, label: string, file: File, preview: string, dataUrl: Promise<string>}} UploadPart */
-/** One part of the query: a weight below 0 searches away from it. @typedef {TextPart | ImagePart | UploadPart} Part */
+/** An upload: its content hash once the daemon answered (the address names it so). @typedef {{kind: "upload", weight: number, label: string, file: File, preview: string, dataUrl: Promise<string>, hash?: string}} UploadPart */
+/** A picture by its content hash alone (an upload, from the address after a reload). @typedef {{kind: "hash", weight: number, label: string, hash: string}} HashPart */
+/** One part of the query: a weight below 0 searches away from it. @typedef {TextPart | ImagePart | UploadPart | HashPart} Part */
 
-/** @typedef {{results?: Item[], folder?: string, extractor?: string}} SearchAnswer */
+/**
+ * What /search answers.
+ * @typedef {object} SearchAnswer
+ * @property {Item[]} [results]
+ * @property {string} [folder]
+ * @property {string} [extractor]
+ * @property {{kind: string, hash?: string}} [query] what was searched; an upload's content hash
+ * @property {number} [offset]
+ * @property {number | null} [next_offset] the next page's offset; null: no more
+ */
 
 /** @typedef {{phase?: string, done?: number, total?: number, progress?: number, extractor?: string}} Computing */
 /** @typedef {{kind: string, files: number, similarity: number, members: Item[]}} Group */
@@ -67,8 +77,37 @@ export {};
  */
 
 /** @typedef {{id: string | number, folder: string, state: string, progress: number, done: number, found: number, seconds: number, outcomes?: Record<string, number>, error?: string | null}} Job */
+/**
+ * A watched folder, as /folders lists it.
+ * @typedef {object} Folder
+ * @property {string} folder
+ * @property {string} [path_base64]
+ * @property {"config" | "added"} source from the settings file (or --watch), or added at run time
+ * @property {string} state "starting", "watching", "polling" or "offline"
+ * @property {number} files pictures indexed at or below it
+ * @property {number} failed
+ * @property {number} pending
+ * @property {Job | null} job its current or last folder job
+ * @property {string | null} added_at
+ * @property {boolean} removable
+ * @property {string | null} error
+ */
+/** @typedef {{folders: Folder[], roots: string[], anywhere: boolean}} FoldersAnswer */
+/** @typedef {{path: string, parent: string | null, folders: {name: string, path: string, watched: boolean}[], truncated: boolean}} BrowseAnswer */
+/** @typedef {{folder: string, source: string, already: boolean, job: Job | null}} FolderAdded */
+
 /** @typedef {{folder: string, state: string, scanning?: boolean, observer?: string | null, reason?: string | null, since?: string | null, events?: number}} Watch */
 /** @typedef {{total?: number, by_reason?: Record<string, number>, recent?: {path: string, reason: string, detail?: string | null}[]}} Failures */
+
+/**
+ * A configured model that could not load, and what to do about it (/stats).
+ * @typedef {object} Fallback
+ * @property {string} running
+ * @property {string} configured
+ * @property {string} reason
+ * @property {{file: string, bytes: number | null, size?: string | null, url: string} | null} [fetch] what to download
+ * @property {string[]} [advice] the whole advice, sentence by sentence (as the log and the CLI say it)
+ */
 
 /**
  * What /stats answers, as far as the page reads it.
@@ -86,7 +125,7 @@ export {};
  * @property {Failures} [failed]
  * @property {{count: number, bytes: number, max_bytes: number}} [thumbnails]
  * @property {{computing?: Computing | null}} [duplicates]
- * @property {{running: string, configured: string, reason: string} | null} [fallback]
+ * @property {Fallback | null} [fallback]
  * @property {number} [uptime_s]
  * @property {string} [version]
  */

@@ -1,5 +1,6 @@
 // @ts-check
-// The three views (search, duplicates, status): one shown at a time, named by the URL's hash.
+// The views (search, folders, duplicates, status): one shown at a time, named by the URL's hash
+// ("#search?text=...": the search view and its search, address.js).
 
 import { $$ } from "./dom.js";
 import { VIEWS, state } from "./state.js";
@@ -28,10 +29,10 @@ export function showView(name) {
   onShow.get(name)?.();
 }
 
-/** The search view, with #search in the address (``push``: a step the Back button undoes). */
-export function showSearch(push = false) {
+/** The search view (from another view: a step the Back button undoes), its search kept. */
+export function showSearch() {
+  if (state.view === "search") return;
   showView("search");
-  if (location.hash === "#search") return;
-  if (push) history.pushState(null, "", "#search");
-  else history.replaceState(null, "", "#search");
+  const link = document.querySelector("nav a[data-view=search]");
+  history.pushState(null, "", link?.getAttribute("href") || "#search");
 }
