@@ -100,6 +100,8 @@ SERVICE_PIP_ARGS ?=
 define service_venv
 	@umask 022; test -x $(1)/bin/python || $(PYTHON) -m venv $(1) || python3 -m venv $(1)
 	umask 022; $(1)/bin/python -m pip install --quiet $(TORCH_FROM) $(TORCH)
+	@# setuptools builds in build/lib and never deletes there what the checkout no longer has: a fresh one
+	rm -rf build/lib build/bdist.*
 	umask 022; $(1)/bin/python -m pip install --quiet $(SERVICE_PIP_ARGS) .
 endef
 # Removes a venv made by service_venv (one with a pyvenv.cfg: never a folder that is not a venv).
@@ -159,6 +161,7 @@ install-user-service:
 		umask 077; token=$$($(USER_VENV)/bin/python -c 'import secrets; print(secrets.token_urlsafe(24))') && \
 		sed -e 's#^data_dir = "data"#data_dir = "~/.local/share/imgsearchd"#' \
 			-e 's#^directories = \[\]#directories = ["~/Pictures"]#' \
+			-e 's#^allowed_roots = \[\]#allowed_roots = ["~"]#' \
 			-e "s#^token = \"\"#token = \"$$token\"#" config/imgsearchd.toml \
 			> $(DESTDIR)$(USER_CONF_DIR)/imgsearchd.toml; \
 	fi

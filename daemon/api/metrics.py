@@ -32,7 +32,7 @@ SEARCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 
 Outcome = Literal["embedded", "reused", "unchanged", "removed"]
 INDEXING_OUTCOMES: tuple[Outcome, ...] = ("embedded", "reused", "unchanged", "removed")
-SEARCH_KINDS = ("path", "upload", "text", "combined")
+SEARCH_KINDS = ("path", "upload", "text", "combined", "hash")
 
 
 class _Failed(TypedDict):

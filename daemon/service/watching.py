@@ -149,18 +149,36 @@ class Watching:
         catalog = self._catalog()
         with self._lock:
             self._added = {folder.path: folder.added_at for folder in catalog.watched_folders()}
-        config = self.host.config
-        for path in self._added:
+        self._park(self.host.config)
+
+    def _park(self, config: Config) -> None:
+        """Take the pictures of added folders these settings forbid out of the search (offline: kept
+        with their vectors, searchable again once allowed), so no result points at a file the daemon
+        would refuse to show. Not below a config folder inside one: those stay searchable."""
+        configured = normalised_roots(config.watch_dirs)
+        with self._lock:
+            added = list(self._added)
+        for path in added:
             why = self._unusable(path, config)
-            if why is not None:
-                log.warning("folder %s was added at run time but is not watched: %s", path, why)
+            if why is None or any(is_under(root, path) for root in configured):
+                continue
+            try:
+                parked = self._catalog().set_offline(path)
+            except StorageUnavailable as exc:
+                parked = 0
+                log.warning("%s: its pictures stay searchable until the disk allows a write: %s", path, exc)
+            log.warning(
+                "folder %s was added at run time but is not watched: %s (%d pictures offline)", path, why, parked
+            )
 
     def roots(self, config: Config) -> list[str]:
         """What the watcher watches: the config's folders, then the added ones that may be watched."""
         watched = normalised_roots(config.watch_dirs)
         with self._lock:
             added = list(self._added)
-        watched += [p for p in added if p not in watched and self._unusable(p, config) is None]
+        watched += [
+            p for p in added if p not in watched and not _covered(p, watched) and self._unusable(p, config) is None
+        ]
         return watched
 
     def apply(self, config: Config, options: WatchOptions | None = None) -> None:
@@ -169,6 +187,8 @@ class Watching:
         if watcher is not None:
             with self._lock:
                 watcher.configure(self.roots(config), options)
+        if options is not None:  # a reload: the settings may forbid an added folder now
+            self._park(config)
 
     # -- reading
 
@@ -182,7 +202,7 @@ class Watching:
         configured = normalised_roots(config.watch_dirs)
         entries = [self._entry(root, "config", None, states.get(root)) for root in configured]
         for root, added_at in added.items():
-            if root not in configured:
+            if not _covered(root, configured):  # one the settings now watch too is listed once, as theirs
                 entry = self._entry(root, "added", added_at, states.get(root))
                 entry["error"] = entry["error"] or self._unusable(root, config)
                 entries.append(entry)
@@ -231,7 +251,19 @@ class Watching:
         """Watch a folder from now on (kept across restarts) and index it now: (201, answer), or
         (200, answer) when it is watched already. ``Conflict`` inside a watched folder."""
         host = self.host
-        path = host.canonical(host.check_path(raw))
+        try:
+            path = host.canonical(host.check_path(raw))
+        except Refused as exc:
+            where = f"the settings file {host.config.source}" if host.config.source else "the settings"
+            raise Refused(
+                f"{exc}; to watch it, add it or a folder above it to server.allowed_roots in {where} "
+                "and reload (SIGHUP)",
+                reason="outside_roots",
+                folder=normalise_path(raw),
+            ) from None
+        data = os.path.realpath(host.config.data_dir)
+        if is_under(os.path.realpath(path), data):
+            raise Refused(f"{path} is in the daemon's own data folder ({data})", reason="data_folder", folder=path)
         if not os.path.isdir(path):
             what = "is not a folder" if os.path.exists(path) else "does not exist"
             raise NotFound(f"{path} {what}", folder=path)
@@ -424,6 +456,11 @@ class Watching:
     def _intake(self) -> Intake:
         assert self.host.intake is not None
         return self.host.intake
+
+
+def _covered(path: str, roots: list[str]) -> bool:
+    """True when one of ``roots`` (not ``path`` itself) holds ``path``."""
+    return any(path != root and is_under(path, root) for root in roots)
 
 
 def _offered(entry: os.DirEntry[str]) -> bool:

@@ -201,6 +201,7 @@ def test_watching_refuses_what_add_refuses_and_folders_inside_watched_ones(tmp_p
         for outside in (tmp_path / "outside", root / "link-out"):
             status, body = watch(live, outside)
             assert status == 403 and body["reason"] == "outside_roots", body
+            assert "add it or a folder above it to server.allowed_roots in the settings file" in body["error"], body
         status, body = watch(live, root / "missing")
         assert status == 404 and "does not exist" in body["error"], body
         status, body = watch(live, root / "a.jpg")
@@ -249,11 +250,16 @@ def test_added_folders_are_no_roots_and_a_reload_keeps_them(tmp_path, photos, mo
     os.symlink(pictures, home / "Pics")
     os.symlink(pictures / "2024", home / "This year")
     monkeypatch.setenv("HOME", str(home))
+    (pictures / "p.jpg").write_bytes(picture(photos, 1))
+    (scans / "s.jpg").write_bytes(picture(photos, 2))
     config = server_config(tmp_path)
     with daemon(config) as live:
         assert watch(live, pictures)[0] == 201
         status, body = watch(live, scans)
         assert status == 201, body
+        status, body = watch(live, live.service.config.data_dir)  # its thumbnails are no photos
+        assert status == 403 and body["reason"] == "data_folder", body
+        wait_found(live, scans / "s.jpg", "the added folder's picture to be indexed")
         status, body = watch(live, home / "Pics")  # the same folder through a link
         assert status == 200 and body["already"] is True and body["folder"] == str(pictures), body
         status, body = watch(live, home / "This year")  # inside it, through a link
@@ -266,8 +272,21 @@ def test_added_folders_are_no_roots_and_a_reload_keeps_them(tmp_path, photos, mo
         watched = [(f["name"], f["watched"]) for f in body["folders"]]
         assert watched == [("Pics", True), ("Pictures", True), ("Scans", True), ("This year", True)], watched
 
-        server_config(tmp_path, server={"allowed_roots": [str(pictures)]})  # the same file, narrowed
+        def narrow() -> None:
+            server_config(tmp_path, server={"allowed_roots": [str(pictures)]})  # the same file, narrowed
+            live.service.apply_config(live.service.config.reload())
+
+        def shown() -> set[str]:  # every searchable picture (a small library: the search is exact)
+            status, body, _ = live.request("GET", "/search" + query(image=str(pictures / "p.jpg"), limit="50"))
+            assert status == 200, body
+            return {r["image"] for r in body["results"]}
+
+        narrow()  # the folder now forbidden: no result may point at a file the daemon refuses to show
+        assert str(scans / "s.jpg") not in shown() and str(pictures / "p.jpg") in shown()
+        server_config(tmp_path)  # allowed again: its pictures come back
         live.service.apply_config(live.service.config.reload())
+        wait_found(live, scans / "s.jpg", "a folder allowed again to be searchable again")
+        narrow()
         watcher = live.service.watcher
         assert watcher is not None
         assert [s["folder"] for s in watcher.status()] == [str(pictures)]
@@ -279,6 +298,12 @@ def test_added_folders_are_no_roots_and_a_reload_keeps_them(tmp_path, photos, mo
         dropped = pictures / "after-reload.jpg"
         dropped.write_bytes(picture(photos, 9))
         wait_found(live, dropped, "a file dropped into an added folder after a reload to be found")
+
+        server_config(tmp_path, watch={"directories": [str(home)]})  # the settings now watch around it
+        live.service.apply_config(live.service.config.reload())
+        entries = listed(live)
+        assert list(entries) == [str(home)] and entries[str(home)]["source"] == "config", entries
+        assert [s["folder"] for s in watcher.status()] == [str(home)]  # watched once
 
 
 # -- browsing for the page's Add folder box -----------------------------------------------------------

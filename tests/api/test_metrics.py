@@ -56,7 +56,7 @@ def test_metrics_parse_and_move_with_work(tmp_path, photos):
         assert value(before, "imgsearchd_images_indexed") == 0
         assert value(before, "imgsearchd_vectors", extractor="efficientnet") == 0
         # every series exists at 0 before its first event (Prometheus' increase() needs the 0)
-        for kind in ("path", "upload", "text", "combined"):
+        for kind in ("path", "upload", "text", "combined", "hash"):
             assert value(before, "imgsearchd_search_seconds_count", kind=kind) == 0
         assert value(before, "imgsearchd_images_failed", reason="corrupt") == 0
         assert value(before, "imgsearchd_indexing_failed_total", reason="not_an_image") == 0

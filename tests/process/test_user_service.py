@@ -56,6 +56,8 @@ def test_install_puts_unit_and_config_in_xdg_places(installed, venv):
     assert config.index.data_dir == "~/.local/share/imgsearchd"
     assert config.data_dir == Path.home() / ".local/share/imgsearchd"  # ~ is the user's at run time
     assert config.watch.directories == ("~/Pictures",)
+    # folders elsewhere in the home folder may be watched from the page or `imgsearchd watch`
+    assert config.server.allowed_roots == ("~",)
     assert config.server.host == "127.0.0.1"
     # other users of the machine reach loopback too: a random token, in a file only you can read
     assert len(config.server.token) >= 32
