@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .arguments import float_in, int_in
 from .exit_codes import EXIT_ERROR, EXIT_MODEL, EXIT_OK, EXIT_USAGE
-from .output import add_json_flag, emit, summary
+from .output import add_json_flag, counted, emit, summary
 
 if TYPE_CHECKING:
     from ..bulk.backfill import Backfill, ClusterOptions, Plan
@@ -232,7 +232,7 @@ def _run(backfill: Backfill, paths: Sequence[str], config: Config) -> int | None
             backfill.run(paths)
     except (KeyboardInterrupt, SystemExit):  # SystemExit: a SIGTERM during ray.init (Ray's handler)
         print(
-            f"imgsearchd: backfill stopped; {backfill.progress.done} of {len(paths)} files written "
+            f"imgsearchd: backfill stopped; {backfill.progress.done} of {counted(len(paths), 'file')} written "
             "stay in the catalogue (run it again to do the rest)",
             file=sys.stderr,
         )
@@ -243,7 +243,10 @@ def _run(backfill: Backfill, paths: Sequence[str], config: Config) -> int | None
             print(f"imgsearchd: cannot write the catalogue {config.catalog_path}: {cause}", file=sys.stderr)
         else:
             print(f"imgsearchd: {exc}", file=sys.stderr)
-        print(f"imgsearchd: {backfill.progress.done} files written stay; run it again to do the rest", file=sys.stderr)
+        print(
+            f"imgsearchd: {counted(backfill.progress.done, 'file')} written stay; run it again to do the rest",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     return None
 

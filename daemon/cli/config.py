@@ -98,13 +98,16 @@ def warnings_of(config: Config) -> list[str]:
     ):
         for folder in folders:
             path = Path(folder).expanduser()
-            if not path.is_dir():
-                what = "is not a folder" if path.exists() else "does not exist"
-                found.append(
-                    f"{key}: {folder} {what}{where}; it is watched once it appears"
-                    if key.startswith("watch")
-                    else f"{key}: {folder} {what}{where}"
-                )
+            relative = (
+                ""
+                if path.is_absolute()
+                else f" (a relative path: from the folder the daemon starts in; here {path.absolute()})"
+            )
+            if path.exists() and not path.is_dir():
+                found.append(f"{key}: {folder} is a file, not a folder{relative}{where}")
+            elif not path.exists():
+                later = "; it is watched once it appears" if key.startswith("watch") else ""
+                found.append(f"{key}: {folder} does not exist{relative}{where}{later}")
     return found
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .answers import Job
 from .exit_codes import EXIT_ERROR, EXIT_OK
-from .output import add_json_flag, emit, local_time, shown
+from .output import add_json_flag, counted, emit, local_time, shown
 from .remote import client_for, guarded_call
 from .views import job_view
 from .wait import follow_job
@@ -99,10 +99,6 @@ def _mapping(value: object) -> View:
     return value if isinstance(value, Mapping) else {}
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def watched_view(answer: View) -> str:
     """``watch``: watched from now on (its job), or watched already."""
     folder = shown(str(answer.get("folder")))
@@ -114,14 +110,14 @@ def watched_view(answer: View) -> str:
     if job.get("state") in ("done", "failed"):
         lines.append(job_view(cast(Job, dict(job))))
     elif job:
-        lines.append(f"indexing: job {job.get('id')}, {_plural(_count(job.get('found')), 'picture')} found so far")
+        lines.append(f"indexing: job {job.get('id')}, {counted(_count(job.get('found')), 'picture')} found so far")
         lines.append("progress: imgsearchd folders")
     return "\n".join(lines)
 
 
 def unwatched_view(answer: View) -> str:
     """``unwatch``: how many entries left the index; the files are untouched."""
-    removed = _plural(_count(answer.get("removed")), "picture")
+    removed = counted(_count(answer.get("removed")), "picture")
     return f"stopped watching {shown(str(answer.get('folder')))}: {removed} left the index (the files are untouched)"
 
 

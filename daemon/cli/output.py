@@ -3,7 +3,7 @@
 One rule for every command, decided here (``output_mode``): ``--json`` prints the JSON answer,
 ``--paths`` (``search``) one path per line; otherwise a terminal gets lines for a person and
 anything else (a pipe, a file) the JSON, as scripts always got it. For a person sizes are in
-units of 1024 as the page shows them ("34.3 KB"; JSON keeps bytes) and times are ISO 8601 in
+units of 1024 written as the page writes them (``fmtBytes``: "812 B", "3.4 KB", "103 KB"; JSON keeps bytes) and times are ISO 8601 in
 local time with the offset ("2026-12-06T23:48:22+00:00"; JSON keeps what the API gives).
 """
 
@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TextIO, cast
 
 from .answers import Answer, Dated, DuplicateMember, SearchResult
@@ -57,15 +58,34 @@ def emit(answer: Mapping[str, object], args: argparse.Namespace, human: Callable
 
 
 def human_size(size: int | float | None) -> str:
-    """Bytes in units of 1024, as the page shows them: "812 B", "34.3 KB", "1.2 GB"."""
+    """Bytes in units of 1024 with the page's rule (``format.js`` ``fmtBytes``), so both show the same
+    text: bytes as they are, a larger unit with one decimal below 10 and none from 10 ("812 B",
+    "3.4 KB", "103 KB", "1.2 GB"), rounded half up as JavaScript's ``toFixed`` rounds."""
     if size is None:
         return "-"
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+    value, unit = float(size), "B"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            break
         value /= 1024
-    return f"{value:.1f} TB"
+    if unit == "B":
+        return f"{size:g} B"
+    places = Decimal("0.1") if value < 10 else Decimal("1")
+    return f"{Decimal(value).quantize(places, rounding=ROUND_HALF_UP)} {unit}"
+
+
+def counted(n: object, word: str, plural: str = "") -> str:
+    """A count with its noun in the right number: "1 file", "0 files", "2 groups" (``plural``
+    where adding "s" is wrong)."""
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def note(text: str, stream: TextIO | None = None) -> None:
+    """A note for a person ("imgsearchd: TEXT") on stderr, only where stderr is a terminal: piped
+    (a script, a log) the answer and the exit status say it all, and stderr keeps to errors."""
+    err = stream or sys.stderr
+    if err.isatty():
+        print(f"imgsearchd: {text}", file=err, flush=True)
 
 
 def local_time(value: object) -> str:

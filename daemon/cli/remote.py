@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import logging
 import os
 import sys
 import time
@@ -23,14 +22,12 @@ from typing import TYPE_CHECKING, Any, TypedDict, cast
 from .answers import Answer, DuplicatesPage
 from .client import ApiFailure, Client, DaemonNotRunning
 from .exit_codes import EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE
-from .output import emit, member_line, output_mode, print_results
+from .output import counted, emit, member_line, note, output_mode, print_results, shown
 from .views import add_view, job_view
 from .wait import follow_job
 
 if TYPE_CHECKING:
     from ..config import Config
-
-log = logging.getLogger("imgsearchd")
 
 
 class QueryPart(TypedDict, total=False):
@@ -70,17 +67,30 @@ def guarded_call(action: Callable[[], int], args: argparse.Namespace | None = No
 def report_failure(exc: ApiFailure, args: argparse.Namespace | None) -> int:
     """A 400 (a value the daemon refused) is a usage error: one line, exit 2. Any other error is
     one line for a person, or the JSON body on stderr where the output is JSON (as scripts read it)."""
-    message = str(exc.body.get("error") or f"HTTP {exc.status}")
+    message = for_a_person(str(exc.body.get("error") or f"HTTP {exc.status}"))
     if exc.status == 400:
-        print(f"imgsearchd: {' '.join(message.split())}", file=sys.stderr)
+        print(f"imgsearchd: {message}", file=sys.stderr)
         for line in exc.advice:
             print(f"  {line}", file=sys.stderr)
         return EXIT_USAGE
     if args is not None and output_mode(args) != "json":
-        print(f"imgsearchd: {' '.join(message.split())} (HTTP {exc.status})", file=sys.stderr)
+        print(f"imgsearchd: {message} (HTTP {exc.status})", file=sys.stderr)
     else:
         print(json.dumps(exc.body, indent=2), file=sys.stderr)
     return EXIT_ERROR
+
+
+# The API's pointers in its error messages, as the CLI's commands that show the same thing.
+API_TO_CLI = {"GET /folders": "imgsearchd folders", "GET /stats": "imgsearchd stats"}
+
+
+def for_a_person(message: str) -> str:
+    """An API error message as the CLI says it: on one line, its pointers to routes
+    ("see GET /folders") turned into the commands that show the same ("imgsearchd folders")."""
+    message = " ".join(message.split())
+    for route, command in API_TO_CLI.items():
+        message = message.replace(route, command)
+    return message
 
 
 def fallback_advice(client: Client) -> list[str]:
@@ -153,7 +163,7 @@ def search_remote(args: argparse.Namespace, config: Config, parts: Parts, folder
             if not refused_path(exc, parts):
                 raise
             refused = exc.body.get("image")
-            log.info("the daemon cannot use %s (%s); sending the file's bytes", refused, exc.status)
+            note(f"the daemon cannot read {shown(str(refused))} (HTTP {exc.status}); sending the file itself")
             try:
                 answer = ask(upload=True)
             except ApiFailure as failure:  # the upload's error names no file: say which one was sent
@@ -220,10 +230,8 @@ def duplicates_remote(args: argparse.Namespace, config: Config) -> int:
                 emit(body, args, lambda page: duplicates_view(cast(DuplicatesPage, page)))
                 return EXIT_OK
             progress = body.get("computing") or {}
-            print(
-                f"imgsearchd: computing duplicates ({progress.get('phase')}, "
-                f"{progress.get('done', 0)}/{progress.get('total', 0)})",
-                file=sys.stderr,
+            note(
+                f"computing duplicates ({progress.get('phase')}, {progress.get('done', 0)}/{progress.get('total', 0)})"
             )
             time.sleep(2.0)
 
@@ -234,11 +242,11 @@ def duplicates_view(body: DuplicatesPage) -> str:
     """A page of groups for a person: a member per line, then where the page stands."""
     lines = []
     for group in body["groups"]:
-        lines.append(f"{group['kind']} ({group['files']} files, similarity {group['similarity']:.3f})")
+        lines.append(f"{group['kind']} ({counted(group['files'], 'file')}, similarity {group['similarity']:.3f})")
         lines += [member_line(member) for member in group["members"]]
     shown = len(body["groups"])
     lines.append(
-        f"{body['total']} groups at threshold {body['threshold']} ({body['extractor']}); "
+        f"{counted(body['total'], 'group')} at threshold {body['threshold']} ({body['extractor']}); "
         f"showing {body['offset'] + (1 if shown else 0)}-{body['offset'] + shown}"
         + (f"; next: --offset {body['next_offset']}" if body["next_offset"] is not None else "")
         + ("; stale: the catalogue changed, recomputing" if body["stale"] else "")

@@ -163,7 +163,7 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
     if imported.missing and not imported.imported and not imported.already:
         # Nothing found at all: nearly always vectors made where the archive is mounted elsewhere.
         print(
-            f"imgsearchd: none of the {imported.missing} files named in {args.folder} exist here "
+            f"imgsearchd: {_none_of(imported.missing, args.folder)} "
             f"(first: {imported.first_missing}); if the archive is mounted elsewhere here, give --map FROM=TO",
             file=sys.stderr,
         )
@@ -182,3 +182,10 @@ def _model_ids(names: list[str], config: Config) -> dict[str, tuple[str, int]] |
     if loaded is None:
         return None
     return {name: (e.model_id, e.dim) for name, e in loaded.extractors.items()}
+
+
+def _none_of(missing: int, folder: object) -> str:
+    """ "none of the 3 files named in FOLDER exist here", in the right number for one file."""
+    if missing == 1:
+        return f"the 1 file named in {folder} does not exist here"
+    return f"none of the {missing} files named in {folder} exist here"

@@ -9,7 +9,7 @@ import shutil
 import textwrap
 
 from .answers import Added, Fallback, Job, Rebuilding, Removed, Stats, WatchedFolder
-from .output import human_size, local_time, shown
+from .output import counted, human_size, local_time, shown
 
 WIDTH = 11  # the label column
 MAX_FOLDERS = 8  # stats stays a screen; ``imgsearchd folders`` lists them all
@@ -17,10 +17,6 @@ MAX_FOLDERS = 8  # stats stays a screen; ``imgsearchd folders`` lists them all
 
 def _line(label: str, text: str) -> str:
     return f"{label:<{WIDTH}} {text}"
-
-
-def _plural(n: object, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _seconds(value: object) -> str:
@@ -60,7 +56,12 @@ def stats_view(stats: Stats) -> str:
     backfill = stats.get("backfill")
     if backfill:
         done = f"{backfill.get('done', 0)}/{backfill.get('planned', '?')}"
-        lines.append(_line("backfill", f"{backfill.get('state')}, {done} files, {local_time(backfill.get('updated'))}"))
+        lines.append(
+            _line(
+                "backfill",
+                f"{backfill.get('state')}, {done} {'file' if backfill.get('planned') == 1 else 'files'}, {local_time(backfill.get('updated'))}",
+            )
+        )
     lines.append("(all of it: imgsearchd stats --json)")
     return "\n".join(lines)
 
@@ -71,7 +72,7 @@ def _extractor_lines(stats: Stats) -> list[str]:
     for name, ex in (stats.get("extractors") or {}).items():
         recall = ex.get("recall_at_10")
         parts = [
-            f"{ex.get('vectors')} vectors",
+            counted(ex.get("vectors"), "vector"),
             f"{ex.get('mode', '?')} search" + (f", recall@10 {recall:.2f}" if isinstance(recall, float) else ""),
             f"{ex.get('device', '?')} {(ex.get('precision') or {}).get('used', '')}".strip(),
             "text and pictures" if ex.get("text") else "pictures only",
@@ -108,13 +109,13 @@ def _folder(folder: WatchedFolder) -> str:
         state += f": {folder['reason']}"
     scan = folder.get("last_scan")
     if scan:
-        state += f", last scan {local_time(scan.get('at'))}: {_plural(scan.get('found'), 'file')}"
+        state += f", last scan {local_time(scan.get('at'))}: {counted(scan.get('found'), 'file')}"
     return f"{shown(str(folder.get('folder')))}  {state}"
 
 
 def job_line(job: Job) -> str:
     """One folder job: state, count, folder, times (local ISO 8601)."""
-    text = f"{job.get('state')} {job.get('done', 0)}/{job.get('found', 0)} files  {shown(str(job.get('folder')))}"
+    text = f"{job.get('state')} {job.get('done', 0)}/{counted(job.get('found', 0), 'file')}  {shown(str(job.get('folder')))}"
     text += f"  started {local_time(job.get('started'))}"
     if job.get("finished"):
         text += f", took {_seconds(job.get('seconds'))}"
@@ -132,7 +133,7 @@ def job_view(job: Job) -> str:
 def add_view(answer: Added) -> str:
     """``/add``: a file indexed (or unchanged), or a folder's job started."""
     if "job" in answer:
-        found = _plural(answer.get("files_found"), "file")
+        found = counted(answer.get("files_found"), "file")
         more = "" if answer.get("scan_complete") else " so far"
         return (
             f"adding {shown(str(answer.get('folder')))}: job {answer['job']}, {found} found{more}\n"
@@ -144,7 +145,7 @@ def add_view(answer: Added) -> str:
 
 
 def removed_view(answer: Removed) -> str:
-    return f"{shown(str(answer.get('image')))}: {_plural(answer.get('removed'), 'file')} left the index"
+    return f"{shown(str(answer.get('image')))}: {counted(answer.get('removed'), 'file')} left the index"
 
 
 def rebuild_view(answer: Rebuilding) -> str:

@@ -157,6 +157,7 @@ def test_the_page_loads_with_no_console_errors(browser, site, shots):
     assert js(browser, "return document.querySelector('#text').disabled")
     note = js(browser, "return document.querySelector('#text-note').textContent")
     assert "efficientnet" in note and "clip did not load" in note and "cannot be reached" in note, note
+    assert "lite0" not in note  # the model's name, not its internal id (that is in a tooltip)
     assert "index.extractors" not in note  # clip is there already: no advice to add it
     js(browser, "document.querySelector('#text-note a').click()")
     advice = wait_js(browser, "const a = document.querySelector('#fallback-advice'); return a && a.innerText", "advice")
@@ -165,6 +166,16 @@ def test_the_page_loads_with_no_console_errors(browser, site, shots):
     link = js(browser, "return document.querySelector('#fallback-advice a').href")
     assert link.startswith("https://huggingface.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K/"), link
     browser.save_screenshot(str(shots / "status-fallback.png"))
+    # on a phone the advice (its heading, its long link) fits the screen
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+    )
+    try:
+        wait_js(browser, "return window.innerWidth < 500", "the phone's width")
+        assert js(browser, "return document.documentElement.scrollWidth") <= 390
+        browser.save_screenshot(str(shots / "status-fallback-phone.png"))
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     open_page(browser, site.base + "/#search")
     background = js(browser, "return getComputedStyle(document.body).backgroundColor")
     assert sum(int(v) for v in re.findall(r"\d+", background)[:3]) > 600, background  # light by default

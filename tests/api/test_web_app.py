@@ -10,6 +10,7 @@ temporary folder (``pytest -s`` prints where); docs/page-*.png are chosen from t
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,6 +108,20 @@ def names(driver: Any) -> list[str]:
     return [r["name"] for r in results(driver)]
 
 
+def too_wide(driver: Any, width: int = 390) -> list[str]:
+    """What reaches past a phone's right edge (the innermost such elements), for a failure's message."""
+    return js(
+        driver,
+        """const w = arguments[0];
+           const wide = Array.from(document.querySelectorAll('body *')).filter(e => {
+               const r = e.getBoundingClientRect(); return r.width > 0 && r.right > w + 0.5; });
+           return wide.filter(e => !wide.some(o => o !== e && e.contains(o)))
+               .map(e => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}.${e.className} ` +
+                         `${Math.round(e.getBoundingClientRect().right)}: ${e.textContent.slice(0, 60)}`)""",
+        width,
+    )
+
+
 def search_address(live: Live, **params: str) -> str:
     return f"{live.base}/?poll=200#search?{urllib.parse.urlencode(params)}"
 
@@ -140,6 +155,12 @@ def test_the_page_says_starting_then_cannot_reach_and_both_go_by_themselves(brow
     browser.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
     try:
         wait_for(lambda: (banner(browser) or "").startswith("Cannot reach the daemon"), 30, "the cannot-reach line")
+        # said once: the status view (asked at once when shown) keeps its words to itself
+        js(browser, "location.hash = '#status'")
+        wait_js(browser, "return !document.querySelector('[data-panel=status]').hidden", "the status view")
+        wait_js(browser, "return document.querySelector('#status-body').children.length > 0", "the status body", 10)
+        said = js(browser, "return document.body.innerText.match(/cannot reach the daemon/gi).length")
+        assert said == 1, js(browser, "return document.body.innerText")
     finally:
         browser.delete_network_conditions()
     wait_for(lambda: banner(browser) is None, 30, "the cannot-reach line to go")
@@ -330,7 +351,9 @@ def test_more_results_adds_the_next_page(browser, site, shots):
 def test_a_corrupt_upload_says_so_in_words_and_clears_the_old_results(browser, site, shots):
     from selenium.webdriver.common.by import By
 
-    open_page(browser, search_address(site, image=str(site.root / "photos" / "coffee.jpg")))
+    open_page(browser, f"{site.base}/?poll=200#search")
+    browser.find_element(By.ID, "file").send_keys(str(site.root / "photos" / "coffee.jpg"))
+    wait_js(browser, "return location.hash.includes('hash=')", "the upload's hash in the address")
     wait_results(browser, "results to clear")
     with Image.open(site.root / "photos" / "astronaut.jpg") as photo:
         broken = truncated_jpeg(site.root / "cut-short.jpg", photo.convert("RGB"))
@@ -338,7 +361,40 @@ def test_a_corrupt_upload_says_so_in_words_and_clears_the_old_results(browser, s
     wait_js(browser, "return document.querySelector('#search-message').className.includes('error')", "the error")
     assert message(browser) == "This file is not a picture we can read (it is cut short)."
     assert js(browser, "return document.querySelectorAll('#results .card').length") == 0
+    # the address keeps no search whose results are not shown: a reload brings back nothing
+    assert js(browser, "return location.hash") == "#search", browser.current_url
+    browser.refresh()
+    wait_js(browser, "return !document.querySelector('#nav').hidden", "the page again")
+    wait_js(browser, "return document.querySelector('#search-message').textContent.includes('indexed')", "welcome")
+    assert js(browser, "return document.querySelectorAll('#results .card').length") == 0
     browser.get_log("browser")  # the 415 is the point
+
+
+def test_an_original_that_cannot_be_had_says_why_not_the_format(browser, site, shots):
+    """/original answers 404 (the file is gone) or 403 (outside the roots): the viewer says so."""
+    open_page(browser, f"{site.base}/?poll=200#search")
+    note = "const n = document.querySelector('#viewer-note'); return !n.hidden && n.textContent"
+    for path, says in ((str(site.root / "photos" / "gone.jpg"), "gone"), ("/etc/hostname", "cannot be opened")):
+        js(
+            browser,
+            """const items = [{image: arguments[0]}];
+               import('/ui/viewer.js').then(v => v.openViewer({items: () => items, more() {}, closed() {}}, 0))""",
+            path,
+        )
+        text = wait_js(browser, note, f"the viewer's note on {path}")
+        assert says in text and "format" not in text, text
+        assert ("HTTP 404" if says == "gone" else "HTTP 403") in text, text
+        js(browser, "document.querySelector('#viewer-close').click()")
+        wait_js(browser, "return !document.querySelector('#viewer-img').hasAttribute('src')", "the viewer closed")
+    browser.get_log("browser")  # the 404 and 403 are the point
+
+
+def test_counts_are_worded_singular_or_plural():
+    """No "1 pictures": every count of things in the page's words goes through plural()."""
+    web = Path(__file__).resolve().parents[2] / "daemon" / "api" / "web"
+    counted = re.compile(r"\$\{[^}]*\}\s+(pictures|files|groups|thumbnails|folders|parts|vectors)\b")
+    found = [f"{p.name}: {m.group(0)}" for p in sorted(web.glob("*.js")) for m in counted.finditer(p.read_text())]
+    assert found == []
 
 
 def test_on_a_phone_the_form_folds_away_and_results_start_on_the_first_screen(browser, site, shots):
@@ -359,11 +415,25 @@ def test_on_a_phone_the_form_folds_away_and_results_start_on_the_first_screen(br
         bottom = js(browser, "return document.querySelector('#results .card').getBoundingClientRect().bottom")
         assert 0 < bottom <= 844, bottom  # the first result is whole on the first screen
         assert js(browser, "return document.documentElement.scrollWidth <= window.innerWidth")
+        note = js(browser, "return document.querySelector('#text-note').textContent")
+        assert note.startswith("No text search: efficientnet reads pictures"), note  # its name, not its id
         wait_for(lambda: all(r["loaded"] for r in results(browser)[:4]), 30, "the first thumbnails")
         browser.save_screenshot(str(shots / "phone.png"))
         # the bar opens the form again
         browser.find_element(By.ID, "unfold").click()
         assert js(browser, "return document.querySelector('#search-form').getBoundingClientRect().height") > folded * 3
+        # the other views fit the screen too: Status, and Folders with Add folder open
+        js(browser, "location.hash = '#status'")
+        wait_js(browser, "return document.querySelectorAll('#status-body .model').length > 1", "the status view")
+        assert js(browser, "return document.documentElement.scrollWidth") <= 390, too_wide(browser)
+        browser.save_screenshot(str(shots / "phone-status.png"))
+        js(browser, "location.hash = '#folders'")
+        wait_js(browser, "return document.querySelectorAll('#folders-list .folder-row').length > 0", "the folders")
+        browser.find_element(By.ID, "add-folder").click()
+        wait_js(browser, "return !document.querySelector('#add-form').hidden", "the Add folder form")
+        assert js(browser, "return document.documentElement.scrollWidth") <= 390, too_wide(browser)
+        browser.save_screenshot(str(shots / "phone-folders.png"))
+        browser.find_element(By.ID, "add-cancel").click()
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     assert errors_in_console(browser) == []

@@ -57,16 +57,27 @@ def test_config_check_warns_of_a_watched_folder_that_does_not_exist(tmp_path, ca
     there.mkdir()
     config = write_config(
         tmp_path / "c.toml",
-        {"watch": {"directories": [str(there), str(tmp_path / "gone")]}, "server": {"allowed_roots": ["/no/such"]}},
+        {
+            "watch": {"directories": [str(there), str(tmp_path / "gone"), "relative/dir", str(there / "cat.jpg")]},
+            "server": {"allowed_roots": ["/no/such"]},
+        },
     )
+    (there / "cat.jpg").write_bytes(b"not a folder")
+    monkeypatch.chdir(tmp_path)
     Terminal(monkeypatch)
     result = cli_here(capsys, "config", "check", str(config))
     assert result.returncode == 0, result.stderr  # warnings do not stop a start
-    assert result.stdout == f"{config}: ok (2 warnings)\n"
+    assert result.stdout == f"{config}: ok (4 warnings)\n"
     warnings = result.stderr.splitlines()
     assert warnings[0].startswith(f"imgsearchd: warning: watch.directories: {tmp_path / 'gone'} does not exist")
-    assert warnings[1].startswith("imgsearchd: warning: server.allowed_roots: /no/such does not exist")
-    assert str(config) in warnings[0] and str(there) not in result.stderr
+    # a relative folder says from where it is taken; a file is not promised to be watched
+    assert (
+        f"relative/dir does not exist (a relative path: from the folder the daemon starts in; here {tmp_path / 'relative/dir'})"
+        in warnings[1]
+    )
+    assert f"{there / 'cat.jpg'} is a file, not a folder" in warnings[2] and "appears" not in warnings[2]
+    assert warnings[3].startswith("imgsearchd: warning: server.allowed_roots: /no/such does not exist")
+    assert str(config) in warnings[0] and str(there) + " " not in result.stderr
 
 
 def test_the_daemon_refuses_a_bad_file_with_every_error(tmp_path, capsys):

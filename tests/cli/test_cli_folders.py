@@ -133,6 +133,9 @@ def test_folders_is_a_table_on_a_terminal_and_errors_are_one_line(tmp_path, phot
         assert lines[-1] == f"folders may be watched inside: {root}", lines
         code, lines, err = on_terminal("unwatch", str(configured), "--config", str(cli_config))
         assert code == 1 and lines == [] and err.count("\n") == 1 and "watch.directories" in err, (lines, err)
+        code, lines, err = on_terminal("unwatch", str(root / "never"), "--config", str(cli_config))
+        assert code == 1 and lines == [] and err.count("\n") == 1, (lines, err)
+        assert "(see imgsearchd folders)" in err and "GET /folders" not in err, err  # the CLI's command, not a route
 
 
 def test_the_table_of_an_added_folder_shows_its_job_and_why_it_is_offline():

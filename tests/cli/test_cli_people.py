@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from PIL import Image
 
 from imgsearchd.cli import remote as cli_remote
 from imgsearchd.cli.answers import DuplicateMember, SearchResult
-from imgsearchd.cli.output import member_line, results_table, shown
+from imgsearchd.cli.output import human_size, member_line, results_table, shown
 from imgsearchd.cli.wait import follow_job
 from imgsearchd.config import Config
 
@@ -110,7 +111,10 @@ def test_search_of_a_file_the_daemon_may_not_read_uploads_it(daemon):
         str(daemon.indexed / "motorcycle_left.jpg"),
         str(daemon.indexed / "motorcycle_right.jpg"),
     ]
-    assert "sending the file's bytes" in found.stderr
+    assert found.stderr == ""  # piped: no note, and no log record ("... INFO imgsearchd: ...")
+    code, said = stderr_on_terminal("search", str(query), "--paths", "--limit", "1", "--config", str(daemon.cli_config))
+    assert code == 0 and " INFO " not in said, said
+    assert f"imgsearchd: the daemon cannot read {query} (HTTP 403); sending the file itself" in said.splitlines()
     weighted = daemon.cli("search", str(query), "+", str(query), "--paths")
     assert weighted.returncode == 0, weighted.stderr  # a combined query uploads each image part
     assert weighted.stdout.splitlines()[0] == str(daemon.indexed / "motorcycle_left.jpg")
@@ -151,8 +155,8 @@ def test_add_folder_wait_follows_the_job_to_the_end(daemon):
     assert job["state"] == "done" and job["found"] == job["done"] == 3
     assert sum(job["outcomes"].values()) == 3 and "failed" not in job["outcomes"], job
     lines = [line for line in added.stderr.splitlines() if "files" in line]
-    assert lines and lines[-1].endswith("100%  3/3 files  done"), added.stderr  # plain lines, no \r, off a TTY
-    assert "\r" not in added.stderr
+    assert lines and lines[-1] == f"imgsearchd: {daemon.incoming}: done 3/3 files (100%)", added.stderr
+    assert "\r" not in added.stderr and "#" not in added.stderr  # plain lines off a TTY: no bar
 
 
 def test_search_prints_a_table_on_a_terminal(daemon):
@@ -166,7 +170,7 @@ def test_search_prints_a_table_on_a_terminal(daemon):
     assert path == query and float(score) > 0.99 and unit in ("KB", "MB")
     mtime = datetime.fromtimestamp(os.path.getmtime(query))
     assert (day, minute) == (mtime.strftime("~%Y-%m-%d"), mtime.strftime("%H:%M"))
-    assert float(size) == pytest.approx(os.path.getsize(query) / 1024, abs=0.1)
+    assert f"{size} {unit}" == human_size(os.path.getsize(query))  # the page's rule: "41 KB", "3.4 KB"
     assert len(lines) == 4
 
 
@@ -195,9 +199,11 @@ def test_the_other_client_commands_speak_to_people_on_a_terminal(daemon):
     code, rebuilt, err = on_terminal("rebuild", *config)
     assert (code, rebuilt) == (0, ["rebuilding the index of efficientnet"]), err
     code, dups, err = on_terminal("duplicates", *config)
-    assert code == 0 and dups[-1].split()[1:3] == ["groups", "at"], (dups, err)
+    total, groups, at = dups[-1].split()[:3]
+    assert code == 0 and at == "at" and groups == ("group" if total == "1" else "groups"), (dups, err)
     piped = daemon.cli("duplicates")  # piped without --json: JSON, as every command (it was a table)
     assert piped.returncode == 0 and "groups" in json.loads(piped.stdout)
+    assert piped.stderr == "", piped.stderr  # no "computing duplicates" notes off a terminal
     code, refused, err = on_terminal("remove", str(new), *config)  # an error: one line, not a JSON body
     assert code == 1 and refused == [] and err.count("\n") == 1 and "not in the index (HTTP 404)" in err
 
@@ -312,13 +318,55 @@ def test_a_reader_that_stops_early_is_not_an_error_to_report():
 def test_sizes_and_times_are_shown_one_way():
     """Sizes in units of 1024 (as the page), times ISO 8601 in local time with the offset; a job's
     start (epoch seconds in the API) too."""
-    from imgsearchd.cli.output import human_size, local_time
+    from imgsearchd.cli.output import local_time
     from imgsearchd.cli.views import job_line
 
-    assert [human_size(n) for n in (812, 35123, 5 * 2**30, None)] == ["812 B", "34.3 KB", "5.0 GB", "-"]
+    assert [human_size(n) for n in (812, 35123, 5 * 2**30, None)] == ["812 B", "34 KB", "5.0 GB", "-"]
     shown_ = local_time(1_000_000_000.5)
     assert datetime.fromisoformat(shown_).timestamp() == 1_000_000_000 and datetime.fromisoformat(shown_).tzinfo
     assert datetime.fromisoformat(local_time("2026-12-06T23:48:22+00:00")).timestamp() == 1796600902
     assert local_time("2019-07-14T10:11:12") == "2019-07-14T10:11:12"  # a camera's wall clock, as written
     line = job_line({"state": "done", "done": 3, "found": 3, "folder": "/f", "started": 1_000_000_000.0})
     assert line == f"done 3/3 files  /f  started {shown_}"
+    one = job_line({"state": "done", "done": 1, "found": 1, "folder": "/f", "started": 1_000_000_000.0})
+    assert one.startswith("done 1/1 file  /f")
+
+
+def test_sizes_are_written_as_the_page_writes_them():
+    """``format.js`` ``fmtBytes``: bytes as they are, one decimal below 10 of a unit, none from 10,
+    halves rounded up (``toFixed``): the page and the CLI show the same text for a size."""
+    sizes = (0, 1023, 1024, 2560, 20_680, 105_572, 10_752, 1_048_064, 1_288_490_189, 5 * 2**40, 3 * 2**50)
+    assert [human_size(n) for n in sizes] == [
+        "0 B",
+        "1023 B",
+        "1.0 KB",
+        "2.5 KB",
+        "20 KB",
+        "103 KB",
+        "11 KB",
+        "1024 KB",
+        "1.2 GB",
+        "5.0 TB",
+        "3072 TB",
+    ]
+
+
+def stderr_on_terminal(*args: str) -> tuple[int, str]:
+    """``imgsearchd ARGS`` with a pseudo-terminal as stderr (stdout piped): (exit status, stderr)."""
+    leader, follower = pty.openpty()
+    env = {**os.environ, **PROXY_ENV}
+    env.pop("IMGSEARCHD_CONFIG", None)
+    proc = subprocess.run(cli_command(*args), stdout=subprocess.PIPE, stderr=follower, env=env, timeout=120)
+    os.close(follower)
+    said = b""
+    while chunk := _read(leader):
+        said += chunk
+    os.close(leader)
+    return proc.returncode, said.decode().replace("\r\n", "\n")
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 4096)
+    except OSError:  # the follower closed: the end
+        return b""

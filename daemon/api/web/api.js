@@ -36,7 +36,7 @@ export async function api(path, options = {}) {
   try {
     response = await fetch(path, { credentials: "same-origin", ...options });
   } catch {
-    throw new ApiError(0, { error: "cannot reach the daemon (is it running?)" });
+    throw new ApiError(0, { error: "no answer from the daemon" }); // the line under the menu says "Cannot reach the daemon"
   }
   let body = null;
   try {

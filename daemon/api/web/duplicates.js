@@ -5,7 +5,7 @@
 import { api, query } from "./api.js";
 import { card } from "./card.js";
 import { $, $button, $input, $select, bar, h, setMessage } from "./dom.js";
-import { number } from "./format.js";
+import { number, plural } from "./format.js";
 import { moreLikeThis } from "./search.js";
 import { state } from "./state.js";
 import { openViewer } from "./viewer.js";
@@ -64,7 +64,7 @@ function renderDuplicates(body) {
   const last = body.offset + body.groups.length;
   const kind = body.kind === "exact" ? "identical files" : body.kind === "near" ? "near duplicates" : "copies and near duplicates";
   let text = body.total
-    ? `${number.format(body.total)} groups of ${kind} at similarity ≥ ${body.threshold} · ${body.extractor}`
+    ? `${plural(body.total, "group")} of ${kind} at similarity ≥ ${body.threshold} · ${body.extractor}`
     : `No duplicates at similarity ≥ ${body.threshold}.`;
   if (body.stale) text += " · the catalogue changed since: updating in the background";
   setMessage($("#dup-message"), text);
@@ -87,7 +87,7 @@ function groupPanel(group) {
       "header",
       {},
       h("span", { class: `badge ${group.kind}` }, group.kind === "exact" ? "identical" : "similar"),
-      h("span", {}, `${group.files} files`),
+      h("span", {}, plural(group.files, "file")),
       group.kind === "near" ? h("span", { class: "muted" }, `similarity ≥ ${group.similarity.toFixed(3)}`) : null,
     ),
     members,

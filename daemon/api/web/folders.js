@@ -3,9 +3,9 @@
 // its counts and its job's progress; "Add folder" with completion of sub-folders as you type
 // (/folders/browse), and "Stop watching" for a folder added here (its files are not touched).
 
-import { api, query } from "./api.js";
+import { ApiError, api, query } from "./api.js";
 import { $, $input, bar, find, h, setMessage } from "./dom.js";
-import { fmtWhen, number } from "./format.js";
+import { fmtWhen, number, plural } from "./format.js";
 
 /** @typedef {import("./types.js").Folder} Folder */
 /** @typedef {import("./types.js").FoldersAnswer} FoldersAnswer */
@@ -24,7 +24,8 @@ export async function loadFolders() {
   try {
     answer = (await api("/folders")).body;
   } catch (e) {
-    if (seq === loading) setMessage($("#folders-summary"), e instanceof Error ? e.message : String(e), "error");
+    const away = e instanceof ApiError && e.status === 0; // the line under the menu says so
+    if (seq === loading && !away) setMessage($("#folders-summary"), e instanceof Error ? e.message : String(e), "error");
     return;
   }
   if (seq !== loading) return;
@@ -34,7 +35,7 @@ export async function loadFolders() {
   setMessage(
     $("#folders-summary"),
     answer.folders.length
-      ? `${answer.folders.length} watched: new, changed and deleted pictures are picked up as they happen. Add ${where}.`
+      ? `${plural(answer.folders.length, "folder")} watched: new, changed and deleted pictures are picked up as they happen. Add ${where}.`
       : `No folder is watched yet. Add ${where}: its pictures are indexed and kept current.`,
   );
   render(answer.folders);
@@ -81,7 +82,7 @@ function update(li, folder) {
 function folderFacts(folder) {
   const job = folder.job;
   const running = job && job.state !== "done" && job.state !== "failed";
-  const counts = [`${number.format(folder.files)} pictures`];
+  const counts = [plural(folder.files, "picture")];
   if (folder.pending) counts.push(`${number.format(folder.pending)} waiting`);
   if (folder.failed) counts.push(`${number.format(folder.failed)} could not be read`);
   const source = folder.source === "config" ? "from the settings file" : `added ${fmtWhen(folder.added_at)}`;
@@ -99,7 +100,7 @@ function folderFacts(folder) {
       "div",
       { class: "muted small" },
       counts.join(" · "),
-      running && job ? ` · indexing: ${number.format(job.done)} of ${number.format(job.found)} files` : "",
+      running && job ? ` · indexing: ${number.format(job.done)} of ${plural(job.found, "file")}` : "",
       ` · ${source}`,
     ),
     folder.error ? h("div", { class: "message error" }, folder.error) : null,
@@ -140,7 +141,7 @@ async function removeFolder(folder) {
   try {
     const { body } = await api(`/folders?${query({ folder })}`, { method: "DELETE" });
     setMessage($("#add-message"), "");
-    setMessage($("#folders-message"), `Stopped watching ${body.folder}: ${number.format(body.removed)} pictures left the search (the files are where they were).`);
+    setMessage($("#folders-message"), `Stopped watching ${body.folder}: ${plural(body.removed, "picture")} left the search (the files are where they were).`);
     $("#folders-message").focus();
   } catch (e) {
     setMessage($("#folders-message"), e instanceof Error ? e.message : String(e), "error");
@@ -159,7 +160,7 @@ async function addFolder(event) {
   try {
     /** @type {{status: number, body: FolderAdded}} */
     const { body } = await api("/folders", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ folder }) });
-    const found = body.job ? `: indexing ${number.format(body.job.found)} files found so far` : "";
+    const found = body.job ? `: indexing ${plural(body.job.found, "file")} found so far` : "";
     setMessage(message, body.already ? `${body.folder} is already watched.` : `Watching ${body.folder}${found}. Its progress shows below.`);
     $input("#add-path").value = "";
   } catch (e) {

@@ -4,6 +4,16 @@
 export const number = new Intl.NumberFormat();
 
 /**
+ * A count of things: "1 picture", "2 pictures", "1,024 files" (``many``: an irregular plural).
+ * @param {number} n
+ * @param {string} one
+ * @param {string} [many]
+ */
+export function plural(n, one, many = `${one}s`) {
+  return `${number.format(n)} ${n === 1 ? one : many}`;
+}
+
+/**
  * Bytes as "1.4 MB".
  * @param {number | null | undefined} n
  */

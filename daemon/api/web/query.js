@@ -4,7 +4,7 @@
 
 import { thumbnailURL } from "./api.js";
 import { $, h } from "./dom.js";
-import { splitPath } from "./format.js";
+import { plural, splitPath } from "./format.js";
 import { state } from "./state.js";
 
 /** @typedef {import("./types.js").Item} Item */
@@ -81,7 +81,7 @@ export function describe() {
     if (part.kind === "text") return `matching “${part.text}”`;
     return `like ${part.label}`;
   }
-  return `for a query of ${state.parts.length} parts`;
+  return `for a query of ${plural(state.parts.length, "part")}`;
 }
 
 /**

@@ -7,7 +7,7 @@ import { addressOf, optionsOf, partsOf, readAddress } from "./address.js";
 import { ApiError, api, pathParam, query } from "./api.js";
 import { bindGrid, card, focusCard, keepTabStop } from "./card.js";
 import { $, $button, $input, $select, h, setMessage } from "./dom.js";
-import { number } from "./format.js";
+import { plural } from "./format.js";
 import { LOST_UPLOAD, clearParts, describe, imagePart, partJson, renderParts, uploadPart } from "./query.js";
 import { state } from "./state.js";
 import { openViewer } from "./viewer.js";
@@ -73,7 +73,7 @@ export function updateTextAbility() {
   if (!able) {
     const fallback = state.stats?.fallback;
     note.replaceChildren(
-      `No text search: ${ex.name} (${ex.model}) reads pictures, not words. `,
+      h("span", { title: ex.model || "" }, `No text search: ${ex.name} reads pictures, not words. `), // the model's id in the tooltip
       fallback
         ? h("span", {}, `${fallback.configured} did not load (${fallback.reason}). `, h("a", { href: "#status" }, "What to fetch and where to put it"), ".")
         : "A model with a text encoder (clip) in index.extractors searches by description.",
@@ -87,7 +87,7 @@ export function welcome() {
   if (!stats || stats.images === null || stats.images === undefined) return;
   const message = $("#search-message");
   if (stats.images) {
-    setMessage(message, `${number.format(stats.images)} pictures indexed. Choose, drop or paste a picture to find ones like it.`);
+    setMessage(message, `${plural(stats.images, "picture")} indexed. Choose, drop or paste a picture to find ones like it.`);
     return;
   }
   setMessage(message, "Nothing is indexed yet: ");
@@ -136,19 +136,22 @@ function showParts() {
 
 /**
  * The search in the address bar (a new entry for a new search; ``push`` false: replace it).
- * The Search link in the menu leads back to it from the other views.
+ * The Search link in the menu leads back to it from the other views. A query the address
+ * cannot name (an upload, until the daemon names its content hash) is plain "#search": the
+ * address never names a search whose results are not the ones shown.
  * @param {boolean} push
+ * @returns {boolean} whether the address changed (a step pushed or replaced)
  */
 function record(push) {
   const options = searchOptions();
   if (options.extractor === state.stats?.active_extractor) options.extractor = ""; // the default goes without saying
-  const address = addressOf(state.parts, options);
-  if (!address) return; // an upload, until the daemon names its content hash
-  state.search.address = address;
+  const address = addressOf(state.parts, options) || "#search";
+  state.search.address = address === "#search" ? "" : address;
   $("nav a[data-view=search]").setAttribute("href", address);
-  if (location.hash === address) return;
+  if (location.hash === address) return false;
   if (push) history.pushState(null, "", address);
   else history.replaceState(null, "", address);
+  return true;
 }
 
 /**
@@ -162,7 +165,7 @@ export async function runSearch(push = true) {
   const seq = ++state.searchSeq;
   const options = searchOptions();
   state.search.waiting = false;
-  record(push);
+  const recorded = record(push);
   setMessage($("#search-message"), "Searching…", "busy");
   $("#search-message").title = "";
   $("#results").setAttribute("aria-busy", "true");
@@ -179,7 +182,7 @@ export async function runSearch(push = true) {
   const only = state.parts.length === 1 ? state.parts[0] : null;
   if (only && only.kind === "upload" && answer.query?.hash) {
     only.hash = answer.query.hash;
-    record(push);
+    record(push && !recorded); // its step in the history may be there already ("#search" until now)
   }
   state.search.results = [];
   renderResults(answer, options, Math.round(performance.now() - started));
@@ -197,8 +200,16 @@ function failed(e) {
   $("#search-form").classList.remove("folded"); // on a phone: the form again, to try another picture
   const { text, wait } = explain(e);
   state.search.waiting = wait;
+  if (!wait) forget(); // a reload would not bring back what the address named
   setMessage($("#search-message"), text, wait ? "busy" : "error");
   $("#search-message").title = e instanceof Error && e.message !== text ? e.message : ""; // the daemon's own words
+}
+
+/** The address names no search (replacing the failed one's): a reload shows the empty view. */
+function forget() {
+  state.search.address = "";
+  $("nav a[data-view=search]").setAttribute("href", "#search");
+  if (readAddress().view === "search" && location.hash !== "#search") history.replaceState(null, "", "#search");
 }
 
 /**
@@ -208,7 +219,8 @@ function failed(e) {
  */
 function explain(e) {
   if (!(e instanceof ApiError)) return { text: e instanceof Error ? e.message : String(e), wait: false };
-  if (e.status === 0) return { text: "Cannot reach the daemon: the search runs again once it is back.", wait: true };
+  // the line under the menu says the daemon cannot be reached: here, only what happens next
+  if (e.status === 0) return { text: "The search runs again once the daemon answers.", wait: true };
   if (e.status === 503 && (e.message.includes("is starting") || state.stats?.ready === false)) {
     return { text: "Starting: loading models… The search runs once they are loaded.", wait: true };
   }
@@ -290,7 +302,7 @@ function renderResults(answer, options, ms) {
   const count = state.search.results.length;
   let where = answer.folder ? ` in ${answer.folder}` : "";
   if (options.taken_after || options.taken_before) where += `, taken ${options.taken_after || "…"} – ${options.taken_before || "…"}`;
-  const pictures = `${number.format(count)} picture${count === 1 ? "" : "s"}`;
+  const pictures = plural(count, "picture");
   setMessage($("#search-message"), count ? `${pictures} ${describe()}${where} · ${answer.extractor || ""} · ${ms} ms` : `No pictures ${describe()}${where}.`);
   const form = $("#search-form");
   form.classList.toggle("compact", count > 0); // the drop area shrinks once there are results

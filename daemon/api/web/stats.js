@@ -37,8 +37,9 @@ export async function poll() {
     if (e instanceof ApiError && e.status === 0) {
       wait = Math.min(MAX_RETRY_MS, POLL_MS * 2 ** ++state.failures);
       setBanner(`Cannot reach the daemon (is it running?): asking again in ${Math.round(wait / 1000)} s.`, "error");
-    }
-    if (state.view === "status") $("#status-body").replaceChildren(h("p", { class: "message error" }, text));
+      // the line says it once: the status view keeps (or shows) the last figures it had
+      if (state.view === "status" && state.stats && !$("#status-body").children.length) renderStatus(state.stats);
+    } else if (state.view === "status") $("#status-body").replaceChildren(h("p", { class: "message error" }, text));
   }
   state.pollTimer = setTimeout(poll, wait);
 }

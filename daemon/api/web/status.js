@@ -3,7 +3,7 @@
 // indexes, failures, thumbnails, a duplicate search in progress.
 
 import { $, bar, h } from "./dom.js";
-import { fmtBytes, fmtSeconds, fmtWhen, number } from "./format.js";
+import { fmtBytes, fmtSeconds, fmtWhen, number, plural } from "./format.js";
 
 /** @typedef {import("./types.js").Stats} Stats */
 /** @typedef {import("./types.js").Job} Job */
@@ -42,7 +42,7 @@ export function renderStatus(stats) {
     h(
       "div",
       { class: "tiles" },
-      tile("pictures indexed", stats.images === null || stats.images === undefined ? "–" : number.format(stats.images)),
+      tile(stats.images === 1 ? "picture indexed" : "pictures indexed", stats.images === null || stats.images === undefined ? "–" : number.format(stats.images)),
       tile("waiting", number.format(stats.pending || 0)),
       tile("pictures / s", stats.pending ? String(indexing.images_per_second ?? 0) : "idle", stats.pending ? "embedding now" : `last: ${indexing.images_per_second ?? 0} / s`),
       tile("failed", number.format(failed.total || 0), failed.total ? "see Failures below" : null, failed.total ? "bad" : ""),
@@ -73,7 +73,7 @@ function jobsPart(jobs) {
       h(
         "div",
         { class: "muted small" },
-        `${number.format(job.done)} of ${number.format(job.found)} files · ${fmtSeconds(job.seconds)}`,
+        `${number.format(job.done)} of ${plural(job.found, "file")} · ${fmtSeconds(job.seconds)}`,
         outcomes.length ? ` · ${outcomes.join(", ")}` : "",
       ),
       job.error ? h("div", { class: "message error" }, job.error) : null,
@@ -117,7 +117,7 @@ function modelFacts(name, ex, stats) {
     ["model", `${ex.model}${name === stats.active_extractor ? " (default)" : ""}`],
     ["precision", `${precision.used || "?"}${precision.asked && precision.asked !== precision.used ? ` (asked ${precision.asked})` : ""}`, precision.reason],
     ["runs on", `${ex.device || "?"} · ${ex.dim || "?"} dimensions${ex.text ? " · text search" : ""}`],
-    ["index", `${ex.mode || "?"} · ${number.format(ex.vectors || 0)} vectors · ${number.format(ex.fresh || 0)} since the build · ${number.format(ex.tombstones || 0)} removed`],
+    ["index", `${ex.mode || "?"} · ${plural(ex.vectors || 0, "vector")} · ${number.format(ex.fresh || 0)} since the build · ${number.format(ex.tombstones || 0)} removed`],
     ["last build", ex.building ? "building now…" : `${fmtWhen(ex.last_build)}${took}`],
     [
       "recall@10",
@@ -170,7 +170,7 @@ function failuresPart(failed) {
 function thumbnailsPart(t) {
   return section(
     "Thumbnails",
-    h("p", {}, `${number.format(t.count)} thumbnails, ${fmtBytes(t.bytes)} of ${fmtBytes(t.max_bytes)}`),
+    h("p", {}, `${plural(t.count, "thumbnail")}, ${fmtBytes(t.bytes)} of ${fmtBytes(t.max_bytes)}`),
     bar(t.max_bytes ? t.bytes / t.max_bytes : 0, "thumbnail space used"),
   );
 }

@@ -59,7 +59,8 @@ function show(index) {
 
 /**
  * The thumbnail at once (the browser has it), then the original over it once loaded; a format
- * the browser cannot show (HEIC, RAW) keeps the thumbnail.
+ * the browser cannot show (HEIC, RAW) keeps the thumbnail, and so does an original the daemon
+ * does not send (gone, no longer allowed): the note says which.
  * @param {Item} item
  */
 function picture(item) {
@@ -76,12 +77,38 @@ function picture(item) {
       if (size && !item.size) $("#viewer-size").textContent = fmtBytes(size);
     }
   };
-  full.onerror = () => {
+  full.onerror = async () => {
     if (currentItem() !== item) return;
-    note.textContent = "This browser cannot show the original's format: the thumbnail stands in (Open downloads the file).";
+    const why = await whyNot(full.src);
+    if (currentItem() !== item) return;
+    note.textContent = why || "This browser cannot show the original's format: the thumbnail stands in (Open downloads the file).";
     note.hidden = false;
   };
   full.src = originalURL(item);
+}
+
+/**
+ * Why the original did not show: null when the daemon sends it (the browser cannot decode its
+ * format), else what the daemon answered (the file gone, no longer allowed...). A HEAD asks,
+ * so a picture the browser cannot show is not downloaded again; an error's words come with a GET
+ * (a short JSON answer).
+ * @param {string} url
+ * @returns {Promise<string | null>}
+ */
+async function whyNot(url) {
+  try {
+    const head = await fetch(url, { method: "HEAD", credentials: "same-origin" });
+    if (head.ok) return null; // sent: the browser cannot decode its format
+    const response = await fetch(url, { credentials: "same-origin" });
+    if (response.ok) return null; // a daemon without HEAD: sent all the same
+    /** @type {{error?: string} | null} */
+    const body = await response.json().catch(() => null);
+    const http = `HTTP ${response.status}${body?.error ? `: ${body.error}` : ""}`;
+    const gone = response.status === 404 || response.status === 410;
+    return `${gone ? "The original is gone" : "The original cannot be opened"} (${http}): the thumbnail stands in.`;
+  } catch {
+    return "The original cannot be opened: no answer from the daemon.";
+  }
 }
 
 function currentItem() {
