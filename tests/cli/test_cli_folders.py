@@ -5,9 +5,6 @@ restart of the daemon, and removed cleanly; a person gets a table and one-line e
 from __future__ import annotations
 
 import json
-import os
-import pty
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +15,8 @@ from PIL import Image
 
 from imgsearchd.cli.folders import folders_view, unwatched_view, watched_view
 
-from helpers import Live, cli_command, cli_here, live_server, server_config, wait_for, write_config
+from cli_terminal import on_terminal
+from helpers import Live, cli_here, live_server, server_config, wait_for, write_config
 from image_factory import jpeg_bytes
 
 FAST = {"check_seconds": 0.2, "poll_seconds": 0.3, "settle_seconds": 0.5, "debounce_seconds": 0.1}
@@ -48,25 +46,6 @@ def found(capsys: pytest.CaptureFixture[str], cli_config: Path, path: Path) -> b
     """Whether ``imgsearchd search PATH`` finds PATH itself (it is indexed and searchable)."""
     answer = cli_json(capsys, cli_config, "search", str(path), "--limit", "50")
     return str(path) in {r["image"] for r in answer["results"]}
-
-
-def on_terminal(*args: str) -> tuple[int, list[str], str]:
-    """``imgsearchd ARGS`` as a process with a pseudo-terminal as stdout: (exit status, lines, stderr)."""
-    leader, follower = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k != "IMGSEARCHD_CONFIG"}
-    proc = subprocess.run(cli_command(*args), stdout=follower, stderr=subprocess.PIPE, env=env, timeout=120, text=True)
-    os.close(follower)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(leader)
-    return proc.returncode, out.decode().replace("\r\n", "\n").strip().splitlines(), proc.stderr
 
 
 def test_watch_a_folder_from_the_cli_across_a_restart_then_unwatch_it(tmp_path, photos, capsys, monkeypatch):
