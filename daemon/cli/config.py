@@ -19,7 +19,7 @@ from typing import Any
 from ..config import PACKAGED_PATH, SCHEMA, Config, ConfigError, find_config_file, load_config
 from .arguments import int_in
 from .exit_codes import EXIT_OK, EXIT_USAGE
-from .output import add_json_flag, output_mode
+from .output import add_json_flag, counted, output_mode
 
 # Shown as "***" when set: ``config show`` output gets pasted into bug reports and chats.
 SECRETS = frozenset({"server.token"})
@@ -165,7 +165,7 @@ def show_text(where: str, found: dict[str, tuple[Any, str, Any]]) -> str:
     changed = sum(1 for value, _, default in found.values() if value != default)
     lines = [
         f"# file: {where}",
-        f"# {changed} setting{'' if changed == 1 else 's'} differ from the defaults (marked *)",
+        f"# {counted(changed, 'setting')} {'differs' if changed == 1 else 'differ'} from the defaults (marked *)",
     ]
     rows = [(f"{k} = {json.dumps(v)}", s, v != d, d) for k, (v, s, d) in found.items()]
     width = min(60, max((len(text) for text, *_ in rows), default=0))  # long lists run over

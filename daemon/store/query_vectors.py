@@ -14,6 +14,8 @@ import sqlite3
 
 import numpy as np
 
+from .file_writes import vector_blob
+
 KEPT = 2000  # rows kept (content hash x extractor): the pages a person goes back to, and some
 
 
@@ -27,13 +29,12 @@ def put(
     kept: int,
 ) -> None:
     """Keep (or refresh) one query vector, then drop the least recently used beyond ``kept``."""
-    blob = np.ascontiguousarray(vector, dtype="<f4").reshape(-1)
     conn.execute(
         "INSERT OR REPLACE INTO query_vectors (content_hash, extractor, model_id, dim, vector, used_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        (content_hash, extractor, model_id, int(blob.shape[0]), blob.tobytes(), now),
+        (content_hash, extractor, model_id, int(vector.size), vector_blob(vector), now),
     )
-    over = conn.execute("SELECT count(*) FROM query_vectors").fetchone()[0] - kept
+    over = count(conn) - kept
     if over > 0:
         conn.execute(
             "DELETE FROM query_vectors WHERE (content_hash, extractor) IN"
