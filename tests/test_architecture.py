@@ -108,10 +108,11 @@ MAY_USE: dict[str, set[str]] = {
     "search": {TOP, "media", "extractors", "store"},
     "ingest": {TOP, "media", "extractors", "store"},
     "bulk": {TOP, "media", "extractors", "store", "ingest"},
-    "service": {TOP, "media", "extractors", "store", "search", "ingest", "bulk"},
-    "api": {TOP, "media", "extractors", "store", "search", "ingest", "bulk", "service"},
-    "process": {TOP, "media", "extractors", "store", "search", "ingest", "bulk", "service", "api"},
-    "cli": {TOP, "media", "extractors", "store", "search", "ingest", "bulk", "service", "api", "process"},
+    "tidy": {TOP, "media", "extractors", "store", "search"},
+    "service": {TOP, "media", "extractors", "store", "search", "ingest", "bulk", "tidy"},
+    "api": {TOP, "media", "extractors", "store", "search", "ingest", "bulk", "service", "tidy"},
+    "process": {TOP, "media", "extractors", "store", "search", "ingest", "bulk", "service", "api", "tidy"},
+    "cli": {TOP, "media", "extractors", "store", "search", "ingest", "bulk", "service", "api", "process", "tidy"},
 }
 MAX_TOP_MODULES = 6
 MAX_FUNCTION_LINES = 80

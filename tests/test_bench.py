@@ -51,8 +51,8 @@ TINY = {
     "bench_idle_memory.py": ["--pictures", "3", "--cases", "efficientnet", "--old", "", "--idle-seconds", "1"],
     "bench_retrieval.py": ["--db", "8", "--copies", "1", "--batch-size", "4", "--repeats", "1"],
     "bench_duplicates.py": [
-        "--vectors", "1500", "--planted", "20", "--identical", "5", "--sample", "50", "--grid", "2", "--photos", "2",
-        "--thresholds", "0.9",
+        "--vectors", "1500", "--planted", "20", "--identical", "5", "--sample", "50", "--scenes", "2", "--draws", "1",
+        "--precisions", "fp32", "--batch-size", "4", "--floors", "0.8", "--framing", "0.95", "--similar", "0.9",
     ],
     "bench_thumbnails.py": [
         "--small", "4", "--large", "0", "--repeats", "1", "--batch-size", "4", "--route-images", "4", "--clients", "2",
@@ -81,7 +81,7 @@ EXPECT = {
         "| efficientnet | real (packaged ImageNet) | letterbox |",
         "| half bf16 / half fp32 | bf16 |",
     ),
-    "bench_duplicates.py": "| planted pairs precision / recall |",
+    "bench_duplicates.py": ("| planted pairs precision / recall |", "| framing_score |", "| similar:shift |"),
     "bench_thumbnails.py": ("| small (4) |", "| revalidated (304) |"),
     "bench_page.py": "first results on screen |",
     "bench_parquet.py": "| import, ours (stat only) |",

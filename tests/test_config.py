@@ -76,6 +76,15 @@ def test_missing_explicit_file_is_an_error(tmp_path):
         ({"extractors.clip": {"device": "tpu"}}, "extractors.clip.device must be one of"),
         ({"extractors.vgg": {"batch_size": 1}}, "unknown section [extractors.vgg]"),
         ({"extractors.clip": {"batch_size": -1}}, "extractors.clip.batch_size must be greater than 0"),
+        ({"extractors.clip": {"similar_threshold": 1.5}}, "extractors.clip.similar_threshold must be a cosine"),
+        (
+            {"duplicates": {"keep_rules": ["pixels", "colour"]}},
+            "duplicates.keep_rules unknown rule 'colour'; known: prefer",
+        ),
+        ({"duplicates": {"keep_rules": ["pixels", "pixels"]}}, "duplicates.keep_rules names a rule twice"),
+        ({"duplicates": {"keep_rules": "pixels"}}, "duplicates.keep_rules must be list"),
+        ({"duplicates": {"prefer": ["photos/best"]}}, "duplicates.prefer holds 'photos/best', not an absolute folder"),
+        ({"duplicates": {"prefer": [1]}}, "duplicates.prefer must be a list of str"),
     ],
 )
 def test_bad_settings_name_the_key_and_the_file(tmp_path, sections, needle):
@@ -143,7 +152,10 @@ def test_sections_are_typed_and_generate_the_schema():
     """One frozen class per section: attributes named as the keys, each with a type, default, check, help."""
     config = load_config(REPO / "config" / "imgsearchd.toml")
     assert config.extractor("clip") is config.extractors.clip
-    assert config.extractor("clip").batch_size == 32 and config.extractors.efficientnet.duplicate_threshold == 0.84
+    assert (
+        config.extractor("clip").batch_size == 32
+        and config.extractors.efficientnet.duplicate_threshold == cfg.DUPLICATE_THRESHOLDS["efficientnet"]
+    )
     assert config.thumbnails.size == 256 and config.log.level == "info" and config.images.max_file_mb == 100
     with pytest.raises(AttributeError):
         config.server.port = 1  # type: ignore[misc]  # frozen: a reload makes a new Config
@@ -195,6 +207,51 @@ def test_extractor_settings_are_checked_as_the_file_is():
         create("clip", {"device": "cpu", "precision": "fp64"})  # refused before any model loads
     with pytest.raises(ConfigError, match=r"in the benchmark: extractors\.resnet\.device"):
         extractor_settings("resnet", {"device": "tpu"}, where="in the benchmark")
+
+
+def test_duplicates_settings_and_their_defaults(tmp_path):
+    config = load_config(
+        write_config(
+            tmp_path / "d.toml",
+            {
+                "duplicates": {"keep_rules": ["taken", "path"], "prefer": ["~/best", "/photos/keep"]},
+                "extractors.efficientnet": {"similar_threshold": 0.8},
+            },
+        )
+    )
+    assert config.duplicates.keep_rules == ("taken", "path") and config.duplicates.prefer == ("~/best", "/photos/keep")
+    assert config.extractor("efficientnet").similar_threshold == 0.8
+    defaults = cfg.Config()
+    assert defaults.duplicates.keep_rules == cfg.KEEP_RULES and defaults.duplicates.prefer == ()
+    for name in cfg.KNOWN_EXTRACTORS:
+        assert defaults.extractor(name).similar_threshold == cfg.SIMILAR_THRESHOLDS[name]
+        assert defaults.extractor(name).duplicate_threshold == cfg.DUPLICATE_THRESHOLDS[name]
+
+
+def test_a_reload_applies_the_duplicates_settings_and_cosines(tmp_path):
+    """The models load once, so a reload keeps an [extractors.*] section as it was, but not its
+    cosines, read per /duplicates request; nor [duplicates]."""
+    old = load_config(write_config(tmp_path / "a.toml", {}))
+    new = load_config(
+        write_config(
+            tmp_path / "b.toml",
+            {
+                "duplicates": {"prefer": ["/photos/best"]},
+                "extractors.efficientnet": {"duplicate_threshold": 0.7, "similar_threshold": 0.8},
+            },
+        )
+    )
+    assert new.keep_restart_only(old) == []
+    assert new.duplicates.prefer == ("/photos/best",)
+    assert (new.extractor("efficientnet").duplicate_threshold, new.extractor("efficientnet").similar_threshold) == (
+        0.7,
+        0.8,
+    )
+    both = load_config(
+        write_config(tmp_path / "c.toml", {"extractors.efficientnet": {"batch_size": 4, "similar_threshold": 0.8}})
+    )
+    assert both.keep_restart_only(old) == ["[extractors.efficientnet]"]
+    assert both.extractor("efficientnet").batch_size == 32 and both.extractor("efficientnet").similar_threshold == 0.8
 
 
 def test_a_reload_keeps_what_only_a_restart_changes(tmp_path):

@@ -83,9 +83,11 @@ class HttpServer:
         if self._serving.is_set() and not self._stopped.is_set():
             # The I/O loop owns its sockets: close them from inside it.
             try:
-                listener = self._listeners()[0]
-                trigger = listener.trigger
-                trigger.pull_trigger(listener.close)
+                listeners = self._listeners()
+                trigger = listeners[0].trigger
+                # dispatcher.close, not the listener's own close(): waitress's closes the shared
+                # wake-up pipe too, and every worker finishing a request after it hit EBADF
+                trigger.pull_trigger(lambda: [wasyncore.dispatcher.close(each) for each in listeners])
                 self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=timeout)
                 trigger.pull_trigger(lambda: wasyncore.close_all(self._map, ignore_all=True))
                 pulled = True

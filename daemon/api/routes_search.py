@@ -142,12 +142,12 @@ def search_scope(
     return SearchScope(checked, after, before)
 
 
-def checked_folder(service: Service, raw: str | None) -> str | None:
+def checked_folder(service: Service, raw: str | None, name: str = "folder") -> str | None:
     """A folder filter inside the allowed roots; an empty one or a file is refused, not ignored."""
     if raw is None:
         return None
     if not raw:
-        raise ApiError(400, "parameter 'folder' is empty; leave it out to search everything")
+        raise ApiError(400, f"parameter '{name}' is empty; leave it out to search everything")
     folder = service.check_path(raw)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ApiError(400, f"{folder} is a file, not a folder", folder=folder)
@@ -159,9 +159,17 @@ def duplicates(context: Context, _: None) -> Any:
     # the folder is checked in its turn (after kind, before offset): with several bad
     # parameters, the first one answers, as it always has
     check_folder = functools.partial(checked_folder, service)
-    query = params.read_query(DuplicatesQuery, checks={"folder": check_folder})
+    check_keep_in = functools.partial(checked_folder, service, name="keep_in")
+    query = params.read_query(DuplicatesQuery, checks={"folder": check_folder, "keep_in": check_keep_in})
     answer = service.find_duplicates(
-        query.extractor, query.threshold, query.kind, query.folder, query.offset, query.limit, query.sort
+        query.extractor,
+        query.threshold,
+        query.kind,
+        query.folder,
+        query.offset,
+        query.limit,
+        query.sort,
+        query.keep_in,
     )
     return (202 if answer["state"] == "computing" else 200), answer  # 202 while the first join runs
 
@@ -196,7 +204,7 @@ ROUTES = (
     Route(
         "GET",
         "/duplicates",
-        "Groups of byte-identical and of near-duplicate files, biggest first",
+        "Groups in three tiers (identical files, edited copies, similar shots), biggest first, a keeper each",
         duplicates,
         (
             Answer(200, "a page of groups", answers.Duplicates),

@@ -29,34 +29,92 @@ class SearchResult(Dated, total=False):
 
 
 class DuplicateMember(Dated, total=False):
-    """One member of a ``/duplicates`` group."""
+    """One member of a ``/duplicates`` group: a file (in ``copies`` and ``similar``, one standing for
+    its content, ``same_bytes`` other files having its bytes), and whether the group keeps it."""
 
     image: Required[str]
     score: Required[float]
     size: Required[int]
     width: Required[int | None]
     height: Required[int | None]
+    keep: bool
+    framing: float | None
+    same_bytes: int
 
 
-class DuplicateGroup(TypedDict):
-    """One group of a ``/duplicates`` page."""
+class DuplicateGroup(TypedDict, total=False):
+    """One group of a ``/duplicates`` page, with its suggested keeper and why."""
 
-    kind: str
-    files: int
-    similarity: float
-    members: list[DuplicateMember]
+    kind: Required[str]
+    files: Required[int]
+    similarity: Required[float]
+    members: Required[list[DuplicateMember]]
+    keep: str
+    keep_reason: str
 
 
-class DuplicatesPage(TypedDict):
+class DuplicatesPage(TypedDict, total=False):
     """A finished ``/duplicates`` answer (200): a page of groups, as ``imgsearchd duplicates`` prints it."""
 
-    groups: list[DuplicateGroup]
-    total: int
-    threshold: float
-    extractor: str
-    offset: int
-    next_offset: int | None
-    stale: bool
+    groups: Required[list[DuplicateGroup]]
+    total: Required[int]
+    threshold: Required[float]
+    extractor: Required[str]
+    offset: Required[int]
+    next_offset: Required[int | None]
+    stale: Required[bool]
+    tiers: dict[str, int]
+    thresholds: dict[str, float]
+    seq: int
+
+
+class ResolvedFile(TypedDict):
+    """One file of a ``POST /duplicates/resolve`` answer."""
+
+    image: str
+    keep: str
+    state: str  # done, planned (a dry run), skipped
+    to: str | None
+    reason: str | None
+
+
+class Resolved(TypedDict):
+    """``POST /duplicates/resolve``: what was done (or planned) per file, and the undo ID."""
+
+    undo: int | None
+    action: str
+    dry_run: bool
+    to: str | None
+    done: int
+    skipped: int
+    files: list[ResolvedFile]
+
+
+class RestoredFile(TypedDict):
+    image: str
+    state: str  # restored, skipped
+    reason: str | None
+
+
+class Undone(TypedDict):
+    """``POST /duplicates/undo``."""
+
+    undo: int
+    restored: int
+    skipped: int
+    files: list[RestoredFile]
+
+
+class Resolution(TypedDict, total=False):
+    """One row of ``GET /duplicates/resolutions`` (newest first)."""
+
+    undo: Required[int]
+    action: str
+    to: str | None
+    created_at: str
+    state: Required[str]  # running, done, undoing, undone, partly undone
+    files: int
+    done: int
 
 
 class Job(TypedDict, total=False):

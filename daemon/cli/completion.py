@@ -123,9 +123,11 @@ def bash_script(parser: argparse.ArgumentParser) -> str:
         options.append(
             f"        {name}) words={shlex.quote(' '.join(sorted(words)))}; sub={shlex.quote(' '.join(nested))} ;;"
         )
-        for action in sub._actions:
+        seen: set[str] = set()  # an option a subcommand shares with its parent (``--kind``): the first
+        for action in [a for parser in (sub, *_subcommands(sub).values()) for a in parser._actions]:
             if action.choices and action.option_strings:
-                for opt in action.option_strings:
+                for opt in [o for o in action.option_strings if o not in seen]:
+                    seen.add(opt)
                     values = shlex.quote(" ".join(str(c) for c in action.choices))
                     choices.append(f'        "{name} {opt}") COMPREPLY=($(compgen -W {values} -- "$cur")); return ;;')
     return BASH % {

@@ -13,15 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..api.bounds import (
-    DEFAULT_GROUPS,
-    DEFAULT_LIMIT,
-    DUPLICATE_KINDS,
-    DUPLICATE_SORTS,
-    MAX_DISTANCE,
-    MAX_LIMIT,
-    MAX_OFFSET,
-)
+from ..api.bounds import DEFAULT_LIMIT, MAX_DISTANCE, MAX_LIMIT
 from ..config import KNOWN_EXTRACTORS, LOG_LEVELS
 from ..logs import setup_logging
 from ..process.data_lock import DataFolderBusy, DataLock, holder_of
@@ -29,11 +21,12 @@ from .arguments import float_in, int_in
 from .backfill import add_backfill_parser, cmd_backfill
 from .completion import SHELLS, script_for
 from .config import add_config_parser, cmd_config, config_errors
+from .duplicates import add_duplicates_parsers, cmd_duplicates
 from .exit_codes import EXIT_BUSY, EXIT_ERROR, EXIT_MODEL, EXIT_OK, EXIT_USAGE
 from .folders import add_folders_parsers, cmd_folders, cmd_unwatch, cmd_watch
 from .models import load_extractors, open_catalog
 from .output import add_json_flag, add_output_flags, emit, output_mode, print_results, summary
-from .remote import QueryPart, add_remote, call_and_show, duplicates_remote, search_remote
+from .remote import QueryPart, add_remote, call_and_show, search_remote
 from .vectors import add_vectors_parsers, cmd_export, cmd_import
 from .views import rebuild_view, removed_view, stats_view
 
@@ -129,28 +122,7 @@ def _add_client_parsers(sub: Any) -> None:
     for thin in (add, remove, stats, rebuild):
         add_json_flag(thin)
         _common(thin)
-    dups = sub.add_parser("duplicates", help="groups of identical and near-identical files (from the running daemon)")
-    dups.add_argument(
-        "--threshold",
-        type=float_in(0, 1, above=True),
-        metavar="T",
-        help="cosine above which pictures are near-duplicates (above 0, at most 1)",
-    )
-    dups.add_argument("--kind", choices=DUPLICATE_KINDS, default="all")
-    dups.add_argument("--folder", metavar="DIR", help="only groups with a file in DIR")
-    dups.add_argument(
-        "--sort", choices=DUPLICATE_SORTS, default="similarity", help="taken: oldest photo first in and across groups"
-    )
-    dups.add_argument(
-        "--limit",
-        type=int_in(1, MAX_LIMIT),
-        default=DEFAULT_GROUPS,
-        metavar="N",
-        help=f"groups (default {DEFAULT_GROUPS})",
-    )
-    dups.add_argument("--offset", type=int_in(0, MAX_OFFSET), default=0, metavar="N", help="groups to skip")
-    add_json_flag(dups)
-    _common(dups)
+    add_duplicates_parsers(sub, _common)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -462,10 +434,6 @@ def cmd_stats(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_rebuild(args: argparse.Namespace, config: Config) -> int:
     return call_and_show(args, config, ("POST", "/rebuild", {"extractor": args.extractor}), rebuild_view)
-
-
-def cmd_duplicates(args: argparse.Namespace, config: Config) -> int:
-    return duplicates_remote(args, config)
 
 
 if __name__ == "__main__":

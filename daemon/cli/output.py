@@ -153,10 +153,17 @@ def _escape(ch: str) -> str:
 
 
 def member_line(member: DuplicateMember) -> str:
-    """One duplicate group member for a person: path (escaped as ``shown``), size in pixels and bytes, date, score."""
+    """One duplicate group member for a person: the keeper marked ``*``, path (escaped as ``shown``),
+    size in pixels and bytes, date, score, the framing check, other files with the same bytes."""
     dims = f"{member['width']}x{member['height']}" if member["width"] else "?x?"
     taken = _date(member) or "?"
-    return f"  {shown(member['image'])}  {dims}  {human_size(member['size'])}  {taken}  {member['score']:.3f}"
+    mark = "*" if member.get("keep") else " "
+    line = f"{mark} {shown(member['image'])}  {dims}  {human_size(member['size'])}  {taken}  {member['score']:.3f}"
+    framing = member.get("framing")
+    if isinstance(framing, float):
+        line += f"  framing {framing:.3f}"
+    same = member.get("same_bytes")
+    return line + (f"  +{counted(same, 'file')} with these bytes" if same else "")
 
 
 def write_paths(results: list[SearchResult], out: TextIO) -> None:

@@ -15,14 +15,13 @@ import base64
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from .answers import Answer, DuplicatesPage
+from .answers import Answer
 from .client import ApiFailure, Client, DaemonNotRunning
 from .exit_codes import EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE
-from .output import counted, emit, member_line, note, output_mode, print_results, shown
+from .output import emit, note, output_mode, print_results, shown
 from .views import add_view, job_view
 from .wait import follow_job
 
@@ -208,47 +207,3 @@ def call_and_show(
         return EXIT_OK
 
     return guarded_call(run, args)
-
-
-def duplicates_remote(args: argparse.Namespace, config: Config) -> int:
-    """Ask for the duplicate groups; wait (with progress on stderr) while the daemon computes them."""
-    params = {
-        "extractor": args.extractor,
-        "threshold": args.threshold,
-        "kind": args.kind,
-        "folder": os.path.abspath(args.folder) if args.folder else None,
-        "sort": args.sort,
-        "limit": args.limit,
-        "offset": args.offset,
-    }
-    client = client_for(config)
-
-    def run() -> int:
-        while True:
-            status, body = client.call("GET", "/duplicates", params)
-            if status != 202:
-                emit(body, args, lambda page: duplicates_view(cast(DuplicatesPage, page)))
-                return EXIT_OK
-            progress = body.get("computing") or {}
-            note(
-                f"computing duplicates ({progress.get('phase')}, {progress.get('done', 0)}/{progress.get('total', 0)})"
-            )
-            time.sleep(2.0)
-
-    return guarded_call(run, args)
-
-
-def duplicates_view(body: DuplicatesPage) -> str:
-    """A page of groups for a person: a member per line, then where the page stands."""
-    lines = []
-    for group in body["groups"]:
-        lines.append(f"{group['kind']} ({counted(group['files'], 'file')}, similarity {group['similarity']:.3f})")
-        lines += [member_line(member) for member in group["members"]]
-    shown = len(body["groups"])
-    lines.append(
-        f"{counted(body['total'], 'group')} at threshold {body['threshold']} ({body['extractor']}); "
-        f"showing {body['offset'] + (1 if shown else 0)}-{body['offset'] + shown}"
-        + (f"; next: --offset {body['next_offset']}" if body["next_offset"] is not None else "")
-        + ("; stale: the catalogue changed, recomputing" if body["stale"] else "")
-    )
-    return "\n".join(lines)

@@ -1,14 +1,23 @@
-"""The pure part of ``duplicates``: distinct contents, the k-NN self-join, the star groups.
+"""The pure part of ``duplicates``: distinct contents, the k-NN self-join, the tiers' star groups.
 
-**Exact** groups are files with the same content hash (the catalogue's, of the whole file).
-**Near** groups come from a self-join: every distinct content asks the index for its
-``neighbours`` nearest vectors (``index_join``), or, while the index is an exact matrix
-anyway, from a blocked exact product (``exact_join``). The pairs above a cosine
-``threshold`` are joined into groups by **star clustering** (``star_groups``): the content
-with the most links becomes a group's centre and takes its linked contents, then the next.
-Plain union-find would chain A~B~C~... through a burst of similar photos into one giant
-group whose ends look nothing alike; a star's members are all within the threshold of its
-centre (bench/bench_duplicates.py measures both; BENCHMARKS.md).
+Three tiers, each pair of files in its closest one only (``tier_groups``):
+
+- **identical**: files with the same content hash (the catalogue's, of the whole file);
+- **copies**: two distinct contents that are one picture edited: their cosine is at least the
+  copy floor (the extractor's ``duplicate_threshold``) AND the framing check on their pixels
+  (``framing``) says one is the other up to a small crop, scale and tone;
+- **similar**: distinct contents with a cosine of at least the similar cut that are not copies
+  (bursts, a second shot). The cosine alone cannot tell these from copies: both reach 0.93-0.99
+  (BENCHMARKS.md "Duplicate tiers (issue 29)").
+
+The pairs come from a self-join: every distinct content asks the index for its ``neighbours``
+nearest vectors (``index_join``), or, while the index is an exact matrix anyway, from a blocked
+exact product (``exact_join``). A tier's links are joined into groups by **star clustering**
+(``star_groups``): the content with the most links becomes a group's centre and takes its linked
+contents, then the next. Plain union-find would chain A~B~C~... through a burst of similar photos
+into one giant group whose ends look nothing alike; a star's members are all linked to its centre
+(bench/bench_duplicates.py measures both; BENCHMARKS.md). Copies and similar groups list contents
+(one file each); a content's byte copies are its identical group, not repeated there.
 """
 
 from __future__ import annotations
@@ -53,17 +62,30 @@ class Pairs:
     def __len__(self) -> int:
         return len(self.a)
 
+    def where(self, keep: np.ndarray) -> Pairs:
+        """The pairs where ``keep`` (a boolean per pair) holds."""
+        return Pairs(self.a[keep], self.b[keep], self.score[keep])
+
+
+TIERS = ("identical", "copies", "similar")  # closest first
+# A pair's framing score (search/framing.py) by (a, b), a < b; None: a picture could not be read
+Framing = Mapping[tuple[int, int], float | None]
+
 
 @dataclass(frozen=True)
 class Group:
-    """Files that are copies of one another: ``members`` are file ids, the centre first.
+    """Files of one tier: ``members`` are file ids, the centre first (in copies and similar
+    groups one file per content: its representative, ``representatives``).
 
-    ``scores`` is each member's cosine to the centre (1.0 for the centre and byte copies).
+    ``scores`` is each member's cosine to the centre (1.0 for the centre and byte copies),
+    ``framing`` its framing score to the centre (1.0 for the centre and byte copies; None
+    where the pair was not checked: below the copy floor, or a picture unreadable).
     """
 
-    kind: str  # "exact" or "near"
+    kind: str  # one of TIERS
     members: tuple[int, ...]
     scores: tuple[float, ...]
+    framing: tuple[float | None, ...]
 
     @property
     def similarity(self) -> float:
@@ -84,8 +106,13 @@ def representatives(shared: Sequence[tuple[str, int, str, int]]) -> tuple[dict[i
     return rep_of, copies
 
 
-def exact_groups(copies: Mapping[int, list[int]]) -> list[Group]:
-    return [Group("exact", (rep, *others), (1.0,) * (1 + len(others))) for rep, others in copies.items()]
+def identical_groups(copies: Mapping[int, list[int]]) -> list[Group]:
+    """Each content with byte copies as one group: its files."""
+    groups = []
+    for rep, others in copies.items():
+        ones = (1.0,) * (1 + len(others))
+        groups.append(Group("identical", (rep, *others), ones, ones))
+    return groups
 
 
 def exact_join(
@@ -209,20 +236,51 @@ def _largest_component(links: Mapping[int, Mapping[int, float]]) -> int:
     return max(sizes.values(), default=0)
 
 
-def near_groups(stars: Iterable[tuple[list[int], list[float]]], copies: Mapping[int, list[int]]) -> list[Group]:
-    """Stars of contents as groups of files: each content's byte copies beside it."""
-    out = []
-    for contents, scores in stars:
-        members: list[int] = []
-        member_scores: list[float] = []
-        for content, score in zip(contents, scores):
-            for file_id in (content, *copies.get(content, ())):
-                members.append(file_id)
-                member_scores.append(round(float(score), 4))
-        out.append(Group("near", tuple(members), tuple(member_scores)))
-    return out
+def copy_links(pairs: Pairs, framing: Framing, floor: float, framing_copy: float) -> np.ndarray:
+    """Which pairs are copies: a cosine of at least ``floor`` and a framing score of at least
+    ``framing_copy`` (a pair not checked, or unreadable, is no copy)."""
+    keep = pairs.score >= floor
+    for at in np.flatnonzero(keep).tolist():
+        score = framing.get((int(pairs.a[at]), int(pairs.b[at])))
+        keep[at] = score is not None and score >= framing_copy
+    return keep
+
+
+def tier_groups(
+    pairs: Pairs, framing: Framing, floor: float, similar: float, framing_copy: float
+) -> tuple[list[Group], int]:
+    """The copies and similar groups of contents, and the largest connected component of their
+    links (what chaining would have made one group).
+
+    Copies: stars over the copy links (``copy_links``). Similar: stars over the pairs with a
+    cosine of at least ``similar`` that are not copy links, leaving out links whose two ends are
+    already in one copies group (a pair belongs to its closest tier only)."""
+    is_copy = copy_links(pairs, framing, floor, framing_copy)
+    copy_stars, largest_copies = star_groups(pairs.where(is_copy), -np.inf)
+    group_of = {m: at for at, (members, _) in enumerate(copy_stars) for m in members}
+    apart = np.fromiter(
+        (group_of.get(a, -1) != group_of.get(b, -2) for a, b in zip(pairs.a.tolist(), pairs.b.tolist())),
+        bool,
+        len(pairs),
+    )
+    similar_stars, largest_similar = star_groups(pairs.where(~is_copy & apart), similar)
+    groups = [_content_group("copies", star, framing) for star in copy_stars]
+    groups += [_content_group("similar", star, framing) for star in similar_stars]
+    return groups, max(largest_copies, largest_similar)
+
+
+def _content_group(kind: str, star: tuple[list[int], list[float]], framing: Framing) -> Group:
+    members, scores = star
+    centre = members[0]
+    checked = [1.0, *(framing.get((min(centre, m), max(centre, m))) for m in members[1:])]
+    return Group(
+        kind,
+        tuple(members),
+        tuple(round(float(s), 4) for s in scores),
+        tuple(None if f is None else round(float(f), 4) for f in checked),
+    )
 
 
 def ordered(groups: Iterable[Group]) -> list[Group]:
-    """Biggest first; then exact before near, closer before looser."""
-    return sorted(groups, key=lambda g: (-len(g.members), g.kind != "exact", -g.similarity, g.members[0]))
+    """Biggest first; then the closer tier first, closer before looser."""
+    return sorted(groups, key=lambda g: (-len(g.members), TIERS.index(g.kind), -g.similarity, g.members[0]))

@@ -1,12 +1,15 @@
-"""Groups of identical and near-identical files, found in the background over one extractor's index.
+"""Groups of identical files, edited copies and similar shots, found in the background over one extractor's index.
 
-**Exact** groups are files with the same content hash; **near** groups come from a k-NN
-self-join of the distinct contents, grouped into stars above a cosine threshold
-(``duplicate_join`` holds the join and the grouping, and why stars). The join does not
-depend on the threshold, so it runs once per catalogue change number (``seq``) and
-extractor, in the background (``DuplicateFinder``), one at a time; grouping at a threshold
-then takes milliseconds and is cached too. A request while it runs gets the progress (or the
-previous answer, marked stale: ``duplicate_page``).
+**Identical** groups are files with the same content hash; **copies** and **similar** groups
+come from a k-NN self-join of the distinct contents, the pairs above the copy floor checked on
+their pixels (the framing check, ``framing_prints``), grouped into stars per tier
+(``duplicate_join`` holds the join, the tiers and the grouping, and why stars). The join and
+the check do not depend on the similar cut, so they run once per catalogue change number
+(``seq``), extractor and copy floor, in the background (``DuplicateFinder``), one at a time
+(phases "reading", "joining", "checking"); grouping at a cut then takes milliseconds and is
+cached too. The checker keeps its scores across joins: after one new file, only its pairs are
+checked. A request while it runs gets the progress (or the previous answer, marked stale:
+``duplicate_page``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 
@@ -24,17 +27,19 @@ from ..store.catalog import Catalog
 from ..timestamps import iso_utc
 from .duplicate_join import (
     NEIGHBOURS,
+    Framing,
     Group,
     Pairs,
     Query,
-    exact_groups,
     exact_join,
+    identical_groups,
     index_join,
-    near_groups,
     ordered,
     representatives,
-    star_groups,
+    tier_groups,
 )
+from .duplicate_join import star_groups as star_groups  # for the bench and tests, as before the tiers
+from .framing import FRAMING_COPY
 
 log = logging.getLogger("imgsearchd.search.duplicates")
 
@@ -45,6 +50,9 @@ EXACT_JOIN_BELOW = 20_000
 # neighbour, and fewer candidates find it: measured in bench/bench_duplicates.py (BENCHMARKS.md).
 JOIN_SEARCH_K = 500
 KEEP_GROUPINGS = 8  # thresholds kept per join
+# (pairs of file ids a < b, progress per pair checked (may raise to stop)) -> each pair's framing
+# score, None when a picture cannot be read (``framing_prints.FramingChecker.scores``)
+Checker = Callable[[Sequence[tuple[int, int]], Callable[[int], None]], Mapping[tuple[int, int], float | None]]
 
 
 class Progress(TypedDict):
@@ -90,17 +98,20 @@ class Join:
     seq: int
     contents: int
     pairs: Pairs
-    exact: list[Group]
-    copies: dict[int, list[int]]
+    identical: list[Group]
+    copies: dict[int, list[int]]  # a content's representative -> its other files (the same bytes)
     finished: float
     seconds: float
     method: str
-    groupings: dict[float, Grouping] = field(default_factory=dict)
+    copy_floor: float | None = None  # the pairs at or above it were checked (None: none were)
+    framing: Framing = field(default_factory=dict)
+    groupings: dict[tuple[float | None, float], Grouping] = field(default_factory=dict)
 
 
 @dataclass
 class Grouping:
-    """The groups at one threshold, with the files' paths, sizes and (read lazily) dimensions."""
+    """The groups at one similar cut (and copy floor), with the files' paths, sizes and (read
+    lazily) dimensions; ``files`` holds every file of the groups' contents, byte copies too."""
 
     threshold: float
     groups: list[Group]
@@ -139,13 +150,21 @@ class Source:
     dim: int
     mode: Callable[[], str]  # the index's base kind now: "exact", "annoy" or "hnsw"
     query: Query
+    copy_floor: float | None = None  # the extractor's duplicate_threshold; None: no pair is a copy
 
 
 class DuplicateFinder:
     """Joins computed in the background, one at a time, cached until the catalogue changes."""
 
-    def __init__(self, catalog: Catalog, neighbours: int = NEIGHBOURS, exact_below: int = EXACT_JOIN_BELOW) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        neighbours: int = NEIGHBOURS,
+        exact_below: int = EXACT_JOIN_BELOW,
+        checker: Checker | None = None,
+    ) -> None:
         self.catalog = catalog
+        self.checker = checker  # None: no framing check, so no copies tier
         self.neighbours = neighbours
         self.exact_below = exact_below
         self._lock = threading.Lock()
@@ -162,7 +181,11 @@ class DuplicateFinder:
         seq = self.catalog.current_seq()
         with self._lock:
             join = self._joins.get(extractor)
-            fresh = join is not None and join.seq == seq and join.model_id == source.model_id
+            fresh = join is not None and (join.seq, join.model_id, join.copy_floor) == (
+                seq,
+                source.model_id,
+                source.copy_floor,
+            )
             if not fresh and not self._stop.is_set():
                 self._start_locked(extractor, source)
             computing = self._computing if self._computing and self._computing.extractor == extractor else None
@@ -226,34 +249,62 @@ class DuplicateFinder:
         else:
             method = "index"
             pairs = index_join(ids, vectors, source.query, self.neighbours, rep_of, progress)
+        framing = self._check(pairs, source.copy_floor, computing, progress)
         seconds = time.monotonic() - t0
         log.info(
-            "duplicates: %s joined %d contents (%s) in %.1f s: %d pairs, %d byte-identical groups",
+            "duplicates: %s joined %d contents (%s) in %.1f s: %d pairs (%d checked), %d byte-identical groups",
             extractor,
             len(ids),
             method,
             seconds,
             len(pairs),
+            len(framing),
             len(copies),
         )
+        groups = identical_groups(copies)
         return Join(
-            extractor, source.model_id, seq, len(ids), pairs, exact_groups(copies), copies, time.time(), seconds, method
+            extractor,
+            source.model_id,
+            seq,
+            len(ids),
+            pairs,
+            groups,
+            copies,
+            time.time(),
+            seconds,
+            method,
+            copy_floor=source.copy_floor,
+            framing=framing,
         )
 
+    def _check(
+        self, pairs: Pairs, floor: float | None, computing: Computing, progress: Callable[[int], None]
+    ) -> Framing:
+        """The framing scores of the pairs at or above the copy floor (phase "checking")."""
+        if floor is None or self.checker is None:
+            return {}
+        keep = pairs.score >= floor
+        wanted = list(zip(pairs.a[keep].tolist(), pairs.b[keep].tolist()))
+        computing.phase, computing.done, computing.total = "checking", 0, len(wanted)
+        return dict(self.checker(wanted, progress)) if wanted else {}
+
     def grouping(self, join: Join, threshold: float) -> Grouping:
-        """The groups of a join at ``threshold`` (cached with the join)."""
+        """The tiers' groups of a join at the similar cut ``threshold`` (cached with the join)."""
+        key = (join.copy_floor, threshold)
         with self._lock:
-            found = join.groupings.get(threshold)
+            found = join.groupings.get(key)
         if found is not None:
             return found
-        stars, largest = star_groups(join.pairs, threshold)
-        groups = ordered([*join.exact, *near_groups(stars, join.copies)])
-        files = self.catalog.path_and_size(m for g in groups for m in g.members)
+        floor = join.copy_floor if join.copy_floor is not None else np.inf
+        tiers, largest = tier_groups(join.pairs, join.framing, floor, threshold, FRAMING_COPY)
+        groups = ordered([*join.identical, *tiers])
+        contents = {m for g in groups for m in g.members}
+        files = self.catalog.path_and_size([*contents, *(c for m in contents for c in join.copies.get(m, ()))])
         grouping = Grouping(threshold, groups, largest, files)
         with self._lock:
             if len(join.groupings) >= KEEP_GROUPINGS:
                 join.groupings.pop(next(iter(join.groupings)))
-            join.groupings[threshold] = grouping
+            join.groupings[key] = grouping
         return grouping
 
     def status(self) -> FinderStatus:

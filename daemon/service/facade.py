@@ -4,7 +4,8 @@
 queue, the indexer thread, the watcher and the folder jobs. The HTTP routes and the CLI call
 its small facade: ``add_file``, ``add_folder``, ``remove`` (``intake``), ``folders``,
 ``watch_folder``, ``unwatch_folder`` and ``browse`` (``watching``), ``search`` (the one
-search entry point, ``search.run``), ``find_duplicates``, ``thumbnail`` and ``original``
+search entry point, ``search.run``), ``find_duplicates``, ``resolve_duplicates``,
+``undo_resolution`` and ``resolutions`` (``tidying``), ``thumbnail`` and ``original``
 (``files``), ``stats`` and ``health`` (``reports``), ``apply_config`` (``reload``); the
 indexer tells the indexes about each commit. The process around it (listening, signals,
 systemd) is ``process.serve``.
@@ -36,14 +37,17 @@ from ..media.thumbnails import Thumbnail, ThumbnailStore
 from ..paths import normalise_path
 from ..search import duplicate_page, duplicates, run
 from ..search.duplicate_page import DuplicatesAnswer
+from ..search.framing_prints import FramingChecker
 from ..search.index import ExtractorIndex, index_for
 from ..search.request import Query, SearchAnswer, SearchRequest
 from ..search.self_join import query_many
 from ..store.catalog import Catalog
+from ..tidy.checks import Group
 from .files import find_thumbnail, open_original
 from .intake import ADD_FILE_TIMEOUT, Added, Intake
 from .reload import apply_live, keep_restart_only
 from .reports import Health, health_answer, stats_answer, status_line
+from .tidying import ResolutionList, Resolved, Tidying, UndoAnswer
 from .watching import Browse, FolderList, Unwatched, Watched, Watching
 
 log = logging.getLogger("imgsearchd.service")
@@ -89,9 +93,11 @@ class Service:
         self._burst_base = 0
         self._abort_load = threading.Event()
         self.duplicate_finder: duplicates.DuplicateFinder | None = None
+        self.framing: FramingChecker | None = None  # the duplicates' pixel check, its caches across joins
         self.thumbnails: ThumbnailStore | None = None
         self.intake: Intake | None = None
         self.watching = Watching(self)  # folders watched at run time, kept in the catalogue
+        self.tidying = Tidying(self)  # acting on duplicates, journaled in the catalogue
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -118,6 +124,7 @@ class Service:
         self._enter_phase("opening catalogue")
         self.catalog = Catalog(self.config.catalog_path)
         self.watching.load()
+        self.tidying.recover()  # a resolve or undo a crash interrupted: finished or rolled back
         self._enter_phase("loading models")
         index_cfg = self.config.index
         self.loaded = load(index_cfg.extractors, index_cfg.fallback_extractor, self.config.extractor)
@@ -154,7 +161,8 @@ class Service:
             roots=lambda: self.allowed_roots() or None,
         )
         self.watcher.start()
-        self.duplicate_finder = duplicates.DuplicateFinder(self.catalog)
+        self.framing = FramingChecker(self.catalog, self.allowed_roots() or None, self.thumbnails, self.limits)
+        self.duplicate_finder = duplicates.DuplicateFinder(self.catalog, checker=self.framing.scores)
         self.phase = "ready"
         self._ready.set()
         log.info(
@@ -310,20 +318,24 @@ class Service:
         offset: int,
         limit: int,
         sort: str = "similarity",
+        keep_in: str | None = None,
     ) -> DuplicatesAnswer:
         """``/duplicates``: a page of groups (``state`` "ready"), or the progress while the first join runs."""
         chosen = self._extractor(extractor)
-        assert self.catalog is not None and self.duplicate_finder is not None
-        if folder is not None:
-            folder = self.check_path(folder)
-            if not os.path.isdir(folder):
-                raise NotFound(f"{folder} is not a folder", image=folder)
+        assert self.catalog is not None and self.duplicate_finder is not None and self.framing is not None
+        self.framing.roots, self.framing.limits = self.allowed_roots() or None, self.limits  # as reloaded
+        folder, keep_in = (self._folder(f) if f is not None else None for f in (folder, keep_in))
+        settings = self.config.extractor(chosen.name)
         if threshold is None:
-            threshold = float(self.config.extractor(chosen.name).duplicate_threshold)
+            threshold = float(settings.similar_threshold)
         index = self.indexes[chosen.name]
         mode = lambda: str(index.stats()["mode"])  # noqa: E731
         join = lambda rows, n: query_many(index, rows, n, duplicates.JOIN_SEARCH_K)  # noqa: E731
-        source = duplicates.Source(self.catalog, chosen.model_id, chosen.dim, mode, join)
+        floor = float(settings.duplicate_threshold)
+        source = duplicates.Source(self.catalog, chosen.model_id, chosen.dim, mode, join, floor)
+        rules = self.config.duplicates
+        prefer = tuple(normalise_path(os.path.expanduser(p)) for p in rules.prefer)
+        keeping = duplicate_page.Keeping(rules.keep_rules, prefer, keep_in)
         return duplicate_page.answer(
             self.duplicate_finder,
             chosen.name,
@@ -335,7 +347,27 @@ class Service:
             limit,
             self.allowed_roots(),
             sort,
+            keeping,
         )
+
+    def _folder(self, raw: str) -> str:
+        """A folder a request names, inside the allowed roots (NotFound: not a folder)."""
+        folder = self.check_path(raw)
+        if not os.path.isdir(folder):
+            raise NotFound(f"{folder} is not a folder", image=folder)
+        return folder
+
+    def resolve_duplicates(self, groups: list[Group], action: str, to: str | None, dry_run: bool) -> Resolved:
+        """``POST /duplicates/resolve``: trash, move or link the others of each group (``tidying``)."""
+        return self.tidying.resolve(groups, action, to, dry_run)
+
+    def undo_resolution(self, rid: int) -> UndoAnswer:
+        """``POST /duplicates/undo``: put a resolution's files back and index them again."""
+        return self.tidying.undo(rid)
+
+    def resolutions(self) -> ResolutionList:
+        """``GET /duplicates/resolutions``: the latest resolutions, newest first."""
+        return self.tidying.resolutions()
 
     # -- thumbnails and originals ----------------------------------------------------------------
 

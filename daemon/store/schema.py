@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-VERSION = 4
+VERSION = 5
 
 MIGRATIONS: dict[int, str] = {
     # version -> SQL that takes the schema from version-1 to version
@@ -84,6 +84,31 @@ MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (content_hash, extractor)
     ) WITHOUT ROWID;
     CREATE INDEX query_vectors_by_use ON query_vectors (used_at);
+    """,
+    # The journal of actions on duplicates (``resolutions``): each resolution and each file's plan
+    # (its path, keeper, content hash and target) written before the file is touched, so a start
+    # after a crash finishes or rolls back every file, and an undo knows where each one went.
+    5: """
+    CREATE TABLE resolutions (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        action     TEXT NOT NULL CHECK (action IN ('trash', 'move', 'link')),
+        dest       BLOB,
+        created_at REAL NOT NULL,
+        state      TEXT NOT NULL CHECK (state IN ('running', 'done', 'undoing', 'undone'))
+    );
+    CREATE TABLE resolution_files (
+        resolution   INTEGER NOT NULL REFERENCES resolutions (id),
+        n            INTEGER NOT NULL,
+        path         BLOB NOT NULL,
+        keep         BLOB NOT NULL,
+        content_hash TEXT NOT NULL,
+        target       BLOB NOT NULL,
+        mode         INTEGER NOT NULL,
+        mtime_ns     INTEGER NOT NULL,
+        state        TEXT NOT NULL CHECK (state IN ('planned', 'done', 'untouched', 'undone', 'kept')),
+        reason       TEXT,
+        PRIMARY KEY (resolution, n)
+    ) WITHOUT ROWID;
     """,
 }
 

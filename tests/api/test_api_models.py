@@ -218,6 +218,9 @@ def fresh_copy(server: Any) -> str:
     return str(path)
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def fresh_watched(server: Any) -> str:
     """A new watched folder (for DELETE /folders, which stops watching the folder it names)."""
     folder = server.root / f"watched-{uuid.uuid4().hex[:8]}"
@@ -225,6 +228,15 @@ def fresh_watched(server: Any) -> str:
     body = json.dumps({"folder": str(folder)}).encode()
     assert call(server, "POST", "/folders", body=body, headers={"Content-Type": "application/json"}).status == 201
     return str(folder)
+
+
+def fresh_resolution(server: Any) -> int:
+    """A new resolution to undo (for POST /duplicates/undo): a fresh copy hard-linked to its original."""
+    body = {"groups": [{"keep": str(server.paths["chelsea"]), "others": [fresh_copy(server)]}], "action": "link"}
+    answer = call(server, "POST", "/duplicates/resolve", body=json.dumps(body).encode(), headers=JSON)
+    status, resolved = answer.json_pair()
+    assert status == 200 and resolved["undo"], resolved
+    return int(resolved["undo"])
 
 
 def image_b64(server: Any) -> str:
@@ -238,6 +250,7 @@ def value(server: Any, route: tuple[str, str], name: str, schema: dict[str, Any]
         "image": lambda: fresh_copy(server) if path == "/remove" else str(server.paths["chelsea"]),
         "folder": lambda: fresh_watched(server) if route == ("/folders", "DELETE") else str(server.root / "photos"),
         "path": lambda: str(server.root),
+        "keep_in": lambda: str(server.root / "photos"),
         "extractor": lambda: "clip",
         "text": lambda: "a cat on a sofa",
         "image_base64": lambda: image_b64(server),
@@ -247,6 +260,8 @@ def value(server: Any, route: tuple[str, str], name: str, schema: dict[str, Any]
         "job_id": lambda: server.job_id,
         "name": lambda: "app.js",
         "If-None-Match": lambda: '"not-the-etag"',
+        "groups": lambda: [],  # a resolve that acts on nothing (the action's example is trash)
+        "undo": lambda: fresh_resolution(server),
     }
     return known[name]() if name in known else example(schema)
 
@@ -342,9 +357,9 @@ def base_body(server: Any, route: tuple[str, str]) -> Request | None:
 def requests(server: Any, route: tuple[str, str]) -> Iterator[tuple[Request, str, str | None]]:
     """(request, what must happen, the field it must be seen read): the base, each documented
     parameter and field, and an undocumented one of each kind."""
-    body = base_body(server, route)
 
     def with_query(query: dict[str, str], what: str) -> Request:
+        body = base_body(server, route)  # made again each time: an undo's resolution is undone once
         if body is None:
             return Request(what, query)
         return Request(what, query, body.body, body.content_type, form_fields=body.form_fields)
@@ -375,11 +390,11 @@ def requests(server: Any, route: tuple[str, str]) -> Iterator[tuple[Request, str
         request = body_object(server, route, kind, schema, {UNDOCUMENTED: "1"})
         request.query = base_query(server, route)
         yield request, ("refused" if refused else "accepted"), None
-        yield from part_requests(server, route, kind, fields)
+        yield from part_requests(server, route, kind, fields, schema.get("required", []))
 
 
 def part_requests(
-    server: Any, route: tuple[str, str], kind: str, fields: dict[str, Any]
+    server: Any, route: tuple[str, str], kind: str, fields: dict[str, Any], required: list[str]
 ) -> Iterator[tuple[Request, str, str | None]]:
     """A body field that is a list of objects (a combined query's parts): each of their fields,
     and an undocumented one."""
@@ -388,21 +403,34 @@ def part_requests(
         if items is None or kind != "application/json":
             continue
         part = resolve(items)
-        samples = {"image": str(server.paths["rocket"]), "image_base64": image_b64(server), "text": "a rocket"}
+        samples: dict[str, Any] = {
+            "image": str(server.paths["rocket"]),
+            "image_base64": image_b64(server),
+            "text": "a rocket",
+        }
+        samples |= {"keep": str(server.paths["chelsea"]), "others": []}  # a resolve's group (acts on nothing)
+        needed = {k: samples[k] for k in part.get("required", ())}  # a group's keep and others; none for a query part
         for key in part["properties"]:
-            one = {key: samples[key]} if key in samples else {"text": "a rocket", key: example(part["properties"][key])}
-            yield body_object(server, route, kind, fields_schema(fields), {name: [one]}), "accepted", None
+            if needed:
+                one = {**needed, key: samples[key] if key in samples else example(part["properties"][key])}
+            else:
+                one = (
+                    {key: samples[key]}
+                    if key in samples
+                    else {"text": "a rocket", key: example(part["properties"][key])}
+                )
+            yield body_object(server, route, kind, fields_schema(fields, required), {name: [one]}), "accepted", None
         refused = part.get("additionalProperties") is False
         bad = [{"text": "a rocket", UNDOCUMENTED: 1}]
         yield (
-            body_object(server, route, kind, fields_schema(fields), {name: bad}),
+            body_object(server, route, kind, fields_schema(fields, required), {name: bad}),
             "refused" if refused else "accepted",
             None,
         )
 
 
-def fields_schema(fields: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": fields}
+def fields_schema(fields: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"type": "object", "properties": fields, "required": required}
 
 
 # -- the checks ----------------------------------------------------------------------------------

@@ -281,16 +281,15 @@ def test_the_date_fields_filter_the_search_and_cards_show_the_date(browser, site
     assert errors_in_console(browser) == []
 
 
-def test_the_duplicates_view_shows_groups_side_by_side(browser, site, shots):
+def test_the_duplicates_view_shows_groups_by_tier(browser, site, shots):
     open_page(browser, site.base + "/#duplicates")
-    groups = wait_js(
-        browser,
-        """const g = Array.from(document.querySelectorAll('#dup-groups .group'));
-           return g.length && g.map(x => Array.from(x.querySelectorAll('.name')).map(n => n.textContent).sort())""",
-        "duplicate groups",
-        timeout=60,
-    )
-    assert ["chelsea-copy.jpg", "chelsea.jpg"] in groups
+    shown = """const g = Array.from(document.querySelectorAll('#dup-groups .group'));
+               return g.length && g.every(x => x.dataset.kind === arguments[0])
+                   && g.map(x => Array.from(x.querySelectorAll('.name')).map(n => n.textContent).sort())"""
+    groups = wait_for(lambda: js(browser, shown, "identical"), 60, "the identical groups")
+    assert groups == [["chelsea-copy.jpg", "chelsea.jpg"]]
+    js(browser, "document.querySelector('#dup-tab-copies').click()")  # a resized re-encode: an edited copy
+    groups = wait_for(lambda: js(browser, shown, "copies"), 60, "the copies")
     assert ["coffee-small.jpg", "coffee.jpg"] in groups
     wait_for(
         lambda: js(

@@ -20,7 +20,9 @@ CASES = [
     ("imgsearchd search --pa", ["--paths"]),
     ("imgsearchd config ", ["check", "show"]),
     ("imgsearchd config show --ch", ["--changed"]),
-    ("imgsearchd duplicates --kind ", ["all", "exact", "near"]),
+    ("imgsearchd duplicates --kind ", ["all", "identical", "copies", "similar"]),
+    ("imgsearchd duplicates ", ["resolve", "undo"]),
+    ("imgsearchd duplicates resolve --action ", ["trash", "move", "link"]),
     ("imgsearchd completion ", ["bash", "zsh", "fish"]),
 ]
 

@@ -10,9 +10,10 @@ import sys
 from argparse import Namespace
 from typing import Any
 
+from imgsearchd.cli import duplicates as cli_duplicates
 from imgsearchd.cli import folders as cli_folders
-from imgsearchd.cli import remote as cli_remote
 from imgsearchd.cli.client import ApiFailure
+from imgsearchd.cli.duplicate_views import duplicates_view
 from imgsearchd.cli.views import add_view, job_line
 from imgsearchd.config import Config
 
@@ -57,7 +58,7 @@ def test_counts_are_in_the_right_number():
     assert [counted(n, "file") for n in (0, 1, 2)] == ["0 files", "1 file", "2 files"]
     assert counted(1, "query", "queries") == "1 query" and counted(3, "query", "queries") == "3 queries"
     page = {
-        "groups": [{"kind": "exact", "files": 1, "similarity": 1.0, "members": []}],
+        "groups": [{"kind": "identical", "files": 1, "similarity": 1.0, "members": []}],
         "total": 1,
         "threshold": 0.9,
         "extractor": "clip",
@@ -65,15 +66,15 @@ def test_counts_are_in_the_right_number():
         "next_offset": None,
         "stale": False,
     }
-    lines = cli_remote.duplicates_view(page).splitlines()  # type: ignore[arg-type]
-    assert lines[0].startswith("exact (1 file, ") and lines[-1].startswith("1 group at threshold 0.9"), lines
+    lines = duplicates_view(page).splitlines()  # type: ignore[arg-type]
+    assert lines[0].startswith("identical (1 file, ") and lines[-1].startswith("1 group at threshold 0.9"), lines
     assert job_line({"state": "indexing", "done": 0, "found": 1, "folder": "/f"}).startswith("indexing 0/1 file  /f")
     added = add_view({"job": "j1", "folder": "/f", "files_found": 1, "scan_complete": False})
     assert added.startswith("adding /f: job j1, 1 file found so far")
 
 
 def duplicates_args() -> Namespace:
-    fields = ("extractor", "threshold", "kind", "folder", "sort", "limit", "offset")
+    fields = ("extractor", "threshold", "kind", "folder", "sort", "limit", "offset", "keep_in")
     return Namespace(**dict.fromkeys(fields), json=True)
 
 
@@ -82,15 +83,15 @@ PAGE = (200, {"groups": [], "total": 0})
 
 
 def test_duplicates_notes_its_progress_only_on_a_terminal(monkeypatch, capsys):
-    monkeypatch.setattr(cli_remote.time, "sleep", lambda seconds: None)
-    monkeypatch.setattr(cli_remote, "client_for", lambda config: Scripted(COMPUTING, PAGE))
-    assert cli_remote.duplicates_remote(duplicates_args(), Config()) == 0
+    monkeypatch.setattr(cli_duplicates.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(cli_duplicates, "client_for", lambda config: Scripted(COMPUTING, PAGE))
+    assert cli_duplicates.duplicates_remote(duplicates_args(), Config()) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["total"] == 0 and err == ""  # piped: a script gets the answer, no chatter
     screen = Terminal()
     monkeypatch.setattr(sys, "stderr", screen)
-    monkeypatch.setattr(cli_remote, "client_for", lambda config: Scripted(COMPUTING, PAGE))
-    assert cli_remote.duplicates_remote(duplicates_args(), Config()) == 0
+    monkeypatch.setattr(cli_duplicates, "client_for", lambda config: Scripted(COMPUTING, PAGE))
+    assert cli_duplicates.duplicates_remote(duplicates_args(), Config()) == 0
     assert screen.getvalue() == "imgsearchd: computing duplicates (reading, 0/0)\n"
 
 

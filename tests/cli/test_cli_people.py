@@ -224,6 +224,10 @@ def test_a_value_the_daemon_refuses_is_a_usage_error(daemon):
         ("duplicates", "--threshold", "2"),
         ("duplicates", "--threshold", "0"),
         ("duplicates", "--offset", "-1"),
+        ("duplicates", "--kind", "exact"),  # the tiers are identical, copies, similar
+        ("duplicates", "resolve", "--kind", "near"),
+        ("duplicates", "resolve", "--kind", "copies", "--action", "delete"),  # nothing is deleted for good
+        ("duplicates", "undo", "0"),
         ("stats", "--extractor", "vgg"),
         ("serve", "--port", "70000"),
         ("completion", "tcsh"),

@@ -170,3 +170,42 @@ def test_the_http_server_summarises_waitress_queue_warnings(tmp_path):
         server = make_http_server(config, lambda environ, start_response: [], bind=("127.0.0.1", 0))
         server.stop()
     assert logging.getLogger("waitress.queue").filters.count(QUEUE_WARNINGS) == 1
+
+
+def test_a_stop_with_a_request_in_flight_answers_it_and_logs_nothing(tmp_path, caplog):
+    """The stop closes the listening socket, lets the request finish (its answer goes out),
+    then closes the rest. Closing the listener with waitress's own close() also closed the
+    loop's wake-up pipe: the worker finishing the request hit EBADF, and the stop logged
+    "I/O loop could not be woken"."""
+    import threading
+    import time
+    import urllib.request
+
+    from imgsearchd.api.listener import make_http_server
+
+    started = threading.Event()
+
+    def slow_app(environ, start_response):
+        started.set()
+        time.sleep(0.5)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"finished"]
+
+    config = load_config(write_config(tmp_path / "c.toml", {"server": {"port": 8080}}))
+    server = make_http_server(config, slow_app, bind=("127.0.0.1", 0))
+    serving = threading.Thread(target=server.serve, daemon=True)
+    serving.start()
+    host, port = server.bind_addr
+    answers: list[bytes] = []
+    client = threading.Thread(
+        target=lambda: answers.append(urllib.request.urlopen(f"http://{host}:{port}/", timeout=10).read())
+    )
+    client.start()
+    assert started.wait(10)
+    with caplog.at_level(logging.WARNING):
+        server.stop()
+    client.join(10)
+    serving.join(10)
+    assert answers == [b"finished"]
+    assert not serving.is_alive()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [r.getMessage() for r in caplog.records]

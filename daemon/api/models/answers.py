@@ -184,24 +184,55 @@ class DuplicateMember(MetadataFields, kw_only=True, forbid_unknown_fields=True):
     image: Annotated[str, Meta(description="absolute path (as in Result)")]
     path_base64: Annotated[str, Meta(description="only for a name that is not valid UTF-8")] | UnsetType = UNSET
     size: Annotated[int, Meta(ge=0, description="bytes, as indexed")]
-    score: Annotated[Cosine, Meta(description="cosine to the group's centre (its first member in similarity order)")]
+    score: Annotated[Cosine, Meta(description="cosine to the group's centre (the first member after the keeper)")]
+    framing: Annotated[
+        Cosine | None,
+        Meta(description="the framing check's score to the centre (-1 to 1); null: not checked or unreadable"),
+    ]
     hash: Hash
+    keep: Annotated[bool, Meta(description="the suggested keeper (the group's first member)")]
+    same_bytes: Annotated[
+        int, Meta(ge=0, description="other indexed files with these bytes (in copies/similar: its identical group)")
+    ]
 
 
 class DuplicateGroup(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Files that are the same bytes, or similar pictures."""
+    """Files of one tier: the same bytes, one picture edited, or similar shots."""
 
-    kind: Annotated[Literal["exact", "near"], Meta(description="exact: the same bytes; near: similar pictures")]
+    kind: Annotated[
+        Literal["identical", "copies", "similar"],
+        Meta(description="identical: the same bytes; copies: one picture edited; similar: shots of one scene"),
+    ]
     files: Annotated[int, Meta(ge=2)]
-    similarity: Annotated[float, Meta(description="the lowest cosine of a member to the first")]
+    similarity: Annotated[float, Meta(description="the lowest cosine of a member to the centre")]
+    keep: Annotated[str, Meta(description="the suggested file to keep (a member's image)")]
+    keep_reason: Annotated[str, Meta(description="why, in words: the first [duplicates] keep_rules rule that decided")]
     members: list[DuplicateMember]
+
+
+class DuplicateThresholds(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The cuts a page was grouped at."""
+
+    copies: Annotated[
+        float | None, Meta(description="the cosine from which a pair may be a copy (duplicate_threshold)")
+    ]
+    similar: Annotated[float, Meta(description="the cosine from which a pair is similar (threshold)")]
+    framing: Annotated[float, Meta(description="the framing check's score from which a pair is a copy")]
+
+
+class DuplicateTiers(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Groups per tier (after the folder filter)."""
+
+    identical: Count
+    copies: Count
+    similar: Count
 
 
 class DuplicateProgress(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A /duplicates computation running."""
 
     extractor: str
-    phase: Literal["queued", "reading", "joining"]
+    phase: Literal["queued", "reading", "joining", "checking"]
     done: Count
     total: Count
     progress: Fraction
@@ -214,6 +245,8 @@ class Duplicates(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     state: Literal["ready"]
     extractor: str
     threshold: float
+    thresholds: DuplicateThresholds
+    tiers: DuplicateTiers
     kind: bounds.DuplicateKind | UnsetType = UNSET
     folder: str | UnsetType | None = UNSET
     sort: bounds.DuplicateSort | UnsetType = UNSET

@@ -162,16 +162,26 @@ class DuplicatesQuery(msgspec.Struct, kw_only=True):
             Meta(
                 gt=0,
                 le=1,
-                description="cosine above which two pictures are near-duplicates (default: the extractor's "
-                "duplicate_threshold)",
+                description="cosine from which two pictures are similar shots (default: the extractor's "
+                "similar_threshold); copies are decided by duplicate_threshold and the framing check",
                 extra={"what": "a cosine above 0 and at most 1", **_ABSENT_IF_BLANK},
             ),
         ]
         | None
     ) = None
-    kind: Annotated[bounds.DuplicateKind, Meta(description="which groups")] = "all"
+    kind: Annotated[
+        bounds.DuplicateKind,
+        Meta(description="which tier: identical (the same bytes), copies (one picture edited), similar (shots)"),
+    ] = "all"
     folder: Annotated[
         str | None, Meta(description="only groups with a file in this folder (absolute)", extra=_PATH)
+    ] = None
+    keep_in: Annotated[
+        str | None,
+        Meta(
+            description="a folder (absolute) whose files each group keeps, before the [duplicates] keep_rules",
+            extra=_PATH,
+        ),
     ] = None
     offset: Annotated[
         int,

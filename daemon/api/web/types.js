@@ -36,7 +36,22 @@ export {};
  */
 
 /** @typedef {{phase?: string, done?: number, total?: number, progress?: number, extractor?: string}} Computing */
-/** @typedef {{kind: string, files: number, similarity: number, members: Item[]}} Group */
+/** @typedef {"identical" | "copies" | "similar"} Tier */
+/**
+ * One file of a duplicate group: a picture, whether it is the suggested keeper, how closely it
+ * matches (framing: the pixel check, null when it could not run) and how many other files have its bytes.
+ * @typedef {Item & {size: number, keep?: boolean, framing?: number | null, same_bytes?: number}} Member
+ */
+/**
+ * A group of one tier: its suggested keeper (the first member) and why.
+ * @typedef {object} Group
+ * @property {Tier} kind
+ * @property {number} files
+ * @property {number} similarity
+ * @property {string} [keep] the suggested keeper's path
+ * @property {string} [keep_reason] why, in words ("most pixels: 4032x3024 (next 3024x2268)")
+ * @property {Member[]} members
+ */
 /**
  * A page of /duplicates (or, with HTTP 202, how far the comparison is).
  * @typedef {object} DuplicatesAnswer
@@ -47,8 +62,32 @@ export {};
  * @property {string} kind
  * @property {number} threshold
  * @property {string} extractor
+ * @property {Record<Tier, number>} [tiers] groups per tier (after the folder filter)
+ * @property {{copies: number | null, similar: number, framing: number}} [thresholds]
  * @property {boolean} [stale]
  * @property {Computing} [computing]
+ */
+
+/** @typedef {"trash" | "move" | "link"} Action */
+/** @typedef {{keep: string, others: string[]}} Resolution */
+/**
+ * One file of a resolve: done, planned (a dry run) or skipped, and where it went.
+ * @typedef {{image: string, keep: string, state: "done" | "planned" | "skipped", to: string | null, reason: string | null}} ResolvedFile
+ */
+/**
+ * What POST /duplicates/resolve answers.
+ * @typedef {object} ResolveAnswer
+ * @property {string | number | null} undo the id POST /duplicates/undo takes (null: a dry run, or nothing done)
+ * @property {Action} action
+ * @property {boolean} dry_run
+ * @property {string | null} to
+ * @property {number} done
+ * @property {number} skipped
+ * @property {ResolvedFile[]} files
+ */
+/**
+ * What POST /duplicates/undo answers.
+ * @typedef {{undo: string | number, restored: number, skipped: number, files: {image: string, state: string, reason: string | null}[]}} UndoAnswer
  */
 
 /**
