@@ -156,7 +156,11 @@ def _add_watch_dirs(config: Config, folders: list[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; its exit status."""
     try:
-        return _run(argv)
+        code = _run(argv)
+        # An answer smaller than the buffer meets a gone reader only at this flush: inside the
+        # try, not at exit (where Python prints "Exception ignored" and exits 120)
+        sys.stdout.flush()
+        return code
     except BrokenPipeError:
         # ``imgsearchd search X --paths | head -1``: the reader has what it wanted. Point stdout
         # at /dev/null so the flush at exit does not fail again (Python's documented recipe).

@@ -15,9 +15,9 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TextIO, cast
 
+from ..media.sizes import human_size
 from .answers import Answer, Dated, DuplicateMember, SearchResult
 
 JSON_HELP = "print the JSON answer (the default when stdout is not a terminal)"
@@ -55,23 +55,6 @@ def emit(answer: Mapping[str, object], args: argparse.Namespace, human: Callable
         print(json.dumps(answer, indent=2))
     else:
         print(human(answer))
-
-
-def human_size(size: int | float | None) -> str:
-    """Bytes in units of 1024 with the page's rule (``format.js`` ``fmtBytes``), so both show the same
-    text: bytes as they are, a larger unit with one decimal below 10 and none from 10 ("812 B",
-    "3.4 KB", "103 KB", "1.2 GB"), rounded half up as JavaScript's ``toFixed`` rounds."""
-    if size is None:
-        return "-"
-    value, unit = float(size), "B"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            break
-        value /= 1024
-    if unit == "B":
-        return f"{size:g} B"
-    places = Decimal("0.1") if value < 10 else Decimal("1")
-    return f"{Decimal(value).quantize(places, rounding=ROUND_HALF_UP)} {unit}"
 
 
 def counted(n: object, word: str, plural: str = "") -> str:

@@ -28,10 +28,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from ..config import AVIF_EXTENSIONS, HEIF_EXTENSIONS, RAW_EXTENSIONS
+from ..media.sizes import human_size
 from ..paths import is_under
 
 # Lower is better. RAW: the camera's own data; HEIC/AVIF: a phone's own file, smaller than a
@@ -76,21 +76,6 @@ class _Rule:
 
 def _pixels(m: MemberFacts) -> str:
     return f"{m.width}x{m.height}"
-
-
-def human_size(size: int) -> str:
-    """Bytes in units of 1024 as the CLI (``cli.output.human_size``) and the page (``fmtBytes``)
-    show them: "812 B", "3.4 KB", "103 KB" (one decimal below 10, half up). Search may not import
-    the CLI, so this is its twin, tested against it."""
-    value, unit = float(size), "B"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            break
-        value /= 1024
-    if unit == "B":
-        return f"{size} B"
-    places = Decimal("0.1") if value < 10 else Decimal("1")
-    return f"{Decimal(value).quantize(places, rounding=ROUND_HALF_UP)} {unit}"
 
 
 def _when(m: MemberFacts, other: MemberFacts) -> str:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mounts import tmpfs
 from openapi_checker import OpenApiChecker
 
 from helpers import Live, live_server, server_config, skimage_photos, wait_for
@@ -250,17 +250,8 @@ def test_refused_requests_do_nothing(live, tmp_path):
 
 @pytest.fixture
 def mounted(live: Live) -> Iterator[Path]:
-    point = live.root / "mnt"
-    point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root; a topdir trash needs a second file system")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(point)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
-    try:
+    with tmpfs(live.root / "mnt", "16m", "a topdir trash needs a second file system") as point:
         yield point
-    finally:
-        subprocess.run(["umount", "-l", str(point)], check=False)
 
 
 def test_a_file_on_another_file_system_goes_to_its_topdir_trash(live, mounted):

@@ -9,10 +9,8 @@ the catalogue's journal read-only, some files done and some not, and kill the da
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from imgsearchd.config import load_config
+from mounts import tmpfs
 
 from helpers import free_port, server_config, skimage_photos, wait_for
 from image_factory import jpeg_bytes
@@ -32,17 +31,8 @@ PAD = 512 * 1024  # bytes after the picture's end: a copy of each takes a few mi
 
 @pytest.fixture
 def mounted(tmp_path: Path) -> Iterator[Path]:
-    point = tmp_path / "mnt"
-    point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root; the files must move across file systems")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(point)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
-    try:
+    with tmpfs(tmp_path / "mnt", "256m", "the files must move across file systems") as point:
         yield point
-    finally:
-        subprocess.run(["umount", "-l", str(point)], check=False)
 
 
 def post(served: Served, route: str, body: object) -> tuple[int, dict]:

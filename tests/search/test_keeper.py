@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from imgsearchd.cli.output import human_size as cli_size
 from imgsearchd.config import KEEP_RULES
-from imgsearchd.search.keeper import MemberFacts, choose, human_size
+from imgsearchd.media.sizes import human_size
+from imgsearchd.search.keeper import MemberFacts, choose
 
 BIG = MemberFacts("/p/b/IMG_1.jpg", 3_000_000, 4032, 3024)
 SMALL = MemberFacts("/p/a/IMG_1.jpg", 1_000_000, 3024, 2268)
@@ -112,10 +112,14 @@ def test_an_unknown_value_never_decides(rule: str) -> None:
 
 
 def test_sizes_read_as_the_cli_and_the_page_show_them() -> None:
-    """Review item 8: one unit system (1024-based) in the keeper's reason, the cards and the CLI."""
-    sizes = [*range(0, 5000, 7), *(int(1.37**k) for k in range(20, 130)), 1023, 1024, 10 * 1024 - 52, 10_188]
-    for size in sizes:
-        assert human_size(size) == cli_size(size), size
+    """Review item 8: one unit system (1024-based, ``media.sizes``) in the keeper's reason, the
+    cards and the CLI; the reason said "43.0 kB" (decimal) beside a card's "42 KB"."""
+    big, small = MemberFacts("/p/big.jpg", 43_008, 10, 10), MemberFacts("/p/small.jpg", 41_000, 10, 10)
+    assert choose([small, big], ("bytes",), ()) == (
+        1,
+        f"largest file: {human_size(43_008)} (next {human_size(41_000)})",
+    )
+    assert human_size(43_008) == "42 KB" and human_size(41_000) == "40 KB"
 
 
 def test_the_rules_order_is_the_setting() -> None:

@@ -15,6 +15,7 @@ from imgsearchd.store.resolutions import Journal, Step
 from imgsearchd.tidy import runs, trash
 from imgsearchd.tidy.checks import Facts, Group, plan
 from imgsearchd.tidy.files import hash_file, temp_name
+from mounts import tmpfs
 
 
 @pytest.fixture
@@ -26,17 +27,8 @@ def journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Journal
 
 @pytest.fixture
 def other_fs(tmp_path: Path) -> Iterator[Path]:
-    point = tmp_path / "mnt"
-    point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (a second file system for a move across them)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(point)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
-    try:
+    with tmpfs(tmp_path / "mnt", "16m", "a second file system for a move across them") as point:
         yield point
-    finally:
-        subprocess.run(["umount", "-l", str(point)], check=False)
 
 
 def files(root: Path, **contents: bytes) -> dict[str, str]:

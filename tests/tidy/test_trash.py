@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from imgsearchd.ingest.folders import walk_images
 from imgsearchd.tidy import trash
 from imgsearchd.tidy.actions import dry_target
+from mounts import tmpfs
 
 
 @pytest.fixture
@@ -27,17 +27,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def mounted(tmp_path: Path) -> Iterator[Path]:
     """A 16 MiB tmpfs: another file system than the home trash's (root only)."""
-    point = tmp_path / "mnt"
-    point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root; a topdir trash needs a second file system")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(point)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
-    try:
+    with tmpfs(tmp_path / "mnt", "16m", "a topdir trash needs a second file system") as point:
         yield point
-    finally:
-        subprocess.run(["umount", "-l", str(point)], check=False)
 
 
 def put(where: trash.TrashDir, path: Path) -> str:
