@@ -16,7 +16,8 @@ import io
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Generic, TypeVar
 
 from PIL import Image
 
@@ -37,6 +38,30 @@ MAX_SCORES = 500_000
 DECODE_SIDE = 256
 
 Progress = Callable[[int], None]
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Recent(Generic[K, V]):
+    """At most ``bound`` entries, the least recently used dropped first (the caller locks)."""
+
+    def __init__(self, bound: int) -> None:
+        self.bound = bound
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+        return found
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        while len(self._items) > self.bound:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class FramingChecker:
@@ -55,10 +80,8 @@ class FramingChecker:
         self.roots = roots
         self.thumbnails = thumbnails
         self.limits = limits
-        self.max_prints = max_prints
-        self.max_scores = max_scores
-        self._prints: OrderedDict[str, Print] = OrderedDict()
-        self._scores: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._prints: Recent[str, Print] = Recent(max_prints)
+        self._scores: Recent[tuple[str, str], float] = Recent(max_scores)
         self._lock = threading.Lock()
         self.reads = 0  # contents read (thumbnail or file): what the caches save
         self.computed = 0  # pair scores computed
@@ -82,35 +105,29 @@ class FramingChecker:
         key = (a[1], b[1]) if a[1] <= b[1] else (b[1], a[1])
         with self._lock:
             known = self._scores.get(key)
-            if known is not None:
-                self._scores.move_to_end(key)
-                return known
+        if known is not None:
+            return known
         first, second = self._print(a[0], a[1]), self._print(b[0], b[1])
         if first is None or second is None:
             return None  # not cached: the file may be readable next time
         score = framing_score(first, second)
         with self._lock:
             self.computed += 1
-            self._scores[key] = score
-            while len(self._scores) > self.max_scores:
-                self._scores.popitem(last=False)
+            self._scores.put(key, score)
         return score
 
     def _print(self, path: str, content_hash: str) -> Print | None:
         with self._lock:
             found = self._prints.get(content_hash)
-            if found is not None:
-                self._prints.move_to_end(content_hash)
-                return found
+        if found is not None:
+            return found
         picture = self._picture(path, content_hash)
         if picture is None:
             return None
         made = print_of(picture)
         with self._lock:
             self.reads += 1
-            self._prints[content_hash] = made
-            while len(self._prints) > self.max_prints:
-                self._prints.popitem(last=False)
+            self._prints.put(content_hash, made)
         return made
 
     def _picture(self, path: str, content_hash: str) -> Image.Image | None:

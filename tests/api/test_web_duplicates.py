@@ -82,6 +82,12 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield from screenshots(tmp_path_factory)
 
 
+def wait_pictures(browser: Any, selector: str, what: str) -> None:
+    """Every picture under ``selector`` (``#dup-groups img``) loaded, within 30 s."""
+    script = f"return Array.from(document.querySelectorAll('{selector}')).every(i => i.complete && i.naturalWidth > 0)"
+    wait_for(lambda: js(browser, script), 30, what)
+
+
 def duplicates(live: Live, kind: str) -> dict[str, Any]:
     """The API's answer for a tier, once computed (the page shows the same)."""
 
@@ -192,14 +198,7 @@ def test_the_tabs_show_the_tiers_and_a_big_group_wraps_whole(browser, site, shot
         COPIES + 1,
     )
     assert layout["inside"] and not layout["scrolls"] and layout["rows"] >= 2, layout
-    wait_for(
-        lambda: js(
-            browser,
-            "return Array.from(document.querySelectorAll('#dup-groups img')).every(i => i.complete && i.naturalWidth > 0)",
-        ),
-        30,
-        "the thumbnails",
-    )
+    wait_pictures(browser, "#dup-groups img", "the thumbnails")
     # a taller window for the picture of it: the form, the tabs and the big group's first two rows
     browser.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 1040, "deviceScaleFactor": 1, "mobile": False}
@@ -277,14 +276,7 @@ def test_the_keyboard_marks_and_compares(browser, site, shots):
             "same bytes",
         }
     assert "pixels" in sides[0]["differs"] or "bytes" in sides[0]["differs"]
-    wait_for(
-        lambda: js(
-            browser,
-            "return Array.from(document.querySelectorAll('#compare-sides img')).every(i => i.complete && i.naturalWidth > 0)",
-        ),
-        30,
-        "both pictures",
-    )
+    wait_pictures(browser, "#compare-sides img", "both pictures")
     browser.save_screenshot(str(shots / "compare.png"))
     # k in the compare view keeps the right-hand picture, and the group's card follows
     send(browser, "k")
@@ -524,14 +516,7 @@ def test_the_tabs_fit_a_phone_and_every_tab_s_cards_are_alike_on_a_wide_screen(b
         widths = {}
         for tier in ("identical", "copies", "similar"):
             choose_tab(browser, tier)
-            wait_for(
-                lambda: js(
-                    browser,
-                    "return Array.from(document.querySelectorAll('#dup-groups img')).every(i => i.complete && i.naturalWidth > 0)",
-                ),
-                30,
-                "the thumbnails",
-            )
+            wait_pictures(browser, "#dup-groups img", "the thumbnails")
             shown = card_widths(browser)
             assert shown["cut"] == [], (tier, shown)
             widths[tier] = set(shown["widths"])
