@@ -131,11 +131,11 @@ def main() -> None:
             f'[index]\ndata_dir = "{root / "data"}"\nextractors = ["clip"]\nfallback_extractor = ""\n'
             f'[extractors.clip]\npretrained = "none"\ndevice = "cpu"\n'
         )
+        log = open(root / "daemon.log", "w")  # noqa: SIM115 (closed once the daemon stopped); a pipe nobody reads stops it once full
         proc = subprocess.Popen(
             [sys.executable, "-m", "imgsearchd.cli", "serve", "--config", str(root / "c.toml")],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+            stderr=log,
         )
         try:
             t0 = time.perf_counter()
@@ -147,7 +147,7 @@ def main() -> None:
                 except OSError:
                     pass
                 if proc.poll() is not None:
-                    raise SystemExit(proc.stderr.read())
+                    raise SystemExit((root / "daemon.log").read_text())
                 time.sleep(0.2)
             start_s = time.perf_counter() - t0
             while True:  # the first start builds the graph (or Annoy) snapshot in the background
@@ -178,6 +178,7 @@ def main() -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
+            log.close()
 
     with open("/proc/cpuinfo") as cpuinfo:
         names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]

@@ -57,10 +57,15 @@ MARK_OLD = "document.querySelectorAll('#results > *').forEach(e => { e.dataset.o
 ON_SCREEN = """
 const done = arguments[arguments.length - 1];
 function check() {
-  const cards = document.querySelectorAll('#results .card:not([data-old])');
-  const imgs = Array.from(document.querySelectorAll('#results .card:not([data-old]) img'))
+  // the cards the page shows: weaker matches wait folded behind a button (issue 30), and a
+  // search with none close shows only that line and the button
+  const cards = Array.from(document.querySelectorAll('#results .card:not([data-old])'));
+  const shown = cards.filter(c => !c.hidden);
+  const imgs = shown.map(c => c.querySelector('img')).filter(i => i)
     .filter(i => i.getBoundingClientRect().top < window.innerHeight);
-  if (cards.length && imgs.length && imgs.every(i => i.complete)) {
+  const button = document.querySelector('#show-weaker');
+  const folded = !shown.length && button && !button.hidden;
+  if (cards.length && (folded || (imgs.length && imgs.every(i => i.complete)))) {
     done({t: performance.now(), cards: cards.length, shown: imgs.filter(i => i.naturalWidth > 0).length,
           on_screen: imgs.length});
   } else requestAnimationFrame(check);

@@ -18,6 +18,9 @@ from PIL import Image
 
 from helpers import EFFICIENTNET_FP32, bf16_report, skimage_photos, write_config
 
+# The browser tests' module fixtures (``browser``, ``shots``) live with their helpers.
+pytest_plugins = ("page_browser",)
+
 # -- tiers and workers ----------------------------------------------------------------------------
 #
 # The slow tiers carry a marker (registered in pyproject.toml) and, through it, ``slow``:

@@ -52,6 +52,18 @@ def start_browser() -> Iterator[Any]:
         driver.quit()
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for a test module (``from page_browser import browser``)."""
+    yield from start_browser()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The module's screenshot folder (``from page_browser import shots``)."""
+    yield from screenshots(tmp_path_factory)
+
+
 def screenshots(factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = factory.mktemp("screenshots")
     yield folder

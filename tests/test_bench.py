@@ -54,6 +54,10 @@ TINY = {
         "--vectors", "1500", "--planted", "20", "--identical", "5", "--sample", "50", "--scenes", "2", "--draws", "1",
         "--precisions", "fp32", "--batch-size", "4", "--floors", "0.8", "--framing", "0.95", "--similar", "0.9",
     ],
+    "bench_match.py": [
+        "--scenes", "4", "--per-kind", "2", "--copy-kinds", "2", "--precisions", "fp32", "--batch-size", "4",
+        "--sweep", "4",
+    ],
     "bench_thumbnails.py": [
         "--small", "4", "--large", "0", "--repeats", "1", "--batch-size", "4", "--route-images", "4", "--clients", "2",
         "--rounds", "1", "--scan", "50",
@@ -82,6 +86,7 @@ EXPECT = {
         "| half bf16 / half fp32 | bf16 |",
     ),
     "bench_duplicates.py": ("| planted pairs precision / recall |", "| framing_score |", "| similar:shift |"),
+    "bench_match.py": ("| efficientnet fp32 | z-score (shipped) |", "| jpeg |"),
     "bench_thumbnails.py": ("| small (4) |", "| revalidated (304) |"),
     "bench_page.py": "first results on screen |",
     "bench_parquet.py": "| import, ours (stat only) |",

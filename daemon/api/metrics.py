@@ -47,7 +47,12 @@ class _Indexing(TypedDict, total=False):
     failed: dict[str, int]  # by reason
 
 
+class _Change(TypedDict, total=False):
+    state: str
+
+
 class _Extractor(TypedDict, total=False):
+    change: _Change  # a model change under way or failed
     vectors: int
     indexed: int
     fresh: int
@@ -141,10 +146,12 @@ class StatsCollector(Collector):
         configured model runs on its fallback; and each running model, 1 where it stands in."""
         fallback = stats.get("fallback")
         storage_ok = stats.get("storage", {}).get("state", "ok") == "ok"
+        failed = any(e.get("change", {}).get("state") == "failed" for e in stats["extractors"].values())
         yield GaugeMetricFamily(
             "imgsearchd_health_degraded",
-            "1 while /health says degraded: the catalogue cannot be written, or a model runs on its fallback",
-            value=int(bool(stats["ready"]) and (fallback is not None or not storage_ok)),
+            "1 while /health says degraded: the catalogue cannot be written, a model runs on its fallback, "
+            "or a model change failed",
+            value=int(bool(stats["ready"]) and (fallback is not None or not storage_ok or failed)),
         )
         series = GaugeMetricFamily(
             "imgsearchd_extractor_fallback",

@@ -136,8 +136,9 @@ def missing(name: str) -> ApiError:
 
 def _refusal(field: Field, value: Any) -> ApiError:
     """The 400 for a value the field's type refuses, in the words of the field's kind."""
-    if field.kind == "choice":
-        return ApiError(400, f"{field.name} must be one of {', '.join(map(str, field.choices))}, not {value!r}")
+    if field.kind == "choice":  # the choices sorted, unless the field says them in its order (``what``)
+        what = field.what or f"one of {', '.join(map(str, field.choices))}"
+        return ApiError(400, f"{field.name} must be {what}, not {value!r}")
     if field.what:
         return ApiError(400, f"{field.name} must be {field.what}, not {value}")
     return ApiError(400, f"{field.name} must be {_JSON_TYPES.get(field.kind, 'valid')}, not {value!r}")
@@ -145,7 +146,7 @@ def _refusal(field: Field, value: Any) -> ApiError:
 
 # -- JSON bodies ------------------------------------------------------------------------
 
-_JSON_TYPES = {"int": "an integer", "float": "a number", "str": "a string", "any": "a list"}
+_JSON_TYPES = {"int": "an integer", "float": "a number", "str": "a string", "choice": "a string", "any": "a list"}
 
 
 def check_json(model: type[msgspec.Struct], body: Mapping[str, Any]) -> None:
@@ -164,8 +165,8 @@ def check_json(model: type[msgspec.Struct], body: Mapping[str, Any]) -> None:
         except msgspec.ValidationError:
             if field.kind in _CONVERT and _is_number(value, field.kind):
                 continue  # the right type, out of bounds
-            if field.kind == "str" and isinstance(value, str):
-                continue  # a string its pattern refuses (a hash): parse names what it must be
+            if field.kind in ("str", "choice") and isinstance(value, str):
+                continue  # a string its pattern or choices refuse (a hash, a level): parse names what it must be
             raise ApiError(400, f"{key} must be {_JSON_TYPES[field.kind]}, not {type(value).__name__}") from None
 
 

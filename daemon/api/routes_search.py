@@ -2,7 +2,9 @@
 upload, a text, a combined query or a content hash) and ``GET /duplicates``.
 
 Every search takes ``offset``: results offset..offset+limit of the same ranking; a page
-ends at the limit bound's result (``bounds.MAX_LIMIT``), so no search ranks more than that."""
+ends at the limit bound's result (``bounds.MAX_LIMIT``), so no search ranks more than that.
+Every search takes ``min_match`` too: each result carries its ``match`` level, and the page
+keeps those at that level or stronger (``search.matches``)."""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def search_get(context: Context, query: SearchQuery) -> Any:
     if sum(getattr(query, name) is not None for name in ("image", "text", "hash")) > 1:
         raise ApiError(400, "give only one of 'image', 'text' or 'hash'")
     scope = search_scope(context.service, query.folder, query.taken_after, query.taken_before)
-    request = search_request(query.extractor, query.limit, query.offset, query.max_distance, scope)
+    request = search_request(query.extractor, query.limit, query.offset, query.max_distance, scope, query.min_match)
     if query.hash is not None:
         return searched(context, started, request, ByHash(query.hash.lower()))
     if query.text is not None:
@@ -57,7 +59,7 @@ def search_post(context: Context, _: None) -> Any:
     query = params.parse(UploadQuery, merged(fields))  # a body field wins over the query string's
     content_hash = body_hash(fields)
     scope = search_scope(context.service, query.folder, query.taken_after, query.taken_before)
-    request = search_request(query.extractor, query.limit, query.offset, query.max_distance, scope)
+    request = search_request(query.extractor, query.limit, query.offset, query.max_distance, scope, query.min_match)
     if content_hash is not None:
         if data is not None or fields.get("text") is not None or "query" in fields:
             raise ApiError(400, "give only one of 'hash', 'image_base64', 'text' or 'query'")
@@ -92,6 +94,7 @@ def merged(fields: uploads.Fields) -> dict[str, object]:
         "folder": folder if folder is not None else path("folder"),
         "taken_after": fields.get("taken_after") or path("taken_after"),
         "taken_before": fields.get("taken_before") or path("taken_before"),
+        "min_match": fields.get("min_match") or query.getunicode("min_match") or None,
     }
 
 
@@ -105,14 +108,19 @@ def body_hash(fields: uploads.Fields) -> str | None:
 
 
 def search_request(
-    extractor: str | None, limit: int, offset: int, max_distance: float | None, scope: SearchScope | None
+    extractor: str | None,
+    limit: int,
+    offset: int,
+    max_distance: float | None,
+    scope: SearchScope | None,
+    min_match: str | None = None,
 ) -> SearchRequest:
     """The request; a page that would pass the limit bound's result ends there (fewer results).
 
     ``offset`` is below the bound (its model says so), so the page keeps at least one result.
     """
     page = min(limit, bounds.MAX_LIMIT - offset)
-    return SearchRequest(extractor, page, max_distance, scope, offset)
+    return SearchRequest(extractor, page, max_distance, scope, offset, min_match)
 
 
 def searched(context: Context, started: float, request: SearchRequest, what: Query) -> Any:

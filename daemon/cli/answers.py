@@ -26,6 +26,7 @@ class SearchResult(Dated, total=False):
     image: Required[str]
     score: Required[float]
     size: int | None
+    match: str  # same, similar, related, weak (absent from a daemon before issue 30)
 
 
 class DuplicateMember(Dated, total=False):
@@ -167,6 +168,24 @@ class Fallback(TypedDict, total=False):
     advice: list[str]
 
 
+# A model change of ``/stats.extractors[NAME].change``: the old model (``from``, a keyword, hence
+# this form) serves while the new one (``to``) embeds the library; ``state`` embedding, switching or failed.
+ModelChange = TypedDict(
+    "ModelChange",
+    {
+        "from": str,
+        "to": str | None,  # null: the configured model could not load (its id is not known)
+        "state": str,
+        "done": int,
+        "total": int,
+        "rate": float | None,
+        "eta_seconds": float | None,
+        "error": str | None,
+    },
+    total=False,
+)
+
+
 class ExtractorState(TypedDict, total=False):
     """One extractor of ``/stats``."""
 
@@ -177,6 +196,7 @@ class ExtractorState(TypedDict, total=False):
     precision: dict[str, object]
     text: bool
     building: bool
+    change: ModelChange | None
 
 
 class LastScan(TypedDict, total=False):

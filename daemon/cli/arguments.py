@@ -7,6 +7,10 @@ import argparse
 import math
 from collections.abc import Callable
 
+# The match levels, strongest first: ``search.match_levels.LEVELS``, named here so that every
+# command's start does not import numpy for them (tests/cli/test_cli_levels.py keeps the two equal).
+MATCH_LEVELS: tuple[str, ...] = ("same", "similar", "related", "weak")
+
 
 def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     """A whole number from ``low`` to ``high`` (no upper bound when None)."""

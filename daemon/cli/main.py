@@ -9,7 +9,7 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
@@ -17,7 +17,7 @@ from ..api.bounds import DEFAULT_LIMIT, MAX_DISTANCE, MAX_LIMIT
 from ..config import KNOWN_EXTRACTORS, LOG_LEVELS
 from ..logs import setup_logging
 from ..process.data_lock import DataFolderBusy, DataLock, holder_of
-from .arguments import float_in, int_in
+from .arguments import MATCH_LEVELS, float_in, int_in
 from .backfill import add_backfill_parser, cmd_backfill
 from .completion import SHELLS, script_for
 from .config import add_config_parser, cmd_config, config_errors
@@ -32,6 +32,7 @@ from .views import rebuild_view, removed_view, stats_view
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..search.request import Query
 
 log = logging.getLogger("imgsearchd")
 
@@ -102,6 +103,12 @@ def _add_search_parser(sub: Any) -> None:
         type=float_in(0, MAX_DISTANCE),
         metavar="D",
         help=f"drop results further than this (0-{MAX_DISTANCE})",
+    )
+    search.add_argument(
+        "--min-match",
+        choices=MATCH_LEVELS,
+        metavar="LEVEL",
+        help="only results at this level or stronger: " + ", ".join(MATCH_LEVELS) + " (strongest first)",
     )
     search.add_argument(
         "--local", action="store_true", help="search the data folder directly instead of asking the running daemon"
@@ -356,9 +363,11 @@ def _search_local(args: argparse.Namespace, config: Config, parts: list[QueryPar
     from ..media.limits import ImageLimits
     from ..paths import normalise_path
     from ..search import run
+    from ..search.framing_prints import FramingChecker
     from ..search.index import ExtractorIndex, index_for
-    from ..search.request import Combined, SearchRequest
+    from ..search.request import SearchRequest
     from ..search.time_range import parse_range
+    from ..service.model_change import use_serving_models
     from ..store.catalog import Catalog
     from ..store.rows import SearchScope
 
@@ -367,23 +376,40 @@ def _search_local(args: argparse.Namespace, config: Config, parts: list[QueryPar
         return EXIT_MODEL
     after, before = parse_range(args.taken_after, args.taken_before)
     scope = SearchScope(normalise_path(folder) if folder else None, after, before)
-    request = SearchRequest(None, args.limit, args.max_distance, scope)
+    request = SearchRequest(None, args.limit, args.max_distance, scope, min_match=args.min_match)
     limits = ImageLimits.from_config(config.images)
     with Catalog(config.catalog_path) as catalog, contextlib.ExitStack() as opened:
+        for note in use_serving_models(catalog, loaded):  # a model change under way: the old model answers
+            print(f"imgsearchd: {note}", file=sys.stderr)
 
         def index(name: str) -> ExtractorIndex:  # opens the snapshot (or builds it) once asked, closes it after
             return opened.enter_context(index_for(catalog, config, loaded.extractors[name]))
 
         searcher = run.Searcher(
-            catalog, loaded.extractors, loaded.default, index, limits, None, normalise_path, 1 << 62
-        )
+            catalog, loaded.extractors, loaded.default, index, limits, None, normalise_path, 1 << 62,
+            framing=FramingChecker(catalog, limits=limits),  # match levels: copies by their pixels
+            copy_floor=lambda name: float(config.extractor(name).duplicate_threshold),
+        )  # fmt: skip
         try:
-            answer = run.search(searcher, request, Combined(parts))
+            answer = run.search(searcher, request, _local_query(parts, normalise_path))
         except DomainError as exc:
             print(f"imgsearchd: {exc.message}", file=sys.stderr)
             return EXIT_ERROR
     print_results(dict(answer), output_mode(args))
     return EXIT_OK
+
+
+def _local_query(parts: list[QueryPart], normalise: Callable[[str], str]) -> Query:
+    """One plain image or text as the daemon's ``GET /search`` takes it (a picture's own file
+    can be ``same`` only so), several parts as a combined query."""
+    from ..search.request import ByPath, ByText, Combined
+
+    only = parts[0] if len(parts) == 1 and "weight" not in parts[0] else None
+    if only is not None and "image" in only:
+        return ByPath(normalise(only["image"]))
+    if only is not None and "text" in only:
+        return ByText(only["text"])
+    return Combined(parts)
 
 
 def _stop_while_importing(_signum: int, _frame: object) -> None:

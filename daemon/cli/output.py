@@ -163,20 +163,29 @@ def write_paths(results: list[SearchResult], out: TextIO) -> None:
 
 
 def results_table(results: list[SearchResult]) -> str:
-    """Score, size, date (only when some result has one) and path, one line per result."""
+    """Score, match level (from a daemon that gives one), size, date (only when some result has
+    one) and path, one line per result."""
     dates = [_date(r) for r in results]
     with_dates = any(dates)
-    header = ["SCORE", "SIZE", *(["DATE"] if with_dates else []), "PATH"]
+    with_match = any("match" in r for r in results)
+    header = ["SCORE", *(["MATCH"] if with_match else []), "SIZE", *(["DATE"] if with_dates else []), "PATH"]
+    right = {"SCORE", "SIZE"}  # numbers line up on the right
     rows = [header]
     for result, date in zip(results, dates):
-        row = [f"{result['score']:.3f}", human_size(_size(result))]
+        row = [f"{result['score']:.3f}"]
+        if with_match:
+            row.append(str(result.get("match", "-")))
+        row.append(human_size(_size(result)))
         if with_dates:
             row.append(date or "-")
         rows.append([*row, shown(result["image"])])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = []
     for row in rows:
-        cells = [cell.rjust(width) if i < 2 else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths))]
+        cells = [
+            cell.rjust(width) if header[i] in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths))
+        ]
         lines.append("  ".join([*cells, row[-1]]))
     return "\n".join(lines)
 
@@ -189,7 +198,8 @@ def print_results(answer: Answer, mode: str, stream: TextIO | None = None) -> No
         print(json.dumps(answer, indent=2), file=out)
     elif mode == "paths":
         write_paths(results, out)
-    elif not results:
-        print("no results", file=out)
     else:
-        print(results_table(results), file=out)
+        print(results_table(results) if results else "no results", file=out)
+        weaker = answer.get("weaker")  # --min-match left these out of the page
+        if isinstance(weaker, int) and weaker:
+            print(f"({counted(weaker, 'weaker result')} left out by --min-match)", file=out)

@@ -136,6 +136,7 @@ def search_remote(args: argparse.Namespace, config: Config, parts: Parts, folder
     params = {
         "limit": args.limit,
         "max_distance": args.max_distance,
+        "min_match": args.min_match,
         "extractor": args.extractor,
         "folder": folder,
         "taken_after": args.taken_after,

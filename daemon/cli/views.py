@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 import textwrap
 
-from .answers import Added, Fallback, Job, Rebuilding, Removed, Stats, WatchedFolder
+from .answers import Added, Fallback, Job, ModelChange, Rebuilding, Removed, Stats, WatchedFolder
 from .output import counted, human_size, local_time, shown
 
 WIDTH = 11  # the label column
@@ -80,7 +80,30 @@ def _extractor_lines(stats: Stats) -> list[str]:
         if ex.get("building"):
             parts.append("rebuilding")
         lines.append(_line("model", f"{name}{' (searches)' if name == active else ''}: {', '.join(parts)}"))
+        change = ex.get("change")
+        if change:
+            lines.append(_line("change", change_line(name, change)))
     return lines
+
+
+def change_line(name: str, change: ModelChange) -> str:
+    """A model change in a line: from -> to, how far (done/total, rate, time left), or why it failed."""
+    head = f"{name}: {change.get('from')} -> {change.get('to') or 'the configured model'}"
+    if change.get("state") == "failed":
+        return f"{head} failed: {change.get('error')}; {change.get('from')} goes on serving"
+    done, total = change.get("done", 0), change.get("total", 0)
+    # contents, not files: copies share a vector, so "different pictures"
+    facts = [f"{done}/{total} different pictures" + (f" ({100 * done / total:.0f}%)" if total else "")]
+    rate = change.get("rate")
+    if isinstance(rate, int | float):
+        facts.append(f"{rate:.1f}/s")
+    eta = change.get("eta_seconds")
+    if isinstance(eta, int | float):
+        facts.append(f"{_seconds(eta)} left")
+    if change.get("state") == "switching":
+        facts.append("switching now")
+    line = f"{head}, {', '.join(facts)}"
+    return line + (f"; {change['error']}" if change.get("error") else "")
 
 
 def _fallback_lines(fallback: Fallback | None) -> list[str]:

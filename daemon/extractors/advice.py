@@ -8,13 +8,14 @@ the same sentences everywhere.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 from .base import RANDOM_WEIGHTS
-from .openclip_table import weights_source
+from .openclip_table import MULTILINGUAL_INSTALL, TextTower, text_tower, weights_source
 
 if TYPE_CHECKING:
     from ..config import ExtractorSettings
@@ -22,6 +23,13 @@ if TYPE_CHECKING:
 # Sizes known here, by (Hugging Face repo, file): what the hub serves for the default
 # extractors.clip (ViT-B-32 laion2b_s34b_b79k; sha256 ac4f8c4b88af6d96...6352656e6).
 KNOWN_BYTES = {("laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "open_clip_model.safetensors"): 605_143_316}
+# Estimated, by repo: 4 bytes a parameter (fp32, as LAION saves them) counted on the architecture
+# built here (xlm-roberta-base-ViT-B-32: 366,121,473; xlm-roberta-large-ViT-H-14: 1,193,014,785);
+# the same count for ViT-B-32 gives 605,109,252 bytes against the file's 605,143,316.
+ESTIMATED_BYTES = {
+    "laion/CLIP-ViT-B-32-xlm-roberta-base-laion5B-s13B-b90k": 1_464_485_892,
+    "laion/CLIP-ViT-H-14-frozen-xlm-roberta-large-laion5B-s13B-b90k": 4_772_059_140,
+}
 
 
 class FetchDict(TypedDict):
@@ -143,6 +151,29 @@ Parts = tuple[str, str, FetchDict | None, PutInDict | None, str]
 
 def _clip(settings: ExtractorSettings) -> Parts:
     model, weights = str(getattr(settings, "model", "")), str(getattr(settings, "pretrained", ""))
+    model, weights, fetch, put_in, where = _clip_weights(model, weights)
+    tower = text_tower(weights if weights.startswith("local-dir:") else model)
+    return model, weights, fetch, put_in, where + (" " + _text_tower_line(tower) if tower else "")
+
+
+def _text_tower_line(tower: TextTower) -> str:
+    """What a Hugging Face text tower needs besides the weights: transformers, its config and tokenizer."""
+    needed = tower.needed()
+    line = ""
+    if importlib.util.find_spec("transformers") is None:
+        line = f"Its text tower needs transformers: {MULTILINGUAL_INSTALL} into the daemon's environment. "
+    if needed:
+        repos = ", ".join(dict.fromkeys(repo for repo, _ in needed))
+        files = ", ".join(dict.fromkeys(file for _, file in needed))
+        line += (
+            f"Its text tower's config and tokenizer ({files}: megabytes) come from the Hugging Face repository "
+            f"{repos}: run `{tower.fetch_command()}` as the daemon's user (they land in its Hugging Face cache, "
+            "where the daemon reads them)."
+        )
+    return line.strip()
+
+
+def _clip_weights(model: str, weights: str) -> Parts:
     setting = "extractors.clip.pretrained"
     is_tag = weights and not weights.startswith("local-dir:") and weights not in RANDOM_WEIGHTS
     found = weights_source(model, weights) if is_tag and os.path.sep not in weights else None
@@ -157,11 +188,12 @@ def _clip(settings: ExtractorSettings) -> Parts:
             ),
         )
     known = KNOWN_BYTES.get((found.repo, found.files[0]))
+    estimated = ESTIMATED_BYTES.get(found.repo)
     file = found.files[0]
     fetch: FetchDict = {
         "file": file,
         "bytes": known,
-        "size": human_bytes(known) if known else None,
+        "size": human_bytes(known) if known else f"about {human_bytes(estimated)}" if estimated else None,
         "url": found.url,
         "repo": found.repo or None,
     }

@@ -3,10 +3,15 @@
 ``pretrained`` is an open_clip tag (downloaded once from Hugging Face and cached),
 a checkpoint file, or ``local-dir:/path`` (open_clip's own folder format, which
 also names the model). ``none`` gives seeded random weights, for tests and benchmarks.
+
+The multilingual models (``xlm-roberta-base-ViT-B-32``, ``nllb-clip-base`` ...) have a Hugging
+Face text tower: it needs ``transformers`` (the ``multilingual`` extra) and its config and
+tokenizer from their own repository (openclip_table.TextTower), fetched once like the weights.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -25,19 +30,22 @@ from .base import (
 )
 from .framing import Transform, framed_id, mode_from
 from .framing import transform as framed_transform
-from .openclip_table import Source, known_tags, model_known, weights_source
+from .openclip_table import HF_HOST, MULTILINGUAL_INSTALL, Source, known_tags, model_known, text_tower, weights_source
 
 if TYPE_CHECKING:
     from ..config import ClipSettings
 
 
-def _tag_is_cached(found: Source) -> bool:
-    """True when the weights for an open_clip tag are already in the Hugging Face cache."""
-    if not found.repo:
-        return False
+def _cached(repo: str, file: str) -> bool:
+    """True when ``file`` of Hugging Face repository ``repo`` is already in the cache."""
     from huggingface_hub import try_to_load_from_cache
 
-    return any(isinstance(try_to_load_from_cache(found.repo, name), str) for name in found.files)
+    return isinstance(try_to_load_from_cache(repo, file), str)
+
+
+def _tag_is_cached(found: Source) -> bool:
+    """True when the weights for an open_clip tag are already in the Hugging Face cache."""
+    return bool(found.repo) and any(_cached(found.repo, name) for name in found.files)
 
 
 # open_clip's ``resize_mode`` for each framing (framing.py), and back.
@@ -98,16 +106,23 @@ class ClipExtractor(Extractor):
 
     def __init__(self, settings: ClipSettings) -> None:
         super().__init__(settings)
+        self._reachable: dict[str, bool] = {}
+        local = settings.pretrained.startswith("local-dir:")
+        self._text_library(settings.pretrained if local else settings.model)  # first: nothing works without it
         model_name, weights, model_id = self._weights(settings.model, settings.pretrained)
+        self._text_files(model_name)
         import open_clip  # only now: a CLIP that cannot load never imports it (openclip_table.py)
 
         if settings.pretrained in RANDOM_WEIGHTS:
             log.warning("clip: pretrained = %r: RANDOM weights, for tests and benchmarks only", settings.pretrained)
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
         try:
+            # pretrained_text=False: a Hugging Face text tower's own weights (xlm-roberta-base: 1.1 GB)
+            # are never fetched: the CLIP checkpoint holds the tower as trained with the pictures.
             model, _, preprocess = open_clip.create_model_and_transforms(
-                model_name, pretrained=weights, device=self.device
+                model_name, pretrained=weights, device=self.device, pretrained_text=False
             )
+            self._tokenizer = open_clip.get_tokenizer(model_name)
         except Exception as exc:
             raise ModelUnavailableError(
                 "clip",
@@ -118,7 +133,6 @@ class ClipExtractor(Extractor):
         self.preprocess_mode = mode = mode_from(settings.preprocess, self.name)
         self.model_id = framed_id(model_id, mode, legacy=own_mode(model))
         self._transform = clip_transform(model, preprocess, mode)
-        self._tokenizer = open_clip.get_tokenizer(model_name)
         size = getattr(model.visual, "image_size", 224)
         self.decode_side = int(size[0] if isinstance(size, (tuple, list)) else size)
         with torch.inference_mode():
@@ -150,12 +164,45 @@ class ClipExtractor(Extractor):
 
     @staticmethod
     def _hint(model_name: str) -> str:
+        tower = text_tower(model_name)
+        text = f"; its text tower's config and tokenizer too (`{tower.fetch_command()}`)" if tower else ""
         return (
             "To run offline, download the checkpoint (open_clip_model.safetensors) on a machine "
-            'with internet and set extractors.clip.pretrained = "/path/to/open_clip_model.safetensors", '
-            "or copy the Hugging Face cache (~/.cache/huggingface/hub) here, or use local-dir:/path "
+            'with internet and set extractors.clip.pretrained = "/path/to/open_clip_model.safetensors"'
+            f"{text}, or copy the Hugging Face cache (~/.cache/huggingface/hub) here, or use local-dir:/path "
             f"(model {model_name}); GET /stats (fallback) names the file, its size and address."
         )
+
+    def _reaches(self, host: str) -> bool:
+        """``host_reachable``, asked once per host while this model loads (each try may take 3 s)."""
+        if host not in self._reachable:
+            self._reachable[host] = host_reachable(host)
+        return self._reachable[host]
+
+    @staticmethod
+    def _text_library(model_name: str) -> None:
+        """A Hugging Face text tower needs transformers: else ModelUnavailableError saying what to install."""
+        tower = text_tower(model_name)
+        if tower is not None and importlib.util.find_spec("transformers") is None:
+            why = (
+                f"CLIP {model_name} has a Hugging Face text tower ({tower.config}), which needs transformers: "
+                f"{MULTILINGUAL_INSTALL} (into the daemon's environment)"
+            )
+            raise ModelUnavailableError("clip", why, why=why)
+
+    def _text_files(self, model_name: str) -> None:
+        """A Hugging Face text tower's config and tokenizer, cached or huggingface.co reachable: else
+        ModelUnavailableError naming them, before open_clip is imported."""
+        tower = text_tower(model_name)
+        if tower is None:
+            return
+        missing = [f"{repo}/{file}" for repo, file in tower.needed() if not _cached(repo, file)]
+        if missing and not self._reaches(HF_HOST):
+            why = (
+                f"the text tower of CLIP {model_name} needs {', '.join(missing)}: not in the Hugging Face "
+                f"cache, and {HF_HOST} cannot be reached (offline?)"
+            )
+            raise ModelUnavailableError("clip", f"{why}. {self._hint(model_name)}", why=why)
 
     def _check_tag(self, model_name: str, tag: str) -> None:
         """An unknown model or tag, or weights neither cached nor downloadable: ModelUnavailableError."""
@@ -172,7 +219,7 @@ class ClipExtractor(Extractor):
             raise ModelUnavailableError(
                 "clip", f"open_clip has no pretrained tag {tag!r} for {model_name}; known tags: {known}"
             )
-        if not _tag_is_cached(found) and not host_reachable(found.host):
+        if not _tag_is_cached(found) and not self._reaches(found.host):
             why = (
                 f"CLIP weights {model_name}/{tag} are not in the Hugging Face cache and {found.host} "
                 "cannot be reached (offline?)"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import json
 import logging
 import os
 import sys
@@ -29,6 +30,12 @@ _PACKAGE = "_imgsearchd_open_clip_table"  # the private package the table is loa
 HF_HOST = "huggingface.co"
 HF_WEIGHTS_NAME = "open_clip_pytorch_model.bin"  # open_clip's constants: a repo's default file...
 HF_SAFE_WEIGHTS_NAME = "open_clip_model.safetensors"  # ...and the one it tries first
+# What installs a Hugging Face text tower's library, transformers (pyproject's optional dependencies).
+MULTILINGUAL_INSTALL = "pip install 'imgsearchd[multilingual]'"
+# Tokenizer repositories whose tokenizer_config.json names the tokenizer's class, which transformers
+# needs: NLLB's config.json says m2m_100, and without that file AutoTokenizer refuses it (tried with
+# transformers 5.25: M2M100's own tokenizer needs sentencepiece). XLM-R's class follows from its config.
+CLASS_NAMED_TOKENIZERS = frozenset({"facebook/nllb-200-distilled-600M", "facebook/nllb-200-distilled-1.3B"})
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,57 @@ def model_known(model: str) -> bool | None:
     if folder is None or not os.path.isdir(os.path.join(folder, "model_configs")):
         return None
     return os.path.isfile(os.path.join(folder, "model_configs", f"{model}.json"))
+
+
+@dataclass(frozen=True)
+class TextTower:
+    """A Hugging Face text tower (open_clip's ``HFTextEncoder``: the multilingual models): the
+    repositories (or local folders) its config and its tokenizer come from, through ``transformers``.
+
+    open_clip builds the tower from the config alone and loads its weights with the CLIP
+    checkpoint (clip.py asks for no other), so only ``needed`` files are fetched: ``config.json``
+    says the tower's kind and size, and transformers 5 builds the tokenizer from ``tokenizer.json``
+    (with ``tokenizer_config.json`` where that names its class): caches holding only these load
+    (tests/extractors/test_multilingual.py).
+    """
+
+    config: str  # hf_model_name: a repository id or a local folder
+    tokenizer: str  # hf_tokenizer_name
+
+    def needed(self) -> list[tuple[str, str]]:
+        """(repository, file) pairs to fetch; a local folder is not fetched."""
+        pairs = [(self.config, "config.json"), (self.tokenizer, "tokenizer.json")]
+        if self.tokenizer in CLASS_NAMED_TOKENIZERS:
+            pairs.append((self.tokenizer, "tokenizer_config.json"))
+        return [(repo, file) for repo, file in pairs if not os.path.isdir(repo)]
+
+    def fetch_command(self) -> str:
+        """The command that puts ``needed`` in the Hugging Face cache (``hf``: huggingface_hub's CLI)."""
+        files: dict[str, list[str]] = {}
+        for repo, file in self.needed():
+            files.setdefault(repo, []).append(file)
+        return "; ".join(f"hf download {repo} {' '.join(names)}" for repo, names in files.items())
+
+
+def text_tower(model: str) -> TextTower | None:
+    """The Hugging Face text tower of open_clip model ``model`` (a built-in name, or
+    ``local-dir:/path`` with its ``open_clip_config.json``), read without importing open_clip;
+    None for open_clip's own text transformer, or when the config cannot be read."""
+    if model.startswith("local-dir:"):
+        path = os.path.join(model[len("local-dir:") :], "open_clip_config.json")
+    else:
+        folder = _folder()
+        path = os.path.join(folder, "model_configs", f"{model}.json") if folder else ""
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    model_cfg = config.get("model_cfg", config) if isinstance(config, dict) else None
+    text = model_cfg.get("text_cfg") if isinstance(model_cfg, dict) else None
+    if not isinstance(text, dict) or not text.get("hf_model_name"):
+        return None
+    return TextTower(str(text["hf_model_name"]), str(text.get("hf_tokenizer_name") or text["hf_model_name"]))
 
 
 def known_tags(model: str) -> list[str]:

@@ -67,7 +67,7 @@ class Pipeline:
         if not extractors:
             raise ValueError("an indexing pipeline needs at least one extractor")
         self.catalog = catalog
-        self.extractors = extractors
+        self.extractors = dict(extractors)  # its own: ``use_extractor`` changes it, not the caller's
         self.limits = limits
         self.loader_threads = loader_threads or max(2, os.cpu_count() or 1)
         self.on_commit = on_commit
@@ -80,6 +80,7 @@ class Pipeline:
         self._applied = 0  # items of the batch in hand whose work is committed (``_apply``)
         self.roots = roots or (lambda: None)
         self._wanted = {name: e.model_id for name, e in extractors.items()}
+        self._work_lock = threading.RLock()  # held by a ``process`` run: models change only between runs
         self.thumbnails = thumbnails
         self.upkeep = Upkeep(catalog, lambda: self.limits.max_file_bytes, thumbnails)
 
@@ -105,8 +106,17 @@ class Pipeline:
             return retry_failed or may_pass(path, record.error_reason, record.updated_at)
         if record.state != FileState.INDEXED or record.content_hash is None:
             return True
-        present = self.catalog.models_present(record.content_hash)
-        return any(present.get(name) != model_id for name, model_id in self._wanted.items())
+        return self.catalog.lacks_vectors(record.content_hash, self._wanted)
+
+    def use_extractor(self, name: str, extractor: Extractor) -> None:
+        """Embed with ``extractor`` as ``name`` from the next batch on (a model change's switch).
+
+        Waits for a ``process`` run in progress, so no batch mixes the two models' tensors.
+        """
+        with self._work_lock:
+            self.extractors[name] = extractor
+            self._wanted[name] = extractor.model_id
+            self.batch_size = max(e.batch_size for e in self.extractors.values())
 
     # -- loading (runs on the loader threads)
 
@@ -128,6 +138,12 @@ class Pipeline:
         self, paths: Iterable[str], show_progress: bool = False, total: int | None = None, retry_failed: bool = False
     ) -> dict[str, object]:
         """Index these files (skipping unchanged ones) and return a summary of this run."""
+        with self._work_lock:
+            return self._process(paths, show_progress, total, retry_failed)
+
+    def _process(
+        self, paths: Iterable[str], show_progress: bool, total: int | None, retry_failed: bool
+    ) -> dict[str, object]:
         started = time.monotonic()
         run = Progress()
         bar = Bar(total, show_progress)

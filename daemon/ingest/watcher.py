@@ -114,6 +114,11 @@ class Watcher:
         self._settler.debounce_seconds, self._settler.settle_seconds = options.debounce_seconds, options.settle_seconds
         self._router.extensions, self._router.recursive = options.extensions, options.recursive
 
+    def use_model(self, name: str, model_id: str) -> None:
+        """Scans mark files lacking this model's vector from now on (a model change's switch)."""
+        with self._cond:
+            self.models[name] = model_id  # the scanner holds this same dict
+
     # -- life cycle
 
     def start(self) -> None:

@@ -23,6 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 from PIL import Image
+from threadpoolctl import threadpool_limits
 
 Print = np.ndarray  # uint8 grey, SIDE x SIDE: the picture squashed (a print from a thumbnail matches one from the file)
 
@@ -41,6 +42,10 @@ WEIGHTS = (0.5, 0.5)
 # from 0.91 to 0.89, the copies' p5 stayed at 0.97; 4 x 4 blocks cut some copies to 0.81).
 BLOCKS = 2
 FLAT_STD = 2.0  # grey levels: a print flatter than this has no structure to compare
+# Two flat prints are copies when their mean colours (0-255 a channel) are no further apart
+# than this in any channel: a white page and its crops, re-saves and JPEG copies (within 1
+# level here), never white and a light grey (10 levels apart).
+FLAT_COLOUR = 3.0
 FRAMING_COPY = 0.97  # the copy cut: measured, bench/bench_duplicates.py (BENCHMARKS.md, issue 29)
 
 
@@ -52,6 +57,23 @@ def print_of(image: Image.Image) -> Print:
         picture.thumbnail((4 * SIDE, 4 * SIDE), Image.Resampling.BOX)
     grey = picture.convert("L").resize((SIDE, SIDE), Image.Resampling.BOX)
     return np.asarray(grey, dtype=np.uint8).copy()
+
+
+Colour = tuple[float, float, float]  # a picture's mean red, green and blue
+
+
+def colour_of(image: Image.Image) -> Colour:
+    """The mean colour of a (thumbnail-sized) picture."""
+    means = np.asarray(image.convert("RGB"), dtype=np.float32).reshape(-1, 3).mean(axis=0)
+    return (float(means[0]), float(means[1]), float(means[2]))
+
+
+def flat_copy(a: tuple[Print, Colour], b: tuple[Print, Colour]) -> bool:
+    """True when both prints are flat and of one colour (within FLAT_COLOUR): nothing but their
+    colour to compare, and that is the same."""
+    if not (flat(a[0]) and flat(b[0])):
+        return False
+    return max(abs(x - y) for x, y in zip(a[1], b[1], strict=True)) <= FLAT_COLOUR
 
 
 def flat(p: Print) -> bool:
@@ -68,6 +90,20 @@ def framing_score(a: Print, b: Print) -> float:
     if flat(a) or flat(b):
         return 0.0
     return max(_contained(ga, gb), _contained(gb, ga))
+
+
+def use_one_blas_thread() -> None:
+    """Put numpy's BLAS on one thread for the whole process (the daemon calls it at start).
+
+    The framing check's products are 32-64 wide: BLAS threads only wait for each other, and
+    on a busy machine they spin. A check took 1.2 ms on one thread against 92 ms on two while
+    two other processes kept both cores busy (the daemon embeds on every core while it
+    indexes), and 2.2 against 3.2 ms idle (2-core Zen 4). The other numpy product of the
+    daemon, the exact index's (below 10,000 vectors), costs 3.2 instead of 1.75 ms at 10,000
+    x 1280 on an idle machine. (A limit set and restored around each check did not hold: in
+    the test suite, checks on other threads still read two threads.)
+    """
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def _grey(p: Print) -> np.ndarray:

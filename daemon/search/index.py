@@ -428,11 +428,13 @@ def _cpus() -> int:
 
 
 def index_for(catalog: Catalog, config: Config, extractor: Extractor) -> ExtractorIndex:
-    """The (not yet opened) index of one extractor, under ``<data_dir>/<name>``, as configured."""
+    """The (not yet opened) index of one extractor's model, as configured: in the folder the catalogue
+    records for that model (a model change gives the next model a folder of its own), else ``<data_dir>/<name>``."""
     settings = config.index
+    folder = catalog.model_folder(extractor.name, extractor.model_id) or extractor.name
     return ExtractorIndex(
         catalog,
-        config.data_dir / extractor.name,
+        config.data_dir / folder,
         extractor.name,
         extractor.model_id,
         extractor.dim,

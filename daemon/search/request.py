@@ -24,6 +24,8 @@ class SearchRequest:
 
     ``scope`` filters the results (a folder, a capture-time range); None searches everything.
     ``offset`` skips the first results of the same ranking (a page: results offset..offset+limit).
+    ``min_match`` keeps the results of that match level or stronger (``match_levels.LEVELS``);
+    None keeps all.
     """
 
     extractor: str | None
@@ -31,6 +33,7 @@ class SearchRequest:
     max_distance: float | None
     scope: SearchScope | None = None
     offset: int = 0
+    min_match: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,12 +89,14 @@ class QueryFacts(TypedDict):
 class SearchAnswer(TypedDict):
     """A search's answer: results best first, and which extractor (and folder filter) answered.
 
-    ``next_offset``: the offset of the next page, None when this page is the last.
+    ``next_offset``: the offset of the next page, None when this page is the last (with
+    ``min_match``: when no later result can reach it).
     """
 
-    results: list[dict[str, object]]  # a file's path fields, distance, score, hash and photo metadata
+    results: list[dict[str, object]]  # a file's path fields, distance, score, hash, match and photo metadata
     extractor: str
     folder: NotRequired[str]
     query: NotRequired[QueryFacts]
     offset: NotRequired[int]
     next_offset: NotRequired[int | None]
+    weaker: NotRequired[int]  # results of the page left out by min_match (only with it)

@@ -10,6 +10,8 @@ as is a content hash the catalogue has no vector for.
 
 An upload search keeps its vector under the upload's content hash (``query_vectors``), and
 its answer names that hash, so the same search can be asked again by hash (a page's URL).
+Every result gets its match level (``matches``): a path, upload or hash query is a picture
+that results can be ``same`` as; the request's ``min_match`` keeps the stronger ones.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,7 +31,9 @@ from ..media.failures import ImageError
 from ..media.files import content_hash
 from ..media.limits import ImageLimits
 from ..store.catalog import Catalog
-from . import combined, query
+from . import combined, match_levels, matches, query
+from .background import Backgrounds
+from .framing_prints import FramingChecker
 from .index import ExtractorIndex
 from .request import ByHash, ByPath, ByText, ByUpload, Combined, Query, QueryFacts, SearchAnswer, SearchRequest
 
@@ -43,6 +47,9 @@ class Searcher:
     ``index`` gives an extractor's index by name (opened on first use by the CLI);
     ``check_path`` normalises a combined query's image path and refuses one outside the
     roots; ``slot`` wraps each model run (the daemon's limit on concurrent slow work).
+    The match levels (``matches``) need ``backgrounds`` (the samples scores are corrected
+    against), ``framing`` (the pixel check of copies; None: only the same content is
+    ``same``) and ``copy_floor`` (an extractor's ``duplicate_threshold``; 1.0: no copies).
     """
 
     catalog: Catalog
@@ -54,6 +61,9 @@ class Searcher:
     check_path: Callable[[str], str]
     max_upload_bytes: int
     slot: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
+    backgrounds: Backgrounds = field(default_factory=Backgrounds)
+    framing: FramingChecker | None = None
+    copy_floor: Callable[[str], float] = lambda _name: 1.0
 
 
 def choose_extractor(extractors: Mapping[str, Extractor], default: Extractor, name: str | None) -> Extractor:
@@ -69,6 +79,11 @@ def search(searcher: Searcher, request: SearchRequest, what: Query) -> SearchAns
     """The API's search answer for ``what`` (see ``query.search_answer``)."""
     if isinstance(what, ByText) and not what.text.strip():
         raise Invalid("parameter 'text' is empty")
+    if request.min_match is not None:
+        try:
+            match_levels.check_level(request.min_match)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
     chosen = choose_extractor(searcher.extractors, searcher.default, request.extractor)
     vector = query_vector(searcher, chosen, what)
     facts: QueryFacts = {"kind": what.kind}
@@ -78,9 +93,51 @@ def search(searcher: Searcher, request: SearchRequest, what: Query) -> SearchAns
     elif isinstance(what, ByHash):
         facts["hash"] = what.content_hash
     index = searcher.index(chosen.name)
-    answer = query.search_answer(index, vector, request.limit, request.max_distance, request.scope, request.offset)
+    grading = _grading(searcher, chosen, index, request, what, vector, facts.get("hash"))
+    answer = query.search_answer(
+        index, vector, request.limit, request.max_distance, request.scope, request.offset, grading
+    )
     answer["query"] = facts
     return answer
+
+
+def _grading(
+    searcher: Searcher,
+    extractor: Extractor,
+    index: ExtractorIndex,
+    request: SearchRequest,
+    what: Query,
+    vector: np.ndarray,
+    known_hash: str | None,
+) -> matches.Grading:
+    """How this search's results get their match levels (``matches``)."""
+    counts = index.stats()
+    count = int(counts["indexed"]) + int(counts["fresh"]) - int(counts["tombstones"])
+    background = searcher.backgrounds.get(searcher.catalog, extractor.name, extractor.model_id, count)
+    picture: matches.Picture | None = None
+    if isinstance(what, ByPath):
+        picture = matches.Picture(what.path, searcher.catalog.content_hashes([what.path]).get(what.path))
+    elif isinstance(what, ByUpload):
+        picture = matches.Picture("", known_hash, what.data)
+    elif isinstance(what, ByHash):
+        picture = matches.Picture("", known_hash)
+    text = isinstance(what, ByText) or (
+        isinstance(what, Combined)
+        and isinstance(what.parts, list)
+        and any(isinstance(part, dict) and "text" in part for part in what.parts)
+    )
+    return matches.Grading(
+        vector,
+        extractor.name,
+        background,
+        picture,
+        text,
+        searcher.copy_floor(extractor.name),
+        searcher.framing,
+        searcher.limits,
+        searcher.roots,
+        request.min_match,
+    )
 
 
 def vector_for_hash(catalog: Catalog, extractor: Extractor, wanted: str) -> np.ndarray:

@@ -36,7 +36,9 @@ from ..media.limits import ImageLimits
 from ..media.thumbnails import Thumbnail, ThumbnailStore
 from ..paths import normalise_path
 from ..search import duplicate_page, duplicates, run
+from ..search.background import Backgrounds
 from ..search.duplicate_page import DuplicatesAnswer
+from ..search.framing import use_one_blas_thread
 from ..search.framing_prints import FramingChecker
 from ..search.index import ExtractorIndex, index_for
 from ..search.request import Query, SearchAnswer, SearchRequest
@@ -45,6 +47,8 @@ from ..store.catalog import Catalog
 from ..tidy.checks import Group
 from .files import find_thumbnail, open_original
 from .intake import ADD_FILE_TIMEOUT, Added, Intake
+from .model_change import Change, load_models
+from .model_switch import Switcher
 from .reload import apply_live, keep_restart_only
 from .reports import Health, health_answer, stats_answer, status_line
 from .tidying import ResolutionList, Resolved, Tidying, UndoAnswer
@@ -89,11 +93,16 @@ class Service:
         self._worker: threading.Thread | None = None
         self.watcher: Watcher | None = None
         self.watch_overrides: dict[str, Any] = {}  # extra WatchOptions (tests, benchmarks), set before load
+        self.change_overrides: dict[str, float] = {}  # {"pace": seconds between a model change's batches} (tests)
+        self.changes: dict[str, Change] = {}  # model changes under way, by extractor (``model_change``)
+        self.switcher: Switcher | None = None
+        self.swap_lock = threading.Lock()  # a model change's switch swaps an extractor and its index under it
         self.limits = ImageLimits.from_config(config.images)
         self._burst_base = 0
         self._abort_load = threading.Event()
         self.duplicate_finder: duplicates.DuplicateFinder | None = None
         self.framing: FramingChecker | None = None  # the duplicates' pixel check, its caches across joins
+        self.backgrounds = Backgrounds()  # the samples search scores are corrected against (match levels)
         self.thumbnails: ThumbnailStore | None = None
         self.intake: Intake | None = None
         self.watching = Watching(self)  # folders watched at run time, kept in the catalogue
@@ -121,13 +130,15 @@ class Service:
         """
         data_dir = self.config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
+        use_one_blas_thread()  # the framing check's small products (search.framing)
         self._enter_phase("opening catalogue")
         self.catalog = Catalog(self.config.catalog_path)
         self.watching.load()
         self.tidying.recover()  # a resolve or undo a crash interrupted: finished or rolled back
         self._enter_phase("loading models")
         index_cfg = self.config.index
-        self.loaded = load(index_cfg.extractors, index_cfg.fallback_extractor, self.config.extractor)
+        # the old model of an extractor whose model changed serves until the switch (``model_change``)
+        self.loaded, self.changes = load_models(self.catalog, self.config, load)
         self._enter_phase("loading indexes")
         for name, extractor in self.loaded.extractors.items():
             index = index_for(self.catalog, self.config, extractor)
@@ -163,6 +174,8 @@ class Service:
         self.watcher.start()
         self.framing = FramingChecker(self.catalog, self.allowed_roots() or None, self.thumbnails, self.limits)
         self.duplicate_finder = duplicates.DuplicateFinder(self.catalog, checker=self.framing.scores)
+        self.switcher = Switcher(self, self.changes, float(self.change_overrides.get("pace", 0.0)))
+        self.switcher.start()
         self.phase = "ready"
         self._ready.set()
         log.info(
@@ -183,10 +196,13 @@ class Service:
         """Stop the indexer after its batch in flight, close indexes and the catalogue."""
         self.phase = "stopping"
         self._ready.clear()
+        if self.switcher is not None:
+            self.switcher.stop()
         if self.watcher is not None:
             self.watcher.stop()
         if self.duplicate_finder is not None:
             self.duplicate_finder.close()
+        self.backgrounds.close()
         self._stop.set()
         if self._worker is not None:
             self._worker.join(timeout=60)
@@ -294,16 +310,21 @@ class Service:
         A search that runs a model takes one of the slow slots (``Busy`` when all are taken).
         """
         assert self.catalog is not None and self.loaded is not None
+        with self.swap_lock:  # one model's extractor and index, never one of each (``model_switch``)
+            extractors, indexes, default = dict(self.loaded.extractors), dict(self.indexes), self.loaded.default
         searcher = run.Searcher(
             catalog=self.catalog,
-            extractors=self.loaded.extractors,
-            default=self.loaded.default,
-            index=self.indexes.__getitem__,
+            extractors=extractors,
+            default=default,
+            index=indexes.__getitem__,
             limits=self.limits,
             roots=self.allowed_roots() or None,
             check_path=self.check_path,
             max_upload_bytes=self.max_upload_bytes,
             slot=self._slow_slot,
+            backgrounds=self.backgrounds,
+            framing=self.framing,
+            copy_floor=lambda name: float(self.config.extractor(name).duplicate_threshold),
         )
         return run.search(searcher, request, what)
 
@@ -323,7 +344,6 @@ class Service:
         """``/duplicates``: a page of groups (``state`` "ready"), or the progress while the first join runs."""
         chosen = self._extractor(extractor)
         assert self.catalog is not None and self.duplicate_finder is not None and self.framing is not None
-        self.framing.roots, self.framing.limits = self.allowed_roots() or None, self.limits  # as reloaded
         folder, keep_in = (self._folder(f) if f is not None else None for f in (folder, keep_in))
         settings = self.config.extractor(chosen.name)
         if threshold is None:
@@ -391,6 +411,8 @@ class Service:
         self.config = new
         new.resolve_roots()
         self.limits = ImageLimits.from_config(new.images)
+        if self.framing is not None:  # the pixel check of searches and duplicates reads files as /add does
+            self.framing.roots, self.framing.limits = self.allowed_roots() or None, self.limits
         apply_live(new, self.limits, self.pipeline, self.thumbnails, self.indexes.values())
         self.reload_watch(new)
         log.info("configuration reloaded from %s", new.source or "defaults")
@@ -405,7 +427,7 @@ class Service:
 
     def health(self) -> Health:
         """``/health``'s answer once ready: ok, or degraded with the reason (searches still work)."""
-        return health_answer(self.pipeline, self.loaded)
+        return health_answer(self.pipeline, self.loaded, self.changes)
 
     def healthy(self) -> bool:
         """False when the indexer thread has died (the watchdog then stops being fed)."""

@@ -28,6 +28,7 @@ from ..search.index import ExtractorIndex
 from ..store.catalog import Catalog
 from ..store.disk_health import StorageState
 from ..store.rows import FileState
+from .model_change import Change
 
 
 class Running(Protocol):
@@ -59,6 +60,8 @@ class Running(Protocol):
     def duplicate_finder(self) -> DuplicateFinder | None: ...
     @property
     def thumbnails(self) -> ThumbnailStore | None: ...
+    @property
+    def changes(self) -> Mapping[str, Change]: ...
 
 
 class HealthFallback(TypedDict):
@@ -72,12 +75,15 @@ class HealthFallback(TypedDict):
 class Health(TypedDict, total=False):
     """``/health``'s answer once ready."""
 
-    status: str  # "ok", or "degraded" while the catalogue cannot be written or a model runs on its fallback
-    storage: StorageState
+    status: str  # "ok", or "degraded" while the catalogue cannot be written, a model runs on its fallback
+    storage: StorageState  # or a model change failed
     fallback: HealthFallback
+    model_change: dict[str, str]  # extractor -> why its model change failed (the old model serves)
 
 
-def health_answer(pipeline: Pipeline | None, loaded: LoadedExtractors | None = None) -> Health:
+def health_answer(
+    pipeline: Pipeline | None, loaded: LoadedExtractors | None = None, changes: Mapping[str, Change] | None = None
+) -> Health:
     """``/health``'s answer once ready: ok, or degraded with the reasons (searches still work)."""
     answer: Health = {"status": "ok"}
     if pipeline is not None and not pipeline.storage.ok:
@@ -86,6 +92,9 @@ def health_answer(pipeline: Pipeline | None, loaded: LoadedExtractors | None = N
     if fallback is not None:
         answer["status"] = "degraded"
         answer["fallback"] = {"configured": fallback.configured, "running": fallback.running, "reason": fallback.reason}
+    failed = {name: c.error or "failed" for name, c in (changes or {}).items() if c.state == "failed"}
+    if failed:
+        answer["status"], answer["model_change"] = "degraded", failed
     return answer
 
 
@@ -172,10 +181,17 @@ def _loaded_stats(
                 "precision": extractor.precision.as_dict(),
                 "channels_last": extractor.channels_last,
                 "text": extractor.supports_text,
+                **_change(running.changes, name),
             }
             for name, extractor in loaded.extractors.items()
         },
     }
+
+
+def _change(changes: Mapping[str, Change], name: str) -> dict[str, object]:
+    """``change`` of an extractor whose model change is under way or failed (absent when none)."""
+    change = changes.get(name)
+    return {"change": change.as_dict()} if change is not None else {}
 
 
 def _fallback(config: Config, loaded: LoadedExtractors) -> FallbackDict | None:

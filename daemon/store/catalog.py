@@ -27,8 +27,9 @@ import numpy as np
 
 from ..media.photo_metadata import PhotoMetadata
 from ..paths import normalise_path, path_key
-from . import file_reads, file_writes, query_vectors, vector_reads, watched_folders
+from . import file_reads, file_writes, models, query_vectors, vector_reads, watched_folders
 from .database import Database
+from .models import ModelRow
 from .rows import Changes, Counts, FailedFile, FileRecord, FileResult, FileState, SearchScope
 from .sql import SUBTREE, subtree
 from .watched_folders import WatchedFolder
@@ -110,6 +111,79 @@ class Catalog(Database):
         """
         with self._write_lock:
             return file_writes.prune_orphan_vectors(self._writer)
+
+    # -- a model change (``models``; ``service.model_change``) -------------
+
+    def put_vectors(self, extractor: str, model_id: str, vectors: dict[str, np.ndarray], visible: bool) -> None:
+        """Store content hash -> vector of one model in one transaction.
+
+        Not ``visible`` (the next model's, which no index reads yet): no change number, no file
+        row touched. ``visible`` (the serving model's): the contents' files get a new change
+        number, so the serving index reads the vectors at its next refresh.
+        """
+        if not vectors:
+            return
+        if not visible:
+            with self._write() as conn:
+                file_writes.put_vectors(conn, extractor, model_id, vectors)
+            return
+        with self._change() as (conn, seq):
+            file_writes.put_vectors(conn, extractor, model_id, vectors)
+            file_writes.touch_contents(conn, seq, vectors)
+
+    def prune_other_models(self, extractor: str, keep: Sequence[str]) -> int:
+        """Drop this extractor's vectors of every model but those in ``keep`` (after a switch); returns how many."""
+        with self._write() as conn:
+            return file_writes.prune_other_models(conn, extractor, keep)
+
+    def count_contents(self, extractor: str, model_id: str) -> tuple[int, int]:
+        """(indexed contents, those with a vector of this model)."""
+        return vector_reads.count_contents(self._reader(), extractor, model_id)
+
+    def lacking_contents(
+        self, extractor: str, model_id: str, after: str = "", limit: int = 256
+    ) -> list[tuple[str, str]]:
+        """(content hash, one path) of up to ``limit`` indexed contents after ``after`` lacking this model's vector."""
+        return vector_reads.lacking_contents(self._reader(), extractor, model_id, after, limit)
+
+    def lacks_vectors(self, content_hash: str, wanted: dict[str, str]) -> bool:
+        """True when this content has no vector of one of the extractor -> model id pairs."""
+        return vector_reads.lacks_vectors(self._reader(), content_hash, wanted)
+
+    def models(self, extractor: str) -> dict[str, ModelRow]:
+        """state ("serving", "next") -> the model recorded for this extractor."""
+        return models.read(self._reader(), extractor)
+
+    def vector_models(self, extractor: str) -> dict[str, int]:
+        """model id -> how many vectors of this extractor it made."""
+        return models.vector_models(self._reader(), extractor)
+
+    def model_folder(self, extractor: str, model_id: str) -> str | None:
+        """The index folder recorded for this model (relative to the data folder), or None."""
+        return models.folder_of(self._reader(), extractor, model_id)
+
+    def record_model(self, row: ModelRow) -> None:
+        """Record a model serving an extractor or coming next (replacing the row of that state)."""
+        with self._write() as conn:
+            models.put(conn, row)
+
+    def forget_next_model(self, extractor: str) -> None:
+        with self._write() as conn:
+            models.drop_next(conn, extractor)
+
+    def promote_next_model(self, extractor: str) -> int:
+        """The next model of this extractor serves from now on (its row replaces the serving one) and
+        the other models' vectors go, in one transaction (never a serving model without vectors);
+        returns how many vectors went."""
+        with self._write() as conn:
+            models.promote_next(conn, extractor, time.time())
+            serving = models.read(conn, extractor).get(models.SERVING)
+            return file_writes.prune_other_models(conn, extractor, (serving.model_id,)) if serving else 0
+
+    def rename_model(self, extractor: str, old: str, new: str, settings: str) -> int:
+        """Rename a model's id in place (vectors and rows); returns how many vectors (``models.rename``)."""
+        with self._write() as conn:
+            return models.rename(conn, extractor, old, new, settings)
 
     # -- file rows ---------------------------------------------------------
 
@@ -224,6 +298,11 @@ class Catalog(Database):
 
     def count_query_vectors(self) -> int:
         return query_vectors.count(self._reader())
+
+    def sample_vectors(self, extractor: str, model_id: str, n: int, seed: int | None = None) -> np.ndarray:
+        """Up to ``n`` vectors of this model from distinct indexed contents, drawn at random ((k, dim);
+        (0, 0) when there are none): a background to compare a query's scores with."""
+        return vector_reads.sample_vectors(self._reader(), extractor, model_id, n, seed)
 
     def missing_vectors(self, extractor: str, model_id: str) -> list[str]:
         """Paths of indexed files that have no vector from this extractor and model."""

@@ -99,7 +99,8 @@ def counts(conn: sqlite3.Connection) -> Counts:
     )
     vectors = dict(
         conn.execute(
-            "SELECT v.extractor, COUNT(*) FROM files f JOIN vectors v ON v.content_hash=f.content_hash"
+            # files, not rows: while a model change re-embeds, a content has a vector of each model
+            "SELECT v.extractor, COUNT(DISTINCT f.id) FROM files f JOIN vectors v ON v.content_hash=f.content_hash"
             " WHERE f.state='indexed' GROUP BY v.extractor"
         ).fetchall()
     )

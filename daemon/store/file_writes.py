@@ -7,7 +7,7 @@ a removed or replaced file leaves a tombstone in ``removed`` so that the indexes
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -16,15 +16,12 @@ from ..paths import normalise_path, path_key
 from .rows import FileResult, FileState
 from .sql import METADATA_SET, SUBTREE, metadata_row, subtree
 
-# A vector for (content_hash, extractor), the vectors table's primary key: the indexer's
-# replaces any stored one; an import's (``record_batch(keep_vectors=True)``) never replaces
-# one of the same model, so rows claiming a hash cannot overwrite a vector already there.
+# A vector for (content_hash, extractor, model_id), the vectors table's primary key (schema 6):
+# the indexer's replaces one of the same model; an import's (``record_batch(keep_vectors=True)``)
+# never replaces one, so rows claiming a hash cannot overwrite a vector already there. Another
+# model's vector of the content stays either way (a model change serves from it until its switch).
 PUT_VECTOR = "INSERT OR REPLACE INTO vectors (content_hash, extractor, model_id, dim, vector) VALUES (?, ?, ?, ?, ?)"
-KEEP_VECTOR = (
-    "INSERT INTO vectors (content_hash, extractor, model_id, dim, vector) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT (content_hash, extractor) DO UPDATE SET model_id=excluded.model_id, dim=excluded.dim,"
-    " vector=excluded.vector WHERE vectors.model_id<>excluded.model_id"
-)
+KEEP_VECTOR = "INSERT OR IGNORE INTO vectors (content_hash, extractor, model_id, dim, vector) VALUES (?, ?, ?, ?, ?)"
 
 
 def vector_blob(vector: np.ndarray) -> bytes:
@@ -128,3 +125,23 @@ def prune_orphan_vectors(conn: sqlite3.Connection) -> int:
         "DELETE FROM vectors WHERE content_hash NOT IN (SELECT content_hash FROM files WHERE content_hash IS NOT NULL)"
     )
     return cursor.rowcount
+
+
+def put_vectors(conn: sqlite3.Connection, extractor: str, model_id: str, vectors: dict[str, np.ndarray]) -> None:
+    """Store content hash -> vector of one model (a model change's re-embedding); touches no file row."""
+    conn.executemany(
+        PUT_VECTOR,
+        [(h, extractor, model_id, int(v.shape[-1]), vector_blob(v)) for h, v in vectors.items()],
+    )
+
+
+def touch_contents(conn: sqlite3.Connection, seq: int, hashes: Iterable[str]) -> None:
+    """Give the indexed files of these contents change number ``seq``, so the indexes read their vectors."""
+    conn.executemany("UPDATE files SET seq=? WHERE content_hash=? AND state='indexed'", [(seq, h) for h in hashes])
+
+
+def prune_other_models(conn: sqlite3.Connection, extractor: str, keep: Sequence[str]) -> int:
+    """Drop this extractor's vectors of every model but those in ``keep``; returns how many."""
+    marks = ",".join("?" * len(keep)) or "NULL"
+    sql = f"DELETE FROM vectors WHERE extractor=? AND model_id NOT IN ({marks})"
+    return conn.execute(sql, (extractor, *keep)).rowcount

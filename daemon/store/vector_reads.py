@@ -36,8 +36,49 @@ def vectors_in(
 
 
 def models_present(conn: sqlite3.Connection, content_hash: str) -> dict[str, str]:
-    rows = conn.execute("SELECT extractor, model_id FROM vectors WHERE content_hash=?", (content_hash,))
+    # while a model change re-embeds, a content has a vector of each model: the answer names the one
+    # last in model id order (``lacks_vectors`` asks about one model)
+    rows = conn.execute(
+        "SELECT extractor, model_id FROM vectors WHERE content_hash=? ORDER BY model_id", (content_hash,)
+    )
     return {r[0]: r[1] for r in rows}
+
+
+def lacks_vectors(conn: sqlite3.Connection, content_hash: str, models: dict[str, str]) -> bool:
+    """True when this content has no vector of one of the extractor -> model id pairs."""
+    for extractor, model_id in models.items():
+        row = conn.execute(
+            "SELECT 1 FROM vectors WHERE content_hash=? AND extractor=? AND model_id=?",
+            (content_hash, extractor, model_id),
+        ).fetchone()
+        if row is None:
+            return True
+    return False
+
+
+def count_contents(conn: sqlite3.Connection, extractor: str, model_id: str) -> tuple[int, int]:
+    """(indexed contents, those of them with a vector of this model): a model change's total and done."""
+    row = conn.execute(
+        "SELECT count(*), count(v.content_hash) FROM (SELECT DISTINCT content_hash FROM files"
+        " WHERE state='indexed' AND content_hash IS NOT NULL) c LEFT JOIN vectors v"
+        " ON v.content_hash=c.content_hash AND v.extractor=? AND v.model_id=?",
+        (extractor, model_id),
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def lacking_contents(
+    conn: sqlite3.Connection, extractor: str, model_id: str, after: str, limit: int
+) -> list[tuple[str, str]]:
+    """Up to ``limit`` (content hash, one path) of indexed contents after ``after`` (in hash order)
+    that have no vector of this model: what a model change still has to embed."""
+    rows = conn.execute(
+        "SELECT f.content_hash, min(f.path) FROM files f WHERE f.state='indexed' AND f.content_hash>?"
+        " AND NOT EXISTS (SELECT 1 FROM vectors v WHERE v.content_hash=f.content_hash"
+        " AND v.extractor=? AND v.model_id=?) GROUP BY f.content_hash ORDER BY f.content_hash LIMIT ?",
+        (after, extractor, model_id, limit),
+    )
+    return [(r[0], path_from_key(r[1])) for r in rows]
 
 
 def vector_for_hash(conn: sqlite3.Connection, content_hash: str, extractor: str, model_id: str) -> np.ndarray | None:
@@ -46,6 +87,46 @@ def vector_for_hash(conn: sqlite3.Connection, content_hash: str, extractor: str,
         (content_hash, extractor, model_id),
     ).fetchone()
     return np.frombuffer(row[0], dtype="<f4").copy() if row else None
+
+
+def sample_vectors(
+    conn: sqlite3.Connection, extractor: str, model_id: str, n: int, seed: int | None = None
+) -> np.ndarray:
+    """Up to ``n`` vectors of distinct indexed contents, drawn at random: by file ids drawn in the
+    id range, not ``ORDER BY random()``, which reads every vector blob of the table (overflow pages)."""
+    low, high = conn.execute("SELECT min(id), max(id) FROM files WHERE state='indexed'").fetchone()
+    if low is None or n <= 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    sql = (
+        "SELECT f.content_hash, v.vector FROM files f JOIN vectors v ON v.content_hash=f.content_hash"
+        " WHERE f.id IN ({}) AND f.state='indexed' AND v.extractor=? AND v.model_id=?"
+    )
+    found: dict[str, bytes] = {}
+    asked: set[int] = set()
+
+    def fetch(ids: Iterable[int]) -> None:
+        for content, blob in rows_in(conn, sql, ids, (extractor, model_id)):
+            found.setdefault(content, blob)
+
+    span = high - low + 1
+    for _ in range(2):  # ids freed by removals leave holes: a second draw fills most samples
+        wanted = n - len(found)
+        if wanted <= 0 or len(asked) >= span:
+            break
+        ids = {int(i) for i in rng.choice(span, size=min(span, 3 * wanted), replace=False) + low} - asked
+        asked |= ids
+        fetch(ids)
+    if len(found) < n and len(asked) < span:
+        # Still short: a library that shrank keeps few ids in a wide range. Its live ids (ids
+        # only, no vector read) are drawn from instead.
+        live = [r[0] for r in conn.execute("SELECT id FROM files WHERE state='indexed'") if r[0] not in asked]
+        if live:
+            fetch(int(i) for i in rng.permutation(live)[: 3 * (n - len(found))])
+    blobs = list(found.values())[:n]
+    if not blobs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).copy()
 
 
 def missing_vectors(conn: sqlite3.Connection, extractor: str, model_id: str) -> list[str]:

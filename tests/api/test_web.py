@@ -29,7 +29,14 @@ import pytest
 from PIL import Image
 
 from imgsearchd.extractors import clip as clip_module
-from page_browser import errors_in_console, js, open_page, results, screenshots, start_browser, wait_indexed, wait_js
+from page_browser import (
+    errors_in_console,
+    js,
+    open_page,
+    results,
+    wait_indexed,
+    wait_js,
+)
 
 from helpers import REPO, Live, live_server, server_config, skimage_photos, wait_for
 from image_factory import text_as_jpeg
@@ -113,16 +120,6 @@ def worded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 # -- the browser ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from start_browser()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    yield from screenshots(tmp_path_factory)
-
-
 def imported_modules() -> set[str]:
     """The page's modules the browser loads: app.js and what the modules import (types.js holds
     JSDoc types only, for the type check: nothing imports it at run time)."""
@@ -136,6 +133,7 @@ def imported_modules() -> set[str]:
 
 
 def all_thumbnails_loaded(driver: Any) -> bool:
+    js(driver, "const b = document.querySelector('#show-weaker'); if (!b.hidden) b.click()")  # every result shown
     js(driver, "document.querySelectorAll('#results img').forEach(i => i.scrollIntoView())")
     found = results(driver)
     return bool(found) and all(r["loaded"] for r in found)

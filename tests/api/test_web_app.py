@@ -19,7 +19,14 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from page_browser import errors_in_console, js, message, open_page, results, screenshots, start_browser, wait_js
+from page_browser import (
+    errors_in_console,
+    js,
+    message,
+    open_page,
+    results,
+    wait_js,
+)
 
 from helpers import Live, live_server, server_config, skimage_photos, wait_for
 from image_factory import truncated_jpeg
@@ -87,16 +94,6 @@ def wait_indexed_all(live: Live, count: int) -> None:
         return status == 200 and stats["images"] is not None and stats["images"] >= count and stats["pending"] == 0
 
     wait_for(settled, 180, f"{count} images indexed")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from start_browser()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    yield from screenshots(tmp_path_factory)
 
 
 def banner(driver: Any) -> str | None:
@@ -232,6 +229,7 @@ def test_a_result_opens_the_viewer_arrows_move_escape_returns_to_the_card(browse
     open_page(browser, search_address(site, image=str(site.root / "photos" / "chelsea.jpg")))
     shown = wait_results(browser, "results")
     assert shown[0] == "chelsea.jpg"
+    js(browser, "document.querySelector('#show-weaker').click()")  # every result (test_web_levels: the fold)
     # the grid is one Tab stop
     assert js(browser, "return document.querySelectorAll('#results [tabindex=\"0\"]').length") == 1
     assert js(browser, "return document.querySelectorAll('#results a:not([tabindex=\"-1\"])').length") == 0
@@ -417,6 +415,7 @@ def test_on_a_phone_the_form_folds_away_and_results_start_on_the_first_screen(br
         assert js(browser, "return document.documentElement.scrollWidth <= window.innerWidth")
         note = js(browser, "return document.querySelector('#text-note').textContent")
         assert note.startswith("No text search: efficientnet reads pictures"), note  # its name, not its id
+        js(browser, "document.querySelector('#show-weaker').click()")  # every result (test_web_levels: the fold)
         wait_for(lambda: all(r["loaded"] for r in results(browser)[:4]), 30, "the first thumbnails")
         browser.save_screenshot(str(shots / "phone.png"))
         # the bar opens the form again

@@ -22,7 +22,13 @@ from typing import Any
 import pytest
 from PIL import ImageEnhance
 
-from page_browser import errors_in_console, js, open_page, screenshots, start_browser, wait_indexed, wait_js
+from page_browser import (
+    errors_in_console,
+    js,
+    open_page,
+    wait_indexed,
+    wait_js,
+)
 
 from helpers import Live, live_server, server_config, skimage_photos, wait_for
 
@@ -70,16 +76,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             live.root = tmp
             wait_indexed(live, len(paths))
             yield live
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from start_browser()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    yield from screenshots(tmp_path_factory)
 
 
 def wait_pictures(browser: Any, selector: str, what: str) -> None:

@@ -160,14 +160,14 @@ def test_add_folder_wait_follows_the_job_to_the_end(daemon):
 
 
 def test_search_prints_a_table_on_a_terminal(daemon):
-    """A real pseudo-terminal as stdout: score, size, date and path columns; the photos have no
-    EXIF date, so the date is the file's mtime, marked with "~"."""
+    """A real pseudo-terminal as stdout: score, match level, size, date and path columns; the photos
+    have no EXIF date, so the date is the file's mtime, marked with "~"."""
     query = str(daemon.indexed / "coffee.jpg")
     code, lines, err = on_terminal("search", query, "--limit", "3", "--config", str(daemon.cli_config))
     assert code == 0, err
-    assert lines[0].split() == ["SCORE", "SIZE", "DATE", "PATH"]
-    score, size, unit, day, minute, path = lines[1].split()
-    assert path == query and float(score) > 0.99 and unit in ("KB", "MB")
+    assert lines[0].split() == ["SCORE", "MATCH", "SIZE", "DATE", "PATH"]
+    score, match, size, unit, day, minute, path = lines[1].split()
+    assert path == query and float(score) > 0.99 and match == "same" and unit in ("KB", "MB")
     mtime = datetime.fromtimestamp(os.path.getmtime(query))
     assert (day, minute) == (mtime.strftime("~%Y-%m-%d"), mtime.strftime("%H:%M"))
     assert f"{size} {unit}" == human_size(os.path.getsize(query))  # the page's rule: "41 KB", "3.4 KB"

@@ -190,8 +190,12 @@ def test_a_changed_preprocess_re_embeds_through_the_indexer(tmp_path, photos, ef
         with Pipeline(catalog, {"efficientnet": efficientnet}) as pipeline:
             summary = pipeline.process(paths)
         assert summary["embedded"] == 2  # the same files, the same content: embedded again
-        assert catalog.all_vectors("efficientnet", efficientnet_crop.model_id, 1280)[1].size == 0
+        # the old model's vectors stay beside the new ones (a model change serves them until it
+        # switches), then go with the switch's prune
+        assert catalog.all_vectors("efficientnet", efficientnet_crop.model_id, 1280)[1].size == 2
         assert catalog.all_vectors("efficientnet", efficientnet.model_id, 1280)[1].size == 2
+        assert catalog.prune_other_models("efficientnet", keep=(efficientnet.model_id,)) == 2
+        assert catalog.all_vectors("efficientnet", efficientnet_crop.model_id, 1280)[1].size == 0
         for path in paths:  # the stored vector is the squashed picture's
             found = catalog.vector_for_path(path, "efficientnet", efficientnet.model_id)
             assert found is not None

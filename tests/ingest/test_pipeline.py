@@ -155,8 +155,12 @@ def test_a_new_model_id_re_embeds_and_never_mixes(tmp_path, photos, efficientnet
         with Pipeline(catalog, {"efficientnet": other}) as pipeline:
             summary = pipeline.process([str(folder / "chelsea.jpg"), str(folder / "coffee.jpg")])
         assert summary["embedded"] == 2
+        # schema 6: the old model's vectors stay apart (a model change serves from them until its switch)
+        old_vectors = catalog.all_vectors("efficientnet", efficientnet.model_id, 1280)[2]
+        new_vectors = catalog.all_vectors("efficientnet", other.model_id, 1280)[2]
+        assert old_vectors.shape == new_vectors.shape == (2, 1280)
+        assert catalog.prune_other_models("efficientnet", keep=(other.model_id,)) == 2
         assert catalog.all_vectors("efficientnet", efficientnet.model_id, 1280)[1].size == 0
-        assert catalog.all_vectors("efficientnet", other.model_id, 1280)[1].size == 2
 
 
 def test_vanished_file_is_dropped_not_failed(tmp_path, photos, efficientnet):
@@ -236,7 +240,7 @@ def test_run_loop_prunes_orphan_vectors_when_idle(tmp_path, photos, efficientnet
 
 
 # What a result holds: the API's fields and the photo's metadata (defined once, in media.photo_metadata).
-RESULT_KEYS = {"image", "distance", "score", "hash", *MetadataFields.__struct_fields__}
+RESULT_KEYS = {"image", "distance", "score", "hash", "match", *MetadataFields.__struct_fields__}
 
 
 def test_cli_index_and_search(tmp_path, photos, offline_config, capsys):

@@ -3,8 +3,12 @@ flat and tiny pictures give a number, never NaN."""
 
 from __future__ import annotations
 
+import ast
 import io
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +154,25 @@ def test_flat_and_tiny_pictures_give_a_number_never_nan(scenes: dict[str, Image.
     for picture in (edge, tiny, Image.new("RGB", (1, 300), (9, 9, 9))):
         score = framing.framing_score(framing.print_of(picture), photo)
         assert math.isfinite(score) and -1.0 <= score <= 1.0
+
+
+def test_the_daemon_s_blas_runs_on_one_thread_on_every_thread() -> None:
+    """``use_one_blas_thread`` (called by Service.load) holds process-wide: a thread started
+    later reads one thread for every BLAS numpy and the rest loaded. In a process of its own,
+    so the test process keeps its own settings."""
+    code = (
+        "import threading, numpy\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from imgsearchd.search.framing import use_one_blas_thread\n"
+        "blas = lambda: [l['num_threads'] for l in threadpool_info() if l['user_api'] == 'blas']\n"
+        "print(blas())\n"
+        "use_one_blas_thread()\n"
+        "seen = []\n"
+        "t = threading.Thread(target=lambda: seen.append(blas())); t.start(); t.join()\n"
+        "print(seen[0])\n"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, timeout=60)
+    before, after = (ast.literal_eval(line) for line in out.stdout.splitlines())
+    assert before and all(n == 2 for n in before)  # not one already: the call is what changes it
+    assert after == [1] * len(before)

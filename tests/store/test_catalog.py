@@ -151,13 +151,17 @@ def test_changes_since_and_full_read_agree(catalog):
     assert catalog.changes_since("x", "m1", seq, 8).ids.size == 0
 
 
-def test_a_new_model_id_replaces_never_mixes(catalog):
+def test_a_new_model_id_keeps_the_old_models_vector_never_mixes(catalog):
+    # schema 6: vectors are keyed by model too, so the old model serves while the new one embeds
     catalog.record_batch([result("/p/a.jpg", "h1", 1, model="m1")])
     catalog.record_batch([result("/p/a.jpg", "h1", 9, model="m2")])
-    assert catalog.vector_for_hash("h1", "x", "m1") is None
+    assert np.allclose(catalog.vector_for_hash("h1", "x", "m1"), vec(1))
     assert np.allclose(catalog.vector_for_hash("h1", "x", "m2"), vec(9))
-    assert catalog.all_vectors("x", "m1", 8)[1].size == 0
-    assert catalog.missing_vectors("x", "m1") == ["/p/a.jpg"]
+    assert catalog.all_vectors("x", "m1", 8)[2].shape == (1, 8)
+    assert catalog.missing_vectors("x", "m3") == ["/p/a.jpg"] and catalog.missing_vectors("x", "m2") == []
+    assert catalog.counts()["vectors"] == {"x": 1}  # files with a vector, not rows
+    assert catalog.prune_other_models("x", keep=("m2",)) == 1
+    assert catalog.vector_for_hash("h1", "x", "m1") is None
 
 
 def test_files_under_uses_folder_boundaries(catalog):

@@ -52,6 +52,14 @@ Hash = Annotated[
 ]
 
 
+# The match levels, strongest first (search.match_levels.LEVELS; a test keeps the two equal).
+MatchLevel = Literal["same", "similar", "related", "weak"]
+MATCH_WORDS = (
+    "how strong a match: same (the picture itself or an edited copy of it), similar (the same kind of "
+    "scene or object), related, weak; from the score corrected for this query (docs/api.md)"
+)
+
+
 class Result(MetadataFields, kw_only=True, forbid_unknown_fields=True):
     """One search result, with what the photo says about itself."""
 
@@ -63,6 +71,7 @@ class Result(MetadataFields, kw_only=True, forbid_unknown_fields=True):
     ]
     score: Annotated[Cosine, Meta(description="cosine similarity")]
     hash: Hash
+    match: Annotated[MatchLevel, Meta(description=MATCH_WORDS)]
 
 
 class SearchedBy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -92,8 +101,15 @@ class SearchResults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     next_offset: (
         Annotated[
             int | None,
-            Meta(description="the next page's offset (same limit); null: no more results, or the bound is reached"),
+            Meta(
+                description="the next page's offset (same limit); null: no more results, the bound is reached, "
+                "or no later result can reach min_match"
+            ),
         ]
+        | UnsetType
+    ) = UNSET
+    weaker: (
+        Annotated[int, Meta(ge=0, description="with min_match: results of this page left out as weaker than it")]
         | UnsetType
     ) = UNSET
 
@@ -167,12 +183,16 @@ class Health(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         Literal["ok", "degraded", "starting"],
         Meta(
             description="degraded: searches work, but the catalogue cannot be written (see storage) "
-            "or a configured model runs on its fallback (see fallback)"
+            "or a configured model runs on its fallback (see fallback), or a model change failed (see model_change)"
         ),
     ]
     phase: str | UnsetType = UNSET
     storage: StorageState | UnsetType = UNSET
     fallback: HealthFallback | UnsetType = UNSET
+    model_change: (
+        Annotated[dict[str, str], Meta(description="extractor -> why its model change failed (the old model serves)")]
+        | UnsetType
+    ) = UNSET
 
 
 # -- /duplicates -------------------------------------------------------------------------

@@ -19,7 +19,9 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from ...search.combined import MAX_PARTS
+from ...search.match_levels import LEVELS
 from .. import bounds
+from .answers import MatchLevel
 
 # -- fields shared by several routes ----------------------------------------------------
 
@@ -90,6 +92,16 @@ Offset = Annotated[
 ]
 
 
+MinMatch = Annotated[
+    MatchLevel,
+    Meta(
+        description="keep only results of this match level or stronger (same > similar > related > weak); "
+        "fewer than limit may come back",
+        extra={"what": f"one of {', '.join(LEVELS)}", **_ABSENT_IF_BLANK},
+    ),
+]
+
+
 # ``image``: a path, decoded as the file system names it; empty is missing
 _IMAGE = {**_PATH, **_ABSENT_IF_BLANK}
 ImagePath = Annotated[str, Meta(description="absolute path of a file or folder", extra=_IMAGE)]
@@ -138,6 +150,7 @@ class SearchQuery(msgspec.Struct, kw_only=True):
     folder: Folder | None = None
     taken_after: TakenAfter | None = None
     taken_before: TakenBefore | None = None
+    min_match: MinMatch | None = None
 
 
 class UploadQuery(msgspec.Struct, kw_only=True):
@@ -150,6 +163,7 @@ class UploadQuery(msgspec.Struct, kw_only=True):
     folder: Folder | None = None
     taken_after: TakenAfter | None = None
     taken_before: TakenBefore | None = None
+    min_match: MinMatch | None = None
 
 
 class DuplicatesQuery(msgspec.Struct, kw_only=True):
@@ -276,6 +290,7 @@ class SearchBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     folder: Folder | UnsetType | None = UNSET
     taken_after: TakenAfter | UnsetType | None = UNSET
     taken_before: TakenBefore | UnsetType | None = UNSET
+    min_match: MinMatch | UnsetType | None = UNSET
     query: (
         Annotated[
             list[Annotated[QueryPart, Meta(extra_json_schema=QUERY_PART_RULE)]],
@@ -303,6 +318,7 @@ class SearchForm(msgspec.Struct, kw_only=True):
     folder: Folder | UnsetType = UNSET
     taken_after: TakenAfter | UnsetType = UNSET
     taken_before: TakenBefore | UnsetType = UNSET
+    min_match: MinMatch | UnsetType = UNSET
 
 
 FORM_FIELDS = tuple(name for name in SearchForm.__struct_fields__ if name != "image")

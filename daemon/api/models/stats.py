@@ -38,6 +38,31 @@ def _d(text: str) -> Meta:
     return Meta(description=text)
 
 
+class ModelChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename={"from_": "from"}):
+    """A model change under way (or failed): the old model serves while the new one embeds the library."""
+
+    from_: Annotated[str, _d("the model id that serves until the switch")]
+    to: Annotated[str | None, _d("the new model id; null when the configured model cannot load")]
+    state: Annotated[
+        Literal["embedding", "switching", "failed"],
+        _d("embedding: the new model embeds the library; switching: the new index opens and takes over; "
+           "failed: the old model goes on serving (see error)"),
+    ]  # fmt: skip
+    done: Annotated[int, _d("indexed contents with a vector of the new model (stored: a restart resumes)")]
+    total: Annotated[int, _d("indexed contents")]
+    rate: Annotated[float | None, _d("contents embedded a second over the last minute; null before any")]
+    eta_seconds: Annotated[float | None, _d("time left at that rate; null without a rate")]
+    started_at: Annotated[str, _d("when the change began (ISO 8601, UTC)")]
+    error: Annotated[
+        str | None,
+        _d("why it failed, or why there is a gap (the old model cannot be built again: the new one serves "
+           "with what it has embedded so far)"),
+    ]  # fmt: skip
+    old_model_bytes: Annotated[
+        int | None, _d("memory the old model's weights hold while it serves (parameters and buffers)")
+    ]
+
+
 class ExtractorStats(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One extractor: its vectors, its index, and the index's measured recall (``search.recall``)."""
 
@@ -89,6 +114,7 @@ class ExtractorStats(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         Annotated[int | None, _d("trees of the next Annoy build; null while an HNSW snapshot serves")] | UnsetType
     ) = UNSET
     recall_note: Annotated[str | None, _d("why the target is not met, when it is not")] | UnsetType = UNSET
+    change: Annotated[ModelChange, _d("a model change under way or failed; absent when none")] | UnsetType = UNSET
 
 
 class Failure(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -1,6 +1,7 @@
 // @ts-check
 // One picture as a card: the thumbnail (a click opens the viewer), its name, folder and date,
-// and a link to the original. Search results and duplicate groups both show their pictures so.
+// and a link to the original. Search results and duplicate groups both show their pictures so;
+// a search result shows its score and its match level.
 // A grid of cards is one Tab stop: the arrow keys move between its pictures (roving tabindex).
 
 import { originalURL, thumbnailURL } from "./api.js";
@@ -8,6 +9,17 @@ import { h } from "./dom.js";
 import { fmtBytes, splitPath } from "./format.js";
 
 /** @typedef {import("./types.js").Item} Item */
+/** @typedef {import("./types.js").Level} Level */
+
+/** The match levels in words for people, and what each means (the label's tooltip). */
+export const LEVELS = {
+  same: { word: "Same picture", means: "the picture itself, or an edited copy of it" },
+  similar: { word: "Similar", means: "the same kind of scene or object" },
+  related: { word: "Related", means: "something in common, not the same kind of thing" },
+  weak: { word: "Weak", means: "little in common: probably unrelated" },
+};
+
+let labels = 0; // ids for the level labels the thumbnails are described by
 
 /**
  * What a card shows beyond the picture, its name, folder and date.
@@ -30,14 +42,18 @@ export function card(item, options) {
   const open = () => options.open(item);
   const refine = options.refine;
   const skip = options.roving ? -1 : null; // out of the Tab order
+  const level = options.score && item.match ? LEVELS[item.match] : null;
+  const levelId = level ? `level-${++labels}` : null;
   return h(
     "li",
     { class: "card" },
     h(
       "button",
-      { type: "button", class: "thumb", title: `View ${name}`, "aria-label": `View ${name}`, tabindex: skip, onclick: open },
+      // the level describes the button (aria-describedby), so a screen reader says it after the name
+      { type: "button", class: "thumb", title: `View ${name}`, "aria-label": `View ${name}`, "aria-describedby": levelId, tabindex: skip, onclick: open },
       thumbnail(item),
       options.score ? h("span", { class: "score", title: "cosine similarity (1 = the same picture)" }, (item.score ?? 0).toFixed(3)) : null,
+      level ? h("span", { class: `level ${item.match}`, id: levelId, title: `${level.word}: ${level.means}` }, level.word) : null,
     ),
     h(
       "div",
@@ -98,6 +114,9 @@ function takenLine(item) {
   return h("span", { class: "muted taken", title: facts.join(" · ") }, `${guessed ? "~" : ""}${item.taken.slice(0, 10)}`);
 }
 
+/** The pictures of a grid's cards that are shown: a folded card (``hidden``, a weaker match) is skipped. */
+const SHOWN = ".card:not([hidden]) .thumb";
+
 /**
  * A grid of cards as one Tab stop: the arrow keys move the focus between its pictures (up and
  * down by a row), Home and End to the first and last; Enter opens the focused one (a button).
@@ -105,7 +124,7 @@ function takenLine(item) {
  */
 export function bindGrid(grid) {
   grid.addEventListener("keydown", (event) => {
-    const thumbs = Array.from(grid.querySelectorAll(".card .thumb")).filter((el) => el instanceof HTMLElement);
+    const thumbs = Array.from(grid.querySelectorAll(SHOWN)).filter((el) => el instanceof HTMLElement);
     const at = thumbs.indexOf(/** @type {HTMLElement} */ (event.target));
     if (at < 0) return;
     const columns = Math.max(1, thumbs.filter((t) => t.offsetTop === thumbs[0].offsetTop).length);
@@ -124,12 +143,12 @@ export function bindGrid(grid) {
 }
 
 /**
- * Focus the grid's picture number ``index`` (and make it the Tab stop).
+ * Focus the grid's shown picture number ``index`` (and make it the Tab stop).
  * @param {HTMLElement} grid
  * @param {number} index
  */
 export function focusCard(grid, index) {
-  const thumb = grid.querySelectorAll(".card .thumb")[index];
+  const thumb = grid.querySelectorAll(SHOWN)[index];
   if (!(thumb instanceof HTMLElement)) return;
   setTabStop(grid, thumb);
   thumb.focus();
@@ -146,10 +165,13 @@ function setTabStop(grid, thumb) {
 }
 
 /**
- * After new cards came: the first picture is the Tab stop unless one already is.
+ * After new cards came (or folded ones were shown): the first shown picture is the Tab stop
+ * unless a shown one already is.
  * @param {HTMLElement} grid
  */
 export function keepTabStop(grid) {
-  const first = grid.querySelector(".card .thumb");
-  if (first && !grid.querySelector(".card .thumb[tabindex='0']")) first.setAttribute("tabindex", "0");
+  const first = grid.querySelector(SHOWN);
+  const stop = grid.querySelector(".card .thumb[tabindex='0']");
+  if (stop && stop.closest(".card")?.hasAttribute("hidden")) stop.setAttribute("tabindex", "-1"); // a folded card is no Tab stop
+  if (first && !grid.querySelector(".card:not([hidden]) .thumb[tabindex='0']")) first.setAttribute("tabindex", "0");
 }

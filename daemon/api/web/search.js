@@ -2,6 +2,8 @@
 // The search view: the query's parts sent to /search (GET for one picture, text or content
 // hash, a form for an upload, JSON for a combined query), the results as a grid of cards that
 // open the viewer, "More results" for the next page, and the search kept in the address.
+// Results below "similar" are folded behind "Show N weaker matches" (the answer's ``match``):
+// the grid, its keys and the viewer go over the shown cards.
 
 import { addressOf, optionsOf, partsOf, readAddress } from "./address.js";
 import { ApiError, api, pathParam, query } from "./api.js";
@@ -25,6 +27,42 @@ const UNREADABLE = {
   not_an_image: "it is not in a picture format",
   empty: "it is empty",
 };
+
+/** The levels shown at once; the weaker ones (related, weak) wait behind a button. */
+const CLOSE = ["same", "similar"];
+
+/**
+ * Whether a result is shown before the weaker matches are asked for (one without a level, from
+ * an older daemon, is).
+ * @param {Item} item
+ */
+const close = (item) => !item.match || CLOSE.includes(item.match);
+
+/** The results the grid shows, in order: every one once the weaker matches are shown. */
+function shownResults() {
+  return state.search.unfolded ? state.search.results : state.search.results.filter(close);
+}
+
+/** The weaker matches' button ("Show 5 weaker matches") and the line when none is close. */
+function showFold() {
+  const results = state.search.results;
+  const folded = state.search.unfolded ? 0 : results.filter((item) => !close(item)).length;
+  const button = $button("#show-weaker");
+  button.hidden = !folded;
+  button.textContent = `Show ${plural(folded, "weaker match", "weaker matches")}`;
+  $("#no-close").hidden = !results.length || results.some(close);
+}
+
+/** Show the weaker matches where they are in the grid; the focus goes to the first of them. */
+function unfold() {
+  const grid = $("#results");
+  const first = Array.from(grid.children).findIndex((li) => li instanceof HTMLElement && li.hidden);
+  for (const li of grid.children) if (li instanceof HTMLElement) li.hidden = false;
+  state.search.unfolded = true;
+  showFold();
+  keepTabStop(grid);
+  if (first >= 0) focusCard(grid, first);
+}
 
 /** @returns {SearchOptions} the form's settings */
 function searchOptions() {
@@ -185,6 +223,7 @@ export async function runSearch(push = true) {
     record(push && !recorded); // its step in the history may be there already ("#search" until now)
   }
   state.search.results = [];
+  state.search.unfolded = false; // a new search folds its weaker matches again
   renderResults(answer, options, Math.round(performance.now() - started));
 }
 
@@ -196,6 +235,7 @@ function failed(e) {
   $("#results").removeAttribute("aria-busy");
   $("#results").replaceChildren();
   state.search.results = [];
+  showFold();
   $button("#more-results").hidden = true;
   $("#search-form").classList.remove("folded"); // on a phone: the form again, to try another picture
   const { text, wait } = explain(e);
@@ -234,7 +274,7 @@ function explain(e) {
   return { text: e.message, wait: false };
 }
 
-/** The next page of results, below the ones shown; false when there is none. */
+/** The next page of results, below the ones shown; false when it shows none (none came, or all folded). */
 export async function loadMore() {
   const next = state.search.next;
   if (next === null || !state.parts.length) return false;
@@ -245,8 +285,9 @@ export async function loadMore() {
   try {
     const answer = await ask(searchOptions(), next);
     if (seq !== state.searchSeq) return false;
+    const before = shownResults().length;
     renderResults(answer, searchOptions(), Math.round(performance.now() - started));
-    return Boolean(answer.results?.length);
+    return shownResults().length > before;
   } catch (e) {
     if (seq === state.searchSeq) setMessage($("#search-message"), explain(e).text, "error");
     return false;
@@ -310,10 +351,15 @@ function renderResults(answer, options, ms) {
   $("#unfold").setAttribute("aria-expanded", String(!count));
   $("#fold-what").textContent = `${pictures} ${describe()}`;
   grid.removeAttribute("aria-busy");
-  const cards = page.map((item) => card(item, { open: view, score: true, refine, roving: true }));
+  const cards = page.map((item) => {
+    const el = card(item, { open: view, score: true, refine, roving: true });
+    el.hidden = !state.search.unfolded && !close(item); // a weaker match waits, in its place, behind the button
+    return el;
+  });
   if (first) grid.replaceChildren(...cards);
   else grid.append(...cards);
   keepTabStop(grid);
+  showFold();
   $button("#more-results").hidden = state.search.next === null || !page.length;
 }
 
@@ -324,14 +370,14 @@ function renderResults(answer, options, ms) {
 function view(item) {
   const seq = state.searchSeq;
   const source = {
-    items: () => state.search.results,
+    items: shownResults,
     more: moreLikeThis,
     refine,
     loadMore: () => (state.search.next === null ? Promise.resolve(false) : loadMore()),
     /** @param {number} index the focus to its card, unless a new search (More like this, + or −) replaced the grid */
     closed: (index) => seq === state.searchSeq && focusCard($("#results"), index),
   };
-  openViewer(source, state.search.results.indexOf(item));
+  openViewer(source, shownResults().indexOf(item));
 }
 
 /**
@@ -353,11 +399,12 @@ export function restore(params, push = false) {
     return;
   }
   ++state.searchSeq;
-  state.search = { results: [], next: null, address: "", waiting: false };
+  state.search = { results: [], next: null, address: "", waiting: false, unfolded: false };
   $("nav a[data-view=search]").setAttribute("href", "#search");
   if (push) history.pushState(null, "", "#search");
   showParts();
   $("#results").replaceChildren();
+  showFold();
   $button("#more-results").hidden = true;
   $("#search-form").classList.remove("folded", "compact");
   welcome();
@@ -385,6 +432,7 @@ export function bindSearch() {
   });
   for (const id of ["#limit", "#folder", "#taken-after", "#taken-before"]) $(id).addEventListener("change", () => runSearch());
   $button("#more-results").addEventListener("click", () => loadMore());
+  $button("#show-weaker").addEventListener("click", unfold);
   bindGrid($("#results"));
   $button("#unfold").addEventListener("click", () => {
     $("#search-form").classList.remove("folded");

@@ -20,8 +20,8 @@ export const state = {
   /** @type {Part[]} the query */
   parts: [],
   searchSeq: 0, // a newer search's answer wins: an older one arriving later is dropped
-  /** @type {{results: Item[], next: number | null, address: string, waiting: boolean}} the results shown, the next page's offset, the search's address (its hash) */
-  search: { results: [], next: null, address: "", waiting: false },
+  /** @type {{results: Item[], next: number | null, address: string, waiting: boolean, unfolded: boolean}} the results (shown and folded), the next page's offset, the search's address (its hash), whether the weaker matches are shown */
+  search: { results: [], next: null, address: "", waiting: false, unfolded: false },
   /** @type {{offset: number, loaded: boolean, seq: number, next: number | null}} */
   dup: { offset: 0, loaded: false, seq: 0, next: null },
   pollTimer: 0,

@@ -73,8 +73,9 @@ function applyStats(stats) {
     list.replaceChildren(...folders.map((f) => h("option", { value: f })));
     list.dataset.folders = folders.join("\n");
   }
-  const busy = !stats.ready || stats.pending > 0 || (stats.jobs || []).some((j) => j.state !== "done" && j.state !== "failed");
-  const troubled = Boolean(stats.fallback) || (stats.storage && stats.storage.state !== "ok") || (stats.watch || []).some((w) => w.state === "offline");
+  const changes = Object.values(stats.extractors || {}).map((ex) => ex.change).filter((c) => c);
+  const busy = !stats.ready || stats.pending > 0 || changes.length > 0 || (stats.jobs || []).some((j) => j.state !== "done" && j.state !== "failed");
+  const troubled = Boolean(stats.fallback) || changes.some((c) => c?.state === "failed") || (stats.storage && stats.storage.state !== "ok") || (stats.watch || []).some((w) => w.state === "offline");
   $("#status-dot").className = `dot ${troubled ? "warn" : busy ? "busy" : "ok"}`;
   if (state.view === "status" && !selectionIn($("#status-body"))) renderStatus(stats); // a copy in progress stays
   if (state.view === "folders") loadFolders();

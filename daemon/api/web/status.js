@@ -1,6 +1,6 @@
 // @ts-check
-// The status view, drawn from /stats: tiles, folder jobs, watched folders, models and their
-// indexes, failures, thumbnails, a duplicate search in progress.
+// The status view, drawn from /stats: tiles, a model change in progress, folder jobs, watched
+// folders, models and their indexes, failures, thumbnails, a duplicate search in progress.
 
 import { $, bar, h } from "./dom.js";
 import { fmtBytes, fmtSeconds, fmtWhen, number, plural } from "./format.js";
@@ -50,6 +50,7 @@ export function renderStatus(stats) {
     ),
   );
   if (stats.fallback) parts.push(fallbackAdvice(stats.fallback));
+  for (const [name, ex] of Object.entries(stats.extractors || {})) if (ex.change) parts.push(changePart(name, ex.change));
   parts.push(jobsPart(stats.jobs || []));
   parts.push(foldersPart(stats.watch || []));
   parts.push(modelsPart(stats));
@@ -58,6 +59,36 @@ export function renderStatus(stats) {
   const dup = stats.duplicates && stats.duplicates.computing;
   if (dup) parts.push(section("Duplicate search", h("p", {}, `${dup.extractor}: ${dup.phase}, ${dup.done} of ${dup.total}`), bar(dup.progress, "duplicate search progress")));
   $("#status-body").replaceChildren(...parts);
+}
+
+/**
+ * A model change: from which model to which, how far the new one has embedded the library (a
+ * bar, done of total, its rate and the time left) and that searches use the old one until the
+ * switch; a failed change says why and that the old model goes on serving.
+ * @param {string} name
+ * @param {import("./types.js").ModelChange} change
+ */
+function changePart(name, change) {
+  const failed = change.state === "failed";
+  // `to` is null when the configured model did not load (its id is not known then)
+  const to = change.to ? h("code", {}, change.to) : "the configured model";
+  const models = failed
+    ? h("p", { class: "change-models" }, "Could not change the model from ", h("code", {}, change.from), " to ", to, ".")
+    : h("p", { class: "change-models" }, "Changing model: ", h("code", {}, change.from), " → ", to);
+  // done and total count contents: copies of a picture share one vector, so they count once
+  const facts = [`${number.format(change.done)} of ${number.format(change.total)} different pictures embedded`];
+  if (change.rate) facts.push(`${change.rate.toFixed(1)} a second`);
+  if (change.eta_seconds !== null && change.eta_seconds !== undefined) facts.push(`${fmtSeconds(change.eta_seconds)} left`);
+  const memory = change.old_model_bytes ? ` (the old model holds ${fmtBytes(change.old_model_bytes)} meanwhile)` : "";
+  const body = failed
+    ? [h("p", { class: "message error" }, `Why: ${(change.error || "no reason given").replace(/\.$/, "")}.`), h("p", {}, `${change.from} goes on serving searches.`)]
+    : [
+        bar(change.total ? change.done / change.total : 0, `${name} model change progress`),
+        h("p", { class: "change-facts" }, facts.join(" · ")),
+        h("p", { class: "muted" }, change.state === "switching" ? "Switching searches to the new model now…" : `Searches use ${change.from} until then${memory}.`),
+        change.error ? h("p", { class: "message warn" }, change.error) : null, // why searches have a gap meanwhile
+      ];
+  return h("section", { class: `panel status-part model-change${failed ? " failed" : ""}`, "data-extractor": name }, h("h2", {}, `${name}: a new model`), models, ...body);
 }
 
 /** @param {Job[]} jobs */

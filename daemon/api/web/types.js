@@ -10,6 +10,7 @@ export {};
  * @property {string} [path_base64] the path's exact bytes, for a name that is not UTF-8
  * @property {string} [hash] the content hash: a thumbnail URL with it names one picture
  * @property {number} [score] cosine similarity (search results)
+ * @property {Level} [match] how well it matches the query (search results; absent from an older daemon)
  * @property {string | null} [taken] when the photo was taken (ISO), or its file date
  * @property {string | null} [taken_from] "mtime" when that is the file date
  * @property {string | null} [camera]
@@ -17,6 +18,8 @@ export {};
  * @property {number | null} [height]
  * @property {number | null} [size] bytes (duplicates members)
  */
+
+/** A result's match level, strongest first: same, similar, related, weak. @typedef {"same" | "similar" | "related" | "weak"} Level */
 
 /** @typedef {{kind: "text", weight: number, label: string, text: string}} TextPart */
 /** @typedef {{kind: "image", weight: number, label: string, image: string, path_base64?: string, hash?: string}} ImagePart */
@@ -113,6 +116,23 @@ export {};
  * @property {number | null} [search_k]
  * @property {number | null} [p50_ms]
  * @property {number | null} [p95_ms]
+ * @property {ModelChange | null} [change] a new model embedding the library while this one serves
+ */
+
+/**
+ * A model change in progress (/stats.extractors[NAME].change): the old model serves until the new
+ * one has embedded every picture, then the index switches at once.
+ * @typedef {object} ModelChange
+ * @property {string} from the serving model's id
+ * @property {string} to the new model's id
+ * @property {"embedding" | "switching" | "failed"} state
+ * @property {number} done pictures with the new model's vector
+ * @property {number} total
+ * @property {number | null} [rate] pictures a second
+ * @property {number | null} [eta_seconds]
+ * @property {string} [started_at]
+ * @property {string | null} [error] why it failed, or why searches have a gap
+ * @property {number | null} [old_model_bytes] memory the old model holds meanwhile
  */
 
 /** @typedef {{id: string | number, folder: string, state: string, progress: number, done: number, found: number, seconds: number, outcomes?: Record<string, number>, error?: string | null}} Job */
