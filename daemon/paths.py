@@ -6,7 +6,8 @@ Python's ``os`` functions decode it (UTF-8, each undecodable byte kept as a lone
 surrogate, "surrogateescape"), so it round-trips to the same bytes. At the edges:
 the catalogue stores the bytes themselves (``path_key``), and the HTTP API takes
 percent-encoded bytes in a query string (``from_query``) and writes such a name in JSON
-as ``\\udcXX`` escapes plus ``path_base64`` (``json_fields``).
+as ``\\udcXX`` escapes plus ``path_base64`` (``json_fields``). ``fsync_dir`` makes a name
+made, renamed or removed in a folder durable (the snapshots' and the duplicates' actions').
 """
 
 from __future__ import annotations
@@ -77,3 +78,12 @@ def json_fields(path: str, key: str = "image") -> dict[str, str]:
     if is_text(path):
         return {key: path}
     return {key: path, "path_base64": base64.b64encode(path_key(path)).decode("ascii")}
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """fsync a folder: the names made, renamed or removed in it survive a power loss."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -51,14 +51,6 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_ids(path: Path, ids: np.ndarray) -> None:
     """Write a snapshot's ids file (``.ids.npy``) and fsync it."""
     with open(path, "wb") as f:

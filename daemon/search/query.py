@@ -12,7 +12,7 @@ import numpy as np
 from ..extractors import Extractor
 from ..media import files, images
 from ..media.limits import ImageLimits
-from ..media.photo_metadata import metadata_json
+from ..media.photo_metadata import PhotoMetadata, metadata_json
 from ..paths import json_fields
 from ..store.catalog import Catalog
 from ..store.rows import SearchScope
@@ -59,17 +59,18 @@ SAME_FIRST = 20
 
 def _same_first(
     index: ExtractorIndex, grading: Grading, found: list[tuple[str, float, float]], offset: int, wanted: int
-) -> tuple[list[int], dict[int, str]]:
+) -> tuple[list[int], dict[int, str], dict[str, tuple[str | None, PhotoMetadata | None]]]:
     """The ranking (positions in ``found``: the ``same`` results of the first SAME_FIRST first, then
-    the others by cosine) and the levels of the results that the window and the page hold."""
+    the others by cosine), the levels of the results that the window and the page hold, and their
+    facts (content hash, metadata: one catalogue read serves the grading and the answer)."""
     head = list(range(min(len(found), SAME_FIRST)))
     rest = list(range(len(head), len(found)))
     shown = head + rest[max(0, offset - len(head)) : max(0, wanted - len(head))]
-    hashes = index.catalog.content_hashes(found[n][0] for n in shown)
-    graded = grading.levels([(found[n][0], hashes.get(found[n][0]), found[n][2]) for n in shown])
+    facts = index.catalog.result_facts(found[n][0] for n in shown)
+    graded = grading.levels([(found[n][0], facts.get(found[n][0], (None, None))[0], found[n][2]) for n in shown])
     levels = dict(zip(shown, graded))
     order = [n for n in head if levels[n] == "same"] + [n for n in head if levels[n] != "same"] + rest
-    return order, levels
+    return order, levels, facts
 
 
 def search_answer(
@@ -81,12 +82,13 @@ def search_answer(
     offset: int = 0,
     grading: Grading | None = None,
 ) -> SearchAnswer:
-    """The API's search answer: results best first, distances and scores rounded for JSON,
+    """The API's search answer: results best first (a picture query's ``same`` ones first:
+    ``SAME_FIRST``), distances and scores rounded for JSON,
     each with its content hash, its match level (``grading``; without one, as a picture
     query's against the extractor's prior) and what the photo says about itself (``photo_metadata``).
 
     ``offset`` skips that many of the best: the search asks the index for ``offset + limit``
-    and keeps the last ``limit``, so the pages of one ranking join up (exactly so where the
+    (at least ``SAME_FIRST``) and keeps the last ``limit`` of the ranking, so the pages of one ranking join up (exactly so where the
     index searches exactly; an approximate index may rank the pages' edges a little apart).
     The grading's ``min_match`` leaves out the page's weaker results (``weaker`` counts them);
     ``next_offset`` is then None once no later result can be kept.
@@ -102,9 +104,8 @@ def search_answer(
     else:
         hits = search_scoped(index, vector, scope, window, max_distance).hits
         found = [(path, h.distance, h.score) for h, path in hits]
-    order, levels = _same_first(index, grading, found, offset, wanted)
-    page = order[offset:wanted]
-    facts = index.catalog.result_facts(found[n][0] for n in page)
+    order, levels, facts = _same_first(index, grading, found, offset, wanted)
+    page = order[offset:wanted]  # within the window and the page: graded, their facts read
     results: list[dict[str, object]] = []
     for n in page:
         (path, d, s), level = found[n], levels[n]

@@ -31,8 +31,9 @@ from typing import cast
 import numpy as np
 from annoy import AnnoyIndex
 
+from ..paths import fsync_dir
 from ..timestamps import iso_utc, parse_iso
-from .builder import BUILDER_CODE, crc32, fsync_dir
+from .builder import BUILDER_CODE, crc32
 from .facts import BuilderArgs, GrowFrom, SnapshotMeta
 from .hnsw import HnswBase, load_view
 from .parts import AnnoyBase, Base, BaseKind

@@ -16,6 +16,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ..paths import fsync_dir
+
 TEMP_PREFIX = ".imgsearchd-"  # hidden: the watcher and the scans never index it
 TEMP_SUFFIX = ".tmp"
 CHUNK = 1 << 20
@@ -34,14 +36,6 @@ def hash_file(path: str) -> str:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync_dir(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _copy_synced(source: str, temp: str) -> None:
@@ -73,7 +67,7 @@ def move_file(source: str, target: str, tag: str) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-    _fsync_dir(os.path.dirname(target))
+    fsync_dir(os.path.dirname(target))
     try:
         os.unlink(source)
     except OSError:  # a source folder the daemon may not write: the file stays where it was, once

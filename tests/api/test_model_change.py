@@ -176,15 +176,21 @@ def test_a_preprocess_change_keeps_serving_the_old_model_then_switches(
     assert rows == [("serving", new_id, rows[0][2])] and (data / rows[0][2]).is_dir()
 
 
+def data_copy(tmp: Path, tmp_path: Path) -> Path:
+    """A data folder under ``tmp_path`` holding a copy of the indexed library's catalogue (SQLite's backup)."""
+    copy = tmp_path / "data"
+    copy.mkdir()
+    with sqlite3.connect(tmp / "data" / "catalog.sqlite3") as source, sqlite3.connect(copy / "catalog.sqlite3") as dest:
+        source.backup(dest)
+    return copy
+
+
 def test_a_new_model_that_cannot_load_leaves_the_old_one_serving(
     indexed: tuple[Path, Path, list[Path], str], tmp_path: Path
 ) -> None:
     tmp, folder, pictures, _ = indexed
     # the library's catalogue as the last test left it, under a config whose weights are missing
-    copy = tmp_path / "data"
-    copy.mkdir()
-    with sqlite3.connect(tmp / "data" / "catalog.sqlite3") as source, sqlite3.connect(copy / "catalog.sqlite3") as dest:
-        source.backup(dest)
+    copy = data_copy(tmp, tmp_path)
     serving = dict(vector_models(copy))
     config = server_config(
         tmp_path,
@@ -224,10 +230,7 @@ def test_a_schema_5_catalogue_migrates_and_changes_with_a_gap_it_names(
     indexed: tuple[Path, Path, list[Path], str], tmp_path: Path
 ) -> None:
     tmp, folder, pictures, _ = indexed
-    copy = tmp_path / "data"
-    copy.mkdir()
-    with sqlite3.connect(tmp / "data" / "catalog.sqlite3") as source, sqlite3.connect(copy / "catalog.sqlite3") as dest:
-        source.backup(dest)
+    copy = data_copy(tmp, tmp_path)
     (old_id,) = vector_models(copy)
     as_schema_5(copy / "catalog.sqlite3")
     config = server_config(
@@ -259,11 +262,9 @@ def test_a_catalogue_the_daemon_never_served_names_its_most_used_model(
     from imgsearchd.store.catalog import Catalog
 
     tmp, folder, _, _ = indexed
-    copy = tmp_path / "data"
-    copy.mkdir()
-    with sqlite3.connect(tmp / "data" / "catalog.sqlite3") as source, sqlite3.connect(copy / "catalog.sqlite3") as dest:
-        source.backup(dest)
-        dest.execute("DELETE FROM models")  # as `imgsearchd index` leaves a catalogue: vectors, no models
+    copy = data_copy(tmp, tmp_path)
+    with sqlite3.connect(copy / "catalog.sqlite3") as conn:
+        conn.execute("DELETE FROM models")  # as `imgsearchd index` leaves a catalogue: vectors, no models
     (made_by,) = vector_models(copy)
     config = load_config(config_for(tmp_path, folder, preprocess="crop"))
     with Catalog(copy / "catalog.sqlite3") as catalog:
@@ -272,14 +273,6 @@ def test_a_catalogue_the_daemon_never_served_names_its_most_used_model(
         assert change.from_id == made_by and change.to_id == loaded.extractors[NAME].model_id != made_by
         assert change.error is not None and "not recorded" in change.error  # a gap, said why
         assert catalog.models(NAME)["next"].model_id == change.to_id
-
-
-def catalogue_copy(tmp: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "data"
-    copy.mkdir()
-    with sqlite3.connect(tmp / "data" / "catalog.sqlite3") as source, sqlite3.connect(copy / "catalog.sqlite3") as dest:
-        source.backup(dest)
-    return copy / "catalog.sqlite3"
 
 
 def test_weights_are_fingerprinted_by_their_bytes_and_an_old_form_id_is_renamed_not_re_embedded(
@@ -300,7 +293,7 @@ def test_weights_are_fingerprinted_by_their_bytes_and_an_old_form_id_is_renamed_
     weights = tmp_path / "w.pth"
     shutil.copy(packaged_weights_path(), weights)  # a restore without -p: a new mtime, the same bytes
     config = load_config(config_for(tmp_path, folder, preprocess="squash", weights=str(weights)))
-    catalogue = catalogue_copy(tmp, tmp_path)
+    catalogue = data_copy(tmp, tmp_path) / "catalog.sqlite3"
     with Catalog(catalogue) as catalog:
         new_id = load_models(catalog, config)[1][NAME].to_id or ""
     assert file_fingerprint(str(weights)) in new_id
@@ -345,7 +338,7 @@ def test_a_switch_that_fails_puts_the_pipeline_back_on_the_serving_model(
     from imgsearchd.service import model_switch
 
     tmp, folder, _, _ = indexed
-    catalogue = catalogue_copy(tmp, tmp_path)
+    catalogue = data_copy(tmp, tmp_path) / "catalog.sqlite3"
     (serving_id,) = vector_models(catalogue.parent)
 
     def refuse(*_args: object) -> None:
