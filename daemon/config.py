@@ -23,8 +23,7 @@ SYSTEM_PATH = Path("/etc/imgsearchd/imgsearchd.toml")
 # The commented default settings, package data (pyproject.toml); all keys equal SCHEMA's defaults.
 PACKAGED_PATH = Path(__file__).resolve().parent / "imgsearchd.toml"
 KNOWN_EXTRACTORS = ("clip", "resnet", "efficientnet")
-# The file names watched folders and folder adds index (the formats ``images`` reads).
-# HEIC/HEIF need pillow-heif and RAW needs rawpy; without them such files fail with a clear reason.
+# The file names indexed (the formats ``images`` reads); HEIC/HEIF need pillow-heif, RAW rawpy, else a clear reason.
 DEFAULT_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 HEIF_EXTENSIONS = (".heic", ".heif")
 AVIF_EXTENSIONS = (".avif",)
@@ -179,6 +178,7 @@ class ImageSettings(_Section):
     max_file_mb: float = setting(100, 'bigger files are skipped as "too_large"', _positive)
     max_megapixels: float = setting(178, "the decompression-bomb cap (width x height / 1e6)", _positive)
     decode_budget_megapixels: float = setting(256, "memory decodes take at once, in 4-byte RGB pixels", _positive)
+    previews: bool = setting(True, "decode a file's own smaller copy (HEIC thumbnail, JPEG preview) if it will do")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,10 @@ from helpers import REPO
 
 TINY = {
     "bench_ann.py": ["--sizes", "1000", "--queries", "20", "--annoy-trees", "2", "--stop-recall", "0.5"],
+    "bench_camera.py": [
+        "--kinds", "camera-jpeg", "--models", "efficientnet", "--scale", "0.25", "--count", "1", "--quality-count", "1",
+        "--stage-count", "1", "--copies", "2", "--distractors", "0", "--repeats", "1",
+    ],
     "bench_decode.py": ["--small", "3", "--large", "1", "--repeats", "1"],
     "bench_decode_memory.py": ["--size", "300x200", "--only", "png_rgb", "webp_lossless_rgb", "heif_rgb"],
     "bench_formats.py": ["--megapixels", "0.2", "--repeats", "1"],
@@ -69,6 +73,7 @@ TINY = {
 EXPECT = {
     "bench_ann.py": "| 1,000 | Annoy, 2 trees |",
     "bench_recall.py": "| hnsw | 2, grown |",
+    "bench_camera.py": ("| camera JPEG full | on |", "| 1 camera JPEG 1500x1000 |", "| 1 camera JPEG |"),
     "bench_decode.py": "| **loader total** |",
     "bench_decode_memory.py": ("| png_rgb | PNG RGB |", "| webp_lossless_rgb | WEBP RGB |"),
     "bench_filters.py": "| 600 |",
@@ -115,6 +120,7 @@ def test_benchmark_runs_a_tiny_case(script: str, tmp_path: Path) -> None:
             pytest.fail("bench_page.py needs chromium and chromium-driver")
         pytest.skip("bench_page.py needs chromium and chromium-driver (apt-get install chromium chromium-driver)")
     with_data = (
+        "bench_camera.py",
         "bench_decode.py",
         "bench_formats.py",
         "bench_indexing.py",

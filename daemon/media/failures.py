@@ -87,7 +87,9 @@ def decode_errors() -> Iterator[None]:
         raise ImageError(Reason.NOT_AN_IMAGE, f"not a supported image ({supported})") from exc
     except Image.DecompressionBombError as exc:
         raise ImageError(Reason.TOO_LARGE, str(exc)) from exc
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
+    # RuntimeError: libheif through pillow-heif on some damaged boxes ("Memory allocation error:
+    # Invalid image size: zero width or height"; 3 of 400 byte-flipped HEICs, issue 31)
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, RuntimeError) as exc:
         message = str(exc) or type(exc).__name__
         # "image file is truncated" (Pillow), "Truncated data" (libavif), "Unexpected end of file" (libheif)
         if any(words in message for words in _CUT_SHORT) or isinstance(exc, EOFError):

@@ -18,16 +18,19 @@ conversion to RGB ``rgb``'s: callers import those names from there. ``ImageError
 from __future__ import annotations
 
 import io
+import logging
 
 import numpy as np
 from PIL import Image
 
-from . import formats, memory
+from . import formats, heif_previews, jpeg_previews, memory, previews
 from .failures import ImageError, Reason, decode_errors
 from .files import read_file
 from .formats import SUPPORTED_FORMATS
 from .limits import GIVE_BACK_PIXELS, ImageLimits, budget_pixels, check_header, check_size
 from .rgb import orientation, raw_turn, to_rgb
+
+log = logging.getLogger("imgsearchd.media.images")
 
 __all__ = ["ImageError", "Reason", "decode", "load_image"]  # the errors: api.errors, .app, .routing read them here
 
@@ -46,11 +49,16 @@ def load_image(path: str, min_side: int = 0, limits: ImageLimits = ImageLimits()
     return decode(read_file(path, limits).data, min_side, limits)
 
 
-def decode(data: bytes, min_side: int = 0, limits: ImageLimits = ImageLimits()) -> Image.Image:
+def decode(
+    data: bytes, min_side: int = 0, limits: ImageLimits = ImageLimits(), use_previews: bool = True
+) -> Image.Image:
     """Decode image bytes into an RGB picture whose shorter side is at least ``min_side``.
 
     With ``min_side`` > 0 the picture is decoded or shrunk to between ``min_side`` and
-    about twice that on its shorter side, which is all a model's preprocessing needs.
+    about twice that on its shorter side, which is all a model's preprocessing needs; a
+    smaller picture the file stores of itself is decoded instead of the primary when it
+    covers that and matches it (``previews``; ``use_previews=False`` or ``limits.use_previews``
+    False always decodes the primary).
     The full-size decode runs inside the process-wide pixel budget (``memory.DECODES``)
     and is dropped as soon as the shrunk picture exists.
     """
@@ -69,6 +77,10 @@ def decode(data: bytes, min_side: int = 0, limits: ImageLimits = ImageLimits()) 
             if exc.reason != Reason.NOT_AN_IMAGE or not formats.is_tiff(data):
                 raise
     header = check_header(data, kind, limits)
+    if min_side > 0 and use_previews and limits.use_previews:
+        picture = _from_preview(data, kind, min_side, limits)
+        if picture is not None:
+            return picture
     try:
         with decode_errors():
             held = [_open(data, min_side, limits)]
@@ -81,6 +93,26 @@ def decode(data: bytes, min_side: int = 0, limits: ImageLimits = ImageLimits()) 
             raise ImageError(Reason.TRUNCATED, f"{kind} file cut short: a box runs past its end") from exc
         raise ImageError(Reason.CORRUPT, f"{kind} file whose boxes its decoder cannot read") from exc
     return _load_and_fit(held, min_side, limits, header=header)
+
+
+def _from_preview(data: bytes, kind: str | None, min_side: int, limits: ImageLimits) -> Image.Image | None:
+    """The picture from the file's embedded preview, or None to decode the primary.
+
+    A finder that fails in any way means "no preview": the full decode then says what is
+    wrong with the file, if anything.
+    """
+    try:
+        if kind in formats.BMFF_KINDS:
+            found = heif_previews.find(data, kind, min_side, limits)
+        elif data[:3] == b"\xff\xd8\xff":
+            found = jpeg_previews.find(data, min_side, limits)
+        else:
+            return None
+        return previews.fitted(found, min_side, limits) if found is not None else None
+    except Exception as exc:  # a damaged preview is no reason to lose the file: the full decode judges it
+        log.debug("preview of a %s file not used: %s", kind or "JPEG", exc)
+        previews.counts.add(f"declined: {type(exc).__name__}")
+        return None
 
 
 def _load_and_fit(

@@ -39,6 +39,10 @@ class ImageLimits:
     # 10-bit 4:4:4 HEIF with alpha, 20.3 bytes a pixel). It was 180 M (720 MB), and a decode
     # over it ran alone, counted at 4 bytes a pixel: 2.7 GiB (2.9 GB) for one WebP.
     decode_budget_pixels: int = 256_000_000
+    # Decode a file's stored smaller picture (a HEIC's thumbnail item, a JPEG's MPF or EXIF preview)
+    # instead of its primary when it covers the model and matches it (``previews``); False: always
+    # the primary, for those who want every vector from the full picture (docs/formats.md).
+    use_previews: bool = True
 
     @classmethod
     def from_config(cls, images: ImageSettings) -> ImageLimits:
@@ -47,6 +51,7 @@ class ImageLimits:
             max_file_bytes=int(images.max_file_mb * 1024 * 1024),
             max_pixels=int(images.max_megapixels * 1_000_000),
             decode_budget_pixels=int(images.decode_budget_megapixels * 1_000_000),
+            use_previews=images.previews,
         )
 
 

@@ -255,6 +255,18 @@ def test_a_cut_or_damaged_avif_or_heif_is_truncated_or_corrupt_not_some_other_fo
     assert _reason(renamed)[0] == Reason.CORRUPT
 
 
+def test_a_grid_heic_whose_tile_lost_its_size_box_is_corrupt_not_a_crash(photos):
+    """libheif raises a bare RuntimeError ("Invalid image size: zero width or height") for a grid
+    tile without an ``ispe`` box (found by flipping bytes of a phone HEIC's boxes, issue 31)."""
+    from heif_files import phone_heic
+
+    data = phone_heic(photos["chelsea"].convert("RGB").resize((480, 360)), tile=256, thumbnail=None)
+    sizes = [i for i in range(len(data)) if data.startswith(b"ispe", i)]
+    assert len(sizes) >= 2, "a grid HEIC has a size box for the grid and one for its tiles"
+    damaged = data[: sizes[1]] + b"ispH" + data[sizes[1] + 4 :]
+    assert _reason(damaged)[0] == Reason.CORRUPT
+
+
 @pytest.mark.parametrize("kind", ["AVIF", "HEIF"])
 def test_an_avif_or_heif_declaring_60000_squared_is_too_large_from_its_header(photos, kind):
     """libavif refuses a picture that big while opening it, which read as "not_an_image"."""
