@@ -30,8 +30,8 @@ Sections (``--sections``):
 2. **e2e**: ``imgsearchd index`` (the real CLI, one process per run, a fresh data folder and a
    settings file naming the extractor; its ``--json`` rate, which leaves out start-up and model
    load), 12 MP (24 MP) against 0.5 MP, same model, same run, ratio per repeat; and the same in
-   process (``Pipeline`` with thumbnails, as the CLI) with previews on and off (the finders
-   patched to return None). EfficientNet-Lite0 real weights and CLIP ViT-B-32 random weights
+   process (``Pipeline`` with thumbnails, as the CLI) with previews on and off (``[images]
+   previews = false``: ``ImageLimits(use_previews=False)``). EfficientNet-Lite0 real weights and CLIP ViT-B-32 random weights
    (``pretrained = "none"``), both at ``precision = "auto"``.
 3. **quality**: reduced against full decode, EfficientNet-Lite0 real weights fp32: the cosine of
    each original's two vectors, and copy-detection recall@1 with the originals indexed from
@@ -58,7 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,7 +84,7 @@ from bench_indexing import cpu_model  # noqa: E402
 from imgsearchd import extractors  # noqa: E402
 from imgsearchd.extractors import precision  # noqa: E402
 from imgsearchd.ingest.pipeline import Pipeline  # noqa: E402
-from imgsearchd.media import files, formats, heif_previews, images, jpeg_previews, photo_metadata, previews  # noqa: E402
+from imgsearchd.media import files, formats, images, photo_metadata, previews  # noqa: E402
 from imgsearchd.media.limits import ImageLimits, check_header  # noqa: E402
 from imgsearchd.media.rgb import orientation, to_rgb  # noqa: E402
 from imgsearchd.media.thumbnails import ThumbnailStore  # noqa: E402
@@ -232,28 +232,12 @@ def describe(paths: list[str]) -> str:
 # -- stages ----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def previews_off() -> Iterator[None]:
-    """The finders patched to find nothing: every file decodes its primary, as before issue 31."""
-    saved = heif_previews.find, jpeg_previews.find
-    heif_previews.find = lambda *a, **k: None
-    jpeg_previews.find = lambda *a, **k: None
-    try:
-        yield
-    finally:
-        heif_previews.find, jpeg_previews.find = saved
-
-
 def _find(data: bytes, kind: str | None, side: int, limits: ImageLimits) -> previews.Preview | None:
-    """What ``images._from_preview`` asks its finder (None where it asks none or it raises)."""
+    """What ``images._from_preview`` asks (None where no finder answers or it raises)."""
     try:
-        if kind in formats.BMFF_KINDS:
-            return heif_previews.find(data, kind, side, limits)
-        if data[:3] == b"\xff\xd8\xff":
-            return jpeg_previews.find(data, side, limits)
+        return images.find_preview(data, kind, side, limits)
     except Exception:
         return None
-    return None
 
 
 def staged_decode(data: bytes, side: int, use_previews: bool, clock: Callable[[str], None]) -> tuple[Image.Image, str]:
@@ -406,13 +390,17 @@ def cli_rate(model: str, paths: list[str], workdir: Path) -> float:
     return float(summary["images_per_second"])
 
 
-def pipeline_rate(name: str, extractor: extractors.Extractor, paths: list[str], workdir: Path) -> float:
-    """The real pipeline in this process, with a thumbnail store as the CLI has: its rate."""
+def pipeline_rate(
+    name: str, extractor: extractors.Extractor, paths: list[str], workdir: Path, use_previews: bool = True
+) -> float:
+    """The real pipeline in this process, with a thumbnail store as the CLI has: its rate
+    (``use_previews=False``: ``[images] previews = false``, every primary decoded, as before issue 31)."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         catalog = Catalog(Path(tmp) / "catalog.sqlite3")
         thumbs = ThumbnailStore(Path(tmp) / "thumbnails")
         try:
-            with Pipeline(catalog, {name: extractor}, ImageLimits(), 0, thumbnails=thumbs) as pipeline:
+            limits = ImageLimits(use_previews=use_previews)
+            with Pipeline(catalog, {name: extractor}, limits, 0, thumbnails=thumbs) as pipeline:
                 summary = pipeline.process(paths)
         finally:
             thumbs.close()
@@ -457,8 +445,7 @@ def measure_e2e(
                         if size == "full":
                             result.used = previews.counts.snapshot()
                     else:
-                        with previews_off():
-                            rate = pipeline_rate(name, extractor, paths, workdir)
+                        rate = pipeline_rate(name, extractor, paths, workdir, use_previews=False)
                     result.rates[variant].append(rate)
             results.append(result)
             print(f"e2e {name} {pset.kind.label} done", file=sys.stderr)

@@ -58,8 +58,13 @@ _ORIENTING = ("irot", "imir")
 _HEIF_ERRORS = (OSError, ValueError, RuntimeError, EOFError, SyntaxError, KeyError, IndexError)
 
 
-def find(data: bytes, kind: str, min_side: int, limits: ImageLimits) -> Preview | None:
-    """The thumbnail of this HEIF file that covers ``min_side`` and matches the primary, or None."""
+def find(
+    data: bytes, kind: str, min_side: int, limits: ImageLimits, header: formats.BmffHeader | None = None
+) -> Preview | None:
+    """The thumbnail of this HEIF file that covers ``min_side`` and matches the primary, or None.
+
+    ``header``: ``formats.bmff_header(data)`` when the caller has it (``images.decode`` reads it
+    for the caps), else read here."""
     if kind == "AVIF" or not formats.HEIF_AVAILABLE or min_side <= 0:
         return None
     import pillow_heif
@@ -74,7 +79,8 @@ def find(data: bytes, kind: str, min_side: int, limits: ImageLimits) -> Preview 
     except _HEIF_ERRORS:
         counts.add("declined: boxes unreadable")  # the full decode says what is wrong
         return None
-    found = _picture(thumbnails, primary, min_side, limits, formats.bmff_header(data))
+    header = formats.bmff_header(data) if header is None else header
+    found = _picture(thumbnails, primary, min_side, limits, header)
     if isinstance(found, str):
         counts.add(f"declined: {found}")
         return None

@@ -78,7 +78,7 @@ def decode(
                 raise
     header = check_header(data, kind, limits)
     if min_side > 0 and use_previews and limits.use_previews:
-        picture = _from_preview(data, kind, min_side, limits)
+        picture = _from_preview(data, kind, min_side, limits, header)
         if picture is not None:
             return picture
     try:
@@ -95,19 +95,29 @@ def decode(
     return _load_and_fit(held, min_side, limits, header=header)
 
 
-def _from_preview(data: bytes, kind: str | None, min_side: int, limits: ImageLimits) -> Image.Image | None:
+def find_preview(
+    data: bytes, kind: str | None, min_side: int, limits: ImageLimits, header: formats.BmffHeader | None = None
+) -> previews.Preview | None:
+    """The stored smaller picture this file's format offers for ``min_side`` (``heif_previews``
+    for AVIF and HEIF, whose ``header`` the caller may have read already; ``jpeg_previews``), or
+    None; raises what the finder raises."""
+    if kind in formats.BMFF_KINDS:
+        return heif_previews.find(data, kind, min_side, limits, header)
+    if data[:3] == b"\xff\xd8\xff":
+        return jpeg_previews.find(data, min_side, limits)
+    return None
+
+
+def _from_preview(
+    data: bytes, kind: str | None, min_side: int, limits: ImageLimits, header: formats.BmffHeader | None
+) -> Image.Image | None:
     """The picture from the file's embedded preview, or None to decode the primary.
 
     A finder that fails in any way means "no preview": the full decode then says what is
     wrong with the file, if anything.
     """
     try:
-        if kind in formats.BMFF_KINDS:
-            found = heif_previews.find(data, kind, min_side, limits)
-        elif data[:3] == b"\xff\xd8\xff":
-            found = jpeg_previews.find(data, min_side, limits)
-        else:
-            return None
+        found = find_preview(data, kind, min_side, limits, header)
         return previews.fitted(found, min_side, limits) if found is not None else None
     except Exception as exc:  # a damaged preview is no reason to lose the file: the full decode judges it
         log.debug("preview of a %s file not used: %s", kind or "JPEG", exc)
