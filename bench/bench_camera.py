@@ -24,19 +24,24 @@ Sections (``--sections``):
    against 445 ms for a 12-MP HEIC; torch on one intra-op thread meanwhile): read, hash,
    metadata, header, find preview (the finder's checks; both finders decode the preview they
    accept there), decode (of the primary; the preview's when a finder left it undecoded),
-   colour conversion and fit, EXIF turn, preprocess (each model), thumbnail; with previews on
-   and off. The decode stages replay ``images.decode``'s steps; the real ``decode`` is timed
+   colour conversion and fit, EXIF turn, preprocess (each model), thumbnail; in each ``[images]
+   previews`` mode (faithful, fast, off). The decode stages replay ``images.decode``'s steps; the real ``decode`` is timed
    beside them as a check.
 2. **e2e**: ``imgsearchd index`` (the real CLI, one process per run, a fresh data folder and a
    settings file naming the extractor; its ``--json`` rate, which leaves out start-up and model
    load), 12 MP (24 MP) against 0.5 MP, same model, same run, ratio per repeat; and the same in
-   process (``Pipeline`` with thumbnails, as the CLI) with previews on and off (``[images]
-   previews = false``: ``ImageLimits(use_previews=False)``). EfficientNet-Lite0 real weights and CLIP ViT-B-32 random weights
-   (``pretrained = "none"``), both at ``precision = "auto"``.
+   process (``Pipeline`` with thumbnails, as the CLI) in each ``[images] previews`` mode
+   (``ImageLimits(previews=...)``; "fast" only where it decodes other pictures than "faithful").
+   EfficientNet-Lite0 real weights and CLIP ViT-B-32 random weights (``pretrained = "none"``),
+   both at ``precision = "auto"``.
 3. **quality**: reduced against full decode, EfficientNet-Lite0 real weights fp32: the cosine of
    each original's two vectors, and copy-detection recall@1 with the originals indexed from
    each decode; queries are edited copies (``bench_retrieval.TRANSFORMS``, small JPEGs), among
-   ``--distractors`` other real pictures (bench_retrieval's database tiles).
+   ``--distractors`` other real pictures (bench_retrieval's database tiles); "faithful" and "fast".
+4. **real** (``--real FOLDER``, alone unless ``--sections`` names more): every JPEG and HEIC
+   under the folder (real cameras' files, e.g. a metadata library's sample corpus) decoded in
+   each mode: CPU ms, what was decoded, the cosine to the full decode (EfficientNet-Lite0 fp32),
+   and a summary per mode and source.
 
 Issue 31's targets: 12-MP JPEG >= 0.5 of 0.5 MP with EfficientNet, >= 0.9 with CLIP; 12-MP
 HEIC >= 0.6 with CLIP; mean cosine >= 0.99; recall@1 within 1 point.
@@ -85,7 +90,7 @@ from imgsearchd import extractors  # noqa: E402
 from imgsearchd.extractors import precision  # noqa: E402
 from imgsearchd.ingest.pipeline import Pipeline  # noqa: E402
 from imgsearchd.media import files, formats, images, photo_metadata, previews  # noqa: E402
-from imgsearchd.media.limits import ImageLimits, check_header  # noqa: E402
+from imgsearchd.media.limits import FAITHFUL, FAST, PREVIEW_MODES, ImageLimits, check_header  # noqa: E402
 from imgsearchd.media.rgb import orientation, to_rgb  # noqa: E402
 from imgsearchd.media.thumbnails import ThumbnailStore  # noqa: E402
 from imgsearchd.store.catalog import Catalog  # noqa: E402
@@ -240,13 +245,14 @@ def _find(data: bytes, kind: str | None, side: int, limits: ImageLimits) -> prev
         return None
 
 
-def staged_decode(data: bytes, side: int, use_previews: bool, clock: Callable[[str], None]) -> tuple[Image.Image, str]:
-    """``images.decode``'s steps one by one (``clock(stage)`` after each); the picture and its source."""
-    limits = ImageLimits()
+def staged_decode(data: bytes, side: int, mode: str, clock: Callable[[str], None]) -> tuple[Image.Image, str]:
+    """``images.decode``'s steps one by one in a ``[images] previews`` mode (``clock(stage)`` after
+    each); the picture and its source."""
+    limits = ImageLimits(previews=mode)
     kind = formats.sniff(data[: formats.HEAD_BYTES])
     check_header(data, kind, limits)
     clock("header")
-    found = _find(data, kind, side, limits) if use_previews else None
+    found = _find(data, kind, side, limits) if limits.use_previews else None
     clock("find preview")
     if found is not None:  # previews.fitted, step by step
         found.image.load()
@@ -288,7 +294,7 @@ def stage_one(
     side: int,
     models: dict[str, extractors.Extractor],
     thumbs: ThumbnailStore,
-    on: bool,
+    mode: str,
     times: dict[str, float],
 ) -> str:
     """One file through the loader's path stage by stage; returns what was decoded."""
@@ -299,14 +305,14 @@ def stage_one(
     clock("hash")
     photo_metadata.read_metadata(file.data, file.mtime_ns)
     clock("metadata")
-    picture, source = staged_decode(file.data, side, on, clock)
+    picture, source = staged_decode(file.data, side, mode, clock)
     for name, extractor in models.items():
         extractor.preprocess(picture)
         clock(f"preprocess {name}")
     thumbs.add_picture(f"{digest}-{time.monotonic_ns()}", picture)
     clock("thumbnail")
     start = time.process_time()
-    real = images.decode(file.data, side, use_previews=on)
+    real = images.decode(file.data, side, ImageLimits(previews=mode))
     times["decode() as a whole"] = times.get("decode() as a whole", 0.0) + time.process_time() - start
     if real.size != picture.size:
         print(f"warning: staged decode of {path} gave {picture.size}, decode() {real.size}", file=sys.stderr)
@@ -315,8 +321,8 @@ def stage_one(
 
 def measure_stages(
     sets: dict[str, PictureSet], models: dict[str, extractors.Extractor], count: int, repeats: int, workdir: Path
-) -> list[tuple[str, bool, dict[str, float], dict[str, int]]]:
-    """Rows (set label, previews on, median ms per stage, sources) for every set."""
+) -> list[tuple[str, str, dict[str, float], dict[str, int]]]:
+    """Rows (set label, ``[images] previews`` mode, median ms per stage, sources) for every set."""
     side = max(e.decode_side for e in models.values())
     rows = []
     threads = torch.get_num_threads()
@@ -328,37 +334,36 @@ def measure_stages(
         thumbs = ThumbnailStore(Path(tmp) / "thumbnails")
         for pset in sets.values():
             for size_label, paths in (("full", pset.full[:count]), ("0.5 MP", pset.small[:count])):
-                runs: dict[bool, list[dict[str, float]]] = {True: [], False: []}
-                sources: dict[bool, dict[str, int]] = {True: {}, False: {}}
-                stage_one(paths[0], side, models, thumbs, True, {})  # warm-up
+                runs: dict[str, list[dict[str, float]]] = {m: [] for m in PREVIEW_MODES}
+                sources: dict[str, dict[str, int]] = {m: {} for m in PREVIEW_MODES}
+                stage_one(paths[0], side, models, thumbs, FAST, {})  # warm-up
                 for rep in range(repeats):
-                    times: dict[bool, dict[str, float]] = {True: {}, False: {}}
+                    times: dict[str, dict[str, float]] = {m: {} for m in PREVIEW_MODES}
                     for i, path in enumerate(paths):
-                        for on in (True, False) if (rep + i) % 2 == 0 else (False, True):
-                            source = stage_one(path, side, models, thumbs, on, times[on])
+                        for mode in PREVIEW_MODES if (rep + i) % 2 == 0 else reversed(PREVIEW_MODES):
+                            source = stage_one(path, side, models, thumbs, mode, times[mode])
                             if rep == 0:
-                                sources[on][source] = sources[on].get(source, 0) + 1
-                    for on in (True, False):
-                        runs[on].append({k: v / len(paths) * 1e3 for k, v in times[on].items()})
+                                sources[mode][source] = sources[mode].get(source, 0) + 1
+                    for mode in PREVIEW_MODES:
+                        runs[mode].append({k: v / len(paths) * 1e3 for k, v in times[mode].items()})
                 label = f"{pset.kind.label} {size_label}"
-                for on in (True, False):
-                    median = {k: statistics.median(r.get(k, 0.0) for r in runs[on]) for k in runs[on][0]}
-                    rows.append((label, on, median, sources[on]))
+                for mode in PREVIEW_MODES:
+                    median = {k: statistics.median(r.get(k, 0.0) for r in runs[mode]) for k in runs[mode][0]}
+                    rows.append((label, mode, median, sources[mode]))
         thumbs.close()
     return rows
 
 
-def report_stages(rows: list[tuple[str, bool, dict[str, float], dict[str, int]]], models: list[str]) -> None:
+def report_stages(rows: list[tuple[str, str, dict[str, float], dict[str, int]]], models: list[str]) -> None:
     columns = [*STAGES[:-1], *(f"preprocess {m}" for m in models), STAGES[-1]]
     print("\n| pictures | previews | decoded | " + " | ".join(columns) + " | **total** | decode() as a whole |")
     print("| --- | --- | --- | " + " | ".join("---:" for _ in columns) + " | ---: | ---: |")
-    for label, on, ms, sources in rows:
+    for label, mode, ms, sources in rows:
         decoded = ", ".join(f"{k} {v}" for k, v in sorted(sources.items()))
         cells = " | ".join(f"{ms.get(c, 0.0):.1f}" for c in columns)
         total = sum(ms.get(c, 0.0) for c in columns)
         print(
-            f"| {label} | {'on' if on else 'off'} | {decoded} | {cells} | **{total:.1f}** | "
-            f"{ms.get('decode() as a whole', 0.0):.1f} |"
+            f"| {label} | {mode} | {decoded} | {cells} | **{total:.1f}** | {ms.get('decode() as a whole', 0.0):.1f} |"
         )
 
 
@@ -391,15 +396,15 @@ def cli_rate(model: str, paths: list[str], workdir: Path) -> float:
 
 
 def pipeline_rate(
-    name: str, extractor: extractors.Extractor, paths: list[str], workdir: Path, use_previews: bool = True
+    name: str, extractor: extractors.Extractor, paths: list[str], workdir: Path, mode: str = FAITHFUL
 ) -> float:
-    """The real pipeline in this process, with a thumbnail store as the CLI has: its rate
-    (``use_previews=False``: ``[images] previews = false``, every primary decoded, as before issue 31)."""
+    """The real pipeline in this process, with a thumbnail store as the CLI has, in an ``[images]
+    previews`` mode: its rate ("off": every primary decoded, as before issue 31)."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         catalog = Catalog(Path(tmp) / "catalog.sqlite3")
         thumbs = ThumbnailStore(Path(tmp) / "thumbnails")
         try:
-            limits = ImageLimits(use_previews=use_previews)
+            limits = ImageLimits(previews=mode)
             with Pipeline(catalog, {name: extractor}, limits, 0, thumbnails=thumbs) as pipeline:
                 summary = pipeline.process(paths)
         finally:
@@ -416,36 +421,46 @@ class E2E:
     kind: Kind
     label: str
     rates: dict[str, list[float]]  # variant -> one rate per repeat
-    used: dict[str, int]
+    used: dict[str, dict[str, int]]  # mode -> what the full set decoded
 
 
-E2E_VARIANTS = ("cli full", "cli small", "on full", "on small", "off full", "off small")
+def sources(paths: list[str], side: int, mode: str) -> dict[str, int]:
+    """What ``images.decode`` takes for each file in a mode: "used: <preview>" counts, or "primary"."""
+    found: dict[str, int] = {}
+    for path in paths:
+        previews.counts.clear()
+        images.decode(Path(path).read_bytes(), side, ImageLimits(previews=mode))
+        used = [k.removeprefix("used: ") for k in previews.counts.snapshot() if k.startswith("used: ")]
+        source = used[0] if used else "primary"
+        found[source] = found.get(source, 0) + 1
+    previews.counts.clear()
+    return found
 
 
 def measure_e2e(
     sets: dict[str, PictureSet], made: dict[str, extractors.Extractor], repeats: int, workdir: Path
 ) -> list[E2E]:
+    """The CLI (its default mode, "faithful") and the pipeline in each ``[images] previews`` mode,
+    full size and 0.5 MP; "fast" only where it decodes other pictures than "faithful"."""
     results = []
     for name, extractor in made.items():
         for pset in sets.values():
             with Image.open(pset.full[0]) as im:
                 label = f"{len(pset.full)} {pset.kind.label} {im.width}x{im.height}"
-            result = E2E(name, pset.kind, label, {v: [] for v in E2E_VARIANTS}, {})
+            used = {m: sources(pset.full, extractor.decode_side, m) for m in PREVIEW_MODES}
+            modes = [m for m in PREVIEW_MODES if m != FAST or used[FAST] != used[FAITHFUL]]
+            variants = [f"{where} {size}" for where in ("cli", *modes) for size in ("full", "small")]
+            result = E2E(name, pset.kind, label, {v: [] for v in variants}, used)
             pipeline_rate(name, extractor, pset.small[:4], workdir)  # warm-up
             for rep in range(repeats):
-                order = list(E2E_VARIANTS) if rep % 2 == 0 else list(reversed(E2E_VARIANTS))
-                for variant in order:
+                for variant in variants if rep % 2 == 0 else reversed(variants):
                     where, size = variant.split()
                     paths = pset.full if size == "full" else pset.small
-                    if where == "cli":
-                        rate = cli_rate(name, paths, workdir)
-                    elif where == "on":
-                        previews.counts.clear()
-                        rate = pipeline_rate(name, extractor, paths, workdir)
-                        if size == "full":
-                            result.used = previews.counts.snapshot()
-                    else:
-                        rate = pipeline_rate(name, extractor, paths, workdir, use_previews=False)
+                    rate = (
+                        cli_rate(name, paths, workdir)
+                        if where == "cli"
+                        else pipeline_rate(name, extractor, paths, workdir, where)
+                    )
                     result.rates[variant].append(rate)
             results.append(result)
             print(f"e2e {name} {pset.kind.label} done", file=sys.stderr)
@@ -464,22 +479,24 @@ def ratios(result: E2E, big: str, small: str) -> list[float]:
 
 def report_e2e(results: list[E2E]) -> None:
     print(
-        "\n| model | pictures | CLI full img/s | CLI 0.5 MP img/s | **CLI ratio** | target | "
-        "in-process ratio, previews on | previews off: full img/s | off: 0.5 MP img/s | ratio, previews off | "
-        "what the full set decoded (on) |"
+        "\n| model | pictures | previews | full img/s | 0.5 MP img/s | **ratio** | target | "
+        "what the full set decoded |\n| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in results:
-        cli = ratios(r, "cli full", "cli small")
-        target = TARGETS.get((r.model, r.kind.key))
-        met = "-" if target is None else f"{target} {'met' if statistics.median(cli) >= target else '**not met**'}"
-        used = ", ".join(f"{k} {v}" for k, v in sorted(r.used.items())) or "primary"
-        print(
-            f"| {r.model} | {r.label} | {med(r.rates['cli full'])} | "
-            f"{med(r.rates['cli small'])} | **{med(cli, 2)}** | {met} | {med(ratios(r, 'on full', 'on small'), 2)} | "
-            f"{med(r.rates['off full'])} | {med(r.rates['off small'])} | {med(ratios(r, 'off full', 'off small'), 2)} | "
-            f"{used} |"
-        )
+        for where in dict.fromkeys(v.split()[0] for v in r.rates):
+            ratio = ratios(r, f"{where} full", f"{where} small")
+            target = TARGETS.get((r.model, r.kind.key))
+            met = (
+                "-" if target is None else f"{target} {'met' if statistics.median(ratio) >= target else '**not met**'}"
+            )
+            mode = f"{FAITHFUL} (the CLI)" if where == "cli" else where
+            used = ", ".join(f"{k} {v}" for k, v in sorted(r.used[FAITHFUL if where == "cli" else where].items()))
+            print(
+                f"| {r.model} | {r.label} | {mode} | {med(r.rates[f'{where} full'])} | "
+                f"{med(r.rates[f'{where} small'])} | **{med(ratio, 2)}** | {met} | {used} |"
+            )
+        if FAST not in {v.split()[0] for v in r.rates}:
+            print(f"| {r.model} | {r.label} | {FAST} | as {FAITHFUL}: the same pictures decoded | | | | |")
 
 
 # -- reduced against full decode ------------------------------------------------------------
@@ -487,7 +504,7 @@ def report_e2e(results: list[E2E]) -> None:
 
 def copies_of(path: str, rng: np.random.Generator, count: int, folder: Path, stem: str) -> list[tuple[str, str]]:
     """Edited copies of the picture in ``path`` (full decode, upright), as small JPEGs: (file, kind)."""
-    picture = images.decode(Path(path).read_bytes(), 0, use_previews=False)
+    picture = images.decode(Path(path).read_bytes(), 0, ImageLimits(previews="off"))
     picture.thumbnail((1024, 1024), Image.Resampling.LANCZOS)  # copies are shared at screen size
     out = []
     kinds = list(bench_retrieval.TRANSFORMS)
@@ -513,55 +530,136 @@ def measure_quality(
     rows: list[dict[str, object]] = []
     for key, pset in sets.items():
         originals = pset.full[:count]
-        previews.counts.clear()
-        reduced = model.embed_images([images.decode(Path(p).read_bytes(), side) for p in originals])
-        used = previews.counts.snapshot()
         full = model.embed_images([images.decode(Path(p).read_bytes(), side, use_previews=False) for p in originals])
-        cosines = np.sum(reduced * full, axis=1)
         folder = workdir / "copies" / key
         folder.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(seed)
         queries = [q for i, p in enumerate(originals) for q in copies_of(p, rng, copies, folder, f"{i:03d}")]
         owner = np.repeat(np.arange(len(originals)), copies)
         query_vectors = model.embed_images([images.load_image(q, side) for q, _ in queries])
-        recall = {
-            name: bench_retrieval.recall_at_1(np.vstack([vectors, others]), query_vectors, owner)
-            for name, vectors in (("reduced", reduced), ("full", full))
-        }
-        rows.append(
-            {
-                "label": pset.kind.label,
-                "originals": len(originals),
-                "queries": len(queries),
-                "used": ", ".join(f"{k} {v}" for k, v in sorted(used.items())) or "primary",
-                "min": float(cosines.min()),
-                "mean": float(cosines.mean()),
-                **recall,
+        for mode in (FAITHFUL, FAST):
+            previews.counts.clear()
+            limits = ImageLimits(previews=mode)
+            reduced = model.embed_images([images.decode(Path(p).read_bytes(), side, limits) for p in originals])
+            used = previews.counts.snapshot()
+            cosines = np.sum(reduced * full, axis=1)
+            recall = {
+                name: bench_retrieval.recall_at_1(np.vstack([vectors, others]), query_vectors, owner)
+                for name, vectors in (("reduced", reduced), ("full", full))
             }
-        )
+            rows.append(
+                {
+                    "label": pset.kind.label,
+                    "mode": mode,
+                    "originals": len(originals),
+                    "queries": len(queries),
+                    "used": ", ".join(f"{k} {v}" for k, v in sorted(used.items())) or "primary",
+                    "min": float(cosines.min()),
+                    "mean": float(cosines.mean()),
+                    **recall,
+                }
+            )
     return rows
 
 
 def report_quality(rows: list[dict[str, object]], distractors: int) -> None:
     print(
-        "\n| originals | decoded (reduced) | cosine min | **cosine mean** | copies | recall@1 reduced | "
-        "recall@1 full | difference (points) |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "\n| originals | previews | decoded (reduced) | cosine min | **cosine mean** | copies | recall@1 reduced | "
+        "recall@1 full | difference (points) |\n| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     )
     for r in rows:
         reduced, full = float(r["reduced"]), float(r["full"])  # type: ignore[arg-type]
         print(
-            f"| {r['originals']} {r['label']} | {r['used']} | {r['min']:.4f} | **{r['mean']:.4f}** | {r['queries']} | "
+            f"| {r['originals']} {r['label']} | {r['mode']} | {r['used']} | {r['min']:.4f} | **{r['mean']:.4f}** | {r['queries']} | "
             f"{reduced:.1%} | {full:.1%} | {100 * (reduced - full):+.1f} |"
         )
     print(f"\n(recall@1 among the originals and {distractors} other real pictures; EfficientNet-Lite0 fp32)")
 
 
+# -- real camera files ----------------------------------------------------------------------
+
+REAL_SUFFIXES = (".jpg", ".jpeg", ".heic", ".heif")
+
+
+@dataclass
+class RealRow:
+    name: str
+    size: tuple[int, int]
+    ms: dict[str, float]  # mode -> CPU ms of ``images.decode``
+    source: dict[str, str]  # mode -> what it decoded
+    cosine: dict[str, float]  # mode -> cosine of its vector to the full decode's ("off")
+
+
+def measure_real(folder: Path, repeats: int) -> list[RealRow]:
+    """Every JPEG and HEIC under ``folder`` decoded in each ``[images] previews`` mode: CPU ms
+    (``time.process_time``, the least of ``repeats``: libheif decodes on threads of its own),
+    the source, the cosine to the full decode (EfficientNet-Lite0 real weights, fp32)."""
+    model = extractors.create("efficientnet", {"precision": "fp32", "device": "cpu"})
+    side = model.decode_side
+    rows = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in REAL_SUFFIXES and p.is_file()):
+        data = path.read_bytes()
+        ms: dict[str, float] = {}
+        source: dict[str, str] = {}
+        pictures = []
+        try:
+            for mode in PREVIEW_MODES:
+                spent = []
+                for _ in range(repeats):
+                    previews.counts.clear()
+                    start = time.process_time()
+                    picture = images.decode(data, side, ImageLimits(previews=mode))
+                    spent.append(time.process_time() - start)
+                used = [k.removeprefix("used: ") for k in previews.counts.snapshot() if k.startswith("used: ")]
+                ms[mode], source[mode] = min(spent) * 1e3, used[0] if used else "primary"
+                pictures.append(picture)
+            with Image.open(path) as im:
+                size = im.size
+        except Exception as exc:  # a sample the daemon cannot read either: named, not counted
+            print(f"skipped {path.name}: {exc}", file=sys.stderr)
+            continue
+        vectors = model.embed_images(pictures)
+        full = vectors[PREVIEW_MODES.index("off")]
+        cosine = {m: float(v @ full / np.linalg.norm(v) / np.linalg.norm(full)) for m, v in zip(PREVIEW_MODES, vectors)}
+        rows.append(RealRow(path.name, size, ms, source, cosine))
+    previews.counts.clear()
+    return rows
+
+
+def report_real(rows: list[RealRow]) -> None:
+    """Per file, then per mode and source: files, mean and min cosine, mean CPU ms."""
+    print("\n| file | size | " + " | ".join(f"{m}: source, ms, cosine" for m in PREVIEW_MODES) + " |")
+    print("| --- | --- | " + " | ".join("---" for _ in PREVIEW_MODES) + " |")
+    for r in rows:
+        cells = " | ".join(f"{r.source[m]}, {r.ms[m]:.1f}, {r.cosine[m]:.4f}" for m in PREVIEW_MODES)
+        print(f"| {r.name} | {r.size[0]}x{r.size[1]} | {cells} |")
+    print(
+        "\n| previews | decoded | files | cosine mean | cosine min | CPU ms mean |\n| --- | --- | ---: | ---: | ---: | ---: |"
+    )
+    for mode in PREVIEW_MODES:
+        for source in sorted({r.source[mode] for r in rows}):
+            chosen = [r for r in rows if r.source[mode] == source]
+            cosines = [r.cosine[mode] for r in chosen]
+            print(
+                f"| {mode} | {source} | {len(chosen)} | {statistics.mean(cosines):.4f} | {min(cosines):.4f} | "
+                f"{statistics.mean(r.ms[mode] for r in chosen):.1f} |"
+            )
+        every = [r.cosine[mode] for r in rows]
+        print(
+            f"| {mode} | **all** | {len(rows)} | **{statistics.mean(every):.4f}** | {min(every):.4f} | "
+            f"**{statistics.mean(r.ms[mode] for r in rows):.1f}** |"
+        )
+
+
 # -- main ------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sections", default="stages,e2e,quality", help="which of stages, e2e, quality")
+    parser.add_argument(
+        "--sections", help="which of stages, e2e, quality, real (default: the first three, or real with --real)"
+    )
+    parser.add_argument("--real", type=Path, help="a folder of real camera JPEGs and HEICs: the real section's files")
     parser.add_argument("--kinds", default=",".join(KINDS), help="which of " + ", ".join(KINDS))
     parser.add_argument("--models", default=",".join(MODELS), help="which of " + ", ".join(MODELS))
     parser.add_argument("--count", type=int, default=64, help="files of each kind end to end (two batches of 32)")
@@ -583,29 +681,44 @@ def main(argv: list[str] | None = None) -> int:
         "--remake", action="store_true", help="write the pictures again (after a change to tests/heif_files.py, ...)"
     )
     parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "imgsearchd-bench-camera"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
-    sections = set(args.sections.split(","))
+    sections = set((args.sections or ("real" if args.real else "stages,e2e,quality")).split(","))
+    if "real" in sections and args.real is None:
+        parser.error("the real section needs --real FOLDER")
     kinds = [KINDS[k] for k in args.kinds.split(",") if k]
     names = [m for m in args.models.split(",") if m]
     data_dir = Path(args.data_dir)
     unique = max(args.unique, args.stage_count, args.quality_count)
     count = max(args.count, unique)
-    sets = make_sets(data_dir / "pictures", kinds, count, unique, args.seed, args.scale, args.heic_quality, args.remake)
+    synthetic = bool(sections - {"real"})
+    sets = (
+        make_sets(data_dir / "pictures", kinds, count, unique, args.seed, args.scale, args.heic_quality, args.remake)
+        if synthetic
+        else {}
+    )
     work = data_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    made = {n: extractors.create(n, {"device": "cpu", **MODELS[n]}) for n in names}
+    made = {n: extractors.create(n, {"device": "cpu", **MODELS[n]}) for n in names} if synthetic else {}
     print(f"### Result ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, bench/bench_camera.py)\n")
     print(
         f"Machine: {os.cpu_count()} CPUs ({cpu_model()}; native bf16: "
         f"{precision.native_bf16(precision.cpu_flags()) or 'no'}), Python {platform.python_version()}, "
         f"torch {torch.__version__}; precision in use: "
-        + ", ".join(f"{n} {e.precision.used}" for n, e in made.items())
+        + (", ".join(f"{n} {e.precision.used}" for n, e in made.items()) or "efficientnet fp32")
         + f"; repeats {args.repeats}; load average before: {load_before[0]:.2f} / {load_before[1]:.2f} (1 / 5 min)"
     )
     for pset in sets.values():
         print(f"- {pset.kind.label}: full {describe(pset.full)}; 0.5 MP {describe(pset.small)}")
-    print(f"- {unique} distinct pictures of each kind, the rest byte-distinct copies; HEIC quality {args.heic_quality}")
+    if synthetic:
+        print(
+            f"- {unique} distinct pictures of each kind, the rest byte-distinct copies; HEIC quality {args.heic_quality}"
+        )
     if "stages" in sections:
         print(
             f"\n**Stages**: CPU ms per picture (process CPU time), median of {args.repeats}, decode side "
@@ -620,6 +733,13 @@ def main(argv: list[str] | None = None) -> int:
         print("\n**Reduced against full decode** (EfficientNet-Lite0, real weights, fp32)")
         rows = measure_quality(sets, args.quality_count, args.copies, args.distractors, work, args.seed)
         report_quality(rows, args.distractors)
+    if "real" in sections:
+        print(
+            f"\n**Real camera files** ({args.real.name}): each decoded per ``[images] previews`` mode at "
+            f"EfficientNet's decode side; CPU ms of ``images.decode`` (process time, least of {args.repeats}); cosine to the full "
+            "decode's vector (EfficientNet-Lite0, real weights, fp32)"
+        )
+        report_real(measure_real(args.real, args.repeats))
     after = os.getloadavg()
     print(f"\nLoad average after: {after[0]:.2f} / {after[1]:.2f} (1 / 5 min)")
     return 0

@@ -66,6 +66,7 @@ def _one_of(*allowed: str) -> Check:
     return _rule(lambda v: v in allowed, "must be " + " or ".join(f'"{a}"' for a in allowed))
 
 
+_previews = _rule(lambda v: v in (True, False, "faithful", "fast", "off"), 'must be "faithful", "fast" or "off"')
 _positive = _rule(lambda v: v > 0, "must be greater than 0")
 _non_negative = _rule(lambda v: v >= 0, "must be 0 or more")
 _port = _rule(lambda v: 1 <= v <= 65535, "must be a port number from 1 to 65535")
@@ -124,19 +125,18 @@ def setting(default: T, help: str, check: Check | None = None, *, restart: bool 
     return field(default=default, metadata={"setting": Setting((), default, help, check, restart=restart)})
 
 
-def fixed(default: T, help: str, check: Check | None = None) -> T:
-    """A setting that only a restart changes."""
+def fixed(default: T, help: str, check: Check | None = None) -> T:  # a setting that only a restart changes
     return setting(default, help, check, restart=True)
 
 
 @dataclass(frozen=True)
 class _Section:
-    """A built section's ``float`` settings hold floats (``32``, in the file or a default, is 32.0)."""
+    """A built section's ``float`` settings hold floats (``32`` is 32.0); previews' true is "faithful", false "off"."""
 
     def __post_init__(self) -> None:
-        for f in fields(self):  # a bool is refused before (``_check_value``), never made a number
-            if f.type == "float" and type(value := getattr(self, f.name)) is int:
-                object.__setattr__(self, f.name, float(value))
+        for f in fields(self):  # ``_check_value`` let no bool through for a float, no int for str | bool
+            if type(value := getattr(self, f.name)) in (int, bool) and f.type in ("float", "str | bool"):
+                object.__setattr__(self, f.name, float(value) if f.type == "float" else "faithful" if value else "off")
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ class ImageSettings(_Section):
     max_file_mb: float = setting(100, 'bigger files are skipped as "too_large"', _positive)
     max_megapixels: float = setting(178, "the decompression-bomb cap (width x height / 1e6)", _positive)
     decode_budget_megapixels: float = setting(256, "memory decodes take at once, in 4-byte RGB pixels", _positive)
-    previews: bool = setting(True, "decode a file's own smaller copy (HEIC thumbnail, JPEG preview) if it will do")
+    previews: str | bool = setting("faithful", "which stored previews may stand for the picture", _previews)
 
 
 @dataclass(frozen=True)
@@ -488,7 +488,7 @@ def _check_value(section: str, key: str, value: object, where: str) -> object:
         raise ConfigError(f"{where}: unknown key {name}; known keys in [{section}]: {', '.join(SCHEMA[section])}")
     kinds = setting.kinds
     # TOML booleans are ints in Python; never accept one for the other.
-    if isinstance(value, bool) != (bool in kinds) or not isinstance(value, kinds):
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         expected = " or ".join(k.__name__ for k in kinds)
         raise ConfigError(f"{where}: {name} must be {expected}, not {type(value).__name__} {value!r}")
     for item in value if isinstance(value, list) else ():  # a list passed the kinds: it has an item_kind

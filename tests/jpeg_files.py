@@ -44,6 +44,8 @@ def camera_jpeg(
     progressive: bool = False,
     mpf_type: int | None = None,
     mpf_copies: int = 1,
+    preview_quality: int = 90,
+    exif_quality: int | None = None,
 ) -> bytes:
     """A camera's JPEG of ``picture`` with an MPF large thumbnail and/or an EXIF IFD1 thumbnail.
 
@@ -53,12 +55,14 @@ def camera_jpeg(
     cameras fit a 3:2 photo into a 160x120 thumbnail. ``preview_picture`` is resized to the
     size as it is. A grey ("L") or CMYK ``picture`` keeps its mode in the primary (its previews
     stay colour). ``mpf_copies``: the preview is listed this many times (a hostile file).
+    ``preview_quality``: the MPF preview's JPEG quality (cameras: 90-95); an EXIF thumbnail's is
+    ``exif_quality``, else the best that fits its segment.
     """
     primary = _jpeg(picture, quality, progressive)
-    exif = _exif_segment(orientation, _exif_thumbnail(picture, preview_picture, exif_thumbnail))
+    exif = _exif_segment(orientation, _exif_thumbnail(picture, preview_picture, exif_thumbnail, exif_quality))
     if mpf_preview is None:
         return primary[:2] + exif + primary[2:]
-    preview = _preview_jpeg(picture, preview_picture, mpf_preview, 90)
+    preview = _preview_jpeg(picture, preview_picture, mpf_preview, preview_quality)
     kind = mpf_type if mpf_type is not None else _large_thumbnail_type(mpf_preview)
     # the MPF segment's TIFF header sits after SOI, the APP1, the APP2 marker, length and "MPF\0"
     tiff_at = 2 + len(exif) + 8
@@ -97,14 +101,14 @@ def _preview_jpeg(
 
 
 def _exif_thumbnail(
-    picture: Image.Image, preview_picture: Image.Image | None, size: tuple[int, int] | None
+    picture: Image.Image, preview_picture: Image.Image | None, size: tuple[int, int] | None, quality: int | None
 ) -> bytes | None:
-    """The thumbnail at the best quality that fits the APP1 segment's 64 KB, as cameras fit it
-    (a grainy 512x384 at quality 90 is about 70 KB)."""
+    """The thumbnail at ``quality``, else the best quality that fits the APP1 segment's 64 KB, as
+    cameras fit it (a grainy 512x384 at quality 90 is about 70 KB)."""
     if size is None:
         return None
-    for quality in range(90, 10, -10):
-        thumbnail = _preview_jpeg(picture, preview_picture, size, quality)
+    for tried in [quality] if quality else range(90, 10, -10):
+        thumbnail = _preview_jpeg(picture, preview_picture, size, tried)
         if len(thumbnail) < _EXIF_ROOM:
             return thumbnail
     raise ValueError(f"a {size} thumbnail does not fit an EXIF segment")

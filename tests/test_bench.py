@@ -73,7 +73,7 @@ TINY = {
 EXPECT = {
     "bench_ann.py": "| 1,000 | Annoy, 2 trees |",
     "bench_recall.py": "| hnsw | 2, grown |",
-    "bench_camera.py": ("| camera JPEG full | on |", "| 1 camera JPEG 1500x1000 |", "| 1 camera JPEG |"),
+    "bench_camera.py": ("| camera JPEG full | faithful |", "| 1 camera JPEG 1500x1000 |", "| 1 camera JPEG |"),
     "bench_decode.py": "| **loader total** |",
     "bench_decode_memory.py": ("| png_rgb | PNG RGB |", "| webp_lossless_rgb | WEBP RGB |"),
     "bench_filters.py": "| 600 |",
@@ -181,3 +181,24 @@ def run_apart(script: Path, args: list[str], cwd: Path) -> tuple[object, str, st
     """``python SCRIPT ARGS`` as a process, from ``cwd``: (exit status, stdout, stderr)."""
     done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=240, cwd=cwd)
     return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.bench
+def test_bench_camera_reads_a_folder_of_real_files(tmp_path: Path, photos: dict) -> None:
+    """``bench_camera.py --real FOLDER``: each file decoded in each ``[images] previews`` mode, what it
+    took and the cosine, summed up by mode and source (files written here as a camera and a phone write them)."""
+    import numpy as np
+
+    from camera_photos import grainy
+    from jpeg_files import camera_jpeg
+
+    picture = grainy(np.asarray(photos["chelsea"].convert("RGB")), (1200, 900), seed=1)
+    folder = tmp_path / "real"
+    (folder / "phone").mkdir(parents=True)
+    (folder / "camera.JPG").write_bytes(camera_jpeg(picture, mpf_preview=(640, 480)))  # twice 224, q90
+    (folder / "phone" / "phone.jpg").write_bytes(camera_jpeg(picture, exif_thumbnail=(320, 240)))  # covers 224
+    code, out, err = run_here(REPO / "bench" / "bench_camera.py", ["--real", str(folder), "--repeats", "1"], tmp_path)
+    assert code in (0, None), err[-3000:]
+    for row in ("| faithful | JPEG MPF preview | 1 |", "| faithful | primary | 1 |", "| fast | EXIF thumbnail | 1 |"):
+        assert row in out, out[-3000:]
+    assert "| off | **all** | 2 | **1.0000** |" in out and "| phone.jpg | 1200x900 | primary," in out

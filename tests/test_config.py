@@ -168,6 +168,16 @@ def test_sections_are_typed_and_generate_the_schema():
     assert all(s.help for keys in cfg.SCHEMA.values() for s in keys.values())
 
 
+def test_previews_booleans_of_before_read_as_their_mode_and_other_choices_refuse_a_bool(tmp_path):
+    """``[images] previews = true`` (before its modes) is held as "faithful" and false as "off", so
+    ``config show`` and a reload see the mode; its check is its own: ``_one_of`` takes no bool."""
+    for written, mode in [(True, "faithful"), (False, "off"), ("fast", "fast")]:
+        assert load_config(write_config(tmp_path / "p.toml", {"images": {"previews": written}})).images.previews == mode
+    assert cfg.ImageSettings(previews=True).previews == "faithful"
+    assert cfg._one_of("webp", "jpeg")(True) == 'must be "webp" or "jpeg"'
+    assert cfg._previews(True) is None and cfg._previews("fastest") == 'must be "faithful", "fast" or "off"'
+
+
 def test_a_float_setting_holds_a_float_and_refuses_a_bool(tmp_path):
     """An int in the file, on the command line or as a default becomes a float where the type says
     float; ints stay ints, and a bool is no number (TOML's true is an int in Python)."""

@@ -39,6 +39,7 @@ from .folders import OnError, may_pass, plan_folder
 from .outcomes import Listener, Outcome
 from .prepare import Loaded, load_file
 from .progress import Bar, Progress
+from .stream import Stream, Waiters
 from .upkeep import Upkeep
 from .workqueue import Intent, Work, WorkQueue
 
@@ -83,6 +84,7 @@ class Pipeline:
         self.roots = roots or (lambda: None)
         self._wanted = {name: e.model_id for name, e in extractors.items()}
         self._work_lock = threading.RLock()  # held by a ``process`` run: models change only between runs
+        self._switches = Waiters()  # ``use_extractor`` calls waiting for ``_work_lock``
         self.thumbnails = thumbnails
         self.upkeep = Upkeep(catalog, lambda: self.limits.max_file_bytes, thumbnails)
 
@@ -115,7 +117,7 @@ class Pipeline:
 
         Waits for a ``process`` run in progress, so no batch mixes the two models' tensors.
         """
-        with self._work_lock:
+        with self._switches, self._work_lock:
             self.extractors[name] = extractor
             self._wanted[name] = extractor.model_id
             self.batch_size = max(e.batch_size for e in self.extractors.values())
@@ -144,14 +146,21 @@ class Pipeline:
             return self._process(paths, show_progress, total, retry_failed)
 
     def _process(
-        self, paths: Iterable[str], show_progress: bool, total: int | None, retry_failed: bool
+        self,
+        paths: Iterable[str],
+        show_progress: bool,
+        total: int | None,
+        retry_failed: bool,
+        stream: Stream | None = None,
     ) -> dict[str, object]:
         started = time.monotonic()
         run = Progress()
         bar = Bar(total, show_progress)
         pending: list[Loaded] = []
         in_flight: collections.deque[Future[Loaded]] = collections.deque()
-        window = max(4 * self.batch_size, 2 * self.loader_threads)  # files loading ahead
+        # Files loading ahead. A stream's window is a batch and a file per loader, so a request put in
+        # front of it waits about 2 batches (this window and the batch pending), as it did behind a take.
+        window = self.batch_size + self.loader_threads if stream else max(4 * self.batch_size, 2 * self.loader_threads)
         # Taken out only when the window is full: taking every loaded file flushed batches back to back
         # with nothing new submitted, the loaders idle (issue 31, CLIP, 12-MP: 0.9-1.5 s waits after).
         pool = self._loader_pool()
@@ -161,7 +170,7 @@ class Pipeline:
             while in_flight and (block or len(in_flight) >= window):
                 pending.append(in_flight.popleft().result())
                 if self._batch_full(pending):
-                    self._flush(pending, bar, run)
+                    self._flush(pending, bar, run, stream)
                     pending = []
 
         try:
@@ -173,12 +182,14 @@ class Pipeline:
                     for counter in (self.progress, run):
                         counter.add_done(unchanged=1)
                     bar.update(1)
+                    if stream is not None:
+                        stream.wrote([path])
                     self._tell(path, Outcome.UNCHANGED, None)
                     continue
                 in_flight.append(pool.submit(self._load, path))
                 collect(block=False)
             collect(block=True)
-            self._flush(pending, bar, run)
+            self._flush(pending, bar, run, stream)
         except BaseException:
             # The paths not written go back to the queue (or are retried one by one): they
             # are no longer "taken", or /stats would count them as pending for ever.
@@ -218,7 +229,7 @@ class Pipeline:
         to_embed = sum(1 for item in pending if item.tensors)
         return to_embed >= self.batch_size or len(pending) >= 8 * self.batch_size
 
-    def _flush(self, pending: list[Loaded], bar: Bar, run: Progress) -> None:
+    def _flush(self, pending: list[Loaded], bar: Bar, run: Progress, stream: Stream | None = None) -> None:
         """Embed what needs it, then write the whole batch in one transaction."""
         if not pending:
             return
@@ -247,6 +258,10 @@ class Pipeline:
                 self._tell(item.path, Outcome.REMOVED, item.error)
             else:
                 self._tell(item.path, Outcome.FAILED, item.error)
+        # Marked written only once told: a failure after the commit (a vanished file's remove_paths
+        # on a full disk) replays the batch, so each file is told (UNCHANGED) and the row forgotten.
+        if stream is not None:
+            stream.wrote(item.path for item in pending)
 
     def prune_folder(
         self,
@@ -298,7 +313,9 @@ class Pipeline:
         """
         last_prune = last_retry = time.monotonic()
         while not stop.is_set():
-            # Small takes keep a request that jumped the queue from waiting behind a long run.
+            # Small takes keep a request that jumped the queue from waiting behind a long run: the
+            # take's run streams on (``Stream``), but an entry of another kind at the front, or a
+            # path the pass holds, ends it at the next pull.
             # While older rows wait for their metadata, the loop does not sleep between fills:
             # 200 rows per 0.5 s wait made 100k files take 500 waits (over 4 minutes) on top
             # of about one minute of reading (derived from bench_formats' 0.3-0.7 ms a JPEG).
@@ -306,9 +323,10 @@ class Pipeline:
             items = queue.take(2 * self.batch_size, timeout=0.0 if filling else idle_timeout)
             commits = self.catalog.commits
             self._applied = 0
+            stream = Stream(queue, stop, items, self.batch_size, lambda: bool(self._switches))
             try:
                 if items:
-                    self._apply(items)
+                    self._apply(items, stream)
                 elif not self.storage.ok and time.monotonic() >= self.storage.retry_at:
                     self.catalog.probe_write()  # nothing queued to try it with (a failed /remove)
                 elif self.upkeep.metadata_left:
@@ -322,7 +340,7 @@ class Pipeline:
                 if self.catalog.commits > commits and self.storage.succeeded():
                     log.warning("the catalogue can be written again; indexing goes on")
             except Exception as exc:  # the loop must survive anything one batch does
-                unfinished = items[self._applied :]  # finished moves must not be replayed
+                unfinished = stream.unfinished(items[self._applied :])  # finished moves, written files: not replayed
                 if is_storage_error(exc):
                     self._wait_for_storage(exc, unfinished, queue, stop)
                 else:
@@ -420,8 +438,8 @@ class Pipeline:
         log.info("%d files under %s marked offline", count, root)
         return count
 
-    def _apply(self, items: list[Work]) -> None:
-        """Apply queued work in order; a move or an offline folder splits the batch."""
+    def _apply(self, items: list[Work], stream: Stream | None = None) -> None:
+        """Apply queued work in order; a move or an offline folder splits the batch (the last part streams)."""
         run: list[Work] = []
         for item in items:
             if item.intent not in (Intent.MOVE, Intent.MARK_OFFLINE):
@@ -436,10 +454,10 @@ class Pipeline:
             else:
                 self.set_offline(item.path)
             self._applied += 1
-        self._apply_paths(run)
+        self._apply_paths(run, stream)
         self._applied += len(run)
 
-    def _apply_paths(self, items: list[Work]) -> None:
+    def _apply_paths(self, items: list[Work], stream: Stream | None = None) -> None:
         removals = [item.path for item in items if item.intent == Intent.REMOVE]
         restores = [item.path for item in items if item.intent == Intent.RESTORE]
         additions = [item.path for item in items if item.intent == Intent.ADD]
@@ -448,10 +466,16 @@ class Pipeline:
             self.remove(removals)
         if restores:
             self.restore(restores)
-        if rechecks:
-            self.process(rechecks, retry_failed=True)
-        if additions:
-            self.process(additions)
+        # Taken here, not per run as ``process`` does: held across the rechecks and the additions, a
+        # model switch cannot come between them and no batch mixes two models' vectors (a switch
+        # that waits ends the stream at its next pull instead).
+        with self._work_lock:
+            if rechecks:
+                paths = stream.paths(rechecks, Intent.RECHECK) if stream and not additions else rechecks
+                self._process(paths, show_progress=False, total=None, retry_failed=True, stream=stream)
+            if additions:
+                paths = stream.paths(additions, Intent.ADD) if stream else additions
+                self._process(paths, show_progress=False, total=None, retry_failed=False, stream=stream)
 
 
 def _summary(run: Progress, elapsed: float) -> dict[str, object]:

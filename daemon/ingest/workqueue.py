@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import itertools
 import threading
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -111,6 +111,10 @@ class WorkQueue:
                 if item.intent in PATH_INTENTS:
                     if item.path not in self._items:
                         back.append((item.path, item))
+                elif item.intent == Intent.MARK_OFFLINE:
+                    # keyed by its folder as ``put_offline`` keys it, so a later mark replaces it
+                    if (Intent.MARK_OFFLINE, item.path) not in self._items:
+                        back.append(((Intent.MARK_OFFLINE, item.path), item))
                 else:
                     back.append(((item.intent, next(self._moves)), item))
             for key, item in reversed(back):
@@ -127,6 +131,22 @@ class WorkQueue:
             taken: list[Work] = []
             while self._items and len(taken) < max_items:
                 taken.append(self._items.popitem(last=False)[1])
+            self._taken += len(taken)
+            return taken
+
+    def take_while(self, intent: Intent, max_items: int, unless: Container[str] = ()) -> list[Work]:
+        """Up to ``max_items`` entries at the front while they have ``intent`` and a path not in ``unless``.
+
+        Never waits; what does not qualify stays where it is (a run going on takes only its own kind).
+        """
+        with self._cond:
+            taken: list[Work] = []
+            while self._items and len(taken) < max_items:
+                key, item = next(iter(self._items.items()))
+                if item.intent != intent or item.path in unless:
+                    break
+                del self._items[key]
+                taken.append(item)
             self._taken += len(taken)
             return taken
 

@@ -1,8 +1,9 @@
 """A HEIC/HEIF/AVIF file's thumbnail items as its model picture.
 
 A phone's HEIC is a grid of 512x512 HEVC tiles with no reduced-size decode: a 12-MP one took
-1.04 s of CPU to decode here, its 320x240 thumbnail item 7 ms. The smallest thumbnail whose
-shorter side reaches ``min_side`` is decoded instead when it shows the primary:
+1.04 s of CPU to decode here, its 320x240 thumbnail item 7 ms. The smallest thumbnail the mode
+allows (``previews.refusal``: twice ``min_side`` in "faithful" mode, which no phone's 320x240
+reaches, ``min_side`` in "fast" mode) is decoded instead when it shows the primary:
 
 - the same transforms (``irot``/``imir`` orientation, ``clap`` crop as fractions of each
   picture), so libheif makes it upright exactly as it makes the primary upright; the full
@@ -37,7 +38,7 @@ from PIL import Image
 from . import formats, memory
 from .failures import ImageError
 from .limits import ImageLimits, budget_pixels, check_size
-from .previews import Preview, counts
+from .previews import Preview, counts, decoded_size, refusal
 from .rgb import to_rgb
 
 SOURCE = "HEIF thumbnail"
@@ -84,17 +85,21 @@ def find(
     if isinstance(found, str):
         counts.add(f"declined: {found}")
         return None
-    return Preview(found, None, SOURCE)
+    return Preview(
+        found, None, SOURCE, decoded_size(primary.size, min_side)
+    )  # HEIF has no draft: the full size, reduced
 
 
 def _picture(
     thumbnails: list[Any], primary: Any, min_side: int, limits: ImageLimits, header: formats.BmffHeader
 ) -> Image.Image | str:
-    """The smallest thumbnail that covers ``min_side``, decoded, or why none will do."""
+    """The smallest thumbnail large enough for ``min_side`` in ``limits``' mode (``previews.refusal``:
+    "faithful" wants twice it, so a phone's 320x240 never stands in for 224), decoded, or why none will do."""
     area = primary.size[0] * primary.size[1]
-    covering = [t for t in thumbnails if t.size[0] * t.size[1] < area and min(t.size) >= min_side]
-    if not covering:
-        return "too small"
+    smaller = [t for t in thumbnails if t.size[0] * t.size[1] < area]
+    covering = [t for t in smaller if not refusal(min(t.size), min_side, limits)]
+    if not covering:  # the largest's reason: the one that came nearest
+        return refusal(max((min(t.size) for t in smaller), default=0), min_side, limits) or "too small"
     thumbnail = min(covering, key=lambda t: t.size[0] * t.size[1])
     reason = _mismatch(thumbnail, primary)
     if reason:

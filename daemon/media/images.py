@@ -57,8 +57,8 @@ def decode(
     With ``min_side`` > 0 the picture is decoded or shrunk to between ``min_side`` and
     about twice that on its shorter side, which is all a model's preprocessing needs; a
     smaller picture the file stores of itself is decoded instead of the primary when it
-    covers that and matches it (``previews``; ``use_previews=False`` or ``limits.use_previews``
-    False always decodes the primary).
+    covers that and matches it, as ``limits.previews`` allows ("faithful", "fast": ``previews``;
+    "off" or ``use_previews=False`` always decodes the primary).
     The full-size decode runs inside the process-wide pixel budget (``memory.DECODES``)
     and is dropped as soon as the shrunk picture exists.
     """
@@ -70,7 +70,7 @@ def decode(
         raise ImageError(Reason.MISSING_LIBRARY, missing)
     if kind in formats.RAW_KINDS:
         try:
-            return _decode_raw(data, min_side, limits)
+            return _decode_raw(data, min_side, limits, use_previews and limits.use_previews)
         except ImageError as exc:
             # a TIFF that only looked like a camera's (a maker's name and a preview page), or a
             # camera newer than LibRaw: Pillow reads its first page rather than nothing
@@ -165,10 +165,13 @@ def _bytes_per_pixel(image: Image.Image, min_side: int, header: formats.BmffHead
     return cost
 
 
-def _decode_raw(data: bytes, min_side: int, limits: ImageLimits) -> Image.Image:
+def _decode_raw(data: bytes, min_side: int, limits: ImageLimits, use_preview: bool = True) -> Image.Image:
     """A camera RAW file: the camera's embedded preview when its shorter side reaches
-    ``min_side``, else LibRaw's demosaic (half size when that still reaches it: a quarter
-    of the work), under the same caps and budget as every other picture.
+    ``min_side`` (and ``use_preview``: not in "off" mode), else LibRaw's demosaic (half size
+    when that still reaches it: a quarter of the work), under the same caps and budget as
+    every other picture. "faithful" takes the preview as "fast" does, with no size or quality
+    rule: it is the camera's own rendering of the photo (a camera's JPEG at full or 1.7 MP),
+    while the demosaic is LibRaw's (its own curve and brightness), no more the photo's pixels.
 
     Measured here (bench/bench_formats.py, 24 MP DNG, 2 shared cores): the 1.7 MP preview
     10 ms, the half-size demosaic 360-520 ms, rawpy's full postprocess 2.5-3.4 s (a 24 MP
@@ -180,7 +183,7 @@ def _decode_raw(data: bytes, min_side: int, limits: ImageLimits) -> Image.Image:
         sizes = raw.sizes
         check_size(sizes.raw_width, sizes.raw_height, limits)
         turn = raw_turn(sizes.flip)
-        if min_side > 0:
+        if min_side > 0 and use_preview:
             with decode_errors():
                 preview = formats.raw_preview(raw)
             picture = _raw_preview_picture(preview, min_side, limits) if preview is not None else None
@@ -261,7 +264,6 @@ def _rgb_in_bands(image: Image.Image, factor: int) -> Image.Image:
 
 
 def _shrink_factor(image: Image.Image, min_side: int) -> int:
-    """The box-reduce factor that keeps the shorter side >= min_side (1: none)."""
-    if min_side <= 0:
-        return 1
-    return max(1, min(image.size) // min_side)
+    """The box-reduce factor that keeps the shorter side >= min_side (1: none); ``previews``
+    sizes a preview by the same rule."""
+    return previews.shrink_factor(image.size, min_side)

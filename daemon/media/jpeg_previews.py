@@ -5,8 +5,9 @@ A camera's JPEG spends its decode in entropy decoding, which no DCT scale avoids
 either from a large thumbnail, this check included (busy 2-core machine). Cameras store the same
 photo smaller beside it: an MPF (APP2, CIPA DC-007) "large thumbnail" (Sony 1616x1080,
 Panasonic 1920x1440, Nikon 640x424) and an EXIF IFD1 thumbnail (160x120 on most cameras,
-512x384 on Samsung phones). ``find`` takes the smallest of them that covers ``min_side`` and
-matches the primary:
+512x384 on Samsung phones). ``find`` takes the smallest of them that the mode allows
+(``previews.refusal``: in "faithful" mode twice ``min_side`` and quality ``FAITHFUL_QUALITY``,
+read off its luminance table; in "fast" mode ``min_side``) and that matches the primary:
 
 - only MPF entries typed large thumbnail (0x010001, 0x010002) in JPEG, never another type (an
   Ultra HDR gain map, a stereo camera's other eye, a panorama's part);
@@ -37,8 +38,8 @@ from PIL import Image, UnidentifiedImageError
 from . import memory
 from .failures import ImageError, Reason, decode_errors
 from .formats import SUPPORTED_FORMATS
-from .limits import ImageLimits, budget_pixels
-from .previews import Preview, counts
+from .limits import FAITHFUL, ImageLimits, budget_pixels
+from .previews import FAITHFUL_QUALITY, Preview, counts, decoded_size, refusal
 from .rgb import orientation
 
 # MP type codes (CIPA DC-007 5.2.3.3.1) of a large thumbnail, VGA- and full-HD-class.
@@ -62,6 +63,7 @@ _TOP_SHARE = 16
 # 64 KB, an ICC profile in a few), and a bound on what up to 64 candidates' walks cost.
 _PREVIEW_HEADER_BYTES = 1 << 20
 _COMPARE_WIDTH = 32
+_ANNEX_K_LUMINANCE_SUM = 3688
 _MAX_DIFFERENCE = 3.0
 
 
@@ -120,32 +122,42 @@ def _find(data: bytes, layout: _Layout, min_side: int, limits: ImageLimits) -> P
     view = memoryview(data)
     for candidate in candidates:
         part = view[candidate.start : candidate.start + candidate.size]
-        reason = _refusal(_layout(part[:_PREVIEW_HEADER_BYTES]), layout, min_side)
+        reason = _refusal(_layout(part[:_PREVIEW_HEADER_BYTES]), layout, min_side, limits)
         if reason:
             continue  # its header says no: nothing decoded
         try:
-            image = _decode(Image.open(io.BytesIO(part), formats=("JPEG",)), min_side, limits)
+            opened = Image.open(io.BytesIO(part), formats=("JPEG",))
+            if limits.previews == FAITHFUL:
+                reason = _coarse(opened)
+                if reason:
+                    continue  # a larger candidate (an MPF preview after a q75 EXIF thumbnail) may still do
+            turn, size = _primary(data, min_side)  # only the one candidate decoded needs it
+            image = _decode(opened, min(size), limits)
         except (ImageError, UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             if isinstance(exc, ImageError) and exc.reason == Reason.TOO_LARGE:
                 raise _Declined("over the decode budget") from exc
             raise _Declined("preview unreadable") from exc
         if _difference(_top_strip(data, layout), image, layout) > _MAX_DIFFERENCE:
             raise _Declined("content differs")
-        return Preview(image, _turn(data), candidate.source)
+        return Preview(image, turn, candidate.source, size)
     raise _Declined(reason)  # the largest's reason: the one that could have been used
 
 
-def _turn(data: bytes) -> Image.Transpose | None:
+def _primary(data: bytes, min_side: int) -> tuple[Image.Transpose | None, tuple[int, int]]:
     """The primary's EXIF turn, read as the full decode reads it (cameras store previews the
-    sensor's way up, like the primary)."""
+    sensor's way up, like the primary), and the size its own decode gives, before the turn:
+    the DCT scale Pillow's draft picks for ``min_side`` (``images._open``; the header only,
+    nothing decoded), then ``previews.decoded_size``'s reduce."""
     try:
         with decode_errors():
-            return orientation(Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS))
+            image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+            image.draft("RGB", (min_side, min_side))
+            return orientation(image), decoded_size(image.size, min_side)
     except ImageError as exc:
         raise _Declined("primary unreadable") from exc
 
 
-def _refusal(own: _Layout | None, layout: _Layout, min_side: int) -> str:
+def _refusal(own: _Layout | None, layout: _Layout, min_side: int, limits: ImageLimits) -> str:
     """Why a preview with this header cannot stand for the primary ("" when it can, so far)."""
     if own is None or min(own.width, own.height) < 1:
         return "preview unreadable"
@@ -160,12 +172,36 @@ def _refusal(own: _Layout | None, layout: _Layout, min_side: int) -> str:
         # a black-and-white (or CMYK) primary with the camera's colour preview: a neutral top
         # (an overcast sky) passes the content check, and the model would get colour
         return "mode differs"
-    return ""
+    return refusal(min(width, height), min_side, limits)  # "faithful": large enough for vectors near the full decode's
 
 
-def _decode(image: Image.Image, min_side: int, limits: ImageLimits) -> Image.Image:
-    """The preview decoded in RGB at the smallest DCT scale that covers ``min_side``."""
-    image.draft("RGB", (min_side, min_side))
+def _coarse(image: Image.Image) -> str:
+    """Why this preview is too coarsely coded for "faithful" mode ("" when it is not): its
+    quality under ``FAITHFUL_QUALITY`` (a phone's q75 EXIF thumbnail: 0.91-0.99), or unreadable."""
+    quality = _quality(image)
+    if quality is None:
+        return "quality unreadable"
+    return f"quality under {FAITHFUL_QUALITY}" if quality < FAITHFUL_QUALITY else ""
+
+
+def _quality(image: Image.Image) -> float | None:
+    """The preview's JPEG quality on libjpeg's scale, read off the table its first (luminance)
+    component uses against the table libjpeg scales (ITU T.81 Annex K, summed: 3688 at quality
+    50); None when that table cannot be read. A camera's own tables read as the libjpeg quality
+    of the same coarseness."""
+    layer = getattr(image, "layer", None)  # Pillow's frame components: (id, h, v, table id)
+    tables = getattr(image, "quantization", None) or {}
+    table = tables.get(layer[0][3]) if layer else None
+    if not table:
+        return None
+    scale = 100 * sum(table) / _ANNEX_K_LUMINANCE_SUM  # libjpeg's percentage: 200 - 2q from q50 up, 5000/q below
+    return 100 - scale / 2 if scale <= 100 else 5000 / scale
+
+
+def _decode(image: Image.Image, side: int, limits: ImageLimits) -> Image.Image:
+    """The preview decoded in RGB at the smallest DCT scale that keeps its shorter side >= ``side``
+    (the shorter side of the primary's own decode, which ``previews.fitted`` resizes it to)."""
+    image.draft("RGB", (side, side))
     cost = budget_pixels(image.width, image.height, image.format, 5, limits)  # as previews.fitted counts it
     with memory.DECODES.hold(cost, limits.decode_budget_pixels), decode_errors():
         image.load()

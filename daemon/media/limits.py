@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 # Give freed heap back to the system after a decode this big (16 M budget pixels, 64 MB):
 # malloc_trim took 0.4-20 ms after 64-MP PNG decodes here, which take about a second.
 GIVE_BACK_PIXELS = 16_000_000
+# ``[images] previews``: "faithful" decodes a stored preview only when it is large and fine enough
+# to keep the vectors near the primary's (``previews.FAITHFUL_FACTOR``: on real photos mean cosine
+# 0.99 or more, min 0.977), "fast" any that covers the decode side and matches the primary (a
+# phone's 320x240 thumbnail: vectors 0.90-0.99 of the full picture's), "off" always the primary
+# (a camera RAW's demosaic too, not its embedded preview).
+FAITHFUL, FAST, OFF = "faithful", "fast", "off"
+PREVIEW_MODES = (FAITHFUL, FAST, OFF)
 
 
 @dataclass(frozen=True)
@@ -39,10 +46,18 @@ class ImageLimits:
     # 10-bit 4:4:4 HEIF with alpha, 20.3 bytes a pixel). It was 180 M (720 MB), and a decode
     # over it ran alone, counted at 4 bytes a pixel: 2.7 GiB (2.9 GB) for one WebP.
     decode_budget_pixels: int = 256_000_000
-    # Decode a file's stored smaller picture (a HEIC's thumbnail item, a JPEG's MPF or EXIF preview)
-    # instead of its primary when it covers the model and matches it (``previews``); False: always
-    # the primary, for those who want every vector from the full picture (docs/formats.md).
-    use_previews: bool = True
+    # Which of a file's stored smaller pictures (a HEIC's thumbnail item, a JPEG's MPF or EXIF
+    # preview) may be decoded instead of its primary (``PREVIEW_MODES``, docs/formats.md).
+    previews: str = FAITHFUL
+
+    def __post_init__(self) -> None:
+        if self.previews not in PREVIEW_MODES:
+            raise ValueError(f"previews mode {self.previews!r}: must be one of {', '.join(PREVIEW_MODES)}")
+
+    @property
+    def use_previews(self) -> bool:
+        """Whether any stored preview may stand in for the primary."""
+        return self.previews != OFF
 
     @classmethod
     def from_config(cls, images: ImageSettings) -> ImageLimits:
@@ -51,8 +66,16 @@ class ImageLimits:
             max_file_bytes=int(images.max_file_mb * 1024 * 1024),
             max_pixels=int(images.max_megapixels * 1_000_000),
             decode_budget_pixels=int(images.decode_budget_megapixels * 1_000_000),
-            use_previews=images.previews,
+            previews=preview_mode(images.previews),
         )
+
+
+def preview_mode(value: str | bool) -> str:
+    """The ``[images] previews`` mode; the booleans it took before the modes still read:
+    true is "faithful", false is "off"."""
+    if isinstance(value, bool):
+        return FAITHFUL if value else OFF
+    return value  # config.py checked it is one of PREVIEW_MODES; ImageLimits checks again
 
 
 def check_size(width: int, height: int, limits: ImageLimits) -> None:

@@ -101,6 +101,12 @@ def test_config_show_says_where_each_setting_came_from_and_its_default(tmp_path,
     assert set(json.loads(changed.stdout)["settings"]) == {"server.port", "extractors.clip.batch_size"}
 
 
+def test_config_show_gives_the_previews_mode_a_boolean_of_before_means(tmp_path, capsys):
+    config = write_config(tmp_path / "c.toml", {"images": {"previews": True}})
+    settings = json.loads(cli_here(capsys, "config", "show", "--config", str(config)).stdout)["settings"]
+    assert settings["images.previews"] == {"value": "faithful", "default": "faithful", "source": f"file {config}"}
+
+
 def test_config_show_on_a_terminal_marks_what_differs_and_reads_back_as_toml(tmp_path, capsys, monkeypatch):
     config = write_config(
         tmp_path / "c.toml",

@@ -1,5 +1,5 @@
-"""The loaders kept busy (issue 31): the window filled before a batch is embedded, a failing forward
-inside the daemon's loop, the loader count, and the content hash of every byte."""
+"""The loaders kept busy (issue 31): the window filled before a batch is embedded, the loader count,
+and the content hash of every byte (the daemon's loop streaming across takes: test_stream.py)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgsearchd.ingest.outcomes import Outcome
 from imgsearchd.ingest.pipeline import Pipeline
-from imgsearchd.ingest.workqueue import WorkQueue
 from imgsearchd.media import files
 from imgsearchd.media.failures import ImageError, Reason
 from imgsearchd.store.catalog import Catalog
-
-BATCH = 2  # the daemon takes 2 batches (4 files) at a time
 
 
 def small_jpegs(folder: Path, count: int) -> list[str]:
@@ -30,40 +26,6 @@ def small_jpegs(folder: Path, count: int) -> list[str]:
         Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(path, quality=85)
         paths.append(str(path))
     return paths
-
-
-class Daemon:
-    """A real pipeline's ``run`` loop on its own thread over a real queue and catalogue."""
-
-    def __init__(self, catalog: Catalog, extractor, **kwargs) -> None:
-        self.heard: list[tuple[str, Outcome]] = []
-        self.on_outcome = lambda path, outcome: None
-        self.pipeline = Pipeline(catalog, {"efficientnet": extractor}, listener=self._hear, **kwargs)
-        self.pipeline.batch_size = BATCH
-        self.queue, self.stop = WorkQueue(), threading.Event()
-        self.runs = 0
-        process = self.pipeline._process
-
-        def counted(*args, **kw):
-            self.runs += 1
-            return process(*args, **kw)
-
-        self.pipeline._process = counted  # type: ignore[method-assign]
-        self.worker = threading.Thread(target=self.pipeline.run, args=(self.queue, self.stop, 0.02))
-
-    def _hear(self, path: str, outcome: Outcome, error: ImageError | None) -> None:
-        self.heard.append((path, outcome))
-        self.on_outcome(path, outcome)
-
-    def __enter__(self) -> Daemon:
-        self.worker.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.worker.join(30)
-        self.pipeline.close()
-        assert not self.worker.is_alive()
 
 
 def test_the_window_is_filled_before_a_batch_is_embedded(tmp_path, efficientnet):
@@ -100,26 +62,6 @@ def test_the_window_is_filled_before_a_batch_is_embedded(tmp_path, efficientnet)
         pipe.process(paths_in())
         assert sorted(heard) == sorted(paths)
         assert outcomes_at_pull[:window] == [0] * window  # nothing embedded while the window had room
-
-
-def test_a_forward_that_raises_records_every_file_of_the_run_and_the_loop_goes_on(tmp_path, efficientnet, monkeypatch):
-    paths = small_jpegs(tmp_path, 10)
-
-    def embed(batch):
-        raise RuntimeError("forward failed")
-
-    monkeypatch.setattr(efficientnet, "embed", embed)
-    with Catalog(tmp_path / "catalog.sqlite3") as catalog, Daemon(catalog, efficientnet) as daemon:
-        daemon.queue.put_many(paths)
-        assert daemon.queue.join(60), "the files the run took are reported done"
-        for path in paths:
-            record = catalog.get(path)
-            assert record is not None and record.error_reason == Reason.INTERNAL, path
-        monkeypatch.undo()
-        Image.new("RGB", (40, 30), "blue").save(tmp_path / "after.jpg")
-        daemon.queue.put(str(tmp_path / "after.jpg"))
-        assert daemon.queue.join(60)
-        assert catalog.get(str(tmp_path / "after.jpg")).error_reason is None
 
 
 @pytest.mark.parametrize(("cores", "loaders"), [(None, 2), (1, 2), (2, 2), (16, 16)])

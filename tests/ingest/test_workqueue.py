@@ -100,3 +100,32 @@ def test_given_back_work_goes_first_and_never_overrides_newer_work(first, later,
     assert sum(w.intent == Intent.MOVE for w in after) == 1
     queue.task_done(len(after))
     assert queue.join(0)
+
+
+def test_take_while_takes_the_front_of_one_kind_and_never_waits():
+    queue = WorkQueue()
+    queue.put_many(["/p/a.jpg", "/p/b.jpg", "/p/c.jpg"])
+    queue.put("/p/d.jpg", Intent.RECHECK)
+    assert queue.take_while(Intent.RECHECK, 5) == []
+    assert queue.take_while(Intent.ADD, 5, unless={"/p/b.jpg"}) == [Work("/p/a.jpg", Intent.ADD)]
+    assert queue.take_while(Intent.ADD, 1) == [Work("/p/b.jpg", Intent.ADD)]
+    assert queue.take_while(Intent.ADD, 5) == [Work("/p/c.jpg", Intent.ADD)]
+    assert queue.take(5) == [Work("/p/d.jpg", Intent.RECHECK)]
+    queue.task_done(3)
+    assert not queue.join(0)  # every item taken counts until reported done
+    queue.task_done(1)
+    assert queue.join(0)
+
+
+def test_an_offline_mark_given_back_keeps_its_folder_key():
+    """Keyed like a move, a mark given back was not replaced by the next mark of its folder."""
+    queue = WorkQueue()
+    queue.put_offline("/p/gone")
+    assert queue.give_back(queue.take(1)) == 1
+    queue.put_offline("/p/gone")
+    assert queue.take(10) == [Work("/p/gone", Intent.MARK_OFFLINE)]
+    queue.put_offline("/p/gone")
+    taken = queue.take(1)
+    queue.put_offline("/p/gone")  # a newer mark stands: the one given back is not needed
+    assert queue.give_back(taken) == 0
+    assert len(queue) == 1

@@ -199,6 +199,9 @@ def test_raw_uses_the_preview_when_big_enough_else_a_demosaic(photos):
     assert min(from_raw.size) >= 200
     # LibRaw's development brightens (auto-brightness, BT.709 curve): about 24 levels off the cat, 70 off the coffee
     assert _mean_difference(from_raw, cat) < 30 and _mean_difference(from_raw, coffee) > 2 * 30
+    # "off" ([images] previews): the mosaic even when the preview is big enough
+    developed = images.decode(data, 150, ImageLimits(previews="off"))
+    assert _mean_difference(developed, cat) < 30 and _mean_difference(developed, coffee) > 2 * 30
 
 
 def test_raw_half_size_demosaic_and_orientation(photos):

@@ -21,6 +21,9 @@ from imgsearchd.store.catalog import Catalog
 from helpers import skimage_photos
 
 USED = {"used: HEIF thumbnail": 1}
+# A phone's 320x240 thumbnail covers a 224 side but is under twice it: only "fast" mode takes it
+# ("faithful", the default, decodes the grid); the checks below are those of either mode.
+FAST = ImageLimits(previews="fast")
 # The photos the pipeline test indexes (scikit-image's, real photos; the five-photo cosine is
 # the bench's and test_jpeg_previews' job): chelsea is the orientation test's file, made once.
 PHOTOS = ("chelsea", "coffee", "astronaut")
@@ -62,10 +65,13 @@ def _correlation(a: Image.Image, b: Image.Image) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def _decodes(data: bytes, min_side: int = 224) -> tuple[Image.Image, dict[str, int], Image.Image]:
-    """(the picture as decoded for a model, what ``previews.counts`` says of it, the primary's picture)."""
+def _decodes(
+    data: bytes, min_side: int = 224, limits: ImageLimits = FAST
+) -> tuple[Image.Image, dict[str, int], Image.Image]:
+    """(the picture as decoded for a model in ``limits``' mode, what ``previews.counts`` says of it,
+    the primary's picture)."""
     previews.counts.clear()
-    picture = images.decode(data, min_side)
+    picture = images.decode(data, min_side, limits)
     said = previews.counts.snapshot()
     return picture, said, images.decode(data, min_side, use_previews=False)
 
@@ -209,7 +215,7 @@ def test_the_pipeline_indexes_phone_heics_from_their_thumbnails(tmp_path, photos
     broken.write_bytes(_damaged_thumbnail(_plain_heic()))
     with (
         Catalog(tmp_path / "catalog.sqlite3") as catalog,
-        Pipeline(catalog, {"efficientnet": efficientnet}) as pipeline,
+        Pipeline(catalog, {"efficientnet": efficientnet}, FAST) as pipeline,
     ):
         done = pipeline.process([str(path) for path in [*paths, broken]])
         assert done["failed"] == {}
@@ -247,9 +253,28 @@ def test_the_thumbnail_is_costed_as_the_full_decode_costs_the_file(monkeypatch):
 
     monkeypatch.setattr(memory.DECODES, "hold", recorded)
     data = _plain_heic()
-    images.decode(data, 224)
+    images.decode(data, 224, FAST)
     assert previews.counts.snapshot() == USED
     header = formats.bmff_header(data)
     each = memory.bytes_per_pixel("HEIF", "RGB", header.bits, header.subsampled)
     assert held[0] == budget_pixels(320, 240, "HEIF", each, ImageLimits()) > 320 * 240 * 5 // 4
     assert heif_previews._letterboxed(Image.new("RGB", (320, 240))) is True  # flat everywhere: bars
+
+
+def test_the_mode_says_which_thumbnails_stand_in(photos):
+    """``[images] previews``: "faithful" (the default) declines a phone's 320x240 for 224 (under
+    twice it: vectors 0.90-0.95 of the full picture's on real iPhones) and takes a 600x450; "fast"
+    takes the 320x240; "off" looks at none."""
+    phone = _plain_heic()
+    picture, said, full = _decodes(phone, 224, ImageLimits())
+    assert said == {"declined: under 2x the decode side": 1}
+    assert np.array_equal(np.asarray(picture), np.asarray(full))
+    assert _decodes(phone, 224, FAST)[1] == USED
+    picture, said, full = _decodes(phone, 224, ImageLimits(previews="off"))
+    assert said == {} and np.array_equal(np.asarray(picture), np.asarray(full))
+    large = phone_heic(_picture(photos, size=(960, 720)), tile=512, thumbnail=600)
+    picture, said, full = _decodes(large, 224, ImageLimits())
+    # the 600x450 resized to what the primary's own decode gives (960x720 reduced by 3), not
+    # halved to 300x225: the model then resamples both alike
+    assert said == USED and picture.size == full.size == (320, 240)
+    assert _correlation(picture, full) > 0.97

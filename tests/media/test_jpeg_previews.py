@@ -19,7 +19,7 @@ from imgsearchd.media.limits import ImageLimits
 from imgsearchd.store.catalog import Catalog
 from jpeg_files import MP_DISPARITY, MP_UNDEFINED, camera_jpeg
 
-SIDE = 224
+SIDE = 160  # PREVIEW's 320 is twice it: "faithful" mode (the default) takes it
 SIZE = (1200, 800)  # a small primary where size is not the point
 PREVIEW = (480, 320)  # the same 3:2, as a camera's large thumbnail
 
@@ -75,9 +75,9 @@ def test_previews_false_in_the_settings_decodes_the_primary(plain: bytes, tmp_pa
     """``[images] previews = false``: every vector from the full picture, nothing looked at."""
     from imgsearchd.config import load_config
 
-    (tmp_path / "imgsearchd.toml").write_text("[images]\npreviews = false\n")
+    (tmp_path / "imgsearchd.toml").write_text("[images]\npreviews = false\n")  # as written before the modes
     limits = ImageLimits.from_config(load_config(tmp_path / "imgsearchd.toml").images)
-    assert limits.use_previews is False and ImageLimits().use_previews is True
+    assert limits.previews == "off" and limits.use_previews is False and ImageLimits().previews == "faithful"
     got = decode(plain, SIDE, limits)
     assert previews.counts.snapshot() == {}
     assert got.tobytes() == _full(plain).tobytes()
@@ -99,7 +99,7 @@ def test_samsung_exif_thumbnail_is_used_and_the_smallest_that_covers_wins(pictur
     got = decode(data, SIDE)
     assert _used() == {"used: EXIF thumbnail": 1}
     assert _difference(got, _full(data)) < 3.0
-    decode(data, 400)  # the 512x384 no longer covers 400: the MPF preview does
+    decode(data, 200)  # the 512x384 is no longer twice 200 (faithful mode): the MPF preview is
     assert _used() == {"used: EXIF thumbnail": 1, "used: JPEG MPF preview": 1}
 
 
@@ -195,12 +195,18 @@ def test_a_progressive_primary_is_checked_and_its_preview_used(picture: Image.Im
     assert _difference(got, _full(data)) < 3.0
 
 
-def test_vectors_from_the_preview_agree_with_the_full_decode(photos: dict[str, Image.Image], efficientnet: Any) -> None:
-    """Real photos as a camera writes them (2400x1600 with an 810x540 large thumbnail):
-    EfficientNet-Lite0 at fp32, cosine to the full decode's vector >= 0.99 each."""
+@pytest.mark.parametrize("preview", [(810, 540), (672, 448)])
+def test_vectors_from_the_preview_agree_with_the_full_decode(
+    photos: dict[str, Image.Image], efficientnet: Any, preview: tuple[int, int]
+) -> None:
+    """Real photos as a camera writes them (2400x1600 with a large thumbnail): EfficientNet-Lite0
+    at fp32, cosine to the full decode's vector >= 0.99 each. 448 is exactly twice the decode
+    side: reduced to 224 it reached the model unresampled while the full decode (600x400) was
+    resampled by it (real photos: 0.96-0.98; these grainy ones stay over 0.99 either way, so
+    ``test_the_preview_is_sized_as_the_primarys_own_decode`` pins the size)."""
     names = ["chelsea", "coffee", "astronaut", "rocket", "motorcycle_left"]
     files = [
-        camera_jpeg(grainy(np.asarray(photos[n].convert("RGB")), (2400, 1600), seed=i), mpf_preview=(810, 540))
+        camera_jpeg(grainy(np.asarray(photos[n].convert("RGB")), (2400, 1600), seed=i), mpf_preview=preview)
         for i, n in enumerate(names)
     ]
     side = efficientnet.decode_side
@@ -217,7 +223,7 @@ def test_the_pipeline_indexes_camera_jpegs_from_their_previews(
     """Through the real pipeline: a camera JPEG from its preview, one whose preview is damaged
     from its primary, both indexed."""
     good, broken = tmp_path / "good.jpg", tmp_path / "broken.jpg"
-    good.write_bytes(camera_jpeg(picture, mpf_preview=PREVIEW, orientation=8))
+    good.write_bytes(camera_jpeg(picture, mpf_preview=(810, 540), orientation=8))  # over twice EfficientNet's 224
     damaged = bytearray(plain)
     preview_at = bytes(damaged).rindex(b"\xff\xd8\xff")
     damaged[preview_at + 700 :] = b"\x00" * (len(damaged) - preview_at - 700)
@@ -322,3 +328,142 @@ def test_a_preview_as_large_as_the_primary_is_not_used(picture: Image.Image) -> 
     data = camera_jpeg(picture, mpf_preview=SIZE)
     decode(data, SIDE)
     assert previews.counts.snapshot() == {"declined: not smaller": 1}
+
+
+def test_the_mode_says_which_previews_stand_in(plain: bytes) -> None:
+    """The 480x320 preview for a 224 side: under twice it, "faithful" (the default) declines it,
+    "fast" takes it, "off" looks at none; at 160 "faithful" takes it too."""
+    full = _full(plain)
+    for limits, said in [
+        (ImageLimits(), {"declined: under 2x the decode side": 1}),
+        (ImageLimits(previews="fast"), {"used: JPEG MPF preview": 1}),
+        (ImageLimits(previews="off"), {}),
+    ]:
+        previews.counts.clear()
+        got = decode(plain, 224, limits)
+        assert previews.counts.snapshot() == said, limits.previews
+        assert np.array_equal(np.asarray(got), np.asarray(decode(plain, 224, use_previews=False))) == (not _used())
+    previews.counts.clear()
+    assert _difference(decode(plain, SIDE, ImageLimits()), full) < 3.0
+    assert previews.counts.snapshot() == {"used: JPEG MPF preview": 1}
+    with pytest.raises(ValueError, match="previews mode 'quick'"):  # made in code, past config.py's check
+        ImageLimits(previews="quick")
+
+
+@pytest.mark.parametrize(
+    ("written", "mode"), [("true", "faithful"), ("false", "off"), ('"fast"', "fast"), ('"faithful"', "faithful")]
+)
+def test_the_previews_setting_reads_modes_and_the_old_booleans(tmp_path: Path, written: str, mode: str) -> None:
+    from imgsearchd.config import load_config
+
+    (tmp_path / "imgsearchd.toml").write_text(f"[images]\npreviews = {written}\n")
+    assert ImageLimits.from_config(load_config(tmp_path / "imgsearchd.toml").images).previews == mode
+
+
+@pytest.mark.parametrize("written", ['"quick"', "1", '"Fast"'])
+def test_a_bad_previews_mode_names_the_key_and_the_file(tmp_path: Path, written: str) -> None:
+    from imgsearchd.config import ConfigError, load_config
+
+    path = tmp_path / "imgsearchd.toml"
+    path.write_text(f"[images]\npreviews = {written}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(path) in str(error.value) and "images.previews" in str(error.value)
+
+
+def test_a_reload_changes_the_mode_live(tmp_path: Path, picture: Image.Image, efficientnet: Any) -> None:
+    """SIGHUP's ``apply_live`` hands the running pipeline the new mode: the next file is decoded by it."""
+    from imgsearchd.config import load_config
+    from imgsearchd.service.reload import apply_live
+
+    settings = tmp_path / "imgsearchd.toml"
+    settings.write_text('[images]\npreviews = "fast"\n')
+    config = load_config(settings)
+    first, second = tmp_path / "first.jpg", tmp_path / "second.jpg"
+    first.write_bytes(camera_jpeg(picture, mpf_preview=PREVIEW))  # 320: covers EfficientNet's 224, under twice it
+    second.write_bytes(camera_jpeg(picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT), mpf_preview=PREVIEW))
+    with (
+        Catalog(tmp_path / "catalog.sqlite3") as catalog,
+        Pipeline(catalog, {"efficientnet": efficientnet}, ImageLimits.from_config(config.images)) as pipeline,
+    ):
+        pipeline.process([str(first)])
+        assert previews.counts.snapshot() == {"used: JPEG MPF preview": 1}
+        settings.write_text('[images]\npreviews = "faithful"\n')
+        new = config.reload()
+        apply_live(new, ImageLimits.from_config(new.images), pipeline, None, [])
+        previews.counts.clear()
+        pipeline.process([str(second)])
+        assert previews.counts.snapshot() == {"declined: under 2x the decode side": 1}
+
+
+def test_faithful_mode_declines_a_coarsely_coded_preview(picture: Image.Image) -> None:
+    """Large enough but at JPEG quality 75 (as phones' EXIF thumbnails): "faithful" decodes the
+    primary (q75 previews twice the side: cosine 0.984 mean, 0.89 min on real photos), "fast"
+    takes it; the same size at quality 90 is taken."""
+    coarse = camera_jpeg(picture, mpf_preview=PREVIEW, preview_quality=75)
+    got = decode(coarse, SIDE)
+    assert previews.counts.snapshot() == {"declined: quality under 90": 1}
+    assert np.array_equal(np.asarray(got), np.asarray(_full(coarse)))
+    previews.counts.clear()
+    decode(coarse, SIDE, ImageLimits(previews="fast"))
+    decode(camera_jpeg(picture, mpf_preview=PREVIEW, preview_quality=90), SIDE)
+    assert previews.counts.snapshot() == {"used: JPEG MPF preview": 2}
+
+
+def test_the_preview_is_sized_as_the_primarys_own_decode(picture: Image.Image) -> None:
+    """The 480x320 preview becomes the 300x200 that the 1200x800 primary's draft (1/4) gives for
+    160, not 240x160 (halved): the model resamples both pictures alike; turned, it is 200x300."""
+    assert decode(camera_jpeg(picture, mpf_preview=PREVIEW), SIDE).size == (300, 200)
+    turned = camera_jpeg(picture, mpf_preview=PREVIEW, orientation=8)
+    assert decode(turned, SIDE).size == _full(turned).size == (200, 300)
+    assert _used() == {"used: JPEG MPF preview": 2}
+
+
+def test_a_preview_smaller_than_the_primarys_decode_is_not_enlarged(picture: Image.Image) -> None:
+    """ "fast" mode takes a 240x160 preview for 160 as it is: the primary's decode (300x200) is larger."""
+    data = camera_jpeg(picture, mpf_preview=(240, 160))
+    assert decode(data, SIDE, ImageLimits(previews="fast")).size == (240, 160)
+    assert _used() == {"used: JPEG MPF preview": 1}
+
+
+def test_a_coarse_exif_thumbnail_hands_on_to_a_good_mpf_preview(picture: Image.Image) -> None:
+    """A q50 EXIF thumbnail large enough for "faithful" is declined for its quality, and the
+    larger MPF preview after it (q95) is still tried and used."""
+    data = camera_jpeg(picture, exif_thumbnail=PREVIEW, exif_quality=50, mpf_preview=(600, 400), preview_quality=95)
+    decode(data, SIDE)
+    assert previews.counts.snapshot() == {"used: JPEG MPF preview": 1}
+    previews.counts.clear()
+    decode(camera_jpeg(picture, exif_thumbnail=PREVIEW, exif_quality=50), SIDE)
+    assert previews.counts.snapshot() == {"declined: quality under 90": 1}  # it was declined for its quality
+
+
+def _retabled(data: bytes, table: int, renumber: bool) -> bytes:
+    """The file with its last JPEG's (the preview's) first component reading quantisation table
+    ``table``; ``renumber``: that JPEG's table 0 is stored under that id too (a valid file)."""
+    out = bytearray(data)
+    at = bytes(out).rindex(b"\xff\xd8\xff") + 2
+    while out[at + 1] != 0xDA:
+        (length,) = struct.unpack_from(">H", out, at + 2)
+        if out[at + 1] == 0xDB and renumber:
+            entry = at + 4
+            while entry < at + 2 + length:
+                precision = out[entry] >> 4
+                if out[entry] & 15 == 0:
+                    out[entry] = precision << 4 | table
+                entry += 1 + 64 * (precision + 1)
+        elif out[at + 1] in (0xC0, 0xC1, 0xC2):
+            out[at + 12] = table  # the first component's table id (after P, Y, X, Nf, its id and sampling)
+        at += 2 + length
+    return bytes(out)
+
+
+def test_the_quality_is_read_off_the_luminance_components_own_table(picture: Image.Image) -> None:
+    """A preview whose luminance table is stored as id 2 reads as its quality (95: used); one whose
+    luminance component names a table the file lacks is declined as unreadable, not as coarse."""
+    data = camera_jpeg(picture, mpf_preview=PREVIEW, preview_quality=95)
+    got = decode(_retabled(data, 2, renumber=True), SIDE)
+    assert previews.counts.snapshot() == {"used: JPEG MPF preview": 1}
+    assert _difference(got, _full(data)) < 3.0
+    previews.counts.clear()
+    decode(_retabled(data, 3, renumber=False), SIDE)
+    assert previews.counts.snapshot() == {"declined: quality unreadable": 1}
