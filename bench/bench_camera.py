@@ -424,14 +424,19 @@ class E2E:
     used: dict[str, dict[str, int]]  # mode -> what the full set decoded
 
 
+def used_source() -> str:
+    """What the last ``images.decode`` since ``previews.counts.clear()`` took: a preview's kind, or "primary"."""
+    used = [k.removeprefix("used: ") for k in previews.counts.snapshot() if k.startswith("used: ")]
+    return used[0] if used else "primary"
+
+
 def sources(paths: list[str], side: int, mode: str) -> dict[str, int]:
-    """What ``images.decode`` takes for each file in a mode: "used: <preview>" counts, or "primary"."""
+    """What ``images.decode`` takes for each file in a mode: how many from each preview kind, or "primary"."""
     found: dict[str, int] = {}
     for path in paths:
         previews.counts.clear()
         images.decode(Path(path).read_bytes(), side, ImageLimits(previews=mode))
-        used = [k.removeprefix("used: ") for k in previews.counts.snapshot() if k.startswith("used: ")]
-        source = used[0] if used else "primary"
+        source = used_source()
         found[source] = found.get(source, 0) + 1
     previews.counts.clear()
     return found
@@ -610,8 +615,7 @@ def measure_real(folder: Path, repeats: int) -> list[RealRow]:
                     start = time.process_time()
                     picture = images.decode(data, side, ImageLimits(previews=mode))
                     spent.append(time.process_time() - start)
-                used = [k.removeprefix("used: ") for k in previews.counts.snapshot() if k.startswith("used: ")]
-                ms[mode], source[mode] = min(spent) * 1e3, used[0] if used else "primary"
+                ms[mode], source[mode] = min(spent) * 1e3, used_source()
                 pictures.append(picture)
             with Image.open(path) as im:
                 size = im.size
