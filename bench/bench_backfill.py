@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = make_set(folder, args.files, SMALL_SIZES, 3.0, 4321)
     for path in paths:  # read once: every variant sees a warm page cache
         Path(path).read_bytes()
-    settings = {"device": "cpu", "batch_size": args.batch_size, "precision": "fp32"}
+    settings = {"device": "cpu", "engine": "torch", "batch_size": args.batch_size, "precision": "fp32"}
     extractor = extractors.create("efficientnet", settings)
     run_index(extractor, paths[: min(8, len(paths))], Path(tempfile.mkdtemp()))  # warm-up: kernels, allocator
     load_before = os.getloadavg()

@@ -33,7 +33,7 @@ Sections (``--sections``):
    process (``Pipeline`` with thumbnails, as the CLI) in each ``[images] previews`` mode
    (``ImageLimits(previews=...)``; "fast" only where it decodes other pictures than "faithful").
    EfficientNet-Lite0 real weights and CLIP ViT-B-32 random weights (``pretrained = "none"``),
-   both at ``precision = "auto"``.
+   both at ``precision = "auto"`` on torch (``engine = "torch"``).
 3. **quality**: reduced against full decode, EfficientNet-Lite0 real weights fp32: the cosine of
    each original's two vectors, and copy-detection recall@1 with the originals indexed from
    each decode; queries are edited copies (``bench_retrieval.TRANSFORMS``, small JPEGs), among
@@ -96,7 +96,8 @@ from imgsearchd.media.thumbnails import ThumbnailStore  # noqa: E402
 from imgsearchd.store.catalog import Catalog  # noqa: E402
 
 DATA_VERSION = 1
-MODELS = {"efficientnet": {}, "clip": {"pretrained": "none"}}
+# torch: what these tables measure (bench_engines.py compares OpenVINO); also in the CLI runs' settings files
+MODELS = {"efficientnet": {"engine": "torch"}, "clip": {"pretrained": "none", "engine": "torch"}}
 TARGETS = {("efficientnet", "phone-jpeg"): 0.5, ("clip", "phone-jpeg"): 0.9, ("clip", "phone-heic"): 0.6}
 STAGES = (
     "read",
@@ -526,7 +527,7 @@ def measure_quality(
     sets: dict[str, PictureSet], count: int, copies: int, distractors: int, workdir: Path, seed: int
 ) -> list[dict[str, object]]:
     """Per kind: cosine of reduced vs full vectors, recall@1 of copies against each index."""
-    model = extractors.create("efficientnet", {"precision": "fp32", "device": "cpu"})
+    model = extractors.create("efficientnet", {"precision": "fp32", "device": "cpu", "engine": "torch"})
     side = model.decode_side
     others = np.zeros((0, model.dim), dtype=np.float32)
     if distractors:
@@ -599,7 +600,7 @@ def measure_real(folder: Path, repeats: int) -> list[RealRow]:
     """Every JPEG and HEIC under ``folder`` decoded in each ``[images] previews`` mode: CPU ms
     (``time.process_time``, the least of ``repeats``: libheif decodes on threads of its own),
     the source, the cosine to the full decode (EfficientNet-Lite0 real weights, fp32)."""
-    model = extractors.create("efficientnet", {"precision": "fp32", "device": "cpu"})
+    model = extractors.create("efficientnet", {"precision": "fp32", "device": "cpu", "engine": "torch"})
     side = model.decode_side
     rows = []
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in REAL_SUFFIXES and p.is_file()):

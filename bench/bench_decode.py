@@ -198,7 +198,7 @@ def cosine(sets: dict[str, list[str]]) -> None:
     """EfficientNet-Lite0 (real weights) vectors of the old and new tensors: the smallest cosine."""
     from imgsearchd import extractors
 
-    extractor = extractors.create("efficientnet", {"device": "cpu", "batch_size": 16})
+    extractor = extractors.create("efficientnet", {"device": "cpu", "engine": "torch", "batch_size": 16})
     side, crop, tensorisers = pipelines("efficientnet")
     pictures = []
     for photo in base_photos():

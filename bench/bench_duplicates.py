@@ -191,7 +191,9 @@ def make_draws(args: argparse.Namespace, costs: Costs) -> tuple[list[Draw], int]
 
     scene_list = scenes((Image.fromarray(p.load()) for p in photo_sources()), limit=args.scenes)
     extractors = {
-        precision: create("efficientnet", {"device": "cpu", "precision": precision, "batch_size": args.batch_size})
+        precision: create(
+            "efficientnet", {"device": "cpu", "engine": "torch", "precision": precision, "batch_size": args.batch_size}
+        )
         for precision in args.precisions.split(",")
     }
     lowest = min(float(f) for f in args.floors.split(","))

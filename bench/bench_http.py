@@ -129,7 +129,7 @@ def main() -> None:
         (root / "c.toml").write_text(
             f"[server]\nport = {port}\n"
             f'[index]\ndata_dir = "{root / "data"}"\nextractors = ["clip"]\nfallback_extractor = ""\n'
-            f'[extractors.clip]\npretrained = "none"\ndevice = "cpu"\n'
+            f'[extractors.clip]\npretrained = "none"\ndevice = "cpu"\nengine = "torch"\n'
         )
         log = open(root / "daemon.log", "w")  # noqa: SIM115 (closed once the daemon stopped); a pipe nobody reads stops it once full
         proc = subprocess.Popen(

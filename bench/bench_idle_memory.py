@@ -52,7 +52,7 @@ CASES: dict[str, dict[str, dict[str, object]]] = {
     "clip-fallback": {"index": {"extractors": ["clip"], "fallback_extractor": "efficientnet"}},
     "clip-random": {
         "index": {"extractors": ["clip"], "fallback_extractor": ""},
-        "extractors.clip": {"pretrained": "none", "device": "cpu"},
+        "extractors.clip": {"pretrained": "none", "device": "cpu", "engine": "torch"},
     },
 }
 CUDA_LIBRARY = re.compile(

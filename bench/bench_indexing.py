@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     loader_threads_used = 0
     variants = ["forward", "e2e", "naive"]
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        settings: dict[str, object] = {"device": "cpu", "batch_size": args.batch_size}
+        settings: dict[str, object] = {"device": "cpu", "engine": "torch", "batch_size": args.batch_size}
         if name == "clip":
             settings["pretrained"] = "none"
         extractor = extractors.create(name, settings)

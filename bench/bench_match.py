@@ -114,7 +114,7 @@ def embed_all(ms: MatchSet, args: argparse.Namespace) -> list[Embedded]:
     specs += [(name, "fp32", randoms[name], False) for name in args.random.split(",") if name]
     out = []
     for name, precision, extra, real in specs:
-        settings = {"device": "cpu", "precision": precision, "batch_size": args.batch_size, **extra}
+        settings = {"device": "cpu", "engine": "torch", "precision": precision, "batch_size": args.batch_size, **extra}
         extractor = create(name, settings)
         t0 = time.monotonic()
         library = _unit(extractor.embed_images(ms.library))
@@ -459,7 +459,9 @@ def service_check(ms: MatchSet, runs: list[tuple[Embedded, list[Answer]]], queri
         for k, picture in enumerate(ms.library):
             picture.save(root / "library" / f"{k}.png")  # lossless: the daemon embeds the same pixels
         config = server_config(
-            root, server={"allowed_roots": [str(root)]}, **{"extractors.efficientnet": {"precision": "fp32"}}
+            root,
+            server={"allowed_roots": [str(root)]},
+            **{"extractors.efficientnet": {"precision": "fp32", "engine": "torch"}},
         )
         with live_server(config) as live:
             status, job = live.get("/add", image=str(root / "library"))

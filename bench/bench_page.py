@@ -229,7 +229,7 @@ def main() -> None:
             f'[server]\nport = {port}\nallowed_roots = ["{root}"]\n'
             f'[index]\ndata_dir = "{root / "data"}"\nextractors = ["clip"]\nfallback_extractor = ""\n'
             f'kind = "{args.kind}"\n'
-            f'[extractors.clip]\npretrained = "none"\ndevice = "cpu"\n'
+            f'[extractors.clip]\npretrained = "none"\ndevice = "cpu"\nengine = "torch"\n'
             f'[watch]\ndirectories = ["{root / "photos"}"]\n'
         )
         with open(root / "daemon.log", "w") as log:

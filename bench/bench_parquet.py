@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = make_set(Path(args.data_dir) / f"vectors-io-{args.files}", args.files, SMALL_SIZES, 3.0, args.seed)
     for path in paths:
         Path(path).read_bytes()  # a warm page cache for every variant
-    extractor = extractors.create(NAME, {"device": "cpu", "batch_size": args.batch_size})
+    extractor = extractors.create(NAME, {"device": "cpu", "engine": "torch", "batch_size": args.batch_size})
     expected = {NAME: (extractor.model_id, extractor.dim)}
     load_before = os.getloadavg()
     times: dict[str, list[float]] = {"index": [], "export": [], "ours": [], "known": [], "read": []}

@@ -3,8 +3,9 @@
 For each extractor this measures, back to back and rotating the order between repeats:
 
 * **round-1**: fp32, the plain eager model (NCHW, batch norms separate): what indexing ran before;
-* **new**: the extractor exactly as the daemon loads it (``precision = "auto"``: chosen for this
-  CPU and checked against fp32 at load; convolutional models channels-last, batch norms folded);
+* **new**: the extractor as the daemon loads it on torch (``engine = "torch"``, ``precision = "auto"``:
+  chosen for this CPU and checked against fp32 at load; convolutional models channels-last, batch
+  norms folded; bench_engines.py compares torch with OpenVINO);
 * **ORT** (CLIP only, ``--ort``): the same image tower exported to ONNX and run by ONNX Runtime
   fp32 (bench/ort_clip.py), the engine Immich's machine-learning service uses;
 * optionally other explicit precisions (``--also bf16,int8``) for the forward table.
@@ -70,7 +71,8 @@ def plain_model(name: str) -> torch.nn.Module:
 
 def make(name: str, variant: str, batch_size: int) -> Extractor:
     """One variant of an extractor: round-1, new (auto), ort, or an explicit precision."""
-    settings = {"device": "cpu", "batch_size": batch_size, **SETTINGS[name]}
+    # torch, every variant: round-1 swaps in the plain torch model, which OpenVINO would not run
+    settings = {"device": "cpu", "engine": "torch", "batch_size": batch_size, **SETTINGS[name]}
     if variant == "round-1":
         extractor = extractors.create(name, {**settings, "precision": "fp32"})
         if extractor.channels_last:

@@ -420,7 +420,10 @@ def make_extractor(spec: Spec, batch_size: int) -> extractors.Extractor:
     """The daemon's own extractor for ``spec``: ``preprocess`` and ``precision`` as the config sets them
     (the precision checked against fp32 at load, as the daemon does)."""
     mode = "letterbox" if spec.variant == "letterbox-black" else spec.variant
-    settings = {"device": "cpu", "batch_size": batch_size, "precision": spec.precision, "preprocess": mode}
+    # torch: a precision here is torch's (OpenVINO's are in bench_engines.py), and emulated_vectors
+    # and diagnose read the torch model
+    settings = {"device": "cpu", "engine": "torch", "batch_size": batch_size, "precision": spec.precision}
+    settings["preprocess"] = mode
     ext = extractors.create(spec.model, {**settings, **dict(spec.settings)})
     if spec.variant == "letterbox-black":
         box = ext._transform  # type: ignore[attr-defined]

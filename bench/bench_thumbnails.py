@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     for paths in (*sets.values(), route_paths):
         for path in paths:
             Path(path).read_bytes()  # a warm page cache for every variant
-    settings: dict[str, Any] = {"device": "cpu", "batch_size": args.batch_size}
+    settings: dict[str, Any] = {"device": "cpu", "engine": "torch", "batch_size": args.batch_size}
     if args.model == "clip":
         settings["pretrained"] = "none"
     extractor = extractors.create(args.model, settings)
@@ -269,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     indexing = bench_indexing(extractor, sets, args.repeats, data_dir)
     if args.model != "efficientnet":  # the served daemon runs efficientnet (tests/helpers.server_config)
         del extractor
-        extractor = extractors.create("efficientnet", {"device": "cpu", "batch_size": args.batch_size})
+        extractor = extractors.create(
+            "efficientnet", {"device": "cpu", "engine": "torch", "batch_size": args.batch_size}
+        )
     route = bench_route(extractor, route_paths, args.clients, data_dir, args.rounds)
     scan_seconds, scanned = bench_scan(args.scan, data_dir) if args.scan else (0.0, 0)
     load_after = os.getloadavg()

@@ -89,7 +89,7 @@ def bench_latency(work: Path, drops: int, side: int) -> dict[str, object]:
         work / "imgsearchd.toml",
         {
             "index": {"data_dir": str(work / "data"), "extractors": ["efficientnet"], "fallback_extractor": ""},
-            "extractors.efficientnet": {"device": "cpu"},
+            "extractors.efficientnet": {"device": "cpu", "engine": "torch"},
             "watch": {"directories": [str(folder)]},
         },
     )

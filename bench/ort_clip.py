@@ -41,7 +41,7 @@ DEFAULT_CACHE = Path(tempfile.gettempdir()) / "imgsearchd-bench-data" / "onnx"
 EXPORT_VERSION = 1  # bump when the way the file is exported changes: old cached files are then ignored
 INPUT, OUTPUT = "image", "embedding"
 MIN_COSINE = 0.9999
-TORCH_SETTINGS = {"device": "cpu", "pretrained": "none", "batch_size": 32, "precision": "fp32"}
+TORCH_SETTINGS = {"device": "cpu", "engine": "torch", "pretrained": "none", "batch_size": 32, "precision": "fp32"}
 
 
 class _ImageTower(torch.nn.Module):

@@ -228,6 +228,7 @@ class ExtractorSettings(_Section):
     device: str = setting("auto", "auto = CUDA when present, else CPU; cpu, cuda or cuda:N", _device)
     batch_size: int = setting(32, "pictures per forward pass", _positive)
     precision: str = setting("auto", "auto, fp32, bf16, int8 or fp16 (CUDA)", _precision)
+    engine: str = setting("auto", "auto (fastest that passes), torch or openvino", _one_of("auto", "torch", "openvino"))
     duplicate_threshold: float = setting(0.9, _DUPLICATES, _cosine)  # each model's: DUPLICATE_THRESHOLDS
     similar_threshold: float = setting(0.85, _SIMILAR, _cosine)  # each model's: SIMILAR_THRESHOLDS
     preprocess: str = setting("auto", "auto (= squash), letterbox, squash or crop: the framing", _preprocess)
@@ -392,8 +393,7 @@ class Config:
         if real is None:
             real = os.path.realpath(root)
             if os.path.exists(root):
-                # The first one kept wins: a thread that resolved just after a swap must not
-                # replace what another kept just before it (seen under load in CI).
+                # The first kept wins: one resolved just after a swap never replaces one kept before it (CI).
                 real = self._resolved.setdefault(root, real)
         return real
 

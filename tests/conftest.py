@@ -92,6 +92,7 @@ def clip_random() -> Any:
 
     # fp32: mechanics tests compare its vectors exactly (test_precision covers int8 and bf16)
     settings = {"model": "ViT-B-32", "pretrained": "none", "device": "cpu", "batch_size": 4, "precision": "fp32"}
+    settings["engine"] = "torch"
     return create("clip", settings)
 
 
@@ -99,7 +100,9 @@ def clip_random() -> Any:
 def resnet_random() -> Any:
     from imgsearchd.extractors import create
 
-    return create("resnet", {"weights": "none", "device": "cpu", "batch_size": 4, "precision": "fp32"})
+    return create(
+        "resnet", {"weights": "none", "device": "cpu", "batch_size": 4, "precision": "fp32", "engine": "torch"}
+    )
 
 
 @pytest.fixture

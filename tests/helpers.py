@@ -30,7 +30,8 @@ from imgsearchd.service import Service
 REPO = Path(__file__).resolve().parent.parent
 # The offline extractor as the tests run it. fp32 on purpose: ``auto`` is bf16 on a CPU with
 # avx512_bf16 and fp32 on one without, and tests compare vectors exactly across processes.
-EFFICIENTNET_FP32: dict[str, Any] = {"device": "cpu", "batch_size": 8, "precision": "fp32"}
+# torch: the fixtures compare vectors exactly and start many daemons (test_engines.py runs OpenVINO).
+EFFICIENTNET_FP32: dict[str, Any] = {"device": "cpu", "batch_size": 8, "precision": "fp32", "engine": "torch"}
 
 T = TypeVar("T")
 

@@ -142,7 +142,8 @@ def test_every_package_folder_is_installed() -> None:
     packages = set(
         tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]
     )
-    folders = {module_name(p) for p in SOURCE.rglob("__init__.py")} | {"imgsearchd.api.web"}  # web: the page's files
+    data = {"imgsearchd.api.web", "imgsearchd.extractors.calibration_photos"}  # the page's files, the shipped photos
+    folders = {module_name(p) for p in SOURCE.rglob("__init__.py")} | data
     assert packages == folders
 
 

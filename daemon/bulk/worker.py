@@ -19,9 +19,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -78,7 +80,12 @@ class FileEmbedder:
 
         from ..extractors import create
 
-        self.extractors: dict[str, Extractor] = {name: create(name, s) for name, s in settings.items()}
+        # OpenVINO's converted models: in the worker machine's own cache (the daemon's data folder is not there).
+        home = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+            os.environ.get("HOME") or tempfile.gettempdir(), ".cache"
+        )
+        cache = Path(home) / "imgsearchd" / "models"
+        self.extractors: dict[str, Extractor] = {name: create(name, s, cache) for name, s in settings.items()}
         self.limits = limits
         self.roots = list(roots) if roots is not None else None
         self.known = known  # sorted array of content hashes (bytes, "S32")

@@ -360,6 +360,7 @@ def _search_local(args: argparse.Namespace, config: Config, parts: list[QueryPar
         print(f"imgsearchd: {DataFolderBusy(config.data_dir, holder)}; search it without --local", file=sys.stderr)
         return EXIT_BUSY
     from ..errors import DomainError
+    from ..extractors import models_dir
     from ..media.limits import ImageLimits
     from ..paths import normalise_path
     from ..search import run
@@ -379,7 +380,9 @@ def _search_local(args: argparse.Namespace, config: Config, parts: list[QueryPar
     request = SearchRequest(None, args.limit, args.max_distance, scope, min_match=args.min_match)
     limits = ImageLimits.from_config(config.images)
     with Catalog(config.catalog_path) as catalog, contextlib.ExitStack() as opened:
-        for note in use_serving_models(catalog, loaded):  # a model change under way: the old model answers
+        for note in use_serving_models(
+            catalog, loaded, models_dir(config)
+        ):  # a model change under way: the old model answers
             print(f"imgsearchd: {note}", file=sys.stderr)
 
         def index(name: str) -> ExtractorIndex:  # opens the snapshot (or builds it) once asked, closes it after

@@ -18,12 +18,12 @@ def load_extractors(
     """The configured extractors (or ``names``) with the configured fallback (or ``fallback``;
     "" for none), or None after saying why they cannot load."""
     # Imported here: torch takes seconds to import, and the thin clients never need it.
-    from ..extractors import ModelUnavailableError, load
+    from ..extractors import ModelUnavailableError, load, models_dir
 
     wanted = list(config.index.extractors) if names is None else names
     stand_in = config.index.fallback_extractor if fallback is None else fallback
     try:
-        return load(wanted, stand_in, config.extractor)
+        return load(wanted, stand_in, config.extractor, models_dir(config))
     except ModelUnavailableError as exc:
         print(f"imgsearchd: {exc}", file=sys.stderr)
         return None

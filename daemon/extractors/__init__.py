@@ -1,7 +1,7 @@
 """Feature extractors: one file per model behind one small interface (see ``base``)."""
 
 from .base import Extractor, ModelUnavailableError, TextNotSupportedError
-from .registry import Fallback, LoadedExtractors, create, load
+from .registry import Fallback, LoadedExtractors, create, load, models_dir
 
 __all__ = [
     "Extractor",
@@ -11,4 +11,5 @@ __all__ = [
     "TextNotSupportedError",
     "create",
     "load",
+    "models_dir",
 ]

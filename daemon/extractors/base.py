@@ -123,13 +123,14 @@ class Extractor(ABC):
     Subclasses set ``name``, ``dim``, ``model_id``, ``decode_side`` (the shorter side
     the loader should decode to), ``preprocess_mode`` (the framing: framing.py; part of
     ``model_id``), build ``self.model`` (fp32, eval) and implement
-    ``preprocess`` and ``_image_features``. ``use_precision`` (called by ``registry.create``)
-    then picks the precision the model runs in and checks it against fp32.
+    ``preprocess`` and ``_image_features``. ``registry.create`` then picks the engine and
+    precision the model runs in and checks them against fp32 (engines.settle; ``use_precision``
+    for torch alone).
     ``forward_passes`` and ``images_embedded`` count the work done (for stats and tests).
     """
 
     name: str = ""
-    model: Any  # the torch module (fp32 until use_precision converts it)
+    model: Any  # the torch module (fp32 until converted at load; None once OpenVINO runs it: engines.py)
     dim: int = 0
     model_id: str = ""
     decode_side: int = 224
@@ -145,6 +146,9 @@ class Extractor(ABC):
     # Why a text query is refused: set by ``registry.load`` when this model stands in for a
     # configured one (CLIP) that could not load, to say so and point at the advice.
     text_refusal_note: str = ""
+    # The model on OpenVINO (openvino_run.OpenVinoModel) when engines.py chose it; then it embeds
+    # (and encodes texts) and the torch ``model`` is let go.
+    openvino: Any = None
 
     def __init__(self, settings: ExtractorSettings) -> None:
         """Device and batch size from the extractor's config section."""
@@ -167,10 +171,25 @@ class Extractor(ABC):
         """Raw text features of ``model``, for extractors with a text encoder."""
         raise TextNotSupportedError(self.text_refusal)
 
+    def _tokens(self, texts: Sequence[str]) -> torch.Tensor:
+        """Texts as the text encoder's token ids (the input of its OpenVINO model)."""
+        raise TextNotSupportedError(self.text_refusal)
+
+    def _text_module(self) -> torch.nn.Module:
+        """The fp32 text encoder as a module of token ids, for conversion (openvino_build.py)."""
+        raise TextNotSupportedError(self.text_refusal)
+
     @property
     def text_refusal(self) -> str:
         """The answer to a text query for a model without a text encoder."""
         return f"the {self.name} extractor has no text encoder: {self.text_refusal_note or _TEXT_NEEDS}"
+
+    def weight_bytes(self) -> int:
+        """The memory the model's weights hold: OpenVINO's compiled parts, or torch's parameters and buffers."""
+        if self.openvino is not None:
+            return int(self.openvino.weight_bytes)
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        return int(sum(t.numel() * t.element_size() for t in tensors))
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Raw features for a batch already on the device, in the model's dtype and layout."""
@@ -184,7 +203,8 @@ class Extractor(ABC):
     def embed(self, batch: torch.Tensor) -> np.ndarray:
         """A (N, C, H, W) batch of preprocessed pictures to (N, dim) unit vectors."""
         with self._lock, torch.inference_mode():
-            features = self._forward(self._as_input(batch))
+            runs_openvino = self.openvino is not None
+            features = self.openvino.image(batch) if runs_openvino else self._forward(self._as_input(batch))
             features = torch.nn.functional.normalize(features.float(), dim=-1)
             self.forward_passes += 1
             self.images_embedded += int(batch.shape[0])
@@ -203,7 +223,10 @@ class Extractor(ABC):
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts to unit vectors comparable with this extractor's image vectors."""
         with self._lock, torch.inference_mode():
-            features = self._text_features(self.model, texts)
+            if self.openvino is not None and self.openvino.text_part is not None:
+                features = self.openvino.text(self._tokens(texts))
+            else:
+                features = self._text_features(self.model, texts)
             features = torch.nn.functional.normalize(features.float(), dim=-1)
         return features.cpu().numpy().astype(np.float32, copy=False)
 
@@ -214,7 +237,8 @@ class Extractor(ABC):
         return torch.float32 if self.fp32_stages else DTYPES[precision]
 
     def use_precision(self, asked: str, min_cosine: float | None = None) -> Precision:
-        """Run the model at the precision ``asked`` for, checked against fp32 (precision.settle)."""
+        """Run the torch model at the precision ``asked`` for, checked against fp32 (precision.settle)."""
+        self.openvino = None
         self.precision = settle(self, asked, min_cosine)
         return self.precision
 

@@ -241,4 +241,12 @@ class ClipExtractor(Extractor):
         return model.encode_image(batch)
 
     def _text_features(self, model: Any, texts: Sequence[str]) -> torch.Tensor:
-        return model.encode_text(self._tokenizer(list(texts)).to(self.device))
+        return model.encode_text(self._tokens(texts).to(self.device))
+
+    def _tokens(self, texts: Sequence[str]) -> torch.Tensor:
+        return self._tokenizer(list(texts))
+
+    def _text_module(self) -> torch.nn.Module:
+        from .openvino_build import Features
+
+        return Features(self.model, lambda model, tokens: model.encode_text(tokens))

@@ -55,15 +55,46 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32, "fp16": torch.float16}
 
 
+# OpenVINO int8's vectors are indexed apart: its model id is the model's with this added (engines.py says why).
+INT8_ID = ":openvino-int8"
+
+
+@dataclass(frozen=True)
+class Option:
+    """An engine and precision to try, and why (engines.py)."""
+
+    engine: str
+    precision: str
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine} {self.precision}"
+
+
+@dataclass(frozen=True)
+class Tried:
+    """One engine and precision tried at load (engines.py): what became of it and what was measured."""
+
+    engine: str
+    precision: str
+    outcome: str  # "kept", "slower", "failed the check", "cannot run: ..."
+    min_cosine: float | None = None
+    mean_cosine: float | None = None
+    seconds: float | None = None  # the check pictures' forward pass, when timed
+
+
 @dataclass(frozen=True)
 class Precision:
-    """The precision a model runs in, what was asked, why, and what the check at load measured."""
+    """The engine and precision a model runs in, what was asked, why, and what the check at load measured."""
 
     used: str
     asked: str
     reason: str
     min_cosine: float | None = None  # smallest cosine to fp32 over the probes
     speedup: float | None = None  # fp32 time / this precision's time on the probes, when timed
+    engine: str = "torch"
+    tried: tuple[Tried, ...] = ()  # every option engines.py tried, in order
 
     @property
     def dtype(self) -> torch.dtype:
@@ -71,14 +102,17 @@ class Precision:
         return DTYPES[self.used]
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        found = asdict(self)
+        found["tried"] = list(found["tried"])  # a JSON list, as /stats gives it
+        return found
 
     def describe(self) -> str:
-        parts = [f"precision {self.used} ({self.reason})"]
+        parts = [f"{self.engine} {self.used} ({self.reason})"]
         if self.min_cosine is not None:
             parts.append(f"min cosine to fp32 {self.min_cosine:.5f}")
         if self.speedup is not None:
-            parts.append(f"{self.speedup:.2f}x fp32")
+            parts.append(f"{self.speedup:.2f}x torch fp32")
+        parts += [f"{t.engine} {t.precision}: {t.outcome}" for t in self.tried if t.outcome != "kept"]
         return "; ".join(parts)
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ..config import ExtractorSettings, validate
+from ..config import Config, ExtractorSettings, validate
 from .advice import Advice, FallbackDict, advise
 from .base import Extractor, ModelUnavailableError
+from .engines import settle
 
 log = logging.getLogger("imgsearchd.extractors")
 
@@ -22,16 +24,22 @@ def _classes() -> dict[str, type[Extractor]]:
     return {"clip": ClipExtractor, "resnet": ResNetExtractor, "efficientnet": EfficientNetExtractor}
 
 
+def models_dir(config: Config) -> Path:
+    """Where OpenVINO's converted models are cached: ``data_dir/models`` (openvino_ir.py)."""
+    return config.data_dir / "models"
+
+
 def extractor_settings(name: str, values: Mapping[str, Any], where: str = "extractor settings") -> ExtractorSettings:
     """An extractor's section from a few keys, the rest defaults (tests, benchmarks), checked as the
     settings file's ``[extractors.NAME]`` is: a ``config.ConfigError`` naming the key (and ``where``)."""
     return validate({"extractors": {name: dict(values)}}, where).extractor(name)
 
 
-def create(name: str, settings: ExtractorSettings | Mapping[str, Any]) -> Extractor:
+def create(name: str, settings: ExtractorSettings | Mapping[str, Any], models_dir: Path | None = None) -> Extractor:
     """Build one extractor by name from its ``[extractors.NAME]`` section; ModelUnavailableError
     when its weights cannot load. A mapping of a few keys (tests, benchmarks) fills in the rest
-    with the defaults, checked as the settings file is (``config.ConfigError`` naming the key)."""
+    with the defaults, checked as the settings file is (``config.ConfigError`` naming the key).
+    ``models_dir``: where OpenVINO's converted models are cached (None: made at every load)."""
     classes = _classes()
     if name not in classes:
         raise ModelUnavailableError(name, f"unknown extractor; known: {', '.join(classes)}")
@@ -39,7 +47,7 @@ def create(name: str, settings: ExtractorSettings | Mapping[str, Any]) -> Extrac
         settings = extractor_settings(name, settings)
     log.info("loading extractor %s", name)
     extractor = classes[name](settings)
-    extractor.use_precision(settings.precision)
+    extractor.precision = settle(extractor, settings.engine, settings.precision, models_dir)
     return extractor
 
 
@@ -72,7 +80,10 @@ class LoadedExtractors:
 
 
 def load(
-    wanted: Sequence[str], fallback: str, settings_for: Callable[[str], ExtractorSettings | Mapping[str, Any]]
+    wanted: Sequence[str],
+    fallback: str,
+    settings_for: Callable[[str], ExtractorSettings | Mapping[str, Any]],
+    models_dir: Path | None = None,
 ) -> LoadedExtractors:
     """Load the wanted extractors in order; replace one that cannot load with the fallback.
 
@@ -85,12 +96,12 @@ def load(
         if name in loaded:
             continue
         try:
-            loaded[name] = create(name, settings_for(name))
+            loaded[name] = create(name, settings_for(name), models_dir)
         except ModelUnavailableError as exc:
             if not fallback or fallback == name or used_fallback is not None:
                 raise
             if fallback not in loaded:
-                loaded[fallback] = create(fallback, settings_for(fallback))
+                loaded[fallback] = create(fallback, settings_for(fallback), models_dir)
             used_fallback = _fell_back(name, fallback, exc, settings_for(name), wanted)
             if name == "clip":
                 loaded[fallback].text_refusal_note = (

@@ -23,10 +23,11 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypedDict
 
 from ..config import Config, ConfigError, ExtractorSettings
-from ..extractors import Extractor, LoadedExtractors, load
+from ..extractors import Extractor, LoadedExtractors, load, models_dir
 from ..extractors.base import ModelUnavailableError, file_fingerprint, legacy_file_fingerprint
 from ..extractors.registry import create, extractor_settings
 from ..store.catalog import Catalog
@@ -35,7 +36,7 @@ from ..timestamps import iso_utc
 
 log = logging.getLogger("imgsearchd.service.model_change")
 
-Load = Callable[[Sequence[str], str, Callable[[str], ExtractorSettings]], LoadedExtractors]
+Load = Callable[[Sequence[str], str, Callable[[str], ExtractorSettings], Path], LoadedExtractors]
 
 # The rate is measured over the last minute of progress: long enough to smooth out the
 # pauses while the indexer has work, short enough to follow a change of pace.
@@ -113,10 +114,8 @@ class Change:
 
 
 def model_bytes(extractor: Extractor) -> int:
-    """The memory a model's weights hold: its parameters and buffers (the bulk of what a second model costs)."""
-    module = extractor.model
-    tensors = [*module.parameters(), *module.buffers()]
-    return int(sum(t.numel() * t.element_size() for t in tensors))
+    """The memory a model's weights hold (the bulk of what a second model costs), on either engine."""
+    return extractor.weight_bytes()
 
 
 def settings_json(config: Config, name: str) -> str:
@@ -169,9 +168,9 @@ def _build_recorded(
         if serving is None or serving.settings is None:
             continue
         try:
-            built[name] = create(name, config.extractor(name))
+            built[name] = create(name, config.extractor(name), models_dir(config))
         except ModelUnavailableError as exc:
-            old, why = _build_old(name, serving)
+            old, why = _build_old(name, serving, models_dir(config))
             if old is None:
                 log.warning("%s: the configured model cannot load (%s), nor the serving one: %s", name, exc.why, why)
                 continue  # the registry's fallback decides
@@ -183,7 +182,11 @@ def _merge(built: dict[str, Extractor], wanted: Sequence[str], config: Config, l
     """The extractors built here and the registry's for the rest, in the configured order."""
     rest = [name for name in wanted if name not in built]
     index = config.index
-    loaded = load(rest, index.fallback_extractor, config.extractor) if rest else LoadedExtractors({}, wanted[0])
+    loaded = (
+        load(rest, index.fallback_extractor, config.extractor, models_dir(config))
+        if rest
+        else LoadedExtractors({}, wanted[0])
+    )
     extractors: dict[str, Extractor] = {}
     for name in [*wanted, *loaded.extractors]:
         if name in built:
@@ -196,7 +199,7 @@ def _merge(built: dict[str, Extractor], wanted: Sequence[str], config: Config, l
     return LoadedExtractors(extractors=extractors, primary=primary, fallback=loaded.fallback)
 
 
-def _build_old(name: str, serving: ModelRow) -> tuple[Extractor | None, str]:
+def _build_old(name: str, serving: ModelRow, models: Path | None) -> tuple[Extractor | None, str]:
     """The serving model built again from its stored settings, or None and why it cannot be."""
     if serving.settings is None:
         return None, (
@@ -205,7 +208,11 @@ def _build_old(name: str, serving: ModelRow) -> tuple[Extractor | None, str]:
             "which holds what is embedded so far"
         )
     try:
-        old = create(name, extractor_settings(name, json.loads(serving.settings), f"the stored settings of {name}"))
+        values = json.loads(serving.settings)
+        # Settings stored before the engine setting (issue 32) ran on torch: built again as they ran.
+        values.setdefault("engine", "torch")
+        stored = extractor_settings(name, values, f"the stored settings of {name}")
+        old = create(name, stored, models)
     except (ModelUnavailableError, ConfigError, ValueError) as exc:
         why = exc.why if isinstance(exc, ModelUnavailableError) else str(exc)
         return None, (
@@ -268,7 +275,7 @@ def _compare(
     catalog.record_model(ModelRow(name, NEXT, extractor.model_id, settings, folder, since))
     change = Change(name, serving.model_id, extractor.model_id, "embedding", since, new=extractor)
     change.new_folder, change.old_folder = folder, serving.folder
-    old, why = _build_old(name, serving)
+    old, why = _build_old(name, serving, models_dir(config))
     if old is None:
         change.error = why
         log.error("%s: %s", name, why)
@@ -304,7 +311,7 @@ def _renamed_legacy(
     return False
 
 
-def use_serving_models(catalog: Catalog, loaded: LoadedExtractors) -> list[str]:
+def use_serving_models(catalog: Catalog, loaded: LoadedExtractors, models: Path | None = None) -> list[str]:
     """For a search without the daemon (``search --local``): answer from the serving model of each
     extractor whose configured model differs (a change under way), built again from its stored
     settings as the daemon does; returns a note for each that cannot be (its search has a gap)."""
@@ -316,7 +323,7 @@ def use_serving_models(catalog: Catalog, loaded: LoadedExtractors) -> list[str]:
         stored = json.loads(serving.settings) if serving.settings else {}
         if _renamed_legacy(catalog, name, serving.model_id, extractor.model_id, stored, serving.settings or ""):
             continue  # the same weights under an id of the old form: renamed, the configured model serves
-        old, why = _build_old(name, serving)
+        old, why = _build_old(name, serving, models)
         if old is None:
             notes.append(f"{name}: a model change is under way, and {why}")
         else:

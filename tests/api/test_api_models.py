@@ -123,7 +123,15 @@ def live(tmp_path_factory, photos, clip_random, efficientnet, watched):
         root,
         server={"allowed_roots": [str(root)], "token": TOKEN, "wrong_tokens_per_minute": 10**6},
         index={"extractors": ["clip", "efficientnet"]},
-        **{"extractors.clip": {"pretrained": "none", "device": "cpu", "batch_size": 4, "precision": "fp32"}},
+        **{
+            "extractors.clip": {
+                "pretrained": "none",
+                "device": "cpu",
+                "batch_size": 4,
+                "precision": "fp32",
+                "engine": "torch",
+            }
+        },
     )
     # the session's real extractors, not a second CLIP load: the daemon is otherwise as configured
     shared = LoadedExtractors({"clip": clip_random, "efficientnet": efficientnet}, "clip")

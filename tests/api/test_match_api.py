@@ -25,7 +25,7 @@ from openapi_checker import OpenApiChecker
 from duplicate_set import scenes
 from helpers import EFFICIENTNET_FP32, Live, cli_here, live_server, server_config, wait_for
 
-CLIP = {"pretrained": "none", "device": "cpu", "batch_size": 4, "precision": "fp32"}
+CLIP = {"pretrained": "none", "device": "cpu", "batch_size": 4, "precision": "fp32", "engine": "torch"}
 DRAWINGS_EACH = 10  # 6 kinds x 10 + 11 photos: a background sample over match_levels.MIN_BACKGROUND (64)
 
 

@@ -72,7 +72,15 @@ def config_for(tmp_path: Path, folder: Path, **efficientnet: Any) -> Path:
         tmp_path,
         server={"allowed_roots": [str(tmp_path)]},
         watch={"directories": [str(folder)]},
-        **{"extractors.efficientnet": {"device": "cpu", "batch_size": 8, "precision": "fp32", **efficientnet}},
+        **{
+            "extractors.efficientnet": {
+                "device": "cpu",
+                "batch_size": 8,
+                "precision": "fp32",
+                "engine": "torch",
+                **efficientnet,
+            }
+        },
     )
 
 
@@ -236,7 +244,15 @@ def test_a_schema_5_catalogue_migrates_and_changes_with_a_gap_it_names(
     config = server_config(
         tmp_path,
         watch={"directories": [str(folder)]},
-        **{"extractors.efficientnet": {"device": "cpu", "batch_size": 8, "precision": "fp32", "preprocess": "crop"}},
+        **{
+            "extractors.efficientnet": {
+                "device": "cpu",
+                "batch_size": 8,
+                "precision": "fp32",
+                "engine": "torch",
+                "preprocess": "crop",
+            }
+        },
     )
     with daemon(config, pace=0.3) as live:
         stats = extractor_stats(live)
@@ -351,7 +367,15 @@ def test_a_switch_that_fails_puts_the_pipeline_back_on_the_serving_model(
         tmp_path,
         server={"allowed_roots": [str(tmp), str(tmp_path)]},
         watch={"directories": [str(folder), str(added)]},
-        **{"extractors.efficientnet": {"device": "cpu", "batch_size": 8, "precision": "fp32", "preprocess": "crop"}},
+        **{
+            "extractors.efficientnet": {
+                "device": "cpu",
+                "batch_size": 8,
+                "precision": "fp32",
+                "engine": "torch",
+                "preprocess": "crop",
+            }
+        },
     )
 
     def drop(name: str, shade: int) -> Path:

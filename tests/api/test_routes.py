@@ -386,7 +386,15 @@ def test_text_search_with_clip(tmp_path, photos, openapi):
     config = server_config(
         tmp_path,
         index={"extractors": ["clip", "efficientnet"]},
-        **{"extractors.clip": {"pretrained": "none", "device": "cpu", "batch_size": 4, "precision": "fp32"}},
+        **{
+            "extractors.clip": {
+                "pretrained": "none",
+                "device": "cpu",
+                "batch_size": 4,
+                "precision": "fp32",
+                "engine": "torch",
+            }
+        },
     )
     checker = openapi
     with live_server(config) as live:

@@ -42,7 +42,15 @@ def setup(tmp_path_factory, photos, clip_random, efficientnet) -> Any:
         root,
         server={"allowed_roots": [str(library)]},
         index={"extractors": ["efficientnet", "clip"]},
-        **{"extractors.clip": {"pretrained": "none", "device": "cpu", "batch_size": 4, "precision": "fp32"}},
+        **{
+            "extractors.clip": {
+                "pretrained": "none",
+                "device": "cpu",
+                "batch_size": 4,
+                "precision": "fp32",
+                "engine": "torch",
+            }
+        },
     )
     shared = LoadedExtractors({"efficientnet": efficientnet, "clip": clip_random}, "efficientnet")
     return config, shared, library, buffer.getvalue()

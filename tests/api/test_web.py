@@ -108,7 +108,14 @@ def worded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     photos.mkdir()
     for name, photo in list(skimage_photos().items())[:3]:
         photo.convert("RGB").save(photos / f"{name}.jpg", "JPEG", quality=90)
-    clip = {"model": "ViT-B-32", "pretrained": "none", "device": "cpu", "batch_size": 4, "precision": "fp32"}
+    clip = {
+        "model": "ViT-B-32",
+        "pretrained": "none",
+        "device": "cpu",
+        "batch_size": 4,
+        "precision": "fp32",
+        "engine": "torch",
+    }
     config = server_config(
         tmp, index={"extractors": ["clip"]}, watch={"directories": [str(photos)]}, **{"extractors.clip": clip}
     )

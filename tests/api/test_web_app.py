@@ -61,7 +61,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     (tmp / "more" / "trip").mkdir(parents=True)
     (tmp / "more" / "work").mkdir()
     crops(tmp / "more" / "trip", 3, start=40)
-    clip = {"model": "ViT-B-32", "pretrained": "none", "device": "cpu", "batch_size": 8, "precision": "fp32"}
+    clip = {
+        "model": "ViT-B-32",
+        "pretrained": "none",
+        "device": "cpu",
+        "batch_size": 8,
+        "precision": "fp32",
+        "engine": "torch",
+    }
     config = server_config(
         tmp,
         index={"extractors": ["efficientnet", "clip"]},

@@ -242,7 +242,7 @@ def changing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     root = tmp_path_factory.mktemp("web-change")
     count = make_library(root / "photos", shots=1, unrelated_each=1)
     sections: dict[str, Any] = {"watch": {"directories": [str(root / "photos")]}}
-    efficientnet = {"device": "cpu", "batch_size": 4, "precision": "fp32"}
+    efficientnet = {"device": "cpu", "batch_size": 4, "precision": "fp32", "engine": "torch"}
     config = server_config(root, **sections, **{"extractors.efficientnet": {**efficientnet, "preprocess": "squash"}})
     with live_server(config) as before:
         wait_indexed(before, count)

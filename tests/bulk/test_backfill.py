@@ -310,7 +310,9 @@ def test_the_backfill_benchmarks_own_parts_run(tmp_path: Path, efficientnet: Any
 def worker() -> Iterator[FileEmbedder]:
     """A Ray Data actor's object, made here as Ray would make it (the constructor's arguments)."""
     settings = {
-        "efficientnet": extractor_settings("efficientnet", {"device": "cpu", "batch_size": 8, "precision": "fp32"})
+        "efficientnet": extractor_settings(
+            "efficientnet", {"device": "cpu", "batch_size": 8, "precision": "fp32", "engine": "torch"}
+        )
     }
     made = FileEmbedder(settings, ImageLimits(), None, np.array([], dtype="S32"), threads=2)
     yield made

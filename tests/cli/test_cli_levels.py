@@ -206,7 +206,7 @@ def changing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Live, P
     root = tmp_path_factory.mktemp("cli-change")
     count = make_library(root / "photos", shots=1, unrelated_each=1)
     watch = {"directories": [str(root / "photos")]}
-    efficientnet = {"device": "cpu", "batch_size": 4, "precision": "fp32"}
+    efficientnet = {"device": "cpu", "batch_size": 4, "precision": "fp32", "engine": "torch"}
     before = server_config(root, watch=watch, **{"extractors.efficientnet": {**efficientnet, "preprocess": "squash"}})
     with live_server(before) as live:
         wait_indexed(live, count)

@@ -111,7 +111,13 @@ def test_clip_text_encoder_matches_image_dimension(clip_random):
 
 
 def test_random_weights_are_reproducible(clip_random, photos):
-    settings = {"pretrained": "none", "device": "cpu", "batch_size": 4, "precision": clip_random.precision.used}
+    settings = {
+        "pretrained": "none",
+        "device": "cpu",
+        "batch_size": 4,
+        "precision": clip_random.precision.used,
+        "engine": "torch",
+    }
     again = create("clip", settings)
     picture = decoded(photos["chelsea"], clip_random)
     assert again.model_id == clip_random.model_id
@@ -159,7 +165,9 @@ def test_clip_missing_checkpoint_file(tmp_path):
 def test_clip_loads_a_local_checkpoint_file(tmp_path, clip_random, photos):
     path = tmp_path / "clip.pt"
     torch.save(clip_random.model.state_dict(), path)
-    loaded = create("clip", {"model": "ViT-B-32", "pretrained": str(path), "device": "cpu", "precision": "fp32"})
+    loaded = create(
+        "clip", {"model": "ViT-B-32", "pretrained": str(path), "device": "cpu", "precision": "fp32", "engine": "torch"}
+    )
     assert loaded.model_id.startswith("clip:ViT-B-32:file:clip.pt:")
     picture = decoded(photos["coffee"], loaded)
     assert np.allclose(loaded.embed_images([picture]), clip_random.embed_images([picture]), atol=1e-5)
@@ -179,13 +187,18 @@ def test_resnet_loads_a_local_pth(tmp_path, resnet_random, photos):
     state["fc.bias"] = torch.zeros(1000)
     path = tmp_path / "resnet50.pth"
     torch.save(state, path)
-    loaded = create("resnet", {"weights": str(path), "device": "cpu", "precision": "fp32"})  # as resnet_random
+    loaded = create(
+        "resnet", {"weights": str(path), "device": "cpu", "precision": "fp32", "engine": "torch"}
+    )  # as resnet_random
     picture = decoded(photos["coffee"], loaded)
     assert np.allclose(loaded.embed_images([picture]), resnet_random.embed_images([picture]), atol=1e-5)
 
 
 def test_fallback_runs_efficientnet_loudly(offline, caplog):
-    settings = {"clip": {"pretrained": "laion2b_s34b_b79k", "device": "cpu"}, "efficientnet": {"device": "cpu"}}
+    settings = {
+        "clip": {"pretrained": "laion2b_s34b_b79k", "device": "cpu"},
+        "efficientnet": {"device": "cpu", "engine": "torch"},
+    }
     with caplog.at_level(logging.WARNING, logger="imgsearchd.extractors"):
         loaded = load(["clip"], "efficientnet", settings.__getitem__)
     assert loaded.primary == "efficientnet" and list(loaded.extractors) == ["efficientnet"]

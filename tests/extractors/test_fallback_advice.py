@@ -28,7 +28,7 @@ def test_a_clip_that_cannot_load_never_imports_open_clip(tmp_path):
         import imgsearchd.extractors.clip as clip
         from imgsearchd.extractors import load
         clip.host_reachable = lambda host, port=443, timeout=3.0: False
-        loaded = load(["clip"], "efficientnet", lambda name: {"device": "cpu", "precision": "fp32"})
+        loaded = load(["clip"], "efficientnet", lambda name: {"device": "cpu", "precision": "fp32", "engine": "torch"})
         assert loaded.primary == "efficientnet", loaded.primary
         assert loaded.fallback.advice.fetch["file"] == "open_clip_model.safetensors"
         print("open_clip" in sys.modules, "open_clip.factory" in sys.modules)

@@ -33,7 +33,14 @@ from served import serve
 pytest.importorskip("transformers", reason="the multilingual extra (pip install '.[multilingual]')")
 
 MODEL = "xlm-roberta-base-ViT-B-32"
-SETTINGS = {"model": MODEL, "pretrained": "none", "device": "cpu", "batch_size": 4, "precision": "fp32"}
+SETTINGS = {
+    "model": MODEL,
+    "pretrained": "none",
+    "device": "cpu",
+    "batch_size": 4,
+    "precision": "fp32",
+    "engine": "torch",
+}
 INSTALL = "pip install 'imgsearchd[multilingual]'"
 QUERIES = {
     "de": "eine Katze schläft auf dem Sofa",
@@ -224,7 +231,7 @@ def test_bf16_keeps_each_languages_text_where_fp32_puts_it(multilingual):
     """bf16 is what ``precision = "auto"`` runs on a CPU with avx512_bf16 or AMX (the run's header
     says whether this one has them; elsewhere oneDNN emulates the same arithmetic, slower): the
     Hugging Face tower converts and passes the check at load like open_clip's own."""
-    bf16 = create("clip", {**SETTINGS, "precision": "bf16"})
+    bf16 = create("clip", {**SETTINGS, "precision": "bf16", "engine": "torch"})
     assert bf16.precision.used == "bf16" and bf16.model_id == multilingual.model_id, bf16.precision
     texts = list(QUERIES.values())
     # bf16 against fp32, cosine of each text's two vectors: 0.99998 measured on a Zen 4 with avx512_bf16

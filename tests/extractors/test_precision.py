@@ -82,7 +82,7 @@ def plain_lite0() -> torch.nn.Module:
 
 def test_fp32_gives_the_vectors_of_the_plain_model(photos):
     """Folding and channels-last only reorder sums: the same vectors to float rounding, same model id."""
-    extractor = create("efficientnet", {"device": "cpu", "precision": "fp32"})
+    extractor = create("efficientnet", {"device": "cpu", "precision": "fp32", "engine": "torch"})
     assert extractor.precision.used == "fp32" and extractor.model_id == "efficientnet_lite0:lite0-57934424:squash"
     batch = torch.stack([extractor.preprocess(p.convert("RGB")) for p in photos.values()])
     with torch.inference_mode():
@@ -130,7 +130,7 @@ def test_bf16_flags_are_a_cpus_own_where_it_has_them(monkeypatch, cpu, path, see
 
 def test_auto_takes_native_bf16_and_search_still_finds_the_same(bf16_cpu, photos, efficientnet):
     assert efficientnet.precision.used == "fp32"  # the reference side, on every CPU
-    fast = create("efficientnet", {"device": "cpu", "batch_size": 8})
+    fast = create("efficientnet", {"device": "cpu", "batch_size": 8, "engine": "torch"})
     assert fast.precision.used == "bf16" and fast.precision.asked == "auto" and bf16_cpu in fast.precision.reason
     assert fast.precision.min_cosine is not None and fast.precision.min_cosine >= precision.MIN_COSINE
     assert fast.model.conv_head.weight.dtype == torch.bfloat16
@@ -169,9 +169,9 @@ def test_fp32_stages_compute_in_fp32_and_hand_bf16_on():
 def test_a_cpu_without_bf16_falls_back_to_fp32_for_convolutions(monkeypatch, caplog):
     monkeypatch.setattr(precision, "cpu_flags", lambda path="/proc/cpuinfo": NO_BF16)
     with caplog.at_level(logging.INFO, logger="imgsearchd.extractors"):
-        slow = create("efficientnet", {"device": "cpu"})
+        slow = create("efficientnet", {"device": "cpu", "engine": "torch"})
     assert slow.precision.used == "fp32" and "no native bf16" in slow.precision.reason
-    assert "precision fp32" in caplog.text
+    assert "torch fp32 (auto: no native bf16" in caplog.text
 
 
 def test_a_conversion_that_breaks_the_model_is_caught_at_load(monkeypatch, caplog, photos, efficientnet):
@@ -187,7 +187,7 @@ def test_a_conversion_that_breaks_the_model_is_caught_at_load(monkeypatch, caplo
 
     monkeypatch.setattr(precision, "convert", broken)
     with caplog.at_level(logging.WARNING, logger="imgsearchd.extractors"):
-        checked = create("efficientnet", {"device": "cpu", "precision": "bf16"})
+        checked = create("efficientnet", {"device": "cpu", "precision": "bf16", "engine": "torch"})
     assert checked.precision.used == "fp32" and checked.precision.asked == "bf16"
     assert efficientnet.precision.used == "fp32"  # the reference the fallback must equal
     assert "failed the check at load" in checked.precision.reason
@@ -199,12 +199,12 @@ def test_a_conversion_that_breaks_the_model_is_caught_at_load(monkeypatch, caplo
 
 # CLIP's int8 mechanics on ViT-S-32 (random weights): the same towers of Linear layers as the default
 # ViT-B-32, a quarter of the arithmetic. The timed check of auto took 5.9 s per load on B-32, 1.5 s here.
-SMALL_CLIP = {"model": "ViT-S-32", "pretrained": "none", "device": "cpu", "batch_size": 4}
+SMALL_CLIP = {"model": "ViT-S-32", "pretrained": "none", "device": "cpu", "batch_size": 4, "engine": "torch"}
 
 
 @pytest.fixture(scope="module")
 def clip_int8():
-    return create("clip", {**SMALL_CLIP, "precision": "int8"})
+    return create("clip", {**SMALL_CLIP, "precision": "int8", "engine": "torch"})
 
 
 def test_clip_int8_covers_both_towers(clip_int8, photos):
@@ -213,7 +213,7 @@ def test_clip_int8_covers_both_towers(clip_int8, photos):
     assert any(name.startswith("visual.") for name, m in clip_int8.model.named_modules() if m in quantised)
     assert any(name.startswith("transformer.") for name, m in clip_int8.model.named_modules() if m in quantised)
     texts = ["a photo of a cat", "a cup of coffee"]
-    reference = create("clip", {**SMALL_CLIP, "precision": "fp32"})
+    reference = create("clip", {**SMALL_CLIP, "precision": "fp32", "engine": "torch"})
     assert np.min(np.sum(clip_int8.encode_text(texts) * reference.encode_text(texts), axis=1)) > 0.99
     pictures = [photos[n].convert("RGB") for n in ("chelsea", "coffee", "rocket")]
     assert np.min(np.sum(clip_int8.embed_images(pictures) * reference.embed_images(pictures), axis=1)) > 0.99

@@ -153,7 +153,9 @@ def test_each_extractor_defaults_to_squash_and_says_so_in_its_model_id(efficient
 
 
 def test_the_model_id_differs_per_preprocess_and_crop_keeps_the_old_one(efficientnet, efficientnet_crop):
-    letterbox = create("efficientnet", {"device": "cpu", "precision": "fp32", "preprocess": "letterbox"})
+    letterbox = create(
+        "efficientnet", {"device": "cpu", "precision": "fp32", "engine": "torch", "preprocess": "letterbox"}
+    )
     ids = {e.preprocess_mode: e.model_id for e in (efficientnet, efficientnet_crop, letterbox)}
     assert ids == {
         "crop": "efficientnet_lite0:lite0-57934424",  # the id before issue 12: such a catalogue stays valid

@@ -211,7 +211,15 @@ def server(tmp_path_factory, photos, clip_random, efficientnet):
         root,
         server={"allowed_roots": [str(photo_root)]},
         index={"extractors": ["clip", "efficientnet"]},
-        **{"extractors.clip": {"pretrained": "none", "device": "cpu", "batch_size": 4, "precision": "fp32"}},
+        **{
+            "extractors.clip": {
+                "pretrained": "none",
+                "device": "cpu",
+                "batch_size": 4,
+                "precision": "fp32",
+                "engine": "torch",
+            }
+        },
     )
     # the session's real extractors, not a second CLIP load (7 s): the daemon is otherwise as configured
     shared = LoadedExtractors({"clip": clip_random, "efficientnet": efficientnet}, "clip")

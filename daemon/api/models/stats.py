@@ -24,14 +24,27 @@ from .answers import Count, DuplicateProgress, Job
 Source = Literal["auto", "config", "unmeasured"]
 
 
+class Tried(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One engine and precision tried at load: kept, slower, failed the check, or cannot run (and why)."""
+
+    engine: Literal["torch", "openvino"]
+    precision: Literal["fp32", "bf16", "int8", "fp16"]
+    outcome: str
+    min_cosine: float | None
+    mean_cosine: float | None
+    seconds: float | None
+
+
 class Precision(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The precision the model runs in, the setting, why, and the check at load against fp32."""
+    """The engine and precision the model runs in, the setting, why, and the check at load against fp32."""
 
     used: Literal["fp32", "bf16", "int8", "fp16"]
     asked: Literal["auto", "fp32", "bf16", "int8", "fp16"]
     reason: str
     min_cosine: float | None
     speedup: float | None
+    engine: Literal["torch", "openvino"]
+    tried: list[Tried]
 
 
 def _d(text: str) -> Meta:

@@ -1,0 +1,181 @@
+"""torch models converted to OpenVINO's format once, cached under the data folder by model id and engine version.
+
+A cached model is a folder ``DATA_DIR/models/NAME-PART-FORM-ID-DIGEST/`` holding ``model.xml`` and
+``model.bin``; ID is a digest of the model id, DIGEST covers the model id, the part (image, the image's fp32 head and its rest,
+text), the weights' form (fp32, int8), the versions of OpenVINO, torch and NNCF (int8) and of the
+calibration pictures: a change of any of them converts again, and the older folders of that
+name, part, form and model id are removed then (another model's stay: a model change runs two). A folder appears whole (written beside, then renamed), so
+two processes converting at once leave one good copy; one that cannot be read is made again.
+
+OpenVINO and NNCF send usage data to Google Analytics unless told otherwise (openvino_telemetry:
+"collected by default", and a conversion or a quantisation is a reported event). A local image
+index must not call out: both libraries fall back to a stub when ``openvino_telemetry`` cannot be
+imported, so ``openvino()`` blocks that import before the first import of either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger("imgsearchd.extractors")
+
+# Bumped when what a cached model holds changes for the same versions (a new cut, new calibration).
+FORMAT = 2  # 2: int8 without SmoothQuant
+
+
+def openvino() -> Any:
+    """The ``openvino`` module, imported with its telemetry (and NNCF's) blocked; ImportError when absent."""
+    if "openvino_telemetry" not in sys.modules:
+        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # `import` raises ImportError
+    import openvino as ov
+
+    return ov
+
+
+@functools.cache
+def core() -> Any:
+    """The process's one OpenVINO ``Core``, kept for its life.
+
+    Measured: two models compiled by two Cores in a test process, used and freed, and the next
+    SIGTERM (the daemon's stop) crashed the process with SIGSEGV in its signal handler. The CPU
+    plugin is unloaded with the last Core; one Core that lives as long as the process keeps it.
+    """
+    return openvino().Core()
+
+
+def nncf() -> Any:
+    """The ``nncf`` module, its telemetry blocked (``openvino()`` first); ImportError when absent."""
+    openvino()
+    import nncf as nncf_module
+
+    return nncf_module
+
+
+@dataclass(frozen=True)
+class Part:
+    """What one cached model is: whose (``name``, ``model_id``), which ``part``, weights ``form``."""
+
+    name: str
+    model_id: str
+    part: str  # "image", "image-head" (the fp32 stages), "image-rest", "text"
+    form: str = "fp32"  # "fp32" or "int8"
+
+    def folder(self, models_dir: Path, calibration: str = "") -> Path:
+        """Where this part is cached: its digest covers everything that changes what is in it."""
+        # The versions read off the installed packages: importing NNCF (scikit-learn and more) for
+        # its version would cost seconds on every load of a cached int8 model.
+        versions = [f"openvino {version('openvino')}", f"torch {torch.__version__}", f"format {FORMAT}"]
+        if self.form == "int8":
+            versions += [f"nncf {version('nncf')}", f"calibration {calibration}"]
+        text = "\n".join([self.model_id, self.part, self.form, *versions])
+        digest = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+        return models_dir / f"{self.prefix}{digest}"
+
+    @property
+    def prefix(self) -> str:
+        """Name, part, form and the model id's digest: a new version of this model replaces the old
+        one; another model id (the old model of a model change) keeps its own."""
+        model = hashlib.blake2b(self.model_id.encode(), digest_size=4).hexdigest()
+        return f"{self.name}-{self.part}-{self.form}-{model}-"
+
+
+def cached(part: Part, models_dir: Path | None, build: Callable[[], Any], calibration: str = "") -> Any:
+    """The part's OpenVINO model: read from the cache, or built (``build``) and written there.
+
+    ``models_dir`` None: built and not kept. A cache that cannot be written (full disk, read-only)
+    costs only the next start's conversion: logged, and the model built is used.
+    """
+    if models_dir is None:
+        return build()
+    folder = part.folder(models_dir, calibration)
+    xml = folder / "model.xml"
+    if xml.is_file():
+        try:
+            return core().read_model(str(xml))
+        except RuntimeError as exc:  # a damaged or truncated file: made again below
+            log.warning("%s: cached %s model %s cannot be read (%s); converting again", part.name, part.part, xml, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+    started = time.perf_counter()
+    model = build()
+    try:
+        _write(model, folder)
+    except (OSError, RuntimeError) as exc:  # save_model says a full or read-only disk with RuntimeError
+        log.warning("%s: cannot cache the %s model in %s (%s); it is made again at the next start", part.name,
+                    part.part, models_dir, exc)  # fmt: skip
+    else:
+        _prune(models_dir, part.prefix, keep=folder.name)
+    log.info(
+        "%s: %s model made for OpenVINO in %.1f s (%s)", part.name, part.part, time.perf_counter() - started, folder
+    )
+    return model
+
+
+def _write(model: Any, folder: Path) -> None:
+    """Save beside the folder, then rename: a reader sees no folder or a whole one."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        # fp32 weights: save_model's default fp16 compression adds its own drift, which under bf16
+        # took EfficientNet's top-10 neighbour overlap with fp32 from 0.949 to 0.925 (BENCHMARKS.md).
+        openvino().save_model(model, str(scratch / "model.xml"), compress_to_fp16=False)
+        try:
+            os.rename(scratch, folder)
+        except OSError:
+            if not (folder / "model.xml").is_file():  # not another process's copy: a real failure
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _prune(models_dir: Path, prefix: str, keep: str) -> None:
+    """Remove the older conversions of the same name, part and form (other versions or weights)."""
+    for old in models_dir.glob(f"{prefix}*"):
+        if old.name != keep and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def convert(module: torch.nn.Module, example: torch.Tensor) -> Any:
+    """A torch module (eval, fp32) as an OpenVINO model, traced with ``example`` (any batch size)."""
+    ov = openvino()
+    with warnings.catch_warnings(), torch.no_grad():
+        # convert_model traces through TorchScript and says so (a FutureWarning per call): nothing to act on here.
+        warnings.simplefilter("ignore")
+        return ov.convert_model(module, example_input=example)
+
+
+def quantised(model: Any, samples: Sequence[np.ndarray], transformer: bool) -> Any:
+    """``model`` with int8 weights and activations (NNCF post-training quantisation) calibrated on ``samples``.
+
+    ``transformer``: NNCF's transformer preset (keeps the softmax and the layer norms in float),
+    without SmoothQuant. On CLIP ViT-B-32 (random weights, 600 real pictures) the preset gave a
+    smaller drift than the defaults, and SmoothQuant off a smaller one still: smallest cosine to
+    fp32 0.996 against 0.949, top-10 neighbour overlap 0.960 against 0.945, 13 s against 19 s.
+    """
+    library = nncf()
+    options: dict[str, Any] = {}
+    if transformer:
+        no_smoothing = library.AdvancedSmoothQuantParameters(matmul=-1)
+        options["model_type"] = library.ModelType.TRANSFORMER
+        options["advanced_parameters"] = library.AdvancedQuantizationParameters(smooth_quant_alphas=no_smoothing)
+    log.info("quantising to int8 on %d calibration pictures (once; 15-40 s on 2 cores)", len(samples))
+    # NNCF draws its progress bars on stdout, where `imgsearchd index --json` writes its answer: stderr.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+        warnings.simplefilter("ignore")
+        return library.quantize(model, library.Dataset(list(samples)), subset_size=len(samples), **options)

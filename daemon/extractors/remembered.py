@@ -1,0 +1,118 @@
+"""The engine and precision timed fastest at a first load, kept beside the converted models for later loads.
+
+Timing every option takes seconds at each start (CLIP: four forward passes of the check pictures,
+three times each), and on a busy machine two close options can swap places from one start to the
+next. So the choice is written once, keyed by what decides it (the model id, the settings, the
+options tried, the torch and OpenVINO versions, the CPU's model, flags and core count); a later
+load builds only the option chosen and checks it against torch fp32 again. A file that cannot be
+read or written costs only a new timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from .precision import INT8_ID, Option, Tried, cpu_flags
+
+if TYPE_CHECKING:
+    from .base import Extractor
+
+log = logging.getLogger("imgsearchd.extractors")
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Choice:
+    """An earlier load's choice: the option, what was tried then, its speed-up, and a note for the reason."""
+
+    option: Option
+    tried: tuple[Tried, ...]
+    speedup: float | None
+    note: str
+
+
+def cpu_model(path: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name (Linux), or "" where it cannot be read."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return ""
+
+
+class Remembered:
+    """The choice file of one extractor with these options on this machine (none without a models folder)."""
+
+    def __init__(self, models_dir: Path | None, extractor: Extractor, options: list[Option]) -> None:
+        self.path: Path | None = None
+        self.options = options
+        if models_dir is None:
+            return
+        from .openvino_ir import openvino
+
+        key = [
+            extractor.model_id.removesuffix(INT8_ID),
+            *(f"{o.engine} {o.precision} {o.reason}" for o in options),
+            f"format {FORMAT}",
+        ]
+        key += [f"torch {torch.__version__}", f"openvino {openvino().__version__}", cpu_model()]
+        key += [f"cores {os.cpu_count()}", " ".join(sorted(cpu_flags()))]
+        digest = hashlib.blake2b("\n".join(key).encode(), digest_size=8).hexdigest()
+        model = hashlib.blake2b(key[0].encode(), digest_size=4).hexdigest()  # another model keeps its own
+        self.path = models_dir / f"{extractor.name}-choice-{model}-{digest}.json"
+
+    def read(self) -> Choice | None:
+        """The earlier choice, or None (no file, or one that does not parse: timed again)."""
+        if self.path is None or not self.path.is_file():
+            return None
+        try:
+            saved = json.loads(self.path.read_text(encoding="utf-8"))
+            option = next(o for o in self.options if [o.engine, o.precision] == saved["option"])
+            tried = tuple(Tried(**entry) for entry in saved["tried"])
+            speedup = saved["speedup"]
+            when = str(saved["when"])
+        except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
+            log.warning("cannot use the engine choice in %s (%s); timing the options again", self.path, exc)
+            return None
+        note = f"; the fastest of those that passed, timed at the first load ({when}), checked again now"
+        return Choice(option, tried, speedup, note)
+
+    def write(self, option: Option, tried: tuple[Tried, ...], speedup: float | None) -> None:
+        """Keep a choice just timed (written beside, then renamed: a reader sees all of it or nothing)."""
+        if self.path is None:
+            return
+        from ..timestamps import iso_utc
+
+        body = {"option": [option.engine, option.precision], "tried": [asdict(t) for t in tried]}
+        body.update(speedup=speedup, when=iso_utc(time.time()))
+        scratch = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, scratch = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+            with os.fdopen(handle, "w", encoding="utf-8") as f:
+                json.dump(body, f, indent=1)
+            os.replace(scratch, self.path)
+            for older in self.path.parent.glob(self.path.name.rsplit("-", 1)[0] + "-*.json"):
+                if older != self.path:  # other versions, settings or CPUs: never read again here
+                    older.unlink(missing_ok=True)
+        except OSError as exc:
+            if scratch is not None:
+                Path(scratch).unlink(missing_ok=True)
+            log.warning("cannot keep the engine choice in %s (%s); the next start times the options again", self.path,
+                        exc)  # fmt: skip
+
+    def forget(self) -> None:
+        """Drop a choice that no longer builds or passes the check (the options are timed again)."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
