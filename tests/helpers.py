@@ -32,6 +32,14 @@ REPO = Path(__file__).resolve().parent.parent
 # avx512_bf16 and fp32 on one without, and tests compare vectors exactly across processes.
 # torch: the fixtures compare vectors exactly and start many daemons (test_engines.py runs OpenVINO).
 EFFICIENTNET_FP32: dict[str, Any] = {"device": "cpu", "batch_size": 8, "precision": "fp32", "engine": "torch"}
+# CLIP ViT-B-32 with seeded random weights, for daemons that need a text tower.
+CLIP_RANDOM_FP32: dict[str, Any] = {
+    "pretrained": "none",
+    "device": "cpu",
+    "batch_size": 4,
+    "precision": "fp32",
+    "engine": "torch",
+}
 
 T = TypeVar("T")
 

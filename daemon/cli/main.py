@@ -270,6 +270,7 @@ def cmd_index(args: argparse.Namespace, config: Config) -> int:
     done["forward_passes"] = sum(e.forward_passes for e in loaded.extractors.values())
     done["extractors"] = {name: e.model_id for name, e in loaded.extractors.items()}
     done["precision"] = {name: e.precision.used for name, e in loaded.extractors.items()}
+    done["engine"] = {name: e.precision.engine for name, e in loaded.extractors.items()}
     if loaded.fallback is not None:
         done["fallback"] = loaded.fallback.as_dict()
     emit(done, args, summary)

@@ -74,7 +74,11 @@ def _extractor_lines(stats: Stats) -> list[str]:
         parts = [
             counted(ex.get("vectors"), "vector"),
             f"{ex.get('mode', '?')} search" + (f", recall@10 {recall:.2f}" if isinstance(recall, float) else ""),
-            f"{ex.get('device', '?')} {(ex.get('precision') or {}).get('used', '')}".strip(),
+            " ".join(
+                str(part)
+                for part in (ex.get("device", "?"), *((ex.get("precision") or {}).get(k) for k in ("engine", "used")))
+                if part
+            ),
             "text and pictures" if ex.get("text") else "pictures only",
         ]
         if ex.get("building"):

@@ -10,6 +10,8 @@ read or written costs only a new timing.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import logging
@@ -20,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from .precision import INT8_ID, Option, Tried, cpu_flags
@@ -34,12 +37,33 @@ FORMAT = 1
 
 @dataclass(frozen=True)
 class Choice:
-    """An earlier load's choice: the option, what was tried then, its speed-up, and a note for the reason."""
+    """An earlier load's choice: the option, what was tried then, its speed-up, a note for the reason,
+    and torch fp32's vectors of the check set then (``wanted``: the check again without torch fp32)."""
 
     option: Option
     tried: tuple[Tried, ...]
     speedup: float | None
     note: str
+    wanted: Reference | None = None
+
+
+# torch fp32's raw vectors of the check set: probes, photos, texts (engines.Vectors).
+Reference = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+
+def _packed(tensor: torch.Tensor | None) -> dict[str, object] | None:
+    if tensor is None:
+        return None
+    data = tensor.detach().float().contiguous().numpy()
+    return {"shape": list(data.shape), "float32": base64.b64encode(data.tobytes()).decode("ascii")}
+
+
+def _unpacked(packed: dict[str, object] | None) -> torch.Tensor | None:
+    if packed is None:
+        return None
+    data = np.frombuffer(base64.b64decode(str(packed["float32"])), dtype=np.float32)
+    shape = [int(side) for side in packed["shape"]]  # type: ignore[attr-defined]
+    return torch.from_numpy(data.reshape(shape).copy())
 
 
 def cpu_model(path: str = "/proc/cpuinfo") -> str:
@@ -54,7 +78,8 @@ def cpu_model(path: str = "/proc/cpuinfo") -> str:
 class Remembered:
     """The choice file of one extractor with these options on this machine (none without a models folder)."""
 
-    def __init__(self, models_dir: Path | None, extractor: Extractor, options: list[Option]) -> None:
+    def __init__(self, models_dir: Path | None, extractor: Extractor, options: list[Option], check: str = "") -> None:
+        """``check`` names the check set (its pictures and texts): the reference vectors kept are of it."""
         self.path: Path | None = None
         self.options = options
         if models_dir is None:
@@ -65,6 +90,7 @@ class Remembered:
             extractor.model_id.removesuffix(INT8_ID),
             *(f"{o.engine} {o.precision} {o.reason}" for o in options),
             f"format {FORMAT}",
+            f"check {check}",
         ]
         key += [f"torch {torch.__version__}", f"openvino {openvino().__version__}", cpu_model()]
         key += [f"cores {os.cpu_count()}", " ".join(sorted(cpu_flags()))]
@@ -82,13 +108,24 @@ class Remembered:
             tried = tuple(Tried(**entry) for entry in saved["tried"])
             speedup = saved["speedup"]
             when = str(saved["when"])
-        except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
+            reference = saved.get("reference")
+            wanted = None
+            if reference is not None:
+                probes, photos = _unpacked(reference["probes"]), _unpacked(reference["photos"])
+                if probes is None or photos is None:
+                    raise ValueError("the reference vectors lack the probes or the photos")
+                wanted = (probes, photos, _unpacked(reference["texts"]))
+        except (OSError, ValueError, KeyError, TypeError, StopIteration, binascii.Error) as exc:
             log.warning("cannot use the engine choice in %s (%s); timing the options again", self.path, exc)
             return None
-        note = f"; the fastest of those that passed, timed at the first load ({when}), checked again now"
-        return Choice(option, tried, speedup, note)
+        timed = any(entry.seconds is not None for entry in tried)
+        how = "the fastest of those that passed, timed" if timed else "the one that passed the check"
+        note = f"; {how} at the first load ({when}), checked again now"
+        return Choice(option, tried, speedup, note, wanted)
 
-    def write(self, option: Option, tried: tuple[Tried, ...], speedup: float | None) -> None:
+    def write(
+        self, option: Option, tried: tuple[Tried, ...], speedup: float | None, wanted: Reference | None = None
+    ) -> None:
         """Keep a choice just timed (written beside, then renamed: a reader sees all of it or nothing)."""
         if self.path is None:
             return
@@ -96,6 +133,12 @@ class Remembered:
 
         body = {"option": [option.engine, option.precision], "tried": [asdict(t) for t in tried]}
         body.update(speedup=speedup, when=iso_utc(time.time()))
+        if wanted is not None:  # a later start checks against these instead of running torch fp32 again
+            body["reference"] = {
+                "probes": _packed(wanted[0]),
+                "photos": _packed(wanted[1]),
+                "texts": _packed(wanted[2]),
+            }
         scratch = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

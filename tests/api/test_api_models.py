@@ -45,7 +45,7 @@ from imgsearchd.api.spec import spec
 from imgsearchd.extractors import LoadedExtractors
 from imgsearchd.service import facade as service_module
 
-from helpers import live_server, server_config
+from helpers import CLIP_RANDOM_FP32, live_server, server_config
 
 TOKEN = "agreement-token"
 UNDOCUMENTED = "zz_undocumented"
@@ -123,15 +123,7 @@ def live(tmp_path_factory, photos, clip_random, efficientnet, watched):
         root,
         server={"allowed_roots": [str(root)], "token": TOKEN, "wrong_tokens_per_minute": 10**6},
         index={"extractors": ["clip", "efficientnet"]},
-        **{
-            "extractors.clip": {
-                "pretrained": "none",
-                "device": "cpu",
-                "batch_size": 4,
-                "precision": "fp32",
-                "engine": "torch",
-            }
-        },
+        **{"extractors.clip": dict(CLIP_RANDOM_FP32)},
     )
     # the session's real extractors, not a second CLIP load: the daemon is otherwise as configured
     shared = LoadedExtractors({"clip": clip_random, "efficientnet": efficientnet}, "clip")

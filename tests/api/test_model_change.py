@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from helpers import Live, cli_here, live_server, server_config, skimage_photos, wait_for
+from helpers import EFFICIENTNET_FP32, Live, cli_here, live_server, server_config, skimage_photos, wait_for
 
 FAST = {"check_seconds": 0.2, "poll_seconds": 0.3, "settle_seconds": 0.5, "debounce_seconds": 0.1}
 NAME = "efficientnet"
@@ -244,15 +244,7 @@ def test_a_schema_5_catalogue_migrates_and_changes_with_a_gap_it_names(
     config = server_config(
         tmp_path,
         watch={"directories": [str(folder)]},
-        **{
-            "extractors.efficientnet": {
-                "device": "cpu",
-                "batch_size": 8,
-                "precision": "fp32",
-                "engine": "torch",
-                "preprocess": "crop",
-            }
-        },
+        **{"extractors.efficientnet": {**EFFICIENTNET_FP32, "preprocess": "crop"}},
     )
     with daemon(config, pace=0.3) as live:
         stats = extractor_stats(live)
@@ -367,15 +359,7 @@ def test_a_switch_that_fails_puts_the_pipeline_back_on_the_serving_model(
         tmp_path,
         server={"allowed_roots": [str(tmp), str(tmp_path)]},
         watch={"directories": [str(folder), str(added)]},
-        **{
-            "extractors.efficientnet": {
-                "device": "cpu",
-                "batch_size": 8,
-                "precision": "fp32",
-                "engine": "torch",
-                "preprocess": "crop",
-            }
-        },
+        **{"extractors.efficientnet": {**EFFICIENTNET_FP32, "preprocess": "crop"}},
     )
 
     def drop(name: str, shade: int) -> Path:

@@ -22,7 +22,7 @@ from imgsearchd.extractors import precision
 from openapi_checker import OpenApiChecker
 
 import image_factory as make
-from helpers import EFFICIENTNET_FP32, live_server, server_config
+from helpers import CLIP_RANDOM_FP32, EFFICIENTNET_FP32, live_server, server_config
 
 NAMES = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle_left", "motorcycle_right")
 
@@ -386,15 +386,7 @@ def test_text_search_with_clip(tmp_path, photos, openapi):
     config = server_config(
         tmp_path,
         index={"extractors": ["clip", "efficientnet"]},
-        **{
-            "extractors.clip": {
-                "pretrained": "none",
-                "device": "cpu",
-                "batch_size": 4,
-                "precision": "fp32",
-                "engine": "torch",
-            }
-        },
+        **{"extractors.clip": dict(CLIP_RANDOM_FP32)},
     )
     checker = openapi
     with live_server(config) as live:

@@ -22,7 +22,7 @@ from imgsearchd.extractors import LoadedExtractors
 from imgsearchd.service import facade as service_module
 from imgsearchd.store.catalog import Catalog
 
-from helpers import Live, live_server, server_config
+from helpers import CLIP_RANDOM_FP32, Live, live_server, server_config
 
 LIBRARY = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle_left", "motorcycle_right", "hubble", "retina")
 OUTSIDER = "immunohistochemistry"  # uploaded only: never a library file
@@ -42,15 +42,7 @@ def setup(tmp_path_factory, photos, clip_random, efficientnet) -> Any:
         root,
         server={"allowed_roots": [str(library)]},
         index={"extractors": ["efficientnet", "clip"]},
-        **{
-            "extractors.clip": {
-                "pretrained": "none",
-                "device": "cpu",
-                "batch_size": 4,
-                "precision": "fp32",
-                "engine": "torch",
-            }
-        },
+        **{"extractors.clip": dict(CLIP_RANDOM_FP32)},
     )
     shared = LoadedExtractors({"efficientnet": efficientnet, "clip": clip_random}, "efficientnet")
     return config, shared, library, buffer.getvalue()

@@ -334,3 +334,24 @@ def test_config_names_the_key_of_a_bad_engine(tmp_path):
     assert str(path) in str(raised.value)
     write_config(path, {"extractors.efficientnet": {"engine": "openvino"}})
     assert load_config(path).extractor("efficientnet").engine == "openvino"
+
+
+def test_a_later_load_checks_the_remembered_option_without_torch_fp32(tmp_path, monkeypatch):
+    """The first load times every option and keeps torch fp32's check vectors with its choice; the next
+    builds only the option chosen and checks it against those, with no fp32 forward pass."""
+    settings = {**EFFICIENTNET_FP32, "precision": "auto", "engine": "auto"}
+    first = create("efficientnet", settings, tmp_path)
+    assert len([t for t in first.precision.tried if t.outcome in ("kept", "slower")]) >= 2, first.precision
+    fp32_passes: list[int] = []
+    real_image = engines.TorchRunner.image
+
+    def counted(runner: Any, batch: torch.Tensor) -> torch.Tensor:
+        if runner.precision == "fp32":
+            fp32_passes.append(int(batch.shape[0]))
+        return real_image(runner, batch)
+
+    monkeypatch.setattr(engines.TorchRunner, "image", counted)
+    again = create("efficientnet", settings, tmp_path)
+    assert (again.precision.engine, again.precision.used) == (first.precision.engine, first.precision.used)
+    assert "timed at the first load" in again.precision.reason and again.precision.tried == first.precision.tried
+    assert fp32_passes == [], "torch fp32 ran although its check vectors were kept"

@@ -194,3 +194,29 @@ def test_a_new_choice_replaces_only_the_same_models_older_one(tmp_path: Path, mo
     assert memory(tmp_path, other_model).read() is not None  # the other model's stays
     assert memory(tmp_path, "efficientnet:lite0:shipped", name="efficientnet").read() is not None
     assert len(choices(tmp_path)) == 3
+
+
+def test_torch_fp32s_check_vectors_are_kept_exactly_with_the_choice(tmp_path: Path) -> None:
+    """A later load checks against these instead of running torch fp32 again: they come back bit for bit."""
+    import torch
+
+    generator = torch.Generator().manual_seed(5)
+    wanted = (torch.randn(8, 16, generator=generator), torch.randn(24, 16, generator=generator), None)
+    memory(tmp_path).write(OPTIONS[1], TRIED, 2.16, wanted)
+    got = memory(tmp_path).read()
+    assert got is not None and got.wanted is not None
+    assert torch.equal(got.wanted[0], wanted[0]) and torch.equal(got.wanted[1], wanted[1]) and got.wanted[2] is None
+    path = memory(tmp_path).path
+    assert path is not None
+    saved = json.loads(path.read_text())
+    saved["reference"]["photos"]["float32"] = "not base64!"
+    path.write_text(json.dumps(saved))
+    assert memory(tmp_path).read() is None  # damaged: timed again
+
+
+def test_another_check_set_is_another_choice(tmp_path: Path) -> None:
+    extractor = cast(Extractor, SimpleNamespace(name="clip", model_id=MODEL_ID))
+    first = Remembered(tmp_path, extractor, OPTIONS, "photos a")
+    first.write(OPTIONS[1], TRIED, 2.0)
+    assert Remembered(tmp_path, extractor, OPTIONS, "photos b").read() is None
+    assert Remembered(tmp_path, extractor, OPTIONS, "photos a").read() is not None

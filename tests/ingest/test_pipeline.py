@@ -253,6 +253,7 @@ def test_cli_index_and_search(tmp_path, photos, offline_config, capsys):
     summary = json.loads(first.stdout)
     assert summary["embedded"] == 6 and summary["forward_passes"] >= 1
     assert summary["precision"]["efficientnet"] == "fp32"  # as offline_config says
+    assert summary["engine"]["efficientnet"] == "torch"
     again = json.loads(cli_here(capsys, "index", str(folder), "--config", str(offline_config)).stdout)
     assert (again["embedded"], again["forward_passes"], again["unchanged"]) == (0, 0, 6)
     found = cli_here(

@@ -28,7 +28,7 @@ from imgsearchd.service import facade as service_module
 from imgsearchd.store.catalog import Catalog
 from imgsearchd.store.rows import FileResult
 
-from helpers import live_server, server_config, write_config
+from helpers import CLIP_RANDOM_FP32, live_server, server_config, write_config
 from index_helpers import EXTRACTOR, MODEL, random_unit
 
 DIM = 64
@@ -211,15 +211,7 @@ def server(tmp_path_factory, photos, clip_random, efficientnet):
         root,
         server={"allowed_roots": [str(photo_root)]},
         index={"extractors": ["clip", "efficientnet"]},
-        **{
-            "extractors.clip": {
-                "pretrained": "none",
-                "device": "cpu",
-                "batch_size": 4,
-                "precision": "fp32",
-                "engine": "torch",
-            }
-        },
+        **{"extractors.clip": dict(CLIP_RANDOM_FP32)},
     )
     # the session's real extractors, not a second CLIP load (7 s): the daemon is otherwise as configured
     shared = LoadedExtractors({"clip": clip_random, "efficientnet": efficientnet}, "clip")

@@ -147,7 +147,7 @@ function modelFacts(name, ex, stats) {
   return [
     ["model", `${ex.model}${name === stats.active_extractor ? " (default)" : ""}`],
     ["precision", `${precision.used || "?"}${precision.asked && precision.asked !== precision.used ? ` (asked ${precision.asked})` : ""}`, precision.reason],
-    ["runs on", `${ex.device || "?"} · ${ex.dim || "?"} dimensions${ex.text ? " · text search" : ""}`],
+    ["runs on", `${ex.device || "?"}${precision.engine ? ` · ${precision.engine}` : ""} · ${ex.dim || "?"} dimensions${ex.text ? " · text search" : ""}`],
     ["index", `${ex.mode || "?"} · ${plural(ex.vectors || 0, "vector")} · ${number.format(ex.fresh || 0)} since the build · ${number.format(ex.tombstones || 0)} removed`],
     ["last build", ex.building ? "building now…" : `${fmtWhen(ex.last_build)}${took}`],
     [

@@ -98,7 +98,7 @@ export {};
  * @typedef {object} Extractor
  * @property {string} model
  * @property {boolean} [text] whether it has a text encoder
- * @property {{used?: string, asked?: string, reason?: string}} [precision]
+ * @property {{used?: string, asked?: string, reason?: string, engine?: string}} [precision]
  * @property {string} [device]
  * @property {number} [dim]
  * @property {string} [mode]
