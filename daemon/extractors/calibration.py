@@ -8,6 +8,7 @@ what the models see, and a check at load wants answers that mean something.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from pathlib import Path
@@ -58,6 +59,7 @@ def crops(count: int, seed: int) -> list[Image.Image]:
     return out
 
 
+@functools.cache  # package data: read once a process (check_id and every int8 key ask for it)
 def fingerprint() -> str:
     """A digest of the photos' names and bytes: part of a cached int8 model's key (openvino_ir.py)."""
     digest = hashlib.blake2b(digest_size=8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,50 +53,54 @@ def compute_precision(precision: str, flags: frozenset[str] | None = None) -> st
 
 
 def openvino_model(extractor: Extractor, precision: str, models_dir: Path | None) -> OpenVinoModel:
-    """``extractor``'s fp32 torch model on OpenVINO at ``precision`` ("fp32", "bf16" or "int8")."""
+    """``extractor``'s fp32 torch model on OpenVINO at ``precision`` ("fp32", "bf16" or "int8").
+
+    Parts read from the cache need no torch work: the cut, the tracing and the calibration run
+    only in the build functions ``cached`` calls when a part is missing.
+    """
     from .calibration import fingerprint
 
     name, model_id, side = extractor.name, extractor.model_id.removesuffix(INT8_ID), extractor.decode_side
     calibration_id = f"{fingerprint()}-{CALIBRATION_SAMPLES}-{CALIBRATION_SEED}"
     compute = compute_precision(precision)
+
+    def weights(
+        part: str, convert_fp32: Callable[[], Any], calibrate: Callable[[], list[np.ndarray]], transformer: bool
+    ) -> Any:
+        """The part's fp32 model, or for int8 its quantised one (from the cache, the fp32 one is not read)."""
+
+        def fp32() -> Any:
+            return cached(Part(name, model_id, part), models_dir, convert_fp32)
+
+        if precision != "int8":
+            return fp32()
+        build = lambda: quantised(fp32(), calibrate(), transformer=transformer)  # noqa: E731
+        return cached(Part(name, model_id, part, "int8"), models_dir, build, calibration_id)
+
     with torch.no_grad():
         example = torch.zeros(2, 3, *_input_side(extractor, side))
-        parts: list[Compiled] = []
         if extractor.fp32_stages and precision != "fp32":
-            head_module, rest_module = cut(extractor.model, extractor.fp32_stages)
-            head_model = cached(Part(name, model_id, "image-head"), models_dir, lambda: convert(head_module, example))
+            pieces = functools.cache(lambda: cut(extractor.model, extractor.fp32_stages))
+            head_model = cached(Part(name, model_id, "image-head"), models_dir, lambda: convert(pieces()[0], example))
             head = Compiled.of(head_model, "fp32")
-            middle = head_module(example)
-            rest_features = Features(rest_module, extractor._image_features)
 
-            def rest_fp32() -> Any:
-                return cached(Part(name, model_id, "image-rest"), models_dir, lambda: convert(rest_features, middle))
+            def convert_rest() -> Any:
+                head_module, rest_module = pieces()
+                return convert(Features(rest_module, extractor._image_features), head_module(example))
 
-            if precision == "int8":  # from the cache, the fp32 model is not even read
-                rest = cached(Part(name, model_id, "image-rest", "int8"), models_dir,
-                              lambda: quantised(rest_fp32(), calibration_samples(extractor, head), transformer=False),
-                              calibration_id)  # fmt: skip
-            else:
-                rest = rest_fp32()
+            rest = weights("image-rest", convert_rest, lambda: calibration_samples(extractor, head), False)
             parts = [head, Compiled.of(rest, compute)]
         else:
             features = Features(extractor.model, extractor._image_features)
-
-            def image_fp32() -> Any:
-                return cached(Part(name, model_id, "image"), models_dir, lambda: convert(features, example))
-
-            if precision == "int8":
-                image = cached(Part(name, model_id, "image", "int8"), models_dir,
-                               lambda: quantised(image_fp32(), calibration_samples(extractor, None),
-                                                 transformer=extractor.quantisable),
-                               calibration_id)  # fmt: skip
-            else:
-                image = image_fp32()
+            calibrate = functools.partial(calibration_samples, extractor, None)
+            image = weights("image", lambda: convert(features, example), calibrate, extractor.quantisable)
             parts = [Compiled.of(image, compute)]
         text = None
         if extractor.supports_text:
-            text_module, tokens = extractor._text_module(), extractor._tokens(["a photo", "a cat"])
-            text_model = cached(Part(name, model_id, "text"), models_dir, lambda: convert(text_module, tokens))
+            tokens = extractor._tokens(["a photo", "a cat"])
+            text_model = cached(
+                Part(name, model_id, "text"), models_dir, lambda: convert(extractor._text_module(), tokens)
+            )
             # The text tower stays float (one prompt a query): int8 there was not measured.
             text = Compiled.of(text_model, "fp32" if precision == "fp32" else compute_precision("int8"))
     return OpenVinoModel(parts, text)
