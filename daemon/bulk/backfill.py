@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -42,7 +42,7 @@ from ..paths import normalise_path
 from ..store.catalog import Catalog
 from ..store.rows import FileResult
 from .status import BackfillProgress, State, heartbeat
-from .worker import FileEmbedder, embedded_column, model_column, vector_column
+from .worker import FileEmbedder, embedded_column, for_workers, model_column, vector_column
 
 if TYPE_CHECKING:
     from ..config import ExtractorSettings
@@ -364,11 +364,12 @@ class Backfill:
         roots = [mapped(r, path_map) for r in self.roots] if self.roots is not None else None
         known = np.array(sorted(h.encode() for h in self.catalog.hashes_with_vectors(self.models)), dtype="S32")
         device = "auto" if gpus > 0 else "cpu"
-        worker_settings = {name: replace(s, device=device) for name, s in self.settings.items()}
+        worker_settings = {name: for_workers(s, self.models.get(name, ""), device) for name, s in self.settings.items()}
         return ray.data.from_arrow(blocks).map_batches(
             FileEmbedder,
             fn_constructor_kwargs={
                 "settings": worker_settings,
+                "index_ids": dict(self.models),
                 "limits": self.limits,
                 "roots": roots,
                 "known": known,

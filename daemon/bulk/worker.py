@@ -22,7 +22,7 @@ import socket
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,6 +58,17 @@ def embedded_column(name: str) -> str:
     return f"embedded_{name}"
 
 
+def for_workers(settings: ExtractorSettings, model_id: str, device: str) -> ExtractorSettings:
+    """An extractor's settings on the workers: on ``device``, except a model whose index holds
+    OpenVINO int8's vectors (its own model id), which runs that on the workers' CPUs: a GPU's
+    fp32/fp16 vectors would not go in that index, and the driver would refuse them."""
+    from ..extractors.precision import INT8_ID
+
+    if model_id.endswith(INT8_ID):
+        return replace(settings, device="cpu", engine="openvino", precision="int8")
+    return replace(settings, device=device)
+
+
 def model_column(name: str) -> str:
     """The model id that made extractor ``name``'s vectors on this worker (the driver checks it)."""
     return f"model_{name}"
@@ -73,6 +84,7 @@ class FileEmbedder:
         roots: Sequence[str] | None,
         known: np.ndarray,
         threads: int = 0,
+        index_ids: dict[str, str] | None = None,
     ) -> None:
         # Imported here, on the worker: the driver imports this module for its column names only,
         # and torch with the models takes seconds (a refused backfill answers at once).
@@ -85,7 +97,11 @@ class FileEmbedder:
             os.environ.get("HOME") or tempfile.gettempdir(), ".cache"
         )
         cache = Path(home) / "imgsearchd" / "models"
-        self.extractors: dict[str, Extractor] = {name: create(name, s, cache) for name, s in settings.items()}
+        # the driver's model ids: ``engine = "auto"`` keeps to the kind of index it has (engines.for_the_index)
+        ids = index_ids or {}
+        self.extractors: dict[str, Extractor] = {
+            name: create(name, s, cache, ids.get(name)) for name, s in settings.items()
+        }
         self.limits = limits
         self.roots = list(roots) if roots is not None else None
         self.known = known  # sorted array of content hashes (bytes, "S32")

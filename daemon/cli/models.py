@@ -23,10 +23,26 @@ def load_extractors(
     wanted = list(config.index.extractors) if names is None else names
     stand_in = config.index.fallback_extractor if fallback is None else fallback
     try:
-        return load(wanted, stand_in, config.extractor, models_dir(config))
+        return load(wanted, stand_in, config.extractor, models_dir(config), _index_ids(config, [*wanted, stand_in]))
     except ModelUnavailableError as exc:
         print(f"imgsearchd: {exc}", file=sys.stderr)
         return None
+
+
+def _index_ids(config: Config, names: list[str]) -> dict[str, str]:
+    """The model id of the vectors each extractor's index holds, as the daemon reads them at start
+    (``engine = "auto"`` keeps to an index's kind); none for a new data folder."""
+    if not config.catalog_path.is_file():
+        return {}
+    from ..service.model_change import index_model_ids
+    from ..store.catalog import Catalog
+    from ..store.database import CatalogError
+
+    try:
+        with Catalog(config.catalog_path) as catalog:
+            return index_model_ids(catalog, [name for name in names if name])
+    except CatalogError:
+        return {}  # the command says why when it opens the catalogue itself
 
 
 def open_catalog(config: Config) -> Catalog | None:

@@ -14,13 +14,19 @@ CLIP ViT-B-32's image tower runs at 1.24x our torch bf16 on OpenVINO bf16 and 2.
 int8; EfficientNet-Lite0 at 1.7x torch bf16 on OpenVINO bf16 (its stem in fp32).
 
 OpenVINO's int8 (static: weights and activations, calibrated) gets its own model id (``precision.INT8_ID``),
-so its vectors never share an index with fp32/bf16 ones, and ``auto`` does not pick it: ask for it
-with ``precision = "int8"``. Measured: CLIP (random weights) int8 queries against an fp32 index
-found 57.3% of the copies against fp32's own 60.3%, although against its own index it found 60.0%
-and its top-10 neighbour overlap with fp32 was 0.96; EfficientNet's int8 lost 6 points on an fp32
-index (and fails the check). bf16, fp32 and torch's dynamic int8 (min cosine 0.9998 to fp32, 60.7%
-on an fp32 index) share one index: what passes the check moved recall@1 on an fp32 index by less
-than a point, and ``auto`` may choose otherwise on another machine without re-embedding a library.
+so its vectors never share an index with fp32/bf16 ones. Measured: CLIP (random weights) int8 queries
+against an fp32 index found 57.3% of the copies against fp32's own 60.3%, although against its own
+index it found 60.0% and its top-10 neighbour overlap with fp32 was 0.96; EfficientNet's int8 lost 6
+points on an fp32 index (and fails the check). bf16, fp32 and torch's dynamic int8 (min cosine 0.9998
+to fp32, 60.7% on an fp32 index) share one index: what passes the check moved recall@1 on an fp32
+index by less than a point, so ``auto`` may choose among them otherwise on another machine without
+re-embedding a library.
+
+So which index an extractor has decides whether ``auto`` may pick int8 (``for_the_index``): a new
+index (nothing embedded yet) takes the fastest option that passes, int8 included (CLIP: 2.1x torch
+bf16 on the Zen 4, 1.36x on a 2-core Xeon with AMX, where torch's bf16 is 4.6x its fp32); an index of fp32/bf16 vectors keeps to those (int8 would re-embed the library because a
+timing said so: that takes ``engine = "openvino"`` and ``precision = "int8"`` by name); an index of
+int8 vectors keeps int8 while it passes the check, untimed.
 """
 
 from __future__ import annotations
@@ -137,7 +143,7 @@ class OpenVinoRunner(Runner):
 
 
 def openvino_options(asked: str, flags: frozenset[str]) -> list[Option]:
-    """What OpenVINO tries for a ``precision`` setting on a CPU with ``flags``."""
+    """What OpenVINO tries for a ``precision`` setting on a CPU with ``flags`` (``auto``: int8 too)."""
     bf16 = native_bf16(flags)
     if asked == "fp32":
         return [Option("openvino", "fp32", "set in the config")]
@@ -148,11 +154,47 @@ def openvino_options(asked: str, flags: frozenset[str]) -> list[Option]:
         return [Option("openvino", "int8", "set in the config")]
     if asked == "fp16":
         return [Option("openvino", "fp32", "fp16 runs only on CUDA; this runs on the CPU")]
-    return [Option("openvino", "bf16", f"auto: the CPU has {bf16}") if bf16 else Option("openvino", "fp32", "auto")]
+    floats = Option("openvino", "bf16", f"auto: the CPU has {bf16}") if bf16 else Option("openvino", "fp32", "auto")
+    return [floats, Option("openvino", "int8", "auto: static int8, calibrated (an index of its own)")]
 
 
-def settle(extractor: Extractor, engine: str, asked: str, models_dir: Path | None) -> Precision:
-    """Run ``extractor`` on the engine and precision that pass the check and measure fastest."""
+def own_index(option: Option) -> bool:
+    """Whether the option's vectors go in an index of their own (OpenVINO's int8: ``INT8_ID``)."""
+    return option.label == "openvino int8"
+
+
+# Why auto leaves OpenVINO's int8 out for an index of fp32/bf16 vectors (``/stats`` precision.tried).
+KEPT_TO_THE_INDEX = (
+    'not tried: this index holds fp32/bf16 vectors and int8 needs an index of its own (engine = "openvino" '
+    'and precision = "int8" move it, re-embedding the library)'
+)
+
+
+def for_the_index(model_id: str, options: list[Option], index_id: str | None) -> tuple[list[Option], list[Tried], str]:
+    """The options ``auto`` may take for the index of ``index_id``, those left out, and the one preferred.
+
+    Only a choice between both kinds of option (int8's own index and the shared one) is narrowed:
+    an index of fp32/bf16 vectors leaves int8 out; an index of int8 vectors prefers int8 (taken
+    untimed when it passes the check); a new index, or one of another model (a model change
+    re-embeds anyway), keeps them all. A timing never moves an index from one kind to the other.
+    """
+    kinds = {own_index(option) for option in options}
+    same_model = index_id is not None and index_id.removesuffix(INT8_ID) == model_id.removesuffix(INT8_ID)
+    if len(kinds) < 2 or not same_model or index_id is None:
+        return options, [], ""
+    if index_id.endswith(INT8_ID):
+        return options, [], "openvino int8"
+    left = [Tried(o.engine, o.precision, KEPT_TO_THE_INDEX) for o in options if own_index(o)]
+    return [o for o in options if not own_index(o)], left, ""
+
+
+def settle(
+    extractor: Extractor, engine: str, asked: str, models_dir: Path | None, index_id: str | None = None
+) -> Precision:
+    """Run ``extractor`` on the engine and precision that pass the check and measure fastest.
+
+    ``index_id``: the model id of the vectors the extractor's index holds now (None: a new index),
+    which decides whether OpenVINO's int8 may be chosen (``for_the_index``)."""
     if engine == "torch" or extractor.device.type != "cpu":
         outcome = settle_torch(extractor, asked)
         if engine == "openvino":
@@ -167,12 +209,10 @@ def settle(extractor: Extractor, engine: str, asked: str, models_dir: Path | Non
         return _noted(extractor, outcome, f"openvino cannot be imported ({exc}); pip install openvino", engine)
     options = openvino_options(asked, cpu_flags())
     if engine == "auto":
-        # OpenVINO's int8 has a model id of its own: only named (engine openvino) chooses it, never a
-        # timing against torch's int8, which would let a machine's speed pick the index.
-        options = [option for option in options if option.precision != "int8"]
         torch_plan = plan(asked, extractor.device, extractor.quantisable)
         options.insert(0, Option("torch", torch_plan.candidate, torch_plan.reason))
-    return _choose(extractor, asked, options, models_dir)
+    options, left_out, prefer = for_the_index(extractor.model_id, options, index_id)
+    return _choose(extractor, asked, options, models_dir, left_out, prefer)
 
 
 def _noted(extractor: Extractor, outcome: Precision, why: str, engine: str = "openvino") -> Precision:
@@ -189,11 +229,20 @@ class _Checked:
     agreement: Agreement
 
 
-def _choose(extractor: Extractor, asked: str, options: list[Option], models_dir: Path | None) -> Precision:
+def _choose(
+    extractor: Extractor,
+    asked: str,
+    options: list[Option],
+    models_dir: Path | None,
+    left_out: Sequence[Tried] = (),
+    prefer: str = "",
+) -> Precision:
     """Build and check each option; the fastest that passes runs (torch fp32 when none does).
 
-    The choice is kept beside the converted models (``remembered``): a later load with the same
-    model, settings, versions and CPU builds and checks only the option chosen, without timing.
+    ``prefer`` (an option's label) is tried first and, when it passes, runs untimed; ``left_out``
+    are recorded as they are. The choice is kept beside the converted models (``remembered``): a
+    later load with the same model, settings, versions and CPU builds and checks only the option
+    chosen, without timing.
     """
     check = check_set(extractor)
     # no_grad, not inference_mode: the conversions trace the model, and tensors made under
@@ -205,19 +254,23 @@ def _choose(extractor: Extractor, asked: str, options: list[Option], models_dir:
         # torch fp32's vectors as the first load kept them (same model, torch, check set): CLIP's
         # fp32 pass over the check set took 1.5 s of every start.
         wanted = earlier.wanted if earlier is not None and earlier.wanted is not None else vectors(reference, check)
+        if earlier is not None and prefer and earlier.option.label != prefer:
+            earlier = None  # chosen for a new index; this one holds int8's vectors: int8 first
         if earlier is not None:
             checked = _try(extractor, earlier.option, check, wanted, models_dir, [])
             if checked is not None:
                 return _install(extractor, asked, checked, earlier.tried, earlier.speedup, earlier.note)
             memory.forget()
             wanted = vectors(reference, check)  # the kept ones may be what went wrong
-        tried: list[Tried | Option] = []
+        tried: list[Tried | Option] = list(left_out)
         passed: list[_Checked] = []
-        for option in options:
+        for option in sorted(options, key=lambda o: o.label != prefer):  # the preferred first
             checked = _try(extractor, option, check, wanted, models_dir, tried)
             if checked is not None:
                 passed.append(checked)
                 tried.append(option)  # its outcome once the timing is done
+                if option.label == prefer:
+                    break  # the index's own kind passes: nothing to time it against
         only_openvino = all(option.engine == "openvino" for option in options)
         if not passed and not only_openvino:
             exact = Agreement(1.0, 1.0, 1.0, 1.0 if check.texts else None)

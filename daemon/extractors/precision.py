@@ -78,7 +78,7 @@ class Tried:
 
     engine: str
     precision: str
-    outcome: str  # "kept", "slower", "failed the check", "cannot run: ..."
+    outcome: str  # "kept", "slower", "failed the check", "cannot run: ...", "not tried: ..."
     min_cosine: float | None = None
     mean_cosine: float | None = None
     seconds: float | None = None  # the check pictures' forward pass, when timed

@@ -35,11 +35,17 @@ def extractor_settings(name: str, values: Mapping[str, Any], where: str = "extra
     return validate({"extractors": {name: dict(values)}}, where).extractor(name)
 
 
-def create(name: str, settings: ExtractorSettings | Mapping[str, Any], models_dir: Path | None = None) -> Extractor:
+def create(
+    name: str,
+    settings: ExtractorSettings | Mapping[str, Any],
+    models_dir: Path | None = None,
+    index_id: str | None = None,
+) -> Extractor:
     """Build one extractor by name from its ``[extractors.NAME]`` section; ModelUnavailableError
     when its weights cannot load. A mapping of a few keys (tests, benchmarks) fills in the rest
     with the defaults, checked as the settings file is (``config.ConfigError`` naming the key).
-    ``models_dir``: where OpenVINO's converted models are cached (None: made at every load)."""
+    ``models_dir``: where OpenVINO's converted models are cached (None: made at every load).
+    ``index_id``: the model id of the vectors its index holds (None: a new index; engines.settle)."""
     classes = _classes()
     if name not in classes:
         raise ModelUnavailableError(name, f"unknown extractor; known: {', '.join(classes)}")
@@ -47,7 +53,7 @@ def create(name: str, settings: ExtractorSettings | Mapping[str, Any], models_di
         settings = extractor_settings(name, settings)
     log.info("loading extractor %s", name)
     extractor = classes[name](settings)
-    extractor.precision = settle(extractor, settings.engine, settings.precision, models_dir)
+    extractor.precision = settle(extractor, settings.engine, settings.precision, models_dir, index_id)
     return extractor
 
 
@@ -84,24 +90,27 @@ def load(
     fallback: str,
     settings_for: Callable[[str], ExtractorSettings | Mapping[str, Any]],
     models_dir: Path | None = None,
+    index_ids: Mapping[str, str] | None = None,
 ) -> LoadedExtractors:
     """Load the wanted extractors in order; replace one that cannot load with the fallback.
 
-    ``settings_for(name)`` gives an extractor's config section. Without a fallback, or when
-    the fallback fails too, the ModelUnavailableError propagates.
+    ``settings_for(name)`` gives an extractor's config section; ``index_ids`` the model id of the
+    vectors each one's index holds (``create``). Without a fallback, or when the fallback fails
+    too, the ModelUnavailableError propagates.
     """
+    ids = index_ids or {}
     loaded: dict[str, Extractor] = {}
     used_fallback: Fallback | None = None
     for name in wanted:
         if name in loaded:
             continue
         try:
-            loaded[name] = create(name, settings_for(name), models_dir)
+            loaded[name] = create(name, settings_for(name), models_dir, ids.get(name))
         except ModelUnavailableError as exc:
             if not fallback or fallback == name or used_fallback is not None:
                 raise
             if fallback not in loaded:
-                loaded[fallback] = create(fallback, settings_for(fallback), models_dir)
+                loaded[fallback] = create(fallback, settings_for(fallback), models_dir, ids.get(fallback))
             used_fallback = _fell_back(name, fallback, exc, settings_for(name), wanted)
             if name == "clip":
                 loaded[fallback].text_refusal_note = (

@@ -95,7 +95,10 @@ class Remembered:
         key += [f"torch {torch.__version__}", f"openvino {openvino().__version__}", cpu_model()]
         key += [f"cores {os.cpu_count()}", " ".join(sorted(cpu_flags()))]
         digest = hashlib.blake2b("\n".join(key).encode(), digest_size=8).hexdigest()
-        model = hashlib.blake2b(key[0].encode(), digest_size=4).hexdigest()  # another model keeps its own
+        # Another model, or another set of options (other settings; auto for an index of either
+        # kind: engines.for_the_index), keeps its own file: a model change builds both models at
+        # every start until the switch, and one's choice would erase the other's.
+        model = hashlib.blake2b("\n".join(key[: len(options) + 1]).encode(), digest_size=4).hexdigest()
         self.path = models_dir / f"{extractor.name}-choice-{model}-{digest}.json"
 
     def read(self) -> Choice | None:
@@ -147,7 +150,7 @@ class Remembered:
                 json.dump(body, f, indent=1)
             os.replace(scratch, self.path)
             for older in self.path.parent.glob(self.path.name.rsplit("-", 1)[0] + "-*.json"):
-                if older != self.path:  # other versions, settings or CPUs: never read again here
+                if older != self.path:  # other versions or CPUs: never read again here
                     older.unlink(missing_ok=True)
         except OSError as exc:
             if scratch is not None:

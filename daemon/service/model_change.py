@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict
@@ -36,7 +36,7 @@ from ..timestamps import iso_utc
 
 log = logging.getLogger("imgsearchd.service.model_change")
 
-Load = Callable[[Sequence[str], str, Callable[[str], ExtractorSettings], Path], LoadedExtractors]
+Load = Callable[[Sequence[str], str, Callable[[str], ExtractorSettings], Path, Mapping[str, str]], LoadedExtractors]
 
 # The rate is measured over the last minute of progress: long enough to smooth out the
 # pauses while the indexer has work, short enough to follow a change of pace.
@@ -134,8 +134,9 @@ def load_models(catalog: Catalog, config: Config, load: Load = load) -> tuple[Lo
     ``load`` is ``registry.load`` (with its fallback) for the extractors not built here.
     """
     wanted = config.index.extractors
-    prebuilt, unloadable = _build_recorded(catalog, config, wanted)
-    loaded = _merge(prebuilt, wanted, config, load)
+    ids = index_model_ids(catalog, wanted)
+    prebuilt, unloadable = _build_recorded(catalog, config, wanted, ids)
+    loaded = _merge(prebuilt, wanted, config, load, ids)
     changes: dict[str, Change] = {}
     for name, extractor in list(loaded.extractors.items()):
         change = _compare(catalog, config, name, extractor, unloadable.get(name))
@@ -155,8 +156,23 @@ def load_models(catalog: Catalog, config: Config, load: Load = load) -> tuple[Lo
     return loaded, changes
 
 
+def index_model_ids(catalog: Catalog, names: Sequence[str]) -> dict[str, str]:
+    """The model id of the vectors each extractor's index holds: the model coming next during a
+    change, else the serving one, else the one that made most of its vectors (none: a new index).
+    ``engine = "auto"`` keeps to its kind (engines.for_the_index: int8's vectors are indexed apart)."""
+    ids = {}
+    for name in dict.fromkeys(names):
+        rows = catalog.models(name)
+        row = rows.get(NEXT) or rows.get(SERVING)
+        if row is not None:
+            ids[name] = row.model_id
+        elif made := catalog.vector_models(name):
+            ids[name] = max(made, key=lambda model_id: made[model_id])
+    return ids
+
+
 def _build_recorded(
-    catalog: Catalog, config: Config, wanted: Sequence[str]
+    catalog: Catalog, config: Config, wanted: Sequence[str], ids: Mapping[str, str]
 ) -> tuple[dict[str, Extractor], dict[str, str]]:
     """Build the configured model of each extractor whose serving model has stored settings; when it
     cannot load, the stored one instead. Returns the models built and, per extractor, why the
@@ -168,7 +184,7 @@ def _build_recorded(
         if serving is None or serving.settings is None:
             continue
         try:
-            built[name] = create(name, config.extractor(name), models_dir(config))
+            built[name] = create(name, config.extractor(name), models_dir(config), ids.get(name))
         except ModelUnavailableError as exc:
             old, why = _build_old(name, serving, models_dir(config))
             if old is None:
@@ -178,12 +194,14 @@ def _build_recorded(
     return built, unloadable
 
 
-def _merge(built: dict[str, Extractor], wanted: Sequence[str], config: Config, load: Load) -> LoadedExtractors:
+def _merge(
+    built: dict[str, Extractor], wanted: Sequence[str], config: Config, load: Load, ids: Mapping[str, str]
+) -> LoadedExtractors:
     """The extractors built here and the registry's for the rest, in the configured order."""
     rest = [name for name in wanted if name not in built]
     index = config.index
     loaded = (
-        load(rest, index.fallback_extractor, config.extractor, models_dir(config))
+        load(rest, index.fallback_extractor, config.extractor, models_dir(config), ids)
         if rest
         else LoadedExtractors({}, wanted[0])
     )
@@ -212,7 +230,7 @@ def _build_old(name: str, serving: ModelRow, models: Path | None) -> tuple[Extra
         # Settings stored before the engine setting (issue 32) ran on torch: built again as they ran.
         values.setdefault("engine", "torch")
         stored = extractor_settings(name, values, f"the stored settings of {name}")
-        old = create(name, stored, models)
+        old = create(name, stored, models, serving.model_id)  # auto keeps to the serving index's kind
     except (ModelUnavailableError, ConfigError, ValueError) as exc:
         why = exc.why if isinstance(exc, ModelUnavailableError) else str(exc)
         return None, (

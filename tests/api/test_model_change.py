@@ -387,3 +387,22 @@ def test_a_switch_that_fails_puts_the_pipeline_back_on_the_serving_model(
         wait_for(lambda: first_and_count(live, after)[0] == str(after), 60, "the file dropped after the failure")
     # every content was handed to the new model (none to the indexer): no warning says otherwise
     assert not [r.getMessage() for r in caplog.records if "could not be embedded" in r.getMessage()]
+
+
+def test_index_model_ids_name_the_vectors_each_index_holds(tmp_path: Path) -> None:
+    """What ``engine = "auto"`` keeps to: the model coming next, else the serving one, else the most used."""
+    import numpy as np
+
+    from imgsearchd.service.model_change import index_model_ids
+    from imgsearchd.store.catalog import Catalog
+    from imgsearchd.store.models import NEXT, SERVING, ModelRow
+
+    one = np.ones(4, dtype=np.float32) / 2
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog:
+        catalog.put_vectors("a", "made-most", {"h1": one, "h2": one}, visible=False)  # never served
+        catalog.put_vectors("a", "made-once", {"h3": one}, visible=False)
+        catalog.record_model(ModelRow("b", SERVING, "b-serving", "{}", "b", 1.0))
+        catalog.record_model(ModelRow("c", SERVING, "c-old", "{}", "c", 1.0))
+        catalog.record_model(ModelRow("c", NEXT, "c-new", "{}", "c-1", 2.0))
+        ids = index_model_ids(catalog, ["a", "b", "c", "new"])
+    assert ids == {"a": "made-most", "b": "b-serving", "c": "c-new"}  # "new": nothing embedded yet

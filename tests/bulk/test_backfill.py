@@ -42,7 +42,8 @@ from imgsearchd.bulk.backfill import (
     plan_table,
 )
 from imgsearchd.bulk.status import BackfillProgress, BackfillStatus, State
-from imgsearchd.bulk.worker import FileEmbedder, model_column
+from imgsearchd.bulk.worker import FileEmbedder, for_workers, model_column
+from imgsearchd.extractors.precision import INT8_ID
 from imgsearchd.extractors.registry import extractor_settings
 from imgsearchd.ingest.pipeline import Pipeline
 from imgsearchd.media.limits import ImageLimits
@@ -396,6 +397,16 @@ def test_the_plan_is_a_scans_plan(tmp_path: Path, efficientnet: Any) -> None:
         )
         with pytest.raises(FileNotFoundError):
             plan(catalog, [str(tmp_path / "nowhere")], ["jpg"], True, models, None)
+
+
+def test_workers_run_an_int8_index_on_their_cpus_and_the_rest_on_the_device() -> None:
+    """OpenVINO int8's vectors have their own model id: a GPU's would be refused by the driver."""
+    settings = extractor_settings("clip", {"engine": "auto", "precision": "auto", "device": "auto"})
+    int8 = for_workers(settings, "clip:ViT-B-32:openai:squash" + INT8_ID, "auto")
+    assert (int8.device, int8.engine, int8.precision) == ("cpu", "openvino", "int8")
+    floats = for_workers(settings, "clip:ViT-B-32:openai:squash", "auto")
+    assert (floats.device, floats.engine, floats.precision) == ("auto", "auto", "auto")
+    assert for_workers(settings, "", "cpu").device == "cpu"
 
 
 def test_actor_shape_and_path_map() -> None:

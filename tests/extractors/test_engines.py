@@ -10,6 +10,8 @@ OpenVINO then runs the bf16 setting in fp32 (``openvino_options``, tested below 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -111,8 +113,8 @@ def warnings_logged(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCapt
         ("bf16", NO_BF16, ["fp32"]),  # OpenVINO computes it in fp32 there: said in the reason
         ("int8", NO_BF16, ["int8"]),
         ("fp16", WITH_BF16, ["fp32"]),
-        ("auto", WITH_BF16, ["bf16"]),  # never int8: its vectors are indexed apart (INT8_ID)
-        ("auto", NO_BF16, ["fp32"]),
+        ("auto", WITH_BF16, ["bf16", "int8"]),  # int8 where the index allows it (for_the_index)
+        ("auto", NO_BF16, ["fp32", "int8"]),
     ],
 )
 def test_openvino_options_follow_the_setting_and_the_cpu(asked, flags, expected):
@@ -233,11 +235,79 @@ def test_clip_text_goes_through_openvino(clip_int8, small_clip_torch, shared_mod
     assert cosines(fp32.text(clip_int8._tokens(PROMPTS)).numpy(), reference).min() >= 0.999
 
 
-def test_auto_with_int8_never_races_openvino_int8_against_torch(shared_models):
-    """engine auto, precision int8: only torch's int8 (the shared model id); OpenVINO's is asked for by name."""
-    chosen = create("clip", {**SMALL_CLIP, "precision": "int8", "engine": "auto"}, shared_models)
-    assert [(t.engine, t.precision) for t in chosen.precision.tried] == [("torch", "int8")]
-    assert not chosen.model_id.endswith(precision.INT8_ID) and chosen.openvino is None
+# -- the index decides whether auto may take int8 (its vectors have a model id of their own)
+
+BOTH_KINDS = [precision.Option("torch", "bf16", ""), precision.Option("openvino", "bf16", ""),
+              precision.Option("openvino", "int8", "")]  # fmt: skip
+
+
+def test_a_new_index_or_another_models_keeps_every_option():
+    assert engines.for_the_index("m", BOTH_KINDS, None) == (BOTH_KINDS, [], "")
+    assert engines.for_the_index("m", BOTH_KINDS, "other" + precision.INT8_ID) == (BOTH_KINDS, [], "")
+
+
+def test_an_index_of_float_vectors_leaves_int8_out_and_says_why():
+    for model_id in ("m", "m" + precision.INT8_ID):  # settled again after int8 ran: the same model
+        options, left, prefer = engines.for_the_index(model_id, BOTH_KINDS, "m")
+        assert options == BOTH_KINDS[:2] and prefer == ""
+        assert [(t.engine, t.precision, t.outcome) for t in left] == [("openvino", "int8", engines.KEPT_TO_THE_INDEX)]
+
+
+def test_an_index_of_int8_vectors_prefers_int8():
+    assert engines.for_the_index("m", BOTH_KINDS, "m" + precision.INT8_ID) == (BOTH_KINDS, [], "openvino int8")
+
+
+def test_a_choice_of_one_kind_is_left_as_it_is():
+    """int8 named (engine openvino, precision int8) moves a float index: a model change, asked for."""
+    named = [BOTH_KINDS[2]]
+    assert engines.for_the_index("m", named, "m") == (named, [], "")
+    floats = BOTH_KINDS[:2]
+    assert engines.for_the_index("m", floats, "m" + precision.INT8_ID) == (floats, [], "")
+
+
+def linked_copy(folder: Path, to: Path) -> Path:
+    """The shared converted models, hard-linked: a test's choice files stay its own (nothing is written in place)."""
+    if folder.exists():
+        shutil.copytree(folder, to, copy_function=os.link)
+    return to
+
+
+def test_auto_on_a_float_index_runs_a_float_option_with_the_same_model_id(shared_models, small_clip_torch):
+    chosen = create("clip", {**SMALL_CLIP, "precision": "auto", "engine": "auto"}, shared_models,
+                    small_clip_torch.model_id)  # fmt: skip
+    tried = [(t.engine, t.precision, t.outcome) for t in chosen.precision.tried]
+    assert ("openvino", "int8", engines.KEPT_TO_THE_INDEX) in tried
+    assert chosen.precision.used != "int8" and chosen.model_id == small_clip_torch.model_id
+
+
+def test_a_timing_never_moves_an_int8_index(shared_models, small_clip_torch, tmp_path, monkeypatch):
+    """A new index: the timing picks (here made to favour torch: what is tested is what follows). An
+    index of int8 vectors: int8 is tried first and kept untimed, although the choice kept says torch."""
+    models = linked_copy(shared_models, tmp_path / "models")
+
+    def favour_torch(passed: list[Any], pictures: torch.Tensor, reference: Any) -> dict[str, float]:
+        return {"torch fp32": 2.0} | {c.option.label: 0.5 if c.option.engine == "torch" else 1.0 for c in passed}
+
+    settings = {**SMALL_CLIP, "precision": "auto", "engine": "auto"}
+    with monkeypatch.context() as patched:
+        patched.setattr(engines, "_time", favour_torch)
+        first = create("clip", settings, models)
+    outcomes = {(t.engine, t.precision): t.outcome for t in first.precision.tried}
+    assert first.precision.engine == "torch" and outcomes[("openvino", "int8")] == "slower", outcomes
+    assert first.model_id == small_clip_torch.model_id
+
+    timed: list[int] = []
+
+    def counted(*args: Any) -> dict[str, float]:
+        timed.append(1)
+        return {}
+
+    monkeypatch.setattr(engines, "_time", counted)
+    on_int8 = create("clip", settings, models, small_clip_torch.model_id + precision.INT8_ID)
+    assert [(t.engine, t.precision, t.outcome) for t in on_int8.precision.tried] == [("openvino", "int8", "kept")]
+    assert on_int8.model_id == small_clip_torch.model_id + precision.INT8_ID and timed == []
+    again = create("clip", settings, models, on_int8.model_id)  # the choice kept now: int8, checked again
+    assert again.model_id == on_int8.model_id and "checked again now" in again.precision.reason
 
 
 SIGNAL_AFTER_OPENVINO = """

@@ -196,6 +196,18 @@ def test_a_new_choice_replaces_only_the_same_models_older_one(tmp_path: Path, mo
     assert len(choices(tmp_path)) == 3
 
 
+def test_other_settings_keep_their_own_choice(tmp_path: Path) -> None:
+    """A model change builds the old model (its stored settings) and the new (the configured ones) at each
+    start: two sets of options for one model, whose choices must not erase each other."""
+    memory(tmp_path).write(OPTIONS[1], TRIED, 2.16)
+    named = [OPTIONS[0]]
+    memory(tmp_path, options=named).write(OPTIONS[0], TRIED[:1], None)
+    first, second = memory(tmp_path).read(), memory(tmp_path, options=named).read()
+    assert first is not None and first.option == OPTIONS[1]
+    assert second is not None and second.option == OPTIONS[0]
+    assert len(choices(tmp_path)) == 2
+
+
 def test_torch_fp32s_check_vectors_are_kept_exactly_with_the_choice(tmp_path: Path) -> None:
     """A later load checks against these instead of running torch fp32 again: they come back bit for bit."""
     import torch

@@ -25,7 +25,7 @@ Source = Literal["auto", "config", "unmeasured"]
 
 
 class Tried(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """One engine and precision tried at load: kept, slower, failed the check, or cannot run (and why)."""
+    """One engine and precision tried at load: kept, slower, failed the check, cannot run or not tried (and why)."""
 
     engine: Literal["torch", "openvino"]
     precision: Literal["fp32", "bf16", "int8", "fp16"]
