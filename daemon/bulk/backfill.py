@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -337,7 +337,13 @@ class Backfill:
         finally:
             if sigterm is not None:
                 signal.signal(signal.SIGTERM, sigterm)
-        self.shape = actor_shape(ray.cluster_resources(), self.options)
+        from ..extractors.precision import INT8_ID  # the models are loaded: torch is in already
+
+        options = self.options
+        if self.models and all(model_id.endswith(INT8_ID) for model_id in self.models.values()):
+            # OpenVINO int8's models run on the workers' CPUs (``for_workers``): no GPU held for nothing
+            options = replace(options, gpus_per_actor=0.0)
+        self.shape = actor_shape(ray.cluster_resources(), options)
         actors, cpus, gpus = self.shape
         log.info(
             "backfill: %d files on %s with %d actors (%g CPUs, %g GPUs each)",

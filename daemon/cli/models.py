@@ -13,17 +13,22 @@ if TYPE_CHECKING:
 
 
 def load_extractors(
-    config: Config, names: list[str] | None = None, fallback: str | None = None
+    config: Config,
+    names: list[str] | None = None,
+    fallback: str | None = None,
+    index_ids: dict[str, str] | None = None,
 ) -> LoadedExtractors | None:
     """The configured extractors (or ``names``) with the configured fallback (or ``fallback``;
-    "" for none), or None after saying why they cannot load."""
+    "" for none), or None after saying why they cannot load. Each loads for the kind of index the
+    catalogue holds; ``index_ids`` stand in where it holds none (an import's model ids)."""
     # Imported here: torch takes seconds to import, and the thin clients never need it.
     from ..extractors import ModelUnavailableError, load, models_dir
 
     wanted = list(config.index.extractors) if names is None else names
     stand_in = config.index.fallback_extractor if fallback is None else fallback
     try:
-        return load(wanted, stand_in, config.extractor, models_dir(config), _index_ids(config, [*wanted, stand_in]))
+        ids = {**(index_ids or {}), **_index_ids(config, [*wanted, stand_in])}
+        return load(wanted, stand_in, config.extractor, models_dir(config), ids)
     except ModelUnavailableError as exc:
         print(f"imgsearchd: {exc}", file=sys.stderr)
         return None

@@ -19,6 +19,9 @@ from .models import load_extractors, open_catalog
 from .output import add_json_flag, emit, summary
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..bulk.sources import Part
     from ..config import Config
 
 FORMATS = ("parquet",)
@@ -140,10 +143,11 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
                 f"(configured: {', '.join(configured)}); nothing was imported",
                 EXIT_ERROR,
             )
-    expected = _model_ids(wanted, config)
+    expected = _model_ids(wanted, config, {p.extractor: p.model_id for p in parts})
     if expected is None:
         return EXIT_MODEL
     try:  # before the catalogue is opened (or made): a refusal writes nothing at all
+        int8_apart(parts, expected)
         check_parts(parts, expected)
     except VectorsError as exc:
         return _fail(str(exc), EXIT_ERROR)
@@ -173,12 +177,30 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
-def _model_ids(names: list[str], config: Config) -> dict[str, tuple[str, int]] | None:
+def int8_apart(parts: Sequence[Part], expected: dict[str, tuple[str, int]]) -> None:
+    """Refuse, saying what to set, vectors of the configured model made on the other kind of index
+    (OpenVINO int8's vectors are indexed apart from fp32/bf16 ones: extractors/engines.py)."""
+    from ..bulk.sources import VectorsError
+    from ..extractors.precision import INT8_ID
+
+    for part in parts:
+        model_id = expected.get(part.extractor, ("", 0))[0]
+        if part.model_id != model_id and part.model_id.removesuffix(INT8_ID) == model_id.removesuffix(INT8_ID):
+            raise VectorsError(
+                f"{part.file}: its vectors are from model {part.model_id!r}, but the {part.extractor} extractor "
+                f"runs {model_id!r}: the same model, but OpenVINO int8's vectors are indexed apart from fp32/bf16 "
+                'ones; nothing was imported. Set engine and precision to what made them ("openvino" and '
+                '"int8", or a float precision) and import again'
+            )
+
+
+def _model_ids(names: list[str], config: Config, archive: dict[str, str]) -> dict[str, tuple[str, int]] | None:
     """name -> (model_id, dim) of these extractors, loaded as the daemon would (no fallback: a
-    stand-in's vectors would not be the ones asked for); None after saying why one cannot load."""
+    stand-in's vectors would not be the ones asked for), for the kind of vectors the archive holds
+    where the catalogue holds none; None after saying why one cannot load."""
     if not names:
         return {}
-    loaded = load_extractors(config, names, fallback="")
+    loaded = load_extractors(config, names, fallback="", index_ids=archive)
     if loaded is None:
         return None
     return {name: (e.model_id, e.dim) for name, e in loaded.extractors.items()}

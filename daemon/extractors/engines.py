@@ -22,11 +22,14 @@ to fp32, 60.7% on an fp32 index) share one index: what passes the check moved re
 index by less than a point, so ``auto`` may choose among them otherwise on another machine without
 re-embedding a library.
 
-So which index an extractor has decides whether ``auto`` may pick int8 (``for_the_index``): a new
-index (nothing embedded yet) takes the fastest option that passes, int8 included (CLIP: 2.1x torch
-bf16 on the Zen 4, 1.36x on a 2-core Xeon with AMX, where torch's bf16 is 4.6x its fp32); an index of fp32/bf16 vectors keeps to those (int8 would re-embed the library because a
-timing said so: that takes ``engine = "openvino"`` and ``precision = "int8"`` by name); an index of
-int8 vectors keeps int8 while it passes the check, untimed.
+So the kind of index an extractor has decides whether ``auto`` may pick int8 (``for_the_index``):
+a new library (nothing embedded yet) takes the fastest option that passes, int8 included (CLIP: 2.1x
+torch bf16 on the Zen 4, 1.36x on a 2-core Xeon with AMX, where torch's bf16 is 4.6x its fp32); an
+index of fp32/bf16 vectors keeps to those, also for a model that replaces its model (int8 would
+re-embed the library because a timing said so: that takes ``engine = "openvino"`` and ``precision =
+"int8"`` by name); an index of int8 vectors keeps int8 while it passes the check, untimed (on the
+CPU, when ``device = "auto"`` would take a GPU: registry.create). When an int8 index's kind cannot
+be kept here, the log says so as an error: the library is re-embedded.
 """
 
 from __future__ import annotations
@@ -168,19 +171,21 @@ KEPT_TO_THE_INDEX = (
     'not tried: this index holds fp32/bf16 vectors and int8 needs an index of its own (engine = "openvino" '
     'and precision = "int8" move it, re-embedding the library)'
 )
+# Why the others were not tried on an index of int8's vectors where int8 passed.
+INT8_KEPT = "not tried: this index holds OpenVINO int8's vectors and int8 passed the check (kept untimed)"
 
 
-def for_the_index(model_id: str, options: list[Option], index_id: str | None) -> tuple[list[Option], list[Tried], str]:
-    """The options ``auto`` may take for the index of ``index_id``, those left out, and the one preferred.
+def for_the_index(options: list[Option], index_id: str | None) -> tuple[list[Option], list[Tried], str]:
+    """The options ``auto`` may take for an index that holds ``index_id``'s vectors, those left out,
+    and the one preferred.
 
-    Only a choice between both kinds of option (int8's own index and the shared one) is narrowed:
-    an index of fp32/bf16 vectors leaves int8 out; an index of int8 vectors prefers int8 (taken
-    untimed when it passes the check); a new index, or one of another model (a model change
-    re-embeds anyway), keeps them all. A timing never moves an index from one kind to the other.
+    Only a choice between both kinds of option (int8's own index and the shared one) is narrowed,
+    by the kind of the index, whatever its model (a model that replaces it keeps its kind): an
+    index of fp32/bf16 vectors leaves int8 out; an index of int8 vectors prefers int8 (taken
+    untimed when it passes the check); a new library keeps them all. A timing never moves an index
+    from one kind to the other.
     """
-    kinds = {own_index(option) for option in options}
-    same_model = index_id is not None and index_id.removesuffix(INT8_ID) == model_id.removesuffix(INT8_ID)
-    if len(kinds) < 2 or not same_model or index_id is None:
+    if index_id is None or len({own_index(option) for option in options}) < 2:
         return options, [], ""
     if index_id.endswith(INT8_ID):
         return options, [], "openvino int8"
@@ -193,8 +198,20 @@ def settle(
 ) -> Precision:
     """Run ``extractor`` on the engine and precision that pass the check and measure fastest.
 
-    ``index_id``: the model id of the vectors the extractor's index holds now (None: a new index),
+    ``index_id``: the model id of the vectors the extractor's index holds now (None: a new library),
     which decides whether OpenVINO's int8 may be chosen (``for_the_index``)."""
+    outcome = _settle(extractor, engine, asked, models_dir, index_id)
+    if index_id is not None and index_id.endswith(INT8_ID) and not extractor.model_id.endswith(INT8_ID):
+        log.error(
+            "%s: the index holds OpenVINO int8's vectors (%s), but this model runs %s (%s): its vectors cannot "
+            "go in that index, so the library is re-embedded with it (searches use the old index until the "
+            "switch); engine = \"openvino\" with precision = \"int8\" on a CPU where it runs keeps the index",
+            extractor.name, index_id, outcome.describe(), extractor.model_id,
+        )  # fmt: skip
+    return outcome
+
+
+def _settle(extractor: Extractor, engine: str, asked: str, models_dir: Path | None, index_id: str | None) -> Precision:
     if engine == "torch" or extractor.device.type != "cpu":
         outcome = settle_torch(extractor, asked)
         if engine == "openvino":
@@ -211,7 +228,7 @@ def settle(
     if engine == "auto":
         torch_plan = plan(asked, extractor.device, extractor.quantisable)
         options.insert(0, Option("torch", torch_plan.candidate, torch_plan.reason))
-    options, left_out, prefer = for_the_index(extractor.model_id, options, index_id)
+    options, left_out, prefer = for_the_index(options, index_id)
     return _choose(extractor, asked, options, models_dir, left_out, prefer)
 
 
@@ -249,7 +266,7 @@ def _choose(
     # inference_mode cannot take part in a trace.
     with extractor._lock, torch.no_grad():
         reference = TorchRunner(extractor, extractor.model, "fp32")
-        memory = Remembered(models_dir, extractor, options, check_id())
+        memory = Remembered(models_dir, extractor, options, check_id(), prefer)
         earlier = memory.read()
         # torch fp32's vectors as the first load kept them (same model, torch, check set): CLIP's
         # fp32 pass over the check set took 1.5 s of every start.
@@ -269,8 +286,9 @@ def _choose(
             if checked is not None:
                 passed.append(checked)
                 tried.append(option)  # its outcome once the timing is done
-                if option.label == prefer:
-                    break  # the index's own kind passes: nothing to time it against
+                if option.label == prefer:  # the index's own kind passes: nothing to time it against
+                    tried += [Tried(o.engine, o.precision, INT8_KEPT) for o in options if o.label != prefer]
+                    break
         only_openvino = all(option.engine == "openvino" for option in options)
         if not passed and not only_openvino:
             exact = Agreement(1.0, 1.0, 1.0, 1.0 if check.texts else None)

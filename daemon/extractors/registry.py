@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from ..config import Config, ExtractorSettings, validate
 from .advice import Advice, FallbackDict, advise
 from .base import Extractor, ModelUnavailableError
 from .engines import settle
+from .precision import INT8_ID
 
 log = logging.getLogger("imgsearchd.extractors")
 
@@ -51,6 +52,10 @@ def create(
         raise ModelUnavailableError(name, f"unknown extractor; known: {', '.join(classes)}")
     if isinstance(settings, Mapping):
         settings = extractor_settings(name, settings)
+    if index_id is not None and index_id.endswith(INT8_ID) and settings.engine != "torch" and settings.device == "auto":
+        # OpenVINO's int8 runs on the CPU: a GPU found now would re-embed the library in fp16
+        log.info('%s: the index holds OpenVINO int8\'s vectors: on the CPU (device = "auto")', name)
+        settings = replace(settings, device="cpu")
     log.info("loading extractor %s", name)
     extractor = classes[name](settings)
     extractor.precision = settle(extractor, settings.engine, settings.precision, models_dir, index_id)

@@ -78,8 +78,11 @@ def cpu_model(path: str = "/proc/cpuinfo") -> str:
 class Remembered:
     """The choice file of one extractor with these options on this machine (none without a models folder)."""
 
-    def __init__(self, models_dir: Path | None, extractor: Extractor, options: list[Option], check: str = "") -> None:
-        """``check`` names the check set (its pictures and texts): the reference vectors kept are of it."""
+    def __init__(
+        self, models_dir: Path | None, extractor: Extractor, options: list[Option], check: str = "", prefer: str = ""
+    ) -> None:
+        """``check`` names the check set (its pictures and texts): the reference vectors kept are of it;
+        ``prefer``, the option an index's kind prefers (engines.for_the_index): an untimed choice, kept apart."""
         self.path: Path | None = None
         self.options = options
         if models_dir is None:
@@ -89,6 +92,7 @@ class Remembered:
         key = [
             extractor.model_id.removesuffix(INT8_ID),
             *(f"{o.engine} {o.precision} {o.reason}" for o in options),
+            f"prefer {prefer}",
             f"format {FORMAT}",
             f"check {check}",
         ]
@@ -98,7 +102,7 @@ class Remembered:
         # Another model, or another set of options (other settings; auto for an index of either
         # kind: engines.for_the_index), keeps its own file: a model change builds both models at
         # every start until the switch, and one's choice would erase the other's.
-        model = hashlib.blake2b("\n".join(key[: len(options) + 1]).encode(), digest_size=4).hexdigest()
+        model = hashlib.blake2b("\n".join(key[: len(options) + 2]).encode(), digest_size=4).hexdigest()
         self.path = models_dir / f"{extractor.name}-choice-{model}-{digest}.json"
 
     def read(self) -> Choice | None:

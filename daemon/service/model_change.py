@@ -29,6 +29,7 @@ from typing import TypedDict
 from ..config import Config, ConfigError, ExtractorSettings
 from ..extractors import Extractor, LoadedExtractors, load, models_dir
 from ..extractors.base import ModelUnavailableError, file_fingerprint, legacy_file_fingerprint
+from ..extractors.precision import INT8_ID
 from ..extractors.registry import create, extractor_settings
 from ..store.catalog import Catalog
 from ..store.models import NEXT, SERVING, ModelRow
@@ -134,7 +135,8 @@ def load_models(catalog: Catalog, config: Config, load: Load = load) -> tuple[Lo
     ``load`` is ``registry.load`` (with its fallback) for the extractors not built here.
     """
     wanted = config.index.extractors
-    ids = index_model_ids(catalog, wanted)
+    fallback = config.index.fallback_extractor
+    ids = index_model_ids(catalog, [*wanted, fallback] if fallback else wanted)
     prebuilt, unloadable = _build_recorded(catalog, config, wanted, ids)
     loaded = _merge(prebuilt, wanted, config, load, ids)
     changes: dict[str, Change] = {}
@@ -157,13 +159,13 @@ def load_models(catalog: Catalog, config: Config, load: Load = load) -> tuple[Lo
 
 
 def index_model_ids(catalog: Catalog, names: Sequence[str]) -> dict[str, str]:
-    """The model id of the vectors each extractor's index holds: the model coming next during a
-    change, else the serving one, else the one that made most of its vectors (none: a new index).
-    ``engine = "auto"`` keeps to its kind (engines.for_the_index: int8's vectors are indexed apart)."""
+    """The model id of the vectors each extractor's index holds: the serving model's, else the one
+    that made most of its vectors (none: a new library). ``engine = "auto"`` keeps to its kind
+    (engines.for_the_index: int8's vectors are indexed apart); the serving one, not a model coming
+    next, so that putting the old settings back gives a change up."""
     ids = {}
     for name in dict.fromkeys(names):
-        rows = catalog.models(name)
-        row = rows.get(NEXT) or rows.get(SERVING)
+        row = catalog.models(name).get(SERVING)
         if row is not None:
             ids[name] = row.model_id
         elif made := catalog.vector_models(name):
@@ -236,6 +238,13 @@ def _build_old(name: str, serving: ModelRow, models: Path | None) -> tuple[Extra
         return None, (
             f"the old model {serving.model_id} cannot be built again ({why}): searches use the new model's "
             "index, which holds what is embedded so far"
+        )
+    if old.model_id != serving.model_id and old.model_id.removesuffix(INT8_ID) == serving.model_id.removesuffix(
+        INT8_ID
+    ):
+        return None, (
+            f"the old model {serving.model_id} cannot run OpenVINO int8 here (it would run as {old.model_id}: "
+            "the log says why): searches use the new model's index, which holds what is embedded so far"
         )
     if old.model_id != serving.model_id:
         return None, (

@@ -390,7 +390,8 @@ def test_a_switch_that_fails_puts_the_pipeline_back_on_the_serving_model(
 
 
 def test_index_model_ids_name_the_vectors_each_index_holds(tmp_path: Path) -> None:
-    """What ``engine = "auto"`` keeps to: the model coming next, else the serving one, else the most used."""
+    """What ``engine = "auto"`` keeps to: the serving model, else the most used; never one coming next, so
+    that putting the old settings back (engine and precision too) gives the change up."""
     import numpy as np
 
     from imgsearchd.service.model_change import index_model_ids
@@ -405,4 +406,15 @@ def test_index_model_ids_name_the_vectors_each_index_holds(tmp_path: Path) -> No
         catalog.record_model(ModelRow("c", SERVING, "c-old", "{}", "c", 1.0))
         catalog.record_model(ModelRow("c", NEXT, "c-new", "{}", "c-1", 2.0))
         ids = index_model_ids(catalog, ["a", "b", "c", "new"])
-    assert ids == {"a": "made-most", "b": "b-serving", "c": "c-new"}  # "new": nothing embedded yet
+    assert ids == {"a": "made-most", "b": "b-serving", "c": "c-old"}  # "new": nothing embedded yet
+
+
+def test_an_old_int8_model_that_cannot_run_int8_here_is_named_as_such(tmp_path: Path, efficientnet: Any) -> None:
+    """The serving model ran OpenVINO int8, which fails its check here: not "its weights changed"."""
+    from imgsearchd.service.model_change import _build_old
+    from imgsearchd.store.models import SERVING, ModelRow
+
+    settings = json.dumps({**EFFICIENTNET_FP32, "engine": "openvino", "precision": "int8"})
+    serving = ModelRow(NAME, SERVING, efficientnet.model_id + ":openvino-int8", settings, NAME, 1.0)
+    old, why = _build_old(NAME, serving, tmp_path / "models")
+    assert old is None and "cannot run OpenVINO int8 here" in why and "weights changed" not in why

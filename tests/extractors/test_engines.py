@@ -241,28 +241,28 @@ BOTH_KINDS = [precision.Option("torch", "bf16", ""), precision.Option("openvino"
               precision.Option("openvino", "int8", "")]  # fmt: skip
 
 
-def test_a_new_index_or_another_models_keeps_every_option():
-    assert engines.for_the_index("m", BOTH_KINDS, None) == (BOTH_KINDS, [], "")
-    assert engines.for_the_index("m", BOTH_KINDS, "other" + precision.INT8_ID) == (BOTH_KINDS, [], "")
+def test_a_new_library_keeps_every_option():
+    assert engines.for_the_index(BOTH_KINDS, None) == (BOTH_KINDS, [], "")
 
 
 def test_an_index_of_float_vectors_leaves_int8_out_and_says_why():
-    for model_id in ("m", "m" + precision.INT8_ID):  # settled again after int8 ran: the same model
-        options, left, prefer = engines.for_the_index(model_id, BOTH_KINDS, "m")
+    """Whatever its model: one that replaces it (a model change; an id of the older fingerprint form) keeps its kind."""
+    for index_id in ("m", "another-model"):
+        options, left, prefer = engines.for_the_index(BOTH_KINDS, index_id)
         assert options == BOTH_KINDS[:2] and prefer == ""
         assert [(t.engine, t.precision, t.outcome) for t in left] == [("openvino", "int8", engines.KEPT_TO_THE_INDEX)]
 
 
 def test_an_index_of_int8_vectors_prefers_int8():
-    assert engines.for_the_index("m", BOTH_KINDS, "m" + precision.INT8_ID) == (BOTH_KINDS, [], "openvino int8")
+    assert engines.for_the_index(BOTH_KINDS, "m" + precision.INT8_ID) == (BOTH_KINDS, [], "openvino int8")
 
 
 def test_a_choice_of_one_kind_is_left_as_it_is():
     """int8 named (engine openvino, precision int8) moves a float index: a model change, asked for."""
     named = [BOTH_KINDS[2]]
-    assert engines.for_the_index("m", named, "m") == (named, [], "")
+    assert engines.for_the_index(named, "m") == (named, [], "")
     floats = BOTH_KINDS[:2]
-    assert engines.for_the_index("m", floats, "m" + precision.INT8_ID) == (floats, [], "")
+    assert engines.for_the_index(floats, "m" + precision.INT8_ID) == (floats, [], "")
 
 
 def linked_copy(folder: Path, to: Path) -> Path:
@@ -277,12 +277,15 @@ def test_auto_on_a_float_index_runs_a_float_option_with_the_same_model_id(shared
                     small_clip_torch.model_id)  # fmt: skip
     tried = [(t.engine, t.precision, t.outcome) for t in chosen.precision.tried]
     assert ("openvino", "int8", engines.KEPT_TO_THE_INDEX) in tried
-    assert chosen.precision.used != "int8" and chosen.model_id == small_clip_torch.model_id
+    # torch's dynamic int8 may run (a CPU without native bf16): it shares the float index
+    assert (chosen.precision.engine, chosen.precision.used) != ("openvino", "int8")
+    assert chosen.model_id == small_clip_torch.model_id
 
 
-def test_a_timing_never_moves_an_int8_index(shared_models, small_clip_torch, tmp_path, monkeypatch):
+def test_a_timing_never_moves_an_int8_index(shared_models, small_clip_torch, tmp_path, monkeypatch, caplog):
     """A new index: the timing picks (here made to favour torch: what is tested is what follows). An
-    index of int8 vectors: int8 is tried first and kept untimed, although the choice kept says torch."""
+    index of int8 vectors: int8 is tried first and kept untimed, although the choice kept says torch;
+    on the CPU with ``device = "auto"`` (a GPU's vectors could not go in that index)."""
     models = linked_copy(shared_models, tmp_path / "models")
 
     def favour_torch(passed: list[Any], pictures: torch.Tensor, reference: Any) -> dict[str, float]:
@@ -303,11 +306,28 @@ def test_a_timing_never_moves_an_int8_index(shared_models, small_clip_torch, tmp
         return {}
 
     monkeypatch.setattr(engines, "_time", counted)
-    on_int8 = create("clip", settings, models, small_clip_torch.model_id + precision.INT8_ID)
-    assert [(t.engine, t.precision, t.outcome) for t in on_int8.precision.tried] == [("openvino", "int8", "kept")]
+    caplog.set_level(logging.INFO, logger="imgsearchd.extractors")
+    on_int8 = create("clip", {**settings, "device": "auto"}, models, small_clip_torch.model_id + precision.INT8_ID)
+    listed = [(t.engine, t.precision, t.outcome) for t in on_int8.precision.tried]
+    assert listed[0] == ("openvino", "int8", "kept") and {entry[2] for entry in listed[1:]} == {engines.INT8_KEPT}
+    assert len(listed) == 3  # /stats still lists every option
     assert on_int8.model_id == small_clip_torch.model_id + precision.INT8_ID and timed == []
+    assert on_int8.device.type == "cpu" and any("on the CPU" in r.getMessage() for r in caplog.records)
     again = create("clip", settings, models, on_int8.model_id)  # the choice kept now: int8, checked again
     assert again.model_id == on_int8.model_id and "checked again now" in again.precision.reason
+
+
+def test_an_int8_index_whose_int8_fails_here_says_the_library_is_re_embedded(shared_models, efficientnet, caplog):
+    """EfficientNet's int8 fails the check: on an index of int8 vectors a float option runs, and the log says
+    so as an error (its vectors cannot go in that index)."""
+    int8_index = efficientnet.model_id + precision.INT8_ID
+    chosen = create("efficientnet", {**EFFICIENTNET_FP32, "precision": "auto", "engine": "auto"}, shared_models,
+                    int8_index)  # fmt: skip
+    first = chosen.precision.tried[0]
+    assert (first.engine, first.precision, first.outcome) == ("openvino", "int8", "failed the check")
+    assert chosen.model_id == efficientnet.model_id
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("re-embedded" in m and int8_index in m for m in errors), errors
 
 
 SIGNAL_AFTER_OPENVINO = """
