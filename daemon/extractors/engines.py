@@ -282,7 +282,7 @@ def _choose(
         tried: list[Tried | Option] = list(left_out)
         passed: list[_Checked] = []
         for option in sorted(options, key=lambda o: o.label != prefer):  # the preferred first
-            checked = _try(extractor, option, check, wanted, models_dir, tried)
+            checked = _try(extractor, option, check, wanted, models_dir, tried, len(options) > 1)
             if checked is not None:
                 passed.append(checked)
                 tried.append(option)  # its outcome once the timing is done
@@ -333,8 +333,12 @@ def _try(
     wanted: Vectors,
     models_dir: Path | None,
     tried: list[Tried | Option],
+    one_of_several: bool = False,
 ) -> _Checked | None:
-    """One option built and checked; None (and why, in ``tried`` and the log) when it cannot run or fails."""
+    """One option built and checked; None (and why, in ``tried`` and the log) when it cannot run or fails.
+
+    A failed check is a warning for an option the settings name alone; ``one_of_several`` (auto's
+    choice, where EfficientNet's int8 fails at every first start) logs it as info."""
     try:
         runner = build(extractor, option, models_dir)
         got = vectors(runner, check)
@@ -347,9 +351,10 @@ def _try(
         return None
     agreed = agreement(wanted, got)
     if not agreed.passes():
-        log.warning("%s: %s FAILED the check at load: %s (need probes >= %s, photos mean >= %s, texts >= %s)",
-                    extractor.name, option.label, agreed.describe(), PROBES_MIN_COSINE, PHOTOS_MEAN_COSINE,
-                    TEXTS_MIN_COSINE)  # fmt: skip
+        log.log(logging.INFO if one_of_several else logging.WARNING,
+                "%s: %s FAILED the check at load: %s (need probes >= %s, photos mean >= %s, texts >= %s)",
+                extractor.name, option.label, agreed.describe(), PROBES_MIN_COSINE, PHOTOS_MEAN_COSINE,
+                TEXTS_MIN_COSINE)  # fmt: skip
         tried.append(Tried(option.engine, option.precision, "failed the check", agreed.worst, agreed.photos_mean))
         return None
     return _Checked(option, runner, agreed)
