@@ -274,10 +274,17 @@ def _choose(
         if earlier is not None and prefer and earlier.option.label != prefer:
             earlier = None  # chosen for a new index; this one holds int8's vectors: int8 first
         if earlier is not None:
-            checked = _try(extractor, earlier.option, check, wanted, models_dir, [])
+            from .openvino_ir import forget, reading
+
+            with reading() as from_cache:
+                checked = _try(extractor, earlier.option, check, wanted, models_dir, [])
             if checked is not None:
                 return _install(extractor, asked, checked, earlier.tried, earlier.speedup, earlier.note)
             memory.forget()
+            if from_cache:  # it passed when it was chosen: cached models that fail now are made again
+                log.warning("%s: %s from the cache failed the check it passed when chosen: made again (%s)",
+                            extractor.name, earlier.option.label, ", ".join(f.name for f in from_cache))  # fmt: skip
+                forget(from_cache)
             wanted = vectors(reference, check)  # the kept ones may be what went wrong
         tried: list[Tried | Option] = list(left_out)
         passed: list[_Checked] = []

@@ -5,7 +5,8 @@ A cached model is a folder ``DATA_DIR/models/NAME-PART-FORM-ID-DIGEST/`` holding
 text), the weights' form (fp32, int8), the versions of OpenVINO, torch and NNCF (int8) and of the
 calibration pictures: a change of any of them converts again, and the older folders of that
 name, part, form and model id are removed then (another model's stay: a model change runs two). A folder appears whole (written beside, then renamed), so
-two processes converting at once leave one good copy; one that cannot be read is made again.
+two processes converting at once leave one good copy; one that cannot be read is made again, and
+so is one that reads but fails the check an earlier start passed it with (engines: ``reading``).
 
 OpenVINO and NNCF send usage data to Google Analytics unless told otherwise (openvino_telemetry:
 "collected by default", and a conversion or a quantisation is a reported event). A local image
@@ -23,9 +24,10 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -96,6 +98,28 @@ class Part:
         return f"{self.name}-{self.part}-{self.form}-{model}-"
 
 
+# The cache folders ``cached`` read in this thread inside ``reading()`` (None outside it).
+_reads = threading.local()
+
+
+@contextlib.contextmanager
+def reading() -> Iterator[list[Path]]:
+    """The cache folders read (not made) in this thread inside the block: what ``forget`` removes when
+    a model that passed the check at an earlier start fails it now (a cache that reads but is not whole)."""
+    folders: list[Path] = []
+    _reads.folders = folders
+    try:
+        yield folders
+    finally:
+        _reads.folders = None
+
+
+def forget(folders: Sequence[Path]) -> None:
+    """Remove cached models (the next ``cached`` of their parts makes them again)."""
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def cached(part: Part, models_dir: Path | None, build: Callable[[], Any], calibration: str = "") -> Any:
     """The part's OpenVINO model: read from the cache, or built (``build``) and written there.
 
@@ -108,7 +132,10 @@ def cached(part: Part, models_dir: Path | None, build: Callable[[], Any], calibr
     xml = folder / "model.xml"
     if xml.is_file():
         try:
-            return core().read_model(str(xml))
+            model = core().read_model(str(xml))
+            if getattr(_reads, "folders", None) is not None:
+                _reads.folders.append(folder)
+            return model
         except RuntimeError as exc:  # a damaged or truncated file: made again below
             log.warning("%s: cached %s model %s cannot be read (%s); converting again", part.name, part.part, xml, exc)
             shutil.rmtree(folder, ignore_errors=True)

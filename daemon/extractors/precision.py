@@ -125,16 +125,23 @@ class Plan:
     timed: bool = False
 
 
-def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
-    """The CPU's feature flags (Linux); empty where they cannot be read, which means "none"."""
+def _cpuinfo(keys: tuple[str, ...], path: str) -> str | None:
+    """The value of the first line of /proc/cpuinfo that starts with one of ``keys``; None where none can be read."""
     try:
         with open(path, encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return frozenset(line.split(":", 1)[1].split())
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(keys)), None)
     except OSError:
-        pass
-    return frozenset()
+        return None
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags (Linux); empty where they cannot be read, which means "none"."""
+    return frozenset((_cpuinfo(("flags", "Features"), path) or "").split())
+
+
+def cpu_model(path: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name (Linux), or "" where it cannot be read."""
+    return _cpuinfo(("model name",), path) or ""
 
 
 def native_bf16(flags: frozenset[str]) -> str | None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .precision import INT8_ID, Option, Tried, cpu_flags
+from .precision import INT8_ID, Option, Tried, cpu_flags, cpu_model
 
 if TYPE_CHECKING:
     from .base import Extractor
@@ -64,15 +64,6 @@ def _unpacked(packed: dict[str, object] | None) -> torch.Tensor | None:
     data = np.frombuffer(base64.b64decode(str(packed["float32"])), dtype=np.float32)
     shape = [int(side) for side in packed["shape"]]  # type: ignore[attr-defined]
     return torch.from_numpy(data.reshape(shape).copy())
-
-
-def cpu_model(path: str = "/proc/cpuinfo") -> str:
-    """The CPU's model name (Linux), or "" where it cannot be read."""
-    try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        return ""
 
 
 class Remembered:

@@ -449,3 +449,21 @@ def test_a_later_load_checks_the_remembered_option_without_torch_fp32(tmp_path, 
     assert (again.precision.engine, again.precision.used) == (first.precision.engine, first.precision.used)
     assert "timed at the first load" in again.precision.reason and again.precision.tried == first.precision.tried
     assert fp32_passes == [], "torch fp32 ran although its check vectors were kept"
+
+
+def test_a_cached_model_that_fails_the_check_it_passed_is_made_again(tmp_path, caplog):
+    """A cache that reads but is not whole (its weights spoilt): the remembered option fails the check it
+    passed when chosen, so its cached model is made again from the torch model and runs, not torch instead."""
+    settings = {**EFFICIENTNET_FP32, "engine": "openvino"}  # fp32: one option, kept with its check vectors
+    first = create("efficientnet", settings, tmp_path)
+    assert (first.precision.engine, first.precision.used) == ("openvino", "fp32")
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir() and p.name.startswith("efficientnet-image-")]
+    weights = folder / "model.bin"
+    spoilt = bytearray(weights.read_bytes())
+    middle = len(spoilt) // 2
+    spoilt[middle : middle + (1 << 20)] = np.random.default_rng(0).standard_normal(1 << 18, dtype=np.float32).tobytes()
+    weights.write_bytes(bytes(spoilt))
+    again = create("efficientnet", settings, tmp_path)
+    assert (again.precision.engine, again.precision.used) == ("openvino", "fp32"), again.precision
+    assert any("made again" in r.getMessage() for r in caplog.records)
+    assert weights.read_bytes() != bytes(spoilt)

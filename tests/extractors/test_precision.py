@@ -58,13 +58,18 @@ def test_plan_refuses_an_unknown_precision():
         precision.plan("fp8", CPU, True, NO_BF16)
 
 
-def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+def test_cpu_flags_and_model_are_read_from_cpuinfo(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse2 avx2 avx512_bf16\n\n"
+        "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n"
+    )
     flags = precision.cpu_flags(str(cpuinfo))
     assert flags == {"fpu", "sse2", "avx2", "avx512_bf16"}
     assert precision.native_bf16(flags) == "avx512_bf16"
+    assert precision.cpu_model(str(cpuinfo)) == "AMD EPYC 9R14"
     assert precision.cpu_flags(str(tmp_path / "missing")) == frozenset()
+    assert precision.cpu_model(str(tmp_path / "missing")) == ""
 
 
 def test_config_names_the_key_of_a_bad_precision(tmp_path):
