@@ -181,11 +181,11 @@ def int8_apart(parts: Sequence[Part], expected: dict[str, tuple[str, int]]) -> N
     """Refuse, saying what to set, vectors of the configured model made on the other kind of index
     (OpenVINO int8's vectors are indexed apart from fp32/bf16 ones: extractors/engines.py)."""
     from ..bulk.sources import VectorsError
-    from ..extractors.precision import INT8_ID
+    from ..extractors.precision import int8_apart
 
     for part in parts:
         model_id = expected.get(part.extractor, ("", 0))[0]
-        if part.model_id != model_id and part.model_id.removesuffix(INT8_ID) == model_id.removesuffix(INT8_ID):
+        if int8_apart(part.model_id, model_id):
             raise VectorsError(
                 f"{part.file}: its vectors are from model {part.model_id!r}, but the {part.extractor} extractor "
                 f"runs {model_id!r}: the same model, but OpenVINO int8's vectors are indexed apart from fp32/bf16 "

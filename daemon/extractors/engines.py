@@ -404,7 +404,7 @@ def _install(
     """Put the chosen option in place; the others are dropped."""
     option = best.option
     base_id = extractor.model_id.removesuffix(INT8_ID)
-    extractor.model_id = base_id + INT8_ID if option.label == "openvino int8" else base_id
+    extractor.model_id = base_id + INT8_ID if own_index(option) else base_id
     if isinstance(best.runner, OpenVinoRunner):
         extractor.openvino = best.runner.model
         # OpenVINO now runs every part (CLIP's text too): the torch weights would only hold memory

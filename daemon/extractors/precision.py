@@ -59,6 +59,11 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32, 
 INT8_ID = ":openvino-int8"
 
 
+def int8_apart(model_id: str, other: str) -> bool:
+    """Whether two model ids are one model's, one of them OpenVINO int8's (the same vectors' model, another index)."""
+    return model_id != other and model_id.removesuffix(INT8_ID) == other.removesuffix(INT8_ID)
+
+
 @dataclass(frozen=True)
 class Option:
     """An engine and precision to try, and why (engines.py)."""

@@ -29,7 +29,7 @@ from typing import TypedDict
 from ..config import Config, ConfigError, ExtractorSettings
 from ..extractors import Extractor, LoadedExtractors, load, models_dir
 from ..extractors.base import ModelUnavailableError, file_fingerprint, legacy_file_fingerprint
-from ..extractors.precision import INT8_ID
+from ..extractors.precision import int8_apart
 from ..extractors.registry import create, extractor_settings
 from ..store.catalog import Catalog
 from ..store.models import NEXT, SERVING, ModelRow
@@ -168,8 +168,8 @@ def index_model_ids(catalog: Catalog, names: Sequence[str]) -> dict[str, str]:
         row = catalog.models(name).get(SERVING)
         if row is not None:
             ids[name] = row.model_id
-        elif made := catalog.vector_models(name):
-            ids[name] = max(made, key=lambda model_id: made[model_id])
+        elif (most_used := _most_used_id(catalog, name)) is not None:
+            ids[name] = most_used
     return ids
 
 
@@ -239,9 +239,7 @@ def _build_old(name: str, serving: ModelRow, models: Path | None) -> tuple[Extra
             f"the old model {serving.model_id} cannot be built again ({why}): searches use the new model's "
             "index, which holds what is embedded so far"
         )
-    if old.model_id != serving.model_id and old.model_id.removesuffix(INT8_ID) == serving.model_id.removesuffix(
-        INT8_ID
-    ):
+    if int8_apart(old.model_id, serving.model_id):
         return None, (
             f"the old model {serving.model_id} cannot run OpenVINO int8 here (it would run as {old.model_id}: "
             "the log says why): searches use the new model's index, which holds what is embedded so far"
@@ -254,12 +252,17 @@ def _build_old(name: str, serving: ModelRow, models: Path | None) -> tuple[Extra
     return old, ""
 
 
+def _most_used_id(catalog: Catalog, name: str) -> str | None:
+    """The id of the model that made most of this extractor's vectors (None: it has none)."""
+    made = catalog.vector_models(name)
+    return max(made, key=lambda model_id: made[model_id]) if made else None
+
+
 def _most_used(catalog: Catalog, name: str) -> ModelRow | None:
     """The model that made most of this extractor's vectors, as serving without settings (never recorded)."""
-    made = catalog.vector_models(name)
-    if not made:
+    model_id = _most_used_id(catalog, name)
+    if model_id is None:
         return None
-    model_id = max(made, key=lambda m: made[m])
     row = ModelRow(name, SERVING, model_id, None, name, time.time())
     catalog.record_model(row)
     return row
