@@ -55,6 +55,7 @@ TINY = {
     "bench_idle_memory.py": ["--pictures", "3", "--cases", "efficientnet", "--old", "", "--idle-seconds", "1"],
     "bench_retrieval.py": ["--db", "8", "--copies", "1", "--batch-size", "4", "--repeats", "1"],
     "bench_engines.py": ["--tiny", "--models", "efficientnet", "--e2e-model", "efficientnet"],
+    "bench_forward_split.py": ["--models", "efficientnet", "--batch-size", "4", "--rounds", "1"],
     "bench_duplicates.py": [
         "--vectors", "1500", "--planted", "20", "--identical", "5", "--sample", "50", "--scenes", "2", "--draws", "1",
         "--precisions", "fp32", "--batch-size", "4", "--floors", "0.8", "--framing", "0.95", "--similar", "0.9",
@@ -97,6 +98,7 @@ EXPECT = {
         "| efficientnet | engine auto |",
         "auto / torch: CLI rate",
     ),
+    "bench_forward_split.py": ("| efficientnet | torch fp32 |", "| efficientnet | openvino int8 |"),
     "bench_duplicates.py": ("| planted pairs precision / recall |", "| framing_score |", "| similar:shift |"),
     "bench_match.py": ("| efficientnet fp32 | z-score (shipped) |", "| jpeg |"),
     "bench_thumbnails.py": ("| small (4) |", "| revalidated (304) |"),
@@ -130,6 +132,7 @@ def test_benchmark_runs_a_tiny_case(script: str, tmp_path: Path) -> None:
         "bench_camera.py",
         "bench_decode.py",
         "bench_engines.py",
+        "bench_forward_split.py",
         "bench_formats.py",
         "bench_indexing.py",
         "bench_precision.py",

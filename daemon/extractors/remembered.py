@@ -6,6 +6,11 @@ next. So the choice is written once, keyed by what decides it (the model id, the
 options tried, the torch and OpenVINO versions, the CPU's model, flags and core count); a later
 load builds only the option chosen and checks it against torch fp32 again. A file that cannot be
 read or written costs only a new timing.
+
+A choice file is touched at every load that reads it, and a write removes the choice files of
+this models folder that no load has read for ``UNUSED_DAYS``: the files of settings put aside
+(each set of options keeps its own, ~100 KB with the check's reference vectors) would otherwise
+stay for ever. One removed by mistake costs one timing at the next load with those settings.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("imgsearchd.extractors")
 
 FORMAT = 1
+UNUSED_DAYS = 90
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,10 @@ class Remembered:
         except (OSError, ValueError, KeyError, TypeError, StopIteration, binascii.Error) as exc:
             log.warning("cannot use the engine choice in %s (%s); timing the options again", self.path, exc)
             return None
+        try:
+            os.utime(self.path)  # in use: kept by the pruning of unused choices (``write``)
+        except OSError:
+            pass  # a read-only folder: the choice still serves; its age only matters to a write
         timed = any(entry.seconds is not None for entry in tried)
         how = "the fastest of those that passed, timed" if timed else "the one that passed the check"
         note = f"; {how} at the first load ({when}), checked again now"
@@ -147,6 +157,7 @@ class Remembered:
             for older in self.path.parent.glob(self.path.name.rsplit("-", 1)[0] + "-*.json"):
                 if older != self.path:  # other versions or CPUs: never read again here
                     older.unlink(missing_ok=True)
+            _prune_unused(self.path.parent, time.time() - UNUSED_DAYS * 86400)
         except OSError as exc:
             if scratch is not None:
                 Path(scratch).unlink(missing_ok=True)
@@ -157,3 +168,13 @@ class Remembered:
         """Drop a choice that no longer builds or passes the check (the options are timed again)."""
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+
+
+def _prune_unused(models_dir: Path, before: float) -> None:
+    """Remove the choice files (any extractor's, any settings') no load has read since ``before``."""
+    for path in models_dir.glob("*-choice-*.json"):
+        try:
+            if path.stat().st_mtime < before:
+                path.unlink()
+        except OSError:
+            pass  # gone meanwhile (another process's prune), or not ours to remove: left as it is

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -232,3 +234,41 @@ def test_another_check_set_is_another_choice(tmp_path: Path) -> None:
     first.write(OPTIONS[1], TRIED, 2.0)
     assert Remembered(tmp_path, extractor, OPTIONS, "photos b").read() is None
     assert Remembered(tmp_path, extractor, OPTIONS, "photos a").read() is not None
+
+
+def _age(path: Path | None, days: float) -> None:
+    assert path is not None
+    when = time.time() - days * 86400
+    os.utime(path, (when, when))
+
+
+def test_choices_no_load_read_for_long_go_at_the_next_write(tmp_path: Path) -> None:
+    """Settings put aside leave their choice behind (~100 KB each): the next timing anywhere removes those
+    unread for ``UNUSED_DAYS``, whatever extractor or settings they were of, and keeps the others."""
+    put_aside = memory(tmp_path, options=[OPTIONS[0]])
+    put_aside.write(OPTIONS[0], TRIED[:1], None)
+    recent = memory(tmp_path)
+    recent.write(OPTIONS[1], TRIED, 2.16)
+    other = memory(tmp_path, "efficientnet:lite0:shipped", name="efficientnet")
+    other.write(OPTIONS[0], TRIED, 1.0)
+    _age(put_aside.path, remembered.UNUSED_DAYS + 1)
+    _age(other.path, remembered.UNUSED_DAYS + 1)
+    _age(recent.path, remembered.UNUSED_DAYS - 1)
+
+    memory(tmp_path, "clip:ViT-L-14:openai:squash").write(OPTIONS[1], TRIED, 3.0)
+
+    assert put_aside.read() is None and other.read() is None
+    assert recent.read() is not None
+    assert len(choices(tmp_path)) == 2  # the recent one and the one just written
+
+
+def test_a_choice_read_at_a_load_is_kept(tmp_path: Path) -> None:
+    """A model started every day for a year is not timed again: each read makes its choice recent."""
+    daily = memory(tmp_path)
+    daily.write(OPTIONS[1], TRIED, 2.16)
+    _age(daily.path, remembered.UNUSED_DAYS + 30)
+    assert memory(tmp_path).read() is not None  # today's load
+
+    memory(tmp_path, "clip:ViT-L-14:openai:squash").write(OPTIONS[1], TRIED, 3.0)
+
+    assert memory(tmp_path).read() is not None
