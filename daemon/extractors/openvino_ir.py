@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import logging
 import os
 import shutil
@@ -65,6 +66,9 @@ def core() -> Any:
 def nncf() -> Any:
     """The ``nncf`` module, its telemetry blocked (``openvino()`` first); ImportError when absent."""
     openvino()
+    # NNCF's quantisation loads torch's C++ extension helper, which warns "No CUDA runtime is found"
+    # on every machine without CUDA: a line in the daemon's log at each first start, for nothing.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     import nncf as nncf_module
 
     return nncf_module
@@ -202,7 +206,9 @@ def quantised(model: Any, samples: Sequence[np.ndarray], transformer: bool) -> A
         options["model_type"] = library.ModelType.TRANSFORMER
         options["advanced_parameters"] = library.AdvancedQuantizationParameters(smooth_quant_alphas=no_smoothing)
     log.info("quantising to int8 on %d calibration pictures (once; 15-40 s on 2 cores)", len(samples))
-    # NNCF draws its progress bars on stdout, where `imgsearchd index --json` writes its answer: stderr.
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+    # NNCF draws its progress bars on stdout, where `imgsearchd index --json` writes its answer: on a
+    # terminal they go to stderr; elsewhere (the daemon's journal, a pipe) nowhere, the line above says it.
+    bars = sys.stderr if sys.stderr.isatty() else io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(bars):
         warnings.simplefilter("ignore")
         return library.quantize(model, library.Dataset(list(samples)), subset_size=len(samples), **options)

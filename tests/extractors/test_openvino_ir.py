@@ -214,27 +214,32 @@ def fresh_python(code: str, home: Path) -> subprocess.Popen[str]:
                             text=True)  # fmt: skip
 
 
-def answer(proc: subprocess.Popen[str]) -> dict[str, Any]:
+def answer(proc: subprocess.Popen[str]) -> tuple[dict[str, Any], str]:
+    """The JSON line the code printed last, and what it wrote on stderr."""
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err[-3000:]
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return result
+    return result, err
 
 
 def test_no_telemetry_through_conversion_and_quantisation(tmp_path):
-    """Through openvino()/nncf(): telemetry's module blocked, NNCF's stub in place, nothing written to HOME.
+    """Through openvino()/nncf(): telemetry's module blocked, NNCF's stub in place, nothing written to HOME;
+    and nothing in a log (stderr not a terminal, as under systemd): no progress bars, no torch warning
+    about CUDA (a newcomer's first start showed both in the daemon's log).
 
     The control run (the libraries imported without the guard) writes $HOME/intel, which shows the
     check would see it happen."""
     guarded = fresh_python(TELEMETRY_CHECK, tmp_path / "guarded")
     control = fresh_python(CONTROL, tmp_path / "control")
-    result, unguarded = answer(guarded), answer(control)
+    (result, log), (unguarded, _) = answer(guarded), answer(control)
     assert result == {"blocked": True, "nncf": "MagicMock", "home": []}  # nncf.telemetry: NNCFTelemetryStub = MagicMock
     assert unguarded["nncf"] == "NNCFTelemetry" and "intel" in unguarded["home"]
+    assert "━" not in log and "Statistics collection" not in log, log[-2000:]
+    assert "No CUDA runtime" not in log, log[-2000:]
 
 
 def test_quantising_writes_nothing_on_stdout(capfd):
-    """NNCF draws progress bars on stdout, where `imgsearchd index --json` writes its answer: they go to stderr."""
+    """NNCF draws progress bars on stdout, where `imgsearchd index --json` writes its answer: never there."""
     model = openvino_ir.convert(tiny_module(), EXAMPLE)
     samples = [np.asarray(EXAMPLE[:1].numpy() * scale, dtype=np.float32) for scale in (0.5, 1.0, 1.5, 2.0)]
     capfd.readouterr()
