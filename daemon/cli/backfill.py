@@ -119,13 +119,15 @@ def _backfill(args: argparse.Namespace, config: Config) -> int:
     from ..ingest.progress import Bar
     from ..media.limits import ImageLimits
     from ..paths import normalise_path
-    from .models import load_extractors, open_catalog
+    from .models import load_extractors, models_fit_the_index, open_catalog
 
     loaded = load_extractors(config)
     if loaded is None:
         return EXIT_MODEL
     catalog = open_catalog(config)
     if catalog is None:
+        return EXIT_ERROR
+    if not models_fit_the_index(catalog, config, loaded):
         return EXIT_ERROR
     started = time.monotonic()
     roots = config.allowed_roots or None

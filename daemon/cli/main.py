@@ -24,7 +24,7 @@ from .config import add_config_parser, cmd_config, config_errors
 from .duplicates import add_duplicates_parsers, cmd_duplicates
 from .exit_codes import EXIT_BUSY, EXIT_ERROR, EXIT_MODEL, EXIT_OK, EXIT_USAGE
 from .folders import add_folders_parsers, cmd_folders, cmd_unwatch, cmd_watch
-from .models import load_extractors, open_catalog
+from .models import load_extractors, models_fit_the_index, open_catalog
 from .output import add_json_flag, add_output_flags, emit, output_mode, print_results, summary
 from .remote import QueryPart, add_remote, call_and_show, search_remote
 from .vectors import add_vectors_parsers, cmd_export, cmd_import
@@ -230,6 +230,8 @@ def cmd_index(args: argparse.Namespace, config: Config) -> int:
     catalog = open_catalog(config)
     if catalog is None:
         return EXIT_ERROR
+    if not models_fit_the_index(catalog, config, loaded):
+        return EXIT_ERROR
     limits = ImageLimits.from_config(config.images)
     roots = config.allowed_roots or None  # as the daemon: links out of them are skipped or refused
     thumbnails = ThumbnailStore.from_settings(config.data_dir, config.thumbnails)
@@ -381,10 +383,12 @@ def _search_local(args: argparse.Namespace, config: Config, parts: list[QueryPar
     request = SearchRequest(None, args.limit, args.max_distance, scope, min_match=args.min_match)
     limits = ImageLimits.from_config(config.images)
     with Catalog(config.catalog_path) as catalog, contextlib.ExitStack() as opened:
-        for note in use_serving_models(
-            catalog, loaded, models_dir(config)
-        ):  # a model change under way: the old model answers
-            print(f"imgsearchd: {note}", file=sys.stderr)
+        # a model change under way: the old model answers; an index of another model's vectors: refused
+        notes, refusals = use_serving_models(catalog, loaded, models_dir(config))
+        for line in [*notes, *refusals]:
+            print(f"imgsearchd: {line}", file=sys.stderr)
+        if refusals:
+            return EXIT_MODEL
 
         def index(name: str) -> ExtractorIndex:  # opens the snapshot (or builds it) once asked, closes it after
             return opened.enter_context(index_for(catalog, config, loaded.extractors[name]))

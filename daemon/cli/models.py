@@ -60,3 +60,16 @@ def open_catalog(config: Config) -> Catalog | None:
     except CatalogError as exc:
         print(f"imgsearchd: {exc}", file=sys.stderr)
         return None
+
+
+def models_fit_the_index(catalog: Catalog, config: Config, loaded: LoadedExtractors) -> bool:
+    """Whether the command may embed: each model is the one its index holds (recorded as serving, as a
+    daemon's start records it), or the index is new; False after saying why not (the catalogue closed)."""
+    from ..service.model_change import offline_models
+
+    refusals = offline_models(catalog, config, loaded)
+    for refusal in refusals:
+        print(f"imgsearchd: {refusal}; nothing was embedded", file=sys.stderr)
+    if refusals:
+        catalog.close()
+    return not refusals

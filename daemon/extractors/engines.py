@@ -29,7 +29,8 @@ index of fp32/bf16 vectors keeps to those, also for a model that replaces its mo
 re-embed the library because a timing said so: that takes ``engine = "openvino"`` and ``precision =
 "int8"`` by name); an index of int8 vectors keeps int8 while it passes the check, untimed (on the
 CPU, when ``device = "auto"`` would take a GPU: registry.create). When an int8 index's kind cannot
-be kept here, the log says so as an error: the library is re-embedded.
+be kept here, the log says so as an error (a warning where the settings ask for the move): the library
+is re-embedded.
 """
 
 from __future__ import annotations
@@ -202,10 +203,15 @@ def settle(
     which decides whether OpenVINO's int8 may be chosen (``for_the_index``)."""
     outcome = _settle(extractor, engine, asked, models_dir, index_id)
     if index_id is not None and index_id.endswith(INT8_ID) and not extractor.model_id.endswith(INT8_ID):
-        log.error(
+        # Set so (torch, or a float precision by name: the documented move back) it is a warning;
+        # where int8 was wanted but cannot run or pass here, an error.
+        chosen = engine == "torch" or asked not in ("auto", "int8")
+        log.log(
+            logging.WARNING if chosen else logging.ERROR,
             "%s: the index holds OpenVINO int8's vectors (%s), but this model runs %s (%s): its vectors cannot "
-            "go in that index, so the library is re-embedded with it (searches use the old index until the "
-            "switch); engine = \"openvino\" with precision = \"int8\" on a CPU where it runs keeps the index",
+            "go in that index, so the daemon embeds the library again with it (its searches use the old index "
+            "until the switch); engine = \"openvino\" with precision = \"int8\" on a CPU where it runs keeps the "
+            "index",
             extractor.name, index_id, outcome.describe(), extractor.model_id,
         )  # fmt: skip
     return outcome
@@ -270,14 +276,23 @@ def _choose(
         earlier = memory.read()
         # torch fp32's vectors as the first load kept them (same model, torch, check set): CLIP's
         # fp32 pass over the check set took 1.5 s of every start.
-        wanted = earlier.wanted if earlier is not None and earlier.wanted is not None else vectors(reference, check)
+        kept = earlier.wanted if earlier is not None else None
+        if kept is not None and not _fits(kept, check):
+            log.warning("the reference vectors in %s do not fit the check set: torch fp32 runs it again", memory.path)
+            kept = None
+        wanted = kept if kept is not None else vectors(reference, check)
         if earlier is not None and prefer and earlier.option.label != prefer:
             earlier = None  # chosen for a new index; this one holds int8's vectors: int8 first
         if earlier is not None:
             from .openvino_ir import forget, reading
 
-            with reading() as from_cache:
-                checked = _try(extractor, earlier.option, check, wanted, models_dir, [])
+            from_cache: list[Path] = []
+            try:
+                with reading() as from_cache:
+                    checked = _try(extractor, earlier.option, check, wanted, models_dir, [])
+            except ValueError as exc:  # the kept vectors do not fit this model's: the file, not the model
+                log.warning("cannot use the engine choice in %s (%s); timing the options again", memory.path, exc)
+                checked, from_cache = None, []
             if checked is not None:
                 return _install(extractor, asked, checked, earlier.tried, earlier.speedup, earlier.note)
             memory.forget()
@@ -358,19 +373,34 @@ def _try(
         return None
     agreed = agreement(wanted, got)
     if not agreed.passes():
+        texts = f", texts >= {TEXTS_MIN_COSINE}" if check.texts else ""  # EfficientNet reads none
         log.log(logging.INFO if one_of_several else logging.WARNING,
-                "%s: %s FAILED the check at load: %s (need probes >= %s, photos mean >= %s, texts >= %s)",
+                "%s: %s FAILED the check at load: %s (need probes >= %s, photos mean >= %s%s)",
                 extractor.name, option.label, agreed.describe(), PROBES_MIN_COSINE, PHOTOS_MEAN_COSINE,
-                TEXTS_MIN_COSINE)  # fmt: skip
+                texts)  # fmt: skip
         tried.append(Tried(option.engine, option.precision, "failed the check", agreed.worst, agreed.photos_mean))
         return None
     return _Checked(option, runner, agreed)
+
+
+def _fits(kept: Vectors, check: CheckSet) -> bool:
+    """Whether vectors kept with a choice have the check set's shape: a row per input, one width."""
+    probes, photos, texts = kept
+    shapes = [(probes, len(check.probes)), (photos, len(check.photos))]
+    if (texts is None) != (not check.texts):
+        return False
+    if texts is not None:
+        shapes.append((texts, len(check.texts)))
+    width = probes.shape[-1]
+    return all(t.dim() == 2 and t.shape[0] == rows and t.shape[1] == width for t, rows in shapes)
 
 
 def agreement(wanted: Vectors, got: Vectors) -> Agreement:
     """The option's vectors (``got``) against torch fp32's (``wanted``), per kind of input."""
 
     def cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if a.shape != b.shape:  # kept reference vectors of another shape (a damaged choice file)
+            raise ValueError(f"reference vectors of shape {tuple(a.shape)} against the model's {tuple(b.shape)}")
         return torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1)
 
     probes, photos = cosines(wanted[0], got[0]), cosines(wanted[1], got[1])

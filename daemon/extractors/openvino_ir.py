@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import glob
 import hashlib
 import io
 import logging
@@ -145,11 +146,13 @@ def cached(part: Part, models_dir: Path | None, build: Callable[[], Any], calibr
             shutil.rmtree(folder, ignore_errors=True)
     started = time.perf_counter()
     model = build()
+    _remove_abandoned(models_dir, folder.name)
     try:
         _write(model, folder)
     except (OSError, RuntimeError) as exc:  # save_model says a full or read-only disk with RuntimeError
-        log.warning("%s: cannot cache the %s model in %s (%s); it is made again at the next start", part.name,
-                    part.part, models_dir, exc)  # fmt: skip
+        full = _nearly_full(models_dir)
+        log.warning("%s: cannot cache the %s model in %s (%s%s); it is made again at the next start", part.name,
+                    part.part, models_dir, exc, full)  # fmt: skip
     else:
         _prune(models_dir, part.prefix, keep=folder.name)
     log.info(
@@ -161,7 +164,9 @@ def cached(part: Part, models_dir: Path | None, build: Callable[[], Any], calibr
 def _write(model: Any, folder: Path) -> None:
     """Save beside the folder, then rename: a reader sees no folder or a whole one."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    # The writer's pid in the scratch's name: a process killed while saving leaves it (CLIP's image
+    # model: up to 350 MB), and the next writer of the part removes it (_remove_abandoned).
+    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}.", dir=folder.parent))
     try:
         # fp32 weights: save_model's default fp16 compression adds its own drift, which under bf16
         # took EfficientNet's top-10 neighbour overlap with fp32 from 0.949 to 0.925 (BENCHMARKS.md).
@@ -173,6 +178,33 @@ def _write(model: Any, folder: Path) -> None:
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _remove_abandoned(models_dir: Path, name: str) -> None:
+    """Remove the scratch folders of ``name`` left by writers that died while saving (their pid is gone)."""
+    for scratch in models_dir.glob(f".{glob.escape(name)}.*"):
+        pid = scratch.name[len(name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def _nearly_full(models_dir: Path) -> str:
+    """ "; the disk is full" where under 64 MB is free (save_model says only "iostream error"), else ""."""
+    try:
+        free = shutil.disk_usage(models_dir).free
+    except OSError:
+        return ""
+    return f"; the disk is full: {free >> 20} MB free" if free < 64 << 20 else ""
 
 
 def _prune(models_dir: Path, prefix: str, keep: str) -> None:

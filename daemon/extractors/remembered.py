@@ -109,8 +109,8 @@ class Remembered:
         try:
             saved = json.loads(self.path.read_text(encoding="utf-8"))
             option = next(o for o in self.options if [o.engine, o.precision] == saved["option"])
-            tried = tuple(Tried(**entry) for entry in saved["tried"])
-            speedup = saved["speedup"]
+            tried = tuple(_tried(entry) for entry in saved["tried"])
+            speedup = _number(saved["speedup"], "speedup")
             when = str(saved["when"])
             reference = saved.get("reference")
             wanted = None
@@ -178,3 +178,24 @@ def _prune_unused(models_dir: Path, before: float) -> None:
                 path.unlink()
         except OSError:
             pass  # gone meanwhile (another process's prune), or not ours to remove: left as it is
+
+
+def _number(value: object, key: str) -> float | None:
+    """A number or null from a choice file; ValueError for anything else (a file edited or damaged)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{key} is {value!r}, not a number")
+    return float(value)
+
+
+def _tried(entry: dict[str, object]) -> Tried:
+    """One option's outcome from a choice file, its fields checked (``describe`` formats the numbers)."""
+    engine, precision, outcome = (entry[key] for key in ("engine", "precision", "outcome"))
+    if not (isinstance(engine, str) and isinstance(precision, str) and isinstance(outcome, str)):
+        raise ValueError(f"tried: {entry!r} names its option or outcome otherwise than in words")
+    numbers = ("min_cosine", "mean_cosine", "seconds")
+    if set(entry) - {"engine", "precision", "outcome", *numbers}:
+        raise ValueError(f"tried: {entry!r} has fields of another form")
+    low, mean, seconds = (_number(entry.get(key), f"tried.{key}") for key in numbers)
+    return Tried(engine, precision, outcome, low, mean, seconds)

@@ -219,13 +219,16 @@ def _merge(
     return LoadedExtractors(extractors=extractors, primary=primary, fallback=loaded.fallback)
 
 
+# What a change whose old model cannot be built means for searches (after ``_build_old``'s reason).
+GAP = ": searches use the new model's index, which holds what is embedded so far"
+
+
 def _build_old(name: str, serving: ModelRow, models: Path | None) -> tuple[Extractor | None, str]:
     """The serving model built again from its stored settings, or None and why it cannot be."""
     if serving.settings is None:
         return None, (
-            f"the settings of {serving.model_id} were not recorded (a catalogue from before schema version 6), "
-            "so it cannot serve while the new model embeds the library: searches use the new model's index, "
-            "which holds what is embedded so far"
+            f"the settings of {serving.model_id} were not recorded (indexed offline by an earlier version, or a "
+            "catalogue from before schema version 6), so it cannot be built again"
         )
     try:
         values = json.loads(serving.settings)
@@ -235,20 +238,14 @@ def _build_old(name: str, serving: ModelRow, models: Path | None) -> tuple[Extra
         old = create(name, stored, models, serving.model_id)  # auto keeps to the serving index's kind
     except (ModelUnavailableError, ConfigError, ValueError) as exc:
         why = exc.why if isinstance(exc, ModelUnavailableError) else str(exc)
-        return None, (
-            f"the old model {serving.model_id} cannot be built again ({why}): searches use the new model's "
-            "index, which holds what is embedded so far"
-        )
+        return None, f"the old model {serving.model_id} cannot be built again ({why})"
     if int8_apart(old.model_id, serving.model_id):
         return None, (
             f"the old model {serving.model_id} cannot run OpenVINO int8 here (it would run as {old.model_id}: "
-            "the log says why): searches use the new model's index, which holds what is embedded so far"
+            "the log says why)"
         )
     if old.model_id != serving.model_id:
-        return None, (
-            f"the stored settings now build {old.model_id}, not {serving.model_id} (its weights changed): "
-            "searches use the new model's index, which holds what is embedded so far"
-        )
+        return None, f"the stored settings now build {old.model_id}, not {serving.model_id} (its weights changed)"
     return old, ""
 
 
@@ -307,8 +304,8 @@ def _compare(
     change.new_folder, change.old_folder = folder, serving.folder
     old, why = _build_old(name, serving, models_dir(config))
     if old is None:
-        change.error = why
-        log.error("%s: %s", name, why)
+        change.error = why + GAP
+        log.error("%s: %s", name, change.error)
     else:
         change.old, change.old_model_bytes = old, model_bytes(old)
     return change
@@ -341,21 +338,70 @@ def _renamed_legacy(
     return False
 
 
-def use_serving_models(catalog: Catalog, loaded: LoadedExtractors, models: Path | None = None) -> list[str]:
-    """For a search without the daemon (``search --local``): answer from the serving model of each
-    extractor whose configured model differs (a change under way), built again from its stored
-    settings as the daemon does; returns a note for each that cannot be (its search has a gap)."""
-    notes = []
+def use_serving_models(
+    catalog: Catalog, loaded: LoadedExtractors, models: Path | None = None
+) -> tuple[list[str], list[str]]:
+    """For a search without the daemon (``search --local``): answer from the model whose vectors each
+    extractor's index holds where the configured model differs, built again from its stored settings
+    as the daemon does. Returns notes (a change under way whose old model cannot be built: its search
+    has a gap, as the daemon's has) and refusals (no change under way and the index's model cannot be
+    built: the configured model has no vectors there to answer from)."""
+    notes, refusals = [], []
     for name, extractor in list(loaded.extractors.items()):
-        serving = catalog.models(name).get(SERVING)
+        rows = catalog.models(name)
+        serving, coming = rows.get(SERVING), rows.get(NEXT)
+        if serving is None:  # indexed offline by an earlier version: its settings were never recorded
+            most_used = _most_used_id(catalog, name)
+            serving = ModelRow(name, SERVING, most_used, None, name, 0.0) if most_used is not None else None
         if serving is None or serving.model_id == extractor.model_id:
             continue
         stored = json.loads(serving.settings) if serving.settings else {}
         if _renamed_legacy(catalog, name, serving.model_id, extractor.model_id, stored, serving.settings or ""):
             continue  # the same weights under an id of the old form: renamed, the configured model serves
         old, why = _build_old(name, serving, models)
-        if old is None:
-            notes.append(f"{name}: a model change is under way, and {why}")
-        else:
+        if old is not None:
             loaded.extractors[name] = old
-    return notes
+        elif coming is not None and coming.model_id == extractor.model_id:
+            notes.append(f"{name}: a model change is under way, and {why}{GAP}")
+        else:
+            refusals.append(
+                f"{name}: the index holds the vectors of {serving.model_id}, and these settings run "
+                f"{extractor.model_id} ({extractor.precision.engine} {extractor.precision.used}: "
+                f"{extractor.precision.reason}), which has no vectors there to answer from; "
+                f"{why}. Put back the settings that made the index, or let the "
+                "daemon (imgsearchd serve) embed the library with these"
+            )
+    return notes, refusals
+
+
+def offline_models(catalog: Catalog, config: Config, loaded: LoadedExtractors) -> list[str]:
+    """For an offline command that embeds (``index``, ``backfill``): each extractor's model recorded as
+    serving, with its settings, where its index is new or holds its vectors (as a daemon's start
+    records it: a later change can build it again and serve from the old index); and why not, for each
+    extractor whose index holds another model's vectors or is in a change. A model change is the
+    daemon's: embedded offline, the files would get vectors of a model the index does not search."""
+    refusals = []
+    for name, extractor in loaded.extractors.items():
+        rows = catalog.models(name)
+        serving, coming = rows.get(SERVING), rows.get(NEXT)
+        index_id = serving.model_id if serving is not None else _most_used_id(catalog, name)
+        configured = dataclasses.asdict(config.extractor(name))
+        settings = settings_json(config, name)
+        if index_id is not None and _renamed_legacy(catalog, name, index_id, extractor.model_id, configured, settings):
+            index_id = extractor.model_id
+        if coming is not None:
+            refusals.append(
+                f"{name}: a model change from {index_id} to {coming.model_id} is under way: the daemon finishes it "
+                "(imgsearchd serve); add these files through it (imgsearchd add) or after its switch"
+            )
+        elif index_id is not None and index_id != extractor.model_id:
+            refusals.append(
+                f"{name}: the index holds the vectors of {index_id}, and these settings run {extractor.model_id} "
+                f"({extractor.precision.engine} {extractor.precision.used}: {extractor.precision.reason}): files embedded here would be missing from its searches. "
+                "A model change is made by the daemon (imgsearchd serve: it embeds the library again in the "
+                "background while the old index answers); or put back the settings that made the index"
+            )
+        else:
+            folder = serving.folder if serving is not None else name
+            catalog.record_model(ModelRow(name, SERVING, extractor.model_id, settings, folder, time.time()))
+    return refusals

@@ -12,7 +12,7 @@ from imgsearchd.config import load_config
 from imgsearchd.store.catalog import Catalog
 from imgsearchd.store.models import SERVING, ModelRow
 
-from helpers import server_config
+from helpers import cli_here, server_config, skimage_photos
 
 
 def test_the_model_ids_come_from_the_catalogue_and_a_new_data_folder_has_none(tmp_path: Path) -> None:
@@ -64,3 +64,67 @@ def test_int8_vectors_of_the_configured_model_are_refused_naming_engine_and_prec
         int8_apart([part], {"clip": ("clip:m:squash", 512)})
     int8_apart([part], {"clip": ("clip:m:squash:openvino-int8", 512)})  # the same: check_parts' turn
     int8_apart([part], {"clip": ("clip:other", 512)})  # another model: check_parts says so
+
+
+def test_an_offline_index_records_its_model_and_refuses_to_mix_in_another(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``imgsearchd index`` records its model as serving, with the settings that build it (a later change
+    serves from the old index, as after a daemon's start); settings that build another model are
+    refused (their vectors would be missing from the index's searches: a model change is the daemon's);
+    ``search --local`` with them answers from the recorded model, or, where none can be built, refuses
+    rather than answer empty from a model that has no vectors there."""
+    import json
+    import sqlite3
+
+    from imgsearchd.store.models import NEXT
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    pictures = skimage_photos()
+    for name in ("chelsea", "coffee", "rocket"):
+        pictures[name].save(photos / f"{name}.jpg")
+    pictures["astronaut"].save(tmp_path / "astronaut.jpg")
+    made = server_config(tmp_path)
+    (tmp_path / "other").mkdir()
+    other = server_config(
+        tmp_path / "other",
+        index={"data_dir": str(tmp_path / "data")},
+        **{"extractors.efficientnet": {"preprocess": "crop"}},
+    )
+    done = cli_here(capsys, "index", "--json", "--no-progress", "--config", str(made), str(photos))
+    assert done.returncode == 0, done.stderr
+    model_id = json.loads(done.stdout)["extractors"]["efficientnet"]
+    config = load_config(made)
+    with Catalog(config.catalog_path) as catalog:
+        serving = catalog.models("efficientnet")[SERVING]
+        assert serving.model_id == model_id and serving.settings is not None
+        assert catalog.vector_models("efficientnet") == {model_id: 3}
+
+    refused = cli_here(
+        capsys, "index", "--json", "--no-progress", "--config", str(other), str(tmp_path / "astronaut.jpg")
+    )
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert f"the index holds the vectors of {model_id}, and these settings run efficientnet_lite0:" in refused.stderr
+    assert "imgsearchd serve" in refused.stderr and "nothing was embedded" in refused.stderr
+    with Catalog(config.catalog_path) as catalog:
+        assert catalog.vector_models("efficientnet") == {model_id: 3}  # nothing of the other model
+
+    chelsea = str(photos / "chelsea.jpg")
+    found = cli_here(capsys, "search", chelsea, "--local", "--json", "--config", str(other))
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["results"][0]["image"] == chelsea  # the recorded model answered
+
+    with sqlite3.connect(config.catalog_path) as conn:  # as an earlier version's `index` left it
+        conn.execute("DELETE FROM models")
+    empty = cli_here(capsys, "search", chelsea, "--local", "--json", "--config", str(other))
+    assert empty.returncode == 3 and empty.stdout == ""
+    assert "has no vectors there to answer from" in empty.stderr and "were not recorded" in empty.stderr
+
+    with Catalog(config.catalog_path) as catalog:  # a daemon's change under way: its to finish
+        catalog.record_model(ModelRow("efficientnet", SERVING, model_id, "{}", "efficientnet", 1.0))
+        catalog.record_model(ModelRow("efficientnet", NEXT, "efficientnet:next", "{}", "efficientnet-n", 2.0))
+    during = cli_here(
+        capsys, "index", "--json", "--no-progress", "--config", str(made), str(tmp_path / "astronaut.jpg")
+    )
+    assert during.returncode == 1 and "a model change from" in during.stderr and "is under way" in during.stderr

@@ -328,10 +328,15 @@ def test_an_int8_index_whose_int8_fails_here_says_the_library_is_re_embedded(sha
     assert (first.engine, first.precision, first.outcome) == ("openvino", "int8", "failed the check")
     assert chosen.model_id == efficientnet.model_id
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert any("re-embedded" in m and int8_index in m for m in errors), errors
+    assert any("embeds the library again" in m and int8_index in m for m in errors), errors
     # one of auto's options failing is no warning (EfficientNet's int8 fails at every first start)
     failed = [r for r in caplog.records if "FAILED the check" in r.getMessage()]
     assert failed and {r.levelno for r in failed} == {logging.INFO}
+    assert all("texts" not in r.getMessage() for r in failed)  # EfficientNet reads no texts
+    caplog.clear()  # the settings asking for the move (torch fp32 by name): said, but as a warning
+    create("efficientnet", dict(EFFICIENTNET_FP32), shared_models, int8_index)
+    said = [r for r in caplog.records if "embeds the library again" in r.getMessage()]
+    assert said and {r.levelno for r in said} == {logging.WARNING}
 
 
 SIGNAL_AFTER_OPENVINO = """
@@ -467,3 +472,35 @@ def test_a_cached_model_that_fails_the_check_it_passed_is_made_again(tmp_path, c
     assert (again.precision.engine, again.precision.used) == ("openvino", "fp32"), again.precision
     assert any("made again" in r.getMessage() for r in caplog.records)
     assert weights.read_bytes() != bytes(spoilt)
+
+
+@pytest.mark.parametrize("shape", ["rows", "width"])
+def test_reference_vectors_of_another_shape_in_a_choice_file_cost_a_new_check(tmp_path, caplog, shape):
+    """A choice file that parses but whose kept vectors have another shape (edited, or damaged) stopped
+    every start in the check's cosines: the option is checked against a new fp32 pass instead, and its
+    cached model is kept (the file was wrong, not the model)."""
+    import json
+
+    settings = {**EFFICIENTNET_FP32, "engine": "openvino"}
+    first = create("efficientnet", settings, tmp_path)
+    (choice,) = tmp_path.glob("efficientnet-choice-*.json")
+    body = json.loads(choice.read_text())
+    probes = body["reference"]["probes"]
+    rows, width = probes["shape"]
+    # the same bytes read as other rows (the check set's count is wrong), or every kind at another width
+    if shape == "rows":
+        probes["shape"] = [rows * 2, width // 2]
+    else:  # rows as the check set's, every kind as wide as another model's vectors
+        import base64
+
+        for kind in ("probes", "photos"):
+            count = body["reference"][kind]["shape"][0]
+            data = np.ones((count, width // 2), dtype=np.float32)
+            body["reference"][kind] = {"shape": list(data.shape), "float32": base64.b64encode(data.tobytes()).decode()}
+    choice.write_text(json.dumps(body))
+    models = {p.name for p in tmp_path.iterdir() if p.is_dir()}
+    with caplog.at_level(logging.WARNING, logger="imgsearchd.extractors"):
+        again = create("efficientnet", settings, tmp_path)
+    assert (again.precision.engine, again.precision.used) == (first.precision.engine, first.precision.used)
+    assert str(choice) in caplog.text and "made again" not in caplog.text
+    assert {p.name for p in tmp_path.iterdir() if p.is_dir()} == models

@@ -161,6 +161,38 @@ def test_a_failing_save_leaves_no_scratch_folder(tmp_path, monkeypatch, caplog):
     assert any("No space left" in r.getMessage() for r in caplog.records)
 
 
+def test_a_full_disk_is_named_as_such(tmp_path, caplog):
+    """On a real full file system OpenVINO 2026.4 says only "basic_ios::clear: iostream error": the
+    warning adds that the disk is full, and the model built still runs."""
+    from mounts import tmpfs
+
+    torch.manual_seed(4)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 512, 3), torch.nn.Conv2d(512, 512, 1)).eval()  # ~1 MB
+    build, _ = counting_build(module)
+    with tmpfs(tmp_path / "small", size="256k", why="a disk that fills up") as small:
+        with caplog.at_level(logging.WARNING, logger="imgsearchd.extractors"):
+            model = openvino_ir.cached(TINY, small, build)
+        assert runs_like(model, module)
+        assert entries(small) == [], "a scratch or half folder was left behind"
+    assert any("cannot cache" in r.getMessage() and "the disk is full" in r.getMessage() for r in caplog.records)
+
+
+def test_a_writer_killed_while_saving_leaves_a_scratch_the_next_writer_removes(tmp_path):
+    """A scratch folder names its writer's pid: one whose process is gone goes (CLIP's image model left
+    up to 350 MB for ever), one of a live process (a conversion now) stays."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    name = TINY.folder(tmp_path).name
+    dead = tmp_path / f".{name}.{int(gone.stdout)}.x1y2z3"
+    live = tmp_path / f".{name}.{os.getppid()}.a1b2c3"
+    for scratch in (dead, live):
+        scratch.mkdir()
+        (scratch / "model.bin").write_bytes(b"half a model")
+    build, calls = counting_build(tiny_module())
+    openvino_ir.cached(TINY, tmp_path, build)
+    assert calls == [1] and not dead.exists() and live.is_dir()
+    assert (TINY.folder(tmp_path) / "model.xml").is_file()
+
+
 def test_efficientnet_is_read_from_the_cache_without_converting(efficientnet, shared_models, monkeypatch, photos):
     """A second build of the real model reads its cached folder: with conversion broken it still runs."""
     first = openvino_build.openvino_model(efficientnet, "fp32", shared_models)

@@ -130,7 +130,21 @@ def _unknown_field(body: dict[str, Any]) -> None:
     body["tried"][0]["colour"] = "blue"
 
 
-@pytest.mark.parametrize("damage", [_drop_tried, _unknown_option, _unknown_field])
+def _speedup_in_words(body: dict[str, Any]) -> None:
+    body["speedup"] = "1.5"  # valid JSON: describe()'s "{:.2f}" stopped every start (a hostile test)
+
+
+def _cosine_in_words(body: dict[str, Any]) -> None:
+    body["tried"][0]["min_cosine"] = "high"
+
+
+def _outcome_a_number(body: dict[str, Any]) -> None:
+    body["tried"][1]["outcome"] = 7
+
+
+@pytest.mark.parametrize(
+    "damage", [_drop_tried, _unknown_option, _unknown_field, _speedup_in_words, _cosine_in_words, _outcome_a_number]
+)
 def test_a_damaged_choice_is_timed_again(tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: Any) -> None:
     kept = memory(tmp_path)
     kept.write(OPTIONS[1], TRIED, 2.16)
