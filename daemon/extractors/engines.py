@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .precision import INT8_ID, Option, Precision, Tried, convert, cpu_flags, native_bf16, plan, seconds
+from .precision import INT8_ID, MIN_COSINE, Option, Precision, Tried, convert, cpu_flags, native_bf16, plan, seconds
 from .precision import settle as settle_torch
 from .remembered import Remembered
 
@@ -195,13 +195,22 @@ def for_the_index(options: list[Option], index_id: str | None) -> tuple[list[Opt
 
 
 def settle(
-    extractor: Extractor, engine: str, asked: str, models_dir: Path | None, index_id: str | None = None
+    extractor: Extractor,
+    engine: str,
+    asked: str,
+    models_dir: Path | None,
+    index_id: str | None = None,
+    old_index: bool = False,
 ) -> Precision:
     """Run ``extractor`` on the engine and precision that pass the check and measure fastest.
 
     ``index_id``: the model id of the vectors the extractor's index holds now (None: a new library),
-    which decides whether OpenVINO's int8 may be chosen (``for_the_index``)."""
-    outcome = _settle(extractor, engine, asked, models_dir, index_id)
+    which decides whether OpenVINO's int8 may be chosen (``for_the_index``). ``old_index``: the model
+    only answers from that index while a model change embeds the library again (model_change): int8
+    that runs is kept there though it fails the check, down to probes at ``MIN_COSINE`` (``_choose``)."""
+    outcome = _settle(extractor, engine, asked, models_dir, index_id, old_index)
+    if old_index:
+        return outcome  # the new model's load said it, once
     if index_id is not None and index_id.endswith(INT8_ID) and not extractor.model_id.endswith(INT8_ID):
         # Set so (torch, or a float precision by name: the documented move back) it is a warning;
         # where int8 was wanted but cannot run or pass here, an error.
@@ -217,7 +226,9 @@ def settle(
     return outcome
 
 
-def _settle(extractor: Extractor, engine: str, asked: str, models_dir: Path | None, index_id: str | None) -> Precision:
+def _settle(
+    extractor: Extractor, engine: str, asked: str, models_dir: Path | None, index_id: str | None, old_index: bool
+) -> Precision:
     if engine == "torch" or extractor.device.type != "cpu":
         outcome = settle_torch(extractor, asked)
         if engine == "openvino":
@@ -235,7 +246,7 @@ def _settle(extractor: Extractor, engine: str, asked: str, models_dir: Path | No
         torch_plan = plan(asked, extractor.device, extractor.quantisable)
         options.insert(0, Option("torch", torch_plan.candidate, torch_plan.reason))
     options, left_out, prefer = for_the_index(options, index_id)
-    return _choose(extractor, asked, options, models_dir, left_out, prefer)
+    return _choose(extractor, asked, options, models_dir, left_out, prefer, old_index)
 
 
 def _noted(extractor: Extractor, outcome: Precision, why: str, engine: str = "openvino") -> Precision:
@@ -259,13 +270,15 @@ def _choose(
     models_dir: Path | None,
     left_out: Sequence[Tried] = (),
     prefer: str = "",
+    old_index: bool = False,
 ) -> Precision:
     """Build and check each option; the fastest that passes runs (torch fp32 when none does).
 
     ``prefer`` (an option's label) is tried first and, when it passes, runs untimed; ``left_out``
     are recorded as they are. The choice is kept beside the converted models (``remembered``): a
     later load with the same model, settings, versions and CPU builds and checks only the option
-    chosen, without timing.
+    chosen, without timing. ``old_index`` (settle): int8 is kept where it runs and its probes' smallest
+    cosine reaches ``MIN_COSINE`` (torch's own rule) though it fails the check; nothing is read or kept.
     """
     check = check_set(extractor)
     # no_grad, not inference_mode: the conversions trace the model, and tensors made under
@@ -273,14 +286,11 @@ def _choose(
     with extractor._lock, torch.no_grad():
         reference = TorchRunner(extractor, extractor.model, "fp32")
         memory = Remembered(models_dir, extractor, options, check_id(), prefer)
-        earlier = memory.read()
+        rows = (len(check.probes), len(check.photos), len(check.texts))
+        earlier = None if old_index else memory.read(rows)  # the new model's load read (or timed) it
         # torch fp32's vectors as the first load kept them (same model, torch, check set): CLIP's
         # fp32 pass over the check set took 1.5 s of every start.
-        kept = earlier.wanted if earlier is not None else None
-        if kept is not None and not _fits(kept, check):
-            log.warning("the reference vectors in %s do not fit the check set: torch fp32 runs it again", memory.path)
-            kept = None
-        wanted = kept if kept is not None else vectors(reference, check)
+        wanted = earlier.wanted if earlier is not None and earlier.wanted is not None else vectors(reference, check)
         if earlier is not None and prefer and earlier.option.label != prefer:
             earlier = None  # chosen for a new index; this one holds int8's vectors: int8 first
         if earlier is not None:
@@ -304,7 +314,8 @@ def _choose(
         tried: list[Tried | Option] = list(left_out)
         passed: list[_Checked] = []
         for option in sorted(options, key=lambda o: o.label != prefer):  # the preferred first
-            checked = _try(extractor, option, check, wanted, models_dir, tried, len(options) > 1)
+            floor = MIN_COSINE if old_index and own_index(option) else None  # only an int8 index offers it
+            checked = _try(extractor, option, check, wanted, models_dir, tried, len(options) > 1, floor)
             if checked is not None:
                 passed.append(checked)
                 tried.append(option)  # its outcome once the timing is done
@@ -325,7 +336,7 @@ def _choose(
     done = tuple(_outcome(entry, outcomes, best, timings) for entry in tried)
     base = timings.get("torch fp32")
     speedup = base / timings[best.option.label] if base and best.option.label in timings else None
-    if best.runner is not reference:  # a choice (timed, or the one option that passed): kept with fp32's vectors
+    if best.runner is not reference and not old_index:  # a choice: kept with fp32's vectors
         memory.write(best.option, done, speedup, wanted)
     return _install(extractor, asked, best, done, speedup)
 
@@ -356,11 +367,13 @@ def _try(
     models_dir: Path | None,
     tried: list[Tried | Option],
     one_of_several: bool = False,
+    floor: float | None = None,
 ) -> _Checked | None:
     """One option built and checked; None (and why, in ``tried`` and the log) when it cannot run or fails.
 
     A failed check is a warning for an option the settings name alone; ``one_of_several`` (auto's
-    choice, where EfficientNet's int8 fails at every first start) logs it as info."""
+    choice, where EfficientNet's int8 fails at every first start) logs it as info. ``floor``: an option
+    that fails but whose probes' smallest cosine reaches it is kept all the same (an old index's own kind)."""
     try:
         runner = build(extractor, option, models_dir)
         got = vectors(runner, check)
@@ -372,6 +385,11 @@ def _try(
         tried.append(Tried(option.engine, option.precision, f"cannot run: {type(exc).__name__}: {why}"))
         return None
     agreed = agreement(wanted, got)
+    if not agreed.passes() and floor is not None and agreed.probes_min >= floor:
+        log.warning("%s: %s fails the check (%s) but answers from the index its vectors made while the library "
+                    "is embedded again (probes min >= %s)", extractor.name, option.label, agreed.describe(),
+                    floor)  # fmt: skip
+        return _Checked(option, runner, agreed)
     if not agreed.passes():
         texts = f", texts >= {TEXTS_MIN_COSINE}" if check.texts else ""  # EfficientNet reads none
         log.log(logging.INFO if one_of_several else logging.WARNING,
@@ -381,18 +399,6 @@ def _try(
         tried.append(Tried(option.engine, option.precision, "failed the check", agreed.worst, agreed.photos_mean))
         return None
     return _Checked(option, runner, agreed)
-
-
-def _fits(kept: Vectors, check: CheckSet) -> bool:
-    """Whether vectors kept with a choice have the check set's shape: a row per input, one width."""
-    probes, photos, texts = kept
-    shapes = [(probes, len(check.probes)), (photos, len(check.photos))]
-    if (texts is None) != (not check.texts):
-        return False
-    if texts is not None:
-        shapes.append((texts, len(check.texts)))
-    width = probes.shape[-1]
-    return all(t.dim() == 2 and t.shape[0] == rows and t.shape[1] == width for t, rows in shapes)
 
 
 def agreement(wanted: Vectors, got: Vectors) -> Agreement:

@@ -41,12 +41,14 @@ def create(
     settings: ExtractorSettings | Mapping[str, Any],
     models_dir: Path | None = None,
     index_id: str | None = None,
+    old_index: bool = False,
 ) -> Extractor:
     """Build one extractor by name from its ``[extractors.NAME]`` section; ModelUnavailableError
     when its weights cannot load. A mapping of a few keys (tests, benchmarks) fills in the rest
     with the defaults, checked as the settings file is (``config.ConfigError`` naming the key).
     ``models_dir``: where OpenVINO's converted models are cached (None: made at every load).
-    ``index_id``: the model id of the vectors its index holds (None: a new index; engines.settle)."""
+    ``index_id``: the model id of the vectors its index holds (None: a new index; engines.settle);
+    ``old_index``: built only to answer from that index during a model change (engines.settle)."""
     classes = _classes()
     if name not in classes:
         raise ModelUnavailableError(name, f"unknown extractor; known: {', '.join(classes)}")
@@ -58,7 +60,7 @@ def create(
         settings = replace(settings, device="cpu")
     log.info("loading extractor %s", name)
     extractor = classes[name](settings)
-    extractor.precision = settle(extractor, settings.engine, settings.precision, models_dir, index_id)
+    extractor.precision = settle(extractor, settings.engine, settings.precision, models_dir, index_id, old_index)
     return extractor
 
 

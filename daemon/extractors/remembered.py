@@ -102,8 +102,9 @@ class Remembered:
         model = hashlib.blake2b("\n".join(key[: len(options) + 2]).encode(), digest_size=4).hexdigest()
         self.path = models_dir / f"{extractor.name}-choice-{model}-{digest}.json"
 
-    def read(self) -> Choice | None:
-        """The earlier choice, or None (no file, or one that does not parse: timed again)."""
+    def read(self, rows: tuple[int, int, int] | None = None) -> Choice | None:
+        """The earlier choice, or None (no file, or one that does not parse: timed again). ``rows``: the
+        check set's probes, photos and texts; kept vectors of another shape are dropped (run again)."""
         if self.path is None or not self.path.is_file():
             return None
         try:
@@ -119,6 +120,9 @@ class Remembered:
                 if probes is None or photos is None:
                     raise ValueError("the reference vectors lack the probes or the photos")
                 wanted = (probes, photos, _unpacked(reference["texts"]))
+                if rows is not None and not _fits(wanted, rows):
+                    log.warning("the reference vectors in %s do not fit the check set: run again", self.path)
+                    wanted = None
         except (OSError, ValueError, KeyError, TypeError, StopIteration, binascii.Error) as exc:
             log.warning("cannot use the engine choice in %s (%s); timing the options again", self.path, exc)
             return None
@@ -199,3 +203,12 @@ def _tried(entry: dict[str, object]) -> Tried:
         raise ValueError(f"tried: {entry!r} has fields of another form")
     low, mean, seconds = (_number(entry.get(key), f"tried.{key}") for key in numbers)
     return Tried(engine, precision, outcome, low, mean, seconds)
+
+
+def _fits(kept: Reference, rows: tuple[int, int, int]) -> bool:
+    """Whether kept vectors have the check set's shape: a row per input (no texts: none), one width."""
+    shapes = [(kept[0], rows[0]), (kept[1], rows[1])] + ([(kept[2], rows[2])] if kept[2] is not None else [])
+    if (kept[2] is None) != (rows[2] == 0):
+        return False
+    width = kept[0].shape[-1]
+    return all(t.dim() == 2 and t.shape[0] == count and t.shape[1] == width for t, count in shapes)

@@ -235,7 +235,9 @@ def _build_old(name: str, serving: ModelRow, models: Path | None) -> tuple[Extra
         # Settings stored before the engine setting (issue 32) ran on torch: built again as they ran.
         values.setdefault("engine", "torch")
         stored = extractor_settings(name, values, f"the stored settings of {name}")
-        old = create(name, stored, models, serving.model_id)  # auto keeps to the serving index's kind
+        # auto keeps to the serving index's kind; int8 that runs answers from its index though it now
+        # fails the check (an upgrade, another CPU): the change re-embeds, the old index serves meanwhile
+        old = create(name, stored, models, serving.model_id, old_index=True)
     except (ModelUnavailableError, ConfigError, ValueError) as exc:
         why = exc.why if isinstance(exc, ModelUnavailableError) else str(exc)
         return None, f"the old model {serving.model_id} cannot be built again ({why})"

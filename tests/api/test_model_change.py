@@ -409,12 +409,48 @@ def test_index_model_ids_name_the_vectors_each_index_holds(tmp_path: Path) -> No
     assert ids == {"a": "made-most", "b": "b-serving", "c": "c-old"}  # "new": nothing embedded yet
 
 
-def test_an_old_int8_model_that_cannot_run_int8_here_is_named_as_such(tmp_path: Path, efficientnet: Any) -> None:
-    """The serving model ran OpenVINO int8, which fails its check here: not "its weights changed"."""
+def test_an_old_int8_model_that_cannot_run_int8_here_is_named_as_such(
+    tmp_path: Path, efficientnet: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The serving model ran OpenVINO int8, which cannot run here (a CPU whose int8 does not compile: its
+    build fails as OpenVINO's does there): not "its weights changed"."""
+    from imgsearchd.extractors import openvino_build
     from imgsearchd.service.model_change import _build_old
     from imgsearchd.store.models import SERVING, ModelRow
 
+    real = openvino_build.openvino_model
+
+    def no_int8(extractor: Any, precision: str, models_dir: Any) -> Any:
+        if precision == "int8":
+            raise RuntimeError("Supported primitive descriptors list is empty for node: Softmax")
+        return real(extractor, precision, models_dir)
+
+    monkeypatch.setattr(openvino_build, "openvino_model", no_int8)
     settings = json.dumps({**EFFICIENTNET_FP32, "engine": "openvino", "precision": "int8"})
     serving = ModelRow(NAME, SERVING, efficientnet.model_id + ":openvino-int8", settings, NAME, 1.0)
     old, why = _build_old(NAME, serving, tmp_path / "models")
     assert old is None and "cannot run OpenVINO int8 here" in why and "weights changed" not in why
+
+
+def test_an_old_int8_model_that_runs_but_now_fails_its_check_answers_from_its_index(
+    tmp_path: Path, efficientnet: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An int8 index whose int8 now fails the check (an upgrade, another CPU; EfficientNet's int8 fails it
+    here, its smallest probe cosine 0.982): the new model embeds the library again, and meanwhile the int8
+    model answers from the index its vectors made (a hostile test saw searches miss pictures for the
+    whole change). It keeps no choice: the next start times as before."""
+    import logging
+
+    from imgsearchd.service.model_change import _build_old
+    from imgsearchd.store.models import SERVING, ModelRow
+
+    int8_id = efficientnet.model_id + ":openvino-int8"
+    settings = json.dumps({**EFFICIENTNET_FP32, "engine": "openvino", "precision": "int8"})
+    with caplog.at_level(logging.WARNING, logger="imgsearchd.extractors"):
+        old, why = _build_old(NAME, ModelRow(NAME, SERVING, int8_id, settings, NAME, 1.0), tmp_path / "models")
+    assert old is not None and old.model_id == int8_id and why == ""
+    assert (old.precision.engine, old.precision.used) == ("openvino", "int8")
+    assert any(
+        "fails the check" in r.getMessage() and "answers from the index" in r.getMessage() for r in caplog.records
+    )
+    assert not list((tmp_path / "models").glob("*-choice-*.json"))
