@@ -384,7 +384,7 @@ def _search_local(args: argparse.Namespace, config: Config, parts: list[QueryPar
     limits = ImageLimits.from_config(config.images)
     with Catalog(config.catalog_path) as catalog, contextlib.ExitStack() as opened:
         # a model change under way: the old model answers; an index of another model's vectors: refused
-        notes, refusals = use_serving_models(catalog, loaded, models_dir(config))
+        notes, refusals = use_serving_models(catalog, loaded, models_dir(config), config)
         for line in [*notes, *refusals]:
             print(f"imgsearchd: {line}", file=sys.stderr)
         if refusals:

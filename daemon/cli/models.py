@@ -62,14 +62,20 @@ def open_catalog(config: Config) -> Catalog | None:
         return None
 
 
-def models_fit_the_index(catalog: Catalog, config: Config, loaded: LoadedExtractors) -> bool:
+def models_fit_the_index(catalog: Catalog, config: Config, loaded: LoadedExtractors, done: str = "embedded") -> bool:
     """Whether the command may embed: each model is the one its index holds (recorded as serving, as a
     daemon's start records it), or the index is new; False after saying why not (the catalogue closed)."""
     from ..service.model_change import offline_models
+    from ..store.disk_health import is_storage_error
 
-    refusals = offline_models(catalog, config, loaded)
+    try:
+        refusals = offline_models(catalog, config, loaded)
+    except Exception as exc:  # recording the model writes the catalogue: a full or read-only disk says so
+        if not is_storage_error(exc):
+            raise
+        refusals = [f"cannot write the catalogue {config.catalog_path}: {exc}"]
     for refusal in refusals:
-        print(f"imgsearchd: {refusal}; nothing was embedded", file=sys.stderr)
+        print(f"imgsearchd: {refusal}; nothing was {done}", file=sys.stderr)
     if refusals:
         catalog.close()
     return not refusals

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import LOG_LEVELS
 from .exit_codes import EXIT_ERROR, EXIT_MODEL, EXIT_OK, EXIT_USAGE
-from .models import load_extractors, open_catalog
+from .models import load_extractors, models_fit_the_index, open_catalog
 from .output import add_json_flag, emit, summary
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from ..bulk.sources import Part
     from ..config import Config
+    from ..extractors import LoadedExtractors
 
 FORMATS = ("parquet",)
 
@@ -143,9 +144,10 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
                 f"(configured: {', '.join(configured)}); nothing was imported",
                 EXIT_ERROR,
             )
-    expected = _model_ids(wanted, config, {p.extractor: p.model_id for p in parts})
-    if expected is None:
+    loaded = _loaded(wanted, config, {p.extractor: p.model_id for p in parts})
+    if loaded is None:
         return EXIT_MODEL
+    expected = {name: (e.model_id, e.dim) for name, e in loaded.extractors.items()}
     try:  # before the catalogue is opened (or made): a refusal writes nothing at all
         int8_apart(parts, expected)
         check_parts(parts, expected)
@@ -153,6 +155,8 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
         return _fail(str(exc), EXIT_ERROR)
     catalog = open_catalog(config)
     if catalog is None:
+        return EXIT_ERROR
+    if not models_fit_the_index(catalog, config, loaded, "imported"):  # vectors the index would never search
         return EXIT_ERROR
     options = ImportOptions(
         maps=maps, limits=ImageLimits.from_config(config.images), roots=config.allowed_roots or None
@@ -194,16 +198,15 @@ def int8_apart(parts: Sequence[Part], expected: dict[str, tuple[str, int]]) -> N
             )
 
 
-def _model_ids(names: list[str], config: Config, archive: dict[str, str]) -> dict[str, tuple[str, int]] | None:
-    """name -> (model_id, dim) of these extractors, loaded as the daemon would (no fallback: a
-    stand-in's vectors would not be the ones asked for), for the kind of vectors the archive holds
-    where the catalogue holds none; None after saying why one cannot load."""
+def _loaded(names: list[str], config: Config, archive: dict[str, str]) -> LoadedExtractors | None:
+    """These extractors, loaded as the daemon would (no fallback: a stand-in's vectors would not be the
+    ones asked for), for the kind of vectors the archive holds where the catalogue holds none; None
+    after saying why one cannot load."""
     if not names:
-        return {}
-    loaded = load_extractors(config, names, fallback="", index_ids=archive)
-    if loaded is None:
-        return None
-    return {name: (e.model_id, e.dim) for name, e in loaded.extractors.items()}
+        from ..extractors import LoadedExtractors  # torch: only here, never at the CLI's start
+
+        return LoadedExtractors({}, "")
+    return load_extractors(config, names, fallback="", index_ids=archive)
 
 
 def _none_of(missing: int, folder: object) -> str:

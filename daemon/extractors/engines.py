@@ -277,8 +277,9 @@ def _choose(
     ``prefer`` (an option's label) is tried first and, when it passes, runs untimed; ``left_out``
     are recorded as they are. The choice is kept beside the converted models (``remembered``): a
     later load with the same model, settings, versions and CPU builds and checks only the option
-    chosen, without timing. ``old_index`` (settle): int8 is kept where it runs and its probes' smallest
-    cosine reaches ``MIN_COSINE`` (torch's own rule) though it fails the check; nothing is read or kept.
+    chosen, without timing. ``old_index`` (settle): int8 is kept where it runs and its smallest cosines
+    reach ``MIN_COSINE`` (torch's own rule) though it fails the check (not kept as a choice), and a
+    remembered option that fails leaves the choice and the cache to the new model's load.
     """
     check = check_set(extractor)
     # no_grad, not inference_mode: the conversions trace the model, and tensors made under
@@ -287,7 +288,7 @@ def _choose(
         reference = TorchRunner(extractor, extractor.model, "fp32")
         memory = Remembered(models_dir, extractor, options, check_id(), prefer)
         rows = (len(check.probes), len(check.photos), len(check.texts))
-        earlier = None if old_index else memory.read(rows)  # the new model's load read (or timed) it
+        earlier = memory.read(rows)
         # torch fp32's vectors as the first load kept them (same model, torch, check set): CLIP's
         # fp32 pass over the check set took 1.5 s of every start.
         wanted = earlier.wanted if earlier is not None and earlier.wanted is not None else vectors(reference, check)
@@ -299,14 +300,16 @@ def _choose(
             from_cache: list[Path] = []
             try:
                 with reading() as from_cache:
-                    checked = _try(extractor, earlier.option, check, wanted, models_dir, [])
+                    floor = MIN_COSINE if old_index and own_index(earlier.option) else None
+                    checked = _try(extractor, earlier.option, check, wanted, models_dir, [], floor=floor)
             except ValueError as exc:  # the kept vectors do not fit this model's: the file, not the model
                 log.warning("cannot use the engine choice in %s (%s); timing the options again", memory.path, exc)
                 checked, from_cache = None, []
             if checked is not None:
                 return _install(extractor, asked, checked, earlier.tried, earlier.speedup, earlier.note)
-            memory.forget()
-            if from_cache:  # it passed when it was chosen: cached models that fail now are made again
+            if not old_index:  # the old model of a change leaves the choice and the cache to the new one's load
+                memory.forget()
+            if from_cache and not old_index:  # it passed when it was chosen: cached models failing now are remade
                 log.warning("%s: %s from the cache failed the check it passed when chosen: made again (%s)",
                             extractor.name, earlier.option.label, ", ".join(f.name for f in from_cache))  # fmt: skip
                 forget(from_cache)
@@ -336,7 +339,7 @@ def _choose(
     done = tuple(_outcome(entry, outcomes, best, timings) for entry in tried)
     base = timings.get("torch fp32")
     speedup = base / timings[best.option.label] if base and best.option.label in timings else None
-    if best.runner is not reference and not old_index:  # a choice: kept with fp32's vectors
+    if best.runner is not reference and best.agreement.passes():  # a choice (not int8 kept for an old index)
         memory.write(best.option, done, speedup, wanted)
     return _install(extractor, asked, best, done, speedup)
 
@@ -385,9 +388,9 @@ def _try(
         tried.append(Tried(option.engine, option.precision, f"cannot run: {type(exc).__name__}: {why}"))
         return None
     agreed = agreement(wanted, got)
-    if not agreed.passes() and floor is not None and agreed.probes_min >= floor:
+    if not agreed.passes() and floor is not None and min(agreed.probes_min, agreed.texts_min or 1.0) >= floor:
         log.warning("%s: %s fails the check (%s) but answers from the index its vectors made while the library "
-                    "is embedded again (probes min >= %s)", extractor.name, option.label, agreed.describe(),
+                    "is embedded again (probes and texts min >= %s)", extractor.name, option.label, agreed.describe(),
                     floor)  # fmt: skip
         return _Checked(option, runner, agreed)
     if not agreed.passes():

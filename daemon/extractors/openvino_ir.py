@@ -24,6 +24,7 @@ import io
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -68,7 +69,7 @@ def nncf() -> Any:
     """The ``nncf`` module, its telemetry blocked (``openvino()`` first); ImportError when absent."""
     openvino()
     # NNCF's quantisation loads torch's C++ extension helper, which warns "No CUDA runtime is found"
-    # on every machine without CUDA: a line in the daemon's log at each first start, for nothing.
+    # where torch is a CUDA build on a machine without CUDA: a line in the daemon's log, for nothing.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     import nncf as nncf_module
 
@@ -150,9 +151,8 @@ def cached(part: Part, models_dir: Path | None, build: Callable[[], Any], calibr
     try:
         _write(model, folder)
     except (OSError, RuntimeError) as exc:  # save_model says a full or read-only disk with RuntimeError
-        full = _nearly_full(models_dir)
-        log.warning("%s: cannot cache the %s model in %s (%s%s); it is made again at the next start", part.name,
-                    part.part, models_dir, exc, full)  # fmt: skip
+        log.warning("%s: cannot cache the %s model in %s (%s); it is made again at the next start", part.name,
+                    part.part, models_dir, exc)  # fmt: skip
     else:
         _prune(models_dir, part.prefix, keep=folder.name)
     log.info(
@@ -166,11 +166,14 @@ def _write(model: Any, folder: Path) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     # The writer's pid in the scratch's name: a process killed while saving leaves it (CLIP's image
     # model: up to 350 MB), and the next writer of the part removes it (_remove_abandoned).
-    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}.", dir=folder.parent))
+    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{_writer()}.", dir=folder.parent))
     try:
         # fp32 weights: save_model's default fp16 compression adds its own drift, which under bf16
         # took EfficientNet's top-10 neighbour overlap with fp32 from 0.949 to 0.925 (BENCHMARKS.md).
-        openvino().save_model(model, str(scratch / "model.xml"), compress_to_fp16=False)
+        try:
+            openvino().save_model(model, str(scratch / "model.xml"), compress_to_fp16=False)
+        except RuntimeError as exc:  # measured while the scratch still fills the disk
+            raise RuntimeError(f"{exc}{_nearly_full(folder.parent)}") from exc
         try:
             os.rename(scratch, folder)
         except OSError:
@@ -180,10 +183,18 @@ def _write(model: Any, folder: Path) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _writer() -> str:
+    """This process as a scratch folder names it: its host (a models folder shared between machines or
+    containers sees other pids) and its pid."""
+    host = "".join(c if c.isalnum() else "-" for c in socket.gethostname())[:40]
+    return f"{host}-{os.getpid()}"
+
+
 def _remove_abandoned(models_dir: Path, name: str) -> None:
-    """Remove the scratch folders of ``name`` left by writers that died while saving (their pid is gone)."""
-    for scratch in models_dir.glob(f".{glob.escape(name)}.*"):
-        pid = scratch.name[len(name) + 2 :].split(".", 1)[0]
+    """Remove the scratch folders of ``name`` left by writers of this host that died while saving."""
+    host = _writer().rsplit("-", 1)[0]
+    for scratch in models_dir.glob(f".{glob.escape(name)}.{glob.escape(host)}-*"):
+        pid = scratch.name[len(name) + len(host) + 3 :].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             shutil.rmtree(scratch, ignore_errors=True)
 

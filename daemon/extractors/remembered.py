@@ -208,7 +208,7 @@ def _tried(entry: dict[str, object]) -> Tried:
 def _fits(kept: Reference, rows: tuple[int, int, int]) -> bool:
     """Whether kept vectors have the check set's shape: a row per input (no texts: none), one width."""
     shapes = [(kept[0], rows[0]), (kept[1], rows[1])] + ([(kept[2], rows[2])] if kept[2] is not None else [])
-    if (kept[2] is None) != (rows[2] == 0):
+    if (kept[2] is None) != (rows[2] == 0) or any(t.dim() != 2 for t, _ in shapes):
         return False
-    width = kept[0].shape[-1]
+    width = kept[0].shape[1]
     return all(t.dim() == 2 and t.shape[0] == count and t.shape[1] == width for t, count in shapes)

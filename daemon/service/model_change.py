@@ -243,8 +243,8 @@ def _build_old(name: str, serving: ModelRow, models: Path | None) -> tuple[Extra
         return None, f"the old model {serving.model_id} cannot be built again ({why})"
     if int8_apart(old.model_id, serving.model_id):
         return None, (
-            f"the old model {serving.model_id} cannot run OpenVINO int8 here (it would run as {old.model_id}: "
-            "the log says why)"
+            f"the old model {serving.model_id} cannot run OpenVINO int8 here, or its vectors now fall too far from "
+            f"fp32's (it would run as {old.model_id}: the log says why)"
         )
     if old.model_id != serving.model_id:
         return None, f"the stored settings now build {old.model_id}, not {serving.model_id} (its weights changed)"
@@ -341,13 +341,14 @@ def _renamed_legacy(
 
 
 def use_serving_models(
-    catalog: Catalog, loaded: LoadedExtractors, models: Path | None = None
+    catalog: Catalog, loaded: LoadedExtractors, models: Path | None = None, config: Config | None = None
 ) -> tuple[list[str], list[str]]:
     """For a search without the daemon (``search --local``): answer from the model whose vectors each
     extractor's index holds where the configured model differs, built again from its stored settings
     as the daemon does. Returns notes (a change under way whose old model cannot be built: its search
     has a gap, as the daemon's has) and refusals (no change under way and the index's model cannot be
-    built: the configured model has no vectors there to answer from)."""
+    built: the configured model has no vectors there to answer from). ``config``: the configured
+    settings, for the rename of a weights file's old-form id (else the stored ones, which may be none)."""
     notes, refusals = [], []
     for name, extractor in list(loaded.extractors.items()):
         rows = catalog.models(name)
@@ -358,7 +359,9 @@ def use_serving_models(
         if serving is None or serving.model_id == extractor.model_id:
             continue
         stored = json.loads(serving.settings) if serving.settings else {}
-        if _renamed_legacy(catalog, name, serving.model_id, extractor.model_id, stored, serving.settings or ""):
+        configured = dataclasses.asdict(config.extractor(name)) if config is not None else stored
+        settings = settings_json(config, name) if config is not None else serving.settings or ""
+        if _renamed_legacy(catalog, name, serving.model_id, extractor.model_id, configured, settings):
             continue  # the same weights under an id of the old form: renamed, the configured model serves
         old, why = _build_old(name, serving, models)
         if old is not None:
@@ -377,33 +380,45 @@ def use_serving_models(
 
 
 def offline_models(catalog: Catalog, config: Config, loaded: LoadedExtractors) -> list[str]:
-    """For an offline command that embeds (``index``, ``backfill``): each extractor's model recorded as
-    serving, with its settings, where its index is new or holds its vectors (as a daemon's start
-    records it: a later change can build it again and serve from the old index); and why not, for each
-    extractor whose index holds another model's vectors or is in a change. A model change is the
-    daemon's: embedded offline, the files would get vectors of a model the index does not search."""
-    refusals = []
+    """For an offline command that embeds (``index``, ``backfill``): why it must not, for each extractor
+    whose index holds another model's vectors or is in a change (embedded offline, its files would get
+    vectors the index does not search: a model change is the daemon's). With none, each model is
+    recorded as serving where no settings are (a later change can build it again and serve from the old
+    index, as after a daemon's start); the daemon's recorded settings are left as they are."""
+    refusals, records = [], []
     for name, extractor in loaded.extractors.items():
         rows = catalog.models(name)
         serving, coming = rows.get(SERVING), rows.get(NEXT)
         index_id = serving.model_id if serving is not None else _most_used_id(catalog, name)
-        configured = dataclasses.asdict(config.extractor(name))
         settings = settings_json(config, name)
-        if index_id is not None and _renamed_legacy(catalog, name, index_id, extractor.model_id, configured, settings):
-            index_id = extractor.model_id
-        if coming is not None:
+        configured = dataclasses.asdict(config.extractor(name))
+        renamed = index_id is not None and _renamed_legacy(
+            catalog, name, index_id, extractor.model_id, configured, settings
+        )  # the daemon's migration: the same weights under an id of the old form
+        index_id = extractor.model_id if renamed else index_id
+        if coming is not None and index_id == extractor.model_id:
+            refusals.append(
+                f"{name}: a model change to {coming.model_id} is recorded, and these settings build the index's "
+                "own model: the daemon gives the change up at its next start (imgsearchd serve)"
+            )
+        elif coming is not None:
             refusals.append(
                 f"{name}: a model change from {index_id} to {coming.model_id} is under way: the daemon finishes it "
-                "(imgsearchd serve); add these files through it (imgsearchd add) or after its switch"
+                "(imgsearchd serve; `imgsearchd stats` shows how far); add these files through it "
+                "(imgsearchd add) or after its switch"
             )
         elif index_id is not None and index_id != extractor.model_id:
+            running = extractor.precision
             refusals.append(
                 f"{name}: the index holds the vectors of {index_id}, and these settings run {extractor.model_id} "
-                f"({extractor.precision.engine} {extractor.precision.used}: {extractor.precision.reason}): files embedded here would be missing from its searches. "
-                "A model change is made by the daemon (imgsearchd serve: it embeds the library again in the "
-                "background while the old index answers); or put back the settings that made the index"
+                f"({running.engine} {running.used}: {running.reason}): files embedded here would be missing from "
+                "its searches. A model change is the daemon's: run imgsearchd serve with these settings until "
+                "`imgsearchd stats` shows no change under way (it embeds the library again while the old index "
+                "answers), then index here again; or put back the settings that made the index"
             )
-        else:
-            folder = serving.folder if serving is not None else name
-            catalog.record_model(ModelRow(name, SERVING, extractor.model_id, settings, folder, time.time()))
+        elif serving is None or serving.settings is None or renamed:
+            records.append(ModelRow(name, SERVING, extractor.model_id, settings, serving.folder if serving else name,
+                                    time.time()))  # fmt: skip
+    for row in records if not refusals else []:
+        catalog.record_model(row)
     return refusals

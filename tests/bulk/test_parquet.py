@@ -230,6 +230,28 @@ def test_a_model_or_dim_mismatch_is_refused_and_nothing_is_written(
         assert catalog.counts()["files"] == 0
 
 
+def test_an_import_into_an_index_of_another_model_is_refused(
+    library: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The archive's vectors fit the configured model, but the data folder's index holds another model's:
+    imported, they would never be searched (a model change is the daemon's)."""
+    from imgsearchd.store.models import SERVING, ModelRow
+
+    out = tmp_path / "export"
+    with Catalog(library["data"] / "catalog.sqlite3") as catalog:
+        export(catalog, out, [NAME])
+    data = tmp_path / "data-o"
+    data.mkdir()
+    with Catalog(data / "catalog.sqlite3") as catalog:
+        catalog.record_model(ModelRow(NAME, SERVING, "efficientnet_lite0:another", "{}", NAME, 1.0))
+    assert main(["import", str(out), "--config", str(config_for(tmp_path / "o.toml", data))]) == 1
+    stderr = capsys.readouterr().err
+    assert "the index holds the vectors of efficientnet_lite0:another" in stderr, stderr
+    assert "nothing was imported" in stderr
+    with Catalog(data / "catalog.sqlite3") as catalog:
+        assert catalog.counts()["files"] == 0
+
+
 def test_changed_and_missing_files_are_skipped_and_a_rerun_imports_nothing(
     library: dict[str, Any], efficientnet: Any, tmp_path: Path
 ) -> None:

@@ -124,7 +124,17 @@ def test_an_offline_index_records_its_model_and_refuses_to_mix_in_another(
     with Catalog(config.catalog_path) as catalog:  # a daemon's change under way: its to finish
         catalog.record_model(ModelRow("efficientnet", SERVING, model_id, "{}", "efficientnet", 1.0))
         catalog.record_model(ModelRow("efficientnet", NEXT, "efficientnet:next", "{}", "efficientnet-n", 2.0))
-    during = cli_here(
-        capsys, "index", "--json", "--no-progress", "--config", str(made), str(tmp_path / "astronaut.jpg")
-    )
+    astronaut = str(tmp_path / "astronaut.jpg")
+    during = cli_here(capsys, "index", "--json", "--no-progress", "--config", str(other), astronaut)
     assert during.returncode == 1 and "a model change from" in during.stderr and "is under way" in during.stderr
+    back = cli_here(capsys, "index", "--json", "--no-progress", "--config", str(made), astronaut)
+    assert back.returncode == 1 and "the daemon gives the change up at its next start" in back.stderr
+
+    with Catalog(config.catalog_path) as catalog:  # the daemon's recorded settings stay what they are
+        catalog.forget_next_model("efficientnet")
+        catalog.record_model(ModelRow("efficientnet", SERVING, model_id, '{"daemon": 1}', "efficientnet", 1.0))
+    again = cli_here(capsys, "index", "--json", "--no-progress", "--config", str(made), astronaut)
+    assert again.returncode == 0, again.stderr
+    with Catalog(config.catalog_path) as catalog:
+        assert catalog.models("efficientnet")[SERVING].settings == '{"daemon": 1}'
+        assert catalog.vector_models("efficientnet") == {model_id: 4}

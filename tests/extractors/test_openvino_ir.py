@@ -182,14 +182,16 @@ def test_a_writer_killed_while_saving_leaves_a_scratch_the_next_writer_removes(t
     up to 350 MB for ever), one of a live process (a conversion now) stays."""
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     name = TINY.folder(tmp_path).name
-    dead = tmp_path / f".{name}.{int(gone.stdout)}.x1y2z3"
-    live = tmp_path / f".{name}.{os.getppid()}.a1b2c3"
-    for scratch in (dead, live):
+    host = openvino_ir._writer().rsplit("-", 1)[0]
+    dead = tmp_path / f".{name}.{host}-{int(gone.stdout)}.x1y2z3"
+    live = tmp_path / f".{name}.{host}-{os.getppid()}.a1b2c3"
+    elsewhere = tmp_path / f".{name}.another-machine-{int(gone.stdout)}.q9"  # a shared folder: not ours to judge
+    for scratch in (dead, live, elsewhere):
         scratch.mkdir()
         (scratch / "model.bin").write_bytes(b"half a model")
     build, calls = counting_build(tiny_module())
     openvino_ir.cached(TINY, tmp_path, build)
-    assert calls == [1] and not dead.exists() and live.is_dir()
+    assert calls == [1] and not dead.exists() and live.is_dir() and elsewhere.is_dir()
     assert (TINY.folder(tmp_path) / "model.xml").is_file()
 
 

@@ -286,3 +286,26 @@ def test_a_choice_read_at_a_load_is_kept(tmp_path: Path) -> None:
     memory(tmp_path, "clip:ViT-L-14:openai:squash").write(OPTIONS[1], TRIED, 3.0)
 
     assert memory(tmp_path).read() is not None
+
+
+def test_kept_vectors_of_another_shape_are_dropped_not_the_choice(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Vectors that do not fit the check set (a row count, a width, or no dimensions at all, which raised
+    IndexError out of the read): the choice stands, torch fp32 runs the check set again."""
+    import torch
+
+    for wanted in (
+        (torch.ones(8, 16), torch.ones(24, 16), None),  # fits
+        (torch.ones(7, 16), torch.ones(24, 16), None),
+        (torch.ones(8, 16), torch.ones(24, 15), None),
+        (torch.tensor(1.0), torch.tensor(2.0), None),
+        (torch.ones(8, 16), torch.ones(24, 16), torch.ones(6, 16)),  # texts where the check has none
+    ):
+        memory(tmp_path).write(OPTIONS[1], TRIED, 2.16, wanted)
+        with caplog.at_level(logging.WARNING, logger="imgsearchd.extractors"):
+            got = memory(tmp_path).read((8, 24, 0))
+        assert got is not None and got.option == OPTIONS[1]
+        assert (got.wanted is not None) == (
+            wanted[0].shape == (8, 16) and wanted[1].shape == (24, 16) and wanted[2] is None
+        )
