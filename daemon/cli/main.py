@@ -363,7 +363,6 @@ def _search_local(args: argparse.Namespace, config: Config, parts: list[QueryPar
         print(f"imgsearchd: {DataFolderBusy(config.data_dir, holder)}; search it without --local", file=sys.stderr)
         return EXIT_BUSY
     from ..errors import DomainError
-    from ..extractors import models_dir
     from ..media.limits import ImageLimits
     from ..paths import normalise_path
     from ..search import run
@@ -384,7 +383,7 @@ def _search_local(args: argparse.Namespace, config: Config, parts: list[QueryPar
     limits = ImageLimits.from_config(config.images)
     with Catalog(config.catalog_path) as catalog, contextlib.ExitStack() as opened:
         # a model change under way: the old model answers; an index of another model's vectors: refused
-        notes, refusals = use_serving_models(catalog, loaded, models_dir(config), config)
+        notes, refusals = use_serving_models(catalog, loaded, config)
         for line in [*notes, *refusals]:
             print(f"imgsearchd: {line}", file=sys.stderr)
         if refusals:

@@ -149,7 +149,7 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
         return EXIT_MODEL
     expected = {name: (e.model_id, e.dim) for name, e in loaded.extractors.items()}
     try:  # before the catalogue is opened (or made): a refusal writes nothing at all
-        int8_apart(parts, expected)
+        refuse_int8_apart(parts, expected)
         check_parts(parts, expected)
     except VectorsError as exc:
         return _fail(str(exc), EXIT_ERROR)
@@ -181,7 +181,7 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
-def int8_apart(parts: Sequence[Part], expected: dict[str, tuple[str, int]]) -> None:
+def refuse_int8_apart(parts: Sequence[Part], expected: dict[str, tuple[str, int]]) -> None:
     """Refuse, saying what to set, vectors of the configured model made on the other kind of index
     (OpenVINO int8's vectors are indexed apart from fp32/bf16 ones: extractors/engines.py)."""
     from ..bulk.sources import VectorsError

@@ -300,7 +300,7 @@ def _choose(
             from_cache: list[Path] = []
             try:
                 with reading() as from_cache:
-                    floor = MIN_COSINE if old_index and own_index(earlier.option) else None
+                    floor = _floor(earlier.option, old_index)
                     checked = _try(extractor, earlier.option, check, wanted, models_dir, [], floor=floor)
             except ValueError as exc:  # the kept vectors do not fit this model's: the file, not the model
                 log.warning("cannot use the engine choice in %s (%s); timing the options again", memory.path, exc)
@@ -317,8 +317,9 @@ def _choose(
         tried: list[Tried | Option] = list(left_out)
         passed: list[_Checked] = []
         for option in sorted(options, key=lambda o: o.label != prefer):  # the preferred first
-            floor = MIN_COSINE if old_index and own_index(option) else None  # only an int8 index offers it
-            checked = _try(extractor, option, check, wanted, models_dir, tried, len(options) > 1, floor)
+            checked = _try(
+                extractor, option, check, wanted, models_dir, tried, len(options) > 1, _floor(option, old_index)
+            )
             if checked is not None:
                 passed.append(checked)
                 tried.append(option)  # its outcome once the timing is done
@@ -342,6 +343,11 @@ def _choose(
     if best.runner is not reference and best.agreement.passes():  # a choice (not int8 kept for an old index)
         memory.write(best.option, done, speedup, wanted)
     return _install(extractor, asked, best, done, speedup)
+
+
+def _floor(option: Option, old_index: bool) -> float | None:
+    """The cosine under which a failed check stops ``option``: int8 for an old int8 index (``_choose``)."""
+    return MIN_COSINE if old_index and own_index(option) else None  # only an int8 index offers int8 there
 
 
 def _torch_instead(extractor: Extractor, asked: str, failed: tuple[Tried, ...]) -> Precision:

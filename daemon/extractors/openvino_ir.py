@@ -183,16 +183,20 @@ def _write(model: Any, folder: Path) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _host() -> str:
+    """This machine's name as a scratch folder holds it (letters and digits, the rest dashes)."""
+    return "".join(c if c.isalnum() else "-" for c in socket.gethostname())[:40]
+
+
 def _writer() -> str:
     """This process as a scratch folder names it: its host (a models folder shared between machines or
     containers sees other pids) and its pid."""
-    host = "".join(c if c.isalnum() else "-" for c in socket.gethostname())[:40]
-    return f"{host}-{os.getpid()}"
+    return f"{_host()}-{os.getpid()}"
 
 
 def _remove_abandoned(models_dir: Path, name: str) -> None:
     """Remove the scratch folders of ``name`` left by writers of this host that died while saving."""
-    host = _writer().rsplit("-", 1)[0]
+    host = _host()
     for scratch in models_dir.glob(f".{glob.escape(name)}.{glob.escape(host)}-*"):
         pid = scratch.name[len(name) + len(host) + 3 :].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):

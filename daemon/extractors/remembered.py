@@ -211,4 +211,4 @@ def _fits(kept: Reference, rows: tuple[int, int, int]) -> bool:
     if (kept[2] is None) != (rows[2] == 0) or any(t.dim() != 2 for t, _ in shapes):
         return False
     width = kept[0].shape[1]
-    return all(t.dim() == 2 and t.shape[0] == count and t.shape[1] == width for t, count in shapes)
+    return all(t.shape[0] == count and t.shape[1] == width for t, count in shapes)

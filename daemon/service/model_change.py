@@ -165,12 +165,26 @@ def index_model_ids(catalog: Catalog, names: Sequence[str]) -> dict[str, str]:
     next, so that putting the old settings back gives a change up."""
     ids = {}
     for name in dict.fromkeys(names):
-        row = catalog.models(name).get(SERVING)
-        if row is not None:
-            ids[name] = row.model_id
-        elif (most_used := _most_used_id(catalog, name)) is not None:
-            ids[name] = most_used
+        serving, _ = _index_rows(catalog, name)
+        if serving is not None:
+            ids[name] = serving.model_id
     return ids
+
+
+def _index_rows(catalog: Catalog, name: str) -> tuple[ModelRow | None, ModelRow | None]:
+    """The model whose vectors the extractor's index holds, and the one coming next (a change).
+
+    The serving row; where none is recorded (a catalogue indexed offline by an earlier version),
+    the model that made most of its vectors, as a serving row without settings (not recorded
+    here); None for a new library."""
+    rows = catalog.models(name)
+    serving = rows.get(SERVING)
+    if serving is None:
+        made = catalog.vector_models(name)
+        if made:
+            most_used = max(made, key=lambda model_id: made[model_id])
+            serving = ModelRow(name, SERVING, most_used, None, name, time.time())
+    return serving, rows.get(NEXT)
 
 
 def _build_recorded(
@@ -251,28 +265,12 @@ def _build_old(name: str, serving: ModelRow, models: Path | None) -> tuple[Extra
     return old, ""
 
 
-def _most_used_id(catalog: Catalog, name: str) -> str | None:
-    """The id of the model that made most of this extractor's vectors (None: it has none)."""
-    made = catalog.vector_models(name)
-    return max(made, key=lambda model_id: made[model_id]) if made else None
-
-
-def _most_used(catalog: Catalog, name: str) -> ModelRow | None:
-    """The model that made most of this extractor's vectors, as serving without settings (never recorded)."""
-    model_id = _most_used_id(catalog, name)
-    if model_id is None:
-        return None
-    row = ModelRow(name, SERVING, model_id, None, name, time.time())
-    catalog.record_model(row)
-    return row
-
-
 def _compare(
     catalog: Catalog, config: Config, name: str, extractor: Extractor, unloadable: str | None
 ) -> Change | None:
     """Record an unchanged or new model and return None; or the change from the serving model."""
-    rows = catalog.models(name)
-    serving, coming = rows.get(SERVING), rows.get(NEXT)
+    recorded = catalog.models(name).get(SERVING)
+    serving, coming = _index_rows(catalog, name)
     now = time.time()
     if unloadable is not None:
         assert serving is not None
@@ -281,12 +279,9 @@ def _compare(
         # ``to`` is null: a model id is known only once the model loads (weights, framing)
         return Change(name, serving.model_id, None, "failed", now, error=error)
     settings = settings_json(config, name)
-    if serving is None:  # a catalogue the daemon never served (``imgsearchd index`` made it)
-        serving = _most_used(catalog, name)
-    configured = dataclasses.asdict(config.extractor(name))
-    if serving is not None and _renamed_legacy(
-        catalog, name, serving.model_id, extractor.model_id, configured, settings
-    ):
+    if recorded is None and serving is not None:  # a catalogue the daemon never served: recorded now
+        catalog.record_model(serving)
+    if serving is not None and _renamed_legacy(catalog, config, name, serving.model_id, extractor.model_id):
         serving = catalog.models(name)[SERVING]
     if serving is None or serving.model_id == extractor.model_id:
         folder = serving.folder if serving is not None else name
@@ -313,16 +308,15 @@ def _compare(
     return change
 
 
-def _renamed_legacy(
-    catalog: Catalog, name: str, serving_id: str, configured_id: str, configured: dict[str, object], settings: str
-) -> bool:
+def _renamed_legacy(catalog: Catalog, config: Config, name: str, serving_id: str, configured_id: str) -> bool:
     """Rename the serving model's id in place when it differs from the configured one only in a weights
     file's fingerprint of the old form (name, size, mtime) that the file still matches: the same
     weights, so no re-embedding after the upgrade to content digests. The index snapshot, built
     for the old id, is then rebuilt from the stored vectors at open (no model runs)."""
     if serving_id == configured_id:
         return False
-    for value in configured.values():
+    settings = settings_json(config, name)  # recorded with the new id: the configured ones
+    for value in dataclasses.asdict(config.extractor(name)).values():
         if not isinstance(value, str) or not value or not os.path.isfile(value):
             continue
         try:
@@ -340,43 +334,40 @@ def _renamed_legacy(
     return False
 
 
-def use_serving_models(
-    catalog: Catalog, loaded: LoadedExtractors, models: Path | None = None, config: Config | None = None
-) -> tuple[list[str], list[str]]:
+def use_serving_models(catalog: Catalog, loaded: LoadedExtractors, config: Config) -> tuple[list[str], list[str]]:
     """For a search without the daemon (``search --local``): answer from the model whose vectors each
     extractor's index holds where the configured model differs, built again from its stored settings
     as the daemon does. Returns notes (a change under way whose old model cannot be built: its search
     has a gap, as the daemon's has) and refusals (no change under way and the index's model cannot be
-    built: the configured model has no vectors there to answer from). ``config``: the configured
-    settings, for the rename of a weights file's old-form id (else the stored ones, which may be none)."""
+    built: the configured model has no vectors there to answer from)."""
     notes, refusals = [], []
     for name, extractor in list(loaded.extractors.items()):
-        rows = catalog.models(name)
-        serving, coming = rows.get(SERVING), rows.get(NEXT)
-        if serving is None:  # indexed offline by an earlier version: its settings were never recorded
-            most_used = _most_used_id(catalog, name)
-            serving = ModelRow(name, SERVING, most_used, None, name, 0.0) if most_used is not None else None
+        serving, coming = _index_rows(catalog, name)
         if serving is None or serving.model_id == extractor.model_id:
             continue
-        stored = json.loads(serving.settings) if serving.settings else {}
-        configured = dataclasses.asdict(config.extractor(name)) if config is not None else stored
-        settings = settings_json(config, name) if config is not None else serving.settings or ""
-        if _renamed_legacy(catalog, name, serving.model_id, extractor.model_id, configured, settings):
+        if _renamed_legacy(catalog, config, name, serving.model_id, extractor.model_id):
             continue  # the same weights under an id of the old form: renamed, the configured model serves
-        old, why = _build_old(name, serving, models)
+        old, why = _build_old(name, serving, models_dir(config))
         if old is not None:
             loaded.extractors[name] = old
         elif coming is not None and coming.model_id == extractor.model_id:
             notes.append(f"{name}: a model change is under way, and {why}{GAP}")
         else:
             refusals.append(
-                f"{name}: the index holds the vectors of {serving.model_id}, and these settings run "
-                f"{extractor.model_id} ({extractor.precision.engine} {extractor.precision.used}: "
-                f"{extractor.precision.reason}), which has no vectors there to answer from; "
-                f"{why}. Put back the settings that made the index, or let the "
-                "daemon (imgsearchd serve) embed the library with these"
+                f"{_holds_other(name, serving.model_id, extractor)}, which has no vectors there to answer from; "
+                f"{why}. Put back the settings that made the index, or let the daemon (imgsearchd serve) embed "
+                "the library with these"
             )
     return notes, refusals
+
+
+def _holds_other(name: str, index_id: str, extractor: Extractor) -> str:
+    """ "NAME: the index holds the vectors of X, and these settings run Y (how)": an offline refusal's start."""
+    running = extractor.precision
+    return (
+        f"{name}: the index holds the vectors of {index_id}, and these settings run {extractor.model_id} "
+        f"({running.engine} {running.used}: {running.reason})"
+    )
 
 
 def offline_models(catalog: Catalog, config: Config, loaded: LoadedExtractors) -> list[str]:
@@ -387,14 +378,10 @@ def offline_models(catalog: Catalog, config: Config, loaded: LoadedExtractors) -
     index, as after a daemon's start); the daemon's recorded settings are left as they are."""
     refusals, records = [], []
     for name, extractor in loaded.extractors.items():
-        rows = catalog.models(name)
-        serving, coming = rows.get(SERVING), rows.get(NEXT)
-        index_id = serving.model_id if serving is not None else _most_used_id(catalog, name)
-        settings = settings_json(config, name)
-        configured = dataclasses.asdict(config.extractor(name))
-        renamed = index_id is not None and _renamed_legacy(
-            catalog, name, index_id, extractor.model_id, configured, settings
-        )  # the daemon's migration: the same weights under an id of the old form
+        serving, coming = _index_rows(catalog, name)
+        index_id = serving.model_id if serving is not None else None
+        # the daemon's migration: the same weights under an id of the old form
+        renamed = index_id is not None and _renamed_legacy(catalog, config, name, index_id, extractor.model_id)
         index_id = extractor.model_id if renamed else index_id
         if coming is not None and index_id == extractor.model_id:
             refusals.append(
@@ -408,17 +395,17 @@ def offline_models(catalog: Catalog, config: Config, loaded: LoadedExtractors) -
                 "(imgsearchd add) or after its switch"
             )
         elif index_id is not None and index_id != extractor.model_id:
-            running = extractor.precision
             refusals.append(
-                f"{name}: the index holds the vectors of {index_id}, and these settings run {extractor.model_id} "
-                f"({running.engine} {running.used}: {running.reason}): files embedded here would be missing from "
+                f"{_holds_other(name, index_id, extractor)}: files embedded here would be missing from "
                 "its searches. A model change is the daemon's: run imgsearchd serve with these settings until "
                 "`imgsearchd stats` shows no change under way (it embeds the library again while the old index "
                 "answers), then index here again; or put back the settings that made the index"
             )
         elif serving is None or serving.settings is None or renamed:
-            records.append(ModelRow(name, SERVING, extractor.model_id, settings, serving.folder if serving else name,
-                                    time.time()))  # fmt: skip
+            folder = serving.folder if serving is not None else name
+            records.append(
+                ModelRow(name, SERVING, extractor.model_id, settings_json(config, name), folder, time.time())
+            )
     for row in records if not refusals else []:
         catalog.record_model(row)
     return refusals

@@ -328,14 +328,14 @@ def test_weights_are_fingerprinted_by_their_bytes_and_an_old_form_id_is_renamed_
         conn.execute("UPDATE models SET model_id=?", (legacy_id,))
     configured = create(NAME, config.extractor(NAME))
     with Catalog(catalogue) as catalog:
-        assert use_serving_models(catalog, LoadedExtractors({NAME: configured}, NAME)) == ([], [])
+        assert use_serving_models(catalog, LoadedExtractors({NAME: configured}, NAME), config) == ([], [])
     assert vector_models(catalogue.parent) == {new_id: count}
     # indexed offline by an earlier version: no settings stored; the configured ones rename it the same
     with sqlite3.connect(catalogue) as conn:
         conn.execute("UPDATE vectors SET model_id=?", (legacy_id,))
         conn.execute("UPDATE models SET model_id=?, settings=NULL", (legacy_id,))
     with Catalog(catalogue) as catalog:
-        assert use_serving_models(catalog, LoadedExtractors({NAME: configured}, NAME), None, config) == ([], [])
+        assert use_serving_models(catalog, LoadedExtractors({NAME: configured}, NAME), config) == ([], [])
     assert vector_models(catalogue.parent) == {new_id: count}
     # a touch (the same bytes) leaves the model id as it is
     os.utime(weights, (1_000_000_000, 1_000_000_000))

@@ -57,13 +57,13 @@ def test_the_catalogues_ids_win_and_an_archives_fill_in(tmp_path: Path, monkeypa
 def test_int8_vectors_of_the_configured_model_are_refused_naming_engine_and_precision(tmp_path: Path) -> None:
     """The same model, but OpenVINO int8's vectors are indexed apart: the message says what to set."""
     from imgsearchd.bulk.sources import OURS, Part, VectorsError
-    from imgsearchd.cli.vectors import int8_apart
+    from imgsearchd.cli.vectors import refuse_int8_apart
 
     part = Part(tmp_path / "part.parquet", OURS, "clip", "clip:m:squash:openvino-int8", 512, 3)
     with pytest.raises(VectorsError, match=r'indexed apart from fp32/bf16 ones.*"openvino" and "int8"'):
-        int8_apart([part], {"clip": ("clip:m:squash", 512)})
-    int8_apart([part], {"clip": ("clip:m:squash:openvino-int8", 512)})  # the same: check_parts' turn
-    int8_apart([part], {"clip": ("clip:other", 512)})  # another model: check_parts says so
+        refuse_int8_apart([part], {"clip": ("clip:m:squash", 512)})
+    refuse_int8_apart([part], {"clip": ("clip:m:squash:openvino-int8", 512)})  # the same: check_parts' turn
+    refuse_int8_apart([part], {"clip": ("clip:other", 512)})  # another model: check_parts says so
 
 
 def test_an_offline_index_records_its_model_and_refuses_to_mix_in_another(

@@ -182,7 +182,7 @@ def test_a_writer_killed_while_saving_leaves_a_scratch_the_next_writer_removes(t
     up to 350 MB for ever), one of a live process (a conversion now) stays."""
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     name = TINY.folder(tmp_path).name
-    host = openvino_ir._writer().rsplit("-", 1)[0]
+    host = openvino_ir._host()
     dead = tmp_path / f".{name}.{host}-{int(gone.stdout)}.x1y2z3"
     live = tmp_path / f".{name}.{host}-{os.getppid()}.a1b2c3"
     elsewhere = tmp_path / f".{name}.another-machine-{int(gone.stdout)}.q9"  # a shared folder: not ours to judge
